@@ -1,0 +1,52 @@
+//! The contract between the attach eBPF programs and user space.
+//!
+//! Every type here crosses into a BPF map, so each one is `#[repr(C)]`, has no
+//! `bool`/`Option`, spells its padding out, and asserts its size. Map and pin
+//! names are defined once, here.
+#![no_std]
+
+pub mod maps;
+pub mod mode;
+pub mod verdict;
+
+pub use maps::*;
+pub use mode::*;
+pub use verdict::*;
+
+/// Ethernet address length.
+pub const ETH_ALEN: usize = 6;
+pub type MacAddr = [u8; ETH_ALEN];
+
+/// Mark put on frames the datapath itself redirects onto the parent, so the
+/// parent's own programs let them pass instead of switching them a second time.
+/// Container frames arrive with mark 0 (a veth scrubs it crossing namespaces),
+/// so this never collides with a mark set by the node.
+pub const DATAPATH_MARK: u32 = 0xa77a_c4ed;
+
+/// Most endpoints one node can hold (size of the per-endpoint tables).
+pub const MAX_ENDPOINTS: u32 = 4096;
+/// Most parent devices one node can hold.
+pub const MAX_PARENTS: u32 = 64;
+/// Most endpoints one parent can flood to. A flood clones the frame once per
+/// port, so this also bounds the work of one broadcast.
+pub const MAX_PORTS_PER_PARENT: u32 = 256;
+/// Size of the flood table: one row of `MAX_PORTS_PER_PARENT` per parent slot.
+pub const FLOOD_TABLE_SIZE: u32 = MAX_PARENTS * MAX_PORTS_PER_PARENT;
+
+/// Root of every bpffs pin the engine makes; one directory per node below it.
+pub const PIN_ROOT: &str = "/sys/fs/bpf/attach";
+/// Root of the attachment records; one directory per node below it.
+pub const STATE_ROOT: &str = "/run/attach";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn map_names_fit_the_kernel_limit() {
+        for name in ALL_MAPS {
+            assert!(name.len() <= 15, "{name} is longer than 15 characters");
+            assert!(name.starts_with("attach_"), "{name} lacks the attach_ prefix");
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! Map names and the layout of every key and value.
+
+use crate::MacAddr;
+
+/// Endpoints by (parent ifindex, MAC): the receive-side demux table.
+pub const MAP_ENDPOINTS: &str = "attach_eps";
+/// Endpoints by host-side veth ifindex: who is sending on a port.
+pub const MAP_PORTS: &str = "attach_ports";
+/// Per-parent configuration by parent ifindex.
+pub const MAP_PARENTS: &str = "attach_parents";
+/// Flood lists: row `slot` holds the endpoints of the parent in that slot.
+pub const MAP_FLOOD: &str = "attach_flood";
+/// XDP redirect targets (host-side veths) by ifindex.
+pub const MAP_DEVS: &str = "attach_devs";
+/// Per-CPU counters by endpoint id.
+pub const MAP_EP_STATS: &str = "attach_ep_stats";
+/// Per-CPU counters by (direction, verdict).
+pub const MAP_VERDICTS: &str = "attach_verdicts";
+
+pub const ALL_MAPS: [&str; 7] = [
+    MAP_ENDPOINTS,
+    MAP_PORTS,
+    MAP_PARENTS,
+    MAP_FLOOD,
+    MAP_DEVS,
+    MAP_EP_STATS,
+    MAP_VERDICTS,
+];
+
+/// Key of [`MAP_ENDPOINTS`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct EndpointKey {
+    pub parent_ifindex: u32,
+    pub mac: MacAddr,
+    pub _pad: [u8; 2],
+}
+const _: () = assert!(core::mem::size_of::<EndpointKey>() == 12);
+
+impl EndpointKey {
+    pub const fn new(parent_ifindex: u32, mac: MacAddr) -> Self {
+        Self {
+            parent_ifindex,
+            mac,
+            _pad: [0; 2],
+        }
+    }
+}
+
+/// One endpoint: the value of [`MAP_ENDPOINTS`], [`MAP_PORTS`] and each
+/// [`MAP_FLOOD`] entry.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Endpoint {
+    /// Host-side veth: redirect target for frames to this endpoint.
+    pub host_ifindex: u32,
+    /// The parent device this endpoint hangs off.
+    pub parent_ifindex: u32,
+    /// Index into [`MAP_EP_STATS`].
+    pub id: u32,
+    pub mac: MacAddr,
+    /// One of the `MODE_*` bits.
+    pub mode: u8,
+    /// `EP_F_*` bits.
+    pub flags: u8,
+}
+const _: () = assert!(core::mem::size_of::<Endpoint>() == 20);
+
+impl Endpoint {
+    #[inline(always)]
+    pub const fn has(&self, flag: u8) -> bool {
+        self.flags & flag != 0
+    }
+}
+
+/// Value of [`MAP_PARENTS`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct ParentCfg {
+    /// Row of this parent in [`MAP_FLOOD`].
+    pub slot: u32,
+    /// Endpoints in this parent's flood row.
+    pub nports: u32,
+    /// With `PARENT_F_PASSTHRU`: the one endpoint that gets every unicast frame.
+    pub passthru: Endpoint,
+    /// The parent's own MAC (frames to it are the node's).
+    pub mac: MacAddr,
+    /// `PARENT_F_*` bits.
+    pub flags: u8,
+    /// `DATAPATH_*` value.
+    pub datapath: u8,
+}
+const _: () = assert!(core::mem::size_of::<ParentCfg>() == 36);
+
+/// Value of [`MAP_EP_STATS`]. Directions are the container's: `rx` is what the
+/// endpoint received, `tx` what it sent.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct EndpointStats {
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    pub rx_broadcast: u64,
+    pub rx_multicast: u64,
+    pub tx_broadcast: u64,
+    pub tx_multicast: u64,
+    /// Copies made when this endpoint's frames were flooded to other endpoints.
+    pub flood_copies: u64,
+    pub rx_dropped: u64,
+    pub tx_dropped: u64,
+}
+const _: () = assert!(core::mem::size_of::<EndpointStats>() == 88);
+
+impl EndpointStats {
+    /// Sums per-CPU values.
+    pub fn add(&mut self, o: &Self) {
+        self.rx_packets += o.rx_packets;
+        self.rx_bytes += o.rx_bytes;
+        self.tx_packets += o.tx_packets;
+        self.tx_bytes += o.tx_bytes;
+        self.rx_broadcast += o.rx_broadcast;
+        self.rx_multicast += o.rx_multicast;
+        self.tx_broadcast += o.tx_broadcast;
+        self.tx_multicast += o.tx_multicast;
+        self.flood_copies += o.flood_copies;
+        self.rx_dropped += o.rx_dropped;
+        self.tx_dropped += o.tx_dropped;
+    }
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+    // SAFETY: all are repr(C), made only of integers and byte arrays, with
+    // their padding spelled out (sizes asserted above).
+    unsafe impl aya::Pod for EndpointKey {}
+    unsafe impl aya::Pod for Endpoint {}
+    unsafe impl aya::Pod for ParentCfg {}
+    unsafe impl aya::Pod for EndpointStats {}
+}

@@ -1,0 +1,22 @@
+//! Attach modes and flags, as the datapath sees them.
+
+/// macvlan modes, with the kernel's own bit values (`MACVLAN_MODE_*`), so the
+/// flood rules read as masks exactly as in `drivers/net/macvlan.c`.
+pub const MODE_PRIVATE: u8 = 1;
+pub const MODE_VEPA: u8 = 2;
+pub const MODE_BRIDGE: u8 = 4;
+pub const MODE_PASSTHRU: u8 = 8;
+pub const MODE_ALL: u8 = MODE_PRIVATE | MODE_VEPA | MODE_BRIDGE | MODE_PASSTHRU;
+
+/// The node's own stack on the parent may reach this endpoint and back.
+pub const EP_F_HOST_ACCESS: u8 = 1;
+/// Frames the endpoint sends must carry its own source MAC.
+pub const EP_F_SPOOFCHK: u8 = 2;
+
+/// The parent has a passthru endpoint (and no other).
+pub const PARENT_F_PASSTHRU: u8 = 1;
+
+/// Receive path of a parent: tcx programs only.
+pub const DATAPATH_TC: u8 = 0;
+/// Receive path of a parent: XDP for unicast, tcx for the rest.
+pub const DATAPATH_XDP: u8 = 1;

@@ -1,0 +1,105 @@
+//! What the datapath did with a frame: one enum for deliveries and drop
+//! reasons, shared by the programs (which count them) and user space (which
+//! renders them as metric labels).
+
+/// Where in the datapath a frame was decided.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// Received on a parent from the wire.
+    Rx = 0,
+    /// Sent by an endpoint (host-side veth ingress).
+    Tx = 1,
+    /// Sent by the node's own stack out of a parent.
+    Host = 2,
+}
+
+impl Direction {
+    pub const ALL: [Direction; 3] = [Direction::Rx, Direction::Tx, Direction::Host];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Direction::Rx => "rx",
+            Direction::Tx => "tx",
+            Direction::Host => "host",
+        }
+    }
+}
+
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Unicast redirected to the endpoint owning the destination.
+    ToEndpoint = 0,
+    /// Handed to the node's stack (unknown unicast, or not ours).
+    ToHost = 1,
+    /// Broadcast/multicast cloned to endpoints (the original continues).
+    Flood = 2,
+    /// Broadcast reflected back to a private/passthru sender, and only to it.
+    ToSender = 3,
+    /// Sent out of the parent device.
+    ToParent = 4,
+    /// Passed untouched: not for a parent or port the datapath manages.
+    NotOurs = 5,
+    /// Passed untouched: too short or malformed to switch.
+    Unparsed = 6,
+    /// Dropped: the frame's source MAC is not the sending endpoint's.
+    DropSpoofed = 7,
+    /// Dropped: the redirect helper failed.
+    DropRedirect = 8,
+    /// Dropped: malformed frame from an endpoint.
+    DropParse = 9,
+    /// Dropped: unicast between isolated endpoints.
+    DropPrivate = 10,
+}
+
+/// Number of `Verdict` values: the stride of the verdict counter table.
+pub const VERDICT_COUNT: u32 = 11;
+/// Size of the verdict counter table.
+pub const VERDICT_SLOTS: u32 = VERDICT_COUNT * 3;
+
+impl Verdict {
+    pub const ALL: [Verdict; VERDICT_COUNT as usize] = [
+        Verdict::ToEndpoint,
+        Verdict::ToHost,
+        Verdict::Flood,
+        Verdict::ToSender,
+        Verdict::ToParent,
+        Verdict::NotOurs,
+        Verdict::Unparsed,
+        Verdict::DropSpoofed,
+        Verdict::DropRedirect,
+        Verdict::DropParse,
+        Verdict::DropPrivate,
+    ];
+
+    /// Index of this verdict's counter for `dir`.
+    #[inline(always)]
+    pub const fn slot(self, dir: Direction) -> u32 {
+        dir as u32 * VERDICT_COUNT + self as u32
+    }
+
+    pub const fn is_drop(self) -> bool {
+        matches!(
+            self,
+            Verdict::DropSpoofed | Verdict::DropRedirect | Verdict::DropParse | Verdict::DropPrivate
+        )
+    }
+
+    /// Stable label used in JSON and metrics.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Verdict::ToEndpoint => "to_endpoint",
+            Verdict::ToHost => "to_host",
+            Verdict::Flood => "flood",
+            Verdict::ToSender => "to_sender",
+            Verdict::ToParent => "to_parent",
+            Verdict::NotOurs => "not_ours",
+            Verdict::Unparsed => "unparsed",
+            Verdict::DropSpoofed => "spoofed_source",
+            Verdict::DropRedirect => "redirect_failed",
+            Verdict::DropParse => "parse_error",
+            Verdict::DropPrivate => "private_isolation",
+        }
+    }
+}

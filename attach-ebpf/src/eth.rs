@@ -1,0 +1,56 @@
+//! Ethernet header access.
+
+use attach_common::MacAddr;
+use aya_ebpf::programs::TcContext;
+
+pub const ETH_HLEN: usize = 14;
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct EthHdr {
+    pub dst: MacAddr,
+    pub src: MacAddr,
+    pub proto: u16,
+}
+
+impl EthHdr {
+    /// Group bit: broadcast or multicast.
+    #[inline(always)]
+    pub fn is_multicast(&self) -> bool {
+        self.dst[0] & 1 != 0
+    }
+
+    #[inline(always)]
+    pub fn is_broadcast(&self) -> bool {
+        mac_eq(&self.dst, &[0xff; 6])
+    }
+}
+
+/// Compares two MACs as a u32 and a u16: a byte-array `==` may become a
+/// `memcmp` call, which BPF cannot make.
+#[inline(always)]
+pub fn mac_eq(a: &MacAddr, b: &MacAddr) -> bool {
+    let (a, b) = (a.as_ptr(), b.as_ptr());
+    // SAFETY: both point at 6 readable bytes.
+    unsafe {
+        core::ptr::read_unaligned(a as *const u32) == core::ptr::read_unaligned(b as *const u32)
+            && core::ptr::read_unaligned(a.add(4) as *const u16)
+                == core::ptr::read_unaligned(b.add(4) as *const u16)
+    }
+}
+
+/// Reads the header from packet memory `[data, data_end)`, bounds-checked.
+#[inline(always)]
+pub fn read(data: usize, data_end: usize) -> Option<EthHdr> {
+    if data + ETH_HLEN > data_end {
+        return None;
+    }
+    // SAFETY: the verifier-visible check above keeps the read in bounds.
+    Some(unsafe { core::ptr::read_unaligned(data as *const EthHdr) })
+}
+
+/// The header of an skb: direct access, or a copy when it is not linear.
+#[inline(always)]
+pub fn read_tc(ctx: &TcContext) -> Option<EthHdr> {
+    read(ctx.data(), ctx.data_end()).or_else(|| ctx.load::<EthHdr>(0).ok())
+}

@@ -1,0 +1,129 @@
+//! Flooding from tc: one clone per accepted port of the parent's flood row.
+//!
+//! The row is walked with `bpf_loop`, which the verifier checks once; an
+//! open-coded loop over 256 ports exceeds its one-million-instruction budget.
+
+use core::ffi::c_void;
+
+use attach_common::{Endpoint, MAX_PORTS_PER_PARENT, ParentCfg};
+use aya_ebpf::{
+    EbpfContext,
+    bindings::__sk_buff,
+    helpers::{bpf_clone_redirect, bpf_loop},
+    programs::TcContext,
+};
+
+use crate::{eth::EthHdr, macvlan, maps::FLOOD, stats};
+
+/// Who receives a copy.
+pub enum Rule {
+    /// A frame from the wire (`sender`: the endpoint it came back from).
+    Rx { sender: Option<Endpoint> },
+    /// A bridge-mode endpoint's transmit: the other bridge ports.
+    Tx { sender: Endpoint },
+    /// The node's own frame: endpoints with host access.
+    HostAccess,
+}
+
+/// `Rule` flattened to plain integers: an enum copied into the loop context
+/// can carry uninitialised payload bytes, which the verifier rejects.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Sender {
+    pub rule: u8,
+    pub mode: u8,
+    pub _pad: [u8; 2],
+    pub id: u32,
+}
+
+const RULE_RX: u8 = 0;
+const RULE_TX: u8 = 1;
+const RULE_HOST: u8 = 2;
+
+impl Rule {
+    #[inline(always)]
+    fn flatten(&self) -> Sender {
+        let (rule, s) = match self {
+            Rule::Rx { sender: Some(s) } => (RULE_RX, Some(s)),
+            Rule::Rx { sender: None } => (RULE_RX, None),
+            Rule::Tx { sender } => (RULE_TX, Some(sender)),
+            Rule::HostAccess => (RULE_HOST, None),
+        };
+        Sender {
+            rule,
+            mode: s.map_or(0, |s| s.mode),
+            _pad: [0; 2],
+            id: s.map_or(macvlan::NO_SENDER, |s| s.id),
+        }
+    }
+}
+
+#[repr(C)]
+struct Walk {
+    skb: *mut __sk_buff,
+    sender: Sender,
+    base: u32,
+    nports: u32,
+    len: u64,
+    copies: u64,
+    eth: EthHdr,
+}
+
+/// Clones the frame to the egress of every accepted port's host-side veth
+/// (which delivers it into the container); returns the number of copies.
+/// Packet pointers are invalid afterwards: callers hold a copy of the header.
+#[inline(always)]
+pub fn flood(ctx: &TcContext, cfg: &ParentCfg, eth: &EthHdr, rule: Rule) -> u64 {
+    let nports = if cfg.nports < MAX_PORTS_PER_PARENT {
+        cfg.nports
+    } else {
+        MAX_PORTS_PER_PARENT
+    };
+    let mut walk = Walk {
+        skb: ctx.as_ptr() as *mut __sk_buff,
+        sender: rule.flatten(),
+        base: cfg.slot.wrapping_mul(MAX_PORTS_PER_PARENT),
+        nports,
+        len: ctx.len() as u64,
+        copies: 0,
+        eth: *eth,
+    };
+    // SAFETY: `walk` outlives the call; the callback only touches it.
+    unsafe {
+        bpf_loop(
+            nports,
+            flood_one as *mut c_void,
+            &mut walk as *mut Walk as *mut c_void,
+            0,
+        )
+    };
+    walk.copies
+}
+
+#[inline(always)]
+fn accepts(s: &Sender, rcv: &Endpoint) -> bool {
+    match s.rule {
+        RULE_RX => macvlan::rx_flood_accepts(s.mode, s.id, rcv),
+        RULE_TX => macvlan::tx_flood_accepts(s.id, rcv),
+        _ => rcv.has(attach_common::EP_F_HOST_ACCESS),
+    }
+}
+
+extern "C" fn flood_one(i: u64, walk: *mut c_void) -> i64 {
+    // SAFETY: bpf_loop passes back the pointer `flood` gave it.
+    let walk = unsafe { &mut *(walk as *mut Walk) };
+    let Some(ep) = FLOOD.get(walk.base.wrapping_add(i as u32)) else {
+        return 1;
+    };
+    if !accepts(&walk.sender, ep) {
+        return 0;
+    }
+    // SAFETY: the skb pointer is the program's context.
+    if unsafe { bpf_clone_redirect(walk.skb, ep.host_ifindex, 0) } == 0 {
+        walk.copies += 1;
+        stats::rx(ep.id, walk.len, &walk.eth);
+    } else {
+        stats::rx_dropped(ep.id);
+    }
+    0
+}

@@ -1,0 +1,86 @@
+//! The kernel's macvlan rules (drivers/net/macvlan.c), as pure decisions over
+//! the endpoint table. Both receive paths (tc and XDP) and the transmit path
+//! act on these.
+
+use attach_common::{
+    Endpoint, EndpointKey, MODE_ALL, MODE_BRIDGE, MODE_PASSTHRU, MODE_PRIVATE, MODE_VEPA, MacAddr,
+    PARENT_F_PASSTHRU, ParentCfg,
+};
+
+use crate::{eth::EthHdr, maps::ENDPOINTS};
+
+/// What to do with a frame received on a parent.
+pub enum Rx {
+    /// Unicast for this endpoint.
+    Endpoint(Endpoint),
+    /// Not for an endpoint: the node's stack has it.
+    Host,
+    /// Broadcast/multicast: clone to the endpoints `rx_flood_accepts` allows,
+    /// and the node's stack gets it too. `sender` is the endpoint whose frame
+    /// came back from the wire, if any.
+    Flood { sender: Option<Endpoint> },
+    /// A private/passthru endpoint's own broadcast reflected back: to it alone.
+    Sender(Endpoint),
+}
+
+#[inline(always)]
+pub fn lookup(parent_ifindex: u32, mac: &MacAddr) -> Option<Endpoint> {
+    let key = EndpointKey::new(parent_ifindex, *mac);
+    // SAFETY: the value is copied out before any map update can reuse it.
+    unsafe { ENDPOINTS.get(&key) }.copied()
+}
+
+/// macvlan_handle_frame: multicast by source, unicast by destination.
+#[inline(always)]
+pub fn rx_decide(parent_ifindex: u32, cfg: &ParentCfg, eth: &EthHdr) -> Rx {
+    if eth.is_multicast() {
+        return match lookup(parent_ifindex, &eth.src) {
+            Some(src) if src.mode & (MODE_PRIVATE | MODE_PASSTHRU) != 0 => Rx::Sender(src),
+            sender => Rx::Flood { sender },
+        };
+    }
+    if cfg.flags & PARENT_F_PASSTHRU != 0 {
+        return Rx::Endpoint(cfg.passthru);
+    }
+    match lookup(parent_ifindex, &eth.dst) {
+        Some(ep) => Rx::Endpoint(ep),
+        None => Rx::Host,
+    }
+}
+
+/// Sender id of a frame from outside (no endpoint has it).
+pub const NO_SENDER: u32 = u32::MAX;
+
+/// macvlan_process_broadcast: who gets a flooded frame, by the sender's mode
+/// (`sender_mode` 0 and `sender_id` NO_SENDER: from outside).
+#[inline(always)]
+pub fn rx_flood_accepts(sender_mode: u8, sender_id: u32, rcv: &Endpoint) -> bool {
+    let modes = if sender_id == NO_SENDER {
+        // From outside: everyone.
+        MODE_ALL
+    } else if sender_id == rcv.id {
+        return false;
+    } else if sender_mode == MODE_VEPA {
+        // A VEPA port's frame came back from the switch: VEPA and bridge ports.
+        MODE_VEPA | MODE_BRIDGE
+    } else {
+        // A bridge port's frame: bridge ports saw it on transmit already.
+        MODE_VEPA
+    };
+    rcv.mode & modes != 0
+}
+
+/// macvlan_queue_xmit, bridge mode: a multicast goes to every other bridge port.
+#[inline(always)]
+pub fn tx_flood_accepts(sender_id: u32, rcv: &Endpoint) -> bool {
+    rcv.mode == MODE_BRIDGE && rcv.id != sender_id
+}
+
+/// macvlan_queue_xmit, bridge mode: unicast to another bridge port stays local.
+#[inline(always)]
+pub fn tx_local_target(sender: &Endpoint, eth: &EthHdr) -> Option<Endpoint> {
+    if sender.mode != MODE_BRIDGE {
+        return None;
+    }
+    lookup(sender.parent_ifindex, &eth.dst).filter(|d| d.mode == MODE_BRIDGE)
+}

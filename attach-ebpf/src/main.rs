@@ -1,0 +1,56 @@
+//! The attach datapath. One entry point per hook; the rules live in modules.
+//!
+//! Hooks, all on devices in the node's namespace:
+//! - `attach_rx` (tcx ingress on a parent): frames from the wire.
+//! - `attach_rx_xdp` (XDP on a parent, `xdp` datapath): the unicast fast path.
+//! - `attach_tx` (tcx ingress on an endpoint's host-side veth): what the
+//!   container sends.
+//! - `attach_host` (tcx egress on a parent): what the node's own stack sends,
+//!   for `--host-access` endpoints.
+#![no_std]
+#![no_main]
+
+mod eth;
+mod flood;
+mod macvlan;
+mod maps;
+mod stats;
+mod tc_host;
+mod tc_rx;
+mod tc_tx;
+mod xdp_rx;
+
+use aya_ebpf::{
+    macros::{classifier, xdp},
+    programs::{TcContext, XdpContext},
+};
+
+#[classifier]
+pub fn attach_rx(ctx: TcContext) -> i32 {
+    tc_rx::run(&ctx)
+}
+
+#[classifier]
+pub fn attach_tx(ctx: TcContext) -> i32 {
+    tc_tx::run(&ctx)
+}
+
+#[classifier]
+pub fn attach_host(ctx: TcContext) -> i32 {
+    tc_host::run(&ctx)
+}
+
+#[xdp]
+pub fn attach_rx_xdp(ctx: XdpContext) -> u32 {
+    xdp_rx::run(&ctx)
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

@@ -1,0 +1,34 @@
+//! The maps, pinned by name so every program instance and user space share
+//! them. Names match `attach_common::maps::MAP_*`.
+
+use attach_common::{
+    Endpoint, EndpointKey, EndpointStats, FLOOD_TABLE_SIZE, MAX_ENDPOINTS, MAX_PARENTS,
+    ParentCfg, VERDICT_SLOTS,
+};
+use aya_ebpf::{
+    btf_maps::{Array, DevMapHash, HashMap, PerCpuArray},
+    macros::btf_map,
+};
+
+const EPS: usize = MAX_ENDPOINTS as usize;
+
+#[btf_map(name = "attach_eps", pin_by_name)]
+pub static ENDPOINTS: HashMap<EndpointKey, Endpoint, EPS> = HashMap::new();
+
+#[btf_map(name = "attach_ports", pin_by_name)]
+pub static PORTS: HashMap<u32, Endpoint, EPS> = HashMap::new();
+
+#[btf_map(name = "attach_parents", pin_by_name)]
+pub static PARENTS: HashMap<u32, ParentCfg, { MAX_PARENTS as usize }> = HashMap::new();
+
+#[btf_map(name = "attach_flood", pin_by_name)]
+pub static FLOOD: Array<Endpoint, { FLOOD_TABLE_SIZE as usize }> = Array::new();
+
+#[btf_map(name = "attach_devs", pin_by_name)]
+pub static DEVS: DevMapHash<EPS> = DevMapHash::new();
+
+#[btf_map(name = "attach_ep_stats", pin_by_name)]
+pub static EP_STATS: PerCpuArray<EndpointStats, EPS> = PerCpuArray::new();
+
+#[btf_map(name = "attach_verdicts", pin_by_name)]
+pub static VERDICTS: PerCpuArray<u64, { VERDICT_SLOTS as usize }> = PerCpuArray::new();

@@ -1,0 +1,53 @@
+//! Parent egress (tcx): the node's own frames. Native macvlan never lets the
+//! node reach its endpoints (its frames leave by the wire); endpoints with
+//! host access get them here instead.
+
+use attach_common::{DATAPATH_MARK, Direction::Host as DIR, EP_F_HOST_ACCESS, Verdict};
+use aya_ebpf::{
+    EbpfContext,
+    bindings::{TC_ACT_UNSPEC, __sk_buff},
+    helpers::bpf_redirect,
+    programs::TcContext,
+};
+
+use crate::{
+    eth,
+    flood::{Rule, flood},
+    macvlan,
+    maps::PARENTS,
+    stats,
+};
+
+pub fn run(ctx: &TcContext) -> i32 {
+    let skb = ctx.as_ptr() as *mut __sk_buff;
+    // SAFETY: the context is a valid __sk_buff.
+    let (mark, ifindex) = unsafe { ((*skb).mark, (*skb).ifindex) };
+    if mark == DATAPATH_MARK {
+        // An endpoint's frame on its way out: already switched.
+        ctx.set_mark(0);
+        return TC_ACT_UNSPEC;
+    }
+    // SAFETY: copied out at once.
+    let Some(cfg) = (unsafe { PARENTS.get(&ifindex) }).copied() else {
+        return TC_ACT_UNSPEC;
+    };
+    let Some(eth) = eth::read_tc(ctx) else {
+        return TC_ACT_UNSPEC;
+    };
+    if eth.is_multicast() {
+        // The copy count is not branched on: that would make the verifier
+        // track it precisely and walk every loop iteration separately.
+        flood(ctx, &cfg, &eth, Rule::HostAccess);
+        stats::verdict(DIR, Verdict::Flood);
+        return TC_ACT_UNSPEC;
+    }
+    if let Some(ep) = macvlan::lookup(ifindex, &eth.dst)
+        && ep.has(EP_F_HOST_ACCESS)
+    {
+        stats::verdict(DIR, Verdict::ToEndpoint);
+        stats::rx(ep.id, ctx.len() as u64, &eth);
+        // SAFETY: plain helper call.
+        return unsafe { bpf_redirect(ep.host_ifindex, 0) as i32 };
+    }
+    TC_ACT_UNSPEC
+}

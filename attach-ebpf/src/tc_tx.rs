@@ -1,0 +1,78 @@
+//! Endpoint transmit (tcx ingress on the host-side veth): what a container
+//! sends, delivered locally or out of the parent by its mode.
+
+use attach_common::{DATAPATH_MARK, Direction::Tx as DIR, EP_F_HOST_ACCESS, EP_F_SPOOFCHK, Verdict};
+use aya_ebpf::{
+    EbpfContext,
+    bindings::{BPF_F_INGRESS, TC_ACT_REDIRECT, TC_ACT_SHOT, TC_ACT_UNSPEC, __sk_buff},
+    helpers::{bpf_redirect, bpf_redirect_peer},
+    programs::TcContext,
+};
+
+use crate::{
+    eth::{self, mac_eq},
+    flood::{Rule, flood},
+    macvlan,
+    maps::{PARENTS, PORTS},
+    stats,
+};
+
+pub fn run(ctx: &TcContext) -> i32 {
+    let skb = ctx.as_ptr() as *mut __sk_buff;
+    // SAFETY: the context is a valid __sk_buff.
+    let ifindex = unsafe { (*skb).ifindex };
+    // SAFETY: copied out at once.
+    let Some(ep) = (unsafe { PORTS.get(&ifindex) }).copied() else {
+        stats::verdict(DIR, Verdict::NotOurs);
+        return TC_ACT_UNSPEC;
+    };
+    let Some(eth) = eth::read_tc(ctx) else {
+        return drop(ep.id, Verdict::DropParse);
+    };
+    if ep.has(EP_F_SPOOFCHK) && !mac_eq(&eth.src, &ep.mac) {
+        return drop(ep.id, Verdict::DropSpoofed);
+    }
+    // SAFETY: copied out at once.
+    let Some(cfg) = (unsafe { PARENTS.get(&ep.parent_ifindex) }).copied() else {
+        return drop(ep.id, Verdict::DropRedirect);
+    };
+    let len = ctx.len() as u64;
+    stats::tx(ep.id, len, &eth);
+    let host_access = ep.has(EP_F_HOST_ACCESS);
+
+    if eth.is_multicast() {
+        let copies = flood(ctx, &cfg, &eth, Rule::Tx { sender: ep });
+        stats::flood_copies(ep.id, copies);
+        // Marked, so the parent's ingress passes it to the node unswitched.
+        ctx.set_mark(DATAPATH_MARK);
+        if host_access && ctx.clone_redirect(ep.parent_ifindex, BPF_F_INGRESS as u64).is_ok() {
+            stats::verdict(DIR, Verdict::ToHost);
+        }
+    } else if host_access && mac_eq(&eth.dst, &cfg.mac) {
+        ctx.set_mark(DATAPATH_MARK);
+        stats::verdict(DIR, Verdict::ToHost);
+        // SAFETY: plain helper call.
+        return unsafe { bpf_redirect(ep.parent_ifindex, BPF_F_INGRESS as u64) as i32 };
+    } else if let Some(dest) = macvlan::tx_local_target(&ep, &eth) {
+        // SAFETY: plain helper call.
+        let ret = unsafe { bpf_redirect_peer(dest.host_ifindex, 0) } as i32;
+        if ret == TC_ACT_REDIRECT as i32 {
+            stats::verdict(DIR, Verdict::ToEndpoint);
+            stats::rx(dest.id, len, &eth);
+            return ret;
+        }
+        return drop(ep.id, Verdict::DropRedirect);
+    }
+    // Marked, so the parent's egress program sends it on unswitched.
+    ctx.set_mark(DATAPATH_MARK);
+    stats::verdict(DIR, Verdict::ToParent);
+    // SAFETY: plain helper call.
+    unsafe { bpf_redirect(ep.parent_ifindex, 0) as i32 }
+}
+
+#[inline(always)]
+fn drop(id: u32, why: Verdict) -> i32 {
+    stats::verdict(DIR, why);
+    stats::tx_dropped(id);
+    TC_ACT_SHOT as i32
+}

@@ -1,0 +1,39 @@
+//! Builds the eBPF programs (attach-ebpf) with the pinned nightly and places the
+//! object in OUT_DIR, where `include_bytes_aligned!` picks it up.
+
+use std::{fs, path::Path};
+
+use anyhow::{Context as _, anyhow};
+
+fn main() -> anyhow::Result<()> {
+    let metadata = cargo_metadata::MetadataCommand::new()
+        .no_deps()
+        .exec()
+        .context("cargo metadata")?;
+    let ebpf = metadata
+        .packages
+        .iter()
+        .find(|p| p.name.as_str() == "attach-ebpf")
+        .ok_or_else(|| anyhow!("attach-ebpf package not found"))?;
+    let root_dir = ebpf
+        .manifest_path
+        .parent()
+        .ok_or_else(|| anyhow!("attach-ebpf has no directory"))?;
+    let toolchain_file = Path::new(root_dir.as_str()).join("rust-toolchain.toml");
+    println!("cargo::rerun-if-changed={}", toolchain_file.display());
+    let text = fs::read_to_string(&toolchain_file)
+        .with_context(|| format!("reading {}", toolchain_file.display()))?;
+    let toolchain = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("channel"))
+        .and_then(|v| v.split('"').nth(1))
+        .ok_or_else(|| anyhow!("no channel in {}", toolchain_file.display()))?;
+    aya_build::build_ebpf(
+        [aya_build::Package {
+            name: "attach-ebpf",
+            root_dir: root_dir.as_str(),
+            ..Default::default()
+        }],
+        aya_build::Toolchain::Custom(toolchain),
+    )
+}

@@ -1,0 +1,147 @@
+//! Project tasks. Run with the machine's stock toolchain:
+//! `cargo +stable xtask <task>`; every task first installs what it needs.
+
+mod setup;
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Parser, Subcommand};
+
+/// Toolchain for user space (aya 0.16 needs rustc 1.98).
+pub const USER_TOOLCHAIN: &str = "1.98.0";
+
+#[derive(Parser)]
+#[command(about = "attach project tasks (run as root: tests and the demo use network namespaces)")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install toolchains, bpf-linker, apt packages and mount bpffs (idempotent).
+    Setup,
+    /// Build the eBPF programs and the `attach` binary.
+    Build {
+        #[arg(long)]
+        release: bool,
+    },
+    /// Run every check: rustfmt, clippy, unit tests, BPF_PROG_TEST_RUN and namespace tests.
+    Test {
+        /// Only run tests whose name contains this.
+        filter: Option<String>,
+        /// Skip rustfmt and clippy.
+        #[arg(long)]
+        no_lint: bool,
+    },
+    /// Build a lab of network namespaces and show every attach mode working.
+    Demo {
+        /// Extra arguments for the demo binary (see `--help` after `--`).
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Run the benchmark (`attach bench`) in a fresh lab.
+    Bench {
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let root = workspace_root();
+    match cli.task {
+        Task::Setup => setup::all(),
+        Task::Build { release } => {
+            setup::all()?;
+            build(&root, release)
+        }
+        Task::Test { filter, no_lint } => {
+            setup::all()?;
+            test(&root, filter.as_deref(), no_lint)
+        }
+        Task::Demo { args } => {
+            setup::all()?;
+            build(&root, true)?;
+            let bin = root.join("target/release");
+            run(Command::new(bin.join("attach-demo"))
+                .args(&args)
+                .env("ATTACH_BIN", bin.join("attach")))
+        }
+        Task::Bench { args } => {
+            setup::all()?;
+            build(&root, true)?;
+            let bin = root.join("target/release");
+            run(Command::new(bin.join("attach"))
+                .arg("bench")
+                .args(&args)
+                .env("ATTACH_BIN", bin.join("attach")))
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+/// `cargo` of the pinned user-space toolchain, free of the outer cargo's
+/// environment (a `+stable` outer run sets RUSTUP_TOOLCHAIN for children).
+pub fn cargo(root: &Path) -> Command {
+    let mut cmd = Command::new("cargo");
+    cmd.arg(format!("+{USER_TOOLCHAIN}"))
+        .current_dir(root)
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .env_remove("RUSTC")
+        .env_remove("RUSTC_WRAPPER")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
+        .env("PATH", setup::path_with_cargo_bin());
+    cmd
+}
+
+fn build(root: &Path, release: bool) -> Result<()> {
+    let mut cmd = cargo(root);
+    cmd.args(["build", "--package", "attach-user", "--package", "attach-tests"]);
+    if release {
+        cmd.arg("--release");
+    }
+    run(&mut cmd)
+}
+
+fn test(root: &Path, filter: Option<&str>, no_lint: bool) -> Result<()> {
+    if !no_lint {
+        eprintln!("==> rustfmt");
+        run(cargo(root).args(["fmt", "--all", "--check"]))?;
+        eprintln!("==> clippy");
+        run(cargo(root).args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    }
+    eprintln!("==> build");
+    build(root, false)?;
+    eprintln!("==> tests");
+    let mut cmd = cargo(root);
+    // Privileged tests share kernel state (bpffs, links): one at a time.
+    cmd.args(["test", "--no-fail-fast"])
+        .env("ATTACH_BIN", root.join("target/debug/attach"));
+    cmd.arg("--");
+    if let Some(f) = filter {
+        cmd.arg(f);
+    }
+    cmd.arg("--test-threads=1");
+    run(&mut cmd)
+}
+
+pub fn run(cmd: &mut Command) -> Result<()> {
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed: {status}");
+    }
+    Ok(())
+}
