@@ -46,7 +46,10 @@ mod tests {
     fn map_names_fit_the_kernel_limit() {
         for name in ALL_MAPS {
             assert!(name.len() <= 15, "{name} is longer than 15 characters");
-            assert!(name.starts_with("attach_"), "{name} lacks the attach_ prefix");
+            assert!(
+                name.starts_with("attach_"),
+                "{name} lacks the attach_ prefix"
+            );
         }
     }
 }

@@ -82,7 +82,10 @@ impl Verdict {
     pub const fn is_drop(self) -> bool {
         matches!(
             self,
-            Verdict::DropSpoofed | Verdict::DropRedirect | Verdict::DropParse | Verdict::DropPrivate
+            Verdict::DropSpoofed
+                | Verdict::DropRedirect
+                | Verdict::DropParse
+                | Verdict::DropPrivate
         )
     }
 

@@ -2,8 +2,8 @@
 //! them. Names match `attach_common::maps::MAP_*`.
 
 use attach_common::{
-    Endpoint, EndpointKey, EndpointStats, FLOOD_TABLE_SIZE, MAX_ENDPOINTS, MAX_PARENTS,
-    ParentCfg, VERDICT_SLOTS,
+    Endpoint, EndpointKey, EndpointStats, FLOOD_TABLE_SIZE, MAX_ENDPOINTS, MAX_PARENTS, ParentCfg,
+    VERDICT_SLOTS,
 };
 use aya_ebpf::{
     btf_maps::{Array, DevMapHash, HashMap, PerCpuArray},

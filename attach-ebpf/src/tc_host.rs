@@ -5,7 +5,7 @@
 use attach_common::{DATAPATH_MARK, Direction::Host as DIR, EP_F_HOST_ACCESS, Verdict};
 use aya_ebpf::{
     EbpfContext,
-    bindings::{TC_ACT_UNSPEC, __sk_buff},
+    bindings::{__sk_buff, TC_ACT_UNSPEC},
     helpers::bpf_redirect,
     programs::TcContext,
 };

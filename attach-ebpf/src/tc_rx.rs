@@ -3,7 +3,7 @@
 use attach_common::{DATAPATH_MARK, Direction::Rx as DIR, Verdict};
 use aya_ebpf::{
     EbpfContext,
-    bindings::{TC_ACT_REDIRECT, TC_ACT_SHOT, TC_ACT_UNSPEC, __sk_buff},
+    bindings::{__sk_buff, TC_ACT_REDIRECT, TC_ACT_SHOT, TC_ACT_UNSPEC},
     helpers::{bpf_redirect, bpf_redirect_peer},
     programs::TcContext,
 };

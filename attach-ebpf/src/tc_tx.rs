@@ -1,10 +1,12 @@
 //! Endpoint transmit (tcx ingress on the host-side veth): what a container
 //! sends, delivered locally or out of the parent by its mode.
 
-use attach_common::{DATAPATH_MARK, Direction::Tx as DIR, EP_F_HOST_ACCESS, EP_F_SPOOFCHK, Verdict};
+use attach_common::{
+    DATAPATH_MARK, Direction::Tx as DIR, EP_F_HOST_ACCESS, EP_F_SPOOFCHK, Verdict,
+};
 use aya_ebpf::{
     EbpfContext,
-    bindings::{BPF_F_INGRESS, TC_ACT_REDIRECT, TC_ACT_SHOT, TC_ACT_UNSPEC, __sk_buff},
+    bindings::{__sk_buff, BPF_F_INGRESS, TC_ACT_REDIRECT, TC_ACT_SHOT, TC_ACT_UNSPEC},
     helpers::{bpf_redirect, bpf_redirect_peer},
     programs::TcContext,
 };
@@ -45,7 +47,11 @@ pub fn run(ctx: &TcContext) -> i32 {
         stats::flood_copies(ep.id, copies);
         // Marked, so the parent's ingress passes it to the node unswitched.
         ctx.set_mark(DATAPATH_MARK);
-        if host_access && ctx.clone_redirect(ep.parent_ifindex, BPF_F_INGRESS as u64).is_ok() {
+        if host_access
+            && ctx
+                .clone_redirect(ep.parent_ifindex, BPF_F_INGRESS as u64)
+                .is_ok()
+        {
             stats::verdict(DIR, Verdict::ToHost);
         }
     } else if host_access && mac_eq(&eth.dst, &cfg.mac) {

@@ -7,8 +7,7 @@ use attach_common::{Direction::Rx as DIR, PARENT_F_PASSTHRU, Verdict};
 use aya_ebpf::{bindings::xdp_action::XDP_PASS, programs::XdpContext};
 
 use crate::{
-    eth,
-    macvlan,
+    eth, macvlan,
     maps::{DEVS, PARENTS},
     stats,
 };

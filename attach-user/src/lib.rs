@@ -1,1 +1,24 @@
-pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/attach"));
+//! attach: container network attachment, with macvlan semantics implemented
+//! in eBPF beside the kernel's own drivers.
+//!
+//! Library first: [`engine::Engine`] is the API; the `attach` binary is a
+//! thin command line over it.
+
+pub mod addr;
+pub mod announce;
+pub mod cli;
+pub mod container;
+pub mod datapath;
+pub mod engine;
+pub mod error;
+pub mod macvlan;
+pub mod model;
+pub mod netlink;
+pub mod netns;
+pub mod output;
+pub mod state;
+pub mod sys;
+
+pub use datapath::EBPF_OBJECT;
+pub use engine::Engine;
+pub use error::{Error, ErrorKind, Result};

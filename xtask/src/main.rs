@@ -107,7 +107,13 @@ pub fn cargo(root: &Path) -> Command {
 
 fn build(root: &Path, release: bool) -> Result<()> {
     let mut cmd = cargo(root);
-    cmd.args(["build", "--package", "attach-user", "--package", "attach-tests"]);
+    cmd.args([
+        "build",
+        "--package",
+        "attach-user",
+        "--package",
+        "attach-tests",
+    ]);
     if release {
         cmd.arg("--release");
     }
@@ -119,7 +125,14 @@ fn test(root: &Path, filter: Option<&str>, no_lint: bool) -> Result<()> {
         eprintln!("==> rustfmt");
         run(cargo(root).args(["fmt", "--all", "--check"]))?;
         eprintln!("==> clippy");
-        run(cargo(root).args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+        run(cargo(root).args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]))?;
     }
     eprintln!("==> build");
     build(root, false)?;

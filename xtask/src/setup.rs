@@ -31,7 +31,9 @@ const APT_PACKAGES: &[&str] = &[
 
 pub fn all() -> Result<()> {
     if euid() != 0 {
-        bail!("run as root: the tests and the demo create network namespaces and load BPF programs");
+        bail!(
+            "run as root: the tests and the demo create network namespaces and load BPF programs"
+        );
     }
     let ebpf = ebpf_toolchain()?;
     toolchain(USER_TOOLCHAIN, &["rustfmt", "clippy"])?;
@@ -132,7 +134,9 @@ fn dpkg_installed(pkg: &str) -> bool {
 fn cargo_home() -> PathBuf {
     env::var_os("CARGO_HOME")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cargo"))
+        .unwrap_or_else(|| {
+            PathBuf::from(env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cargo")
+        })
 }
 
 /// PATH with `$CARGO_HOME/bin` (where bpf-linker goes) in front.
@@ -155,7 +159,9 @@ fn bpf_linker(ebpf_toolchain: &str) -> Result<()> {
     let works = Command::new(&linker)
         .arg("--version")
         .output()
-        .map(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains(BPF_LINKER_VERSION))
+        .map(|o| {
+            o.status.success() && String::from_utf8_lossy(&o.stdout).contains(BPF_LINKER_VERSION)
+        })
         .unwrap_or(false);
     if works && fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == want) {
         return Ok(());
@@ -184,8 +190,17 @@ fn bpf_linker(ebpf_toolchain: &str) -> Result<()> {
     }
     run(Command::new("cargo")
         .arg(format!("+{USER_TOOLCHAIN}"))
-        .args(["install", &format!("bpf-linker@{BPF_LINKER_VERSION}"), "--locked", "--force"])
-        .args(["--no-default-features", "--features", BPF_LINKER_LLVM_FEATURE])
+        .args([
+            "install",
+            &format!("bpf-linker@{BPF_LINKER_VERSION}"),
+            "--locked",
+            "--force",
+        ])
+        .args([
+            "--no-default-features",
+            "--features",
+            BPF_LINKER_LLVM_FEATURE,
+        ])
         .env_remove("RUSTUP_TOOLCHAIN")
         .env("LLVM_PREFIX", &prefix))?;
     fs::write(&stamp, want)?;

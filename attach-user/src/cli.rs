@@ -1,0 +1,157 @@
+//! The `attach` command line: a thin layer over [`crate::engine::Engine`].
+
+use std::net::IpAddr;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::{
+    addr::{IpNet, Mac},
+    macvlan::MacvlanRequest,
+    model::{Backend, Datapath, MacvlanMode},
+};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "attach",
+    version,
+    about = "Attach containers to the network: macvlan semantics in eBPF, beside the kernel's own",
+    long_about = "Attach containers to the network.\n\n\
+The engine works on the node it runs in (its network namespace). `attach add` gives a \
+container's network namespace an interface; the eBPF backend does it with a veth pair \
+switched by XDP/tc programs that mirror the kernel's macvlan rules, the native backend \
+with a real kernel macvlan.\n\n\
+Examples:\n  \
+attach add macvlan --parent eth1 --netns c1 --ip 10.0.0.2/24 --gateway 10.0.0.1\n  \
+attach add macvlan --mode vepa --parent eth1 --netns /proc/1234/ns/net --datapath xdp\n  \
+attach add macvlan --parent eth1 --netns c2 --backend native\n  \
+attach list -o json\n  \
+attach del --netns c1"
+)]
+pub struct Cli {
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = Output::Text, global = true)]
+    pub output: Output,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Attach an interface to a container's network namespace.
+    #[command(subcommand)]
+    Add(AddKind),
+    /// Detach an interface (succeeds when nothing is attached).
+    Del(DelArgs),
+    /// List this node's attachments.
+    List,
+    /// Show datapath counters: per attachment, and verdicts by reason.
+    Stats,
+    /// Detach everything on this node and remove all its pins and state.
+    Reset,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AddKind {
+    /// A macvlan-like interface on a parent device.
+    ///
+    /// Modes follow the kernel: bridge (endpoints reach each other directly),
+    /// vepa (everything goes out the parent; an external switch may reflect it),
+    /// private (like vepa, but reflected broadcasts reach only their sender),
+    /// passthru (one endpoint takes the parent's MAC and all its unicast).
+    /// The kernel's default mode is vepa; ours, like CNI's and Docker's, is bridge.
+    Macvlan(MacvlanArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Target {
+    /// The container's network namespace: a name under /run/netns, a path, or a pid.
+    #[arg(long, value_name = "NETNS")]
+    pub netns: String,
+    /// Interface name inside the container.
+    #[arg(long, default_value = "eth0")]
+    pub ifname: String,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct MacvlanArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// macvlan mode.
+    #[arg(long, value_enum, default_value_t = MacvlanMode::Bridge)]
+    pub mode: MacvlanMode,
+    /// Parent device in the node's namespace (the NIC).
+    #[arg(long, value_name = "IF")]
+    pub parent: String,
+    /// MAC address of the interface (random if not given; passthru: the parent's).
+    #[arg(long, value_parser = parse_mac)]
+    pub mac: Option<Mac>,
+    /// Address with prefix length, IPv4 or IPv6; repeat for several.
+    #[arg(long = "ip", value_name = "CIDR", value_parser = parse_cidr)]
+    pub ips: Vec<IpNet>,
+    /// Default gateway (needs an address of its family).
+    #[arg(long, value_name = "IP")]
+    pub gateway: Option<IpAddr>,
+    /// MTU (default and maximum: the parent's).
+    #[arg(long)]
+    pub mtu: Option<u32>,
+    /// ebpf: a veth switched by our programs; native: the kernel's macvlan.
+    #[arg(long, value_enum, default_value_t = Backend::Ebpf)]
+    pub backend: Backend,
+    /// Receive path of the parent (ebpf backend): tc, or xdp for unicast.
+    #[arg(long, value_enum)]
+    pub datapath: Option<Datapath>,
+    /// Let the node's own stack on the parent reach this endpoint and back
+    /// (native macvlan cannot). ebpf backend only.
+    #[arg(long)]
+    pub host_access: bool,
+    /// Drop frames the container sends with a source MAC not its own
+    /// (ebpf backend; default on).
+    #[arg(long, value_enum)]
+    pub spoofchk: Option<OnOff>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OnOff {
+    On,
+    Off,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DelArgs {
+    #[command(flatten)]
+    pub target: Target,
+}
+
+fn parse_mac(s: &str) -> Result<Mac, String> {
+    s.parse().map_err(|e: crate::error::Error| e.message)
+}
+
+fn parse_cidr(s: &str) -> Result<IpNet, String> {
+    s.parse().map_err(|e: crate::error::Error| e.message)
+}
+
+impl From<MacvlanArgs> for MacvlanRequest {
+    fn from(a: MacvlanArgs) -> Self {
+        MacvlanRequest {
+            netns: a.target.netns,
+            ifname: a.target.ifname,
+            mode: a.mode,
+            parent: a.parent,
+            mac: a.mac,
+            ips: a.ips,
+            gateway: a.gateway,
+            mtu: a.mtu,
+            backend: a.backend,
+            datapath: a.datapath,
+            host_access: a.host_access,
+            spoofchk: a.spoofchk.map(|s| s == OnOff::On),
+        }
+    }
+}

@@ -1,0 +1,382 @@
+//! The eBPF datapath of one node: loading the programs, attaching them with
+//! pinned links (so they outlive this process), and the maps they share.
+//!
+//! Pins live under `<PIN_ROOT>/node-<netns cookie>/`: maps by name, links in
+//! `links/`. Every engine run reopens the same pinned maps.
+
+use std::{
+    fs,
+    io::ErrorKind as IoKind,
+    path::{Path, PathBuf},
+};
+
+use attach_common::{
+    Direction, Endpoint, EndpointKey, EndpointStats, FLOOD_TABLE_SIZE, MAP_DEVS, MAP_ENDPOINTS,
+    MAP_EP_STATS, MAP_FLOOD, MAP_PARENTS, MAP_PORTS, MAP_VERDICTS, MAX_PORTS_PER_PARENT, ParentCfg,
+    Verdict,
+};
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, DevMapHash, HashMap, MapData, MapError, PerCpuArray, PerCpuValues},
+    programs::{
+        LinkOrder, SchedClassifier, TcAttach, TcAttachType, Xdp, XdpMode,
+        links::{FdLink, PinnedLink},
+    },
+};
+
+use crate::error::{Error, Result};
+
+/// The compiled programs (built from attach-ebpf by build.rs).
+pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/attach"));
+
+pub const PROG_RX: &str = "attach_rx";
+pub const PROG_TX: &str = "attach_tx";
+pub const PROG_HOST: &str = "attach_host";
+pub const PROG_RX_XDP: &str = "attach_rx_xdp";
+
+const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+
+/// Pin names of the links of a parent and of an endpoint port.
+pub fn parent_links(ifindex: u32) -> [String; 3] {
+    [
+        format!("parent-{ifindex}-rx"),
+        format!("parent-{ifindex}-host"),
+        format!("parent-{ifindex}-xdp"),
+    ]
+}
+
+pub fn port_link(host_ifindex: u32) -> String {
+    format!("port-{host_ifindex}-tx")
+}
+
+pub struct Datapath {
+    ebpf: Ebpf,
+    dir: PathBuf,
+}
+
+fn not_found_ok(r: std::result::Result<(), MapError>) -> Result<()> {
+    match r {
+        Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
+        Err(MapError::SyscallError(e)) if e.io_error.kind() == IoKind::NotFound => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+impl Datapath {
+    /// Checks bpffs is mounted where pins go.
+    pub fn check_bpffs() -> Result<()> {
+        // SAFETY: plain data filled by the kernel.
+        let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+        let path = c"/sys/fs/bpf";
+        // SAFETY: valid C string and out-pointer.
+        let ok = unsafe { libc::statfs(path.as_ptr(), &mut st) } == 0;
+        if !ok || st.f_type as i64 != BPF_FS_MAGIC {
+            return Err(Error::system(
+                "bpffs is not mounted on /sys/fs/bpf (mount it: mount -t bpf bpf /sys/fs/bpf)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Loads the object, reusing (or creating) the maps pinned in `dir`.
+    /// Programs are loaded into the kernel only when first attached.
+    pub fn open(dir: &Path) -> Result<Self> {
+        Self::check_bpffs()?;
+        fs::create_dir_all(dir.join("links"))
+            .map_err(|e| Error::system(format!("cannot create {}: {e}", dir.display())))?;
+        let ebpf = EbpfLoader::new()
+            .default_map_pin_directory(dir)
+            .load(EBPF_OBJECT)
+            .map_err(|e| Error::from(e).context("loading the eBPF datapath"))?;
+        Ok(Self {
+            ebpf,
+            dir: dir.to_owned(),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn link_path(&self, name: &str) -> PathBuf {
+        self.dir.join("links").join(name)
+    }
+
+    pub fn has_link(&self, name: &str) -> bool {
+        self.link_path(name).exists()
+    }
+
+    fn classifier(&mut self, name: &str) -> Result<&mut SchedClassifier> {
+        let prog: &mut SchedClassifier = self
+            .ebpf
+            .program_mut(name)
+            .ok_or_else(|| Error::system(format!("program {name} missing from the object")))?
+            .try_into()?;
+        if prog.fd().is_err() {
+            prog.load()
+                .map_err(|e| Error::from(e).context(format!("loading {name}")))?;
+        }
+        Ok(prog)
+    }
+
+    fn xdp_program(&mut self) -> Result<&mut Xdp> {
+        let prog: &mut Xdp = self
+            .ebpf
+            .program_mut(PROG_RX_XDP)
+            .ok_or_else(|| Error::system("program attach_rx_xdp missing from the object"))?
+            .try_into()?;
+        if prog.fd().is_err() {
+            prog.load()
+                .map_err(|e| Error::from(e).context("loading attach_rx_xdp"))?;
+        }
+        Ok(prog)
+    }
+
+    /// Whether the link pinned as `pin` still has its program on `ifindex`
+    /// (a tcx link dies with its device; a pin can outlive both).
+    fn tcx_pin_alive(&self, pin: &str, ifindex: u32, at: TcAttachType) -> bool {
+        let Ok(link) = PinnedLink::from_pin(self.link_path(pin)) else {
+            return false;
+        };
+        let Ok(info) = FdLink::from(link).info() else {
+            return false;
+        };
+        SchedClassifier::query_tcx(ifindex, at)
+            .map(|(_, progs)| progs.iter().any(|p| p.id() == info.program_id()))
+            .unwrap_or(false)
+    }
+
+    /// Attaches a tcx program on `ifindex` and pins its link as `pin`; an
+    /// existing live pin is kept as is.
+    pub fn attach_tc(
+        &mut self,
+        prog: &str,
+        ifindex: u32,
+        at: TcAttachType,
+        pin: &str,
+    ) -> Result<()> {
+        if self.tcx_pin_alive(pin, ifindex, at) {
+            return Ok(());
+        }
+        self.unpin(pin)?;
+        let path = self.link_path(pin);
+        let p = self.classifier(prog)?;
+        let id = p
+            .attach(
+                ifindex,
+                TcAttach::Tcx {
+                    attach_type: at,
+                    order: LinkOrder::default(),
+                },
+            )
+            .map_err(|e| {
+                Error::from(e).context(format!("attaching {prog} to ifindex {ifindex}"))
+            })?;
+        let link: FdLink = p.take_link(id)?.try_into()?;
+        link.pin(&path)?;
+        Ok(())
+    }
+
+    /// Attaches the XDP receive program on a parent: native mode, or generic
+    /// when the driver cannot (returned: "native" or "generic").
+    pub fn attach_xdp(&mut self, ifindex: u32, pin: &str) -> Result<&'static str> {
+        self.unpin(pin)?;
+        let path = self.link_path(pin);
+        let p = self.xdp_program()?;
+        let (id, mode) = match p.attach(ifindex, XdpMode::Driver) {
+            Ok(id) => (id, "native"),
+            Err(native) => {
+                let id = p.attach(ifindex, XdpMode::Skb).map_err(|generic| {
+                    Error::from(generic).context(format!(
+                        "attaching XDP to ifindex {ifindex} (native mode failed too: {})",
+                        crate::error::chain(&native)
+                    ))
+                })?;
+                (id, "generic")
+            }
+        };
+        let link: FdLink = p.take_link(id)?.try_into()?;
+        link.pin(&path)?;
+        Ok(mode)
+    }
+
+    /// Removes a link pin, which detaches its program. Absent is fine.
+    pub fn unpin(&self, pin: &str) -> Result<()> {
+        match fs::remove_file(self.link_path(pin)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == IoKind::NotFound => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn hash<K: aya::Pod, V: aya::Pod>(
+        &mut self,
+        name: &str,
+    ) -> Result<HashMap<&mut MapData, K, V>> {
+        let map = self
+            .ebpf
+            .map_mut(name)
+            .ok_or_else(|| Error::system(format!("map {name} missing from the object")))?;
+        Ok(HashMap::try_from(map)?)
+    }
+
+    /// Enters an endpoint in the receive table, the port table and the devmap.
+    pub fn put_endpoint(&mut self, ep: &Endpoint) -> Result<()> {
+        self.hash::<u32, Endpoint>(MAP_PORTS)?
+            .insert(&ep.host_ifindex, ep, 0)?;
+        self.hash::<EndpointKey, Endpoint>(MAP_ENDPOINTS)?.insert(
+            &EndpointKey::new(ep.parent_ifindex, ep.mac),
+            ep,
+            0,
+        )?;
+        let map = self.ebpf.map_mut(MAP_DEVS).expect("devmap in object");
+        DevMapHash::try_from(map)?
+            .insert(ep.host_ifindex, ep.host_ifindex, None, 0)
+            .map_err(|e| Error::system(crate::error::chain(&e)))?;
+        Ok(())
+    }
+
+    pub fn remove_endpoint(
+        &mut self,
+        parent_ifindex: u32,
+        mac: [u8; 6],
+        host_ifindex: u32,
+    ) -> Result<()> {
+        let key = EndpointKey::new(parent_ifindex, mac);
+        // Only remove the receive entry if it is still this port's (a MAC can
+        // be re-added by a newer endpoint).
+        let mut eps = self.hash::<EndpointKey, Endpoint>(MAP_ENDPOINTS)?;
+        if eps
+            .get(&key, 0)
+            .is_ok_and(|e| e.host_ifindex == host_ifindex)
+        {
+            not_found_ok(eps.remove(&key))?;
+        }
+        not_found_ok(self.hash::<u32, Endpoint>(MAP_PORTS)?.remove(&host_ifindex))?;
+        let map = self.ebpf.map_mut(MAP_DEVS).expect("devmap in object");
+        not_found_ok(DevMapHash::try_from(map)?.remove(host_ifindex))?;
+        Ok(())
+    }
+
+    pub fn port(&mut self, host_ifindex: u32) -> Result<Option<Endpoint>> {
+        match self.hash::<u32, Endpoint>(MAP_PORTS)?.get(&host_ifindex, 0) {
+            Ok(e) => Ok(Some(e)),
+            Err(MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub fn endpoint(&mut self, parent_ifindex: u32, mac: [u8; 6]) -> Result<Option<Endpoint>> {
+        let key = EndpointKey::new(parent_ifindex, mac);
+        match self
+            .hash::<EndpointKey, Endpoint>(MAP_ENDPOINTS)?
+            .get(&key, 0)
+        {
+            Ok(e) => Ok(Some(e)),
+            Err(MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub fn parent(&mut self, ifindex: u32) -> Result<Option<ParentCfg>> {
+        match self.hash::<u32, ParentCfg>(MAP_PARENTS)?.get(&ifindex, 0) {
+            Ok(c) => Ok(Some(c)),
+            Err(MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub fn parents(&mut self) -> Result<Vec<(u32, ParentCfg)>> {
+        let map = self.hash::<u32, ParentCfg>(MAP_PARENTS)?;
+        Ok(map.iter().filter_map(|r| r.ok()).collect())
+    }
+
+    pub fn put_parent(&mut self, ifindex: u32, cfg: &ParentCfg) -> Result<()> {
+        self.hash::<u32, ParentCfg>(MAP_PARENTS)?
+            .insert(&ifindex, cfg, 0)?;
+        Ok(())
+    }
+
+    pub fn remove_parent(&mut self, ifindex: u32) -> Result<()> {
+        not_found_ok(self.hash::<u32, ParentCfg>(MAP_PARENTS)?.remove(&ifindex))
+    }
+
+    /// Writes a parent's flood row. Callers then publish the new count in
+    /// the parent's config, so a flood never reads a half-written row.
+    pub fn write_flood_row(&mut self, slot: u32, eps: &[Endpoint]) -> Result<()> {
+        if eps.len() > MAX_PORTS_PER_PARENT as usize {
+            return Err(Error::conflict(format!(
+                "a parent can carry at most {MAX_PORTS_PER_PARENT} eBPF endpoints"
+            )));
+        }
+        let map = self.ebpf.map_mut(MAP_FLOOD).expect("flood map in object");
+        let mut row: Array<_, Endpoint> = Array::try_from(map)?;
+        let base = slot * MAX_PORTS_PER_PARENT;
+        debug_assert!(base + MAX_PORTS_PER_PARENT <= FLOOD_TABLE_SIZE);
+        for (i, ep) in eps.iter().enumerate() {
+            row.set(base + i as u32, ep, 0)?;
+        }
+        Ok(())
+    }
+
+    pub fn zero_stats(&mut self, id: u32) -> Result<()> {
+        let map = self
+            .ebpf
+            .map_mut(MAP_EP_STATS)
+            .expect("stats map in object");
+        let mut stats: PerCpuArray<_, EndpointStats> = PerCpuArray::try_from(map)?;
+        let ncpus = aya::util::nr_cpus().map_err(|(_, e)| Error::from(e))?;
+        stats.set(
+            id,
+            PerCpuValues::try_from(vec![EndpointStats::default(); ncpus.get() as usize])?,
+            0,
+        )?;
+        Ok(())
+    }
+
+    /// An endpoint's counters, summed over CPUs.
+    pub fn stats(&mut self, id: u32) -> Result<EndpointStats> {
+        let map = self
+            .ebpf
+            .map_mut(MAP_EP_STATS)
+            .expect("stats map in object");
+        let stats: PerCpuArray<_, EndpointStats> = PerCpuArray::try_from(map)?;
+        let mut sum = EndpointStats::default();
+        for s in stats.get(&id, 0)?.iter() {
+            sum.add(s);
+        }
+        Ok(sum)
+    }
+
+    /// Every non-zero verdict counter, summed over CPUs.
+    pub fn verdicts(&mut self) -> Result<Vec<(Direction, Verdict, u64)>> {
+        let map = self
+            .ebpf
+            .map_mut(MAP_VERDICTS)
+            .expect("verdict map in object");
+        let counters: PerCpuArray<_, u64> = PerCpuArray::try_from(map)?;
+        let mut out = Vec::new();
+        for dir in Direction::ALL {
+            for v in Verdict::ALL {
+                let n: u64 = counters.get(&v.slot(dir), 0)?.iter().sum();
+                if n > 0 {
+                    out.push((dir, v, n));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Drops the loaded object and removes every pin under `dir`: detaches
+    /// every program and frees the maps once nothing else holds them.
+    pub fn remove_pins(dir: &Path) -> Result<()> {
+        match fs::remove_dir_all(dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == IoKind::NotFound => Ok(()),
+            Err(e) => Err(Error::system(format!(
+                "cannot remove {}: {e}",
+                dir.display()
+            ))),
+        }
+    }
+}

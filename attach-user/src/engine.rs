@@ -1,0 +1,272 @@
+//! The engine of one node: `add`, `del`, `list`, `stats`, `reset`. The CLI
+//! (and later the agent and the CNI plugin) are thin layers over this.
+//!
+//! The node is the network namespace the engine runs in; its attachment
+//! records and bpffs pins live in directories named by that namespace's
+//! cookie, so several nodes on one machine never share them.
+
+use std::path::{Path, PathBuf};
+
+use attach_common::{EndpointStats, PIN_ROOT, STATE_ROOT};
+use serde::Serialize;
+
+use crate::{
+    datapath::Datapath,
+    error::{Error, Result},
+    macvlan::{self, MacvlanRequest},
+    model::Attachment,
+    netlink::Rtnl,
+    netns::{self, Netns},
+    state::State,
+};
+
+pub struct Engine {
+    pub node_id: String,
+    state: State,
+    pin_dir: PathBuf,
+    pub(crate) rtnl: Rtnl,
+}
+
+/// Counters of one attachment (eBPF backend).
+#[derive(Serialize)]
+pub struct AttachmentStats {
+    #[serde(flatten)]
+    pub attachment: Attachment,
+    pub counters: Option<Counters>,
+}
+
+#[derive(Serialize, Default)]
+pub struct Counters {
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    pub rx_broadcast: u64,
+    pub rx_multicast: u64,
+    pub tx_broadcast: u64,
+    pub tx_multicast: u64,
+    pub flood_copies: u64,
+    pub rx_dropped: u64,
+    pub tx_dropped: u64,
+}
+
+impl From<EndpointStats> for Counters {
+    fn from(s: EndpointStats) -> Self {
+        Self {
+            rx_packets: s.rx_packets,
+            rx_bytes: s.rx_bytes,
+            tx_packets: s.tx_packets,
+            tx_bytes: s.tx_bytes,
+            rx_broadcast: s.rx_broadcast,
+            rx_multicast: s.rx_multicast,
+            tx_broadcast: s.tx_broadcast,
+            tx_multicast: s.tx_multicast,
+            flood_copies: s.flood_copies,
+            rx_dropped: s.rx_dropped,
+            tx_dropped: s.tx_dropped,
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct VerdictCount {
+    pub direction: &'static str,
+    pub verdict: &'static str,
+    pub drop: bool,
+    pub packets: u64,
+}
+
+#[derive(Serialize)]
+pub struct Stats {
+    pub attachments: Vec<AttachmentStats>,
+    pub verdicts: Vec<VerdictCount>,
+}
+
+impl Engine {
+    /// The engine of the node the calling thread is in.
+    pub fn new() -> Result<Self> {
+        Self::with_roots(Path::new(STATE_ROOT), Path::new(PIN_ROOT))
+    }
+
+    pub fn with_roots(state_root: &Path, pin_root: &Path) -> Result<Self> {
+        let node_id = format!("node-{}", netns::current_cookie()?);
+        Ok(Self {
+            state: State::new(state_root.join(&node_id)),
+            pin_dir: pin_root.join(&node_id),
+            node_id,
+            rtnl: Rtnl::here()?,
+        })
+    }
+
+    pub fn pin_dir(&self) -> &Path {
+        &self.pin_dir
+    }
+
+    pub fn state_dir(&self) -> &Path {
+        self.state.dir()
+    }
+
+    pub(crate) fn datapath(&self) -> Result<Datapath> {
+        Datapath::open(&self.pin_dir)
+    }
+
+    pub async fn add_macvlan(&self, req: &MacvlanRequest) -> Result<Attachment> {
+        req.validate()?;
+        let ns = Netns::open(&req.netns)?;
+        let _lock = self.state.lock()?;
+        let records = self.state.all()?;
+        if let Some(r) = records
+            .iter()
+            .find(|r| r.netns_inode == ns.inode && r.ifname == req.ifname)
+        {
+            return Err(Error::conflict(format!(
+                "{} in network namespace {:?} is already attached ({} {}); detach it first",
+                req.ifname,
+                req.netns,
+                r.kind.name(),
+                r.mode.name()
+            )));
+        }
+        let mut rec = macvlan::plan(self, req, &ns, &records).await?;
+        match macvlan::create(self, &mut rec, &ns, &records).await {
+            Ok(()) => {}
+            Err(e) => {
+                self.rollback(&rec, &records).await;
+                return Err(e);
+            }
+        }
+        if let Err(e) = self.state.save(&rec) {
+            self.rollback(&rec, &records).await;
+            return Err(e.context("saving the attachment record"));
+        }
+        Ok(rec)
+    }
+
+    /// Undoes a failed `add`; everything it made is removed, errors logged.
+    async fn rollback(&self, rec: &Attachment, records: &[Attachment]) {
+        for e in macvlan::teardown(self, rec, records).await {
+            tracing::warn!("rollback of {} in {:?}: {e}", rec.ifname, rec.netns);
+        }
+        if records.is_empty() {
+            self.remove_node_pins_if_idle(records);
+        }
+    }
+
+    fn remove_node_pins_if_idle(&self, remaining: &[Attachment]) {
+        if remaining.iter().all(|r| !r.is_ebpf())
+            && let Err(e) = Datapath::remove_pins(&self.pin_dir)
+        {
+            tracing::warn!("{e}");
+        }
+    }
+
+    /// Finds the record of (netns, ifname): by the namespace's identity while
+    /// it lives, else by how it was named (a deleted namespace, or a name now
+    /// given to another one).
+    fn find<'a>(records: &'a [Attachment], netns: &str, ifname: &str) -> Option<&'a Attachment> {
+        let by_name = |r: &&Attachment| {
+            r.ifname == ifname && (r.netns == netns || r.netns_path == Netns::path_of(netns))
+        };
+        match Netns::open(netns) {
+            Ok(ns) => records
+                .iter()
+                .find(|r| r.netns_inode == ns.inode && r.ifname == ifname)
+                .or_else(|| {
+                    records
+                        .iter()
+                        .filter(by_name)
+                        .find(|r| r.netns_inode != ns.inode)
+                }),
+            Err(_) => records.iter().find(by_name),
+        }
+    }
+
+    /// Detaches (netns, ifname). Returns what was detached; `None` when
+    /// nothing was attached (not an error: `del` is idempotent).
+    pub async fn del(&self, netns: &str, ifname: &str) -> Result<Option<Attachment>> {
+        crate::addr::check_ifname(ifname)?;
+        let _lock = self.state.lock()?;
+        let records = self.state.all()?;
+        let Some(rec) = Self::find(&records, netns, ifname).cloned() else {
+            return Ok(None);
+        };
+        let remaining: Vec<Attachment> = records.into_iter().filter(|r| *r != rec).collect();
+        let errors = macvlan::teardown(self, &rec, &remaining).await;
+        if let Some(first) = errors.into_iter().next() {
+            return Err(first.context(format!("detaching {} from {:?}", rec.ifname, rec.netns)));
+        }
+        self.state.remove(&rec)?;
+        self.remove_node_pins_if_idle(&remaining);
+        self.state.remove_if_empty()?;
+        Ok(Some(rec))
+    }
+
+    pub fn list(&self) -> Result<Vec<Attachment>> {
+        self.state.all()
+    }
+
+    pub fn stats(&self) -> Result<Stats> {
+        let records = self.state.all()?;
+        let mut dp = if records.iter().any(Attachment::is_ebpf) {
+            Some(self.datapath()?)
+        } else {
+            None
+        };
+        let mut attachments = Vec::new();
+        for rec in records {
+            let counters = match (&mut dp, rec.endpoint_id) {
+                (Some(dp), Some(id)) => Some(dp.stats(id)?.into()),
+                _ => None,
+            };
+            attachments.push(AttachmentStats {
+                attachment: rec,
+                counters,
+            });
+        }
+        let verdicts = match &mut dp {
+            Some(dp) => dp
+                .verdicts()?
+                .into_iter()
+                .map(|(d, v, n)| VerdictCount {
+                    direction: d.name(),
+                    verdict: v.name(),
+                    drop: v.is_drop(),
+                    packets: n,
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        Ok(Stats {
+            attachments,
+            verdicts,
+        })
+    }
+
+    /// Removes every attachment of this node, any host-side link the engine
+    /// left behind, and all of the node's pins and state.
+    pub async fn reset(&self) -> Result<Vec<Attachment>> {
+        let _lock = self.state.lock()?;
+        let mut records = self.state.all()?;
+        let mut removed = Vec::new();
+        let mut errors = Vec::new();
+        while let Some(rec) = records.pop() {
+            errors.extend(macvlan::teardown(self, &rec, &records).await);
+            self.state.remove(&rec)?;
+            removed.push(rec);
+        }
+        for link in self.rtnl.links().await? {
+            if link.name.starts_with(crate::container::HOST_IF_PREFIX)
+                && link.kind.as_deref() == Some("veth")
+                && let Err(e) = self.rtnl.del_link(link.index).await
+            {
+                errors.push(e.context(format!("deleting leftover {}", link.name)));
+            }
+        }
+        Datapath::remove_pins(&self.pin_dir)?;
+        let _ = std::fs::remove_dir_all(self.state.dir());
+        match errors.into_iter().next() {
+            Some(e) => Err(e.context("reset")),
+            None => Ok(removed),
+        }
+    }
+}

@@ -1,0 +1,623 @@
+//! macvlan attachments: the eBPF backend (a veth pair switched by our
+//! programs) and the native backend (a kernel macvlan device).
+
+use std::net::IpAddr;
+
+use attach_common::{
+    DATAPATH_TC, DATAPATH_XDP, EP_F_HOST_ACCESS, EP_F_SPOOFCHK, Endpoint, MAX_ENDPOINTS,
+    MAX_PARENTS, PARENT_F_PASSTHRU, ParentCfg,
+};
+use aya::programs::TcAttachType;
+
+use crate::{
+    addr::{IpNet, Mac, check_ifname},
+    container,
+    datapath::{self, Datapath, PROG_HOST, PROG_RX, PROG_TX},
+    engine::Engine,
+    error::{Context as _, Error, ErrorKind, Result},
+    model::{Attachment, Backend, Datapath as DatapathKind, Kind, MacvlanMode, SavedParent},
+    netlink::{LinkChange, Rtnl, macvlan_mode},
+    netns::Netns,
+    sys,
+};
+
+/// Everything `attach add macvlan` takes.
+#[derive(Clone, Debug)]
+pub struct MacvlanRequest {
+    pub netns: String,
+    pub ifname: String,
+    pub mode: MacvlanMode,
+    pub parent: String,
+    pub mac: Option<Mac>,
+    pub ips: Vec<IpNet>,
+    pub gateway: Option<IpAddr>,
+    pub mtu: Option<u32>,
+    pub backend: Backend,
+    /// `None`: the default (tc) for the eBPF backend.
+    pub datapath: Option<DatapathKind>,
+    pub host_access: bool,
+    /// `None`: on for the eBPF backend.
+    pub spoofchk: Option<bool>,
+}
+
+impl MacvlanRequest {
+    /// Checks what can be checked without looking at the system.
+    pub fn validate(&self) -> Result<()> {
+        check_ifname(&self.ifname)?;
+        check_ifname(&self.parent).map_err(|e| e.context("--parent"))?;
+        if let Some(m) = &self.mac {
+            m.check_unicast("--mac")?;
+        }
+        for (i, a) in self.ips.iter().enumerate() {
+            if self.ips[..i].iter().any(|b| b.addr == a.addr) {
+                return Err(Error::invalid(format!("address {} is given twice", a.addr)));
+            }
+        }
+        if let Some(gw) = self.gateway {
+            if gw.is_unspecified() || gw.is_multicast() {
+                return Err(Error::invalid(format!(
+                    "gateway {gw} is not a unicast address"
+                )));
+            }
+            if !self.ips.iter().any(|n| n.addr.is_ipv4() == gw.is_ipv4()) {
+                return Err(Error::invalid(format!(
+                    "gateway {gw} needs an {} address on the interface (--ip)",
+                    if gw.is_ipv4() { "IPv4" } else { "IPv6" }
+                )));
+            }
+        }
+        if let Some(mtu) = self.mtu {
+            let min = if self.ips.iter().any(|n| n.addr.is_ipv6()) {
+                1280
+            } else {
+                68
+            };
+            if mtu < min {
+                return Err(Error::invalid(format!(
+                    "MTU {mtu} is below the minimum of {min}{}",
+                    if min == 1280 { " for IPv6" } else { "" }
+                )));
+            }
+        }
+        let native = self.backend == Backend::Native;
+        if native && self.datapath.is_some() {
+            return Err(Error::invalid(
+                "--datapath applies to the ebpf backend only (native macvlan is the kernel driver)",
+            ));
+        }
+        if native && self.host_access {
+            return Err(Error::invalid(
+                "--host-access needs the ebpf backend: native macvlan cannot reach the node",
+            ));
+        }
+        if native && self.spoofchk == Some(true) {
+            return Err(Error::invalid(
+                "--spoofchk on needs the ebpf backend: native macvlan has no source check",
+            ));
+        }
+        if self.mode == MacvlanMode::Passthru && self.host_access {
+            return Err(Error::invalid(
+                "--host-access does not apply to passthru: the endpoint shares the node's MAC on the parent",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Checks the request against the system and the other attachments, and
+/// returns the record to create. Nothing is changed yet.
+pub async fn plan(
+    engine: &Engine,
+    req: &MacvlanRequest,
+    ns: &Netns,
+    records: &[Attachment],
+) -> Result<Attachment> {
+    let parent = engine
+        .rtnl
+        .link_by_name(&req.parent)
+        .await?
+        .ok_or_else(|| {
+            Error::not_found(format!(
+                "parent interface {:?} not found in the node's network namespace",
+                req.parent
+            ))
+        })?;
+    if parent.name.starts_with(container::HOST_IF_PREFIX) {
+        return Err(Error::invalid(format!(
+            "{} is an endpoint's host-side interface, not a parent",
+            parent.name
+        )));
+    }
+    let mtu = req.mtu.unwrap_or(parent.mtu);
+    if mtu > parent.mtu {
+        return Err(Error::invalid(format!(
+            "MTU {mtu} exceeds the MTU {} of parent {}",
+            parent.mtu, parent.name
+        )));
+    }
+    let c = Rtnl::in_netns(ns)?;
+    if c.link_by_name(&req.ifname).await?.is_some() {
+        return Err(Error::conflict(format!(
+            "interface {} already exists in network namespace {:?}",
+            req.ifname, req.netns
+        )));
+    }
+    let on_parent: Vec<&Attachment> = records
+        .iter()
+        .filter(|r| r.parent_ifindex == parent.index)
+        .collect();
+    if let Some(p) = on_parent.iter().find(|r| r.mode == MacvlanMode::Passthru) {
+        return Err(Error::conflict(format!(
+            "parent {} is taken by a passthru endpoint ({} in {:?})",
+            parent.name, p.ifname, p.netns
+        )));
+    }
+    if req.mode == MacvlanMode::Passthru && !on_parent.is_empty() {
+        return Err(Error::conflict(format!(
+            "passthru needs parent {} alone, but it carries {} other endpoint(s)",
+            parent.name,
+            on_parent.len()
+        )));
+    }
+    let mac = match (req.mode, req.mac) {
+        (MacvlanMode::Passthru, m) => m.unwrap_or(parent.mac),
+        (_, Some(m)) => m,
+        (_, None) => Mac::random(),
+    };
+    if req.mode != MacvlanMode::Passthru {
+        if mac == parent.mac {
+            return Err(Error::conflict(format!(
+                "MAC {mac} is the address of parent {} itself",
+                parent.name
+            )));
+        }
+        if let Some(r) = on_parent.iter().find(|r| r.mac == mac) {
+            return Err(Error::conflict(format!(
+                "MAC {mac} is already used on parent {} by {} in {:?}",
+                parent.name, r.ifname, r.netns
+            )));
+        }
+    }
+    for ip in &req.ips {
+        if let Some(r) = on_parent
+            .iter()
+            .find(|r| r.ips.iter().any(|o| o.addr == ip.addr))
+        {
+            return Err(Error::conflict(format!(
+                "address {} is already used on parent {} by {} in {:?}",
+                ip.addr, parent.name, r.ifname, r.netns
+            )));
+        }
+    }
+    let ebpf = req.backend == Backend::Ebpf;
+    let datapath = ebpf.then(|| req.datapath.unwrap_or_default());
+    if let Some(dp) = datapath
+        && let Some(other) = on_parent
+            .iter()
+            .find(|r| r.datapath.is_some_and(|d| d != dp))
+    {
+        return Err(Error::conflict(format!(
+            "parent {} uses the {} datapath (for {} in {:?}); its eBPF endpoints share one",
+            parent.name,
+            other.datapath.map_or("?", |d| d.name()),
+            other.ifname,
+            other.netns
+        )));
+    }
+    Ok(Attachment {
+        netns: req.netns.clone(),
+        netns_path: ns.path.clone(),
+        netns_inode: ns.inode,
+        ifname: req.ifname.clone(),
+        kind: Kind::Macvlan,
+        mode: req.mode,
+        backend: req.backend,
+        datapath,
+        parent: parent.name.clone(),
+        parent_ifindex: parent.index,
+        mac,
+        ips: req.ips.clone(),
+        gateway: req.gateway,
+        mtu,
+        host_ifname: None,
+        host_ifindex: None,
+        ifindex: None,
+        host_access: req.host_access,
+        spoofchk: ebpf && req.spoofchk.unwrap_or(true),
+        endpoint_id: None,
+        xdp_mode: None,
+        saved_parent: None,
+        created: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    })
+}
+
+/// Makes the attachment. On error, `rec` says what was made so far, for
+/// `teardown` to undo.
+pub async fn create(
+    engine: &Engine,
+    rec: &mut Attachment,
+    ns: &Netns,
+    records: &[Attachment],
+) -> Result<()> {
+    match rec.backend {
+        Backend::Ebpf => create_ebpf(engine, rec, ns, records).await,
+        Backend::Native => create_native(engine, rec, ns).await,
+    }
+}
+
+async fn create_native(engine: &Engine, rec: &mut Attachment, ns: &Netns) -> Result<()> {
+    let tmp = container::temp_ifname();
+    let passthru = rec.mode == MacvlanMode::Passthru;
+    // A passthru macvlan inherits the parent's MAC at creation; a requested
+    // one is set afterwards (which sets the parent's, as the kernel does).
+    let create_mac = (!passthru).then_some(rec.mac);
+    engine
+        .rtnl
+        .add_macvlan(&tmp, rec.parent_ifindex, macvlan_mode(rec.mode.name()), ns, create_mac, rec.mtu)
+        .await
+        .map_err(|e| match e.kind {
+            ErrorKind::Conflict => e.context(format!(
+                "creating a macvlan on {} (the parent may already serve another driver, or the MAC {} is taken)",
+                rec.parent, rec.mac
+            )),
+            _ => e.context(format!("creating a macvlan on {}", rec.parent)),
+        })?;
+    let c = Rtnl::in_netns(ns)?;
+    let link = c
+        .link_by_name(&tmp)
+        .await?
+        .ok_or_else(|| Error::system(format!("the new macvlan {tmp} vanished")))?;
+    rec.ifindex = Some(link.index);
+    if passthru && link.mac != rec.mac {
+        c.set_link(
+            link.index,
+            &LinkChange {
+                mac: Some(rec.mac),
+                ..Default::default()
+            },
+        )
+        .await
+        .context("setting the passthru MAC")?;
+    }
+    container::configure(&c, link.index, rec).await?;
+    container::announce(ns, rec);
+    Ok(())
+}
+
+/// The datapath's view of an attachment.
+fn endpoint_of(rec: &Attachment) -> Option<Endpoint> {
+    let mut flags = 0;
+    if rec.host_access {
+        flags |= EP_F_HOST_ACCESS;
+    }
+    if rec.spoofchk {
+        flags |= EP_F_SPOOFCHK;
+    }
+    Some(Endpoint {
+        host_ifindex: rec.host_ifindex?,
+        parent_ifindex: rec.parent_ifindex,
+        id: rec.endpoint_id?,
+        mac: rec.mac.0,
+        mode: rec.mode.bit(),
+        flags,
+    })
+}
+
+fn free_endpoint_id(records: &[Attachment]) -> Result<u32> {
+    (0..MAX_ENDPOINTS)
+        .find(|id| records.iter().all(|r| r.endpoint_id != Some(*id)))
+        .ok_or_else(|| {
+            Error::conflict(format!(
+                "the node already has {MAX_ENDPOINTS} eBPF endpoints"
+            ))
+        })
+}
+
+async fn create_ebpf(
+    engine: &Engine,
+    rec: &mut Attachment,
+    ns: &Netns,
+    records: &[Attachment],
+) -> Result<()> {
+    let host = container::host_ifname(rec.netns_inode, &rec.ifname);
+    if engine.rtnl.link_by_name(&host).await?.is_some() {
+        return Err(Error::conflict(format!(
+            "host-side interface {host} already exists (left by a crashed attach? `attach reset` clears leftovers)"
+        )));
+    }
+    let tmp = container::temp_ifname();
+    engine
+        .rtnl
+        .add_veth(&host, &tmp, ns, rec.mac, rec.mtu)
+        .await
+        .context("creating the veth pair")?;
+    rec.host_ifname = Some(host.clone());
+    let host_link = engine
+        .rtnl
+        .link_by_name(&host)
+        .await?
+        .ok_or_else(|| Error::system(format!("the new veth {host} vanished")))?;
+    rec.host_ifindex = Some(host_link.index);
+
+    let c = Rtnl::in_netns(ns)?;
+    let link = c
+        .link_by_name(&tmp)
+        .await?
+        .ok_or_else(|| Error::system(format!("the new veth peer {tmp} vanished")))?;
+    rec.ifindex = Some(link.index);
+    container::configure(&c, link.index, rec).await?;
+
+    // The host side is a wire into the datapath, not an interface of the
+    // node's: no IPv6 link-local address, no neighbour discovery.
+    sys::sysctl_set(&format!("net.ipv6.conf.{host}.disable_ipv6"), "1")?;
+
+    let mut dp = engine.datapath()?;
+    rec.endpoint_id = Some(free_endpoint_id(records)?);
+    let ep = endpoint_of(rec).expect("ids are set");
+    dp.zero_stats(ep.id)?;
+    dp.put_endpoint(&ep)?;
+    dp.attach_tc(
+        PROG_TX,
+        ep.host_ifindex,
+        TcAttachType::Ingress,
+        &datapath::port_link(ep.host_ifindex),
+    )
+    .context("attaching the transmit program")?;
+
+    if rec.mode == MacvlanMode::Passthru {
+        take_parent_for_passthru(engine, rec).await?;
+    } else {
+        // Into the parent's unicast filter, as a macvlan's address would be.
+        engine
+            .rtnl
+            .fdb_self_add(rec.parent_ifindex, rec.mac)
+            .await
+            .with_context(|| {
+                format!("adding {} to the unicast filter of {}", rec.mac, rec.parent)
+            })?;
+    }
+    let mut with_this: Vec<Attachment> = records.to_vec();
+    with_this.push(rec.clone());
+    rec.xdp_mode = setup_parent(engine, &mut dp, rec, &with_this).await?;
+
+    engine
+        .rtnl
+        .set_link(
+            ep.host_ifindex,
+            &LinkChange {
+                up: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .with_context(|| format!("bringing {host} up"))?;
+    if rec.datapath == Some(DatapathKind::Xdp) {
+        // XDP frames redirected into a veth are dropped unless its peer
+        // runs NAPI: GRO on the container side turns it on.
+        let ifname = rec.ifname.clone();
+        ns.run(move || sys::set_gro(&ifname, true))??;
+    }
+    container::announce(ns, rec);
+    Ok(())
+}
+
+/// Passthru takes the parent over: its MAC (set to the requested one if
+/// any) and promiscuous mode, both put back on detach.
+async fn take_parent_for_passthru(engine: &Engine, rec: &mut Attachment) -> Result<()> {
+    let parent = engine
+        .rtnl
+        .link_by_index(rec.parent_ifindex)
+        .await?
+        .ok_or_else(|| Error::not_found(format!("parent {} vanished", rec.parent)))?;
+    rec.saved_parent = Some(SavedParent {
+        mac: parent.mac,
+        promisc: parent.promisc,
+    });
+    engine
+        .rtnl
+        .set_link(
+            parent.index,
+            &LinkChange {
+                mac: (parent.mac != rec.mac).then_some(rec.mac),
+                promisc: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .with_context(|| format!("taking over parent {} for passthru", rec.parent))
+}
+
+/// Brings the parent's configuration and programs in line with the eBPF
+/// endpoints in `all` (which includes the one being added).
+async fn setup_parent(
+    engine: &Engine,
+    dp: &mut Datapath,
+    rec: &Attachment,
+    all: &[Attachment],
+) -> Result<Option<String>> {
+    let ifindex = rec.parent_ifindex;
+    let parent = engine
+        .rtnl
+        .link_by_index(ifindex)
+        .await?
+        .ok_or_else(|| Error::not_found(format!("parent {} vanished", rec.parent)))?;
+    let existing = dp.parent(ifindex)?;
+    let slot = match existing {
+        Some(c) => c.slot,
+        None => {
+            let used: Vec<u32> = dp.parents()?.iter().map(|(_, c)| c.slot).collect();
+            (0..MAX_PARENTS)
+                .find(|s| !used.contains(s))
+                .ok_or_else(|| {
+                    Error::conflict(format!("the node already uses {MAX_PARENTS} parents"))
+                })?
+        }
+    };
+    write_parent(
+        dp,
+        ifindex,
+        slot,
+        parent.mac,
+        rec.datapath.unwrap_or_default(),
+        all,
+    )?;
+    let [rx, host, xdp] = datapath::parent_links(ifindex);
+    dp.attach_tc(PROG_RX, ifindex, TcAttachType::Ingress, &rx)
+        .with_context(|| format!("attaching the receive program to {}", rec.parent))?;
+    dp.attach_tc(PROG_HOST, ifindex, TcAttachType::Egress, &host)
+        .with_context(|| format!("attaching the host program to {}", rec.parent))?;
+    if rec.datapath != Some(DatapathKind::Xdp) {
+        return Ok(None);
+    }
+    if dp.has_link(&xdp)
+        && let Some(mode) = all
+            .iter()
+            .find(|r| r.parent_ifindex == ifindex && r.xdp_mode.is_some())
+            .and_then(|r| r.xdp_mode.clone())
+    {
+        return Ok(Some(mode));
+    }
+    let mode = dp
+        .attach_xdp(ifindex, &xdp)
+        .with_context(|| format!("attaching XDP to {}", rec.parent))?;
+    if mode == "generic" {
+        tracing::warn!(
+            "{}: native XDP is not possible here (for a veth: its peer needs as many rx queues as it has tx queues); using generic XDP",
+            rec.parent
+        );
+    }
+    Ok(Some(mode.to_owned()))
+}
+
+/// Writes a parent's flood row, then its config (which publishes the row).
+fn write_parent(
+    dp: &mut Datapath,
+    ifindex: u32,
+    slot: u32,
+    mac: Mac,
+    kind: DatapathKind,
+    all: &[Attachment],
+) -> Result<()> {
+    let eps: Vec<Endpoint> = all
+        .iter()
+        .filter(|r| r.is_ebpf() && r.parent_ifindex == ifindex)
+        .filter_map(endpoint_of)
+        .collect();
+    dp.write_flood_row(slot, &eps)?;
+    let passthru = eps
+        .iter()
+        .find(|e| e.mode == MacvlanMode::Passthru.bit())
+        .copied();
+    let cfg = ParentCfg {
+        slot,
+        nports: eps.len() as u32,
+        passthru: passthru.unwrap_or_default(),
+        mac: mac.0,
+        flags: if passthru.is_some() {
+            PARENT_F_PASSTHRU
+        } else {
+            0
+        },
+        datapath: match kind {
+            DatapathKind::Tc => DATAPATH_TC,
+            DatapathKind::Xdp => DATAPATH_XDP,
+        },
+    };
+    dp.put_parent(ifindex, &cfg)
+}
+
+/// Removes whatever of `rec` exists, continuing past failures; returns them.
+/// `remaining` are the node's other attachments. Used by `del` and to roll
+/// back a failed `add`.
+pub async fn teardown(engine: &Engine, rec: &Attachment, remaining: &[Attachment]) -> Vec<Error> {
+    let mut errors = Vec::new();
+    let mut note = |r: Result<()>| {
+        if let Err(e) = r {
+            errors.push(e);
+        }
+    };
+    match rec.backend {
+        Backend::Native => {
+            if let Some(index) = rec.ifindex {
+                note(del_in_netns(rec, index).await);
+            }
+        }
+        Backend::Ebpf => {
+            if rec.host_ifindex.is_some() || rec.endpoint_id.is_some() {
+                note(teardown_datapath(engine, rec, remaining).await);
+            }
+            if rec.mode != MacvlanMode::Passthru && rec.host_ifname.is_some() {
+                note(engine.rtnl.fdb_self_del(rec.parent_ifindex, rec.mac).await);
+            }
+            if let Some(saved) = &rec.saved_parent {
+                note(
+                    engine
+                        .rtnl
+                        .set_link(
+                            rec.parent_ifindex,
+                            &LinkChange {
+                                mac: Some(saved.mac),
+                                promisc: Some(saved.promisc),
+                                ..Default::default()
+                            },
+                        )
+                        .await
+                        .map_err(|e| e.context(format!("restoring parent {}", rec.parent))),
+                );
+            }
+            if let (Some(index), Some(name)) = (rec.host_ifindex, &rec.host_ifname) {
+                // Only if the index still names our link.
+                match engine.rtnl.link_by_index(index).await {
+                    Ok(Some(l)) if &l.name == name => note(engine.rtnl.del_link(index).await),
+                    Ok(_) => {}
+                    Err(e) => note(Err(e)),
+                }
+            }
+        }
+    }
+    errors
+}
+
+async fn del_in_netns(rec: &Attachment, index: u32) -> Result<()> {
+    let Ok(ns) = Netns::open(&rec.netns_path.to_string_lossy()) else {
+        return Ok(()); // The namespace is gone, and its links with it.
+    };
+    if ns.inode != rec.netns_inode {
+        return Ok(());
+    }
+    let c = Rtnl::in_netns(&ns)?;
+    c.del_link(index)
+        .await
+        .with_context(|| format!("deleting {} in {:?}", rec.ifname, rec.netns))
+}
+
+async fn teardown_datapath(
+    engine: &Engine,
+    rec: &Attachment,
+    remaining: &[Attachment],
+) -> Result<()> {
+    let mut dp = engine.datapath()?;
+    if let Some(h) = rec.host_ifindex {
+        dp.remove_endpoint(rec.parent_ifindex, rec.mac.0, h)?;
+        dp.unpin(&datapath::port_link(h))?;
+    }
+    let ifindex = rec.parent_ifindex;
+    let others_on_parent = remaining
+        .iter()
+        .any(|r| r.is_ebpf() && r.parent_ifindex == ifindex);
+    match dp.parent(ifindex)? {
+        Some(cfg) if others_on_parent => {
+            let kind = rec.datapath.unwrap_or_default();
+            write_parent(&mut dp, ifindex, cfg.slot, Mac(cfg.mac), kind, remaining)?;
+        }
+        _ => {
+            dp.remove_parent(ifindex)?;
+            for pin in datapath::parent_links(ifindex) {
+                dp.unpin(&pin)?;
+            }
+        }
+    }
+    Ok(())
+}

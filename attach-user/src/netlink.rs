@@ -1,0 +1,298 @@
+//! rtnetlink, bound to one network namespace per connection.
+
+use std::net::IpAddr;
+
+use futures::TryStreamExt;
+use netlink_packet_route::{
+    AddressFamily,
+    address::{AddressAttribute, AddressFlags},
+    link::{
+        InfoData, InfoKind, InfoMacVlan, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+        MacVlanMode,
+    },
+    neighbour::{NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState},
+};
+use rtnetlink::{Handle, LinkMessageBuilder, LinkUnspec, RouteMessageBuilder};
+
+use crate::{
+    addr::{IpNet, Mac},
+    error::{Error, ErrorKind, Result},
+    netns::Netns,
+};
+
+/// What we read of a link.
+#[derive(Clone, Debug)]
+pub struct Link {
+    pub index: u32,
+    pub name: String,
+    pub mac: Mac,
+    pub mtu: u32,
+    pub up: bool,
+    pub promisc: bool,
+    /// `IFLA_INFO_KIND` ("veth", "macvlan", "bridge", ...), if any.
+    pub kind: Option<String>,
+    /// Whether the device has a controller (bridge, bond, ...).
+    pub has_controller: bool,
+}
+
+impl Link {
+    fn from_message(m: &LinkMessage) -> Self {
+        let mut link = Link {
+            index: m.header.index,
+            name: String::new(),
+            mac: Mac::default(),
+            mtu: 0,
+            up: m.header.flags.contains(LinkFlags::Up),
+            promisc: m.header.flags.contains(LinkFlags::Promisc),
+            kind: None,
+            has_controller: false,
+        };
+        for a in &m.attributes {
+            match a {
+                LinkAttribute::IfName(n) => link.name = n.clone(),
+                LinkAttribute::Address(b) => link.mac = Mac::from(b.as_slice()),
+                LinkAttribute::Mtu(v) => link.mtu = *v,
+                LinkAttribute::Controller(_) => link.has_controller = true,
+                LinkAttribute::LinkInfo(infos) => {
+                    for i in infos {
+                        if let LinkInfo::Kind(k) = i {
+                            link.kind = Some(k.to_string());
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        link
+    }
+}
+
+/// Changes to apply to a link in one request.
+#[derive(Default, Debug, Clone)]
+pub struct LinkChange {
+    pub name: Option<String>,
+    pub mac: Option<Mac>,
+    pub mtu: Option<u32>,
+    pub up: Option<bool>,
+    pub promisc: Option<bool>,
+}
+
+/// A netlink connection whose socket lives in one network namespace.
+#[derive(Clone)]
+pub struct Rtnl {
+    handle: Handle,
+}
+
+impl Rtnl {
+    /// A connection in the calling thread's namespace (the node's).
+    pub fn here() -> Result<Self> {
+        let (conn, handle, _) = rtnetlink::new_connection()?;
+        tokio::spawn(conn);
+        Ok(Self { handle })
+    }
+
+    /// A connection in `ns`: the socket is made on a thread inside it.
+    pub fn in_netns(ns: &Netns) -> Result<Self> {
+        let rt = tokio::runtime::Handle::current();
+        let (conn, handle, _) = ns.run(move || {
+            let _guard = rt.enter();
+            rtnetlink::new_connection()
+        })??;
+        tokio::spawn(conn);
+        Ok(Self { handle })
+    }
+
+    async fn get_one(&self, req: rtnetlink::LinkGetRequest) -> Result<Option<Link>> {
+        match req.execute().try_next().await {
+            Ok(Some(m)) => Ok(Some(Link::from_message(&m))),
+            Ok(None) => Ok(None),
+            Err(e) => {
+                let e = Error::from(e);
+                if e.kind == ErrorKind::NotFound {
+                    Ok(None)
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    pub async fn link_by_name(&self, name: &str) -> Result<Option<Link>> {
+        self.get_one(self.handle.link().get().match_name(name.to_owned()))
+            .await
+    }
+
+    pub async fn link_by_index(&self, index: u32) -> Result<Option<Link>> {
+        self.get_one(self.handle.link().get().match_index(index))
+            .await
+    }
+
+    pub async fn links(&self) -> Result<Vec<Link>> {
+        let mut out = Vec::new();
+        let mut s = self.handle.link().get().execute();
+        while let Some(m) = s.try_next().await? {
+            out.push(Link::from_message(&m));
+        }
+        Ok(out)
+    }
+
+    /// Creates a veth pair: `host` here, `peer` directly inside `peer_ns`.
+    pub async fn add_veth(
+        &self,
+        host: &str,
+        peer: &str,
+        peer_ns: &Netns,
+        peer_mac: Mac,
+        mtu: u32,
+    ) -> Result<()> {
+        use std::os::fd::AsRawFd;
+        let peer_msg = LinkMessageBuilder::<LinkUnspec>::new()
+            .name(peer.to_owned())
+            .address(peer_mac.0.to_vec())
+            .mtu(mtu)
+            .setns_by_fd(peer_ns.fd().as_raw_fd())
+            .build();
+        let msg = LinkMessageBuilder::<LinkUnspec>::new_with_info_kind(InfoKind::Veth)
+            .name(host.to_owned())
+            .mtu(mtu)
+            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg)))
+            .build();
+        self.handle.link().add(msg).execute().await?;
+        Ok(())
+    }
+
+    /// Creates a macvlan on `parent` (an index here) directly inside `ns`.
+    pub async fn add_macvlan(
+        &self,
+        name: &str,
+        parent: u32,
+        mode: MacVlanMode,
+        ns: &Netns,
+        mac: Option<Mac>,
+        mtu: u32,
+    ) -> Result<()> {
+        use std::os::fd::AsRawFd;
+        let mut b = LinkMessageBuilder::<LinkUnspec>::new_with_info_kind(InfoKind::MacVlan)
+            .name(name.to_owned())
+            .link(parent)
+            .mtu(mtu)
+            .set_info_data(InfoData::MacVlan(vec![InfoMacVlan::Mode(mode)]))
+            .setns_by_fd(ns.fd().as_raw_fd());
+        if let Some(m) = mac {
+            b = b.address(m.0.to_vec());
+        }
+        self.handle.link().add(b.build()).execute().await?;
+        Ok(())
+    }
+
+    pub async fn set_link(&self, index: u32, c: &LinkChange) -> Result<()> {
+        let mut b = LinkUnspec::new_with_index(index);
+        if let Some(n) = &c.name {
+            b = b.name(n.clone());
+        }
+        if let Some(m) = c.mac {
+            b = b.address(m.0.to_vec());
+        }
+        if let Some(m) = c.mtu {
+            b = b.mtu(m);
+        }
+        if let Some(p) = c.promisc {
+            b = b.promiscuous(p);
+        }
+        match c.up {
+            Some(true) => b = b.up(),
+            Some(false) => b = b.down(),
+            None => {}
+        }
+        self.handle.link().set(b.build()).execute().await?;
+        Ok(())
+    }
+
+    /// Deletes a link; a link already gone is not an error.
+    pub async fn del_link(&self, index: u32) -> Result<()> {
+        match self.handle.link().del(index).execute().await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let e = Error::from(e);
+                if e.kind == ErrorKind::NotFound {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    /// Adds an address; IPv6 ones skip duplicate address detection so they
+    /// work at once (uniqueness is the engine's job, per parent).
+    pub async fn add_addr(&self, index: u32, net: &IpNet) -> Result<()> {
+        let mut req = self.handle.address().add(index, net.addr, net.prefix);
+        if net.addr.is_ipv6() {
+            req.message_mut()
+                .attributes
+                .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        }
+        req.execute().await?;
+        Ok(())
+    }
+
+    pub async fn add_default_route(&self, index: u32, gateway: IpAddr) -> Result<()> {
+        let msg = match gateway {
+            IpAddr::V4(gw) => RouteMessageBuilder::<std::net::Ipv4Addr>::new()
+                .gateway(gw)
+                .output_interface(index)
+                .build(),
+            IpAddr::V6(gw) => RouteMessageBuilder::<std::net::Ipv6Addr>::new()
+                .gateway(gw)
+                .output_interface(index)
+                .build(),
+        };
+        self.handle.route().add(msg).execute().await?;
+        Ok(())
+    }
+
+    /// `bridge fdb add MAC dev IF self`: puts MAC in the device's unicast
+    /// filter, as a macvlan does for its address.
+    pub async fn fdb_self_add(&self, index: u32, mac: Mac) -> Result<()> {
+        self.handle
+            .neighbours()
+            .add_bridge(index, &mac.0)
+            .flags(NeighbourFlags::Own)
+            .replace()
+            .execute()
+            .await?;
+        Ok(())
+    }
+
+    /// Removes what `fdb_self_add` added; absent is not an error.
+    pub async fn fdb_self_del(&self, index: u32, mac: Mac) -> Result<()> {
+        let mut m = NeighbourMessage::default();
+        m.header.family = AddressFamily::Bridge;
+        m.header.ifindex = index;
+        m.header.flags = NeighbourFlags::Own;
+        // The default fdb handler only deletes static entries.
+        m.header.state = NeighbourState::Permanent;
+        m.attributes
+            .push(NeighbourAttribute::LinkLayerAddress(mac.0.to_vec()));
+        match self.handle.neighbours().del(m).execute().await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let e = Error::from(e);
+                if e.kind == ErrorKind::NotFound {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+}
+
+pub fn macvlan_mode(mode: &str) -> MacVlanMode {
+    match mode {
+        "private" => MacVlanMode::Private,
+        "vepa" => MacVlanMode::Vepa,
+        "passthru" => MacVlanMode::Passthrough,
+        _ => MacVlanMode::Bridge,
+    }
+}
