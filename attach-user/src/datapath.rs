@@ -106,7 +106,8 @@ impl Datapath {
         self.link_path(name).exists()
     }
 
-    fn classifier(&mut self, name: &str) -> Result<&mut SchedClassifier> {
+    /// A program of the object, loaded (for attaching, or BPF_PROG_TEST_RUN).
+    pub fn classifier(&mut self, name: &str) -> Result<&mut SchedClassifier> {
         let prog: &mut SchedClassifier = self
             .ebpf
             .program_mut(name)
@@ -119,7 +120,7 @@ impl Datapath {
         Ok(prog)
     }
 
-    fn xdp_program(&mut self) -> Result<&mut Xdp> {
+    pub fn xdp_program(&mut self) -> Result<&mut Xdp> {
         let prog: &mut Xdp = self
             .ebpf
             .program_mut(PROG_RX_XDP)
