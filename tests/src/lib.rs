@@ -1,1 +1,8 @@
+//! Test support for `attach`: network-namespace labs, reachability probes and
+//! result matrices. Everything lives under [`lab`].
 
+mod attach;
+pub mod lab;
+mod matrix;
+mod netns;
+mod probe;

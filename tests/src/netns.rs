@@ -1,0 +1,137 @@
+//! A named network namespace that is deleted when its guard drops.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Output, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+use anyhow::{Context, Result, bail};
+
+/// A name part unique across labs of this process and of other processes
+/// alive at the same time: `<pid>-<counter>`.
+pub fn unique_tag() -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Names of the namespaces under /run/netns (`ip netns list`).
+pub fn netns_list() -> Result<Vec<String>> {
+    let out = checked(Command::new("ip").args(["netns", "list"]), "ip netns list")?;
+    Ok(out
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_owned)
+        .collect())
+}
+
+/// A network namespace created with `ip netns add`, deleted on drop
+/// (which also destroys the interfaces inside it).
+#[derive(Debug)]
+pub struct Netns {
+    name: String,
+    path: PathBuf,
+}
+
+impl Netns {
+    /// Creates `<prefix>-<unique tag>` with `lo` up.
+    pub fn new(prefix: &str) -> Result<Netns> {
+        Netns::named(&format!("{prefix}-{}", unique_tag()))
+    }
+
+    /// Creates a namespace with exactly this name; fails if it exists.
+    pub fn named(name: &str) -> Result<Netns> {
+        checked(
+            Command::new("ip").args(["netns", "add", name]),
+            &format!("ip netns add {name}"),
+        )?;
+        // The guard exists from here on, so a failure below still deletes it.
+        let ns = Netns {
+            name: name.to_owned(),
+            path: Path::new("/run/netns").join(name),
+        };
+        ns.ok(&["ip", "link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `/run/netns/<name>`.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A command that runs `argv` inside the namespace. `nsenter` rather than
+    /// `ip netns exec`, which remounts /sys and hides /sys/fs/bpf.
+    pub fn command(&self, argv: &[&str]) -> Command {
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net={}", self.path.display()))
+            .arg("--")
+            .args(argv)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs `argv` in the namespace; the exit status is not checked.
+    pub fn exec(&self, argv: &[&str]) -> Result<Output> {
+        self.command(argv)
+            .output()
+            .with_context(|| format!("cannot run {argv:?} in {}", self.name))
+    }
+
+    /// Runs `argv` in the namespace and returns its stdout; a non-zero exit
+    /// is an error carrying stdout and stderr.
+    pub fn ok(&self, argv: &[&str]) -> Result<String> {
+        checked(
+            &mut self.command(argv),
+            &format!("{} in netns {}", argv.join(" "), self.name),
+        )
+    }
+
+    /// Runs `sh -c cmd` in the namespace; the exit status is not checked.
+    pub fn sh(&self, cmd: &str) -> Result<Output> {
+        self.exec(&["sh", "-c", cmd])
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        match Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .stdin(Stdio::null())
+            .output()
+        {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => eprintln!(
+                "warning: ip netns del {}: {}",
+                self.name,
+                String::from_utf8_lossy(&o.stderr).trim()
+            ),
+            Err(e) => eprintln!("warning: ip netns del {}: {e}", self.name),
+        }
+    }
+}
+
+/// Runs `cmd`; returns stdout, or an error naming `what` with both outputs.
+pub(crate) fn checked(cmd: &mut Command, what: &str) -> Result<String> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("cannot run {what}"))?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        bail!(
+            "{what}: {}\nstdout: {}\nstderr: {}",
+            out.status,
+            stdout.trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(stdout)
+}

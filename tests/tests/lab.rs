@@ -1,0 +1,121 @@
+//! Tests of the lab harness itself: topology, probes, cleanup.
+
+use std::{
+    panic::{AssertUnwindSafe, catch_unwind},
+    time::{Duration, Instant},
+};
+
+use attach_tests::lab::{
+    EXT_IF, EXT_V4, EXT_V6, Lab, LabOptions, NODE_IF, NODE_V4, NODE_V6, Netns, arping,
+    broadcast_reaches, ndisc, netns_list, ping, require_root,
+};
+
+fn assert_gone(names: &[String]) {
+    let left = netns_list().unwrap();
+    let stale: Vec<_> = names.iter().filter(|n| left.contains(n)).collect();
+    assert!(stale.is_empty(), "namespaces left behind: {stale:?}");
+}
+
+#[test]
+fn lab_comes_up_and_drop_removes_it() {
+    require_root();
+    let lab = Lab::new().unwrap();
+    let c = lab.container("c1").unwrap();
+    let names = lab.netns_names();
+    assert_eq!(names.len(), 4);
+    let listed = netns_list().unwrap();
+    for n in &names {
+        assert!(listed.contains(n), "{n} missing from {listed:?}");
+    }
+    assert!(c.name().ends_with("-c1"));
+
+    // Through the switch, both ways, both families.
+    assert!(ping(lab.ext(), NODE_V4));
+    assert!(ping(lab.ext(), NODE_V6));
+    assert!(ping(lab.node(), EXT_V4));
+    assert!(ping(lab.node(), &format!("{EXT_V6}/64")));
+    assert!(arping(lab.ext(), EXT_IF, NODE_V4));
+    assert!(ndisc(lab.node(), NODE_IF, EXT_V6));
+    assert!(broadcast_reaches(lab.ext(), EXT_IF, lab.node(), NODE_IF));
+    assert!(broadcast_reaches(lab.node(), NODE_IF, lab.ext(), EXT_IF));
+
+    // The container is empty: nothing to reach yet.
+    assert!(!ping(&c, EXT_V4));
+
+    drop(c);
+    drop(lab);
+    assert_gone(&names);
+}
+
+#[test]
+fn a_panic_still_cleans_up() {
+    require_root();
+    let mut names = Vec::new();
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        let lab = Lab::new().unwrap();
+        let _c = lab.container("c1").unwrap();
+        names = lab.netns_names();
+        panic!("test failure inside a lab");
+    }));
+    assert!(result.is_err());
+    assert_eq!(names.len(), 4);
+    assert_gone(&names);
+}
+
+#[test]
+fn failing_probes_are_false_and_quick() {
+    require_root();
+    let lab = Lab::new().unwrap();
+    let t = Instant::now();
+    assert!(!ping(lab.ext(), "10.77.0.123"));
+    assert!(!ping(lab.ext(), "fd77::123"));
+    assert!(
+        t.elapsed() < Duration::from_millis(4500),
+        "{:?}",
+        t.elapsed()
+    );
+    assert!(!arping(lab.ext(), EXT_IF, "10.77.0.123"));
+    assert!(!ndisc(lab.node(), NODE_IF, "fd77::123"));
+    assert!(!ping(lab.ext(), "not an address"));
+    assert!(!broadcast_reaches(
+        lab.ext(),
+        "nosuchdev",
+        lab.node(),
+        NODE_IF
+    ));
+}
+
+#[test]
+fn hairpin_reflects_the_nodes_broadcasts() {
+    require_root();
+    let on = Lab::new().unwrap();
+    let off = Lab::with_options(LabOptions { hairpin: false }).unwrap();
+    assert!(broadcast_reaches(on.node(), NODE_IF, on.node(), NODE_IF));
+    assert!(!broadcast_reaches(off.node(), NODE_IF, off.node(), NODE_IF));
+    // Two labs side by side do not interfere.
+    assert!(ping(off.ext(), NODE_V4));
+    assert_ne!(on.tag(), off.tag());
+}
+
+#[test]
+fn netns_guard_runs_commands_inside() {
+    require_root();
+    let ns = Netns::new("atl-guard").unwrap();
+    let name = ns.name().to_owned();
+    assert_eq!(ns.path().to_str().unwrap(), format!("/run/netns/{name}"));
+    let links = ns.ok(&["ip", "-o", "link", "show"]).unwrap();
+    assert_eq!(links.lines().count(), 1, "only lo: {links}");
+    assert!(ns.sh("exit 3").unwrap().status.code() == Some(3));
+    assert!(ns.ok(&["false"]).is_err());
+    drop(ns);
+    assert_gone(&[name]);
+}
+
+#[test]
+fn attach_runs_in_the_node() {
+    require_root();
+    let lab = Lab::new().unwrap();
+    let version = lab.attach().ok(&["--version"]).unwrap();
+    assert!(version.starts_with("attach "), "{version}");
+    assert!(lab.attach().ok(&["no-such-command"]).is_err());
+}
