@@ -29,6 +29,7 @@ pub fn run(ctx: &TcContext) -> i32 {
     }
     // SAFETY: copied out at once.
     let Some(cfg) = (unsafe { PARENTS.get(&ifindex) }).copied() else {
+        stats::verdict(DIR, Verdict::NotOurs);
         return TC_ACT_UNSPEC;
     };
     let Some(eth) = eth::read_tc(ctx) else {
@@ -49,5 +50,6 @@ pub fn run(ctx: &TcContext) -> i32 {
         // SAFETY: plain helper call.
         return unsafe { bpf_redirect(ep.host_ifindex, 0) as i32 };
     }
+    stats::verdict(DIR, Verdict::ToParent);
     TC_ACT_UNSPEC
 }

@@ -2,7 +2,7 @@
 //! sends, delivered locally or out of the parent by its mode.
 
 use attach_common::{
-    DATAPATH_MARK, Direction::Tx as DIR, EP_F_HOST_ACCESS, EP_F_SPOOFCHK, Verdict,
+    DATAPATH_MARK, Direction::Tx as DIR, EP_F_HOST_ACCESS, EP_F_SPOOFCHK, MODE_BRIDGE, Verdict,
 };
 use aya_ebpf::{
     EbpfContext,
@@ -43,8 +43,12 @@ pub fn run(ctx: &TcContext) -> i32 {
     let host_access = ep.has(EP_F_HOST_ACCESS);
 
     if eth.is_multicast() {
-        let copies = flood(ctx, &cfg, &eth, Rule::Tx { sender: ep });
-        stats::flood_copies(ep.id, copies);
+        // Only bridge ports flood locally; the others' broadcasts meet their
+        // peers, if at all, when the switch reflects them.
+        if ep.mode == MODE_BRIDGE {
+            let copies = flood(ctx, &cfg, &eth, Rule::Tx { sender: ep });
+            stats::flood_copies(ep.id, copies);
+        }
         // Marked, so the parent's ingress passes it to the node unswitched.
         ctx.set_mark(DATAPATH_MARK);
         if host_access

@@ -198,14 +198,17 @@ impl Lab {
         &self.attach
     }
 
-    /// A new empty namespace `atl-<tag>-<name>` (DAD off, `lo` up), deleted
-    /// with the lab after `attach reset` (or later, if a clone outlives it).
+    /// The empty namespace `atl-<tag>-<name>` (DAD off, `lo` up), made on
+    /// first use and deleted with the lab after `attach reset` (or later, if
+    /// a clone outlives it).
     pub fn container(&self, name: &str) -> Result<Arc<Netns>> {
+        let mut containers = self.containers.lock().unwrap_or_else(|e| e.into_inner());
+        let full = format!("{NETNS_PREFIX}-{}-{name}", self.tag);
+        if let Some(ns) = containers.iter().find(|n| n.name() == full) {
+            return Ok(ns.clone());
+        }
         let ns = Arc::new(lab_netns(&self.tag, name)?);
-        self.containers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(ns.clone());
+        containers.push(ns.clone());
         Ok(ns)
     }
 

@@ -6,3 +6,4 @@ pub mod lab;
 mod matrix;
 mod netns;
 mod probe;
+pub mod reach;

@@ -9,17 +9,19 @@ pub enum Proto {
     V4,
     V6,
     Arp,
+    Ndisc,
     Bcast,
 }
 
 impl Proto {
-    pub const ALL: [Proto; 4] = [Proto::V4, Proto::V6, Proto::Arp, Proto::Bcast];
+    pub const ALL: [Proto; 5] = [Proto::V4, Proto::V6, Proto::Arp, Proto::Ndisc, Proto::Bcast];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Proto::V4 => "v4",
             Proto::V6 => "v6",
             Proto::Arp => "arp",
+            Proto::Ndisc => "ndisc",
             Proto::Bcast => "bcast",
         }
     }

@@ -1,0 +1,173 @@
+//! Frame builders: Ethernet with ARP, IPv4/UDP, IPv6/ICMPv6, 802.1Q tags.
+
+use attach_common::MacAddr;
+
+pub const BROADCAST: MacAddr = [0xff; 6];
+pub const ETH_P_IP: u16 = 0x0800;
+pub const ETH_P_ARP: u16 = 0x0806;
+pub const ETH_P_8021Q: u16 = 0x8100;
+pub const ETH_P_IPV6: u16 = 0x86dd;
+
+/// An Ethernet frame (no FCS).
+pub fn eth(dst: MacAddr, src: MacAddr, ethertype: u16, payload: &[u8]) -> Vec<u8> {
+    let mut f = Vec::with_capacity(14 + payload.len());
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&ethertype.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+fn arp(op: u16, dst: MacAddr, src: MacAddr, sip: [u8; 4], tha: MacAddr, tip: [u8; 4]) -> Vec<u8> {
+    let mut a = Vec::with_capacity(28);
+    a.extend_from_slice(&1u16.to_be_bytes()); // Ethernet
+    a.extend_from_slice(&ETH_P_IP.to_be_bytes());
+    a.extend_from_slice(&[6, 4]);
+    a.extend_from_slice(&op.to_be_bytes());
+    a.extend_from_slice(&src);
+    a.extend_from_slice(&sip);
+    a.extend_from_slice(&tha);
+    a.extend_from_slice(&tip);
+    eth(dst, src, ETH_P_ARP, &a)
+}
+
+/// "Who has `tip`? Tell `sip`", broadcast (42 bytes).
+pub fn arp_request(src: MacAddr, sip: [u8; 4], tip: [u8; 4]) -> Vec<u8> {
+    arp(1, BROADCAST, src, sip, [0; 6], tip)
+}
+
+/// "`sip` is at `src`", unicast to `dst` (42 bytes).
+pub fn arp_reply(dst: MacAddr, src: MacAddr, sip: [u8; 4], tip: [u8; 4]) -> Vec<u8> {
+    arp(2, dst, src, sip, dst, tip)
+}
+
+fn csum_fold(mut sum: u32) -> u16 {
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+fn csum_add(mut sum: u32, data: &[u8]) -> u32 {
+    for c in data.chunks(2) {
+        let w = if c.len() == 2 {
+            u16::from_be_bytes([c[0], c[1]])
+        } else {
+            u16::from_be_bytes([c[0], 0])
+        };
+        sum += u32::from(w);
+    }
+    sum
+}
+
+/// IPv4/UDP (UDP checksum 0: allowed in IPv4).
+pub fn ipv4_udp(
+    dst: MacAddr,
+    src: MacAddr,
+    sip: [u8; 4],
+    dip: [u8; 4],
+    dport: u16,
+    payload: &[u8],
+) -> Vec<u8> {
+    let udp_len = 8 + payload.len();
+    let total = 20 + udp_len;
+    let mut ip = vec![
+        0x45,
+        0,
+        (total >> 8) as u8,
+        total as u8,
+        0,
+        1,
+        0x40, // DF
+        0,
+        64,
+        17, // UDP
+        0,
+        0,
+    ];
+    ip.extend_from_slice(&sip);
+    ip.extend_from_slice(&dip);
+    let c = csum_fold(csum_add(0, &ip));
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    ip.extend_from_slice(&40000u16.to_be_bytes());
+    ip.extend_from_slice(&dport.to_be_bytes());
+    ip.extend_from_slice(&(udp_len as u16).to_be_bytes());
+    ip.extend_from_slice(&[0, 0]);
+    ip.extend_from_slice(payload);
+    eth(dst, src, ETH_P_IP, &ip)
+}
+
+/// IPv6 with an ICMPv6 message of `icmp_type` (code 0, 4 zero bytes of
+/// body, then `body`), checksummed.
+pub fn ipv6_icmpv6(
+    dst: MacAddr,
+    src: MacAddr,
+    sip: [u8; 16],
+    dip: [u8; 16],
+    icmp_type: u8,
+    body: &[u8],
+) -> Vec<u8> {
+    let mut icmp = vec![icmp_type, 0, 0, 0, 0, 0, 0, 0];
+    icmp.extend_from_slice(body);
+    let len = icmp.len() as u32;
+    let mut sum = csum_add(0, &sip);
+    sum = csum_add(sum, &dip);
+    sum = csum_add(sum, &len.to_be_bytes());
+    sum = csum_add(sum, &[0, 0, 0, 58]);
+    sum = csum_add(sum, &icmp);
+    let c = csum_fold(sum);
+    icmp[2..4].copy_from_slice(&c.to_be_bytes());
+    let mut ip = vec![0x60, 0, 0, 0];
+    ip.extend_from_slice(&(len as u16).to_be_bytes());
+    ip.extend_from_slice(&[58, 255]);
+    ip.extend_from_slice(&sip);
+    ip.extend_from_slice(&dip);
+    ip.extend_from_slice(&icmp);
+    eth(dst, src, ETH_P_IPV6, &ip)
+}
+
+/// The MAC an IPv6 multicast address maps to (33:33 + its last 32 bits).
+pub fn ipv6_multicast_mac(ip: [u8; 16]) -> MacAddr {
+    [0x33, 0x33, ip[12], ip[13], ip[14], ip[15]]
+}
+
+/// The MAC an IPv4 multicast address maps to (01:00:5e + its low 23 bits).
+pub fn ipv4_multicast_mac(ip: [u8; 4]) -> MacAddr {
+    [0x01, 0x00, 0x5e, ip[1] & 0x7f, ip[2], ip[3]]
+}
+
+/// A link-local IPv6 address with `last` as its interface part.
+pub fn ll6(last: u8) -> [u8; 16] {
+    let mut a = [0; 16];
+    a[0] = 0xfe;
+    a[1] = 0x80;
+    a[15] = last;
+    a
+}
+
+/// ff02::1, all nodes.
+pub const ALL_NODES: [u8; 16] = [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+
+/// `frame` with an 802.1Q tag (VLAN `vid`, priority 0) after the MACs.
+pub fn vlan_tagged(frame: &[u8], vid: u16) -> Vec<u8> {
+    let mut f = Vec::with_capacity(frame.len() + 4);
+    f.extend_from_slice(&frame[..12]);
+    f.extend_from_slice(&ETH_P_8021Q.to_be_bytes());
+    f.extend_from_slice(&(vid & 0x0fff).to_be_bytes());
+    f.extend_from_slice(&frame[12..]);
+    f
+}
+
+/// "dst <- src type" of a frame, for messages.
+pub fn describe(f: &[u8]) -> String {
+    if f.len() < 14 {
+        return format!("(runt {:02x?})", f);
+    }
+    let m = |s: &[u8]| super::fmt_mac(&s.try_into().unwrap());
+    format!(
+        "{} <- {} type {:#06x}",
+        m(&f[0..6]),
+        m(&f[6..12]),
+        u16::from_be_bytes([f[12], f[13]])
+    )
+}

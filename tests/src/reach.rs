@@ -1,0 +1,135 @@
+//! Attaching containers in a lab and measuring who reaches whom: shared by
+//! the differential tests and the demo.
+
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result};
+
+use crate::{
+    lab::{EXT_IF, EXT_V4, EXT_V6, Lab, NODE_IF, NODE_V4, NODE_V6},
+    matrix::{Matrix, Proto},
+    netns::Netns,
+    probe::{arping, broadcast_reaches, ndisc, ping},
+};
+
+/// How an attachment is made: the backend and, for eBPF, the datapath.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flavor {
+    Native,
+    EbpfTc,
+    EbpfXdp,
+}
+
+impl Flavor {
+    pub const ALL: [Flavor; 3] = [Flavor::Native, Flavor::EbpfTc, Flavor::EbpfXdp];
+
+    pub fn args(self) -> &'static [&'static str] {
+        match self {
+            Flavor::Native => &["--backend", "native"],
+            Flavor::EbpfTc => &["--backend", "ebpf", "--datapath", "tc"],
+            Flavor::EbpfXdp => &["--backend", "ebpf", "--datapath", "xdp"],
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Flavor::Native => "native",
+            Flavor::EbpfTc => "ebpf/tc",
+            Flavor::EbpfXdp => "ebpf/xdp",
+        }
+    }
+}
+
+/// A container attached in a lab, with the addresses it was given.
+pub struct Endpoint {
+    pub label: String,
+    pub ns: Arc<Netns>,
+    pub v4: String,
+    pub v6: String,
+}
+
+/// The fixed MAC of container `i`: the same on every backend, so neighbour
+/// caches and the switch's table stay right across re-attaches.
+pub fn mac_of(i: u8) -> String {
+    format!("02:a7:00:00:00:{i:02x}")
+}
+
+/// Attaches container `i` (made if needed) with `mode`, `flavor` and extra args.
+pub fn attach(lab: &Lab, i: u8, mode: &str, flavor: Flavor, extra: &[&str]) -> Result<Endpoint> {
+    let label = format!("c{i}");
+    let ns = lab.container(&label)?;
+    let (v4, v6) = Lab::container_ip(i);
+    let mac = mac_of(i);
+    let netns = ns.name().to_owned();
+    let mut args = vec![
+        "add", "macvlan", "--mode", mode, "--parent", NODE_IF, "--netns", &netns, "--ip", &v4,
+        "--ip", &v6,
+    ];
+    if mode != "passthru" {
+        args.extend(["--mac", &mac]);
+    }
+    args.extend(flavor.args());
+    args.extend(extra);
+    lab.attach()
+        .ok(&args)
+        .with_context(|| format!("attaching {label} ({mode}, {})", flavor.name()))?;
+    Ok(Endpoint {
+        label,
+        ns,
+        v4: v4.split('/').next().unwrap_or_default().to_owned(),
+        v6: v6.split('/').next().unwrap_or_default().to_owned(),
+    })
+}
+
+pub fn detach(lab: &Lab, ep: &Endpoint) -> Result<()> {
+    lab.attach()
+        .ok(&["del", "--netns", ep.ns.name()])
+        .map(drop)
+        .with_context(|| format!("detaching {}", ep.label))
+}
+
+/// Forgets every neighbour, so each probe resolves afresh and no answer
+/// depends on what an earlier probe taught someone.
+fn forget(all: &[&Netns]) {
+    for ns in all {
+        let _ = ns.exec(&["ip", "-4", "neigh", "flush", "all"]);
+        let _ = ns.exec(&["ip", "-6", "neigh", "flush", "all"]);
+    }
+}
+
+/// Who reaches whom among the containers, the external host and the node.
+/// With two containers: the container pair rows too.
+pub fn measure(lab: &Lab, eps: &[&Endpoint]) -> Matrix {
+    let mut m = Matrix::new();
+    let mut all: Vec<&Netns> = vec![lab.ext(), lab.node()];
+    all.extend(eps.iter().map(|e| e.ns.as_ref()));
+    let mut probe = |from: &str, to: &str, proto: Proto, f: &dyn Fn() -> bool| {
+        forget(&all);
+        m.push(from, to, proto, f());
+    };
+    for a in eps {
+        let (ns, ifn) = (a.ns.as_ref(), "eth0");
+        probe(&a.label, "ext", Proto::V4, &|| ping(ns, EXT_V4));
+        probe(&a.label, "ext", Proto::V6, &|| ping(ns, EXT_V6));
+        probe(&a.label, "ext", Proto::Arp, &|| arping(ns, ifn, EXT_V4));
+        probe("ext", &a.label, Proto::V4, &|| ping(lab.ext(), &a.v4));
+        probe("ext", &a.label, Proto::V6, &|| ping(lab.ext(), &a.v6));
+        probe("ext", &a.label, Proto::Bcast, &|| {
+            broadcast_reaches(lab.ext(), EXT_IF, ns, ifn)
+        });
+        probe(&a.label, "node", Proto::V4, &|| ping(ns, NODE_V4));
+        probe(&a.label, "node", Proto::V6, &|| ping(ns, NODE_V6));
+        probe("node", &a.label, Proto::V4, &|| ping(lab.node(), &a.v4));
+        probe("node", &a.label, Proto::V6, &|| ping(lab.node(), &a.v6));
+        for b in eps.iter().filter(|b| b.label != a.label) {
+            probe(&a.label, &b.label, Proto::V4, &|| ping(ns, &b.v4));
+            probe(&a.label, &b.label, Proto::V6, &|| ping(ns, &b.v6));
+            probe(&a.label, &b.label, Proto::Arp, &|| arping(ns, ifn, &b.v4));
+            probe(&a.label, &b.label, Proto::Ndisc, &|| ndisc(ns, ifn, &b.v6));
+            probe(&a.label, &b.label, Proto::Bcast, &|| {
+                broadcast_reaches(ns, ifn, &b.ns, "eth0")
+            });
+        }
+    }
+    m
+}
