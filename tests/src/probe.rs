@@ -29,7 +29,9 @@ fn success(ns: &Netns, argv: &[&str]) -> bool {
 pub fn ping(from: &Netns, dst: &str) -> bool {
     let dst = addr(dst);
     let family = if dst.contains(':') { "-6" } else { "-4" };
-    let argv = ["ping", family, "-c", "1", "-W", "1", "-q", dst];
+    // Neighbours on veths answer in microseconds: half a second is plenty,
+    // and keeps an unreachable probe (the common case in a matrix) cheap.
+    let argv = ["ping", family, "-c", "1", "-W", "0.5", "-q", dst];
     success(from, &argv) || success(from, &argv)
 }
 
@@ -49,7 +51,9 @@ pub fn ndisc(from: &Netns, ifname: &str, dst: &str) -> bool {
     };
     let dst = addr(dst);
     let _ = from.exec(&["ip", "-6", "neigh", "del", dst, "dev", ifname]);
-    let _ = from.exec(&["ping", "-6", "-c", "1", "-W", "1", "-q", "-I", ifname, dst]);
+    let _ = from.exec(&[
+        "ping", "-6", "-c", "1", "-W", "0.5", "-q", "-I", ifname, dst,
+    ]);
     let Ok(out) = from.exec(&["ip", "-6", "-j", "neigh", "show", "dev", ifname]) else {
         return false;
     };
@@ -112,11 +116,20 @@ pub fn broadcast_reaches(from: &Netns, from_if: &str, to: &Netns, to_if: &str) -
         }
     };
     if listening {
-        let _ = from.exec(&["arping", "-c", "1", "-w", "1", "-I", from_if, UNUSED_V4]);
-        // The request was on the wire a second ago; give the capture a moment.
-        let deadline = Instant::now() + Duration::from_millis(500);
+        // Nobody answers for the unused address: don't wait for arping's
+        // deadline, only for the capture (or 700 ms).
+        let sender = from
+            .command(&["arping", "-c", "1", "-w", "1", "-I", from_if, UNUSED_V4])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        let deadline = Instant::now() + Duration::from_millis(700);
         while Instant::now() < deadline && matches!(cap.try_wait(), Ok(None)) {
-            thread::sleep(Duration::from_millis(20));
+            thread::sleep(Duration::from_millis(10));
+        }
+        if let Ok(mut sender) = sender {
+            let _ = sender.kill();
+            let _ = sender.wait();
         }
     }
     if matches!(cap.try_wait(), Ok(None)) {
