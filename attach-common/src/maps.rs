@@ -17,6 +17,10 @@ pub const MAP_EP_STATS: &str = "attach_ep_stats";
 /// Per-CPU counters by (direction, verdict).
 pub const MAP_VERDICTS: &str = "attach_verdicts";
 
+/// Frames dropped by the bench's XDP drop program (`attach bench` only; not
+/// pinned, not part of the datapath).
+pub const MAP_BENCH: &str = "attach_bench";
+
 pub const ALL_MAPS: [&str; 7] = [
     MAP_ENDPOINTS,
     MAP_PORTS,

@@ -7,6 +7,8 @@
 //!   container sends.
 //! - `attach_host` (tcx egress on a parent): what the node's own stack sends,
 //!   for `--host-access` endpoints.
+//!
+//! The `bench_*` programs serve `attach bench` only (see `bench.rs`).
 // On the host (clippy, `cargo check --workspace`) this is an empty std
 // binary, so the rules still get checked.
 #![cfg_attr(target_arch = "bpf", no_std)]
@@ -15,6 +17,7 @@
 // the entry-point macros take raw context pointers.
 #![allow(clippy::unnecessary_cast, clippy::not_unsafe_ptr_arg_deref)]
 
+mod bench;
 mod eth;
 mod flood;
 mod macvlan;
@@ -48,6 +51,26 @@ pub fn attach_host(ctx: TcContext) -> i32 {
 #[xdp]
 pub fn attach_rx_xdp(ctx: XdpContext) -> u32 {
     xdp_rx::run(&ctx)
+}
+
+#[classifier]
+pub fn bench_peer(_ctx: TcContext) -> i32 {
+    bench::peer()
+}
+
+#[classifier]
+pub fn bench_out(_ctx: TcContext) -> i32 {
+    bench::out()
+}
+
+#[xdp]
+pub fn bench_tx(_ctx: XdpContext) -> u32 {
+    bench::tx()
+}
+
+#[xdp]
+pub fn bench_drop(_ctx: XdpContext) -> u32 {
+    bench::drop()
 }
 
 #[cfg(target_arch = "bpf")]
