@@ -121,14 +121,19 @@ impl Datapath {
     }
 
     pub fn xdp_program(&mut self) -> Result<&mut Xdp> {
+        self.xdp(PROG_RX_XDP)
+    }
+
+    /// An XDP program of the object, loaded.
+    pub fn xdp(&mut self, name: &str) -> Result<&mut Xdp> {
         let prog: &mut Xdp = self
             .ebpf
-            .program_mut(PROG_RX_XDP)
-            .ok_or_else(|| Error::system("program attach_rx_xdp missing from the object"))?
+            .program_mut(name)
+            .ok_or_else(|| Error::system(format!("program {name} missing from the object")))?
             .try_into()?;
         if prog.fd().is_err() {
             prog.load()
-                .map_err(|e| Error::from(e).context("loading attach_rx_xdp"))?;
+                .map_err(|e| Error::from(e).context(format!("loading {name}")))?;
         }
         Ok(prog)
     }
