@@ -55,6 +55,28 @@ pub enum Command {
     Stats,
     /// Detach everything on this node and remove all its pins and state.
     Reset,
+    /// Measure the datapaths against the host and native macvlan (see --help).
+    #[command(long_about = crate::bench::HELP)]
+    Bench(BenchArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// M1, M2 and M6 only, short runs (under two minutes; what CI runs).
+    #[arg(long)]
+    pub quick: bool,
+    /// Rounds of every contender, interleaved (at least 3).
+    #[arg(long, value_name = "N")]
+    pub rounds: Option<u32>,
+    /// Seconds of one measured run (default 5; --quick 1).
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<f64>,
+    /// Also write an SVG chart of the results to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<std::path::PathBuf>,
+    /// Run only these metrics (comma-separated, e.g. m1,m3).
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub metrics: Vec<String>,
 }
 
 #[derive(Subcommand, Debug)]

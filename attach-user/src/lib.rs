@@ -6,6 +6,7 @@
 
 pub mod addr;
 pub mod announce;
+pub mod bench;
 pub mod cli;
 pub mod container;
 pub mod datapath;

@@ -59,6 +59,10 @@ fn to_json<T: serde::Serialize>(v: &T) -> String {
 
 async fn run(cli: &Cli) -> attach::Result<String> {
     let json = cli.output == Output::Json;
+    if let Command::Bench(args) = &cli.command {
+        // Works in namespaces of its own, never on this node.
+        return attach::bench::run(args, json);
+    }
     let engine = Engine::new()?;
     Ok(match &cli.command {
         Command::Add(AddKind::Macvlan(args)) => {
@@ -93,6 +97,7 @@ async fn run(cli: &Cli) -> attach::Result<String> {
             let s = engine.stats()?;
             if json { to_json(&s) } else { output::stats(&s) }
         }
+        Command::Bench(_) => unreachable!("handled above"),
         Command::Reset => {
             let removed = engine.reset().await?;
             if json {

@@ -1,0 +1,291 @@
+//! The bench's own programs (attach-ebpf `bench_*`) and the traffic
+//! generator built on them.
+//!
+//! pktgen is off in this kernel and Debian's xdp-trafficgen does not load on
+//! 6.18, so the generator is BPF_PROG_TEST_RUN in live-frames mode: the
+//! kernel runs `bench_tx` (XDP_TX) on a 64-byte frame `repeat` times as if it
+//! had arrived on the generator's wire veth, and XDP_TX sends each copy out
+//! of that veth, into the contender's parent, from a thread that has entered
+//! the generator's namespace and is pinned to one CPU. The receive side runs
+//! in softirq on the same CPU, so one run measures one vCPU doing everything.
+
+use std::{
+    fs,
+    net::Ipv4Addr,
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use attach_common::MAP_BENCH;
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::PerCpuArray,
+    programs::{
+        LinkOrder, SchedClassifier, TcAttach, TcAttachType, TestRun, TestRunAttrs, TestRunOptions,
+        Xdp, XdpMode, xdp::XdpLinkId,
+    },
+};
+
+use super::{
+    cleanup,
+    run::{Ns, high_priority, pin_to},
+};
+use crate::{
+    EBPF_OBJECT,
+    error::{Error, Result},
+};
+
+pub const PROG_GEN: &str = "bench_tx";
+pub const PROG_DROP: &str = "bench_drop";
+pub const PROG_PEER: &str = "bench_peer";
+pub const PROG_OUT: &str = "bench_out";
+
+/// Frames of the first test run of a generator run; later runs are sized
+/// to last about `CALL_SECS` at the rate seen so far.
+const FIRST_CALL: u32 = 1 << 18;
+const CALL_SECS: f64 = 1.0;
+/// Frames per live-frames batch (the kernel's default; its maximum is 256).
+const BATCH: u32 = 64;
+
+/// The bench's programs, loaded from the datapath's object with its maps
+/// pinned in a directory of the bench's own (never the engine's).
+pub struct Programs {
+    ebpf: Ebpf,
+}
+
+impl Programs {
+    /// `peer_if`, `out_if`: targets of the redirect-peer contender's two
+    /// programs (its host-side veth and its parent), fixed at load time.
+    pub fn load(pin_dir: &Path, peer_if: u32, out_if: u32) -> Result<Self> {
+        fs::create_dir_all(pin_dir)
+            .map_err(|e| Error::system(format!("creating {}: {e}", pin_dir.display())))?;
+        let ebpf = EbpfLoader::new()
+            .default_map_pin_directory(pin_dir)
+            .override_global("BENCH_PEER_IF", &peer_if, true)
+            .override_global("BENCH_OUT_IF", &out_if, true)
+            .load(EBPF_OBJECT)
+            .map_err(|e| Error::from(e).context("loading the bench programs"))?;
+        Ok(Self { ebpf })
+    }
+
+    fn classifier(&mut self, name: &str) -> Result<&mut SchedClassifier> {
+        let p: &mut SchedClassifier = self
+            .ebpf
+            .program_mut(name)
+            .ok_or_else(|| Error::system(format!("program {name} missing from the object")))?
+            .try_into()?;
+        if p.fd().is_err() {
+            p.load()
+                .map_err(|e| Error::from(e).context(format!("loading {name}")))?;
+        }
+        Ok(p)
+    }
+
+    fn xdp(&mut self, name: &str) -> Result<&mut Xdp> {
+        let p: &mut Xdp = self
+            .ebpf
+            .program_mut(name)
+            .ok_or_else(|| Error::system(format!("program {name} missing from the object")))?
+            .try_into()?;
+        if p.fd().is_err() {
+            p.load()
+                .map_err(|e| Error::from(e).context(format!("loading {name}")))?;
+        }
+        Ok(p)
+    }
+
+    /// The redirect-peer contender: `bench_peer` on its parent's ingress,
+    /// `bench_out` on its host-side veth's ingress (tcx, held by this
+    /// process: they go when it exits or the devices do).
+    pub fn attach_redirect_peer(&mut self, node: &Ns, parent: u32, host: u32) -> Result<()> {
+        for (name, ifindex) in [(PROG_PEER, parent), (PROG_OUT, host)] {
+            let p = self.classifier(name)?;
+            node.run(|| {
+                p.attach(
+                    ifindex,
+                    TcAttach::Tcx {
+                        attach_type: TcAttachType::Ingress,
+                        order: LinkOrder::default(),
+                    },
+                )
+            })?
+            .map_err(|e| Error::from(e).context(format!("attaching {name}")))?;
+        }
+        Ok(())
+    }
+
+    /// `bench_drop` on a device of `ns`, native mode only (generic XDP would
+    /// measure an skb path instead).
+    pub fn attach_drop(&mut self, ns: &Ns, ifindex: u32) -> Result<XdpLinkId> {
+        let p = self.xdp(PROG_DROP)?;
+        ns.run(|| p.attach(ifindex, XdpMode::Driver))?
+            .map_err(|e| Error::from(e).context(format!("attaching {PROG_DROP} (native XDP)")))
+    }
+
+    pub fn detach_drop(&mut self, id: XdpLinkId) -> Result<()> {
+        self.xdp(PROG_DROP)?
+            .detach(id)
+            .map_err(|e| Error::from(e).context(format!("detaching {PROG_DROP}")))
+    }
+
+    /// Frames `bench_drop` has dropped, summed over CPUs.
+    pub fn dropped(&self) -> Result<u64> {
+        let map = self
+            .ebpf
+            .map(MAP_BENCH)
+            .ok_or_else(|| Error::system(format!("map {MAP_BENCH} missing")))?;
+        let counts: PerCpuArray<_, u64> = PerCpuArray::try_from(map)?;
+        Ok(counts.get(&0, 0)?.iter().sum())
+    }
+
+    pub fn generator(&mut self) -> Result<&Xdp> {
+        Ok(&*self.xdp(PROG_GEN)?)
+    }
+}
+
+/// A 64-byte Ethernet frame on the wire (60 bytes without the FCS): IPv4,
+/// UDP to port 9 (discard; nothing listens), 18 zero bytes of payload, UDP
+/// checksum 0 (allowed in IPv4), a correct IP checksum.
+pub fn udp_frame(dst: [u8; 6], src: [u8; 6], sip: Ipv4Addr, dip: Ipv4Addr) -> Vec<u8> {
+    const PAYLOAD: usize = 18;
+    let udp_len = 8 + PAYLOAD;
+    let total = 20 + udp_len;
+    let mut f = Vec::with_capacity(14 + total);
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&0x0800u16.to_be_bytes());
+    let mut ip = vec![
+        0x45,
+        0,
+        (total >> 8) as u8,
+        total as u8,
+        0,
+        0,
+        0x40, // DF
+        0,
+        64,
+        17,
+        0,
+        0,
+    ];
+    ip.extend_from_slice(&sip.octets());
+    ip.extend_from_slice(&dip.octets());
+    let mut sum: u32 = ip
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+        .sum();
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    let csum = !(sum as u16);
+    ip[10..12].copy_from_slice(&csum.to_be_bytes());
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(&40000u16.to_be_bytes());
+    f.extend_from_slice(&9u16.to_be_bytes());
+    f.extend_from_slice(&(udp_len as u16).to_be_bytes());
+    f.extend_from_slice(&[0, 0]);
+    f.extend_from_slice(&[0; PAYLOAD]);
+    debug_assert_eq!(f.len(), 60);
+    f
+}
+
+/// What one generator run sent.
+#[derive(Clone, Copy, Debug)]
+pub struct Sent {
+    pub frames: u64,
+    /// Time the kernel spent in its timed loop (sending, and the receive
+    /// side's softirq work that runs inside it; not the time the thread
+    /// was preempted).
+    pub seconds: f64,
+    /// Wall-clock time of the run (includes each test run's teardown).
+    pub wall_seconds: f64,
+}
+
+/// `struct xdp_md` for a live-frames run: the frame arrived on `ifindex`,
+/// rx queue 0.
+fn xdp_md(ifindex: u32, len: usize) -> [u8; 24] {
+    let mut ctx = [0u8; 24];
+    ctx[4..8].copy_from_slice(&(len as u32).to_ne_bytes()); // data_end
+    ctx[12..16].copy_from_slice(&ifindex.to_ne_bytes()); // ingress_ifindex
+    ctx
+}
+
+/// Sends `frame` out of `ifindex` (a device of `source`) for about
+/// `duration`, from a thread in `source` pinned to `cpu` at nice -20.
+///
+/// Time is the kernel's own measure of its loop (the test run's duration
+/// per frame × frames): each test run that transmitted frames also pays a
+/// fixed teardown of tens of milliseconds outside that loop (seen here:
+/// ~25 ms, sleeping), which wall-clock time would charge to the frames, and
+/// the kernel pauses its clock while the thread is preempted, which keeps
+/// other processes' load out of the number.
+pub fn generate(
+    prog: &Xdp,
+    source: &Ns,
+    ifindex: u32,
+    frame: &[u8],
+    cpu: usize,
+    duration: Duration,
+) -> Result<Sent> {
+    let ctx = xdp_md(ifindex, frame.len());
+    source.run(|| -> Result<Sent> {
+        pin_to(cpu)
+            .map_err(|e| Error::system(format!("pinning the generator to CPU {cpu}: {e}")))?;
+        high_priority()
+            .map_err(|e| Error::system(format!("raising the generator's priority: {e}")))?;
+        let start = Instant::now();
+        let mut frames = 0u64;
+        let mut ns = 0f64;
+        let mut repeat = FIRST_CALL;
+        while start.elapsed() < duration {
+            cleanup::check()?;
+            let r = prog
+                .test_run(TestRunOptions {
+                    data_in: Some(frame),
+                    ctx_in: Some(&ctx),
+                    repeat,
+                    attrs: TestRunAttrs::new().xdp_live_frames(BATCH),
+                    ..Default::default()
+                })
+                .map_err(|e| {
+                    Error::from(e).context("generating frames (XDP live-frames test run)")
+                })?;
+            let per = r.duration.as_nanos() as f64;
+            frames += u64::from(repeat);
+            ns += per * f64::from(repeat);
+            let left =
+                (duration.as_secs_f64() - start.elapsed().as_secs_f64()).clamp(0.05, CALL_SECS);
+            repeat = (left * 1e9 / per.max(1.0)).clamp(4096.0, f64::from(u32::MAX)) as u32;
+        }
+        Ok(Sent {
+            frames,
+            seconds: ns / 1e9,
+            wall_seconds: start.elapsed().as_secs_f64(),
+        })
+    })?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_frame_is_64_bytes_on_the_wire_with_a_valid_ip_checksum() {
+        let f = udp_frame(
+            [2, 0, 0, 0, 0, 2],
+            [2, 0, 0, 0, 0, 1],
+            Ipv4Addr::new(10, 201, 1, 1),
+            Ipv4Addr::new(10, 201, 1, 2),
+        );
+        assert_eq!(f.len() + 4, 64);
+        let ip = &f[14..34];
+        let mut sum: u32 = ip
+            .chunks(2)
+            .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+            .sum();
+        while sum >> 16 != 0 {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        assert_eq!(sum, 0xffff);
+    }
+}

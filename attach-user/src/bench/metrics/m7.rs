@@ -1,0 +1,203 @@
+//! M7 — control plane: time to attach, then detach, 1, 10 and 100
+//! endpoints one after another, as a runtime would (one process per
+//! endpoint, in the node's namespace):
+//! - `ours`: `attach add macvlan … --ip …` / `attach del` (eBPF backend, tc);
+//! - `native`: the same with `--backend native` (a kernel macvlan);
+//! - `cni`: Debian's reference CNI macvlan plugin (`/usr/lib/cni/macvlan`,
+//!   IPAM `host-local` with a data directory of the bench's own), invoked
+//!   per the CNI spec: CNI_* environment, network configuration on stdin.
+
+use std::{io::Write as _, path::Path, process::Stdio, time::Instant};
+
+use super::{Ctx, watched};
+use crate::{
+    bench::{
+        cleanup::Cleanup,
+        run::Ns,
+        stats::{Better, Case, detail},
+    },
+    error::{Error, Result},
+};
+
+pub const SIZES: [usize; 3] = [1, 10, 100];
+pub const CNI_PLUGIN: &str = "/usr/lib/cni/macvlan";
+const CNI_DIR: &str = "/usr/lib/cni";
+pub const IMPLS: [&str; 3] = ["ours", "native", "cni"];
+
+const fn case(id: &'static str, title: &'static str) -> Case {
+    Case {
+        metric: "M7",
+        id,
+        title,
+        unit: "ms",
+        better: Better::Lower,
+        refs: &["native", "cni"],
+    }
+}
+
+pub fn cases() -> [Case; 6] {
+    [
+        case("attach_1", "Time to attach 1 endpoint"),
+        case(
+            "attach_10",
+            "Time to attach 10 endpoints, one after another",
+        ),
+        case(
+            "attach_100",
+            "Time to attach 100 endpoints, one after another",
+        ),
+        case("detach_1", "Time to detach 1 endpoint"),
+        case(
+            "detach_10",
+            "Time to detach 10 endpoints, one after another",
+        ),
+        case(
+            "detach_100",
+            "Time to detach 100 endpoints, one after another",
+        ),
+    ]
+}
+
+struct Containers {
+    ns: Vec<Ns>,
+}
+
+fn cni_config(data_dir: &Path, parent: &str) -> String {
+    serde_json::json!({
+        "cniVersion": "1.0.0",
+        "name": "attach-bench",
+        "type": "macvlan",
+        "master": parent,
+        "mode": "bridge",
+        "ipam": {
+            "type": "host-local",
+            "ranges": [[{"subnet": "10.203.0.0/16"}]],
+            "dataDir": data_dir,
+        },
+    })
+    .to_string()
+}
+
+fn cni(ctx: &Ctx, cmd: &str, ns: &Ns, id: usize) -> Result<()> {
+    let config = cni_config(&ctx.tmp.join("cni"), &ctx.lab.m7_parent);
+    let mut c = ctx.lab.node.command(&[CNI_PLUGIN]);
+    c.env("CNI_COMMAND", cmd)
+        .env(
+            "CNI_CONTAINERID",
+            format!("attach-bench-{}-{id}", std::process::id()),
+        )
+        .env("CNI_NETNS", &ns.path)
+        .env("CNI_IFNAME", "eth0")
+        .env("CNI_PATH", CNI_DIR)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c
+        .spawn()
+        .map_err(|e| Error::system(format!("cannot run {CNI_PLUGIN}: {e}")))?;
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(config.as_bytes())
+        .map_err(|e| Error::system(format!("writing the CNI config: {e}")))?;
+    let out = child
+        .wait_with_output()
+        .map_err(|e| Error::system(format!("waiting for {CNI_PLUGIN}: {e}")))?;
+    if !out.status.success() {
+        return Err(Error::system(format!(
+            "CNI {cmd} in {}: {}: {}",
+            ns.name,
+            out.status,
+            String::from_utf8_lossy(&out.stdout).trim()
+        )));
+    }
+    Ok(())
+}
+
+fn add(ctx: &Ctx, imp: &str, ns: &Ns, i: usize) -> Result<()> {
+    let ip = format!("10.202.{}.{}/16", i / 200, i % 200 + 2);
+    let mut args = vec![
+        "add",
+        "macvlan",
+        "--parent",
+        &ctx.lab.m7_parent,
+        "--netns",
+        &ns.name,
+        "--ip",
+        &ip,
+    ];
+    match imp {
+        "ours" => {}
+        "native" => args.extend(["--backend", "native"]),
+        _ => return cni(ctx, "ADD", ns, i),
+    }
+    ctx.lab.attach(&args).map(drop)
+}
+
+fn del(ctx: &Ctx, imp: &str, ns: &Ns, i: usize) -> Result<()> {
+    match imp {
+        "cni" => cni(ctx, "DEL", ns, i),
+        _ => ctx.lab.attach(&["del", "--netns", &ns.name]).map(drop),
+    }
+}
+
+/// (attach ms, detach ms) of `n` endpoints.
+fn cycle(ctx: &Ctx, c: &Containers, imp: &str, n: usize) -> Result<(f64, f64)> {
+    let t = Instant::now();
+    for (i, ns) in c.ns[..n].iter().enumerate() {
+        add(ctx, imp, ns, i)?;
+    }
+    let attach = t.elapsed().as_secs_f64() * 1e3;
+    let t = Instant::now();
+    for (i, ns) in c.ns[..n].iter().enumerate() {
+        del(ctx, imp, ns, i)?;
+    }
+    Ok((attach, t.elapsed().as_secs_f64() * 1e3))
+}
+
+pub fn run(ctx: &mut Ctx, cleanup: &Cleanup) -> Result<()> {
+    let impls: Vec<&str> = IMPLS
+        .iter()
+        .copied()
+        .filter(|i| *i != "cni" || Path::new(CNI_PLUGIN).exists())
+        .collect();
+    if impls.len() < IMPLS.len() {
+        (ctx.progress)(&format!(
+            "M7: {CNI_PLUGIN} is missing (Debian package containernetworking-plugins): no CNI numbers"
+        ));
+    }
+    let max = *SIZES.iter().max().expect("sizes");
+    (ctx.progress)(&format!(
+        "M7: creating {max} container namespaces (not timed)"
+    ));
+    let mark = cleanup.mark();
+    let result = (|| -> Result<()> {
+        let mut ns = Vec::new();
+        for i in 0..max {
+            ns.push(Ns::create(cleanup, &format!("{}-m7-{i}", ctx.lab.tag))?);
+        }
+        let c = Containers { ns };
+        (ctx.progress)("M7 warm-up (discarded)");
+        for imp in &impls {
+            cycle(ctx, &c, imp, 1)?;
+        }
+        let cases = cases();
+        for round in 0..ctx.cfg.rounds {
+            for (k, &n) in SIZES.iter().enumerate() {
+                for imp in &impls {
+                    let ((a, d), busy) = watched(|| cycle(ctx, &c, imp, n))?;
+                    let per = |ms: f64| {
+                        detail(&[("endpoints", n as f64), ("ms_per_endpoint", ms / n as f64)])
+                    };
+                    ctx.record(&cases[k], imp, round, a, per(a), busy.clone());
+                    ctx.record(&cases[k + SIZES.len()], imp, round, d, per(d), busy);
+                }
+            }
+        }
+        Ok(())
+    })();
+    // A hundred namespaces are not kept for the rest of the run.
+    cleanup.release_netns_from(mark);
+    result
+}

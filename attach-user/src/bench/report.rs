@@ -1,0 +1,474 @@
+//! What a run shows: one document ([`Doc`]) rendered as a table for people
+//! or as JSON for machines, with the targets of issue 5 checked.
+
+use std::{collections::BTreeMap, fmt::Write as _};
+
+use serde::Serialize;
+
+use super::{
+    Config,
+    machine::Machine,
+    metrics::{all_cases, fmt_value, m6::M6},
+    stats::{Better, Results, Series, Summary},
+    topology::{Contender, LabFacts},
+};
+
+#[derive(Serialize)]
+pub struct ContenderInfo {
+    pub name: &'static str,
+    pub what: &'static str,
+}
+
+/// One target of issue 5 and whether it holds in this run.
+#[derive(Clone, Debug, Serialize)]
+pub struct Target {
+    pub metric: &'static str,
+    pub what: String,
+    pub goal: String,
+    pub value: Option<f64>,
+    /// `None`: not measured in this run.
+    pub holds: Option<bool>,
+}
+
+#[derive(Serialize)]
+pub struct Doc<'a> {
+    pub tool: &'static str,
+    pub version: &'static str,
+    pub config: &'a Config,
+    pub machine: Machine,
+    pub contenders: Vec<ContenderInfo>,
+    pub lab: Option<&'a LabFacts>,
+    pub method: Vec<&'static str>,
+    /// Runs during which another process took more than 10% of a CPU.
+    pub busy: Vec<String>,
+    pub results: &'a [Series],
+    pub m6: Option<&'a M6>,
+    pub targets: Vec<Target>,
+}
+
+const METHOD: [&str; 8] = [
+    "One topology in namespaces of its own: a traffic source, a node, one veth wire per contender; the node side of a wire plays the NIC (parent).",
+    "Wires: TSO, GSO and TX checksum offload off at both ends, GRO on (recorded per interface under lab.offloads).",
+    "Generator (M1, M2): BPF_PROG_TEST_RUN live frames, XDP_TX out of the wire veth, 64-byte UDP frames of one flow; generator and receive path share the measured vCPU.",
+    "Measured processes pinned to the measured CPU at nice -20; receivers of socket tests pinned to the other CPU.",
+    "Neighbours are permanent entries on both sides; bridge FDB entries are static.",
+    "One discarded warm-up run per contender, then contenders interleaved round by round; the result is the median over rounds, min-max its spread.",
+    "Other processes taking more than 10% of a CPU during a run are noted (ksoftirqd left out: it mostly carries the bench's own traffic).",
+    "A veth stands in for a NIC: XDP on a veth works on frames copied out of skbs (except XDP_TX'd generator frames) and disables TSO on its peer; on a real NIC XDP runs before any skb exists.",
+];
+
+impl<'a> Doc<'a> {
+    pub fn new(
+        config: &'a Config,
+        machine: Machine,
+        lab: Option<&'a LabFacts>,
+        results: &'a Results,
+        m6: Option<&'a M6>,
+    ) -> Doc<'a> {
+        let mut busy = Vec::new();
+        for s in &results.series {
+            for x in &s.samples {
+                if !x.busy.is_empty() {
+                    busy.push(format!(
+                        "{} {} round {} {}: {}",
+                        s.metric,
+                        s.case,
+                        x.round + 1,
+                        s.contender,
+                        x.busy.join(", ")
+                    ));
+                }
+            }
+        }
+        busy.dedup();
+        Doc {
+            tool: "attach bench",
+            version: env!("CARGO_PKG_VERSION"),
+            config,
+            machine,
+            contenders: Contender::ALL
+                .iter()
+                .map(|c| ContenderInfo {
+                    name: c.name(),
+                    what: c.what(),
+                })
+                .collect(),
+            lab,
+            method: METHOD.to_vec(),
+            busy,
+            results: &results.series,
+            m6,
+            targets: targets(results, m6),
+        }
+    }
+
+    pub fn json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("serializable")
+    }
+
+    pub fn text(&self) -> String {
+        let mut o = String::new();
+        let m = &self.machine;
+        let _ = writeln!(
+            o,
+            "attach bench — kernel {}, {} ({} vCPU, {} MiB); measured CPU {}, receivers CPU {}",
+            m.kernel, m.cpu_model, m.nproc, m.memory_mib, m.measured_cpu, m.receiver_cpu
+        );
+        let _ = writeln!(
+            o,
+            "{} round(s) × {:.1} s{}; load average {} at start, {} at end; {:.0} s in all",
+            self.config.rounds,
+            self.config.duration.as_secs_f64(),
+            if self.config.quick { " (--quick)" } else { "" },
+            first3(&m.loadavg_at_start),
+            first3(&m.loadavg_at_end),
+            m.elapsed_s
+        );
+        if let Some(lab) = self.lab {
+            if let Some(mode) = &lab.xdp_mode {
+                let _ = writeln!(o, "ours-xdp: XDP attached in {mode} mode on its parent");
+            }
+            if !lab.br_netfilter.is_empty() {
+                let bnf: Vec<String> = lab
+                    .br_netfilter
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+                let _ = writeln!(o, "bridge contender: {}", bnf.join(", "));
+            }
+            let _ = writeln!(o, "wires: {}", wire_offloads(lab));
+        }
+        if self.busy.is_empty() {
+            let _ = writeln!(
+                o,
+                "no other process took more than 10% of a CPU during any run"
+            );
+        } else {
+            let _ = writeln!(
+                o,
+                "{} run(s) had another process above 10% of a CPU (marked *; details in -o json):",
+                self.busy.len()
+            );
+            for b in self.busy.iter().take(8) {
+                let _ = writeln!(o, "  {b}");
+            }
+            if self.busy.len() > 8 {
+                let _ = writeln!(o, "  …");
+            }
+        }
+        let cases = all_cases();
+        for case in &cases {
+            let rows: Vec<&Series> = self
+                .results
+                .iter()
+                .filter(|s| s.metric == case.metric && s.case == case.id)
+                .collect();
+            if rows.is_empty() {
+                continue;
+            }
+            let better = match case.better {
+                Better::Higher => "higher is better",
+                Better::Lower => "lower is better",
+            };
+            let _ = writeln!(
+                o,
+                "\n{}  {}  [{}, {better}]",
+                case.metric, case.title, case.unit
+            );
+            let mut head = format!("  {:<15} {:>9}  {:<19}", "", "median", "min–max");
+            for r in case.refs {
+                let _ = write!(head, " {:>8}", format!("×{}", short(r)));
+            }
+            let _ = writeln!(o, "{head}  notes");
+            for s in rows {
+                let Some(sum) = s.summary else { continue };
+                let busy = if s.samples.iter().any(|x| !x.busy.is_empty()) {
+                    "*"
+                } else {
+                    " "
+                };
+                let mut line = format!(
+                    "  {:<15} {:>9}{busy} {:<19}",
+                    s.contender,
+                    fmt_value(sum.median),
+                    format!("{}–{}", fmt_value(sum.min), fmt_value(sum.max))
+                );
+                for r in case.refs {
+                    let v = s
+                        .ratios
+                        .get(*r)
+                        .and_then(serde_json::Value::as_f64)
+                        .map_or("—".to_owned(), |x| format!("{x:.3}"));
+                    let _ = write!(line, " {v:>8}");
+                }
+                let _ = writeln!(o, "{line}  {}", notes(s));
+            }
+        }
+        if let Some(m6) = self.m6 {
+            let _ = writeln!(
+                o,
+                "\nM6  Per-program cost: BPF_PROG_TEST_RUN ns/packet (median), by endpoints in the tables; most translated instructions on the path"
+            );
+            let mut head = format!("  {:<18} {:<14}", "path", "program");
+            for n in &m6.endpoints {
+                let _ = write!(head, " {:>9}", format!("{n} ep"));
+            }
+            let _ = writeln!(o, "{head} {:>10}", "insns");
+            for p in &m6.paths {
+                let mut line = format!(
+                    "  {:<18} {:<14}",
+                    format!("{}{}", p.id, if p.hot { " (hot)" } else { "" }),
+                    p.program
+                );
+                for n in &m6.endpoints {
+                    let v =
+                        p.at.iter()
+                            .find(|a| a.endpoints == *n)
+                            .map_or("—".to_owned(), |a| match a.fanout {
+                                Some(f) => format!("{:.0}/{f}", a.ns.median),
+                                None => format!("{:.1}", a.ns.median),
+                            });
+                    let _ = write!(line, " {v:>9}");
+                }
+                let insns = p.max_insns.map_or("loop".to_owned(), |n| n.to_string());
+                let _ = writeln!(o, "{line} {insns:>10}");
+            }
+            let sizes: Vec<String> = m6
+                .programs
+                .iter()
+                .map(|p| {
+                    format!(
+                        "{} {} insns ({} B JIT)",
+                        p.program, p.xlated_insns, p.jited_bytes
+                    )
+                })
+                .collect();
+            let _ = writeln!(o, "  program sizes: {}", sizes.join(", "));
+            let _ = writeln!(
+                o,
+                "  (rx_broadcast: ns per broadcast/clones made; insns: upper bound over the path's branches)"
+            );
+        }
+        if self.targets.iter().any(|t| t.holds.is_some()) {
+            let _ = writeln!(o, "\nTargets (issue 5; those measured in this run)");
+            for t in self.targets.iter().filter(|t| t.holds.is_some()) {
+                let mark = if t.holds == Some(true) {
+                    "holds   "
+                } else {
+                    "MISSES  "
+                };
+                let v = t.value.map_or("—".to_owned(), |v| format!("{v:.3}"));
+                let _ = writeln!(
+                    o,
+                    "  {mark} {:<3} {:<52} {:>9}  goal {}",
+                    t.metric, t.what, v, t.goal
+                );
+            }
+        }
+        o
+    }
+}
+
+fn first3(loadavg: &str) -> String {
+    loadavg
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn short(r: &str) -> &str {
+    match r {
+        "redirect-peer" => "rpeer",
+        "parent-drop" => "pdrop",
+        r => r,
+    }
+}
+
+/// The wire settings in one line (every interface is in -o json).
+fn wire_offloads(lab: &LabFacts) -> String {
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    for (name, f) in &lab.offloads {
+        if name.contains(": wire") {
+            let line: Vec<String> = [
+                "tx-checksumming",
+                "tcp-segmentation-offload",
+                "generic-segmentation-offload",
+                "generic-receive-offload",
+            ]
+            .iter()
+            .map(|k| format!("{} {}", abbrev(k), f.get(*k).map_or("?", String::as_str)))
+            .collect();
+            *seen.entry(line.join(", ")).or_default() += 1;
+        }
+    }
+    seen.into_iter()
+        .map(|(l, n)| format!("{l} ({n} interfaces)"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn abbrev(k: &str) -> &str {
+    match k {
+        "tx-checksumming" => "tx-csum",
+        "tcp-segmentation-offload" => "tso",
+        "generic-segmentation-offload" => "gso",
+        "generic-receive-offload" => "gro",
+        k => k,
+    }
+}
+
+fn median_of(s: &Series, key: &str) -> Option<f64> {
+    let v: Vec<f64> = s
+        .samples
+        .iter()
+        .filter_map(|x| x.detail.get(key).and_then(serde_json::Value::as_f64))
+        .collect();
+    Summary::of(&v).map(|m| m.median)
+}
+
+fn notes(s: &Series) -> String {
+    let mut n = Vec::new();
+    if let Some(v) = median_of(s, "sent_mpps") {
+        n.push(format!("sent {}", fmt_value(v)));
+    }
+    if let Some(v) = median_of(s, "loss_pct") {
+        n.push(format!("loss {v:.1}%"));
+    }
+    if let Some(v) = median_of(s, "retransmits") {
+        n.push(format!("retr {v:.0}"));
+    }
+    if let Some(v) = median_of(s, "ms_per_endpoint") {
+        n.push(format!("{} ms/endpoint", fmt_value(v)));
+    }
+    n.join(", ")
+}
+
+fn target(
+    metric: &'static str,
+    what: String,
+    goal: &str,
+    value: Option<f64>,
+    ok: impl Fn(f64) -> bool,
+) -> Target {
+    Target {
+        metric,
+        what,
+        goal: goal.to_owned(),
+        value,
+        holds: value.map(ok),
+    }
+}
+
+/// The targets of issue 5, checked against this run.
+pub fn targets(r: &Results, m6: Option<&M6>) -> Vec<Target> {
+    let mut t = Vec::new();
+    let ours = ["ours-tc", "ours-xdp"];
+    for c in ours {
+        t.push(target(
+            "M1",
+            format!("{c}: delivered rate vs native"),
+            "≥ 0.98× native",
+            r.ratio("M1", "udp64_delivered", c, "native"),
+            |v| v >= 0.98,
+        ));
+    }
+    t.push(target(
+        "M2",
+        "ours-xdp: redirect + XDP drop in the container".into(),
+        "≥ 3.6 Mpps",
+        r.median("M2", "xdp_redirect_drop", "ours-xdp"),
+        |v| v >= 3.6,
+    ));
+    for c in ours {
+        for (case, p) in [("tcp_rr_p50", "p50"), ("tcp_rr_p99", "p99")] {
+            t.push(target(
+                "M3",
+                format!("{c}: {p} latency vs host"),
+                "≤ 1.03× host",
+                r.ratio("M3", case, c, "host"),
+                |v| v <= 1.03,
+            ));
+            t.push(target(
+                "M3",
+                format!("{c}: {p} latency vs redirect-peer"),
+                "< 1.00× redirect-peer",
+                r.ratio("M3", case, c, "redirect-peer"),
+                |v| v < 1.0,
+            ));
+        }
+    }
+    for c in ours {
+        t.push(target(
+            "M4",
+            format!("{c}: UDP socket rate vs host"),
+            "≥ 0.95× host",
+            r.ratio("M4", "udp_socket_rate", c, "host"),
+            |v| v >= 0.95,
+        ));
+    }
+    for c in ours {
+        for (case, d) in [
+            ("tcp_wire_to_container", "wire→container"),
+            ("tcp_container_to_wire", "container→wire"),
+        ] {
+            t.push(target(
+                "M5",
+                format!("{c}: TCP {d} vs host"),
+                "≥ 1.0× host",
+                r.ratio("M5", case, c, "host"),
+                |v| v >= 1.0,
+            ));
+        }
+    }
+    for id in ["rx_unicast", "xdp_unicast", "tx_to_parent"] {
+        let p = m6.and_then(|m| m.path(id));
+        let worst = p.and_then(|p| {
+            p.at.iter()
+                .map(|a| a.ns.median)
+                .max_by(|a, b| a.total_cmp(b))
+        });
+        t.push(target(
+            "M6",
+            format!("{id}: ns/packet, worst of 1/100/1000 endpoints"),
+            "≤ 60 ns",
+            worst,
+            |v| v <= 60.0,
+        ));
+        t.push(target(
+            "M6",
+            format!("{id}: translated instructions on the path"),
+            "≤ 100",
+            p.and_then(|p| p.max_insns).map(f64::from),
+            |v| v <= 100.0,
+        ));
+        let flat = p.and_then(|p| {
+            let v: Vec<f64> = p.at.iter().map(|a| a.ns.median).collect();
+            let lo = v.iter().copied().reduce(f64::min)?;
+            let hi = v.iter().copied().reduce(f64::max)?;
+            (v.len() > 1 && lo > 0.0).then(|| hi / lo)
+        });
+        t.push(target(
+            "M6",
+            format!("{id}: flat from 1 to 1000 endpoints (max/min)"),
+            "≤ 1.10",
+            flat,
+            |v| v <= 1.10,
+        ));
+    }
+    let speedup = match (
+        r.median("M7", "attach_100", "cni"),
+        r.median("M7", "attach_100", "ours"),
+    ) {
+        (Some(cni), Some(ours)) if ours > 0.0 => Some(cni / ours),
+        _ => None,
+    };
+    t.push(target(
+        "M7",
+        "ours: attaching 100 endpoints, speed-up over CNI macvlan".into(),
+        "≥ 2×",
+        speedup,
+        |v| v >= 2.0,
+    ));
+    t
+}
