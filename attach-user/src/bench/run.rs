@@ -285,13 +285,19 @@ impl Proc {
     }
 
     /// Waits until the process listens on TCP `port` (looked up in its own
-    /// namespace through /proc/<pid>/net/tcp).
+    /// namespace through /proc/<pid>/net/tcp and tcp6).
     pub fn wait_listening(&mut self, port: u16) -> Result<()> {
         let start = Instant::now();
         let needle = format!(":{port:04X} ");
         loop {
-            let tcp = fs::read_to_string(format!("/proc/{}/net/tcp", self.pid)).unwrap_or_default();
-            let listening = tcp.lines().skip(1).any(|l| {
+            let tcp = ["tcp", "tcp6"]
+                .iter()
+                .map(|f| {
+                    fs::read_to_string(format!("/proc/{}/net/{f}", self.pid)).unwrap_or_default()
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            let listening = tcp.lines().any(|l| {
                 let f: Vec<&str> = l.split_whitespace().collect();
                 f.len() > 3 && format!("{} ", f[1]).ends_with(&needle) && f[3] == "0A"
             });
