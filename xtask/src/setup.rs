@@ -27,6 +27,8 @@ const APT_PACKAGES: &[&str] = &[
     "sockperf",
     "tcpdump",
     "util-linux",
+    // The reference CNI macvlan plugin and host-local IPAM (`attach bench` M7).
+    "containernetworking-plugins",
 ];
 
 pub fn all() -> Result<()> {

@@ -138,6 +138,8 @@ pub struct Site {
 /// Facts about the lab recorded with the results.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct LabFacts {
+    /// The engine's pins of the node namespace (removed when the run ends).
+    pub node_pins: Option<String>,
     /// XDP attach mode of the ours-xdp parent ("native" or "generic").
     pub xdp_mode: Option<String>,
     /// br_netfilter in the node namespace (contender `bridge`).
@@ -461,6 +463,8 @@ impl Lab {
     }
 
     fn record_facts(&mut self) -> Result<()> {
+        let cookie = self.node.run(crate::netns::current_cookie)??;
+        self.facts.node_pins = Some(format!("{}/node-{cookie}", attach_common::PIN_ROOT));
         let list = self.attach(&["-o", "json", "list"])?;
         let recs: serde_json::Value = serde_json::from_str(&list)
             .map_err(|e| Error::system(format!("attach list -o json: {e}: {list}")))?;

@@ -1,0 +1,146 @@
+//! `attach bench --quick -o json`, as CI runs it: it must finish within two
+//! minutes with sane numbers and leave nothing behind. Speed is not judged.
+
+use std::{
+    path::Path,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use attach_tests::lab::{Attach, netns_list, require_root};
+use serde_json::Value;
+
+fn series<'a>(doc: &'a Value, metric: &str) -> Vec<&'a Value> {
+    doc["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .filter(|s| s["metric"] == metric)
+        .collect()
+}
+
+fn num(v: &Value, what: &str) -> f64 {
+    v.as_f64()
+        .unwrap_or_else(|| panic!("{what} is not a number: {v}"))
+}
+
+#[test]
+fn quick_bench_completes_with_sane_numbers_and_cleans_up() {
+    require_root();
+    let start = Instant::now();
+    let child = Command::new(Attach::bin().unwrap())
+        .args(["bench", "--quick", "-o", "json"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start attach bench");
+    let pid = child.id();
+    let out = child.wait_with_output().expect("wait for attach bench");
+    let took = start.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "attach bench --quick failed: {}\nstdout: {}\nstderr: {stderr}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        took < Duration::from_secs(120),
+        "--quick took {took:?}, more than two minutes"
+    );
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("stdout is one JSON document");
+
+    // Everything it made is gone.
+    let prefix = format!("atb-{pid}-");
+    let left: Vec<String> = netns_list()
+        .unwrap()
+        .into_iter()
+        .filter(|n| n.starts_with(&prefix))
+        .collect();
+    assert!(left.is_empty(), "namespaces left behind: {left:?}");
+    for dir in [
+        format!("/sys/fs/bpf/attach-bench-{pid}"),
+        format!("/tmp/attach-bench-{pid}"),
+    ] {
+        assert!(!Path::new(&dir).exists(), "{dir} left behind");
+    }
+    let node_pins = doc["lab"]["node_pins"].as_str().expect("lab.node_pins");
+    assert!(
+        !Path::new(node_pins).exists(),
+        "the node's pins {node_pins} were left behind"
+    );
+
+    // M1: every contender delivered frames, never more than were sent, and
+    // every ratio is a finite number.
+    let m1 = series(&doc, "M1");
+    let names: Vec<&str> = m1.iter().filter_map(|s| s["contender"].as_str()).collect();
+    for c in [
+        "host",
+        "native",
+        "redirect-peer",
+        "ours-tc",
+        "ours-xdp",
+        "bridge",
+    ] {
+        assert!(names.contains(&c), "M1 has no {c}: {names:?}");
+    }
+    for s in &m1 {
+        let who = s["contender"].as_str().unwrap();
+        let samples = s["samples"].as_array().expect("samples");
+        assert!(samples.len() >= 3, "M1 {who}: {} samples", samples.len());
+        for x in samples {
+            assert!(
+                num(&x["value"], "M1 value") > 0.0,
+                "M1 {who}: no frames delivered: {x}"
+            );
+            let sent = num(&x["detail"]["sent"], "sent");
+            let delivered = num(&x["detail"]["delivered"], "delivered");
+            assert!(
+                sent >= delivered,
+                "M1 {who}: delivered {delivered} > sent {sent}"
+            );
+        }
+        for r in ["host", "native"] {
+            let v = num(&s["ratios"][r], &format!("M1 {who} ratio to {r}"));
+            assert!(v.is_finite() && v > 0.0, "M1 {who} ratio to {r}: {v}");
+        }
+    }
+
+    // M2: the XDP path dropped frames in the container.
+    let m2 = series(&doc, "M2");
+    assert!(!m2.is_empty(), "no M2 results");
+    for s in &m2 {
+        for x in s["samples"].as_array().unwrap() {
+            assert!(
+                num(&x["value"], "M2 value") > 0.0,
+                "M2 {}: {x}",
+                s["contender"]
+            );
+            let sent = num(&x["detail"]["sent"], "sent");
+            let dropped = num(&x["detail"]["dropped_by_xdp"], "dropped");
+            assert!(sent >= dropped, "M2: dropped {dropped} > sent {sent}");
+        }
+    }
+
+    // M6: every path measured at every size it applies to, hot paths have
+    // an instruction count.
+    let paths = doc["m6"]["paths"].as_array().expect("m6.paths");
+    assert!(!paths.is_empty());
+    for p in paths {
+        let id = p["id"].as_str().unwrap();
+        let at = p["at"].as_array().unwrap();
+        assert!(!at.is_empty(), "M6 {id}: not measured");
+        for a in at {
+            let ns = num(&a["ns"]["median"], "ns");
+            assert!(ns > 0.0 && ns.is_finite(), "M6 {id}: {ns} ns/packet");
+        }
+        if p["hot"] == true {
+            assert!(
+                num(&p["max_insns"], "max_insns") > 0.0,
+                "M6 {id}: no instruction count"
+            );
+        }
+    }
+    assert!(!doc["targets"].as_array().unwrap().is_empty());
+}
