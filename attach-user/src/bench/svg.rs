@@ -24,9 +24,9 @@ fn color(who: &str) -> &'static str {
         "bridge" => "#ff7f0e",
         "cni" => "#d62728",
         "parent-drop" => "#aaaaaa",
-        "1" => "#9ecae1",
-        "100" => "#4292c6",
-        "1000" => "#08519c",
+        "1 ep" => "#9ecae1",
+        "100 ep" => "#4292c6",
+        "1000 ep" => "#08519c",
         _ => "#777777",
     }
 }
@@ -70,7 +70,9 @@ fn panel(
     if let Some((r, _)) = reference {
         ymax = ymax.max(r);
     }
-    let ymax = if ymax > 0.0 { ymax * 1.12 } else { 1.0 };
+    let step = nice_step(if ymax > 0.0 { ymax * 1.1 } else { 1.0 } / 4.0);
+    let ticks = ((ymax * 1.1) / step).ceil().max(1.0) as u32;
+    let ymax = step * f64::from(ticks);
     let x0 = LEFT;
     let plot_w = W - LEFT - RIGHT;
     let y_top = top + 30.0;
@@ -83,8 +85,8 @@ fn panel(
         esc(title)
     );
     // Axis and grid.
-    for i in 0..=4 {
-        let v = ymax * f64::from(i) / 4.0;
+    for i in 0..=ticks {
+        let v = step * f64::from(i);
         let yy = y(v);
         let _ = writeln!(
             o,
@@ -181,6 +183,16 @@ fn panel(
     30.0 + PLOT_H + 50.0
 }
 
+/// A round axis step near `raw`: 1, 2, 2.5 or 5 times a power of ten.
+fn nice_step(raw: f64) -> f64 {
+    let p = 10f64.powf(raw.log10().floor());
+    [1.0, 2.0, 2.5, 5.0, 10.0]
+        .into_iter()
+        .map(|m| m * p)
+        .find(|s| *s >= raw)
+        .unwrap_or(10.0 * p)
+}
+
 /// Series of one case, by contender.
 fn case<'a>(doc: &'a Doc, metric: &str, id: &str) -> Vec<&'a Series> {
     doc.results
@@ -251,7 +263,7 @@ fn absolute(doc: &Doc, metric: &str, id: &str, name: &str, per: f64) -> Group {
 
 pub fn chart(doc: &Doc) -> String {
     let mut body = String::new();
-    let mut y = 50.0;
+    let mut y = 56.0;
     let rel = [
         ("M1", "udp64_delivered", "M1 UDP 64B rate", "host"),
         ("M3", "tcp_rr_p50", "M3 TCP RR p50", "host"),
@@ -297,7 +309,7 @@ pub fn chart(doc: &Doc) -> String {
                     .at
                     .iter()
                     .map(|a| Bar {
-                        key: a.endpoints.to_string(),
+                        key: format!("{} ep", a.endpoints),
                         value: a.ns.median,
                         lo: a.ns.min,
                         hi: a.ns.max,
@@ -342,8 +354,8 @@ pub fn chart(doc: &Doc) -> String {
         None,
     );
     let m = &doc.machine;
-    let head = format!(
-        "attach bench — kernel {}, {} ({} vCPU), {} round(s) × {:.1} s, medians with min–max",
+    let sub = format!(
+        "kernel {}, {} ({} vCPU); {} round(s) × {:.1} s; bars: medians, whiskers: min–max",
         m.kernel,
         m.cpu_model,
         m.nproc,
@@ -353,11 +365,12 @@ pub fn chart(doc: &Doc) -> String {
     format!(
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{:.0}" viewBox="0 0 {W} {:.0}" font-family="sans-serif">
 <rect width="100%" height="100%" fill="white"/>
-<text x="{LEFT}" y="28" font-size="17" font-weight="bold">{}</text>
+<text x="{LEFT}" y="24" font-size="18" font-weight="bold">attach bench</text>
+<text x="{LEFT}" y="42" font-size="12">{}</text>
 {body}</svg>
 "#,
         y + 10.0,
         y + 10.0,
-        esc(&head)
+        esc(&sub)
     )
 }

@@ -3,6 +3,11 @@
 //! The generator sends one flow of 64-byte UDP frames to the contender's
 //! MAC and address out of the contender's wire; what arrives is counted as
 //! IP `InReceives` in the container's namespace (the node's, for `host`).
+//! The frames go to UDP port 9, where the bench holds a socket that is never
+//! read: once its small buffer is full every frame ends at the socket. (To a
+//! closed port, each frame would cost an ICMP port-unreachable attempt whose
+//! route lookups come before the rate limit: half of the CPU time in a
+//! profile, the same for every contender, hiding their differences.)
 //! The generator and the whole receive path share one vCPU, so the rate is
 //! that vCPU's cost per frame; sent vs delivered shows loss.
 
@@ -77,8 +82,33 @@ pub fn deliver(ctx: &mut Ctx, site: &Site, duration: Duration) -> Result<Deliver
     })
 }
 
+/// A UDP socket on `ip`:9 in `ns` that is never read, with the smallest
+/// receive buffer.
+pub fn sink(ns: &Ns, ip: std::net::Ipv4Addr) -> Result<std::net::UdpSocket> {
+    ns.run(move || -> Result<std::net::UdpSocket> {
+        let s = std::net::UdpSocket::bind((ip, 9))
+            .map_err(|e| Error::system(format!("binding a UDP sink on {ip}:9: {e}")))?;
+        let size: libc::c_int = 0; // the kernel's minimum
+        // SAFETY: valid socket and option value.
+        unsafe {
+            libc::setsockopt(
+                std::os::fd::AsRawFd::as_raw_fd(&s),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                (&size as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        Ok(s)
+    })?
+}
+
 pub fn run(ctx: &mut Ctx) -> Result<()> {
     let sites = ctx.sites();
+    let _sinks = sites
+        .iter()
+        .map(|s| sink(&s.rx.ns, s.rx.ip))
+        .collect::<Result<Vec<_>>>()?;
     let warm = ctx.cfg.duration.mul_f64(0.5);
     (ctx.progress)("M1 warm-up (discarded): one short run per contender");
     for s in &sites {
