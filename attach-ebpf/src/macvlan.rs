@@ -30,21 +30,32 @@ pub fn lookup(parent_ifindex: u32, mac: &MacAddr) -> Option<Endpoint> {
     unsafe { ENDPOINTS.get(&key) }.copied()
 }
 
-/// macvlan_handle_frame: multicast by source, unicast by destination.
+/// macvlan_handle_frame, unicast: the endpoint owning the destination on
+/// this parent. This is the whole hot path: an endpoint key carries its
+/// parent, so a hit also says the parent is ours.
 #[inline(always)]
-pub fn rx_decide(parent_ifindex: u32, cfg: &ParentCfg, eth: &EthHdr) -> Rx {
-    if eth.is_multicast() {
-        return match lookup(parent_ifindex, &eth.src) {
-            Some(src) if src.mode & (MODE_PRIVATE | MODE_PASSTHRU) != 0 => Rx::Sender(src),
-            sender => Rx::Flood { sender },
-        };
-    }
+pub fn rx_unicast(parent_ifindex: u32, eth: &EthHdr) -> Option<Endpoint> {
+    lookup(parent_ifindex, &eth.dst)
+}
+
+/// macvlan_handle_frame, unicast that no endpoint owns: a passthru endpoint
+/// takes every unicast frame (its own MAC was found by `rx_unicast` already),
+/// else the node's stack has it.
+#[inline(always)]
+pub fn rx_unicast_miss(cfg: &ParentCfg) -> Rx {
     if cfg.flags & PARENT_F_PASSTHRU != 0 {
-        return Rx::Endpoint(cfg.passthru);
+        Rx::Endpoint(cfg.passthru)
+    } else {
+        Rx::Host
     }
-    match lookup(parent_ifindex, &eth.dst) {
-        Some(ep) => Rx::Endpoint(ep),
-        None => Rx::Host,
+}
+
+/// macvlan_handle_frame, broadcast/multicast: decided by the source.
+#[inline(always)]
+pub fn rx_multicast(parent_ifindex: u32, eth: &EthHdr) -> Rx {
+    match lookup(parent_ifindex, &eth.src) {
+        Some(src) if src.mode & (MODE_PRIVATE | MODE_PASSTHRU) != 0 => Rx::Sender(src),
+        sender => Rx::Flood { sender },
     }
 }
 

@@ -1,6 +1,6 @@
 //! Parent ingress (tcx): frames from the wire, switched by destination MAC.
 
-use attach_common::{DATAPATH_MARK, Direction::Rx as DIR, Verdict};
+use attach_common::{DATAPATH_MARK, Direction::Rx as DIR, Endpoint, Verdict};
 use aya_ebpf::{
     EbpfContext,
     bindings::{__sk_buff, TC_ACT_REDIRECT, TC_ACT_SHOT, TC_ACT_UNSPEC},
@@ -9,7 +9,7 @@ use aya_ebpf::{
 };
 
 use crate::{
-    eth,
+    eth::{self, EthHdr},
     flood::{Rule, flood},
     macvlan::{self, Rx},
     maps::PARENTS,
@@ -25,29 +25,37 @@ pub fn run(ctx: &TcContext) -> i32 {
         ctx.set_mark(0);
         return TC_ACT_UNSPEC;
     }
+    let Some(eth) = eth::read_tc(ctx) else {
+        // SAFETY: only tested for presence.
+        let ours = unsafe { PARENTS.get(&ifindex) }.is_some();
+        stats::verdict(
+            DIR,
+            if ours {
+                Verdict::Unparsed
+            } else {
+                Verdict::NotOurs
+            },
+        );
+        return TC_ACT_UNSPEC;
+    };
+    // The hot path, one lookup: unicast to an endpoint of this parent.
+    if !eth.is_multicast()
+        && let Some(ep) = macvlan::rx_unicast(ifindex, &eth)
+    {
+        return to_endpoint(ctx, &ep, &eth);
+    }
     // SAFETY: copied out at once.
     let Some(cfg) = (unsafe { PARENTS.get(&ifindex) }).copied() else {
         stats::verdict(DIR, Verdict::NotOurs);
         return TC_ACT_UNSPEC;
     };
-    let Some(eth) = eth::read_tc(ctx) else {
-        stats::verdict(DIR, Verdict::Unparsed);
-        return TC_ACT_UNSPEC;
+    let decision = if eth.is_multicast() {
+        macvlan::rx_multicast(ifindex, &eth)
+    } else {
+        macvlan::rx_unicast_miss(&cfg)
     };
-    match macvlan::rx_decide(ifindex, &cfg, &eth) {
-        Rx::Endpoint(ep) => {
-            // SAFETY: plain helper call.
-            let ret = unsafe { bpf_redirect_peer(ep.host_ifindex, 0) } as i32;
-            if ret == TC_ACT_REDIRECT as i32 {
-                stats::verdict(DIR, Verdict::ToEndpoint);
-                stats::rx(ep.id, ctx.len() as u64, &eth);
-                ret
-            } else {
-                stats::verdict(DIR, Verdict::DropRedirect);
-                stats::rx_dropped(ep.id);
-                TC_ACT_SHOT as i32
-            }
-        }
+    match decision {
+        Rx::Endpoint(ep) => to_endpoint(ctx, &ep, &eth),
         Rx::Host => {
             stats::verdict(DIR, Verdict::ToHost);
             TC_ACT_UNSPEC
@@ -64,5 +72,22 @@ pub fn run(ctx: &TcContext) -> i32 {
             stats::verdict(DIR, Verdict::Flood);
             TC_ACT_UNSPEC
         }
+    }
+}
+
+/// Unicast into an endpoint: straight into its namespace (the peer of its
+/// host-side veth).
+#[inline(always)]
+fn to_endpoint(ctx: &TcContext, ep: &Endpoint, eth: &EthHdr) -> i32 {
+    // SAFETY: plain helper call.
+    let ret = unsafe { bpf_redirect_peer(ep.host_ifindex, 0) } as i32;
+    if ret == TC_ACT_REDIRECT as i32 {
+        stats::verdict(DIR, Verdict::ToEndpoint);
+        stats::rx(ep.id, ctx.len() as u64, eth);
+        ret
+    } else {
+        stats::verdict(DIR, Verdict::DropRedirect);
+        stats::rx_dropped(ep.id);
+        TC_ACT_SHOT as i32
     }
 }

@@ -2,9 +2,18 @@
 //! the devmap before an skb exists. Everything else passes to the tc program,
 //! because a broadcast must reach the node's stack too and XDP cannot both
 //! redirect and pass one frame.
+//!
+//! The hot path is one hash lookup: an endpoint key carries its parent's
+//! ifindex, so a hit means this is a managed parent and the frame is that
+//! endpoint's. Only a miss consults the parent's configuration (passthru
+//! takes every unicast; not a parent of ours: pass).
 
 use attach_common::{Direction::Rx as DIR, PARENT_F_PASSTHRU, Verdict};
-use aya_ebpf::{bindings::xdp_action::XDP_PASS, programs::XdpContext};
+use aya_ebpf::{
+    bindings::xdp_action::{XDP_PASS, XDP_REDIRECT},
+    helpers::bpf_redirect_map,
+    programs::XdpContext,
+};
 
 use crate::{
     eth, macvlan,
@@ -20,24 +29,29 @@ pub fn run(ctx: &XdpContext) -> u32 {
         return XDP_PASS;
     }
     let ifindex = ctx.ingress_ifindex() as u32;
-    // SAFETY: copied out at once.
-    let Some(cfg) = (unsafe { PARENTS.get(&ifindex) }).copied() else {
-        return XDP_PASS;
-    };
-    let target = if cfg.flags & PARENT_F_PASSTHRU != 0 {
-        cfg.passthru
-    } else {
-        match macvlan::lookup(ifindex, &eth.dst) {
-            Some(ep) => ep,
-            None => return XDP_PASS,
+    let target = match macvlan::lookup(ifindex, &eth.dst) {
+        Some(ep) => ep,
+        None => {
+            // SAFETY: copied out at once.
+            match unsafe { PARENTS.get(&ifindex) } {
+                Some(cfg) if cfg.flags & PARENT_F_PASSTHRU != 0 => cfg.passthru,
+                _ => return XDP_PASS,
+            }
         }
     };
-    match DEVS.redirect(target.host_ifindex, XDP_PASS as u64) {
-        Ok(action) => {
-            stats::verdict(DIR, Verdict::ToEndpoint);
-            stats::rx(target.id, (ctx.data_end() - ctx.data()) as u64, &eth);
-            action
-        }
-        Err(action) => action,
+    // The helper's own return value: XDP_REDIRECT, or the fallback action
+    // (XDP_PASS) when the devmap has no entry.
+    // SAFETY: the map pointer is the devmap's definition.
+    let action = unsafe {
+        bpf_redirect_map(
+            core::ptr::from_ref(&DEVS).cast_mut().cast(),
+            u64::from(target.host_ifindex),
+            u64::from(XDP_PASS),
+        )
+    } as u32;
+    if action == XDP_REDIRECT {
+        stats::verdict(DIR, Verdict::ToEndpoint);
+        stats::rx(target.id, (ctx.data_end() - ctx.data()) as u64, &eth);
     }
+    action
 }
