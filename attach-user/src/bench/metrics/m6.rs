@@ -23,8 +23,8 @@ use std::{
 };
 
 use attach_common::{
-    EP_F_SPOOFCHK, Endpoint, EndpointKey, MAP_DEVS, MAP_ENDPOINTS, MAP_PORTS, MODE_BRIDGE, MacAddr,
-    ParentCfg,
+    EP_F_SPOOFCHK, Endpoint, EndpointKey, MAP_DEVS, MAP_ENDPOINTS, MAP_PARENTS, MAP_PORTS,
+    MODE_BRIDGE, MacAddr, ParentCfg,
 };
 use aya::{
     maps::{DevMapHash, HashMap, Map, MapData},
@@ -86,9 +86,13 @@ struct PathDef {
     /// The path passes this call (a substring of bpftool's disassembly) …
     through: Option<&'static str>,
     /// … and none of these (besides subprogram calls and the non-linear
-    /// header fallback, which no path here takes).
+    /// header fallback, which no path here takes). `PARENTS_MAP` stands for
+    /// loading the parents map: the unicast hot path finds its endpoint
+    /// without it (only passthru parents need it).
     avoid: &'static [&'static str],
 }
+
+const PARENTS_MAP: &str = "@parents";
 
 const PATHS: [PathDef; 10] = [
     PathDef {
@@ -101,7 +105,7 @@ const PATHS: [PathDef; 10] = [
         min_endpoints: 1,
         want: TC_ACT_REDIRECT,
         through: Some("call bpf_redirect_peer#"),
-        avoid: &[],
+        avoid: &[PARENTS_MAP],
     },
     PathDef {
         id: "rx_unknown",
@@ -137,7 +141,7 @@ const PATHS: [PathDef; 10] = [
         min_endpoints: 1,
         want: XDP_REDIRECT,
         through: Some("redirect"),
-        avoid: &[],
+        avoid: &[PARENTS_MAP],
     },
     PathDef {
         id: "xdp_broadcast",
@@ -156,7 +160,7 @@ const PATHS: [PathDef; 10] = [
         what: "tc tx: endpoint → out of the parent (source check, bpf_redirect)",
         prog: PROG_TX,
         hook: Hook::Tc,
-        hot: true,
+        hot: false,
         frame: Frame::FromEndpoint,
         min_endpoints: 1,
         want: TC_ACT_REDIRECT,
@@ -534,62 +538,110 @@ fn measure(
             max_insns: None,
         })
         .collect();
-    let mut programs = Vec::new();
-    for (k, &n) in sizes.iter().enumerate() {
+    // Every table size at once, so sizes can be interleaved like contenders.
+    let mut tables = Vec::new();
+    for &n in sizes {
         cleanup::check()?;
-        let dir = pin_root.join(format!("m6-{n}"));
-        let mut t = fill(&dir, n, &real, &parents)?;
-        if k == 0 {
-            // Sizes and paths depend on the code, not the tables: once.
-            let mut dumps: StdHashMap<&str, Vec<Insn>> = StdHashMap::new();
-            for p in &PATHS {
-                if dumps.contains_key(p.prog) {
-                    continue;
-                }
-                let (id, xlated, jited) = program_info(&mut t.dp, p.prog, p.hook)?;
-                programs.push(ProgramSize {
-                    program: p.prog,
-                    xlated_insns: xlated,
-                    jited_bytes: jited,
-                });
-                dumps.insert(p.prog, xlated_dump(id)?);
-            }
-            for (r, p) in results.iter_mut().zip(&PATHS) {
-                if p.id == "rx_broadcast" {
-                    continue; // a loop over the parent's endpoints
-                }
-                r.max_insns = longest_path(&dumps[p.prog], p.through, p.avoid);
-            }
+        tables.push(fill(&pin_root.join(format!("m6-{n}")), n, &real, &parents)?);
+    }
+    let Some(first) = tables.first_mut() else {
+        return Err(Error::invalid("M6 needs at least one table size"));
+    };
+    // Sizes and paths depend on the code, not the tables: once.
+    let mut programs = Vec::new();
+    let mut dumps: StdHashMap<&str, Vec<Insn>> = StdHashMap::new();
+    for p in &PATHS {
+        if dumps.contains_key(p.prog) {
+            continue;
         }
-        for (r, p) in results.iter_mut().zip(&PATHS) {
-            if n < p.min_endpoints {
+        let (id, xlated, jited) = program_info(&mut first.dp, p.prog, p.hook)?;
+        programs.push(ProgramSize {
+            program: p.prog,
+            xlated_insns: xlated,
+            jited_bytes: jited,
+        });
+        dumps.insert(p.prog, xlated_dump(id)?);
+    }
+    let parents_id = MapData::from_pin(first.dir.join(MAP_PARENTS))
+        .and_then(|m| m.info())
+        .map_err(|e| Error::from(e).context("the parents map's id"))?
+        .id();
+    let parents_load = format!("map[id:{parents_id}]");
+    for (r, p) in results.iter_mut().zip(&PATHS) {
+        if p.id == "rx_broadcast" {
+            continue; // a loop over the parent's endpoints
+        }
+        let avoid: Vec<&str> = p
+            .avoid
+            .iter()
+            .map(|a| {
+                if *a == PARENTS_MAP {
+                    parents_load.as_str()
+                } else {
+                    a
+                }
+            })
+            .collect();
+        r.max_insns = longest_path(&dumps[p.prog], p.through, &avoid);
+    }
+
+    // Warm-up (discarded) and calibration: about RUN_NS per measured run;
+    // each path is checked to really take its decision.
+    let mut repeat: StdHashMap<(usize, usize), u32> = StdHashMap::new();
+    progress("M6 warm-up and calibration (discarded)");
+    for (k, t) in tables.iter_mut().enumerate() {
+        for (j, p) in PATHS.iter().enumerate() {
+            if t.eps.len() < p.min_endpoints {
                 continue;
             }
-            // Calibrate: about RUN_NS per measured run.
-            let probe = if p.id == "rx_broadcast" { 20 } else { 10_000 };
-            let (ns, ret) = test_run(&mut t, p, probe)?;
+            cleanup::check()?;
+            let probe = if p.id == "rx_broadcast" { 20 } else { 100_000 };
+            let (ns, ret) = test_run(t, p, probe)?;
             if ret != p.want {
                 return Err(Error::system(format!(
-                    "M6 {} with {n} endpoints: {} returned {ret:#x}, expected {:#x}: the path was not taken",
-                    p.id, p.prog, p.want
+                    "M6 {} with {} endpoints: {} returned {ret:#x}, expected {:#x}: the path was not taken",
+                    p.id,
+                    t.eps.len(),
+                    p.prog,
+                    p.want
                 )));
             }
-            let repeat = (RUN_NS / ns.max(1.0)).clamp(20.0, 5e6) as u32;
-            let mut samples = Vec::new();
-            for _ in 0..rounds {
+            repeat.insert((k, j), (RUN_NS / ns.max(1.0)).clamp(20.0, 5e6) as u32);
+        }
+    }
+    let mut samples: StdHashMap<(usize, usize), Vec<f64>> = StdHashMap::new();
+    for round in 0..rounds {
+        for (k, t) in tables.iter_mut().enumerate() {
+            for (j, p) in PATHS.iter().enumerate() {
+                let Some(&rep) = repeat.get(&(k, j)) else {
+                    continue;
+                };
                 cleanup::check()?;
-                samples.push(test_run(&mut t, p, repeat)?.0);
+                let ns = test_run(t, p, rep)?.0;
+                samples.entry((k, j)).or_default().push(ns);
             }
-            let ns = Summary::of(&samples).expect("rounds > 0");
+        }
+        progress(&format!("M6 round {}/{rounds} done", round + 1));
+    }
+    for (k, t) in tables.iter().enumerate() {
+        for (j, (r, p)) in results.iter_mut().zip(&PATHS).enumerate() {
+            let Some(v) = samples.remove(&(k, j)) else {
+                continue;
+            };
+            let ns = Summary::of(&v).expect("rounds > 0");
             progress(&format!(
-                "M6 {:<18} {:>5} endpoints: {:>8.1} ns/packet",
-                p.id, n, ns.median
+                "M6 {:<18} {:>5} endpoints: {:>8.1} ns/packet (min {:.1}, max {:.1})",
+                p.id,
+                t.eps.len(),
+                ns.median,
+                ns.min,
+                ns.max
             ));
             r.at.push(PathAt {
-                endpoints: n,
+                endpoints: t.eps.len(),
                 ns,
-                samples,
-                repeat,
+                samples: v,
+                repeat: repeat[&(k, j)],
                 fanout: (p.id == "rx_broadcast").then_some(t.fanout),
             });
         }
@@ -665,9 +717,9 @@ fn xlated_dump(id: u32) -> Result<Vec<Insn>> {
 }
 
 /// The longest run of instructions from the entry to an `exit` of the main
-/// program that passes a call matching `through` (if given) and no call
-/// matching `avoid`, no subprogram call (the flood loop's callback) and not
-/// the non-linear header fallback (`bpf_skb_load_bytes`).
+/// program that passes a call matching `through` (if given), no call or map
+/// load matching `avoid`, no subprogram call (the flood loop's callback) and
+/// not the non-linear header fallback (`bpf_skb_load_bytes`).
 ///
 /// An execution that does not loop visits each instruction at most once,
 /// so it is a simple path of the control-flow graph: the longest such path
@@ -695,8 +747,9 @@ pub fn longest_path(insns: &[Insn], through: Option<&str>, avoid: &[&str]) -> Op
     let blocked: Vec<bool> = insns[..n]
         .iter()
         .map(|x| {
-            is_call(x)
-                && (x.disasm.contains("pc+")
+            let map_load = x.code == 0x18;
+            (is_call(x) || map_load)
+                && (x.disasm.contains("call pc+")
                     || x.disasm.contains("bpf_skb_load_bytes")
                     || avoid.iter().any(|a| x.disasm.contains(a)))
         })
