@@ -32,9 +32,11 @@ pub fn temp_ifname() -> String {
     format!("attmp{:02x}{:02x}{:02x}{:02x}", r[2], r[3], r[4], r[5])
 }
 
-/// Renames the new link, gives it its addresses, brings it up and adds the
-/// default route.
-pub async fn configure(c: &Rtnl, index: u32, rec: &Attachment) -> Result<()> {
+/// Renames the new link and gives it its addresses; it stays down until
+/// `bring_up`. The kernel is asked to announce the addresses itself when the
+/// link comes up or its MAC is set (`arp_notify`, `ndisc_notify`: see the
+/// `announce` module).
+pub async fn configure(c: &Rtnl, ns: &Netns, index: u32, rec: &Attachment) -> Result<()> {
     c.set_link(
         index,
         &LinkChange {
@@ -49,6 +51,27 @@ pub async fn configure(c: &Rtnl, index: u32, rec: &Attachment) -> Result<()> {
             .await
             .with_context(|| format!("adding address {ip} to {}", rec.ifname))?;
     }
+    let v4 = rec.ips.iter().any(|n| n.addr.is_ipv4());
+    let v6 = rec.ips.iter().any(|n| n.addr.is_ipv6());
+    if v4 || v6 {
+        let ifname = rec.ifname.clone();
+        ns.run(move || -> std::io::Result<()> {
+            if v4 {
+                announce::arp_notify(&ifname)?;
+            }
+            if v6 {
+                announce::ndisc_notify(&ifname)?;
+            }
+            Ok(())
+        })?
+        .with_context(|| format!("asking the kernel to announce {}", rec.ifname))?;
+    }
+    Ok(())
+}
+
+/// Brings the interface up (the kernel announces its addresses) and adds
+/// the default route.
+pub async fn bring_up(c: &Rtnl, index: u32, rec: &Attachment) -> Result<()> {
     c.set_link(
         index,
         &LinkChange {
@@ -66,18 +89,24 @@ pub async fn configure(c: &Rtnl, index: u32, rec: &Attachment) -> Result<()> {
     Ok(())
 }
 
-/// Gratuitous ARP / unsolicited NA for every address. Best effort: a lost
-/// announcement only delays neighbours, it does not break the attachment.
-pub fn announce(ns: &Netns, rec: &Attachment) {
-    let Some(index) = rec.ifindex else { return };
-    let ips: Vec<_> = rec.ips.iter().map(|n| n.addr).collect();
-    if ips.is_empty() {
+/// Has the kernel announce the addresses again: setting the MAC the link
+/// already has is an address change to the kernel (NETDEV_CHANGEADDR), on
+/// which `arp_notify` and `ndisc_notify` send a gratuitous ARP and an
+/// unsolicited NA. Best effort: a lost announcement only delays neighbours.
+pub async fn announce(c: &Rtnl, index: u32, rec: &Attachment) {
+    if rec.ips.is_empty() {
         return;
     }
-    let sent = ns
-        .run(|| announce::announce(index, rec.mac, &ips))
-        .and_then(|r| r.map_err(crate::error::Error::from));
-    if let Err(e) = sent {
+    let again = c
+        .set_link(
+            index,
+            &LinkChange {
+                mac: Some(rec.mac),
+                ..Default::default()
+            },
+        )
+        .await;
+    if let Err(e) = again {
         tracing::warn!("announcing the addresses of {} failed: {e}", rec.ifname);
     }
 }

@@ -281,8 +281,8 @@ async fn create_native(engine: &Engine, rec: &mut Attachment, ns: &Netns) -> Res
         .await
         .context("setting the passthru MAC")?;
     }
-    container::configure(&c, link.index, rec).await?;
-    container::announce(ns, rec);
+    container::configure(&c, ns, link.index, rec).await?;
+    container::bring_up(&c, link.index, rec).await?;
     Ok(())
 }
 
@@ -347,7 +347,8 @@ async fn create_ebpf(
         .await?
         .ok_or_else(|| Error::system(format!("the new veth peer {tmp} vanished")))?;
     rec.ifindex = Some(link.index);
-    container::configure(&c, link.index, rec).await?;
+    container::configure(&c, ns, link.index, rec).await?;
+    container::bring_up(&c, link.index, rec).await?;
 
     // The host side is a wire into the datapath, not an interface of the
     // node's: no IPv6 link-local address, no neighbour discovery.
@@ -395,11 +396,15 @@ async fn create_ebpf(
         .with_context(|| format!("bringing {host} up"))?;
     if rec.datapath == Some(DatapathKind::Xdp) {
         // XDP frames redirected into a veth are dropped unless its peer
-        // runs NAPI: GRO on the container side turns it on.
+        // runs NAPI: GRO on the container side turns it on (on a veth that
+        // is up: turned on while it is down, it did not start NAPI here).
         let ifname = rec.ifname.clone();
         ns.run(move || sys::set_gro(&ifname, true))??;
     }
-    container::announce(ns, rec);
+    // The kernel's announcement when the container's side came up could not
+    // leave (the host side was down): have it announced again, now that the
+    // datapath carries it.
+    container::announce(&c, link.index, rec).await;
     Ok(())
 }
 
