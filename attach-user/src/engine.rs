@@ -114,6 +114,16 @@ impl Engine {
         req.validate()?;
         let ns = Netns::open(&req.netns)?;
         let _lock = self.state.lock()?;
+        let added = self.add_locked(req, &ns).await;
+        if added.is_err() {
+            // Taking the lock made the state directory: a failed first add
+            // must not leave it behind.
+            let _ = self.state.remove_if_empty();
+        }
+        added
+    }
+
+    async fn add_locked(&self, req: &MacvlanRequest, ns: &Netns) -> Result<Attachment> {
         let records = self.state.all()?;
         if let Some(r) = records
             .iter()
@@ -127,8 +137,8 @@ impl Engine {
                 r.mode.name()
             )));
         }
-        let mut rec = macvlan::plan(self, req, &ns, &records).await?;
-        match macvlan::create(self, &mut rec, &ns, &records).await {
+        let mut rec = macvlan::plan(self, req, ns, &records).await?;
+        match macvlan::create(self, &mut rec, ns, &records).await {
             Ok(()) => {}
             Err(e) => {
                 self.rollback(&rec, &records).await;
@@ -147,9 +157,9 @@ impl Engine {
         for e in macvlan::teardown(self, rec, records).await {
             tracing::warn!("rollback of {} in {:?}: {e}", rec.ifname, rec.netns);
         }
-        if records.is_empty() {
-            self.remove_node_pins_if_idle(records);
-        }
+        // Not only when `records` is empty: beside native attachments alone,
+        // the failed add was the node's first eBPF one and made the pins.
+        self.remove_node_pins_if_idle(records);
     }
 
     fn remove_node_pins_if_idle(&self, remaining: &[Attachment]) {
@@ -188,6 +198,8 @@ impl Engine {
         let _lock = self.state.lock()?;
         let records = self.state.all()?;
         let Some(rec) = Self::find(&records, netns, ifname).cloned() else {
+            // Taking the lock made the state directory: remove it again.
+            self.state.remove_if_empty()?;
             return Ok(None);
         };
         let remaining: Vec<Attachment> = records.into_iter().filter(|r| *r != rec).collect();

@@ -128,6 +128,12 @@ pub async fn plan(
             parent.name
         )));
     }
+    if !parent.ether {
+        return Err(Error::invalid(format!(
+            "parent {} is not an Ethernet device",
+            parent.name
+        )));
+    }
     let mtu = req.mtu.unwrap_or(parent.mtu);
     if mtu > parent.mtu {
         return Err(Error::invalid(format!(

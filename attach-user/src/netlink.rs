@@ -7,8 +7,8 @@ use netlink_packet_route::{
     AddressFamily,
     address::{AddressAttribute, AddressFlags},
     link::{
-        InfoData, InfoKind, InfoMacVlan, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
-        MacVlanMode,
+        InfoData, InfoKind, InfoMacVlan, InfoVeth, LinkAttribute, LinkFlags, LinkInfo,
+        LinkLayerType, LinkMessage, MacVlanMode,
     },
     neighbour::{NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState},
 };
@@ -33,6 +33,8 @@ pub struct Link {
     pub kind: Option<String>,
     /// Whether the device has a controller (bridge, bond, ...).
     pub has_controller: bool,
+    /// Whether it is an Ethernet device (`ARPHRD_ETHER`), as macvlan needs.
+    pub ether: bool,
 }
 
 impl Link {
@@ -46,6 +48,7 @@ impl Link {
             promisc: m.header.flags.contains(LinkFlags::Promisc),
             kind: None,
             has_controller: false,
+            ether: m.header.link_layer_type == LinkLayerType::Ether,
         };
         for a in &m.attributes {
             match a {
