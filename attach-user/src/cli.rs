@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::{
     addr::{IpNet, Mac},
-    macvlan::MacvlanRequest,
+    kinds::macvlan::MacvlanRequest,
     model::{Backend, Datapath, MacvlanMode},
 };
 

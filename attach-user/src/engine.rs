@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::{
     datapath::Datapath,
     error::{Error, Result},
-    macvlan::{self, MacvlanRequest},
+    kinds::{self, AddRequest},
     model::Attachment,
     netlink::Rtnl,
     netns::{self, Netns},
@@ -110,9 +110,11 @@ impl Engine {
         Datapath::open(&self.pin_dir)
     }
 
-    pub async fn add_macvlan(&self, req: &MacvlanRequest) -> Result<Attachment> {
+    /// Attaches what `req` asks for; on failure nothing it made remains.
+    pub async fn add(&self, req: &AddRequest) -> Result<Attachment> {
         req.validate()?;
-        let ns = Netns::open(&req.netns)?;
+        let (netns, _) = req.target();
+        let ns = Netns::open(netns)?;
         let _lock = self.state.lock()?;
         let added = self.add_locked(req, &ns).await;
         if added.is_err() {
@@ -123,22 +125,21 @@ impl Engine {
         added
     }
 
-    async fn add_locked(&self, req: &MacvlanRequest, ns: &Netns) -> Result<Attachment> {
+    async fn add_locked(&self, req: &AddRequest, ns: &Netns) -> Result<Attachment> {
         let records = self.state.all()?;
+        let (netns, ifname) = req.target();
         if let Some(r) = records
             .iter()
-            .find(|r| r.netns_inode == ns.inode && r.ifname == req.ifname)
+            .find(|r| r.netns_inode == ns.inode && r.ifname == ifname)
         {
             return Err(Error::conflict(format!(
-                "{} in network namespace {:?} is already attached ({} {}); detach it first",
-                req.ifname,
-                req.netns,
+                "{ifname} in network namespace {netns:?} is already attached ({} {}); detach it first",
                 r.kind.name(),
-                r.mode.name()
+                r.mode_name()
             )));
         }
-        let mut rec = macvlan::plan(self, req, ns, &records).await?;
-        match macvlan::create(self, &mut rec, ns, &records).await {
+        let mut rec = kinds::plan(self, req, ns, &records).await?;
+        match kinds::create(self, &mut rec, ns, &records).await {
             Ok(()) => {}
             Err(e) => {
                 self.rollback(&rec, &records).await;
@@ -154,7 +155,7 @@ impl Engine {
 
     /// Undoes a failed `add`; everything it made is removed, errors logged.
     async fn rollback(&self, rec: &Attachment, records: &[Attachment]) {
-        for e in macvlan::teardown(self, rec, records).await {
+        for e in kinds::teardown(self, rec, records).await {
             tracing::warn!("rollback of {} in {:?}: {e}", rec.ifname, rec.netns);
         }
         // Not only when `records` is empty: beside native attachments alone,
@@ -203,7 +204,7 @@ impl Engine {
             return Ok(None);
         };
         let remaining: Vec<Attachment> = records.into_iter().filter(|r| *r != rec).collect();
-        let errors = macvlan::teardown(self, &rec, &remaining).await;
+        let errors = kinds::teardown(self, &rec, &remaining).await;
         if let Some(first) = errors.into_iter().next() {
             return Err(first.context(format!("detaching {} from {:?}", rec.ifname, rec.netns)));
         }
@@ -262,7 +263,7 @@ impl Engine {
         let mut removed = Vec::new();
         let mut errors = Vec::new();
         while let Some(rec) = records.pop() {
-            errors.extend(macvlan::teardown(self, &rec, &records).await);
+            errors.extend(kinds::teardown(self, &rec, &records).await);
             self.state.remove(&rec)?;
             removed.push(rec);
         }

@@ -3,6 +3,7 @@ use std::process::ExitCode;
 use attach::{
     Engine, Error,
     cli::{AddKind, Cli, Command, Output},
+    kinds::AddRequest,
     output,
 };
 use clap::Parser;
@@ -62,8 +63,8 @@ async fn run(cli: &Cli) -> attach::Result<String> {
     let engine = Engine::new()?;
     Ok(match &cli.command {
         Command::Add(AddKind::Macvlan(args)) => {
-            let req = attach::macvlan::MacvlanRequest::from(args.clone());
-            let rec = engine.add_macvlan(&req).await?;
+            let req = AddRequest::Macvlan(args.clone().into());
+            let rec = engine.add(&req).await?;
             if json {
                 to_json(&rec)
             } else {

@@ -8,16 +8,58 @@ use serde::{Deserialize, Serialize};
 
 use crate::addr::{IpNet, Mac};
 
+/// The ways a container reaches the network.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     Macvlan,
+    Ipvlan,
+    Host,
+    Container,
+    Sriov,
+    Bridge,
+    Router,
+    Nested,
 }
 
 impl Kind {
     pub const fn name(self) -> &'static str {
         match self {
             Kind::Macvlan => "macvlan",
+            Kind::Ipvlan => "ipvlan",
+            Kind::Host => "host",
+            Kind::Container => "container",
+            Kind::Sriov => "sriov",
+            Kind::Bridge => "bridge",
+            Kind::Router => "router",
+            Kind::Nested => "nested",
+        }
+    }
+}
+
+/// The mode of an attachment, for the kinds that have one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Bridge,
+    Vepa,
+    Private,
+    Passthru,
+    L2,
+    L3,
+    L3s,
+}
+
+impl Mode {
+    pub const fn name(self) -> &'static str {
+        match self {
+            Mode::Bridge => "bridge",
+            Mode::Vepa => "vepa",
+            Mode::Private => "private",
+            Mode::Passthru => "passthru",
+            Mode::L2 => "l2",
+            Mode::L3 => "l3",
+            Mode::L3s => "l3s",
         }
     }
 }
@@ -69,23 +111,13 @@ pub enum MacvlanMode {
     Passthru,
 }
 
-impl MacvlanMode {
-    pub const fn name(self) -> &'static str {
-        match self {
-            MacvlanMode::Bridge => "bridge",
-            MacvlanMode::Vepa => "vepa",
-            MacvlanMode::Private => "private",
-            MacvlanMode::Passthru => "passthru",
-        }
-    }
-
-    /// The datapath's `MODE_*` bit.
-    pub const fn bit(self) -> u8 {
-        match self {
-            MacvlanMode::Private => attach_common::MODE_PRIVATE,
-            MacvlanMode::Vepa => attach_common::MODE_VEPA,
-            MacvlanMode::Bridge => attach_common::MODE_BRIDGE,
-            MacvlanMode::Passthru => attach_common::MODE_PASSTHRU,
+impl From<MacvlanMode> for Mode {
+    fn from(m: MacvlanMode) -> Self {
+        match m {
+            MacvlanMode::Bridge => Mode::Bridge,
+            MacvlanMode::Vepa => Mode::Vepa,
+            MacvlanMode::Private => Mode::Private,
+            MacvlanMode::Passthru => Mode::Passthru,
         }
     }
 }
@@ -107,7 +139,7 @@ pub struct Attachment {
     /// Interface name inside the container.
     pub ifname: String,
     pub kind: Kind,
-    pub mode: MacvlanMode,
+    pub mode: Option<Mode>,
     pub backend: Backend,
     /// Receive path (eBPF backend only).
     pub datapath: Option<Datapath>,
@@ -140,8 +172,17 @@ impl Attachment {
         record_name(self.netns_inode, &self.ifname)
     }
 
+    /// Whether the eBPF datapath carries it (its pins must stay).
     pub fn is_ebpf(&self) -> bool {
-        self.backend == Backend::Ebpf
+        self.backend == Backend::Ebpf && self.endpoint_id.is_some()
+    }
+
+    pub fn mode_name(&self) -> &'static str {
+        self.mode.map_or("-", Mode::name)
+    }
+
+    pub fn is_mode(&self, m: Mode) -> bool {
+        self.mode == Some(m)
     }
 }
 

@@ -139,6 +139,25 @@ impl Rtnl {
         Ok(out)
     }
 
+    /// The addresses configured on a link.
+    pub async fn addresses(&self, index: u32) -> Result<Vec<IpAddr>> {
+        let mut out = Vec::new();
+        let mut s = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(index)
+            .execute();
+        while let Some(m) = s.try_next().await? {
+            for a in &m.attributes {
+                if let AddressAttribute::Address(ip) = a {
+                    out.push(*ip);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Creates a veth pair: `host` here, `peer` directly inside `peer_ns`.
     pub async fn add_veth(
         &self,

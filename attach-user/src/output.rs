@@ -40,7 +40,7 @@ pub fn attachments(list: &[Attachment]) -> String {
                 a.netns.clone(),
                 a.ifname.clone(),
                 a.kind.name().into(),
-                a.mode.name().into(),
+                a.mode_name().into(),
                 format!("{:?}", a.backend).to_lowercase(),
                 dash(a.datapath.map(|d| d.name().to_owned())),
                 a.parent.clone(),

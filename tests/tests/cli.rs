@@ -344,6 +344,7 @@ const CASES: &[Case] = &[
     case("the peer's MAC", "--mac {peer_mac}", BOTH, CONFLICT, "{peer_mac}").needs(Needs::Peer),
     case("the parent's own MAC", "--mac {parent_mac}", BOTH, CONFLICT, "{parent_mac}"),
     case("the peer's IPv4 address", "--ip {peer_v4}/25", BOTH, CONFLICT, "{peer_v4}").needs(Needs::Peer),
+    case("the node's own address on the parent", "--ip 10.77.0.254/24", BOTH, CONFLICT, "10.77.0.254"),
     case("the peer's IPv6 address", "--ip {peer_v6}/64", BOTH, CONFLICT, "{peer_v6}").needs(Needs::Peer),
     case("passthru beside others", "--mode passthru", BOTH, CONFLICT, "passthru").needs(Needs::Peer),
     case("missing parent", "--parent nope0", BOTH, NOT_FOUND, "nope0"),

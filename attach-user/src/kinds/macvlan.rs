@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use attach_common::{
     DATAPATH_TC, DATAPATH_XDP, EP_F_HOST_ACCESS, EP_F_SPOOFCHK, Endpoint, MAX_ENDPOINTS,
-    MAX_PARENTS, PARENT_F_PASSTHRU, ParentCfg,
+    MAX_PARENTS, MODE_BRIDGE, MODE_PASSTHRU, MODE_PRIVATE, MODE_VEPA, PARENT_F_PASSTHRU, ParentCfg,
 };
 use aya::programs::TcAttachType;
 
@@ -13,9 +13,10 @@ use crate::{
     addr::{IpNet, Mac, check_ifname},
     container,
     datapath::{self, Datapath, PROG_HOST, PROG_RX, PROG_TX},
+    endpoint,
     engine::Engine,
     error::{Context as _, Error, ErrorKind, Result},
-    model::{Attachment, Backend, Datapath as DatapathKind, Kind, MacvlanMode, SavedParent},
+    model::{Attachment, Backend, Datapath as DatapathKind, Kind, MacvlanMode, Mode, SavedParent},
     netlink::{LinkChange, Rtnl, macvlan_mode},
     netns::Netns,
     sys,
@@ -152,7 +153,7 @@ pub async fn plan(
         .iter()
         .filter(|r| r.parent_ifindex == parent.index)
         .collect();
-    if let Some(p) = on_parent.iter().find(|r| r.mode == MacvlanMode::Passthru) {
+    if let Some(p) = on_parent.iter().find(|r| r.is_mode(Mode::Passthru)) {
         return Err(Error::conflict(format!(
             "parent {} is taken by a passthru endpoint ({} in {:?})",
             parent.name, p.ifname, p.netns
@@ -184,17 +185,7 @@ pub async fn plan(
             )));
         }
     }
-    for ip in &req.ips {
-        if let Some(r) = on_parent
-            .iter()
-            .find(|r| r.ips.iter().any(|o| o.addr == ip.addr))
-        {
-            return Err(Error::conflict(format!(
-                "address {} is already used on parent {} by {} in {:?}",
-                ip.addr, parent.name, r.ifname, r.netns
-            )));
-        }
-    }
+    super::check_addresses_free(engine, &parent, &req.ips, &on_parent).await?;
     let ebpf = req.backend == Backend::Ebpf;
     let datapath = ebpf.then(|| req.datapath.unwrap_or_default());
     if let Some(dp) = datapath
@@ -216,7 +207,7 @@ pub async fn plan(
         netns_inode: ns.inode,
         ifname: req.ifname.clone(),
         kind: Kind::Macvlan,
-        mode: req.mode,
+        mode: Some(req.mode.into()),
         backend: req.backend,
         datapath,
         parent: parent.name.clone(),
@@ -255,13 +246,13 @@ pub async fn create(
 
 async fn create_native(engine: &Engine, rec: &mut Attachment, ns: &Netns) -> Result<()> {
     let tmp = container::temp_ifname();
-    let passthru = rec.mode == MacvlanMode::Passthru;
+    let passthru = rec.is_mode(Mode::Passthru);
     // A passthru macvlan inherits the parent's MAC at creation; a requested
     // one is set afterwards (which sets the parent's, as the kernel does).
     let create_mac = (!passthru).then_some(rec.mac);
     engine
         .rtnl
-        .add_macvlan(&tmp, rec.parent_ifindex, macvlan_mode(rec.mode.name()), ns, create_mac, rec.mtu)
+        .add_macvlan(&tmp, rec.parent_ifindex, macvlan_mode(rec.mode_name()), ns, create_mac, rec.mtu)
         .await
         .map_err(|e| match e.kind {
             ErrorKind::Conflict => e.context(format!(
@@ -292,6 +283,16 @@ async fn create_native(engine: &Engine, rec: &mut Attachment, ns: &Netns) -> Res
     Ok(())
 }
 
+/// The datapath's `MODE_*` bit of a macvlan mode.
+const fn mode_bit(m: Mode) -> u8 {
+    match m {
+        Mode::Private => MODE_PRIVATE,
+        Mode::Vepa => MODE_VEPA,
+        Mode::Passthru => MODE_PASSTHRU,
+        _ => MODE_BRIDGE,
+    }
+}
+
 /// The datapath's view of an attachment.
 fn endpoint_of(rec: &Attachment) -> Option<Endpoint> {
     let mut flags = 0;
@@ -306,7 +307,7 @@ fn endpoint_of(rec: &Attachment) -> Option<Endpoint> {
         parent_ifindex: rec.parent_ifindex,
         id: rec.endpoint_id?,
         mac: rec.mac.0,
-        mode: rec.mode.bit(),
+        mode: mode_bit(rec.mode?),
         flags,
     })
 }
@@ -327,37 +328,7 @@ async fn create_ebpf(
     ns: &Netns,
     records: &[Attachment],
 ) -> Result<()> {
-    let host = container::host_ifname(rec.netns_inode, &rec.ifname);
-    if engine.rtnl.link_by_name(&host).await?.is_some() {
-        return Err(Error::conflict(format!(
-            "host-side interface {host} already exists (left by a crashed attach? `attach reset` clears leftovers)"
-        )));
-    }
-    let tmp = container::temp_ifname();
-    engine
-        .rtnl
-        .add_veth(&host, &tmp, ns, rec.mac, rec.mtu)
-        .await
-        .context("creating the veth pair")?;
-    rec.host_ifname = Some(host.clone());
-    let host_link = engine
-        .rtnl
-        .link_by_name(&host)
-        .await?
-        .ok_or_else(|| Error::system(format!("the new veth {host} vanished")))?;
-    rec.host_ifindex = Some(host_link.index);
-
-    let c = Rtnl::in_netns(ns)?;
-    let link = c
-        .link_by_name(&tmp)
-        .await?
-        .ok_or_else(|| Error::system(format!("the new veth peer {tmp} vanished")))?;
-    rec.ifindex = Some(link.index);
-    container::configure(&c, link.index, rec).await?;
-
-    // The host side is a wire into the datapath, not an interface of the
-    // node's: no IPv6 link-local address, no neighbour discovery.
-    sys::sysctl_set(&format!("net.ipv6.conf.{host}.disable_ipv6"), "1")?;
+    endpoint::create_veth(engine, rec, ns).await?;
 
     let mut dp = engine.datapath()?;
     rec.endpoint_id = Some(free_endpoint_id(records)?);
@@ -372,7 +343,7 @@ async fn create_ebpf(
     )
     .context("attaching the transmit program")?;
 
-    if rec.mode == MacvlanMode::Passthru {
+    if rec.is_mode(Mode::Passthru) {
         take_parent_for_passthru(engine, rec).await?;
     } else {
         // Into the parent's unicast filter, as a macvlan's address would be.
@@ -388,17 +359,7 @@ async fn create_ebpf(
     with_this.push(rec.clone());
     rec.xdp_mode = setup_parent(engine, &mut dp, rec, &with_this).await?;
 
-    engine
-        .rtnl
-        .set_link(
-            ep.host_ifindex,
-            &LinkChange {
-                up: Some(true),
-                ..Default::default()
-            },
-        )
-        .await
-        .with_context(|| format!("bringing {host} up"))?;
+    endpoint::host_up(engine, rec).await?;
     if rec.datapath == Some(DatapathKind::Xdp) {
         // XDP frames redirected into a veth are dropped unless its peer
         // runs NAPI: GRO on the container side turns it on.
@@ -508,14 +469,11 @@ fn write_parent(
 ) -> Result<()> {
     let eps: Vec<Endpoint> = all
         .iter()
-        .filter(|r| r.is_ebpf() && r.parent_ifindex == ifindex)
+        .filter(|r| r.kind == Kind::Macvlan && r.is_ebpf() && r.parent_ifindex == ifindex)
         .filter_map(endpoint_of)
         .collect();
     dp.write_flood_row(slot, &eps)?;
-    let passthru = eps
-        .iter()
-        .find(|e| e.mode == MacvlanMode::Passthru.bit())
-        .copied();
+    let passthru = eps.iter().find(|e| e.mode == MODE_PASSTHRU).copied();
     let cfg = ParentCfg {
         slot,
         nports: eps.len() as u32,
@@ -554,7 +512,7 @@ pub async fn teardown(engine: &Engine, rec: &Attachment, remaining: &[Attachment
             if rec.host_ifindex.is_some() || rec.endpoint_id.is_some() {
                 note(teardown_datapath(engine, rec, remaining).await);
             }
-            if rec.mode != MacvlanMode::Passthru && rec.host_ifname.is_some() {
+            if !rec.is_mode(Mode::Passthru) && rec.host_ifname.is_some() {
                 note(engine.rtnl.fdb_self_del(rec.parent_ifindex, rec.mac).await);
             }
             if let Some(saved) = &rec.saved_parent {
@@ -573,14 +531,7 @@ pub async fn teardown(engine: &Engine, rec: &Attachment, remaining: &[Attachment
                         .map_err(|e| e.context(format!("restoring parent {}", rec.parent))),
                 );
             }
-            if let (Some(index), Some(name)) = (rec.host_ifindex, &rec.host_ifname) {
-                // Only if the index still names our link.
-                match engine.rtnl.link_by_index(index).await {
-                    Ok(Some(l)) if &l.name == name => note(engine.rtnl.del_link(index).await),
-                    Ok(_) => {}
-                    Err(e) => note(Err(e)),
-                }
-            }
+            note(endpoint::delete_veth(engine, rec).await);
         }
     }
     errors
@@ -612,7 +563,7 @@ async fn teardown_datapath(
     let ifindex = rec.parent_ifindex;
     let others_on_parent = remaining
         .iter()
-        .any(|r| r.is_ebpf() && r.parent_ifindex == ifindex);
+        .any(|r| r.kind == Kind::Macvlan && r.is_ebpf() && r.parent_ifindex == ifindex);
     match dp.parent(ifindex)? {
         Some(cfg) if others_on_parent => {
             let kind = rec.datapath.unwrap_or_default();
