@@ -20,7 +20,7 @@ use anyhow::{Result, bail};
 pub use crate::{
     attach::Attach,
     matrix::{Matrix, Proto, Row},
-    netns::{Netns, netns_list, unique_tag},
+    netns::{Netns, netns_cookie, netns_list, unique_tag},
     probe::{UNUSED_V4, arping, broadcast_reaches, ndisc, ping},
 };
 
@@ -220,6 +220,18 @@ impl Lab {
         );
         let host = 10 + u32::from(i);
         (format!("10.77.0.{host}/24"), format!("fd77::{host}/64"))
+    }
+
+    /// The node's bpffs pin directory (whether or not it exists now).
+    pub fn node_pin_dir(&self) -> std::path::PathBuf {
+        let cookie = netns_cookie(self.node.path()).expect("node namespace cookie");
+        format!("/sys/fs/bpf/attach/node-{cookie}").into()
+    }
+
+    /// The node's attachment records directory.
+    pub fn node_state_dir(&self) -> std::path::PathBuf {
+        let cookie = netns_cookie(self.node.path()).expect("node namespace cookie");
+        format!("/run/attach/node-{cookie}").into()
     }
 
     /// Names of all of this lab's namespaces, containers included.

@@ -16,7 +16,7 @@
 use std::{
     collections::BTreeMap,
     fmt, fs,
-    os::{fd::AsRawFd, unix::fs::MetadataExt},
+    os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
     process::{Command, Output, Stdio},
     thread,
@@ -190,48 +190,12 @@ fn json_cmd(cmd: &mut Command, what: &str) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{what}: not JSON: {e}"))
 }
 
-/// The network namespace cookie of `path`: it names the node's pin and
-/// state directories (`node-<cookie>`).
-fn netns_cookie(path: &Path) -> u64 {
-    const SO_NETNS_COOKIE: libc::c_int = 71;
-    let f = fs::File::open(path).unwrap();
-    thread::spawn(move || {
-        // SAFETY: a valid namespace fd; setns affects this short-lived thread only.
-        assert_eq!(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
-        // SAFETY: plain socket calls with valid out-pointers; the fd is ours.
-        unsafe {
-            let fd = libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
-            assert!(fd >= 0);
-            let mut cookie: u64 = 0;
-            let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
-            let r = libc::getsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                SO_NETNS_COOKIE,
-                (&mut cookie as *mut u64).cast(),
-                &mut len,
-            );
-            libc::close(fd);
-            assert_eq!(r, 0, "SO_NETNS_COOKIE");
-            cookie
-        }
-    })
-    .join()
-    .unwrap()
-}
-
 fn pin_dir(lab: &Lab) -> PathBuf {
-    PathBuf::from(format!(
-        "/sys/fs/bpf/attach/node-{}",
-        netns_cookie(lab.node().path())
-    ))
+    lab.node_pin_dir()
 }
 
 fn state_dir(lab: &Lab) -> PathBuf {
-    PathBuf::from(format!(
-        "/run/attach/node-{}",
-        netns_cookie(lab.node().path())
-    ))
+    lab.node_state_dir()
 }
 
 // ---------------------------------------------------------------------------
