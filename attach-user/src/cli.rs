@@ -51,13 +51,16 @@ pub enum Command {
     Del(DelArgs),
     /// List this node's attachments.
     List,
+    /// Check an attachment against reality: links, addresses, map entries,
+    /// attached programs. Exits non-zero and says what drifted.
+    Check(DelArgs),
     /// Show datapath counters: per attachment, and verdicts by reason.
     Stats,
     /// Detach everything on this node and remove all its pins and state.
     Reset,
 }
 
-#[derive(Subcommand, Debug)]
+#[derive(Subcommand, Debug, Clone)]
 pub enum AddKind {
     /// A macvlan-like interface on a parent device.
     ///
@@ -135,6 +138,14 @@ fn parse_mac(s: &str) -> Result<Mac, String> {
 
 fn parse_cidr(s: &str) -> Result<IpNet, String> {
     s.parse().map_err(|e: crate::error::Error| e.message)
+}
+
+impl From<AddKind> for crate::kinds::AddRequest {
+    fn from(k: AddKind) -> Self {
+        match k {
+            AddKind::Macvlan(a) => crate::kinds::AddRequest::Macvlan(a.into()),
+        }
+    }
 }
 
 impl From<MacvlanArgs> for MacvlanRequest {

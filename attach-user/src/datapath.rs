@@ -135,7 +135,7 @@ impl Datapath {
 
     /// Whether the link pinned as `pin` still has its program on `ifindex`
     /// (a tcx link dies with its device; a pin can outlive both).
-    fn tcx_pin_alive(&self, pin: &str, ifindex: u32, at: TcAttachType) -> bool {
+    pub fn tcx_pin_alive(&self, pin: &str, ifindex: u32, at: TcAttachType) -> bool {
         let Ok(link) = PinnedLink::from_pin(self.link_path(pin)) else {
             return false;
         };

@@ -14,7 +14,7 @@ use crate::{
     datapath::Datapath,
     error::{Error, Result},
     kinds::{self, AddRequest},
-    model::Attachment,
+    model::{Attachment, CniRef},
     netlink::Rtnl,
     netns::{self, Netns},
     state::State,
@@ -112,11 +112,16 @@ impl Engine {
 
     /// Attaches what `req` asks for; on failure nothing it made remains.
     pub async fn add(&self, req: &AddRequest) -> Result<Attachment> {
+        self.add_as(req, None).await
+    }
+
+    /// `add`, recording the CNI identity of a runtime's request.
+    pub async fn add_as(&self, req: &AddRequest, cni: Option<CniRef>) -> Result<Attachment> {
         req.validate()?;
         let (netns, _) = req.target();
         let ns = Netns::open(netns)?;
         let _lock = self.state.lock()?;
-        let added = self.add_locked(req, &ns).await;
+        let added = self.add_locked(req, &ns, cni).await;
         if added.is_err() {
             // Taking the lock made the state directory: a failed first add
             // must not leave it behind.
@@ -125,7 +130,12 @@ impl Engine {
         added
     }
 
-    async fn add_locked(&self, req: &AddRequest, ns: &Netns) -> Result<Attachment> {
+    async fn add_locked(
+        &self,
+        req: &AddRequest,
+        ns: &Netns,
+        cni: Option<CniRef>,
+    ) -> Result<Attachment> {
         let records = self.state.all()?;
         let (netns, ifname) = req.target();
         if let Some(r) = records
@@ -139,6 +149,7 @@ impl Engine {
             )));
         }
         let mut rec = kinds::plan(self, req, ns, &records).await?;
+        rec.cni = cni;
         match kinds::create(self, &mut rec, ns, &records).await {
             Ok(()) => {}
             Err(e) => {
@@ -196,22 +207,99 @@ impl Engine {
     /// nothing was attached (not an error: `del` is idempotent).
     pub async fn del(&self, netns: &str, ifname: &str) -> Result<Option<Attachment>> {
         crate::addr::check_ifname(ifname)?;
+        let mut gone = self
+            .del_where(|records| {
+                Self::find(records, netns, ifname)
+                    .into_iter()
+                    .cloned()
+                    .collect()
+            })
+            .await?;
+        Ok(gone.pop())
+    }
+
+    /// Detaches a runtime's attachment by its CNI identity, or, for one made
+    /// before the identity was recorded, by (netns, ifname).
+    pub async fn del_cni(
+        &self,
+        cni: &CniRef,
+        ifname: &str,
+        netns: Option<&str>,
+    ) -> Result<Option<Attachment>> {
+        let mut gone = self
+            .del_where(|records| {
+                let by_id = records
+                    .iter()
+                    .find(|r| r.cni.as_ref() == Some(cni) && r.ifname == ifname);
+                by_id
+                    .or_else(|| netns.and_then(|n| Self::find(records, n, ifname)))
+                    .into_iter()
+                    .cloned()
+                    .collect()
+            })
+            .await?;
+        Ok(gone.pop())
+    }
+
+    /// Detaches every attachment of CNI network `network` whose
+    /// (container id, ifname) is not in `valid`; returns them.
+    pub async fn gc_cni(
+        &self,
+        network: &str,
+        valid: &[(String, String)],
+    ) -> Result<Vec<Attachment>> {
+        self.del_where(|records| {
+            records
+                .iter()
+                .filter(|r| {
+                    r.cni.as_ref().is_some_and(|c| {
+                        c.network == network
+                            && !valid
+                                .iter()
+                                .any(|(id, ifn)| *id == c.container_id && *ifn == r.ifname)
+                    })
+                })
+                .cloned()
+                .collect()
+        })
+        .await
+    }
+
+    /// Detaches the records `pick` chooses, under the lock; stops at the
+    /// first that cannot be torn down completely (its record is kept, so a
+    /// retry can finish).
+    async fn del_where(
+        &self,
+        pick: impl FnOnce(&[Attachment]) -> Vec<Attachment>,
+    ) -> Result<Vec<Attachment>> {
         let _lock = self.state.lock()?;
-        let records = self.state.all()?;
-        let Some(rec) = Self::find(&records, netns, ifname).cloned() else {
-            // Taking the lock made the state directory: remove it again.
-            self.state.remove_if_empty()?;
-            return Ok(None);
-        };
-        let remaining: Vec<Attachment> = records.into_iter().filter(|r| *r != rec).collect();
-        let errors = kinds::teardown(self, &rec, &remaining).await;
-        if let Some(first) = errors.into_iter().next() {
-            return Err(first.context(format!("detaching {} from {:?}", rec.ifname, rec.netns)));
+        let mut records = self.state.all()?;
+        let chosen = pick(&records);
+        let mut gone = Vec::new();
+        for rec in chosen {
+            records.retain(|r| *r != rec);
+            let errors = kinds::teardown(self, &rec, &records).await;
+            if let Some(first) = errors.into_iter().next() {
+                return Err(first.context(format!("detaching {} from {:?}", rec.ifname, rec.netns)));
+            }
+            self.state.remove(&rec)?;
+            gone.push(rec);
         }
-        self.state.remove(&rec)?;
-        self.remove_node_pins_if_idle(&remaining);
+        self.remove_node_pins_if_idle(&records);
+        // Taking the lock made the state directory: remove it when unused.
         self.state.remove_if_empty()?;
-        Ok(Some(rec))
+        Ok(gone)
+    }
+
+    /// Checks an attachment against reality (see [`kinds::check`]).
+    pub async fn check(&self, rec: &Attachment) -> Result<()> {
+        kinds::check(self, rec).await
+    }
+
+    /// The records of (netns, ifname), if attached.
+    pub fn get(&self, netns: &str, ifname: &str) -> Result<Option<Attachment>> {
+        let records = self.state.all()?;
+        Ok(Self::find(&records, netns, ifname).cloned())
     }
 
     pub fn list(&self) -> Result<Vec<Attachment>> {

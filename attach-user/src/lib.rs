@@ -7,6 +7,7 @@
 pub mod addr;
 pub mod announce;
 pub mod cli;
+pub mod cni;
 pub mod container;
 pub mod datapath;
 pub mod endpoint;

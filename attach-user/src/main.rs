@@ -2,7 +2,7 @@ use std::process::ExitCode;
 
 use attach::{
     Engine, Error,
-    cli::{AddKind, Cli, Command, Output},
+    cli::{Cli, Command, Output},
     kinds::AddRequest,
     output,
 };
@@ -62,8 +62,8 @@ async fn run(cli: &Cli) -> attach::Result<String> {
     let json = cli.output == Output::Json;
     let engine = Engine::new()?;
     Ok(match &cli.command {
-        Command::Add(AddKind::Macvlan(args)) => {
-            let req = AddRequest::Macvlan(args.clone().into());
+        Command::Add(kind) => {
+            let req = AddRequest::from(kind.clone());
             let rec = engine.add(&req).await?;
             if json {
                 to_json(&rec)
@@ -80,6 +80,18 @@ async fn run(cli: &Cli) -> attach::Result<String> {
                     "nothing attached as {} in {}",
                     args.target.ifname, args.target.netns
                 ),
+            }
+        }
+        Command::Check(args) => {
+            let (netns, ifname) = (&args.target.netns, &args.target.ifname);
+            let rec = engine.get(netns, ifname)?.ok_or_else(|| {
+                Error::not_found(format!("nothing attached as {ifname} in {netns}"))
+            })?;
+            engine.check(&rec).await?;
+            if json {
+                to_json(&json!({"ok": true, "attachment": rec}))
+            } else {
+                format!("{ifname} in {netns}: ok")
             }
         }
         Command::List => {

@@ -164,6 +164,17 @@ pub struct Attachment {
     pub saved_parent: Option<SavedParent>,
     /// Seconds since the epoch.
     pub created: u64,
+    /// Set when a container runtime made it through the CNI plugin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cni: Option<CniRef>,
+}
+
+/// The CNI identity of an attachment: (network name, container id); the
+/// interface name is the attachment's own.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CniRef {
+    pub network: String,
+    pub container_id: String,
 }
 
 impl Attachment {

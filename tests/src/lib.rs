@@ -2,6 +2,7 @@
 //! result matrices. Everything lives under [`lab`].
 
 mod attach;
+pub mod cni;
 pub mod lab;
 mod matrix;
 mod netns;

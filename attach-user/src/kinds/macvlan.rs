@@ -227,6 +227,7 @@ pub async fn plan(
         created: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
+        cni: None,
     })
 }
 
@@ -575,6 +576,79 @@ async fn teardown_datapath(
                 dp.unpin(&pin)?;
             }
         }
+    }
+    Ok(())
+}
+
+/// The container side, then for eBPF: the host-side veth, the map entries
+/// and every program the endpoint relies on.
+pub async fn check(engine: &Engine, rec: &Attachment) -> Result<()> {
+    super::check_container_side(rec).await?;
+    if rec.backend == Backend::Native {
+        return Ok(());
+    }
+    let (Some(host_index), Some(host_name)) = (rec.host_ifindex, &rec.host_ifname) else {
+        return Err(Error::system("the record has no host-side interface"));
+    };
+    match engine.rtnl.link_by_index(host_index).await? {
+        Some(l) if &l.name == host_name && l.up => {}
+        Some(l) if &l.name == host_name => {
+            return Err(Error::system(format!(
+                "host-side interface {host_name} is down"
+            )));
+        }
+        _ => {
+            return Err(Error::not_found(format!(
+                "host-side interface {host_name} is gone"
+            )));
+        }
+    }
+    let mut dp = engine.datapath()?;
+    let want = endpoint_of(rec).ok_or_else(|| Error::system("the record has no endpoint id"))?;
+    if dp.port(host_index)? != Some(want) {
+        return Err(Error::system(format!(
+            "the port entry of {host_name} is missing or stale"
+        )));
+    }
+    if dp
+        .endpoint(rec.parent_ifindex, rec.mac.0)?
+        .map(|e| e.host_ifindex)
+        != Some(host_index)
+    {
+        return Err(Error::system(format!(
+            "{} is missing from the receive table of {}",
+            rec.mac, rec.parent
+        )));
+    }
+    if dp.parent(rec.parent_ifindex)?.is_none() {
+        return Err(Error::system(format!(
+            "parent {} is missing from the datapath",
+            rec.parent
+        )));
+    }
+    let [rx, host, xdp] = datapath::parent_links(rec.parent_ifindex);
+    let programs = [
+        (rx, rec.parent_ifindex, TcAttachType::Ingress, "receive"),
+        (host, rec.parent_ifindex, TcAttachType::Egress, "host"),
+        (
+            datapath::port_link(host_index),
+            host_index,
+            TcAttachType::Ingress,
+            "transmit",
+        ),
+    ];
+    for (pin, ifindex, at, what) in programs {
+        if !dp.tcx_pin_alive(&pin, ifindex, at) {
+            return Err(Error::system(format!(
+                "the {what} program is not attached ({pin})"
+            )));
+        }
+    }
+    if rec.datapath == Some(DatapathKind::Xdp) && !dp.has_link(&xdp) {
+        return Err(Error::system(format!(
+            "the XDP program of {} is not attached",
+            rec.parent
+        )));
     }
     Ok(())
 }

@@ -92,6 +92,66 @@ pub(crate) async fn create(
     }
 }
 
+/// Checks that what `rec` describes really exists and works as recorded:
+/// links, addresses, and for the eBPF backend the map entries and attached
+/// programs. The error says what drifted.
+pub(crate) async fn check(engine: &Engine, rec: &Attachment) -> Result<()> {
+    match rec.kind {
+        Kind::Macvlan => macvlan::check(engine, rec).await,
+        other => Err(Error::system(format!(
+            "{} attachments are not built yet",
+            other.name()
+        ))),
+    }
+}
+
+/// The part of `check` every kind shares: the interface inside the
+/// container has its name, MAC, MTU, state and addresses.
+pub(crate) async fn check_container_side(rec: &Attachment) -> Result<()> {
+    let ns = Netns::open(&rec.netns_path.to_string_lossy())
+        .map_err(|e| e.context(format!("container namespace of {}", rec.ifname)))?;
+    if ns.inode != rec.netns_inode {
+        return Err(Error::not_found(format!(
+            "network namespace {:?} is not the one attached (it was replaced)",
+            rec.netns
+        )));
+    }
+    let c = crate::netlink::Rtnl::in_netns(&ns)?;
+    let link = c.link_by_name(&rec.ifname).await?.ok_or_else(|| {
+        Error::not_found(format!("{} is missing from {:?}", rec.ifname, rec.netns))
+    })?;
+    let drift = |what: &str, want: String, got: String| {
+        Error::system(format!(
+            "{} in {:?}: {what} is {got}, expected {want}",
+            rec.ifname, rec.netns
+        ))
+    };
+    if rec.ifindex.is_some_and(|i| i != link.index) {
+        return Err(drift(
+            "the interface index",
+            format!("{:?}", rec.ifindex),
+            link.index.to_string(),
+        ));
+    }
+    if link.mac != rec.mac {
+        return Err(drift("the MAC", rec.mac.to_string(), link.mac.to_string()));
+    }
+    if link.mtu != rec.mtu {
+        return Err(drift("the MTU", rec.mtu.to_string(), link.mtu.to_string()));
+    }
+    if !link.up {
+        return Err(drift("the state", "up".into(), "down".into()));
+    }
+    let have = c.addresses(link.index).await?;
+    if let Some(ip) = rec.ips.iter().find(|ip| !have.contains(&ip.addr)) {
+        return Err(Error::system(format!(
+            "{} in {:?} lost its address {ip}",
+            rec.ifname, rec.netns
+        )));
+    }
+    Ok(())
+}
+
 pub(crate) async fn teardown(
     engine: &Engine,
     rec: &Attachment,
