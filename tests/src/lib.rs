@@ -6,5 +6,6 @@ pub mod cni;
 pub mod lab;
 mod matrix;
 mod netns;
+pub mod podman;
 mod probe;
 pub mod reach;

@@ -27,6 +27,12 @@ const APT_PACKAGES: &[&str] = &[
     "sockperf",
     "tcpdump",
     "util-linux",
+    "nftables",
+    // A real CNI runtime and the reference plugins (host-local IPAM, macvlan).
+    "podman",
+    "runc",
+    "busybox-static",
+    "containernetworking-plugins",
 ];
 
 pub fn all() -> Result<()> {
