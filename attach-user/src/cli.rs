@@ -54,6 +54,17 @@ pub enum Command {
     /// Check an attachment against reality: links, addresses, map entries,
     /// attached programs. Exits non-zero and says what drifted.
     Check(DelArgs),
+    /// Re-adopt every record and pin, and repair drift: put back missing map
+    /// entries and programs, recreate interfaces deleted behind the engine's
+    /// back, detach attachments whose namespace is gone, remove leftovers.
+    Reconcile,
+    /// Switch every attached program to this binary's build, atomically
+    /// (link update: traffic never meets a missing program).
+    Upgrade {
+        /// Update links that already run this build too.
+        #[arg(long)]
+        force: bool,
+    },
     /// Show datapath counters: per attachment, and verdicts by reason.
     Stats,
     /// Detach everything on this node and remove all its pins and state.

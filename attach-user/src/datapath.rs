@@ -49,6 +49,17 @@ pub fn port_link(host_ifindex: u32) -> String {
     format!("port-{host_ifindex}-tx")
 }
 
+/// What `attach_tc`/`attach_xdp` did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attached {
+    /// The pinned link already ran this program.
+    Kept,
+    /// The pinned link was switched to this build of the program.
+    Updated,
+    /// Newly attached and pinned.
+    New,
+}
+
 pub struct Datapath {
     ebpf: Ebpf,
     dir: PathBuf,
@@ -147,20 +158,43 @@ impl Datapath {
             .unwrap_or(false)
     }
 
-    /// Attaches a tcx program on `ifindex` and pins its link as `pin`; an
-    /// existing live pin is kept as is.
+    /// The tag (instruction hash) of the program behind a pinned link.
+    fn pinned_program_tag(&self, pin: &str) -> Option<u64> {
+        let link = PinnedLink::from_pin(self.link_path(pin)).ok()?;
+        let id = FdLink::from(link).info().ok()?.program_id();
+        aya::programs::loaded_programs()
+            .filter_map(|p| p.ok())
+            .find(|p| p.id() == id)
+            .map(|p| p.tag())
+    }
+
+    /// Whether the link pinned as `pin` runs this build of `prog` (an
+    /// upgrade leaves links running the old one until updated).
+    pub fn pin_runs_current(&mut self, prog: &str, pin: &str) -> Result<bool> {
+        let pinned = self.pinned_program_tag(pin);
+        let current = if prog == PROG_RX_XDP {
+            self.xdp_program()?.info()?.tag()
+        } else {
+            self.classifier(prog)?.info()?.tag()
+        };
+        Ok(pinned == Some(current))
+    }
+
+    /// Attaches a tcx program on `ifindex` and pins its link as `pin`. A live
+    /// pin running an older build of the program is switched to this one in
+    /// place (`bpf_link_update`: atomic, no packet sees no program).
     pub fn attach_tc(
         &mut self,
         prog: &str,
         ifindex: u32,
         at: TcAttachType,
         pin: &str,
-    ) -> Result<()> {
+    ) -> Result<Attached> {
+        let path = self.link_path(pin);
         if self.tcx_pin_alive(pin, ifindex, at) {
-            return Ok(());
+            return self.update_link(prog, pin, false);
         }
         self.unpin(pin)?;
-        let path = self.link_path(pin);
         let p = self.classifier(prog)?;
         let id = p
             .attach(
@@ -175,7 +209,7 @@ impl Datapath {
             })?;
         let link: FdLink = p.take_link(id)?.try_into()?;
         link.pin(&path)?;
-        Ok(())
+        Ok(Attached::New)
     }
 
     /// Attaches the XDP receive program on a parent: native mode, or generic
@@ -199,6 +233,27 @@ impl Datapath {
         let link: FdLink = p.take_link(id)?.try_into()?;
         link.pin(&path)?;
         Ok(mode)
+    }
+
+    /// Switches the link pinned as `pin` to this build of `prog` in place
+    /// (`bpf_link_update`: atomic, the hook never runs without a program).
+    /// Without `force`, a link already running this build is kept.
+    pub fn update_link(&mut self, prog: &str, pin: &str, force: bool) -> Result<Attached> {
+        if !force && self.pin_runs_current(prog, pin)? {
+            return Ok(Attached::Kept);
+        }
+        let link = FdLink::from(PinnedLink::from_pin(self.link_path(pin))?);
+        let updated = if prog == PROG_RX_XDP {
+            self.xdp_program()?
+                .attach_to_link(link.try_into()?)
+                .map(drop)
+        } else {
+            self.classifier(prog)?
+                .attach_to_link(link.try_into()?)
+                .map(drop)
+        };
+        updated.map_err(|e| Error::from(e).context(format!("updating {prog} ({pin})")))?;
+        Ok(Attached::Updated)
     }
 
     /// Removes a link pin, which detaches its program. Absent is fine.

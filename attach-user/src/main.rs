@@ -102,6 +102,34 @@ async fn run(cli: &Cli) -> attach::Result<String> {
                 output::attachments(&list)
             }
         }
+        Command::Reconcile => {
+            let repairs = engine.reconcile().await?;
+            if json {
+                to_json(&repairs)
+            } else if repairs.is_empty() {
+                "nothing to repair".into()
+            } else {
+                repairs
+                    .iter()
+                    .map(|r| format!("{} in {}: {} ({})", r.ifname, r.netns, r.action, r.drift))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            }
+        }
+        Command::Upgrade { force } => {
+            let links = engine.upgrade(*force)?;
+            if json {
+                to_json(
+                    &links
+                        .iter()
+                        .map(|(pin, what)| json!({"link": pin, "action": what}))
+                        .collect::<Vec<_>>(),
+                )
+            } else {
+                let updated = links.iter().filter(|(_, w)| *w == "updated").count();
+                format!("{updated} of {} program links updated", links.len())
+            }
+        }
         Command::Stats => {
             let s = engine.stats()?;
             if json { to_json(&s) } else { output::stats(&s) }

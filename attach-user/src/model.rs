@@ -188,6 +188,20 @@ impl Attachment {
         self.backend == Backend::Ebpf && self.endpoint_id.is_some()
     }
 
+    /// The record with everything `create` fills in cleared: what to create
+    /// again when the attachment must be rebuilt.
+    pub fn fresh(&self) -> Self {
+        Self {
+            host_ifname: None,
+            host_ifindex: None,
+            ifindex: None,
+            endpoint_id: None,
+            xdp_mode: None,
+            saved_parent: None,
+            ..self.clone()
+        }
+    }
+
     pub fn mode_name(&self) -> &'static str {
         self.mode.map_or("-", Mode::name)
     }

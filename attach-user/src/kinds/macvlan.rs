@@ -445,6 +445,8 @@ async fn setup_parent(
             .find(|r| r.parent_ifindex == ifindex && r.xdp_mode.is_some())
             .and_then(|r| r.xdp_mode.clone())
     {
+        dp.update_link(datapath::PROG_RX_XDP, &xdp, false)
+            .with_context(|| format!("updating XDP on {}", rec.parent))?;
         return Ok(Some(mode));
     }
     let mode = dp
@@ -628,27 +630,81 @@ pub async fn check(engine: &Engine, rec: &Attachment) -> Result<()> {
     }
     let [rx, host, xdp] = datapath::parent_links(rec.parent_ifindex);
     let programs = [
-        (rx, rec.parent_ifindex, TcAttachType::Ingress, "receive"),
-        (host, rec.parent_ifindex, TcAttachType::Egress, "host"),
         (
+            PROG_RX,
+            rx,
+            rec.parent_ifindex,
+            TcAttachType::Ingress,
+            "receive",
+        ),
+        (
+            PROG_HOST,
+            host,
+            rec.parent_ifindex,
+            TcAttachType::Egress,
+            "host",
+        ),
+        (
+            PROG_TX,
             datapath::port_link(host_index),
             host_index,
             TcAttachType::Ingress,
             "transmit",
         ),
     ];
-    for (pin, ifindex, at, what) in programs {
+    for (prog, pin, ifindex, at, what) in programs {
         if !dp.tcx_pin_alive(&pin, ifindex, at) {
             return Err(Error::system(format!(
                 "the {what} program is not attached ({pin})"
             )));
         }
+        if !dp.pin_runs_current(prog, &pin)? {
+            return Err(Error::system(format!(
+                "the {what} program ({pin}) is not this build's {prog}"
+            )));
+        }
     }
-    if rec.datapath == Some(DatapathKind::Xdp) && !dp.has_link(&xdp) {
-        return Err(Error::system(format!(
-            "the XDP program of {} is not attached",
-            rec.parent
-        )));
+    if rec.datapath == Some(DatapathKind::Xdp) {
+        if !dp.has_link(&xdp) {
+            return Err(Error::system(format!(
+                "the XDP program of {} is not attached",
+                rec.parent
+            )));
+        }
+        if !dp.pin_runs_current(datapath::PROG_RX_XDP, &xdp)? {
+            return Err(Error::system(format!(
+                "the XDP program of {} is not this build's",
+                rec.parent
+            )));
+        }
     }
     Ok(())
+}
+
+/// Puts the datapath state of an eBPF endpoint back as the record says:
+/// map entries, flood row, parent config, programs (re-attached, or updated
+/// to this build), unicast filter entry, host side up. Idempotent.
+pub async fn repair(engine: &Engine, rec: &Attachment, others: &[Attachment]) -> Result<()> {
+    if rec.backend == Backend::Native {
+        return Err(Error::system("a native macvlan has no datapath to repair"));
+    }
+    let mut dp = engine.datapath()?;
+    let ep = endpoint_of(rec).ok_or_else(|| Error::system("the record has no endpoint id"))?;
+    dp.put_endpoint(&ep)?;
+    dp.attach_tc(
+        PROG_TX,
+        ep.host_ifindex,
+        TcAttachType::Ingress,
+        &datapath::port_link(ep.host_ifindex),
+    )?;
+    let mut all = others.to_vec();
+    all.push(rec.clone());
+    setup_parent(engine, &mut dp, rec, &all).await?;
+    if !rec.is_mode(Mode::Passthru) {
+        engine
+            .rtnl
+            .fdb_self_add(rec.parent_ifindex, rec.mac)
+            .await?;
+    }
+    endpoint::host_up(engine, rec).await
 }

@@ -152,6 +152,18 @@ pub(crate) async fn check_container_side(rec: &Attachment) -> Result<()> {
     Ok(())
 }
 
+/// Puts back what `check` found missing without recreating the interface
+/// (map entries, programs); an error means only recreating will do.
+pub(crate) async fn repair(engine: &Engine, rec: &Attachment, others: &[Attachment]) -> Result<()> {
+    match rec.kind {
+        Kind::Macvlan => macvlan::repair(engine, rec, others).await,
+        other => Err(Error::system(format!(
+            "{} attachments are not built yet",
+            other.name()
+        ))),
+    }
+}
+
 pub(crate) async fn teardown(
     engine: &Engine,
     rec: &Attachment,
