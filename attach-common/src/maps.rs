@@ -12,14 +12,17 @@ pub const MAP_PARENTS: &str = "attach_parents";
 pub const MAP_FLOOD: &str = "attach_flood";
 /// XDP redirect targets (host-side veths) by ifindex.
 pub const MAP_DEVS: &str = "attach_devs";
+/// The addresses an endpoint may send from, by (host ifindex, address).
+pub const MAP_EP_IPS: &str = "attach_ep_ips";
 /// Per-CPU counters by endpoint id.
 pub const MAP_EP_STATS: &str = "attach_ep_stats";
 /// Per-CPU counters by (direction, verdict).
 pub const MAP_VERDICTS: &str = "attach_verdicts";
 
-pub const ALL_MAPS: [&str; 7] = [
+pub const ALL_MAPS: [&str; 8] = [
     MAP_ENDPOINTS,
     MAP_PORTS,
+    MAP_EP_IPS,
     MAP_PARENTS,
     MAP_FLOOD,
     MAP_DEVS,
@@ -70,6 +73,44 @@ impl Endpoint {
     #[inline(always)]
     pub const fn has(&self, flag: u8) -> bool {
         self.flags & flag != 0
+    }
+}
+
+/// Key of [`MAP_EP_IPS`]: an IPv4 address sits in the first 4 bytes of
+/// `addr`, the rest zero.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct EpIpKey {
+    pub host_ifindex: u32,
+    /// 4 or 6.
+    pub family: u8,
+    pub _pad: [u8; 3],
+    pub addr: [u8; 16],
+}
+const _: () = assert!(core::mem::size_of::<EpIpKey>() == 24);
+
+impl EpIpKey {
+    pub const fn v4(host_ifindex: u32, a: [u8; 4]) -> Self {
+        let mut addr = [0u8; 16];
+        addr[0] = a[0];
+        addr[1] = a[1];
+        addr[2] = a[2];
+        addr[3] = a[3];
+        Self {
+            host_ifindex,
+            family: 4,
+            _pad: [0; 3],
+            addr,
+        }
+    }
+
+    pub const fn v6(host_ifindex: u32, addr: [u8; 16]) -> Self {
+        Self {
+            host_ifindex,
+            family: 6,
+            _pad: [0; 3],
+            addr,
+        }
     }
 }
 
@@ -135,6 +176,7 @@ mod pod {
     // SAFETY: all are repr(C), made only of integers and byte arrays, with
     // their padding spelled out (sizes asserted above).
     unsafe impl aya::Pod for EndpointKey {}
+    unsafe impl aya::Pod for EpIpKey {}
     unsafe impl aya::Pod for Endpoint {}
     unsafe impl aya::Pod for ParentCfg {}
     unsafe impl aya::Pod for EndpointStats {}

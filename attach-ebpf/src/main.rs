@@ -19,6 +19,7 @@ mod eth;
 mod flood;
 mod macvlan;
 mod maps;
+mod spoof;
 mod stats;
 mod tc_host;
 mod tc_rx;

@@ -2,8 +2,8 @@
 //! them. Names match `attach_common::maps::MAP_*`.
 
 use attach_common::{
-    Endpoint, EndpointKey, EndpointStats, FLOOD_TABLE_SIZE, MAX_ENDPOINTS, MAX_PARENTS, ParentCfg,
-    VERDICT_SLOTS,
+    Endpoint, EndpointKey, EndpointStats, EpIpKey, FLOOD_TABLE_SIZE, MAX_ENDPOINTS, MAX_PARENTS,
+    ParentCfg, VERDICT_SLOTS,
 };
 use aya_ebpf::{
     btf_maps::{Array, DevMapHash, HashMap, PerCpuArray},
@@ -17,6 +17,10 @@ pub static ENDPOINTS: HashMap<EndpointKey, Endpoint, EPS> = HashMap::new();
 
 #[btf_map(name = "attach_ports", pin_by_name)]
 pub static PORTS: HashMap<u32, Endpoint, EPS> = HashMap::new();
+
+/// Addresses each endpoint may send from (value unused).
+#[btf_map(name = "attach_ep_ips", pin_by_name)]
+pub static EP_IPS: HashMap<EpIpKey, u8, { 4 * MAX_ENDPOINTS as usize }> = HashMap::new();
 
 #[btf_map(name = "attach_parents", pin_by_name)]
 pub static PARENTS: HashMap<u32, ParentCfg, { MAX_PARENTS as usize }> = HashMap::new();

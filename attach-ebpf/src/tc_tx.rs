@@ -2,7 +2,8 @@
 //! sends, delivered locally or out of the parent by its mode.
 
 use attach_common::{
-    DATAPATH_MARK, Direction::Tx as DIR, EP_F_HOST_ACCESS, EP_F_SPOOFCHK, MODE_BRIDGE, Verdict,
+    DATAPATH_MARK, Direction::Tx as DIR, EP_F_HOST_ACCESS, EP_F_IPCHK, EP_F_SPOOFCHK, MODE_BRIDGE,
+    Verdict,
 };
 use aya_ebpf::{
     EbpfContext,
@@ -16,7 +17,7 @@ use crate::{
     flood::{Rule, flood},
     macvlan,
     maps::{PARENTS, PORTS},
-    stats,
+    spoof, stats,
 };
 
 pub fn run(ctx: &TcContext) -> i32 {
@@ -32,6 +33,9 @@ pub fn run(ctx: &TcContext) -> i32 {
         return drop(ep.id, Verdict::DropParse);
     };
     if ep.has(EP_F_SPOOFCHK) && !mac_eq(&eth.src, &ep.mac) {
+        return drop(ep.id, Verdict::DropSpoofed);
+    }
+    if ep.has(EP_F_IPCHK) && !spoof::source_allowed(ctx, &ep, eth.proto) {
         return drop(ep.id, Verdict::DropSpoofed);
     }
     // SAFETY: copied out at once.

@@ -11,9 +11,9 @@ use std::{
 };
 
 use attach_common::{
-    Direction, Endpoint, EndpointKey, EndpointStats, FLOOD_TABLE_SIZE, MAP_DEVS, MAP_ENDPOINTS,
-    MAP_EP_STATS, MAP_FLOOD, MAP_PARENTS, MAP_PORTS, MAP_VERDICTS, MAX_PORTS_PER_PARENT, ParentCfg,
-    Verdict,
+    Direction, Endpoint, EndpointKey, EndpointStats, EpIpKey, FLOOD_TABLE_SIZE, MAP_DEVS,
+    MAP_ENDPOINTS, MAP_EP_IPS, MAP_EP_STATS, MAP_FLOOD, MAP_PARENTS, MAP_PORTS, MAP_VERDICTS,
+    MAX_PORTS_PER_PARENT, ParentCfg, Verdict,
 };
 use aya::{
     Ebpf, EbpfLoader,
@@ -312,6 +312,46 @@ impl Datapath {
         let map = self.ebpf.map_mut(MAP_DEVS).expect("devmap in object");
         not_found_ok(DevMapHash::try_from(map)?.remove(host_ifindex))?;
         Ok(())
+    }
+
+    fn ip_key(host_ifindex: u32, ip: &std::net::IpAddr) -> EpIpKey {
+        match ip {
+            std::net::IpAddr::V4(v4) => EpIpKey::v4(host_ifindex, v4.octets()),
+            std::net::IpAddr::V6(v6) => EpIpKey::v6(host_ifindex, v6.octets()),
+        }
+    }
+
+    /// Enters the addresses an endpoint may send from.
+    pub fn put_endpoint_ips(&mut self, host_ifindex: u32, ips: &[std::net::IpAddr]) -> Result<()> {
+        let mut map = self.hash::<EpIpKey, u8>(MAP_EP_IPS)?;
+        for ip in ips {
+            map.insert(&Self::ip_key(host_ifindex, ip), &1, 0)?;
+        }
+        Ok(())
+    }
+
+    pub fn remove_endpoint_ips(
+        &mut self,
+        host_ifindex: u32,
+        ips: &[std::net::IpAddr],
+    ) -> Result<()> {
+        let mut map = self.hash::<EpIpKey, u8>(MAP_EP_IPS)?;
+        for ip in ips {
+            not_found_ok(map.remove(&Self::ip_key(host_ifindex, ip)))?;
+        }
+        Ok(())
+    }
+
+    /// Whether every one of `ips` is entered for the endpoint.
+    pub fn has_endpoint_ips(
+        &mut self,
+        host_ifindex: u32,
+        ips: &[std::net::IpAddr],
+    ) -> Result<bool> {
+        let map = self.hash::<EpIpKey, u8>(MAP_EP_IPS)?;
+        Ok(ips
+            .iter()
+            .all(|ip| map.get(&Self::ip_key(host_ifindex, ip), 0).is_ok()))
     }
 
     pub fn port(&mut self, host_ifindex: u32) -> Result<Option<Endpoint>> {

@@ -4,8 +4,9 @@
 use std::net::IpAddr;
 
 use attach_common::{
-    DATAPATH_TC, DATAPATH_XDP, EP_F_HOST_ACCESS, EP_F_SPOOFCHK, Endpoint, MAX_ENDPOINTS,
-    MAX_PARENTS, MODE_BRIDGE, MODE_PASSTHRU, MODE_PRIVATE, MODE_VEPA, PARENT_F_PASSTHRU, ParentCfg,
+    DATAPATH_TC, DATAPATH_XDP, EP_F_HOST_ACCESS, EP_F_IPCHK, EP_F_SPOOFCHK, Endpoint,
+    MAX_ENDPOINTS, MAX_PARENTS, MODE_BRIDGE, MODE_PASSTHRU, MODE_PRIVATE, MODE_VEPA,
+    PARENT_F_PASSTHRU, ParentCfg,
 };
 use aya::programs::TcAttachType;
 
@@ -294,6 +295,11 @@ const fn mode_bit(m: Mode) -> u8 {
     }
 }
 
+/// The addresses of an attachment, without prefixes.
+fn addrs(rec: &Attachment) -> Vec<IpAddr> {
+    rec.ips.iter().map(|n| n.addr).collect()
+}
+
 /// The datapath's view of an attachment.
 fn endpoint_of(rec: &Attachment) -> Option<Endpoint> {
     let mut flags = 0;
@@ -302,6 +308,9 @@ fn endpoint_of(rec: &Attachment) -> Option<Endpoint> {
     }
     if rec.spoofchk {
         flags |= EP_F_SPOOFCHK;
+        if !rec.ips.is_empty() {
+            flags |= EP_F_IPCHK;
+        }
     }
     Some(Endpoint {
         host_ifindex: rec.host_ifindex?,
@@ -335,6 +344,7 @@ async fn create_ebpf(
     rec.endpoint_id = Some(free_endpoint_id(records)?);
     let ep = endpoint_of(rec).expect("ids are set");
     dp.zero_stats(ep.id)?;
+    dp.put_endpoint_ips(ep.host_ifindex, &addrs(rec))?;
     dp.put_endpoint(&ep)?;
     dp.attach_tc(
         PROG_TX,
@@ -561,6 +571,7 @@ async fn teardown_datapath(
     let mut dp = engine.datapath()?;
     if let Some(h) = rec.host_ifindex {
         dp.remove_endpoint(rec.parent_ifindex, rec.mac.0, h)?;
+        dp.remove_endpoint_ips(h, &addrs(rec))?;
         dp.unpin(&datapath::port_link(h))?;
     }
     let ifindex = rec.parent_ifindex;
@@ -610,6 +621,11 @@ pub async fn check(engine: &Engine, rec: &Attachment) -> Result<()> {
     if dp.port(host_index)? != Some(want) {
         return Err(Error::system(format!(
             "the port entry of {host_name} is missing or stale"
+        )));
+    }
+    if rec.spoofchk && !dp.has_endpoint_ips(host_index, &addrs(rec))? {
+        return Err(Error::system(format!(
+            "the source addresses of {host_name} are missing from the anti-spoofing table"
         )));
     }
     if dp
@@ -690,6 +706,7 @@ pub async fn repair(engine: &Engine, rec: &Attachment, others: &[Attachment]) ->
     }
     let mut dp = engine.datapath()?;
     let ep = endpoint_of(rec).ok_or_else(|| Error::system("the record has no endpoint id"))?;
+    dp.put_endpoint_ips(ep.host_ifindex, &addrs(rec))?;
     dp.put_endpoint(&ep)?;
     dp.attach_tc(
         PROG_TX,
