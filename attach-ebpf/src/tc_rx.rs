@@ -43,6 +43,7 @@ pub fn run(ctx: &TcContext) -> i32 {
                 stats::rx(ep.id, ctx.len() as u64, &eth);
                 ret
             } else {
+                aya_log_ebpf::warn!(ctx, "redirect to endpoint {} failed", ep.id);
                 stats::verdict(DIR, Verdict::DropRedirect);
                 stats::rx_dropped(ep.id);
                 TC_ACT_SHOT as i32

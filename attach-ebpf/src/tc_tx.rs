@@ -40,6 +40,13 @@ pub fn run(ctx: &TcContext) -> i32 {
     }
     // SAFETY: copied out at once.
     let Some(cfg) = (unsafe { PARENTS.get(&ep.parent_ifindex) }).copied() else {
+        // The engine keeps a port's parent in the table: this is drift.
+        aya_log_ebpf::warn!(
+            ctx,
+            "endpoint {} sends on parent {}, which the datapath does not know",
+            ep.id,
+            ep.parent_ifindex
+        );
         return drop(ep.id, Verdict::DropRedirect);
     };
     let len = ctx.len() as u64;

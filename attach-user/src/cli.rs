@@ -32,6 +32,10 @@ pub struct Cli {
     #[arg(short, long, value_enum, default_value_t = Output::Text, global = true)]
     pub output: Output,
 
+    /// Log format on stderr (level from RUST_LOG, default warn).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -40,6 +44,22 @@ pub struct Cli {
 pub enum Output {
     Text,
     Json,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Cli {
+    /// The agent's options, when the command is `agent`.
+    pub fn agent_args(&self) -> Option<&crate::agent::AgentArgs> {
+        match &self.command {
+            Command::Agent(a) => Some(a),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -69,6 +89,10 @@ pub enum Command {
     Stats,
     /// Detach everything on this node and remove all its pins and state.
     Reset,
+    /// Run the node agent: reconcile at start and periodically, serve
+    /// Prometheus metrics, bridge the programs' logs, and serve this CLI and
+    /// the CNI plugin over a unix socket (they work without it too).
+    Agent(crate::agent::AgentArgs),
 }
 
 #[derive(Subcommand, Debug, Clone)]

@@ -36,6 +36,10 @@ pub const PROG_RX_XDP: &str = "attach_rx_xdp";
 
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 
+/// Pin of the programs' aya-log buffer (kernel name `AYA_LOGS`), shared by
+/// every program instance of the node so the agent reads them all.
+pub const LOG_PIN: &str = "attach_logs";
+
 /// Pin names of the links of a parent and of an endpoint port.
 pub fn parent_links(ifindex: u32) -> [String; 3] {
     [
@@ -95,8 +99,10 @@ impl Datapath {
         Self::check_bpffs()?;
         fs::create_dir_all(dir.join("links"))
             .map_err(|e| Error::system(format!("cannot create {}: {e}", dir.display())))?;
+        let log_pin = dir.join(LOG_PIN);
         let ebpf = EbpfLoader::new()
             .default_map_pin_directory(dir)
+            .map_pin_path("AYA_LOGS", log_pin.as_path())
             .load(EBPF_OBJECT)
             .map_err(|e| Error::from(e).context("loading the eBPF datapath"))?;
         Ok(Self {
@@ -107,6 +113,12 @@ impl Datapath {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// A reader of the programs' log lines, into the `log` crate.
+    pub fn logger(&mut self) -> Result<aya_log::EbpfLogger<&'static dyn log::Log>> {
+        aya_log::EbpfLogger::init(&mut self.ebpf)
+            .map_err(|e| Error::system(format!("the programs' log buffer: {e}")))
     }
 
     fn link_path(&self, name: &str) -> PathBuf {

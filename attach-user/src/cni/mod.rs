@@ -34,49 +34,87 @@ use crate::{
     netns::Netns,
 };
 
-/// Runs one CNI command from the process environment and stdin.
+/// Runs one CNI command from the process environment and stdin: through
+/// the node's agent when one runs, else here.
 pub fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .without_time()
-        .init();
+    crate::logging::init(crate::cli::LogFormat::Text);
     let env = Env::from_process();
     let mut stdin = String::new();
     let _ = std::io::stdin().read_to_string(&mut stdin);
-    let version = serde_json::from_str::<Value>(&stdin)
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            let e = CniError::new(code::IO_FAILURE, format!("cannot start the runtime: {e}"));
+            println!("{}", error_json(e, &stdin));
+            return ExitCode::FAILURE;
+        }
+    };
+    let (ok, out) = rt.block_on(async {
+        if env.command != "VERSION" && !no_agent() {
+            let req = crate::agent::client::Request::Cni {
+                env: env.pairs(),
+                stdin: stdin.clone(),
+            };
+            match crate::agent::client::call(&req).await {
+                Some(Ok(reply)) => return (reply.ok, reply.stdout),
+                Some(Err(e)) => {
+                    tracing::warn!("the agent did not answer ({e}); working without it")
+                }
+                None => {}
+            }
+        }
+        match Engine::new() {
+            Ok(engine) => run_request_env(&env, &stdin, &engine).await,
+            Err(e) => (false, error_json(CniError::from_engine(e), &stdin)),
+        }
+    });
+    if !out.is_empty() {
+        println!("{out}");
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn no_agent() -> bool {
+    std::env::var_os("ATTACH_NO_AGENT").is_some_and(|v| !v.is_empty() && v != "0")
+}
+
+/// The error object in the configuration's version, if it is one we know.
+fn error_json(mut e: CniError, stdin: &str) -> String {
+    if let Some(v) = serde_json::from_str::<Value>(stdin)
         .ok()
         .and_then(|v| {
             v.get("cniVersion")
                 .and_then(Value::as_str)
                 .map(str::to_owned)
         })
-        .unwrap_or_else(|| LATEST.to_owned());
-    let result = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| CniError::new(code::IO_FAILURE, format!("cannot start the runtime: {e}")))
-        .and_then(|rt| rt.block_on(run(&env, &stdin)));
-    match result {
-        Ok(Some(out)) => {
-            println!("{out}");
-            ExitCode::SUCCESS
-        }
-        Ok(None) => ExitCode::SUCCESS,
-        Err(mut e) => {
-            if SUPPORTED_VERSIONS.contains(&version.as_str()) {
-                e.cni_version = version;
-            }
-            println!("{}", serde_json::to_string(&e).expect("serializable"));
-            ExitCode::FAILURE
-        }
+        .filter(|v| SUPPORTED_VERSIONS.contains(&v.as_str()))
+    {
+        e.cni_version = v;
+    }
+    serde_json::to_string(&e).expect("serializable")
+}
+
+/// One CNI call given as environment pairs (how the agent receives it):
+/// (success, stdout).
+pub async fn run_request(env: &[(String, String)], stdin: &str, engine: &Engine) -> (bool, String) {
+    run_request_env(&Env::from_pairs(env), stdin, engine).await
+}
+
+async fn run_request_env(env: &Env, stdin: &str, engine: &Engine) -> (bool, String) {
+    match run(env, stdin, engine).await {
+        Ok(out) => (true, out.unwrap_or_default()),
+        Err(e) => (false, error_json(e, stdin)),
     }
 }
 
-async fn run(env: &Env, stdin: &str) -> Result<Option<String>, CniError> {
+async fn run(env: &Env, stdin: &str, engine: &Engine) -> Result<Option<String>, CniError> {
     if env.command == "VERSION" {
         return Ok(Some(
             json!({"cniVersion": LATEST, "supportedVersions": SUPPORTED_VERSIONS}).to_string(),
@@ -100,13 +138,12 @@ async fn run(env: &Env, stdin: &str) -> Result<Option<String>, CniError> {
             ),
         ));
     }
-    let engine = Engine::new().map_err(CniError::from_engine)?;
     match env.command.as_str() {
-        "ADD" => add(&engine, env, &conf, &raw).await.map(Some),
-        "DEL" => del(&engine, env, &conf, &raw).await.map(|()| None),
-        "CHECK" => check(&engine, env, &conf, &raw).await.map(|()| None),
+        "ADD" => add(engine, env, &conf, &raw).await.map(Some),
+        "DEL" => del(engine, env, &conf, &raw).await.map(|()| None),
+        "CHECK" => check(engine, env, &conf, &raw).await.map(|()| None),
         "STATUS" => status(env, &conf, &raw).await.map(|()| None),
-        "GC" => gc(&engine, env, &conf, &raw).await.map(|()| None),
+        "GC" => gc(engine, env, &conf, &raw).await.map(|()| None),
         "" => Err(CniError::new(code::INVALID_ENV, "CNI_COMMAND is not set")),
         other => Err(CniError::new(
             code::INVALID_ENV,

@@ -1,0 +1,121 @@
+//! The commands of the CLI, run against an engine: shared by the `attach`
+//! binary and the agent (which runs them for its clients).
+
+use serde_json::json;
+
+use crate::{
+    Engine, Error, Result,
+    cli::{Cli, Command, Output},
+    kinds::AddRequest,
+    output,
+};
+
+fn to_json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string_pretty(v).expect("serializable")
+}
+
+/// How an error is shown: a JSON object on stdout with `-o json`, else a
+/// line on stderr. Returns (stdout, stderr).
+pub fn render_error(fmt: Output, e: &Error) -> (String, String) {
+    match fmt {
+        Output::Json => (
+            json!({"error": {"kind": e.kind.name(), "message": e.message}}).to_string(),
+            String::new(),
+        ),
+        Output::Text => (String::new(), format!("attach: {}", e.message)),
+    }
+}
+
+/// Runs one parsed command against `engine` and renders its result (text or
+/// JSON, as asked). The CLI calls it directly, the agent for its clients.
+pub async fn execute(cli: &Cli, engine: &Engine) -> Result<String> {
+    let json = cli.output == Output::Json;
+    Ok(match &cli.command {
+        Command::Add(kind) => {
+            let req = AddRequest::from(kind.clone());
+            let rec = engine.add(&req).await?;
+            if json {
+                to_json(&rec)
+            } else {
+                output::attachments(std::slice::from_ref(&rec))
+            }
+        }
+        Command::Del(args) => {
+            let gone = engine.del(&args.target.netns, &args.target.ifname).await?;
+            match (json, gone) {
+                (true, g) => to_json(&json!({"detached": g})),
+                (false, Some(r)) => format!("detached {} from {}", r.ifname, r.netns),
+                (false, None) => format!(
+                    "nothing attached as {} in {}",
+                    args.target.ifname, args.target.netns
+                ),
+            }
+        }
+        Command::Check(args) => {
+            let (netns, ifname) = (&args.target.netns, &args.target.ifname);
+            let rec = engine.get(netns, ifname)?.ok_or_else(|| {
+                Error::not_found(format!("nothing attached as {ifname} in {netns}"))
+            })?;
+            engine.check(&rec).await?;
+            if json {
+                to_json(&json!({"ok": true, "attachment": rec}))
+            } else {
+                format!("{ifname} in {netns}: ok")
+            }
+        }
+        Command::List => {
+            let list = engine.list()?;
+            if json {
+                to_json(&list)
+            } else {
+                output::attachments(&list)
+            }
+        }
+        Command::Reconcile => {
+            let repairs = engine.reconcile().await?;
+            if json {
+                to_json(&repairs)
+            } else if repairs.is_empty() {
+                "nothing to repair".into()
+            } else {
+                repairs
+                    .iter()
+                    .map(|r| format!("{} in {}: {} ({})", r.ifname, r.netns, r.action, r.drift))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            }
+        }
+        Command::Upgrade { force } => {
+            let links = engine.upgrade(*force)?;
+            if json {
+                to_json(
+                    &links
+                        .iter()
+                        .map(|(pin, what)| json!({"link": pin, "action": what}))
+                        .collect::<Vec<_>>(),
+                )
+            } else {
+                let updated = links.iter().filter(|(_, w)| *w == "updated").count();
+                format!("{updated} of {} program links updated", links.len())
+            }
+        }
+        Command::Stats => {
+            let s = engine.stats()?;
+            if json { to_json(&s) } else { output::stats(&s) }
+        }
+        Command::Agent(_) => {
+            return Err(Error::invalid("the agent is not a command an engine runs"));
+        }
+        Command::Reset => {
+            let removed = engine.reset().await?;
+            if json {
+                to_json(&json!({"detached": removed}))
+            } else {
+                format!(
+                    "detached {} attachment(s); pins and state removed",
+                    removed.len()
+                )
+            }
+        }
+    })
+}
