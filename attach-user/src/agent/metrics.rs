@@ -17,10 +17,17 @@ fn esc(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// A per-endpoint series: name, help, and how to read it.
+type Series = (
+    &'static str,
+    &'static str,
+    fn(&crate::engine::Counters) -> u64,
+);
+
 /// Renders `stats` (and the agent's own numbers) as Prometheus text.
 pub fn render(stats: &Stats, repairs: u64, requests: u64) -> String {
     let mut out = String::new();
-    let counters: [(&str, &str, fn(&crate::engine::Counters) -> u64); 11] = [
+    let counters: [Series; 11] = [
         ("rx_packets", "Packets delivered to the endpoint.", |c| {
             c.rx_packets
         }),
