@@ -14,12 +14,22 @@ pub const MAP_FLOOD: &str = "attach_flood";
 pub const MAP_DEVS: &str = "attach_devs";
 /// The addresses an endpoint may send from, by (host ifindex, address).
 pub const MAP_EP_IPS: &str = "attach_ep_ips";
+/// Drop events, and every decision while tracing is on ([`Event`]).
+pub const MAP_EVENTS: &str = "attach_events";
+/// Runtime switches of the datapath: index 0 holds `CFG_*` bits.
+pub const MAP_CONFIG: &str = "attach_config";
+/// `attach_config[0]` bit: emit an event for every decision, not only drops.
+pub const CFG_TRACE: u32 = 1;
+/// Size of the event ring buffer.
+pub const EVENTS_BYTES: u32 = 256 * 1024;
 /// Per-CPU counters by endpoint id.
 pub const MAP_EP_STATS: &str = "attach_ep_stats";
 /// Per-CPU counters by (direction, verdict).
 pub const MAP_VERDICTS: &str = "attach_verdicts";
 
-pub const ALL_MAPS: [&str; 8] = [
+pub const ALL_MAPS: [&str; 10] = [
+    MAP_EVENTS,
+    MAP_CONFIG,
     MAP_ENDPOINTS,
     MAP_PORTS,
     MAP_EP_IPS,
@@ -170,6 +180,29 @@ impl EndpointStats {
     }
 }
 
+/// One datapath decision, as `attach monitor` streams it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Event {
+    /// `bpf_ktime_get_ns` (monotonic clock).
+    pub ktime_ns: u64,
+    /// The device the frame was on.
+    pub ifindex: u32,
+    pub len: u32,
+    /// Endpoint id, or `u32::MAX` when none.
+    pub endpoint: u32,
+    /// `Direction` value.
+    pub direction: u8,
+    /// `Verdict` value.
+    pub verdict: u8,
+    /// EtherType, network byte order.
+    pub proto: u16,
+    pub src: MacAddr,
+    pub dst: MacAddr,
+    pub _pad: [u8; 4],
+}
+const _: () = assert!(core::mem::size_of::<Event>() == 40);
+
 #[cfg(feature = "user")]
 mod pod {
     use super::*;
@@ -180,4 +213,5 @@ mod pod {
     unsafe impl aya::Pod for Endpoint {}
     unsafe impl aya::Pod for ParentCfg {}
     unsafe impl aya::Pod for EndpointStats {}
+    unsafe impl aya::Pod for Event {}
 }

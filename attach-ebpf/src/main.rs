@@ -16,6 +16,7 @@
 #![allow(clippy::unnecessary_cast, clippy::not_unsafe_ptr_arg_deref)]
 
 mod eth;
+mod events;
 mod flood;
 mod macvlan;
 mod maps;

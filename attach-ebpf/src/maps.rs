@@ -2,11 +2,11 @@
 //! them. Names match `attach_common::maps::MAP_*`.
 
 use attach_common::{
-    Endpoint, EndpointKey, EndpointStats, EpIpKey, FLOOD_TABLE_SIZE, MAX_ENDPOINTS, MAX_PARENTS,
-    ParentCfg, VERDICT_SLOTS,
+    EVENTS_BYTES, Endpoint, EndpointKey, EndpointStats, EpIpKey, Event, FLOOD_TABLE_SIZE,
+    MAX_ENDPOINTS, MAX_PARENTS, ParentCfg, VERDICT_SLOTS,
 };
 use aya_ebpf::{
-    btf_maps::{Array, DevMapHash, HashMap, PerCpuArray},
+    btf_maps::{Array, DevMapHash, HashMap, PerCpuArray, RingBuf},
     macros::btf_map,
 };
 
@@ -36,3 +36,9 @@ pub static EP_STATS: PerCpuArray<EndpointStats, EPS> = PerCpuArray::new();
 
 #[btf_map(name = "attach_verdicts", pin_by_name)]
 pub static VERDICTS: PerCpuArray<u64, { VERDICT_SLOTS as usize }> = PerCpuArray::new();
+
+#[btf_map(name = "attach_events", pin_by_name)]
+pub static EVENTS: RingBuf<Event, { EVENTS_BYTES as usize }> = RingBuf::new();
+
+#[btf_map(name = "attach_config", pin_by_name)]
+pub static CONFIG: Array<u32, 1> = Array::new();

@@ -85,8 +85,12 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// Show datapath counters: per attachment, and verdicts by reason.
-    Stats,
+    /// Show datapath counters: per attachment (or only one), and verdicts by
+    /// reason.
+    Stats(StatsArgs),
+    /// Stream the datapath's events: every drop with its reason, and with
+    /// --trace every decision (JSON Lines with -o json).
+    Monitor(crate::monitor::MonitorArgs),
     /// Detach everything on this node and remove all its pins and state.
     Reset,
     /// Run the node agent: reconcile at start and periodically, serve
@@ -159,6 +163,16 @@ pub struct MacvlanArgs {
 pub enum OnOff {
     On,
     Off,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct StatsArgs {
+    /// Only this container's attachment (name under /run/netns, path or pid).
+    #[arg(long, value_name = "NETNS")]
+    pub netns: Option<String>,
+    /// With --netns: the interface inside the container.
+    #[arg(long, default_value = "eth0", requires = "netns")]
+    pub ifname: String,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -99,9 +99,19 @@ pub async fn execute(cli: &Cli, engine: &Engine) -> Result<String> {
                 format!("{updated} of {} program links updated", links.len())
             }
         }
-        Command::Stats => {
-            let s = engine.stats()?;
+        Command::Stats(args) => {
+            let mut s = engine.stats()?;
+            if let Some(netns) = &args.netns {
+                let rec = engine.get(netns, &args.ifname)?.ok_or_else(|| {
+                    Error::not_found(format!("nothing attached as {} in {netns}", args.ifname))
+                })?;
+                s.attachments.retain(|a| a.attachment == rec);
+            }
             if json { to_json(&s) } else { output::stats(&s) }
+        }
+        Command::Monitor(args) => {
+            crate::monitor::run(engine, args, json).await?;
+            String::new()
         }
         Command::Agent(_) => {
             return Err(Error::invalid("the agent is not a command an engine runs"));

@@ -115,6 +115,32 @@ impl Datapath {
         &self.dir
     }
 
+    /// The event ring buffer (drops, and traces when on).
+    pub fn events(&mut self) -> Result<aya::maps::RingBuf<MapData>> {
+        let map = self
+            .ebpf
+            .take_map(attach_common::MAP_EVENTS)
+            .ok_or_else(|| Error::system("event buffer missing from the object"))?;
+        Ok(aya::maps::RingBuf::try_from(map)?)
+    }
+
+    /// Switches per-decision tracing on or off (drops are always reported).
+    pub fn set_trace(&mut self, on: bool) -> Result<()> {
+        let map = self
+            .ebpf
+            .map_mut(attach_common::MAP_CONFIG)
+            .ok_or_else(|| Error::system("config map missing from the object"))?;
+        let mut cfg: Array<_, u32> = Array::try_from(map)?;
+        let cur = cfg.get(&0, 0)?;
+        let next = if on {
+            cur | attach_common::CFG_TRACE
+        } else {
+            cur & !attach_common::CFG_TRACE
+        };
+        cfg.set(0, &next, 0)?;
+        Ok(())
+    }
+
     /// A reader of the programs' log lines, into the `log` crate.
     pub fn logger(&mut self) -> Result<aya_log::EbpfLogger<&'static dyn log::Log>> {
         aya_log::EbpfLogger::init(&mut self.ebpf)

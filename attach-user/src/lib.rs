@@ -18,6 +18,7 @@ pub mod error;
 pub mod kinds;
 pub mod logging;
 pub mod model;
+pub mod monitor;
 pub mod netlink;
 pub mod netns;
 pub mod output;

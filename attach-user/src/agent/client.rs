@@ -39,7 +39,8 @@ pub fn socket_path(node_id: &str) -> PathBuf {
 }
 
 fn wanted(cli: &Cli) -> bool {
-    !matches!(cli.command, Command::Agent(_))
+    // The agent runs commands, not streams.
+    !matches!(cli.command, Command::Agent(_) | Command::Monitor(_))
         && std::env::var_os("ATTACH_NO_AGENT").is_none_or(|v| v.is_empty() || v == "0")
 }
 
