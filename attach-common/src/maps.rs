@@ -140,8 +140,10 @@ pub struct ParentCfg {
     pub flags: u8,
     /// `DATAPATH_*` value.
     pub datapath: u8,
+    /// The parent's MTU: endpoints may not send larger frames through it.
+    pub mtu: u32,
 }
-const _: () = assert!(core::mem::size_of::<ParentCfg>() == 36);
+const _: () = assert!(core::mem::size_of::<ParentCfg>() == 40);
 
 /// Value of [`MAP_EP_STATS`]. Directions are the container's: `rx` is what the
 /// endpoint received, `tx` what it sent.

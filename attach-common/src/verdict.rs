@@ -51,10 +51,12 @@ pub enum Verdict {
     DropParse = 9,
     /// Dropped: unicast between isolated endpoints.
     DropPrivate = 10,
+    /// Dropped: a frame larger than the parent's MTU (and not GSO).
+    DropMtu = 11,
 }
 
 /// Number of `Verdict` values: the stride of the verdict counter table.
-pub const VERDICT_COUNT: u32 = 11;
+pub const VERDICT_COUNT: u32 = 12;
 /// Size of the verdict counter table.
 pub const VERDICT_SLOTS: u32 = VERDICT_COUNT * 3;
 
@@ -71,6 +73,7 @@ impl Verdict {
         Verdict::DropRedirect,
         Verdict::DropParse,
         Verdict::DropPrivate,
+        Verdict::DropMtu,
     ];
 
     /// Index of this verdict's counter for `dir`.
@@ -103,6 +106,7 @@ impl Verdict {
             Verdict::DropRedirect => "redirect_failed",
             Verdict::DropParse => "parse_error",
             Verdict::DropPrivate => "private_isolation",
+            Verdict::DropMtu => "mtu_exceeded",
         }
     }
 }

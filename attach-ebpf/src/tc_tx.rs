@@ -13,7 +13,7 @@ use aya_ebpf::{
 };
 
 use crate::{
-    eth::{self, mac_eq},
+    eth::{self, ETH_HLEN, mac_eq},
     events::{Pkt, report},
     flood::{Rule, flood},
     macvlan,
@@ -59,6 +59,15 @@ pub fn run(ctx: &TcContext) -> i32 {
         );
         return drop(&pkt, Verdict::DropRedirect);
     };
+    // A GSO packet is cut to size on its way out; anything else larger than
+    // the parent's MTU (plus its Ethernet and VLAN headers) cannot leave.
+    // SAFETY: the context is a valid __sk_buff.
+    let gso = unsafe { (*skb).gso_size } != 0;
+    let tagged = eth.proto == 0x8100u16.to_be() || eth.proto == 0x88a8u16.to_be();
+    let l2 = ETH_HLEN as u32 + if tagged { 4 } else { 0 };
+    if !gso && cfg.mtu != 0 && len > cfg.mtu + l2 {
+        return drop(&pkt, Verdict::DropMtu);
+    }
     stats::tx(ep.id, len as u64, &eth);
     let host_access = ep.has(EP_F_HOST_ACCESS);
 

@@ -780,6 +780,31 @@ fn tx_own_and_identity_free_source_addresses_pass_ipchk() {
 }
 
 #[test]
+fn tx_frames_over_the_parent_mtu_are_dropped() {
+    in_netns(|| {
+        let mut lab = Scenario::new()
+            .parent()
+            .endpoint(MODE_BRIDGE, A)
+            .endpoint(MODE_BRIDGE, B)
+            .build();
+        let p = lab.parents[0].ifindex;
+        let mut cfg = lab.dp.parent(p).unwrap().unwrap();
+        cfg.mtu = 1500;
+        lab.dp.put_parent(p, &cfg).unwrap();
+        // 1500 bytes of IP fit; one more does not; a VLAN tag is allowed for.
+        let fits = ipv4_udp(OUTSIDE, A, ip4(1), ip4(2), 9, &[0; 1500 - 28]);
+        let too_big = ipv4_udp(OUTSIDE, A, ip4(1), ip4(2), 9, &[0; 1501 - 28]);
+        let tagged = vlan_tagged(&fits, 5);
+        assert_ne!(lab.tx(0, &fits).ret, TC_ACT_SHOT);
+        assert_ne!(lab.tx(0, &tagged).ret, TC_ACT_SHOT);
+        lab.tx(0, &too_big)
+            .ret(TC_ACT_SHOT)
+            .verdicts(&[(TX, Verdict::DropMtu, 1)])
+            .only(&[(0, tx_dropped())]);
+    });
+}
+
+#[test]
 fn tx_spoofed_source_is_forwarded_without_spoofchk() {
     in_netns(|| {
         let mut lab = Scenario::new()

@@ -80,7 +80,9 @@ pub fn render(stats: &Stats, repairs: u64, requests: u64) -> String {
             let r = &a.attachment;
             let _ = writeln!(
                 out,
-                "attach_{name}_total{{netns=\"{}\",ifname=\"{}\",kind=\"{}\",mode=\"{}\",parent=\"{}\"}} {}",
+                "attach_{name}_total{{endpoint=\"{}/{}\",netns=\"{}\",ifname=\"{}\",kind=\"{}\",mode=\"{}\",parent=\"{}\"}} {}",
+                esc(&r.netns),
+                esc(&r.ifname),
                 esc(&r.netns),
                 esc(&r.ifname),
                 r.kind.name(),

@@ -142,7 +142,7 @@ async fn run(env: &Env, stdin: &str, engine: &Engine) -> Result<Option<String>, 
         "ADD" => add(engine, env, &conf, &raw).await.map(Some),
         "DEL" => del(engine, env, &conf, &raw).await.map(|()| None),
         "CHECK" => check(engine, env, &conf, &raw).await.map(|()| None),
-        "STATUS" => status(env, &conf, &raw).await.map(|()| None),
+        "STATUS" => status(engine, env, &conf, &raw).await.map(|()| None),
         "GC" => gc(engine, env, &conf, &raw).await.map(|()| None),
         "" => Err(CniError::new(code::INVALID_ENV, "CNI_COMMAND is not set")),
         other => Err(CniError::new(
@@ -412,9 +412,23 @@ async fn check(engine: &Engine, env: &Env, conf: &NetConf, raw: &Value) -> Resul
     Ok(())
 }
 
-/// 50 when an ADD could not succeed now: no bpffs, the datapath does not
-/// load, the parent is missing, or the IPAM plugin is absent.
-async fn status(env: &Env, conf: &NetConf, raw: &Value) -> Result<(), CniError> {
+/// 51 when attachments of this network are broken (their datapath is not
+/// loaded or has drifted: limited connectivity); 50 when an ADD could not
+/// succeed now (no bpffs, the parent is missing, the IPAM plugin is absent).
+async fn status(engine: &Engine, env: &Env, conf: &NetConf, raw: &Value) -> Result<(), CniError> {
+    for rec in engine.list().map_err(CniError::from_engine)? {
+        if rec.cni.as_ref().is_some_and(|c| c.network == conf.name)
+            && let Err(e) = engine.check(&rec).await
+        {
+            return Err(CniError::new(
+                code::LIMITED_CONNECTIVITY,
+                format!(
+                    "existing containers may have limited connectivity: {}",
+                    e.message
+                ),
+            ));
+        }
+    }
     let unavailable = |msg: String| CniError::new(code::NOT_AVAILABLE, msg);
     let ebpf = conf.options.get("backend").and_then(Value::as_str) != Some("native");
     if ebpf {
@@ -524,6 +538,18 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.code, code::UNSUPPORTED_FIELD);
+    }
+
+    #[test]
+    fn the_sample_conflist_is_valid() {
+        let list: Value =
+            serde_json::from_str(include_str!("../../../contrib/10-attach.conflist")).unwrap();
+        let mut plugin = list["plugins"][0].clone();
+        plugin["cniVersion"] = list["cniVersion"].clone();
+        plugin["name"] = list["name"].clone();
+        let conf: NetConf = serde_json::from_value(plugin).unwrap();
+        assert!(SUPPORTED_VERSIONS.contains(&conf.cni_version.as_str()));
+        request(&conf, "/run/netns/x", "eth0", &IpamResult::default()).unwrap();
     }
 
     #[test]

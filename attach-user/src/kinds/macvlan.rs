@@ -437,7 +437,7 @@ async fn setup_parent(
         dp,
         ifindex,
         slot,
-        parent.mac,
+        (parent.mac, parent.mtu),
         rec.datapath.unwrap_or_default(),
         all,
     )?;
@@ -476,7 +476,7 @@ fn write_parent(
     dp: &mut Datapath,
     ifindex: u32,
     slot: u32,
-    mac: Mac,
+    (mac, mtu): (Mac, u32),
     kind: DatapathKind,
     all: &[Attachment],
 ) -> Result<()> {
@@ -501,6 +501,7 @@ fn write_parent(
             DatapathKind::Tc => DATAPATH_TC,
             DatapathKind::Xdp => DATAPATH_XDP,
         },
+        mtu,
     };
     dp.put_parent(ifindex, &cfg)
 }
@@ -581,7 +582,14 @@ async fn teardown_datapath(
     match dp.parent(ifindex)? {
         Some(cfg) if others_on_parent => {
             let kind = rec.datapath.unwrap_or_default();
-            write_parent(&mut dp, ifindex, cfg.slot, Mac(cfg.mac), kind, remaining)?;
+            write_parent(
+                &mut dp,
+                ifindex,
+                cfg.slot,
+                (Mac(cfg.mac), cfg.mtu),
+                kind,
+                remaining,
+            )?;
         }
         _ => {
             dp.remove_parent(ifindex)?;
