@@ -51,10 +51,19 @@ pub enum Verdict {
     DropParse = 9,
     /// Dropped: unicast between isolated endpoints.
     DropPrivate = 10,
+    /// ipvlan l3: routed by the node's tables out of the parent.
+    Routed = 11,
+    /// ipvlan l3: an ARP request or neighbour solicitation for an endpoint
+    /// answered with the parent's MAC.
+    NeighReply = 12,
+    /// Dropped: broadcast/multicast from an l3 endpoint.
+    DropMulticast = 13,
+    /// Dropped: the node has no route (unreachable, blackhole, prohibit).
+    DropNoRoute = 14,
 }
 
 /// Number of `Verdict` values: the stride of the verdict counter table.
-pub const VERDICT_COUNT: u32 = 11;
+pub const VERDICT_COUNT: u32 = 15;
 /// Size of the verdict counter table.
 pub const VERDICT_SLOTS: u32 = VERDICT_COUNT * 3;
 
@@ -71,6 +80,10 @@ impl Verdict {
         Verdict::DropRedirect,
         Verdict::DropParse,
         Verdict::DropPrivate,
+        Verdict::Routed,
+        Verdict::NeighReply,
+        Verdict::DropMulticast,
+        Verdict::DropNoRoute,
     ];
 
     /// Index of this verdict's counter for `dir`.
@@ -86,6 +99,8 @@ impl Verdict {
                 | Verdict::DropRedirect
                 | Verdict::DropParse
                 | Verdict::DropPrivate
+                | Verdict::DropMulticast
+                | Verdict::DropNoRoute
         )
     }
 
@@ -103,6 +118,10 @@ impl Verdict {
             Verdict::DropRedirect => "redirect_failed",
             Verdict::DropParse => "parse_error",
             Verdict::DropPrivate => "private_isolation",
+            Verdict::Routed => "routed",
+            Verdict::NeighReply => "neigh_reply",
+            Verdict::DropMulticast => "l3_multicast",
+            Verdict::DropNoRoute => "no_route",
         }
     }
 }

@@ -2,8 +2,8 @@
 //! them. Names match `attach_common::maps::MAP_*`.
 
 use attach_common::{
-    Endpoint, EndpointKey, EndpointStats, FLOOD_TABLE_SIZE, MAX_ENDPOINTS, MAX_PARENTS, ParentCfg,
-    VERDICT_SLOTS,
+    Endpoint, EndpointKey, EndpointStats, FLOOD_TABLE_SIZE, Ip4Key, Ip6Key, IpvlanParent,
+    MAX_ENDPOINTS, MAX_PARENTS, ParentCfg, VERDICT_SLOTS,
 };
 use aya_ebpf::{
     btf_maps::{Array, DevMapHash, HashMap, PerCpuArray},
@@ -32,3 +32,14 @@ pub static EP_STATS: PerCpuArray<EndpointStats, EPS> = PerCpuArray::new();
 
 #[btf_map(name = "attach_verdicts", pin_by_name)]
 pub static VERDICTS: PerCpuArray<u64, { VERDICT_SLOTS as usize }> = PerCpuArray::new();
+
+// ipvlan (attach_common::ipvlan).
+
+#[btf_map(name = "attach_ip4_eps", pin_by_name)]
+pub static IP4_EPS: HashMap<Ip4Key, Endpoint, EPS> = HashMap::new();
+
+#[btf_map(name = "attach_ip6_eps", pin_by_name)]
+pub static IP6_EPS: HashMap<Ip6Key, Endpoint, EPS> = HashMap::new();
+
+#[btf_map(name = "attach_ipvl_par", pin_by_name)]
+pub static IPVL_PARENTS: HashMap<u32, IpvlanParent, { MAX_PARENTS as usize }> = HashMap::new();
