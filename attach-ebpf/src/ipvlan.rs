@@ -335,9 +335,7 @@ pub fn arp_reply(ctx: &TcContext, port: &IpvlanParent, parent_ifindex: u32) -> b
     f.arp.op = [0, 2];
     f.arp.tha = f.arp.sha;
     f.arp.sha = port.mac;
-    let tpa = f.arp.tpa;
-    f.arp.tpa = f.arp.spa;
-    f.arp.spa = tpa;
+    core::mem::swap(&mut f.arp.tpa, &mut f.arp.spa);
     ctx.store(0, &f, 0).is_ok()
 }
 

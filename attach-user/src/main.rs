@@ -62,8 +62,11 @@ async fn run(cli: &Cli) -> attach::Result<String> {
     let json = cli.output == Output::Json;
     let engine = Engine::new()?;
     Ok(match &cli.command {
-        Command::Add(AddKind::Macvlan(args)) => {
-            let req = AddRequest::Macvlan(args.clone().into());
+        Command::Add(kind) => {
+            let req = match kind {
+                AddKind::Macvlan(args) => AddRequest::Macvlan(args.clone().into()),
+                AddKind::Ipvlan(args) => AddRequest::Ipvlan(args.clone().into()),
+            };
             let rec = engine.add(&req).await?;
             if json {
                 to_json(&rec)
