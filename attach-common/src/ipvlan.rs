@@ -34,8 +34,9 @@ pub const IPVL_F_VEPA: u8 = 0x20;
 /// with `ignore_routes_with_linkdown`, its routes stop matching. l3s also
 /// routes its ingress through it (an `ip rule` on [`crate::DATAPATH_MARK`]).
 pub const IPVL_ROUTE_TABLE: u32 = 0xa77a;
-/// Priority of the l3s `ip rule` selecting [`IPVL_ROUTE_TABLE`].
-pub const IPVL_RULE_PRIORITY: u32 = 0xa77a;
+/// Priority of the l3s `ip rule` selecting [`IPVL_ROUTE_TABLE`]: before
+/// `main` (32766), whose connected route to the parent's subnet would win.
+pub const IPVL_RULE_PRIORITY: u32 = 0x7a77;
 
 /// Key of [`MAP_IP4_EPS`].
 #[repr(C)]

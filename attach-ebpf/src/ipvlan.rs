@@ -28,27 +28,75 @@ const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
 
 /// The address a frame is demuxed by (`ipvlan_get_L3_hdr` +
-/// `ipvlan_addr_lookup`).
+/// `ipvlan_addr_lookup`). A plain struct, always fully written: an enum
+/// with payloads of different sizes leaves bytes the verifier sees as
+/// uninitialised.
+#[repr(C)]
 #[derive(Clone, Copy)]
-pub enum L3 {
-    /// IPv4 source or destination.
-    V4([u8; 4]),
-    /// ARP sender or target address.
-    Arp([u8; 4]),
-    /// IPv6 source or destination.
-    V6([u8; 16]),
-    /// The target of a duplicate address detection solicitation (`::`
-    /// source): looked up for source and destination alike.
-    Dad([u8; 16]),
-    /// Nothing ipvlan looks up (another protocol, malformed, or an ICMPv6
-    /// message from `::` that is not a solicitation).
-    None,
+pub struct L3 {
+    /// One of the `L3_*` kinds.
+    pub kind: u8,
+    pub _pad: [u8; 3],
+    /// IPv4 in the first 4 bytes, IPv6 in all 16.
+    pub addr: [u8; 16],
 }
 
+/// Nothing ipvlan looks up (another protocol, malformed, or an ICMPv6
+/// message from `::` that is not a solicitation).
+pub const L3_NONE: u8 = 0;
+/// IPv4 source or destination.
+pub const L3_V4: u8 = 1;
+/// ARP sender or target address.
+pub const L3_ARP: u8 = 2;
+/// IPv6 source or destination.
+pub const L3_V6: u8 = 3;
+/// The target of a duplicate address detection solicitation (`::` source):
+/// looked up for source and destination alike.
+pub const L3_DAD: u8 = 4;
+
 impl L3 {
+    pub const NONE: L3 = L3 {
+        kind: L3_NONE,
+        _pad: [0; 3],
+        addr: [0; 16],
+    };
+
+    #[inline(always)]
+    pub fn v4(kind: u8, a: [u8; 4]) -> L3 {
+        let mut l = L3 {
+            kind,
+            ..L3::NONE
+        };
+        l.addr[0] = a[0];
+        l.addr[1] = a[1];
+        l.addr[2] = a[2];
+        l.addr[3] = a[3];
+        l
+    }
+
+    #[inline(always)]
+    pub fn v6(kind: u8, addr: [u8; 16]) -> L3 {
+        L3 {
+            kind,
+            _pad: [0; 3],
+            addr,
+        }
+    }
+
+    #[inline(always)]
+    pub fn is_v4(&self) -> bool {
+        self.kind == L3_V4 || self.kind == L3_ARP
+    }
+
+    #[inline(always)]
+    pub fn v4_addr(&self) -> [u8; 4] {
+        [self.addr[0], self.addr[1], self.addr[2], self.addr[3]]
+    }
+
     /// An IP packet (what l3 routes), as opposed to ARP/ND.
+    #[inline(always)]
     pub fn is_ip(&self) -> bool {
-        matches!(self, L3::V4(_) | L3::V6(_))
+        self.kind == L3_V4 || self.kind == L3_V6
     }
 }
 
@@ -94,44 +142,45 @@ pub fn l3_addr(ctx: &TcContext, eth: &EthHdr, dest: bool) -> L3 {
     match u16::from_be(eth.proto) {
         ETH_P_IP => {
             let Ok(vihl) = ctx.load::<u8>(ETH_HLEN) else {
-                return L3::None;
+                return L3::NONE;
             };
             if vihl >> 4 != 4 || vihl & 0xf < 5 {
-                return L3::None;
+                return L3::NONE;
             }
             let off = ETH_HLEN + if dest { 16 } else { 12 };
-            ctx.load::<[u8; 4]>(off).map_or(L3::None, L3::V4)
+            ctx.load::<[u8; 4]>(off)
+                .map_or(L3::NONE, |a| L3::v4(L3_V4, a))
         }
         ETH_P_ARP => match ctx.load::<ArpHdr>(ETH_HLEN) {
-            Ok(a) if a.is_eth_ip() => L3::Arp(if dest { a.tpa } else { a.spa }),
-            _ => L3::None,
+            Ok(a) if a.is_eth_ip() => L3::v4(L3_ARP, if dest { a.tpa } else { a.spa }),
+            _ => L3::NONE,
         },
         ETH_P_IPV6 => {
             let Ok(hdr) = ctx.load::<[u8; 8]>(ETH_HLEN) else {
-                return L3::None;
+                return L3::NONE;
             };
             if hdr[0] >> 4 != 6 {
-                return L3::None;
+                return L3::NONE;
             }
             let Ok(saddr) = ctx.load::<[u8; 16]>(ETH_HLEN + 8) else {
-                return L3::None;
+                return L3::NONE;
             };
             if is_zero16(&saddr) && hdr[6] == IPPROTO_ICMPV6 {
                 // ICMPv6 from `::`: only a solicitation is looked up, by target.
                 return match ctx.load::<u8>(ETH_HLEN + 40) {
                     Ok(NDISC_NS) => ctx
                         .load::<[u8; 16]>(ETH_HLEN + 48)
-                        .map_or(L3::None, L3::Dad),
-                    _ => L3::None,
+                        .map_or(L3::NONE, |a| L3::v6(L3_DAD, a)),
+                    _ => L3::NONE,
                 };
             }
             if !dest {
-                return L3::V6(saddr);
+                return L3::v6(L3_V6, saddr);
             }
             ctx.load::<[u8; 16]>(ETH_HLEN + 24)
-                .map_or(L3::None, L3::V6)
+                .map_or(L3::NONE, |a| L3::v6(L3_V6, a))
         }
-        _ => L3::None,
+        _ => L3::NONE,
     }
 }
 
@@ -140,24 +189,22 @@ pub fn l3_addr(ctx: &TcContext, eth: &EthHdr, dest: bool) -> L3 {
 /// it is up).
 #[inline(always)]
 pub fn lookup(ctx: &TcContext, parent_ifindex: u32, addr: &L3) -> Option<Endpoint> {
-    let ep = match addr {
-        L3::V4(a) | L3::Arp(a) => {
-            let key = Ip4Key {
-                parent_ifindex,
-                addr: *a,
-            };
-            // SAFETY: copied out at once.
-            unsafe { IP4_EPS.get(&key) }.copied()?
-        }
-        L3::V6(a) | L3::Dad(a) => {
-            let key = Ip6Key {
-                parent_ifindex,
-                addr: *a,
-            };
-            // SAFETY: copied out at once.
-            unsafe { IP6_EPS.get(&key) }.copied()?
-        }
-        L3::None => return None,
+    let ep = if addr.kind == L3_NONE {
+        return None;
+    } else if addr.is_v4() {
+        let key = Ip4Key {
+            parent_ifindex,
+            addr: addr.v4_addr(),
+        };
+        // SAFETY: copied out at once.
+        unsafe { IP4_EPS.get(&key) }.copied()?
+    } else {
+        let key = Ip6Key {
+            parent_ifindex,
+            addr: addr.addr,
+        };
+        // SAFETY: copied out at once.
+        unsafe { IP6_EPS.get(&key) }.copied()?
     };
     is_up(ctx, &ep, addr).then_some(ep)
 }
@@ -196,17 +243,15 @@ impl Fib {
     #[inline(always)]
     fn with_dst(addr: &L3) -> Option<Fib> {
         let mut p = Fib::default();
-        match addr {
-            L3::V4(a) | L3::Arp(a) => {
-                p.family = AF_INET;
-                p.dst[0] = u32::from_ne_bytes(*a);
-            }
-            L3::V6(a) | L3::Dad(a) => {
-                p.family = AF_INET6;
-                // SAFETY: [u8; 16] and [u32; 4] have the same size.
-                p.dst = unsafe { core::mem::transmute::<[u8; 16], [u32; 4]>(*a) };
-            }
-            L3::None => return None,
+        if addr.kind == L3_NONE {
+            return None;
+        } else if addr.is_v4() {
+            p.family = AF_INET;
+            p.dst[0] = u32::from_ne_bytes(addr.v4_addr());
+        } else {
+            p.family = AF_INET6;
+            // SAFETY: [u8; 16] and [u32; 4] have the same size.
+            p.dst = unsafe { core::mem::transmute::<[u8; 16], [u32; 4]>(addr.addr) };
         }
         Some(p)
     }
@@ -270,10 +315,11 @@ pub fn route(ctx: &TcContext, ep: &Endpoint, src: &L3, dst: &L3) -> Route {
     }
     p.ifindex = ep.host_ifindex;
     match p.run(ctx, 0) {
-        FIB_SUCCESS | FIB_NO_NEIGH if p.ifindex == ep.parent_ifindex => Route::Via(match dst {
-            L3::V4(_) => L3::V4(p.dst[0].to_ne_bytes()),
+        FIB_SUCCESS | FIB_NO_NEIGH if p.ifindex == ep.parent_ifindex => Route::Via(if dst.is_v4() {
+            L3::v4(L3_V4, p.dst[0].to_ne_bytes())
+        } else {
             // SAFETY: same size.
-            _ => L3::V6(unsafe { core::mem::transmute::<[u32; 4], [u8; 16]>(p.dst) }),
+            L3::v6(L3_V6, unsafe { core::mem::transmute::<[u32; 4], [u8; 16]>(p.dst) })
         }),
         FIB_BLACKHOLE | FIB_UNREACHABLE | FIB_PROHIBIT => Route::None,
         FIB_NOT_FWDED => Route::Local,
@@ -327,7 +373,7 @@ pub fn arp_reply(ctx: &TcContext, port: &IpvlanParent, parent_ifindex: u32) -> b
     if !f.arp.is_eth_ip() || f.arp.op[0] != 0 || f.arp.op[1] != 1 {
         return false;
     }
-    if lookup(ctx, parent_ifindex, &L3::Arp(f.arp.tpa)).is_none() {
+    if lookup(ctx, parent_ifindex, &L3::v4(L3_ARP, f.arp.tpa)).is_none() {
         return false;
     }
     f.eth.dst = f.eth.src;
@@ -396,7 +442,7 @@ pub fn na_reply(ctx: &TcContext, port: &IpvlanParent, parent_ifindex: u32) -> bo
     {
         return false;
     }
-    if lookup(ctx, parent_ifindex, &L3::V6(f.target)).is_none() {
+    if lookup(ctx, parent_ifindex, &L3::v6(L3_V6, f.target)).is_none() {
         return false;
     }
     f.eth.dst = f.eth.src;
