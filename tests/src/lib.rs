@@ -7,3 +7,4 @@ mod matrix;
 mod netns;
 mod probe;
 pub mod reach;
+pub mod snapshot;
