@@ -23,9 +23,6 @@ pub enum Rule {
     Tx { sender: Endpoint },
     /// The node's own frame: endpoints with host access.
     HostAccess,
-    /// ipvlan: every endpoint of the port but the sender (`NO_SENDER`: from
-    /// outside).
-    Ipvlan { sender_id: u32 },
 }
 
 /// `Rule` flattened to plain integers: an enum copied into the loop context
@@ -52,14 +49,6 @@ impl Rule {
             Rule::Rx { sender: None } => (RULE_RX, None),
             Rule::Tx { sender } => (RULE_TX, Some(sender)),
             Rule::HostAccess => (RULE_HOST, None),
-            Rule::Ipvlan { sender_id } => {
-                return Sender {
-                    rule: RULE_IPVLAN,
-                    mode: 0,
-                    _pad: [0; 2],
-                    id: *sender_id,
-                };
-            }
         };
         Sender {
             rule,
@@ -86,12 +75,24 @@ struct Walk {
 /// Packet pointers are invalid afterwards: callers hold a copy of the header.
 #[inline(always)]
 pub fn flood(ctx: &TcContext, cfg: &ParentCfg, eth: &EthHdr, rule: Rule) -> u64 {
-    flood_row(ctx, cfg.slot, cfg.nports, eth, rule)
+    flood_row(ctx, cfg.slot, cfg.nports, eth, rule.flatten())
 }
 
-/// [`flood`] over flood-table row `slot`, of `nports` endpoints.
+/// ipvlan: [`flood`] to every endpoint of the port in row `slot` (of
+/// `nports`) but the sender (`NO_SENDER`: from outside).
 #[inline(always)]
-pub fn flood_row(ctx: &TcContext, slot: u32, nports: u32, eth: &EthHdr, rule: Rule) -> u64 {
+pub fn flood_ipvlan(ctx: &TcContext, slot: u32, nports: u32, eth: &EthHdr, sender_id: u32) -> u64 {
+    let sender = Sender {
+        rule: RULE_IPVLAN,
+        mode: 0,
+        _pad: [0; 2],
+        id: sender_id,
+    };
+    flood_row(ctx, slot, nports, eth, sender)
+}
+
+#[inline(always)]
+fn flood_row(ctx: &TcContext, slot: u32, nports: u32, eth: &EthHdr, sender: Sender) -> u64 {
     let nports = if nports < MAX_PORTS_PER_PARENT {
         nports
     } else {
@@ -99,7 +100,7 @@ pub fn flood_row(ctx: &TcContext, slot: u32, nports: u32, eth: &EthHdr, rule: Ru
     };
     let mut walk = Walk {
         skb: ctx.as_ptr() as *mut __sk_buff,
-        sender: rule.flatten(),
+        sender,
         base: slot.wrapping_mul(MAX_PORTS_PER_PARENT),
         nports,
         len: ctx.len() as u64,

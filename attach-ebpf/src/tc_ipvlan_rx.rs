@@ -13,7 +13,7 @@ use aya_ebpf::{
 
 use crate::{
     eth::{self, mac_eq},
-    flood::{Rule, flood_row},
+    flood::flood_ipvlan,
     ipvlan::{self, ETH_P_ARP, ETH_P_IPV6},
     macvlan::NO_SENDER,
     maps::{IPVL_PARENTS, PARENTS},
@@ -48,15 +48,7 @@ pub fn run(ctx: &TcContext) -> i32 {
             // Cloned to the endpoints unless an endpoint sent it (they had
             // it on transmit); the node always gets it.
             if ipvlan::external(ctx, &port, ifindex, &eth) {
-                flood_row(
-                    ctx,
-                    port.slot,
-                    port.nports,
-                    &eth,
-                    Rule::Ipvlan {
-                        sender_id: NO_SENDER,
-                    },
-                );
+                flood_ipvlan(ctx, port.slot, port.nports, &eth, NO_SENDER);
                 stats::verdict(DIR, Verdict::Flood);
             } else {
                 stats::verdict(DIR, Verdict::ToHost);

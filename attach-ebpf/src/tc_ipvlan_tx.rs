@@ -16,7 +16,7 @@ use aya_ebpf::{
 
 use crate::{
     eth::{self, EthHdr, mac_eq},
-    flood::{Rule, flood_row},
+    flood::flood_ipvlan,
     ipvlan::{self, Route},
     maps::{IPVL_PARENTS, PORTS},
     stats,
@@ -62,13 +62,7 @@ pub fn run(ctx: &TcContext) -> i32 {
         }
         if eth.is_multicast() {
             // The other endpoints (private or not), then the wire.
-            let copies = flood_row(
-                ctx,
-                port.slot,
-                port.nports,
-                &eth,
-                Rule::Ipvlan { sender_id: ep.id },
-            );
+            let copies = flood_ipvlan(ctx, port.slot, port.nports, &eth, ep.id);
             stats::flood_copies(ep.id, copies);
         }
         return out_parent(ctx, &ep);
