@@ -294,17 +294,22 @@ pub enum Route {
     /// Out of the parent to this next hop (resolved by the node's
     /// neighbour table).
     Via(L3),
-    /// A destination of the node itself.
-    Local,
+    /// Not forwarded by the node's tables: one of the node's own addresses,
+    /// or no route at all; the node's stack decides (delivers, or drops).
+    Node,
     /// No route.
     None,
 }
 
 /// Looks `addr` up in the node's tables, as a packet arriving on the
 /// endpoint's host-side veth: a route out of the parent gives its next
-/// hop; one out of another device, or none at all, falls back to `addr`
-/// on the parent's link, as the kernel does for a lookup bound to the
-/// parent (`ip_route_output` with the parent as `oif`).
+/// hop; one out of another device falls back to `addr` on the parent's
+/// link, as the kernel does for a lookup bound to the parent
+/// (`ip_route_output` with the parent as `oif`). `bpf_fib_lookup` says
+/// "not forwarded" both for the node's own addresses and for no route:
+/// those go to the node's stack, which delivers the first (as the kernel
+/// does) and drops the second (where the kernel would try the parent's
+/// link).
 #[inline(always)]
 pub fn route(ctx: &TcContext, ep: &Endpoint, src: &L3, dst: &L3) -> Route {
     let Some(mut p) = Fib::with_dst(dst) else {
@@ -322,7 +327,7 @@ pub fn route(ctx: &TcContext, ep: &Endpoint, src: &L3, dst: &L3) -> Route {
             L3::v6(L3_V6, unsafe { core::mem::transmute::<[u32; 4], [u8; 16]>(p.dst) })
         }),
         FIB_BLACKHOLE | FIB_UNREACHABLE | FIB_PROHIBIT => Route::None,
-        FIB_NOT_FWDED => Route::Local,
+        FIB_NOT_FWDED => Route::Node,
         _ => Route::Via(*dst),
     }
 }

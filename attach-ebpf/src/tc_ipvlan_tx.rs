@@ -96,7 +96,7 @@ pub fn run(ctx: &TcContext) -> i32 {
                 drop(ep.id, Verdict::DropRedirect)
             }
         }
-        Route::Local => {
+        Route::Node => {
             ctx.set_mark(DATAPATH_MARK);
             stats::verdict(DIR, Verdict::ToHost);
             // SAFETY: plain helper call.

@@ -51,12 +51,16 @@ impl IpvlanScenario {
     }
 
     pub fn build(self) -> Lab {
+        // IPv6 on, without link-local addresses (so no DAD, no router
+        // solicitations), as the engine sets up host-side veths.
         for knob in ["all", "default"] {
-            let path = format!("/proc/sys/net/ipv6/conf/{knob}/disable_ipv6");
+            let path = format!("/proc/sys/net/ipv6/conf/{knob}/addr_gen_mode");
             std::fs::write(&path, "1").unwrap_or_else(|e| panic!("{path}: {e}"));
         }
         let pmac = parent_mac(0);
         let mut cmds = vec![
+            // IPv6 routing wants the loopback device up.
+            "link set lo up".into(),
             format!(
                 "link add p0 address {} type veth peer name p0peer",
                 fmt_mac(&pmac)

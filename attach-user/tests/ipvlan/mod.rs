@@ -18,10 +18,12 @@ fn v4(last: u8) -> [u8; 4] {
     [10, 77, 0, last]
 }
 
+/// `fd77::<last>`, written as the addresses are (11 is `fd77::11`).
 fn v6(last: u8) -> [u8; 16] {
-    let mut a: [u8; 16] = "fd77::".parse::<std::net::Ipv6Addr>().unwrap().octets();
-    a[15] = last;
-    a
+    format!("fd77::{last}")
+        .parse::<std::net::Ipv6Addr>()
+        .unwrap()
+        .octets()
 }
 
 fn len(f: &[u8]) -> u64 {
@@ -401,7 +403,7 @@ fn tx_l2_miss_goes_to_the_node() {
         let pm = lab.parent_mac();
         for f in [
             udp4(pm, pm, v4(11), [10, 77, 0, 254]),
-            ping6(pm, pm, v6(11), v6(0xfe)),
+            ping6(pm, pm, v6(11), NODE_V6.parse::<std::net::Ipv6Addr>().unwrap().octets()),
         ] {
             lab.ipvl_tx(0, &f)
                 .ret(TC_ACT_REDIRECT)
@@ -502,8 +504,6 @@ fn tx_l3_routes_through_the_node() {
         for f in [
             udp4(pm, pm, v4(11), EXT_V4),
             ping6(pm, pm, v6(11), ext6),
-            // Not on any link of the node: no route but the parent's link.
-            udp4(pm, pm, v4(11), [198, 51, 100, 1]),
             // VEPA: another endpoint, routed too.
             udp4(pm, pm, v4(11), v4(12)),
         ] {
@@ -512,11 +512,15 @@ fn tx_l3_routes_through_the_node() {
                 .verdicts(&[(TX, Verdict::Routed, 1)])
                 .only(&[(0, tx_uc(len(&f)))]);
         }
-        let f = udp4(pm, pm, v4(11), [10, 77, 0, 254]);
-        lab.ipvl_tx(0, &f)
-            .ret(TC_ACT_REDIRECT)
-            .verdicts(&[(TX, Verdict::ToHost, 1)])
-            .mark(DATAPATH_MARK);
+        // The node's own address, and one it has no route for: its stack
+        // decides (delivers the first, drops the second).
+        for dst in [[10, 77, 0, 254], [198, 51, 100, 1]] {
+            let f = udp4(pm, pm, v4(11), dst);
+            lab.ipvl_tx(0, &f)
+                .ret(TC_ACT_REDIRECT)
+                .verdicts(&[(TX, Verdict::ToHost, 1)])
+                .mark(DATAPATH_MARK);
+        }
         let f = udp4(pm, pm, v4(11), BLACKHOLE_V4);
         lab.ipvl_tx(0, &f)
             .ret(TC_ACT_SHOT)
@@ -596,7 +600,16 @@ fn random_frames_are_never_misdelivered() {
                     f[14] = 0x60;
                     f[38..54].copy_from_slice(&v6(11 + rng.range(0, 1) as u8));
                 }
-                let got = lab.ipvl_rx(&f);
+                let p = lab.parent();
+                let got = match lab.try_tc(attach::datapath::PROG_IPVL_RX, p, 0, &f, 1) {
+                    Ok((o, _)) => o,
+                    // The kernel refuses a test run of a truncated IP header.
+                    Err(_) if (et == 0x0800 && n < 34) || (et == 0x86dd && n < 54) => continue,
+                    Err(e) => {
+                        bad.push(format!("frame {k} ({n} bytes, {f:02x?}): refused: {e:?}"));
+                        continue;
+                    }
+                };
                 let owner = |i: usize| {
                     let last = 11 + i as u8;
                     (et == 0x0800 && n >= 34 && f[14] >> 4 == 4 && f[14] & 15 >= 5 && f[30..34] == v4(last))
@@ -621,3 +634,4 @@ fn random_frames_are_never_misdelivered() {
         });
     }
 }
+
