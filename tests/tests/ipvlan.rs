@@ -221,12 +221,14 @@ fn nft_setup(node: &Netns, v4: &str, v6: &str) {
     ip daddr {v4} counter comment \"pre-in\"
     ip6 daddr {v6} counter comment \"pre-in\"
     ip saddr {v4} counter comment \"pre-out\"
-    ip6 saddr {v6} counter comment \"pre-out\" }}
+    ip6 saddr {v6} counter comment \"pre-out\"
+  }}
   chain post {{ type filter hook postrouting priority 0;
     ip daddr {v4} counter comment \"post-in\"
     ip6 daddr {v6} counter comment \"post-in\"
     ip saddr {v4} counter comment \"post-out\"
-    ip6 saddr {v6} counter comment \"post-out\" }}
+    ip6 saddr {v6} counter comment \"post-out\"
+  }}
 }}"
     );
     let path = std::env::temp_dir().join(format!("atktest-{}.nft", std::process::id()));
@@ -432,7 +434,6 @@ fn bad_input_is_refused_and_leaves_nothing() {
         2,
         "private",
     );
-    run(&["--ip", "10.77.0.60/24", "--parent", "nope0"], 3, "nope0");
     run(&["--ip", "10.77.0.254/24"], 4, "10.77.0.254");
     run(&["--ip", "10.77.0.60/24", "--mtu", "9000"], 2, "9000");
     run(
@@ -440,14 +441,12 @@ fn bad_input_is_refused_and_leaves_nothing() {
         2,
         "fd77::1",
     );
-    let out = lab
-        .attach()
-        .run(&[
-            "add", "ipvlan", "--parent", NODE_IF, "--netns", "no-such-ns", "--ip",
-            "10.77.0.60/24",
-        ])
-        .unwrap();
-    assert_eq!(out.status.code(), Some(3));
+    let args = ["add", "ipvlan", "--parent", "nope0", "--netns", &t, "--ip", "10.77.0.60/24"];
+    check(&lab, &args, 3, "nope0");
+    let args = [
+        "add", "ipvlan", "--parent", NODE_IF, "--netns", "no-such-ns", "--ip", "10.77.0.60/24",
+    ];
+    check(&lab, &args, 3, "no-such-ns");
     // Beside an l2 bridge port: another mode or flag is a conflict.
     let c1 = attach_ipvlan(&lab, 1, "l2", "bridge", &[]).unwrap();
     run(&["--ip", "10.77.0.60/24", "--mode", "l3"], 4, "mode and flag");

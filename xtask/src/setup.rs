@@ -27,6 +27,8 @@ const APT_PACKAGES: &[&str] = &[
     "sockperf",
     "tcpdump",
     "util-linux",
+    // The ipvlan l3s tests count packets in the node's netfilter.
+    "nftables",
 ];
 
 pub fn all() -> Result<()> {
