@@ -63,10 +63,7 @@ impl L3 {
 
     #[inline(always)]
     pub fn v4(kind: u8, a: [u8; 4]) -> L3 {
-        let mut l = L3 {
-            kind,
-            ..L3::NONE
-        };
+        let mut l = L3 { kind, ..L3::NONE };
         l.addr[0] = a[0];
         l.addr[1] = a[1];
         l.addr[2] = a[2];
@@ -320,12 +317,16 @@ pub fn route(ctx: &TcContext, ep: &Endpoint, src: &L3, dst: &L3) -> Route {
     }
     p.ifindex = ep.host_ifindex;
     match p.run(ctx, 0) {
-        FIB_SUCCESS | FIB_NO_NEIGH if p.ifindex == ep.parent_ifindex => Route::Via(if dst.is_v4() {
-            L3::v4(L3_V4, p.dst[0].to_ne_bytes())
-        } else {
-            // SAFETY: same size.
-            L3::v6(L3_V6, unsafe { core::mem::transmute::<[u32; 4], [u8; 16]>(p.dst) })
-        }),
+        FIB_SUCCESS | FIB_NO_NEIGH if p.ifindex == ep.parent_ifindex => {
+            Route::Via(if dst.is_v4() {
+                L3::v4(L3_V4, p.dst[0].to_ne_bytes())
+            } else {
+                // SAFETY: same size.
+                L3::v6(L3_V6, unsafe {
+                    core::mem::transmute::<[u32; 4], [u8; 16]>(p.dst)
+                })
+            })
+        }
         FIB_BLACKHOLE | FIB_UNREACHABLE | FIB_PROHIBIT => Route::None,
         FIB_NOT_FWDED => Route::Node,
         _ => Route::Via(*dst),
@@ -506,4 +507,3 @@ pub fn external(ctx: &TcContext, port: &IpvlanParent, parent_ifindex: u32, eth: 
 pub fn is_l2(port: &IpvlanParent) -> bool {
     port.mode == IPVL_MODE_L2
 }
-

@@ -328,7 +328,12 @@ impl Datapath {
 
     /// Removes `addr` of `parent_ifindex` if the port on `host_ifindex`
     /// still owns it.
-    pub fn remove_ip(&mut self, parent_ifindex: u32, addr: IpAddr, host_ifindex: u32) -> Result<()> {
+    pub fn remove_ip(
+        &mut self,
+        parent_ifindex: u32,
+        addr: IpAddr,
+        host_ifindex: u32,
+    ) -> Result<()> {
         match addr {
             IpAddr::V4(a) => {
                 let key = Ip4Key {

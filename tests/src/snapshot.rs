@@ -197,4 +197,3 @@ pub fn pin_dir(lab: &Lab) -> PathBuf {
 pub fn state_dir(lab: &Lab) -> PathBuf {
     lab.node_state_dir()
 }
-

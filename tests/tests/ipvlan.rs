@@ -143,10 +143,7 @@ fn l3_endpoints_are_answered_for_on_the_wire() {
     let parent_mac = link_mac(lab.node(), NODE_IF);
     for ip in [&c1.v4, &c1.v6] {
         assert!(ping(lab.ext(), ip), "ext -> {ip}");
-        let neigh = lab
-            .ext()
-            .ok(&["ip", "neigh", "show", ip.as_str()])
-            .unwrap();
+        let neigh = lab.ext().ok(&["ip", "neigh", "show", ip.as_str()]).unwrap();
         assert!(
             neigh.contains(&parent_mac),
             "ext's neighbour for {ip} is not the parent's MAC {parent_mac}: {neigh}"
@@ -160,7 +157,8 @@ fn l3_endpoints_are_answered_for_on_the_wire() {
 }
 
 fn link_mac(ns: &Netns, dev: &str) -> String {
-    let v: Value = serde_json::from_str(&ns.ok(&["ip", "-j", "link", "show", dev]).unwrap()).unwrap();
+    let v: Value =
+        serde_json::from_str(&ns.ok(&["ip", "-j", "link", "show", dev]).unwrap()).unwrap();
     v[0]["address"].as_str().unwrap().to_owned()
 }
 
@@ -285,7 +283,14 @@ fn an_address_has_one_owner_per_parent() {
         let out = lab
             .attach()
             .run(&[
-                "add", "ipvlan", "--parent", NODE_IF, "--netns", c2.name(), "--ip", &ip,
+                "add",
+                "ipvlan",
+                "--parent",
+                NODE_IF,
+                "--netns",
+                c2.name(),
+                "--ip",
+                &ip,
             ])
             .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
@@ -297,12 +302,22 @@ fn an_address_has_one_owner_per_parent() {
         );
     }
     let after = snapshot(&lab, &[&c2]);
-    assert!(before == after, "a refused add changed the node:\n{}", before.diff(&after));
+    assert!(
+        before == after,
+        "a refused add changed the node:\n{}",
+        before.diff(&after)
+    );
     // A macvlan endpoint on the same parent cannot take it either.
     let out = lab
         .attach()
         .run(&[
-            "add", "macvlan", "--parent", NODE_IF, "--netns", c2.name(), "--ip",
+            "add",
+            "macvlan",
+            "--parent",
+            NODE_IF,
+            "--netns",
+            c2.name(),
+            "--ip",
             &format!("{}/24", c1.v4),
         ])
         .unwrap();
@@ -358,12 +373,20 @@ fn a_down_endpoints_addresses_do_not_count() {
 fn ipvlan_and_macvlan_share_a_parent() {
     require_root();
     let lab = Lab::new().unwrap();
-    for flavor in [attach_tests::reach::Flavor::EbpfTc, attach_tests::reach::Flavor::EbpfXdp] {
+    for flavor in [
+        attach_tests::reach::Flavor::EbpfTc,
+        attach_tests::reach::Flavor::EbpfXdp,
+    ] {
         let m = attach(&lab, 1, "bridge", flavor, &[]).unwrap();
         let i = attach_ipvlan(&lab, 2, "l2", "bridge", &[]).unwrap();
         for ep in [&m, &i] {
             for dst in [EXT_V4, EXT_V6] {
-                assert!(ping(&ep.ns, dst), "{} ({}) -> {dst}", ep.label, flavor.name());
+                assert!(
+                    ping(&ep.ns, dst),
+                    "{} ({}) -> {dst}",
+                    ep.label,
+                    flavor.name()
+                );
             }
         }
         for (a, b) in [(&m, &i), (&i, &m)] {
@@ -397,21 +420,27 @@ fn bad_input_is_refused_and_leaves_nothing() {
         let err = String::from_utf8_lossy(&out.stderr).into_owned();
         eprintln!("attach {}: {:?}: {err}", args.join(" "), out.status.code());
         assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
-        assert!(err.contains(names), "{args:?}: does not name {names:?}: {err}");
-        let json = lab
-            .attach()
-            .run(&[&["-o", "json"], args].concat())
-            .unwrap();
+        assert!(
+            err.contains(names),
+            "{args:?}: does not name {names:?}: {err}"
+        );
+        let json = lab.attach().run(&[&["-o", "json"], args].concat()).unwrap();
         let v: Value = serde_json::from_slice(&json.stdout).unwrap_or(Value::Null);
         if code != 2 || !names.starts_with("--") {
             assert!(
-                v["error"]["message"].as_str().is_some_and(|m| m.contains(names))
+                v["error"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains(names))
                     || v.is_null(),
                 "{args:?} json: {v}"
             );
         }
         let after = snapshot(lab, &[&target]);
-        assert!(before == after, "{args:?} changed the node:\n{}", before.diff(&after));
+        assert!(
+            before == after,
+            "{args:?} changed the node:\n{}",
+            before.diff(&after)
+        );
     };
     let base = |extra: &[&'static str]| -> Vec<String> {
         let mut v: Vec<String> = ["add", "ipvlan", "--parent", NODE_IF, "--netns"]
@@ -428,9 +457,20 @@ fn bad_input_is_refused_and_leaves_nothing() {
     };
     // On an empty node.
     run(&[], 2, "--ip");
-    run(&["--ip", "10.77.0.60/24", "--backend", "native"], 2, "CONFIG_IPVLAN");
     run(
-        &["--ip", "10.77.0.60/24", "--flag", "private", "--flag", "vepa"],
+        &["--ip", "10.77.0.60/24", "--backend", "native"],
+        2,
+        "CONFIG_IPVLAN",
+    );
+    run(
+        &[
+            "--ip",
+            "10.77.0.60/24",
+            "--flag",
+            "private",
+            "--flag",
+            "vepa",
+        ],
         2,
         "private",
     );
@@ -441,20 +481,51 @@ fn bad_input_is_refused_and_leaves_nothing() {
         2,
         "fd77::1",
     );
-    let args = ["add", "ipvlan", "--parent", "nope0", "--netns", &t, "--ip", "10.77.0.60/24"];
+    let args = [
+        "add",
+        "ipvlan",
+        "--parent",
+        "nope0",
+        "--netns",
+        &t,
+        "--ip",
+        "10.77.0.60/24",
+    ];
     check(&lab, &args, 3, "nope0");
     let args = [
-        "add", "ipvlan", "--parent", NODE_IF, "--netns", "no-such-ns", "--ip", "10.77.0.60/24",
+        "add",
+        "ipvlan",
+        "--parent",
+        NODE_IF,
+        "--netns",
+        "no-such-ns",
+        "--ip",
+        "10.77.0.60/24",
     ];
     check(&lab, &args, 3, "no-such-ns");
     // Beside an l2 bridge port: another mode or flag is a conflict.
     let c1 = attach_ipvlan(&lab, 1, "l2", "bridge", &[]).unwrap();
-    run(&["--ip", "10.77.0.60/24", "--mode", "l3"], 4, "mode and flag");
-    run(&["--ip", "10.77.0.60/24", "--flag", "private"], 4, "mode and flag");
-    run(&["--ip", &leak(format!("{}/24", c1.v4))], 4, &c1.v4.clone());
+    run(
+        &["--ip", "10.77.0.60/24", "--mode", "l3"],
+        4,
+        "mode and flag",
+    );
+    run(
+        &["--ip", "10.77.0.60/24", "--flag", "private"],
+        4,
+        "mode and flag",
+    );
+    run(&["--ip", leak(format!("{}/24", c1.v4))], 4, &c1.v4.clone());
     detach(&lab, &c1).unwrap();
     // Beside a passthru macvlan, the parent is taken.
-    let p = attach(&lab, 5, "passthru", attach_tests::reach::Flavor::EbpfTc, &[]).unwrap();
+    let p = attach(
+        &lab,
+        5,
+        "passthru",
+        attach_tests::reach::Flavor::EbpfTc,
+        &[],
+    )
+    .unwrap();
     run(&["--ip", "10.77.0.60/24"], 4, "passthru");
     detach(&lab, &p).unwrap();
 }

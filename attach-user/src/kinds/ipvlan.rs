@@ -368,10 +368,10 @@ fn write_port(dp: &mut Datapath, rec: &Attachment, slot: u32, all: &[Attachment]
 /// Removes whatever of `rec` exists, continuing past failures; returns them.
 pub async fn teardown(engine: &Engine, rec: &Attachment, remaining: &[Attachment]) -> Vec<Error> {
     let mut errors = Vec::new();
-    if rec.host_ifindex.is_some() || rec.endpoint_id.is_some() {
-        if let Err(e) = teardown_datapath(engine, rec, remaining) {
-            errors.push(e);
-        }
+    if (rec.host_ifindex.is_some() || rec.endpoint_id.is_some())
+        && let Err(e) = teardown_datapath(engine, rec, remaining)
+    {
+        errors.push(e);
     }
     if rec.is_mode(Mode::L3s)
         && !remaining

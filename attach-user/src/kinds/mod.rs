@@ -48,7 +48,11 @@ impl AddRequest {
 
 /// Checks a container's addressing: no address twice, a gateway with an
 /// address of its family, an MTU its families can use.
-pub(crate) fn check_addressing(ips: &[IpNet], gateway: Option<IpAddr>, mtu: Option<u32>) -> Result<()> {
+pub(crate) fn check_addressing(
+    ips: &[IpNet],
+    gateway: Option<IpAddr>,
+    mtu: Option<u32>,
+) -> Result<()> {
     for (i, a) in ips.iter().enumerate() {
         if ips[..i].iter().any(|b| b.addr == a.addr) {
             return Err(Error::invalid(format!("address {} is given twice", a.addr)));

@@ -5,11 +5,11 @@
 //! Same harness as the macvlan tests: root, bpffs, a fresh network
 //! namespace per test with real devices, routes and neighbours.
 
+use crate::common::{frames::*, ipvlan::*, *};
 use attach_common::{
     DATAPATH_MARK, Direction::Rx as RX, Direction::Tx as TX, EndpointStats, IPVL_F_PRIVATE,
     IPVL_F_VEPA, IPVL_MODE_L2, IPVL_MODE_L3, IPVL_MODE_L3S, MacAddr, Verdict,
 };
-use crate::common::{frames::*, ipvlan::*, *};
 
 const OUTSIDE: MacAddr = [0x52, 0x54, 0, 0x12, 0x34, 0x56];
 const OTHER: MacAddr = [0x02, 0, 0, 0, 0, 0x0b];
@@ -166,7 +166,14 @@ fn rx_l2_multicast_from_outside_reaches_every_endpoint() {
             .map(|(a, b)| a - b)
             .collect();
         assert_eq!(got, [1, 1], "clones delivered");
-        let f = ipv6_icmpv6(ipv6_multicast_mac(ALL_NODES), OUTSIDE, v6(1), ALL_NODES, 134, &[0; 8]);
+        let f = ipv6_icmpv6(
+            ipv6_multicast_mac(ALL_NODES),
+            OUTSIDE,
+            v6(1),
+            ALL_NODES,
+            134,
+            &[0; 8],
+        );
         let n = len(&f);
         lab.ipvl_rx(&f)
             .ret(TC_ACT_UNSPEC)
@@ -200,9 +207,14 @@ fn rx_other_macs_pass_uncounted() {
             lab.ipvl_rx(&f).ret(TC_ACT_UNSPEC).nothing_counted();
         }
         let stray = lab.stray;
-        lab.tc(attach::datapath::PROG_IPVL_RX, stray, 0, &udp4(OTHER, OUTSIDE, EXT_V4, v4(11)))
-            .ret(TC_ACT_UNSPEC)
-            .verdicts(&[(RX, Verdict::NotOurs, 1)]);
+        lab.tc(
+            attach::datapath::PROG_IPVL_RX,
+            stray,
+            0,
+            &udp4(OTHER, OUTSIDE, EXT_V4, v4(11)),
+        )
+        .ret(TC_ACT_UNSPEC)
+        .verdicts(&[(RX, Verdict::NotOurs, 1)]);
     });
 }
 
@@ -255,10 +267,15 @@ fn rx_datapath_mark_passes() {
         let mut lab = port(IPVL_MODE_L2, 0);
         let pm = lab.parent_mac();
         let p = lab.parent();
-        lab.tc(attach::datapath::PROG_IPVL_RX, p, DATAPATH_MARK, &udp4(pm, OUTSIDE, EXT_V4, v4(11)))
-            .ret(TC_ACT_UNSPEC)
-            .nothing_counted()
-            .mark(0);
+        lab.tc(
+            attach::datapath::PROG_IPVL_RX,
+            p,
+            DATAPATH_MARK,
+            &udp4(pm, OUTSIDE, EXT_V4, v4(11)),
+        )
+        .ret(TC_ACT_UNSPEC)
+        .nothing_counted()
+        .mark(0);
     });
 }
 
@@ -382,7 +399,13 @@ fn tx_l2_to_another_endpoints_address() {
                     lab.ipvl_tx(0, &f)
                         .ret(TC_ACT_SHOT)
                         .verdicts(&[(TX, Verdict::DropPrivate, 1)])
-                        .only(&[(0, EndpointStats { tx_dropped: 1, ..tx_uc(n) })]);
+                        .only(&[(
+                            0,
+                            EndpointStats {
+                                tx_dropped: 1,
+                                ..tx_uc(n)
+                            },
+                        )]);
                 } else {
                     lab.ipvl_tx(0, &f)
                         .ret(TC_ACT_REDIRECT)
@@ -403,7 +426,12 @@ fn tx_l2_miss_goes_to_the_node() {
         let pm = lab.parent_mac();
         for f in [
             udp4(pm, pm, v4(11), [10, 77, 0, 254]),
-            ping6(pm, pm, v6(11), NODE_V6.parse::<std::net::Ipv6Addr>().unwrap().octets()),
+            ping6(
+                pm,
+                pm,
+                v6(11),
+                NODE_V6.parse::<std::net::Ipv6Addr>().unwrap().octets(),
+            ),
         ] {
             lab.ipvl_tx(0, &f)
                 .ret(TC_ACT_REDIRECT)
@@ -420,7 +448,10 @@ fn tx_l2_vepa_sends_everything_out() {
     in_netns(|| {
         let mut lab = port(IPVL_MODE_L2, IPVL_F_VEPA);
         let pm = lab.parent_mac();
-        for f in [udp4(pm, pm, v4(11), v4(12)), udp4(pm, pm, v4(11), [10, 77, 0, 254])] {
+        for f in [
+            udp4(pm, pm, v4(11), v4(12)),
+            udp4(pm, pm, v4(11), [10, 77, 0, 254]),
+        ] {
             lab.ipvl_tx(0, &f)
                 .ret(TC_ACT_REDIRECT)
                 .verdicts(&[(TX, Verdict::ToParent, 1)])
@@ -535,8 +566,22 @@ fn tx_l3_drops_broadcast_multicast_and_non_ip() {
         let pm = lab.parent_mac();
         for f in [
             arp_request(pm, v4(11), EXT_V4),
-            ipv4_udp(ipv4_multicast_mac([224, 0, 0, 251]), pm, v4(11), [224, 0, 0, 251], 5353, b"m"),
-            ipv6_icmpv6(ipv6_multicast_mac(ALL_NODES), pm, v6(11), ALL_NODES, 133, &[]),
+            ipv4_udp(
+                ipv4_multicast_mac([224, 0, 0, 251]),
+                pm,
+                v4(11),
+                [224, 0, 0, 251],
+                5353,
+                b"m",
+            ),
+            ipv6_icmpv6(
+                ipv6_multicast_mac(ALL_NODES),
+                pm,
+                v6(11),
+                ALL_NODES,
+                133,
+                &[],
+            ),
         ] {
             lab.ipvl_tx(0, &f)
                 .ret(TC_ACT_SHOT)
@@ -563,10 +608,15 @@ fn tx_l3s_passes_to_the_nodes_stack() {
             .mark(0);
         // What attach_ipvl_rx routes through the node passes untouched.
         let h = lab.eps[1].host_ifindex;
-        lab.tc(attach::datapath::PROG_IPVL_TX, h, DATAPATH_MARK, &udp4(pm, OUTSIDE, EXT_V4, v4(12)))
-            .ret(TC_ACT_UNSPEC)
-            .nothing_counted()
-            .mark(DATAPATH_MARK);
+        lab.tc(
+            attach::datapath::PROG_IPVL_TX,
+            h,
+            DATAPATH_MARK,
+            &udp4(pm, OUTSIDE, EXT_V4, v4(12)),
+        )
+        .ret(TC_ACT_UNSPEC)
+        .nothing_counted()
+        .mark(DATAPATH_MARK);
     });
 }
 
@@ -612,10 +662,20 @@ fn random_frames_are_never_misdelivered() {
                 };
                 let owner = |i: usize| {
                     let last = 11 + i as u8;
-                    (et == 0x0800 && n >= 34 && f[14] >> 4 == 4 && f[14] & 15 >= 5 && f[30..34] == v4(last))
-                        || (et == 0x86dd && n >= 54 && f[14] >> 4 == 6 && f[38..54] == v6(last)
+                    (et == 0x0800
+                        && n >= 34
+                        && f[14] >> 4 == 4
+                        && f[14] & 15 >= 5
+                        && f[30..34] == v4(last))
+                        || (et == 0x86dd
+                            && n >= 54
+                            && f[14] >> 4 == 6
+                            && f[38..54] == v6(last)
                             && f[22..38] != [0; 16])
-                        || (et == 0x0806 && n >= 42 && f[14..20] == [0, 1, 8, 0, 6, 4] && f[38..42] == v4(last))
+                        || (et == 0x0806
+                            && n >= 42
+                            && f[14..20] == [0, 1, 8, 0, 6, 4]
+                            && f[38..42] == v4(last))
                 };
                 for (i, d) in got.eps.iter().enumerate() {
                     if d.rx_packets > 0 {
@@ -634,4 +694,3 @@ fn random_frames_are_never_misdelivered() {
         });
     }
 }
-
