@@ -2,8 +2,8 @@
 //! them. Names match `attach_common::maps::MAP_*`.
 
 use attach_common::{
-    EVENTS_BYTES, Endpoint, EndpointKey, EndpointStats, EpIpKey, Event, FLOOD_TABLE_SIZE,
-    MAX_ENDPOINTS, MAX_PARENTS, ParentCfg, VERDICT_SLOTS,
+    EVENTS_BYTES, Endpoint, EndpointKey, EndpointStats, EpIpKey, Event, FLOOD_TABLE_SIZE, Ip4Key,
+    Ip6Key, IpvlanParent, MAX_ENDPOINTS, MAX_PARENTS, ParentCfg, VERDICT_SLOTS,
 };
 use aya_ebpf::{
     btf_maps::{Array, DevMapHash, HashMap, PerCpuArray, RingBuf},
@@ -42,3 +42,14 @@ pub static EVENTS: RingBuf<Event, { EVENTS_BYTES as usize }> = RingBuf::new();
 
 #[btf_map(name = "attach_config", pin_by_name)]
 pub static CONFIG: Array<u32, 1> = Array::new();
+
+// ipvlan (attach_common::ipvlan).
+
+#[btf_map(name = "attach_ip4_eps", pin_by_name)]
+pub static IP4_EPS: HashMap<Ip4Key, Endpoint, EPS> = HashMap::new();
+
+#[btf_map(name = "attach_ip6_eps", pin_by_name)]
+pub static IP6_EPS: HashMap<Ip6Key, Endpoint, EPS> = HashMap::new();
+
+#[btf_map(name = "attach_ipvl_par", pin_by_name)]
+pub static IPVL_PARENTS: HashMap<u32, IpvlanParent, { MAX_PARENTS as usize }> = HashMap::new();

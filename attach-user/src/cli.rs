@@ -6,8 +6,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::{
     addr::{IpNet, Mac},
-    kinds::macvlan::MacvlanRequest,
-    model::{Backend, Datapath, MacvlanMode},
+    kinds::{ipvlan::IpvlanRequest, macvlan::MacvlanRequest},
+    model::{Backend, Datapath, IpvlanFlag, IpvlanMode, MacvlanMode},
 };
 
 #[derive(Parser, Debug)]
@@ -24,6 +24,7 @@ Examples:\n  \
 attach add macvlan --parent eth1 --netns c1 --ip 10.0.0.2/24 --gateway 10.0.0.1\n  \
 attach add macvlan --mode vepa --parent eth1 --netns /proc/1234/ns/net --datapath xdp\n  \
 attach add macvlan --parent eth1 --netns c2 --backend native\n  \
+attach add ipvlan --mode l3 --parent eth1 --netns c3 --ip 10.0.0.3/24\n  \
 attach list -o json\n  \
 attach del --netns c1"
 )]
@@ -109,6 +110,16 @@ pub enum AddKind {
     /// passthru (one endpoint takes the parent's MAC and all its unicast).
     /// The kernel's default mode is vepa; ours, like CNI's and Docker's, is bridge.
     Macvlan(MacvlanArgs),
+    /// An ipvlan-like interface on a parent device (eBPF only).
+    ///
+    /// Every endpoint shares the parent's MAC; frames are told apart by IP.
+    /// Modes: l2 (endpoints reach each other and ARP on the wire; the
+    /// default, as in CNI and Docker), l3 (NOARP endpoints; the node routes
+    /// for them and answers ARP/ND for their addresses), l3s (as l3, through
+    /// the node's netfilter). Flags: bridge (default), private (no unicast
+    /// between endpoints), vepa (everything out the parent). Mode and flag
+    /// belong to the parent: its ipvlan endpoints share them.
+    Ipvlan(IpvlanArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -159,6 +170,51 @@ pub struct MacvlanArgs {
     pub spoofchk: Option<OnOff>,
 }
 
+#[derive(Args, Debug, Clone)]
+pub struct IpvlanArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// Parent device in the node's namespace (the NIC).
+    #[arg(long, value_name = "IF")]
+    pub parent: String,
+    /// ipvlan mode of the parent's port.
+    #[arg(long, value_enum, default_value_t = IpvlanMode::L2)]
+    pub mode: IpvlanMode,
+    /// Flag of the parent's port (default bridge; private and vepa exclude
+    /// each other).
+    #[arg(long = "flag", value_enum, value_name = "FLAG")]
+    pub flags: Vec<IpvlanFlag>,
+    /// Address with prefix length, IPv4 or IPv6; at least one, repeat for several.
+    #[arg(long = "ip", value_name = "CIDR", value_parser = parse_cidr)]
+    pub ips: Vec<IpNet>,
+    /// Default gateway (needs an address of its family). l3/l3s without
+    /// one: a default route through the interface.
+    #[arg(long, value_name = "IP")]
+    pub gateway: Option<IpAddr>,
+    /// MTU (default and maximum: the parent's).
+    #[arg(long)]
+    pub mtu: Option<u32>,
+    /// Only ebpf: this kernel has no ipvlan driver.
+    #[arg(long, value_enum, default_value_t = Backend::Ebpf)]
+    pub backend: Backend,
+}
+
+impl From<IpvlanArgs> for IpvlanRequest {
+    fn from(a: IpvlanArgs) -> Self {
+        IpvlanRequest {
+            netns: a.target.netns,
+            ifname: a.target.ifname,
+            parent: a.parent,
+            mode: a.mode,
+            flags: a.flags,
+            ips: a.ips,
+            gateway: a.gateway,
+            mtu: a.mtu,
+            backend: a.backend,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum OnOff {
     On,
@@ -193,6 +249,7 @@ impl From<AddKind> for crate::kinds::AddRequest {
     fn from(k: AddKind) -> Self {
         match k {
             AddKind::Macvlan(a) => crate::kinds::AddRequest::Macvlan(a.into()),
+            AddKind::Ipvlan(a) => crate::kinds::AddRequest::Ipvlan(a.into()),
         }
     }
 }

@@ -10,9 +10,12 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use std::net::IpAddr;
+
 use attach_common::{
-    Direction, Endpoint, EndpointKey, EndpointStats, EpIpKey, FLOOD_TABLE_SIZE, MAP_DEVS,
-    MAP_ENDPOINTS, MAP_EP_IPS, MAP_EP_STATS, MAP_FLOOD, MAP_PARENTS, MAP_PORTS, MAP_VERDICTS,
+    Direction, Endpoint, EndpointKey, EndpointStats, EpIpKey, FLOOD_TABLE_SIZE, Ip4Key, Ip6Key,
+    IpvlanParent, MAP_DEVS, MAP_ENDPOINTS, MAP_EP_IPS, MAP_EP_STATS, MAP_FLOOD, MAP_IP4_EPS,
+    MAP_IP6_EPS, MAP_IPVL_PARENTS, MAP_PARENTS, MAP_PORTS, MAP_VERDICTS, MAX_PARENTS,
     MAX_PORTS_PER_PARENT, ParentCfg, Verdict,
 };
 use aya::{
@@ -33,6 +36,8 @@ pub const PROG_RX: &str = "attach_rx";
 pub const PROG_TX: &str = "attach_tx";
 pub const PROG_HOST: &str = "attach_host";
 pub const PROG_RX_XDP: &str = "attach_rx_xdp";
+pub const PROG_IPVL_RX: &str = "attach_ipvl_rx";
+pub const PROG_IPVL_TX: &str = "attach_ipvl_tx";
 
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 
@@ -47,6 +52,11 @@ pub fn parent_links(ifindex: u32) -> [String; 3] {
         format!("parent-{ifindex}-host"),
         format!("parent-{ifindex}-xdp"),
     ]
+}
+
+/// Pin name of the ipvlan receive program's link on a parent.
+pub fn ipvlan_parent_link(ifindex: u32) -> String {
+    format!("parent-{ifindex}-ipvl")
 }
 
 pub fn port_link(host_ifindex: u32) -> String {
@@ -228,6 +238,28 @@ impl Datapath {
         at: TcAttachType,
         pin: &str,
     ) -> Result<Attached> {
+        self.attach_tc_ordered(prog, ifindex, at, pin, LinkOrder::default())
+    }
+
+    /// [`Self::attach_tc`] before every program already on the hook.
+    pub fn attach_tc_first(
+        &mut self,
+        prog: &str,
+        ifindex: u32,
+        at: TcAttachType,
+        pin: &str,
+    ) -> Result<Attached> {
+        self.attach_tc_ordered(prog, ifindex, at, pin, LinkOrder::first())
+    }
+
+    fn attach_tc_ordered(
+        &mut self,
+        prog: &str,
+        ifindex: u32,
+        at: TcAttachType,
+        pin: &str,
+        order: LinkOrder,
+    ) -> Result<Attached> {
         let path = self.link_path(pin);
         if self.tcx_pin_alive(pin, ifindex, at) {
             return self.update_link(prog, pin, false);
@@ -239,7 +271,7 @@ impl Datapath {
                 ifindex,
                 TcAttach::Tcx {
                     attach_type: at,
-                    order: LinkOrder::default(),
+                    order,
                 },
             )
             .map_err(|e| {
@@ -352,15 +384,15 @@ impl Datapath {
         Ok(())
     }
 
-    fn ip_key(host_ifindex: u32, ip: &std::net::IpAddr) -> EpIpKey {
+    fn ip_key(host_ifindex: u32, ip: &IpAddr) -> EpIpKey {
         match ip {
-            std::net::IpAddr::V4(v4) => EpIpKey::v4(host_ifindex, v4.octets()),
-            std::net::IpAddr::V6(v6) => EpIpKey::v6(host_ifindex, v6.octets()),
+            IpAddr::V4(v4) => EpIpKey::v4(host_ifindex, v4.octets()),
+            IpAddr::V6(v6) => EpIpKey::v6(host_ifindex, v6.octets()),
         }
     }
 
     /// Enters the addresses an endpoint may send from.
-    pub fn put_endpoint_ips(&mut self, host_ifindex: u32, ips: &[std::net::IpAddr]) -> Result<()> {
+    pub fn put_endpoint_ips(&mut self, host_ifindex: u32, ips: &[IpAddr]) -> Result<()> {
         let mut map = self.hash::<EpIpKey, u8>(MAP_EP_IPS)?;
         for ip in ips {
             map.insert(&Self::ip_key(host_ifindex, ip), &1, 0)?;
@@ -368,11 +400,7 @@ impl Datapath {
         Ok(())
     }
 
-    pub fn remove_endpoint_ips(
-        &mut self,
-        host_ifindex: u32,
-        ips: &[std::net::IpAddr],
-    ) -> Result<()> {
+    pub fn remove_endpoint_ips(&mut self, host_ifindex: u32, ips: &[IpAddr]) -> Result<()> {
         let mut map = self.hash::<EpIpKey, u8>(MAP_EP_IPS)?;
         for ip in ips {
             not_found_ok(map.remove(&Self::ip_key(host_ifindex, ip)))?;
@@ -381,15 +409,138 @@ impl Datapath {
     }
 
     /// Whether every one of `ips` is entered for the endpoint.
-    pub fn has_endpoint_ips(
-        &mut self,
-        host_ifindex: u32,
-        ips: &[std::net::IpAddr],
-    ) -> Result<bool> {
+    pub fn has_endpoint_ips(&mut self, host_ifindex: u32, ips: &[IpAddr]) -> Result<bool> {
         let map = self.hash::<EpIpKey, u8>(MAP_EP_IPS)?;
         Ok(ips
             .iter()
             .all(|ip| map.get(&Self::ip_key(host_ifindex, ip), 0).is_ok()))
+    }
+
+    /// Enters an ipvlan endpoint's port (who sends on its host-side veth).
+    pub fn put_port(&mut self, ep: &Endpoint) -> Result<()> {
+        self.hash::<u32, Endpoint>(MAP_PORTS)?
+            .insert(&ep.host_ifindex, ep, 0)?;
+        Ok(())
+    }
+
+    pub fn remove_port(&mut self, host_ifindex: u32) -> Result<()> {
+        not_found_ok(self.hash::<u32, Endpoint>(MAP_PORTS)?.remove(&host_ifindex))
+    }
+
+    /// Makes `ep` the owner of `addr` on its parent's ipvlan port.
+    pub fn put_ip(&mut self, addr: IpAddr, ep: &Endpoint) -> Result<()> {
+        let parent_ifindex = ep.parent_ifindex;
+        match addr {
+            IpAddr::V4(a) => self.hash::<Ip4Key, Endpoint>(MAP_IP4_EPS)?.insert(
+                &Ip4Key {
+                    parent_ifindex,
+                    addr: a.octets(),
+                },
+                ep,
+                0,
+            )?,
+            IpAddr::V6(a) => self.hash::<Ip6Key, Endpoint>(MAP_IP6_EPS)?.insert(
+                &Ip6Key {
+                    parent_ifindex,
+                    addr: a.octets(),
+                },
+                ep,
+                0,
+            )?,
+        }
+        Ok(())
+    }
+
+    /// Removes `addr` of `parent_ifindex` if the port on `host_ifindex`
+    /// still owns it.
+    pub fn remove_ip(
+        &mut self,
+        parent_ifindex: u32,
+        addr: IpAddr,
+        host_ifindex: u32,
+    ) -> Result<()> {
+        match addr {
+            IpAddr::V4(a) => {
+                let key = Ip4Key {
+                    parent_ifindex,
+                    addr: a.octets(),
+                };
+                let mut m = self.hash::<Ip4Key, Endpoint>(MAP_IP4_EPS)?;
+                if m.get(&key, 0).is_ok_and(|e| e.host_ifindex == host_ifindex) {
+                    not_found_ok(m.remove(&key))?;
+                }
+            }
+            IpAddr::V6(a) => {
+                let key = Ip6Key {
+                    parent_ifindex,
+                    addr: a.octets(),
+                };
+                let mut m = self.hash::<Ip6Key, Endpoint>(MAP_IP6_EPS)?;
+                if m.get(&key, 0).is_ok_and(|e| e.host_ifindex == host_ifindex) {
+                    not_found_ok(m.remove(&key))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The ipvlan endpoint owning `addr` on `parent_ifindex`, if any.
+    pub fn ip_owner(&mut self, parent_ifindex: u32, addr: IpAddr) -> Result<Option<Endpoint>> {
+        let found = match addr {
+            IpAddr::V4(a) => self.hash::<Ip4Key, Endpoint>(MAP_IP4_EPS)?.get(
+                &Ip4Key {
+                    parent_ifindex,
+                    addr: a.octets(),
+                },
+                0,
+            ),
+            IpAddr::V6(a) => self.hash::<Ip6Key, Endpoint>(MAP_IP6_EPS)?.get(
+                &Ip6Key {
+                    parent_ifindex,
+                    addr: a.octets(),
+                },
+                0,
+            ),
+        };
+        match found {
+            Ok(e) => Ok(Some(e)),
+            Err(MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub fn ipvlan_parent(&mut self, ifindex: u32) -> Result<Option<IpvlanParent>> {
+        match self
+            .hash::<u32, IpvlanParent>(MAP_IPVL_PARENTS)?
+            .get(&ifindex, 0)
+        {
+            Ok(c) => Ok(Some(c)),
+            Err(MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub fn put_ipvlan_parent(&mut self, ifindex: u32, port: &IpvlanParent) -> Result<()> {
+        self.hash::<u32, IpvlanParent>(MAP_IPVL_PARENTS)?
+            .insert(&ifindex, port, 0)?;
+        Ok(())
+    }
+
+    pub fn remove_ipvlan_parent(&mut self, ifindex: u32) -> Result<()> {
+        not_found_ok(
+            self.hash::<u32, IpvlanParent>(MAP_IPVL_PARENTS)?
+                .remove(&ifindex),
+        )
+    }
+
+    /// A flood-table row no macvlan parent and no ipvlan port uses.
+    pub fn free_flood_slot(&mut self) -> Result<u32> {
+        let mut used: Vec<u32> = self.parents()?.iter().map(|(_, c)| c.slot).collect();
+        let ipvl = self.hash::<u32, IpvlanParent>(MAP_IPVL_PARENTS)?;
+        used.extend(ipvl.iter().filter_map(|r| r.ok()).map(|(_, p)| p.slot));
+        (0..MAX_PARENTS)
+            .find(|s| !used.contains(s))
+            .ok_or_else(|| Error::conflict(format!("the node already uses {MAX_PARENTS} parents")))
     }
 
     pub fn port(&mut self, host_ifindex: u32) -> Result<Option<Endpoint>> {

@@ -402,12 +402,9 @@ impl Engine {
         if let Ok(entries) = std::fs::read_dir(&links_dir) {
             for e in entries.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
-                let owned = records.iter().any(|r| {
-                    r.host_ifindex
-                        .is_some_and(|h| name == crate::datapath::port_link(h))
-                        || (r.is_ebpf()
-                            && crate::datapath::parent_links(r.parent_ifindex).contains(&name))
-                });
+                let owned = records
+                    .iter()
+                    .any(|r| kinds::links(r).iter().any(|(_, pin)| *pin == name));
                 if !owned {
                     let _ = std::fs::remove_file(e.path());
                     repairs.push(orphan(format!("pin {name}"), "unpinned"));
@@ -422,7 +419,7 @@ impl Engine {
     /// program; `force` updates links that already run this build too.
     /// Returns (pin, "updated"|"kept") for each link.
     pub fn upgrade(&self, force: bool) -> Result<Vec<(String, &'static str)>> {
-        use crate::datapath::{self, Attached, PROG_HOST, PROG_RX, PROG_RX_XDP, PROG_TX};
+        use crate::datapath::Attached;
         let _lock = self.state.lock()?;
         let records = self.state.all()?;
         if !records.iter().any(Attachment::is_ebpf) {
@@ -430,18 +427,9 @@ impl Engine {
         }
         let mut dp = self.datapath()?;
         let mut links: Vec<(&str, String)> = Vec::new();
-        for r in records.iter().filter(|r| r.is_ebpf()) {
-            let [rx, host, xdp] = datapath::parent_links(r.parent_ifindex);
-            for link in [(PROG_RX, rx), (PROG_HOST, host)] {
-                if !links.contains(&link) {
-                    links.push(link);
-                }
-            }
-            if dp.has_link(&xdp) && !links.iter().any(|(_, p)| *p == xdp) {
-                links.push((PROG_RX_XDP, xdp));
-            }
-            if let Some(h) = r.host_ifindex {
-                links.push((PROG_TX, datapath::port_link(h)));
+        for link in records.iter().flat_map(kinds::links) {
+            if !links.contains(&link) {
+                links.push(link);
             }
         }
         let mut out = Vec::new();

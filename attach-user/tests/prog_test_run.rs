@@ -7,6 +7,7 @@
 //! own pinned maps, removed afterwards.
 
 mod common;
+mod ipvlan;
 
 use attach::datapath::{PROG_HOST, PROG_RX, PROG_TX};
 use attach_common::{

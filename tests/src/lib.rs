@@ -9,3 +9,4 @@ mod netns;
 pub mod podman;
 mod probe;
 pub mod reach;
+pub mod snapshot;

@@ -4,9 +4,8 @@
 use std::net::IpAddr;
 
 use attach_common::{
-    DATAPATH_TC, DATAPATH_XDP, EP_F_HOST_ACCESS, EP_F_IPCHK, EP_F_SPOOFCHK, Endpoint,
-    MAX_ENDPOINTS, MAX_PARENTS, MODE_BRIDGE, MODE_PASSTHRU, MODE_PRIVATE, MODE_VEPA,
-    PARENT_F_PASSTHRU, ParentCfg,
+    DATAPATH_TC, DATAPATH_XDP, EP_F_HOST_ACCESS, EP_F_IPCHK, EP_F_SPOOFCHK, Endpoint, MODE_BRIDGE,
+    MODE_PASSTHRU, MODE_PRIVATE, MODE_VEPA, PARENT_F_PASSTHRU, ParentCfg,
 };
 use aya::programs::TcAttachType;
 
@@ -50,37 +49,7 @@ impl MacvlanRequest {
         if let Some(m) = &self.mac {
             m.check_unicast("--mac")?;
         }
-        for (i, a) in self.ips.iter().enumerate() {
-            if self.ips[..i].iter().any(|b| b.addr == a.addr) {
-                return Err(Error::invalid(format!("address {} is given twice", a.addr)));
-            }
-        }
-        if let Some(gw) = self.gateway {
-            if gw.is_unspecified() || gw.is_multicast() {
-                return Err(Error::invalid(format!(
-                    "gateway {gw} is not a unicast address"
-                )));
-            }
-            if !self.ips.iter().any(|n| n.addr.is_ipv4() == gw.is_ipv4()) {
-                return Err(Error::invalid(format!(
-                    "gateway {gw} needs an {} address on the interface (--ip)",
-                    if gw.is_ipv4() { "IPv4" } else { "IPv6" }
-                )));
-            }
-        }
-        if let Some(mtu) = self.mtu {
-            let min = if self.ips.iter().any(|n| n.addr.is_ipv6()) {
-                1280
-            } else {
-                68
-            };
-            if mtu < min {
-                return Err(Error::invalid(format!(
-                    "MTU {mtu} is below the minimum of {min}{}",
-                    if min == 1280 { " for IPv6" } else { "" }
-                )));
-            }
-        }
+        super::check_addressing(&self.ips, self.gateway, self.mtu)?;
         let native = self.backend == Backend::Native;
         if native && self.datapath.is_some() {
             return Err(Error::invalid(
@@ -114,42 +83,9 @@ pub async fn plan(
     ns: &Netns,
     records: &[Attachment],
 ) -> Result<Attachment> {
-    let parent = engine
-        .rtnl
-        .link_by_name(&req.parent)
-        .await?
-        .ok_or_else(|| {
-            Error::not_found(format!(
-                "parent interface {:?} not found in the node's network namespace",
-                req.parent
-            ))
-        })?;
-    if parent.name.starts_with(container::HOST_IF_PREFIX) {
-        return Err(Error::invalid(format!(
-            "{} is an endpoint's host-side interface, not a parent",
-            parent.name
-        )));
-    }
-    if !parent.ether {
-        return Err(Error::invalid(format!(
-            "parent {} is not an Ethernet device",
-            parent.name
-        )));
-    }
-    let mtu = req.mtu.unwrap_or(parent.mtu);
-    if mtu > parent.mtu {
-        return Err(Error::invalid(format!(
-            "MTU {mtu} exceeds the MTU {} of parent {}",
-            parent.mtu, parent.name
-        )));
-    }
-    let c = Rtnl::in_netns(ns)?;
-    if c.link_by_name(&req.ifname).await?.is_some() {
-        return Err(Error::conflict(format!(
-            "interface {} already exists in network namespace {:?}",
-            req.ifname, req.netns
-        )));
-    }
+    let parent = super::parent_link(engine, &req.parent).await?;
+    let mtu = super::mtu_under(&parent, req.mtu)?;
+    super::check_ifname_free(ns, &req.netns, &req.ifname).await?;
     let on_parent: Vec<&Attachment> = records
         .iter()
         .filter(|r| r.parent_ifindex == parent.index)
@@ -192,7 +128,7 @@ pub async fn plan(
     if let Some(dp) = datapath
         && let Some(other) = on_parent
             .iter()
-            .find(|r| r.datapath.is_some_and(|d| d != dp))
+            .find(|r| r.kind == Kind::Macvlan && r.datapath.is_some_and(|d| d != dp))
     {
         return Err(Error::conflict(format!(
             "parent {} uses the {} datapath (for {} in {:?}); its eBPF endpoints share one",
@@ -209,6 +145,7 @@ pub async fn plan(
         ifname: req.ifname.clone(),
         kind: Kind::Macvlan,
         mode: Some(req.mode.into()),
+        flag: None,
         backend: req.backend,
         datapath,
         parent: parent.name.clone(),
@@ -322,16 +259,6 @@ fn endpoint_of(rec: &Attachment) -> Option<Endpoint> {
     })
 }
 
-fn free_endpoint_id(records: &[Attachment]) -> Result<u32> {
-    (0..MAX_ENDPOINTS)
-        .find(|id| records.iter().all(|r| r.endpoint_id != Some(*id)))
-        .ok_or_else(|| {
-            Error::conflict(format!(
-                "the node already has {MAX_ENDPOINTS} eBPF endpoints"
-            ))
-        })
-}
-
 async fn create_ebpf(
     engine: &Engine,
     rec: &mut Attachment,
@@ -341,7 +268,7 @@ async fn create_ebpf(
     endpoint::create_veth(engine, rec, ns).await?;
 
     let mut dp = engine.datapath()?;
-    rec.endpoint_id = Some(free_endpoint_id(records)?);
+    rec.endpoint_id = Some(super::free_endpoint_id(records)?);
     let ep = endpoint_of(rec).expect("ids are set");
     dp.zero_stats(ep.id)?;
     dp.put_endpoint_ips(ep.host_ifindex, &addrs(rec))?;
@@ -424,14 +351,7 @@ async fn setup_parent(
     let existing = dp.parent(ifindex)?;
     let slot = match existing {
         Some(c) => c.slot,
-        None => {
-            let used: Vec<u32> = dp.parents()?.iter().map(|(_, c)| c.slot).collect();
-            (0..MAX_PARENTS)
-                .find(|s| !used.contains(s))
-                .ok_or_else(|| {
-                    Error::conflict(format!("the node already uses {MAX_PARENTS} parents"))
-                })?
-        }
+        None => dp.free_flood_slot()?,
     };
     write_parent(
         dp,
@@ -732,4 +652,20 @@ pub async fn repair(engine: &Engine, rec: &Attachment, others: &[Attachment]) ->
             .await?;
     }
     endpoint::host_up(engine, rec).await
+}
+
+/// See [`super::links`].
+pub fn links(rec: &Attachment) -> Vec<(&'static str, String)> {
+    if !rec.is_ebpf() {
+        return Vec::new();
+    }
+    let [rx, host, xdp] = datapath::parent_links(rec.parent_ifindex);
+    let mut out = vec![(PROG_RX, rx), (PROG_HOST, host)];
+    if rec.datapath == Some(DatapathKind::Xdp) {
+        out.push((datapath::PROG_RX_XDP, xdp));
+    }
+    if let Some(h) = rec.host_ifindex {
+        out.push((PROG_TX, datapath::port_link(h)));
+    }
+    out
 }

@@ -6,12 +6,18 @@
 //! - `teardown`: remove whatever of a record exists, continuing past
 //!   failures (used by `del`, and to roll back a failed `create`).
 
+pub mod ipvlan;
 pub mod macvlan;
 
+use std::net::IpAddr;
+
 use crate::{
+    addr::IpNet,
+    container,
     engine::Engine,
     error::{Error, Result},
     model::{Attachment, Kind},
+    netlink::{Link, Rtnl},
     netns::Netns,
 };
 
@@ -19,6 +25,7 @@ use crate::{
 #[derive(Clone, Debug)]
 pub enum AddRequest {
     Macvlan(macvlan::MacvlanRequest),
+    Ipvlan(ipvlan::IpvlanRequest),
 }
 
 impl AddRequest {
@@ -26,6 +33,7 @@ impl AddRequest {
     pub fn target(&self) -> (&str, &str) {
         match self {
             AddRequest::Macvlan(r) => (&r.netns, &r.ifname),
+            AddRequest::Ipvlan(r) => (&r.netns, &r.ifname),
         }
     }
 
@@ -33,8 +41,109 @@ impl AddRequest {
     pub fn validate(&self) -> Result<()> {
         match self {
             AddRequest::Macvlan(r) => r.validate(),
+            AddRequest::Ipvlan(r) => r.validate(),
         }
     }
+}
+
+/// Checks a container's addressing: no address twice, a gateway with an
+/// address of its family, an MTU its families can use.
+pub(crate) fn check_addressing(
+    ips: &[IpNet],
+    gateway: Option<IpAddr>,
+    mtu: Option<u32>,
+) -> Result<()> {
+    for (i, a) in ips.iter().enumerate() {
+        if ips[..i].iter().any(|b| b.addr == a.addr) {
+            return Err(Error::invalid(format!("address {} is given twice", a.addr)));
+        }
+    }
+    if let Some(gw) = gateway {
+        if gw.is_unspecified() || gw.is_multicast() {
+            return Err(Error::invalid(format!(
+                "gateway {gw} is not a unicast address"
+            )));
+        }
+        if !ips.iter().any(|n| n.addr.is_ipv4() == gw.is_ipv4()) {
+            return Err(Error::invalid(format!(
+                "gateway {gw} needs an {} address on the interface (--ip)",
+                if gw.is_ipv4() { "IPv4" } else { "IPv6" }
+            )));
+        }
+    }
+    if let Some(mtu) = mtu {
+        let min = if ips.iter().any(|n| n.addr.is_ipv6()) {
+            1280
+        } else {
+            68
+        };
+        if mtu < min {
+            return Err(Error::invalid(format!(
+                "MTU {mtu} is below the minimum of {min}{}",
+                if min == 1280 { " for IPv6" } else { "" }
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The parent device `name` in the node: present, an Ethernet device, and
+/// not one of our own host-side veths.
+pub(crate) async fn parent_link(engine: &Engine, name: &str) -> Result<Link> {
+    let parent = engine.rtnl.link_by_name(name).await?.ok_or_else(|| {
+        Error::not_found(format!(
+            "parent interface {name:?} not found in the node's network namespace"
+        ))
+    })?;
+    if parent.name.starts_with(container::HOST_IF_PREFIX) {
+        return Err(Error::invalid(format!(
+            "{} is an endpoint's host-side interface, not a parent",
+            parent.name
+        )));
+    }
+    if !parent.ether {
+        return Err(Error::invalid(format!(
+            "parent {} is not an Ethernet device",
+            parent.name
+        )));
+    }
+    Ok(parent)
+}
+
+/// The endpoint's MTU: the parent's by default, never above it.
+pub(crate) fn mtu_under(parent: &Link, mtu: Option<u32>) -> Result<u32> {
+    let mtu = mtu.unwrap_or(parent.mtu);
+    if mtu > parent.mtu {
+        return Err(Error::invalid(format!(
+            "MTU {mtu} exceeds the MTU {} of parent {}",
+            parent.mtu, parent.name
+        )));
+    }
+    Ok(mtu)
+}
+
+/// Refuses an interface name the container already has.
+pub(crate) async fn check_ifname_free(ns: &Netns, netns: &str, ifname: &str) -> Result<()> {
+    let c = Rtnl::in_netns(ns)?;
+    if c.link_by_name(ifname).await?.is_some() {
+        return Err(Error::conflict(format!(
+            "interface {ifname} already exists in network namespace {netns:?}"
+        )));
+    }
+    Ok(())
+}
+
+/// The lowest endpoint id (index of its counters) no attachment of the
+/// node has, whatever its kind.
+pub(crate) fn free_endpoint_id(records: &[Attachment]) -> Result<u32> {
+    use attach_common::MAX_ENDPOINTS;
+    (0..MAX_ENDPOINTS)
+        .find(|id| records.iter().all(|r| r.endpoint_id != Some(*id)))
+        .ok_or_else(|| {
+            Error::conflict(format!(
+                "the node already has {MAX_ENDPOINTS} eBPF endpoints"
+            ))
+        })
 }
 
 /// Refuses addresses already used on `parent`: by the node itself, or by
@@ -74,6 +183,7 @@ pub(crate) async fn plan(
 ) -> Result<Attachment> {
     match req {
         AddRequest::Macvlan(r) => macvlan::plan(engine, r, ns, records).await,
+        AddRequest::Ipvlan(r) => ipvlan::plan(engine, r, ns, records).await,
     }
 }
 
@@ -85,6 +195,7 @@ pub(crate) async fn create(
 ) -> Result<()> {
     match rec.kind {
         Kind::Macvlan => macvlan::create(engine, rec, ns, records).await,
+        Kind::Ipvlan => ipvlan::create(engine, rec, ns, records).await,
         other => Err(Error::system(format!(
             "{} attachments are not built yet",
             other.name()
@@ -98,6 +209,7 @@ pub(crate) async fn create(
 pub(crate) async fn check(engine: &Engine, rec: &Attachment) -> Result<()> {
     match rec.kind {
         Kind::Macvlan => macvlan::check(engine, rec).await,
+        Kind::Ipvlan => ipvlan::check(engine, rec).await,
         other => Err(Error::system(format!(
             "{} attachments are not built yet",
             other.name()
@@ -157,10 +269,21 @@ pub(crate) async fn check_container_side(rec: &Attachment) -> Result<()> {
 pub(crate) async fn repair(engine: &Engine, rec: &Attachment, others: &[Attachment]) -> Result<()> {
     match rec.kind {
         Kind::Macvlan => macvlan::repair(engine, rec, others).await,
+        Kind::Ipvlan => ipvlan::repair(engine, rec, others).await,
         other => Err(Error::system(format!(
             "{} attachments are not built yet",
             other.name()
         ))),
+    }
+}
+
+/// The program links an attachment relies on: (program, pin name). What
+/// `upgrade` updates, and what `reconcile` keeps when sweeping orphan pins.
+pub(crate) fn links(rec: &Attachment) -> Vec<(&'static str, String)> {
+    match rec.kind {
+        Kind::Macvlan => macvlan::links(rec),
+        Kind::Ipvlan => ipvlan::links(rec),
+        _ => Vec::new(),
     }
 }
 
@@ -171,6 +294,7 @@ pub(crate) async fn teardown(
 ) -> Vec<Error> {
     match rec.kind {
         Kind::Macvlan => macvlan::teardown(engine, rec, remaining).await,
+        Kind::Ipvlan => ipvlan::teardown(engine, rec, remaining).await,
         other => vec![Error::system(format!(
             "{} attachments are not built yet",
             other.name()
