@@ -5,11 +5,13 @@
 //! names are defined once, here.
 #![no_std]
 
+pub mod bridge;
 pub mod ipvlan;
 pub mod maps;
 pub mod mode;
 pub mod verdict;
 
+pub use bridge::*;
 pub use ipvlan::*;
 pub use maps::*;
 pub use mode::*;
@@ -46,7 +48,7 @@ mod tests {
 
     #[test]
     fn map_names_fit_the_kernel_limit() {
-        for name in ALL_MAPS.iter().chain(&IPVLAN_MAPS) {
+        for name in ALL_MAPS.iter().chain(&IPVLAN_MAPS).chain(&BRIDGE_MAPS) {
             assert!(name.len() <= 15, "{name} is longer than 15 characters");
             assert!(
                 name.starts_with("attach_"),

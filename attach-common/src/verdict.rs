@@ -62,10 +62,16 @@ pub enum Verdict {
     DropMulticast = 14,
     /// Dropped: the node has no route (unreachable, blackhole, prohibit).
     DropNoRoute = 15,
+    /// Dropped: a tagged frame on a switch access port, or a VLAN the
+    /// switch does not carry.
+    DropVlan = 16,
+    /// Dropped: the destination MAC is behind the port the frame came in
+    /// on (a switch never sends a frame back where it came from).
+    DropSamePort = 17,
 }
 
 /// Number of `Verdict` values: the stride of the verdict counter table.
-pub const VERDICT_COUNT: u32 = 16;
+pub const VERDICT_COUNT: u32 = 18;
 /// Size of the verdict counter table.
 pub const VERDICT_SLOTS: u32 = VERDICT_COUNT * 3;
 
@@ -87,6 +93,8 @@ impl Verdict {
         Verdict::NeighReply,
         Verdict::DropMulticast,
         Verdict::DropNoRoute,
+        Verdict::DropVlan,
+        Verdict::DropSamePort,
     ];
 
     /// Index of this verdict's counter for `dir`.
@@ -105,6 +113,8 @@ impl Verdict {
                 | Verdict::DropMtu
                 | Verdict::DropMulticast
                 | Verdict::DropNoRoute
+                | Verdict::DropVlan
+                | Verdict::DropSamePort
         )
     }
 
@@ -127,6 +137,8 @@ impl Verdict {
             Verdict::NeighReply => "neigh_reply",
             Verdict::DropMulticast => "l3_multicast",
             Verdict::DropNoRoute => "no_route",
+            Verdict::DropVlan => "vlan_mismatch",
+            Verdict::DropSamePort => "same_port",
         }
     }
 }

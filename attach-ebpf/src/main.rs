@@ -10,6 +10,10 @@
 //! - `attach_ipvl_rx` (tcx ingress on a parent, before `attach_rx`): ipvlan
 //!   ports, frames from the wire demuxed by destination IP.
 //! - `attach_ipvl_tx` (tcx ingress on an ipvlan endpoint's host-side veth).
+//! - `attach_sw` (tcx ingress on every port of an eBPF switch: container
+//!   host-side veths and the uplink).
+//! - `attach_br_guard` (tcx ingress on a native bridge port's host-side
+//!   veth, with `--spoofchk on`): source checks before the kernel bridge.
 // On the host (clippy, `cargo check --workspace`) this is an empty std
 // binary, so the rules still get checked.
 #![cfg_attr(target_arch = "bpf", no_std)]
@@ -26,10 +30,12 @@ mod macvlan;
 mod maps;
 mod spoof;
 mod stats;
+mod switch;
 mod tc_host;
 mod tc_ipvlan_rx;
 mod tc_ipvlan_tx;
 mod tc_rx;
+mod tc_switch;
 mod tc_tx;
 mod xdp_rx;
 
@@ -61,6 +67,16 @@ pub fn attach_ipvl_rx(ctx: TcContext) -> i32 {
 #[classifier]
 pub fn attach_ipvl_tx(ctx: TcContext) -> i32 {
     tc_ipvlan_tx::run(&ctx)
+}
+
+#[classifier]
+pub fn attach_sw(ctx: TcContext) -> i32 {
+    tc_switch::run(&ctx)
+}
+
+#[classifier]
+pub fn attach_br_guard(ctx: TcContext) -> i32 {
+    tc_switch::guard(&ctx)
 }
 
 #[xdp]

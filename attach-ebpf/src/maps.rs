@@ -2,11 +2,12 @@
 //! them. Names match `attach_common::maps::MAP_*`.
 
 use attach_common::{
-    EVENTS_BYTES, Endpoint, EndpointKey, EndpointStats, EpIpKey, Event, FLOOD_TABLE_SIZE, Ip4Key,
-    Ip6Key, IpvlanParent, MAX_ENDPOINTS, MAX_PARENTS, ParentCfg, VERDICT_SLOTS,
+    EVENTS_BYTES, Endpoint, EndpointKey, EndpointStats, EpIpKey, Event, FLOOD_TABLE_SIZE, FdbEntry,
+    FdbKey, Ip4Key, Ip6Key, IpvlanParent, MAX_ENDPOINTS, MAX_PARENTS, MAX_SWITCHES, ParentCfg,
+    SW_FDB_SIZE, SW_FLOOD_SIZE, SwPort, Switch, VERDICT_SLOTS,
 };
 use aya_ebpf::{
-    btf_maps::{Array, DevMapHash, HashMap, PerCpuArray, RingBuf},
+    btf_maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray, RingBuf},
     macros::btf_map,
 };
 
@@ -53,3 +54,18 @@ pub static IP6_EPS: HashMap<Ip6Key, Endpoint, EPS> = HashMap::new();
 
 #[btf_map(name = "attach_ipvl_par", pin_by_name)]
 pub static IPVL_PARENTS: HashMap<u32, IpvlanParent, { MAX_PARENTS as usize }> = HashMap::new();
+
+// bridge: the eBPF switch (attach_common::bridge).
+
+/// Switch ports and uplinks, and native bridge ports with a source guard.
+#[btf_map(name = "attach_sw_ports", pin_by_name)]
+pub static SW_PORTS: HashMap<u32, SwPort, { EPS + MAX_SWITCHES as usize }> = HashMap::new();
+
+#[btf_map(name = "attach_switches", pin_by_name)]
+pub static SWITCHES: HashMap<u32, Switch, { MAX_SWITCHES as usize }> = HashMap::new();
+
+#[btf_map(name = "attach_sw_flood", pin_by_name)]
+pub static SW_FLOOD: Array<SwPort, { SW_FLOOD_SIZE as usize }> = Array::new();
+
+#[btf_map(name = "attach_sw_fdb", pin_by_name)]
+pub static SW_FDB: LruHashMap<FdbKey, FdbEntry, { SW_FDB_SIZE as usize }> = LruHashMap::new();

@@ -45,7 +45,7 @@ pub fn run(ctx: &TcContext) -> i32 {
     if ep.has(EP_F_SPOOFCHK) && !mac_eq(&eth.src, &ep.mac) {
         return drop(&pkt, Verdict::DropSpoofed);
     }
-    if ep.has(EP_F_IPCHK) && !spoof::source_allowed(ctx, &ep, eth.proto) {
+    if ep.has(EP_F_IPCHK) && !spoof::source_allowed(ctx, ep.host_ifindex, eth.proto) {
         return drop(&pkt, Verdict::DropSpoofed);
     }
     // SAFETY: copied out at once.

@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::{
     addr::{IpNet, Mac},
-    kinds::{ipvlan::IpvlanRequest, macvlan::MacvlanRequest},
+    kinds::{bridge::BridgeRequest, ipvlan::IpvlanRequest, macvlan::MacvlanRequest},
     model::{Backend, Datapath, IpvlanFlag, IpvlanMode, MacvlanMode},
 };
 
@@ -25,6 +25,8 @@ attach add macvlan --parent eth1 --netns c1 --ip 10.0.0.2/24 --gateway 10.0.0.1\
 attach add macvlan --mode vepa --parent eth1 --netns /proc/1234/ns/net --datapath xdp\n  \
 attach add macvlan --parent eth1 --netns c2 --backend native\n  \
 attach add ipvlan --mode l3 --parent eth1 --netns c3 --ip 10.0.0.3/24\n  \
+attach add bridge --bridge br0 --netns c4 --vlan 10 --backend native\n  \
+attach add bridge --bridge sw1 --netns c5 --uplink eth2 --isolated\n  \
 attach list -o json\n  \
 attach del --netns c1"
 )]
@@ -120,6 +122,17 @@ pub enum AddKind {
     /// between endpoints), vepa (everything out the parent). Mode and flag
     /// belong to the parent: its ipvlan endpoints share them.
     Ipvlan(IpvlanArgs),
+    /// A port on a Linux bridge (native), or on our own eBPF L2 switch.
+    ///
+    /// native: --bridge names an existing Linux bridge in the node; the
+    /// container's veth becomes its port. ebpf (default): --bridge names a
+    /// switch, made with its first port and removed with its last: it
+    /// learns MACs, floods unknown and broadcast frames, and may reach the
+    /// wire through --uplink. Both: --vlan makes an access port (frames
+    /// reach ports of the same VLAN only; native needs the bridge's
+    /// vlan_filtering on), --isolated ports reach only non-isolated ones,
+    /// --spoofchk drops frames with a source MAC or IP not the container's.
+    Bridge(BridgeArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -215,6 +228,66 @@ impl From<IpvlanArgs> for IpvlanRequest {
     }
 }
 
+#[derive(Args, Debug, Clone)]
+pub struct BridgeArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// native: an existing Linux bridge in the node; ebpf: the switch's name.
+    #[arg(long, value_name = "BR")]
+    pub bridge: String,
+    /// MAC address of the interface (random if not given).
+    #[arg(long, value_parser = parse_mac)]
+    pub mac: Option<Mac>,
+    /// Address with prefix length, IPv4 or IPv6; repeat for several.
+    #[arg(long = "ip", value_name = "CIDR", value_parser = parse_cidr)]
+    pub ips: Vec<IpNet>,
+    /// Default gateway (needs an address of its family).
+    #[arg(long, value_name = "IP")]
+    pub gateway: Option<IpAddr>,
+    /// MTU (default: the bridge's, or the uplink's; 1500 for a switch
+    /// without one).
+    #[arg(long)]
+    pub mtu: Option<u32>,
+    /// Access VLAN, 1 to 4094: the port carries it untagged, and reaches
+    /// ports of the same VLAN only.
+    #[arg(long, value_name = "N", value_parser = parse_vlan)]
+    pub vlan: Option<u16>,
+    /// native: a port of a Linux bridge; ebpf: a port of our eBPF switch.
+    #[arg(long, value_enum, default_value_t = Backend::Ebpf)]
+    pub backend: Backend,
+    /// An isolated port: it reaches non-isolated ports only (and the uplink).
+    #[arg(long)]
+    pub isolated: bool,
+    /// Drop frames the container sends with a source MAC or address not its
+    /// own (default: on for ebpf, off for native).
+    #[arg(long, value_enum)]
+    pub spoofchk: Option<OnOff>,
+    /// ebpf: connect the switch to this node device, an 802.1Q trunk
+    /// (untagged: ports without a VLAN; tagged N: VLAN N). Given with the
+    /// switch's first port.
+    #[arg(long, value_name = "IF")]
+    pub uplink: Option<String>,
+}
+
+impl From<BridgeArgs> for BridgeRequest {
+    fn from(a: BridgeArgs) -> Self {
+        BridgeRequest {
+            netns: a.target.netns,
+            ifname: a.target.ifname,
+            bridge: a.bridge,
+            mac: a.mac,
+            ips: a.ips,
+            gateway: a.gateway,
+            mtu: a.mtu,
+            vlan: a.vlan,
+            backend: a.backend,
+            isolated: a.isolated,
+            spoofchk: a.spoofchk.map(|s| s == OnOff::On),
+            uplink: a.uplink,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum OnOff {
     On,
@@ -241,6 +314,13 @@ fn parse_mac(s: &str) -> Result<Mac, String> {
     s.parse().map_err(|e: crate::error::Error| e.message)
 }
 
+/// A VLAN ID as a number; its range is checked with the request, so every
+/// caller (CLI, CNI, library) gets the same error.
+fn parse_vlan(s: &str) -> Result<u16, String> {
+    s.parse()
+        .map_err(|_| format!("VLAN ID {s:?} is not a number from 1 to 4094"))
+}
+
 fn parse_cidr(s: &str) -> Result<IpNet, String> {
     s.parse().map_err(|e: crate::error::Error| e.message)
 }
@@ -250,6 +330,7 @@ impl From<AddKind> for crate::kinds::AddRequest {
         match k {
             AddKind::Macvlan(a) => crate::kinds::AddRequest::Macvlan(a.into()),
             AddKind::Ipvlan(a) => crate::kinds::AddRequest::Ipvlan(a.into()),
+            AddKind::Bridge(a) => crate::kinds::AddRequest::Bridge(a.into()),
         }
     }
 }

@@ -13,10 +13,11 @@ use std::{
 use std::net::IpAddr;
 
 use attach_common::{
-    Direction, Endpoint, EndpointKey, EndpointStats, EpIpKey, FLOOD_TABLE_SIZE, Ip4Key, Ip6Key,
-    IpvlanParent, MAP_DEVS, MAP_ENDPOINTS, MAP_EP_IPS, MAP_EP_STATS, MAP_FLOOD, MAP_IP4_EPS,
-    MAP_IP6_EPS, MAP_IPVL_PARENTS, MAP_PARENTS, MAP_PORTS, MAP_VERDICTS, MAX_PARENTS,
-    MAX_PORTS_PER_PARENT, ParentCfg, Verdict,
+    Direction, Endpoint, EndpointKey, EndpointStats, EpIpKey, FLOOD_TABLE_SIZE, FdbEntry, FdbKey,
+    Ip4Key, Ip6Key, IpvlanParent, MAP_DEVS, MAP_ENDPOINTS, MAP_EP_IPS, MAP_EP_STATS, MAP_FLOOD,
+    MAP_IP4_EPS, MAP_IP6_EPS, MAP_IPVL_PARENTS, MAP_PARENTS, MAP_PORTS, MAP_SW_FDB, MAP_SW_FLOOD,
+    MAP_SW_PORTS, MAP_SWITCHES, MAP_VERDICTS, MAX_PARENTS, MAX_PORTS_PER_PARENT,
+    MAX_PORTS_PER_SWITCH, ParentCfg, SwPort, Switch, Verdict,
 };
 use aya::{
     Ebpf, EbpfLoader,
@@ -38,6 +39,8 @@ pub const PROG_HOST: &str = "attach_host";
 pub const PROG_RX_XDP: &str = "attach_rx_xdp";
 pub const PROG_IPVL_RX: &str = "attach_ipvl_rx";
 pub const PROG_IPVL_TX: &str = "attach_ipvl_tx";
+pub const PROG_SW: &str = "attach_sw";
+pub const PROG_BR_GUARD: &str = "attach_br_guard";
 
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 
@@ -57,6 +60,11 @@ pub fn parent_links(ifindex: u32) -> [String; 3] {
 /// Pin name of the ipvlan receive program's link on a parent.
 pub fn ipvlan_parent_link(ifindex: u32) -> String {
     format!("parent-{ifindex}-ipvl")
+}
+
+/// Pin name of the switch program's link on an uplink.
+pub fn uplink_link(ifindex: u32) -> String {
+    format!("uplink-{ifindex}-sw")
 }
 
 pub fn port_link(host_ifindex: u32) -> String {
@@ -602,6 +610,113 @@ impl Datapath {
             row.set(base + i as u32, ep, 0)?;
         }
         Ok(())
+    }
+
+    /// A switch port (or uplink, or guarded native bridge port) by ifindex.
+    pub fn sw_port(&mut self, ifindex: u32) -> Result<Option<SwPort>> {
+        match self.hash::<u32, SwPort>(MAP_SW_PORTS)?.get(&ifindex, 0) {
+            Ok(p) => Ok(Some(p)),
+            Err(MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub fn put_sw_port(&mut self, port: &SwPort) -> Result<()> {
+        self.hash::<u32, SwPort>(MAP_SW_PORTS)?
+            .insert(&port.ifindex, port, 0)?;
+        Ok(())
+    }
+
+    pub fn remove_sw_port(&mut self, ifindex: u32) -> Result<()> {
+        not_found_ok(self.hash::<u32, SwPort>(MAP_SW_PORTS)?.remove(&ifindex))
+    }
+
+    pub fn switch(&mut self, id: u32) -> Result<Option<Switch>> {
+        match self.hash::<u32, Switch>(MAP_SWITCHES)?.get(&id, 0) {
+            Ok(s) => Ok(Some(s)),
+            Err(MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub fn put_switch(&mut self, id: u32, sw: &Switch) -> Result<()> {
+        self.hash::<u32, Switch>(MAP_SWITCHES)?.insert(&id, sw, 0)?;
+        Ok(())
+    }
+
+    pub fn remove_switch(&mut self, id: u32) -> Result<()> {
+        not_found_ok(self.hash::<u32, Switch>(MAP_SWITCHES)?.remove(&id))
+    }
+
+    /// Writes switch `id`'s flood row. Callers then publish the new count
+    /// in the switch's entry.
+    pub fn write_sw_flood(&mut self, id: u32, ports: &[SwPort]) -> Result<()> {
+        if ports.len() > MAX_PORTS_PER_SWITCH as usize {
+            return Err(Error::conflict(format!(
+                "a switch can carry at most {MAX_PORTS_PER_SWITCH} ports"
+            )));
+        }
+        let map = self
+            .ebpf
+            .map_mut(MAP_SW_FLOOD)
+            .expect("switch flood map in object");
+        let mut row: Array<_, SwPort> = Array::try_from(map)?;
+        let base = id * MAX_PORTS_PER_SWITCH;
+        for (i, p) in ports.iter().enumerate() {
+            row.set(base + i as u32, p, 0)?;
+        }
+        Ok(())
+    }
+
+    /// The switch flood row of `id`, its first `n` entries.
+    pub fn sw_flood(&mut self, id: u32, n: u32) -> Result<Vec<SwPort>> {
+        let map = self
+            .ebpf
+            .map_mut(MAP_SW_FLOOD)
+            .expect("switch flood map in object");
+        let row: Array<_, SwPort> = Array::try_from(map)?;
+        let base = id * MAX_PORTS_PER_SWITCH;
+        (0..n.min(MAX_PORTS_PER_SWITCH))
+            .map(|i| Ok(row.get(&(base + i), 0)?))
+            .collect()
+    }
+
+    pub fn fdb_get(&mut self, key: &FdbKey) -> Result<Option<FdbEntry>> {
+        match self.hash::<FdbKey, FdbEntry>(MAP_SW_FDB)?.get(key, 0) {
+            Ok(e) => Ok(Some(e)),
+            Err(MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub fn fdb_put(&mut self, key: &FdbKey, entry: &FdbEntry) -> Result<()> {
+        self.hash::<FdbKey, FdbEntry>(MAP_SW_FDB)?
+            .insert(key, entry, 0)?;
+        Ok(())
+    }
+
+    /// Every FDB entry.
+    pub fn fdb(&mut self) -> Result<Vec<(FdbKey, FdbEntry)>> {
+        let map = self.hash::<FdbKey, FdbEntry>(MAP_SW_FDB)?;
+        Ok(map.iter().filter_map(|r| r.ok()).collect())
+    }
+
+    /// Removes the FDB entries `doomed` picks; returns how many.
+    pub fn fdb_remove_where(
+        &mut self,
+        doomed: impl Fn(&FdbKey, &FdbEntry) -> bool,
+    ) -> Result<usize> {
+        let gone: Vec<FdbKey> = self
+            .fdb()?
+            .into_iter()
+            .filter(|(k, e)| doomed(k, e))
+            .map(|(k, _)| k)
+            .collect();
+        let mut map = self.hash::<FdbKey, FdbEntry>(MAP_SW_FDB)?;
+        for k in &gone {
+            not_found_ok(map.remove(k))?;
+        }
+        Ok(gone.len())
     }
 
     pub fn zero_stats(&mut self, id: u32) -> Result<()> {

@@ -372,6 +372,11 @@ impl Engine {
             }
         }
         repairs.extend(self.remove_orphans(&records).await?);
+        match kinds::bridge::sweep(self, &records) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!("swept {n} aged or stale switch FDB entries"),
+            Err(e) => tracing::warn!("sweeping the switch FDB: {e}"),
+        }
         self.remove_node_pins_if_idle(&records);
         self.state.remove_if_empty()?;
         Ok(repairs)

@@ -217,6 +217,18 @@ pub struct Attachment {
     /// Set when a container runtime made it through the CNI plugin.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cni: Option<CniRef>,
+    /// bridge: the port's access VLAN (none: untagged).
+    #[serde(default)]
+    pub vlan: Option<u16>,
+    /// bridge: an isolated port (talks to non-isolated ports only).
+    #[serde(default)]
+    pub isolated: bool,
+    /// bridge, eBPF switch: its uplink device in the node, if it has one.
+    #[serde(default)]
+    pub uplink: Option<String>,
+    /// bridge, eBPF switch: the switch's id in the datapath.
+    #[serde(default)]
+    pub switch_id: Option<u32>,
 }
 
 /// The CNI identity of an attachment: (network name, container id); the
@@ -233,9 +245,11 @@ impl Attachment {
         record_name(self.netns_inode, &self.ifname)
     }
 
-    /// Whether the eBPF datapath carries it (its pins must stay).
+    /// Whether the eBPF datapath carries it, or part of it (its pins must
+    /// stay): every eBPF attachment, and a native bridge port whose source
+    /// our guard program checks.
     pub fn is_ebpf(&self) -> bool {
-        self.backend == Backend::Ebpf && self.endpoint_id.is_some()
+        self.endpoint_id.is_some()
     }
 
     /// The record with everything `create` fills in cleared: what to create
@@ -248,6 +262,7 @@ impl Attachment {
             endpoint_id: None,
             xdp_mode: None,
             saved_parent: None,
+            switch_id: None,
             ..self.clone()
         }
     }

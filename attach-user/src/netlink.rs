@@ -7,12 +7,15 @@ use netlink_packet_route::{
     AddressFamily,
     address::{AddressAttribute, AddressFlags},
     link::{
-        InfoData, InfoKind, InfoMacVlan, InfoVeth, LinkAttribute, LinkFlags, LinkInfo,
+        AfSpecBridge, BridgeVlanInfoFlags, InfoBridge, InfoBridgePort, InfoData, InfoKind,
+        InfoMacVlan, InfoPortData, InfoVeth, LinkAttribute, LinkExtentMask, LinkFlags, LinkInfo,
         LinkLayerType, LinkMessage, MacVlanMode,
     },
     neighbour::{NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState},
 };
-use rtnetlink::{Handle, LinkMessageBuilder, LinkUnspec, RouteMessageBuilder};
+use rtnetlink::{
+    Handle, LinkBridgePort, LinkBridgeVlan, LinkMessageBuilder, LinkUnspec, RouteMessageBuilder,
+};
 
 use crate::{
     addr::{IpNet, Mac},
@@ -33,8 +36,30 @@ pub struct Link {
     pub kind: Option<String>,
     /// Whether the device has a controller (bridge, bond, ...).
     pub has_controller: bool,
+    /// Its controller's index, if any.
+    pub controller: Option<u32>,
     /// Whether it is an Ethernet device (`ARPHRD_ETHER`), as macvlan needs.
     pub ether: bool,
+    /// A bridge's VLAN settings.
+    pub bridge: Option<BridgeSettings>,
+    /// A bridge port's `isolated` flag.
+    pub port_isolated: Option<bool>,
+}
+
+/// What we read of a Linux bridge.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BridgeSettings {
+    pub vlan_filtering: bool,
+    /// The VLAN new ports get (untagged, as their PVID); 0: none.
+    pub default_pvid: u16,
+}
+
+/// A VLAN of a bridge port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortVlan {
+    pub vid: u16,
+    pub pvid: bool,
+    pub untagged: bool,
 }
 
 impl Link {
@@ -48,18 +73,43 @@ impl Link {
             promisc: m.header.flags.contains(LinkFlags::Promisc),
             kind: None,
             has_controller: false,
+            controller: None,
             ether: m.header.link_layer_type == LinkLayerType::Ether,
+            bridge: None,
+            port_isolated: None,
         };
         for a in &m.attributes {
             match a {
                 LinkAttribute::IfName(n) => link.name = n.clone(),
                 LinkAttribute::Address(b) => link.mac = Mac::from(b.as_slice()),
                 LinkAttribute::Mtu(v) => link.mtu = *v,
-                LinkAttribute::Controller(_) => link.has_controller = true,
+                LinkAttribute::Controller(c) => {
+                    link.has_controller = true;
+                    link.controller = Some(*c);
+                }
                 LinkAttribute::LinkInfo(infos) => {
                     for i in infos {
-                        if let LinkInfo::Kind(k) = i {
-                            link.kind = Some(k.to_string());
+                        match i {
+                            LinkInfo::Kind(k) => link.kind = Some(k.to_string()),
+                            LinkInfo::Data(InfoData::Bridge(b)) => {
+                                let mut s = BridgeSettings::default();
+                                for a in b {
+                                    match a {
+                                        InfoBridge::VlanFiltering(on) => s.vlan_filtering = *on,
+                                        InfoBridge::VlanDefaultPvid(v) => s.default_pvid = *v,
+                                        _ => {}
+                                    }
+                                }
+                                link.bridge = Some(s);
+                            }
+                            LinkInfo::PortData(InfoPortData::BridgePort(p)) => {
+                                for a in p {
+                                    if let InfoBridgePort::Isolated(on) = a {
+                                        link.port_isolated = Some(*on);
+                                    }
+                                }
+                            }
+                            _ => {}
                         }
                     }
                 }
@@ -207,6 +257,92 @@ impl Rtnl {
         }
         self.handle.link().add(b.build()).execute().await?;
         Ok(())
+    }
+
+    /// `ip link set IF master BRIDGE`.
+    pub async fn set_controller(&self, index: u32, controller: u32) -> Result<()> {
+        let msg = LinkUnspec::new_with_index(index)
+            .controller(controller)
+            .build();
+        self.handle.link().set(msg).execute().await?;
+        Ok(())
+    }
+
+    /// `ip link set IF type bridge_slave isolated on|off`.
+    pub async fn set_port_isolated(&self, index: u32, on: bool) -> Result<()> {
+        let msg = LinkBridgePort::new(index)
+            .append_info_data(InfoBridgePort::Isolated(on))
+            .build();
+        self.handle.link().set_port(msg).execute().await?;
+        Ok(())
+    }
+
+    /// `bridge vlan add dev IF vid VID [pvid] [untagged]`.
+    pub async fn add_port_vlan(
+        &self,
+        index: u32,
+        vid: u16,
+        pvid: bool,
+        untagged: bool,
+    ) -> Result<()> {
+        let mut flags = BridgeVlanInfoFlags::empty();
+        if pvid {
+            flags |= BridgeVlanInfoFlags::Pvid;
+        }
+        if untagged {
+            flags |= BridgeVlanInfoFlags::Untagged;
+        }
+        let msg = LinkBridgeVlan::new(index).vlan(vid, flags).build();
+        self.handle.link().set(msg).execute().await?;
+        Ok(())
+    }
+
+    /// `bridge vlan del dev IF vid VID`; absent is not an error.
+    pub async fn del_port_vlan(&self, index: u32, vid: u16) -> Result<()> {
+        let msg = LinkBridgeVlan::new(index)
+            .vlan(vid, BridgeVlanInfoFlags::empty())
+            .build();
+        match self.handle.link().del_with_message(msg).execute().await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let e = Error::from(e);
+                if e.kind == ErrorKind::NotFound {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    /// The VLANs of bridge port `index` (`bridge vlan show dev IF`).
+    pub async fn port_vlans(&self, index: u32) -> Result<Vec<PortVlan>> {
+        let mut out = Vec::new();
+        let mut s = self
+            .handle
+            .link()
+            .get()
+            .set_filter_mask(AddressFamily::Bridge, vec![LinkExtentMask::Brvlan])
+            .execute();
+        while let Some(m) = s.try_next().await? {
+            if m.header.index != index {
+                continue;
+            }
+            for a in &m.attributes {
+                if let LinkAttribute::AfSpecBridge(specs) = a {
+                    for spec in specs {
+                        if let AfSpecBridge::VlanInfo(v) = spec {
+                            out.push(PortVlan {
+                                vid: v.vid,
+                                pvid: v.flags.contains(BridgeVlanInfoFlags::Pvid),
+                                untagged: v.flags.contains(BridgeVlanInfoFlags::Untagged),
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        Ok(out)
     }
 
     pub async fn set_link(&self, index: u32, c: &LinkChange) -> Result<()> {

@@ -142,6 +142,7 @@ pub async fn plan(
     let flag = req.flag()?;
     let mode: Mode = req.mode.into();
     let parent = super::parent_link(engine, &req.parent).await?;
+    super::bridge::check_not_uplink(&parent.name, records)?;
     let mtu = super::mtu_under(&parent, req.mtu)?;
     super::check_ifname_free(ns, &req.netns, &req.ifname).await?;
     let on_parent: Vec<&Attachment> = records
@@ -198,6 +199,10 @@ pub async fn plan(
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
         cni: None,
+        vlan: None,
+        isolated: false,
+        uplink: None,
+        switch_id: None,
     })
 }
 

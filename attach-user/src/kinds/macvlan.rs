@@ -84,6 +84,7 @@ pub async fn plan(
     records: &[Attachment],
 ) -> Result<Attachment> {
     let parent = super::parent_link(engine, &req.parent).await?;
+    super::bridge::check_not_uplink(&parent.name, records)?;
     let mtu = super::mtu_under(&parent, req.mtu)?;
     super::check_ifname_free(ns, &req.netns, &req.ifname).await?;
     let on_parent: Vec<&Attachment> = records
@@ -166,6 +167,10 @@ pub async fn plan(
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
         cni: None,
+        vlan: None,
+        isolated: false,
+        uplink: None,
+        switch_id: None,
     })
 }
 

@@ -4,8 +4,10 @@
 //!   attachments, and return the record to create (nothing changes yet);
 //! - `create`: make it, noting in the record what exists so far;
 //! - `teardown`: remove whatever of a record exists, continuing past
-//!   failures (used by `del`, and to roll back a failed `create`).
+//!   failures (used by `del`, and to roll back a failed `create`);
+//! - `check`, `repair` and `links`, for `check`, `reconcile` and `upgrade`.
 
+pub mod bridge;
 pub mod ipvlan;
 pub mod macvlan;
 
@@ -26,6 +28,7 @@ use crate::{
 pub enum AddRequest {
     Macvlan(macvlan::MacvlanRequest),
     Ipvlan(ipvlan::IpvlanRequest),
+    Bridge(bridge::BridgeRequest),
 }
 
 impl AddRequest {
@@ -34,6 +37,7 @@ impl AddRequest {
         match self {
             AddRequest::Macvlan(r) => (&r.netns, &r.ifname),
             AddRequest::Ipvlan(r) => (&r.netns, &r.ifname),
+            AddRequest::Bridge(r) => (&r.netns, &r.ifname),
         }
     }
 
@@ -42,6 +46,7 @@ impl AddRequest {
         match self {
             AddRequest::Macvlan(r) => r.validate(),
             AddRequest::Ipvlan(r) => r.validate(),
+            AddRequest::Bridge(r) => r.validate(),
         }
     }
 }
@@ -184,6 +189,7 @@ pub(crate) async fn plan(
     match req {
         AddRequest::Macvlan(r) => macvlan::plan(engine, r, ns, records).await,
         AddRequest::Ipvlan(r) => ipvlan::plan(engine, r, ns, records).await,
+        AddRequest::Bridge(r) => bridge::plan(engine, r, ns, records).await,
     }
 }
 
@@ -196,6 +202,7 @@ pub(crate) async fn create(
     match rec.kind {
         Kind::Macvlan => macvlan::create(engine, rec, ns, records).await,
         Kind::Ipvlan => ipvlan::create(engine, rec, ns, records).await,
+        Kind::Bridge => bridge::create(engine, rec, ns, records).await,
         other => Err(Error::system(format!(
             "{} attachments are not built yet",
             other.name()
@@ -210,6 +217,7 @@ pub(crate) async fn check(engine: &Engine, rec: &Attachment) -> Result<()> {
     match rec.kind {
         Kind::Macvlan => macvlan::check(engine, rec).await,
         Kind::Ipvlan => ipvlan::check(engine, rec).await,
+        Kind::Bridge => bridge::check(engine, rec).await,
         other => Err(Error::system(format!(
             "{} attachments are not built yet",
             other.name()
@@ -270,6 +278,7 @@ pub(crate) async fn repair(engine: &Engine, rec: &Attachment, others: &[Attachme
     match rec.kind {
         Kind::Macvlan => macvlan::repair(engine, rec, others).await,
         Kind::Ipvlan => ipvlan::repair(engine, rec, others).await,
+        Kind::Bridge => bridge::repair(engine, rec, others).await,
         other => Err(Error::system(format!(
             "{} attachments are not built yet",
             other.name()
@@ -283,6 +292,7 @@ pub(crate) fn links(rec: &Attachment) -> Vec<(&'static str, String)> {
     match rec.kind {
         Kind::Macvlan => macvlan::links(rec),
         Kind::Ipvlan => ipvlan::links(rec),
+        Kind::Bridge => bridge::links(rec),
         _ => Vec::new(),
     }
 }
@@ -295,6 +305,7 @@ pub(crate) async fn teardown(
     match rec.kind {
         Kind::Macvlan => macvlan::teardown(engine, rec, remaining).await,
         Kind::Ipvlan => ipvlan::teardown(engine, rec, remaining).await,
+        Kind::Bridge => bridge::teardown(engine, rec, remaining).await,
         other => vec![Error::system(format!(
             "{} attachments are not built yet",
             other.name()
