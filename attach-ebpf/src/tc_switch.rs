@@ -97,22 +97,27 @@ fn from_port(ctx: &TcContext, skb: *mut __sk_buff, port: &SwPort) -> i32 {
         // The engine keeps a port's switch in the table: this is drift.
         return drop(&pkt, Verdict::DropRedirect);
     };
-    stats::tx(port.id, len as u64, &eth);
     let now = switch::now();
     learn(port.switch_id, port.vlan, &eth.src, port.ifindex, now);
     let isolated = port.has(SW_F_ISOLATED);
-
-    if !eth.is_multicast()
-        && let Some(dst) = lookup(&sw, port.switch_id, port.vlan, &eth.dst, now)
-    {
+    let dst = if eth.is_multicast() {
+        None
+    } else {
+        lookup(&sw, port.switch_id, port.vlan, &eth.dst, now)
+    };
+    if let Some(dst) = dst {
+        // Policy first: a refused frame is not counted as sent.
         if dst.ifindex == port.ifindex {
             return drop(&pkt, Verdict::DropSamePort);
         }
+        if !dst.has(SW_F_UPLINK) && !may_reach(isolated, &dst) {
+            return drop(&pkt, Verdict::DropPrivate);
+        }
+    }
+    stats::tx(port.id, len as u64, &eth);
+    if let Some(dst) = dst {
         if dst.has(SW_F_UPLINK) {
             return to_uplink(skb, dst.ifindex, port.vlan, &pkt);
-        }
-        if !may_reach(isolated, &dst) {
-            return drop(&pkt, Verdict::DropPrivate);
         }
         // SAFETY: plain helper call.
         let ret = unsafe { bpf_redirect_peer(dst.ifindex, 0) } as i32;

@@ -6,6 +6,7 @@
 //! devices (floods use `bpf_clone_redirect`, which really transmits), and its
 //! own pinned maps, removed afterwards.
 
+mod bridge;
 mod common;
 mod ipvlan;
 

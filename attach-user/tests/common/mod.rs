@@ -21,6 +21,7 @@ use attach_common::{
 };
 use aya::programs::{ProgramError, TestRun, TestRunOptions};
 
+pub mod bridge;
 pub mod frames;
 pub mod ipvlan;
 
