@@ -49,6 +49,9 @@ pub struct Link {
 /// What we read of a Linux bridge.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct BridgeSettings {
+    /// Whether the kernel has bridge VLAN filtering at all
+    /// (CONFIG_BRIDGE_VLAN_FILTERING: it reports the VLAN settings).
+    pub vlan_support: bool,
     pub vlan_filtering: bool,
     /// The VLAN new ports get (untagged, as their PVID); 0: none.
     pub default_pvid: u16,
@@ -96,7 +99,11 @@ impl Link {
                                 for a in b {
                                     match a {
                                         InfoBridge::VlanFiltering(on) => s.vlan_filtering = *on,
-                                        InfoBridge::VlanDefaultPvid(v) => s.default_pvid = *v,
+                                        InfoBridge::VlanDefaultPvid(v) => {
+                                            s.vlan_support = true;
+                                            s.default_pvid = *v;
+                                        }
+                                        InfoBridge::VlanProtocol(_) => s.vlan_support = true,
                                         _ => {}
                                     }
                                 }

@@ -21,7 +21,7 @@ pub use crate::{
     attach::Attach,
     matrix::{Matrix, Proto, Row},
     netns::{Netns, netns_cookie, netns_list, unique_tag},
-    probe::{UNUSED_V4, arping, broadcast_reaches, ndisc, ping},
+    probe::{UNUSED_V4, arping, broadcast_reaches, captures, ndisc, ping},
 };
 
 /// Every lab namespace is named `atl-<pid>-<n>-<role>`.
@@ -171,6 +171,25 @@ impl Lab {
             }
             thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Cables one more NIC into the node: `node_if` there, on a new port
+    /// `p-<node_if>` of the switch (no hairpin: a plain switch port). It
+    /// goes with the lab.
+    pub fn add_nic(&self, node_if: &str) -> Result<()> {
+        let port = format!("p-{node_if}");
+        ip(
+            &self.sw,
+            &format!(
+                "link add {port} type veth peer name {node_if} netns {}",
+                self.node.name()
+            ),
+        )?;
+        ip(&self.sw, &format!("link set {port} master {BRIDGE}"))?;
+        self.sw.ok(&["ethtool", "-K", &port, "tx", "off"])?;
+        ip(&self.sw, &format!("link set {port} up"))?;
+        ip(&self.node, &format!("link set {node_if} up"))?;
+        Ok(())
     }
 
     /// `<pid>-<n>`, part of every namespace name of this lab.

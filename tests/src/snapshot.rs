@@ -44,8 +44,10 @@ impl fmt::Debug for State {
     }
 }
 
-/// The datapath maps whose entries an attachment owns.
-const MAPS: [&str; 7] = [
+/// The datapath maps whose entries an attachment owns (the switch flood
+/// table, an array, is left out: its rows count only up to their switch's
+/// `nports`).
+const MAPS: [&str; 10] = [
     "attach_eps",
     "attach_ports",
     "attach_parents",
@@ -53,6 +55,9 @@ const MAPS: [&str; 7] = [
     "attach_ip4_eps",
     "attach_ip6_eps",
     "attach_ipvl_par",
+    "attach_sw_ports",
+    "attach_switches",
+    "attach_sw_fdb",
 ];
 
 /// Captures the node (its links and addresses, the parent's MAC, promiscuity,

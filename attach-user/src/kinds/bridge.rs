@@ -215,9 +215,10 @@ pub async fn plan(
             )));
         }
     }
+    let what = if ebpf { "switch" } else { "bridge" };
     if let Some(o) = others.iter().find(|o| o.mac == rec.mac) {
         return Err(Error::conflict(format!(
-            "MAC {} is already used on bridge {} by {} in {:?}",
+            "MAC {} is already used on {what} {} by {} in {:?}",
             rec.mac, rec.parent, o.ifname, o.netns
         )));
     }
@@ -238,7 +239,7 @@ pub async fn plan(
             .find(|o| o.ips.iter().any(|a| a.addr == ip.addr))
         {
             return Err(Error::conflict(format!(
-                "address {} is already used on bridge {} by {} in {:?}",
+                "address {} is already used on {what} {} by {} in {:?}",
                 ip.addr, rec.parent, o.ifname, o.netns
             )));
         }
@@ -260,8 +261,17 @@ async fn native_bridge(engine: &Engine, name: &str, vlan: Option<u16>) -> Result
             link.kind.as_deref().unwrap_or("plain")
         )));
     }
+    let settings = link.bridge.unwrap_or_default();
     if let Some(v) = vlan
-        && !link.bridge.is_some_and(|b| b.vlan_filtering)
+        && !settings.vlan_support
+    {
+        return Err(Error::invalid(format!(
+            "--vlan {v} on a native bridge needs the kernel's bridge VLAN filtering, which this kernel lacks \
+             (CONFIG_BRIDGE_VLAN_FILTERING is off); the ebpf backend's switch has VLANs of its own"
+        )));
+    }
+    if let Some(v) = vlan
+        && !settings.vlan_filtering
     {
         return Err(Error::conflict(format!(
             "bridge {name} does not filter VLANs (vlan_filtering 0), so --vlan {v} cannot make an access port; \
@@ -317,6 +327,11 @@ async fn plan_switch(
         if !link.ether {
             return Err(Error::invalid(format!(
                 "uplink {name} is not an Ethernet device"
+            )));
+        }
+        if link.kind.as_deref() == Some("bridge") {
+            return Err(Error::invalid(format!(
+                "uplink {name} is a Linux bridge: attach to it with --backend native"
             )));
         }
         if link.has_controller {
