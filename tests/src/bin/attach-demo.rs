@@ -1,22 +1,23 @@
 //! The demo: builds a lab of network namespaces (an external host on a
 //! switch, a node with a parent NIC, containers), attaches containers in every
 //! macvlan mode with the kernel's macvlan and with our eBPF datapath (tc and
-//! xdp), and shows who reaches whom. Everything is removed at the end.
+//! xdp), and shows who reaches whom; then ipvlan, and bridge ports on a Linux
+//! bridge and on our eBPF switch. Everything is removed at the end.
 
 use std::time::Instant;
 
 use anyhow::Result;
 use attach_tests::{
     lab::{Lab, LabOptions, Matrix, Proto, require_root},
-    reach::{Flavor, attach, attach_ipvlan, detach, measure},
+    reach::{Flavor, attach, attach_bridge, attach_ipvlan, detach, measure},
 };
 
 const USAGE: &str = "usage: attach-demo [--mode bridge|vepa|private|passthru]...
 
 Builds a lab of network namespaces, attaches containers in each macvlan mode
 with native macvlan and with attach's eBPF datapath (tc and xdp), and prints
-the reachability of each, then shows --host-access and ipvlan in l2, l3 and
-l3s. Needs root; cleans up.";
+the reachability of each, then shows --host-access, ipvlan in l2, l3 and
+l3s, and bridge ports (a Linux bridge, our eBPF switch). Needs root; cleans up.";
 
 fn main() -> Result<()> {
     let mut modes: Vec<String> = Vec::new();
@@ -65,6 +66,7 @@ fn main() -> Result<()> {
     }
     host_access()?;
     ipvlan(&lab)?;
+    bridge()?;
     println!(
         "\n{} in {:.0?}: every eBPF matrix {} native macvlan's.",
         if all_same { "Done" } else { "FAILED" },
@@ -178,6 +180,74 @@ fn host_access() -> Result<()> {
             yes("c1", "node", Proto::V6),
             yes("c1", "ext", Proto::V4)
         );
+    }
+    Ok(())
+}
+
+/// bridge: ports of a Linux bridge whose other port is the node's second
+/// NIC, and of our eBPF switch with that NIC as its uplink; then what the
+/// ports' options promise, on the switch.
+fn bridge() -> Result<()> {
+    for backend in ["native", "ebpf"] {
+        eprintln!("  ... bridge {backend}");
+        let lab = Lab::new()?;
+        lab.add_nic("eth2")?;
+        let extra: &[&str] = if backend == "native" {
+            lab.node().ok(&[
+                "ip",
+                "link",
+                "add",
+                "br0",
+                "type",
+                "bridge",
+                "stp_state",
+                "0",
+            ])?;
+            lab.node()
+                .ok(&["ip", "link", "set", "eth2", "master", "br0"])?;
+            lab.node().ok(&["ip", "link", "set", "br0", "up"])?;
+            &["--spoofchk", "on"]
+        } else {
+            &["--uplink", "eth2"]
+        };
+        let c1 = attach_bridge(&lab, 1, "br0", backend, extra)?;
+        let c2 = attach_bridge(&lab, 2, "br0", backend, &[])?;
+        let m = measure(&lab, &[&c1, &c2]);
+        println!(
+            "\n== bridge, {backend}: {}",
+            if backend == "native" {
+                "ports of Linux bridge br0 of the node, whose other port is its NIC eth2"
+            } else {
+                "ports of our eBPF switch br0, uplink eth2 (the node reaches them over the wire, from eth1)"
+            }
+        );
+        println!("{m}");
+        if backend == "ebpf" {
+            let c3 = attach_bridge(&lab, 3, "br0", backend, &["--vlan", "10"])?;
+            let c4 = attach_bridge(&lab, 4, "br0", backend, &["--vlan", "10"])?;
+            let c5 = attach_bridge(&lab, 5, "br0", backend, &["--isolated"])?;
+            let c6 = attach_bridge(&lab, 6, "br0", backend, &["--isolated"])?;
+            let yes = |b: bool| if b { "yes" } else { "no" };
+            println!("   c3, c4 in VLAN 10; c5, c6 isolated:");
+            for (a, b, why) in [
+                (&c3, &c4, "same VLAN"),
+                (&c3, &c1, "VLAN 10 -> untagged"),
+                (&c5, &c6, "isolated -> isolated"),
+                (&c5, &c1, "isolated -> non-isolated"),
+            ] {
+                println!(
+                    "   {} -> {} v4: {:<3} ({why})",
+                    a.label,
+                    b.label,
+                    yes(attach_tests::lab::ping(&a.ns, &b.v4))
+                );
+            }
+            for c in [&c3, &c4, &c5, &c6] {
+                detach(&lab, c)?;
+            }
+        }
+        detach(&lab, &c1)?;
+        detach(&lab, &c2)?;
     }
     Ok(())
 }
