@@ -1006,3 +1006,68 @@ fn monotonic_ns() -> u64 {
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(backend: Backend) -> BridgeRequest {
+        BridgeRequest {
+            netns: "c1".into(),
+            ifname: "eth0".into(),
+            bridge: "br0".into(),
+            mac: None,
+            ips: Vec::new(),
+            gateway: None,
+            mtu: None,
+            vlan: None,
+            backend,
+            isolated: false,
+            spoofchk: None,
+            uplink: None,
+        }
+    }
+
+    #[test]
+    fn vlan_ids_outside_1_to_4094_are_refused() {
+        for v in [0, 4095, 4096, u16::MAX] {
+            let e = BridgeRequest {
+                vlan: Some(v),
+                ..req(Backend::Ebpf)
+            }
+            .validate()
+            .unwrap_err();
+            assert!(e.message.contains(&format!("VLAN ID {v}")), "{e}");
+        }
+        for v in [1, 10, 4094] {
+            BridgeRequest {
+                vlan: Some(v),
+                ..req(Backend::Native)
+            }
+            .validate()
+            .unwrap();
+        }
+    }
+
+    #[test]
+    fn names_and_options_are_checked() {
+        let e = BridgeRequest {
+            bridge: "a-very-long-bridge".into(),
+            ..req(Backend::Ebpf)
+        }
+        .validate()
+        .unwrap_err();
+        assert!(
+            e.message.contains("--bridge") && e.message.contains("15"),
+            "{e}"
+        );
+        let e = BridgeRequest {
+            uplink: Some("eth1".into()),
+            ..req(Backend::Native)
+        }
+        .validate()
+        .unwrap_err();
+        assert!(e.message.contains("--uplink"), "{e}");
+        assert!(req(Backend::Ebpf).spoofchk() && !req(Backend::Native).spoofchk());
+    }
+}
