@@ -21,6 +21,19 @@ const BR: &str = "brt";
 /// (native) or the switch's uplink (ebpf).
 const NIC: &str = "eth2";
 
+/// Sends, on device argv[1], an ARP request tagged with VLAN 10 for
+/// argv[2], from 10.77.0.1 (the external host has no VLAN device: 802.1Q
+/// devices are off in this kernel).
+const TAGGED_ARP: &str = r#"
+import socket, struct, sys
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind((sys.argv[1], 0))
+mac = s.getsockname()[4]
+arp = struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1) + mac + socket.inet_aton("10.77.0.1")
+arp += bytes(6) + socket.inet_aton(sys.argv[2])
+s.send(b"\xff" * 6 + mac + struct.pack("!HHH", 0x8100, 10, 0x0806) + arp)
+"#;
+
 /// A Linux bridge `BR` in the node (native only): no STP, no multicast
 /// snooping (every multicast floods, as the eBPF switch does), and VLAN
 /// filtering if asked and the kernel has it. Returns whether it filters.
@@ -374,6 +387,21 @@ fn the_wire_is_reached_through_the_nic() {
                 &arp,
             );
             assert!(tagged, "{backend}: c3's ARP not seen tagged 10 on the wire");
+            // And the other way: an ARP request tagged 10 from the wire
+            // reaches c3 (untagged), whose reply leaves tagged 10.
+            let send = ["python3", "-c", TAGGED_ARP, EXT_IF, &c3.v4];
+            let answered = captures(
+                lab.ext(),
+                EXT_IF,
+                "vlan 10 and arp",
+                "is-at",
+                lab.ext(),
+                &send,
+            );
+            assert!(
+                answered,
+                "{backend}: c3 did not answer an ARP request tagged 10"
+            );
         }
         if backend == "ebpf" {
             let rec = record(&lab, &c1.ns);
