@@ -62,10 +62,17 @@ pub enum Verdict {
     DropMulticast = 14,
     /// Dropped: the node has no route (unreachable, blackhole, prohibit).
     DropNoRoute = 15,
+    /// Dropped: a tagged frame on a VM's tap for a VLAN no nested endpoint
+    /// of that tap has.
+    DropVlanUnknown = 16,
+    /// Dropped: a frame for a nested endpoint that is not in its VLAN (an
+    /// untagged frame for a `--keep-tag` endpoint, a tagged one for a
+    /// stripping endpoint, or another VLAN).
+    DropVlanMismatch = 17,
 }
 
 /// Number of `Verdict` values: the stride of the verdict counter table.
-pub const VERDICT_COUNT: u32 = 16;
+pub const VERDICT_COUNT: u32 = 18;
 /// Size of the verdict counter table.
 pub const VERDICT_SLOTS: u32 = VERDICT_COUNT * 3;
 
@@ -87,6 +94,8 @@ impl Verdict {
         Verdict::NeighReply,
         Verdict::DropMulticast,
         Verdict::DropNoRoute,
+        Verdict::DropVlanUnknown,
+        Verdict::DropVlanMismatch,
     ];
 
     /// Index of this verdict's counter for `dir`.
@@ -105,6 +114,8 @@ impl Verdict {
                 | Verdict::DropMtu
                 | Verdict::DropMulticast
                 | Verdict::DropNoRoute
+                | Verdict::DropVlanUnknown
+                | Verdict::DropVlanMismatch
         )
     }
 
@@ -127,6 +138,8 @@ impl Verdict {
             Verdict::NeighReply => "neigh_reply",
             Verdict::DropMulticast => "l3_multicast",
             Verdict::DropNoRoute => "no_route",
+            Verdict::DropVlanUnknown => "vlan_unknown",
+            Verdict::DropVlanMismatch => "vlan_mismatch",
         }
     }
 }

@@ -3,7 +3,8 @@
 
 use attach_common::{
     EVENTS_BYTES, Endpoint, EndpointKey, EndpointStats, EpIpKey, Event, FLOOD_TABLE_SIZE, Ip4Key,
-    Ip6Key, IpvlanParent, MAX_ENDPOINTS, MAX_PARENTS, ParentCfg, VERDICT_SLOTS,
+    Ip6Key, IpvlanParent, MAX_ENDPOINTS, MAX_PARENTS, NestKey, NestedEp, ParentCfg, RouterPort,
+    VERDICT_SLOTS,
 };
 use aya_ebpf::{
     btf_maps::{Array, DevMapHash, HashMap, PerCpuArray, RingBuf},
@@ -53,3 +54,19 @@ pub static IP6_EPS: HashMap<Ip6Key, Endpoint, EPS> = HashMap::new();
 
 #[btf_map(name = "attach_ipvl_par", pin_by_name)]
 pub static IPVL_PARENTS: HashMap<u32, IpvlanParent, { MAX_PARENTS as usize }> = HashMap::new();
+
+// router (attach_common::router).
+
+#[btf_map(name = "attach_rt_ports", pin_by_name)]
+pub static RT_PORTS: HashMap<u32, RouterPort, EPS> = HashMap::new();
+
+// nested (attach_common::nested).
+
+#[btf_map(name = "attach_nest_vl", pin_by_name)]
+pub static NEST_VLANS: HashMap<NestKey, NestedEp, EPS> = HashMap::new();
+
+#[btf_map(name = "attach_nest_prt", pin_by_name)]
+pub static NEST_PORTS: HashMap<u32, NestedEp, EPS> = HashMap::new();
+
+#[btf_map(name = "attach_nest_ids", pin_by_name)]
+pub static NEST_IDS: HashMap<u32, NestedEp, EPS> = HashMap::new();

@@ -42,12 +42,12 @@ pub fn source_allowed(ctx: &TcContext, ep: &Endpoint, proto_be: u16) -> bool {
             };
             let unspecified = u128::from_ne_bytes(src) == 0;
             let link_local = src[0] == 0xfe && src[1] & 0xc0 == 0x80;
-            return unspecified || link_local || owns(&EpIpKey::v6(ep.host_ifindex, src));
+            return unspecified || link_local || owns(&EpIpKey::v6(ep.ip_owner(), src));
         }
         _ => return true,
     };
     let Ok(src) = ctx.load::<[u8; 4]>(v4_at) else {
         return false;
     };
-    u32::from_ne_bytes(src) == 0 || owns(&EpIpKey::v4(ep.host_ifindex, src))
+    u32::from_ne_bytes(src) == 0 || owns(&EpIpKey::v4(ep.ip_owner(), src))
 }

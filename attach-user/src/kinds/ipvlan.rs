@@ -198,6 +198,13 @@ pub async fn plan(
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
         cni: None,
+        forwarding_enabled: Vec::new(),
+        role: None,
+        vlan: None,
+        qinq: None,
+        keep_tag: false,
+        tap: None,
+        tap_ifindex: None,
     })
 }
 

@@ -8,6 +8,8 @@
 
 pub mod ipvlan;
 pub mod macvlan;
+pub mod nested;
+pub mod router;
 
 use std::net::IpAddr;
 
@@ -26,14 +28,22 @@ use crate::{
 pub enum AddRequest {
     Macvlan(macvlan::MacvlanRequest),
     Ipvlan(ipvlan::IpvlanRequest),
+    Router(router::RouterRequest),
+    Nested(nested::NestedRequest),
+    NestedHost(nested::NestedHostRequest),
 }
 
 impl AddRequest {
-    /// The container namespace and interface name the request is for.
+    /// The container namespace and interface name the request is for;
+    /// both empty for the host side of a nested attachment, which has no
+    /// container namespace on this node (its kind checks its identity).
     pub fn target(&self) -> (&str, &str) {
         match self {
             AddRequest::Macvlan(r) => (&r.netns, &r.ifname),
             AddRequest::Ipvlan(r) => (&r.netns, &r.ifname),
+            AddRequest::Router(r) => (&r.netns, &r.ifname),
+            AddRequest::Nested(r) => (&r.netns, &r.ifname),
+            AddRequest::NestedHost(_) => ("", ""),
         }
     }
 
@@ -42,6 +52,9 @@ impl AddRequest {
         match self {
             AddRequest::Macvlan(r) => r.validate(),
             AddRequest::Ipvlan(r) => r.validate(),
+            AddRequest::Router(r) => r.validate(),
+            AddRequest::Nested(r) => r.validate(),
+            AddRequest::NestedHost(r) => r.validate(),
         }
     }
 }
@@ -184,6 +197,9 @@ pub(crate) async fn plan(
     match req {
         AddRequest::Macvlan(r) => macvlan::plan(engine, r, ns, records).await,
         AddRequest::Ipvlan(r) => ipvlan::plan(engine, r, ns, records).await,
+        AddRequest::Router(r) => router::plan(engine, r, ns, records).await,
+        AddRequest::Nested(r) => nested::plan(engine, r, ns, records).await,
+        AddRequest::NestedHost(r) => nested::plan_host(engine, r, records).await,
     }
 }
 
@@ -196,6 +212,8 @@ pub(crate) async fn create(
     match rec.kind {
         Kind::Macvlan => macvlan::create(engine, rec, ns, records).await,
         Kind::Ipvlan => ipvlan::create(engine, rec, ns, records).await,
+        Kind::Router => router::create(engine, rec, ns, records).await,
+        Kind::Nested => nested::create(engine, rec, ns, records).await,
         other => Err(Error::system(format!(
             "{} attachments are not built yet",
             other.name()
@@ -210,6 +228,8 @@ pub(crate) async fn check(engine: &Engine, rec: &Attachment) -> Result<()> {
     match rec.kind {
         Kind::Macvlan => macvlan::check(engine, rec).await,
         Kind::Ipvlan => ipvlan::check(engine, rec).await,
+        Kind::Router => router::check(engine, rec).await,
+        Kind::Nested => nested::check(engine, rec).await,
         other => Err(Error::system(format!(
             "{} attachments are not built yet",
             other.name()
@@ -270,6 +290,8 @@ pub(crate) async fn repair(engine: &Engine, rec: &Attachment, others: &[Attachme
     match rec.kind {
         Kind::Macvlan => macvlan::repair(engine, rec, others).await,
         Kind::Ipvlan => ipvlan::repair(engine, rec, others).await,
+        Kind::Router => router::repair(engine, rec, others).await,
+        Kind::Nested => nested::repair(engine, rec, others).await,
         other => Err(Error::system(format!(
             "{} attachments are not built yet",
             other.name()
@@ -283,6 +305,8 @@ pub(crate) fn links(rec: &Attachment) -> Vec<(&'static str, String)> {
     match rec.kind {
         Kind::Macvlan => macvlan::links(rec),
         Kind::Ipvlan => ipvlan::links(rec),
+        Kind::Router => router::links(rec),
+        Kind::Nested => nested::links(rec),
         _ => Vec::new(),
     }
 }
@@ -295,6 +319,8 @@ pub(crate) async fn teardown(
     match rec.kind {
         Kind::Macvlan => macvlan::teardown(engine, rec, remaining).await,
         Kind::Ipvlan => ipvlan::teardown(engine, rec, remaining).await,
+        Kind::Router => router::teardown(engine, rec, remaining).await,
+        Kind::Nested => nested::teardown(engine, rec, remaining).await,
         other => vec![Error::system(format!(
             "{} attachments are not built yet",
             other.name()
