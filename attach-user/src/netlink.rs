@@ -333,6 +333,45 @@ impl Rtnl {
         Ok(())
     }
 
+    /// Deletes the connected route the kernel made for address `net` on
+    /// device `index` (its prefix); absent is not an error.
+    pub async fn del_prefix_route(&self, index: u32, net: &IpNet) -> Result<()> {
+        use netlink_packet_route::route::{RouteProtocol, RouteScope};
+        let mut msg = match net.addr {
+            IpAddr::V4(a) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(net.prefix))
+                    .unwrap_or(0);
+                RouteMessageBuilder::<std::net::Ipv4Addr>::new()
+                    .destination_prefix((u32::from(a) & mask).into(), net.prefix)
+                    .output_interface(index)
+                    .build()
+            }
+            IpAddr::V6(a) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(net.prefix))
+                    .unwrap_or(0);
+                RouteMessageBuilder::<std::net::Ipv6Addr>::new()
+                    .destination_prefix((u128::from(a) & mask).into(), net.prefix)
+                    .output_interface(index)
+                    .build()
+            }
+        };
+        msg.header.protocol = RouteProtocol::Unspec;
+        msg.header.scope = RouteScope::NoWhere;
+        match self.handle.route().del(msg).execute().await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let e = Error::from(e);
+                if e.kind == ErrorKind::NotFound {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
     /// A host route to `addr` through the device in the main table,
     /// replacing one that exists (repair).
     pub async fn replace_host_route(&self, index: u32, addr: IpAddr) -> Result<()> {

@@ -45,7 +45,7 @@ impl fmt::Debug for State {
 }
 
 /// The datapath maps whose entries an attachment owns.
-const MAPS: [&str; 7] = [
+const MAPS: [&str; 11] = [
     "attach_eps",
     "attach_ports",
     "attach_parents",
@@ -53,6 +53,10 @@ const MAPS: [&str; 7] = [
     "attach_ip4_eps",
     "attach_ip6_eps",
     "attach_ipvl_par",
+    "attach_rt_ports",
+    "attach_nest_vl",
+    "attach_nest_prt",
+    "attach_nest_ids",
 ];
 
 /// Captures the node (its links and addresses, the parent's MAC, promiscuity,
@@ -84,6 +88,20 @@ pub fn snapshot(lab: &Lab, containers: &[&Netns]) -> State {
         sort(&mut routes);
         s.insert(format!("node routes {family}"), routes);
     }
+    // router: the node's forwarding.
+    let fwd = lab
+        .node()
+        .ok(&[
+            "sysctl",
+            "-n",
+            "net.ipv4.ip_forward",
+            "net.ipv6.conf.all.forwarding",
+        ])
+        .unwrap_or_default();
+    s.insert(
+        "node forwarding".into(),
+        json!(fwd.split_whitespace().collect::<Vec<_>>()),
+    );
     for c in containers {
         s.insert(format!("links in {}", c.name()), Value::Array(links(c)));
     }

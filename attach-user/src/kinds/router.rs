@@ -330,7 +330,6 @@ pub async fn create(
     let host = rec.host_ifname.clone().expect("set by create_veth");
     let host_index = rec.host_ifindex.expect("set by create_veth");
     prepare_host_side(&host)?;
-    rec.forwarding_enabled = enable_forwarding(&rec.ips)?;
 
     if rec.backend == Backend::Ebpf {
         let mut dp = engine.datapath()?;
@@ -361,11 +360,24 @@ pub async fn create(
     }
     endpoint::host_up(engine, rec).await?;
     add_node_routes(engine, rec, host_index).await?;
+    // Last, so that a failed add leaves the node's forwarding as it was.
+    rec.forwarding_enabled = enable_forwarding(&rec.ips)?;
     Ok(())
 }
 
-/// `default via 169.254.1.1 dev IF onlink`, `default via fe80::1 dev IF`.
+/// `default via 169.254.1.1 dev IF onlink`, `default via fe80::1 dev IF`,
+/// and no route to the addresses' prefixes on the link: as with CNI's ptp,
+/// every destination, on-link or not, goes through the gateway (the node
+/// routes between endpoints; kernel datapath included, which answers only
+/// for its gateway addresses).
 async fn add_container_routes(c: &Rtnl, rec: &Attachment, index: u32) -> Result<()> {
+    for ip in &rec.ips {
+        if ip.prefix < IpNet::max_prefix(&ip.addr) {
+            c.del_prefix_route(index, ip)
+                .await
+                .with_context(|| format!("removing the on-link route of {ip} in the container"))?;
+        }
+    }
     for (v6, gw) in [(false, IpAddr::V4(GW4)), (true, IpAddr::V6(GW6))] {
         if rec.ips.iter().any(|n| n.addr.is_ipv6() == v6) {
             c.add_default_route_onlink(index, gw)
