@@ -82,8 +82,10 @@ fn forward_counter_setup(node: &Netns) {
         "{ type filter hook forward priority 0 ; }",
     ])
     .unwrap();
-    node.ok(&["nft", "add", "rule", "inet", "atkfwd", "counting", "counter"])
-        .unwrap();
+    node.ok(&[
+        "nft", "add", "rule", "inet", "atkfwd", "counting", "counter",
+    ])
+    .unwrap();
 }
 
 fn forward_counter(node: &Netns) -> u64 {

@@ -211,8 +211,11 @@ pub async fn plan(
             && r.qinq == req.qinq
     }) {
         return Err(Error::conflict(format!(
-            "VLAN {} on uplink {} is already {} in {:?}: a VLAN carries one container",
-            vlan_ifname(req.qinq, req.vlan),
+            "VLAN {}{} on uplink {} is already used by {} in {:?}: a VLAN carries one container",
+            req.vlan,
+            req.qinq
+                .map(|q| format!(" (in S-tag {q})"))
+                .unwrap_or_default(),
             up.name,
             r.ifname,
             r.netns
@@ -282,8 +285,15 @@ pub async fn plan_host(
             && r.qinq == req.qinq
     }) {
         return Err(Error::conflict(format!(
-            "VLAN {} of tap {} is already attached (to parent {}, MAC {})",
-            r.ifname, tap.name, r.parent, r.mac
+            "VLAN {}{} of tap {} is already attached (as {}, to parent {}, MAC {})",
+            req.vlan,
+            req.qinq
+                .map(|q| format!(" (in S-tag {q})"))
+                .unwrap_or_default(),
+            tap.name,
+            r.ifname,
+            r.parent,
+            r.mac
         )));
     }
     if let Some(r) = records
