@@ -13,181 +13,19 @@
 //! a forced neighbour entry: the switch drops the frame), while the same
 //! VLAN spans VMs; bad input is refused and changes nothing on either side.
 
-use std::{
-    io::{BufRead, BufReader},
-    process::Stdio,
-    sync::Arc,
-    thread,
-    time::{Duration, Instant},
-};
-
 use attach_tests::{
-    lab::{Attach, EXT_V4, EXT_V6, Lab, NODE_IF, Netns, netns_cookie, ping, require_root},
+    lab::{EXT_V4, EXT_V6, Lab, NODE_IF, Netns, netns_cookie, ping, require_root},
     reach::{Endpoint, Flavor, attach, detach},
     snapshot::{links, snapshot, tree},
+    vm::{Vm, attach_nested, capture, nested_mac as mac, vm},
 };
 use serde_json::{Value, json};
-
-/// A VM: a namespace, its uplink `eth0` (peer of `tap` on the node) and
-/// its own engine, reset (pins and records gone) when dropped: declare it
-/// after the lab so it goes first.
-struct Vm {
-    ns: Arc<Netns>,
-    engine: Attach,
-    tap: String,
-}
-
-impl Drop for Vm {
-    fn drop(&mut self) {
-        if let Ok(out) = self.engine.run(&["reset"])
-            && !out.status.success()
-        {
-            eprintln!(
-                "warning: reset in VM {}: {}",
-                self.ns.name(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-    }
-}
-
-fn vm(lab: &Lab, name: &str, tap: &str) -> Vm {
-    let ns = lab.container(name).unwrap();
-    lab.node()
-        .ok(&[
-            "ip",
-            "link",
-            "add",
-            tap,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            ns.name(),
-        ])
-        .unwrap();
-    lab.node().ok(&["ip", "link", "set", tap, "up"]).unwrap();
-    ns.ok(&["ip", "link", "set", "eth0", "up"]).unwrap();
-    Vm {
-        engine: Attach::new(&ns),
-        ns,
-        tap: tap.to_owned(),
-    }
-}
-
-fn mac(last: u8) -> String {
-    format!("02:a7:01:00:00:{last:02x}")
-}
-
-/// Container `name` in `vm` on VLAN `vlan` (in S-tag `qinq`), addresses
-/// 10.77.0.{last}/24 and fd77::{last}/64, attached on both sides
-/// (`host`: extra options of the host side).
-fn nested(
-    lab: &Lab,
-    vm: &Vm,
-    name: &str,
-    vlan: u16,
-    qinq: Option<u16>,
-    last: u8,
-    host: &[&str],
-) -> Endpoint {
-    let ns = lab.container(name).unwrap();
-    let (v4, v6) = (format!("10.77.0.{last}"), format!("fd77::{last}"));
-    let (ip4, ip6, m, vl) = (
-        format!("{v4}/24"),
-        format!("{v6}/64"),
-        mac(last),
-        vlan.to_string(),
-    );
-    let q = qinq.map(|q| q.to_string());
-    let mut args = vec![
-        "add",
-        "nested",
-        "--netns",
-        ns.name(),
-        "--uplink",
-        "eth0",
-        "--vlan",
-        &vl,
-        "--mac",
-        &m,
-        "--ip",
-        &ip4,
-        "--ip",
-        &ip6,
-    ];
-    if let Some(q) = &q {
-        args.extend(["--qinq", q]);
-    }
-    vm.engine.ok(&args).unwrap();
-    let mut args = vec![
-        "add",
-        "nested-host",
-        "--tap",
-        &vm.tap,
-        "--vlan",
-        &vl,
-        "--parent",
-        NODE_IF,
-        "--mac",
-        &m,
-        "--ip",
-        &ip4,
-        "--ip",
-        &ip6,
-    ];
-    if let Some(q) = &q {
-        args.extend(["--qinq", q]);
-    }
-    args.extend(host);
-    lab.attach().ok(&args).unwrap();
-    Endpoint {
-        label: name.to_owned(),
-        ns,
-        v4,
-        v6,
-    }
-}
-
-/// What tcpdump on `dev` in `ns` prints (`-e`: link-level headers, tags
-/// included) for up to `count` inbound frames matching `filter` while
-/// `action` runs.
-fn capture(ns: &Netns, dev: &str, filter: &str, count: u32, action: impl FnOnce()) -> String {
-    let c = count.to_string();
-    let argv = [
-        "timeout", "5", "tcpdump", "-i", dev, "-p", "-Q", "in", "-e", "-n", "-l", "-c", &c, filter,
-    ];
-    let mut cap = ns
-        .command(&argv)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = BufReader::new(cap.stderr.take().unwrap());
-    let mut line = String::new();
-    while err.read_line(&mut line).unwrap_or(0) > 0 && !line.contains("listening on") {
-        line.clear();
-    }
-    action();
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while Instant::now() < deadline && matches!(cap.try_wait(), Ok(None)) {
-        thread::sleep(Duration::from_millis(20));
-    }
-    if matches!(cap.try_wait(), Ok(None)) {
-        // SAFETY: kill(2) on our own unreaped child.
-        unsafe { libc::kill(cap.id() as libc::pid_t, libc::SIGTERM) };
-    }
-    let out = cap.wait_with_output().unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 fn reaches(from: &Endpoint, to: &Endpoint) -> (bool, bool) {
     (ping(&from.ns, &to.v4), ping(&from.ns, &to.v6))
 }
 
-fn stats_of<'a>(stats: &'a Value, pick: impl Fn(&Value) -> bool) -> &'a Value {
+fn stats_of(stats: &Value, pick: impl Fn(&Value) -> bool) -> &Value {
     stats["attachments"]
         .as_array()
         .unwrap()
@@ -215,9 +53,9 @@ fn verdict(stats: &Value, dir: &str, name: &str) -> u64 {
 fn vm_container_reaches_the_wire_and_a_host_container() {
     require_root();
     let lab = Lab::new().unwrap();
-    let vm1 = vm(&lab, "vm1", "tap1");
+    let vm1 = vm(&lab, "vm1", "tap1").unwrap();
     let hostc = attach(&lab, 2, "bridge", Flavor::EbpfTc, &[]).unwrap();
-    let c = nested(&lab, &vm1, "vm1c", 100, None, 31, &[]);
+    let c = attach_nested(&lab, &vm1, "vm1c", 100, None, 31, &[]).unwrap();
     for dst in [EXT_V4, EXT_V6] {
         assert!(ping(&c.ns, dst), "vm1c -> ext {dst}");
     }
@@ -297,11 +135,11 @@ fn vm_container_reaches_the_wire_and_a_host_container() {
 fn vlans_isolate_the_vms_containers() {
     require_root();
     let lab = Lab::new().unwrap();
-    let vm1 = vm(&lab, "vm1", "tap1");
-    let vm2 = vm(&lab, "vm2", "tap2");
-    let a = nested(&lab, &vm1, "vm1c100", 100, None, 31, &[]);
-    let b = nested(&lab, &vm1, "vm1c200", 200, None, 41, &["--keep-tag"]);
-    let d = nested(&lab, &vm2, "vm2c200", 200, None, 42, &["--keep-tag"]);
+    let vm1 = vm(&lab, "vm1", "tap1").unwrap();
+    let vm2 = vm(&lab, "vm2", "tap2").unwrap();
+    let a = attach_nested(&lab, &vm1, "vm1c100", 100, None, 31, &[]).unwrap();
+    let b = attach_nested(&lab, &vm1, "vm1c200", 200, None, 41, &["--keep-tag"]).unwrap();
+    let d = attach_nested(&lab, &vm2, "vm2c200", 200, None, 42, &["--keep-tag"]).unwrap();
     assert!(
         ping(&a.ns, EXT_V4) && ping(&a.ns, EXT_V6),
         "VLAN 100 -> ext"
@@ -354,11 +192,11 @@ fn vlans_isolate_the_vms_containers() {
 fn qinq_vm_uplink() {
     require_root();
     let lab = Lab::new().unwrap();
-    let vm1 = vm(&lab, "vm1", "tap1");
-    let vm3 = vm(&lab, "vm3", "tap3");
+    let vm1 = vm(&lab, "vm1", "tap1").unwrap();
+    let vm3 = vm(&lab, "vm3", "tap3").unwrap();
     let hostc = attach(&lab, 2, "bridge", Flavor::EbpfTc, &[]).unwrap();
-    let plain = nested(&lab, &vm1, "vm1c", 100, None, 31, &[]);
-    let q = nested(&lab, &vm3, "vm3c", 100, Some(10), 51, &[]);
+    let plain = attach_nested(&lab, &vm1, "vm1c", 100, None, 31, &[]).unwrap();
+    let q = attach_nested(&lab, &vm3, "vm3c", 100, Some(10), 51, &[]).unwrap();
     for c in [&q, &plain] {
         assert!(
             ping(&c.ns, EXT_V4) && ping(&c.ns, EXT_V6),
@@ -408,8 +246,8 @@ fn qinq_vm_uplink() {
 fn check_and_reconcile_both_sides() {
     require_root();
     let lab = Lab::new().unwrap();
-    let vm1 = vm(&lab, "vm1", "tap1");
-    let c = nested(&lab, &vm1, "vm1c", 100, None, 31, &[]);
+    let vm1 = vm(&lab, "vm1", "tap1").unwrap();
+    let c = attach_nested(&lab, &vm1, "vm1c", 100, None, 31, &[]).unwrap();
     assert_eq!(
         lab.attach().json(&["reconcile"]).unwrap(),
         json!([]),
@@ -468,7 +306,7 @@ fn vm_state(vm: &Vm, containers: &[&Netns]) -> Value {
 fn bad_input_is_refused_and_leaves_nothing() {
     require_root();
     let lab = Lab::new().unwrap();
-    let vm1 = vm(&lab, "vm1", "tap1");
+    let vm1 = vm(&lab, "vm1", "tap1").unwrap();
     let hostc = attach(&lab, 2, "bridge", Flavor::EbpfTc, &[]).unwrap();
     let t = lab.container("t").unwrap();
     let tn = t.name().to_owned();
@@ -597,7 +435,7 @@ fn bad_input_is_refused_and_leaves_nothing() {
         used,
     );
     // Taken VLANs, on each side.
-    let c = nested(&lab, &vm1, "vm1c", 100, None, 31, &[]);
+    let c = attach_nested(&lab, &vm1, "vm1c", 100, None, 31, &[]).unwrap();
     in_vm(&[&up[..], &["--vlan", "100"]].concat(), 4, "VLAN 100");
     on_host(&host(&["--tap", "tap1", "--vlan", "100"]), 4, "vlan100");
     // Detaching by tap needs the VLAN.

@@ -6,102 +6,32 @@
 //! FORWARD hook counts nothing) while the kernel datapath does; counters
 //! move; bad input is refused and leaves nothing.
 
-use std::sync::Arc;
-
 use attach_tests::{
     lab::{EXT_V4, EXT_V6, Lab, NODE_IF, NODE_V4, NODE_V6, Netns, ping, require_root},
+    routed::{
+        Routed as Ep, attach_router as try_attach_router, ext_routes as try_ext_routes,
+        forward_counter as try_forward_counter, forward_counter_setup as try_forward_setup,
+        reply_ttl,
+    },
     snapshot::snapshot,
 };
-use serde_json::Value;
 
-struct Ep {
-    ns: Arc<Netns>,
-    v4: String,
-    v6: String,
-}
-
-/// Container `c{i}`, routed: 10.88.0.{10+i} and fd88::{10+i}. Odd ones get
-/// host prefixes, even ones the subnet's (the container must still send
-/// everything through its gateway).
 fn attach_router(lab: &Lab, i: u8, extra: &[&str]) -> Ep {
-    let ns = lab.container(&format!("c{i}")).unwrap();
-    let (p4, p6) = if i % 2 == 1 { (32, 128) } else { (24, 64) };
-    let (v4, v6) = (format!("10.88.0.{}", 10 + i), format!("fd88::{}", 10 + i));
-    let (ip4, ip6) = (format!("{v4}/{p4}"), format!("{v6}/{p6}"));
-    let mut args = vec![
-        "add",
-        "router",
-        "--netns",
-        ns.name(),
-        "--ip",
-        &ip4,
-        "--ip",
-        &ip6,
-    ];
-    args.extend(extra);
-    lab.attach().ok(&args).unwrap();
-    Ep { ns, v4, v6 }
+    try_attach_router(lab, i, extra).unwrap()
 }
 
-/// The external host routes the endpoints' prefixes via the node.
 fn ext_routes(lab: &Lab) {
-    lab.ext()
-        .ok(&["ip", "route", "add", "10.88.0.0/24", "via", NODE_V4])
-        .unwrap();
-    lab.ext()
-        .ok(&["ip", "-6", "route", "add", "fd88::/64", "via", NODE_V6])
-        .unwrap();
+    try_ext_routes(lab).unwrap()
 }
 
-/// The TTL (hop limit) of the echo reply `from` gets from `to`, if any.
-fn reply_ttl(from: &Netns, to: &str) -> Option<u8> {
-    for _ in 0..2 {
-        let out = from.exec(&["ping", "-c", "1", "-W", "1", to]).ok()?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        if let Some(t) = text
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("ttl="))
-            .and_then(|t| t.parse().ok())
-        {
-            return Some(t);
-        }
-    }
-    None
-}
-
-/// A counter on the node's FORWARD hook (all families).
 fn forward_counter_setup(node: &Netns) {
-    node.ok(&["nft", "add", "table", "inet", "atkfwd"]).unwrap();
-    node.ok(&[
-        "nft",
-        "add",
-        "chain",
-        "inet",
-        "atkfwd",
-        "counting",
-        "{ type filter hook forward priority 0 ; }",
-    ])
-    .unwrap();
-    node.ok(&[
-        "nft", "add", "rule", "inet", "atkfwd", "counting", "counter",
-    ])
-    .unwrap();
+    try_forward_setup(node).unwrap()
 }
 
 fn forward_counter(node: &Netns) -> u64 {
-    let out = node
-        .ok(&["nft", "-j", "list", "table", "inet", "atkfwd"])
-        .unwrap();
-    let v: Value = serde_json::from_str(&out).unwrap();
-    v["nftables"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|i| i.get("rule"))
-        .flat_map(|r| r["expr"].as_array().unwrap().iter())
-        .find_map(|e| e["counter"]["packets"].as_u64())
-        .unwrap_or(0)
+    try_forward_counter(node).unwrap()
 }
+use serde_json::Value;
 
 fn counters<'a>(stats: &'a Value, ns: &Netns) -> &'a Value {
     stats["attachments"]
