@@ -486,6 +486,10 @@ pub async fn create(
 }
 
 async fn create_host(engine: &Engine, rec: &mut Attachment, records: &[Attachment]) -> Result<()> {
+    // By name: a recreation (reconcile) follows a VM whose tap came back
+    // with another index.
+    let tap_name = rec.tap.clone().unwrap_or_default();
+    rec.tap_ifindex = Some(device(engine, &tap_name, "tap").await?.index);
     let mut dp = engine.datapath()?;
     rec.endpoint_id = Some(super::free_endpoint_id(records)?);
     let n = host_nested_of(rec).expect("ids are set");
