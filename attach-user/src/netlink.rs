@@ -441,37 +441,6 @@ impl Rtnl {
         Ok(())
     }
 
-    /// The link-layer addresses of the permanent neighbour entries on
-    /// device `index`, by address.
-    pub async fn permanent_neighs(&self, index: u32) -> Result<Vec<(IpAddr, Mac)>> {
-        use netlink_packet_route::neighbour::NeighbourAddress;
-        let mut out = Vec::new();
-        let mut s = self.handle.neighbours().get().execute();
-        while let Some(m) = s.try_next().await? {
-            if m.header.ifindex != index || m.header.state != NeighbourState::Permanent {
-                continue;
-            }
-            let mut dst = None;
-            let mut lla = None;
-            for a in &m.attributes {
-                match a {
-                    NeighbourAttribute::Destination(NeighbourAddress::Inet(v4)) => {
-                        dst = Some(IpAddr::V4(*v4))
-                    }
-                    NeighbourAttribute::Destination(NeighbourAddress::Inet6(v6)) => {
-                        dst = Some(IpAddr::V6(*v6))
-                    }
-                    NeighbourAttribute::LinkLayerAddress(b) => lla = Some(Mac::from(b.as_slice())),
-                    _ => {}
-                }
-            }
-            if let (Some(d), Some(l)) = (dst, lla) {
-                out.push((d, l));
-            }
-        }
-        Ok(out)
-    }
-
     /// The device of the main table's IPv4 default route, else of the
     /// IPv6 one.
     pub async fn default_route_device(&self) -> Result<Option<u32>> {
