@@ -84,7 +84,23 @@ impl Endpoint {
     pub const fn has(&self, flag: u8) -> bool {
         self.flags & flag != 0
     }
+
+    /// Who owns the endpoint's entries in [`MAP_EP_IPS`]: its host-side
+    /// veth, or, for a nested endpoint (whose `host_ifindex` is a VM's tap
+    /// shared with the VM's other containers), its id with the top bit set.
+    #[inline(always)]
+    pub const fn ip_owner(&self) -> u32 {
+        if self.has(crate::EP_F_NESTED) {
+            NESTED_IP_OWNER | self.id
+        } else {
+            self.host_ifindex
+        }
+    }
 }
+
+/// Top bit of [`EpIpKey::host_ifindex`] for a nested endpoint's addresses
+/// (see [`Endpoint::ip_owner`]); interface indexes never have it.
+pub const NESTED_IP_OWNER: u32 = 1 << 31;
 
 /// Key of [`MAP_EP_IPS`]: an IPv4 address sits in the first 4 bytes of
 /// `addr`, the rest zero.

@@ -16,6 +16,10 @@ pub const EP_F_SPOOFCHK: u8 = 2;
 /// addresses as source (`attach_ep_ips`); set with `EP_F_SPOOFCHK` when the
 /// endpoint has addresses.
 pub const EP_F_IPCHK: u8 = 4;
+/// A nested endpoint (a container in a VM, on the host side): its frames
+/// are delivered by pushing its VLAN tag(s) (`attach_nest_ids`) and
+/// redirecting to the VM's tap (`host_ifindex`), not into a veth peer.
+pub const EP_F_NESTED: u8 = 8;
 
 /// The parent has a passthru endpoint (and no other).
 pub const PARENT_F_PASSTHRU: u8 = 1;

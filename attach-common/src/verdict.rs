@@ -62,16 +62,20 @@ pub enum Verdict {
     DropMulticast = 14,
     /// Dropped: the node has no route (unreachable, blackhole, prohibit).
     DropNoRoute = 15,
-    /// Dropped: a tagged frame on a switch access port, or a VLAN the
-    /// switch does not carry.
+    /// Dropped: a frame outside the VLAN of where it is going: a tagged
+    /// frame on a switch access port, a VLAN the switch does not carry, or a
+    /// frame for a nested endpoint not in its VLAN.
     DropVlan = 16,
     /// Dropped: the destination MAC is behind the port the frame came in
     /// on (a switch never sends a frame back where it came from).
     DropSamePort = 17,
+    /// Dropped: a tagged frame on a VM's tap for a VLAN no nested endpoint
+    /// of that tap has.
+    DropVlanUnknown = 18,
 }
 
 /// Number of `Verdict` values: the stride of the verdict counter table.
-pub const VERDICT_COUNT: u32 = 18;
+pub const VERDICT_COUNT: u32 = 19;
 /// Size of the verdict counter table.
 pub const VERDICT_SLOTS: u32 = VERDICT_COUNT * 3;
 
@@ -95,6 +99,7 @@ impl Verdict {
         Verdict::DropNoRoute,
         Verdict::DropVlan,
         Verdict::DropSamePort,
+        Verdict::DropVlanUnknown,
     ];
 
     /// Index of this verdict's counter for `dir`.
@@ -115,6 +120,7 @@ impl Verdict {
                 | Verdict::DropNoRoute
                 | Verdict::DropVlan
                 | Verdict::DropSamePort
+                | Verdict::DropVlanUnknown
         )
     }
 
@@ -139,6 +145,7 @@ impl Verdict {
             Verdict::DropNoRoute => "no_route",
             Verdict::DropVlan => "vlan_mismatch",
             Verdict::DropSamePort => "same_port",
+            Verdict::DropVlanUnknown => "vlan_unknown",
         }
     }
 }

@@ -21,11 +21,11 @@ use crate::{
 pub const ETH_P_IP: u16 = 0x0800;
 pub const ETH_P_ARP: u16 = 0x0806;
 pub const ETH_P_IPV6: u16 = 0x86dd;
-const IPPROTO_ICMPV6: u8 = 58;
-const NDISC_NS: u8 = 135;
-const NDISC_NA: u8 = 136;
-const AF_INET: u8 = 2;
-const AF_INET6: u8 = 10;
+pub const IPPROTO_ICMPV6: u8 = 58;
+pub const NDISC_NS: u8 = 135;
+pub const NDISC_NA: u8 = 136;
+pub const AF_INET: u8 = 2;
+pub const AF_INET6: u8 = 10;
 
 /// The address a frame is demuxed by (`ipvlan_get_L3_hdr` +
 /// `ipvlan_addr_lookup`). A plain struct, always fully written: an enum
@@ -125,7 +125,7 @@ impl ArpHdr {
 }
 
 #[inline(always)]
-fn is_zero16(a: &[u8; 16]) -> bool {
+pub fn is_zero16(a: &[u8; 16]) -> bool {
     let p = a.as_ptr() as *const u64;
     // SAFETY: 16 readable bytes.
     unsafe { core::ptr::read_unaligned(p) | core::ptr::read_unaligned(p.add(1)) == 0 }
@@ -254,7 +254,7 @@ impl Fib {
     }
 
     #[inline(always)]
-    fn run(&mut self, ctx: &TcContext, flags: u32) -> i64 {
+    pub fn run(&mut self, ctx: &TcContext, flags: u32) -> i64 {
         // SAFETY: `self` is a complete bpf_fib_lookup of the size given.
         unsafe {
             bpf_fib_lookup(

@@ -14,6 +14,16 @@
 //!   host-side veths and the uplink).
 //! - `attach_br_guard` (tcx ingress on a native bridge port's host-side
 //!   veth, with `--spoofchk on`): source checks before the kernel bridge.
+//! - `attach_rt_tx` (tcx ingress on a router endpoint's host-side veth):
+//!   gateway ARP/ND answers, forwarding by the node's tables.
+//! - `attach_rt_in` (tcx ingress on a router uplink, last): what the node
+//!   routes to a router endpoint goes straight in.
+//! - `attach_nest_tx` (tcx ingress on an in-VM nested endpoint's veth):
+//!   tag and send out of the VM's uplink.
+//! - `attach_nest_rx` (tcx ingress on the VM's uplink, first): untag and
+//!   deliver by VLAN.
+//! - `attach_nest_tap` (tcx ingress on a VM's tap on the host, first):
+//!   untag and switch as that VLAN's endpoint.
 // On the host (clippy, `cargo check --workspace`) this is an empty std
 // binary, so the rules still get checked.
 #![cfg_attr(target_arch = "bpf", no_std)]
@@ -28,12 +38,19 @@ mod flood;
 mod ipvlan;
 mod macvlan;
 mod maps;
+mod nested;
+mod router;
 mod spoof;
 mod stats;
 mod switch;
 mod tc_host;
 mod tc_ipvlan_rx;
 mod tc_ipvlan_tx;
+mod tc_nested_rx;
+mod tc_nested_tap;
+mod tc_nested_tx;
+mod tc_router_in;
+mod tc_router_tx;
 mod tc_rx;
 mod tc_switch;
 mod tc_tx;
@@ -77,6 +94,31 @@ pub fn attach_sw(ctx: TcContext) -> i32 {
 #[classifier]
 pub fn attach_br_guard(ctx: TcContext) -> i32 {
     tc_switch::guard(&ctx)
+}
+
+#[classifier]
+pub fn attach_rt_tx(ctx: TcContext) -> i32 {
+    tc_router_tx::run(&ctx)
+}
+
+#[classifier]
+pub fn attach_rt_in(ctx: TcContext) -> i32 {
+    tc_router_in::run(&ctx)
+}
+
+#[classifier]
+pub fn attach_nest_tx(ctx: TcContext) -> i32 {
+    tc_nested_tx::run(&ctx)
+}
+
+#[classifier]
+pub fn attach_nest_rx(ctx: TcContext) -> i32 {
+    tc_nested_rx::run(&ctx)
+}
+
+#[classifier]
+pub fn attach_nest_tap(ctx: TcContext) -> i32 {
+    tc_nested_tap::run(&ctx)
 }
 
 #[xdp]

@@ -3,8 +3,8 @@
 
 use attach_common::{
     EVENTS_BYTES, Endpoint, EndpointKey, EndpointStats, EpIpKey, Event, FLOOD_TABLE_SIZE, FdbEntry,
-    FdbKey, Ip4Key, Ip6Key, IpvlanParent, MAX_ENDPOINTS, MAX_PARENTS, MAX_SWITCHES, ParentCfg,
-    SW_FDB_SIZE, SW_FLOOD_SIZE, SwPort, Switch, VERDICT_SLOTS,
+    FdbKey, Ip4Key, Ip6Key, IpvlanParent, MAX_ENDPOINTS, MAX_PARENTS, MAX_SWITCHES, NestKey,
+    NestedEp, ParentCfg, RouterPort, SW_FDB_SIZE, SW_FLOOD_SIZE, SwPort, Switch, VERDICT_SLOTS,
 };
 use aya_ebpf::{
     btf_maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray, RingBuf},
@@ -69,3 +69,19 @@ pub static SW_FLOOD: Array<SwPort, { SW_FLOOD_SIZE as usize }> = Array::new();
 
 #[btf_map(name = "attach_sw_fdb", pin_by_name)]
 pub static SW_FDB: LruHashMap<FdbKey, FdbEntry, { SW_FDB_SIZE as usize }> = LruHashMap::new();
+
+// router (attach_common::router).
+
+#[btf_map(name = "attach_rt_ports", pin_by_name)]
+pub static RT_PORTS: HashMap<u32, RouterPort, EPS> = HashMap::new();
+
+// nested (attach_common::nested).
+
+#[btf_map(name = "attach_nest_vl", pin_by_name)]
+pub static NEST_VLANS: HashMap<NestKey, NestedEp, EPS> = HashMap::new();
+
+#[btf_map(name = "attach_nest_prt", pin_by_name)]
+pub static NEST_PORTS: HashMap<u32, NestedEp, EPS> = HashMap::new();
+
+#[btf_map(name = "attach_nest_ids", pin_by_name)]
+pub static NEST_IDS: HashMap<u32, NestedEp, EPS> = HashMap::new();

@@ -18,13 +18,13 @@ fn owns(key: &EpIpKey) -> bool {
     unsafe { EP_IPS.get(key) }.is_some()
 }
 
-/// Whether the packet's source address is one of those of the endpoint on
-/// host-side veth `host_ifindex`. Addresses
+/// Whether the packet's source address is one of those of `owner` (the
+/// anti-spoofing key: a host-side veth's ifindex, or `Endpoint::ip_owner`). Addresses
 /// that carry no identity are allowed: 0.0.0.0 (DHCP, ARP probes), :: (DAD)
 /// and IPv6 link-local (neighbour and router discovery). Other protocols
 /// pass; a packet too short to read its source does not.
 #[inline(always)]
-pub fn source_allowed(ctx: &TcContext, host_ifindex: u32, proto_be: u16) -> bool {
+pub fn source_allowed(ctx: &TcContext, owner: u32, proto_be: u16) -> bool {
     let mut proto = u16::from_be(proto_be);
     let mut l3 = ETH_HLEN;
     if proto == ETH_P_8021Q || proto == ETH_P_8021AD {
@@ -43,12 +43,12 @@ pub fn source_allowed(ctx: &TcContext, host_ifindex: u32, proto_be: u16) -> bool
             };
             let unspecified = u128::from_ne_bytes(src) == 0;
             let link_local = src[0] == 0xfe && src[1] & 0xc0 == 0x80;
-            return unspecified || link_local || owns(&EpIpKey::v6(host_ifindex, src));
+            return unspecified || link_local || owns(&EpIpKey::v6(owner, src));
         }
         _ => return true,
     };
     let Ok(src) = ctx.load::<[u8; 4]>(v4_at) else {
         return false;
     };
-    u32::from_ne_bytes(src) == 0 || owns(&EpIpKey::v4(host_ifindex, src))
+    u32::from_ne_bytes(src) == 0 || owns(&EpIpKey::v4(owner, src))
 }

@@ -1,6 +1,6 @@
 //! Parent ingress (tcx): frames from the wire, switched by destination MAC.
 
-use attach_common::{DATAPATH_MARK, Direction::Rx as DIR, Verdict};
+use attach_common::{DATAPATH_MARK, Direction::Rx as DIR, EP_F_NESTED, Endpoint, Verdict};
 use aya_ebpf::{
     EbpfContext,
     bindings::{__sk_buff, TC_ACT_REDIRECT, TC_ACT_SHOT, TC_ACT_UNSPEC},
@@ -9,12 +9,12 @@ use aya_ebpf::{
 };
 
 use crate::{
-    eth,
+    eth::{self, EthHdr},
     events::{NO_ENDPOINT, Pkt, report},
     flood::{Rule, flood},
     macvlan::{self, Rx},
     maps::PARENTS,
-    stats,
+    nested, stats,
 };
 
 pub fn run(ctx: &TcContext) -> i32 {
@@ -43,6 +43,12 @@ pub fn run(ctx: &TcContext) -> i32 {
         eth: &eth,
     };
     match macvlan::rx_decide(ifindex, &cfg, &eth) {
+        Rx::Endpoint(ep) if ep.has(EP_F_NESTED) => {
+            nested_delivery(ctx, &ep, &pkt(ep.id), &eth, Verdict::ToEndpoint)
+        }
+        Rx::Sender(ep) if ep.has(EP_F_NESTED) => {
+            nested_delivery(ctx, &ep, &pkt(ep.id), &eth, Verdict::ToSender)
+        }
         Rx::Endpoint(ep) => {
             // SAFETY: plain helper call.
             let ret = unsafe { bpf_redirect_peer(ep.host_ifindex, 0) } as i32;
@@ -76,6 +82,24 @@ pub fn run(ctx: &TcContext) -> i32 {
                 &pkt(sender.map_or(NO_ENDPOINT, |s| s.id)),
             );
             TC_ACT_UNSPEC
+        }
+    }
+}
+
+/// To a nested endpoint (a container in a VM): its tags pushed, out of the
+/// VM's tap.
+#[inline(always)]
+fn nested_delivery(ctx: &TcContext, ep: &Endpoint, pkt: &Pkt, eth: &EthHdr, v: Verdict) -> i32 {
+    match nested::deliver(ctx, ep) {
+        Ok(ret) => {
+            report(DIR, v, pkt);
+            stats::rx(ep.id, pkt.len as u64, eth);
+            ret
+        }
+        Err(why) => {
+            report(DIR, why, pkt);
+            stats::rx_dropped(ep.id);
+            TC_ACT_SHOT as i32
         }
     }
 }

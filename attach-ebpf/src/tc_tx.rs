@@ -2,8 +2,8 @@
 //! sends, delivered locally or out of the parent by its mode.
 
 use attach_common::{
-    DATAPATH_MARK, Direction::Tx as DIR, EP_F_HOST_ACCESS, EP_F_IPCHK, EP_F_SPOOFCHK, MODE_BRIDGE,
-    Verdict,
+    DATAPATH_MARK, Direction::Tx as DIR, EP_F_HOST_ACCESS, EP_F_IPCHK, EP_F_NESTED, EP_F_SPOOFCHK,
+    Endpoint, MODE_BRIDGE, Verdict,
 };
 use aya_ebpf::{
     EbpfContext,
@@ -13,12 +13,12 @@ use aya_ebpf::{
 };
 
 use crate::{
-    eth::{self, ETH_HLEN, mac_eq},
+    eth::{self, ETH_HLEN, EthHdr, mac_eq},
     events::{Pkt, report},
     flood::{Rule, flood},
     macvlan,
     maps::{PARENTS, PORTS},
-    spoof, stats,
+    nested, spoof, stats,
 };
 
 pub fn run(ctx: &TcContext) -> i32 {
@@ -35,6 +35,18 @@ pub fn run(ctx: &TcContext) -> i32 {
         stats::tx_dropped(ep.id);
         return TC_ACT_SHOT as i32;
     };
+    switch(ctx, ifindex, &ep, &eth)
+}
+
+/// What endpoint `ep` sends, by its mode: source checks, local delivery,
+/// flooding, host access, else out of the parent. Shared by the veth
+/// endpoints (`attach_tx`) and the host side of nested endpoints (the VM's
+/// tap, `attach_nest_tap`, once their tags are off).
+#[inline(always)]
+pub fn switch(ctx: &TcContext, ifindex: u32, ep: &Endpoint, eth: &EthHdr) -> i32 {
+    let ep = *ep;
+    let eth = *eth;
+    let skb = ctx.as_ptr() as *mut __sk_buff;
     let len = ctx.len();
     let pkt = Pkt {
         ifindex,
@@ -45,7 +57,7 @@ pub fn run(ctx: &TcContext) -> i32 {
     if ep.has(EP_F_SPOOFCHK) && !mac_eq(&eth.src, &ep.mac) {
         return drop(&pkt, Verdict::DropSpoofed);
     }
-    if ep.has(EP_F_IPCHK) && !spoof::source_allowed(ctx, ep.host_ifindex, eth.proto) {
+    if ep.has(EP_F_IPCHK) && !spoof::source_allowed(ctx, ep.ip_owner(), eth.proto) {
         return drop(&pkt, Verdict::DropSpoofed);
     }
     // SAFETY: copied out at once.
@@ -93,6 +105,19 @@ pub fn run(ctx: &TcContext) -> i32 {
         // SAFETY: plain helper call.
         return unsafe { bpf_redirect(ep.parent_ifindex, BPF_F_INGRESS as u64) as i32 };
     } else if let Some(dest) = macvlan::tx_local_target(&ep, &eth) {
+        if dest.has(EP_F_NESTED) {
+            return match nested::deliver(ctx, &dest) {
+                Ok(ret) => {
+                    report(DIR, Verdict::ToEndpoint, &pkt);
+                    stats::rx(dest.id, len as u64, &eth);
+                    ret
+                }
+                Err(why) => {
+                    stats::rx_dropped(dest.id);
+                    drop(&pkt, why)
+                }
+            };
+        }
         // SAFETY: plain helper call.
         let ret = unsafe { bpf_redirect_peer(dest.host_ifindex, 0) } as i32;
         if ret == TC_ACT_REDIRECT as i32 {

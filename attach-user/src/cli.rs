@@ -6,7 +6,13 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::{
     addr::{IpNet, Mac},
-    kinds::{bridge::BridgeRequest, ipvlan::IpvlanRequest, macvlan::MacvlanRequest},
+    kinds::{
+        bridge::BridgeRequest,
+        ipvlan::IpvlanRequest,
+        macvlan::MacvlanRequest,
+        nested::{NestedHostRequest, NestedRequest},
+        router::RouterRequest,
+    },
     model::{Backend, Datapath, IpvlanFlag, IpvlanMode, MacvlanMode},
 };
 
@@ -27,6 +33,9 @@ attach add macvlan --parent eth1 --netns c2 --backend native\n  \
 attach add ipvlan --mode l3 --parent eth1 --netns c3 --ip 10.0.0.3/24\n  \
 attach add bridge --bridge br0 --netns c4 --vlan 10 --backend native\n  \
 attach add bridge --bridge sw1 --netns c5 --uplink eth2 --isolated\n  \
+attach add router --netns c4 --ip 10.88.0.4/32 --ip fd88::4/128 --uplink eth1\n  \
+attach add nested --netns c5 --uplink eth0 --vlan 100 --ip 10.0.0.5/24   # in a VM\n  \
+attach add nested-host --tap tap1 --vlan 100 --parent eth1 --mac 02:00:00:00:00:05   # on its host\n  \
 attach list -o json\n  \
 attach del --netns c1"
 )]
@@ -133,6 +142,37 @@ pub enum AddKind {
     /// vlan_filtering on), --isolated ports reach only non-isolated ones,
     /// --spoofchk drops frames with a source MAC or IP not the container's.
     Bridge(BridgeArgs),
+    /// A routed interface: a veth with a host route per address (the CNI
+    /// "ptp" shape).
+    ///
+    /// The container's default routes go through 169.254.1.1 (on-link) and
+    /// fe80::1, which the node answers for. The node gets a /32 (/128) route
+    /// per address through the host side. --datapath ebpf (default): our
+    /// programs answer ARP/ND and forward with the node's tables
+    /// (bpf_fib_lookup, redirects), inbound from --uplink; kernel: the
+    /// node's own forwarding. Turns the node's forwarding on if it is off.
+    Router(RouterArgs),
+    /// A container inside a VM, on its own VLAN of the VM's uplink (run in
+    /// the VM).
+    ///
+    /// What the container sends leaves by --uplink tagged with --vlan (inside
+    /// the 802.1ad S-tag --qinq when the uplink is itself tagged); frames on
+    /// the uplink tagged so are delivered to it. No 802.1Q devices are
+    /// needed: eBPF pushes and pops the tags. The host-side engine attaches
+    /// the same VLAN with `nested-host`.
+    Nested(NestedArgs),
+    /// The host side of a nested container: VLAN --vlan (in S-tag --qinq) of
+    /// a VM's --tap becomes its own endpoint of --parent's switch (run on
+    /// the host).
+    ///
+    /// It has its own counters, mode (bridge, vepa, private) and
+    /// anti-spoofing, like a macvlan endpoint; --mac is the container's MAC
+    /// (as given to `nested` in the VM). By default the tag is stripped
+    /// towards the parent and only untagged frames reach the container;
+    /// --keep-tag keeps it (the wire carries the VLAN) and only frames of
+    /// that VLAN reach it. Detach with `attach del --tap TAP --vlan N`.
+    #[command(name = "nested-host")]
+    NestedHost(NestedHostArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -288,6 +328,162 @@ impl From<BridgeArgs> for BridgeRequest {
     }
 }
 
+/// Who forwards for a router endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RouterDatapath {
+    /// Our programs (bpf_fib_lookup, bpf_redirect_peer/neigh).
+    Ebpf,
+    /// The node's own forwarding (the slow path).
+    Kernel,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RouterArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// Address of the endpoint (routed to it as a host route); repeat for
+    /// several, IPv4 and/or IPv6.
+    #[arg(long = "ip", value_name = "CIDR", value_parser = parse_cidr)]
+    pub ips: Vec<IpNet>,
+    /// MAC address of the interface (random if not given).
+    #[arg(long, value_parser = parse_mac)]
+    pub mac: Option<Mac>,
+    /// MTU (default: the uplink's, or 1500).
+    #[arg(long)]
+    pub mtu: Option<u32>,
+    /// Who forwards: our eBPF programs or the node's stack.
+    #[arg(long, value_enum, default_value_t = RouterDatapath::Ebpf)]
+    pub datapath: RouterDatapath,
+    /// The device traffic for the endpoints arrives on (ebpf; default: the
+    /// device of the node's default route).
+    #[arg(long, value_name = "IF")]
+    pub uplink: Option<String>,
+    /// Drop packets the container sends with a source MAC or address not
+    /// its own (ebpf; default on).
+    #[arg(long, value_enum)]
+    pub spoofchk: Option<OnOff>,
+}
+
+impl From<RouterArgs> for RouterRequest {
+    fn from(a: RouterArgs) -> Self {
+        RouterRequest {
+            netns: a.target.netns,
+            ifname: a.target.ifname,
+            ips: a.ips,
+            mac: a.mac,
+            mtu: a.mtu,
+            datapath: match a.datapath {
+                RouterDatapath::Ebpf => Datapath::Ebpf,
+                RouterDatapath::Kernel => Datapath::Kernel,
+            },
+            uplink: a.uplink,
+            spoofchk: a.spoofchk.map(|s| s == OnOff::On),
+        }
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct NestedArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// The VM's uplink (its NIC towards the host).
+    #[arg(long, value_name = "IF")]
+    pub uplink: String,
+    /// The container's VLAN on the uplink (1-4094).
+    #[arg(long, value_name = "N", value_parser = parse_vlan)]
+    pub vlan: u16,
+    /// The uplink's own 802.1ad S-tag (QinQ), outside --vlan (1-4094).
+    #[arg(long, value_name = "OUTER", value_parser = parse_vlan)]
+    pub qinq: Option<u16>,
+    /// MAC address of the interface (random if not given; the host side
+    /// needs it).
+    #[arg(long, value_parser = parse_mac)]
+    pub mac: Option<Mac>,
+    /// Address with prefix length, IPv4 or IPv6; repeat for several.
+    #[arg(long = "ip", value_name = "CIDR", value_parser = parse_cidr)]
+    pub ips: Vec<IpNet>,
+    /// Default gateway (needs an address of its family).
+    #[arg(long, value_name = "IP")]
+    pub gateway: Option<IpAddr>,
+    /// MTU (default and maximum: the uplink's).
+    #[arg(long)]
+    pub mtu: Option<u32>,
+    /// Drop frames the container sends with a source MAC or address not its
+    /// own (default on).
+    #[arg(long, value_enum)]
+    pub spoofchk: Option<OnOff>,
+}
+
+impl From<NestedArgs> for NestedRequest {
+    fn from(a: NestedArgs) -> Self {
+        NestedRequest {
+            netns: a.target.netns,
+            ifname: a.target.ifname,
+            uplink: a.uplink,
+            vlan: a.vlan,
+            qinq: a.qinq,
+            mac: a.mac,
+            ips: a.ips,
+            gateway: a.gateway,
+            mtu: a.mtu,
+            spoofchk: a.spoofchk.map(|s| s == OnOff::On),
+        }
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct NestedHostArgs {
+    /// The VM's tap (or veth) on the host.
+    #[arg(long, value_name = "IF")]
+    pub tap: String,
+    /// The container's VLAN on the tap (1-4094).
+    #[arg(long, value_name = "N", value_parser = parse_vlan)]
+    pub vlan: u16,
+    /// The VM uplink's 802.1ad S-tag (QinQ), outside --vlan (1-4094).
+    #[arg(long, value_name = "OUTER", value_parser = parse_vlan)]
+    pub qinq: Option<u16>,
+    /// The parent (the NIC) whose switch the endpoint joins.
+    #[arg(long, value_name = "IF")]
+    pub parent: String,
+    /// The container's MAC, as the VM side gave it.
+    #[arg(long, value_parser = parse_mac)]
+    pub mac: Mac,
+    /// The container's addresses (for anti-spoofing); repeat for several.
+    #[arg(long = "ip", value_name = "CIDR", value_parser = parse_cidr)]
+    pub ips: Vec<IpNet>,
+    /// macvlan mode of the endpoint on the parent's switch (not passthru).
+    #[arg(long, value_enum, default_value_t = MacvlanMode::Bridge)]
+    pub mode: MacvlanMode,
+    /// Keep the 802.1Q tag towards the parent (the wire carries the VLAN);
+    /// default: strip it.
+    #[arg(long)]
+    pub keep_tag: bool,
+    /// Let the node's own stack on the parent reach the endpoint and back.
+    #[arg(long)]
+    pub host_access: bool,
+    /// Drop frames the container sends with a source MAC or address not its
+    /// own (default on).
+    #[arg(long, value_enum)]
+    pub spoofchk: Option<OnOff>,
+}
+
+impl From<NestedHostArgs> for NestedHostRequest {
+    fn from(a: NestedHostArgs) -> Self {
+        NestedHostRequest {
+            tap: a.tap,
+            vlan: a.vlan,
+            qinq: a.qinq,
+            parent: a.parent,
+            mac: a.mac,
+            ips: a.ips,
+            mode: a.mode,
+            keep_tag: a.keep_tag,
+            host_access: a.host_access,
+            spoofchk: a.spoofchk.map(|s| s == OnOff::On),
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum OnOff {
     On,
@@ -306,19 +502,51 @@ pub struct StatsArgs {
 
 #[derive(Args, Debug, Clone)]
 pub struct DelArgs {
-    #[command(flatten)]
-    pub target: Target,
+    /// The container's network namespace: a name under /run/netns, a path, or a pid.
+    #[arg(
+        long,
+        value_name = "NETNS",
+        required_unless_present = "tap",
+        conflicts_with = "tap"
+    )]
+    pub netns: Option<String>,
+    /// Interface name inside the container.
+    #[arg(long, default_value = "eth0")]
+    pub ifname: String,
+    /// The host side of a nested container: the VM's tap (with --vlan).
+    #[arg(long, value_name = "IF", requires = "vlan")]
+    pub tap: Option<String>,
+    /// With --tap: the container's VLAN.
+    #[arg(long, value_name = "N", value_parser = parse_vlan, requires = "tap")]
+    pub vlan: Option<u16>,
+    /// With --tap: the VM uplink's S-tag.
+    #[arg(long, value_name = "OUTER", value_parser = parse_vlan, requires = "tap")]
+    pub qinq: Option<u16>,
+}
+
+impl DelArgs {
+    /// How the attachment is named in messages.
+    pub fn what(&self) -> String {
+        match (&self.netns, &self.tap, self.vlan) {
+            (Some(ns), _, _) => format!("{} in {ns}", self.ifname),
+            (None, Some(tap), Some(v)) => format!(
+                "{} of tap {tap}",
+                crate::kinds::nested::vlan_ifname(self.qinq, v)
+            ),
+            _ => "?".into(),
+        }
+    }
+}
+
+/// A VLAN ID as typed: a number (its range is checked with the request,
+/// so the error names the option and the rule).
+fn parse_vlan(s: &str) -> Result<u16, String> {
+    s.parse::<u16>()
+        .map_err(|_| format!("VLAN ID {s:?} is not a number from 1 to 4094"))
 }
 
 fn parse_mac(s: &str) -> Result<Mac, String> {
     s.parse().map_err(|e: crate::error::Error| e.message)
-}
-
-/// A VLAN ID as a number; its range is checked with the request, so every
-/// caller (CLI, CNI, library) gets the same error.
-fn parse_vlan(s: &str) -> Result<u16, String> {
-    s.parse()
-        .map_err(|_| format!("VLAN ID {s:?} is not a number from 1 to 4094"))
 }
 
 fn parse_cidr(s: &str) -> Result<IpNet, String> {
@@ -331,6 +559,9 @@ impl From<AddKind> for crate::kinds::AddRequest {
             AddKind::Macvlan(a) => crate::kinds::AddRequest::Macvlan(a.into()),
             AddKind::Ipvlan(a) => crate::kinds::AddRequest::Ipvlan(a.into()),
             AddKind::Bridge(a) => crate::kinds::AddRequest::Bridge(a.into()),
+            AddKind::Router(a) => crate::kinds::AddRequest::Router(a.into()),
+            AddKind::Nested(a) => crate::kinds::AddRequest::Nested(a.into()),
+            AddKind::NestedHost(a) => crate::kinds::AddRequest::NestedHost(a.into()),
         }
     }
 }

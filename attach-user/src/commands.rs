@@ -41,26 +41,29 @@ pub async fn execute(cli: &Cli, engine: &Engine) -> Result<String> {
             }
         }
         Command::Del(args) => {
-            let gone = engine.del(&args.target.netns, &args.target.ifname).await?;
+            let gone = match (&args.netns, &args.tap, args.vlan) {
+                (Some(netns), _, _) => engine.del(netns, &args.ifname).await?,
+                (None, Some(tap), Some(vlan)) => engine.del_vlan(tap, args.qinq, vlan).await?,
+                _ => return Err(Error::invalid("give --netns, or --tap with --vlan")),
+            };
             match (json, gone) {
                 (true, g) => to_json(&json!({"detached": g})),
-                (false, Some(r)) => format!("detached {} from {}", r.ifname, r.netns),
-                (false, None) => format!(
-                    "nothing attached as {} in {}",
-                    args.target.ifname, args.target.netns
-                ),
+                (false, Some(_)) => format!("detached {}", args.what()),
+                (false, None) => format!("nothing attached as {}", args.what()),
             }
         }
         Command::Check(args) => {
-            let (netns, ifname) = (&args.target.netns, &args.target.ifname);
-            let rec = engine.get(netns, ifname)?.ok_or_else(|| {
-                Error::not_found(format!("nothing attached as {ifname} in {netns}"))
-            })?;
+            let rec = match (&args.netns, &args.tap, args.vlan) {
+                (Some(netns), _, _) => engine.get(netns, &args.ifname)?,
+                (None, Some(tap), Some(vlan)) => engine.get_vlan(tap, args.qinq, vlan)?,
+                _ => return Err(Error::invalid("give --netns, or --tap with --vlan")),
+            }
+            .ok_or_else(|| Error::not_found(format!("nothing attached as {}", args.what())))?;
             engine.check(&rec).await?;
             if json {
                 to_json(&json!({"ok": true, "attachment": rec}))
             } else {
-                format!("{ifname} in {netns}: ok")
+                format!("{}: ok", args.what())
             }
         }
         Command::List => {

@@ -15,9 +15,10 @@ use std::net::IpAddr;
 use attach_common::{
     Direction, Endpoint, EndpointKey, EndpointStats, EpIpKey, FLOOD_TABLE_SIZE, FdbEntry, FdbKey,
     Ip4Key, Ip6Key, IpvlanParent, MAP_DEVS, MAP_ENDPOINTS, MAP_EP_IPS, MAP_EP_STATS, MAP_FLOOD,
-    MAP_IP4_EPS, MAP_IP6_EPS, MAP_IPVL_PARENTS, MAP_PARENTS, MAP_PORTS, MAP_SW_FDB, MAP_SW_FLOOD,
-    MAP_SW_PORTS, MAP_SWITCHES, MAP_VERDICTS, MAX_PARENTS, MAX_PORTS_PER_PARENT,
-    MAX_PORTS_PER_SWITCH, ParentCfg, SwPort, Switch, Verdict,
+    MAP_IP4_EPS, MAP_IP6_EPS, MAP_IPVL_PARENTS, MAP_NEST_IDS, MAP_NEST_PORTS, MAP_NEST_VLANS,
+    MAP_PARENTS, MAP_PORTS, MAP_RT_PORTS, MAP_SW_FDB, MAP_SW_FLOOD, MAP_SW_PORTS, MAP_SWITCHES,
+    MAP_VERDICTS, MAX_PARENTS, MAX_PORTS_PER_PARENT, MAX_PORTS_PER_SWITCH, NestKey, NestedEp,
+    ParentCfg, RouterPort, SwPort, Switch, Verdict,
 };
 use aya::{
     Ebpf, EbpfLoader,
@@ -41,6 +42,11 @@ pub const PROG_IPVL_RX: &str = "attach_ipvl_rx";
 pub const PROG_IPVL_TX: &str = "attach_ipvl_tx";
 pub const PROG_SW: &str = "attach_sw";
 pub const PROG_BR_GUARD: &str = "attach_br_guard";
+pub const PROG_RT_TX: &str = "attach_rt_tx";
+pub const PROG_RT_IN: &str = "attach_rt_in";
+pub const PROG_NEST_TX: &str = "attach_nest_tx";
+pub const PROG_NEST_RX: &str = "attach_nest_rx";
+pub const PROG_NEST_TAP: &str = "attach_nest_tap";
 
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 
@@ -69,6 +75,21 @@ pub fn uplink_link(ifindex: u32) -> String {
 
 pub fn port_link(host_ifindex: u32) -> String {
     format!("port-{host_ifindex}-tx")
+}
+
+/// Pin name of the router's inbound program on an uplink.
+pub fn router_uplink_link(ifindex: u32) -> String {
+    format!("parent-{ifindex}-rt")
+}
+
+/// Pin name of the nested receive program on a VM's uplink (in the VM).
+pub fn nested_uplink_link(ifindex: u32) -> String {
+    format!("parent-{ifindex}-nest")
+}
+
+/// Pin name of the nested program on a VM's tap (on the host).
+pub fn tap_link(ifindex: u32) -> String {
+    format!("tap-{ifindex}-nest")
 }
 
 /// What `attach_tc`/`attach_xdp` did.
@@ -539,6 +560,122 @@ impl Datapath {
             self.hash::<u32, IpvlanParent>(MAP_IPVL_PARENTS)?
                 .remove(&ifindex),
         )
+    }
+
+    /// Enters a router port.
+    pub fn put_router_port(&mut self, port: &RouterPort) -> Result<()> {
+        self.hash::<u32, RouterPort>(MAP_RT_PORTS)?
+            .insert(&port.ep.host_ifindex, port, 0)?;
+        Ok(())
+    }
+
+    pub fn remove_router_port(&mut self, host_ifindex: u32) -> Result<()> {
+        not_found_ok(
+            self.hash::<u32, RouterPort>(MAP_RT_PORTS)?
+                .remove(&host_ifindex),
+        )
+    }
+
+    pub fn router_port(&mut self, host_ifindex: u32) -> Result<Option<RouterPort>> {
+        match self
+            .hash::<u32, RouterPort>(MAP_RT_PORTS)?
+            .get(&host_ifindex, 0)
+        {
+            Ok(p) => Ok(Some(p)),
+            Err(MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Enters a nested endpoint by its VLAN key (both roles).
+    pub fn put_nest_vlan(&mut self, key: &NestKey, n: &NestedEp) -> Result<()> {
+        self.hash::<NestKey, NestedEp>(MAP_NEST_VLANS)?
+            .insert(key, n, 0)?;
+        Ok(())
+    }
+
+    /// Removes `key` if it still names the endpoint `id`.
+    pub fn remove_nest_vlan(&mut self, key: &NestKey, id: u32) -> Result<()> {
+        let mut m = self.hash::<NestKey, NestedEp>(MAP_NEST_VLANS)?;
+        if m.get(key, 0).is_ok_and(|n| n.ep.id == id) {
+            not_found_ok(m.remove(key))?;
+        }
+        Ok(())
+    }
+
+    pub fn nest_vlan(&mut self, key: &NestKey) -> Result<Option<NestedEp>> {
+        match self.hash::<NestKey, NestedEp>(MAP_NEST_VLANS)?.get(key, 0) {
+            Ok(n) => Ok(Some(n)),
+            Err(MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Enters an in-VM nested endpoint's port (its host-side veth).
+    pub fn put_nest_port(&mut self, n: &NestedEp) -> Result<()> {
+        self.hash::<u32, NestedEp>(MAP_NEST_PORTS)?
+            .insert(&n.ep.host_ifindex, n, 0)?;
+        Ok(())
+    }
+
+    pub fn remove_nest_port(&mut self, host_ifindex: u32) -> Result<()> {
+        not_found_ok(
+            self.hash::<u32, NestedEp>(MAP_NEST_PORTS)?
+                .remove(&host_ifindex),
+        )
+    }
+
+    pub fn nest_port(&mut self, host_ifindex: u32) -> Result<Option<NestedEp>> {
+        match self
+            .hash::<u32, NestedEp>(MAP_NEST_PORTS)?
+            .get(&host_ifindex, 0)
+        {
+            Ok(n) => Ok(Some(n)),
+            Err(MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Enters a host-side nested endpoint's tags by its endpoint id.
+    pub fn put_nest_id(&mut self, n: &NestedEp) -> Result<()> {
+        self.hash::<u32, NestedEp>(MAP_NEST_IDS)?
+            .insert(&n.ep.id, n, 0)?;
+        Ok(())
+    }
+
+    pub fn remove_nest_id(&mut self, id: u32) -> Result<()> {
+        not_found_ok(self.hash::<u32, NestedEp>(MAP_NEST_IDS)?.remove(&id))
+    }
+
+    pub fn nest_id(&mut self, id: u32) -> Result<Option<NestedEp>> {
+        match self.hash::<u32, NestedEp>(MAP_NEST_IDS)?.get(&id, 0) {
+            Ok(n) => Ok(Some(n)),
+            Err(MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Enters an endpoint in the receive table only: a nested endpoint,
+    /// whose `host_ifindex` (the VM's tap) is neither a port nor an XDP
+    /// redirect target.
+    pub fn put_rx_endpoint(&mut self, ep: &Endpoint) -> Result<()> {
+        self.hash::<EndpointKey, Endpoint>(MAP_ENDPOINTS)?.insert(
+            &EndpointKey::new(ep.parent_ifindex, ep.mac),
+            ep,
+            0,
+        )?;
+        Ok(())
+    }
+
+    /// Removes the receive entry of `mac` on `parent_ifindex` if it is
+    /// still endpoint `id`'s.
+    pub fn remove_rx_endpoint(&mut self, parent_ifindex: u32, mac: [u8; 6], id: u32) -> Result<()> {
+        let key = EndpointKey::new(parent_ifindex, mac);
+        let mut eps = self.hash::<EndpointKey, Endpoint>(MAP_ENDPOINTS)?;
+        if eps.get(&key, 0).is_ok_and(|e| e.id == id) {
+            not_found_ok(eps.remove(&key))?;
+        }
+        Ok(())
     }
 
     /// A flood-table row no macvlan parent and no ipvlan port uses.

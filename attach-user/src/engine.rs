@@ -130,7 +130,13 @@ impl Engine {
     pub async fn add_as(&self, req: &AddRequest, cni: Option<CniRef>) -> Result<Attachment> {
         req.validate()?;
         let (netns, _) = req.target();
-        let ns = Netns::open(netns)?;
+        // The host side of a nested attachment has no container namespace:
+        // its kind works in the node's.
+        let ns = if netns.is_empty() {
+            Netns::current()?
+        } else {
+            Netns::open(netns)?
+        };
         let _lock = self.state.lock()?;
         let added = self.add_locked(req, &ns, cni).await;
         if added.is_err() {
@@ -151,6 +157,7 @@ impl Engine {
         let (netns, ifname) = req.target();
         if let Some(r) = records
             .iter()
+            .filter(|_| !netns.is_empty())
             .find(|r| r.netns_inode == ns.inode && r.ifname == ifname)
         {
             return Err(Error::conflict(format!(
@@ -198,12 +205,14 @@ impl Engine {
     /// given to another one).
     fn find<'a>(records: &'a [Attachment], netns: &str, ifname: &str) -> Option<&'a Attachment> {
         let by_name = |r: &&Attachment| {
-            r.ifname == ifname && (r.netns == netns || r.netns_path == Netns::path_of(netns))
+            r.has_netns()
+                && r.ifname == ifname
+                && (r.netns == netns || r.netns_path == Netns::path_of(netns))
         };
         match Netns::open(netns) {
             Ok(ns) => records
                 .iter()
-                .find(|r| r.netns_inode == ns.inode && r.ifname == ifname)
+                .find(|r| r.has_netns() && r.netns_inode == ns.inode && r.ifname == ifname)
                 .or_else(|| {
                     records
                         .iter()
@@ -227,6 +236,46 @@ impl Engine {
             })
             .await?;
         Ok(gone.pop())
+    }
+
+    /// Detaches the host side of a nested attachment: VLAN `vlan` (in
+    /// S-tag `qinq`) of tap `tap`. `None` when nothing was attached.
+    pub async fn del_vlan(
+        &self,
+        tap: &str,
+        qinq: Option<u16>,
+        vlan: u16,
+    ) -> Result<Option<Attachment>> {
+        crate::addr::check_ifname(tap)?;
+        let mut gone = self
+            .del_where(|records| {
+                Self::find_vlan(records, tap, qinq, vlan)
+                    .into_iter()
+                    .cloned()
+                    .collect()
+            })
+            .await?;
+        Ok(gone.pop())
+    }
+
+    fn find_vlan<'a>(
+        records: &'a [Attachment],
+        tap: &str,
+        qinq: Option<u16>,
+        vlan: u16,
+    ) -> Option<&'a Attachment> {
+        records.iter().find(|r| {
+            kinds::nested::is_host_side(r)
+                && r.tap.as_deref() == Some(tap)
+                && r.qinq == qinq
+                && r.vlan == Some(vlan)
+        })
+    }
+
+    /// The record of VLAN `vlan` (in S-tag `qinq`) of tap `tap`, if attached.
+    pub fn get_vlan(&self, tap: &str, qinq: Option<u16>, vlan: u16) -> Result<Option<Attachment>> {
+        let records = self.state.all()?;
+        Ok(Self::find_vlan(&records, tap, qinq, vlan).cloned())
     }
 
     /// Detaches a runtime's attachment by its CNI identity, or, for one made
@@ -330,8 +379,9 @@ impl Engine {
                 drift: drift.message.clone(),
                 action,
             };
-            let ns_alive = Netns::open(&rec.netns_path.to_string_lossy())
-                .is_ok_and(|ns| ns.inode == rec.netns_inode);
+            let ns_alive = !rec.has_netns()
+                || Netns::open(&rec.netns_path.to_string_lossy())
+                    .is_ok_and(|ns| ns.inode == rec.netns_inode);
             if !ns_alive {
                 let errors = kinds::teardown(self, &rec, &others).await;
                 self.state.remove(&rec)?;
@@ -352,7 +402,11 @@ impl Engine {
             for e in kinds::teardown(self, &rec, &others).await {
                 tracing::warn!("tearing down {} before recreating it: {e}", rec.ifname);
             }
-            let ns = Netns::open(&rec.netns_path.to_string_lossy())?;
+            let ns = if rec.has_netns() {
+                Netns::open(&rec.netns_path.to_string_lossy())?
+            } else {
+                Netns::current()?
+            };
             let mut fresh = rec.fresh();
             match kinds::create(self, &mut fresh, &ns, &others).await {
                 Ok(()) => {

@@ -75,7 +75,8 @@ pub enum Backend {
     Native,
 }
 
-/// Receive path of the eBPF backend on a parent.
+/// Receive path of the eBPF backend on a parent; for router endpoints,
+/// who forwards (`ebpf` or `kernel`, not macvlan options).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ValueEnum, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Datapath {
@@ -84,6 +85,12 @@ pub enum Datapath {
     Tc,
     /// XDP on the parent (devmap redirect) for unicast, tcx for the rest.
     Xdp,
+    /// router: our programs forward (`bpf_fib_lookup`, redirects).
+    #[value(skip)]
+    Ebpf,
+    /// router: the node's own forwarding (the slow path).
+    #[value(skip)]
+    Kernel,
 }
 
 impl Datapath {
@@ -91,6 +98,27 @@ impl Datapath {
         match self {
             Datapath::Tc => "tc",
             Datapath::Xdp => "xdp",
+            Datapath::Ebpf => "ebpf",
+            Datapath::Kernel => "kernel",
+        }
+    }
+}
+
+/// Which side of a nested attachment a record is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NestedRole {
+    /// In the VM: a container's veth, tagged onto the VM's uplink.
+    Vm,
+    /// On the host: a VLAN of a VM's tap, switched as its own endpoint.
+    Host,
+}
+
+impl NestedRole {
+    pub const fn name(self) -> &'static str {
+        match self {
+            NestedRole::Vm => "vm",
+            NestedRole::Host => "host",
         }
     }
 }
@@ -217,7 +245,8 @@ pub struct Attachment {
     /// Set when a container runtime made it through the CNI plugin.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cni: Option<CniRef>,
-    /// bridge: the port's access VLAN (none: untagged).
+    /// bridge: the port's access VLAN (none: untagged); nested: the
+    /// container's 802.1Q VLAN.
     #[serde(default)]
     pub vlan: Option<u16>,
     /// bridge: an isolated port (talks to non-isolated ports only).
@@ -229,6 +258,24 @@ pub struct Attachment {
     /// bridge, eBPF switch: the switch's id in the datapath.
     #[serde(default)]
     pub switch_id: Option<u32>,
+    /// router: the node's forwarding sysctls this attachment turned on
+    /// (they were off); never turned off again by the engine.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub forwarding_enabled: Vec<String>,
+    /// nested: which side this record is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<NestedRole>,
+    /// nested: the 802.1ad S-tag of the VM's uplink (QinQ).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qinq: Option<u16>,
+    /// nested, host side: the 802.1Q tag stays on towards the parent.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keep_tag: bool,
+    /// nested, host side: the VM's tap (or veth) on the host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tap: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tap_ifindex: Option<u32>,
 }
 
 /// The CNI identity of an attachment: (network name, container id); the
@@ -242,7 +289,21 @@ pub struct CniRef {
 impl Attachment {
     /// File name of this attachment's record.
     pub fn record_name(&self) -> String {
-        record_name(self.netns_inode, &self.ifname)
+        match (&self.tap, self.has_netns()) {
+            // A VLAN of a VM's tap: no container namespace on this node.
+            (Some(tap), false) => format!(
+                "tap-{tap}-{}-{}.json",
+                self.qinq.unwrap_or(0),
+                self.vlan.unwrap_or(0)
+            ),
+            _ => record_name(self.netns_inode, &self.ifname),
+        }
+    }
+
+    /// Whether the attachment lives in a container namespace of this node
+    /// (all but the host side of nested ones).
+    pub fn has_netns(&self) -> bool {
+        !self.netns_path.as_os_str().is_empty()
     }
 
     /// Whether the eBPF datapath carries it, or part of it (its pins must

@@ -457,6 +457,164 @@ impl Rtnl {
         Ok(())
     }
 
+    /// `ip route replace DEFAULT via GW dev IF onlink`: a gateway reached on
+    /// the link whatever the interface's addresses (router endpoints'
+    /// link-local gateways).
+    pub async fn add_default_route_onlink(&self, index: u32, gateway: IpAddr) -> Result<()> {
+        let msg = match gateway {
+            IpAddr::V4(gw) => RouteMessageBuilder::<std::net::Ipv4Addr>::new()
+                .gateway(gw)
+                .output_interface(index)
+                .onlink()
+                .build(),
+            IpAddr::V6(gw) => RouteMessageBuilder::<std::net::Ipv6Addr>::new()
+                .gateway(gw)
+                .output_interface(index)
+                .build(),
+        };
+        self.handle.route().add(msg).replace().execute().await?;
+        Ok(())
+    }
+
+    /// Deletes the connected route the kernel made for address `net` on
+    /// device `index` (its prefix); absent is not an error.
+    pub async fn del_prefix_route(&self, index: u32, net: &IpNet) -> Result<()> {
+        use netlink_packet_route::route::{RouteProtocol, RouteScope};
+        let mut msg = match net.addr {
+            IpAddr::V4(a) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(net.prefix))
+                    .unwrap_or(0);
+                RouteMessageBuilder::<std::net::Ipv4Addr>::new()
+                    .destination_prefix((u32::from(a) & mask).into(), net.prefix)
+                    .output_interface(index)
+                    .build()
+            }
+            IpAddr::V6(a) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(net.prefix))
+                    .unwrap_or(0);
+                RouteMessageBuilder::<std::net::Ipv6Addr>::new()
+                    .destination_prefix((u128::from(a) & mask).into(), net.prefix)
+                    .output_interface(index)
+                    .build()
+            }
+        };
+        msg.header.protocol = RouteProtocol::Unspec;
+        msg.header.scope = RouteScope::NoWhere;
+        match self.handle.route().del(msg).execute().await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let e = Error::from(e);
+                if e.kind == ErrorKind::NotFound {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    /// A host route to `addr` through the device in the main table,
+    /// replacing one that exists (repair).
+    pub async fn replace_host_route(&self, index: u32, addr: IpAddr) -> Result<()> {
+        let msg = match addr {
+            IpAddr::V4(a) => RouteMessageBuilder::<std::net::Ipv4Addr>::new()
+                .destination_prefix(a, 32)
+                .output_interface(index)
+                .scope(netlink_packet_route::route::RouteScope::Link)
+                .build(),
+            IpAddr::V6(a) => RouteMessageBuilder::<std::net::Ipv6Addr>::new()
+                .destination_prefix(a, 128)
+                .output_interface(index)
+                .build(),
+        };
+        self.handle.route().add(msg).replace().execute().await?;
+        Ok(())
+    }
+
+    /// The destinations of the main table's routes out of device `index`,
+    /// as (address, prefix length).
+    pub async fn routes_via(&self, index: u32) -> Result<Vec<(IpAddr, u8)>> {
+        use netlink_packet_route::route::{RouteAddress, RouteAttribute};
+        let mut out = Vec::new();
+        for msg in [
+            RouteMessageBuilder::<std::net::Ipv4Addr>::new().build(),
+            RouteMessageBuilder::<std::net::Ipv6Addr>::new().build(),
+        ] {
+            let mut s = self.handle.route().get(msg).execute();
+            while let Some(m) = s.try_next().await? {
+                let mut dst = None;
+                let mut oif = None;
+                let mut table = u32::from(m.header.table);
+                for a in &m.attributes {
+                    match a {
+                        RouteAttribute::Destination(RouteAddress::Inet(v4)) => {
+                            dst = Some(IpAddr::V4(*v4))
+                        }
+                        RouteAttribute::Destination(RouteAddress::Inet6(v6)) => {
+                            dst = Some(IpAddr::V6(*v6))
+                        }
+                        RouteAttribute::Oif(i) => oif = Some(*i),
+                        RouteAttribute::Table(t) => table = *t,
+                        _ => {}
+                    }
+                }
+                if let (Some(d), Some(i)) = (dst, oif)
+                    && i == index
+                    && table == 254
+                {
+                    out.push((d, m.header.destination_prefix_length));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// `ip neigh replace ADDR lladdr MAC dev IF nud permanent`.
+    pub async fn add_permanent_neigh(&self, index: u32, addr: IpAddr, mac: Mac) -> Result<()> {
+        self.handle
+            .neighbours()
+            .add(index, addr)
+            .link_layer_address(&mac.0)
+            .state(NeighbourState::Permanent)
+            .replace()
+            .execute()
+            .await?;
+        Ok(())
+    }
+
+    /// The device of the main table's IPv4 default route, else of the
+    /// IPv6 one.
+    pub async fn default_route_device(&self) -> Result<Option<u32>> {
+        use netlink_packet_route::route::{RouteAttribute, RouteType};
+        for msg in [
+            RouteMessageBuilder::<std::net::Ipv4Addr>::new().build(),
+            RouteMessageBuilder::<std::net::Ipv6Addr>::new().build(),
+        ] {
+            let mut s = self.handle.route().get(msg).execute();
+            while let Some(m) = s.try_next().await? {
+                let mut table = u32::from(m.header.table);
+                let mut oif = None;
+                for a in &m.attributes {
+                    match a {
+                        RouteAttribute::Table(t) => table = *t,
+                        RouteAttribute::Oif(i) => oif = Some(*i),
+                        _ => {}
+                    }
+                }
+                if m.header.destination_prefix_length == 0
+                    && table == 254
+                    && m.header.kind == RouteType::Unicast
+                    && let Some(i) = oif
+                {
+                    return Ok(Some(i));
+                }
+            }
+        }
+        Ok(None)
+    }
+
     /// `ip [-6] rule add fwmark MARK lookup TABLE pref PRIORITY`; one that
     /// exists already is kept.
     pub async fn add_fwmark_rule(&self, v6: bool, mark: u32, table: u32, pref: u32) -> Result<()> {

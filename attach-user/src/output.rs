@@ -28,6 +28,15 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
+/// The container's namespace, or for the host side of a nested
+/// attachment (none on this node) the VM's tap.
+fn netns_column(a: &Attachment) -> String {
+    match &a.tap {
+        Some(tap) if a.netns.is_empty() => format!("tap:{tap}"),
+        _ => a.netns.clone(),
+    }
+}
+
 fn dash(s: Option<String>) -> String {
     s.unwrap_or_else(|| "-".into())
 }
@@ -37,7 +46,7 @@ pub fn attachments(list: &[Attachment]) -> String {
         .iter()
         .map(|a| {
             vec![
-                a.netns.clone(),
+                netns_column(a),
                 a.ifname.clone(),
                 a.kind.name().into(),
                 a.mode_name().into(),
@@ -84,7 +93,7 @@ pub fn stats(s: &Stats) -> String {
         .filter_map(|a| {
             let c = a.counters.as_ref()?;
             Some(vec![
-                a.attachment.netns.clone(),
+                netns_column(&a.attachment),
                 a.attachment.ifname.clone(),
                 c.rx_packets.to_string(),
                 c.rx_bytes.to_string(),

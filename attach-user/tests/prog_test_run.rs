@@ -9,6 +9,8 @@
 mod bridge;
 mod common;
 mod ipvlan;
+mod nested;
+mod router;
 
 use attach::datapath::{PROG_HOST, PROG_RX, PROG_TX};
 use attach_common::{

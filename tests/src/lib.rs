@@ -9,4 +9,6 @@ mod netns;
 pub mod podman;
 mod probe;
 pub mod reach;
+pub mod routed;
 pub mod snapshot;
+pub mod vm;

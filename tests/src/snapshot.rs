@@ -47,7 +47,7 @@ impl fmt::Debug for State {
 /// The datapath maps whose entries an attachment owns (the switch flood
 /// table, an array, is left out: its rows count only up to their switch's
 /// `nports`).
-const MAPS: [&str; 10] = [
+const MAPS: [&str; 14] = [
     "attach_eps",
     "attach_ports",
     "attach_parents",
@@ -58,6 +58,10 @@ const MAPS: [&str; 10] = [
     "attach_sw_ports",
     "attach_switches",
     "attach_sw_fdb",
+    "attach_rt_ports",
+    "attach_nest_vl",
+    "attach_nest_prt",
+    "attach_nest_ids",
 ];
 
 /// Captures the node (its links and addresses, the parent's MAC, promiscuity,
@@ -89,6 +93,20 @@ pub fn snapshot(lab: &Lab, containers: &[&Netns]) -> State {
         sort(&mut routes);
         s.insert(format!("node routes {family}"), routes);
     }
+    // router: the node's forwarding.
+    let fwd = lab
+        .node()
+        .ok(&[
+            "sysctl",
+            "-n",
+            "net.ipv4.ip_forward",
+            "net.ipv6.conf.all.forwarding",
+        ])
+        .unwrap_or_default();
+    s.insert(
+        "node forwarding".into(),
+        json!(fwd.split_whitespace().collect::<Vec<_>>()),
+    );
     for c in containers {
         s.insert(format!("links in {}", c.name()), Value::Array(links(c)));
     }

@@ -242,7 +242,9 @@ fn request(
             argv.extend(["--ip".into(), ip.clone()]);
         }
     }
-    if !conf.options.contains_key("gateway")
+    // Router endpoints route through their own link-local gateways.
+    if kind != "router"
+        && !conf.options.contains_key("gateway")
         && let Some(gw) = default_gateway(ipam)
     {
         argv.extend(["--gateway".into(), gw.to_string()]);
@@ -511,6 +513,31 @@ mod tests {
         assert_eq!(r.ips[0].to_string(), "10.10.0.5/24");
         assert_eq!(r.gateway, Some("10.10.0.1".parse().unwrap()));
         assert_eq!(r.netns, "/run/netns/x");
+    }
+
+    #[test]
+    fn router_takes_no_gateway_from_ipam() {
+        let c: NetConf = serde_json::from_str(
+            r#"{"cniVersion":"1.0.0","name":"n","type":"attach-cni","kind":"router","uplink":"eth1"}"#,
+        )
+        .unwrap();
+        let ipam = IpamResult {
+            ips: vec![types::IpConfig {
+                address: "10.88.0.5/24".into(),
+                gateway: Some("10.88.0.1".into()),
+                interface: None,
+            }],
+            routes: vec![types::Route {
+                dst: "0.0.0.0/0".into(),
+                gw: Some("10.88.0.1".into()),
+            }],
+            dns: None,
+        };
+        let AddRequest::Router(r) = request(&c, "/run/netns/x", "eth0", &ipam).unwrap() else {
+            panic!("not a router request");
+        };
+        assert_eq!(r.uplink.as_deref(), Some("eth1"));
+        assert_eq!(r.ips[0].to_string(), "10.88.0.5/24");
     }
 
     #[test]

@@ -185,6 +185,12 @@ pub async fn plan(
         isolated: req.isolated,
         uplink: req.uplink.clone(),
         switch_id: None,
+        forwarding_enabled: Vec::new(),
+        role: None,
+        qinq: None,
+        keep_tag: false,
+        tap: None,
+        tap_ifindex: None,
     };
     let others = members(records, &rec);
     // The device frames leave the node by: the bridge, or the uplink.

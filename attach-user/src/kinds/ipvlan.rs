@@ -203,6 +203,12 @@ pub async fn plan(
         isolated: false,
         uplink: None,
         switch_id: None,
+        forwarding_enabled: Vec::new(),
+        role: None,
+        qinq: None,
+        keep_tag: false,
+        tap: None,
+        tap_ifindex: None,
     })
 }
 

@@ -171,6 +171,12 @@ pub async fn plan(
         isolated: false,
         uplink: None,
         switch_id: None,
+        forwarding_enabled: Vec::new(),
+        role: None,
+        qinq: None,
+        keep_tag: false,
+        tap: None,
+        tap_ifindex: None,
     })
 }
 
@@ -339,9 +345,26 @@ async fn take_parent_for_passthru(engine: &Engine, rec: &mut Attachment) -> Resu
         .with_context(|| format!("taking over parent {} for passthru", rec.parent))
 }
 
+/// Whether `r` is an endpoint of the macvlan switch of parent `ifindex`:
+/// an eBPF macvlan endpoint, or the host side of a nested one.
+pub(crate) fn switch_member(r: &Attachment, ifindex: u32) -> bool {
+    r.is_ebpf()
+        && r.parent_ifindex == ifindex
+        && (r.kind == Kind::Macvlan || super::nested::is_host_side(r))
+}
+
+/// The datapath's view of a member of a parent's switch.
+fn member_endpoint(r: &Attachment) -> Option<Endpoint> {
+    if r.kind == Kind::Nested {
+        super::nested::host_endpoint_of(r)
+    } else {
+        endpoint_of(r)
+    }
+}
+
 /// Brings the parent's configuration and programs in line with the eBPF
 /// endpoints in `all` (which includes the one being added).
-async fn setup_parent(
+pub(crate) async fn setup_parent(
     engine: &Engine,
     dp: &mut Datapath,
     rec: &Attachment,
@@ -407,8 +430,8 @@ fn write_parent(
 ) -> Result<()> {
     let eps: Vec<Endpoint> = all
         .iter()
-        .filter(|r| r.kind == Kind::Macvlan && r.is_ebpf() && r.parent_ifindex == ifindex)
-        .filter_map(endpoint_of)
+        .filter(|r| switch_member(r, ifindex))
+        .filter_map(member_endpoint)
         .collect();
     dp.write_flood_row(slot, &eps)?;
     let passthru = eps.iter().find(|e| e.mode == MODE_PASSTHRU).copied();
@@ -423,8 +446,8 @@ fn write_parent(
             0
         },
         datapath: match kind {
-            DatapathKind::Tc => DATAPATH_TC,
             DatapathKind::Xdp => DATAPATH_XDP,
+            _ => DATAPATH_TC,
         },
         mtu,
     };
@@ -500,15 +523,24 @@ async fn teardown_datapath(
         dp.remove_endpoint_ips(h, &addrs(rec))?;
         dp.unpin(&datapath::port_link(h))?;
     }
+    release_parent(&mut dp, rec, remaining)
+}
+
+/// The parent's side of removing `rec` from its switch: the flood row and
+/// config rewritten for the `remaining` members, or, with none left, the
+/// parent's entry and programs removed.
+pub(crate) fn release_parent(
+    dp: &mut Datapath,
+    rec: &Attachment,
+    remaining: &[Attachment],
+) -> Result<()> {
     let ifindex = rec.parent_ifindex;
-    let others_on_parent = remaining
-        .iter()
-        .any(|r| r.kind == Kind::Macvlan && r.is_ebpf() && r.parent_ifindex == ifindex);
+    let others_on_parent = remaining.iter().any(|r| switch_member(r, ifindex));
     match dp.parent(ifindex)? {
         Some(cfg) if others_on_parent => {
             let kind = rec.datapath.unwrap_or_default();
             write_parent(
-                &mut dp,
+                dp,
                 ifindex,
                 cfg.slot,
                 (Mac(cfg.mac), cfg.mtu),

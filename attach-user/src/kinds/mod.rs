@@ -10,6 +10,8 @@
 pub mod bridge;
 pub mod ipvlan;
 pub mod macvlan;
+pub mod nested;
+pub mod router;
 
 use std::net::IpAddr;
 
@@ -29,15 +31,23 @@ pub enum AddRequest {
     Macvlan(macvlan::MacvlanRequest),
     Ipvlan(ipvlan::IpvlanRequest),
     Bridge(bridge::BridgeRequest),
+    Router(router::RouterRequest),
+    Nested(nested::NestedRequest),
+    NestedHost(nested::NestedHostRequest),
 }
 
 impl AddRequest {
-    /// The container namespace and interface name the request is for.
+    /// The container namespace and interface name the request is for;
+    /// both empty for the host side of a nested attachment, which has no
+    /// container namespace on this node (its kind checks its identity).
     pub fn target(&self) -> (&str, &str) {
         match self {
             AddRequest::Macvlan(r) => (&r.netns, &r.ifname),
             AddRequest::Ipvlan(r) => (&r.netns, &r.ifname),
             AddRequest::Bridge(r) => (&r.netns, &r.ifname),
+            AddRequest::Router(r) => (&r.netns, &r.ifname),
+            AddRequest::Nested(r) => (&r.netns, &r.ifname),
+            AddRequest::NestedHost(_) => ("", ""),
         }
     }
 
@@ -47,6 +57,9 @@ impl AddRequest {
             AddRequest::Macvlan(r) => r.validate(),
             AddRequest::Ipvlan(r) => r.validate(),
             AddRequest::Bridge(r) => r.validate(),
+            AddRequest::Router(r) => r.validate(),
+            AddRequest::Nested(r) => r.validate(),
+            AddRequest::NestedHost(r) => r.validate(),
         }
     }
 }
@@ -190,6 +203,9 @@ pub(crate) async fn plan(
         AddRequest::Macvlan(r) => macvlan::plan(engine, r, ns, records).await,
         AddRequest::Ipvlan(r) => ipvlan::plan(engine, r, ns, records).await,
         AddRequest::Bridge(r) => bridge::plan(engine, r, ns, records).await,
+        AddRequest::Router(r) => router::plan(engine, r, ns, records).await,
+        AddRequest::Nested(r) => nested::plan(engine, r, ns, records).await,
+        AddRequest::NestedHost(r) => nested::plan_host(engine, r, records).await,
     }
 }
 
@@ -203,6 +219,8 @@ pub(crate) async fn create(
         Kind::Macvlan => macvlan::create(engine, rec, ns, records).await,
         Kind::Ipvlan => ipvlan::create(engine, rec, ns, records).await,
         Kind::Bridge => bridge::create(engine, rec, ns, records).await,
+        Kind::Router => router::create(engine, rec, ns, records).await,
+        Kind::Nested => nested::create(engine, rec, ns, records).await,
         other => Err(Error::system(format!(
             "{} attachments are not built yet",
             other.name()
@@ -218,6 +236,8 @@ pub(crate) async fn check(engine: &Engine, rec: &Attachment) -> Result<()> {
         Kind::Macvlan => macvlan::check(engine, rec).await,
         Kind::Ipvlan => ipvlan::check(engine, rec).await,
         Kind::Bridge => bridge::check(engine, rec).await,
+        Kind::Router => router::check(engine, rec).await,
+        Kind::Nested => nested::check(engine, rec).await,
         other => Err(Error::system(format!(
             "{} attachments are not built yet",
             other.name()
@@ -279,6 +299,8 @@ pub(crate) async fn repair(engine: &Engine, rec: &Attachment, others: &[Attachme
         Kind::Macvlan => macvlan::repair(engine, rec, others).await,
         Kind::Ipvlan => ipvlan::repair(engine, rec, others).await,
         Kind::Bridge => bridge::repair(engine, rec, others).await,
+        Kind::Router => router::repair(engine, rec, others).await,
+        Kind::Nested => nested::repair(engine, rec, others).await,
         other => Err(Error::system(format!(
             "{} attachments are not built yet",
             other.name()
@@ -293,6 +315,8 @@ pub(crate) fn links(rec: &Attachment) -> Vec<(&'static str, String)> {
         Kind::Macvlan => macvlan::links(rec),
         Kind::Ipvlan => ipvlan::links(rec),
         Kind::Bridge => bridge::links(rec),
+        Kind::Router => router::links(rec),
+        Kind::Nested => nested::links(rec),
         _ => Vec::new(),
     }
 }
@@ -306,6 +330,8 @@ pub(crate) async fn teardown(
         Kind::Macvlan => macvlan::teardown(engine, rec, remaining).await,
         Kind::Ipvlan => ipvlan::teardown(engine, rec, remaining).await,
         Kind::Bridge => bridge::teardown(engine, rec, remaining).await,
+        Kind::Router => router::teardown(engine, rec, remaining).await,
+        Kind::Nested => nested::teardown(engine, rec, remaining).await,
         other => vec![Error::system(format!(
             "{} attachments are not built yet",
             other.name()

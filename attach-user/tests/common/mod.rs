@@ -24,6 +24,8 @@ use aya::programs::{ProgramError, TestRun, TestRunOptions};
 pub mod bridge;
 pub mod frames;
 pub mod ipvlan;
+pub mod nested;
+pub mod router;
 
 /// tc return codes (`TC_ACT_UNSPEC` is -1, seen as a u32).
 pub const TC_ACT_UNSPEC: u32 = u32::MAX;

@@ -48,7 +48,7 @@ fn ping6(dst: MacAddr, src: MacAddr, sip: [u8; 16], dip: [u8; 16]) -> Vec<u8> {
 
 /// A neighbour solicitation for `target` from `sip` (source link-layer
 /// option: `src`), to the solicited-node group; `::` source: DAD, no option.
-fn ns(src: MacAddr, sip: [u8; 16], target: [u8; 16]) -> Vec<u8> {
+pub(crate) fn ns(src: MacAddr, sip: [u8; 16], target: [u8; 16]) -> Vec<u8> {
     let mut group = [0u8; 16];
     group[0] = 0xff;
     group[1] = 2;
@@ -328,7 +328,7 @@ fn rx_l3_neighbour_solicitations_are_answered() {
 }
 
 /// `frames::ipv6_icmpv6` with the first byte after the checksum set.
-fn ipv6_icmpv6_with_flags(
+pub(crate) fn ipv6_icmpv6_with_flags(
     dst: MacAddr,
     src: MacAddr,
     sip: [u8; 16],

@@ -1,30 +1,42 @@
 //! The demo: builds a lab of network namespaces (an external host on a
 //! switch, a node with a parent NIC, containers), attaches containers in every
 //! macvlan mode with the kernel's macvlan and with our eBPF datapath (tc and
-//! xdp), and shows who reaches whom; then ipvlan, and bridge ports on a Linux
-//! bridge and on our eBPF switch. Everything is removed at the end.
+//! xdp), and shows who reaches whom; then ipvlan, bridge ports (a Linux
+//! bridge and our eBPF switch), router (routed endpoints, eBPF and kernel
+//! forwarding) and nested (containers in VMs on VLANs, two engines).
+//! Everything is removed at the end.
 
 use std::time::Instant;
 
 use anyhow::Result;
 use attach_tests::{
-    lab::{Lab, LabOptions, Matrix, Proto, require_root},
+    lab::{EXT_V4, EXT_V6, Lab, LabOptions, Matrix, NODE_IF, NODE_V4, Proto, ping, require_root},
     reach::{Flavor, attach, attach_bridge, attach_ipvlan, detach, measure},
+    routed::{
+        attach_router, ext_routes, forward_counter, forward_counter_remove, forward_counter_setup,
+        reply_ttl,
+    },
+    vm::{attach_nested, capture, vm},
 };
 
 const USAGE: &str = "usage: attach-demo [--mode bridge|vepa|private|passthru]...
+                   [--only macvlan|host-access|ipvlan|bridge|router|nested]...
 
 Builds a lab of network namespaces, attaches containers in each macvlan mode
 with native macvlan and with attach's eBPF datapath (tc and xdp), and prints
 the reachability of each, then shows --host-access, ipvlan in l2, l3 and
-l3s, and bridge ports (a Linux bridge, our eBPF switch). Needs root; cleans up.";
+l3s, bridge ports (a Linux bridge, our eBPF switch), router endpoints (eBPF and
+kernel forwarding) and nested containers in VMs on VLANs (--only: just those
+sections). Needs root; cleans up.";
 
 fn main() -> Result<()> {
     let mut modes: Vec<String> = Vec::new();
+    let mut only: Vec<String> = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--mode" => modes.push(args.next().unwrap_or_default()),
+            "--only" => only.push(args.next().unwrap_or_default()),
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return Ok(());
@@ -36,6 +48,10 @@ fn main() -> Result<()> {
         modes = ["bridge", "vepa", "private", "passthru"]
             .map(String::from)
             .to_vec();
+    }
+    let shows = |section: &str| only.is_empty() || only.iter().any(|o| o == section);
+    if !shows("macvlan") {
+        modes.clear();
     }
     require_root();
     let started = Instant::now();
@@ -64,9 +80,21 @@ fn main() -> Result<()> {
         }
         all_same &= report(mode, &results);
     }
-    host_access()?;
-    ipvlan(&lab)?;
-    bridge()?;
+    if shows("host-access") {
+        host_access()?;
+    }
+    if shows("ipvlan") {
+        ipvlan(&lab)?;
+    }
+    if shows("bridge") {
+        bridge()?;
+    }
+    if shows("router") {
+        router()?;
+    }
+    if shows("nested") {
+        nested()?;
+    }
     println!(
         "\n{} in {:.0?}: every eBPF matrix {} native macvlan's.",
         if all_same { "Done" } else { "FAILED" },
@@ -249,5 +277,122 @@ fn bridge() -> Result<()> {
         detach(&lab, &c1)?;
         detach(&lab, &c2)?;
     }
+    Ok(())
+}
+/// router: routed endpoints, forwarded by our programs or by the node.
+fn router() -> Result<()> {
+    println!(
+        "\n== router: a veth per endpoint, a host route per address (CNI \"ptp\"); the node routes"
+    );
+    println!(
+        "   c1 10.88.0.11/32 fd88::11/128, c2 10.88.0.12/24 fd88::12/64; gateways 169.254.1.1 and fe80::1;"
+    );
+    println!(
+        "   ext routes 10.88.0.0/24 and fd88::/64 via the node. Reply TTLs: 63 = routed once."
+    );
+    let lab = Lab::new()?;
+    ext_routes(&lab)?;
+    let mut columns = Vec::new();
+    for (name, extra) in [
+        ("ebpf", &["--uplink", NODE_IF][..]),
+        ("kernel", &["--datapath", "kernel"][..]),
+    ] {
+        eprintln!("  ... router, {name} datapath");
+        forward_counter_setup(lab.node())?;
+        let c1 = attach_router(&lab, 1, extra)?;
+        let c2 = attach_router(&lab, 2, extra)?;
+        let ttl = |from: &attach_tests::lab::Netns, to: &str| {
+            reply_ttl(from, to).map_or("no".to_owned(), |t| format!("ttl {t}"))
+        };
+        let rows = vec![
+            ("c1 -> ext v4", ttl(&c1.ns, EXT_V4)),
+            ("c1 -> ext v6", ttl(&c1.ns, EXT_V6)),
+            ("ext -> c1 v4", ttl(lab.ext(), &c1.v4)),
+            ("ext -> c2 v6", ttl(lab.ext(), &c2.v6)),
+            ("c1 -> c2 v4", ttl(&c1.ns, &c2.v4)),
+            ("c2 -> c1 v6", ttl(&c2.ns, &c1.v6)),
+            ("c1 -> node v4", ttl(&c1.ns, NODE_V4)),
+            ("node -> c2 v6", ttl(lab.node(), &c2.v6)),
+            (
+                "node FORWARD hook",
+                format!("{} packets", forward_counter(lab.node())?),
+            ),
+        ];
+        columns.push((name, rows));
+        for c in [&c1, &c2] {
+            lab.attach().ok(&["del", "--netns", c.ns.name()])?;
+        }
+        forward_counter_remove(lab.node())?;
+    }
+    println!("{:<20} {:<14} {:<14}", "", "ebpf", "kernel");
+    for i in 0..columns[0].1.len() {
+        println!(
+            "{:<20} {:<14} {:<14}",
+            columns[0].1[i].0, columns[0].1[i].1, columns[1].1[i].1
+        );
+    }
+    Ok(())
+}
+
+/// nested: containers in VMs, on their own VLANs; the VMs' engines and the
+/// host's.
+fn nested() -> Result<()> {
+    println!(
+        "\n== nested: containers inside VMs (namespaces with their own engine), one VLAN each on the VM's uplink"
+    );
+    println!(
+        "   vm1: a on VLAN 100 (tag stripped on the host), b on VLAN 200 (tag kept); vm2: d on VLAN 200 (kept);"
+    );
+    println!(
+        "   vm3, whose uplink is itself tagged (S-tag 10): q on VLAN 100; h: a macvlan container on the host."
+    );
+    let lab = Lab::new()?;
+    let vm1 = vm(&lab, "vm1", "tap1")?;
+    let vm2 = vm(&lab, "vm2", "tap2")?;
+    let vm3 = vm(&lab, "vm3", "tap3")?;
+    eprintln!("  ... nested");
+    let h = attach(&lab, 2, "bridge", Flavor::EbpfTc, &[])?;
+    let a = attach_nested(&lab, &vm1, "a", 100, None, 31, &[])?;
+    let b = attach_nested(&lab, &vm1, "b", 200, None, 41, &["--keep-tag"])?;
+    let d = attach_nested(&lab, &vm2, "d", 200, None, 42, &["--keep-tag"])?;
+    let q = attach_nested(&lab, &vm3, "q", 100, Some(10), 51, &[])?;
+    let yes = |x: bool| if x { "yes" } else { "no" };
+    let both = |from: &attach_tests::lab::Netns, v4: &str, v6: &str| {
+        format!("{}/{}", yes(ping(from, v4)), yes(ping(from, v6)))
+    };
+    println!("{:<28} v4/v6", "");
+    for (what, r) in [
+        ("a (VLAN 100) -> ext", both(&a.ns, EXT_V4, EXT_V6)),
+        ("ext -> a", both(lab.ext(), &a.v4, &a.v6)),
+        ("a -> h (host container)", both(&a.ns, &h.v4, &h.v6)),
+        ("h -> q (QinQ)", both(&h.ns, &q.v4, &q.v6)),
+        ("q -> ext", both(&q.ns, EXT_V4, EXT_V6)),
+        ("b -> d (VLAN 200, 2 VMs)", both(&b.ns, &d.v4, &d.v6)),
+        ("a -> d (VLAN 100 -> 200)", both(&a.ns, &d.v4, &d.v6)),
+        ("d -> ext (untagged wire)", both(&d.ns, EXT_V4, EXT_V6)),
+    ] {
+        println!("{what:<28} {r}");
+    }
+    for (tap, c) in [("tap1", &a), ("tap3", &q)] {
+        let seen = capture(lab.node(), tap, "vlan", 3, || {
+            ping(&c.ns, EXT_V4);
+        });
+        // "..., ethertype 802.1Q (0x8100), length 102: vlan 100, p 0, ethertype IPv4 ..."
+        if let Some(line) = seen.lines().find(|l| l.contains("ICMP echo request"))
+            && let (Some(from), Some(to)) =
+                (line.find("ethertype 802.1Q"), line.find(", ethertype IPv4"))
+        {
+            let tags = line[from..to]
+                .split(", ")
+                .map(|p| p.rsplit(": ").next().unwrap_or(p))
+                .filter(|p| !p.starts_with("p "))
+                .collect::<Vec<_>>()
+                .join(", ");
+            println!("on {tap}, {}'s echo request carries: {tags}", c.label);
+        }
+    }
+    println!("\n`attach list` on the host, then in vm1:");
+    println!("{}", lab.attach().ok(&["list"])?);
+    println!("{}", vm1.engine.ok(&["list"])?);
     Ok(())
 }
