@@ -118,6 +118,8 @@ impl Drop for Agent {
     fn drop(&mut self) {
         self.kill();
         let _ = std::fs::remove_file(&self.log);
+        // A killed agent cannot remove its socket file; the lab's node is gone.
+        let _ = std::fs::remove_file(&self.socket);
     }
 }
 
