@@ -2,8 +2,8 @@
 //! them. Names match `attach_common::maps::MAP_*`.
 
 use attach_common::{
-    Endpoint, EndpointKey, EndpointStats, FLOOD_TABLE_SIZE, MAX_ENDPOINTS, MAX_PARENTS, ParentCfg,
-    VERDICT_SLOTS,
+    CgroupStats, Endpoint, EndpointKey, EndpointStats, FLOOD_TABLE_SIZE, MAX_CG_COUNTERS,
+    MAX_ENDPOINTS, MAX_PARENTS, ParentCfg, VERDICT_SLOTS,
 };
 use aya_ebpf::{
     btf_maps::{Array, DevMapHash, HashMap, PerCpuArray},
@@ -32,3 +32,6 @@ pub static EP_STATS: PerCpuArray<EndpointStats, EPS> = PerCpuArray::new();
 
 #[btf_map(name = "attach_verdicts", pin_by_name)]
 pub static VERDICTS: PerCpuArray<u64, { VERDICT_SLOTS as usize }> = PerCpuArray::new();
+
+#[btf_map(name = "attach_cg_stats", pin_by_name)]
+pub static CG_STATS: PerCpuArray<CgroupStats, { MAX_CG_COUNTERS as usize }> = PerCpuArray::new();

@@ -1,13 +1,16 @@
 //! The `attach` command line: a thin layer over [`crate::engine::Engine`].
 
-use std::net::IpAddr;
+use std::{net::IpAddr, path::PathBuf};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::{
     addr::{IpNet, Mac},
-    kinds::macvlan::MacvlanRequest,
-    model::{Backend, Datapath, MacvlanMode},
+    kinds::{
+        container::ContainerRequest, host::HostRequest, macvlan::MacvlanRequest,
+        sriov::SriovRequest,
+    },
+    model::{Backend, Datapath, MacvlanMode, Port},
 };
 
 #[derive(Parser, Debug)]
@@ -24,6 +27,10 @@ Examples:\n  \
 attach add macvlan --parent eth1 --netns c1 --ip 10.0.0.2/24 --gateway 10.0.0.1\n  \
 attach add macvlan --mode vepa --parent eth1 --netns /proc/1234/ns/net --datapath xdp\n  \
 attach add macvlan --parent eth1 --netns c2 --backend native\n  \
+attach add host --netns 4321 --cgroup /sys/fs/cgroup/unified/web --ports tcp/80\n  \
+attach add container --netns sidecar --join c1\n  \
+attach add sriov --device eth3 --netns c3 --ip 10.0.0.3/24\n  \
+attach add sriov --pci 0000:03:10.2 --netns c4 --vlan 100 --spoofchk on --max-rate 1000\n  \
 attach list -o json\n  \
 attach del --netns c1"
 )]
@@ -47,7 +54,7 @@ pub enum Command {
     /// Attach an interface to a container's network namespace.
     #[command(subcommand)]
     Add(AddKind),
-    /// Detach an interface (succeeds when nothing is attached).
+    /// Detach an attachment (succeeds when nothing is attached).
     Del(DelArgs),
     /// List this node's attachments.
     List,
@@ -70,6 +77,27 @@ pub enum AddKind {
     /// passthru (one endpoint takes the parent's MAC and all its unicast).
     /// The kernel's default mode is vepa; ours, like CNI's and Docker's, is bridge.
     Macvlan(MacvlanArgs),
+    /// The container uses the node's own network namespace.
+    ///
+    /// Nothing is created: the attachment is recorded (and listed), the
+    /// container's traffic can be counted through its cgroup (`attach
+    /// stats`), and ports it will listen on are checked against the node's
+    /// listening sockets and other host attachments (warnings on stderr and
+    /// in the JSON `warnings`). The interfaces are the node's: no --ifname.
+    Host(HostArgs),
+    /// The container joins another container's network namespace.
+    ///
+    /// The engine holds the shared namespace with a bind mount of its own,
+    /// so the joiner keeps its network when the first container exits or
+    /// restarts; the hold is released when its last joiner detaches.
+    /// The interfaces are the other container's: no --ifname.
+    Container(ContainerArgs),
+    /// Move a VF (or any physical netdev) of the node into the container.
+    ///
+    /// For a VF, its MAC, VLAN, priority, spoof check, trust and rate are set
+    /// through its PF; on detach the device returns to the node under its own
+    /// name and every setting the attach changed is put back.
+    Sriov(SriovArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -127,9 +155,93 @@ pub enum OnOff {
 }
 
 #[derive(Args, Debug, Clone)]
-pub struct DelArgs {
+pub struct HostArgs {
+    /// The node's own network namespace, naming the container: typically the
+    /// pid of its process (whose namespace is the node's), or a path. It must
+    /// be the namespace attach runs in; it is also how `del` finds it.
+    #[arg(long, value_name = "NETNS")]
+    pub netns: String,
+    /// The container's cgroup (v2) directory: its traffic is counted by
+    /// cgroup_skb programs and shown by `attach stats`.
+    #[arg(long, value_name = "PATH")]
+    pub cgroup: Option<PathBuf>,
+    /// Ports the container will listen on, like tcp/80,udp/53: a warning
+    /// when a socket of the node or another host attachment has one.
+    #[arg(long, value_name = "PROTO/PORT,...", value_delimiter = ',', value_parser = parse_port)]
+    pub ports: Vec<Port>,
+    /// Does not apply (refused with an explanation).
+    #[arg(long, hide = true)]
+    pub ifname: Option<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ContainerArgs {
+    /// The joiner. A path (or name under /run/netns) that does not exist yet:
+    /// the engine creates it as a bind mount of the shared namespace, for the
+    /// joiner's processes to enter (nsenter --net=NETNS), and removes it on
+    /// detach. Or the joiner already in OTHER's namespace: its pid, or a
+    /// namespace file of it.
+    #[arg(long, value_name = "NETNS")]
+    pub netns: String,
+    /// OTHER: the container whose network namespace is joined (a name under
+    /// /run/netns, a path, or the pid of one of its processes).
+    #[arg(long, value_name = "OTHER")]
+    pub join: String,
+    /// Does not apply (refused with an explanation).
+    #[arg(long, hide = true)]
+    pub ifname: Option<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+#[command(group(clap::ArgGroup::new("dev").required(true).args(["device", "pci"])))]
+pub struct SriovArgs {
     #[command(flatten)]
     pub target: Target,
+    /// The netdev in the node to hand over (a VF, or any physical device).
+    #[arg(long, value_name = "IF")]
+    pub device: Option<String>,
+    /// The device by PCI address (DOMAIN:BUS:DEV.FN), e.g. a VF's.
+    #[arg(long, value_name = "ADDR")]
+    pub pci: Option<String>,
+    /// VF only: VLAN ID (1-4094) the VF's traffic is tagged with.
+    #[arg(long, value_name = "N")]
+    pub vlan: Option<u32>,
+    /// VF only: 802.1p priority (0-7) of the VLAN tag; needs --vlan.
+    #[arg(long, value_name = "N")]
+    pub qos: Option<u32>,
+    /// MAC of the interface (a VF's is set through its PF too).
+    #[arg(long, value_parser = parse_mac)]
+    pub mac: Option<Mac>,
+    /// VF only: drop frames the VF sends with another source MAC.
+    #[arg(long, value_enum)]
+    pub spoofchk: Option<OnOff>,
+    /// VF only: let the VF change its MAC and use promiscuous modes.
+    #[arg(long, value_enum)]
+    pub trust: Option<OnOff>,
+    /// VF only: maximum transmit rate, Mbit/s.
+    #[arg(long, value_name = "MBPS")]
+    pub max_rate: Option<u32>,
+    /// Address with prefix length, IPv4 or IPv6; repeat for several.
+    #[arg(long = "ip", value_name = "CIDR", value_parser = parse_cidr)]
+    pub ips: Vec<IpNet>,
+    /// Default gateway (needs an address of its family).
+    #[arg(long, value_name = "IP")]
+    pub gateway: Option<IpAddr>,
+    /// MTU (default: the device's).
+    #[arg(long)]
+    pub mtu: Option<u32>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DelArgs {
+    /// The container's network namespace: a name under /run/netns, a path, or
+    /// a pid (for host and container attachments: NETNS as given to add).
+    #[arg(long, value_name = "NETNS")]
+    pub netns: String,
+    /// Interface name inside the container. Default: the host or container
+    /// attachment of NETNS if there is one, else eth0.
+    #[arg(long)]
+    pub ifname: Option<String>,
 }
 
 fn parse_mac(s: &str) -> Result<Mac, String> {
@@ -140,10 +252,40 @@ fn parse_cidr(s: &str) -> Result<IpNet, String> {
     s.parse().map_err(|e: crate::error::Error| e.message)
 }
 
+fn parse_port(s: &str) -> Result<Port, String> {
+    s.parse().map_err(|e: crate::error::Error| e.message)
+}
+
 impl From<AddKind> for crate::kinds::AddRequest {
     fn from(k: AddKind) -> Self {
         match k {
             AddKind::Macvlan(a) => crate::kinds::AddRequest::Macvlan(a.into()),
+            AddKind::Host(a) => crate::kinds::AddRequest::Host(HostRequest {
+                netns: a.netns,
+                cgroup: a.cgroup,
+                ports: a.ports,
+                ifname: a.ifname,
+            }),
+            AddKind::Container(a) => crate::kinds::AddRequest::Container(ContainerRequest {
+                netns: a.netns,
+                join: a.join,
+                ifname: a.ifname,
+            }),
+            AddKind::Sriov(a) => crate::kinds::AddRequest::Sriov(SriovRequest {
+                netns: a.target.netns,
+                ifname: a.target.ifname,
+                device: a.device,
+                pci: a.pci,
+                vlan: a.vlan,
+                qos: a.qos,
+                mac: a.mac,
+                spoofchk: a.spoofchk.map(|s| s == OnOff::On),
+                trust: a.trust.map(|s| s == OnOff::On),
+                max_rate: a.max_rate,
+                ips: a.ips,
+                gateway: a.gateway,
+                mtu: a.mtu,
+            }),
         }
     }
 }

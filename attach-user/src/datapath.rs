@@ -11,15 +11,16 @@ use std::{
 };
 
 use attach_common::{
-    Direction, Endpoint, EndpointKey, EndpointStats, FLOOD_TABLE_SIZE, MAP_DEVS, MAP_ENDPOINTS,
-    MAP_EP_STATS, MAP_FLOOD, MAP_PARENTS, MAP_PORTS, MAP_VERDICTS, MAX_PORTS_PER_PARENT, ParentCfg,
-    Verdict,
+    CG_COUNTER_GLOBAL, CgroupStats, Direction, Endpoint, EndpointKey, EndpointStats,
+    FLOOD_TABLE_SIZE, MAP_CG_STATS, MAP_DEVS, MAP_ENDPOINTS, MAP_EP_STATS, MAP_FLOOD, MAP_PARENTS,
+    MAP_PORTS, MAP_VERDICTS, MAX_PORTS_PER_PARENT, ParentCfg, Verdict,
 };
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, DevMapHash, HashMap, MapData, MapError, PerCpuArray, PerCpuValues},
     programs::{
-        LinkOrder, SchedClassifier, TcAttach, TcAttachType, Xdp, XdpMode,
+        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, LinkOrder, SchedClassifier, TcAttach,
+        TcAttachType, Xdp, XdpMode,
         links::{FdLink, PinnedLink},
     },
 };
@@ -33,6 +34,8 @@ pub const PROG_RX: &str = "attach_rx";
 pub const PROG_TX: &str = "attach_tx";
 pub const PROG_HOST: &str = "attach_host";
 pub const PROG_RX_XDP: &str = "attach_rx_xdp";
+pub const PROG_CG_IN: &str = "attach_cg_in";
+pub const PROG_CG_EG: &str = "attach_cg_eg";
 
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 
@@ -47,6 +50,15 @@ pub fn parent_links(ifindex: u32) -> [String; 3] {
 
 pub fn port_link(host_ifindex: u32) -> String {
     format!("port-{host_ifindex}-tx")
+}
+
+/// Pin names of the ingress and egress links of a `host` attachment's
+/// cgroup counters.
+pub fn cgroup_links(counter_id: u32) -> [String; 2] {
+    [
+        format!("cgroup-{counter_id}-in"),
+        format!("cgroup-{counter_id}-eg"),
+    ]
 }
 
 pub struct Datapath {
@@ -81,11 +93,26 @@ impl Datapath {
     /// Loads the object, reusing (or creating) the maps pinned in `dir`.
     /// Programs are loaded into the kernel only when first attached.
     pub fn open(dir: &Path) -> Result<Self> {
+        Self::open_with(dir, None)
+    }
+
+    /// [`Datapath::open`], with the cgroup programs counting into slot
+    /// `counter` of `attach_cg_stats` (each `host` attachment loads its own).
+    pub fn open_counting(dir: &Path, counter: u32) -> Result<Self> {
+        Self::open_with(dir, Some(counter))
+    }
+
+    fn open_with(dir: &Path, counter: Option<u32>) -> Result<Self> {
         Self::check_bpffs()?;
         fs::create_dir_all(dir.join("links"))
             .map_err(|e| Error::system(format!("cannot create {}: {e}", dir.display())))?;
-        let ebpf = EbpfLoader::new()
-            .default_map_pin_directory(dir)
+        let mut loader = EbpfLoader::new();
+        loader.default_map_pin_directory(dir);
+        let value = counter.unwrap_or(0);
+        if counter.is_some() {
+            loader.override_global(CG_COUNTER_GLOBAL, &value, true);
+        }
+        let ebpf = loader
             .load(EBPF_OBJECT)
             .map_err(|e| Error::from(e).context("loading the eBPF datapath"))?;
         Ok(Self {
@@ -201,13 +228,51 @@ impl Datapath {
         Ok(mode)
     }
 
+    /// Attaches a cgroup_skb counter program (`PROG_CG_IN`/`PROG_CG_EG`) to
+    /// the cgroup open as `cgroup`, beside any other program there
+    /// (multi-attach), and pins its link as `pin`.
+    pub fn attach_cgroup(&mut self, prog: &str, cgroup: &fs::File, pin: &str) -> Result<()> {
+        self.unpin(pin)?;
+        let path = self.link_path(pin);
+        let at = if prog == PROG_CG_IN {
+            CgroupSkbAttachType::Ingress
+        } else {
+            CgroupSkbAttachType::Egress
+        };
+        let p: &mut CgroupSkb = self
+            .ebpf
+            .program_mut(prog)
+            .ok_or_else(|| Error::system(format!("program {prog} missing from the object")))?
+            .try_into()?;
+        if p.fd().is_err() {
+            p.load()
+                .map_err(|e| Error::from(e).context(format!("loading {prog}")))?;
+        }
+        let id = p
+            .attach(cgroup, at, CgroupAttachMode::AllowMultiple)
+            .map_err(|e| Error::from(e).context(format!("attaching {prog} to the cgroup")))?;
+        let link: FdLink = p.take_link(id)?.try_into()?;
+        link.pin(&path)?;
+        Ok(())
+    }
+
     /// Removes a link pin, which detaches its program. Absent is fine.
     pub fn unpin(&self, pin: &str) -> Result<()> {
-        match fs::remove_file(self.link_path(pin)) {
+        Self::unpin_in(&self.dir, pin)
+    }
+
+    /// [`Datapath::unpin`] without loading anything: for teardown.
+    pub fn unpin_in(dir: &Path, pin: &str) -> Result<()> {
+        match fs::remove_file(dir.join("links").join(pin)) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == IoKind::NotFound => Ok(()),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Whether a link pin exists in `dir`.
+    pub fn link_pinned_in(dir: &Path, pin: &str) -> bool {
+        dir.join("links").join(pin).exists()
     }
 
     fn hash<K: aya::Pod, V: aya::Pod>(
@@ -344,6 +409,33 @@ impl Datapath {
         let stats: PerCpuArray<_, EndpointStats> = PerCpuArray::try_from(map)?;
         let mut sum = EndpointStats::default();
         for s in stats.get(&id, 0)?.iter() {
+            sum.add(s);
+        }
+        Ok(sum)
+    }
+
+    fn cg_stats_map(&mut self) -> Result<PerCpuArray<&mut MapData, CgroupStats>> {
+        let map = self
+            .ebpf
+            .map_mut(MAP_CG_STATS)
+            .expect("cgroup stats map in object");
+        Ok(PerCpuArray::try_from(map)?)
+    }
+
+    pub fn zero_cgroup_stats(&mut self, id: u32) -> Result<()> {
+        let ncpus = aya::util::nr_cpus().map_err(|(_, e)| Error::from(e))?;
+        self.cg_stats_map()?.set(
+            id,
+            PerCpuValues::try_from(vec![CgroupStats::default(); ncpus.get() as usize])?,
+            0,
+        )?;
+        Ok(())
+    }
+
+    /// A `host` attachment's cgroup counters, summed over CPUs.
+    pub fn cgroup_stats(&mut self, id: u32) -> Result<CgroupStats> {
+        let mut sum = CgroupStats::default();
+        for s in self.cg_stats_map()?.get(&id, 0)?.iter() {
             sum.add(s);
         }
         Ok(sum)

@@ -14,7 +14,7 @@ use crate::{
     datapath::Datapath,
     error::{Error, Result},
     kinds::{self, AddRequest},
-    model::{Attachment, CniRef},
+    model::{Attachment, CniRef, NO_IFNAME},
     netlink::Rtnl,
     netns::{self, Netns},
     state::State,
@@ -48,6 +48,21 @@ pub struct Counters {
     pub flood_copies: u64,
     pub rx_dropped: u64,
     pub tx_dropped: u64,
+}
+
+/// Interface name when none is given.
+pub const DEFAULT_IFNAME: &str = "eth0";
+
+impl From<attach_common::CgroupStats> for Counters {
+    fn from(s: attach_common::CgroupStats) -> Self {
+        Self {
+            rx_packets: s.rx_packets,
+            rx_bytes: s.rx_bytes,
+            tx_packets: s.tx_packets,
+            tx_bytes: s.tx_bytes,
+            ..Default::default()
+        }
+    }
 }
 
 impl From<EndpointStats> for Counters {
@@ -118,8 +133,10 @@ impl Engine {
     /// `add`, recording the CNI identity of a runtime's request.
     pub async fn add_as(&self, req: &AddRequest, cni: Option<CniRef>) -> Result<Attachment> {
         req.validate()?;
-        let (netns, _) = req.target();
-        let ns = Netns::open(netns)?;
+        let ns = Netns::open(req.namespace()).map_err(|e| match req {
+            AddRequest::Container(_) => e.context("--join"),
+            _ => e,
+        })?;
         let _lock = self.state.lock()?;
         let added = self.add_locked(req, &ns, cni).await;
         if added.is_err() {
@@ -138,14 +155,24 @@ impl Engine {
     ) -> Result<Attachment> {
         let records = self.state.all()?;
         let (netns, ifname) = req.target();
-        if let Some(r) = records
+        if req.kind().has_interface() {
+            if let Some(r) = records
+                .iter()
+                .find(|r| r.kind.has_interface() && r.netns_inode == ns.inode && r.ifname == ifname)
+            {
+                return Err(Error::conflict(format!(
+                    "{ifname} in network namespace {netns:?} is already attached ({} {}); detach it first",
+                    r.kind.name(),
+                    r.mode_name()
+                )));
+            }
+        } else if let Some(r) = records
             .iter()
-            .find(|r| r.netns_inode == ns.inode && r.ifname == ifname)
+            .find(|r| !r.kind.has_interface() && Self::named_by(r, netns))
         {
             return Err(Error::conflict(format!(
-                "{ifname} in network namespace {netns:?} is already attached ({} {}); detach it first",
-                r.kind.name(),
-                r.mode_name()
+                "{netns:?} is already attached ({}); detach it first",
+                r.kind.name()
             )));
         }
         let mut rec = kinds::plan(self, req, ns, &records).await?;
@@ -182,31 +209,52 @@ impl Engine {
         }
     }
 
-    /// Finds the record of (netns, ifname): by the namespace's identity while
-    /// it lives, else by how it was named (a deleted namespace, or a name now
-    /// given to another one).
-    fn find<'a>(records: &'a [Attachment], netns: &str, ifname: &str) -> Option<&'a Attachment> {
-        let by_name = |r: &&Attachment| {
-            r.ifname == ifname && (r.netns == netns || r.netns_path == Netns::path_of(netns))
-        };
-        match Netns::open(netns) {
-            Ok(ns) => records
+    /// Whether `r` was attached under the name `netns` (as given, or the
+    /// same path).
+    fn named_by(r: &Attachment, netns: &str) -> bool {
+        r.netns == netns || r.netns_path == Netns::path_of(netns)
+    }
+
+    /// Finds the record of (netns, ifname).
+    ///
+    /// Without `ifname` (or with `-`), an attachment without an interface
+    /// (`host`, `container`) named by `netns` comes first: those share a
+    /// namespace with others, so they are known by NETNS as given, never by
+    /// the namespace's identity. Otherwise (`ifname` defaults to `eth0`): by
+    /// the namespace's identity while it lives, else by how it was named (a
+    /// deleted namespace, or a name now given to another one).
+    fn find<'a>(
+        records: &'a [Attachment],
+        netns: &str,
+        ifname: Option<&str>,
+    ) -> Option<&'a Attachment> {
+        if ifname.is_none_or(|i| i == NO_IFNAME)
+            && let Some(r) = records
                 .iter()
+                .find(|r| !r.kind.has_interface() && Self::named_by(r, netns))
+        {
+            return Some(r);
+        }
+        let ifname = ifname.unwrap_or(DEFAULT_IFNAME);
+        let mut own = records.iter().filter(|r| r.kind.has_interface());
+        let by_name = |r: &&Attachment| r.ifname == ifname && Self::named_by(r, netns);
+        match Netns::open(netns) {
+            Ok(ns) => own
+                .clone()
                 .find(|r| r.netns_inode == ns.inode && r.ifname == ifname)
-                .or_else(|| {
-                    records
-                        .iter()
-                        .filter(by_name)
-                        .find(|r| r.netns_inode != ns.inode)
-                }),
-            Err(_) => records.iter().find(by_name),
+                .or_else(|| own.filter(by_name).find(|r| r.netns_inode != ns.inode)),
+            Err(_) => own.find(by_name),
         }
     }
 
     /// Detaches (netns, ifname). Returns what was detached; `None` when
     /// nothing was attached (not an error: `del` is idempotent).
-    pub async fn del(&self, netns: &str, ifname: &str) -> Result<Option<Attachment>> {
-        crate::addr::check_ifname(ifname)?;
+    /// Without `ifname`: the interface-less attachment of `netns` (`host`,
+    /// `container`) if there is one, else `eth0`.
+    pub async fn del(&self, netns: &str, ifname: Option<&str>) -> Result<Option<Attachment>> {
+        if let Some(i) = ifname.filter(|i| *i != NO_IFNAME) {
+            crate::addr::check_ifname(i)?;
+        }
         let mut gone = self
             .del_where(|records| {
                 Self::find(records, netns, ifname)
@@ -232,7 +280,7 @@ impl Engine {
                     .iter()
                     .find(|r| r.cni.as_ref() == Some(cni) && r.ifname == ifname);
                 by_id
-                    .or_else(|| netns.and_then(|n| Self::find(records, n, ifname)))
+                    .or_else(|| netns.and_then(|n| Self::find(records, n, Some(ifname))))
                     .into_iter()
                     .cloned()
                     .collect()
@@ -297,7 +345,7 @@ impl Engine {
     }
 
     /// The records of (netns, ifname), if attached.
-    pub fn get(&self, netns: &str, ifname: &str) -> Result<Option<Attachment>> {
+    pub fn get(&self, netns: &str, ifname: Option<&str>) -> Result<Option<Attachment>> {
         let records = self.state.all()?;
         Ok(Self::find(&records, netns, ifname).cloned())
     }
@@ -315,8 +363,10 @@ impl Engine {
         };
         let mut attachments = Vec::new();
         for rec in records {
-            let counters = match (&mut dp, rec.endpoint_id) {
-                (Some(dp), Some(id)) => Some(dp.stats(id)?.into()),
+            let counter = rec.extra.host.as_ref().and_then(|h| h.counter_id);
+            let counters = match (&mut dp, rec.endpoint_id, counter) {
+                (Some(dp), Some(id), _) => Some(dp.stats(id)?.into()),
+                (Some(dp), None, Some(id)) => Some(dp.cgroup_stats(id)?.into()),
                 _ => None,
             };
             attachments.push(AttachmentStats {
@@ -363,6 +413,8 @@ impl Engine {
                 errors.push(e.context(format!("deleting leftover {}", link.name)));
             }
         }
+        // Namespaces a crashed `add container` may still hold.
+        errors.extend(kinds::container::release_leftovers(self.state.dir()));
         Datapath::remove_pins(&self.pin_dir)?;
         let _ = std::fs::remove_dir_all(self.state.dir());
         match errors.into_iter().next() {

@@ -15,6 +15,7 @@ pub mod engine;
 pub mod error;
 pub mod kinds;
 pub mod model;
+pub mod mount;
 pub mod netlink;
 pub mod netns;
 pub mod output;

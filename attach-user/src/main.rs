@@ -65,6 +65,9 @@ async fn run(cli: &Cli) -> attach::Result<String> {
         Command::Add(kind) => {
             let req = AddRequest::from(kind.clone());
             let rec = engine.add(&req).await?;
+            for w in &rec.extra.warnings {
+                eprintln!("attach: warning: {w}");
+            }
             if json {
                 to_json(&rec)
             } else {
@@ -72,26 +75,30 @@ async fn run(cli: &Cli) -> attach::Result<String> {
             }
         }
         Command::Del(args) => {
-            let gone = engine.del(&args.target.netns, &args.target.ifname).await?;
+            let (netns, ifname) = (&args.netns, args.ifname.as_deref());
+            let gone = engine.del(netns, ifname).await?;
             match (json, gone) {
                 (true, g) => to_json(&json!({"detached": g})),
-                (false, Some(r)) => format!("detached {} from {}", r.ifname, r.netns),
-                (false, None) => format!(
-                    "nothing attached as {} in {}",
-                    args.target.ifname, args.target.netns
-                ),
+                (false, Some(r)) => format!("detached {} from {}", output::what(&r), r.netns),
+                (false, None) => match ifname {
+                    Some(i) => format!("nothing attached as {i} in {netns}"),
+                    None => format!("nothing attached in {netns}"),
+                },
             }
         }
         Command::Check(args) => {
-            let (netns, ifname) = (&args.target.netns, &args.target.ifname);
+            let (netns, ifname) = (&args.netns, args.ifname.as_deref());
             let rec = engine.get(netns, ifname)?.ok_or_else(|| {
-                Error::not_found(format!("nothing attached as {ifname} in {netns}"))
+                Error::not_found(match ifname {
+                    Some(i) => format!("nothing attached as {i} in {netns}"),
+                    None => format!("nothing attached in {netns}"),
+                })
             })?;
             engine.check(&rec).await?;
             if json {
                 to_json(&json!({"ok": true, "attachment": rec}))
             } else {
-                format!("{ifname} in {netns}: ok")
+                format!("{} in {netns}: ok", output::what(&rec))
             }
         }
         Command::List => {

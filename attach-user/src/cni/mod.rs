@@ -451,7 +451,9 @@ mod tests {
             }],
             dns: None,
         };
-        let AddRequest::Macvlan(r) = request(&c, "/run/netns/x", "eth0", &ipam).unwrap();
+        let AddRequest::Macvlan(r) = request(&c, "/run/netns/x", "eth0", &ipam).unwrap() else {
+            panic!("not a macvlan request");
+        };
         assert_eq!(r.mode, crate::model::MacvlanMode::Vepa);
         assert!(r.host_access);
         assert_eq!(r.mtu, Some(1400));

@@ -228,6 +228,7 @@ pub async fn plan(
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
         cni: None,
+        extra: Default::default(),
     })
 }
 

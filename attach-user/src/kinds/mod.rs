@@ -6,12 +6,18 @@
 //! - `teardown`: remove whatever of a record exists, continuing past
 //!   failures (used by `del`, and to roll back a failed `create`).
 
+pub mod container;
+pub mod host;
 pub mod macvlan;
+pub mod sriov;
+
+use std::net::IpAddr;
 
 use crate::{
+    addr::{IpNet, Mac},
     engine::Engine,
     error::{Error, Result},
-    model::{Attachment, Kind},
+    model::{Attachment, Backend, Extra, Kind, NO_IFNAME},
     netns::Netns,
 };
 
@@ -19,13 +25,38 @@ use crate::{
 #[derive(Clone, Debug)]
 pub enum AddRequest {
     Macvlan(macvlan::MacvlanRequest),
+    Host(host::HostRequest),
+    Container(container::ContainerRequest),
+    Sriov(sriov::SriovRequest),
 }
 
 impl AddRequest {
-    /// The container namespace and interface name the request is for.
+    /// The container namespace (NETNS as given) and interface name the
+    /// request is for; [`NO_IFNAME`] for kinds without an interface.
     pub fn target(&self) -> (&str, &str) {
         match self {
             AddRequest::Macvlan(r) => (&r.netns, &r.ifname),
+            AddRequest::Host(r) => (&r.netns, NO_IFNAME),
+            AddRequest::Container(r) => (&r.netns, NO_IFNAME),
+            AddRequest::Sriov(r) => (&r.netns, &r.ifname),
+        }
+    }
+
+    /// The network namespace the attachment lives in, to open: NETNS, but
+    /// for `container` OTHER's (NETNS may not exist yet: the engine makes it).
+    pub fn namespace(&self) -> &str {
+        match self {
+            AddRequest::Container(r) => &r.join,
+            _ => self.target().0,
+        }
+    }
+
+    pub fn kind(&self) -> Kind {
+        match self {
+            AddRequest::Macvlan(_) => Kind::Macvlan,
+            AddRequest::Host(_) => Kind::Host,
+            AddRequest::Container(_) => Kind::Container,
+            AddRequest::Sriov(_) => Kind::Sriov,
         }
     }
 
@@ -33,8 +64,87 @@ impl AddRequest {
     pub fn validate(&self) -> Result<()> {
         match self {
             AddRequest::Macvlan(r) => r.validate(),
+            AddRequest::Host(r) => r.validate(),
+            AddRequest::Container(r) => r.validate(),
+            AddRequest::Sriov(r) => r.validate(),
         }
     }
+}
+
+/// A record of `kind` for NETNS `spec` (open as `ns`) with nothing made
+/// yet: kinds fill in the rest.
+pub(crate) fn record(kind: Kind, spec: &str, ns: &Netns, ifname: &str) -> Attachment {
+    Attachment {
+        netns: spec.to_owned(),
+        netns_path: ns.path.clone(),
+        netns_inode: ns.inode,
+        ifname: ifname.to_owned(),
+        kind,
+        mode: None,
+        backend: Backend::Native,
+        datapath: None,
+        parent: String::new(),
+        parent_ifindex: 0,
+        mac: Mac::default(),
+        ips: Vec::new(),
+        gateway: None,
+        mtu: 0,
+        host_ifname: None,
+        host_ifindex: None,
+        ifindex: None,
+        host_access: false,
+        spoofchk: false,
+        endpoint_id: None,
+        xdp_mode: None,
+        saved_parent: None,
+        created: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        cni: None,
+        extra: Extra::default(),
+    }
+}
+
+/// The checks of an interface's addressing that need no system access:
+/// no address twice, a gateway of a family the interface has, an MTU IPv4
+/// (68) or IPv6 (1280) can use.
+pub(crate) fn check_addressing(
+    ips: &[IpNet],
+    gateway: Option<IpAddr>,
+    mtu: Option<u32>,
+) -> Result<()> {
+    for (i, a) in ips.iter().enumerate() {
+        if ips[..i].iter().any(|b| b.addr == a.addr) {
+            return Err(Error::invalid(format!("address {} is given twice", a.addr)));
+        }
+    }
+    if let Some(gw) = gateway {
+        if gw.is_unspecified() || gw.is_multicast() {
+            return Err(Error::invalid(format!(
+                "gateway {gw} is not a unicast address"
+            )));
+        }
+        if !ips.iter().any(|n| n.addr.is_ipv4() == gw.is_ipv4()) {
+            return Err(Error::invalid(format!(
+                "gateway {gw} needs an {} address on the interface (--ip)",
+                if gw.is_ipv4() { "IPv4" } else { "IPv6" }
+            )));
+        }
+    }
+    if let Some(mtu) = mtu {
+        let min = if ips.iter().any(|n| n.addr.is_ipv6()) {
+            1280
+        } else {
+            68
+        };
+        if mtu < min {
+            return Err(Error::invalid(format!(
+                "MTU {mtu} is below the minimum of {min}{}",
+                if min == 1280 { " for IPv6" } else { "" }
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Refuses addresses already used on `parent`: by the node itself, or by
@@ -74,6 +184,9 @@ pub(crate) async fn plan(
 ) -> Result<Attachment> {
     match req {
         AddRequest::Macvlan(r) => macvlan::plan(engine, r, ns, records).await,
+        AddRequest::Host(r) => host::plan(engine, r, ns, records).await,
+        AddRequest::Container(r) => container::plan(engine, r, ns, records).await,
+        AddRequest::Sriov(r) => sriov::plan(engine, r, ns, records).await,
     }
 }
 
@@ -85,6 +198,9 @@ pub(crate) async fn create(
 ) -> Result<()> {
     match rec.kind {
         Kind::Macvlan => macvlan::create(engine, rec, ns, records).await,
+        Kind::Host => host::create(engine, rec, records).await,
+        Kind::Container => container::create(engine, rec, ns, records).await,
+        Kind::Sriov => sriov::create(engine, rec, ns).await,
         other => Err(Error::system(format!(
             "{} attachments are not built yet",
             other.name()
@@ -98,6 +214,9 @@ pub(crate) async fn create(
 pub(crate) async fn check(engine: &Engine, rec: &Attachment) -> Result<()> {
     match rec.kind {
         Kind::Macvlan => macvlan::check(engine, rec).await,
+        Kind::Host => host::check(engine, rec).await,
+        Kind::Container => container::check(rec).await,
+        Kind::Sriov => sriov::check(engine, rec).await,
         other => Err(Error::system(format!(
             "{} attachments are not built yet",
             other.name()
@@ -159,6 +278,9 @@ pub(crate) async fn teardown(
 ) -> Vec<Error> {
     match rec.kind {
         Kind::Macvlan => macvlan::teardown(engine, rec, remaining).await,
+        Kind::Host => host::teardown(engine, rec).await,
+        Kind::Container => container::teardown(engine, rec, remaining).await,
+        Kind::Sriov => sriov::teardown(engine, rec).await,
         other => vec![Error::system(format!(
             "{} attachments are not built yet",
             other.name()
