@@ -229,8 +229,8 @@ impl Datapath {
     }
 
     /// Attaches a cgroup_skb counter program (`PROG_CG_IN`/`PROG_CG_EG`) to
-    /// the cgroup open as `cgroup`, beside any other program there
-    /// (multi-attach), and pins its link as `pin`.
+    /// the cgroup open as `cgroup` with a bpf_link (beside any other program
+    /// there), and pins the link as `pin`.
     pub fn attach_cgroup(&mut self, prog: &str, cgroup: &fs::File, pin: &str) -> Result<()> {
         self.unpin(pin)?;
         let path = self.link_path(pin);
@@ -248,8 +248,10 @@ impl Datapath {
             p.load()
                 .map_err(|e| Error::from(e).context(format!("loading {prog}")))?;
         }
+        // A bpf_link takes no attach flags (the kernel refuses any with
+        // EINVAL) and always sits beside other programs, as multi-attach.
         let id = p
-            .attach(cgroup, at, CgroupAttachMode::AllowMultiple)
+            .attach(cgroup, at, CgroupAttachMode::Single)
             .map_err(|e| Error::from(e).context(format!("attaching {prog} to the cgroup")))?;
         let link: FdLink = p.take_link(id)?.try_into()?;
         link.pin(&path)?;

@@ -25,6 +25,9 @@ pub struct Engine {
     state: State,
     pin_dir: PathBuf,
     pub(crate) rtnl: Rtnl,
+    /// What a teardown noticed and let pass, for the detached record's
+    /// `warnings`.
+    notices: std::sync::Mutex<Vec<String>>,
 }
 
 /// Counters of one attachment (eBPF backend).
@@ -110,7 +113,22 @@ impl Engine {
             pin_dir: pin_root.join(&node_id),
             node_id,
             rtnl: Rtnl::here()?,
+            notices: Default::default(),
         })
+    }
+
+    /// Notes something a teardown let pass (logged, and returned in the
+    /// detached record's `warnings`).
+    pub(crate) fn notice(&self, msg: String) {
+        tracing::debug!("{msg}");
+        self.notices
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(msg);
+    }
+
+    fn take_notices(&self) -> Vec<String> {
+        std::mem::take(&mut *self.notices.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     pub fn pin_dir(&self) -> &Path {
@@ -324,13 +342,19 @@ impl Engine {
         let mut records = self.state.all()?;
         let chosen = pick(&records);
         let mut gone = Vec::new();
-        for rec in chosen {
+        for mut rec in chosen {
             records.retain(|r| *r != rec);
+            self.take_notices();
             let errors = kinds::teardown(self, &rec, &records).await;
             if let Some(first) = errors.into_iter().next() {
-                return Err(first.context(format!("detaching {} from {:?}", rec.ifname, rec.netns)));
+                return Err(first.context(format!(
+                    "detaching {} from {:?}",
+                    crate::output::what(&rec),
+                    rec.netns
+                )));
             }
             self.state.remove(&rec)?;
+            rec.extra.warnings = self.take_notices();
             gone.push(rec);
         }
         self.remove_node_pins_if_idle(&records);

@@ -77,6 +77,9 @@ async fn run(cli: &Cli) -> attach::Result<String> {
         Command::Del(args) => {
             let (netns, ifname) = (&args.netns, args.ifname.as_deref());
             let gone = engine.del(netns, ifname).await?;
+            for w in gone.iter().flat_map(|r| &r.extra.warnings) {
+                eprintln!("attach: warning: {w}");
+            }
             match (json, gone) {
                 (true, g) => to_json(&json!({"detached": g})),
                 (false, Some(r)) => format!("detached {} from {}", output::what(&r), r.netns),

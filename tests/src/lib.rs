@@ -2,9 +2,12 @@
 //! result matrices. Everything lives under [`lab`].
 
 mod attach;
+pub mod cgroup;
 pub mod cni;
 pub mod lab;
 mod matrix;
 mod netns;
 mod probe;
 pub mod reach;
+pub mod sleeper;
+pub mod snapshot;

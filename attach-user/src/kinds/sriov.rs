@@ -490,16 +490,13 @@ pub async fn teardown(engine: &Engine, rec: &Attachment) -> Vec<Error> {
             None
         });
         if in_node.is_none() && s.moved && errors.is_empty() {
-            tracing::warn!(
+            engine.notice(format!(
                 "{} (attached as {} in {:?}) is not in the node: its container namespace is gone, \
                  and the kernel destroys a virtual device with its namespace and returns a physical \
                  one (NIC, VF) to the machine's initial network namespace, which need not be the \
                  node's; attach does not touch other namespaces: look for it there (as {} or devN)",
-                s.device,
-                rec.ifname,
-                rec.netns,
-                rec.ifname
-            );
+                s.device, rec.ifname, rec.netns, rec.ifname
+            ));
         }
     }
     if let Some(l) = &in_node {
