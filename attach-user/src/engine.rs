@@ -178,10 +178,12 @@ impl Engine {
                 .iter()
                 .find(|r| r.kind.has_interface() && r.netns_inode == ns.inode && r.ifname == ifname)
             {
+                let what = match r.mode {
+                    Some(m) => format!("{} {}", r.kind.name(), m.name()),
+                    None => r.kind.name().to_owned(),
+                };
                 return Err(Error::conflict(format!(
-                    "{ifname} in network namespace {netns:?} is already attached ({} {}); detach it first",
-                    r.kind.name(),
-                    r.mode_name()
+                    "{ifname} in network namespace {netns:?} is already attached ({what}); detach it first"
                 )));
             }
         } else if let Some(r) = records
