@@ -428,6 +428,9 @@ impl Engine {
         let mut errors = Vec::new();
         while let Some(rec) = records.pop() {
             errors.extend(kinds::teardown(self, &rec, &records).await);
+            for n in self.take_notices() {
+                tracing::warn!("{n}");
+            }
             self.state.remove(&rec)?;
             removed.push(rec);
         }

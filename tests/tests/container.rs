@@ -8,12 +8,12 @@ use std::{
     fs,
     os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
-    process::{Command, Stdio},
     thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use attach_tests::{
+    kinds::{in_ns, node_has_link, ping_from, wait_link_gone},
     lab::{EXT_V4, EXT_V6, Lab, NETNS_PREFIX, NODE_IF, Netns, ping, require_root},
     reach::mac_of,
     sleeper::Sleeper,
@@ -28,24 +28,6 @@ fn lab_name(lab: &Lab, name: &str) -> String {
 
 fn run_path(name: &str) -> PathBuf {
     Path::new("/run/netns").join(name)
-}
-
-/// `argv` in the namespace at `path` (not one the test owns).
-fn in_ns(path: &Path, argv: &[&str]) -> std::process::Output {
-    Command::new("nsenter")
-        .arg(format!("--net={}", path.display()))
-        .arg("--")
-        .args(argv)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
-/// Like `lab::ping`, from the namespace at `path`.
-fn ping_from(path: &Path, dst: &str) -> bool {
-    let family = if dst.contains(':') { "-6" } else { "-4" };
-    let argv = ["ping", family, "-c", "1", "-W", "0.5", "-q", dst];
-    in_ns(path, &argv).status.success() || in_ns(path, &argv).status.success()
 }
 
 fn addresses(path: &Path) -> String {
@@ -74,24 +56,6 @@ fn attach_endpoint(lab: &Lab, netns: &str, i: u8) -> String {
         ])
         .unwrap();
     rec["host_ifname"].as_str().unwrap().to_owned()
-}
-
-fn node_has_link(lab: &Lab, name: &str) -> bool {
-    lab.node()
-        .exec(&["ip", "link", "show", name])
-        .is_ok_and(|o| o.status.success())
-}
-
-/// Namespaces are freed asynchronously: wait for the veth to go.
-fn wait_link_gone(lab: &Lab, name: &str) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while node_has_link(lab, name) {
-        if Instant::now() > deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
-    true
 }
 
 fn mounted(path: &Path) -> bool {

@@ -4,18 +4,12 @@
 //! already have. Bad input is refused with the documented exit code, names
 //! the value and changes nothing.
 
-use std::{
-    io::Read,
-    net::{TcpListener, UdpSocket},
-    os::fd::AsRawFd,
-    process::Stdio,
-    thread,
-    time::Duration,
-};
+use std::{io::Read, process::Stdio, thread, time::Duration};
 
 use attach_tests::{
     cgroup::Cgroup,
-    lab::{EXT_V4, EXT_V6, Lab, NODE_V4, NODE_V6, Netns, ping, require_root},
+    kinds::listen_in,
+    lab::{EXT_V4, EXT_V6, Lab, NODE_V4, NODE_V6, ping, require_root},
     sleeper::Sleeper,
     snapshot::{Bad, CONFLICT, INVALID, NOT_FOUND, Scope, check_rejected, snapshot},
 };
@@ -146,6 +140,31 @@ fn host_counts_its_cgroup_traffic_on_v4_and_v6() {
         "traffic outside the cgroup was counted"
     );
 
+    // A second host container with its own cgroup counts into its own slot:
+    // each is its own.
+    let api = Cgroup::new(lab.tag(), "api").unwrap();
+    let proc_api = Sleeper::in_ns(lab.node()).unwrap();
+    let pid = proc_api.pid().to_string();
+    let api_path = api.path().display().to_string();
+    let rec = lab
+        .attach()
+        .json(&["add", "host", "--netns", &pid, "--cgroup", &api_path])
+        .unwrap();
+    assert_eq!(rec["host"]["counter_id"], 1);
+    assert!(api.run(lab.node(), &["ping", "-6", "-c", "3", "-i", "0.2", EXT_V6]));
+    let a = counters(&lab, &pid);
+    assert_eq!((n(&a, "tx_packets"), n(&a, "rx_packets")), (3, 3), "{a}");
+    assert_eq!(
+        counters(&lab, &node),
+        after_tcp,
+        "api's traffic counted for web"
+    );
+    assert!(cg.run(lab.node(), &["ping", "-4", "-c", "1", EXT_V4]));
+    assert_eq!(counters(&lab, &pid), a, "web's traffic counted for api");
+    lab.attach().ok(&["del", "--netns", &pid]).unwrap();
+    proc_api.kill();
+    drop(api);
+
     // The text table has the row.
     let table = lab.attach().ok(&["stats"]).unwrap();
     assert!(table.contains(&node), "{table}");
@@ -163,22 +182,6 @@ fn host_counts_its_cgroup_traffic_on_v4_and_v6() {
     assert!(!lab.node_pin_dir().exists());
 }
 
-/// Sockets bound in `ns` (from a thread that enters it), kept open while
-/// the value lives.
-fn listen_in(ns: &Netns) -> (TcpListener, UdpSocket) {
-    let f = std::fs::File::open(ns.path()).unwrap();
-    thread::spawn(move || {
-        // SAFETY: a valid namespace fd; setns affects this thread only.
-        assert_eq!(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
-        (
-            TcpListener::bind("0.0.0.0:18080").unwrap(),
-            UdpSocket::bind("[::]:15353").unwrap(),
-        )
-    })
-    .join()
-    .unwrap()
-}
-
 /// Declared ports that a socket of the node already has, or another host
 /// attachment declared, are warned about (stderr, and `warnings` in JSON);
 /// the attachment is still made.
@@ -187,7 +190,7 @@ fn host_warns_about_ports_already_in_use() {
     require_root();
     let lab = Lab::new().unwrap();
     let node = lab.node().name().to_owned();
-    let _sockets = listen_in(lab.node());
+    let _sockets = listen_in(lab.node(), 18080, 15353).unwrap();
 
     let out = lab
         .attach()

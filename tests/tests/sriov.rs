@@ -11,37 +11,18 @@
 use std::{fs, path::Path};
 
 use attach_tests::{
-    lab::{BRIDGE, EXT_V4, EXT_V6, Lab, NETNS_PREFIX, NODE_IF, NODE_V4, Netns, ping, require_root},
+    kinds::{self, STANDIN, STANDIN_PORT},
+    lab::{EXT_V4, EXT_V6, Lab, NETNS_PREFIX, NODE_IF, NODE_V4, Netns, ping, require_root},
     reach::mac_of,
     snapshot::{Bad, CONFLICT, INVALID, NOT_FOUND, SYSTEM, Scope, check_rejected, links, snapshot},
 };
 use serde_json::{Value, json};
 
-const DEV: &str = "sr0";
-const SW_PORT: &str = "p-sr0";
+const DEV: &str = STANDIN;
+const SW_PORT: &str = STANDIN_PORT;
 
-/// The stand-in: `sr0` in the node, its peer a port of the switch.
 fn standin(lab: &Lab) {
-    let sw = lab.sw();
-    sw.ok(&[
-        "ip",
-        "link",
-        "add",
-        SW_PORT,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        DEV,
-        "netns",
-        lab.node().name(),
-    ])
-    .unwrap();
-    sw.ok(&["ip", "link", "set", SW_PORT, "master", BRIDGE])
-        .unwrap();
-    sw.ok(&["ethtool", "-K", SW_PORT, "tx", "off"]).unwrap();
-    sw.ok(&["ip", "link", "set", SW_PORT, "up"]).unwrap();
-    lab.node().ok(&["ip", "link", "set", DEV, "up"]).unwrap();
+    kinds::standin(lab).unwrap();
 }
 
 fn link<'a>(all: &'a [Value], name: &str) -> Option<&'a Value> {
@@ -161,6 +142,7 @@ fn sriov_bad_input_is_refused_and_changes_nothing() {
         lab.node().ok(cmd).unwrap();
     }
     // An eBPF endpoint, for its host-side veth.
+    let c9 = lab.container("c9").unwrap();
     let (e4, _) = Lab::container_ip(9);
     let ep = lab
         .attach()
@@ -170,7 +152,7 @@ fn sriov_bad_input_is_refused_and_changes_nothing() {
             "--parent",
             NODE_IF,
             "--netns",
-            &lab.container("c9").unwrap().name().to_owned(),
+            c9.name(),
             "--ip",
             &e4,
         ])

@@ -102,11 +102,13 @@ pub async fn plan(
             r.ifname
         )));
     }
-    let created = match std::fs::symlink_metadata(&path) {
+    // NETNS either exists and already is OTHER's namespace, or is created
+    // by `create` (which notes it in the record).
+    match std::fs::symlink_metadata(&path) {
         Ok(_) => {
             // It exists: it must already be OTHER's namespace.
             match Netns::open(&req.netns) {
-                Ok(j) if j.same_as(ns) => false,
+                Ok(j) if j.same_as(ns) => {}
                 Ok(j) => {
                     return Err(Error::conflict(format!(
                         "--netns {} ({}) exists and is another network namespace (inode {}, not {}'s {}): \
@@ -143,7 +145,6 @@ pub async fn plan(
                     parent.display()
                 )));
             }
-            true
         }
         Err(e) => {
             return Err(Error::system(format!(
@@ -163,9 +164,6 @@ pub async fn plan(
         // Set by `create` once it made the file.
         netns_created: false,
     });
-    if !created {
-        rec.extra.warnings = Vec::new();
-    }
     Ok(rec)
 }
 

@@ -1,28 +1,37 @@
 //! The demo: builds a lab of network namespaces (an external host on a
 //! switch, a node with a parent NIC, containers), attaches containers in every
 //! macvlan mode with the kernel's macvlan and with our eBPF datapath (tc and
-//! xdp), and shows who reaches whom. Everything is removed at the end.
+//! xdp), and shows who reaches whom; then the host, container and sriov
+//! kinds in action. Everything is removed at the end.
 
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use attach_tests::{
-    lab::{Lab, LabOptions, Matrix, Proto, require_root},
-    reach::{Flavor, attach, detach, measure},
+    cgroup::Cgroup,
+    kinds::{STANDIN, listen_in, ping_from, standin, wait_link_gone},
+    lab::{
+        EXT_V4, EXT_V6, Lab, LabOptions, Matrix, NETNS_PREFIX, NODE_IF, Netns, Proto, ping,
+        require_root,
+    },
+    reach::{Flavor, attach, detach, mac_of, measure},
 };
 
 const USAGE: &str = "usage: attach-demo [--mode bridge|vepa|private|passthru]...
 
 Builds a lab of network namespaces, attaches containers in each macvlan mode
 with native macvlan and with attach's eBPF datapath (tc and xdp), and prints
-the reachability of each, then shows --host-access. Needs root; cleans up.";
+the reachability of each, then shows --host-access, and the host, container
+and sriov kinds (--no-kinds skips them). Needs root; cleans up.";
 
 fn main() -> Result<()> {
     let mut modes: Vec<String> = Vec::new();
+    let mut kinds = true;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--mode" => modes.push(args.next().unwrap_or_default()),
+            "--no-kinds" => kinds = false,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return Ok(());
@@ -63,6 +72,9 @@ fn main() -> Result<()> {
         all_same &= report(mode, &results);
     }
     host_access()?;
+    if kinds {
+        other_kinds()?;
+    }
     println!(
         "\n{} in {:.0?}: every eBPF matrix {} native macvlan's.",
         if all_same { "Done" } else { "FAILED" },
@@ -148,5 +160,174 @@ fn host_access() -> Result<()> {
             yes("c1", "ext", Proto::V4)
         );
     }
+    Ok(())
+}
+
+fn yes(b: bool) -> &'static str {
+    if b { "yes" } else { "NO" }
+}
+
+/// The kinds that are not macvlan: host, container, sriov.
+fn other_kinds() -> Result<()> {
+    let lab = Lab::new()?;
+    println!("\n== host: the container shares the node's namespace");
+    host(&lab)?;
+    println!("\n== container: b joins a's namespace, held by the engine");
+    container(&lab)?;
+    println!(
+        "\n== sriov: a device of the node moves into the container (veth stand-in: no SR-IOV here)"
+    );
+    sriov(&lab)?;
+    Ok(())
+}
+
+fn host(lab: &Lab) -> Result<()> {
+    let cg = Cgroup::new(lab.tag(), "web")?;
+    let cgroup = cg.path().display().to_string();
+    let node = lab.node().name().to_owned();
+    // A service of the node already has tcp/18080.
+    let _busy = listen_in(lab.node(), 18080, 15353)?;
+    println!("$ attach add host --netns <node> --cgroup {cgroup} --ports tcp/18080,tcp/19090");
+    let out = lab.attach().run(&[
+        "add",
+        "host",
+        "--netns",
+        &node,
+        "--cgroup",
+        &cgroup,
+        "--ports",
+        "tcp/18080,tcp/19090",
+    ])?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    print!("{}", String::from_utf8_lossy(&out.stderr));
+    let v4 = cg.run(
+        lab.node(),
+        &["ping", "-4", "-c", "3", "-i", "0.2", "-W", "1", EXT_V4],
+    );
+    let v6 = cg.run(
+        lab.node(),
+        &["ping", "-6", "-c", "3", "-i", "0.2", "-W", "1", EXT_V6],
+    );
+    let stats = lab.attach().json(&["stats"])?;
+    let c = &stats["attachments"][0]["counters"];
+    println!(
+        "a process of its cgroup pings ext: v4 {}, v6 {}; attach stats counts {} packets out, {} in ({} bytes out)",
+        yes(v4),
+        yes(v6),
+        c["tx_packets"],
+        c["rx_packets"],
+        c["tx_bytes"]
+    );
+    lab.attach().ok(&["del", "--netns", &node])?;
+    Ok(())
+}
+
+fn container(lab: &Lab) -> Result<()> {
+    let a = Netns::named(&format!("{NETNS_PREFIX}-{}-a", lab.tag()))?;
+    let a_name = a.name().to_owned();
+    let (v4, v6) = Lab::container_ip(1);
+    let rec = lab.attach().json(&[
+        "add",
+        "macvlan",
+        "--parent",
+        NODE_IF,
+        "--netns",
+        &a_name,
+        "--ip",
+        &v4,
+        "--ip",
+        &v6,
+        "--mac",
+        &mac_of(1),
+    ])?;
+    let veth = rec["host_ifname"]
+        .as_str()
+        .context("host_ifname")?
+        .to_owned();
+    let b_name = format!("{NETNS_PREFIX}-{}-b", lab.tag());
+    let b = std::path::PathBuf::from(format!("/run/netns/{b_name}"));
+    println!("$ attach add container --netns b --join a   (a has an eBPF macvlan endpoint)");
+    lab.attach()
+        .ok(&["add", "container", "--netns", &b_name, "--join", &a_name])?;
+    println!(
+        "b -> ext through a's eth0: v4 {}, v6 {}",
+        yes(ping_from(&b, EXT_V4)),
+        yes(ping_from(&b, EXT_V6))
+    );
+    drop(a);
+    println!(
+        "a exits (its namespace file is deleted); b -> ext still: v4 {}, v6 {}",
+        yes(ping_from(&b, EXT_V4)),
+        yes(ping_from(&b, EXT_V6))
+    );
+    lab.attach().ok(&["del", "--netns", &b_name])?;
+    println!(
+        "b detaches, the last user: the namespace is freed (a's veth {veth} leaves the node): {}",
+        yes(wait_link_gone(lab, &veth))
+    );
+    lab.attach().ok(&["del", "--netns", &a_name])?;
+    Ok(())
+}
+
+fn sriov(lab: &Lab) -> Result<()> {
+    standin(lab)?;
+    let c1 = lab.container("c1")?;
+    let (v4, v6) = Lab::container_ip(21);
+    println!("$ attach add sriov --device {STANDIN} --netns c1 --ip {v4} --ip {v6} --mtu 1400");
+    lab.attach().ok(&[
+        "add",
+        "sriov",
+        "--device",
+        STANDIN,
+        "--netns",
+        c1.name(),
+        "--ip",
+        &v4,
+        "--ip",
+        &v6,
+        "--mtu",
+        "1400",
+    ])?;
+    println!(
+        "c1 -> ext through it: v4 {}, v6 {}; the node still has {STANDIN}: {}",
+        yes(ping(&c1, EXT_V4)),
+        yes(ping(&c1, EXT_V6)),
+        if lab
+            .node()
+            .exec(&["ip", "link", "show", STANDIN])?
+            .status
+            .success()
+        {
+            "yes"
+        } else {
+            "no"
+        }
+    );
+    lab.attach().ok(&["del", "--netns", c1.name()])?;
+    let back = lab.node().ok(&["ip", "-o", "link", "show", STANDIN])?;
+    println!(
+        "detached: {STANDIN} is back in the node with MTU 1500: {}",
+        yes(back.contains("mtu 1500"))
+    );
+    let c2 = lab.container("c2")?;
+    let refused = lab.attach().run(&[
+        "add",
+        "sriov",
+        "--device",
+        STANDIN,
+        "--netns",
+        c2.name(),
+        "--vlan",
+        "100",
+    ])?;
+    println!(
+        "$ attach add sriov --device {STANDIN} --netns c2 --vlan 100\n{} (exit {})",
+        String::from_utf8_lossy(&refused.stderr).trim(),
+        refused.status.code().unwrap_or(-1)
+    );
     Ok(())
 }
