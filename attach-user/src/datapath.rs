@@ -228,6 +228,21 @@ impl Datapath {
         Ok(mode)
     }
 
+    /// A cgroup_skb program of the object, loaded (for attaching, or
+    /// BPF_PROG_TEST_RUN).
+    pub fn cgroup_program(&mut self, name: &str) -> Result<&mut CgroupSkb> {
+        let p: &mut CgroupSkb = self
+            .ebpf
+            .program_mut(name)
+            .ok_or_else(|| Error::system(format!("program {name} missing from the object")))?
+            .try_into()?;
+        if p.fd().is_err() {
+            p.load()
+                .map_err(|e| Error::from(e).context(format!("loading {name}")))?;
+        }
+        Ok(p)
+    }
+
     /// Attaches a cgroup_skb counter program (`PROG_CG_IN`/`PROG_CG_EG`) to
     /// the cgroup open as `cgroup` with a bpf_link (beside any other program
     /// there), and pins the link as `pin`.
@@ -239,15 +254,7 @@ impl Datapath {
         } else {
             CgroupSkbAttachType::Egress
         };
-        let p: &mut CgroupSkb = self
-            .ebpf
-            .program_mut(prog)
-            .ok_or_else(|| Error::system(format!("program {prog} missing from the object")))?
-            .try_into()?;
-        if p.fd().is_err() {
-            p.load()
-                .map_err(|e| Error::from(e).context(format!("loading {prog}")))?;
-        }
+        let p = self.cgroup_program(prog)?;
         // A bpf_link takes no attach flags (the kernel refuses any with
         // EINVAL) and always sits beside other programs, as multi-attach.
         let id = p

@@ -491,10 +491,11 @@ pub async fn teardown(engine: &Engine, rec: &Attachment) -> Vec<Error> {
         });
         if in_node.is_none() && s.moved && errors.is_empty() {
             engine.notice(format!(
-                "{} (attached as {} in {:?}) is not in the node: its container namespace is gone, \
-                 and the kernel destroys a virtual device with its namespace and returns a physical \
-                 one (NIC, VF) to the machine's initial network namespace, which need not be the \
-                 node's; attach does not touch other namespaces: look for it there (as {} or devN)",
+                "{} (attached as {} in {:?}) is not in the node, nor in the container's namespace: \
+                 when that namespace goes away, the kernel destroys a virtual device with it and \
+                 returns a physical one (NIC, VF) to the machine's initial network namespace, which \
+                 need not be the node's; attach does not touch other namespaces: look for it there \
+                 (as {} or devN)",
                 s.device, rec.ifname, rec.netns, rec.ifname
             ));
         }
