@@ -8,7 +8,12 @@
 //! covered by unit tests of the netlink bytes only; here a VF-only option on
 //! the stand-in must be refused.
 
-use std::{fs, path::Path};
+use std::{
+    fs,
+    path::Path,
+    thread,
+    time::{Duration, Instant},
+};
 
 use attach_tests::{
     kinds::{self, STANDIN, STANDIN_PORT},
@@ -386,6 +391,14 @@ fn the_container_namespace_goes_first() {
     now.retain(|x| x["ifname"] != DEV);
     assert_eq!(now, empty_node);
     assert!(link(&links(lab.node()), DEV).is_none());
-    assert!(link(&links(lab.sw()), SW_PORT).is_none());
+    // Namespaces are freed asynchronously: the peer goes a little later.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while link(&links(lab.sw()), SW_PORT).is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "{SW_PORT} still on the switch: the stand-in outlived its namespace"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
     assert!(!Path::new(&format!("/run/netns/{name}")).exists());
 }
