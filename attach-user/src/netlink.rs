@@ -373,13 +373,16 @@ pub fn vf_set_message(pf_index: u32, vf: u32, set: &VfSet) -> LinkMessage {
     m
 }
 
-/// RTM_GETLINK of one link with `IFLA_EXT_MASK = RTEXT_FILTER_VF`, so the
-/// answer lists its VFs (`IFLA_VFINFO_LIST`).
+/// RTM_GETLINK of one link with `IFLA_EXT_MASK = RTEXT_FILTER_VF |
+/// RTEXT_FILTER_SKIP_STATS`, so the answer lists its VFs
+/// (`IFLA_VFINFO_LIST`) without their counters (a PF may have hundreds).
 pub fn vf_get_message(pf_index: u32) -> LinkMessage {
     let mut m = LinkMessage::default();
     m.header.index = pf_index;
-    m.attributes
-        .push(LinkAttribute::ExtMask(vec![LinkExtentMask::Vf]));
+    m.attributes.push(LinkAttribute::ExtMask(vec![
+        LinkExtentMask::Vf,
+        LinkExtentMask::SkipStats,
+    ]));
     m
 }
 
@@ -479,7 +482,7 @@ pub fn macvlan_mode(mode: &str) -> MacVlanMode {
 ///   ifi_change; }`;
 /// - `struct nlattr { __u16 nla_len; __u16 nla_type; }`, payload padded to
 ///   4 bytes; IFLA_IFNAME 3, IFLA_VFINFO_LIST 22, IFLA_NET_NS_FD 28,
-///   IFLA_EXT_MASK 29 (`RTEXT_FILTER_VF` = 1); inside IFLA_VFINFO_LIST one
+///   IFLA_EXT_MASK 29 (`RTEXT_FILTER_VF` 1 | `RTEXT_FILTER_SKIP_STATS` 8); inside IFLA_VFINFO_LIST one
 ///   IFLA_VF_INFO (1) nest, holding IFLA_VF_MAC 1 (`struct ifla_vf_mac {
 ///   __u32 vf; __u8 mac[32]; }`), IFLA_VF_VLAN 2 (`struct ifla_vf_vlan {
 ///   __u32 vf; __u32 vlan; __u32 qos; }`), IFLA_VF_SPOOFCHK 4 (`struct
@@ -677,7 +680,7 @@ mod wire_tests {
             .nlmsghdr(40, RTM_GETLINK, 0x0001)
             .ifinfomsg(PF as i32)
             .nla(8, IFLA_EXT_MASK)
-            .u32(1);
+            .u32(1 | 8);
         assert_eq!(
             wire(
                 RouteNetlinkMessage::GetLink(vf_get_message(PF)),

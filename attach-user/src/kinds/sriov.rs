@@ -380,10 +380,12 @@ pub async fn plan(
     Ok(rec)
 }
 
-/// What the attach sets on the VF, from the request in the record.
+/// What the attach sets on the VF, from the request in the record: the MAC
+/// only when one was asked (`mac`, the record's, differs from the device's
+/// own) and the VF does not have it already.
 fn vf_wanted(s: &SriovInfo, mac: Mac, saved: &VfConfig) -> VfSet {
     VfSet {
-        mac: (mac != saved.mac).then_some(mac),
+        mac: (mac != s.saved.mac && mac != saved.mac).then_some(mac),
         vlan: s
             .vlan
             .map(|v| (u32::from(v), u32::from(s.qos.unwrap_or(0)))),
@@ -500,6 +502,19 @@ pub async fn teardown(engine: &Engine, rec: &Attachment) -> Vec<Error> {
             ));
         }
     }
+    // The VF first: an untrusted VF may not change its own MAC while the PF
+    // has set one.
+    if let (Some(vf), Some(saved)) = (&s.vf, &s.saved_vf) {
+        let set = vf_restore(&vf_wanted(s, rec.mac, saved), saved);
+        errors.extend(
+            engine
+                .rtnl
+                .set_vf(vf.pf_ifindex, vf.index, &set)
+                .await
+                .with_context(|| format!("restoring VF {} of {}", vf.index, vf.pf))
+                .err(),
+        );
+    }
     if let Some(l) = &in_node {
         let change = LinkChange {
             mtu: (l.mtu != s.saved.mtu).then_some(s.saved.mtu),
@@ -517,17 +532,6 @@ pub async fn teardown(engine: &Engine, rec: &Attachment) -> Vec<Error> {
                     .err(),
             );
         }
-    }
-    if let (Some(vf), Some(saved)) = (&s.vf, &s.saved_vf) {
-        let set = vf_restore(&vf_wanted(s, rec.mac, saved), saved);
-        errors.extend(
-            engine
-                .rtnl
-                .set_vf(vf.pf_ifindex, vf.index, &set)
-                .await
-                .with_context(|| format!("restoring VF {} of {}", vf.index, vf.pf))
-                .err(),
-        );
     }
     errors
 }
