@@ -51,10 +51,21 @@ pub enum Verdict {
     DropParse = 9,
     /// Dropped: unicast between isolated endpoints.
     DropPrivate = 10,
+    /// Dropped: a frame larger than the parent's MTU (and not GSO).
+    DropMtu = 11,
+    /// ipvlan l3: routed by the node's tables out of the parent.
+    Routed = 12,
+    /// ipvlan l3: an ARP request or neighbour solicitation for an endpoint
+    /// answered with the parent's MAC.
+    NeighReply = 13,
+    /// Dropped: broadcast/multicast from an l3 endpoint.
+    DropMulticast = 14,
+    /// Dropped: the node has no route (unreachable, blackhole, prohibit).
+    DropNoRoute = 15,
 }
 
 /// Number of `Verdict` values: the stride of the verdict counter table.
-pub const VERDICT_COUNT: u32 = 11;
+pub const VERDICT_COUNT: u32 = 16;
 /// Size of the verdict counter table.
 pub const VERDICT_SLOTS: u32 = VERDICT_COUNT * 3;
 
@@ -71,6 +82,11 @@ impl Verdict {
         Verdict::DropRedirect,
         Verdict::DropParse,
         Verdict::DropPrivate,
+        Verdict::DropMtu,
+        Verdict::Routed,
+        Verdict::NeighReply,
+        Verdict::DropMulticast,
+        Verdict::DropNoRoute,
     ];
 
     /// Index of this verdict's counter for `dir`.
@@ -86,6 +102,9 @@ impl Verdict {
                 | Verdict::DropRedirect
                 | Verdict::DropParse
                 | Verdict::DropPrivate
+                | Verdict::DropMtu
+                | Verdict::DropMulticast
+                | Verdict::DropNoRoute
         )
     }
 
@@ -103,6 +122,11 @@ impl Verdict {
             Verdict::DropRedirect => "redirect_failed",
             Verdict::DropParse => "parse_error",
             Verdict::DropPrivate => "private_isolation",
+            Verdict::DropMtu => "mtu_exceeded",
+            Verdict::Routed => "routed",
+            Verdict::NeighReply => "neigh_reply",
+            Verdict::DropMulticast => "l3_multicast",
+            Verdict::DropNoRoute => "no_route",
         }
     }
 }

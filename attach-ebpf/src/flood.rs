@@ -39,6 +39,7 @@ pub struct Sender {
 const RULE_RX: u8 = 0;
 const RULE_TX: u8 = 1;
 const RULE_HOST: u8 = 2;
+const RULE_IPVLAN: u8 = 3;
 
 impl Rule {
     #[inline(always)]
@@ -74,15 +75,33 @@ struct Walk {
 /// Packet pointers are invalid afterwards: callers hold a copy of the header.
 #[inline(always)]
 pub fn flood(ctx: &TcContext, cfg: &ParentCfg, eth: &EthHdr, rule: Rule) -> u64 {
-    let nports = if cfg.nports < MAX_PORTS_PER_PARENT {
-        cfg.nports
+    flood_row(ctx, cfg.slot, cfg.nports, eth, rule.flatten())
+}
+
+/// ipvlan: [`flood`] to every endpoint of the port in row `slot` (of
+/// `nports`) but the sender (`NO_SENDER`: from outside).
+#[inline(always)]
+pub fn flood_ipvlan(ctx: &TcContext, slot: u32, nports: u32, eth: &EthHdr, sender_id: u32) -> u64 {
+    let sender = Sender {
+        rule: RULE_IPVLAN,
+        mode: 0,
+        _pad: [0; 2],
+        id: sender_id,
+    };
+    flood_row(ctx, slot, nports, eth, sender)
+}
+
+#[inline(always)]
+fn flood_row(ctx: &TcContext, slot: u32, nports: u32, eth: &EthHdr, sender: Sender) -> u64 {
+    let nports = if nports < MAX_PORTS_PER_PARENT {
+        nports
     } else {
         MAX_PORTS_PER_PARENT
     };
     let mut walk = Walk {
         skb: ctx.as_ptr() as *mut __sk_buff,
-        sender: rule.flatten(),
-        base: cfg.slot.wrapping_mul(MAX_PORTS_PER_PARENT),
+        sender,
+        base: slot.wrapping_mul(MAX_PORTS_PER_PARENT),
         nports,
         len: ctx.len() as u64,
         copies: 0,
@@ -105,6 +124,7 @@ fn accepts(s: &Sender, rcv: &Endpoint) -> bool {
     match s.rule {
         RULE_RX => macvlan::rx_flood_accepts(s.mode, s.id, rcv),
         RULE_TX => macvlan::tx_flood_accepts(s.id, rcv),
+        RULE_IPVLAN => rcv.id != s.id,
         _ => rcv.has(attach_common::EP_F_HOST_ACCESS),
     }
 }

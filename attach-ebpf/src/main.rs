@@ -7,6 +7,9 @@
 //!   container sends.
 //! - `attach_host` (tcx egress on a parent): what the node's own stack sends,
 //!   for `--host-access` endpoints.
+//! - `attach_ipvl_rx` (tcx ingress on a parent, before `attach_rx`): ipvlan
+//!   ports, frames from the wire demuxed by destination IP.
+//! - `attach_ipvl_tx` (tcx ingress on an ipvlan endpoint's host-side veth).
 //! - `attach_cg_in` / `attach_cg_eg` (cgroup_skb ingress/egress on a `host`
 //!   attachment's cgroup): count its sockets' traffic.
 // On the host (clippy, `cargo check --workspace`) this is an empty std
@@ -19,11 +22,16 @@
 
 mod cgroup;
 mod eth;
+mod events;
 mod flood;
+mod ipvlan;
 mod macvlan;
 mod maps;
+mod spoof;
 mod stats;
 mod tc_host;
+mod tc_ipvlan_rx;
+mod tc_ipvlan_tx;
 mod tc_rx;
 mod tc_tx;
 mod xdp_rx;
@@ -46,6 +54,16 @@ pub fn attach_tx(ctx: TcContext) -> i32 {
 #[classifier]
 pub fn attach_host(ctx: TcContext) -> i32 {
     tc_host::run(&ctx)
+}
+
+#[classifier]
+pub fn attach_ipvl_rx(ctx: TcContext) -> i32 {
+    tc_ipvlan_rx::run(&ctx)
+}
+
+#[classifier]
+pub fn attach_ipvl_tx(ctx: TcContext) -> i32 {
+    tc_ipvlan_tx::run(&ctx)
 }
 
 #[xdp]

@@ -2,11 +2,12 @@
 //! them. Names match `attach_common::maps::MAP_*`.
 
 use attach_common::{
-    CgroupStats, Endpoint, EndpointKey, EndpointStats, FLOOD_TABLE_SIZE, MAX_CG_COUNTERS,
-    MAX_ENDPOINTS, MAX_PARENTS, ParentCfg, VERDICT_SLOTS,
+    CgroupStats, EVENTS_BYTES, Endpoint, EndpointKey, EndpointStats, EpIpKey, Event,
+    FLOOD_TABLE_SIZE, Ip4Key, Ip6Key, IpvlanParent, MAX_CG_COUNTERS, MAX_ENDPOINTS, MAX_PARENTS,
+    ParentCfg, VERDICT_SLOTS,
 };
 use aya_ebpf::{
-    btf_maps::{Array, DevMapHash, HashMap, PerCpuArray},
+    btf_maps::{Array, DevMapHash, HashMap, PerCpuArray, RingBuf},
     macros::btf_map,
 };
 
@@ -17,6 +18,10 @@ pub static ENDPOINTS: HashMap<EndpointKey, Endpoint, EPS> = HashMap::new();
 
 #[btf_map(name = "attach_ports", pin_by_name)]
 pub static PORTS: HashMap<u32, Endpoint, EPS> = HashMap::new();
+
+/// Addresses each endpoint may send from (value unused).
+#[btf_map(name = "attach_ep_ips", pin_by_name)]
+pub static EP_IPS: HashMap<EpIpKey, u8, { 4 * MAX_ENDPOINTS as usize }> = HashMap::new();
 
 #[btf_map(name = "attach_parents", pin_by_name)]
 pub static PARENTS: HashMap<u32, ParentCfg, { MAX_PARENTS as usize }> = HashMap::new();
@@ -32,6 +37,23 @@ pub static EP_STATS: PerCpuArray<EndpointStats, EPS> = PerCpuArray::new();
 
 #[btf_map(name = "attach_verdicts", pin_by_name)]
 pub static VERDICTS: PerCpuArray<u64, { VERDICT_SLOTS as usize }> = PerCpuArray::new();
+
+#[btf_map(name = "attach_events", pin_by_name)]
+pub static EVENTS: RingBuf<Event, { EVENTS_BYTES as usize }> = RingBuf::new();
+
+#[btf_map(name = "attach_config", pin_by_name)]
+pub static CONFIG: Array<u32, 1> = Array::new();
+
+// ipvlan (attach_common::ipvlan).
+
+#[btf_map(name = "attach_ip4_eps", pin_by_name)]
+pub static IP4_EPS: HashMap<Ip4Key, Endpoint, EPS> = HashMap::new();
+
+#[btf_map(name = "attach_ip6_eps", pin_by_name)]
+pub static IP6_EPS: HashMap<Ip6Key, Endpoint, EPS> = HashMap::new();
+
+#[btf_map(name = "attach_ipvl_par", pin_by_name)]
+pub static IPVL_PARENTS: HashMap<u32, IpvlanParent, { MAX_PARENTS as usize }> = HashMap::new();
 
 #[btf_map(name = "attach_cg_stats", pin_by_name)]
 pub static CG_STATS: PerCpuArray<CgroupStats, { MAX_CG_COUNTERS as usize }> = PerCpuArray::new();

@@ -12,6 +12,7 @@ use aya_ebpf::{
 
 use crate::{
     eth,
+    events::{Pkt, report},
     flood::{Rule, flood},
     macvlan,
     maps::PARENTS,
@@ -45,8 +46,15 @@ pub fn run(ctx: &TcContext) -> i32 {
     if let Some(ep) = macvlan::lookup(ifindex, &eth.dst)
         && ep.has(EP_F_HOST_ACCESS)
     {
-        stats::verdict(DIR, Verdict::ToEndpoint);
-        stats::rx(ep.id, ctx.len() as u64, &eth);
+        let len = ctx.len();
+        let pkt = Pkt {
+            ifindex,
+            endpoint: ep.id,
+            len,
+            eth: &eth,
+        };
+        report(DIR, Verdict::ToEndpoint, &pkt);
+        stats::rx(ep.id, len as u64, &eth);
         // SAFETY: plain helper call.
         return unsafe { bpf_redirect(ep.host_ifindex, 0) as i32 };
     }

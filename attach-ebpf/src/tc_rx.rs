@@ -10,6 +10,7 @@ use aya_ebpf::{
 
 use crate::{
     eth,
+    events::{NO_ENDPOINT, Pkt, report},
     flood::{Rule, flood},
     macvlan::{self, Rx},
     maps::PARENTS,
@@ -34,34 +35,46 @@ pub fn run(ctx: &TcContext) -> i32 {
         stats::verdict(DIR, Verdict::Unparsed);
         return TC_ACT_UNSPEC;
     };
+    let len = ctx.len();
+    let pkt = |endpoint| Pkt {
+        ifindex,
+        endpoint,
+        len,
+        eth: &eth,
+    };
     match macvlan::rx_decide(ifindex, &cfg, &eth) {
         Rx::Endpoint(ep) => {
             // SAFETY: plain helper call.
             let ret = unsafe { bpf_redirect_peer(ep.host_ifindex, 0) } as i32;
             if ret == TC_ACT_REDIRECT as i32 {
-                stats::verdict(DIR, Verdict::ToEndpoint);
-                stats::rx(ep.id, ctx.len() as u64, &eth);
+                report(DIR, Verdict::ToEndpoint, &pkt(ep.id));
+                stats::rx(ep.id, len as u64, &eth);
                 ret
             } else {
-                stats::verdict(DIR, Verdict::DropRedirect);
+                aya_log_ebpf::warn!(ctx, "redirect to endpoint {} failed", ep.id);
+                report(DIR, Verdict::DropRedirect, &pkt(ep.id));
                 stats::rx_dropped(ep.id);
                 TC_ACT_SHOT as i32
             }
         }
         Rx::Host => {
-            stats::verdict(DIR, Verdict::ToHost);
+            report(DIR, Verdict::ToHost, &pkt(NO_ENDPOINT));
             TC_ACT_UNSPEC
         }
         Rx::Sender(ep) => {
-            stats::verdict(DIR, Verdict::ToSender);
-            stats::rx(ep.id, ctx.len() as u64, &eth);
+            report(DIR, Verdict::ToSender, &pkt(ep.id));
+            stats::rx(ep.id, len as u64, &eth);
             // Egress of the host-side veth delivers into the container.
             // SAFETY: plain helper call.
             unsafe { bpf_redirect(ep.host_ifindex, 0) as i32 }
         }
         Rx::Flood { sender } => {
             flood(ctx, &cfg, &eth, Rule::Rx { sender });
-            stats::verdict(DIR, Verdict::Flood);
+            report(
+                DIR,
+                Verdict::Flood,
+                &pkt(sender.map_or(NO_ENDPOINT, |s| s.id)),
+            );
             TC_ACT_UNSPEC
         }
     }

@@ -7,7 +7,9 @@ use attach_common::{Direction::Rx as DIR, PARENT_F_PASSTHRU, Verdict};
 use aya_ebpf::{bindings::xdp_action::XDP_PASS, programs::XdpContext};
 
 use crate::{
-    eth, macvlan,
+    eth,
+    events::{Pkt, report},
+    macvlan,
     maps::{DEVS, PARENTS},
     stats,
 };
@@ -34,8 +36,15 @@ pub fn run(ctx: &XdpContext) -> u32 {
     };
     match DEVS.redirect(target.host_ifindex, XDP_PASS as u64) {
         Ok(action) => {
-            stats::verdict(DIR, Verdict::ToEndpoint);
-            stats::rx(target.id, (ctx.data_end() - ctx.data()) as u64, &eth);
+            let len = (ctx.data_end() - ctx.data()) as u32;
+            let pkt = Pkt {
+                ifindex,
+                endpoint: target.id,
+                len,
+                eth: &eth,
+            };
+            report(DIR, Verdict::ToEndpoint, &pkt);
+            stats::rx(target.id, len as u64, &eth);
             action
         }
         Err(action) => action,

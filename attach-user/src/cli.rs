@@ -7,10 +7,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::{
     addr::{IpNet, Mac},
     kinds::{
-        container::ContainerRequest, host::HostRequest, macvlan::MacvlanRequest,
-        sriov::SriovRequest,
+        container::ContainerRequest, host::HostRequest, ipvlan::IpvlanRequest,
+        macvlan::MacvlanRequest, sriov::SriovRequest,
     },
-    model::{Backend, Datapath, MacvlanMode, Port},
+    model::{Backend, Datapath, IpvlanFlag, IpvlanMode, MacvlanMode, Port},
 };
 
 #[derive(Parser, Debug)]
@@ -27,6 +27,7 @@ Examples:\n  \
 attach add macvlan --parent eth1 --netns c1 --ip 10.0.0.2/24 --gateway 10.0.0.1\n  \
 attach add macvlan --mode vepa --parent eth1 --netns /proc/1234/ns/net --datapath xdp\n  \
 attach add macvlan --parent eth1 --netns c2 --backend native\n  \
+attach add ipvlan --mode l3 --parent eth1 --netns c3 --ip 10.0.0.3/24\n  \
 attach add host --netns 4321 --cgroup /sys/fs/cgroup/unified/web --ports tcp/80\n  \
 attach add container --netns sidecar --join c1\n  \
 attach add sriov --device eth3 --netns c3 --ip 10.0.0.3/24\n  \
@@ -39,6 +40,10 @@ pub struct Cli {
     #[arg(short, long, value_enum, default_value_t = Output::Text, global = true)]
     pub output: Output,
 
+    /// Log format on stderr (level from RUST_LOG, default warn).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -47,6 +52,22 @@ pub struct Cli {
 pub enum Output {
     Text,
     Json,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Cli {
+    /// The agent's options, when the command is `agent`.
+    pub fn agent_args(&self) -> Option<&crate::agent::AgentArgs> {
+        match &self.command {
+            Command::Agent(a) => Some(a),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -61,10 +82,29 @@ pub enum Command {
     /// Check an attachment against reality: links, addresses, map entries,
     /// attached programs. Exits non-zero and says what drifted.
     Check(DelArgs),
-    /// Show datapath counters: per attachment, and verdicts by reason.
-    Stats,
+    /// Re-adopt every record and pin, and repair drift: put back missing map
+    /// entries and programs, recreate interfaces deleted behind the engine's
+    /// back, detach attachments whose namespace is gone, remove leftovers.
+    Reconcile,
+    /// Switch every attached program to this binary's build, atomically
+    /// (link update: traffic never meets a missing program).
+    Upgrade {
+        /// Update links that already run this build too.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Show datapath counters: per attachment (or only one), and verdicts by
+    /// reason.
+    Stats(StatsArgs),
+    /// Stream the datapath's events: every drop with its reason, and with
+    /// --trace every decision (JSON Lines with -o json).
+    Monitor(crate::monitor::MonitorArgs),
     /// Detach everything on this node and remove all its pins and state.
     Reset,
+    /// Run the node agent: reconcile at start and periodically, serve
+    /// Prometheus metrics, bridge the programs' logs, and serve this CLI and
+    /// the CNI plugin over a unix socket (they work without it too).
+    Agent(crate::agent::AgentArgs),
 }
 
 #[derive(Subcommand, Debug, Clone)]
@@ -77,6 +117,16 @@ pub enum AddKind {
     /// passthru (one endpoint takes the parent's MAC and all its unicast).
     /// The kernel's default mode is vepa; ours, like CNI's and Docker's, is bridge.
     Macvlan(MacvlanArgs),
+    /// An ipvlan-like interface on a parent device (eBPF only).
+    ///
+    /// Every endpoint shares the parent's MAC; frames are told apart by IP.
+    /// Modes: l2 (endpoints reach each other and ARP on the wire; the
+    /// default, as in CNI and Docker), l3 (NOARP endpoints; the node routes
+    /// for them and answers ARP/ND for their addresses), l3s (as l3, through
+    /// the node's netfilter). Flags: bridge (default), private (no unicast
+    /// between endpoints), vepa (everything out the parent). Mode and flag
+    /// belong to the parent: its ipvlan endpoints share them.
+    Ipvlan(IpvlanArgs),
     /// The container uses the node's own network namespace.
     ///
     /// Nothing is created: the attachment is recorded (and listed), the
@@ -148,10 +198,66 @@ pub struct MacvlanArgs {
     pub spoofchk: Option<OnOff>,
 }
 
+#[derive(Args, Debug, Clone)]
+pub struct IpvlanArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// Parent device in the node's namespace (the NIC).
+    #[arg(long, value_name = "IF")]
+    pub parent: String,
+    /// ipvlan mode of the parent's port.
+    #[arg(long, value_enum, default_value_t = IpvlanMode::L2)]
+    pub mode: IpvlanMode,
+    /// Flag of the parent's port (default bridge; private and vepa exclude
+    /// each other).
+    #[arg(long = "flag", value_enum, value_name = "FLAG")]
+    pub flags: Vec<IpvlanFlag>,
+    /// Address with prefix length, IPv4 or IPv6; at least one, repeat for several.
+    #[arg(long = "ip", value_name = "CIDR", value_parser = parse_cidr)]
+    pub ips: Vec<IpNet>,
+    /// Default gateway (needs an address of its family). l3/l3s without
+    /// one: a default route through the interface.
+    #[arg(long, value_name = "IP")]
+    pub gateway: Option<IpAddr>,
+    /// MTU (default and maximum: the parent's).
+    #[arg(long)]
+    pub mtu: Option<u32>,
+    /// Only ebpf: this kernel has no ipvlan driver.
+    #[arg(long, value_enum, default_value_t = Backend::Ebpf)]
+    pub backend: Backend,
+}
+
+impl From<IpvlanArgs> for IpvlanRequest {
+    fn from(a: IpvlanArgs) -> Self {
+        IpvlanRequest {
+            netns: a.target.netns,
+            ifname: a.target.ifname,
+            parent: a.parent,
+            mode: a.mode,
+            flags: a.flags,
+            ips: a.ips,
+            gateway: a.gateway,
+            mtu: a.mtu,
+            backend: a.backend,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum OnOff {
     On,
     Off,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct StatsArgs {
+    /// Only this container's attachment (name under /run/netns, path or pid).
+    #[arg(long, value_name = "NETNS")]
+    pub netns: Option<String>,
+    /// With --netns: the interface inside the container. Default: the host
+    /// attachment of NETNS if there is one, else eth0.
+    #[arg(long, requires = "netns")]
+    pub ifname: Option<String>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -260,6 +366,7 @@ impl From<AddKind> for crate::kinds::AddRequest {
     fn from(k: AddKind) -> Self {
         match k {
             AddKind::Macvlan(a) => crate::kinds::AddRequest::Macvlan(a.into()),
+            AddKind::Ipvlan(a) => crate::kinds::AddRequest::Ipvlan(a.into()),
             AddKind::Host(a) => crate::kinds::AddRequest::Host(HostRequest {
                 netns: a.netns,
                 cgroup: a.cgroup,

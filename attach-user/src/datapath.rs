@@ -10,10 +10,13 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use std::net::IpAddr;
+
 use attach_common::{
-    CG_COUNTER_GLOBAL, CgroupStats, Direction, Endpoint, EndpointKey, EndpointStats,
-    FLOOD_TABLE_SIZE, MAP_CG_STATS, MAP_DEVS, MAP_ENDPOINTS, MAP_EP_STATS, MAP_FLOOD, MAP_PARENTS,
-    MAP_PORTS, MAP_VERDICTS, MAX_PORTS_PER_PARENT, ParentCfg, Verdict,
+    CG_COUNTER_GLOBAL, CgroupStats, Direction, Endpoint, EndpointKey, EndpointStats, EpIpKey,
+    FLOOD_TABLE_SIZE, Ip4Key, Ip6Key, IpvlanParent, MAP_CG_STATS, MAP_DEVS, MAP_ENDPOINTS,
+    MAP_EP_IPS, MAP_EP_STATS, MAP_FLOOD, MAP_IP4_EPS, MAP_IP6_EPS, MAP_IPVL_PARENTS, MAP_PARENTS,
+    MAP_PORTS, MAP_VERDICTS, MAX_PARENTS, MAX_PORTS_PER_PARENT, ParentCfg, Verdict,
 };
 use aya::{
     Ebpf, EbpfLoader,
@@ -34,10 +37,16 @@ pub const PROG_RX: &str = "attach_rx";
 pub const PROG_TX: &str = "attach_tx";
 pub const PROG_HOST: &str = "attach_host";
 pub const PROG_RX_XDP: &str = "attach_rx_xdp";
+pub const PROG_IPVL_RX: &str = "attach_ipvl_rx";
+pub const PROG_IPVL_TX: &str = "attach_ipvl_tx";
 pub const PROG_CG_IN: &str = "attach_cg_in";
 pub const PROG_CG_EG: &str = "attach_cg_eg";
 
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+
+/// Pin of the programs' aya-log buffer (kernel name `AYA_LOGS`), shared by
+/// every program instance of the node so the agent reads them all.
+pub const LOG_PIN: &str = "attach_logs";
 
 /// Pin names of the links of a parent and of an endpoint port.
 pub fn parent_links(ifindex: u32) -> [String; 3] {
@@ -46,6 +55,11 @@ pub fn parent_links(ifindex: u32) -> [String; 3] {
         format!("parent-{ifindex}-host"),
         format!("parent-{ifindex}-xdp"),
     ]
+}
+
+/// Pin name of the ipvlan receive program's link on a parent.
+pub fn ipvlan_parent_link(ifindex: u32) -> String {
+    format!("parent-{ifindex}-ipvl")
 }
 
 pub fn port_link(host_ifindex: u32) -> String {
@@ -59,6 +73,17 @@ pub fn cgroup_links(counter_id: u32) -> [String; 2] {
         format!("cgroup-{counter_id}-in"),
         format!("cgroup-{counter_id}-eg"),
     ]
+}
+
+/// What `attach_tc`/`attach_xdp` did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attached {
+    /// The pinned link already ran this program.
+    Kept,
+    /// The pinned link was switched to this build of the program.
+    Updated,
+    /// Newly attached and pinned.
+    New,
 }
 
 pub struct Datapath {
@@ -106,8 +131,11 @@ impl Datapath {
         Self::check_bpffs()?;
         fs::create_dir_all(dir.join("links"))
             .map_err(|e| Error::system(format!("cannot create {}: {e}", dir.display())))?;
+        let log_pin = dir.join(LOG_PIN);
         let mut loader = EbpfLoader::new();
-        loader.default_map_pin_directory(dir);
+        loader
+            .default_map_pin_directory(dir)
+            .map_pin_path("AYA_LOGS", log_pin.as_path());
         let value = counter.unwrap_or(0);
         if counter.is_some() {
             loader.override_global(CG_COUNTER_GLOBAL, &value, true);
@@ -123,6 +151,38 @@ impl Datapath {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The event ring buffer (drops, and traces when on).
+    pub fn events(&mut self) -> Result<aya::maps::RingBuf<MapData>> {
+        let map = self
+            .ebpf
+            .take_map(attach_common::MAP_EVENTS)
+            .ok_or_else(|| Error::system("event buffer missing from the object"))?;
+        Ok(aya::maps::RingBuf::try_from(map)?)
+    }
+
+    /// Switches per-decision tracing on or off (drops are always reported).
+    pub fn set_trace(&mut self, on: bool) -> Result<()> {
+        let map = self
+            .ebpf
+            .map_mut(attach_common::MAP_CONFIG)
+            .ok_or_else(|| Error::system("config map missing from the object"))?;
+        let mut cfg: Array<_, u32> = Array::try_from(map)?;
+        let cur = cfg.get(&0, 0)?;
+        let next = if on {
+            cur | attach_common::CFG_TRACE
+        } else {
+            cur & !attach_common::CFG_TRACE
+        };
+        cfg.set(0, &next, 0)?;
+        Ok(())
+    }
+
+    /// A reader of the programs' log lines, into the `log` crate.
+    pub fn logger(&mut self) -> Result<aya_log::EbpfLogger<&'static dyn log::Log>> {
+        aya_log::EbpfLogger::init(&mut self.ebpf)
+            .map_err(|e| Error::system(format!("the programs' log buffer: {e}")))
     }
 
     fn link_path(&self, name: &str) -> PathBuf {
@@ -174,27 +234,72 @@ impl Datapath {
             .unwrap_or(false)
     }
 
-    /// Attaches a tcx program on `ifindex` and pins its link as `pin`; an
-    /// existing live pin is kept as is.
+    /// The tag (instruction hash) of the program behind a pinned link.
+    fn pinned_program_tag(&self, pin: &str) -> Option<u64> {
+        let link = PinnedLink::from_pin(self.link_path(pin)).ok()?;
+        let id = FdLink::from(link).info().ok()?.program_id();
+        aya::programs::loaded_programs()
+            .filter_map(|p| p.ok())
+            .find(|p| p.id() == id)
+            .map(|p| p.tag())
+    }
+
+    /// Whether the link pinned as `pin` runs this build of `prog` (an
+    /// upgrade leaves links running the old one until updated).
+    pub fn pin_runs_current(&mut self, prog: &str, pin: &str) -> Result<bool> {
+        let pinned = self.pinned_program_tag(pin);
+        let current = if prog == PROG_RX_XDP {
+            self.xdp_program()?.info()?.tag()
+        } else {
+            self.classifier(prog)?.info()?.tag()
+        };
+        Ok(pinned == Some(current))
+    }
+
+    /// Attaches a tcx program on `ifindex` and pins its link as `pin`. A live
+    /// pin running an older build of the program is switched to this one in
+    /// place (`bpf_link_update`: atomic, no packet sees no program).
     pub fn attach_tc(
         &mut self,
         prog: &str,
         ifindex: u32,
         at: TcAttachType,
         pin: &str,
-    ) -> Result<()> {
+    ) -> Result<Attached> {
+        self.attach_tc_ordered(prog, ifindex, at, pin, LinkOrder::default())
+    }
+
+    /// [`Self::attach_tc`] before every program already on the hook.
+    pub fn attach_tc_first(
+        &mut self,
+        prog: &str,
+        ifindex: u32,
+        at: TcAttachType,
+        pin: &str,
+    ) -> Result<Attached> {
+        self.attach_tc_ordered(prog, ifindex, at, pin, LinkOrder::first())
+    }
+
+    fn attach_tc_ordered(
+        &mut self,
+        prog: &str,
+        ifindex: u32,
+        at: TcAttachType,
+        pin: &str,
+        order: LinkOrder,
+    ) -> Result<Attached> {
+        let path = self.link_path(pin);
         if self.tcx_pin_alive(pin, ifindex, at) {
-            return Ok(());
+            return self.update_link(prog, pin, false);
         }
         self.unpin(pin)?;
-        let path = self.link_path(pin);
         let p = self.classifier(prog)?;
         let id = p
             .attach(
                 ifindex,
                 TcAttach::Tcx {
                     attach_type: at,
-                    order: LinkOrder::default(),
+                    order,
                 },
             )
             .map_err(|e| {
@@ -202,7 +307,7 @@ impl Datapath {
             })?;
         let link: FdLink = p.take_link(id)?.try_into()?;
         link.pin(&path)?;
-        Ok(())
+        Ok(Attached::New)
     }
 
     /// Attaches the XDP receive program on a parent: native mode, or generic
@@ -263,6 +368,27 @@ impl Datapath {
         let link: FdLink = p.take_link(id)?.try_into()?;
         link.pin(&path)?;
         Ok(())
+    }
+
+    /// Switches the link pinned as `pin` to this build of `prog` in place
+    /// (`bpf_link_update`: atomic, the hook never runs without a program).
+    /// Without `force`, a link already running this build is kept.
+    pub fn update_link(&mut self, prog: &str, pin: &str, force: bool) -> Result<Attached> {
+        if !force && self.pin_runs_current(prog, pin)? {
+            return Ok(Attached::Kept);
+        }
+        let link = FdLink::from(PinnedLink::from_pin(self.link_path(pin))?);
+        let updated = if prog == PROG_RX_XDP {
+            self.xdp_program()?
+                .attach_to_link(link.try_into()?)
+                .map(drop)
+        } else {
+            self.classifier(prog)?
+                .attach_to_link(link.try_into()?)
+                .map(drop)
+        };
+        updated.map_err(|e| Error::from(e).context(format!("updating {prog} ({pin})")))?;
+        Ok(Attached::Updated)
     }
 
     /// Removes a link pin, which detaches its program. Absent is fine.
@@ -331,6 +457,165 @@ impl Datapath {
         let map = self.ebpf.map_mut(MAP_DEVS).expect("devmap in object");
         not_found_ok(DevMapHash::try_from(map)?.remove(host_ifindex))?;
         Ok(())
+    }
+
+    fn ip_key(host_ifindex: u32, ip: &IpAddr) -> EpIpKey {
+        match ip {
+            IpAddr::V4(v4) => EpIpKey::v4(host_ifindex, v4.octets()),
+            IpAddr::V6(v6) => EpIpKey::v6(host_ifindex, v6.octets()),
+        }
+    }
+
+    /// Enters the addresses an endpoint may send from.
+    pub fn put_endpoint_ips(&mut self, host_ifindex: u32, ips: &[IpAddr]) -> Result<()> {
+        let mut map = self.hash::<EpIpKey, u8>(MAP_EP_IPS)?;
+        for ip in ips {
+            map.insert(&Self::ip_key(host_ifindex, ip), &1, 0)?;
+        }
+        Ok(())
+    }
+
+    pub fn remove_endpoint_ips(&mut self, host_ifindex: u32, ips: &[IpAddr]) -> Result<()> {
+        let mut map = self.hash::<EpIpKey, u8>(MAP_EP_IPS)?;
+        for ip in ips {
+            not_found_ok(map.remove(&Self::ip_key(host_ifindex, ip)))?;
+        }
+        Ok(())
+    }
+
+    /// Whether every one of `ips` is entered for the endpoint.
+    pub fn has_endpoint_ips(&mut self, host_ifindex: u32, ips: &[IpAddr]) -> Result<bool> {
+        let map = self.hash::<EpIpKey, u8>(MAP_EP_IPS)?;
+        Ok(ips
+            .iter()
+            .all(|ip| map.get(&Self::ip_key(host_ifindex, ip), 0).is_ok()))
+    }
+
+    /// Enters an ipvlan endpoint's port (who sends on its host-side veth).
+    pub fn put_port(&mut self, ep: &Endpoint) -> Result<()> {
+        self.hash::<u32, Endpoint>(MAP_PORTS)?
+            .insert(&ep.host_ifindex, ep, 0)?;
+        Ok(())
+    }
+
+    pub fn remove_port(&mut self, host_ifindex: u32) -> Result<()> {
+        not_found_ok(self.hash::<u32, Endpoint>(MAP_PORTS)?.remove(&host_ifindex))
+    }
+
+    /// Makes `ep` the owner of `addr` on its parent's ipvlan port.
+    pub fn put_ip(&mut self, addr: IpAddr, ep: &Endpoint) -> Result<()> {
+        let parent_ifindex = ep.parent_ifindex;
+        match addr {
+            IpAddr::V4(a) => self.hash::<Ip4Key, Endpoint>(MAP_IP4_EPS)?.insert(
+                &Ip4Key {
+                    parent_ifindex,
+                    addr: a.octets(),
+                },
+                ep,
+                0,
+            )?,
+            IpAddr::V6(a) => self.hash::<Ip6Key, Endpoint>(MAP_IP6_EPS)?.insert(
+                &Ip6Key {
+                    parent_ifindex,
+                    addr: a.octets(),
+                },
+                ep,
+                0,
+            )?,
+        }
+        Ok(())
+    }
+
+    /// Removes `addr` of `parent_ifindex` if the port on `host_ifindex`
+    /// still owns it.
+    pub fn remove_ip(
+        &mut self,
+        parent_ifindex: u32,
+        addr: IpAddr,
+        host_ifindex: u32,
+    ) -> Result<()> {
+        match addr {
+            IpAddr::V4(a) => {
+                let key = Ip4Key {
+                    parent_ifindex,
+                    addr: a.octets(),
+                };
+                let mut m = self.hash::<Ip4Key, Endpoint>(MAP_IP4_EPS)?;
+                if m.get(&key, 0).is_ok_and(|e| e.host_ifindex == host_ifindex) {
+                    not_found_ok(m.remove(&key))?;
+                }
+            }
+            IpAddr::V6(a) => {
+                let key = Ip6Key {
+                    parent_ifindex,
+                    addr: a.octets(),
+                };
+                let mut m = self.hash::<Ip6Key, Endpoint>(MAP_IP6_EPS)?;
+                if m.get(&key, 0).is_ok_and(|e| e.host_ifindex == host_ifindex) {
+                    not_found_ok(m.remove(&key))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The ipvlan endpoint owning `addr` on `parent_ifindex`, if any.
+    pub fn ip_owner(&mut self, parent_ifindex: u32, addr: IpAddr) -> Result<Option<Endpoint>> {
+        let found = match addr {
+            IpAddr::V4(a) => self.hash::<Ip4Key, Endpoint>(MAP_IP4_EPS)?.get(
+                &Ip4Key {
+                    parent_ifindex,
+                    addr: a.octets(),
+                },
+                0,
+            ),
+            IpAddr::V6(a) => self.hash::<Ip6Key, Endpoint>(MAP_IP6_EPS)?.get(
+                &Ip6Key {
+                    parent_ifindex,
+                    addr: a.octets(),
+                },
+                0,
+            ),
+        };
+        match found {
+            Ok(e) => Ok(Some(e)),
+            Err(MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub fn ipvlan_parent(&mut self, ifindex: u32) -> Result<Option<IpvlanParent>> {
+        match self
+            .hash::<u32, IpvlanParent>(MAP_IPVL_PARENTS)?
+            .get(&ifindex, 0)
+        {
+            Ok(c) => Ok(Some(c)),
+            Err(MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub fn put_ipvlan_parent(&mut self, ifindex: u32, port: &IpvlanParent) -> Result<()> {
+        self.hash::<u32, IpvlanParent>(MAP_IPVL_PARENTS)?
+            .insert(&ifindex, port, 0)?;
+        Ok(())
+    }
+
+    pub fn remove_ipvlan_parent(&mut self, ifindex: u32) -> Result<()> {
+        not_found_ok(
+            self.hash::<u32, IpvlanParent>(MAP_IPVL_PARENTS)?
+                .remove(&ifindex),
+        )
+    }
+
+    /// A flood-table row no macvlan parent and no ipvlan port uses.
+    pub fn free_flood_slot(&mut self) -> Result<u32> {
+        let mut used: Vec<u32> = self.parents()?.iter().map(|(_, c)| c.slot).collect();
+        let ipvl = self.hash::<u32, IpvlanParent>(MAP_IPVL_PARENTS)?;
+        used.extend(ipvl.iter().filter_map(|r| r.ok()).map(|(_, p)| p.slot));
+        (0..MAX_PARENTS)
+            .find(|s| !used.contains(s))
+            .ok_or_else(|| Error::conflict(format!("the node already uses {MAX_PARENTS} parents")))
     }
 
     pub fn port(&mut self, host_ifindex: u32) -> Result<Option<Endpoint>> {

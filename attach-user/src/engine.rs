@@ -86,6 +86,17 @@ impl From<EndpointStats> for Counters {
     }
 }
 
+/// One thing `reconcile` found wrong and what it did about it.
+#[derive(Serialize, Debug, Clone)]
+pub struct Repair {
+    pub netns: String,
+    pub ifname: String,
+    /// What `check` reported.
+    pub drift: String,
+    /// "repaired", "recreated", "detached" or "failed: ...".
+    pub action: String,
+}
+
 #[derive(Serialize)]
 pub struct VerdictCount {
     pub direction: &'static str,
@@ -368,6 +379,142 @@ impl Engine {
     /// Checks an attachment against reality (see [`kinds::check`]).
     pub async fn check(&self, rec: &Attachment) -> Result<()> {
         kinds::check(self, rec).await
+    }
+
+    /// Re-adopts every record and pin and repairs drift: a datapath piece
+    /// missing (map entry, program) is put back; an interface deleted behind
+    /// the engine's back is recreated; an attachment whose namespace is gone
+    /// is detached; host-side interfaces and link pins no record owns are
+    /// removed. Returns what it did.
+    pub async fn reconcile(&self) -> Result<Vec<Repair>> {
+        let _lock = self.state.lock()?;
+        let mut records = self.state.all()?;
+        let mut repairs = Vec::new();
+        let mut i = 0;
+        while i < records.len() {
+            let rec = records[i].clone();
+            let Err(drift) = kinds::check(self, &rec).await else {
+                i += 1;
+                continue;
+            };
+            let others: Vec<Attachment> = records.iter().filter(|r| **r != rec).cloned().collect();
+            let note = |action: String| Repair {
+                netns: rec.netns.clone(),
+                ifname: rec.ifname.clone(),
+                drift: drift.message.clone(),
+                action,
+            };
+            let ns_alive = Netns::open(&rec.netns_path.to_string_lossy())
+                .is_ok_and(|ns| ns.inode == rec.netns_inode);
+            if !ns_alive {
+                let errors = kinds::teardown(self, &rec, &others).await;
+                self.state.remove(&rec)?;
+                records.remove(i);
+                repairs.push(note(match errors.first() {
+                    None => "detached: its network namespace is gone".into(),
+                    Some(e) => format!("detached (namespace gone), with errors: {e}"),
+                }));
+                continue;
+            }
+            if kinds::repair(self, &rec, &others).await.is_ok()
+                && kinds::check(self, &rec).await.is_ok()
+            {
+                repairs.push(note("repaired".into()));
+                i += 1;
+                continue;
+            }
+            for e in kinds::teardown(self, &rec, &others).await {
+                tracing::warn!("tearing down {} before recreating it: {e}", rec.ifname);
+            }
+            let ns = Netns::open(&rec.netns_path.to_string_lossy())?;
+            let mut fresh = rec.fresh();
+            match kinds::create(self, &mut fresh, &ns, &others).await {
+                Ok(()) => {
+                    self.state.save(&fresh)?;
+                    records[i] = fresh;
+                    repairs.push(note("recreated".into()));
+                    i += 1;
+                }
+                Err(e) => {
+                    for t in kinds::teardown(self, &fresh, &others).await {
+                        tracing::warn!("rolling back the recreation of {}: {t}", rec.ifname);
+                    }
+                    self.state.remove(&rec)?;
+                    records.remove(i);
+                    repairs.push(note(format!("failed: {}; detached", e.message)));
+                }
+            }
+        }
+        repairs.extend(self.remove_orphans(&records).await?);
+        self.remove_node_pins_if_idle(&records);
+        self.state.remove_if_empty()?;
+        Ok(repairs)
+    }
+
+    /// Host-side interfaces and link pins that no record owns.
+    async fn remove_orphans(&self, records: &[Attachment]) -> Result<Vec<Repair>> {
+        let mut repairs = Vec::new();
+        let orphan = |what: String, action: &str| Repair {
+            netns: "-".into(),
+            ifname: what,
+            drift: "owned by no attachment".into(),
+            action: action.into(),
+        };
+        for link in self.rtnl.links().await? {
+            let ours = link.name.starts_with(crate::container::HOST_IF_PREFIX)
+                && link.kind.as_deref() == Some("veth");
+            if ours
+                && !records
+                    .iter()
+                    .any(|r| r.host_ifname.as_deref() == Some(link.name.as_str()))
+            {
+                self.rtnl.del_link(link.index).await?;
+                repairs.push(orphan(link.name, "deleted"));
+            }
+        }
+        let links_dir = self.pin_dir.join("links");
+        if let Ok(entries) = std::fs::read_dir(&links_dir) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let owned = records
+                    .iter()
+                    .any(|r| kinds::links(r).iter().any(|(_, pin)| *pin == name));
+                if !owned {
+                    let _ = std::fs::remove_file(e.path());
+                    repairs.push(orphan(format!("pin {name}"), "unpinned"));
+                }
+            }
+        }
+        Ok(repairs)
+    }
+
+    /// Switches every pinned link to this build's programs in place
+    /// (`bpf_link_update`), so an upgrade never leaves a hook without a
+    /// program; `force` updates links that already run this build too.
+    /// Returns (pin, "updated"|"kept") for each link.
+    pub fn upgrade(&self, force: bool) -> Result<Vec<(String, &'static str)>> {
+        use crate::datapath::Attached;
+        let _lock = self.state.lock()?;
+        let records = self.state.all()?;
+        if !records.iter().any(Attachment::is_ebpf) {
+            return Ok(Vec::new());
+        }
+        let mut dp = self.datapath()?;
+        let mut links: Vec<(&str, String)> = Vec::new();
+        for link in records.iter().flat_map(kinds::links) {
+            if !links.contains(&link) {
+                links.push(link);
+            }
+        }
+        let mut out = Vec::new();
+        for (prog, pin) in links {
+            let what = match dp.update_link(prog, &pin, force)? {
+                Attached::Kept => "kept",
+                _ => "updated",
+            };
+            out.push((pin, what));
+        }
+        Ok(out)
     }
 
     /// The records of (netns, ifname), if attached.

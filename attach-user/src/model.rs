@@ -130,6 +130,53 @@ impl From<MacvlanMode> for Mode {
     }
 }
 
+/// ipvlan modes (a parent's port has one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ValueEnum, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum IpvlanMode {
+    /// Endpoints switch by IP among themselves and ARP on the wire
+    /// (CNI/Docker/Podman default).
+    #[default]
+    L2,
+    /// Endpoints are NOARP; the node routes for them (the kernel's default).
+    L3,
+    /// As l3, with traffic passing the node's netfilter hooks.
+    L3s,
+}
+
+impl From<IpvlanMode> for Mode {
+    fn from(m: IpvlanMode) -> Self {
+        match m {
+            IpvlanMode::L2 => Mode::L2,
+            IpvlanMode::L3 => Mode::L3,
+            IpvlanMode::L3s => Mode::L3s,
+        }
+    }
+}
+
+/// ipvlan flags (a parent's port has one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ValueEnum, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum IpvlanFlag {
+    /// Endpoints reach each other locally (the default).
+    #[default]
+    Bridge,
+    /// Unicast between endpoints is dropped.
+    Private,
+    /// Everything goes out of the parent.
+    Vepa,
+}
+
+impl IpvlanFlag {
+    pub const fn name(self) -> &'static str {
+        match self {
+            IpvlanFlag::Bridge => "bridge",
+            IpvlanFlag::Private => "private",
+            IpvlanFlag::Vepa => "vepa",
+        }
+    }
+}
+
 /// What a passthru attachment changed on its parent, to put back on detach.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SavedParent {
@@ -148,6 +195,9 @@ pub struct Attachment {
     pub ifname: String,
     pub kind: Kind,
     pub mode: Option<Mode>,
+    /// ipvlan: the port's flag.
+    #[serde(default)]
+    pub flag: Option<IpvlanFlag>,
     pub backend: Backend,
     /// Receive path (eBPF backend only).
     pub datapath: Option<Datapath>,
@@ -438,6 +488,20 @@ impl Attachment {
                 .host
                 .as_ref()
                 .is_some_and(|h| h.counter_id.is_some())
+    }
+
+    /// The record with everything `create` fills in cleared: what to create
+    /// again when the attachment must be rebuilt.
+    pub fn fresh(&self) -> Self {
+        Self {
+            host_ifname: None,
+            host_ifindex: None,
+            ifindex: None,
+            endpoint_id: None,
+            xdp_mode: None,
+            saved_parent: None,
+            ..self.clone()
+        }
     }
 
     pub fn mode_name(&self) -> &'static str {

@@ -95,6 +95,8 @@ pub struct LinkChange {
     pub mtu: Option<u32>,
     pub up: Option<bool>,
     pub promisc: Option<bool>,
+    /// `false`: `arp off` (IFF_NOARP).
+    pub arp: Option<bool>,
 }
 
 /// A netlink connection whose socket lives in one network namespace.
@@ -238,6 +240,9 @@ impl Rtnl {
         if let Some(p) = c.promisc {
             b = b.promiscuous(p);
         }
+        if let Some(a) = c.arp {
+            b = b.arp(a);
+        }
         match c.up {
             Some(true) => b = b.up(),
             Some(false) => b = b.down(),
@@ -287,6 +292,92 @@ impl Rtnl {
                 .build(),
         };
         self.handle.route().add(msg).execute().await?;
+        Ok(())
+    }
+
+    /// A default route through the device itself (no gateway), of the
+    /// family of `v6`: for NOARP links, whose neighbours are the link.
+    pub async fn add_default_dev_route(&self, index: u32, v6: bool) -> Result<()> {
+        let msg = if v6 {
+            RouteMessageBuilder::<std::net::Ipv6Addr>::new()
+                .output_interface(index)
+                .build()
+        } else {
+            RouteMessageBuilder::<std::net::Ipv4Addr>::new()
+                .output_interface(index)
+                .scope(netlink_packet_route::route::RouteScope::Link)
+                .build()
+        };
+        self.handle.route().add(msg).execute().await?;
+        Ok(())
+    }
+
+    /// A host route to `addr` through the device, in routing table `table`.
+    pub async fn add_host_route(&self, index: u32, addr: IpAddr, table: u32) -> Result<()> {
+        let msg = match addr {
+            IpAddr::V4(a) => RouteMessageBuilder::<std::net::Ipv4Addr>::new()
+                .destination_prefix(a, 32)
+                .output_interface(index)
+                .scope(netlink_packet_route::route::RouteScope::Link)
+                .table_id(table)
+                .build(),
+            IpAddr::V6(a) => RouteMessageBuilder::<std::net::Ipv6Addr>::new()
+                .destination_prefix(a, 128)
+                .output_interface(index)
+                .table_id(table)
+                .build(),
+        };
+        self.handle.route().add(msg).execute().await?;
+        Ok(())
+    }
+
+    /// `ip [-6] rule add fwmark MARK lookup TABLE pref PRIORITY`; one that
+    /// exists already is kept.
+    pub async fn add_fwmark_rule(&self, v6: bool, mark: u32, table: u32, pref: u32) -> Result<()> {
+        if self.fwmark_rule(v6, pref).await?.is_some() {
+            return Ok(());
+        }
+        let req = self
+            .handle
+            .rule()
+            .add()
+            .fw_mark(mark)
+            .table_id(table)
+            .priority(pref)
+            .action(netlink_packet_route::rule::RuleAction::ToTable);
+        if v6 {
+            req.v6().execute().await?;
+        } else {
+            req.v4().execute().await?;
+        }
+        Ok(())
+    }
+
+    async fn fwmark_rule(
+        &self,
+        v6: bool,
+        pref: u32,
+    ) -> Result<Option<netlink_packet_route::rule::RuleMessage>> {
+        use netlink_packet_route::rule::RuleAttribute;
+        let version = if v6 {
+            rtnetlink::IpVersion::V6
+        } else {
+            rtnetlink::IpVersion::V4
+        };
+        let mut s = self.handle.rule().get(version).execute();
+        while let Some(m) = s.try_next().await? {
+            if m.attributes.contains(&RuleAttribute::Priority(pref)) {
+                return Ok(Some(m));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Removes the rule `add_fwmark_rule` made; absent is not an error.
+    pub async fn del_fwmark_rule(&self, v6: bool, pref: u32) -> Result<()> {
+        if let Some(m) = self.fwmark_rule(v6, pref).await? {
+            self.handle.rule().del(m).execute().await?;
+        }
         Ok(())
     }
 

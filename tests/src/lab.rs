@@ -212,6 +212,16 @@ impl Lab {
         Ok(ns)
     }
 
+    /// Forgets container `name`: its namespace is deleted once the caller's
+    /// handles are dropped too (a container exiting).
+    pub fn drop_container(&self, name: &str) {
+        let full = format!("{NETNS_PREFIX}-{}-{name}", self.tag);
+        self.containers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|n| n.name() != full);
+    }
+
     /// Addresses for container `i` (< 100): ("10.77.0.{10+i}/24", "fd77::{10+i}/64").
     pub fn container_ip(i: u8) -> (String, String) {
         assert!(

@@ -8,6 +8,7 @@ pub mod kinds;
 pub mod lab;
 mod matrix;
 mod netns;
+pub mod podman;
 mod probe;
 pub mod reach;
 pub mod sleeper;

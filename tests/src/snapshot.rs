@@ -1,11 +1,11 @@
-//! Everything an `attach` command could change, as comparable JSON, and a
-//! table-driven check that a rejected command names the bad value, exits
-//! with the documented code and changes nothing.
+//! What a node looks like, as comparable JSON: links, addresses, rules and
+//! routes of the node, its unicast filter, its bpffs pins and datapath map
+//! entries, its attachment records and `attach list`, and the links of
+//! given containers. A failed command must leave it unchanged.
 //!
-//! The same approach as `tests/cli.rs` (which keeps its own copy for the
-//! macvlan cases), extended to what the other kinds touch: mounts (held
-//! namespaces, NETNS files the engine makes), cgroup programs, named
-//! namespaces, and links in any namespace of the lab.
+//! [`snapshot_with`] adds what the host, container and sriov kinds touch
+//! (mounts, named namespaces, cgroup programs, the switch's ports), and
+//! [`check_rejected`] runs a bad command in text and JSON mode against it.
 
 use std::{
     collections::BTreeMap,
@@ -17,11 +17,11 @@ use std::{
 use serde_json::{Value, json};
 
 use crate::{
-    lab::{Lab, NETNS_PREFIX},
+    lab::{Lab, NETNS_PREFIX, NODE_IF},
     netns::{Netns, netns_list},
 };
 
-/// The node's state, keyed by what was looked at.
+/// Everything a failed command could leave behind, as comparable JSON.
 #[derive(PartialEq, Clone)]
 pub struct State(pub BTreeMap<String, Value>);
 
@@ -51,36 +51,52 @@ impl fmt::Debug for State {
     }
 }
 
-/// What to look at besides the node: namespaces (their links and
-/// addresses) and cgroups (their attached programs).
-#[derive(Default)]
-pub struct Scope<'a> {
-    pub namespaces: Vec<&'a Netns>,
-    pub cgroups: Vec<PathBuf>,
-}
+/// The datapath maps whose entries an attachment owns.
+const MAPS: [&str; 7] = [
+    "attach_eps",
+    "attach_ports",
+    "attach_parents",
+    "attach_devs",
+    "attach_ip4_eps",
+    "attach_ip6_eps",
+    "attach_ipvl_par",
+];
 
-/// Captures the node (links, addresses, fdb), the given namespaces' links,
-/// the node's pins and datapath map entries, its records and `attach -o json
-/// list`, every mount of the lab or of the node's state directory, the
-/// lab's named namespaces, and the programs on the given cgroups.
-pub fn snapshot(lab: &Lab, scope: &Scope) -> State {
+/// Captures the node (its links and addresses, the parent's MAC, promiscuity,
+/// XDP program and unicast filter), the node's bpffs pins and datapath map
+/// entries, its attachment records and `attach -o json list`, and the links
+/// and addresses of each namespace in `containers`.
+pub fn snapshot(lab: &Lab, containers: &[&Netns]) -> State {
     let mut s = BTreeMap::new();
-    s.insert("node links".into(), Value::Array(links(lab.node())));
-    s.insert("switch links".into(), Value::Array(links(lab.sw())));
+    let node_links = links(lab.node());
+    let parent = node_links
+        .iter()
+        .find(|l| l["ifname"] == NODE_IF)
+        .cloned()
+        .unwrap_or(Value::Null);
+    s.insert("node links".into(), Value::Array(node_links));
+    s.insert("parent".into(), parent);
     let mut fdb = json_out(lab.node(), &["bridge", "-j", "fdb", "show"]);
     sort(&mut fdb);
     s.insert("node fdb".into(), fdb);
-    for ns in &scope.namespaces {
-        s.insert(format!("links in {}", ns.name()), Value::Array(links(ns)));
+    // ipvlan: the node's rules and the endpoint route table.
+    for family in ["-4", "-6"] {
+        let mut rules = json_out(lab.node(), &["ip", "-j", family, "rule", "show"]);
+        sort(&mut rules);
+        s.insert(format!("node rules {family}"), rules);
+        let mut routes = json_out(
+            lab.node(),
+            &["ip", "-j", family, "route", "show", "table", "all"],
+        );
+        sort(&mut routes);
+        s.insert(format!("node routes {family}"), routes);
     }
-    let pins = lab.node_pin_dir();
+    for c in containers {
+        s.insert(format!("links in {}", c.name()), Value::Array(links(c)));
+    }
+    let pins = pin_dir(lab);
     s.insert("pins".into(), tree(&pins));
-    for map in [
-        "attach_eps",
-        "attach_ports",
-        "attach_parents",
-        "attach_devs",
-    ] {
+    for map in MAPS {
         let path = pins.join(map);
         let mut dump = if path.exists() {
             json_cmd(
@@ -95,12 +111,123 @@ pub fn snapshot(lab: &Lab, scope: &Scope) -> State {
         sort(&mut dump);
         s.insert(format!("map {map}"), dump);
     }
-    let state = lab.node_state_dir();
-    s.insert("records".into(), tree(&state));
+    s.insert("records".into(), tree(&state_dir(lab)));
     s.insert(
         "attach list".into(),
         lab.attach().json(&["list"]).expect("attach -o json list"),
     );
+    State(s)
+}
+
+/// Links with their addresses, reduced to what an attach could change.
+pub fn links(ns: &Netns) -> Vec<Value> {
+    let all = json_out(ns, &["ip", "-d", "-j", "addr", "show"]);
+    let mut out: Vec<Value> = all
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|l| {
+            let addrs: Vec<String> = l["addr_info"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|a| format!("{}/{}", a["local"].as_str().unwrap_or("?"), a["prefixlen"]))
+                .collect();
+            let up = l["flags"]
+                .as_array()
+                .is_some_and(|f| f.iter().any(|f| f == "UP"));
+            json!({
+                "ifname": l["ifname"],
+                "ifindex": l["ifindex"],
+                "kind": l["linkinfo"]["info_kind"],
+                "address": l["address"],
+                "mtu": l["mtu"],
+                "up": up,
+                "promiscuity": l["promiscuity"],
+                "allmulti": l["allmulti"],
+                "xdp": l["xdp"],
+                "addrs": addrs,
+            })
+        })
+        .collect();
+    out.sort_by_key(|l| l["ifindex"].as_u64());
+    out
+}
+
+/// Files under `dir`, relative, sorted; `null` when `dir` does not exist.
+pub fn tree(dir: &Path) -> Value {
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            out.push(p.strip_prefix(base).unwrap().display().to_string());
+            if p.is_dir() {
+                walk(base, &p, out);
+            }
+        }
+    }
+    if !dir.exists() {
+        return Value::Null;
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    json!(out)
+}
+
+pub fn sort(v: &mut Value) {
+    if let Value::Array(a) = v {
+        a.sort_by_key(|x| x.to_string());
+    }
+}
+
+pub fn json_out(ns: &Netns, argv: &[&str]) -> Value {
+    json_cmd(&mut ns.command(argv), &argv.join(" "))
+}
+
+pub fn json_cmd(cmd: &mut Command, what: &str) -> Value {
+    let out = cmd.stdin(Stdio::null()).output().expect(what);
+    assert!(
+        out.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.stdout.iter().all(u8::is_ascii_whitespace) {
+        // bpftool prints nothing at all for an empty list.
+        return json!([]);
+    }
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{what}: not JSON: {e}"))
+}
+
+pub fn pin_dir(lab: &Lab) -> PathBuf {
+    lab.node_pin_dir()
+}
+
+pub fn state_dir(lab: &Lab) -> PathBuf {
+    lab.node_state_dir()
+}
+
+// ---------------------------------------------------------------------------
+// What the host, container and sriov kinds touch besides
+
+/// What to look at besides the node: namespaces (their links and
+/// addresses) and cgroups (their attached programs).
+#[derive(Default)]
+pub struct Scope<'a> {
+    pub namespaces: Vec<&'a Netns>,
+    pub cgroups: Vec<PathBuf>,
+}
+
+/// [`snapshot`] of `scope.namespaces`, plus the switch's links, every mount
+/// of the lab or of the node's state directory (held namespaces, NETNS files
+/// the engine makes), the lab's named namespaces, and the programs on the
+/// given cgroups.
+pub fn snapshot_with(lab: &Lab, scope: &Scope) -> State {
+    let State(mut s) = snapshot(lab, &scope.namespaces);
+    s.insert("switch links".into(), Value::Array(links(lab.sw())));
+    let state = state_dir(lab);
     let tag = format!("{NETNS_PREFIX}-{}-", lab.tag());
     let mounts: Vec<Value> = fs::read_to_string("/proc/self/mountinfo")
         .unwrap_or_default()
@@ -140,93 +267,6 @@ pub fn snapshot(lab: &Lab, scope: &Scope) -> State {
     }
     State(s)
 }
-
-/// Links with their addresses, reduced to what an attach could change.
-pub fn links(ns: &Netns) -> Vec<Value> {
-    let all = json_out(ns, &["ip", "-d", "-j", "addr", "show"]);
-    let mut out: Vec<Value> = all
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|l| {
-            let addrs: Vec<String> = l["addr_info"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                // Link-local addresses come and go with the link state.
-                .filter(|a| a["scope"] != "link")
-                .map(|a| format!("{}/{}", a["local"].as_str().unwrap_or("?"), a["prefixlen"]))
-                .collect();
-            let up = l["flags"]
-                .as_array()
-                .is_some_and(|f| f.iter().any(|f| f == "UP"));
-            json!({
-                "ifname": l["ifname"],
-                "ifindex": l["ifindex"],
-                "kind": l["linkinfo"]["info_kind"],
-                "address": l["address"],
-                "mtu": l["mtu"],
-                "up": up,
-                "promiscuity": l["promiscuity"],
-                "master": l["master"],
-                "xdp": l["xdp"],
-                "addrs": addrs,
-            })
-        })
-        .collect();
-    out.sort_by_key(|l| l["ifindex"].as_u64());
-    out
-}
-
-/// Files under `dir`, relative, sorted; `null` when `dir` does not exist.
-fn tree(dir: &Path) -> Value {
-    fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
-        let Ok(entries) = fs::read_dir(dir) else {
-            return;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            out.push(p.strip_prefix(base).unwrap().display().to_string());
-            if p.is_dir() {
-                walk(base, &p, out);
-            }
-        }
-    }
-    if !dir.exists() {
-        return Value::Null;
-    }
-    let mut out = Vec::new();
-    walk(dir, dir, &mut out);
-    out.sort();
-    json!(out)
-}
-
-fn sort(v: &mut Value) {
-    if let Value::Array(a) = v {
-        a.sort_by_key(|x| x.to_string());
-    }
-}
-
-fn json_out(ns: &Netns, argv: &[&str]) -> Value {
-    json_cmd(&mut ns.command(argv), &argv.join(" "))
-}
-
-fn json_cmd(cmd: &mut Command, what: &str) -> Value {
-    let out = cmd.stdin(Stdio::null()).output().expect(what);
-    assert!(
-        out.status.success(),
-        "{what}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    if out.stdout.iter().all(u8::is_ascii_whitespace) {
-        // bpftool prints nothing at all for an empty list.
-        return json!([]);
-    }
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{what}: not JSON: {e}"))
-}
-
-// ---------------------------------------------------------------------------
-// Rejected commands
 
 pub const SYSTEM: i32 = 1;
 pub const INVALID: i32 = 2;
@@ -277,11 +317,11 @@ fn text(b: &[u8]) -> String {
 
 /// Runs `bad` in text then JSON mode; returns what broke the contract
 /// (exit code, error kind and message, stdout on error, and any change of
-/// the snapshot).
+/// [`snapshot_with`]).
 pub fn check_rejected(lab: &Lab, scope: &Scope, bad: &Bad) -> Vec<String> {
     let label = format!("[{}] attach {}", bad.name, bad.args.join(" "));
     let mut broken = Vec::new();
-    let before = snapshot(lab, scope);
+    let before = snapshot_with(lab, scope);
     for json_mode in [false, true] {
         let mode = if json_mode { "json" } else { "text" };
         let mut argv: Vec<&str> = bad.args.iter().map(String::as_str).collect();
@@ -331,7 +371,7 @@ pub fn check_rejected(lab: &Lab, scope: &Scope, bad: &Bad) -> Vec<String> {
                 broken.push(format!("{label} ({mode}): stdout on error: {stdout}"));
             }
         }
-        let after = snapshot(lab, scope);
+        let after = snapshot_with(lab, scope);
         if after != before {
             broken.push(format!(
                 "{label} ({mode}) left the node changed:\n{}",

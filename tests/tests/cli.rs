@@ -14,11 +14,10 @@
 //! `reset` removes everything.
 
 use std::{
-    collections::BTreeMap,
-    fmt, fs,
+    fs,
     os::unix::fs::MetadataExt,
-    path::{Path, PathBuf},
-    process::{Command, Output, Stdio},
+    path::Path,
+    process::{Command, Output},
     thread,
     time::{Duration, Instant},
 };
@@ -26,177 +25,9 @@ use std::{
 use attach_tests::{
     lab::{EXT_V4, Lab, NETNS_PREFIX, NODE_IF, Netns, ping, require_root},
     reach::{Endpoint, Flavor, attach, mac_of},
+    snapshot::{json_cmd, links, pin_dir, snapshot, state_dir},
 };
 use serde_json::{Value, json};
-
-// ---------------------------------------------------------------------------
-// What a node looks like
-
-/// Everything a failed command could leave behind, as comparable JSON.
-#[derive(PartialEq)]
-struct State(BTreeMap<String, Value>);
-
-impl State {
-    /// The parts that differ, old and new, for an assertion message.
-    fn diff(&self, after: &State) -> String {
-        let mut out = String::new();
-        for (k, v) in &self.0 {
-            let w = after.0.get(k).unwrap_or(&Value::Null);
-            if v != w {
-                out.push_str(&format!("  {k}:\n    before: {v}\n    after:  {w}\n"));
-            }
-        }
-        out
-    }
-}
-
-impl fmt::Debug for State {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (k, v) in &self.0 {
-            writeln!(f, "{k}: {v}")?;
-        }
-        Ok(())
-    }
-}
-
-/// The datapath maps whose entries an attachment owns.
-const MAPS: [&str; 4] = [
-    "attach_eps",
-    "attach_ports",
-    "attach_parents",
-    "attach_devs",
-];
-
-/// Captures the node (its links and addresses, the parent's MAC, promiscuity,
-/// XDP program and unicast filter), the node's bpffs pins and datapath map
-/// entries, its attachment records and `attach -o json list`, and the links
-/// and addresses of each namespace in `containers`.
-fn snapshot(lab: &Lab, containers: &[&Netns]) -> State {
-    let mut s = BTreeMap::new();
-    let node_links = links(lab.node());
-    let parent = node_links
-        .iter()
-        .find(|l| l["ifname"] == NODE_IF)
-        .cloned()
-        .unwrap_or(Value::Null);
-    s.insert("node links".into(), Value::Array(node_links));
-    s.insert("parent".into(), parent);
-    let mut fdb = json_out(lab.node(), &["bridge", "-j", "fdb", "show"]);
-    sort(&mut fdb);
-    s.insert("node fdb".into(), fdb);
-    for c in containers {
-        s.insert(format!("links in {}", c.name()), Value::Array(links(c)));
-    }
-    let pins = pin_dir(lab);
-    s.insert("pins".into(), tree(&pins));
-    for map in MAPS {
-        let path = pins.join(map);
-        let mut dump = if path.exists() {
-            json_cmd(
-                Command::new("bpftool")
-                    .args(["-j", "map", "dump", "pinned"])
-                    .arg(&path),
-                map,
-            )
-        } else {
-            Value::Null
-        };
-        sort(&mut dump);
-        s.insert(format!("map {map}"), dump);
-    }
-    s.insert("records".into(), tree(&state_dir(lab)));
-    s.insert(
-        "attach list".into(),
-        lab.attach().json(&["list"]).expect("attach -o json list"),
-    );
-    State(s)
-}
-
-/// Links with their addresses, reduced to what an attach could change.
-fn links(ns: &Netns) -> Vec<Value> {
-    let all = json_out(ns, &["ip", "-d", "-j", "addr", "show"]);
-    let mut out: Vec<Value> = all
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|l| {
-            let addrs: Vec<String> = l["addr_info"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|a| format!("{}/{}", a["local"].as_str().unwrap_or("?"), a["prefixlen"]))
-                .collect();
-            let up = l["flags"]
-                .as_array()
-                .is_some_and(|f| f.iter().any(|f| f == "UP"));
-            json!({
-                "ifname": l["ifname"],
-                "ifindex": l["ifindex"],
-                "kind": l["linkinfo"]["info_kind"],
-                "address": l["address"],
-                "mtu": l["mtu"],
-                "up": up,
-                "promiscuity": l["promiscuity"],
-                "allmulti": l["allmulti"],
-                "xdp": l["xdp"],
-                "addrs": addrs,
-            })
-        })
-        .collect();
-    out.sort_by_key(|l| l["ifindex"].as_u64());
-    out
-}
-
-/// Files under `dir`, relative, sorted; `null` when `dir` does not exist.
-fn tree(dir: &Path) -> Value {
-    fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
-        let Ok(entries) = fs::read_dir(dir) else {
-            return;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            out.push(p.strip_prefix(base).unwrap().display().to_string());
-            if p.is_dir() {
-                walk(base, &p, out);
-            }
-        }
-    }
-    if !dir.exists() {
-        return Value::Null;
-    }
-    let mut out = Vec::new();
-    walk(dir, dir, &mut out);
-    out.sort();
-    json!(out)
-}
-
-fn sort(v: &mut Value) {
-    if let Value::Array(a) = v {
-        a.sort_by_key(|x| x.to_string());
-    }
-}
-
-fn json_out(ns: &Netns, argv: &[&str]) -> Value {
-    json_cmd(&mut ns.command(argv), &argv.join(" "))
-}
-
-fn json_cmd(cmd: &mut Command, what: &str) -> Value {
-    let out = cmd.stdin(Stdio::null()).output().expect(what);
-    assert!(
-        out.status.success(),
-        "{what}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{what}: not JSON: {e}"))
-}
-
-fn pin_dir(lab: &Lab) -> PathBuf {
-    lab.node_pin_dir()
-}
-
-fn state_dir(lab: &Lab) -> PathBuf {
-    lab.node_state_dir()
-}
 
 // ---------------------------------------------------------------------------
 // The failing cases

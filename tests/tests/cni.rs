@@ -343,3 +343,23 @@ fn gc_removes_what_is_not_valid() {
     assert!(nss[0].ok(&["ip", "link", "show", "eth0"]).is_err());
     assert!(call(&lab, "DEL", "g2", Some(&nss[1])).run(&cfg).unwrap().ok);
 }
+
+#[test]
+fn status_reports_limited_connectivity_when_the_datapath_breaks() {
+    require_root();
+    let lab = Lab::new().unwrap();
+    let leases = Leases::new(&lab);
+    let c1 = lab.container("c1").unwrap();
+    let cfg = conf("n8", "1.1.0", &leases.0, json!({}));
+    assert!(call(&lab, "ADD", "s1", Some(&c1)).run(&cfg).unwrap().ok);
+    assert!(call(&lab, "STATUS", "", None).run(&cfg).unwrap().ok);
+    // The parent's receive program goes: existing containers are cut off.
+    let rec = &lab.attach().json(&["list"]).unwrap()[0];
+    let parent = rec["parent_ifindex"].as_u64().unwrap();
+    std::fs::remove_file(lab.node_pin_dir().join(format!("links/parent-{parent}-rx"))).unwrap();
+    let r = call(&lab, "STATUS", "", None).run(&cfg).unwrap();
+    assert_eq!(r.code(), 51, "{}", r.stdout);
+    lab.attach().ok(&["reconcile"]).unwrap();
+    assert!(call(&lab, "STATUS", "", None).run(&cfg).unwrap().ok);
+    assert!(call(&lab, "DEL", "s1", Some(&c1)).run(&cfg).unwrap().ok);
+}

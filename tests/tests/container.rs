@@ -17,7 +17,7 @@ use attach_tests::{
     lab::{EXT_V4, EXT_V6, Lab, NETNS_PREFIX, NODE_IF, Netns, ping, require_root},
     reach::mac_of,
     sleeper::Sleeper,
-    snapshot::{Bad, CONFLICT, INVALID, NOT_FOUND, SYSTEM, Scope, check_rejected, snapshot},
+    snapshot::{Bad, CONFLICT, INVALID, NOT_FOUND, SYSTEM, Scope, check_rejected, snapshot_with},
 };
 use serde_json::{Value, json};
 
@@ -81,7 +81,7 @@ fn v(i: u8) -> (String, String) {
 fn joiner_keeps_its_network_when_the_first_container_exits() {
     require_root();
     let lab = Lab::new().unwrap();
-    let empty = snapshot(&lab, &Scope::default());
+    let empty = snapshot_with(&lab, &Scope::default());
     let a = Netns::named(&lab_name(&lab, "a")).unwrap();
     let a_name = a.name().to_owned();
     let host_veth = attach_endpoint(&lab, &a_name, 1);
@@ -137,7 +137,7 @@ fn joiner_keeps_its_network_when_the_first_container_exits() {
     // A's own record goes by its name, its namespace gone.
     let out = lab.attach().json(&["del", "--netns", &a_name]).unwrap();
     assert_eq!(out["detached"]["netns"], a_name.as_str(), "{out}");
-    let after = snapshot(&lab, &Scope::default());
+    let after = snapshot_with(&lab, &Scope::default());
     assert_eq!(after, empty, "\n{}", empty.diff(&after));
 }
 
@@ -147,7 +147,7 @@ fn joiner_keeps_its_network_when_the_first_container_exits() {
 fn joiner_keeps_its_network_when_the_first_containers_process_exits() {
     require_root();
     let lab = Lab::new().unwrap();
-    let empty = snapshot(&lab, &Scope::default());
+    let empty = snapshot_with(&lab, &Scope::default());
     let a = Netns::named(&lab_name(&lab, "a")).unwrap();
     let a_name = a.name().to_owned();
     let host_veth = attach_endpoint(&lab, &a_name, 2);
@@ -171,7 +171,7 @@ fn joiner_keeps_its_network_when_the_first_containers_process_exits() {
     lab.attach().ok(&["del", "--netns", &b_name]).unwrap();
     assert!(wait_link_gone(&lab, &host_veth), "the namespace lives on");
     lab.attach().ok(&["del", "--netns", &a_name]).unwrap();
-    let after = snapshot(&lab, &Scope::default());
+    let after = snapshot_with(&lab, &Scope::default());
     assert_eq!(after, empty, "\n{}", empty.diff(&after));
 }
 
@@ -183,7 +183,7 @@ fn joiners_share_one_hold_released_by_the_last() {
     let lab = Lab::new().unwrap();
     let a = lab.container("a").unwrap();
     attach_endpoint(&lab, a.name(), 3);
-    let empty = snapshot(&lab, &Scope::default());
+    let empty = snapshot_with(&lab, &Scope::default());
     let b1 = lab_name(&lab, "b1");
     let b2 = lab_name(&lab, "b2");
     let r1 = lab
@@ -219,7 +219,7 @@ fn joiners_share_one_hold_released_by_the_last() {
         "the last joiner left the hold"
     );
     assert!(ping(&a, EXT_V4), "A itself broke");
-    let after = snapshot(&lab, &Scope::default());
+    let after = snapshot_with(&lab, &Scope::default());
     assert_eq!(after, empty, "\n{}", empty.diff(&after));
     already.kill();
 }
@@ -345,7 +345,7 @@ fn container_del_is_idempotent_and_reset_releases_the_holds() {
     let lab = Lab::new().unwrap();
     let a = lab.container("a").unwrap();
     attach_endpoint(&lab, a.name(), 5);
-    let empty = snapshot(&lab, &Scope::default());
+    let empty = snapshot_with(&lab, &Scope::default());
     let b = lab_name(&lab, "b");
     lab.attach()
         .ok(&["add", "container", "--netns", &b, "--join", a.name()])
@@ -354,7 +354,7 @@ fn container_del_is_idempotent_and_reset_releases_the_holds() {
     assert_eq!(first["detached"]["netns"], b.as_str());
     let again = lab.attach().json(&["del", "--netns", &b]).unwrap();
     assert_eq!(again, json!({"detached": null}));
-    assert_eq!(snapshot(&lab, &Scope::default()), empty);
+    assert_eq!(snapshot_with(&lab, &Scope::default()), empty);
 
     lab.attach()
         .ok(&["add", "container", "--netns", &b, "--join", a.name()])

@@ -11,7 +11,7 @@ use attach_tests::{
     kinds::listen_in,
     lab::{EXT_V4, EXT_V6, Lab, NODE_V4, NODE_V6, ping, require_root},
     sleeper::Sleeper,
-    snapshot::{Bad, CONFLICT, INVALID, NOT_FOUND, Scope, check_rejected, snapshot},
+    snapshot::{Bad, CONFLICT, INVALID, NOT_FOUND, Scope, check_rejected, snapshot_with},
 };
 use serde_json::{Value, json};
 
@@ -77,7 +77,7 @@ fn host_counts_its_cgroup_traffic_on_v4_and_v6() {
         namespaces: vec![],
         cgroups: vec![cg.path().to_owned()],
     };
-    let empty = snapshot(&lab, &scope);
+    let empty = snapshot_with(&lab, &scope);
     let node = lab.node().name().to_owned();
     let cgroup = cg.path().display().to_string();
 
@@ -172,7 +172,7 @@ fn host_counts_its_cgroup_traffic_on_v4_and_v6() {
 
     let out = lab.attach().json(&["del", "--netns", &node]).unwrap();
     assert_eq!(out["detached"]["kind"], "host", "{out}");
-    let after = snapshot(&lab, &scope);
+    let after = snapshot_with(&lab, &scope);
     assert_eq!(after, empty, "\n{}", empty.diff(&after));
     let progs = lab
         .node()
@@ -388,7 +388,7 @@ fn host_del_is_idempotent_and_reset_clears_the_counters() {
         namespaces: vec![],
         cgroups: vec![cg.path().to_owned()],
     };
-    let empty = snapshot(&lab, &scope);
+    let empty = snapshot_with(&lab, &scope);
     let node = lab.node().name().to_owned();
     let cgroup = cg.path().display().to_string();
     lab.attach().ok(&["add", "host", "--netns", &node]).unwrap();
@@ -398,13 +398,13 @@ fn host_del_is_idempotent_and_reset_clears_the_counters() {
     assert_eq!(again, json!({"detached": null}));
     let text = lab.attach().ok(&["del", "--netns", &node]).unwrap();
     assert!(text.contains("nothing attached"), "{text}");
-    assert_eq!(snapshot(&lab, &scope), empty);
+    assert_eq!(snapshot_with(&lab, &scope), empty);
 
     lab.attach()
         .ok(&["add", "host", "--netns", &node, "--cgroup", &cgroup])
         .unwrap();
     let out = lab.attach().json(&["reset"]).unwrap();
     assert_eq!(out["detached"].as_array().map(Vec::len), Some(1), "{out}");
-    let after = snapshot(&lab, &scope);
+    let after = snapshot_with(&lab, &scope);
     assert_eq!(after, empty, "\n{}", empty.diff(&after));
 }

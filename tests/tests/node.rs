@@ -122,3 +122,37 @@ fn endpoint_macs_enter_the_parent_unicast_filter() {
     detach(&lab, &c).unwrap();
     assert!(!fdb().contains(&mac), "{mac} left in {NODE_IF}'s filter");
 }
+
+#[test]
+fn anti_spoofing_drops_foreign_sources_unless_turned_off() {
+    require_root();
+    let lab = Lab::new().unwrap();
+    for (spoofchk, blocked) in [("on", true), ("off", false)] {
+        let c = attach(&lab, 4, "bridge", Flavor::EbpfTc, &["--spoofchk", spoofchk]).unwrap();
+        // The container takes an address it was not given, and uses it.
+        c.ns.ok(&["ip", "addr", "add", "10.77.0.99/24", "dev", "eth0"])
+            .unwrap();
+        let from_foreign =
+            c.ns.exec(&["ping", "-c", "1", "-W", "1", "-I", "10.77.0.99", EXT_V4])
+                .unwrap()
+                .status
+                .success();
+        assert_eq!(from_foreign, !blocked, "spoofchk {spoofchk}");
+        assert!(
+            ping(&c.ns, EXT_V4),
+            "its own address must work (spoofchk {spoofchk})"
+        );
+        if blocked {
+            let stats = lab.attach().json(&["stats"]).unwrap();
+            let spoofed = stats["verdicts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|v| v["verdict"] == "spoofed_source")
+                .and_then(|v| v["packets"].as_u64())
+                .unwrap_or(0);
+            assert!(spoofed > 0, "no spoofed_source drop counted: {stats}");
+        }
+        detach(&lab, &c).unwrap();
+    }
+}

@@ -19,7 +19,9 @@ use attach_tests::{
     kinds::{self, STANDIN, STANDIN_PORT},
     lab::{EXT_V4, EXT_V6, Lab, NETNS_PREFIX, NODE_IF, NODE_V4, Netns, ping, require_root},
     reach::mac_of,
-    snapshot::{Bad, CONFLICT, INVALID, NOT_FOUND, SYSTEM, Scope, check_rejected, links, snapshot},
+    snapshot::{
+        Bad, CONFLICT, INVALID, NOT_FOUND, SYSTEM, Scope, check_rejected, links, snapshot_with,
+    },
 };
 use serde_json::{Value, json};
 
@@ -48,7 +50,7 @@ fn a_device_moves_in_works_and_comes_back_restored() {
         namespaces: vec![&c1],
         cgroups: vec![],
     };
-    let before = snapshot(&lab, &scope);
+    let before = snapshot_with(&lab, &scope);
     let node_links = links(lab.node());
     let orig = link(&node_links, DEV).unwrap().clone();
     let (v4, v6) = Lab::container_ip(21);
@@ -108,7 +110,7 @@ fn a_device_moves_in_works_and_comes_back_restored() {
     let out = lab.attach().json(&["del", "--netns", c1.name()]).unwrap();
     assert_eq!(out["detached"]["sriov"]["device"], DEV, "{out}");
     assert_eq!(out["detached"]["warnings"], json!([]));
-    let after = snapshot(&lab, &scope);
+    let after = snapshot_with(&lab, &scope);
     assert_eq!(after, before, "\n{}", before.diff(&after));
     let back = links(lab.node());
     assert_eq!(link(&back, DEV).unwrap()["address"], orig["address"]);

@@ -27,6 +27,13 @@ const APT_PACKAGES: &[&str] = &[
     "sockperf",
     "tcpdump",
     "util-linux",
+    // The ipvlan l3s tests count packets in the node's netfilter.
+    "nftables",
+    // A real CNI runtime and the reference plugins (host-local IPAM, macvlan).
+    "podman",
+    "runc",
+    "busybox-static",
+    "containernetworking-plugins",
 ];
 
 pub fn all() -> Result<()> {

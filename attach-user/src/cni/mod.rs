@@ -34,49 +34,87 @@ use crate::{
     netns::Netns,
 };
 
-/// Runs one CNI command from the process environment and stdin.
+/// Runs one CNI command from the process environment and stdin: through
+/// the node's agent when one runs, else here.
 pub fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .without_time()
-        .init();
+    crate::logging::init(crate::cli::LogFormat::Text);
     let env = Env::from_process();
     let mut stdin = String::new();
     let _ = std::io::stdin().read_to_string(&mut stdin);
-    let version = serde_json::from_str::<Value>(&stdin)
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            let e = CniError::new(code::IO_FAILURE, format!("cannot start the runtime: {e}"));
+            println!("{}", error_json(e, &stdin));
+            return ExitCode::FAILURE;
+        }
+    };
+    let (ok, out) = rt.block_on(async {
+        if env.command != "VERSION" && !no_agent() {
+            let req = crate::agent::client::Request::Cni {
+                env: env.pairs(),
+                stdin: stdin.clone(),
+            };
+            match crate::agent::client::call(&req).await {
+                Some(Ok(reply)) => return (reply.ok, reply.stdout),
+                Some(Err(e)) => {
+                    tracing::warn!("the agent did not answer ({e}); working without it")
+                }
+                None => {}
+            }
+        }
+        match Engine::new() {
+            Ok(engine) => run_request_env(&env, &stdin, &engine).await,
+            Err(e) => (false, error_json(CniError::from_engine(e), &stdin)),
+        }
+    });
+    if !out.is_empty() {
+        println!("{out}");
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn no_agent() -> bool {
+    std::env::var_os("ATTACH_NO_AGENT").is_some_and(|v| !v.is_empty() && v != "0")
+}
+
+/// The error object in the configuration's version, if it is one we know.
+fn error_json(mut e: CniError, stdin: &str) -> String {
+    if let Some(v) = serde_json::from_str::<Value>(stdin)
         .ok()
         .and_then(|v| {
             v.get("cniVersion")
                 .and_then(Value::as_str)
                 .map(str::to_owned)
         })
-        .unwrap_or_else(|| LATEST.to_owned());
-    let result = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| CniError::new(code::IO_FAILURE, format!("cannot start the runtime: {e}")))
-        .and_then(|rt| rt.block_on(run(&env, &stdin)));
-    match result {
-        Ok(Some(out)) => {
-            println!("{out}");
-            ExitCode::SUCCESS
-        }
-        Ok(None) => ExitCode::SUCCESS,
-        Err(mut e) => {
-            if SUPPORTED_VERSIONS.contains(&version.as_str()) {
-                e.cni_version = version;
-            }
-            println!("{}", serde_json::to_string(&e).expect("serializable"));
-            ExitCode::FAILURE
-        }
+        .filter(|v| SUPPORTED_VERSIONS.contains(&v.as_str()))
+    {
+        e.cni_version = v;
+    }
+    serde_json::to_string(&e).expect("serializable")
+}
+
+/// One CNI call given as environment pairs (how the agent receives it):
+/// (success, stdout).
+pub async fn run_request(env: &[(String, String)], stdin: &str, engine: &Engine) -> (bool, String) {
+    run_request_env(&Env::from_pairs(env), stdin, engine).await
+}
+
+async fn run_request_env(env: &Env, stdin: &str, engine: &Engine) -> (bool, String) {
+    match run(env, stdin, engine).await {
+        Ok(out) => (true, out.unwrap_or_default()),
+        Err(e) => (false, error_json(e, stdin)),
     }
 }
 
-async fn run(env: &Env, stdin: &str) -> Result<Option<String>, CniError> {
+async fn run(env: &Env, stdin: &str, engine: &Engine) -> Result<Option<String>, CniError> {
     if env.command == "VERSION" {
         return Ok(Some(
             json!({"cniVersion": LATEST, "supportedVersions": SUPPORTED_VERSIONS}).to_string(),
@@ -100,13 +138,12 @@ async fn run(env: &Env, stdin: &str) -> Result<Option<String>, CniError> {
             ),
         ));
     }
-    let engine = Engine::new().map_err(CniError::from_engine)?;
     match env.command.as_str() {
-        "ADD" => add(&engine, env, &conf, &raw).await.map(Some),
-        "DEL" => del(&engine, env, &conf, &raw).await.map(|()| None),
-        "CHECK" => check(&engine, env, &conf, &raw).await.map(|()| None),
-        "STATUS" => status(env, &conf, &raw).await.map(|()| None),
-        "GC" => gc(&engine, env, &conf, &raw).await.map(|()| None),
+        "ADD" => add(engine, env, &conf, &raw).await.map(Some),
+        "DEL" => del(engine, env, &conf, &raw).await.map(|()| None),
+        "CHECK" => check(engine, env, &conf, &raw).await.map(|()| None),
+        "STATUS" => status(engine, env, &conf, &raw).await.map(|()| None),
+        "GC" => gc(engine, env, &conf, &raw).await.map(|()| None),
         "" => Err(CniError::new(code::INVALID_ENV, "CNI_COMMAND is not set")),
         other => Err(CniError::new(
             code::INVALID_ENV,
@@ -375,9 +412,23 @@ async fn check(engine: &Engine, env: &Env, conf: &NetConf, raw: &Value) -> Resul
     Ok(())
 }
 
-/// 50 when an ADD could not succeed now: no bpffs, the datapath does not
-/// load, the parent is missing, or the IPAM plugin is absent.
-async fn status(env: &Env, conf: &NetConf, raw: &Value) -> Result<(), CniError> {
+/// 51 when attachments of this network are broken (their datapath is not
+/// loaded or has drifted: limited connectivity); 50 when an ADD could not
+/// succeed now (no bpffs, the parent is missing, the IPAM plugin is absent).
+async fn status(engine: &Engine, env: &Env, conf: &NetConf, raw: &Value) -> Result<(), CniError> {
+    for rec in engine.list().map_err(CniError::from_engine)? {
+        if rec.cni.as_ref().is_some_and(|c| c.network == conf.name)
+            && let Err(e) = engine.check(&rec).await
+        {
+            return Err(CniError::new(
+                code::LIMITED_CONNECTIVITY,
+                format!(
+                    "existing containers may have limited connectivity: {}",
+                    e.message
+                ),
+            ));
+        }
+    }
     let unavailable = |msg: String| CniError::new(code::NOT_AVAILABLE, msg);
     let ebpf = conf.options.get("backend").and_then(Value::as_str) != Some("native");
     if ebpf {
@@ -489,6 +540,18 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.code, code::UNSUPPORTED_FIELD);
+    }
+
+    #[test]
+    fn the_sample_conflist_is_valid() {
+        let list: Value =
+            serde_json::from_str(include_str!("../../../contrib/10-attach.conflist")).unwrap();
+        let mut plugin = list["plugins"][0].clone();
+        plugin["cniVersion"] = list["cniVersion"].clone();
+        plugin["name"] = list["name"].clone();
+        let conf: NetConf = serde_json::from_value(plugin).unwrap();
+        assert!(SUPPORTED_VERSIONS.contains(&conf.cni_version.as_str()));
+        request(&conf, "/run/netns/x", "eth0", &IpamResult::default()).unwrap();
     }
 
     #[test]

@@ -87,6 +87,41 @@ impl Env {
         }
     }
 
+    /// The CNI_* variables as (name, value) pairs, to hand to the agent.
+    pub fn pairs(&self) -> Vec<(String, String)> {
+        let mut out = vec![("CNI_COMMAND".to_owned(), self.command.clone())];
+        for (k, v) in [
+            ("CNI_CONTAINERID", &self.container_id),
+            ("CNI_NETNS", &self.netns),
+            ("CNI_IFNAME", &self.ifname),
+            ("CNI_ARGS", &self.args),
+            ("CNI_PATH", &self.path),
+        ] {
+            if let Some(v) = v {
+                out.push((k.to_owned(), v.clone()));
+            }
+        }
+        out
+    }
+
+    pub fn from_pairs(pairs: &[(String, String)]) -> Self {
+        let get = |k: &str| {
+            pairs
+                .iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.clone())
+                .filter(|v| !v.is_empty())
+        };
+        Self {
+            command: get("CNI_COMMAND").unwrap_or_default(),
+            container_id: get("CNI_CONTAINERID"),
+            netns: get("CNI_NETNS"),
+            ifname: get("CNI_IFNAME"),
+            args: get("CNI_ARGS"),
+            path: get("CNI_PATH"),
+        }
+    }
+
     pub fn require(&self, v: &Option<String>, name: &str) -> Result<String, CniError> {
         v.clone()
             .ok_or_else(|| CniError::new(code::INVALID_ENV, format!("{name} is not set")))

@@ -4,8 +4,8 @@
 use std::net::IpAddr;
 
 use attach_common::{
-    DATAPATH_TC, DATAPATH_XDP, EP_F_HOST_ACCESS, EP_F_SPOOFCHK, Endpoint, MAX_ENDPOINTS,
-    MAX_PARENTS, MODE_BRIDGE, MODE_PASSTHRU, MODE_PRIVATE, MODE_VEPA, PARENT_F_PASSTHRU, ParentCfg,
+    DATAPATH_TC, DATAPATH_XDP, EP_F_HOST_ACCESS, EP_F_IPCHK, EP_F_SPOOFCHK, Endpoint, MODE_BRIDGE,
+    MODE_PASSTHRU, MODE_PRIVATE, MODE_VEPA, PARENT_F_PASSTHRU, ParentCfg,
 };
 use aya::programs::TcAttachType;
 
@@ -49,37 +49,7 @@ impl MacvlanRequest {
         if let Some(m) = &self.mac {
             m.check_unicast("--mac")?;
         }
-        for (i, a) in self.ips.iter().enumerate() {
-            if self.ips[..i].iter().any(|b| b.addr == a.addr) {
-                return Err(Error::invalid(format!("address {} is given twice", a.addr)));
-            }
-        }
-        if let Some(gw) = self.gateway {
-            if gw.is_unspecified() || gw.is_multicast() {
-                return Err(Error::invalid(format!(
-                    "gateway {gw} is not a unicast address"
-                )));
-            }
-            if !self.ips.iter().any(|n| n.addr.is_ipv4() == gw.is_ipv4()) {
-                return Err(Error::invalid(format!(
-                    "gateway {gw} needs an {} address on the interface (--ip)",
-                    if gw.is_ipv4() { "IPv4" } else { "IPv6" }
-                )));
-            }
-        }
-        if let Some(mtu) = self.mtu {
-            let min = if self.ips.iter().any(|n| n.addr.is_ipv6()) {
-                1280
-            } else {
-                68
-            };
-            if mtu < min {
-                return Err(Error::invalid(format!(
-                    "MTU {mtu} is below the minimum of {min}{}",
-                    if min == 1280 { " for IPv6" } else { "" }
-                )));
-            }
-        }
+        super::check_addressing(&self.ips, self.gateway, self.mtu)?;
         let native = self.backend == Backend::Native;
         if native && self.datapath.is_some() {
             return Err(Error::invalid(
@@ -113,42 +83,9 @@ pub async fn plan(
     ns: &Netns,
     records: &[Attachment],
 ) -> Result<Attachment> {
-    let parent = engine
-        .rtnl
-        .link_by_name(&req.parent)
-        .await?
-        .ok_or_else(|| {
-            Error::not_found(format!(
-                "parent interface {:?} not found in the node's network namespace",
-                req.parent
-            ))
-        })?;
-    if parent.name.starts_with(container::HOST_IF_PREFIX) {
-        return Err(Error::invalid(format!(
-            "{} is an endpoint's host-side interface, not a parent",
-            parent.name
-        )));
-    }
-    if !parent.ether {
-        return Err(Error::invalid(format!(
-            "parent {} is not an Ethernet device",
-            parent.name
-        )));
-    }
-    let mtu = req.mtu.unwrap_or(parent.mtu);
-    if mtu > parent.mtu {
-        return Err(Error::invalid(format!(
-            "MTU {mtu} exceeds the MTU {} of parent {}",
-            parent.mtu, parent.name
-        )));
-    }
-    let c = Rtnl::in_netns(ns)?;
-    if c.link_by_name(&req.ifname).await?.is_some() {
-        return Err(Error::conflict(format!(
-            "interface {} already exists in network namespace {:?}",
-            req.ifname, req.netns
-        )));
-    }
+    let parent = super::parent_link(engine, &req.parent).await?;
+    let mtu = super::mtu_under(&parent, req.mtu)?;
+    super::check_ifname_free(ns, &req.netns, &req.ifname).await?;
     let on_parent: Vec<&Attachment> = records
         .iter()
         .filter(|r| r.parent_ifindex == parent.index)
@@ -191,7 +128,7 @@ pub async fn plan(
     if let Some(dp) = datapath
         && let Some(other) = on_parent
             .iter()
-            .find(|r| r.datapath.is_some_and(|d| d != dp))
+            .find(|r| r.kind == Kind::Macvlan && r.datapath.is_some_and(|d| d != dp))
     {
         return Err(Error::conflict(format!(
             "parent {} uses the {} datapath (for {} in {:?}); its eBPF endpoints share one",
@@ -208,6 +145,7 @@ pub async fn plan(
         ifname: req.ifname.clone(),
         kind: Kind::Macvlan,
         mode: Some(req.mode.into()),
+        flag: None,
         backend: req.backend,
         datapath,
         parent: parent.name.clone(),
@@ -295,6 +233,11 @@ const fn mode_bit(m: Mode) -> u8 {
     }
 }
 
+/// The addresses of an attachment, without prefixes.
+fn addrs(rec: &Attachment) -> Vec<IpAddr> {
+    rec.ips.iter().map(|n| n.addr).collect()
+}
+
 /// The datapath's view of an attachment.
 fn endpoint_of(rec: &Attachment) -> Option<Endpoint> {
     let mut flags = 0;
@@ -303,6 +246,9 @@ fn endpoint_of(rec: &Attachment) -> Option<Endpoint> {
     }
     if rec.spoofchk {
         flags |= EP_F_SPOOFCHK;
+        if !rec.ips.is_empty() {
+            flags |= EP_F_IPCHK;
+        }
     }
     Some(Endpoint {
         host_ifindex: rec.host_ifindex?,
@@ -314,16 +260,6 @@ fn endpoint_of(rec: &Attachment) -> Option<Endpoint> {
     })
 }
 
-fn free_endpoint_id(records: &[Attachment]) -> Result<u32> {
-    (0..MAX_ENDPOINTS)
-        .find(|id| records.iter().all(|r| r.endpoint_id != Some(*id)))
-        .ok_or_else(|| {
-            Error::conflict(format!(
-                "the node already has {MAX_ENDPOINTS} eBPF endpoints"
-            ))
-        })
-}
-
 async fn create_ebpf(
     engine: &Engine,
     rec: &mut Attachment,
@@ -333,9 +269,10 @@ async fn create_ebpf(
     endpoint::create_veth(engine, rec, ns).await?;
 
     let mut dp = engine.datapath()?;
-    rec.endpoint_id = Some(free_endpoint_id(records)?);
+    rec.endpoint_id = Some(super::free_endpoint_id(records)?);
     let ep = endpoint_of(rec).expect("ids are set");
     dp.zero_stats(ep.id)?;
+    dp.put_endpoint_ips(ep.host_ifindex, &addrs(rec))?;
     dp.put_endpoint(&ep)?;
     dp.attach_tc(
         PROG_TX,
@@ -415,20 +352,13 @@ async fn setup_parent(
     let existing = dp.parent(ifindex)?;
     let slot = match existing {
         Some(c) => c.slot,
-        None => {
-            let used: Vec<u32> = dp.parents()?.iter().map(|(_, c)| c.slot).collect();
-            (0..MAX_PARENTS)
-                .find(|s| !used.contains(s))
-                .ok_or_else(|| {
-                    Error::conflict(format!("the node already uses {MAX_PARENTS} parents"))
-                })?
-        }
+        None => dp.free_flood_slot()?,
     };
     write_parent(
         dp,
         ifindex,
         slot,
-        parent.mac,
+        (parent.mac, parent.mtu),
         rec.datapath.unwrap_or_default(),
         all,
     )?;
@@ -446,6 +376,8 @@ async fn setup_parent(
             .find(|r| r.parent_ifindex == ifindex && r.xdp_mode.is_some())
             .and_then(|r| r.xdp_mode.clone())
     {
+        dp.update_link(datapath::PROG_RX_XDP, &xdp, false)
+            .with_context(|| format!("updating XDP on {}", rec.parent))?;
         return Ok(Some(mode));
     }
     let mode = dp
@@ -465,7 +397,7 @@ fn write_parent(
     dp: &mut Datapath,
     ifindex: u32,
     slot: u32,
-    mac: Mac,
+    (mac, mtu): (Mac, u32),
     kind: DatapathKind,
     all: &[Attachment],
 ) -> Result<()> {
@@ -490,6 +422,7 @@ fn write_parent(
             DatapathKind::Tc => DATAPATH_TC,
             DatapathKind::Xdp => DATAPATH_XDP,
         },
+        mtu,
     };
     dp.put_parent(ifindex, &cfg)
 }
@@ -560,6 +493,7 @@ async fn teardown_datapath(
     let mut dp = engine.datapath()?;
     if let Some(h) = rec.host_ifindex {
         dp.remove_endpoint(rec.parent_ifindex, rec.mac.0, h)?;
+        dp.remove_endpoint_ips(h, &addrs(rec))?;
         dp.unpin(&datapath::port_link(h))?;
     }
     let ifindex = rec.parent_ifindex;
@@ -569,7 +503,14 @@ async fn teardown_datapath(
     match dp.parent(ifindex)? {
         Some(cfg) if others_on_parent => {
             let kind = rec.datapath.unwrap_or_default();
-            write_parent(&mut dp, ifindex, cfg.slot, Mac(cfg.mac), kind, remaining)?;
+            write_parent(
+                &mut dp,
+                ifindex,
+                cfg.slot,
+                (Mac(cfg.mac), cfg.mtu),
+                kind,
+                remaining,
+            )?;
         }
         _ => {
             dp.remove_parent(ifindex)?;
@@ -611,6 +552,11 @@ pub async fn check(engine: &Engine, rec: &Attachment) -> Result<()> {
             "the port entry of {host_name} is missing or stale"
         )));
     }
+    if rec.spoofchk && !dp.has_endpoint_ips(host_index, &addrs(rec))? {
+        return Err(Error::system(format!(
+            "the source addresses of {host_name} are missing from the anti-spoofing table"
+        )));
+    }
     if dp
         .endpoint(rec.parent_ifindex, rec.mac.0)?
         .map(|e| e.host_ifindex)
@@ -629,27 +575,98 @@ pub async fn check(engine: &Engine, rec: &Attachment) -> Result<()> {
     }
     let [rx, host, xdp] = datapath::parent_links(rec.parent_ifindex);
     let programs = [
-        (rx, rec.parent_ifindex, TcAttachType::Ingress, "receive"),
-        (host, rec.parent_ifindex, TcAttachType::Egress, "host"),
         (
+            PROG_RX,
+            rx,
+            rec.parent_ifindex,
+            TcAttachType::Ingress,
+            "receive",
+        ),
+        (
+            PROG_HOST,
+            host,
+            rec.parent_ifindex,
+            TcAttachType::Egress,
+            "host",
+        ),
+        (
+            PROG_TX,
             datapath::port_link(host_index),
             host_index,
             TcAttachType::Ingress,
             "transmit",
         ),
     ];
-    for (pin, ifindex, at, what) in programs {
+    for (prog, pin, ifindex, at, what) in programs {
         if !dp.tcx_pin_alive(&pin, ifindex, at) {
             return Err(Error::system(format!(
                 "the {what} program is not attached ({pin})"
             )));
         }
+        if !dp.pin_runs_current(prog, &pin)? {
+            return Err(Error::system(format!(
+                "the {what} program ({pin}) is not this build's {prog}"
+            )));
+        }
     }
-    if rec.datapath == Some(DatapathKind::Xdp) && !dp.has_link(&xdp) {
-        return Err(Error::system(format!(
-            "the XDP program of {} is not attached",
-            rec.parent
-        )));
+    if rec.datapath == Some(DatapathKind::Xdp) {
+        if !dp.has_link(&xdp) {
+            return Err(Error::system(format!(
+                "the XDP program of {} is not attached",
+                rec.parent
+            )));
+        }
+        if !dp.pin_runs_current(datapath::PROG_RX_XDP, &xdp)? {
+            return Err(Error::system(format!(
+                "the XDP program of {} is not this build's",
+                rec.parent
+            )));
+        }
     }
     Ok(())
+}
+
+/// Puts the datapath state of an eBPF endpoint back as the record says:
+/// map entries, flood row, parent config, programs (re-attached, or updated
+/// to this build), unicast filter entry, host side up. Idempotent.
+pub async fn repair(engine: &Engine, rec: &Attachment, others: &[Attachment]) -> Result<()> {
+    if rec.backend == Backend::Native {
+        return Err(Error::system("a native macvlan has no datapath to repair"));
+    }
+    let mut dp = engine.datapath()?;
+    let ep = endpoint_of(rec).ok_or_else(|| Error::system("the record has no endpoint id"))?;
+    dp.put_endpoint_ips(ep.host_ifindex, &addrs(rec))?;
+    dp.put_endpoint(&ep)?;
+    dp.attach_tc(
+        PROG_TX,
+        ep.host_ifindex,
+        TcAttachType::Ingress,
+        &datapath::port_link(ep.host_ifindex),
+    )?;
+    let mut all = others.to_vec();
+    all.push(rec.clone());
+    setup_parent(engine, &mut dp, rec, &all).await?;
+    if !rec.is_mode(Mode::Passthru) {
+        engine
+            .rtnl
+            .fdb_self_add(rec.parent_ifindex, rec.mac)
+            .await?;
+    }
+    endpoint::host_up(engine, rec).await
+}
+
+/// See [`super::links`].
+pub fn links(rec: &Attachment) -> Vec<(&'static str, String)> {
+    if !rec.is_ebpf() {
+        return Vec::new();
+    }
+    let [rx, host, xdp] = datapath::parent_links(rec.parent_ifindex);
+    let mut out = vec![(PROG_RX, rx), (PROG_HOST, host)];
+    if rec.datapath == Some(DatapathKind::Xdp) {
+        out.push((datapath::PROG_RX_XDP, xdp));
+    }
+    if let Some(h) = rec.host_ifindex {
+        out.push((PROG_TX, datapath::port_link(h)));
+    }
+    out
 }

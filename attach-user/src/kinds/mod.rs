@@ -8,6 +8,7 @@
 
 pub mod container;
 pub mod host;
+pub mod ipvlan;
 pub mod macvlan;
 pub mod sriov;
 
@@ -15,9 +16,11 @@ use std::net::IpAddr;
 
 use crate::{
     addr::{IpNet, Mac},
+    container as endpoint_names,
     engine::Engine,
     error::{Error, Result},
     model::{Attachment, Backend, Extra, Kind, NO_IFNAME},
+    netlink::{Link, Rtnl},
     netns::Netns,
 };
 
@@ -25,6 +28,7 @@ use crate::{
 #[derive(Clone, Debug)]
 pub enum AddRequest {
     Macvlan(macvlan::MacvlanRequest),
+    Ipvlan(ipvlan::IpvlanRequest),
     Host(host::HostRequest),
     Container(container::ContainerRequest),
     Sriov(sriov::SriovRequest),
@@ -36,6 +40,7 @@ impl AddRequest {
     pub fn target(&self) -> (&str, &str) {
         match self {
             AddRequest::Macvlan(r) => (&r.netns, &r.ifname),
+            AddRequest::Ipvlan(r) => (&r.netns, &r.ifname),
             AddRequest::Host(r) => (&r.netns, NO_IFNAME),
             AddRequest::Container(r) => (&r.netns, NO_IFNAME),
             AddRequest::Sriov(r) => (&r.netns, &r.ifname),
@@ -54,6 +59,7 @@ impl AddRequest {
     pub fn kind(&self) -> Kind {
         match self {
             AddRequest::Macvlan(_) => Kind::Macvlan,
+            AddRequest::Ipvlan(_) => Kind::Ipvlan,
             AddRequest::Host(_) => Kind::Host,
             AddRequest::Container(_) => Kind::Container,
             AddRequest::Sriov(_) => Kind::Sriov,
@@ -64,6 +70,7 @@ impl AddRequest {
     pub fn validate(&self) -> Result<()> {
         match self {
             AddRequest::Macvlan(r) => r.validate(),
+            AddRequest::Ipvlan(r) => r.validate(),
             AddRequest::Host(r) => r.validate(),
             AddRequest::Container(r) => r.validate(),
             AddRequest::Sriov(r) => r.validate(),
@@ -81,6 +88,7 @@ pub(crate) fn record(kind: Kind, spec: &str, ns: &Netns, ifname: &str) -> Attach
         ifname: ifname.to_owned(),
         kind,
         mode: None,
+        flag: None,
         backend: Backend::Native,
         datapath: None,
         parent: String::new(),
@@ -105,9 +113,8 @@ pub(crate) fn record(kind: Kind, spec: &str, ns: &Netns, ifname: &str) -> Attach
     }
 }
 
-/// The checks of an interface's addressing that need no system access:
-/// no address twice, a gateway of a family the interface has, an MTU IPv4
-/// (68) or IPv6 (1280) can use.
+/// Checks a container's addressing: no address twice, a gateway with an
+/// address of its family, an MTU its families can use.
 pub(crate) fn check_addressing(
     ips: &[IpNet],
     gateway: Option<IpAddr>,
@@ -147,6 +154,65 @@ pub(crate) fn check_addressing(
     Ok(())
 }
 
+/// The parent device `name` in the node: present, an Ethernet device, and
+/// not one of our own host-side veths.
+pub(crate) async fn parent_link(engine: &Engine, name: &str) -> Result<Link> {
+    let parent = engine.rtnl.link_by_name(name).await?.ok_or_else(|| {
+        Error::not_found(format!(
+            "parent interface {name:?} not found in the node's network namespace"
+        ))
+    })?;
+    if parent.name.starts_with(endpoint_names::HOST_IF_PREFIX) {
+        return Err(Error::invalid(format!(
+            "{} is an endpoint's host-side interface, not a parent",
+            parent.name
+        )));
+    }
+    if !parent.ether {
+        return Err(Error::invalid(format!(
+            "parent {} is not an Ethernet device",
+            parent.name
+        )));
+    }
+    Ok(parent)
+}
+
+/// The endpoint's MTU: the parent's by default, never above it.
+pub(crate) fn mtu_under(parent: &Link, mtu: Option<u32>) -> Result<u32> {
+    let mtu = mtu.unwrap_or(parent.mtu);
+    if mtu > parent.mtu {
+        return Err(Error::invalid(format!(
+            "MTU {mtu} exceeds the MTU {} of parent {}",
+            parent.mtu, parent.name
+        )));
+    }
+    Ok(mtu)
+}
+
+/// Refuses an interface name the container already has.
+pub(crate) async fn check_ifname_free(ns: &Netns, netns: &str, ifname: &str) -> Result<()> {
+    let c = Rtnl::in_netns(ns)?;
+    if c.link_by_name(ifname).await?.is_some() {
+        return Err(Error::conflict(format!(
+            "interface {ifname} already exists in network namespace {netns:?}"
+        )));
+    }
+    Ok(())
+}
+
+/// The lowest endpoint id (index of its counters) no attachment of the
+/// node has, whatever its kind.
+pub(crate) fn free_endpoint_id(records: &[Attachment]) -> Result<u32> {
+    use attach_common::MAX_ENDPOINTS;
+    (0..MAX_ENDPOINTS)
+        .find(|id| records.iter().all(|r| r.endpoint_id != Some(*id)))
+        .ok_or_else(|| {
+            Error::conflict(format!(
+                "the node already has {MAX_ENDPOINTS} eBPF endpoints"
+            ))
+        })
+}
+
 /// Refuses addresses already used on `parent`: by the node itself, or by
 /// another attachment of it.
 pub(crate) async fn check_addresses_free(
@@ -184,6 +250,7 @@ pub(crate) async fn plan(
 ) -> Result<Attachment> {
     match req {
         AddRequest::Macvlan(r) => macvlan::plan(engine, r, ns, records).await,
+        AddRequest::Ipvlan(r) => ipvlan::plan(engine, r, ns, records).await,
         AddRequest::Host(r) => host::plan(engine, r, ns, records).await,
         AddRequest::Container(r) => container::plan(engine, r, ns, records).await,
         AddRequest::Sriov(r) => sriov::plan(engine, r, ns, records).await,
@@ -198,6 +265,7 @@ pub(crate) async fn create(
 ) -> Result<()> {
     match rec.kind {
         Kind::Macvlan => macvlan::create(engine, rec, ns, records).await,
+        Kind::Ipvlan => ipvlan::create(engine, rec, ns, records).await,
         Kind::Host => host::create(engine, rec, records).await,
         Kind::Container => container::create(engine, rec, ns, records).await,
         Kind::Sriov => sriov::create(engine, rec, ns).await,
@@ -214,6 +282,7 @@ pub(crate) async fn create(
 pub(crate) async fn check(engine: &Engine, rec: &Attachment) -> Result<()> {
     match rec.kind {
         Kind::Macvlan => macvlan::check(engine, rec).await,
+        Kind::Ipvlan => ipvlan::check(engine, rec).await,
         Kind::Host => host::check(engine, rec).await,
         Kind::Container => container::check(rec).await,
         Kind::Sriov => sriov::check(engine, rec).await,
@@ -271,6 +340,29 @@ pub(crate) async fn check_container_side(rec: &Attachment) -> Result<()> {
     Ok(())
 }
 
+/// Puts back what `check` found missing without recreating the interface
+/// (map entries, programs); an error means only recreating will do.
+pub(crate) async fn repair(engine: &Engine, rec: &Attachment, others: &[Attachment]) -> Result<()> {
+    match rec.kind {
+        Kind::Macvlan => macvlan::repair(engine, rec, others).await,
+        Kind::Ipvlan => ipvlan::repair(engine, rec, others).await,
+        other => Err(Error::system(format!(
+            "{} attachments are not built yet",
+            other.name()
+        ))),
+    }
+}
+
+/// The program links an attachment relies on: (program, pin name). What
+/// `upgrade` updates, and what `reconcile` keeps when sweeping orphan pins.
+pub(crate) fn links(rec: &Attachment) -> Vec<(&'static str, String)> {
+    match rec.kind {
+        Kind::Macvlan => macvlan::links(rec),
+        Kind::Ipvlan => ipvlan::links(rec),
+        _ => Vec::new(),
+    }
+}
+
 pub(crate) async fn teardown(
     engine: &Engine,
     rec: &Attachment,
@@ -278,6 +370,7 @@ pub(crate) async fn teardown(
 ) -> Vec<Error> {
     match rec.kind {
         Kind::Macvlan => macvlan::teardown(engine, rec, remaining).await,
+        Kind::Ipvlan => ipvlan::teardown(engine, rec, remaining).await,
         Kind::Host => host::teardown(engine, rec).await,
         Kind::Container => container::teardown(engine, rec, remaining).await,
         Kind::Sriov => sriov::teardown(engine, rec).await,

@@ -14,15 +14,16 @@ use attach_tests::{
         EXT_V4, EXT_V6, Lab, LabOptions, Matrix, NETNS_PREFIX, NODE_IF, Netns, Proto, ping,
         require_root,
     },
-    reach::{Flavor, attach, detach, mac_of, measure},
+    reach::{Flavor, attach, attach_ipvlan, detach, mac_of, measure},
 };
 
 const USAGE: &str = "usage: attach-demo [--mode bridge|vepa|private|passthru]...
 
 Builds a lab of network namespaces, attaches containers in each macvlan mode
 with native macvlan and with attach's eBPF datapath (tc and xdp), and prints
-the reachability of each, then shows --host-access, and the host, container
-and sriov kinds (--no-kinds skips them). Needs root; cleans up.";
+the reachability of each, then shows --host-access, ipvlan in l2, l3 and
+l3s, and the host, container and sriov kinds (--no-kinds skips those three).
+Needs root; cleans up.";
 
 fn main() -> Result<()> {
     let mut modes: Vec<String> = Vec::new();
@@ -72,6 +73,7 @@ fn main() -> Result<()> {
         all_same &= report(mode, &results);
     }
     host_access()?;
+    ipvlan(&lab)?;
     if kinds {
         other_kinds()?;
     }
@@ -126,6 +128,35 @@ fn explain(mode: &str) -> &'static str {
         "passthru" => "one endpoint takes the parent's MAC and all its unicast",
         _ => "",
     }
+}
+
+/// ipvlan (eBPF only: no native driver to compare with) in l2, l3 and l3s.
+fn ipvlan(lab: &Lab) -> Result<()> {
+    for (mode, why) in [
+        (
+            "l2",
+            "endpoints share the parent's MAC and meet by IP; ARP and broadcasts work among them",
+        ),
+        (
+            "l3",
+            "NOARP endpoints; the node routes for them and answers ARP/ND from the wire for them",
+        ),
+        (
+            "l3s",
+            "as l3, through the node's netfilter; the node itself still cannot reach them",
+        ),
+    ] {
+        eprintln!("  ... ipvlan {mode}");
+        let c1 = attach_ipvlan(lab, 1, mode, "bridge", &[])?;
+        let c2 = attach_ipvlan(lab, 2, mode, "bridge", &[])?;
+        let m = measure(lab, &[&c1, &c2]);
+        detach(lab, &c1)?;
+        detach(lab, &c2)?;
+        println!("\n== ipvlan {mode} (bridge flag), eBPF");
+        println!("   {why}");
+        println!("{m}");
+    }
+    Ok(())
 }
 
 /// Native macvlan cannot reach the node; `--host-access` can.
