@@ -416,10 +416,18 @@ impl Engine {
                 }));
                 continue;
             }
-            if kinds::repair(self, &rec, &others).await.is_ok()
-                && kinds::check(self, &rec).await.is_ok()
-            {
+            let repaired = kinds::repair(self, &rec, &others).await;
+            if repaired.is_ok() && kinds::check(self, &rec).await.is_ok() {
                 repairs.push(note("repaired".into()));
+                i += 1;
+                continue;
+            }
+            if !kinds::recreatable(&rec) {
+                let why = match repaired {
+                    Err(e) => e.message,
+                    Ok(()) => "still drifting after the repair".into(),
+                };
+                repairs.push(note(format!("failed: {why}; kept")));
                 i += 1;
                 continue;
             }
@@ -500,13 +508,32 @@ impl Engine {
             return Ok(Vec::new());
         }
         let mut dp = self.datapath()?;
+        let mut out = Vec::new();
+        // A host attachment's cgroup programs carry its counter slot: each is
+        // updated from an instance loaded with it.
+        for rec in &records {
+            let Some(id) = rec.extra.host.as_ref().and_then(|h| h.counter_id) else {
+                continue;
+            };
+            let mut counting = Datapath::open_counting(&self.pin_dir, id)?;
+            for (prog, pin) in kinds::links(rec) {
+                let what = match counting.update_cgroup_link(prog, &pin, force)? {
+                    Attached::Kept => "kept",
+                    _ => "updated",
+                };
+                out.push((pin, what));
+            }
+        }
         let mut links: Vec<(&str, String)> = Vec::new();
-        for link in records.iter().flat_map(kinds::links) {
+        for link in records
+            .iter()
+            .filter(|r| r.kind != crate::model::Kind::Host)
+            .flat_map(kinds::links)
+        {
             if !links.contains(&link) {
                 links.push(link);
             }
         }
-        let mut out = Vec::new();
         for (prog, pin) in links {
             let what = match dp.update_link(prog, &pin, force)? {
                 Attached::Kept => "kept",

@@ -493,7 +493,7 @@ impl Attachment {
     /// The record with everything `create` fills in cleared: what to create
     /// again when the attachment must be rebuilt.
     pub fn fresh(&self) -> Self {
-        Self {
+        let mut f = Self {
             host_ifname: None,
             host_ifindex: None,
             ifindex: None,
@@ -501,7 +501,19 @@ impl Attachment {
             xdp_mode: None,
             saved_parent: None,
             ..self.clone()
+        };
+        if let Some(h) = &mut f.extra.host {
+            h.counter_id = None;
         }
+        if let Some(j) = &mut f.extra.join {
+            j.hold = None;
+            j.netns_created = false;
+        }
+        if let Some(s) = &mut f.extra.sriov {
+            s.moved = false;
+            s.saved_vf = None;
+        }
+        f
     }
 
     pub fn mode_name(&self) -> &'static str {

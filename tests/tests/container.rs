@@ -378,3 +378,58 @@ fn container_del_is_idempotent_and_reset_releases_the_holds() {
     assert!(!mounted(&hold) && !run_path(&b).exists());
     assert!(!lab.node_state_dir().exists());
 }
+
+/// The engine's hold unmounted behind its back: `check` says so and
+/// `reconcile` puts it back from NETNS; the joiner then survives A's exit.
+#[test]
+fn reconcile_puts_a_lost_hold_back() {
+    require_root();
+    let lab = Lab::new().unwrap();
+    let a = Netns::named(&lab_name(&lab, "a")).unwrap();
+    let a_name = a.name().to_owned();
+    let host_veth = attach_endpoint(&lab, &a_name, 6);
+    let b = lab_name(&lab, "b");
+    let rec = lab
+        .attach()
+        .json(&["add", "container", "--netns", &b, "--join", &a_name])
+        .unwrap();
+    let hold = PathBuf::from(rec["join"]["hold"].as_str().unwrap());
+    assert!(
+        lab.attach()
+            .json(&["reconcile"])
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&hold)
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(!mounted(&hold));
+    let out = lab.attach().run(&["check", "--netns", &b]).unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("hold"));
+    let repairs = lab.attach().json(&["reconcile"]).unwrap();
+    let mine: Vec<_> = repairs
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["netns"] == b.as_str())
+        .collect();
+    assert_eq!(mine.len(), 1, "{repairs}");
+    assert_eq!(mine[0]["action"], "repaired", "{repairs}");
+    assert!(mounted(&hold));
+    drop(a);
+    assert!(
+        ping_from(&run_path(&b), EXT_V4),
+        "B lost the network: the hold did not hold"
+    );
+    lab.attach().ok(&["del", "--netns", &b]).unwrap();
+    assert!(wait_link_gone(&lab, &host_veth));
+    lab.attach().ok(&["del", "--netns", &a_name]).unwrap();
+}

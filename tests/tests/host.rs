@@ -408,3 +408,104 @@ fn host_del_is_idempotent_and_reset_clears_the_counters() {
     let after = snapshot_with(&lab, &scope);
     assert_eq!(after, empty, "\n{}", empty.diff(&after));
 }
+
+/// `reconcile` keeps the counter links of a healthy attachment, re-attaches
+/// one removed behind the engine's back (the counts kept), and `upgrade`
+/// switches them to this build with each attachment's own slot.
+#[test]
+fn host_counters_survive_reconcile_and_upgrade() {
+    require_root();
+    let lab = Lab::new().unwrap();
+    let web = Cgroup::new(lab.tag(), "web").unwrap();
+    let api = Cgroup::new(lab.tag(), "api").unwrap();
+    let node = lab.node().name().to_owned();
+    let proc_api = Sleeper::in_ns(lab.node()).unwrap();
+    let pid = proc_api.pid().to_string();
+    let (web_p, api_p) = (
+        web.path().display().to_string(),
+        api.path().display().to_string(),
+    );
+    lab.attach()
+        .ok(&["add", "host", "--netns", &node, "--cgroup", &web_p])
+        .unwrap();
+    lab.attach()
+        .ok(&["add", "host", "--netns", &pid, "--cgroup", &api_p])
+        .unwrap();
+    let ping_in =
+        |cg: &Cgroup| assert!(cg.run(lab.node(), &["ping", "-c", "1", "-W", "1", EXT_V4]));
+    ping_in(&web);
+    assert_eq!(lab.attach().json(&["reconcile"]).unwrap(), json!([]));
+    let links = lab.node_pin_dir().join("links");
+    for pin in ["cgroup-0-in", "cgroup-0-eg", "cgroup-1-in", "cgroup-1-eg"] {
+        assert!(links.join(pin).exists(), "{pin} was swept");
+    }
+
+    // A link unpinned behind the engine's back: its program is detached.
+    std::fs::remove_file(links.join("cgroup-0-eg")).unwrap();
+    let before = counters(&lab, &node);
+    ping_in(&web);
+    assert_eq!(
+        n(&counters(&lab, &node), "tx_packets"),
+        n(&before, "tx_packets"),
+        "egress still counted without its link"
+    );
+    assert!(
+        lab.attach()
+            .run(&["check", "--netns", &node])
+            .unwrap()
+            .status
+            .code()
+            != Some(0)
+    );
+    let repairs = lab.attach().json(&["reconcile"]).unwrap();
+    assert_eq!(repairs[0]["action"], "repaired", "{repairs}");
+    lab.attach().ok(&["check", "--netns", &node]).unwrap();
+    ping_in(&web);
+    let after = counters(&lab, &node);
+    assert!(
+        n(&after, "tx_packets") > n(&before, "tx_packets") && n(&after, "rx_packets") >= 3,
+        "counts lost or not resumed: {before} then {after}"
+    );
+
+    // Upgrade: every counter link switched in place, each with its slot.
+    let up = lab.attach().json(&["upgrade", "--force"]).unwrap();
+    let updated: Vec<&str> = up
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["action"] == "updated")
+        .filter_map(|l| l["link"].as_str())
+        .collect();
+    for pin in ["cgroup-0-in", "cgroup-0-eg", "cgroup-1-in", "cgroup-1-eg"] {
+        assert!(updated.contains(&pin), "{pin} not updated: {up}");
+    }
+    let (w0, a0) = (counters(&lab, &node), counters(&lab, &pid));
+    ping_in(&api);
+    let (w1, a1) = (counters(&lab, &node), counters(&lab, &pid));
+    assert_eq!(w1, w0, "api's traffic counted for web after the upgrade");
+    assert_eq!(
+        n(&a1, "tx_packets"),
+        n(&a0, "tx_packets") + 1,
+        "{a0} then {a1}"
+    );
+    let again = lab.attach().json(&["upgrade"]).unwrap();
+    assert!(
+        again
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|l| l["action"] == "kept"),
+        "{again}"
+    );
+    proc_api.kill();
+    // Its process gone, the second one is detached by reconcile.
+    let repairs = lab.attach().json(&["reconcile"]).unwrap();
+    assert_eq!(repairs[0]["netns"], pid.as_str(), "{repairs}");
+    assert!(
+        repairs[0]["action"]
+            .as_str()
+            .unwrap()
+            .starts_with("detached"),
+        "{repairs}"
+    );
+}

@@ -404,3 +404,59 @@ fn the_container_namespace_goes_first() {
     }
     assert!(!Path::new(&format!("/run/netns/{name}")).exists());
 }
+
+/// Drift inside the container (its address removed) is repaired by moving
+/// the device back and handing it over again; a container namespace gone is
+/// detached.
+#[test]
+fn reconcile_recreates_and_detaches() {
+    require_root();
+    let lab = Lab::new().unwrap();
+    standin(&lab);
+    let c1 = lab.container("c1").unwrap();
+    let (v4, v6) = Lab::container_ip(23);
+    lab.attach()
+        .ok(&[
+            "add",
+            "sriov",
+            "--device",
+            DEV,
+            "--netns",
+            c1.name(),
+            "--ip",
+            &v4,
+            "--ip",
+            &v6,
+            "--mtu",
+            "1400",
+        ])
+        .unwrap();
+    assert_eq!(lab.attach().json(&["reconcile"]).unwrap(), json!([]));
+    c1.ok(&["ip", "addr", "del", &v4, "dev", "eth0"]).unwrap();
+    assert!(!ping(&c1, EXT_V4));
+    let repairs = lab.attach().json(&["reconcile"]).unwrap();
+    assert_eq!(repairs[0]["action"], "recreated", "{repairs}");
+    lab.attach().ok(&["check", "--netns", c1.name()]).unwrap();
+    assert!(ping(&c1, EXT_V4) && ping(&c1, EXT_V6));
+    let inside = links(&c1);
+    assert_eq!(link(&inside, "eth0").unwrap()["mtu"], 1400);
+
+    let gone = Netns::named(&format!("{NETNS_PREFIX}-{}-gone", lab.tag())).unwrap();
+    let name = gone.name().to_owned();
+    lab.attach().ok(&["del", "--netns", c1.name()]).unwrap();
+    lab.attach()
+        .ok(&[
+            "add", "sriov", "--device", DEV, "--netns", &name, "--ip", &v4,
+        ])
+        .unwrap();
+    drop(gone);
+    let repairs = lab.attach().json(&["reconcile"]).unwrap();
+    assert!(
+        repairs[0]["action"]
+            .as_str()
+            .unwrap()
+            .starts_with("detached"),
+        "{repairs}"
+    );
+    assert_eq!(lab.attach().json(&["list"]).unwrap(), json!([]));
+}

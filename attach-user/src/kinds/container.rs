@@ -312,6 +312,38 @@ pub fn release_leftovers(state_dir: &Path) -> Vec<Error> {
     errors
 }
 
+/// Puts the engine's hold back (someone unmounted it) from NETNS, which
+/// still shows the namespace.
+pub async fn repair(engine: &Engine, rec: &Attachment) -> Result<()> {
+    let Some(join) = &rec.extra.join else {
+        return Err(Error::system("a container record without its join part"));
+    };
+    let hold = join
+        .hold
+        .clone()
+        .unwrap_or_else(|| shared_dir(engine).join(rec.netns_inode.to_string()));
+    if mount::is_mount_point(&hold) && inode_of(&hold) == Some(rec.netns_inode) {
+        return Ok(());
+    }
+    let ns = Netns::open(&rec.netns_path.to_string_lossy())?;
+    if ns.inode != rec.netns_inode {
+        return Err(Error::system(format!(
+            "{:?} now names another network namespace",
+            rec.netns
+        )));
+    }
+    mount::make_shared_dir(&shared_dir(engine))?;
+    mount::unmount(&hold)?;
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&hold)
+        .map_err(|e| Error::system(format!("cannot create {}: {e}", hold.display())))?;
+    let fd_path = PathBuf::from(format!("/proc/self/fd/{}", ns.fd().as_raw_fd()));
+    mount::bind(&fd_path, &hold)
+}
+
 /// The hold is mounted and is the namespace; NETNS still shows it.
 pub async fn check(rec: &Attachment) -> Result<()> {
     let Some(join) = &rec.extra.join else {

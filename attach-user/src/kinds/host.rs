@@ -208,6 +208,47 @@ pub async fn teardown(engine: &Engine, rec: &Attachment) -> Vec<Error> {
         .collect()
 }
 
+/// The counter links (program, pin), when the traffic is counted.
+pub fn links(rec: &Attachment) -> Vec<(&'static str, String)> {
+    match rec.extra.host.as_ref().and_then(|h| h.counter_id) {
+        Some(id) => {
+            let [inp, eg] = datapath::cgroup_links(id);
+            vec![(PROG_CG_IN, inp), (PROG_CG_EG, eg)]
+        }
+        None => Vec::new(),
+    }
+}
+
+/// Re-attaches a missing counter link to the same cgroup, with the same
+/// slot (the counts so far are kept). A replaced cgroup is not repaired.
+pub async fn repair(engine: &Engine, rec: &Attachment) -> Result<()> {
+    let Some(host) = &rec.extra.host else {
+        return Err(Error::system("a host record without its host part"));
+    };
+    let (Some(path), Some(id)) = (&host.cgroup, host.counter_id) else {
+        return Ok(());
+    };
+    let (file, cgroup_id) = open_cgroup(path)?;
+    if host.cgroup_id != Some(cgroup_id) {
+        return Err(Error::system(format!(
+            "cgroup {} was replaced",
+            path.display()
+        )));
+    }
+    let mut dp = None;
+    for (prog, pin) in links(rec) {
+        if Datapath::link_pinned_in(engine.pin_dir(), &pin) {
+            continue;
+        }
+        let dp = match &mut dp {
+            Some(d) => d,
+            None => dp.insert(Datapath::open_counting(engine.pin_dir(), id)?),
+        };
+        dp.attach_cgroup(prog, &file, &pin)?;
+    }
+    Ok(())
+}
+
 /// NETNS still names the node's namespace; the counters are still attached
 /// to the same cgroup.
 pub async fn check(engine: &Engine, rec: &Attachment) -> Result<()> {

@@ -346,11 +346,22 @@ pub(crate) async fn repair(engine: &Engine, rec: &Attachment, others: &[Attachme
     match rec.kind {
         Kind::Macvlan => macvlan::repair(engine, rec, others).await,
         Kind::Ipvlan => ipvlan::repair(engine, rec, others).await,
+        Kind::Host => host::repair(engine, rec).await,
+        Kind::Container => container::repair(engine, rec).await,
+        // Nothing to put back in place: moved back and handed over again.
+        Kind::Sriov => Err(Error::system("an sriov attachment is recreated")),
         other => Err(Error::system(format!(
             "{} attachments are not built yet",
             other.name()
         ))),
     }
+}
+
+/// Whether `reconcile` may tear an attachment down and create it again
+/// when `repair` cannot fix it. Not a `container`: its NETNS, made by the
+/// engine, goes with the teardown, and with it the way to the namespace.
+pub(crate) fn recreatable(rec: &Attachment) -> bool {
+    rec.kind != Kind::Container
 }
 
 /// The program links an attachment relies on: (program, pin name). What
@@ -359,6 +370,7 @@ pub(crate) fn links(rec: &Attachment) -> Vec<(&'static str, String)> {
     match rec.kind {
         Kind::Macvlan => macvlan::links(rec),
         Kind::Ipvlan => ipvlan::links(rec),
+        Kind::Host => host::links(rec),
         _ => Vec::new(),
     }
 }
