@@ -268,7 +268,8 @@ pub struct HostArgs {
     #[arg(long, value_name = "NETNS")]
     pub netns: String,
     /// The container's cgroup (v2) directory: its traffic is counted by
-    /// cgroup_skb programs and shown by `attach stats`.
+    /// cgroup_skb programs and shown by `attach stats`. A relative path is
+    /// taken under the cgroup2 mount.
     #[arg(long, value_name = "PATH")]
     pub cgroup: Option<PathBuf>,
     /// Ports the container will listen on, like tcp/80,udp/53: a warning

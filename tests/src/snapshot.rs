@@ -224,9 +224,31 @@ pub struct Scope<'a> {
 /// of the lab or of the node's state directory (held namespaces, NETNS files
 /// the engine makes), the lab's named namespaces, and the programs on the
 /// given cgroups.
+///
+/// IPv6 link-local addresses and the multicast entries of the devices'
+/// filters are left out: the kernel re-creates them, a moment later, when a
+/// device the engine handed back comes up again (the sriov stand-in).
 pub fn snapshot_with(lab: &Lab, scope: &Scope) -> State {
     let State(mut s) = snapshot(lab, &scope.namespaces);
     s.insert("switch links".into(), Value::Array(links(lab.sw())));
+    for (k, v) in s.iter_mut() {
+        let Value::Array(items) = v else { continue };
+        if k.contains("links") {
+            for l in items.iter_mut() {
+                if let Value::Array(addrs) = &mut l["addrs"] {
+                    addrs.retain(|a| !a.as_str().is_some_and(|a| a.starts_with("fe80:")));
+                }
+            }
+        } else if k == "node fdb" {
+            // The first octet's low bit: a multicast address.
+            items.retain(|e| {
+                !e["mac"]
+                    .as_str()
+                    .and_then(|m| u8::from_str_radix(m.get(..2)?, 16).ok())
+                    .is_some_and(|b| b & 1 == 1)
+            });
+        }
+    }
     let state = state_dir(lab);
     let tag = format!("{NETNS_PREFIX}-{}-", lab.tag());
     let mounts: Vec<Value> = fs::read_to_string("/proc/self/mountinfo")

@@ -400,9 +400,18 @@ fn host_del_is_idempotent_and_reset_clears_the_counters() {
     assert!(text.contains("nothing attached"), "{text}");
     assert_eq!(snapshot_with(&lab, &scope), empty);
 
-    lab.attach()
-        .ok(&["add", "host", "--netns", &node, "--cgroup", &cgroup])
+    // Relative: under the cgroup2 mount.
+    let relative = cg
+        .path()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let rec = lab
+        .attach()
+        .json(&["add", "host", "--netns", &node, "--cgroup", &relative])
         .unwrap();
+    assert_eq!(rec["host"]["cgroup"], cgroup.as_str());
     let out = lab.attach().json(&["reset"]).unwrap();
     assert_eq!(out["detached"].as_array().map(Vec::len), Some(1), "{out}");
     let after = snapshot_with(&lab, &scope);

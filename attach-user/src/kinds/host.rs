@@ -90,6 +90,22 @@ pub fn open_cgroup(path: &Path) -> Result<(File, u64)> {
     Ok((file, meta.ino()))
 }
 
+/// `--cgroup` as an absolute path: a relative one is taken under the
+/// cgroup2 mount (`web` is `/sys/fs/cgroup/unified/web` here), so it means
+/// the same to the CLI and to the agent, whatever their directories.
+pub fn absolute_cgroup(given: &Path) -> Result<PathBuf> {
+    if given.is_absolute() {
+        return Ok(given.to_owned());
+    }
+    let root = cgroup2_mounts().into_iter().next().ok_or_else(|| {
+        Error::not_found(format!(
+            "--cgroup {}: no cgroup2 hierarchy is mounted to find it under",
+            given.display()
+        ))
+    })?;
+    Ok(Path::new(&root).join(given))
+}
+
 /// Where cgroup2 is mounted in this mount namespace.
 pub fn cgroup2_mounts() -> Vec<String> {
     std::fs::read_to_string("/proc/self/mountinfo")
@@ -123,7 +139,8 @@ pub async fn plan(
         .filter_map(|r| Some((r, r.extra.host.as_ref()?)))
         .collect();
     let (cgroup, cgroup_id) = match &req.cgroup {
-        Some(path) => {
+        Some(given) => {
+            let path = &absolute_cgroup(given)?;
             let (_, id) = open_cgroup(path)?;
             if let Some((r, _)) = hosts.iter().find(|(_, h)| h.cgroup_id == Some(id)) {
                 return Err(Error::conflict(format!(
