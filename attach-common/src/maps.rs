@@ -27,7 +27,10 @@ pub const MAP_EP_STATS: &str = "attach_ep_stats";
 /// Per-CPU counters by (direction, verdict).
 pub const MAP_VERDICTS: &str = "attach_verdicts";
 
-pub const ALL_MAPS: [&str; 10] = [
+/// Per-CPU traffic counters of `host` attachments' cgroups, by counter id.
+pub const MAP_CG_STATS: &str = "attach_cg_stats";
+
+pub const ALL_MAPS: [&str; 11] = [
     MAP_EVENTS,
     MAP_CONFIG,
     MAP_ENDPOINTS,
@@ -38,7 +41,16 @@ pub const ALL_MAPS: [&str; 10] = [
     MAP_DEVS,
     MAP_EP_STATS,
     MAP_VERDICTS,
+    MAP_CG_STATS,
 ];
+
+/// Name of the global (`.rodata`) that tells a loaded cgroup program which
+/// slot of [`MAP_CG_STATS`] is its own: each `host` attachment loads its
+/// programs with its own value.
+pub const CG_COUNTER_GLOBAL: &str = "ATTACH_CG_COUNTER";
+
+/// Most `host` attachments with counters on one node.
+pub const MAX_CG_COUNTERS: u32 = 1024;
 
 /// Key of [`MAP_ENDPOINTS`].
 #[repr(C)]
@@ -221,6 +233,29 @@ pub struct Event {
 }
 const _: () = assert!(core::mem::size_of::<Event>() == 40);
 
+/// Value of [`MAP_CG_STATS`]: the traffic of one cgroup's sockets. `rx` is
+/// what they received (cgroup_skb ingress), `tx` what they sent (egress);
+/// lengths from the network header on.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct CgroupStats {
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+}
+const _: () = assert!(core::mem::size_of::<CgroupStats>() == 32);
+
+impl CgroupStats {
+    /// Sums per-CPU values.
+    pub fn add(&mut self, o: &Self) {
+        self.rx_packets += o.rx_packets;
+        self.rx_bytes += o.rx_bytes;
+        self.tx_packets += o.tx_packets;
+        self.tx_bytes += o.tx_bytes;
+    }
+}
+
 #[cfg(feature = "user")]
 mod pod {
     use super::*;
@@ -232,4 +267,5 @@ mod pod {
     unsafe impl aya::Pod for ParentCfg {}
     unsafe impl aya::Pod for EndpointStats {}
     unsafe impl aya::Pod for Event {}
+    unsafe impl aya::Pod for CgroupStats {}
 }

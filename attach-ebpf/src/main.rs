@@ -24,6 +24,8 @@
 //!   deliver by VLAN.
 //! - `attach_nest_tap` (tcx ingress on a VM's tap on the host, first):
 //!   untag and switch as that VLAN's endpoint.
+//! - `attach_cg_in` / `attach_cg_eg` (cgroup_skb ingress/egress on a `host`
+//!   attachment's cgroup): count its sockets' traffic.
 // On the host (clippy, `cargo check --workspace`) this is an empty std
 // binary, so the rules still get checked.
 #![cfg_attr(target_arch = "bpf", no_std)]
@@ -32,6 +34,7 @@
 // the entry-point macros take raw context pointers.
 #![allow(clippy::unnecessary_cast, clippy::not_unsafe_ptr_arg_deref)]
 
+mod cgroup;
 mod eth;
 mod events;
 mod flood;
@@ -57,8 +60,8 @@ mod tc_tx;
 mod xdp_rx;
 
 use aya_ebpf::{
-    macros::{classifier, xdp},
-    programs::{TcContext, XdpContext},
+    macros::{cgroup_skb, classifier, xdp},
+    programs::{SkBuffContext, TcContext, XdpContext},
 };
 
 #[classifier]
@@ -124,6 +127,16 @@ pub fn attach_nest_tap(ctx: TcContext) -> i32 {
 #[xdp]
 pub fn attach_rx_xdp(ctx: XdpContext) -> u32 {
     xdp_rx::run(&ctx)
+}
+
+#[cgroup_skb(ingress)]
+pub fn attach_cg_in(ctx: SkBuffContext) -> i32 {
+    cgroup::ingress(&ctx)
+}
+
+#[cgroup_skb(egress)]
+pub fn attach_cg_eg(ctx: SkBuffContext) -> i32 {
+    cgroup::egress(&ctx)
 }
 
 #[cfg(target_arch = "bpf")]

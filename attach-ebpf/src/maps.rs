@@ -2,9 +2,10 @@
 //! them. Names match `attach_common::maps::MAP_*`.
 
 use attach_common::{
-    EVENTS_BYTES, Endpoint, EndpointKey, EndpointStats, EpIpKey, Event, FLOOD_TABLE_SIZE, FdbEntry,
-    FdbKey, Ip4Key, Ip6Key, IpvlanParent, MAX_ENDPOINTS, MAX_PARENTS, MAX_SWITCHES, NestKey,
-    NestedEp, ParentCfg, RouterPort, SW_FDB_SIZE, SW_FLOOD_SIZE, SwPort, Switch, VERDICT_SLOTS,
+    CgroupStats, EVENTS_BYTES, Endpoint, EndpointKey, EndpointStats, EpIpKey, Event,
+    FLOOD_TABLE_SIZE, FdbEntry, FdbKey, Ip4Key, Ip6Key, IpvlanParent, MAX_CG_COUNTERS,
+    MAX_ENDPOINTS, MAX_PARENTS, MAX_SWITCHES, NestKey, NestedEp, ParentCfg, RouterPort,
+    SW_FDB_SIZE, SW_FLOOD_SIZE, SwPort, Switch, VERDICT_SLOTS,
 };
 use aya_ebpf::{
     btf_maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray, RingBuf},
@@ -85,3 +86,8 @@ pub static NEST_PORTS: HashMap<u32, NestedEp, EPS> = HashMap::new();
 
 #[btf_map(name = "attach_nest_ids", pin_by_name)]
 pub static NEST_IDS: HashMap<u32, NestedEp, EPS> = HashMap::new();
+
+// host: cgroup counters (attach_common::CgroupStats).
+
+#[btf_map(name = "attach_cg_stats", pin_by_name)]
+pub static CG_STATS: PerCpuArray<CgroupStats, { MAX_CG_COUNTERS as usize }> = PerCpuArray::new();

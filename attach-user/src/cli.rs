@@ -1,6 +1,6 @@
 //! The `attach` command line: a thin layer over [`crate::engine::Engine`].
 
-use std::net::IpAddr;
+use std::{net::IpAddr, path::PathBuf};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -8,12 +8,15 @@ use crate::{
     addr::{IpNet, Mac},
     kinds::{
         bridge::BridgeRequest,
+        container::ContainerRequest,
+        host::HostRequest,
         ipvlan::IpvlanRequest,
         macvlan::MacvlanRequest,
         nested::{NestedHostRequest, NestedRequest},
         router::RouterRequest,
+        sriov::SriovRequest,
     },
-    model::{Backend, Datapath, IpvlanFlag, IpvlanMode, MacvlanMode},
+    model::{Backend, Datapath, IpvlanFlag, IpvlanMode, MacvlanMode, Port},
 };
 
 #[derive(Parser, Debug)]
@@ -36,6 +39,10 @@ attach add bridge --bridge sw1 --netns c5 --uplink eth2 --isolated\n  \
 attach add router --netns c4 --ip 10.88.0.4/32 --ip fd88::4/128 --uplink eth1\n  \
 attach add nested --netns c5 --uplink eth0 --vlan 100 --ip 10.0.0.5/24   # in a VM\n  \
 attach add nested-host --tap tap1 --vlan 100 --parent eth1 --mac 02:00:00:00:00:05   # on its host\n  \
+attach add host --netns 4321 --cgroup /sys/fs/cgroup/unified/web --ports tcp/80\n  \
+attach add container --netns sidecar --join c1\n  \
+attach add sriov --device eth3 --netns c3 --ip 10.0.0.3/24\n  \
+attach add sriov --pci 0000:03:10.2 --netns c4 --vlan 100 --spoofchk on --max-rate 1000\n  \
 attach list -o json\n  \
 attach del --netns c1"
 )]
@@ -79,7 +86,7 @@ pub enum Command {
     /// Attach an interface to a container's network namespace.
     #[command(subcommand)]
     Add(AddKind),
-    /// Detach an interface (succeeds when nothing is attached).
+    /// Detach an attachment (succeeds when nothing is attached).
     Del(DelArgs),
     /// List this node's attachments.
     List,
@@ -173,6 +180,27 @@ pub enum AddKind {
     /// that VLAN reach it. Detach with `attach del --tap TAP --vlan N`.
     #[command(name = "nested-host")]
     NestedHost(NestedHostArgs),
+    /// The container uses the node's own network namespace.
+    ///
+    /// Nothing is created: the attachment is recorded (and listed), the
+    /// container's traffic can be counted through its cgroup (`attach
+    /// stats`), and ports it will listen on are checked against the node's
+    /// listening sockets and other host attachments (warnings on stderr and
+    /// in the JSON `warnings`). The interfaces are the node's: no --ifname.
+    Host(HostArgs),
+    /// The container joins another container's network namespace.
+    ///
+    /// The engine holds the shared namespace with a bind mount of its own,
+    /// so the joiner keeps its network when the first container exits or
+    /// restarts; the hold is released when its last joiner detaches.
+    /// The interfaces are the other container's: no --ifname.
+    Container(ContainerArgs),
+    /// Move a VF (or any physical netdev) of the node into the container.
+    ///
+    /// For a VF, its MAC, VLAN, priority, spoof check, trust and rate are set
+    /// through its PF; on detach the device returns to the node under its own
+    /// name and every setting the attach changed is put back.
+    Sriov(SriovArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -495,14 +523,95 @@ pub struct StatsArgs {
     /// Only this container's attachment (name under /run/netns, path or pid).
     #[arg(long, value_name = "NETNS")]
     pub netns: Option<String>,
-    /// With --netns: the interface inside the container.
-    #[arg(long, default_value = "eth0", requires = "netns")]
-    pub ifname: String,
+    /// With --netns: the interface inside the container. Default: the host
+    /// attachment of NETNS if there is one, else eth0.
+    #[arg(long, requires = "netns")]
+    pub ifname: Option<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct HostArgs {
+    /// The node's own network namespace, naming the container: typically the
+    /// pid of its process (whose namespace is the node's), or a path. It must
+    /// be the namespace attach runs in; it is also how `del` finds it.
+    #[arg(long, value_name = "NETNS")]
+    pub netns: String,
+    /// The container's cgroup (v2) directory: its traffic is counted by
+    /// cgroup_skb programs and shown by `attach stats`. A relative path is
+    /// taken under the cgroup2 mount.
+    #[arg(long, value_name = "PATH")]
+    pub cgroup: Option<PathBuf>,
+    /// Ports the container will listen on, like tcp/80,udp/53: a warning
+    /// when a socket of the node or another host attachment has one.
+    #[arg(long, value_name = "PROTO/PORT,...", value_delimiter = ',', value_parser = parse_port)]
+    pub ports: Vec<Port>,
+    /// Does not apply (refused with an explanation).
+    #[arg(long, hide = true)]
+    pub ifname: Option<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ContainerArgs {
+    /// The joiner. A path (or name under /run/netns) that does not exist yet:
+    /// the engine creates it as a bind mount of the shared namespace, for the
+    /// joiner's processes to enter (nsenter --net=NETNS), and removes it on
+    /// detach. Or the joiner already in OTHER's namespace: its pid, or a
+    /// namespace file of it.
+    #[arg(long, value_name = "NETNS")]
+    pub netns: String,
+    /// OTHER: the container whose network namespace is joined (a name under
+    /// /run/netns, a path, or the pid of one of its processes).
+    #[arg(long, value_name = "OTHER")]
+    pub join: String,
+    /// Does not apply (refused with an explanation).
+    #[arg(long, hide = true)]
+    pub ifname: Option<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+#[command(group(clap::ArgGroup::new("dev").required(true).args(["device", "pci"])))]
+pub struct SriovArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// The netdev in the node to hand over (a VF, or any physical device).
+    #[arg(long, value_name = "IF")]
+    pub device: Option<String>,
+    /// The device by PCI address (DOMAIN:BUS:DEV.FN), e.g. a VF's.
+    #[arg(long, value_name = "ADDR")]
+    pub pci: Option<String>,
+    /// VF only: VLAN ID (1-4094) the VF's traffic is tagged with.
+    #[arg(long, value_name = "N")]
+    pub vlan: Option<u32>,
+    /// VF only: 802.1p priority (0-7) of the VLAN tag; needs --vlan.
+    #[arg(long, value_name = "N")]
+    pub qos: Option<u32>,
+    /// MAC of the interface (a VF's is set through its PF too).
+    #[arg(long, value_parser = parse_mac)]
+    pub mac: Option<Mac>,
+    /// VF only: drop frames the VF sends with another source MAC.
+    #[arg(long, value_enum)]
+    pub spoofchk: Option<OnOff>,
+    /// VF only: let the VF change its MAC and use promiscuous modes.
+    #[arg(long, value_enum)]
+    pub trust: Option<OnOff>,
+    /// VF only: maximum transmit rate, Mbit/s.
+    #[arg(long, value_name = "MBPS")]
+    pub max_rate: Option<u32>,
+    /// Address with prefix length, IPv4 or IPv6; repeat for several.
+    #[arg(long = "ip", value_name = "CIDR", value_parser = parse_cidr)]
+    pub ips: Vec<IpNet>,
+    /// Default gateway (needs an address of its family).
+    #[arg(long, value_name = "IP")]
+    pub gateway: Option<IpAddr>,
+    /// MTU (default: the device's).
+    #[arg(long)]
+    pub mtu: Option<u32>,
 }
 
 #[derive(Args, Debug, Clone)]
 pub struct DelArgs {
-    /// The container's network namespace: a name under /run/netns, a path, or a pid.
+    /// The container's network namespace: a name under /run/netns, a path, or
+    /// a pid (for host and container attachments: NETNS as given to add).
     #[arg(
         long,
         value_name = "NETNS",
@@ -510,11 +619,12 @@ pub struct DelArgs {
         conflicts_with = "tap"
     )]
     pub netns: Option<String>,
-    /// Interface name inside the container.
-    #[arg(long, default_value = "eth0")]
-    pub ifname: String,
+    /// Interface name inside the container. Default: the host or container
+    /// attachment of NETNS if there is one, else eth0.
+    #[arg(long)]
+    pub ifname: Option<String>,
     /// The host side of a nested container: the VM's tap (with --vlan).
-    #[arg(long, value_name = "IF", requires = "vlan")]
+    #[arg(long, value_name = "IF", requires = "vlan", conflicts_with = "ifname")]
     pub tap: Option<String>,
     /// With --tap: the container's VLAN.
     #[arg(long, value_name = "N", value_parser = parse_vlan, requires = "tap")]
@@ -525,10 +635,13 @@ pub struct DelArgs {
 }
 
 impl DelArgs {
-    /// How the attachment is named in messages.
+    /// How the asked-for attachment is named in messages.
     pub fn what(&self) -> String {
         match (&self.netns, &self.tap, self.vlan) {
-            (Some(ns), _, _) => format!("{} in {ns}", self.ifname),
+            (Some(ns), _, _) => match &self.ifname {
+                Some(i) => format!("{i} in {ns}"),
+                None => format!("an attachment in {ns}"),
+            },
             (None, Some(tap), Some(v)) => format!(
                 "{} of tap {tap}",
                 crate::kinds::nested::vlan_ifname(self.qinq, v)
@@ -553,6 +666,10 @@ fn parse_cidr(s: &str) -> Result<IpNet, String> {
     s.parse().map_err(|e: crate::error::Error| e.message)
 }
 
+fn parse_port(s: &str) -> Result<Port, String> {
+    s.parse().map_err(|e: crate::error::Error| e.message)
+}
+
 impl From<AddKind> for crate::kinds::AddRequest {
     fn from(k: AddKind) -> Self {
         match k {
@@ -562,6 +679,32 @@ impl From<AddKind> for crate::kinds::AddRequest {
             AddKind::Router(a) => crate::kinds::AddRequest::Router(a.into()),
             AddKind::Nested(a) => crate::kinds::AddRequest::Nested(a.into()),
             AddKind::NestedHost(a) => crate::kinds::AddRequest::NestedHost(a.into()),
+            AddKind::Host(a) => crate::kinds::AddRequest::Host(HostRequest {
+                netns: a.netns,
+                cgroup: a.cgroup,
+                ports: a.ports,
+                ifname: a.ifname,
+            }),
+            AddKind::Container(a) => crate::kinds::AddRequest::Container(ContainerRequest {
+                netns: a.netns,
+                join: a.join,
+                ifname: a.ifname,
+            }),
+            AddKind::Sriov(a) => crate::kinds::AddRequest::Sriov(SriovRequest {
+                netns: a.target.netns,
+                ifname: a.target.ifname,
+                device: a.device,
+                pci: a.pci,
+                vlan: a.vlan,
+                qos: a.qos,
+                mac: a.mac,
+                spoofchk: a.spoofchk.map(|s| s == OnOff::On),
+                trust: a.trust.map(|s| s == OnOff::On),
+                max_rate: a.max_rate,
+                ips: a.ips,
+                gateway: a.gateway,
+                mtu: a.mtu,
+            }),
         }
     }
 }

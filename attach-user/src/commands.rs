@@ -26,14 +26,37 @@ pub fn render_error(fmt: Output, e: &Error) -> (String, String) {
     }
 }
 
+/// "nothing attached [as IFNAME] in NETNS".
+fn nothing(netns: &str, ifname: Option<&str>) -> String {
+    match ifname {
+        Some(i) => format!("nothing attached as {i} in {netns}"),
+        None => format!("nothing attached in {netns}"),
+    }
+}
+
+/// What a command printed: its output, and warnings (what it noticed and let
+/// pass), which the CLI writes on stderr as `attach: warning: …`.
+#[derive(Debug, Default)]
+pub struct Done {
+    pub stdout: String,
+    pub warnings: Vec<String>,
+}
+
+/// [`run`] without the warnings.
+pub async fn execute(cli: &Cli, engine: &Engine) -> Result<String> {
+    run(cli, engine).await.map(|d| d.stdout)
+}
+
 /// Runs one parsed command against `engine` and renders its result (text or
 /// JSON, as asked). The CLI calls it directly, the agent for its clients.
-pub async fn execute(cli: &Cli, engine: &Engine) -> Result<String> {
+pub async fn run(cli: &Cli, engine: &Engine) -> Result<Done> {
     let json = cli.output == Output::Json;
-    Ok(match &cli.command {
+    let mut warnings = Vec::new();
+    let stdout = match &cli.command {
         Command::Add(kind) => {
             let req = AddRequest::from(kind.clone());
             let rec = engine.add(&req).await?;
+            warnings.extend(rec.extra.warnings.iter().cloned());
             if json {
                 to_json(&rec)
             } else {
@@ -42,19 +65,20 @@ pub async fn execute(cli: &Cli, engine: &Engine) -> Result<String> {
         }
         Command::Del(args) => {
             let gone = match (&args.netns, &args.tap, args.vlan) {
-                (Some(netns), _, _) => engine.del(netns, &args.ifname).await?,
+                (Some(netns), _, _) => engine.del(netns, args.ifname.as_deref()).await?,
                 (None, Some(tap), Some(vlan)) => engine.del_vlan(tap, args.qinq, vlan).await?,
                 _ => return Err(Error::invalid("give --netns, or --tap with --vlan")),
             };
+            warnings.extend(gone.iter().flat_map(|r| r.extra.warnings.iter().cloned()));
             match (json, gone) {
                 (true, g) => to_json(&json!({"detached": g})),
-                (false, Some(_)) => format!("detached {}", args.what()),
+                (false, Some(r)) => format!("detached {}", output::what(&r)),
                 (false, None) => format!("nothing attached as {}", args.what()),
             }
         }
         Command::Check(args) => {
             let rec = match (&args.netns, &args.tap, args.vlan) {
-                (Some(netns), _, _) => engine.get(netns, &args.ifname)?,
+                (Some(netns), _, _) => engine.get(netns, args.ifname.as_deref())?,
                 (None, Some(tap), Some(vlan)) => engine.get_vlan(tap, args.qinq, vlan)?,
                 _ => return Err(Error::invalid("give --netns, or --tap with --vlan")),
             }
@@ -63,7 +87,7 @@ pub async fn execute(cli: &Cli, engine: &Engine) -> Result<String> {
             if json {
                 to_json(&json!({"ok": true, "attachment": rec}))
             } else {
-                format!("{}: ok", args.what())
+                format!("{}: ok", output::what(&rec))
             }
         }
         Command::List => {
@@ -105,9 +129,10 @@ pub async fn execute(cli: &Cli, engine: &Engine) -> Result<String> {
         Command::Stats(args) => {
             let mut s = engine.stats()?;
             if let Some(netns) = &args.netns {
-                let rec = engine.get(netns, &args.ifname)?.ok_or_else(|| {
-                    Error::not_found(format!("nothing attached as {} in {netns}", args.ifname))
-                })?;
+                let ifname = args.ifname.as_deref();
+                let rec = engine
+                    .get(netns, ifname)?
+                    .ok_or_else(|| Error::not_found(nothing(netns, ifname)))?;
                 s.attachments.retain(|a| a.attachment == rec);
             }
             if json { to_json(&s) } else { output::stats(&s) }
@@ -130,5 +155,6 @@ pub async fn execute(cli: &Cli, engine: &Engine) -> Result<String> {
                 )
             }
         }
-    })
+    };
+    Ok(Done { stdout, warnings })
 }

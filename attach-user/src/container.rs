@@ -16,13 +16,23 @@ pub const HOST_IF_PREFIX: &str = "atk";
 /// The host-side veth of (namespace, ifname): derived, so `del` finds it
 /// even without a record.
 pub fn host_ifname(netns_inode: u64, ifname: &str) -> String {
-    // FNV-1a: stable across releases, unlike std's hasher.
+    let bytes: Vec<u8> = netns_inode
+        .to_le_bytes()
+        .iter()
+        .chain(ifname.as_bytes())
+        .copied()
+        .collect();
+    format!("{HOST_IF_PREFIX}{:010x}", fnv1a(&bytes) & 0xff_ffff_ffff)
+}
+
+/// FNV-1a: stable across releases, unlike std's hasher.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in netns_inode.to_le_bytes().iter().chain(ifname.as_bytes()) {
+    for b in bytes {
         h ^= u64::from(*b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
-    format!("{HOST_IF_PREFIX}{:010x}", h & 0xff_ffff_ffff)
+    h
 }
 
 /// A name for a link being born in a container, before it is renamed:

@@ -13,18 +13,19 @@ use std::{
 use std::net::IpAddr;
 
 use attach_common::{
-    Direction, Endpoint, EndpointKey, EndpointStats, EpIpKey, FLOOD_TABLE_SIZE, FdbEntry, FdbKey,
-    Ip4Key, Ip6Key, IpvlanParent, MAP_DEVS, MAP_ENDPOINTS, MAP_EP_IPS, MAP_EP_STATS, MAP_FLOOD,
-    MAP_IP4_EPS, MAP_IP6_EPS, MAP_IPVL_PARENTS, MAP_NEST_IDS, MAP_NEST_PORTS, MAP_NEST_VLANS,
-    MAP_PARENTS, MAP_PORTS, MAP_RT_PORTS, MAP_SW_FDB, MAP_SW_FLOOD, MAP_SW_PORTS, MAP_SWITCHES,
-    MAP_VERDICTS, MAX_PARENTS, MAX_PORTS_PER_PARENT, MAX_PORTS_PER_SWITCH, NestKey, NestedEp,
-    ParentCfg, RouterPort, SwPort, Switch, Verdict,
+    CG_COUNTER_GLOBAL, CgroupStats, Direction, Endpoint, EndpointKey, EndpointStats, EpIpKey,
+    FLOOD_TABLE_SIZE, FdbEntry, FdbKey, Ip4Key, Ip6Key, IpvlanParent, MAP_CG_STATS, MAP_DEVS,
+    MAP_ENDPOINTS, MAP_EP_IPS, MAP_EP_STATS, MAP_FLOOD, MAP_IP4_EPS, MAP_IP6_EPS, MAP_IPVL_PARENTS,
+    MAP_NEST_IDS, MAP_NEST_PORTS, MAP_NEST_VLANS, MAP_PARENTS, MAP_PORTS, MAP_RT_PORTS, MAP_SW_FDB,
+    MAP_SW_FLOOD, MAP_SW_PORTS, MAP_SWITCHES, MAP_VERDICTS, MAX_PARENTS, MAX_PORTS_PER_PARENT,
+    MAX_PORTS_PER_SWITCH, NestKey, NestedEp, ParentCfg, RouterPort, SwPort, Switch, Verdict,
 };
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, DevMapHash, HashMap, MapData, MapError, PerCpuArray, PerCpuValues},
     programs::{
-        LinkOrder, SchedClassifier, TcAttach, TcAttachType, Xdp, XdpMode,
+        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, LinkOrder, SchedClassifier, TcAttach,
+        TcAttachType, Xdp, XdpMode,
         links::{FdLink, PinnedLink},
     },
 };
@@ -47,6 +48,8 @@ pub const PROG_RT_IN: &str = "attach_rt_in";
 pub const PROG_NEST_TX: &str = "attach_nest_tx";
 pub const PROG_NEST_RX: &str = "attach_nest_rx";
 pub const PROG_NEST_TAP: &str = "attach_nest_tap";
+pub const PROG_CG_IN: &str = "attach_cg_in";
+pub const PROG_CG_EG: &str = "attach_cg_eg";
 
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 
@@ -92,6 +95,15 @@ pub fn tap_link(ifindex: u32) -> String {
     format!("tap-{ifindex}-nest")
 }
 
+/// Pin names of the ingress and egress links of a `host` attachment's
+/// cgroup counters.
+pub fn cgroup_links(counter_id: u32) -> [String; 2] {
+    [
+        format!("cgroup-{counter_id}-in"),
+        format!("cgroup-{counter_id}-eg"),
+    ]
+}
+
 /// What `attach_tc`/`attach_xdp` did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Attached {
@@ -135,13 +147,29 @@ impl Datapath {
     /// Loads the object, reusing (or creating) the maps pinned in `dir`.
     /// Programs are loaded into the kernel only when first attached.
     pub fn open(dir: &Path) -> Result<Self> {
+        Self::open_with(dir, None)
+    }
+
+    /// [`Datapath::open`], with the cgroup programs counting into slot
+    /// `counter` of `attach_cg_stats` (each `host` attachment loads its own).
+    pub fn open_counting(dir: &Path, counter: u32) -> Result<Self> {
+        Self::open_with(dir, Some(counter))
+    }
+
+    fn open_with(dir: &Path, counter: Option<u32>) -> Result<Self> {
         Self::check_bpffs()?;
         fs::create_dir_all(dir.join("links"))
             .map_err(|e| Error::system(format!("cannot create {}: {e}", dir.display())))?;
         let log_pin = dir.join(LOG_PIN);
-        let ebpf = EbpfLoader::new()
+        let mut loader = EbpfLoader::new();
+        loader
             .default_map_pin_directory(dir)
-            .map_pin_path("AYA_LOGS", log_pin.as_path())
+            .map_pin_path("AYA_LOGS", log_pin.as_path());
+        let value = counter.unwrap_or(0);
+        if counter.is_some() {
+            loader.override_global(CG_COUNTER_GLOBAL, &value, true);
+        }
+        let ebpf = loader
             .load(EBPF_OBJECT)
             .map_err(|e| Error::from(e).context("loading the eBPF datapath"))?;
         Ok(Self {
@@ -334,6 +362,119 @@ impl Datapath {
         Ok(mode)
     }
 
+    /// A cgroup_skb program of the object, loaded (for attaching, or
+    /// BPF_PROG_TEST_RUN).
+    pub fn cgroup_program(&mut self, name: &str) -> Result<&mut CgroupSkb> {
+        let p: &mut CgroupSkb = self
+            .ebpf
+            .program_mut(name)
+            .ok_or_else(|| Error::system(format!("program {name} missing from the object")))?
+            .try_into()?;
+        if p.fd().is_err() {
+            p.load()
+                .map_err(|e| Error::from(e).context(format!("loading {name}")))?;
+        }
+        Ok(p)
+    }
+
+    /// Attaches a cgroup_skb counter program (`PROG_CG_IN`/`PROG_CG_EG`) to
+    /// the cgroup open as `cgroup` with a bpf_link (beside any other program
+    /// there), and pins the link as `pin`.
+    pub fn attach_cgroup(&mut self, prog: &str, cgroup: &fs::File, pin: &str) -> Result<()> {
+        self.unpin(pin)?;
+        let path = self.link_path(pin);
+        let at = if prog == PROG_CG_IN {
+            CgroupSkbAttachType::Ingress
+        } else {
+            CgroupSkbAttachType::Egress
+        };
+        let p = self.cgroup_program(prog)?;
+        // A bpf_link takes no attach flags (the kernel refuses any with
+        // EINVAL) and always sits beside other programs, as multi-attach.
+        let id = p
+            .attach(cgroup, at, CgroupAttachMode::Single)
+            .map_err(|e| Error::from(e).context(format!("attaching {prog} to the cgroup")))?;
+        let link: FdLink = p.take_link(id)?.try_into()?;
+        link.pin(&path)?;
+        Ok(())
+    }
+
+    /// [`Self::update_link`] for a cgroup counter link: `bpf_link_update`
+    /// to this instance's `prog` (loaded with the attachment's counter slot,
+    /// see [`Self::open_counting`]); aya has no `attach_to_link` for
+    /// cgroup_skb, so the syscall is made here.
+    pub fn update_cgroup_link(&mut self, prog: &str, pin: &str, force: bool) -> Result<Attached> {
+        use std::os::fd::{AsFd, AsRawFd};
+        let current = self.cgroup_program(prog)?.info()?.tag();
+        if !force && self.pinned_program_tag(pin) == Some(current) {
+            return Ok(Attached::Kept);
+        }
+        let path = std::ffi::CString::new(self.link_path(pin).as_os_str().as_encoded_bytes())
+            .map_err(|_| Error::system("a pin path with a NUL byte"))?;
+        #[repr(C)]
+        struct ObjGet {
+            pathname: u64,
+            bpf_fd: u32,
+            file_flags: u32,
+        }
+        #[repr(C)]
+        struct LinkUpdate {
+            link_fd: u32,
+            new_prog_fd: u32,
+            flags: u32,
+            old_prog_fd: u32,
+        }
+        const BPF_OBJ_GET: libc::c_long = 7;
+        const BPF_LINK_UPDATE: libc::c_long = 29;
+        let get = ObjGet {
+            pathname: path.as_ptr() as u64,
+            bpf_fd: 0,
+            file_flags: 0,
+        };
+        // SAFETY: a valid bpf_attr prefix for BPF_OBJ_GET; the path lives.
+        let link_fd = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_OBJ_GET,
+                &get as *const ObjGet,
+                std::mem::size_of::<ObjGet>(),
+            )
+        };
+        if link_fd < 0 {
+            return Err(Error::system(format!(
+                "opening the link pinned as {pin}: {}",
+                std::io::Error::last_os_error()
+            )));
+        }
+        // SAFETY: the kernel just gave us this fd; it is closed on drop.
+        let link_fd = unsafe {
+            <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(link_fd as i32)
+        };
+        let prog_fd = self.cgroup_program(prog)?.fd()?.as_fd().as_raw_fd();
+        let upd = LinkUpdate {
+            link_fd: link_fd.as_raw_fd() as u32,
+            new_prog_fd: prog_fd as u32,
+            flags: 0,
+            old_prog_fd: 0,
+        };
+        // SAFETY: a valid bpf_attr prefix for BPF_LINK_UPDATE; both fds live.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_LINK_UPDATE,
+                &upd as *const LinkUpdate,
+                std::mem::size_of::<LinkUpdate>(),
+            )
+        };
+        if r != 0 {
+            return Err(Error::system(format!(
+                "updating {prog} ({pin}): {}",
+                std::io::Error::last_os_error()
+            )));
+        }
+        Ok(Attached::Updated)
+    }
+
     /// Switches the link pinned as `pin` to this build of `prog` in place
     /// (`bpf_link_update`: atomic, the hook never runs without a program).
     /// Without `force`, a link already running this build is kept.
@@ -357,11 +498,21 @@ impl Datapath {
 
     /// Removes a link pin, which detaches its program. Absent is fine.
     pub fn unpin(&self, pin: &str) -> Result<()> {
-        match fs::remove_file(self.link_path(pin)) {
+        Self::unpin_in(&self.dir, pin)
+    }
+
+    /// [`Datapath::unpin`] without loading anything: for teardown.
+    pub fn unpin_in(dir: &Path, pin: &str) -> Result<()> {
+        match fs::remove_file(dir.join("links").join(pin)) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == IoKind::NotFound => Ok(()),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Whether a link pin exists in `dir`.
+    pub fn link_pinned_in(dir: &Path, pin: &str) -> bool {
+        dir.join("links").join(pin).exists()
     }
 
     fn hash<K: aya::Pod, V: aya::Pod>(
@@ -880,6 +1031,33 @@ impl Datapath {
         let stats: PerCpuArray<_, EndpointStats> = PerCpuArray::try_from(map)?;
         let mut sum = EndpointStats::default();
         for s in stats.get(&id, 0)?.iter() {
+            sum.add(s);
+        }
+        Ok(sum)
+    }
+
+    fn cg_stats_map(&mut self) -> Result<PerCpuArray<&mut MapData, CgroupStats>> {
+        let map = self
+            .ebpf
+            .map_mut(MAP_CG_STATS)
+            .expect("cgroup stats map in object");
+        Ok(PerCpuArray::try_from(map)?)
+    }
+
+    pub fn zero_cgroup_stats(&mut self, id: u32) -> Result<()> {
+        let ncpus = aya::util::nr_cpus().map_err(|(_, e)| Error::from(e))?;
+        self.cg_stats_map()?.set(
+            id,
+            PerCpuValues::try_from(vec![CgroupStats::default(); ncpus.get() as usize])?,
+            0,
+        )?;
+        Ok(())
+    }
+
+    /// A `host` attachment's cgroup counters, summed over CPUs.
+    pub fn cgroup_stats(&mut self, id: u32) -> Result<CgroupStats> {
+        let mut sum = CgroupStats::default();
+        for s in self.cg_stats_map()?.get(&id, 0)?.iter() {
             sum.add(s);
         }
         Ok(sum)

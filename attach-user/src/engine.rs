@@ -14,7 +14,7 @@ use crate::{
     datapath::Datapath,
     error::{Error, Result},
     kinds::{self, AddRequest},
-    model::{Attachment, CniRef},
+    model::{Attachment, CniRef, NO_IFNAME},
     netlink::Rtnl,
     netns::{self, Netns},
     state::State,
@@ -25,6 +25,9 @@ pub struct Engine {
     state: State,
     pin_dir: PathBuf,
     pub(crate) rtnl: Rtnl,
+    /// What a teardown noticed and let pass, for the detached record's
+    /// `warnings`.
+    notices: std::sync::Mutex<Vec<String>>,
 }
 
 /// Counters of one attachment (eBPF backend).
@@ -48,6 +51,21 @@ pub struct Counters {
     pub flood_copies: u64,
     pub rx_dropped: u64,
     pub tx_dropped: u64,
+}
+
+/// Interface name when none is given.
+pub const DEFAULT_IFNAME: &str = "eth0";
+
+impl From<attach_common::CgroupStats> for Counters {
+    fn from(s: attach_common::CgroupStats) -> Self {
+        Self {
+            rx_packets: s.rx_packets,
+            rx_bytes: s.rx_bytes,
+            tx_packets: s.tx_packets,
+            tx_bytes: s.tx_bytes,
+            ..Default::default()
+        }
+    }
 }
 
 impl From<EndpointStats> for Counters {
@@ -106,7 +124,22 @@ impl Engine {
             pin_dir: pin_root.join(&node_id),
             node_id,
             rtnl: Rtnl::here()?,
+            notices: Default::default(),
         })
+    }
+
+    /// Notes something a teardown let pass (logged, and returned in the
+    /// detached record's `warnings`).
+    pub(crate) fn notice(&self, msg: String) {
+        tracing::debug!("{msg}");
+        self.notices
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(msg);
+    }
+
+    fn take_notices(&self) -> Vec<String> {
+        std::mem::take(&mut *self.notices.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     pub fn pin_dir(&self) -> &Path {
@@ -129,13 +162,16 @@ impl Engine {
     /// `add`, recording the CNI identity of a runtime's request.
     pub async fn add_as(&self, req: &AddRequest, cni: Option<CniRef>) -> Result<Attachment> {
         req.validate()?;
-        let (netns, _) = req.target();
+        let netns = req.namespace();
         // The host side of a nested attachment has no container namespace:
         // its kind works in the node's.
         let ns = if netns.is_empty() {
             Netns::current()?
         } else {
-            Netns::open(netns)?
+            Netns::open(netns).map_err(|e| match req {
+                AddRequest::Container(_) => e.context("--join"),
+                _ => e,
+            })?
         };
         let _lock = self.state.lock()?;
         let added = self.add_locked(req, &ns, cni).await;
@@ -155,15 +191,27 @@ impl Engine {
     ) -> Result<Attachment> {
         let records = self.state.all()?;
         let (netns, ifname) = req.target();
-        if let Some(r) = records
+        if req.kind().has_interface() {
+            if let Some(r) = records
+                .iter()
+                .filter(|_| !netns.is_empty())
+                .find(|r| r.kind.has_interface() && r.netns_inode == ns.inode && r.ifname == ifname)
+            {
+                let what = match r.mode {
+                    Some(m) => format!("{} {}", r.kind.name(), m.name()),
+                    None => r.kind.name().to_owned(),
+                };
+                return Err(Error::conflict(format!(
+                    "{ifname} in network namespace {netns:?} is already attached ({what}); detach it first"
+                )));
+            }
+        } else if let Some(r) = records
             .iter()
-            .filter(|_| !netns.is_empty())
-            .find(|r| r.netns_inode == ns.inode && r.ifname == ifname)
+            .find(|r| !r.kind.has_interface() && Self::named_by(r, netns))
         {
             return Err(Error::conflict(format!(
-                "{ifname} in network namespace {netns:?} is already attached ({} {}); detach it first",
-                r.kind.name(),
-                r.mode_name()
+                "{netns:?} is already attached ({}); detach it first",
+                r.kind.name()
             )));
         }
         let mut rec = kinds::plan(self, req, ns, &records).await?;
@@ -200,33 +248,54 @@ impl Engine {
         }
     }
 
-    /// Finds the record of (netns, ifname): by the namespace's identity while
-    /// it lives, else by how it was named (a deleted namespace, or a name now
-    /// given to another one).
-    fn find<'a>(records: &'a [Attachment], netns: &str, ifname: &str) -> Option<&'a Attachment> {
-        let by_name = |r: &&Attachment| {
-            r.has_netns()
-                && r.ifname == ifname
-                && (r.netns == netns || r.netns_path == Netns::path_of(netns))
-        };
-        match Netns::open(netns) {
-            Ok(ns) => records
+    /// Whether `r` was attached under the name `netns` (as given, or the
+    /// same path).
+    fn named_by(r: &Attachment, netns: &str) -> bool {
+        r.netns == netns || r.netns_path == Netns::path_of(netns)
+    }
+
+    /// Finds the record of (netns, ifname).
+    ///
+    /// Without `ifname` (or with `-`), an attachment without an interface
+    /// (`host`, `container`) named by `netns` comes first: those share a
+    /// namespace with others, so they are known by NETNS as given, never by
+    /// the namespace's identity. Otherwise (`ifname` defaults to `eth0`): by
+    /// the namespace's identity while it lives, else by how it was named (a
+    /// deleted namespace, or a name now given to another one).
+    fn find<'a>(
+        records: &'a [Attachment],
+        netns: &str,
+        ifname: Option<&str>,
+    ) -> Option<&'a Attachment> {
+        if ifname.is_none_or(|i| i == NO_IFNAME)
+            && let Some(r) = records
                 .iter()
-                .find(|r| r.has_netns() && r.netns_inode == ns.inode && r.ifname == ifname)
-                .or_else(|| {
-                    records
-                        .iter()
-                        .filter(by_name)
-                        .find(|r| r.netns_inode != ns.inode)
-                }),
-            Err(_) => records.iter().find(by_name),
+                .find(|r| !r.kind.has_interface() && Self::named_by(r, netns))
+        {
+            return Some(r);
+        }
+        let ifname = ifname.unwrap_or(DEFAULT_IFNAME);
+        let mut own = records
+            .iter()
+            .filter(|r| r.kind.has_interface() && r.has_netns());
+        let by_name = |r: &&Attachment| r.ifname == ifname && Self::named_by(r, netns);
+        match Netns::open(netns) {
+            Ok(ns) => own
+                .clone()
+                .find(|r| r.netns_inode == ns.inode && r.ifname == ifname)
+                .or_else(|| own.filter(by_name).find(|r| r.netns_inode != ns.inode)),
+            Err(_) => own.find(by_name),
         }
     }
 
     /// Detaches (netns, ifname). Returns what was detached; `None` when
     /// nothing was attached (not an error: `del` is idempotent).
-    pub async fn del(&self, netns: &str, ifname: &str) -> Result<Option<Attachment>> {
-        crate::addr::check_ifname(ifname)?;
+    /// Without `ifname`: the interface-less attachment of `netns` (`host`,
+    /// `container`) if there is one, else `eth0`.
+    pub async fn del(&self, netns: &str, ifname: Option<&str>) -> Result<Option<Attachment>> {
+        if let Some(i) = ifname.filter(|i| *i != NO_IFNAME) {
+            crate::addr::check_ifname(i)?;
+        }
         let mut gone = self
             .del_where(|records| {
                 Self::find(records, netns, ifname)
@@ -292,7 +361,7 @@ impl Engine {
                     .iter()
                     .find(|r| r.cni.as_ref() == Some(cni) && r.ifname == ifname);
                 by_id
-                    .or_else(|| netns.and_then(|n| Self::find(records, n, ifname)))
+                    .or_else(|| netns.and_then(|n| Self::find(records, n, Some(ifname))))
                     .into_iter()
                     .cloned()
                     .collect()
@@ -336,13 +405,15 @@ impl Engine {
         let mut records = self.state.all()?;
         let chosen = pick(&records);
         let mut gone = Vec::new();
-        for rec in chosen {
+        for mut rec in chosen {
             records.retain(|r| *r != rec);
+            self.take_notices();
             let errors = kinds::teardown(self, &rec, &records).await;
             if let Some(first) = errors.into_iter().next() {
-                return Err(first.context(format!("detaching {} from {:?}", rec.ifname, rec.netns)));
+                return Err(first.context(format!("detaching {}", crate::output::what(&rec))));
             }
             self.state.remove(&rec)?;
+            rec.extra.warnings = self.take_notices();
             gone.push(rec);
         }
         self.remove_node_pins_if_idle(&records);
@@ -392,10 +463,18 @@ impl Engine {
                 }));
                 continue;
             }
-            if kinds::repair(self, &rec, &others).await.is_ok()
-                && kinds::check(self, &rec).await.is_ok()
-            {
+            let repaired = kinds::repair(self, &rec, &others).await;
+            if repaired.is_ok() && kinds::check(self, &rec).await.is_ok() {
                 repairs.push(note("repaired".into()));
+                i += 1;
+                continue;
+            }
+            if !kinds::recreatable(&rec) {
+                let why = match repaired {
+                    Err(e) => e.message,
+                    Ok(()) => "still drifting after the repair".into(),
+                };
+                repairs.push(note(format!("failed: {why}; kept")));
                 i += 1;
                 continue;
             }
@@ -485,13 +564,32 @@ impl Engine {
             return Ok(Vec::new());
         }
         let mut dp = self.datapath()?;
+        let mut out = Vec::new();
+        // A host attachment's cgroup programs carry its counter slot: each is
+        // updated from an instance loaded with it.
+        for rec in &records {
+            let Some(id) = rec.extra.host.as_ref().and_then(|h| h.counter_id) else {
+                continue;
+            };
+            let mut counting = Datapath::open_counting(&self.pin_dir, id)?;
+            for (prog, pin) in kinds::links(rec) {
+                let what = match counting.update_cgroup_link(prog, &pin, force)? {
+                    Attached::Kept => "kept",
+                    _ => "updated",
+                };
+                out.push((pin, what));
+            }
+        }
         let mut links: Vec<(&str, String)> = Vec::new();
-        for link in records.iter().flat_map(kinds::links) {
+        for link in records
+            .iter()
+            .filter(|r| r.kind != crate::model::Kind::Host)
+            .flat_map(kinds::links)
+        {
             if !links.contains(&link) {
                 links.push(link);
             }
         }
-        let mut out = Vec::new();
         for (prog, pin) in links {
             let what = match dp.update_link(prog, &pin, force)? {
                 Attached::Kept => "kept",
@@ -503,7 +601,7 @@ impl Engine {
     }
 
     /// The records of (netns, ifname), if attached.
-    pub fn get(&self, netns: &str, ifname: &str) -> Result<Option<Attachment>> {
+    pub fn get(&self, netns: &str, ifname: Option<&str>) -> Result<Option<Attachment>> {
         let records = self.state.all()?;
         Ok(Self::find(&records, netns, ifname).cloned())
     }
@@ -521,8 +619,10 @@ impl Engine {
         };
         let mut attachments = Vec::new();
         for rec in records {
-            let counters = match (&mut dp, rec.endpoint_id) {
-                (Some(dp), Some(id)) => Some(dp.stats(id)?.into()),
+            let counter = rec.extra.host.as_ref().and_then(|h| h.counter_id);
+            let counters = match (&mut dp, rec.endpoint_id, counter) {
+                (Some(dp), Some(id), _) => Some(dp.stats(id)?.into()),
+                (Some(dp), None, Some(id)) => Some(dp.cgroup_stats(id)?.into()),
                 _ => None,
             };
             attachments.push(AttachmentStats {
@@ -558,6 +658,9 @@ impl Engine {
         let mut errors = Vec::new();
         while let Some(rec) = records.pop() {
             errors.extend(kinds::teardown(self, &rec, &records).await);
+            for n in self.take_notices() {
+                tracing::warn!("{n}");
+            }
             self.state.remove(&rec)?;
             removed.push(rec);
         }
@@ -569,6 +672,8 @@ impl Engine {
                 errors.push(e.context(format!("deleting leftover {}", link.name)));
             }
         }
+        // Namespaces a crashed `add container` may still hold.
+        errors.extend(kinds::container::release_leftovers(self.state.dir()));
         Datapath::remove_pins(&self.pin_dir)?;
         let _ = std::fs::remove_dir_all(self.state.dir());
         match errors.into_iter().next() {

@@ -19,6 +19,7 @@ pub mod kinds;
 pub mod logging;
 pub mod model;
 pub mod monitor;
+pub mod mount;
 pub mod netlink;
 pub mod netns;
 pub mod output;

@@ -25,12 +25,20 @@ fn main() -> ExitCode {
         // A running agent serves the node's commands; without one, the CLI
         // does the work itself.
         if let Some(reply) = agent::client::forward(&cli).await {
-            return reply;
+            return reply.map(warn);
         }
         let engine = Engine::new()?;
-        commands::execute(&cli, &engine).await
+        commands::run(&cli, &engine).await.map(warn)
     });
     finish(&cli, result)
+}
+
+/// Writes a command's warnings on stderr; returns its output.
+fn warn(done: commands::Done) -> String {
+    for w in &done.warnings {
+        eprintln!("attach: warning: {w}");
+    }
+    done.stdout
 }
 
 fn finish(cli: &Cli, result: attach::Result<String>) -> ExitCode {

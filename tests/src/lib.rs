@@ -2,7 +2,9 @@
 //! result matrices. Everything lives under [`lab`].
 
 mod attach;
+pub mod cgroup;
 pub mod cni;
+pub mod kinds;
 pub mod lab;
 mod matrix;
 mod netns;
@@ -10,5 +12,6 @@ pub mod podman;
 mod probe;
 pub mod reach;
 pub mod routed;
+pub mod sleeper;
 pub mod snapshot;
 pub mod vm;

@@ -61,6 +61,7 @@ async fn handle(stream: UnixStream, shared: &Shared) -> std::io::Result<()> {
         Err(e) => Reply {
             ok: false,
             stdout: String::new(),
+            warnings: Vec::new(),
             error: Some(("invalid_input".into(), format!("bad request: {e}"))),
         },
     };
@@ -82,20 +83,23 @@ async fn answer(req: Request, shared: &Shared) -> Reply {
                     return Reply {
                         ok: false,
                         stdout: String::new(),
+                        warnings: Vec::new(),
                         error: Some(("invalid_input".into(), e.to_string())),
                     };
                 }
             };
             let _busy = shared.busy.lock().await;
-            match commands::execute(&cli, &shared.engine).await {
-                Ok(stdout) => Reply {
+            match commands::run(&cli, &shared.engine).await {
+                Ok(done) => Reply {
                     ok: true,
-                    stdout,
+                    stdout: done.stdout,
+                    warnings: done.warnings,
                     error: None,
                 },
                 Err(e) => Reply {
                     ok: false,
                     stdout: String::new(),
+                    warnings: Vec::new(),
                     error: Some((e.kind.name().into(), e.message)),
                 },
             }
@@ -106,6 +110,7 @@ async fn answer(req: Request, shared: &Shared) -> Reply {
             Reply {
                 ok,
                 stdout,
+                warnings: Vec::new(),
                 error: None,
             }
         }

@@ -29,6 +29,9 @@ pub enum Request {
 pub struct Reply {
     pub ok: bool,
     pub stdout: String,
+    /// What the command noticed and let pass (`attach: warning: …` lines).
+    #[serde(default)]
+    pub warnings: Vec<String>,
     #[serde(default)]
     pub error: Option<(String, String)>,
 }
@@ -73,7 +76,7 @@ async fn exchange(stream: tokio::net::UnixStream, req: &Request) -> Result<Reply
 }
 
 /// Runs the CLI's command through the agent, if one is running.
-pub async fn forward(cli: &Cli) -> Option<Result<String>> {
+pub async fn forward(cli: &Cli) -> Option<Result<crate::commands::Done>> {
     if !wanted(cli) {
         return None;
     }
@@ -83,7 +86,10 @@ pub async fn forward(cli: &Cli) -> Option<Result<String>> {
         Err(e) => return Some(Err(e)),
     };
     Some(match reply.error {
-        None => Ok(reply.stdout),
+        None => Ok(crate::commands::Done {
+            stdout: reply.stdout,
+            warnings: reply.warnings,
+        }),
         Some((kind, message)) => Err(Error::new(ErrorKind::from_name(&kind), message)),
     })
 }

@@ -191,6 +191,7 @@ pub async fn plan(
         keep_tag: false,
         tap: None,
         tap_ifindex: None,
+        extra: Default::default(),
     };
     let others = members(records, &rec);
     // The device frames leave the node by: the bridge, or the uplink.

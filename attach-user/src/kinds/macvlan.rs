@@ -177,6 +177,7 @@ pub async fn plan(
         keep_tag: false,
         tap: None,
         tap_ifindex: None,
+        extra: Default::default(),
     })
 }
 

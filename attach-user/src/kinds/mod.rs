@@ -8,19 +8,22 @@
 //! - `check`, `repair` and `links`, for `check`, `reconcile` and `upgrade`.
 
 pub mod bridge;
+pub mod container;
+pub mod host;
 pub mod ipvlan;
 pub mod macvlan;
 pub mod nested;
 pub mod router;
+pub mod sriov;
 
 use std::net::IpAddr;
 
 use crate::{
-    addr::IpNet,
-    container,
+    addr::{IpNet, Mac},
+    container as endpoint_names,
     engine::Engine,
     error::{Error, Result},
-    model::{Attachment, Kind},
+    model::{Attachment, Backend, Extra, Kind, NO_IFNAME},
     netlink::{Link, Rtnl},
     netns::Netns,
 };
@@ -34,11 +37,15 @@ pub enum AddRequest {
     Router(router::RouterRequest),
     Nested(nested::NestedRequest),
     NestedHost(nested::NestedHostRequest),
+    Host(host::HostRequest),
+    Container(container::ContainerRequest),
+    Sriov(sriov::SriovRequest),
 }
 
 impl AddRequest {
-    /// The container namespace and interface name the request is for;
-    /// both empty for the host side of a nested attachment, which has no
+    /// The container namespace (NETNS as given) and interface name the
+    /// request is for; [`NO_IFNAME`] for kinds without an interface; both
+    /// empty for the host side of a nested attachment, which has no
     /// container namespace on this node (its kind checks its identity).
     pub fn target(&self) -> (&str, &str) {
         match self {
@@ -48,6 +55,31 @@ impl AddRequest {
             AddRequest::Router(r) => (&r.netns, &r.ifname),
             AddRequest::Nested(r) => (&r.netns, &r.ifname),
             AddRequest::NestedHost(_) => ("", ""),
+            AddRequest::Host(r) => (&r.netns, NO_IFNAME),
+            AddRequest::Container(r) => (&r.netns, NO_IFNAME),
+            AddRequest::Sriov(r) => (&r.netns, &r.ifname),
+        }
+    }
+
+    /// The network namespace the attachment lives in, to open: NETNS, but
+    /// for `container` OTHER's (NETNS may not exist yet: the engine makes it).
+    pub fn namespace(&self) -> &str {
+        match self {
+            AddRequest::Container(r) => &r.join,
+            _ => self.target().0,
+        }
+    }
+
+    pub fn kind(&self) -> Kind {
+        match self {
+            AddRequest::Macvlan(_) => Kind::Macvlan,
+            AddRequest::Ipvlan(_) => Kind::Ipvlan,
+            AddRequest::Host(_) => Kind::Host,
+            AddRequest::Container(_) => Kind::Container,
+            AddRequest::Sriov(_) => Kind::Sriov,
+            AddRequest::Bridge(_) => Kind::Bridge,
+            AddRequest::Router(_) => Kind::Router,
+            AddRequest::Nested(_) | AddRequest::NestedHost(_) => Kind::Nested,
         }
     }
 
@@ -60,7 +92,55 @@ impl AddRequest {
             AddRequest::Router(r) => r.validate(),
             AddRequest::Nested(r) => r.validate(),
             AddRequest::NestedHost(r) => r.validate(),
+            AddRequest::Host(r) => r.validate(),
+            AddRequest::Container(r) => r.validate(),
+            AddRequest::Sriov(r) => r.validate(),
         }
+    }
+}
+
+/// A record of `kind` for NETNS `spec` (open as `ns`) with nothing made
+/// yet: kinds fill in the rest.
+pub(crate) fn record(kind: Kind, spec: &str, ns: &Netns, ifname: &str) -> Attachment {
+    Attachment {
+        netns: spec.to_owned(),
+        netns_path: ns.path.clone(),
+        netns_inode: ns.inode,
+        ifname: ifname.to_owned(),
+        kind,
+        mode: None,
+        flag: None,
+        backend: Backend::Native,
+        datapath: None,
+        parent: String::new(),
+        parent_ifindex: 0,
+        mac: Mac::default(),
+        ips: Vec::new(),
+        gateway: None,
+        mtu: 0,
+        host_ifname: None,
+        host_ifindex: None,
+        ifindex: None,
+        host_access: false,
+        spoofchk: false,
+        endpoint_id: None,
+        xdp_mode: None,
+        saved_parent: None,
+        created: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        cni: None,
+        vlan: None,
+        isolated: false,
+        uplink: None,
+        switch_id: None,
+        forwarding_enabled: Vec::new(),
+        role: None,
+        qinq: None,
+        keep_tag: false,
+        tap: None,
+        tap_ifindex: None,
+        extra: Extra::default(),
     }
 }
 
@@ -113,7 +193,7 @@ pub(crate) async fn parent_link(engine: &Engine, name: &str) -> Result<Link> {
             "parent interface {name:?} not found in the node's network namespace"
         ))
     })?;
-    if parent.name.starts_with(container::HOST_IF_PREFIX) {
+    if parent.name.starts_with(endpoint_names::HOST_IF_PREFIX) {
         return Err(Error::invalid(format!(
             "{} is an endpoint's host-side interface, not a parent",
             parent.name
@@ -206,6 +286,9 @@ pub(crate) async fn plan(
         AddRequest::Router(r) => router::plan(engine, r, ns, records).await,
         AddRequest::Nested(r) => nested::plan(engine, r, ns, records).await,
         AddRequest::NestedHost(r) => nested::plan_host(engine, r, records).await,
+        AddRequest::Host(r) => host::plan(engine, r, ns, records).await,
+        AddRequest::Container(r) => container::plan(engine, r, ns, records).await,
+        AddRequest::Sriov(r) => sriov::plan(engine, r, ns, records).await,
     }
 }
 
@@ -221,10 +304,9 @@ pub(crate) async fn create(
         Kind::Bridge => bridge::create(engine, rec, ns, records).await,
         Kind::Router => router::create(engine, rec, ns, records).await,
         Kind::Nested => nested::create(engine, rec, ns, records).await,
-        other => Err(Error::system(format!(
-            "{} attachments are not built yet",
-            other.name()
-        ))),
+        Kind::Host => host::create(engine, rec, records).await,
+        Kind::Container => container::create(engine, rec, ns, records).await,
+        Kind::Sriov => sriov::create(engine, rec, ns).await,
     }
 }
 
@@ -238,10 +320,9 @@ pub(crate) async fn check(engine: &Engine, rec: &Attachment) -> Result<()> {
         Kind::Bridge => bridge::check(engine, rec).await,
         Kind::Router => router::check(engine, rec).await,
         Kind::Nested => nested::check(engine, rec).await,
-        other => Err(Error::system(format!(
-            "{} attachments are not built yet",
-            other.name()
-        ))),
+        Kind::Host => host::check(engine, rec).await,
+        Kind::Container => container::check(rec).await,
+        Kind::Sriov => sriov::check(engine, rec).await,
     }
 }
 
@@ -301,11 +382,18 @@ pub(crate) async fn repair(engine: &Engine, rec: &Attachment, others: &[Attachme
         Kind::Bridge => bridge::repair(engine, rec, others).await,
         Kind::Router => router::repair(engine, rec, others).await,
         Kind::Nested => nested::repair(engine, rec, others).await,
-        other => Err(Error::system(format!(
-            "{} attachments are not built yet",
-            other.name()
-        ))),
+        Kind::Host => host::repair(engine, rec).await,
+        Kind::Container => container::repair(engine, rec).await,
+        // Nothing to put back in place: moved back and handed over again.
+        Kind::Sriov => Err(Error::system("an sriov attachment is recreated")),
     }
+}
+
+/// Whether `reconcile` may tear an attachment down and create it again
+/// when `repair` cannot fix it. Not a `container`: its NETNS, made by the
+/// engine, goes with the teardown, and with it the way to the namespace.
+pub(crate) fn recreatable(rec: &Attachment) -> bool {
+    rec.kind != Kind::Container
 }
 
 /// The program links an attachment relies on: (program, pin name). What
@@ -317,7 +405,8 @@ pub(crate) fn links(rec: &Attachment) -> Vec<(&'static str, String)> {
         Kind::Bridge => bridge::links(rec),
         Kind::Router => router::links(rec),
         Kind::Nested => nested::links(rec),
-        _ => Vec::new(),
+        Kind::Host => host::links(rec),
+        Kind::Container | Kind::Sriov => Vec::new(),
     }
 }
 
@@ -332,9 +421,8 @@ pub(crate) async fn teardown(
         Kind::Bridge => bridge::teardown(engine, rec, remaining).await,
         Kind::Router => router::teardown(engine, rec, remaining).await,
         Kind::Nested => nested::teardown(engine, rec, remaining).await,
-        other => vec![Error::system(format!(
-            "{} attachments are not built yet",
-            other.name()
-        ))],
+        Kind::Host => host::teardown(engine, rec).await,
+        Kind::Container => container::teardown(engine, rec, remaining).await,
+        Kind::Sriov => sriov::teardown(engine, rec).await,
     }
 }

@@ -270,6 +270,7 @@ pub async fn plan(
         keep_tag: false,
         tap: None,
         tap_ifindex: None,
+        extra: Default::default(),
     })
 }
 
@@ -381,6 +382,7 @@ pub async fn plan_host(
         keep_tag: req.keep_tag,
         tap: Some(tap.name.clone()),
         tap_ifindex: Some(tap.index),
+        extra: Default::default(),
     })
 }
 

@@ -3,15 +3,20 @@
 //! macvlan mode with the kernel's macvlan and with our eBPF datapath (tc and
 //! xdp), and shows who reaches whom; then ipvlan, bridge ports (a Linux
 //! bridge and our eBPF switch), router (routed endpoints, eBPF and kernel
-//! forwarding) and nested (containers in VMs on VLANs, two engines).
-//! Everything is removed at the end.
+//! forwarding), nested (containers in VMs on VLANs, two engines), and the
+//! host, container and sriov kinds. Everything is removed at the end.
 
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use attach_tests::{
-    lab::{EXT_V4, EXT_V6, Lab, LabOptions, Matrix, NODE_IF, NODE_V4, Proto, ping, require_root},
-    reach::{Flavor, attach, attach_bridge, attach_ipvlan, detach, measure},
+    cgroup::Cgroup,
+    kinds::{STANDIN, listen_in, ping_from, standin, wait_link_gone},
+    lab::{
+        EXT_V4, EXT_V6, Lab, LabOptions, Matrix, NETNS_PREFIX, NODE_IF, NODE_V4, Netns, Proto,
+        ping, require_root,
+    },
+    reach::{Flavor, attach, attach_bridge, attach_ipvlan, detach, mac_of, measure},
     routed::{
         attach_router, ext_routes, forward_counter, forward_counter_remove, forward_counter_setup,
         reply_ttl,
@@ -20,14 +25,14 @@ use attach_tests::{
 };
 
 const USAGE: &str = "usage: attach-demo [--mode bridge|vepa|private|passthru]...
-                   [--only macvlan|host-access|ipvlan|bridge|router|nested]...
+                   [--only macvlan|host-access|ipvlan|bridge|router|nested|host|container|sriov]...
 
 Builds a lab of network namespaces, attaches containers in each macvlan mode
 with native macvlan and with attach's eBPF datapath (tc and xdp), and prints
 the reachability of each, then shows --host-access, ipvlan in l2, l3 and
 l3s, bridge ports (a Linux bridge, our eBPF switch), router endpoints (eBPF and
-kernel forwarding) and nested containers in VMs on VLANs (--only: just those
-sections). Needs root; cleans up.";
+kernel forwarding), nested containers in VMs on VLANs, and the host, container
+and sriov kinds (--only: just those sections). Needs root; cleans up.";
 
 fn main() -> Result<()> {
     let mut modes: Vec<String> = Vec::new();
@@ -94,6 +99,9 @@ fn main() -> Result<()> {
     }
     if shows("nested") {
         nested()?;
+    }
+    if ["host", "container", "sriov"].iter().any(|s| shows(s)) {
+        other_kinds(&shows)?;
     }
     println!(
         "\n{} in {:.0?}: every eBPF matrix {} native macvlan's.",
@@ -255,7 +263,6 @@ fn bridge() -> Result<()> {
             let c4 = attach_bridge(&lab, 4, "br0", backend, &["--vlan", "10"])?;
             let c5 = attach_bridge(&lab, 5, "br0", backend, &["--isolated"])?;
             let c6 = attach_bridge(&lab, 6, "br0", backend, &["--isolated"])?;
-            let yes = |b: bool| if b { "yes" } else { "no" };
             println!("   c3, c4 in VLAN 10; c5, c6 isolated:");
             for (a, b, why) in [
                 (&c3, &c4, "same VLAN"),
@@ -356,7 +363,6 @@ fn nested() -> Result<()> {
     let b = attach_nested(&lab, &vm1, "b", 200, None, 41, &["--keep-tag"])?;
     let d = attach_nested(&lab, &vm2, "d", 200, None, 42, &["--keep-tag"])?;
     let q = attach_nested(&lab, &vm3, "q", 100, Some(10), 51, &[])?;
-    let yes = |x: bool| if x { "yes" } else { "no" };
     let both = |from: &attach_tests::lab::Netns, v4: &str, v6: &str| {
         format!("{}/{}", yes(ping(from, v4)), yes(ping(from, v6)))
     };
@@ -394,5 +400,180 @@ fn nested() -> Result<()> {
     println!("\n`attach list` on the host, then in vm1:");
     println!("{}", lab.attach().ok(&["list"])?);
     println!("{}", vm1.engine.ok(&["list"])?);
+    Ok(())
+}
+
+fn yes(b: bool) -> &'static str {
+    if b { "yes" } else { "NO" }
+}
+
+/// The kinds that are not macvlan: host, container, sriov.
+fn other_kinds(shows: &dyn Fn(&str) -> bool) -> Result<()> {
+    let lab = Lab::new()?;
+    if shows("host") {
+        println!("\n== host: the container shares the node's namespace");
+        host(&lab)?;
+    }
+    if shows("container") {
+        println!("\n== container: b joins a's namespace, held by the engine");
+        container(&lab)?;
+    }
+    if shows("sriov") {
+        println!(
+            "\n== sriov: a device of the node moves into the container (veth stand-in: no SR-IOV here)"
+        );
+        sriov(&lab)?;
+    }
+    Ok(())
+}
+
+fn host(lab: &Lab) -> Result<()> {
+    let cg = Cgroup::new(lab.tag(), "web")?;
+    let cgroup = cg.path().display().to_string();
+    let node = lab.node().name().to_owned();
+    // A service of the node already has tcp/18080.
+    let _busy = listen_in(lab.node(), 18080, 15353)?;
+    println!("$ attach add host --netns <node> --cgroup {cgroup} --ports tcp/18080,tcp/19090");
+    let out = lab.attach().run(&[
+        "add",
+        "host",
+        "--netns",
+        &node,
+        "--cgroup",
+        &cgroup,
+        "--ports",
+        "tcp/18080,tcp/19090",
+    ])?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    print!("{}", String::from_utf8_lossy(&out.stderr));
+    let v4 = cg.run(
+        lab.node(),
+        &["ping", "-4", "-c", "3", "-i", "0.2", "-W", "1", EXT_V4],
+    );
+    let v6 = cg.run(
+        lab.node(),
+        &["ping", "-6", "-c", "3", "-i", "0.2", "-W", "1", EXT_V6],
+    );
+    let stats = lab.attach().json(&["stats"])?;
+    let c = &stats["attachments"][0]["counters"];
+    println!(
+        "a process of its cgroup pings ext: v4 {}, v6 {}; attach stats counts {} packets out, {} in ({} bytes out)",
+        yes(v4),
+        yes(v6),
+        c["tx_packets"],
+        c["rx_packets"],
+        c["tx_bytes"]
+    );
+    lab.attach().ok(&["del", "--netns", &node])?;
+    Ok(())
+}
+
+fn container(lab: &Lab) -> Result<()> {
+    let a = Netns::named(&format!("{NETNS_PREFIX}-{}-a", lab.tag()))?;
+    let a_name = a.name().to_owned();
+    let (v4, v6) = Lab::container_ip(1);
+    let rec = lab.attach().json(&[
+        "add",
+        "macvlan",
+        "--parent",
+        NODE_IF,
+        "--netns",
+        &a_name,
+        "--ip",
+        &v4,
+        "--ip",
+        &v6,
+        "--mac",
+        &mac_of(1),
+    ])?;
+    let veth = rec["host_ifname"]
+        .as_str()
+        .context("host_ifname")?
+        .to_owned();
+    let b_name = format!("{NETNS_PREFIX}-{}-b", lab.tag());
+    let b = std::path::PathBuf::from(format!("/run/netns/{b_name}"));
+    println!("$ attach add container --netns b --join a   (a has an eBPF macvlan endpoint)");
+    lab.attach()
+        .ok(&["add", "container", "--netns", &b_name, "--join", &a_name])?;
+    println!(
+        "b -> ext through a's eth0: v4 {}, v6 {}",
+        yes(ping_from(&b, EXT_V4)),
+        yes(ping_from(&b, EXT_V6))
+    );
+    drop(a);
+    println!(
+        "a exits (its namespace file is deleted); b -> ext still: v4 {}, v6 {}",
+        yes(ping_from(&b, EXT_V4)),
+        yes(ping_from(&b, EXT_V6))
+    );
+    lab.attach().ok(&["del", "--netns", &b_name])?;
+    println!(
+        "b detaches, the last user: the namespace is freed (a's veth {veth} leaves the node): {}",
+        yes(wait_link_gone(lab, &veth))
+    );
+    lab.attach().ok(&["del", "--netns", &a_name])?;
+    Ok(())
+}
+
+fn sriov(lab: &Lab) -> Result<()> {
+    standin(lab)?;
+    let c1 = lab.container("c1")?;
+    let (v4, v6) = Lab::container_ip(21);
+    println!("$ attach add sriov --device {STANDIN} --netns c1 --ip {v4} --ip {v6} --mtu 1400");
+    lab.attach().ok(&[
+        "add",
+        "sriov",
+        "--device",
+        STANDIN,
+        "--netns",
+        c1.name(),
+        "--ip",
+        &v4,
+        "--ip",
+        &v6,
+        "--mtu",
+        "1400",
+    ])?;
+    println!(
+        "c1 -> ext through it: v4 {}, v6 {}; the node still has {STANDIN}: {}",
+        yes(ping(&c1, EXT_V4)),
+        yes(ping(&c1, EXT_V6)),
+        if lab
+            .node()
+            .exec(&["ip", "link", "show", STANDIN])?
+            .status
+            .success()
+        {
+            "yes"
+        } else {
+            "no"
+        }
+    );
+    lab.attach().ok(&["del", "--netns", c1.name()])?;
+    let back = lab.node().ok(&["ip", "-o", "link", "show", STANDIN])?;
+    println!(
+        "detached: {STANDIN} is back in the node with MTU 1500: {}",
+        yes(back.contains("mtu 1500"))
+    );
+    let c2 = lab.container("c2")?;
+    let refused = lab.attach().run(&[
+        "add",
+        "sriov",
+        "--device",
+        STANDIN,
+        "--netns",
+        c2.name(),
+        "--vlan",
+        "100",
+    ])?;
+    println!(
+        "$ attach add sriov --device {STANDIN} --netns c2 --vlan 100\n{} (exit {})",
+        String::from_utf8_lossy(&refused.stderr).trim(),
+        refused.status.code().unwrap_or(-1)
+    );
     Ok(())
 }
