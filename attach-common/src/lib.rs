@@ -5,12 +5,20 @@
 //! names are defined once, here.
 #![no_std]
 
+pub mod bridge;
+pub mod ipvlan;
 pub mod maps;
 pub mod mode;
+pub mod nested;
+pub mod router;
 pub mod verdict;
 
+pub use bridge::*;
+pub use ipvlan::*;
 pub use maps::*;
 pub use mode::*;
+pub use nested::*;
+pub use router::*;
 pub use verdict::*;
 
 /// Ethernet address length.
@@ -44,7 +52,14 @@ mod tests {
 
     #[test]
     fn map_names_fit_the_kernel_limit() {
-        for name in ALL_MAPS.iter().chain([&MAP_BENCH]) {
+        for name in ALL_MAPS
+            .iter()
+            .chain(&IPVLAN_MAPS)
+            .chain(&BRIDGE_MAPS)
+            .chain(&ROUTER_MAPS)
+            .chain(&NESTED_MAPS)
+            .chain([&MAP_BENCH])
+        {
             assert!(name.len() <= 15, "{name} is longer than 15 characters");
             assert!(
                 name.starts_with("attach_"),

@@ -12,6 +12,16 @@ pub const MAP_PARENTS: &str = "attach_parents";
 pub const MAP_FLOOD: &str = "attach_flood";
 /// XDP redirect targets (host-side veths) by ifindex.
 pub const MAP_DEVS: &str = "attach_devs";
+/// The addresses an endpoint may send from, by (host ifindex, address).
+pub const MAP_EP_IPS: &str = "attach_ep_ips";
+/// Drop events, and every decision while tracing is on ([`Event`]).
+pub const MAP_EVENTS: &str = "attach_events";
+/// Runtime switches of the datapath: index 0 holds `CFG_*` bits.
+pub const MAP_CONFIG: &str = "attach_config";
+/// `attach_config[0]` bit: emit an event for every decision, not only drops.
+pub const CFG_TRACE: u32 = 1;
+/// Size of the event ring buffer.
+pub const EVENTS_BYTES: u32 = 256 * 1024;
 /// Per-CPU counters by endpoint id.
 pub const MAP_EP_STATS: &str = "attach_ep_stats";
 /// Per-CPU counters by (direction, verdict).
@@ -21,15 +31,30 @@ pub const MAP_VERDICTS: &str = "attach_verdicts";
 /// pinned, not part of the datapath).
 pub const MAP_BENCH: &str = "attach_bench";
 
-pub const ALL_MAPS: [&str; 7] = [
+/// Per-CPU traffic counters of `host` attachments' cgroups, by counter id.
+pub const MAP_CG_STATS: &str = "attach_cg_stats";
+
+pub const ALL_MAPS: [&str; 11] = [
+    MAP_EVENTS,
+    MAP_CONFIG,
     MAP_ENDPOINTS,
     MAP_PORTS,
+    MAP_EP_IPS,
     MAP_PARENTS,
     MAP_FLOOD,
     MAP_DEVS,
     MAP_EP_STATS,
     MAP_VERDICTS,
+    MAP_CG_STATS,
 ];
+
+/// Name of the global (`.rodata`) that tells a loaded cgroup program which
+/// slot of [`MAP_CG_STATS`] is its own: each `host` attachment loads its
+/// programs with its own value.
+pub const CG_COUNTER_GLOBAL: &str = "ATTACH_CG_COUNTER";
+
+/// Most `host` attachments with counters on one node.
+pub const MAX_CG_COUNTERS: u32 = 1024;
 
 /// Key of [`MAP_ENDPOINTS`].
 #[repr(C)]
@@ -75,6 +100,60 @@ impl Endpoint {
     pub const fn has(&self, flag: u8) -> bool {
         self.flags & flag != 0
     }
+
+    /// Who owns the endpoint's entries in [`MAP_EP_IPS`]: its host-side
+    /// veth, or, for a nested endpoint (whose `host_ifindex` is a VM's tap
+    /// shared with the VM's other containers), its id with the top bit set.
+    #[inline(always)]
+    pub const fn ip_owner(&self) -> u32 {
+        if self.has(crate::EP_F_NESTED) {
+            NESTED_IP_OWNER | self.id
+        } else {
+            self.host_ifindex
+        }
+    }
+}
+
+/// Top bit of [`EpIpKey::host_ifindex`] for a nested endpoint's addresses
+/// (see [`Endpoint::ip_owner`]); interface indexes never have it.
+pub const NESTED_IP_OWNER: u32 = 1 << 31;
+
+/// Key of [`MAP_EP_IPS`]: an IPv4 address sits in the first 4 bytes of
+/// `addr`, the rest zero.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct EpIpKey {
+    pub host_ifindex: u32,
+    /// 4 or 6.
+    pub family: u8,
+    pub _pad: [u8; 3],
+    pub addr: [u8; 16],
+}
+const _: () = assert!(core::mem::size_of::<EpIpKey>() == 24);
+
+impl EpIpKey {
+    pub const fn v4(host_ifindex: u32, a: [u8; 4]) -> Self {
+        let mut addr = [0u8; 16];
+        addr[0] = a[0];
+        addr[1] = a[1];
+        addr[2] = a[2];
+        addr[3] = a[3];
+        Self {
+            host_ifindex,
+            family: 4,
+            _pad: [0; 3],
+            addr,
+        }
+    }
+
+    pub const fn v6(host_ifindex: u32, addr: [u8; 16]) -> Self {
+        Self {
+            host_ifindex,
+            family: 6,
+            _pad: [0; 3],
+            addr,
+        }
+    }
 }
 
 /// Value of [`MAP_PARENTS`].
@@ -93,8 +172,10 @@ pub struct ParentCfg {
     pub flags: u8,
     /// `DATAPATH_*` value.
     pub datapath: u8,
+    /// The parent's MTU: endpoints may not send larger frames through it.
+    pub mtu: u32,
 }
-const _: () = assert!(core::mem::size_of::<ParentCfg>() == 36);
+const _: () = assert!(core::mem::size_of::<ParentCfg>() == 40);
 
 /// Value of [`MAP_EP_STATS`]. Directions are the container's: `rx` is what the
 /// endpoint received, `tx` what it sent.
@@ -133,13 +214,62 @@ impl EndpointStats {
     }
 }
 
+/// One datapath decision, as `attach monitor` streams it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Event {
+    /// `bpf_ktime_get_ns` (monotonic clock).
+    pub ktime_ns: u64,
+    /// The device the frame was on.
+    pub ifindex: u32,
+    pub len: u32,
+    /// Endpoint id, or `u32::MAX` when none.
+    pub endpoint: u32,
+    /// `Direction` value.
+    pub direction: u8,
+    /// `Verdict` value.
+    pub verdict: u8,
+    /// EtherType, network byte order.
+    pub proto: u16,
+    pub src: MacAddr,
+    pub dst: MacAddr,
+    pub _pad: [u8; 4],
+}
+const _: () = assert!(core::mem::size_of::<Event>() == 40);
+
+/// Value of [`MAP_CG_STATS`]: the traffic of one cgroup's sockets. `rx` is
+/// what they received (cgroup_skb ingress), `tx` what they sent (egress);
+/// lengths from the network header on.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct CgroupStats {
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+}
+const _: () = assert!(core::mem::size_of::<CgroupStats>() == 32);
+
+impl CgroupStats {
+    /// Sums per-CPU values.
+    pub fn add(&mut self, o: &Self) {
+        self.rx_packets += o.rx_packets;
+        self.rx_bytes += o.rx_bytes;
+        self.tx_packets += o.tx_packets;
+        self.tx_bytes += o.tx_bytes;
+    }
+}
+
 #[cfg(feature = "user")]
 mod pod {
     use super::*;
     // SAFETY: all are repr(C), made only of integers and byte arrays, with
     // their padding spelled out (sizes asserted above).
     unsafe impl aya::Pod for EndpointKey {}
+    unsafe impl aya::Pod for EpIpKey {}
     unsafe impl aya::Pod for Endpoint {}
     unsafe impl aya::Pod for ParentCfg {}
     unsafe impl aya::Pod for EndpointStats {}
+    unsafe impl aya::Pod for Event {}
+    unsafe impl aya::Pod for CgroupStats {}
 }

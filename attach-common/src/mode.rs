@@ -12,6 +12,14 @@ pub const MODE_ALL: u8 = MODE_PRIVATE | MODE_VEPA | MODE_BRIDGE | MODE_PASSTHRU;
 pub const EP_F_HOST_ACCESS: u8 = 1;
 /// Frames the endpoint sends must carry its own source MAC.
 pub const EP_F_SPOOFCHK: u8 = 2;
+/// IPv4/IPv6/ARP packets the endpoint sends must carry one of its own
+/// addresses as source (`attach_ep_ips`); set with `EP_F_SPOOFCHK` when the
+/// endpoint has addresses.
+pub const EP_F_IPCHK: u8 = 4;
+/// A nested endpoint (a container in a VM, on the host side): its frames
+/// are delivered by pushing its VLAN tag(s) (`attach_nest_ids`) and
+/// redirecting to the VM's tap (`host_ifindex`), not into a veth peer.
+pub const EP_F_NESTED: u8 = 8;
 
 /// The parent has a passthru endpoint (and no other).
 pub const PARENT_F_PASSTHRU: u8 = 1;

@@ -51,10 +51,31 @@ pub enum Verdict {
     DropParse = 9,
     /// Dropped: unicast between isolated endpoints.
     DropPrivate = 10,
+    /// Dropped: a frame larger than the parent's MTU (and not GSO).
+    DropMtu = 11,
+    /// ipvlan l3: routed by the node's tables out of the parent.
+    Routed = 12,
+    /// ipvlan l3: an ARP request or neighbour solicitation for an endpoint
+    /// answered with the parent's MAC.
+    NeighReply = 13,
+    /// Dropped: broadcast/multicast from an l3 endpoint.
+    DropMulticast = 14,
+    /// Dropped: the node has no route (unreachable, blackhole, prohibit).
+    DropNoRoute = 15,
+    /// Dropped: a frame outside the VLAN of where it is going: a tagged
+    /// frame on a switch access port, a VLAN the switch does not carry, or a
+    /// frame for a nested endpoint not in its VLAN.
+    DropVlan = 16,
+    /// Dropped: the destination MAC is behind the port the frame came in
+    /// on (a switch never sends a frame back where it came from).
+    DropSamePort = 17,
+    /// Dropped: a tagged frame on a VM's tap for a VLAN no nested endpoint
+    /// of that tap has.
+    DropVlanUnknown = 18,
 }
 
 /// Number of `Verdict` values: the stride of the verdict counter table.
-pub const VERDICT_COUNT: u32 = 11;
+pub const VERDICT_COUNT: u32 = 19;
 /// Size of the verdict counter table.
 pub const VERDICT_SLOTS: u32 = VERDICT_COUNT * 3;
 
@@ -71,6 +92,14 @@ impl Verdict {
         Verdict::DropRedirect,
         Verdict::DropParse,
         Verdict::DropPrivate,
+        Verdict::DropMtu,
+        Verdict::Routed,
+        Verdict::NeighReply,
+        Verdict::DropMulticast,
+        Verdict::DropNoRoute,
+        Verdict::DropVlan,
+        Verdict::DropSamePort,
+        Verdict::DropVlanUnknown,
     ];
 
     /// Index of this verdict's counter for `dir`.
@@ -86,6 +115,12 @@ impl Verdict {
                 | Verdict::DropRedirect
                 | Verdict::DropParse
                 | Verdict::DropPrivate
+                | Verdict::DropMtu
+                | Verdict::DropMulticast
+                | Verdict::DropNoRoute
+                | Verdict::DropVlan
+                | Verdict::DropSamePort
+                | Verdict::DropVlanUnknown
         )
     }
 
@@ -103,6 +138,14 @@ impl Verdict {
             Verdict::DropRedirect => "redirect_failed",
             Verdict::DropParse => "parse_error",
             Verdict::DropPrivate => "private_isolation",
+            Verdict::DropMtu => "mtu_exceeded",
+            Verdict::Routed => "routed",
+            Verdict::NeighReply => "neigh_reply",
+            Verdict::DropMulticast => "l3_multicast",
+            Verdict::DropNoRoute => "no_route",
+            Verdict::DropVlan => "vlan_mismatch",
+            Verdict::DropSamePort => "same_port",
+            Verdict::DropVlanUnknown => "vlan_unknown",
         }
     }
 }

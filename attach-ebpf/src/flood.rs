@@ -5,7 +5,7 @@
 
 use core::ffi::c_void;
 
-use attach_common::{Endpoint, MAX_PORTS_PER_PARENT, ParentCfg};
+use attach_common::{EP_F_NESTED, Endpoint, MAX_PORTS_PER_PARENT, ParentCfg};
 use aya_ebpf::{
     EbpfContext,
     bindings::__sk_buff,
@@ -13,7 +13,13 @@ use aya_ebpf::{
     programs::TcContext,
 };
 
-use crate::{eth::EthHdr, macvlan, maps::FLOOD, stats};
+use crate::{
+    eth::EthHdr,
+    macvlan,
+    maps::FLOOD,
+    nested::{self, Tag},
+    stats,
+};
 
 /// Who receives a copy.
 pub enum Rule {
@@ -39,6 +45,7 @@ pub struct Sender {
 const RULE_RX: u8 = 0;
 const RULE_TX: u8 = 1;
 const RULE_HOST: u8 = 2;
+const RULE_IPVLAN: u8 = 3;
 
 impl Rule {
     #[inline(always)]
@@ -67,6 +74,8 @@ struct Walk {
     len: u64,
     copies: u64,
     eth: EthHdr,
+    /// The frame's outermost VLAN tag, for nested endpoints' copies.
+    tag: Tag,
 }
 
 /// Clones the frame to the egress of every accepted port's host-side veth
@@ -74,19 +83,38 @@ struct Walk {
 /// Packet pointers are invalid afterwards: callers hold a copy of the header.
 #[inline(always)]
 pub fn flood(ctx: &TcContext, cfg: &ParentCfg, eth: &EthHdr, rule: Rule) -> u64 {
-    let nports = if cfg.nports < MAX_PORTS_PER_PARENT {
-        cfg.nports
+    flood_row(ctx, cfg.slot, cfg.nports, eth, rule.flatten())
+}
+
+/// ipvlan: [`flood`] to every endpoint of the port in row `slot` (of
+/// `nports`) but the sender (`NO_SENDER`: from outside).
+#[inline(always)]
+pub fn flood_ipvlan(ctx: &TcContext, slot: u32, nports: u32, eth: &EthHdr, sender_id: u32) -> u64 {
+    let sender = Sender {
+        rule: RULE_IPVLAN,
+        mode: 0,
+        _pad: [0; 2],
+        id: sender_id,
+    };
+    flood_row(ctx, slot, nports, eth, sender)
+}
+
+#[inline(always)]
+fn flood_row(ctx: &TcContext, slot: u32, nports: u32, eth: &EthHdr, sender: Sender) -> u64 {
+    let nports = if nports < MAX_PORTS_PER_PARENT {
+        nports
     } else {
         MAX_PORTS_PER_PARENT
     };
     let mut walk = Walk {
         skb: ctx.as_ptr() as *mut __sk_buff,
-        sender: rule.flatten(),
-        base: cfg.slot.wrapping_mul(MAX_PORTS_PER_PARENT),
+        sender,
+        base: slot.wrapping_mul(MAX_PORTS_PER_PARENT),
         nports,
         len: ctx.len() as u64,
         copies: 0,
         eth: *eth,
+        tag: nested::tags(ctx).0,
     };
     // SAFETY: `walk` outlives the call; the callback only touches it.
     unsafe {
@@ -105,6 +133,7 @@ fn accepts(s: &Sender, rcv: &Endpoint) -> bool {
     match s.rule {
         RULE_RX => macvlan::rx_flood_accepts(s.mode, s.id, rcv),
         RULE_TX => macvlan::tx_flood_accepts(s.id, rcv),
+        RULE_IPVLAN => rcv.id != s.id,
         _ => rcv.has(attach_common::EP_F_HOST_ACCESS),
     }
 }
@@ -118,6 +147,10 @@ extern "C" fn flood_one(i: u64, walk: *mut c_void) -> i64 {
     if !accepts(&walk.sender, ep) {
         return 0;
     }
+    if ep.has(EP_F_NESTED) {
+        nested_copy(walk, ep);
+        return 0;
+    }
     // SAFETY: the skb pointer is the program's context.
     if unsafe { bpf_clone_redirect(walk.skb, ep.host_ifindex, 0) } == 0 {
         walk.copies += 1;
@@ -126,4 +159,26 @@ extern "C" fn flood_one(i: u64, walk: *mut c_void) -> i64 {
         stats::rx_dropped(ep.id);
     }
     0
+}
+
+/// A copy for a nested endpoint: its tags pushed for the clone, popped
+/// again for the next one. Not in its VLAN: no copy (not a drop: a flood
+/// reaches the members of the frame's VLAN).
+#[inline(always)]
+fn nested_copy(walk: &mut Walk, ep: &Endpoint) {
+    let Some(cfg) = nested::host_cfg(ep.id) else {
+        stats::rx_dropped(ep.id);
+        return;
+    };
+    let Ok(pushed) = nested::push_for(walk.skb, &walk.tag, &cfg) else {
+        return;
+    };
+    // SAFETY: the skb pointer is the program's context.
+    if unsafe { bpf_clone_redirect(walk.skb, ep.host_ifindex, 0) } == 0 {
+        walk.copies += 1;
+        stats::rx(ep.id, walk.len, &walk.eth);
+    } else {
+        stats::rx_dropped(ep.id);
+    }
+    nested::pop_n(walk.skb, pushed);
 }

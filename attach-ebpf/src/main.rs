@@ -7,6 +7,25 @@
 //!   container sends.
 //! - `attach_host` (tcx egress on a parent): what the node's own stack sends,
 //!   for `--host-access` endpoints.
+//! - `attach_ipvl_rx` (tcx ingress on a parent, before `attach_rx`): ipvlan
+//!   ports, frames from the wire demuxed by destination IP.
+//! - `attach_ipvl_tx` (tcx ingress on an ipvlan endpoint's host-side veth).
+//! - `attach_sw` (tcx ingress on every port of an eBPF switch: container
+//!   host-side veths and the uplink).
+//! - `attach_br_guard` (tcx ingress on a native bridge port's host-side
+//!   veth, with `--spoofchk on`): source checks before the kernel bridge.
+//! - `attach_rt_tx` (tcx ingress on a router endpoint's host-side veth):
+//!   gateway ARP/ND answers, forwarding by the node's tables.
+//! - `attach_rt_in` (tcx ingress on a router uplink, last): what the node
+//!   routes to a router endpoint goes straight in.
+//! - `attach_nest_tx` (tcx ingress on an in-VM nested endpoint's veth):
+//!   tag and send out of the VM's uplink.
+//! - `attach_nest_rx` (tcx ingress on the VM's uplink, first): untag and
+//!   deliver by VLAN.
+//! - `attach_nest_tap` (tcx ingress on a VM's tap on the host, first):
+//!   untag and switch as that VLAN's endpoint.
+//! - `attach_cg_in` / `attach_cg_eg` (cgroup_skb ingress/egress on a `host`
+//!   attachment's cgroup): count its sockets' traffic.
 //!
 //! The `bench_*` programs serve `attach bench` only (see `bench.rs`).
 // On the host (clippy, `cargo check --workspace`) this is an empty std
@@ -18,19 +37,34 @@
 #![allow(clippy::unnecessary_cast, clippy::not_unsafe_ptr_arg_deref)]
 
 mod bench;
+mod cgroup;
 mod eth;
+mod events;
 mod flood;
+mod ipvlan;
 mod macvlan;
 mod maps;
+mod nested;
+mod router;
+mod spoof;
 mod stats;
+mod switch;
 mod tc_host;
+mod tc_ipvlan_rx;
+mod tc_ipvlan_tx;
+mod tc_nested_rx;
+mod tc_nested_tap;
+mod tc_nested_tx;
+mod tc_router_in;
+mod tc_router_tx;
 mod tc_rx;
+mod tc_switch;
 mod tc_tx;
 mod xdp_rx;
 
 use aya_ebpf::{
-    macros::{classifier, xdp},
-    programs::{TcContext, XdpContext},
+    macros::{cgroup_skb, classifier, xdp},
+    programs::{SkBuffContext, TcContext, XdpContext},
 };
 
 #[classifier]
@@ -46,6 +80,51 @@ pub fn attach_tx(ctx: TcContext) -> i32 {
 #[classifier]
 pub fn attach_host(ctx: TcContext) -> i32 {
     tc_host::run(&ctx)
+}
+
+#[classifier]
+pub fn attach_ipvl_rx(ctx: TcContext) -> i32 {
+    tc_ipvlan_rx::run(&ctx)
+}
+
+#[classifier]
+pub fn attach_ipvl_tx(ctx: TcContext) -> i32 {
+    tc_ipvlan_tx::run(&ctx)
+}
+
+#[classifier]
+pub fn attach_sw(ctx: TcContext) -> i32 {
+    tc_switch::run(&ctx)
+}
+
+#[classifier]
+pub fn attach_br_guard(ctx: TcContext) -> i32 {
+    tc_switch::guard(&ctx)
+}
+
+#[classifier]
+pub fn attach_rt_tx(ctx: TcContext) -> i32 {
+    tc_router_tx::run(&ctx)
+}
+
+#[classifier]
+pub fn attach_rt_in(ctx: TcContext) -> i32 {
+    tc_router_in::run(&ctx)
+}
+
+#[classifier]
+pub fn attach_nest_tx(ctx: TcContext) -> i32 {
+    tc_nested_tx::run(&ctx)
+}
+
+#[classifier]
+pub fn attach_nest_rx(ctx: TcContext) -> i32 {
+    tc_nested_rx::run(&ctx)
+}
+
+#[classifier]
+pub fn attach_nest_tap(ctx: TcContext) -> i32 {
+    tc_nested_tap::run(&ctx)
 }
 
 #[xdp]
@@ -71,6 +150,16 @@ pub fn bench_tx(_ctx: XdpContext) -> u32 {
 #[xdp]
 pub fn bench_drop(_ctx: XdpContext) -> u32 {
     bench::drop()
+}
+
+#[cgroup_skb(ingress)]
+pub fn attach_cg_in(ctx: SkBuffContext) -> i32 {
+    cgroup::ingress(&ctx)
+}
+
+#[cgroup_skb(egress)]
+pub fn attach_cg_eg(ctx: SkBuffContext) -> i32 {
+    cgroup::egress(&ctx)
 }
 
 #[cfg(target_arch = "bpf")]

@@ -2,11 +2,13 @@
 //! them. Names match `attach_common::maps::MAP_*`.
 
 use attach_common::{
-    Endpoint, EndpointKey, EndpointStats, FLOOD_TABLE_SIZE, MAX_ENDPOINTS, MAX_PARENTS, ParentCfg,
-    VERDICT_SLOTS,
+    CgroupStats, EVENTS_BYTES, Endpoint, EndpointKey, EndpointStats, EpIpKey, Event,
+    FLOOD_TABLE_SIZE, FdbEntry, FdbKey, Ip4Key, Ip6Key, IpvlanParent, MAX_CG_COUNTERS,
+    MAX_ENDPOINTS, MAX_PARENTS, MAX_SWITCHES, NestKey, NestedEp, ParentCfg, RouterPort,
+    SW_FDB_SIZE, SW_FLOOD_SIZE, SwPort, Switch, VERDICT_SLOTS,
 };
 use aya_ebpf::{
-    btf_maps::{Array, DevMapHash, HashMap, PerCpuArray},
+    btf_maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray, RingBuf},
     macros::btf_map,
 };
 
@@ -17,6 +19,10 @@ pub static ENDPOINTS: HashMap<EndpointKey, Endpoint, EPS> = HashMap::new();
 
 #[btf_map(name = "attach_ports", pin_by_name)]
 pub static PORTS: HashMap<u32, Endpoint, EPS> = HashMap::new();
+
+/// Addresses each endpoint may send from (value unused).
+#[btf_map(name = "attach_ep_ips", pin_by_name)]
+pub static EP_IPS: HashMap<EpIpKey, u8, { 4 * MAX_ENDPOINTS as usize }> = HashMap::new();
 
 #[btf_map(name = "attach_parents", pin_by_name)]
 pub static PARENTS: HashMap<u32, ParentCfg, { MAX_PARENTS as usize }> = HashMap::new();
@@ -32,3 +38,56 @@ pub static EP_STATS: PerCpuArray<EndpointStats, EPS> = PerCpuArray::new();
 
 #[btf_map(name = "attach_verdicts", pin_by_name)]
 pub static VERDICTS: PerCpuArray<u64, { VERDICT_SLOTS as usize }> = PerCpuArray::new();
+
+#[btf_map(name = "attach_events", pin_by_name)]
+pub static EVENTS: RingBuf<Event, { EVENTS_BYTES as usize }> = RingBuf::new();
+
+#[btf_map(name = "attach_config", pin_by_name)]
+pub static CONFIG: Array<u32, 1> = Array::new();
+
+// ipvlan (attach_common::ipvlan).
+
+#[btf_map(name = "attach_ip4_eps", pin_by_name)]
+pub static IP4_EPS: HashMap<Ip4Key, Endpoint, EPS> = HashMap::new();
+
+#[btf_map(name = "attach_ip6_eps", pin_by_name)]
+pub static IP6_EPS: HashMap<Ip6Key, Endpoint, EPS> = HashMap::new();
+
+#[btf_map(name = "attach_ipvl_par", pin_by_name)]
+pub static IPVL_PARENTS: HashMap<u32, IpvlanParent, { MAX_PARENTS as usize }> = HashMap::new();
+
+// bridge: the eBPF switch (attach_common::bridge).
+
+/// Switch ports and uplinks, and native bridge ports with a source guard.
+#[btf_map(name = "attach_sw_ports", pin_by_name)]
+pub static SW_PORTS: HashMap<u32, SwPort, { EPS + MAX_SWITCHES as usize }> = HashMap::new();
+
+#[btf_map(name = "attach_switches", pin_by_name)]
+pub static SWITCHES: HashMap<u32, Switch, { MAX_SWITCHES as usize }> = HashMap::new();
+
+#[btf_map(name = "attach_sw_flood", pin_by_name)]
+pub static SW_FLOOD: Array<SwPort, { SW_FLOOD_SIZE as usize }> = Array::new();
+
+#[btf_map(name = "attach_sw_fdb", pin_by_name)]
+pub static SW_FDB: LruHashMap<FdbKey, FdbEntry, { SW_FDB_SIZE as usize }> = LruHashMap::new();
+
+// router (attach_common::router).
+
+#[btf_map(name = "attach_rt_ports", pin_by_name)]
+pub static RT_PORTS: HashMap<u32, RouterPort, EPS> = HashMap::new();
+
+// nested (attach_common::nested).
+
+#[btf_map(name = "attach_nest_vl", pin_by_name)]
+pub static NEST_VLANS: HashMap<NestKey, NestedEp, EPS> = HashMap::new();
+
+#[btf_map(name = "attach_nest_prt", pin_by_name)]
+pub static NEST_PORTS: HashMap<u32, NestedEp, EPS> = HashMap::new();
+
+#[btf_map(name = "attach_nest_ids", pin_by_name)]
+pub static NEST_IDS: HashMap<u32, NestedEp, EPS> = HashMap::new();
+
+// host: cgroup counters (attach_common::CgroupStats).
+
+#[btf_map(name = "attach_cg_stats", pin_by_name)]
+pub static CG_STATS: PerCpuArray<CgroupStats, { MAX_CG_COUNTERS as usize }> = PerCpuArray::new();

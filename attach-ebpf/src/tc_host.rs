@@ -2,7 +2,9 @@
 //! node reach its endpoints (its frames leave by the wire); endpoints with
 //! host access get them here instead.
 
-use attach_common::{DATAPATH_MARK, Direction::Host as DIR, EP_F_HOST_ACCESS, Verdict};
+use attach_common::{
+    DATAPATH_MARK, Direction::Host as DIR, EP_F_HOST_ACCESS, EP_F_NESTED, Verdict,
+};
 use aya_ebpf::{
     EbpfContext,
     bindings::{__sk_buff, TC_ACT_UNSPEC},
@@ -12,10 +14,11 @@ use aya_ebpf::{
 
 use crate::{
     eth,
+    events::{Pkt, report},
     flood::{Rule, flood},
     macvlan,
     maps::PARENTS,
-    stats,
+    nested, stats,
 };
 
 pub fn run(ctx: &TcContext) -> i32 {
@@ -45,8 +48,29 @@ pub fn run(ctx: &TcContext) -> i32 {
     if let Some(ep) = macvlan::lookup(ifindex, &eth.dst)
         && ep.has(EP_F_HOST_ACCESS)
     {
-        stats::verdict(DIR, Verdict::ToEndpoint);
-        stats::rx(ep.id, ctx.len() as u64, &eth);
+        let len = ctx.len();
+        let pkt = Pkt {
+            ifindex,
+            endpoint: ep.id,
+            len,
+            eth: &eth,
+        };
+        if ep.has(EP_F_NESTED) {
+            return match nested::deliver(ctx, &ep) {
+                Ok(ret) => {
+                    report(DIR, Verdict::ToEndpoint, &pkt);
+                    stats::rx(ep.id, len as u64, &eth);
+                    ret
+                }
+                Err(why) => {
+                    report(DIR, why, &pkt);
+                    stats::rx_dropped(ep.id);
+                    aya_ebpf::bindings::TC_ACT_SHOT as i32
+                }
+            };
+        }
+        report(DIR, Verdict::ToEndpoint, &pkt);
+        stats::rx(ep.id, len as u64, &eth);
         // SAFETY: plain helper call.
         return unsafe { bpf_redirect(ep.host_ifindex, 0) as i32 };
     }

@@ -1,6 +1,6 @@
 //! Parent ingress (tcx): frames from the wire, switched by destination MAC.
 
-use attach_common::{DATAPATH_MARK, Direction::Rx as DIR, Endpoint, Verdict};
+use attach_common::{DATAPATH_MARK, Direction::Rx as DIR, EP_F_NESTED, Endpoint, Verdict};
 use aya_ebpf::{
     EbpfContext,
     bindings::{__sk_buff, TC_ACT_REDIRECT, TC_ACT_SHOT, TC_ACT_UNSPEC},
@@ -10,10 +10,11 @@ use aya_ebpf::{
 
 use crate::{
     eth::{self, EthHdr},
+    events::{NO_ENDPOINT, Pkt, report},
     flood::{Rule, flood},
     macvlan::{self, Rx},
     maps::PARENTS,
-    stats,
+    nested, stats,
 };
 
 pub fn run(ctx: &TcContext) -> i32 {
@@ -38,11 +39,18 @@ pub fn run(ctx: &TcContext) -> i32 {
         );
         return TC_ACT_UNSPEC;
     };
+    let len = ctx.len();
+    let pkt = |endpoint| Pkt {
+        ifindex,
+        endpoint,
+        len,
+        eth: &eth,
+    };
     // The hot path, one lookup: unicast to an endpoint of this parent.
     if !eth.is_multicast()
         && let Some(ep) = macvlan::rx_unicast(ifindex, &eth)
     {
-        return to_endpoint(ctx, &ep, &eth);
+        return to_endpoint(ctx, &ep, &pkt(ep.id), &eth);
     }
     // SAFETY: copied out at once.
     let Some(cfg) = (unsafe { PARENTS.get(&ifindex) }).copied() else {
@@ -55,39 +63,68 @@ pub fn run(ctx: &TcContext) -> i32 {
         macvlan::rx_unicast_miss(&cfg)
     };
     match decision {
-        Rx::Endpoint(ep) => to_endpoint(ctx, &ep, &eth),
+        Rx::Endpoint(ep) => to_endpoint(ctx, &ep, &pkt(ep.id), &eth),
+        Rx::Sender(ep) if ep.has(EP_F_NESTED) => {
+            nested_delivery(ctx, &ep, &pkt(ep.id), &eth, Verdict::ToSender)
+        }
         Rx::Host => {
-            stats::verdict(DIR, Verdict::ToHost);
+            report(DIR, Verdict::ToHost, &pkt(NO_ENDPOINT));
             TC_ACT_UNSPEC
         }
         Rx::Sender(ep) => {
-            stats::verdict(DIR, Verdict::ToSender);
-            stats::rx(ep.id, ctx.len() as u64, &eth);
+            report(DIR, Verdict::ToSender, &pkt(ep.id));
+            stats::rx(ep.id, len as u64, &eth);
             // Egress of the host-side veth delivers into the container.
             // SAFETY: plain helper call.
             unsafe { bpf_redirect(ep.host_ifindex, 0) as i32 }
         }
         Rx::Flood { sender } => {
             flood(ctx, &cfg, &eth, Rule::Rx { sender });
-            stats::verdict(DIR, Verdict::Flood);
+            report(
+                DIR,
+                Verdict::Flood,
+                &pkt(sender.map_or(NO_ENDPOINT, |s| s.id)),
+            );
             TC_ACT_UNSPEC
         }
     }
 }
 
 /// Unicast into an endpoint: straight into its namespace (the peer of its
-/// host-side veth).
+/// host-side veth), or, for a nested one, out of its VM's tap.
 #[inline(always)]
-fn to_endpoint(ctx: &TcContext, ep: &Endpoint, eth: &EthHdr) -> i32 {
+fn to_endpoint(ctx: &TcContext, ep: &Endpoint, pkt: &Pkt, eth: &EthHdr) -> i32 {
+    if ep.has(EP_F_NESTED) {
+        return nested_delivery(ctx, ep, pkt, eth, Verdict::ToEndpoint);
+    }
     // SAFETY: plain helper call.
     let ret = unsafe { bpf_redirect_peer(ep.host_ifindex, 0) } as i32;
     if ret == TC_ACT_REDIRECT as i32 {
-        stats::verdict(DIR, Verdict::ToEndpoint);
-        stats::rx(ep.id, ctx.len() as u64, eth);
+        report(DIR, Verdict::ToEndpoint, pkt);
+        stats::rx(ep.id, pkt.len as u64, eth);
         ret
     } else {
-        stats::verdict(DIR, Verdict::DropRedirect);
+        aya_log_ebpf::warn!(ctx, "redirect to endpoint {} failed", ep.id);
+        report(DIR, Verdict::DropRedirect, pkt);
         stats::rx_dropped(ep.id);
         TC_ACT_SHOT as i32
+    }
+}
+
+/// To a nested endpoint (a container in a VM): its tags pushed, out of the
+/// VM's tap.
+#[inline(always)]
+fn nested_delivery(ctx: &TcContext, ep: &Endpoint, pkt: &Pkt, eth: &EthHdr, v: Verdict) -> i32 {
+    match nested::deliver(ctx, ep) {
+        Ok(ret) => {
+            report(DIR, v, pkt);
+            stats::rx(ep.id, pkt.len as u64, eth);
+            ret
+        }
+        Err(why) => {
+            report(DIR, why, pkt);
+            stats::rx_dropped(ep.id);
+            TC_ACT_SHOT as i32
+        }
     }
 }

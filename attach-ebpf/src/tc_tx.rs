@@ -2,7 +2,8 @@
 //! sends, delivered locally or out of the parent by its mode.
 
 use attach_common::{
-    DATAPATH_MARK, Direction::Tx as DIR, EP_F_HOST_ACCESS, EP_F_SPOOFCHK, MODE_BRIDGE, Verdict,
+    DATAPATH_MARK, Direction::Tx as DIR, EP_F_HOST_ACCESS, EP_F_IPCHK, EP_F_NESTED, EP_F_SPOOFCHK,
+    Endpoint, MODE_BRIDGE, Verdict,
 };
 use aya_ebpf::{
     EbpfContext,
@@ -12,11 +13,12 @@ use aya_ebpf::{
 };
 
 use crate::{
-    eth::{self, mac_eq},
+    eth::{self, ETH_HLEN, EthHdr, mac_eq},
+    events::{Pkt, report},
     flood::{Rule, flood},
     macvlan,
     maps::{PARENTS, PORTS},
-    stats,
+    nested, spoof, stats,
 };
 
 pub fn run(ctx: &TcContext) -> i32 {
@@ -29,17 +31,56 @@ pub fn run(ctx: &TcContext) -> i32 {
         return TC_ACT_UNSPEC;
     };
     let Some(eth) = eth::read_tc(ctx) else {
-        return drop(ep.id, Verdict::DropParse);
+        stats::verdict(DIR, Verdict::DropParse);
+        stats::tx_dropped(ep.id);
+        return TC_ACT_SHOT as i32;
+    };
+    switch(ctx, ifindex, &ep, &eth)
+}
+
+/// What endpoint `ep` sends, by its mode: source checks, local delivery,
+/// flooding, host access, else out of the parent. Shared by the veth
+/// endpoints (`attach_tx`) and the host side of nested endpoints (the VM's
+/// tap, `attach_nest_tap`, once their tags are off).
+#[inline(always)]
+pub fn switch(ctx: &TcContext, ifindex: u32, ep: &Endpoint, eth: &EthHdr) -> i32 {
+    let ep = *ep;
+    let eth = *eth;
+    let skb = ctx.as_ptr() as *mut __sk_buff;
+    let len = ctx.len();
+    let pkt = Pkt {
+        ifindex,
+        endpoint: ep.id,
+        len,
+        eth: &eth,
     };
     if ep.has(EP_F_SPOOFCHK) && !mac_eq(&eth.src, &ep.mac) {
-        return drop(ep.id, Verdict::DropSpoofed);
+        return drop(&pkt, Verdict::DropSpoofed);
+    }
+    if ep.has(EP_F_IPCHK) && !spoof::source_allowed(ctx, ep.ip_owner(), eth.proto) {
+        return drop(&pkt, Verdict::DropSpoofed);
     }
     // SAFETY: copied out at once.
     let Some(cfg) = (unsafe { PARENTS.get(&ep.parent_ifindex) }).copied() else {
-        return drop(ep.id, Verdict::DropRedirect);
+        // The engine keeps a port's parent in the table: this is drift.
+        aya_log_ebpf::warn!(
+            ctx,
+            "endpoint {} sends on parent {}, which the datapath does not know",
+            ep.id,
+            ep.parent_ifindex
+        );
+        return drop(&pkt, Verdict::DropRedirect);
     };
-    let len = ctx.len() as u64;
-    stats::tx(ep.id, len, &eth);
+    // A GSO packet is cut to size on its way out; anything else larger than
+    // the parent's MTU (plus its Ethernet and VLAN headers) cannot leave.
+    // SAFETY: the context is a valid __sk_buff.
+    let gso = unsafe { (*skb).gso_size } != 0;
+    let tagged = eth.proto == 0x8100u16.to_be() || eth.proto == 0x88a8u16.to_be();
+    let l2 = ETH_HLEN as u32 + if tagged { 4 } else { 0 };
+    if !gso && cfg.mtu != 0 && len > cfg.mtu + l2 {
+        return drop(&pkt, Verdict::DropMtu);
+    }
+    stats::tx(ep.id, len as u64, &eth);
     let host_access = ep.has(EP_F_HOST_ACCESS);
 
     if eth.is_multicast() {
@@ -60,29 +101,42 @@ pub fn run(ctx: &TcContext) -> i32 {
         }
     } else if host_access && mac_eq(&eth.dst, &cfg.mac) {
         ctx.set_mark(DATAPATH_MARK);
-        stats::verdict(DIR, Verdict::ToHost);
+        report(DIR, Verdict::ToHost, &pkt);
         // SAFETY: plain helper call.
         return unsafe { bpf_redirect(ep.parent_ifindex, BPF_F_INGRESS as u64) as i32 };
     } else if let Some(dest) = macvlan::tx_local_target(&ep, &eth) {
+        if dest.has(EP_F_NESTED) {
+            return match nested::deliver(ctx, &dest) {
+                Ok(ret) => {
+                    report(DIR, Verdict::ToEndpoint, &pkt);
+                    stats::rx(dest.id, len as u64, &eth);
+                    ret
+                }
+                Err(why) => {
+                    stats::rx_dropped(dest.id);
+                    drop(&pkt, why)
+                }
+            };
+        }
         // SAFETY: plain helper call.
         let ret = unsafe { bpf_redirect_peer(dest.host_ifindex, 0) } as i32;
         if ret == TC_ACT_REDIRECT as i32 {
-            stats::verdict(DIR, Verdict::ToEndpoint);
-            stats::rx(dest.id, len, &eth);
+            report(DIR, Verdict::ToEndpoint, &pkt);
+            stats::rx(dest.id, len as u64, &eth);
             return ret;
         }
-        return drop(ep.id, Verdict::DropRedirect);
+        return drop(&pkt, Verdict::DropRedirect);
     }
     // Marked, so the parent's egress program sends it on unswitched.
     ctx.set_mark(DATAPATH_MARK);
-    stats::verdict(DIR, Verdict::ToParent);
+    report(DIR, Verdict::ToParent, &pkt);
     // SAFETY: plain helper call.
     unsafe { bpf_redirect(ep.parent_ifindex, 0) as i32 }
 }
 
 #[inline(always)]
-fn drop(id: u32, why: Verdict) -> i32 {
-    stats::verdict(DIR, why);
-    stats::tx_dropped(id);
+fn drop(pkt: &Pkt, why: Verdict) -> i32 {
+    report(DIR, why, pkt);
+    stats::tx_dropped(pkt.endpoint);
     TC_ACT_SHOT as i32
 }

@@ -16,7 +16,9 @@ use aya_ebpf::{
 };
 
 use crate::{
-    eth, macvlan,
+    eth,
+    events::{Pkt, report},
+    macvlan,
     maps::{DEVS, PARENTS},
     stats,
 };
@@ -50,8 +52,15 @@ pub fn run(ctx: &XdpContext) -> u32 {
         )
     } as u32;
     if action == XDP_REDIRECT {
-        stats::verdict(DIR, Verdict::ToEndpoint);
-        stats::rx(target.id, (ctx.data_end() - ctx.data()) as u64, &eth);
+        let len = (ctx.data_end() - ctx.data()) as u32;
+        let pkt = Pkt {
+            ifindex,
+            endpoint: target.id,
+            len,
+            eth: &eth,
+        };
+        report(DIR, Verdict::ToEndpoint, &pkt);
+        stats::rx(target.id, u64::from(len), &eth);
     }
     action
 }

@@ -16,13 +16,23 @@ pub const HOST_IF_PREFIX: &str = "atk";
 /// The host-side veth of (namespace, ifname): derived, so `del` finds it
 /// even without a record.
 pub fn host_ifname(netns_inode: u64, ifname: &str) -> String {
-    // FNV-1a: stable across releases, unlike std's hasher.
+    let bytes: Vec<u8> = netns_inode
+        .to_le_bytes()
+        .iter()
+        .chain(ifname.as_bytes())
+        .copied()
+        .collect();
+    format!("{HOST_IF_PREFIX}{:010x}", fnv1a(&bytes) & 0xff_ffff_ffff)
+}
+
+/// FNV-1a: stable across releases, unlike std's hasher.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in netns_inode.to_le_bytes().iter().chain(ifname.as_bytes()) {
+    for b in bytes {
         h ^= u64::from(*b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
-    format!("{HOST_IF_PREFIX}{:010x}", h & 0xff_ffff_ffff)
+    h
 }
 
 /// A name for a link being born in a container, before it is renamed:
@@ -32,11 +42,9 @@ pub fn temp_ifname() -> String {
     format!("attmp{:02x}{:02x}{:02x}{:02x}", r[2], r[3], r[4], r[5])
 }
 
-/// Renames the new link and gives it its addresses; it stays down until
-/// `bring_up`. The kernel is asked to announce the addresses itself when the
-/// link comes up or its MAC is set (`arp_notify`, `ndisc_notify`: see the
-/// `announce` module).
-pub async fn configure(c: &Rtnl, ns: &Netns, index: u32, rec: &Attachment) -> Result<()> {
+/// Renames the new link, gives it its addresses, brings it up and adds the
+/// default route.
+pub async fn configure(c: &Rtnl, index: u32, rec: &Attachment) -> Result<()> {
     c.set_link(
         index,
         &LinkChange {
@@ -51,27 +59,6 @@ pub async fn configure(c: &Rtnl, ns: &Netns, index: u32, rec: &Attachment) -> Re
             .await
             .with_context(|| format!("adding address {ip} to {}", rec.ifname))?;
     }
-    let v4 = rec.ips.iter().any(|n| n.addr.is_ipv4());
-    let v6 = rec.ips.iter().any(|n| n.addr.is_ipv6());
-    if v4 || v6 {
-        let ifname = rec.ifname.clone();
-        ns.run(move || -> std::io::Result<()> {
-            if v4 {
-                announce::arp_notify(&ifname)?;
-            }
-            if v6 {
-                announce::ndisc_notify(&ifname)?;
-            }
-            Ok(())
-        })?
-        .with_context(|| format!("asking the kernel to announce {}", rec.ifname))?;
-    }
-    Ok(())
-}
-
-/// Brings the interface up (the kernel announces its addresses) and adds
-/// the default route.
-pub async fn bring_up(c: &Rtnl, index: u32, rec: &Attachment) -> Result<()> {
     c.set_link(
         index,
         &LinkChange {
@@ -89,24 +76,18 @@ pub async fn bring_up(c: &Rtnl, index: u32, rec: &Attachment) -> Result<()> {
     Ok(())
 }
 
-/// Has the kernel announce the addresses again: setting the MAC the link
-/// already has is an address change to the kernel (NETDEV_CHANGEADDR), on
-/// which `arp_notify` and `ndisc_notify` send a gratuitous ARP and an
-/// unsolicited NA. Best effort: a lost announcement only delays neighbours.
-pub async fn announce(c: &Rtnl, index: u32, rec: &Attachment) {
-    if rec.ips.is_empty() {
+/// Gratuitous ARP / unsolicited NA for every address. Best effort: a lost
+/// announcement only delays neighbours, it does not break the attachment.
+pub fn announce(ns: &Netns, rec: &Attachment) {
+    let Some(index) = rec.ifindex else { return };
+    let ips: Vec<_> = rec.ips.iter().map(|n| n.addr).collect();
+    if ips.is_empty() {
         return;
     }
-    let again = c
-        .set_link(
-            index,
-            &LinkChange {
-                mac: Some(rec.mac),
-                ..Default::default()
-            },
-        )
-        .await;
-    if let Err(e) = again {
+    let sent = ns
+        .run(|| announce::announce(index, rec.mac, &ips))
+        .and_then(|r| r.map_err(crate::error::Error::from));
+    if let Err(e) = sent {
         tracing::warn!("announcing the addresses of {} failed: {e}", rec.ifname);
     }
 }

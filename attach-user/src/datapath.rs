@@ -10,16 +10,22 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use std::net::IpAddr;
+
 use attach_common::{
-    Direction, Endpoint, EndpointKey, EndpointStats, FLOOD_TABLE_SIZE, MAP_DEVS, MAP_ENDPOINTS,
-    MAP_EP_STATS, MAP_FLOOD, MAP_PARENTS, MAP_PORTS, MAP_VERDICTS, MAX_PORTS_PER_PARENT, ParentCfg,
-    Verdict,
+    CG_COUNTER_GLOBAL, CgroupStats, Direction, Endpoint, EndpointKey, EndpointStats, EpIpKey,
+    FLOOD_TABLE_SIZE, FdbEntry, FdbKey, Ip4Key, Ip6Key, IpvlanParent, MAP_CG_STATS, MAP_DEVS,
+    MAP_ENDPOINTS, MAP_EP_IPS, MAP_EP_STATS, MAP_FLOOD, MAP_IP4_EPS, MAP_IP6_EPS, MAP_IPVL_PARENTS,
+    MAP_NEST_IDS, MAP_NEST_PORTS, MAP_NEST_VLANS, MAP_PARENTS, MAP_PORTS, MAP_RT_PORTS, MAP_SW_FDB,
+    MAP_SW_FLOOD, MAP_SW_PORTS, MAP_SWITCHES, MAP_VERDICTS, MAX_PARENTS, MAX_PORTS_PER_PARENT,
+    MAX_PORTS_PER_SWITCH, NestKey, NestedEp, ParentCfg, RouterPort, SwPort, Switch, Verdict,
 };
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, DevMapHash, HashMap, MapData, MapError, PerCpuArray, PerCpuValues},
     programs::{
-        LinkOrder, SchedClassifier, TcAttach, TcAttachType, Xdp, XdpMode,
+        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, LinkOrder, SchedClassifier, TcAttach,
+        TcAttachType, Xdp, XdpMode,
         links::{FdLink, PinnedLink},
     },
 };
@@ -33,8 +39,23 @@ pub const PROG_RX: &str = "attach_rx";
 pub const PROG_TX: &str = "attach_tx";
 pub const PROG_HOST: &str = "attach_host";
 pub const PROG_RX_XDP: &str = "attach_rx_xdp";
+pub const PROG_IPVL_RX: &str = "attach_ipvl_rx";
+pub const PROG_IPVL_TX: &str = "attach_ipvl_tx";
+pub const PROG_SW: &str = "attach_sw";
+pub const PROG_BR_GUARD: &str = "attach_br_guard";
+pub const PROG_RT_TX: &str = "attach_rt_tx";
+pub const PROG_RT_IN: &str = "attach_rt_in";
+pub const PROG_NEST_TX: &str = "attach_nest_tx";
+pub const PROG_NEST_RX: &str = "attach_nest_rx";
+pub const PROG_NEST_TAP: &str = "attach_nest_tap";
+pub const PROG_CG_IN: &str = "attach_cg_in";
+pub const PROG_CG_EG: &str = "attach_cg_eg";
 
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+
+/// Pin of the programs' aya-log buffer (kernel name `AYA_LOGS`), shared by
+/// every program instance of the node so the agent reads them all.
+pub const LOG_PIN: &str = "attach_logs";
 
 /// Pin names of the links of a parent and of an endpoint port.
 pub fn parent_links(ifindex: u32) -> [String; 3] {
@@ -45,8 +66,53 @@ pub fn parent_links(ifindex: u32) -> [String; 3] {
     ]
 }
 
+/// Pin name of the ipvlan receive program's link on a parent.
+pub fn ipvlan_parent_link(ifindex: u32) -> String {
+    format!("parent-{ifindex}-ipvl")
+}
+
+/// Pin name of the switch program's link on an uplink.
+pub fn uplink_link(ifindex: u32) -> String {
+    format!("uplink-{ifindex}-sw")
+}
+
 pub fn port_link(host_ifindex: u32) -> String {
     format!("port-{host_ifindex}-tx")
+}
+
+/// Pin name of the router's inbound program on an uplink.
+pub fn router_uplink_link(ifindex: u32) -> String {
+    format!("parent-{ifindex}-rt")
+}
+
+/// Pin name of the nested receive program on a VM's uplink (in the VM).
+pub fn nested_uplink_link(ifindex: u32) -> String {
+    format!("parent-{ifindex}-nest")
+}
+
+/// Pin name of the nested program on a VM's tap (on the host).
+pub fn tap_link(ifindex: u32) -> String {
+    format!("tap-{ifindex}-nest")
+}
+
+/// Pin names of the ingress and egress links of a `host` attachment's
+/// cgroup counters.
+pub fn cgroup_links(counter_id: u32) -> [String; 2] {
+    [
+        format!("cgroup-{counter_id}-in"),
+        format!("cgroup-{counter_id}-eg"),
+    ]
+}
+
+/// What `attach_tc`/`attach_xdp` did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attached {
+    /// The pinned link already ran this program.
+    Kept,
+    /// The pinned link was switched to this build of the program.
+    Updated,
+    /// Newly attached and pinned.
+    New,
 }
 
 pub struct Datapath {
@@ -81,11 +147,29 @@ impl Datapath {
     /// Loads the object, reusing (or creating) the maps pinned in `dir`.
     /// Programs are loaded into the kernel only when first attached.
     pub fn open(dir: &Path) -> Result<Self> {
+        Self::open_with(dir, None)
+    }
+
+    /// [`Datapath::open`], with the cgroup programs counting into slot
+    /// `counter` of `attach_cg_stats` (each `host` attachment loads its own).
+    pub fn open_counting(dir: &Path, counter: u32) -> Result<Self> {
+        Self::open_with(dir, Some(counter))
+    }
+
+    fn open_with(dir: &Path, counter: Option<u32>) -> Result<Self> {
         Self::check_bpffs()?;
         fs::create_dir_all(dir.join("links"))
             .map_err(|e| Error::system(format!("cannot create {}: {e}", dir.display())))?;
-        let ebpf = EbpfLoader::new()
+        let log_pin = dir.join(LOG_PIN);
+        let mut loader = EbpfLoader::new();
+        loader
             .default_map_pin_directory(dir)
+            .map_pin_path("AYA_LOGS", log_pin.as_path());
+        let value = counter.unwrap_or(0);
+        if counter.is_some() {
+            loader.override_global(CG_COUNTER_GLOBAL, &value, true);
+        }
+        let ebpf = loader
             .load(EBPF_OBJECT)
             .map_err(|e| Error::from(e).context("loading the eBPF datapath"))?;
         Ok(Self {
@@ -96,6 +180,38 @@ impl Datapath {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The event ring buffer (drops, and traces when on).
+    pub fn events(&mut self) -> Result<aya::maps::RingBuf<MapData>> {
+        let map = self
+            .ebpf
+            .take_map(attach_common::MAP_EVENTS)
+            .ok_or_else(|| Error::system("event buffer missing from the object"))?;
+        Ok(aya::maps::RingBuf::try_from(map)?)
+    }
+
+    /// Switches per-decision tracing on or off (drops are always reported).
+    pub fn set_trace(&mut self, on: bool) -> Result<()> {
+        let map = self
+            .ebpf
+            .map_mut(attach_common::MAP_CONFIG)
+            .ok_or_else(|| Error::system("config map missing from the object"))?;
+        let mut cfg: Array<_, u32> = Array::try_from(map)?;
+        let cur = cfg.get(&0, 0)?;
+        let next = if on {
+            cur | attach_common::CFG_TRACE
+        } else {
+            cur & !attach_common::CFG_TRACE
+        };
+        cfg.set(0, &next, 0)?;
+        Ok(())
+    }
+
+    /// A reader of the programs' log lines, into the `log` crate.
+    pub fn logger(&mut self) -> Result<aya_log::EbpfLogger<&'static dyn log::Log>> {
+        aya_log::EbpfLogger::init(&mut self.ebpf)
+            .map_err(|e| Error::system(format!("the programs' log buffer: {e}")))
     }
 
     fn link_path(&self, name: &str) -> PathBuf {
@@ -140,7 +256,7 @@ impl Datapath {
 
     /// Whether the link pinned as `pin` still has its program on `ifindex`
     /// (a tcx link dies with its device; a pin can outlive both).
-    fn tcx_pin_alive(&self, pin: &str, ifindex: u32, at: TcAttachType) -> bool {
+    pub fn tcx_pin_alive(&self, pin: &str, ifindex: u32, at: TcAttachType) -> bool {
         let Ok(link) = PinnedLink::from_pin(self.link_path(pin)) else {
             return false;
         };
@@ -152,27 +268,72 @@ impl Datapath {
             .unwrap_or(false)
     }
 
-    /// Attaches a tcx program on `ifindex` and pins its link as `pin`; an
-    /// existing live pin is kept as is.
+    /// The tag (instruction hash) of the program behind a pinned link.
+    fn pinned_program_tag(&self, pin: &str) -> Option<u64> {
+        let link = PinnedLink::from_pin(self.link_path(pin)).ok()?;
+        let id = FdLink::from(link).info().ok()?.program_id();
+        aya::programs::loaded_programs()
+            .filter_map(|p| p.ok())
+            .find(|p| p.id() == id)
+            .map(|p| p.tag())
+    }
+
+    /// Whether the link pinned as `pin` runs this build of `prog` (an
+    /// upgrade leaves links running the old one until updated).
+    pub fn pin_runs_current(&mut self, prog: &str, pin: &str) -> Result<bool> {
+        let pinned = self.pinned_program_tag(pin);
+        let current = if prog == PROG_RX_XDP {
+            self.xdp_program()?.info()?.tag()
+        } else {
+            self.classifier(prog)?.info()?.tag()
+        };
+        Ok(pinned == Some(current))
+    }
+
+    /// Attaches a tcx program on `ifindex` and pins its link as `pin`. A live
+    /// pin running an older build of the program is switched to this one in
+    /// place (`bpf_link_update`: atomic, no packet sees no program).
     pub fn attach_tc(
         &mut self,
         prog: &str,
         ifindex: u32,
         at: TcAttachType,
         pin: &str,
-    ) -> Result<()> {
+    ) -> Result<Attached> {
+        self.attach_tc_ordered(prog, ifindex, at, pin, LinkOrder::default())
+    }
+
+    /// [`Self::attach_tc`] before every program already on the hook.
+    pub fn attach_tc_first(
+        &mut self,
+        prog: &str,
+        ifindex: u32,
+        at: TcAttachType,
+        pin: &str,
+    ) -> Result<Attached> {
+        self.attach_tc_ordered(prog, ifindex, at, pin, LinkOrder::first())
+    }
+
+    fn attach_tc_ordered(
+        &mut self,
+        prog: &str,
+        ifindex: u32,
+        at: TcAttachType,
+        pin: &str,
+        order: LinkOrder,
+    ) -> Result<Attached> {
+        let path = self.link_path(pin);
         if self.tcx_pin_alive(pin, ifindex, at) {
-            return Ok(());
+            return self.update_link(prog, pin, false);
         }
         self.unpin(pin)?;
-        let path = self.link_path(pin);
         let p = self.classifier(prog)?;
         let id = p
             .attach(
                 ifindex,
                 TcAttach::Tcx {
                     attach_type: at,
-                    order: LinkOrder::default(),
+                    order,
                 },
             )
             .map_err(|e| {
@@ -180,7 +341,7 @@ impl Datapath {
             })?;
         let link: FdLink = p.take_link(id)?.try_into()?;
         link.pin(&path)?;
-        Ok(())
+        Ok(Attached::New)
     }
 
     /// Attaches the XDP receive program on a parent: native mode, or generic
@@ -206,13 +367,157 @@ impl Datapath {
         Ok(mode)
     }
 
+    /// A cgroup_skb program of the object, loaded (for attaching, or
+    /// BPF_PROG_TEST_RUN).
+    pub fn cgroup_program(&mut self, name: &str) -> Result<&mut CgroupSkb> {
+        let p: &mut CgroupSkb = self
+            .ebpf
+            .program_mut(name)
+            .ok_or_else(|| Error::system(format!("program {name} missing from the object")))?
+            .try_into()?;
+        if p.fd().is_err() {
+            p.load()
+                .map_err(|e| Error::from(e).context(format!("loading {name}")))?;
+        }
+        Ok(p)
+    }
+
+    /// Attaches a cgroup_skb counter program (`PROG_CG_IN`/`PROG_CG_EG`) to
+    /// the cgroup open as `cgroup` with a bpf_link (beside any other program
+    /// there), and pins the link as `pin`.
+    pub fn attach_cgroup(&mut self, prog: &str, cgroup: &fs::File, pin: &str) -> Result<()> {
+        self.unpin(pin)?;
+        let path = self.link_path(pin);
+        let at = if prog == PROG_CG_IN {
+            CgroupSkbAttachType::Ingress
+        } else {
+            CgroupSkbAttachType::Egress
+        };
+        let p = self.cgroup_program(prog)?;
+        // A bpf_link takes no attach flags (the kernel refuses any with
+        // EINVAL) and always sits beside other programs, as multi-attach.
+        let id = p
+            .attach(cgroup, at, CgroupAttachMode::Single)
+            .map_err(|e| Error::from(e).context(format!("attaching {prog} to the cgroup")))?;
+        let link: FdLink = p.take_link(id)?.try_into()?;
+        link.pin(&path)?;
+        Ok(())
+    }
+
+    /// [`Self::update_link`] for a cgroup counter link: `bpf_link_update`
+    /// to this instance's `prog` (loaded with the attachment's counter slot,
+    /// see [`Self::open_counting`]); aya has no `attach_to_link` for
+    /// cgroup_skb, so the syscall is made here.
+    pub fn update_cgroup_link(&mut self, prog: &str, pin: &str, force: bool) -> Result<Attached> {
+        use std::os::fd::{AsFd, AsRawFd};
+        let current = self.cgroup_program(prog)?.info()?.tag();
+        if !force && self.pinned_program_tag(pin) == Some(current) {
+            return Ok(Attached::Kept);
+        }
+        let path = std::ffi::CString::new(self.link_path(pin).as_os_str().as_encoded_bytes())
+            .map_err(|_| Error::system("a pin path with a NUL byte"))?;
+        #[repr(C)]
+        struct ObjGet {
+            pathname: u64,
+            bpf_fd: u32,
+            file_flags: u32,
+        }
+        #[repr(C)]
+        struct LinkUpdate {
+            link_fd: u32,
+            new_prog_fd: u32,
+            flags: u32,
+            old_prog_fd: u32,
+        }
+        const BPF_OBJ_GET: libc::c_long = 7;
+        const BPF_LINK_UPDATE: libc::c_long = 29;
+        let get = ObjGet {
+            pathname: path.as_ptr() as u64,
+            bpf_fd: 0,
+            file_flags: 0,
+        };
+        // SAFETY: a valid bpf_attr prefix for BPF_OBJ_GET; the path lives.
+        let link_fd = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_OBJ_GET,
+                &get as *const ObjGet,
+                std::mem::size_of::<ObjGet>(),
+            )
+        };
+        if link_fd < 0 {
+            return Err(Error::system(format!(
+                "opening the link pinned as {pin}: {}",
+                std::io::Error::last_os_error()
+            )));
+        }
+        // SAFETY: the kernel just gave us this fd; it is closed on drop.
+        let link_fd = unsafe {
+            <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(link_fd as i32)
+        };
+        let prog_fd = self.cgroup_program(prog)?.fd()?.as_fd().as_raw_fd();
+        let upd = LinkUpdate {
+            link_fd: link_fd.as_raw_fd() as u32,
+            new_prog_fd: prog_fd as u32,
+            flags: 0,
+            old_prog_fd: 0,
+        };
+        // SAFETY: a valid bpf_attr prefix for BPF_LINK_UPDATE; both fds live.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_LINK_UPDATE,
+                &upd as *const LinkUpdate,
+                std::mem::size_of::<LinkUpdate>(),
+            )
+        };
+        if r != 0 {
+            return Err(Error::system(format!(
+                "updating {prog} ({pin}): {}",
+                std::io::Error::last_os_error()
+            )));
+        }
+        Ok(Attached::Updated)
+    }
+
+    /// Switches the link pinned as `pin` to this build of `prog` in place
+    /// (`bpf_link_update`: atomic, the hook never runs without a program).
+    /// Without `force`, a link already running this build is kept.
+    pub fn update_link(&mut self, prog: &str, pin: &str, force: bool) -> Result<Attached> {
+        if !force && self.pin_runs_current(prog, pin)? {
+            return Ok(Attached::Kept);
+        }
+        let link = FdLink::from(PinnedLink::from_pin(self.link_path(pin))?);
+        let updated = if prog == PROG_RX_XDP {
+            self.xdp_program()?
+                .attach_to_link(link.try_into()?)
+                .map(drop)
+        } else {
+            self.classifier(prog)?
+                .attach_to_link(link.try_into()?)
+                .map(drop)
+        };
+        updated.map_err(|e| Error::from(e).context(format!("updating {prog} ({pin})")))?;
+        Ok(Attached::Updated)
+    }
+
     /// Removes a link pin, which detaches its program. Absent is fine.
     pub fn unpin(&self, pin: &str) -> Result<()> {
-        match fs::remove_file(self.link_path(pin)) {
+        Self::unpin_in(&self.dir, pin)
+    }
+
+    /// [`Datapath::unpin`] without loading anything: for teardown.
+    pub fn unpin_in(dir: &Path, pin: &str) -> Result<()> {
+        match fs::remove_file(dir.join("links").join(pin)) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == IoKind::NotFound => Ok(()),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Whether a link pin exists in `dir`.
+    pub fn link_pinned_in(dir: &Path, pin: &str) -> bool {
+        dir.join("links").join(pin).exists()
     }
 
     fn hash<K: aya::Pod, V: aya::Pod>(
@@ -262,6 +567,281 @@ impl Datapath {
         let map = self.ebpf.map_mut(MAP_DEVS).expect("devmap in object");
         not_found_ok(DevMapHash::try_from(map)?.remove(host_ifindex))?;
         Ok(())
+    }
+
+    fn ip_key(host_ifindex: u32, ip: &IpAddr) -> EpIpKey {
+        match ip {
+            IpAddr::V4(v4) => EpIpKey::v4(host_ifindex, v4.octets()),
+            IpAddr::V6(v6) => EpIpKey::v6(host_ifindex, v6.octets()),
+        }
+    }
+
+    /// Enters the addresses an endpoint may send from.
+    pub fn put_endpoint_ips(&mut self, host_ifindex: u32, ips: &[IpAddr]) -> Result<()> {
+        let mut map = self.hash::<EpIpKey, u8>(MAP_EP_IPS)?;
+        for ip in ips {
+            map.insert(&Self::ip_key(host_ifindex, ip), &1, 0)?;
+        }
+        Ok(())
+    }
+
+    pub fn remove_endpoint_ips(&mut self, host_ifindex: u32, ips: &[IpAddr]) -> Result<()> {
+        let mut map = self.hash::<EpIpKey, u8>(MAP_EP_IPS)?;
+        for ip in ips {
+            not_found_ok(map.remove(&Self::ip_key(host_ifindex, ip)))?;
+        }
+        Ok(())
+    }
+
+    /// Whether every one of `ips` is entered for the endpoint.
+    pub fn has_endpoint_ips(&mut self, host_ifindex: u32, ips: &[IpAddr]) -> Result<bool> {
+        let map = self.hash::<EpIpKey, u8>(MAP_EP_IPS)?;
+        Ok(ips
+            .iter()
+            .all(|ip| map.get(&Self::ip_key(host_ifindex, ip), 0).is_ok()))
+    }
+
+    /// Enters an ipvlan endpoint's port (who sends on its host-side veth).
+    pub fn put_port(&mut self, ep: &Endpoint) -> Result<()> {
+        self.hash::<u32, Endpoint>(MAP_PORTS)?
+            .insert(&ep.host_ifindex, ep, 0)?;
+        Ok(())
+    }
+
+    pub fn remove_port(&mut self, host_ifindex: u32) -> Result<()> {
+        not_found_ok(self.hash::<u32, Endpoint>(MAP_PORTS)?.remove(&host_ifindex))
+    }
+
+    /// Makes `ep` the owner of `addr` on its parent's ipvlan port.
+    pub fn put_ip(&mut self, addr: IpAddr, ep: &Endpoint) -> Result<()> {
+        let parent_ifindex = ep.parent_ifindex;
+        match addr {
+            IpAddr::V4(a) => self.hash::<Ip4Key, Endpoint>(MAP_IP4_EPS)?.insert(
+                &Ip4Key {
+                    parent_ifindex,
+                    addr: a.octets(),
+                },
+                ep,
+                0,
+            )?,
+            IpAddr::V6(a) => self.hash::<Ip6Key, Endpoint>(MAP_IP6_EPS)?.insert(
+                &Ip6Key {
+                    parent_ifindex,
+                    addr: a.octets(),
+                },
+                ep,
+                0,
+            )?,
+        }
+        Ok(())
+    }
+
+    /// Removes `addr` of `parent_ifindex` if the port on `host_ifindex`
+    /// still owns it.
+    pub fn remove_ip(
+        &mut self,
+        parent_ifindex: u32,
+        addr: IpAddr,
+        host_ifindex: u32,
+    ) -> Result<()> {
+        match addr {
+            IpAddr::V4(a) => {
+                let key = Ip4Key {
+                    parent_ifindex,
+                    addr: a.octets(),
+                };
+                let mut m = self.hash::<Ip4Key, Endpoint>(MAP_IP4_EPS)?;
+                if m.get(&key, 0).is_ok_and(|e| e.host_ifindex == host_ifindex) {
+                    not_found_ok(m.remove(&key))?;
+                }
+            }
+            IpAddr::V6(a) => {
+                let key = Ip6Key {
+                    parent_ifindex,
+                    addr: a.octets(),
+                };
+                let mut m = self.hash::<Ip6Key, Endpoint>(MAP_IP6_EPS)?;
+                if m.get(&key, 0).is_ok_and(|e| e.host_ifindex == host_ifindex) {
+                    not_found_ok(m.remove(&key))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The ipvlan endpoint owning `addr` on `parent_ifindex`, if any.
+    pub fn ip_owner(&mut self, parent_ifindex: u32, addr: IpAddr) -> Result<Option<Endpoint>> {
+        let found = match addr {
+            IpAddr::V4(a) => self.hash::<Ip4Key, Endpoint>(MAP_IP4_EPS)?.get(
+                &Ip4Key {
+                    parent_ifindex,
+                    addr: a.octets(),
+                },
+                0,
+            ),
+            IpAddr::V6(a) => self.hash::<Ip6Key, Endpoint>(MAP_IP6_EPS)?.get(
+                &Ip6Key {
+                    parent_ifindex,
+                    addr: a.octets(),
+                },
+                0,
+            ),
+        };
+        match found {
+            Ok(e) => Ok(Some(e)),
+            Err(MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub fn ipvlan_parent(&mut self, ifindex: u32) -> Result<Option<IpvlanParent>> {
+        match self
+            .hash::<u32, IpvlanParent>(MAP_IPVL_PARENTS)?
+            .get(&ifindex, 0)
+        {
+            Ok(c) => Ok(Some(c)),
+            Err(MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub fn put_ipvlan_parent(&mut self, ifindex: u32, port: &IpvlanParent) -> Result<()> {
+        self.hash::<u32, IpvlanParent>(MAP_IPVL_PARENTS)?
+            .insert(&ifindex, port, 0)?;
+        Ok(())
+    }
+
+    pub fn remove_ipvlan_parent(&mut self, ifindex: u32) -> Result<()> {
+        not_found_ok(
+            self.hash::<u32, IpvlanParent>(MAP_IPVL_PARENTS)?
+                .remove(&ifindex),
+        )
+    }
+
+    /// Enters a router port.
+    pub fn put_router_port(&mut self, port: &RouterPort) -> Result<()> {
+        self.hash::<u32, RouterPort>(MAP_RT_PORTS)?
+            .insert(&port.ep.host_ifindex, port, 0)?;
+        Ok(())
+    }
+
+    pub fn remove_router_port(&mut self, host_ifindex: u32) -> Result<()> {
+        not_found_ok(
+            self.hash::<u32, RouterPort>(MAP_RT_PORTS)?
+                .remove(&host_ifindex),
+        )
+    }
+
+    pub fn router_port(&mut self, host_ifindex: u32) -> Result<Option<RouterPort>> {
+        match self
+            .hash::<u32, RouterPort>(MAP_RT_PORTS)?
+            .get(&host_ifindex, 0)
+        {
+            Ok(p) => Ok(Some(p)),
+            Err(MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Enters a nested endpoint by its VLAN key (both roles).
+    pub fn put_nest_vlan(&mut self, key: &NestKey, n: &NestedEp) -> Result<()> {
+        self.hash::<NestKey, NestedEp>(MAP_NEST_VLANS)?
+            .insert(key, n, 0)?;
+        Ok(())
+    }
+
+    /// Removes `key` if it still names the endpoint `id`.
+    pub fn remove_nest_vlan(&mut self, key: &NestKey, id: u32) -> Result<()> {
+        let mut m = self.hash::<NestKey, NestedEp>(MAP_NEST_VLANS)?;
+        if m.get(key, 0).is_ok_and(|n| n.ep.id == id) {
+            not_found_ok(m.remove(key))?;
+        }
+        Ok(())
+    }
+
+    pub fn nest_vlan(&mut self, key: &NestKey) -> Result<Option<NestedEp>> {
+        match self.hash::<NestKey, NestedEp>(MAP_NEST_VLANS)?.get(key, 0) {
+            Ok(n) => Ok(Some(n)),
+            Err(MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Enters an in-VM nested endpoint's port (its host-side veth).
+    pub fn put_nest_port(&mut self, n: &NestedEp) -> Result<()> {
+        self.hash::<u32, NestedEp>(MAP_NEST_PORTS)?
+            .insert(&n.ep.host_ifindex, n, 0)?;
+        Ok(())
+    }
+
+    pub fn remove_nest_port(&mut self, host_ifindex: u32) -> Result<()> {
+        not_found_ok(
+            self.hash::<u32, NestedEp>(MAP_NEST_PORTS)?
+                .remove(&host_ifindex),
+        )
+    }
+
+    pub fn nest_port(&mut self, host_ifindex: u32) -> Result<Option<NestedEp>> {
+        match self
+            .hash::<u32, NestedEp>(MAP_NEST_PORTS)?
+            .get(&host_ifindex, 0)
+        {
+            Ok(n) => Ok(Some(n)),
+            Err(MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Enters a host-side nested endpoint's tags by its endpoint id.
+    pub fn put_nest_id(&mut self, n: &NestedEp) -> Result<()> {
+        self.hash::<u32, NestedEp>(MAP_NEST_IDS)?
+            .insert(&n.ep.id, n, 0)?;
+        Ok(())
+    }
+
+    pub fn remove_nest_id(&mut self, id: u32) -> Result<()> {
+        not_found_ok(self.hash::<u32, NestedEp>(MAP_NEST_IDS)?.remove(&id))
+    }
+
+    pub fn nest_id(&mut self, id: u32) -> Result<Option<NestedEp>> {
+        match self.hash::<u32, NestedEp>(MAP_NEST_IDS)?.get(&id, 0) {
+            Ok(n) => Ok(Some(n)),
+            Err(MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Enters an endpoint in the receive table only: a nested endpoint,
+    /// whose `host_ifindex` (the VM's tap) is neither a port nor an XDP
+    /// redirect target.
+    pub fn put_rx_endpoint(&mut self, ep: &Endpoint) -> Result<()> {
+        self.hash::<EndpointKey, Endpoint>(MAP_ENDPOINTS)?.insert(
+            &EndpointKey::new(ep.parent_ifindex, ep.mac),
+            ep,
+            0,
+        )?;
+        Ok(())
+    }
+
+    /// Removes the receive entry of `mac` on `parent_ifindex` if it is
+    /// still endpoint `id`'s.
+    pub fn remove_rx_endpoint(&mut self, parent_ifindex: u32, mac: [u8; 6], id: u32) -> Result<()> {
+        let key = EndpointKey::new(parent_ifindex, mac);
+        let mut eps = self.hash::<EndpointKey, Endpoint>(MAP_ENDPOINTS)?;
+        if eps.get(&key, 0).is_ok_and(|e| e.id == id) {
+            not_found_ok(eps.remove(&key))?;
+        }
+        Ok(())
+    }
+
+    /// A flood-table row no macvlan parent and no ipvlan port uses.
+    pub fn free_flood_slot(&mut self) -> Result<u32> {
+        let mut used: Vec<u32> = self.parents()?.iter().map(|(_, c)| c.slot).collect();
+        let ipvl = self.hash::<u32, IpvlanParent>(MAP_IPVL_PARENTS)?;
+        used.extend(ipvl.iter().filter_map(|r| r.ok()).map(|(_, p)| p.slot));
+        (0..MAX_PARENTS)
+            .find(|s| !used.contains(s))
+            .ok_or_else(|| Error::conflict(format!("the node already uses {MAX_PARENTS} parents")))
     }
 
     pub fn port(&mut self, host_ifindex: u32) -> Result<Option<Endpoint>> {
@@ -325,6 +905,113 @@ impl Datapath {
         Ok(())
     }
 
+    /// A switch port (or uplink, or guarded native bridge port) by ifindex.
+    pub fn sw_port(&mut self, ifindex: u32) -> Result<Option<SwPort>> {
+        match self.hash::<u32, SwPort>(MAP_SW_PORTS)?.get(&ifindex, 0) {
+            Ok(p) => Ok(Some(p)),
+            Err(MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub fn put_sw_port(&mut self, port: &SwPort) -> Result<()> {
+        self.hash::<u32, SwPort>(MAP_SW_PORTS)?
+            .insert(&port.ifindex, port, 0)?;
+        Ok(())
+    }
+
+    pub fn remove_sw_port(&mut self, ifindex: u32) -> Result<()> {
+        not_found_ok(self.hash::<u32, SwPort>(MAP_SW_PORTS)?.remove(&ifindex))
+    }
+
+    pub fn switch(&mut self, id: u32) -> Result<Option<Switch>> {
+        match self.hash::<u32, Switch>(MAP_SWITCHES)?.get(&id, 0) {
+            Ok(s) => Ok(Some(s)),
+            Err(MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub fn put_switch(&mut self, id: u32, sw: &Switch) -> Result<()> {
+        self.hash::<u32, Switch>(MAP_SWITCHES)?.insert(&id, sw, 0)?;
+        Ok(())
+    }
+
+    pub fn remove_switch(&mut self, id: u32) -> Result<()> {
+        not_found_ok(self.hash::<u32, Switch>(MAP_SWITCHES)?.remove(&id))
+    }
+
+    /// Writes switch `id`'s flood row. Callers then publish the new count
+    /// in the switch's entry.
+    pub fn write_sw_flood(&mut self, id: u32, ports: &[SwPort]) -> Result<()> {
+        if ports.len() > MAX_PORTS_PER_SWITCH as usize {
+            return Err(Error::conflict(format!(
+                "a switch can carry at most {MAX_PORTS_PER_SWITCH} ports"
+            )));
+        }
+        let map = self
+            .ebpf
+            .map_mut(MAP_SW_FLOOD)
+            .expect("switch flood map in object");
+        let mut row: Array<_, SwPort> = Array::try_from(map)?;
+        let base = id * MAX_PORTS_PER_SWITCH;
+        for (i, p) in ports.iter().enumerate() {
+            row.set(base + i as u32, p, 0)?;
+        }
+        Ok(())
+    }
+
+    /// The switch flood row of `id`, its first `n` entries.
+    pub fn sw_flood(&mut self, id: u32, n: u32) -> Result<Vec<SwPort>> {
+        let map = self
+            .ebpf
+            .map_mut(MAP_SW_FLOOD)
+            .expect("switch flood map in object");
+        let row: Array<_, SwPort> = Array::try_from(map)?;
+        let base = id * MAX_PORTS_PER_SWITCH;
+        (0..n.min(MAX_PORTS_PER_SWITCH))
+            .map(|i| Ok(row.get(&(base + i), 0)?))
+            .collect()
+    }
+
+    pub fn fdb_get(&mut self, key: &FdbKey) -> Result<Option<FdbEntry>> {
+        match self.hash::<FdbKey, FdbEntry>(MAP_SW_FDB)?.get(key, 0) {
+            Ok(e) => Ok(Some(e)),
+            Err(MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub fn fdb_put(&mut self, key: &FdbKey, entry: &FdbEntry) -> Result<()> {
+        self.hash::<FdbKey, FdbEntry>(MAP_SW_FDB)?
+            .insert(key, entry, 0)?;
+        Ok(())
+    }
+
+    /// Every FDB entry.
+    pub fn fdb(&mut self) -> Result<Vec<(FdbKey, FdbEntry)>> {
+        let map = self.hash::<FdbKey, FdbEntry>(MAP_SW_FDB)?;
+        Ok(map.iter().filter_map(|r| r.ok()).collect())
+    }
+
+    /// Removes the FDB entries `doomed` picks; returns how many.
+    pub fn fdb_remove_where(
+        &mut self,
+        doomed: impl Fn(&FdbKey, &FdbEntry) -> bool,
+    ) -> Result<usize> {
+        let gone: Vec<FdbKey> = self
+            .fdb()?
+            .into_iter()
+            .filter(|(k, e)| doomed(k, e))
+            .map(|(k, _)| k)
+            .collect();
+        let mut map = self.hash::<FdbKey, FdbEntry>(MAP_SW_FDB)?;
+        for k in &gone {
+            not_found_ok(map.remove(k))?;
+        }
+        Ok(gone.len())
+    }
+
     pub fn zero_stats(&mut self, id: u32) -> Result<()> {
         let map = self
             .ebpf
@@ -349,6 +1036,33 @@ impl Datapath {
         let stats: PerCpuArray<_, EndpointStats> = PerCpuArray::try_from(map)?;
         let mut sum = EndpointStats::default();
         for s in stats.get(&id, 0)?.iter() {
+            sum.add(s);
+        }
+        Ok(sum)
+    }
+
+    fn cg_stats_map(&mut self) -> Result<PerCpuArray<&mut MapData, CgroupStats>> {
+        let map = self
+            .ebpf
+            .map_mut(MAP_CG_STATS)
+            .expect("cgroup stats map in object");
+        Ok(PerCpuArray::try_from(map)?)
+    }
+
+    pub fn zero_cgroup_stats(&mut self, id: u32) -> Result<()> {
+        let ncpus = aya::util::nr_cpus().map_err(|(_, e)| Error::from(e))?;
+        self.cg_stats_map()?.set(
+            id,
+            PerCpuValues::try_from(vec![CgroupStats::default(); ncpus.get() as usize])?,
+            0,
+        )?;
+        Ok(())
+    }
+
+    /// A `host` attachment's cgroup counters, summed over CPUs.
+    pub fn cgroup_stats(&mut self, id: u32) -> Result<CgroupStats> {
+        let mut sum = CgroupStats::default();
+        for s in self.cg_stats_map()?.get(&id, 0)?.iter() {
             sum.add(s);
         }
         Ok(sum)

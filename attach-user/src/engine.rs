@@ -13,8 +13,8 @@ use serde::Serialize;
 use crate::{
     datapath::Datapath,
     error::{Error, Result},
-    macvlan::{self, MacvlanRequest},
-    model::Attachment,
+    kinds::{self, AddRequest},
+    model::{Attachment, CniRef, NO_IFNAME},
     netlink::Rtnl,
     netns::{self, Netns},
     state::State,
@@ -25,6 +25,9 @@ pub struct Engine {
     state: State,
     pin_dir: PathBuf,
     pub(crate) rtnl: Rtnl,
+    /// What a teardown noticed and let pass, for the detached record's
+    /// `warnings`.
+    notices: std::sync::Mutex<Vec<String>>,
 }
 
 /// Counters of one attachment (eBPF backend).
@@ -50,6 +53,21 @@ pub struct Counters {
     pub tx_dropped: u64,
 }
 
+/// Interface name when none is given.
+pub const DEFAULT_IFNAME: &str = "eth0";
+
+impl From<attach_common::CgroupStats> for Counters {
+    fn from(s: attach_common::CgroupStats) -> Self {
+        Self {
+            rx_packets: s.rx_packets,
+            rx_bytes: s.rx_bytes,
+            tx_packets: s.tx_packets,
+            tx_bytes: s.tx_bytes,
+            ..Default::default()
+        }
+    }
+}
+
 impl From<EndpointStats> for Counters {
     fn from(s: EndpointStats) -> Self {
         Self {
@@ -66,6 +84,17 @@ impl From<EndpointStats> for Counters {
             tx_dropped: s.tx_dropped,
         }
     }
+}
+
+/// One thing `reconcile` found wrong and what it did about it.
+#[derive(Serialize, Debug, Clone)]
+pub struct Repair {
+    pub netns: String,
+    pub ifname: String,
+    /// What `check` reported.
+    pub drift: String,
+    /// "repaired", "recreated", "detached" or "failed: ...".
+    pub action: String,
 }
 
 #[derive(Serialize)]
@@ -95,7 +124,22 @@ impl Engine {
             pin_dir: pin_root.join(&node_id),
             node_id,
             rtnl: Rtnl::here()?,
+            notices: Default::default(),
         })
+    }
+
+    /// Notes something a teardown let pass (logged, and returned in the
+    /// detached record's `warnings`).
+    pub(crate) fn notice(&self, msg: String) {
+        tracing::debug!("{msg}");
+        self.notices
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(msg);
+    }
+
+    fn take_notices(&self) -> Vec<String> {
+        std::mem::take(&mut *self.notices.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     pub fn pin_dir(&self) -> &Path {
@@ -110,25 +154,69 @@ impl Engine {
         Datapath::open(&self.pin_dir)
     }
 
-    pub async fn add_macvlan(&self, req: &MacvlanRequest) -> Result<Attachment> {
+    /// Attaches what `req` asks for; on failure nothing it made remains.
+    pub async fn add(&self, req: &AddRequest) -> Result<Attachment> {
+        self.add_as(req, None).await
+    }
+
+    /// `add`, recording the CNI identity of a runtime's request.
+    pub async fn add_as(&self, req: &AddRequest, cni: Option<CniRef>) -> Result<Attachment> {
         req.validate()?;
-        let ns = Netns::open(&req.netns)?;
+        let netns = req.namespace();
+        // The host side of a nested attachment has no container namespace:
+        // its kind works in the node's.
+        let ns = if netns.is_empty() {
+            Netns::current()?
+        } else {
+            Netns::open(netns).map_err(|e| match req {
+                AddRequest::Container(_) => e.context("--join"),
+                _ => e,
+            })?
+        };
         let _lock = self.state.lock()?;
+        let added = self.add_locked(req, &ns, cni).await;
+        if added.is_err() {
+            // Taking the lock made the state directory: a failed first add
+            // must not leave it behind.
+            let _ = self.state.remove_if_empty();
+        }
+        added
+    }
+
+    async fn add_locked(
+        &self,
+        req: &AddRequest,
+        ns: &Netns,
+        cni: Option<CniRef>,
+    ) -> Result<Attachment> {
         let records = self.state.all()?;
-        if let Some(r) = records
+        let (netns, ifname) = req.target();
+        if req.kind().has_interface() {
+            if let Some(r) = records
+                .iter()
+                .filter(|_| !netns.is_empty())
+                .find(|r| r.kind.has_interface() && r.netns_inode == ns.inode && r.ifname == ifname)
+            {
+                let what = match r.mode {
+                    Some(m) => format!("{} {}", r.kind.name(), m.name()),
+                    None => r.kind.name().to_owned(),
+                };
+                return Err(Error::conflict(format!(
+                    "{ifname} in network namespace {netns:?} is already attached ({what}); detach it first"
+                )));
+            }
+        } else if let Some(r) = records
             .iter()
-            .find(|r| r.netns_inode == ns.inode && r.ifname == req.ifname)
+            .find(|r| !r.kind.has_interface() && Self::named_by(r, netns))
         {
             return Err(Error::conflict(format!(
-                "{} in network namespace {:?} is already attached ({} {}); detach it first",
-                req.ifname,
-                req.netns,
-                r.kind.name(),
-                r.mode.name()
+                "{netns:?} is already attached ({}); detach it first",
+                r.kind.name()
             )));
         }
-        let mut rec = macvlan::plan(self, req, &ns, &records).await?;
-        match macvlan::create(self, &mut rec, &ns, &records).await {
+        let mut rec = kinds::plan(self, req, ns, &records).await?;
+        rec.cni = cni;
+        match kinds::create(self, &mut rec, ns, &records).await {
             Ok(()) => {}
             Err(e) => {
                 self.rollback(&rec, &records).await;
@@ -144,12 +232,12 @@ impl Engine {
 
     /// Undoes a failed `add`; everything it made is removed, errors logged.
     async fn rollback(&self, rec: &Attachment, records: &[Attachment]) {
-        for e in macvlan::teardown(self, rec, records).await {
+        for e in kinds::teardown(self, rec, records).await {
             tracing::warn!("rollback of {} in {:?}: {e}", rec.ifname, rec.netns);
         }
-        if records.is_empty() {
-            self.remove_node_pins_if_idle(records);
-        }
+        // Not only when `records` is empty: beside native attachments alone,
+        // the failed add was the node's first eBPF one and made the pins.
+        self.remove_node_pins_if_idle(records);
     }
 
     fn remove_node_pins_if_idle(&self, remaining: &[Attachment]) {
@@ -160,45 +248,362 @@ impl Engine {
         }
     }
 
-    /// Finds the record of (netns, ifname): by the namespace's identity while
-    /// it lives, else by how it was named (a deleted namespace, or a name now
-    /// given to another one).
-    fn find<'a>(records: &'a [Attachment], netns: &str, ifname: &str) -> Option<&'a Attachment> {
-        let by_name = |r: &&Attachment| {
-            r.ifname == ifname && (r.netns == netns || r.netns_path == Netns::path_of(netns))
-        };
-        match Netns::open(netns) {
-            Ok(ns) => records
+    /// Whether `r` was attached under the name `netns` (as given, or the
+    /// same path).
+    fn named_by(r: &Attachment, netns: &str) -> bool {
+        r.netns == netns || r.netns_path == Netns::path_of(netns)
+    }
+
+    /// Finds the record of (netns, ifname).
+    ///
+    /// Without `ifname` (or with `-`), an attachment without an interface
+    /// (`host`, `container`) named by `netns` comes first: those share a
+    /// namespace with others, so they are known by NETNS as given, never by
+    /// the namespace's identity. Otherwise (`ifname` defaults to `eth0`): by
+    /// the namespace's identity while it lives, else by how it was named (a
+    /// deleted namespace, or a name now given to another one).
+    fn find<'a>(
+        records: &'a [Attachment],
+        netns: &str,
+        ifname: Option<&str>,
+    ) -> Option<&'a Attachment> {
+        if ifname.is_none_or(|i| i == NO_IFNAME)
+            && let Some(r) = records
                 .iter()
+                .find(|r| !r.kind.has_interface() && Self::named_by(r, netns))
+        {
+            return Some(r);
+        }
+        let ifname = ifname.unwrap_or(DEFAULT_IFNAME);
+        let mut own = records
+            .iter()
+            .filter(|r| r.kind.has_interface() && r.has_netns());
+        let by_name = |r: &&Attachment| r.ifname == ifname && Self::named_by(r, netns);
+        match Netns::open(netns) {
+            Ok(ns) => own
+                .clone()
                 .find(|r| r.netns_inode == ns.inode && r.ifname == ifname)
-                .or_else(|| {
-                    records
-                        .iter()
-                        .filter(by_name)
-                        .find(|r| r.netns_inode != ns.inode)
-                }),
-            Err(_) => records.iter().find(by_name),
+                .or_else(|| own.filter(by_name).find(|r| r.netns_inode != ns.inode)),
+            Err(_) => own.find(by_name),
         }
     }
 
     /// Detaches (netns, ifname). Returns what was detached; `None` when
     /// nothing was attached (not an error: `del` is idempotent).
-    pub async fn del(&self, netns: &str, ifname: &str) -> Result<Option<Attachment>> {
-        crate::addr::check_ifname(ifname)?;
+    /// Without `ifname`: the interface-less attachment of `netns` (`host`,
+    /// `container`) if there is one, else `eth0`.
+    pub async fn del(&self, netns: &str, ifname: Option<&str>) -> Result<Option<Attachment>> {
+        if let Some(i) = ifname.filter(|i| *i != NO_IFNAME) {
+            crate::addr::check_ifname(i)?;
+        }
+        let mut gone = self
+            .del_where(|records| {
+                Self::find(records, netns, ifname)
+                    .into_iter()
+                    .cloned()
+                    .collect()
+            })
+            .await?;
+        Ok(gone.pop())
+    }
+
+    /// Detaches the host side of a nested attachment: VLAN `vlan` (in
+    /// S-tag `qinq`) of tap `tap`. `None` when nothing was attached.
+    pub async fn del_vlan(
+        &self,
+        tap: &str,
+        qinq: Option<u16>,
+        vlan: u16,
+    ) -> Result<Option<Attachment>> {
+        crate::addr::check_ifname(tap)?;
+        let mut gone = self
+            .del_where(|records| {
+                Self::find_vlan(records, tap, qinq, vlan)
+                    .into_iter()
+                    .cloned()
+                    .collect()
+            })
+            .await?;
+        Ok(gone.pop())
+    }
+
+    fn find_vlan<'a>(
+        records: &'a [Attachment],
+        tap: &str,
+        qinq: Option<u16>,
+        vlan: u16,
+    ) -> Option<&'a Attachment> {
+        records.iter().find(|r| {
+            kinds::nested::is_host_side(r)
+                && r.tap.as_deref() == Some(tap)
+                && r.qinq == qinq
+                && r.vlan == Some(vlan)
+        })
+    }
+
+    /// The record of VLAN `vlan` (in S-tag `qinq`) of tap `tap`, if attached.
+    pub fn get_vlan(&self, tap: &str, qinq: Option<u16>, vlan: u16) -> Result<Option<Attachment>> {
+        let records = self.state.all()?;
+        Ok(Self::find_vlan(&records, tap, qinq, vlan).cloned())
+    }
+
+    /// Detaches a runtime's attachment by its CNI identity, or, for one made
+    /// before the identity was recorded, by (netns, ifname).
+    pub async fn del_cni(
+        &self,
+        cni: &CniRef,
+        ifname: &str,
+        netns: Option<&str>,
+    ) -> Result<Option<Attachment>> {
+        let mut gone = self
+            .del_where(|records| {
+                let by_id = records
+                    .iter()
+                    .find(|r| r.cni.as_ref() == Some(cni) && r.ifname == ifname);
+                by_id
+                    .or_else(|| netns.and_then(|n| Self::find(records, n, Some(ifname))))
+                    .into_iter()
+                    .cloned()
+                    .collect()
+            })
+            .await?;
+        Ok(gone.pop())
+    }
+
+    /// Detaches every attachment of CNI network `network` whose
+    /// (container id, ifname) is not in `valid`; returns them.
+    pub async fn gc_cni(
+        &self,
+        network: &str,
+        valid: &[(String, String)],
+    ) -> Result<Vec<Attachment>> {
+        self.del_where(|records| {
+            records
+                .iter()
+                .filter(|r| {
+                    r.cni.as_ref().is_some_and(|c| {
+                        c.network == network
+                            && !valid
+                                .iter()
+                                .any(|(id, ifn)| *id == c.container_id && *ifn == r.ifname)
+                    })
+                })
+                .cloned()
+                .collect()
+        })
+        .await
+    }
+
+    /// Detaches the records `pick` chooses, under the lock; stops at the
+    /// first that cannot be torn down completely (its record is kept, so a
+    /// retry can finish).
+    async fn del_where(
+        &self,
+        pick: impl FnOnce(&[Attachment]) -> Vec<Attachment>,
+    ) -> Result<Vec<Attachment>> {
+        let _lock = self.state.lock()?;
+        let mut records = self.state.all()?;
+        let chosen = pick(&records);
+        let mut gone = Vec::new();
+        for mut rec in chosen {
+            records.retain(|r| *r != rec);
+            self.take_notices();
+            let errors = kinds::teardown(self, &rec, &records).await;
+            if let Some(first) = errors.into_iter().next() {
+                return Err(first.context(format!("detaching {}", crate::output::what(&rec))));
+            }
+            self.state.remove(&rec)?;
+            rec.extra.warnings = self.take_notices();
+            gone.push(rec);
+        }
+        self.remove_node_pins_if_idle(&records);
+        // Taking the lock made the state directory: remove it when unused.
+        self.state.remove_if_empty()?;
+        Ok(gone)
+    }
+
+    /// Checks an attachment against reality (see [`kinds::check`]).
+    pub async fn check(&self, rec: &Attachment) -> Result<()> {
+        kinds::check(self, rec).await
+    }
+
+    /// Re-adopts every record and pin and repairs drift: a datapath piece
+    /// missing (map entry, program) is put back; an interface deleted behind
+    /// the engine's back is recreated; an attachment whose namespace is gone
+    /// is detached; host-side interfaces and link pins no record owns are
+    /// removed. Returns what it did.
+    pub async fn reconcile(&self) -> Result<Vec<Repair>> {
+        let _lock = self.state.lock()?;
+        let mut records = self.state.all()?;
+        let mut repairs = Vec::new();
+        let mut i = 0;
+        while i < records.len() {
+            let rec = records[i].clone();
+            let Err(drift) = kinds::check(self, &rec).await else {
+                i += 1;
+                continue;
+            };
+            let others: Vec<Attachment> = records.iter().filter(|r| **r != rec).cloned().collect();
+            let note = |action: String| Repair {
+                netns: rec.netns.clone(),
+                ifname: rec.ifname.clone(),
+                drift: drift.message.clone(),
+                action,
+            };
+            let ns_alive = !rec.has_netns()
+                || Netns::open(&rec.netns_path.to_string_lossy())
+                    .is_ok_and(|ns| ns.inode == rec.netns_inode);
+            if !ns_alive {
+                let errors = kinds::teardown(self, &rec, &others).await;
+                self.state.remove(&rec)?;
+                records.remove(i);
+                repairs.push(note(match errors.first() {
+                    None => "detached: its network namespace is gone".into(),
+                    Some(e) => format!("detached (namespace gone), with errors: {e}"),
+                }));
+                continue;
+            }
+            let repaired = kinds::repair(self, &rec, &others).await;
+            if repaired.is_ok() && kinds::check(self, &rec).await.is_ok() {
+                repairs.push(note("repaired".into()));
+                i += 1;
+                continue;
+            }
+            if !kinds::recreatable(&rec) {
+                let why = match repaired {
+                    Err(e) => e.message,
+                    Ok(()) => "still drifting after the repair".into(),
+                };
+                repairs.push(note(format!("failed: {why}; kept")));
+                i += 1;
+                continue;
+            }
+            for e in kinds::teardown(self, &rec, &others).await {
+                tracing::warn!("tearing down {} before recreating it: {e}", rec.ifname);
+            }
+            let ns = if rec.has_netns() {
+                Netns::open(&rec.netns_path.to_string_lossy())?
+            } else {
+                Netns::current()?
+            };
+            let mut fresh = rec.fresh();
+            match kinds::create(self, &mut fresh, &ns, &others).await {
+                Ok(()) => {
+                    self.state.save(&fresh)?;
+                    records[i] = fresh;
+                    repairs.push(note("recreated".into()));
+                    i += 1;
+                }
+                Err(e) => {
+                    for t in kinds::teardown(self, &fresh, &others).await {
+                        tracing::warn!("rolling back the recreation of {}: {t}", rec.ifname);
+                    }
+                    self.state.remove(&rec)?;
+                    records.remove(i);
+                    repairs.push(note(format!("failed: {}; detached", e.message)));
+                }
+            }
+        }
+        repairs.extend(self.remove_orphans(&records).await?);
+        match kinds::bridge::sweep(self, &records) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!("swept {n} aged or stale switch FDB entries"),
+            Err(e) => tracing::warn!("sweeping the switch FDB: {e}"),
+        }
+        self.remove_node_pins_if_idle(&records);
+        self.state.remove_if_empty()?;
+        Ok(repairs)
+    }
+
+    /// Host-side interfaces and link pins that no record owns.
+    async fn remove_orphans(&self, records: &[Attachment]) -> Result<Vec<Repair>> {
+        let mut repairs = Vec::new();
+        let orphan = |what: String, action: &str| Repair {
+            netns: "-".into(),
+            ifname: what,
+            drift: "owned by no attachment".into(),
+            action: action.into(),
+        };
+        for link in self.rtnl.links().await? {
+            let ours = link.name.starts_with(crate::container::HOST_IF_PREFIX)
+                && link.kind.as_deref() == Some("veth");
+            if ours
+                && !records
+                    .iter()
+                    .any(|r| r.host_ifname.as_deref() == Some(link.name.as_str()))
+            {
+                self.rtnl.del_link(link.index).await?;
+                repairs.push(orphan(link.name, "deleted"));
+            }
+        }
+        let links_dir = self.pin_dir.join("links");
+        if let Ok(entries) = std::fs::read_dir(&links_dir) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let owned = records
+                    .iter()
+                    .any(|r| kinds::links(r).iter().any(|(_, pin)| *pin == name));
+                if !owned {
+                    let _ = std::fs::remove_file(e.path());
+                    repairs.push(orphan(format!("pin {name}"), "unpinned"));
+                }
+            }
+        }
+        Ok(repairs)
+    }
+
+    /// Switches every pinned link to this build's programs in place
+    /// (`bpf_link_update`), so an upgrade never leaves a hook without a
+    /// program; `force` updates links that already run this build too.
+    /// Returns (pin, "updated"|"kept") for each link.
+    pub fn upgrade(&self, force: bool) -> Result<Vec<(String, &'static str)>> {
+        use crate::datapath::Attached;
         let _lock = self.state.lock()?;
         let records = self.state.all()?;
-        let Some(rec) = Self::find(&records, netns, ifname).cloned() else {
-            return Ok(None);
-        };
-        let remaining: Vec<Attachment> = records.into_iter().filter(|r| *r != rec).collect();
-        let errors = macvlan::teardown(self, &rec, &remaining).await;
-        if let Some(first) = errors.into_iter().next() {
-            return Err(first.context(format!("detaching {} from {:?}", rec.ifname, rec.netns)));
+        if !records.iter().any(Attachment::is_ebpf) {
+            return Ok(Vec::new());
         }
-        self.state.remove(&rec)?;
-        self.remove_node_pins_if_idle(&remaining);
-        self.state.remove_if_empty()?;
-        Ok(Some(rec))
+        let mut dp = self.datapath()?;
+        let mut out = Vec::new();
+        // A host attachment's cgroup programs carry its counter slot: each is
+        // updated from an instance loaded with it.
+        for rec in &records {
+            let Some(id) = rec.extra.host.as_ref().and_then(|h| h.counter_id) else {
+                continue;
+            };
+            let mut counting = Datapath::open_counting(&self.pin_dir, id)?;
+            for (prog, pin) in kinds::links(rec) {
+                let what = match counting.update_cgroup_link(prog, &pin, force)? {
+                    Attached::Kept => "kept",
+                    _ => "updated",
+                };
+                out.push((pin, what));
+            }
+        }
+        let mut links: Vec<(&str, String)> = Vec::new();
+        for link in records
+            .iter()
+            .filter(|r| r.kind != crate::model::Kind::Host)
+            .flat_map(kinds::links)
+        {
+            if !links.contains(&link) {
+                links.push(link);
+            }
+        }
+        for (prog, pin) in links {
+            let what = match dp.update_link(prog, &pin, force)? {
+                Attached::Kept => "kept",
+                _ => "updated",
+            };
+            out.push((pin, what));
+        }
+        Ok(out)
+    }
+
+    /// The records of (netns, ifname), if attached.
+    pub fn get(&self, netns: &str, ifname: Option<&str>) -> Result<Option<Attachment>> {
+        let records = self.state.all()?;
+        Ok(Self::find(&records, netns, ifname).cloned())
     }
 
     pub fn list(&self) -> Result<Vec<Attachment>> {
@@ -214,8 +619,10 @@ impl Engine {
         };
         let mut attachments = Vec::new();
         for rec in records {
-            let counters = match (&mut dp, rec.endpoint_id) {
-                (Some(dp), Some(id)) => Some(dp.stats(id)?.into()),
+            let counter = rec.extra.host.as_ref().and_then(|h| h.counter_id);
+            let counters = match (&mut dp, rec.endpoint_id, counter) {
+                (Some(dp), Some(id), _) => Some(dp.stats(id)?.into()),
+                (Some(dp), None, Some(id)) => Some(dp.cgroup_stats(id)?.into()),
                 _ => None,
             };
             attachments.push(AttachmentStats {
@@ -250,7 +657,10 @@ impl Engine {
         let mut removed = Vec::new();
         let mut errors = Vec::new();
         while let Some(rec) = records.pop() {
-            errors.extend(macvlan::teardown(self, &rec, &records).await);
+            errors.extend(kinds::teardown(self, &rec, &records).await);
+            for n in self.take_notices() {
+                tracing::warn!("{n}");
+            }
             self.state.remove(&rec)?;
             removed.push(rec);
         }
@@ -262,6 +672,8 @@ impl Engine {
                 errors.push(e.context(format!("deleting leftover {}", link.name)));
             }
         }
+        // Namespaces a crashed `add container` may still hold.
+        errors.extend(kinds::container::release_leftovers(self.state.dir()));
         Datapath::remove_pins(&self.pin_dir)?;
         let _ = std::fs::remove_dir_all(self.state.dir());
         match errors.into_iter().next() {

@@ -25,6 +25,15 @@ impl ErrorKind {
         }
     }
 
+    pub fn from_name(name: &str) -> Self {
+        match name {
+            "invalid_input" => ErrorKind::InvalidInput,
+            "not_found" => ErrorKind::NotFound,
+            "conflict" => ErrorKind::Conflict,
+            _ => ErrorKind::System,
+        }
+    }
+
     pub const fn name(self) -> &'static str {
         match self {
             ErrorKind::InvalidInput => "invalid_input",

@@ -5,15 +5,22 @@
 //! thin command line over it.
 
 pub mod addr;
+pub mod agent;
 pub mod announce;
 pub mod bench;
 pub mod cli;
+pub mod cni;
+pub mod commands;
 pub mod container;
 pub mod datapath;
+pub mod endpoint;
 pub mod engine;
 pub mod error;
-pub mod macvlan;
+pub mod kinds;
+pub mod logging;
 pub mod model;
+pub mod monitor;
+pub mod mount;
 pub mod netlink;
 pub mod netns;
 pub mod output;

@@ -1,113 +1,71 @@
 use std::process::ExitCode;
 
 use attach::{
-    Engine, Error,
-    cli::{AddKind, Cli, Command, Output},
-    output,
+    Engine, Error, agent,
+    cli::{Cli, Command, Output},
+    commands,
 };
 use clap::Parser;
-use serde_json::json;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .without_time()
-        .init();
+    attach::logging::init(cli.log_format);
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
         Ok(rt) => rt,
         Err(e) => {
-            return fail(
-                cli.output,
-                Error::system(format!("cannot start the runtime: {e}")),
+            return finish(
+                &cli,
+                Err(Error::system(format!("cannot start the runtime: {e}"))),
             );
         }
     };
-    match rt.block_on(run(&cli)) {
+    let result = rt.block_on(async {
+        if let Some(args) = cli.agent_args() {
+            return agent::run(args).await.map(|()| String::new());
+        }
+        if let Command::Bench(args) = &cli.command {
+            // Works in namespaces of its own, never on this node's state.
+            return attach::bench::run(args, cli.output == Output::Json);
+        }
+        // A running agent serves the node's commands; without one, the CLI
+        // does the work itself.
+        if let Some(reply) = agent::client::forward(&cli).await {
+            return reply.map(warn);
+        }
+        let engine = Engine::new()?;
+        commands::run(&cli, &engine).await.map(warn)
+    });
+    finish(&cli, result)
+}
+
+/// Writes a command's warnings on stderr; returns its output.
+fn warn(done: commands::Done) -> String {
+    for w in &done.warnings {
+        eprintln!("attach: warning: {w}");
+    }
+    done.stdout
+}
+
+fn finish(cli: &Cli, result: attach::Result<String>) -> ExitCode {
+    match result {
         Ok(out) => {
             if !out.is_empty() {
                 println!("{out}");
             }
             ExitCode::SUCCESS
         }
-        Err(e) => fail(cli.output, e),
+        Err(e) => {
+            let (out, err) = commands::render_error(cli.output, &e);
+            if !out.is_empty() {
+                println!("{out}");
+            }
+            if !err.is_empty() {
+                eprintln!("{err}");
+            }
+            ExitCode::from(e.kind.exit_code() as u8)
+        }
     }
-}
-
-fn fail(fmt: Output, e: Error) -> ExitCode {
-    match fmt {
-        Output::Json => println!(
-            "{}",
-            json!({"error": {"kind": e.kind.name(), "message": e.message}})
-        ),
-        Output::Text => eprintln!("attach: {}", e.message),
-    }
-    ExitCode::from(e.kind.exit_code() as u8)
-}
-
-fn to_json<T: serde::Serialize>(v: &T) -> String {
-    serde_json::to_string_pretty(v).expect("serializable")
-}
-
-async fn run(cli: &Cli) -> attach::Result<String> {
-    let json = cli.output == Output::Json;
-    if let Command::Bench(args) = &cli.command {
-        // Works in namespaces of its own, never on this node.
-        return attach::bench::run(args, json);
-    }
-    let engine = Engine::new()?;
-    Ok(match &cli.command {
-        Command::Add(AddKind::Macvlan(args)) => {
-            let req = attach::macvlan::MacvlanRequest::from(args.clone());
-            let rec = engine.add_macvlan(&req).await?;
-            if json {
-                to_json(&rec)
-            } else {
-                output::attachments(std::slice::from_ref(&rec))
-            }
-        }
-        Command::Del(args) => {
-            let gone = engine.del(&args.target.netns, &args.target.ifname).await?;
-            match (json, gone) {
-                (true, g) => to_json(&json!({"detached": g})),
-                (false, Some(r)) => format!("detached {} from {}", r.ifname, r.netns),
-                (false, None) => format!(
-                    "nothing attached as {} in {}",
-                    args.target.ifname, args.target.netns
-                ),
-            }
-        }
-        Command::List => {
-            let list = engine.list()?;
-            if json {
-                to_json(&list)
-            } else {
-                output::attachments(&list)
-            }
-        }
-        Command::Stats => {
-            let s = engine.stats()?;
-            if json { to_json(&s) } else { output::stats(&s) }
-        }
-        Command::Bench(_) => unreachable!("handled above"),
-        Command::Reset => {
-            let removed = engine.reset().await?;
-            if json {
-                to_json(&json!({"detached": removed}))
-            } else {
-                format!(
-                    "detached {} attachment(s); pins and state removed",
-                    removed.len()
-                )
-            }
-        }
-    })
 }

@@ -28,8 +28,59 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
+/// The container's namespace, or for the host side of a nested
+/// attachment (none on this node) the VM's tap.
+fn netns_column(a: &Attachment) -> String {
+    match &a.tap {
+        Some(tap) if a.netns.is_empty() => format!("tap:{tap}"),
+        _ => a.netns.clone(),
+    }
+}
+
 fn dash(s: Option<String>) -> String {
     s.unwrap_or_else(|| "-".into())
+}
+
+/// How to name an attachment in a sentence: its interface and namespace
+/// ("eth0 in c1"), a VM's VLAN ("vlan100 of tap tap1"), or its kind for
+/// those without an interface ("the host attachment of 4321").
+pub fn what(a: &Attachment) -> String {
+    match &a.tap {
+        Some(tap) if !a.has_netns() => format!("{} of tap {tap}", a.ifname),
+        _ if a.kind.has_interface() => format!("{} in {}", a.ifname, a.netns),
+        _ => format!("the {} attachment of {}", a.kind.name(), a.netns),
+    }
+}
+
+/// Where it hangs off: the parent, the device handed over, the namespace
+/// joined, or the counted cgroup.
+fn parent_col(a: &Attachment) -> String {
+    if let Some(s) = &a.extra.sriov {
+        return if a.parent.is_empty() {
+            s.device.clone()
+        } else {
+            format!(
+                "{} (VF {} of {})",
+                s.device,
+                s.vf.as_ref().map_or(0, |v| v.index),
+                a.parent
+            )
+        };
+    }
+    if let Some(j) = &a.extra.join {
+        return format!("join {}", j.other);
+    }
+    if let Some(h) = &a.extra.host {
+        return h
+            .cgroup
+            .as_ref()
+            .map_or("-".into(), |c| format!("cgroup {}", c.display()));
+    }
+    if a.parent.is_empty() {
+        "-".into()
+    } else {
+        a.parent.clone()
+    }
 }
 
 pub fn attachments(list: &[Attachment]) -> String {
@@ -37,14 +88,18 @@ pub fn attachments(list: &[Attachment]) -> String {
         .iter()
         .map(|a| {
             vec![
-                a.netns.clone(),
+                netns_column(a),
                 a.ifname.clone(),
                 a.kind.name().into(),
-                a.mode.name().into(),
+                a.mode_name().into(),
                 format!("{:?}", a.backend).to_lowercase(),
                 dash(a.datapath.map(|d| d.name().to_owned())),
-                a.parent.clone(),
-                a.mac.to_string(),
+                parent_col(a),
+                if a.mac.is_zero() {
+                    "-".into()
+                } else {
+                    a.mac.to_string()
+                },
                 if a.ips.is_empty() {
                     "-".into()
                 } else {
@@ -54,7 +109,11 @@ pub fn attachments(list: &[Attachment]) -> String {
                         .collect::<Vec<_>>()
                         .join(",")
                 },
-                a.mtu.to_string(),
+                if a.mtu == 0 {
+                    "-".into()
+                } else {
+                    a.mtu.to_string()
+                },
                 dash(a.host_ifname.clone()),
             ]
         })
@@ -84,7 +143,7 @@ pub fn stats(s: &Stats) -> String {
         .filter_map(|a| {
             let c = a.counters.as_ref()?;
             Some(vec![
-                a.attachment.netns.clone(),
+                netns_column(&a.attachment),
                 a.attachment.ifname.clone(),
                 c.rx_packets.to_string(),
                 c.rx_bytes.to_string(),

@@ -6,13 +6,17 @@
 //! devices (floods use `bpf_clone_redirect`, which really transmits), and its
 //! own pinned maps, removed afterwards.
 
+mod bridge;
 mod common;
+mod ipvlan;
+mod nested;
+mod router;
 
 use attach::datapath::{PROG_HOST, PROG_RX, PROG_TX};
 use attach_common::{
     DATAPATH_MARK, Direction::Host as HOST, Direction::Rx as RX, Direction::Tx as TX,
-    EP_F_HOST_ACCESS, EP_F_SPOOFCHK, EndpointStats, MODE_BRIDGE, MODE_PASSTHRU, MODE_PRIVATE,
-    MODE_VEPA, MacAddr, Verdict,
+    EP_F_HOST_ACCESS, EP_F_IPCHK, EP_F_SPOOFCHK, EndpointStats, MODE_BRIDGE, MODE_PASSTHRU,
+    MODE_PRIVATE, MODE_VEPA, MacAddr, Verdict,
 };
 use common::{frames::*, *};
 
@@ -697,6 +701,110 @@ fn tx_spoofed_source_is_dropped_with_spoofchk() {
             .ret(TC_ACT_REDIRECT)
             .verdicts(&[(TX, Verdict::ToEndpoint, 1)])
             .only(&[(0, tx_uc(len(&f))), (1, rx_uc(len(&f)))]);
+    });
+}
+
+/// A (bridge) sends from 10.0.0.1 and fd00::1 only; B is its peer.
+fn ipchk_lab() -> Lab {
+    let lab = Scenario::new()
+        .parent()
+        .endpoint_with(MODE_BRIDGE, A, EP_F_SPOOFCHK | EP_F_IPCHK)
+        .endpoint(MODE_BRIDGE, B)
+        .build();
+    let own: [std::net::IpAddr; 2] = ["10.0.0.1".parse().unwrap(), "fd00::1".parse().unwrap()];
+    let mut lab = lab;
+    let h = lab.eps[0].host_ifindex;
+    lab.dp.put_endpoint_ips(h, &own).unwrap();
+    lab
+}
+
+fn v6(last: u8) -> [u8; 16] {
+    let mut a = [0u8; 16];
+    a[0] = 0xfd;
+    a[15] = last;
+    a
+}
+
+#[test]
+fn tx_foreign_source_addresses_are_dropped_with_ipchk() {
+    in_netns(|| {
+        let mut lab = ipchk_lab();
+        for (what, f) in [
+            (
+                "IPv4 from another address",
+                ipv4_udp(B, A, ip4(9), ip4(2), 53, b"x"),
+            ),
+            (
+                "IPv6 from another address",
+                ipv6_icmpv6(B, A, v6(9), v6(2), 128, &[]),
+            ),
+            (
+                "ARP for another sender address",
+                arp_request(A, ip4(9), ip4(2)),
+            ),
+            (
+                "tagged IPv4 from another address",
+                vlan_tagged(&ipv4_udp(B, A, ip4(9), ip4(2), 53, b"x"), 7),
+            ),
+        ] {
+            let o = lab.tx(0, &f);
+            assert_eq!(o.ret, TC_ACT_SHOT, "{what}");
+            o.verdicts(&[(TX, Verdict::DropSpoofed, 1)])
+                .only(&[(0, tx_dropped())]);
+        }
+    });
+}
+
+#[test]
+fn tx_own_and_identity_free_source_addresses_pass_ipchk() {
+    in_netns(|| {
+        let mut lab = ipchk_lab();
+        for (what, f) in [
+            ("own IPv4", ipv4_udp(B, A, ip4(1), ip4(2), 53, b"x")),
+            ("own IPv6", ipv6_icmpv6(B, A, v6(1), v6(2), 128, &[])),
+            (
+                "DHCP from 0.0.0.0",
+                ipv4_udp(B, A, [0; 4], [255; 4], 67, b"x"),
+            ),
+            (
+                "link-local IPv6",
+                ipv6_icmpv6(B, A, ll6(1), ll6(2), 135, &[0; 16]),
+            ),
+            (
+                "DAD from ::",
+                ipv6_icmpv6(B, A, [0; 16], ll6(2), 135, &[0; 16]),
+            ),
+            ("ARP probe from 0.0.0.0", arp_request(A, [0; 4], ip4(2))),
+            ("own ARP", arp_request(A, ip4(1), ip4(2))),
+        ] {
+            let o = lab.tx(0, &f);
+            assert_ne!(o.ret, TC_ACT_SHOT, "{what} was dropped");
+        }
+    });
+}
+
+#[test]
+fn tx_frames_over_the_parent_mtu_are_dropped() {
+    in_netns(|| {
+        let mut lab = Scenario::new()
+            .parent()
+            .endpoint(MODE_BRIDGE, A)
+            .endpoint(MODE_BRIDGE, B)
+            .build();
+        let p = lab.parents[0].ifindex;
+        let mut cfg = lab.dp.parent(p).unwrap().unwrap();
+        cfg.mtu = 1500;
+        lab.dp.put_parent(p, &cfg).unwrap();
+        // 1500 bytes of IP fit; one more does not; a VLAN tag is allowed for.
+        let fits = ipv4_udp(OUTSIDE, A, ip4(1), ip4(2), 9, &[0; 1500 - 28]);
+        let too_big = ipv4_udp(OUTSIDE, A, ip4(1), ip4(2), 9, &[0; 1501 - 28]);
+        let tagged = vlan_tagged(&fits, 5);
+        assert_ne!(lab.tx(0, &fits).ret, TC_ACT_SHOT);
+        assert_ne!(lab.tx(0, &tagged).ret, TC_ACT_SHOT);
+        lab.tx(0, &too_big)
+            .ret(TC_ACT_SHOT)
+            .verdicts(&[(TX, Verdict::DropMtu, 1)])
+            .only(&[(0, tx_dropped())]);
     });
 }
 

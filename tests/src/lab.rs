@@ -20,8 +20,8 @@ use anyhow::{Result, bail};
 pub use crate::{
     attach::Attach,
     matrix::{Matrix, Proto, Row},
-    netns::{Netns, netns_list, unique_tag},
-    probe::{UNUSED_V4, arping, broadcast_reaches, ndisc, ping},
+    netns::{Netns, netns_cookie, netns_list, unique_tag},
+    probe::{UNUSED_V4, arping, broadcast_reaches, captures, ndisc, ping},
 };
 
 /// Every lab namespace is named `atl-<pid>-<n>-<role>`.
@@ -173,6 +173,25 @@ impl Lab {
         }
     }
 
+    /// Cables one more NIC into the node: `node_if` there, on a new port
+    /// `p-<node_if>` of the switch (no hairpin: a plain switch port). It
+    /// goes with the lab.
+    pub fn add_nic(&self, node_if: &str) -> Result<()> {
+        let port = format!("p-{node_if}");
+        ip(
+            &self.sw,
+            &format!(
+                "link add {port} type veth peer name {node_if} netns {}",
+                self.node.name()
+            ),
+        )?;
+        ip(&self.sw, &format!("link set {port} master {BRIDGE}"))?;
+        self.sw.ok(&["ethtool", "-K", &port, "tx", "off"])?;
+        ip(&self.sw, &format!("link set {port} up"))?;
+        ip(&self.node, &format!("link set {node_if} up"))?;
+        Ok(())
+    }
+
     /// `<pid>-<n>`, part of every namespace name of this lab.
     pub fn tag(&self) -> &str {
         &self.tag
@@ -212,6 +231,16 @@ impl Lab {
         Ok(ns)
     }
 
+    /// Forgets container `name`: its namespace is deleted once the caller's
+    /// handles are dropped too (a container exiting).
+    pub fn drop_container(&self, name: &str) {
+        let full = format!("{NETNS_PREFIX}-{}-{name}", self.tag);
+        self.containers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|n| n.name() != full);
+    }
+
     /// Addresses for container `i` (< 100): ("10.77.0.{10+i}/24", "fd77::{10+i}/64").
     pub fn container_ip(i: u8) -> (String, String) {
         assert!(
@@ -220,6 +249,18 @@ impl Lab {
         );
         let host = 10 + u32::from(i);
         (format!("10.77.0.{host}/24"), format!("fd77::{host}/64"))
+    }
+
+    /// The node's bpffs pin directory (whether or not it exists now).
+    pub fn node_pin_dir(&self) -> std::path::PathBuf {
+        let cookie = netns_cookie(self.node.path()).expect("node namespace cookie");
+        format!("/sys/fs/bpf/attach/node-{cookie}").into()
+    }
+
+    /// The node's attachment records directory.
+    pub fn node_state_dir(&self) -> std::path::PathBuf {
+        let cookie = netns_cookie(self.node.path()).expect("node namespace cookie");
+        format!("/run/attach/node-{cookie}").into()
     }
 
     /// Names of all of this lab's namespaces, containers included.

@@ -2,8 +2,16 @@
 //! result matrices. Everything lives under [`lab`].
 
 mod attach;
+pub mod cgroup;
+pub mod cni;
+pub mod kinds;
 pub mod lab;
 mod matrix;
 mod netns;
+pub mod podman;
 mod probe;
 pub mod reach;
+pub mod routed;
+pub mod sleeper;
+pub mod snapshot;
+pub mod vm;

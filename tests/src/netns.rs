@@ -135,3 +135,40 @@ pub(crate) fn checked(cmd: &mut Command, what: &str) -> Result<String> {
     }
     Ok(stdout)
 }
+
+/// The network namespace cookie of the namespace at `path`: the engine names
+/// a node's pin and state directories `node-<cookie>` after it.
+pub fn netns_cookie(path: &std::path::Path) -> Result<u64> {
+    use std::os::fd::AsRawFd;
+    const SO_NETNS_COOKIE: libc::c_int = 71;
+    let f = std::fs::File::open(path)?;
+    std::thread::spawn(move || {
+        // SAFETY: a valid namespace fd; setns affects this short-lived thread only.
+        if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            anyhow::bail!("setns: {}", std::io::Error::last_os_error());
+        }
+        // SAFETY: plain socket calls with valid out-pointers; the fd is ours.
+        unsafe {
+            let fd = libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+            anyhow::ensure!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+            let mut cookie: u64 = 0;
+            let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
+            let r = libc::getsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                SO_NETNS_COOKIE,
+                (&mut cookie as *mut u64).cast(),
+                &mut len,
+            );
+            libc::close(fd);
+            anyhow::ensure!(
+                r == 0,
+                "SO_NETNS_COOKIE: {}",
+                std::io::Error::last_os_error()
+            );
+            Ok(cookie)
+        }
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("cookie thread panicked"))?
+}

@@ -75,8 +75,25 @@ pub fn ndisc(from: &Netns, ifname: &str, dst: &str) -> bool {
 /// for [`UNUSED_V4`] must be captured (inbound) on `to_if` by tcpdump.
 /// `from`/`from_if` need an IPv4 address for arping to pick a source.
 pub fn broadcast_reaches(from: &Netns, from_if: &str, to: &Netns, to_if: &str) -> bool {
-    // `timeout` bounds the capture even if we die; SIGTERM to it stops tcpdump too.
     let filter = format!("arp and host {UNUSED_V4}");
+    // Nobody answers for the unused address: arping's deadline does not
+    // matter, only the capture's.
+    let send = ["arping", "-c", "1", "-w", "1", "-I", from_if, UNUSED_V4];
+    captures(to, to_if, &filter, UNUSED_V4, from, &send)
+}
+
+/// Whether a frame matching tcpdump `filter` arrives (inbound) on `to_if`
+/// while `send` runs in `from`: tcpdump's printed line must contain
+/// `needle` (`-e` prints link-level headers, VLAN tags included).
+pub fn captures(
+    to: &Netns,
+    to_if: &str,
+    filter: &str,
+    needle: &str,
+    from: &Netns,
+    send: &[&str],
+) -> bool {
+    // `timeout` bounds the capture even if we die; SIGTERM to it stops tcpdump too.
     let argv = [
         "timeout",
         "5",
@@ -87,11 +104,12 @@ pub fn broadcast_reaches(from: &Netns, from_if: &str, to: &Netns, to_if: &str) -
         "-Q",
         "in",
         "--immediate-mode",
+        "-e",
         "-n",
         "-l",
         "-c",
         "1",
-        &filter,
+        filter,
     ];
     let Ok(mut cap) = to
         .command(&argv)
@@ -116,10 +134,9 @@ pub fn broadcast_reaches(from: &Netns, from_if: &str, to: &Netns, to_if: &str) -
         }
     };
     if listening {
-        // Nobody answers for the unused address: don't wait for arping's
-        // deadline, only for the capture (or 700 ms).
+        // Wait for the capture (or 700 ms), not for the sender's deadline.
         let sender = from
-            .command(&["arping", "-c", "1", "-w", "1", "-I", from_if, UNUSED_V4])
+            .command(send)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn();
@@ -140,5 +157,5 @@ pub fn broadcast_reaches(from: &Netns, from_if: &str, to: &Netns, to_if: &str) -
     let out = cap.wait_with_output();
     drop(stderr);
     // Judge by the printed packet: tcpdump also exits 0 on SIGTERM.
-    listening && out.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(UNUSED_V4))
+    listening && out.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(needle))
 }

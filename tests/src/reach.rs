@@ -81,6 +81,71 @@ pub fn attach(lab: &Lab, i: u8, mode: &str, flavor: Flavor, extra: &[&str]) -> R
     })
 }
 
+/// Attaches container `i` (made if needed) as an ipvlan endpoint of the
+/// node's parent: `mode` l2/l3/l3s, `flag` bridge/private/vepa.
+pub fn attach_ipvlan(lab: &Lab, i: u8, mode: &str, flag: &str, extra: &[&str]) -> Result<Endpoint> {
+    let label = format!("c{i}");
+    let ns = lab.container(&label)?;
+    let (v4, v6) = Lab::container_ip(i);
+    let netns = ns.name().to_owned();
+    let mut args = vec![
+        "add", "ipvlan", "--mode", mode, "--flag", flag, "--parent", NODE_IF, "--netns", &netns,
+        "--ip", &v4, "--ip", &v6,
+    ];
+    args.extend(extra);
+    lab.attach()
+        .ok(&args)
+        .with_context(|| format!("attaching {label} (ipvlan {mode} {flag})"))?;
+    Ok(Endpoint {
+        label,
+        ns,
+        v4: v4.split('/').next().unwrap_or_default().to_owned(),
+        v6: v6.split('/').next().unwrap_or_default().to_owned(),
+    })
+}
+
+/// Attaches container `i` (made if needed) as a port of bridge (native) or
+/// switch (ebpf) `bridge`, with its fixed MAC and addresses.
+pub fn attach_bridge(
+    lab: &Lab,
+    i: u8,
+    bridge: &str,
+    backend: &str,
+    extra: &[&str],
+) -> Result<Endpoint> {
+    let label = format!("c{i}");
+    let ns = lab.container(&label)?;
+    let (v4, v6) = Lab::container_ip(i);
+    let mac = mac_of(i);
+    let netns = ns.name().to_owned();
+    let mut args = vec![
+        "add",
+        "bridge",
+        "--bridge",
+        bridge,
+        "--backend",
+        backend,
+        "--netns",
+        &netns,
+        "--mac",
+        &mac,
+        "--ip",
+        &v4,
+        "--ip",
+        &v6,
+    ];
+    args.extend(extra);
+    lab.attach()
+        .ok(&args)
+        .with_context(|| format!("attaching {label} to {bridge} ({backend})"))?;
+    Ok(Endpoint {
+        label,
+        ns,
+        v4: v4.split('/').next().unwrap_or_default().to_owned(),
+        v6: v6.split('/').next().unwrap_or_default().to_owned(),
+    })
+}
+
 pub fn detach(lab: &Lab, ep: &Endpoint) -> Result<()> {
     lab.attach()
         .ok(&["del", "--netns", ep.ns.name()])

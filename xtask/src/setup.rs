@@ -27,7 +27,12 @@ const APT_PACKAGES: &[&str] = &[
     "sockperf",
     "tcpdump",
     "util-linux",
-    // The reference CNI macvlan plugin and host-local IPAM (`attach bench` M7).
+    // The ipvlan l3s tests count packets in the node's netfilter.
+    "nftables",
+    // A real CNI runtime and the reference plugins (host-local IPAM, macvlan).
+    "podman",
+    "runc",
+    "busybox-static",
     "containernetworking-plugins",
 ];
 

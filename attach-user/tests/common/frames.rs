@@ -171,3 +171,33 @@ pub fn describe(f: &[u8]) -> String {
         u16::from_be_bytes([f[12], f[13]])
     )
 }
+
+pub const ETH_P_8021AD: u16 = 0x88a8;
+
+/// `frame` with an 802.1ad S-tag `outer` around an 802.1Q tag `vid`.
+pub fn qinq_tagged(frame: &[u8], outer: u16, vid: u16) -> Vec<u8> {
+    let inner = vlan_tagged(frame, vid);
+    let mut f = Vec::with_capacity(inner.len() + 4);
+    f.extend_from_slice(&inner[..12]);
+    f.extend_from_slice(&ETH_P_8021AD.to_be_bytes());
+    f.extend_from_slice(&(outer & 0x0fff).to_be_bytes());
+    f.extend_from_slice(&inner[12..]);
+    f
+}
+
+/// Whether the IPv4 header at `off` has a valid checksum.
+pub fn ipv4_csum_ok(f: &[u8], off: usize) -> bool {
+    let ihl = usize::from(f[off] & 0xf) * 4;
+    csum_fold(csum_add(0, &f[off..off + ihl])) == 0
+}
+
+/// IPv4/UDP with a given TTL (checksummed).
+pub fn ipv4_udp_ttl(dst: MacAddr, src: MacAddr, sip: [u8; 4], dip: [u8; 4], ttl: u8) -> Vec<u8> {
+    let mut f = ipv4_udp(dst, src, sip, dip, 7, b"ttl");
+    f[14 + 8] = ttl;
+    f[14 + 10] = 0;
+    f[14 + 11] = 0;
+    let c = csum_fold(csum_add(0, &f[14..34]));
+    f[14 + 10..14 + 12].copy_from_slice(&c.to_be_bytes());
+    f
+}

@@ -21,7 +21,11 @@ use attach_common::{
 };
 use aya::programs::{ProgramError, TestRun, TestRunOptions};
 
+pub mod bridge;
 pub mod frames;
+pub mod ipvlan;
+pub mod nested;
+pub mod router;
 
 /// tc return codes (`TC_ACT_UNSPEC` is -1, seen as a u32).
 pub const TC_ACT_UNSPEC: u32 = u32::MAX;
@@ -105,7 +109,7 @@ pub fn in_netns<F: FnOnce() + Send + 'static>(f: F) {
 }
 
 /// Runs `ip -batch -` with these commands, in the calling thread's netns.
-fn ip_batch(cmds: &[String]) {
+pub(crate) fn ip_batch(cmds: &[String]) {
     let mut child = Command::new("ip")
         .args(["-batch", "-"])
         .stdin(Stdio::piped())
@@ -192,7 +196,7 @@ impl XorShift {
 }
 
 /// Removes a test's pin directory when dropped, panic or not.
-struct PinGuard(PathBuf);
+pub(crate) struct PinGuard(pub(crate) PathBuf);
 
 impl Drop for PinGuard {
     fn drop(&mut self) {
@@ -202,7 +206,7 @@ impl Drop for PinGuard {
     }
 }
 
-fn pin_dir() -> PathBuf {
+pub(crate) fn pin_dir() -> PathBuf {
     static N: AtomicU32 = AtomicU32::new(0);
     let n = N.fetch_add(1, Ordering::Relaxed);
     PathBuf::from(format!(
@@ -549,6 +553,39 @@ impl Lab {
             self.outcome(what, r.return_value, Some(mark_out), before, after),
             r.duration,
         ))
+    }
+
+    /// Runs tc program `prog` on `frame` from `ifindex`; also returns the
+    /// frame as the program left it.
+    pub fn tc_out(&mut self, prog: &str, ifindex: u32, frame: &[u8]) -> (Outcome, Vec<u8>) {
+        let ctx = skb_ctx(ifindex, 0);
+        let mut ctx_out = [0u8; SKB_CTX_LEN];
+        let mut data = vec![0u8; frame.len() + 256];
+        let before = self.snapshot();
+        let r = self
+            .dp
+            .classifier(prog)
+            .expect("load program")
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                data_out: Some(&mut data),
+                ctx_in: Some(&ctx),
+                ctx_out: Some(&mut ctx_out),
+                ..Default::default()
+            })
+            .unwrap_or_else(|e| panic!("test run of {prog} refused: {e:?}"));
+        let after = self.snapshot();
+        data.truncate(r.data_size_out as usize);
+        let mark = u32::from_ne_bytes(ctx_out[SKB_MARK..SKB_MARK + 4].try_into().unwrap());
+        let what = format!(
+            "{prog} on ifindex {ifindex}, {} bytes {}",
+            frame.len(),
+            frames::describe(frame)
+        );
+        (
+            self.outcome(what, r.return_value, Some(mark), before, after),
+            data,
+        )
     }
 
     pub fn tc(&mut self, prog: &str, ifindex: u32, mark: u32, frame: &[u8]) -> Outcome {

@@ -1,28 +1,47 @@
 //! The demo: builds a lab of network namespaces (an external host on a
 //! switch, a node with a parent NIC, containers), attaches containers in every
 //! macvlan mode with the kernel's macvlan and with our eBPF datapath (tc and
-//! xdp), and shows who reaches whom. Everything is removed at the end.
+//! xdp), and shows who reaches whom; then ipvlan, bridge ports (a Linux
+//! bridge and our eBPF switch), router (routed endpoints, eBPF and kernel
+//! forwarding), nested (containers in VMs on VLANs, two engines), and the
+//! host, container and sriov kinds. Everything is removed at the end.
 
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use attach_tests::{
-    lab::{Lab, LabOptions, Matrix, Proto, require_root},
-    reach::{Flavor, attach, detach, measure},
+    cgroup::Cgroup,
+    kinds::{STANDIN, listen_in, ping_from, standin, wait_link_gone},
+    lab::{
+        EXT_V4, EXT_V6, Lab, LabOptions, Matrix, NETNS_PREFIX, NODE_IF, NODE_V4, Netns, Proto,
+        ping, require_root,
+    },
+    reach::{Flavor, attach, attach_bridge, attach_ipvlan, detach, mac_of, measure},
+    routed::{
+        attach_router, ext_routes, forward_counter, forward_counter_remove, forward_counter_setup,
+        reply_ttl,
+    },
+    vm::{attach_nested, capture, vm},
 };
 
 const USAGE: &str = "usage: attach-demo [--mode bridge|vepa|private|passthru]...
+                   [--only macvlan|host-access|ipvlan|bridge|router|nested|host|container|sriov]...
 
 Builds a lab of network namespaces, attaches containers in each macvlan mode
 with native macvlan and with attach's eBPF datapath (tc and xdp), and prints
-the reachability of each, then shows --host-access. Needs root; cleans up.";
+the reachability of each, then shows --host-access, ipvlan in l2, l3 and
+l3s, bridge ports (a Linux bridge, our eBPF switch), router endpoints (eBPF and
+kernel forwarding), nested containers in VMs on VLANs, and the host, container
+and sriov kinds (--only: just those sections). Needs root; cleans up.";
 
 fn main() -> Result<()> {
     let mut modes: Vec<String> = Vec::new();
+    let mut only: Vec<String> = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--mode" => modes.push(args.next().unwrap_or_default()),
+            "--only" => only.push(args.next().unwrap_or_default()),
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return Ok(());
@@ -34,6 +53,10 @@ fn main() -> Result<()> {
         modes = ["bridge", "vepa", "private", "passthru"]
             .map(String::from)
             .to_vec();
+    }
+    let shows = |section: &str| only.is_empty() || only.iter().any(|o| o == section);
+    if !shows("macvlan") {
+        modes.clear();
     }
     require_root();
     let started = Instant::now();
@@ -62,7 +85,24 @@ fn main() -> Result<()> {
         }
         all_same &= report(mode, &results);
     }
-    host_access()?;
+    if shows("host-access") {
+        host_access()?;
+    }
+    if shows("ipvlan") {
+        ipvlan(&lab)?;
+    }
+    if shows("bridge") {
+        bridge()?;
+    }
+    if shows("router") {
+        router()?;
+    }
+    if shows("nested") {
+        nested()?;
+    }
+    if ["host", "container", "sriov"].iter().any(|s| shows(s)) {
+        other_kinds(&shows)?;
+    }
     println!(
         "\n{} in {:.0?}: every eBPF matrix {} native macvlan's.",
         if all_same { "Done" } else { "FAILED" },
@@ -116,6 +156,35 @@ fn explain(mode: &str) -> &'static str {
     }
 }
 
+/// ipvlan (eBPF only: no native driver to compare with) in l2, l3 and l3s.
+fn ipvlan(lab: &Lab) -> Result<()> {
+    for (mode, why) in [
+        (
+            "l2",
+            "endpoints share the parent's MAC and meet by IP; ARP and broadcasts work among them",
+        ),
+        (
+            "l3",
+            "NOARP endpoints; the node routes for them and answers ARP/ND from the wire for them",
+        ),
+        (
+            "l3s",
+            "as l3, through the node's netfilter; the node itself still cannot reach them",
+        ),
+    ] {
+        eprintln!("  ... ipvlan {mode}");
+        let c1 = attach_ipvlan(lab, 1, mode, "bridge", &[])?;
+        let c2 = attach_ipvlan(lab, 2, mode, "bridge", &[])?;
+        let m = measure(lab, &[&c1, &c2]);
+        detach(lab, &c1)?;
+        detach(lab, &c2)?;
+        println!("\n== ipvlan {mode} (bridge flag), eBPF");
+        println!("   {why}");
+        println!("{m}");
+    }
+    Ok(())
+}
+
 /// Native macvlan cannot reach the node; `--host-access` can.
 fn host_access() -> Result<()> {
     println!("== --host-access (switch without hairpin: nothing reflects frames)");
@@ -148,5 +217,363 @@ fn host_access() -> Result<()> {
             yes("c1", "ext", Proto::V4)
         );
     }
+    Ok(())
+}
+
+/// bridge: ports of a Linux bridge whose other port is the node's second
+/// NIC, and of our eBPF switch with that NIC as its uplink; then what the
+/// ports' options promise, on the switch.
+fn bridge() -> Result<()> {
+    for backend in ["native", "ebpf"] {
+        eprintln!("  ... bridge {backend}");
+        let lab = Lab::new()?;
+        lab.add_nic("eth2")?;
+        let extra: &[&str] = if backend == "native" {
+            lab.node().ok(&[
+                "ip",
+                "link",
+                "add",
+                "br0",
+                "type",
+                "bridge",
+                "stp_state",
+                "0",
+            ])?;
+            lab.node()
+                .ok(&["ip", "link", "set", "eth2", "master", "br0"])?;
+            lab.node().ok(&["ip", "link", "set", "br0", "up"])?;
+            &["--spoofchk", "on"]
+        } else {
+            &["--uplink", "eth2"]
+        };
+        let c1 = attach_bridge(&lab, 1, "br0", backend, extra)?;
+        let c2 = attach_bridge(&lab, 2, "br0", backend, &[])?;
+        let m = measure(&lab, &[&c1, &c2]);
+        println!(
+            "\n== bridge, {backend}: {}",
+            if backend == "native" {
+                "ports of Linux bridge br0 of the node, whose other port is its NIC eth2"
+            } else {
+                "ports of our eBPF switch br0, uplink eth2 (the node reaches them over the wire, from eth1)"
+            }
+        );
+        println!("{m}");
+        if backend == "ebpf" {
+            let c3 = attach_bridge(&lab, 3, "br0", backend, &["--vlan", "10"])?;
+            let c4 = attach_bridge(&lab, 4, "br0", backend, &["--vlan", "10"])?;
+            let c5 = attach_bridge(&lab, 5, "br0", backend, &["--isolated"])?;
+            let c6 = attach_bridge(&lab, 6, "br0", backend, &["--isolated"])?;
+            println!("   c3, c4 in VLAN 10; c5, c6 isolated:");
+            for (a, b, why) in [
+                (&c3, &c4, "same VLAN"),
+                (&c3, &c1, "VLAN 10 -> untagged"),
+                (&c5, &c6, "isolated -> isolated"),
+                (&c5, &c1, "isolated -> non-isolated"),
+            ] {
+                println!(
+                    "   {} -> {} v4: {:<3} ({why})",
+                    a.label,
+                    b.label,
+                    yes(attach_tests::lab::ping(&a.ns, &b.v4))
+                );
+            }
+            for c in [&c3, &c4, &c5, &c6] {
+                detach(&lab, c)?;
+            }
+        }
+        detach(&lab, &c1)?;
+        detach(&lab, &c2)?;
+    }
+    Ok(())
+}
+/// router: routed endpoints, forwarded by our programs or by the node.
+fn router() -> Result<()> {
+    println!(
+        "\n== router: a veth per endpoint, a host route per address (CNI \"ptp\"); the node routes"
+    );
+    println!(
+        "   c1 10.88.0.11/32 fd88::11/128, c2 10.88.0.12/24 fd88::12/64; gateways 169.254.1.1 and fe80::1;"
+    );
+    println!(
+        "   ext routes 10.88.0.0/24 and fd88::/64 via the node. Reply TTLs: 63 = routed once."
+    );
+    let lab = Lab::new()?;
+    ext_routes(&lab)?;
+    let mut columns = Vec::new();
+    for (name, extra) in [
+        ("ebpf", &["--uplink", NODE_IF][..]),
+        ("kernel", &["--datapath", "kernel"][..]),
+    ] {
+        eprintln!("  ... router, {name} datapath");
+        forward_counter_setup(lab.node())?;
+        let c1 = attach_router(&lab, 1, extra)?;
+        let c2 = attach_router(&lab, 2, extra)?;
+        let ttl = |from: &attach_tests::lab::Netns, to: &str| {
+            reply_ttl(from, to).map_or("no".to_owned(), |t| format!("ttl {t}"))
+        };
+        let rows = vec![
+            ("c1 -> ext v4", ttl(&c1.ns, EXT_V4)),
+            ("c1 -> ext v6", ttl(&c1.ns, EXT_V6)),
+            ("ext -> c1 v4", ttl(lab.ext(), &c1.v4)),
+            ("ext -> c2 v6", ttl(lab.ext(), &c2.v6)),
+            ("c1 -> c2 v4", ttl(&c1.ns, &c2.v4)),
+            ("c2 -> c1 v6", ttl(&c2.ns, &c1.v6)),
+            ("c1 -> node v4", ttl(&c1.ns, NODE_V4)),
+            ("node -> c2 v6", ttl(lab.node(), &c2.v6)),
+            (
+                "node FORWARD hook",
+                format!("{} packets", forward_counter(lab.node())?),
+            ),
+        ];
+        columns.push((name, rows));
+        for c in [&c1, &c2] {
+            lab.attach().ok(&["del", "--netns", c.ns.name()])?;
+        }
+        forward_counter_remove(lab.node())?;
+    }
+    println!("{:<20} {:<14} {:<14}", "", "ebpf", "kernel");
+    for i in 0..columns[0].1.len() {
+        println!(
+            "{:<20} {:<14} {:<14}",
+            columns[0].1[i].0, columns[0].1[i].1, columns[1].1[i].1
+        );
+    }
+    Ok(())
+}
+
+/// nested: containers in VMs, on their own VLANs; the VMs' engines and the
+/// host's.
+fn nested() -> Result<()> {
+    println!(
+        "\n== nested: containers inside VMs (namespaces with their own engine), one VLAN each on the VM's uplink"
+    );
+    println!(
+        "   vm1: a on VLAN 100 (tag stripped on the host), b on VLAN 200 (tag kept); vm2: d on VLAN 200 (kept);"
+    );
+    println!(
+        "   vm3, whose uplink is itself tagged (S-tag 10): q on VLAN 100; h: a macvlan container on the host."
+    );
+    let lab = Lab::new()?;
+    let vm1 = vm(&lab, "vm1", "tap1")?;
+    let vm2 = vm(&lab, "vm2", "tap2")?;
+    let vm3 = vm(&lab, "vm3", "tap3")?;
+    eprintln!("  ... nested");
+    let h = attach(&lab, 2, "bridge", Flavor::EbpfTc, &[])?;
+    let a = attach_nested(&lab, &vm1, "a", 100, None, 31, &[])?;
+    let b = attach_nested(&lab, &vm1, "b", 200, None, 41, &["--keep-tag"])?;
+    let d = attach_nested(&lab, &vm2, "d", 200, None, 42, &["--keep-tag"])?;
+    let q = attach_nested(&lab, &vm3, "q", 100, Some(10), 51, &[])?;
+    let both = |from: &attach_tests::lab::Netns, v4: &str, v6: &str| {
+        format!("{}/{}", yes(ping(from, v4)), yes(ping(from, v6)))
+    };
+    println!("{:<28} v4/v6", "");
+    for (what, r) in [
+        ("a (VLAN 100) -> ext", both(&a.ns, EXT_V4, EXT_V6)),
+        ("ext -> a", both(lab.ext(), &a.v4, &a.v6)),
+        ("a -> h (host container)", both(&a.ns, &h.v4, &h.v6)),
+        ("h -> q (QinQ)", both(&h.ns, &q.v4, &q.v6)),
+        ("q -> ext", both(&q.ns, EXT_V4, EXT_V6)),
+        ("b -> d (VLAN 200, 2 VMs)", both(&b.ns, &d.v4, &d.v6)),
+        ("a -> d (VLAN 100 -> 200)", both(&a.ns, &d.v4, &d.v6)),
+        ("d -> ext (untagged wire)", both(&d.ns, EXT_V4, EXT_V6)),
+    ] {
+        println!("{what:<28} {r}");
+    }
+    for (tap, c) in [("tap1", &a), ("tap3", &q)] {
+        let seen = capture(lab.node(), tap, "vlan", 3, || {
+            ping(&c.ns, EXT_V4);
+        });
+        // "..., ethertype 802.1Q (0x8100), length 102: vlan 100, p 0, ethertype IPv4 ..."
+        if let Some(line) = seen.lines().find(|l| l.contains("ICMP echo request"))
+            && let (Some(from), Some(to)) =
+                (line.find("ethertype 802.1Q"), line.find(", ethertype IPv4"))
+        {
+            let tags = line[from..to]
+                .split(", ")
+                .map(|p| p.rsplit(": ").next().unwrap_or(p))
+                .filter(|p| !p.starts_with("p "))
+                .collect::<Vec<_>>()
+                .join(", ");
+            println!("on {tap}, {}'s echo request carries: {tags}", c.label);
+        }
+    }
+    println!("\n`attach list` on the host, then in vm1:");
+    println!("{}", lab.attach().ok(&["list"])?);
+    println!("{}", vm1.engine.ok(&["list"])?);
+    Ok(())
+}
+
+fn yes(b: bool) -> &'static str {
+    if b { "yes" } else { "NO" }
+}
+
+/// The kinds that are not macvlan: host, container, sriov.
+fn other_kinds(shows: &dyn Fn(&str) -> bool) -> Result<()> {
+    let lab = Lab::new()?;
+    if shows("host") {
+        println!("\n== host: the container shares the node's namespace");
+        host(&lab)?;
+    }
+    if shows("container") {
+        println!("\n== container: b joins a's namespace, held by the engine");
+        container(&lab)?;
+    }
+    if shows("sriov") {
+        println!(
+            "\n== sriov: a device of the node moves into the container (veth stand-in: no SR-IOV here)"
+        );
+        sriov(&lab)?;
+    }
+    Ok(())
+}
+
+fn host(lab: &Lab) -> Result<()> {
+    let cg = Cgroup::new(lab.tag(), "web")?;
+    let cgroup = cg.path().display().to_string();
+    let node = lab.node().name().to_owned();
+    // A service of the node already has tcp/18080.
+    let _busy = listen_in(lab.node(), 18080, 15353)?;
+    println!("$ attach add host --netns <node> --cgroup {cgroup} --ports tcp/18080,tcp/19090");
+    let out = lab.attach().run(&[
+        "add",
+        "host",
+        "--netns",
+        &node,
+        "--cgroup",
+        &cgroup,
+        "--ports",
+        "tcp/18080,tcp/19090",
+    ])?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    print!("{}", String::from_utf8_lossy(&out.stderr));
+    let v4 = cg.run(
+        lab.node(),
+        &["ping", "-4", "-c", "3", "-i", "0.2", "-W", "1", EXT_V4],
+    );
+    let v6 = cg.run(
+        lab.node(),
+        &["ping", "-6", "-c", "3", "-i", "0.2", "-W", "1", EXT_V6],
+    );
+    let stats = lab.attach().json(&["stats"])?;
+    let c = &stats["attachments"][0]["counters"];
+    println!(
+        "a process of its cgroup pings ext: v4 {}, v6 {}; attach stats counts {} packets out, {} in ({} bytes out)",
+        yes(v4),
+        yes(v6),
+        c["tx_packets"],
+        c["rx_packets"],
+        c["tx_bytes"]
+    );
+    lab.attach().ok(&["del", "--netns", &node])?;
+    Ok(())
+}
+
+fn container(lab: &Lab) -> Result<()> {
+    let a = Netns::named(&format!("{NETNS_PREFIX}-{}-a", lab.tag()))?;
+    let a_name = a.name().to_owned();
+    let (v4, v6) = Lab::container_ip(1);
+    let rec = lab.attach().json(&[
+        "add",
+        "macvlan",
+        "--parent",
+        NODE_IF,
+        "--netns",
+        &a_name,
+        "--ip",
+        &v4,
+        "--ip",
+        &v6,
+        "--mac",
+        &mac_of(1),
+    ])?;
+    let veth = rec["host_ifname"]
+        .as_str()
+        .context("host_ifname")?
+        .to_owned();
+    let b_name = format!("{NETNS_PREFIX}-{}-b", lab.tag());
+    let b = std::path::PathBuf::from(format!("/run/netns/{b_name}"));
+    println!("$ attach add container --netns b --join a   (a has an eBPF macvlan endpoint)");
+    lab.attach()
+        .ok(&["add", "container", "--netns", &b_name, "--join", &a_name])?;
+    println!(
+        "b -> ext through a's eth0: v4 {}, v6 {}",
+        yes(ping_from(&b, EXT_V4)),
+        yes(ping_from(&b, EXT_V6))
+    );
+    drop(a);
+    println!(
+        "a exits (its namespace file is deleted); b -> ext still: v4 {}, v6 {}",
+        yes(ping_from(&b, EXT_V4)),
+        yes(ping_from(&b, EXT_V6))
+    );
+    lab.attach().ok(&["del", "--netns", &b_name])?;
+    println!(
+        "b detaches, the last user: the namespace is freed (a's veth {veth} leaves the node): {}",
+        yes(wait_link_gone(lab, &veth))
+    );
+    lab.attach().ok(&["del", "--netns", &a_name])?;
+    Ok(())
+}
+
+fn sriov(lab: &Lab) -> Result<()> {
+    standin(lab)?;
+    let c1 = lab.container("c1")?;
+    let (v4, v6) = Lab::container_ip(21);
+    println!("$ attach add sriov --device {STANDIN} --netns c1 --ip {v4} --ip {v6} --mtu 1400");
+    lab.attach().ok(&[
+        "add",
+        "sriov",
+        "--device",
+        STANDIN,
+        "--netns",
+        c1.name(),
+        "--ip",
+        &v4,
+        "--ip",
+        &v6,
+        "--mtu",
+        "1400",
+    ])?;
+    println!(
+        "c1 -> ext through it: v4 {}, v6 {}; the node still has {STANDIN}: {}",
+        yes(ping(&c1, EXT_V4)),
+        yes(ping(&c1, EXT_V6)),
+        if lab
+            .node()
+            .exec(&["ip", "link", "show", STANDIN])?
+            .status
+            .success()
+        {
+            "yes"
+        } else {
+            "no"
+        }
+    );
+    lab.attach().ok(&["del", "--netns", c1.name()])?;
+    let back = lab.node().ok(&["ip", "-o", "link", "show", STANDIN])?;
+    println!(
+        "detached: {STANDIN} is back in the node with MTU 1500: {}",
+        yes(back.contains("mtu 1500"))
+    );
+    let c2 = lab.container("c2")?;
+    let refused = lab.attach().run(&[
+        "add",
+        "sriov",
+        "--device",
+        STANDIN,
+        "--netns",
+        c2.name(),
+        "--vlan",
+        "100",
+    ])?;
+    println!(
+        "$ attach add sriov --device {STANDIN} --netns c2 --vlan 100\n{} (exit {})",
+        String::from_utf8_lossy(&refused.stderr).trim(),
+        refused.status.code().unwrap_or(-1)
+    );
     Ok(())
 }

@@ -4,8 +4,8 @@
 use std::net::IpAddr;
 
 use attach_common::{
-    DATAPATH_TC, DATAPATH_XDP, EP_F_HOST_ACCESS, EP_F_SPOOFCHK, Endpoint, MAX_ENDPOINTS,
-    MAX_PARENTS, PARENT_F_PASSTHRU, ParentCfg,
+    DATAPATH_TC, DATAPATH_XDP, EP_F_HOST_ACCESS, EP_F_IPCHK, EP_F_SPOOFCHK, Endpoint, MODE_BRIDGE,
+    MODE_PASSTHRU, MODE_PRIVATE, MODE_VEPA, PARENT_F_PASSTHRU, ParentCfg,
 };
 use aya::programs::TcAttachType;
 
@@ -13,9 +13,10 @@ use crate::{
     addr::{IpNet, Mac, check_ifname},
     container,
     datapath::{self, Datapath, PROG_HOST, PROG_RX, PROG_TX},
+    endpoint,
     engine::Engine,
     error::{Context as _, Error, ErrorKind, Result},
-    model::{Attachment, Backend, Datapath as DatapathKind, Kind, MacvlanMode, SavedParent},
+    model::{Attachment, Backend, Datapath as DatapathKind, Kind, MacvlanMode, Mode, SavedParent},
     netlink::{LinkChange, Rtnl, macvlan_mode},
     netns::Netns,
     sys,
@@ -48,37 +49,7 @@ impl MacvlanRequest {
         if let Some(m) = &self.mac {
             m.check_unicast("--mac")?;
         }
-        for (i, a) in self.ips.iter().enumerate() {
-            if self.ips[..i].iter().any(|b| b.addr == a.addr) {
-                return Err(Error::invalid(format!("address {} is given twice", a.addr)));
-            }
-        }
-        if let Some(gw) = self.gateway {
-            if gw.is_unspecified() || gw.is_multicast() {
-                return Err(Error::invalid(format!(
-                    "gateway {gw} is not a unicast address"
-                )));
-            }
-            if !self.ips.iter().any(|n| n.addr.is_ipv4() == gw.is_ipv4()) {
-                return Err(Error::invalid(format!(
-                    "gateway {gw} needs an {} address on the interface (--ip)",
-                    if gw.is_ipv4() { "IPv4" } else { "IPv6" }
-                )));
-            }
-        }
-        if let Some(mtu) = self.mtu {
-            let min = if self.ips.iter().any(|n| n.addr.is_ipv6()) {
-                1280
-            } else {
-                68
-            };
-            if mtu < min {
-                return Err(Error::invalid(format!(
-                    "MTU {mtu} is below the minimum of {min}{}",
-                    if min == 1280 { " for IPv6" } else { "" }
-                )));
-            }
-        }
+        super::check_addressing(&self.ips, self.gateway, self.mtu)?;
         let native = self.backend == Backend::Native;
         if native && self.datapath.is_some() {
             return Err(Error::invalid(
@@ -112,41 +83,15 @@ pub async fn plan(
     ns: &Netns,
     records: &[Attachment],
 ) -> Result<Attachment> {
-    let parent = engine
-        .rtnl
-        .link_by_name(&req.parent)
-        .await?
-        .ok_or_else(|| {
-            Error::not_found(format!(
-                "parent interface {:?} not found in the node's network namespace",
-                req.parent
-            ))
-        })?;
-    if parent.name.starts_with(container::HOST_IF_PREFIX) {
-        return Err(Error::invalid(format!(
-            "{} is an endpoint's host-side interface, not a parent",
-            parent.name
-        )));
-    }
-    let mtu = req.mtu.unwrap_or(parent.mtu);
-    if mtu > parent.mtu {
-        return Err(Error::invalid(format!(
-            "MTU {mtu} exceeds the MTU {} of parent {}",
-            parent.mtu, parent.name
-        )));
-    }
-    let c = Rtnl::in_netns(ns)?;
-    if c.link_by_name(&req.ifname).await?.is_some() {
-        return Err(Error::conflict(format!(
-            "interface {} already exists in network namespace {:?}",
-            req.ifname, req.netns
-        )));
-    }
+    let parent = super::parent_link(engine, &req.parent).await?;
+    super::bridge::check_not_uplink(&parent.name, records)?;
+    let mtu = super::mtu_under(&parent, req.mtu)?;
+    super::check_ifname_free(ns, &req.netns, &req.ifname).await?;
     let on_parent: Vec<&Attachment> = records
         .iter()
         .filter(|r| r.parent_ifindex == parent.index)
         .collect();
-    if let Some(p) = on_parent.iter().find(|r| r.mode == MacvlanMode::Passthru) {
+    if let Some(p) = on_parent.iter().find(|r| r.is_mode(Mode::Passthru)) {
         return Err(Error::conflict(format!(
             "parent {} is taken by a passthru endpoint ({} in {:?})",
             parent.name, p.ifname, p.netns
@@ -178,23 +123,13 @@ pub async fn plan(
             )));
         }
     }
-    for ip in &req.ips {
-        if let Some(r) = on_parent
-            .iter()
-            .find(|r| r.ips.iter().any(|o| o.addr == ip.addr))
-        {
-            return Err(Error::conflict(format!(
-                "address {} is already used on parent {} by {} in {:?}",
-                ip.addr, parent.name, r.ifname, r.netns
-            )));
-        }
-    }
+    super::check_addresses_free(engine, &parent, &req.ips, &on_parent).await?;
     let ebpf = req.backend == Backend::Ebpf;
     let datapath = ebpf.then(|| req.datapath.unwrap_or_default());
     if let Some(dp) = datapath
         && let Some(other) = on_parent
             .iter()
-            .find(|r| r.datapath.is_some_and(|d| d != dp))
+            .find(|r| r.kind == Kind::Macvlan && r.datapath.is_some_and(|d| d != dp))
     {
         return Err(Error::conflict(format!(
             "parent {} uses the {} datapath (for {} in {:?}); its eBPF endpoints share one",
@@ -210,7 +145,8 @@ pub async fn plan(
         netns_inode: ns.inode,
         ifname: req.ifname.clone(),
         kind: Kind::Macvlan,
-        mode: req.mode,
+        mode: Some(req.mode.into()),
+        flag: None,
         backend: req.backend,
         datapath,
         parent: parent.name.clone(),
@@ -230,6 +166,18 @@ pub async fn plan(
         created: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
+        cni: None,
+        vlan: None,
+        isolated: false,
+        uplink: None,
+        switch_id: None,
+        forwarding_enabled: Vec::new(),
+        role: None,
+        qinq: None,
+        keep_tag: false,
+        tap: None,
+        tap_ifindex: None,
+        extra: Default::default(),
     })
 }
 
@@ -249,13 +197,13 @@ pub async fn create(
 
 async fn create_native(engine: &Engine, rec: &mut Attachment, ns: &Netns) -> Result<()> {
     let tmp = container::temp_ifname();
-    let passthru = rec.mode == MacvlanMode::Passthru;
+    let passthru = rec.is_mode(Mode::Passthru);
     // A passthru macvlan inherits the parent's MAC at creation; a requested
     // one is set afterwards (which sets the parent's, as the kernel does).
     let create_mac = (!passthru).then_some(rec.mac);
     engine
         .rtnl
-        .add_macvlan(&tmp, rec.parent_ifindex, macvlan_mode(rec.mode.name()), ns, create_mac, rec.mtu)
+        .add_macvlan(&tmp, rec.parent_ifindex, macvlan_mode(rec.mode_name()), ns, create_mac, rec.mtu)
         .await
         .map_err(|e| match e.kind {
             ErrorKind::Conflict => e.context(format!(
@@ -281,9 +229,24 @@ async fn create_native(engine: &Engine, rec: &mut Attachment, ns: &Netns) -> Res
         .await
         .context("setting the passthru MAC")?;
     }
-    container::configure(&c, ns, link.index, rec).await?;
-    container::bring_up(&c, link.index, rec).await?;
+    container::configure(&c, link.index, rec).await?;
+    container::announce(ns, rec);
     Ok(())
+}
+
+/// The datapath's `MODE_*` bit of a macvlan mode.
+const fn mode_bit(m: Mode) -> u8 {
+    match m {
+        Mode::Private => MODE_PRIVATE,
+        Mode::Vepa => MODE_VEPA,
+        Mode::Passthru => MODE_PASSTHRU,
+        _ => MODE_BRIDGE,
+    }
+}
+
+/// The addresses of an attachment, without prefixes.
+fn addrs(rec: &Attachment) -> Vec<IpAddr> {
+    rec.ips.iter().map(|n| n.addr).collect()
 }
 
 /// The datapath's view of an attachment.
@@ -294,25 +257,18 @@ fn endpoint_of(rec: &Attachment) -> Option<Endpoint> {
     }
     if rec.spoofchk {
         flags |= EP_F_SPOOFCHK;
+        if !rec.ips.is_empty() {
+            flags |= EP_F_IPCHK;
+        }
     }
     Some(Endpoint {
         host_ifindex: rec.host_ifindex?,
         parent_ifindex: rec.parent_ifindex,
         id: rec.endpoint_id?,
         mac: rec.mac.0,
-        mode: rec.mode.bit(),
+        mode: mode_bit(rec.mode?),
         flags,
     })
-}
-
-fn free_endpoint_id(records: &[Attachment]) -> Result<u32> {
-    (0..MAX_ENDPOINTS)
-        .find(|id| records.iter().all(|r| r.endpoint_id != Some(*id)))
-        .ok_or_else(|| {
-            Error::conflict(format!(
-                "the node already has {MAX_ENDPOINTS} eBPF endpoints"
-            ))
-        })
 }
 
 async fn create_ebpf(
@@ -321,43 +277,13 @@ async fn create_ebpf(
     ns: &Netns,
     records: &[Attachment],
 ) -> Result<()> {
-    let host = container::host_ifname(rec.netns_inode, &rec.ifname);
-    if engine.rtnl.link_by_name(&host).await?.is_some() {
-        return Err(Error::conflict(format!(
-            "host-side interface {host} already exists (left by a crashed attach? `attach reset` clears leftovers)"
-        )));
-    }
-    let tmp = container::temp_ifname();
-    engine
-        .rtnl
-        .add_veth(&host, &tmp, ns, rec.mac, rec.mtu)
-        .await
-        .context("creating the veth pair")?;
-    rec.host_ifname = Some(host.clone());
-    let host_link = engine
-        .rtnl
-        .link_by_name(&host)
-        .await?
-        .ok_or_else(|| Error::system(format!("the new veth {host} vanished")))?;
-    rec.host_ifindex = Some(host_link.index);
-
-    let c = Rtnl::in_netns(ns)?;
-    let link = c
-        .link_by_name(&tmp)
-        .await?
-        .ok_or_else(|| Error::system(format!("the new veth peer {tmp} vanished")))?;
-    rec.ifindex = Some(link.index);
-    container::configure(&c, ns, link.index, rec).await?;
-    container::bring_up(&c, link.index, rec).await?;
-
-    // The host side is a wire into the datapath, not an interface of the
-    // node's: no IPv6 link-local address, no neighbour discovery.
-    sys::sysctl_set(&format!("net.ipv6.conf.{host}.disable_ipv6"), "1")?;
+    endpoint::create_veth(engine, rec, ns).await?;
 
     let mut dp = engine.datapath()?;
-    rec.endpoint_id = Some(free_endpoint_id(records)?);
+    rec.endpoint_id = Some(super::free_endpoint_id(records)?);
     let ep = endpoint_of(rec).expect("ids are set");
     dp.zero_stats(ep.id)?;
+    dp.put_endpoint_ips(ep.host_ifindex, &addrs(rec))?;
     dp.put_endpoint(&ep)?;
     dp.attach_tc(
         PROG_TX,
@@ -367,7 +293,7 @@ async fn create_ebpf(
     )
     .context("attaching the transmit program")?;
 
-    if rec.mode == MacvlanMode::Passthru {
+    if rec.is_mode(Mode::Passthru) {
         take_parent_for_passthru(engine, rec).await?;
     } else {
         // Into the parent's unicast filter, as a macvlan's address would be.
@@ -383,28 +309,14 @@ async fn create_ebpf(
     with_this.push(rec.clone());
     rec.xdp_mode = setup_parent(engine, &mut dp, rec, &with_this).await?;
 
-    engine
-        .rtnl
-        .set_link(
-            ep.host_ifindex,
-            &LinkChange {
-                up: Some(true),
-                ..Default::default()
-            },
-        )
-        .await
-        .with_context(|| format!("bringing {host} up"))?;
+    endpoint::host_up(engine, rec).await?;
     if rec.datapath == Some(DatapathKind::Xdp) {
         // XDP frames redirected into a veth are dropped unless its peer
-        // runs NAPI: GRO on the container side turns it on (on a veth that
-        // is up: turned on while it is down, it did not start NAPI here).
+        // runs NAPI: GRO on the container side turns it on.
         let ifname = rec.ifname.clone();
         ns.run(move || sys::set_gro(&ifname, true))??;
     }
-    // The kernel's announcement when the container's side came up could not
-    // leave (the host side was down): have it announced again, now that the
-    // datapath carries it.
-    container::announce(&c, link.index, rec).await;
+    container::announce(ns, rec);
     Ok(())
 }
 
@@ -434,9 +346,26 @@ async fn take_parent_for_passthru(engine: &Engine, rec: &mut Attachment) -> Resu
         .with_context(|| format!("taking over parent {} for passthru", rec.parent))
 }
 
+/// Whether `r` is an endpoint of the macvlan switch of parent `ifindex`:
+/// an eBPF macvlan endpoint, or the host side of a nested one.
+pub(crate) fn switch_member(r: &Attachment, ifindex: u32) -> bool {
+    r.is_ebpf()
+        && r.parent_ifindex == ifindex
+        && (r.kind == Kind::Macvlan || super::nested::is_host_side(r))
+}
+
+/// The datapath's view of a member of a parent's switch.
+fn member_endpoint(r: &Attachment) -> Option<Endpoint> {
+    if r.kind == Kind::Nested {
+        super::nested::host_endpoint_of(r)
+    } else {
+        endpoint_of(r)
+    }
+}
+
 /// Brings the parent's configuration and programs in line with the eBPF
 /// endpoints in `all` (which includes the one being added).
-async fn setup_parent(
+pub(crate) async fn setup_parent(
     engine: &Engine,
     dp: &mut Datapath,
     rec: &Attachment,
@@ -451,20 +380,13 @@ async fn setup_parent(
     let existing = dp.parent(ifindex)?;
     let slot = match existing {
         Some(c) => c.slot,
-        None => {
-            let used: Vec<u32> = dp.parents()?.iter().map(|(_, c)| c.slot).collect();
-            (0..MAX_PARENTS)
-                .find(|s| !used.contains(s))
-                .ok_or_else(|| {
-                    Error::conflict(format!("the node already uses {MAX_PARENTS} parents"))
-                })?
-        }
+        None => dp.free_flood_slot()?,
     };
     write_parent(
         dp,
         ifindex,
         slot,
-        parent.mac,
+        (parent.mac, parent.mtu),
         rec.datapath.unwrap_or_default(),
         all,
     )?;
@@ -482,6 +404,8 @@ async fn setup_parent(
             .find(|r| r.parent_ifindex == ifindex && r.xdp_mode.is_some())
             .and_then(|r| r.xdp_mode.clone())
     {
+        dp.update_link(datapath::PROG_RX_XDP, &xdp, false)
+            .with_context(|| format!("updating XDP on {}", rec.parent))?;
         return Ok(Some(mode));
     }
     let mode = dp
@@ -501,20 +425,17 @@ fn write_parent(
     dp: &mut Datapath,
     ifindex: u32,
     slot: u32,
-    mac: Mac,
+    (mac, mtu): (Mac, u32),
     kind: DatapathKind,
     all: &[Attachment],
 ) -> Result<()> {
     let eps: Vec<Endpoint> = all
         .iter()
-        .filter(|r| r.is_ebpf() && r.parent_ifindex == ifindex)
-        .filter_map(endpoint_of)
+        .filter(|r| switch_member(r, ifindex))
+        .filter_map(member_endpoint)
         .collect();
     dp.write_flood_row(slot, &eps)?;
-    let passthru = eps
-        .iter()
-        .find(|e| e.mode == MacvlanMode::Passthru.bit())
-        .copied();
+    let passthru = eps.iter().find(|e| e.mode == MODE_PASSTHRU).copied();
     let cfg = ParentCfg {
         slot,
         nports: eps.len() as u32,
@@ -526,9 +447,10 @@ fn write_parent(
             0
         },
         datapath: match kind {
-            DatapathKind::Tc => DATAPATH_TC,
             DatapathKind::Xdp => DATAPATH_XDP,
+            _ => DATAPATH_TC,
         },
+        mtu,
     };
     dp.put_parent(ifindex, &cfg)
 }
@@ -553,7 +475,7 @@ pub async fn teardown(engine: &Engine, rec: &Attachment, remaining: &[Attachment
             if rec.host_ifindex.is_some() || rec.endpoint_id.is_some() {
                 note(teardown_datapath(engine, rec, remaining).await);
             }
-            if rec.mode != MacvlanMode::Passthru && rec.host_ifname.is_some() {
+            if !rec.is_mode(Mode::Passthru) && rec.host_ifname.is_some() {
                 note(engine.rtnl.fdb_self_del(rec.parent_ifindex, rec.mac).await);
             }
             if let Some(saved) = &rec.saved_parent {
@@ -572,14 +494,7 @@ pub async fn teardown(engine: &Engine, rec: &Attachment, remaining: &[Attachment
                         .map_err(|e| e.context(format!("restoring parent {}", rec.parent))),
                 );
             }
-            if let (Some(index), Some(name)) = (rec.host_ifindex, &rec.host_ifname) {
-                // Only if the index still names our link.
-                match engine.rtnl.link_by_index(index).await {
-                    Ok(Some(l)) if &l.name == name => note(engine.rtnl.del_link(index).await),
-                    Ok(_) => {}
-                    Err(e) => note(Err(e)),
-                }
-            }
+            note(endpoint::delete_veth(engine, rec).await);
         }
     }
     errors
@@ -606,16 +521,33 @@ async fn teardown_datapath(
     let mut dp = engine.datapath()?;
     if let Some(h) = rec.host_ifindex {
         dp.remove_endpoint(rec.parent_ifindex, rec.mac.0, h)?;
+        dp.remove_endpoint_ips(h, &addrs(rec))?;
         dp.unpin(&datapath::port_link(h))?;
     }
+    release_parent(&mut dp, rec, remaining)
+}
+
+/// The parent's side of removing `rec` from its switch: the flood row and
+/// config rewritten for the `remaining` members, or, with none left, the
+/// parent's entry and programs removed.
+pub(crate) fn release_parent(
+    dp: &mut Datapath,
+    rec: &Attachment,
+    remaining: &[Attachment],
+) -> Result<()> {
     let ifindex = rec.parent_ifindex;
-    let others_on_parent = remaining
-        .iter()
-        .any(|r| r.is_ebpf() && r.parent_ifindex == ifindex);
+    let others_on_parent = remaining.iter().any(|r| switch_member(r, ifindex));
     match dp.parent(ifindex)? {
         Some(cfg) if others_on_parent => {
             let kind = rec.datapath.unwrap_or_default();
-            write_parent(&mut dp, ifindex, cfg.slot, Mac(cfg.mac), kind, remaining)?;
+            write_parent(
+                dp,
+                ifindex,
+                cfg.slot,
+                (Mac(cfg.mac), cfg.mtu),
+                kind,
+                remaining,
+            )?;
         }
         _ => {
             dp.remove_parent(ifindex)?;
@@ -625,4 +557,153 @@ async fn teardown_datapath(
         }
     }
     Ok(())
+}
+
+/// The container side, then for eBPF: the host-side veth, the map entries
+/// and every program the endpoint relies on.
+pub async fn check(engine: &Engine, rec: &Attachment) -> Result<()> {
+    super::check_container_side(rec).await?;
+    if rec.backend == Backend::Native {
+        return Ok(());
+    }
+    let (Some(host_index), Some(host_name)) = (rec.host_ifindex, &rec.host_ifname) else {
+        return Err(Error::system("the record has no host-side interface"));
+    };
+    match engine.rtnl.link_by_index(host_index).await? {
+        Some(l) if &l.name == host_name && l.up => {}
+        Some(l) if &l.name == host_name => {
+            return Err(Error::system(format!(
+                "host-side interface {host_name} is down"
+            )));
+        }
+        _ => {
+            return Err(Error::not_found(format!(
+                "host-side interface {host_name} is gone"
+            )));
+        }
+    }
+    let mut dp = engine.datapath()?;
+    let want = endpoint_of(rec).ok_or_else(|| Error::system("the record has no endpoint id"))?;
+    if dp.port(host_index)? != Some(want) {
+        return Err(Error::system(format!(
+            "the port entry of {host_name} is missing or stale"
+        )));
+    }
+    if rec.spoofchk && !dp.has_endpoint_ips(host_index, &addrs(rec))? {
+        return Err(Error::system(format!(
+            "the source addresses of {host_name} are missing from the anti-spoofing table"
+        )));
+    }
+    if dp
+        .endpoint(rec.parent_ifindex, rec.mac.0)?
+        .map(|e| e.host_ifindex)
+        != Some(host_index)
+    {
+        return Err(Error::system(format!(
+            "{} is missing from the receive table of {}",
+            rec.mac, rec.parent
+        )));
+    }
+    if dp.parent(rec.parent_ifindex)?.is_none() {
+        return Err(Error::system(format!(
+            "parent {} is missing from the datapath",
+            rec.parent
+        )));
+    }
+    let [rx, host, xdp] = datapath::parent_links(rec.parent_ifindex);
+    let programs = [
+        (
+            PROG_RX,
+            rx,
+            rec.parent_ifindex,
+            TcAttachType::Ingress,
+            "receive",
+        ),
+        (
+            PROG_HOST,
+            host,
+            rec.parent_ifindex,
+            TcAttachType::Egress,
+            "host",
+        ),
+        (
+            PROG_TX,
+            datapath::port_link(host_index),
+            host_index,
+            TcAttachType::Ingress,
+            "transmit",
+        ),
+    ];
+    for (prog, pin, ifindex, at, what) in programs {
+        if !dp.tcx_pin_alive(&pin, ifindex, at) {
+            return Err(Error::system(format!(
+                "the {what} program is not attached ({pin})"
+            )));
+        }
+        if !dp.pin_runs_current(prog, &pin)? {
+            return Err(Error::system(format!(
+                "the {what} program ({pin}) is not this build's {prog}"
+            )));
+        }
+    }
+    if rec.datapath == Some(DatapathKind::Xdp) {
+        if !dp.has_link(&xdp) {
+            return Err(Error::system(format!(
+                "the XDP program of {} is not attached",
+                rec.parent
+            )));
+        }
+        if !dp.pin_runs_current(datapath::PROG_RX_XDP, &xdp)? {
+            return Err(Error::system(format!(
+                "the XDP program of {} is not this build's",
+                rec.parent
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Puts the datapath state of an eBPF endpoint back as the record says:
+/// map entries, flood row, parent config, programs (re-attached, or updated
+/// to this build), unicast filter entry, host side up. Idempotent.
+pub async fn repair(engine: &Engine, rec: &Attachment, others: &[Attachment]) -> Result<()> {
+    if rec.backend == Backend::Native {
+        return Err(Error::system("a native macvlan has no datapath to repair"));
+    }
+    let mut dp = engine.datapath()?;
+    let ep = endpoint_of(rec).ok_or_else(|| Error::system("the record has no endpoint id"))?;
+    dp.put_endpoint_ips(ep.host_ifindex, &addrs(rec))?;
+    dp.put_endpoint(&ep)?;
+    dp.attach_tc(
+        PROG_TX,
+        ep.host_ifindex,
+        TcAttachType::Ingress,
+        &datapath::port_link(ep.host_ifindex),
+    )?;
+    let mut all = others.to_vec();
+    all.push(rec.clone());
+    setup_parent(engine, &mut dp, rec, &all).await?;
+    if !rec.is_mode(Mode::Passthru) {
+        engine
+            .rtnl
+            .fdb_self_add(rec.parent_ifindex, rec.mac)
+            .await?;
+    }
+    endpoint::host_up(engine, rec).await
+}
+
+/// See [`super::links`].
+pub fn links(rec: &Attachment) -> Vec<(&'static str, String)> {
+    if !rec.is_ebpf() {
+        return Vec::new();
+    }
+    let [rx, host, xdp] = datapath::parent_links(rec.parent_ifindex);
+    let mut out = vec![(PROG_RX, rx), (PROG_HOST, host)];
+    if rec.datapath == Some(DatapathKind::Xdp) {
+        out.push((datapath::PROG_RX_XDP, xdp));
+    }
+    if let Some(h) = rec.host_ifindex {
+        out.push((PROG_TX, datapath::port_link(h)));
+    }
+    out
 }

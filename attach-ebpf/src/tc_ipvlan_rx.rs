@@ -1,0 +1,104 @@
+//! Parent ingress (tcx), ipvlan ports: frames from the wire, demuxed by
+//! destination IP (`ipvlan_handle_mode_l2/l3`). Attached before the macvlan
+//! program, so it sees every frame first and passes on ("next") whatever is
+//! not for an ipvlan endpoint.
+
+use attach_common::{DATAPATH_MARK, Direction::Rx as DIR, IPVL_MODE_L3S, Verdict};
+use aya_ebpf::{
+    EbpfContext,
+    bindings::{__sk_buff, BPF_F_INGRESS, TC_ACT_REDIRECT, TC_ACT_SHOT, TC_ACT_UNSPEC},
+    helpers::{bpf_redirect, bpf_redirect_peer},
+    programs::TcContext,
+};
+
+use crate::{
+    eth::{self, mac_eq},
+    flood::flood_ipvlan,
+    ipvlan::{self, ETH_P_ARP, ETH_P_IPV6},
+    macvlan::NO_SENDER,
+    maps::{IPVL_PARENTS, PARENTS},
+    stats,
+};
+
+pub fn run(ctx: &TcContext) -> i32 {
+    let skb = ctx.as_ptr() as *mut __sk_buff;
+    // SAFETY: the context is a valid __sk_buff.
+    let (mark, ifindex) = unsafe { ((*skb).mark, (*skb).ifindex) };
+    if mark == DATAPATH_MARK {
+        // An endpoint's frame handed to the node: the macvlan program after
+        // us clears the mark, or, with none on this parent, we do.
+        // SAFETY: lookup only.
+        if unsafe { PARENTS.get(&ifindex) }.is_none() {
+            ctx.set_mark(0);
+        }
+        return TC_ACT_UNSPEC;
+    }
+    // SAFETY: copied out at once.
+    let Some(port) = (unsafe { IPVL_PARENTS.get(&ifindex) }).copied() else {
+        stats::verdict(DIR, Verdict::NotOurs);
+        return TC_ACT_UNSPEC;
+    };
+    let Some(eth) = eth::read_tc(ctx) else {
+        stats::verdict(DIR, Verdict::Unparsed);
+        return TC_ACT_UNSPEC;
+    };
+    let l2 = ipvlan::is_l2(&port);
+    if eth.is_multicast() {
+        if l2 {
+            // Cloned to the endpoints unless an endpoint sent it (they had
+            // it on transmit); the node always gets it.
+            if ipvlan::external(ctx, &port, ifindex, &eth) {
+                flood_ipvlan(ctx, port.slot, port.nports, &eth, NO_SENDER);
+                stats::verdict(DIR, Verdict::Flood);
+            } else {
+                stats::verdict(DIR, Verdict::ToHost);
+            }
+            return TC_ACT_UNSPEC;
+        }
+        // l3: multicast is demuxed like unicast (ARP by target, DAD by target).
+    } else if !mac_eq(&eth.dst, &port.mac) {
+        // Another MAC (a macvlan endpoint's, or none here): not ipvlan's.
+        return TC_ACT_UNSPEC;
+    }
+    let proto = u16::from_be(eth.proto);
+    if !l2 && !mac_eq(&eth.src, &port.mac) {
+        // Another host asks for an l3 endpoint's address: the node answers.
+        let answered = match proto {
+            ETH_P_ARP => ipvlan::arp_reply(ctx, &port, ifindex),
+            ETH_P_IPV6 => ipvlan::na_reply(ctx, &port, ifindex),
+            _ => false,
+        };
+        if answered {
+            stats::verdict(DIR, Verdict::NeighReply);
+            // SAFETY: plain helper call.
+            return unsafe { bpf_redirect(ifindex, 0) as i32 };
+        }
+    }
+    let addr = ipvlan::l3_addr(ctx, &eth, true);
+    let Some(ep) = ipvlan::lookup(ctx, ifindex, &addr) else {
+        stats::verdict(DIR, Verdict::ToHost);
+        return TC_ACT_UNSPEC;
+    };
+    let len = ctx.len() as u64;
+    if port.mode == IPVL_MODE_L3S && addr.is_ip() {
+        // l3s: through the node's stack (its netfilter hooks see it),
+        // entering from the endpoint's veth; the mark selects the table
+        // with the endpoint's route.
+        ctx.set_mark(DATAPATH_MARK);
+        stats::verdict(DIR, Verdict::ToHost);
+        stats::rx(ep.id, len, &eth);
+        // SAFETY: plain helper call.
+        return unsafe { bpf_redirect(ep.host_ifindex, BPF_F_INGRESS as u64) as i32 };
+    }
+    // SAFETY: plain helper call.
+    let ret = unsafe { bpf_redirect_peer(ep.host_ifindex, 0) } as i32;
+    if ret == TC_ACT_REDIRECT as i32 {
+        stats::verdict(DIR, Verdict::ToEndpoint);
+        stats::rx(ep.id, len, &eth);
+        ret
+    } else {
+        stats::verdict(DIR, Verdict::DropRedirect);
+        stats::rx_dropped(ep.id);
+        TC_ACT_SHOT as i32
+    }
+}

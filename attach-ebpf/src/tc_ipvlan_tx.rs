@@ -1,0 +1,139 @@
+//! Endpoint transmit (tcx ingress on the host-side veth), ipvlan ports:
+//! `ipvlan_xmit_mode_l2/l3`. The sender's port decides: local delivery by
+//! destination IP (unless private or VEPA), the node's stack, flooding,
+//! routing through the node's tables, or out of the parent.
+
+use attach_common::{
+    DATAPATH_MARK, Direction::Tx as DIR, Endpoint, IPVL_F_PRIVATE, IPVL_F_VEPA, IPVL_MODE_L3S,
+    Verdict,
+};
+use aya_ebpf::{
+    EbpfContext,
+    bindings::{__sk_buff, BPF_F_INGRESS, TC_ACT_REDIRECT, TC_ACT_SHOT, TC_ACT_UNSPEC},
+    helpers::{bpf_redirect, bpf_redirect_peer},
+    programs::TcContext,
+};
+
+use crate::{
+    eth::{self, EthHdr, mac_eq},
+    flood::flood_ipvlan,
+    ipvlan::{self, Route},
+    maps::{IPVL_PARENTS, PORTS},
+    stats,
+};
+
+pub fn run(ctx: &TcContext) -> i32 {
+    let skb = ctx.as_ptr() as *mut __sk_buff;
+    // SAFETY: the context is a valid __sk_buff.
+    let (mark, ifindex) = unsafe { ((*skb).mark, (*skb).ifindex) };
+    if mark == DATAPATH_MARK {
+        // l3s ingress the parent's program routes through the node: the
+        // mark stays, for the node's rule that selects the endpoint table.
+        return TC_ACT_UNSPEC;
+    }
+    // SAFETY: copied out at once.
+    let Some(ep) = (unsafe { PORTS.get(&ifindex) }).copied() else {
+        stats::verdict(DIR, Verdict::NotOurs);
+        return TC_ACT_UNSPEC;
+    };
+    let Some(eth) = eth::read_tc(ctx) else {
+        return drop(ep.id, Verdict::DropParse);
+    };
+    // SAFETY: copied out at once.
+    let Some(port) = (unsafe { IPVL_PARENTS.get(&ep.parent_ifindex) }).copied() else {
+        return drop(ep.id, Verdict::DropRedirect);
+    };
+    let len = ctx.len() as u64;
+    stats::tx(ep.id, len, &eth);
+    let vepa = port.flags & IPVL_F_VEPA != 0;
+    let private = port.flags & IPVL_F_PRIVATE != 0;
+
+    if ipvlan::is_l2(&port) {
+        if !vepa && mac_eq(&eth.dst, &eth.src) {
+            // To the shared MAC: another endpoint, else the node.
+            let dst = ipvlan::l3_addr(ctx, &eth, true);
+            if let Some(dest) = ipvlan::lookup(ctx, ep.parent_ifindex, &dst) {
+                return deliver(&ep, &dest, private, len, &eth);
+            }
+            ctx.set_mark(DATAPATH_MARK);
+            stats::verdict(DIR, Verdict::ToHost);
+            // SAFETY: plain helper call.
+            return unsafe { bpf_redirect(ep.parent_ifindex, BPF_F_INGRESS as u64) as i32 };
+        }
+        if eth.is_multicast() {
+            // The other endpoints (private or not), then the wire.
+            let copies = flood_ipvlan(ctx, port.slot, port.nports, &eth, ep.id);
+            stats::flood_copies(ep.id, copies);
+        }
+        return out_parent(ctx, &ep);
+    }
+
+    // l3, l3s.
+    let dst = ipvlan::l3_addr(ctx, &eth, true);
+    if !vepa && let Some(dest) = ipvlan::lookup(ctx, ep.parent_ifindex, &dst) {
+        return deliver(&ep, &dest, private, len, &eth);
+    }
+    if eth.is_multicast() {
+        return drop(ep.id, Verdict::DropMulticast);
+    }
+    if !dst.is_ip() {
+        // Not IPv4/IPv6: nothing to route.
+        return drop(ep.id, Verdict::DropParse);
+    }
+    if port.mode == IPVL_MODE_L3S {
+        // Through the node's stack: routed, its netfilter hooks see it.
+        stats::verdict(DIR, Verdict::ToHost);
+        return TC_ACT_UNSPEC;
+    }
+    let src = ipvlan::l3_addr(ctx, &eth, false);
+    match ipvlan::route(ctx, &ep, &src, &dst) {
+        Route::Via(nh) => {
+            let ret = ipvlan::redirect_neigh(ep.parent_ifindex, &nh);
+            if ret == TC_ACT_REDIRECT as i32 {
+                stats::verdict(DIR, Verdict::Routed);
+                ret
+            } else {
+                drop(ep.id, Verdict::DropRedirect)
+            }
+        }
+        Route::Node => {
+            ctx.set_mark(DATAPATH_MARK);
+            stats::verdict(DIR, Verdict::ToHost);
+            // SAFETY: plain helper call.
+            unsafe { bpf_redirect(ep.parent_ifindex, BPF_F_INGRESS as u64) as i32 }
+        }
+        Route::None => drop(ep.id, Verdict::DropNoRoute),
+    }
+}
+
+/// To another endpoint of the port, unless the port is private.
+#[inline(always)]
+fn deliver(ep: &Endpoint, dest: &Endpoint, private: bool, len: u64, eth: &EthHdr) -> i32 {
+    if private {
+        return drop(ep.id, Verdict::DropPrivate);
+    }
+    // SAFETY: plain helper call.
+    let ret = unsafe { bpf_redirect_peer(dest.host_ifindex, 0) } as i32;
+    if ret != TC_ACT_REDIRECT as i32 {
+        return drop(ep.id, Verdict::DropRedirect);
+    }
+    stats::verdict(DIR, Verdict::ToEndpoint);
+    stats::rx(dest.id, len, eth);
+    ret
+}
+
+/// Out of the parent, marked so the parent's egress passes it unswitched.
+#[inline(always)]
+fn out_parent(ctx: &TcContext, ep: &Endpoint) -> i32 {
+    ctx.set_mark(DATAPATH_MARK);
+    stats::verdict(DIR, Verdict::ToParent);
+    // SAFETY: plain helper call.
+    unsafe { bpf_redirect(ep.parent_ifindex, 0) as i32 }
+}
+
+#[inline(always)]
+fn drop(id: u32, why: Verdict) -> i32 {
+    stats::verdict(DIR, why);
+    stats::tx_dropped(id);
+    TC_ACT_SHOT as i32
+}

@@ -1,0 +1,293 @@
+//! The eBPF switch (tcx ingress on every port: container host-side veths
+//! and the uplink). See `switch.rs` for the rules.
+//!
+//! From a container port (direction `tx`): source checks, tagged frames
+//! refused on access ports, the source learned, then a known unicast
+//! destination gets it (`bpf_redirect_peer` into its container, or out of
+//! the uplink tagged with the port's VLAN) and anything else is flooded to
+//! the switch's other ports of the VLAN and sent out of the uplink.
+//!
+//! From the uplink (direction `rx`), a trunk: untagged frames belong to the
+//! ports without a VLAN, frames tagged N to the ports of VLAN N (the tag is
+//! removed towards containers). Frames to the uplink's own MAC are the
+//! node's; whatever is not delivered as a known unicast goes on to the
+//! node's stack (with its tag) after the flood, as a frame on a macvlan
+//! parent does.
+
+use attach_common::{
+    Direction::{Rx, Tx},
+    SW_F_IPCHK, SW_F_ISOLATED, SW_F_SPOOFCHK, SW_F_UPLINK, SwPort, Verdict,
+};
+use aya_ebpf::{
+    EbpfContext,
+    bindings::{__sk_buff, TC_ACT_REDIRECT, TC_ACT_SHOT, TC_ACT_UNSPEC},
+    helpers::{bpf_redirect, bpf_redirect_peer, bpf_skb_vlan_pop, bpf_skb_vlan_push},
+    programs::TcContext,
+};
+
+use crate::{
+    eth::{self, EthHdr, mac_eq},
+    events::{NO_ENDPOINT, Pkt, report},
+    maps::{SW_PORTS, SWITCHES},
+    spoof, stats,
+    switch::{self, flood, learn, lookup, may_reach},
+};
+
+const ETH_P_8021Q: u16 = 0x8100;
+const ETH_P_8021AD: u16 = 0x88a8;
+
+pub fn run(ctx: &TcContext) -> i32 {
+    let skb = ctx.as_ptr() as *mut __sk_buff;
+    // SAFETY: the context is a valid __sk_buff.
+    let ifindex = unsafe { (*skb).ifindex };
+    // SAFETY: copied out at once.
+    let Some(port) = (unsafe { SW_PORTS.get(&ifindex) }).copied() else {
+        stats::verdict(Tx, Verdict::NotOurs);
+        return TC_ACT_UNSPEC;
+    };
+    if port.has(SW_F_UPLINK) {
+        from_uplink(ctx, skb, &port)
+    } else {
+        from_port(ctx, skb, &port)
+    }
+}
+
+/// Whether the frame carries a VLAN tag (in the skb's metadata, where the
+/// stack puts it on receive, or still in the packet).
+#[inline(always)]
+fn tagged(skb: *mut __sk_buff, eth: &EthHdr) -> bool {
+    // SAFETY: the context is a valid __sk_buff.
+    let meta = unsafe { (*skb).vlan_present } != 0;
+    meta || eth.proto == ETH_P_8021Q.to_be() || eth.proto == ETH_P_8021AD.to_be()
+}
+
+/// The source checks of a port (`SW_F_SPOOFCHK`, `SW_F_IPCHK`).
+#[inline(always)]
+pub fn source_ok(ctx: &TcContext, port: &SwPort, eth: &EthHdr) -> bool {
+    if port.has(SW_F_SPOOFCHK) && !mac_eq(&eth.src, &port.mac) {
+        return false;
+    }
+    !port.has(SW_F_IPCHK) || spoof::source_allowed(ctx, port.ifindex, eth.proto)
+}
+
+/// What a container sends.
+#[inline(always)]
+fn from_port(ctx: &TcContext, skb: *mut __sk_buff, port: &SwPort) -> i32 {
+    let Some(eth) = eth::read_tc(ctx) else {
+        stats::verdict(Tx, Verdict::DropParse);
+        stats::tx_dropped(port.id);
+        return TC_ACT_SHOT as i32;
+    };
+    let len = ctx.len();
+    let pkt = Pkt {
+        ifindex: port.ifindex,
+        endpoint: port.id,
+        len,
+        eth: &eth,
+    };
+    if !source_ok(ctx, port, &eth) {
+        return drop(&pkt, Verdict::DropSpoofed);
+    }
+    if port.vlan != 0 && tagged(skb, &eth) {
+        // An access port carries its VLAN untagged only.
+        return drop(&pkt, Verdict::DropVlan);
+    }
+    // SAFETY: copied out at once.
+    let Some(sw) = (unsafe { SWITCHES.get(&port.switch_id) }).copied() else {
+        // The engine keeps a port's switch in the table: this is drift.
+        return drop(&pkt, Verdict::DropRedirect);
+    };
+    let now = switch::now();
+    learn(port.switch_id, port.vlan, &eth.src, port.ifindex, now);
+    let isolated = port.has(SW_F_ISOLATED);
+    let dst = if eth.is_multicast() {
+        None
+    } else {
+        lookup(&sw, port.switch_id, port.vlan, &eth.dst, now)
+    };
+    if let Some(dst) = dst {
+        // Policy first: a refused frame is not counted as sent.
+        if dst.ifindex == port.ifindex {
+            return drop(&pkt, Verdict::DropSamePort);
+        }
+        if !dst.has(SW_F_UPLINK) && !may_reach(isolated, &dst) {
+            return drop(&pkt, Verdict::DropPrivate);
+        }
+    }
+    stats::tx(port.id, len as u64, &eth);
+    if let Some(dst) = dst {
+        if dst.has(SW_F_UPLINK) {
+            return to_uplink(skb, dst.ifindex, port.vlan, &pkt);
+        }
+        // SAFETY: plain helper call.
+        let ret = unsafe { bpf_redirect_peer(dst.ifindex, 0) } as i32;
+        if ret != TC_ACT_REDIRECT as i32 {
+            return drop(&pkt, Verdict::DropRedirect);
+        }
+        report(Tx, Verdict::ToEndpoint, &pkt);
+        stats::rx(dst.id, len as u64, &eth);
+        return ret;
+    }
+    // Broadcast, multicast, unknown unicast: every other port of the VLAN.
+    let copies = flood(
+        ctx,
+        port.switch_id,
+        sw.nports,
+        port.ifindex,
+        port.vlan,
+        isolated,
+        &eth,
+    );
+    stats::flood_copies(port.id, copies);
+    report(Tx, Verdict::Flood, &pkt);
+    if sw.uplink != 0 {
+        return to_uplink(skb, sw.uplink, port.vlan, &pkt);
+    }
+    // Every copy is made: the frame itself goes nowhere (the host-side veth
+    // is a wire into the switch, not an interface of the node's).
+    TC_ACT_SHOT as i32
+}
+
+/// Out of the uplink, tagged with `vlan` unless it is 0.
+#[inline(always)]
+fn to_uplink(skb: *mut __sk_buff, uplink: u32, vlan: u16, pkt: &Pkt) -> i32 {
+    // SAFETY: plain helper call on the program's context.
+    if vlan != 0 && unsafe { bpf_skb_vlan_push(skb, ETH_P_8021Q.to_be(), vlan) } != 0 {
+        return drop(pkt, Verdict::DropRedirect);
+    }
+    report(Tx, Verdict::ToParent, pkt);
+    // SAFETY: plain helper call.
+    unsafe { bpf_redirect(uplink, 0) as i32 }
+}
+
+#[inline(always)]
+fn drop(pkt: &Pkt, why: Verdict) -> i32 {
+    report(Tx, why, pkt);
+    stats::tx_dropped(pkt.endpoint);
+    TC_ACT_SHOT as i32
+}
+
+/// What arrives on the uplink from the wire.
+#[inline(always)]
+fn from_uplink(ctx: &TcContext, skb: *mut __sk_buff, up: &SwPort) -> i32 {
+    let Some(eth) = eth::read_tc(ctx) else {
+        stats::verdict(Rx, Verdict::Unparsed);
+        return TC_ACT_UNSPEC;
+    };
+    let len = ctx.len();
+    let pkt = |endpoint| Pkt {
+        ifindex: up.ifindex,
+        endpoint,
+        len,
+        eth: &eth,
+    };
+    // The node's own traffic on its device.
+    if !eth.is_multicast() && mac_eq(&eth.dst, &up.mac) {
+        report(Rx, Verdict::ToHost, &pkt(NO_ENDPOINT));
+        return TC_ACT_UNSPEC;
+    }
+    // SAFETY: copied out at once.
+    let Some(sw) = (unsafe { SWITCHES.get(&up.switch_id) }).copied() else {
+        stats::verdict(Rx, Verdict::NotOurs);
+        return TC_ACT_UNSPEC;
+    };
+    // The VLAN: the tag in the skb's metadata, or in the packet (frames
+    // that did not come through the stack's receive path).
+    // SAFETY: the context is a valid __sk_buff.
+    let (present, meta_proto, meta_tci) =
+        unsafe { ((*skb).vlan_present, (*skb).vlan_proto, (*skb).vlan_tci) };
+    let (tagged, tci) = if present != 0 {
+        if meta_proto != u32::from(ETH_P_8021Q.to_be()) {
+            // 802.1ad: not a VLAN this trunk carries.
+            report(Rx, Verdict::NotOurs, &pkt(NO_ENDPOINT));
+            return TC_ACT_UNSPEC;
+        }
+        (true, meta_tci as u16)
+    } else if eth.proto == ETH_P_8021Q.to_be() {
+        let Ok(tci) = ctx.load::<u16>(eth::ETH_HLEN) else {
+            stats::verdict(Rx, Verdict::Unparsed);
+            return TC_ACT_UNSPEC;
+        };
+        (true, u16::from_be(tci))
+    } else if eth.proto == ETH_P_8021AD.to_be() {
+        report(Rx, Verdict::NotOurs, &pkt(NO_ENDPOINT));
+        return TC_ACT_UNSPEC;
+    } else {
+        (false, 0)
+    };
+    let vlan = tci & 0x0fff;
+    let now = switch::now();
+    learn(up.switch_id, vlan, &eth.src, up.ifindex, now);
+
+    if !eth.is_multicast()
+        && let Some(dst) = lookup(&sw, up.switch_id, vlan, &eth.dst, now)
+    {
+        if dst.has(SW_F_UPLINK) {
+            // A host on the wire: not the switch's to deliver.
+            report(Rx, Verdict::ToHost, &pkt(NO_ENDPOINT));
+            return TC_ACT_UNSPEC;
+        }
+        // SAFETY: plain helper call on the program's context.
+        if tagged && unsafe { bpf_skb_vlan_pop(skb) } != 0 {
+            report(Rx, Verdict::DropRedirect, &pkt(dst.id));
+            stats::rx_dropped(dst.id);
+            return TC_ACT_SHOT as i32;
+        }
+        // SAFETY: plain helper call.
+        let ret = unsafe { bpf_redirect_peer(dst.ifindex, 0) } as i32;
+        if ret != TC_ACT_REDIRECT as i32 {
+            report(Rx, Verdict::DropRedirect, &pkt(dst.id));
+            stats::rx_dropped(dst.id);
+            return TC_ACT_SHOT as i32;
+        }
+        report(Rx, Verdict::ToEndpoint, &pkt(dst.id));
+        stats::rx(dst.id, len as u64, &eth);
+        return ret;
+    }
+    // Untagged copies to the VLAN's ports; the node gets the frame as it
+    // came (tag put back).
+    // SAFETY: plain helper call on the program's context.
+    if tagged && unsafe { bpf_skb_vlan_pop(skb) } != 0 {
+        stats::verdict(Rx, Verdict::Unparsed);
+        return TC_ACT_UNSPEC;
+    }
+    flood(ctx, up.switch_id, sw.nports, up.ifindex, vlan, false, &eth);
+    report(Rx, Verdict::Flood, &pkt(NO_ENDPOINT));
+    if tagged {
+        // SAFETY: plain helper call on the program's context.
+        let _ = unsafe { bpf_skb_vlan_push(skb, ETH_P_8021Q.to_be(), tci) };
+    }
+    TC_ACT_UNSPEC
+}
+
+/// Native bridge ports with `--spoofchk on` (tcx ingress on the host-side
+/// veth): the source checks and the endpoint's transmit counters; the
+/// kernel bridge (next) switches what passes.
+pub fn guard(ctx: &TcContext) -> i32 {
+    let skb = ctx.as_ptr() as *mut __sk_buff;
+    // SAFETY: the context is a valid __sk_buff.
+    let ifindex = unsafe { (*skb).ifindex };
+    // SAFETY: copied out at once.
+    let Some(port) = (unsafe { SW_PORTS.get(&ifindex) }).copied() else {
+        stats::verdict(Tx, Verdict::NotOurs);
+        return TC_ACT_UNSPEC;
+    };
+    let Some(eth) = eth::read_tc(ctx) else {
+        stats::verdict(Tx, Verdict::DropParse);
+        stats::tx_dropped(port.id);
+        return TC_ACT_SHOT as i32;
+    };
+    let len = ctx.len();
+    let pkt = Pkt {
+        ifindex,
+        endpoint: port.id,
+        len,
+        eth: &eth,
+    };
+    if !source_ok(ctx, &port, &eth) {
+        return drop(&pkt, Verdict::DropSpoofed);
+    }
+    stats::tx(port.id, len as u64, &eth);
+    report(Tx, Verdict::ToParent, &pkt);
+    TC_ACT_UNSPEC
+}

@@ -1,0 +1,187 @@
+//! Prometheus text exposition of the datapath counters, on GET /metrics.
+
+use std::{fmt::Write as _, sync::Arc};
+
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpListener,
+};
+
+use super::Shared;
+use crate::engine::Stats;
+
+/// Label values escaped as the exposition format wants.
+fn esc(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// A per-endpoint series: name, help, and how to read it.
+type Series = (
+    &'static str,
+    &'static str,
+    fn(&crate::engine::Counters) -> u64,
+);
+
+/// Renders `stats` (and the agent's own numbers) as Prometheus text.
+pub fn render(stats: &Stats, repairs: u64, requests: u64) -> String {
+    let mut out = String::new();
+    let counters: [Series; 11] = [
+        ("rx_packets", "Packets delivered to the endpoint.", |c| {
+            c.rx_packets
+        }),
+        ("rx_bytes", "Bytes delivered to the endpoint.", |c| {
+            c.rx_bytes
+        }),
+        ("tx_packets", "Packets the endpoint sent.", |c| c.tx_packets),
+        ("tx_bytes", "Bytes the endpoint sent.", |c| c.tx_bytes),
+        (
+            "rx_broadcast_packets",
+            "Broadcast frames delivered to the endpoint.",
+            |c| c.rx_broadcast,
+        ),
+        (
+            "rx_multicast_packets",
+            "Multicast frames delivered to the endpoint.",
+            |c| c.rx_multicast,
+        ),
+        (
+            "tx_broadcast_packets",
+            "Broadcast frames the endpoint sent.",
+            |c| c.tx_broadcast,
+        ),
+        (
+            "tx_multicast_packets",
+            "Multicast frames the endpoint sent.",
+            |c| c.tx_multicast,
+        ),
+        (
+            "flood_copies",
+            "Copies made flooding the endpoint's frames to other endpoints.",
+            |c| c.flood_copies,
+        ),
+        (
+            "rx_dropped_packets",
+            "Frames for the endpoint the datapath dropped.",
+            |c| c.rx_dropped,
+        ),
+        (
+            "tx_dropped_packets",
+            "Frames from the endpoint the datapath dropped.",
+            |c| c.tx_dropped,
+        ),
+    ];
+    for (name, help, get) in counters {
+        let _ = writeln!(out, "# HELP attach_{name}_total {help}");
+        let _ = writeln!(out, "# TYPE attach_{name}_total counter");
+        for a in &stats.attachments {
+            let Some(c) = &a.counters else { continue };
+            let r = &a.attachment;
+            let _ = writeln!(
+                out,
+                "attach_{name}_total{{endpoint=\"{}/{}\",netns=\"{}\",ifname=\"{}\",kind=\"{}\",mode=\"{}\",parent=\"{}\"}} {}",
+                esc(&r.netns),
+                esc(&r.ifname),
+                esc(&r.netns),
+                esc(&r.ifname),
+                r.kind.name(),
+                r.mode_name(),
+                esc(&r.parent),
+                get(c)
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP attach_drop_packets_total Frames the datapath dropped, by reason."
+    );
+    let _ = writeln!(out, "# TYPE attach_drop_packets_total counter");
+    for v in stats.verdicts.iter().filter(|v| v.drop) {
+        let _ = writeln!(
+            out,
+            "attach_drop_packets_total{{reason=\"{}\",direction=\"{}\"}} {}",
+            v.verdict, v.direction, v.packets
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP attach_verdict_packets_total Datapath decisions, by verdict."
+    );
+    let _ = writeln!(out, "# TYPE attach_verdict_packets_total counter");
+    for v in &stats.verdicts {
+        let _ = writeln!(
+            out,
+            "attach_verdict_packets_total{{verdict=\"{}\",direction=\"{}\"}} {}",
+            v.verdict, v.direction, v.packets
+        );
+    }
+    let _ = writeln!(out, "# HELP attach_attachments Attachments of this node.");
+    let _ = writeln!(out, "# TYPE attach_attachments gauge");
+    let mut by: std::collections::BTreeMap<(String, String), u64> = Default::default();
+    for a in &stats.attachments {
+        let key = (
+            a.attachment.kind.name().to_owned(),
+            format!("{:?}", a.attachment.backend).to_lowercase(),
+        );
+        *by.entry(key).or_default() += 1;
+    }
+    for ((kind, backend), n) in by {
+        let _ = writeln!(
+            out,
+            "attach_attachments{{kind=\"{kind}\",backend=\"{backend}\"}} {n}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP attach_reconcile_repairs_total Drift the agent repaired."
+    );
+    let _ = writeln!(out, "# TYPE attach_reconcile_repairs_total counter");
+    let _ = writeln!(out, "attach_reconcile_repairs_total {repairs}");
+    let _ = writeln!(
+        out,
+        "# HELP attach_api_requests_total Requests the agent served for the CLI and the CNI plugin."
+    );
+    let _ = writeln!(out, "# TYPE attach_api_requests_total counter");
+    let _ = writeln!(out, "attach_api_requests_total {requests}");
+    out
+}
+
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let s = shared.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 2048];
+            let n = stream.read(&mut buf).await.unwrap_or(0);
+            let req = String::from_utf8_lossy(&buf[..n]);
+            let (status, body, ctype) = if req.starts_with("GET /metrics") {
+                let stats = {
+                    let _busy = s.busy.lock().await;
+                    s.engine.stats()
+                };
+                match stats {
+                    Ok(st) => (
+                        "200 OK",
+                        render(
+                            &st,
+                            s.repairs.load(std::sync::atomic::Ordering::Relaxed),
+                            s.requests.load(std::sync::atomic::Ordering::Relaxed),
+                        ),
+                        "text/plain; version=0.0.4",
+                    ),
+                    Err(e) => ("500 Internal Server Error", format!("{e}\n"), "text/plain"),
+                }
+            } else {
+                ("404 Not Found", "try /metrics\n".to_owned(), "text/plain")
+            };
+            let resp = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(resp.as_bytes()).await;
+        });
+    }
+}

@@ -1,0 +1,118 @@
+//! `attach agent`: the long-running side of a node. It reconciles at start
+//! and periodically, serves Prometheus metrics, bridges the programs' logs
+//! into its own, and serves the CLI and the CNI plugin on a unix socket
+//! (both also work without it). Requests are handled one at a time, like
+//! the CLI's own runs under the node lock.
+
+pub mod api;
+pub mod client;
+mod logs;
+pub mod metrics;
+
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+
+use clap::Args;
+use tokio::sync::Mutex;
+
+use crate::{Engine, Error, Result};
+
+#[derive(Args, Debug, Clone)]
+pub struct AgentArgs {
+    /// Serve Prometheus metrics on this address (GET /metrics).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9469")]
+    pub metrics_addr: SocketAddr,
+    /// Do not serve metrics.
+    #[arg(long)]
+    pub no_metrics: bool,
+    /// Unix socket of the API (default: one per node, under /run/attach).
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// Seconds between reconcile passes (0: only at start).
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    pub reconcile_interval: u64,
+}
+
+/// What the agent's tasks share.
+pub struct Shared {
+    pub engine: Engine,
+    /// Serialises engine operations (requests, reconcile, metrics reads).
+    pub busy: Mutex<()>,
+    /// Repairs made since start, for metrics.
+    pub repairs: std::sync::atomic::AtomicU64,
+    /// Requests served on the socket since start, for metrics.
+    pub requests: std::sync::atomic::AtomicU64,
+}
+
+pub async fn run(args: &AgentArgs) -> Result<()> {
+    let engine = Engine::new()?;
+    let socket = args
+        .socket
+        .clone()
+        .unwrap_or_else(|| client::socket_path(&engine.node_id));
+    let shared = Arc::new(Shared {
+        engine,
+        busy: Mutex::new(()),
+        repairs: Default::default(),
+        requests: Default::default(),
+    });
+    tracing::info!(node = %shared.engine.node_id, socket = %socket.display(), "agent starting");
+    reconcile_once(&shared).await;
+
+    let listener = api::bind(&socket)?;
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(api::serve(listener, shared.clone()));
+    if !args.no_metrics {
+        let l = tokio::net::TcpListener::bind(args.metrics_addr)
+            .await
+            .map_err(|e| {
+                Error::system(format!(
+                    "cannot serve metrics on {}: {e}",
+                    args.metrics_addr
+                ))
+            })?;
+        tracing::info!(addr = %args.metrics_addr, "serving metrics");
+        tasks.spawn(metrics::serve(l, shared.clone()));
+    }
+    if args.reconcile_interval > 0 {
+        let every = Duration::from_secs(args.reconcile_interval);
+        let s = shared.clone();
+        tasks.spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                reconcile_once(&s).await;
+            }
+        });
+    }
+    tasks.spawn(logs::bridge(shared.engine.pin_dir().to_owned()));
+
+    let stop = async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = tokio::signal::ctrl_c() => {},
+        }
+    };
+    stop.await;
+    tracing::info!("agent stopping; the datapath stays");
+    tasks.abort_all();
+    let _ = std::fs::remove_file(&socket);
+    Ok(())
+}
+
+async fn reconcile_once(shared: &Shared) {
+    let _busy = shared.busy.lock().await;
+    match shared.engine.reconcile().await {
+        Ok(repairs) => {
+            for r in &repairs {
+                tracing::warn!(netns = %r.netns, ifname = %r.ifname, drift = %r.drift, action = %r.action, "repaired");
+            }
+            shared
+                .repairs
+                .fetch_add(repairs.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+        Err(e) => tracing::error!("reconcile failed: {e}"),
+    }
+}

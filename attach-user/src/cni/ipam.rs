@@ -1,0 +1,164 @@
+//! Delegating address management to the IPAM plugin named in `ipam.type`,
+//! as the spec asks: same environment, the network configuration on stdin.
+
+use std::{
+    io::Write,
+    path::PathBuf,
+    process::{Command, Stdio},
+};
+
+use serde_json::Value;
+
+use super::types::{CniError, Env, IpamResult, LATEST, NetConf, code, version_lt};
+
+pub struct Ipam {
+    plugin: PathBuf,
+    /// The configuration as given, with `cniVersion` lowered to one the
+    /// plugin speaks (Debian's host-local stops at 1.0.0).
+    conf: Value,
+}
+
+impl Ipam {
+    /// The IPAM of `conf`, if it has one.
+    pub fn of(conf: &NetConf, raw: &Value, env: &Env) -> Result<Option<Self>, CniError> {
+        let Some(ipam) = &conf.ipam else {
+            return Ok(None);
+        };
+        let ty = ipam
+            .get("type")
+            .and_then(Value::as_str)
+            .ok_or_else(|| CniError::new(code::INVALID_CONFIG, "ipam has no \"type\""))?;
+        if ty.contains('/') || ty.is_empty() {
+            return Err(CniError::new(
+                code::INVALID_CONFIG,
+                format!("ipam type {ty:?} is not a plugin name"),
+            ));
+        }
+        let plugin = find(env, ty)?;
+        let mut ipam = Self {
+            plugin,
+            conf: raw.clone(),
+        };
+        let version = ipam.pick_version(&conf.cni_version, env)?;
+        ipam.conf["cniVersion"] = Value::String(version);
+        Ok(Some(ipam))
+    }
+
+    /// The highest version both we (as asked by the runtime) and the plugin speak.
+    fn pick_version(&self, asked: &str, env: &Env) -> Result<String, CniError> {
+        let out = self.exec("VERSION", env, &serde_json::json!({"cniVersion": LATEST}))?;
+        let supported: Vec<String> = out
+            .get("supportedVersions")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        supported
+            .into_iter()
+            .filter(|v| !version_lt(asked, v))
+            .max_by(|a, b| {
+                if version_lt(a, b) {
+                    std::cmp::Ordering::Less
+                } else {
+                    std::cmp::Ordering::Greater
+                }
+            })
+            .ok_or_else(|| {
+                CniError::new(
+                    code::INCOMPATIBLE_VERSION,
+                    format!(
+                        "ipam plugin {} supports no version up to {asked}",
+                        self.plugin.display()
+                    ),
+                )
+            })
+    }
+
+    pub fn add(&self, env: &Env) -> Result<IpamResult, CniError> {
+        let out = self.exec("ADD", env, &self.conf)?;
+        serde_json::from_value(out).map_err(|e| {
+            CniError::new(
+                code::DECODE,
+                format!("ipam result from {}: {e}", self.plugin.display()),
+            )
+        })
+    }
+
+    pub fn del(&self, env: &Env) -> Result<(), CniError> {
+        self.exec("DEL", env, &self.conf).map(drop)
+    }
+
+    pub fn check(&self, env: &Env) -> Result<(), CniError> {
+        // CHECK needs a version that has it (0.4.0+); older plugins skip it.
+        if version_lt(self.conf["cniVersion"].as_str().unwrap_or("0.0.0"), "0.4.0") {
+            return Ok(());
+        }
+        self.exec("CHECK", env, &self.conf).map(drop)
+    }
+
+    fn exec(&self, command: &str, env: &Env, conf: &Value) -> Result<Value, CniError> {
+        let mut cmd = Command::new(&self.plugin);
+        cmd.env("CNI_COMMAND", command)
+            .env("CNI_CONTAINERID", env.container_id.as_deref().unwrap_or(""))
+            .env("CNI_NETNS", env.netns.as_deref().unwrap_or(""))
+            .env("CNI_IFNAME", env.ifname.as_deref().unwrap_or(""))
+            .env("CNI_ARGS", env.args.as_deref().unwrap_or(""))
+            .env("CNI_PATH", env.path.as_deref().unwrap_or(""))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = cmd.spawn().map_err(|e| {
+            CniError::new(
+                code::IO_FAILURE,
+                format!("cannot run ipam plugin {}: {e}", self.plugin.display()),
+            )
+        })?;
+        if let Some(mut stdin) = child.stdin.take() {
+            let _ = stdin.write_all(conf.to_string().as_bytes());
+        }
+        let out = child.wait_with_output().map_err(|e| {
+            CniError::new(
+                code::IO_FAILURE,
+                format!("ipam plugin {}: {e}", self.plugin.display()),
+            )
+        })?;
+        let parsed: Option<Value> = serde_json::from_slice(&out.stdout).ok();
+        if !out.status.success() {
+            // Pass the plugin's own error on, with its code.
+            let (c, msg) = match &parsed {
+                Some(v) => (
+                    v.get("code")
+                        .and_then(Value::as_u64)
+                        .unwrap_or(code::IO_FAILURE as u64) as u32,
+                    v.get("msg")
+                        .and_then(Value::as_str)
+                        .unwrap_or("failed")
+                        .to_owned(),
+                ),
+                None => (
+                    code::IO_FAILURE,
+                    String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+                ),
+            };
+            return Err(CniError::new(c, format!("ipam {command}: {msg}")));
+        }
+        Ok(parsed.unwrap_or(Value::Null))
+    }
+}
+
+/// Finds plugin `name` in the directories of CNI_PATH.
+fn find(env: &Env, name: &str) -> Result<PathBuf, CniError> {
+    let path = env.path.as_deref().unwrap_or("");
+    std::env::split_paths(path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            CniError::new(
+                code::INVALID_CONFIG,
+                format!("ipam plugin {name:?} not found in CNI_PATH {path:?}"),
+            )
+        })
+}

@@ -1,0 +1,165 @@
+//! The commands of the CLI, run against an engine: shared by the `attach`
+//! binary and the agent (which runs them for its clients).
+
+use serde_json::json;
+
+use crate::{
+    Engine, Error, Result,
+    cli::{Cli, Command, Output},
+    kinds::AddRequest,
+    output,
+};
+
+fn to_json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string_pretty(v).expect("serializable")
+}
+
+/// How an error is shown: a JSON object on stdout with `-o json`, else a
+/// line on stderr. Returns (stdout, stderr).
+pub fn render_error(fmt: Output, e: &Error) -> (String, String) {
+    match fmt {
+        Output::Json => (
+            json!({"error": {"kind": e.kind.name(), "message": e.message}}).to_string(),
+            String::new(),
+        ),
+        Output::Text => (String::new(), format!("attach: {}", e.message)),
+    }
+}
+
+/// "nothing attached [as IFNAME] in NETNS".
+fn nothing(netns: &str, ifname: Option<&str>) -> String {
+    match ifname {
+        Some(i) => format!("nothing attached as {i} in {netns}"),
+        None => format!("nothing attached in {netns}"),
+    }
+}
+
+/// What a command printed: its output, and warnings (what it noticed and let
+/// pass), which the CLI writes on stderr as `attach: warning: …`.
+#[derive(Debug, Default)]
+pub struct Done {
+    pub stdout: String,
+    pub warnings: Vec<String>,
+}
+
+/// [`run`] without the warnings.
+pub async fn execute(cli: &Cli, engine: &Engine) -> Result<String> {
+    run(cli, engine).await.map(|d| d.stdout)
+}
+
+/// Runs one parsed command against `engine` and renders its result (text or
+/// JSON, as asked). The CLI calls it directly, the agent for its clients.
+pub async fn run(cli: &Cli, engine: &Engine) -> Result<Done> {
+    let json = cli.output == Output::Json;
+    let mut warnings = Vec::new();
+    let stdout = match &cli.command {
+        Command::Add(kind) => {
+            let req = AddRequest::from(kind.clone());
+            let rec = engine.add(&req).await?;
+            warnings.extend(rec.extra.warnings.iter().cloned());
+            if json {
+                to_json(&rec)
+            } else {
+                output::attachments(std::slice::from_ref(&rec))
+            }
+        }
+        Command::Del(args) => {
+            let gone = match (&args.netns, &args.tap, args.vlan) {
+                (Some(netns), _, _) => engine.del(netns, args.ifname.as_deref()).await?,
+                (None, Some(tap), Some(vlan)) => engine.del_vlan(tap, args.qinq, vlan).await?,
+                _ => return Err(Error::invalid("give --netns, or --tap with --vlan")),
+            };
+            warnings.extend(gone.iter().flat_map(|r| r.extra.warnings.iter().cloned()));
+            match (json, gone) {
+                (true, g) => to_json(&json!({"detached": g})),
+                (false, Some(r)) => format!("detached {}", output::what(&r)),
+                (false, None) => format!("nothing attached as {}", args.what()),
+            }
+        }
+        Command::Check(args) => {
+            let rec = match (&args.netns, &args.tap, args.vlan) {
+                (Some(netns), _, _) => engine.get(netns, args.ifname.as_deref())?,
+                (None, Some(tap), Some(vlan)) => engine.get_vlan(tap, args.qinq, vlan)?,
+                _ => return Err(Error::invalid("give --netns, or --tap with --vlan")),
+            }
+            .ok_or_else(|| Error::not_found(format!("nothing attached as {}", args.what())))?;
+            engine.check(&rec).await?;
+            if json {
+                to_json(&json!({"ok": true, "attachment": rec}))
+            } else {
+                format!("{}: ok", output::what(&rec))
+            }
+        }
+        Command::List => {
+            let list = engine.list()?;
+            if json {
+                to_json(&list)
+            } else {
+                output::attachments(&list)
+            }
+        }
+        Command::Reconcile => {
+            let repairs = engine.reconcile().await?;
+            if json {
+                to_json(&repairs)
+            } else if repairs.is_empty() {
+                "nothing to repair".into()
+            } else {
+                repairs
+                    .iter()
+                    .map(|r| format!("{} in {}: {} ({})", r.ifname, r.netns, r.action, r.drift))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            }
+        }
+        Command::Upgrade { force } => {
+            let links = engine.upgrade(*force)?;
+            if json {
+                to_json(
+                    &links
+                        .iter()
+                        .map(|(pin, what)| json!({"link": pin, "action": what}))
+                        .collect::<Vec<_>>(),
+                )
+            } else {
+                let updated = links.iter().filter(|(_, w)| *w == "updated").count();
+                format!("{updated} of {} program links updated", links.len())
+            }
+        }
+        Command::Stats(args) => {
+            let mut s = engine.stats()?;
+            if let Some(netns) = &args.netns {
+                let ifname = args.ifname.as_deref();
+                let rec = engine
+                    .get(netns, ifname)?
+                    .ok_or_else(|| Error::not_found(nothing(netns, ifname)))?;
+                s.attachments.retain(|a| a.attachment == rec);
+            }
+            if json { to_json(&s) } else { output::stats(&s) }
+        }
+        Command::Monitor(args) => {
+            crate::monitor::run(engine, args, json).await?;
+            String::new()
+        }
+        Command::Agent(_) => {
+            return Err(Error::invalid("the agent is not a command an engine runs"));
+        }
+        Command::Bench(_) => {
+            return Err(Error::invalid(
+                "the benchmark is not a command an engine runs",
+            ));
+        }
+        Command::Reset => {
+            let removed = engine.reset().await?;
+            if json {
+                to_json(&json!({"detached": removed}))
+            } else {
+                format!(
+                    "detached {} attachment(s); pins and state removed",
+                    removed.len()
+                )
+            }
+        }
+    };
+    Ok(Done { stdout, warnings })
+}

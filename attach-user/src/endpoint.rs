@@ -1,0 +1,81 @@
+//! The veth endpoint shared by the kinds our datapath switches (macvlan and
+//! ipvlan in eBPF, bridge, router): a veth pair with the container end
+//! configured inside the container's namespace and the host end beside the
+//! parent, carrying only what the datapath sends it.
+
+use crate::{
+    container,
+    engine::Engine,
+    error::{Context as _, Error, Result},
+    model::Attachment,
+    netlink::{LinkChange, Rtnl},
+    netns::Netns,
+    sys,
+};
+
+/// Creates the pair and configures the container side (name, MAC, MTU,
+/// addresses, routes). Fills `host_ifname`, `host_ifindex` and `ifindex` as
+/// each comes to exist, so a failure can be torn down.
+pub async fn create_veth(engine: &Engine, rec: &mut Attachment, ns: &Netns) -> Result<Rtnl> {
+    let host = container::host_ifname(rec.netns_inode, &rec.ifname);
+    if engine.rtnl.link_by_name(&host).await?.is_some() {
+        return Err(Error::conflict(format!(
+            "host-side interface {host} already exists (left by a crashed attach? `attach reset` clears leftovers)"
+        )));
+    }
+    let tmp = container::temp_ifname();
+    engine
+        .rtnl
+        .add_veth(&host, &tmp, ns, rec.mac, rec.mtu)
+        .await
+        .context("creating the veth pair")?;
+    rec.host_ifname = Some(host.clone());
+    let host_link = engine
+        .rtnl
+        .link_by_name(&host)
+        .await?
+        .ok_or_else(|| Error::system(format!("the new veth {host} vanished")))?;
+    rec.host_ifindex = Some(host_link.index);
+
+    let c = Rtnl::in_netns(ns)?;
+    let link = c
+        .link_by_name(&tmp)
+        .await?
+        .ok_or_else(|| Error::system(format!("the new veth peer {tmp} vanished")))?;
+    rec.ifindex = Some(link.index);
+    container::configure(&c, link.index, rec).await?;
+
+    // The host side is a wire into the datapath, not an interface of the
+    // node's: no IPv6 link-local address, no neighbour discovery.
+    sys::sysctl_set(&format!("net.ipv6.conf.{host}.disable_ipv6"), "1")?;
+    Ok(c)
+}
+
+/// Brings the host side up: the last step, once the datapath is ready.
+pub async fn host_up(engine: &Engine, rec: &Attachment) -> Result<()> {
+    let (Some(index), Some(name)) = (rec.host_ifindex, &rec.host_ifname) else {
+        return Err(Error::system("no host-side interface to bring up"));
+    };
+    engine
+        .rtnl
+        .set_link(
+            index,
+            &LinkChange {
+                up: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .with_context(|| format!("bringing {name} up"))
+}
+
+/// Deletes the pair (both ends go), if the host index still names our link.
+pub async fn delete_veth(engine: &Engine, rec: &Attachment) -> Result<()> {
+    let (Some(index), Some(name)) = (rec.host_ifindex, &rec.host_ifname) else {
+        return Ok(());
+    };
+    match engine.rtnl.link_by_index(index).await? {
+        Some(l) if &l.name == name => engine.rtnl.del_link(index).await,
+        _ => Ok(()),
+    }
+}

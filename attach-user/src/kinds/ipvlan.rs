@@ -1,0 +1,542 @@
+//! ipvlan attachments, in eBPF only: this kernel has no ipvlan driver
+//! (CONFIG_IPVLAN is off), so there is no native backend to fall back on.
+//!
+//! Every endpoint gets a veth whose container side carries the parent's
+//! MAC; `attach_ipvl_rx` on the parent demuxes by destination IP and
+//! `attach_ipvl_tx` on the host side applies the port's transmit rules
+//! (see `attach-ebpf/src/ipvlan.rs`). Mode and flag belong to the parent's
+//! port, as in the kernel: every ipvlan endpoint of a parent shares them.
+//!
+//! How the node serves l3/l3s endpoints (the kernel leaves it to an
+//! upstream router, which must route the containers' addresses to the
+//! node): `attach_ipvl_rx` answers ARP requests and neighbour solicitations
+//! from other hosts for an endpoint's address with the parent's MAC. That
+//! is an eBPF responder rather than kernel proxy ARP/NDP because the
+//! kernel's proxies answer only on a forwarding interface with a route out
+//! of another one: they would need the node to forward on the parent,
+//! which changes what the node does with every other packet it receives
+//! there. The answers are given to other hosts only: the node's own
+//! requests (the parent's source MAC) get none, so, as with the kernel's
+//! ipvlan, the node does not reach its l3 endpoints.
+//!
+//! Per endpoint the node also gets, on the host-side veth: a host route per
+//! address in [`IPVL_ROUTE_TABLE`] (the programs' "is it up" test, see
+//! there) with `ignore_routes_with_linkdown`, and forwarding (which
+//! `bpf_fib_lookup` needs on the device a lookup is made for, and which l3s
+//! needs to route through it). l3s also puts the host side in NOARP with
+//! the parent's MAC (it carries routed packets to and from a NOARP
+//! endpoint) and one `ip rule` per node: `fwmark DATAPATH_MARK lookup
+//! IPVL_ROUTE_TABLE`, which routes the ingress `attach_ipvl_rx` hands to
+//! the node's stack to the endpoint.
+
+use std::net::IpAddr;
+
+use attach_common::{
+    DATAPATH_MARK, Endpoint, IPVL_F_PRIVATE, IPVL_F_VEPA, IPVL_MODE_L2, IPVL_MODE_L3,
+    IPVL_MODE_L3S, IPVL_ROUTE_TABLE, IPVL_RULE_PRIORITY, IpvlanParent,
+};
+use aya::programs::TcAttachType;
+
+use crate::{
+    addr::{IpNet, Mac, check_ifname},
+    container,
+    datapath::{self, Datapath, PROG_IPVL_RX, PROG_IPVL_TX},
+    endpoint,
+    engine::Engine,
+    error::{Context as _, Error, Result},
+    model::{Attachment, Backend, Datapath as DatapathKind, IpvlanFlag, IpvlanMode, Kind, Mode},
+    netlink::LinkChange,
+    netns::Netns,
+    sys,
+};
+
+/// Everything `attach add ipvlan` takes.
+#[derive(Clone, Debug)]
+pub struct IpvlanRequest {
+    pub netns: String,
+    pub ifname: String,
+    pub parent: String,
+    pub mode: IpvlanMode,
+    /// As given (repeatable on the command line); none means bridge.
+    pub flags: Vec<IpvlanFlag>,
+    pub ips: Vec<IpNet>,
+    pub gateway: Option<IpAddr>,
+    pub mtu: Option<u32>,
+    pub backend: Backend,
+}
+
+impl IpvlanRequest {
+    /// Checks what can be checked without looking at the system.
+    pub fn validate(&self) -> Result<()> {
+        check_ifname(&self.ifname)?;
+        check_ifname(&self.parent).map_err(|e| e.context("--parent"))?;
+        if self.backend == Backend::Native {
+            return Err(Error::invalid(
+                "--backend native: this kernel has no ipvlan driver (CONFIG_IPVLAN is off); \
+                 ipvlan is available with --backend ebpf only",
+            ));
+        }
+        self.flag()?;
+        if self.ips.is_empty() {
+            return Err(Error::invalid(
+                "ipvlan needs at least one --ip: its endpoints share the parent's MAC and are told apart by address",
+            ));
+        }
+        super::check_addressing(&self.ips, self.gateway, self.mtu)
+    }
+
+    /// The one flag the request gives (bridge if none).
+    pub fn flag(&self) -> Result<IpvlanFlag> {
+        let mut flag: Option<IpvlanFlag> = None;
+        for &f in &self.flags {
+            match flag {
+                Some(g) if g != f => {
+                    let both = [g, f];
+                    return Err(Error::invalid(
+                        if both.contains(&IpvlanFlag::Private) && both.contains(&IpvlanFlag::Vepa) {
+                            "--flag private and --flag vepa exclude each other (the kernel refuses both)".to_owned()
+                        } else {
+                            format!(
+                                "--flag {} and --flag {} exclude each other: give one",
+                                g.name(),
+                                f.name()
+                            )
+                        },
+                    ));
+                }
+                _ => flag = Some(f),
+            }
+        }
+        Ok(flag.unwrap_or_default())
+    }
+}
+
+const fn mode_bit(m: Mode) -> u8 {
+    match m {
+        Mode::L3 => IPVL_MODE_L3,
+        Mode::L3s => IPVL_MODE_L3S,
+        _ => IPVL_MODE_L2,
+    }
+}
+
+const fn flag_bits(f: IpvlanFlag) -> u8 {
+    match f {
+        IpvlanFlag::Bridge => 0,
+        IpvlanFlag::Private => IPVL_F_PRIVATE,
+        IpvlanFlag::Vepa => IPVL_F_VEPA,
+    }
+}
+
+fn is_ipvlan_ebpf_on(r: &Attachment, parent_ifindex: u32) -> bool {
+    r.kind == Kind::Ipvlan && r.is_ebpf() && r.parent_ifindex == parent_ifindex
+}
+
+/// Checks the request against the system and the other attachments, and
+/// returns the record to create. Nothing is changed yet.
+pub async fn plan(
+    engine: &Engine,
+    req: &IpvlanRequest,
+    ns: &Netns,
+    records: &[Attachment],
+) -> Result<Attachment> {
+    let flag = req.flag()?;
+    let mode: Mode = req.mode.into();
+    let parent = super::parent_link(engine, &req.parent).await?;
+    super::bridge::check_not_uplink(&parent.name, records)?;
+    let mtu = super::mtu_under(&parent, req.mtu)?;
+    super::check_ifname_free(ns, &req.netns, &req.ifname).await?;
+    let on_parent: Vec<&Attachment> = records
+        .iter()
+        .filter(|r| r.parent_ifindex == parent.index)
+        .collect();
+    if let Some(p) = on_parent.iter().find(|r| r.is_mode(Mode::Passthru)) {
+        return Err(Error::conflict(format!(
+            "parent {} is taken by a passthru endpoint ({} in {:?})",
+            parent.name, p.ifname, p.netns
+        )));
+    }
+    if let Some(o) = on_parent
+        .iter()
+        .find(|r| r.kind == Kind::Ipvlan && (r.mode != Some(mode) || r.flag != Some(flag)))
+    {
+        return Err(Error::conflict(format!(
+            "parent {} is an ipvlan {} port with flag {} (for {} in {:?}), not {} {}: mode and flag belong to the parent",
+            parent.name,
+            o.mode_name(),
+            o.flag.map_or("?", IpvlanFlag::name),
+            o.ifname,
+            o.netns,
+            mode.name(),
+            flag.name()
+        )));
+    }
+    super::check_addresses_free(engine, &parent, &req.ips, &on_parent).await?;
+    Ok(Attachment {
+        netns: req.netns.clone(),
+        netns_path: ns.path.clone(),
+        netns_inode: ns.inode,
+        ifname: req.ifname.clone(),
+        kind: Kind::Ipvlan,
+        mode: Some(mode),
+        flag: Some(flag),
+        backend: Backend::Ebpf,
+        datapath: Some(DatapathKind::Tc),
+        parent: parent.name.clone(),
+        parent_ifindex: parent.index,
+        mac: parent.mac,
+        ips: req.ips.clone(),
+        gateway: req.gateway,
+        mtu,
+        host_ifname: None,
+        host_ifindex: None,
+        ifindex: None,
+        host_access: false,
+        spoofchk: false,
+        endpoint_id: None,
+        xdp_mode: None,
+        saved_parent: None,
+        created: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        cni: None,
+        vlan: None,
+        isolated: false,
+        uplink: None,
+        switch_id: None,
+        forwarding_enabled: Vec::new(),
+        role: None,
+        qinq: None,
+        keep_tag: false,
+        tap: None,
+        tap_ifindex: None,
+        extra: Default::default(),
+    })
+}
+
+/// The datapath's view of an attachment.
+fn endpoint_of(rec: &Attachment) -> Option<Endpoint> {
+    Some(Endpoint {
+        host_ifindex: rec.host_ifindex?,
+        parent_ifindex: rec.parent_ifindex,
+        id: rec.endpoint_id?,
+        mac: rec.mac.0,
+        mode: mode_bit(rec.mode?),
+        flags: flag_bits(rec.flag?),
+    })
+}
+
+/// Makes the attachment. On error, `rec` says what was made so far, for
+/// `teardown` to undo.
+pub async fn create(
+    engine: &Engine,
+    rec: &mut Attachment,
+    ns: &Netns,
+    records: &[Attachment],
+) -> Result<()> {
+    let c = endpoint::create_veth(engine, rec, ns).await?;
+    let l3 = !rec.is_mode(Mode::L2);
+    let l3s = rec.is_mode(Mode::L3s);
+    let index = rec.ifindex.expect("set by create_veth");
+    if l3 {
+        // Every l3 slave is NOARP: its neighbours are the link itself.
+        c.set_link(
+            index,
+            &LinkChange {
+                arp: Some(false),
+                ..Default::default()
+            },
+        )
+        .await
+        .with_context(|| format!("turning ARP off on {}", rec.ifname))?;
+        if rec.gateway.is_none() {
+            for v6 in [false, true] {
+                if rec.ips.iter().any(|n| n.addr.is_ipv6() == v6) {
+                    c.add_default_dev_route(index, v6)
+                        .await
+                        .with_context(|| format!("adding a default route via {}", rec.ifname))?;
+                }
+            }
+        }
+    }
+    let host = rec.host_ifname.clone().expect("set by create_veth");
+    let host_index = rec.host_ifindex.expect("set by create_veth");
+    prepare_host_side(engine, &host, host_index, rec.mac, l3s).await?;
+
+    let mut dp = engine.datapath()?;
+    rec.endpoint_id = Some(super::free_endpoint_id(records)?);
+    let ep = endpoint_of(rec).expect("ids are set");
+    dp.zero_stats(ep.id)?;
+    dp.put_port(&ep)?;
+    dp.attach_tc(
+        PROG_IPVL_TX,
+        host_index,
+        TcAttachType::Ingress,
+        &datapath::port_link(host_index),
+    )
+    .context("attaching the ipvlan transmit program")?;
+
+    let mut all: Vec<Attachment> = records.to_vec();
+    all.push(rec.clone());
+    let slot = match dp.ipvlan_parent(rec.parent_ifindex)? {
+        Some(p) => p.slot,
+        None => dp.free_flood_slot()?,
+    };
+    write_port(&mut dp, rec, slot, &all)?;
+    // Before the macvlan program: this one passes on what is not its own.
+    dp.attach_tc_first(
+        PROG_IPVL_RX,
+        rec.parent_ifindex,
+        TcAttachType::Ingress,
+        &datapath::ipvlan_parent_link(rec.parent_ifindex),
+    )
+    .with_context(|| format!("attaching the ipvlan receive program to {}", rec.parent))?;
+
+    endpoint::host_up(engine, rec).await?;
+    for ip in &rec.ips {
+        engine
+            .rtnl
+            .add_host_route(host_index, ip.addr, IPVL_ROUTE_TABLE)
+            .await
+            .with_context(|| format!("adding the route to {} via {host}", ip.addr))?;
+    }
+    if l3s {
+        for v6 in [false, true] {
+            engine
+                .rtnl
+                .add_fwmark_rule(v6, DATAPATH_MARK, IPVL_ROUTE_TABLE, IPVL_RULE_PRIORITY)
+                .await
+                .context("adding the l3s routing rule")?;
+        }
+    }
+    // Last: the addresses make the endpoint reachable.
+    for ip in &rec.ips {
+        dp.put_ip(ip.addr, &ep)?;
+    }
+    if !l3 {
+        container::announce(ns, rec);
+    }
+    Ok(())
+}
+
+/// The host-side veth as the ipvlan programs need it (see the module doc).
+async fn prepare_host_side(
+    engine: &Engine,
+    host: &str,
+    index: u32,
+    parent_mac: Mac,
+    l3s: bool,
+) -> Result<()> {
+    for (key, value) in [
+        ("ipv4.conf.{}.forwarding", "1"),
+        ("ipv4.conf.{}.ignore_routes_with_linkdown", "1"),
+        ("ipv4.conf.{}.rp_filter", "0"),
+        // No link-local address (and so nothing it would send) once on.
+        ("ipv6.conf.{}.addr_gen_mode", "1"),
+        ("ipv6.conf.{}.accept_ra", "0"),
+        ("ipv6.conf.{}.forwarding", "1"),
+        ("ipv6.conf.{}.force_forwarding", "1"),
+        ("ipv6.conf.{}.ignore_routes_with_linkdown", "1"),
+        ("ipv6.conf.{}.disable_ipv6", "0"),
+    ] {
+        sys::sysctl_set(&format!("net.{}", key.replace("{}", host)), value)?;
+    }
+    if l3s {
+        engine
+            .rtnl
+            .set_link(
+                index,
+                &LinkChange {
+                    mac: Some(parent_mac),
+                    arp: Some(false),
+                    ..Default::default()
+                },
+            )
+            .await
+            .with_context(|| format!("preparing {host} for l3s"))?;
+    }
+    Ok(())
+}
+
+/// Writes the parent's ipvlan flood row, then its port (which publishes the
+/// row), from the ipvlan endpoints of the parent in `all`.
+fn write_port(dp: &mut Datapath, rec: &Attachment, slot: u32, all: &[Attachment]) -> Result<()> {
+    let eps: Vec<Endpoint> = all
+        .iter()
+        .filter(|r| is_ipvlan_ebpf_on(r, rec.parent_ifindex))
+        .filter_map(endpoint_of)
+        .collect();
+    dp.write_flood_row(slot, &eps)?;
+    dp.put_ipvlan_parent(
+        rec.parent_ifindex,
+        &IpvlanParent {
+            slot,
+            nports: eps.len() as u32,
+            mac: rec.mac.0,
+            mode: mode_bit(rec.mode.unwrap_or(Mode::L2)),
+            flags: flag_bits(rec.flag.unwrap_or_default()),
+        },
+    )
+}
+
+/// Removes whatever of `rec` exists, continuing past failures; returns them.
+pub async fn teardown(engine: &Engine, rec: &Attachment, remaining: &[Attachment]) -> Vec<Error> {
+    let mut errors = Vec::new();
+    if (rec.host_ifindex.is_some() || rec.endpoint_id.is_some())
+        && let Err(e) = teardown_datapath(engine, rec, remaining)
+    {
+        errors.push(e);
+    }
+    if rec.is_mode(Mode::L3s)
+        && !remaining
+            .iter()
+            .any(|r| r.kind == Kind::Ipvlan && r.is_mode(Mode::L3s))
+    {
+        for v6 in [false, true] {
+            if let Err(e) = engine.rtnl.del_fwmark_rule(v6, IPVL_RULE_PRIORITY).await {
+                errors.push(e.context("removing the l3s routing rule"));
+            }
+        }
+    }
+    // The routes go with the veth.
+    if let Err(e) = endpoint::delete_veth(engine, rec).await {
+        errors.push(e);
+    }
+    errors
+}
+
+fn teardown_datapath(engine: &Engine, rec: &Attachment, remaining: &[Attachment]) -> Result<()> {
+    let mut dp = engine.datapath()?;
+    if let Some(h) = rec.host_ifindex {
+        for ip in &rec.ips {
+            dp.remove_ip(rec.parent_ifindex, ip.addr, h)?;
+        }
+        dp.remove_port(h)?;
+        dp.unpin(&datapath::port_link(h))?;
+    }
+    let ifindex = rec.parent_ifindex;
+    let others = remaining.iter().any(|r| is_ipvlan_ebpf_on(r, ifindex));
+    match dp.ipvlan_parent(ifindex)? {
+        Some(port) if others => write_port(&mut dp, rec, port.slot, remaining),
+        _ => {
+            dp.remove_ipvlan_parent(ifindex)?;
+            dp.unpin(&datapath::ipvlan_parent_link(ifindex))
+        }
+    }
+}
+
+/// The container side, the host-side veth, the port and address entries,
+/// the parent's ipvlan port, and both programs (attached, this build).
+pub async fn check(engine: &Engine, rec: &Attachment) -> Result<()> {
+    super::check_container_side(rec).await?;
+    let (Some(host_index), Some(host_name)) = (rec.host_ifindex, &rec.host_ifname) else {
+        return Err(Error::system("the record has no host-side interface"));
+    };
+    match engine.rtnl.link_by_index(host_index).await? {
+        Some(l) if &l.name == host_name && l.up => {}
+        Some(l) if &l.name == host_name => {
+            return Err(Error::system(format!(
+                "host-side interface {host_name} is down"
+            )));
+        }
+        _ => {
+            return Err(Error::not_found(format!(
+                "host-side interface {host_name} is gone"
+            )));
+        }
+    }
+    let mut dp = engine.datapath()?;
+    let want = endpoint_of(rec).ok_or_else(|| Error::system("the record has no endpoint id"))?;
+    if dp.port(host_index)? != Some(want) {
+        return Err(Error::system(format!(
+            "the port entry of {host_name} is missing or stale"
+        )));
+    }
+    for ip in &rec.ips {
+        if dp
+            .ip_owner(rec.parent_ifindex, ip.addr)?
+            .map(|e| e.host_ifindex)
+            != Some(host_index)
+        {
+            return Err(Error::system(format!(
+                "address {} is missing from the ipvlan table of {}",
+                ip.addr, rec.parent
+            )));
+        }
+    }
+    if dp.ipvlan_parent(rec.parent_ifindex)?.is_none() {
+        return Err(Error::system(format!(
+            "the ipvlan port of {} is missing",
+            rec.parent
+        )));
+    }
+    for (prog, pin, ifindex, what) in [
+        (
+            PROG_IPVL_TX,
+            datapath::port_link(host_index),
+            host_index,
+            "transmit",
+        ),
+        (
+            PROG_IPVL_RX,
+            datapath::ipvlan_parent_link(rec.parent_ifindex),
+            rec.parent_ifindex,
+            "receive",
+        ),
+    ] {
+        if !dp.tcx_pin_alive(&pin, ifindex, TcAttachType::Ingress) {
+            return Err(Error::system(format!(
+                "the ipvlan {what} program is not attached ({pin})"
+            )));
+        }
+        if !dp.pin_runs_current(prog, &pin)? {
+            return Err(Error::system(format!(
+                "the ipvlan {what} program ({pin}) is not this build's"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Puts the datapath state back as the record says (entries, port,
+/// programs); the interface and routes are left as they are.
+pub async fn repair(engine: &Engine, rec: &Attachment, others: &[Attachment]) -> Result<()> {
+    let mut dp = engine.datapath()?;
+    let ep = endpoint_of(rec).ok_or_else(|| Error::system("the record has no endpoint id"))?;
+    dp.put_port(&ep)?;
+    dp.attach_tc(
+        PROG_IPVL_TX,
+        ep.host_ifindex,
+        TcAttachType::Ingress,
+        &datapath::port_link(ep.host_ifindex),
+    )?;
+    let mut all = others.to_vec();
+    all.push(rec.clone());
+    let slot = match dp.ipvlan_parent(rec.parent_ifindex)? {
+        Some(p) => p.slot,
+        None => dp.free_flood_slot()?,
+    };
+    write_port(&mut dp, rec, slot, &all)?;
+    dp.attach_tc_first(
+        PROG_IPVL_RX,
+        rec.parent_ifindex,
+        TcAttachType::Ingress,
+        &datapath::ipvlan_parent_link(rec.parent_ifindex),
+    )?;
+    endpoint::host_up(engine, rec).await?;
+    for ip in &rec.ips {
+        dp.put_ip(ip.addr, &ep)?;
+    }
+    Ok(())
+}
+
+/// See [`super::links`].
+pub fn links(rec: &Attachment) -> Vec<(&'static str, String)> {
+    let mut out = vec![(
+        PROG_IPVL_RX,
+        datapath::ipvlan_parent_link(rec.parent_ifindex),
+    )];
+    if let Some(h) = rec.host_ifindex {
+        out.push((PROG_IPVL_TX, datapath::port_link(h)));
+    }
+    out
+}

@@ -1,0 +1,428 @@
+//! The attach kinds. Each module provides the same three steps, which the
+//! engine drives under its lock:
+//! - `plan`: check a request against the system and the node's other
+//!   attachments, and return the record to create (nothing changes yet);
+//! - `create`: make it, noting in the record what exists so far;
+//! - `teardown`: remove whatever of a record exists, continuing past
+//!   failures (used by `del`, and to roll back a failed `create`);
+//! - `check`, `repair` and `links`, for `check`, `reconcile` and `upgrade`.
+
+pub mod bridge;
+pub mod container;
+pub mod host;
+pub mod ipvlan;
+pub mod macvlan;
+pub mod nested;
+pub mod router;
+pub mod sriov;
+
+use std::net::IpAddr;
+
+use crate::{
+    addr::{IpNet, Mac},
+    container as endpoint_names,
+    engine::Engine,
+    error::{Error, Result},
+    model::{Attachment, Backend, Extra, Kind, NO_IFNAME},
+    netlink::{Link, Rtnl},
+    netns::Netns,
+};
+
+/// What `attach add <kind>` asks for.
+#[derive(Clone, Debug)]
+pub enum AddRequest {
+    Macvlan(macvlan::MacvlanRequest),
+    Ipvlan(ipvlan::IpvlanRequest),
+    Bridge(bridge::BridgeRequest),
+    Router(router::RouterRequest),
+    Nested(nested::NestedRequest),
+    NestedHost(nested::NestedHostRequest),
+    Host(host::HostRequest),
+    Container(container::ContainerRequest),
+    Sriov(sriov::SriovRequest),
+}
+
+impl AddRequest {
+    /// The container namespace (NETNS as given) and interface name the
+    /// request is for; [`NO_IFNAME`] for kinds without an interface; both
+    /// empty for the host side of a nested attachment, which has no
+    /// container namespace on this node (its kind checks its identity).
+    pub fn target(&self) -> (&str, &str) {
+        match self {
+            AddRequest::Macvlan(r) => (&r.netns, &r.ifname),
+            AddRequest::Ipvlan(r) => (&r.netns, &r.ifname),
+            AddRequest::Bridge(r) => (&r.netns, &r.ifname),
+            AddRequest::Router(r) => (&r.netns, &r.ifname),
+            AddRequest::Nested(r) => (&r.netns, &r.ifname),
+            AddRequest::NestedHost(_) => ("", ""),
+            AddRequest::Host(r) => (&r.netns, NO_IFNAME),
+            AddRequest::Container(r) => (&r.netns, NO_IFNAME),
+            AddRequest::Sriov(r) => (&r.netns, &r.ifname),
+        }
+    }
+
+    /// The network namespace the attachment lives in, to open: NETNS, but
+    /// for `container` OTHER's (NETNS may not exist yet: the engine makes it).
+    pub fn namespace(&self) -> &str {
+        match self {
+            AddRequest::Container(r) => &r.join,
+            _ => self.target().0,
+        }
+    }
+
+    pub fn kind(&self) -> Kind {
+        match self {
+            AddRequest::Macvlan(_) => Kind::Macvlan,
+            AddRequest::Ipvlan(_) => Kind::Ipvlan,
+            AddRequest::Host(_) => Kind::Host,
+            AddRequest::Container(_) => Kind::Container,
+            AddRequest::Sriov(_) => Kind::Sriov,
+            AddRequest::Bridge(_) => Kind::Bridge,
+            AddRequest::Router(_) => Kind::Router,
+            AddRequest::Nested(_) | AddRequest::NestedHost(_) => Kind::Nested,
+        }
+    }
+
+    /// Checks what can be checked without looking at the system.
+    pub fn validate(&self) -> Result<()> {
+        match self {
+            AddRequest::Macvlan(r) => r.validate(),
+            AddRequest::Ipvlan(r) => r.validate(),
+            AddRequest::Bridge(r) => r.validate(),
+            AddRequest::Router(r) => r.validate(),
+            AddRequest::Nested(r) => r.validate(),
+            AddRequest::NestedHost(r) => r.validate(),
+            AddRequest::Host(r) => r.validate(),
+            AddRequest::Container(r) => r.validate(),
+            AddRequest::Sriov(r) => r.validate(),
+        }
+    }
+}
+
+/// A record of `kind` for NETNS `spec` (open as `ns`) with nothing made
+/// yet: kinds fill in the rest.
+pub(crate) fn record(kind: Kind, spec: &str, ns: &Netns, ifname: &str) -> Attachment {
+    Attachment {
+        netns: spec.to_owned(),
+        netns_path: ns.path.clone(),
+        netns_inode: ns.inode,
+        ifname: ifname.to_owned(),
+        kind,
+        mode: None,
+        flag: None,
+        backend: Backend::Native,
+        datapath: None,
+        parent: String::new(),
+        parent_ifindex: 0,
+        mac: Mac::default(),
+        ips: Vec::new(),
+        gateway: None,
+        mtu: 0,
+        host_ifname: None,
+        host_ifindex: None,
+        ifindex: None,
+        host_access: false,
+        spoofchk: false,
+        endpoint_id: None,
+        xdp_mode: None,
+        saved_parent: None,
+        created: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        cni: None,
+        vlan: None,
+        isolated: false,
+        uplink: None,
+        switch_id: None,
+        forwarding_enabled: Vec::new(),
+        role: None,
+        qinq: None,
+        keep_tag: false,
+        tap: None,
+        tap_ifindex: None,
+        extra: Extra::default(),
+    }
+}
+
+/// Checks a container's addressing: no address twice, a gateway with an
+/// address of its family, an MTU its families can use.
+pub(crate) fn check_addressing(
+    ips: &[IpNet],
+    gateway: Option<IpAddr>,
+    mtu: Option<u32>,
+) -> Result<()> {
+    for (i, a) in ips.iter().enumerate() {
+        if ips[..i].iter().any(|b| b.addr == a.addr) {
+            return Err(Error::invalid(format!("address {} is given twice", a.addr)));
+        }
+    }
+    if let Some(gw) = gateway {
+        if gw.is_unspecified() || gw.is_multicast() {
+            return Err(Error::invalid(format!(
+                "gateway {gw} is not a unicast address"
+            )));
+        }
+        if !ips.iter().any(|n| n.addr.is_ipv4() == gw.is_ipv4()) {
+            return Err(Error::invalid(format!(
+                "gateway {gw} needs an {} address on the interface (--ip)",
+                if gw.is_ipv4() { "IPv4" } else { "IPv6" }
+            )));
+        }
+    }
+    if let Some(mtu) = mtu {
+        let min = if ips.iter().any(|n| n.addr.is_ipv6()) {
+            1280
+        } else {
+            68
+        };
+        if mtu < min {
+            return Err(Error::invalid(format!(
+                "MTU {mtu} is below the minimum of {min}{}",
+                if min == 1280 { " for IPv6" } else { "" }
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The parent device `name` in the node: present, an Ethernet device, and
+/// not one of our own host-side veths.
+pub(crate) async fn parent_link(engine: &Engine, name: &str) -> Result<Link> {
+    let parent = engine.rtnl.link_by_name(name).await?.ok_or_else(|| {
+        Error::not_found(format!(
+            "parent interface {name:?} not found in the node's network namespace"
+        ))
+    })?;
+    if parent.name.starts_with(endpoint_names::HOST_IF_PREFIX) {
+        return Err(Error::invalid(format!(
+            "{} is an endpoint's host-side interface, not a parent",
+            parent.name
+        )));
+    }
+    if !parent.ether {
+        return Err(Error::invalid(format!(
+            "parent {} is not an Ethernet device",
+            parent.name
+        )));
+    }
+    Ok(parent)
+}
+
+/// The endpoint's MTU: the parent's by default, never above it.
+pub(crate) fn mtu_under(parent: &Link, mtu: Option<u32>) -> Result<u32> {
+    let mtu = mtu.unwrap_or(parent.mtu);
+    if mtu > parent.mtu {
+        return Err(Error::invalid(format!(
+            "MTU {mtu} exceeds the MTU {} of parent {}",
+            parent.mtu, parent.name
+        )));
+    }
+    Ok(mtu)
+}
+
+/// Refuses an interface name the container already has.
+pub(crate) async fn check_ifname_free(ns: &Netns, netns: &str, ifname: &str) -> Result<()> {
+    let c = Rtnl::in_netns(ns)?;
+    if c.link_by_name(ifname).await?.is_some() {
+        return Err(Error::conflict(format!(
+            "interface {ifname} already exists in network namespace {netns:?}"
+        )));
+    }
+    Ok(())
+}
+
+/// The lowest endpoint id (index of its counters) no attachment of the
+/// node has, whatever its kind.
+pub(crate) fn free_endpoint_id(records: &[Attachment]) -> Result<u32> {
+    use attach_common::MAX_ENDPOINTS;
+    (0..MAX_ENDPOINTS)
+        .find(|id| records.iter().all(|r| r.endpoint_id != Some(*id)))
+        .ok_or_else(|| {
+            Error::conflict(format!(
+                "the node already has {MAX_ENDPOINTS} eBPF endpoints"
+            ))
+        })
+}
+
+/// Refuses addresses already used on `parent`: by the node itself, or by
+/// another attachment of it.
+pub(crate) async fn check_addresses_free(
+    engine: &Engine,
+    parent: &crate::netlink::Link,
+    ips: &[crate::addr::IpNet],
+    on_parent: &[&Attachment],
+) -> Result<()> {
+    let own = engine.rtnl.addresses(parent.index).await?;
+    for ip in ips {
+        if own.contains(&ip.addr) {
+            return Err(Error::conflict(format!(
+                "address {} is the node's own address on parent {}",
+                ip.addr, parent.name
+            )));
+        }
+        if let Some(r) = on_parent
+            .iter()
+            .find(|r| r.ips.iter().any(|o| o.addr == ip.addr))
+        {
+            return Err(Error::conflict(format!(
+                "address {} is already used on parent {} by {} in {:?}",
+                ip.addr, parent.name, r.ifname, r.netns
+            )));
+        }
+    }
+    Ok(())
+}
+
+pub(crate) async fn plan(
+    engine: &Engine,
+    req: &AddRequest,
+    ns: &Netns,
+    records: &[Attachment],
+) -> Result<Attachment> {
+    match req {
+        AddRequest::Macvlan(r) => macvlan::plan(engine, r, ns, records).await,
+        AddRequest::Ipvlan(r) => ipvlan::plan(engine, r, ns, records).await,
+        AddRequest::Bridge(r) => bridge::plan(engine, r, ns, records).await,
+        AddRequest::Router(r) => router::plan(engine, r, ns, records).await,
+        AddRequest::Nested(r) => nested::plan(engine, r, ns, records).await,
+        AddRequest::NestedHost(r) => nested::plan_host(engine, r, records).await,
+        AddRequest::Host(r) => host::plan(engine, r, ns, records).await,
+        AddRequest::Container(r) => container::plan(engine, r, ns, records).await,
+        AddRequest::Sriov(r) => sriov::plan(engine, r, ns, records).await,
+    }
+}
+
+pub(crate) async fn create(
+    engine: &Engine,
+    rec: &mut Attachment,
+    ns: &Netns,
+    records: &[Attachment],
+) -> Result<()> {
+    match rec.kind {
+        Kind::Macvlan => macvlan::create(engine, rec, ns, records).await,
+        Kind::Ipvlan => ipvlan::create(engine, rec, ns, records).await,
+        Kind::Bridge => bridge::create(engine, rec, ns, records).await,
+        Kind::Router => router::create(engine, rec, ns, records).await,
+        Kind::Nested => nested::create(engine, rec, ns, records).await,
+        Kind::Host => host::create(engine, rec, records).await,
+        Kind::Container => container::create(engine, rec, ns, records).await,
+        Kind::Sriov => sriov::create(engine, rec, ns).await,
+    }
+}
+
+/// Checks that what `rec` describes really exists and works as recorded:
+/// links, addresses, and for the eBPF backend the map entries and attached
+/// programs. The error says what drifted.
+pub(crate) async fn check(engine: &Engine, rec: &Attachment) -> Result<()> {
+    match rec.kind {
+        Kind::Macvlan => macvlan::check(engine, rec).await,
+        Kind::Ipvlan => ipvlan::check(engine, rec).await,
+        Kind::Bridge => bridge::check(engine, rec).await,
+        Kind::Router => router::check(engine, rec).await,
+        Kind::Nested => nested::check(engine, rec).await,
+        Kind::Host => host::check(engine, rec).await,
+        Kind::Container => container::check(rec).await,
+        Kind::Sriov => sriov::check(engine, rec).await,
+    }
+}
+
+/// The part of `check` every kind shares: the interface inside the
+/// container has its name, MAC, MTU, state and addresses.
+pub(crate) async fn check_container_side(rec: &Attachment) -> Result<()> {
+    let ns = Netns::open(&rec.netns_path.to_string_lossy())
+        .map_err(|e| e.context(format!("container namespace of {}", rec.ifname)))?;
+    if ns.inode != rec.netns_inode {
+        return Err(Error::not_found(format!(
+            "network namespace {:?} is not the one attached (it was replaced)",
+            rec.netns
+        )));
+    }
+    let c = crate::netlink::Rtnl::in_netns(&ns)?;
+    let link = c.link_by_name(&rec.ifname).await?.ok_or_else(|| {
+        Error::not_found(format!("{} is missing from {:?}", rec.ifname, rec.netns))
+    })?;
+    let drift = |what: &str, want: String, got: String| {
+        Error::system(format!(
+            "{} in {:?}: {what} is {got}, expected {want}",
+            rec.ifname, rec.netns
+        ))
+    };
+    if rec.ifindex.is_some_and(|i| i != link.index) {
+        return Err(drift(
+            "the interface index",
+            format!("{:?}", rec.ifindex),
+            link.index.to_string(),
+        ));
+    }
+    if link.mac != rec.mac {
+        return Err(drift("the MAC", rec.mac.to_string(), link.mac.to_string()));
+    }
+    if link.mtu != rec.mtu {
+        return Err(drift("the MTU", rec.mtu.to_string(), link.mtu.to_string()));
+    }
+    if !link.up {
+        return Err(drift("the state", "up".into(), "down".into()));
+    }
+    let have = c.addresses(link.index).await?;
+    if let Some(ip) = rec.ips.iter().find(|ip| !have.contains(&ip.addr)) {
+        return Err(Error::system(format!(
+            "{} in {:?} lost its address {ip}",
+            rec.ifname, rec.netns
+        )));
+    }
+    Ok(())
+}
+
+/// Puts back what `check` found missing without recreating the interface
+/// (map entries, programs); an error means only recreating will do.
+pub(crate) async fn repair(engine: &Engine, rec: &Attachment, others: &[Attachment]) -> Result<()> {
+    match rec.kind {
+        Kind::Macvlan => macvlan::repair(engine, rec, others).await,
+        Kind::Ipvlan => ipvlan::repair(engine, rec, others).await,
+        Kind::Bridge => bridge::repair(engine, rec, others).await,
+        Kind::Router => router::repair(engine, rec, others).await,
+        Kind::Nested => nested::repair(engine, rec, others).await,
+        Kind::Host => host::repair(engine, rec).await,
+        Kind::Container => container::repair(engine, rec).await,
+        // Nothing to put back in place: moved back and handed over again.
+        Kind::Sriov => Err(Error::system("an sriov attachment is recreated")),
+    }
+}
+
+/// Whether `reconcile` may tear an attachment down and create it again
+/// when `repair` cannot fix it. Not a `container`: its NETNS, made by the
+/// engine, goes with the teardown, and with it the way to the namespace.
+pub(crate) fn recreatable(rec: &Attachment) -> bool {
+    rec.kind != Kind::Container
+}
+
+/// The program links an attachment relies on: (program, pin name). What
+/// `upgrade` updates, and what `reconcile` keeps when sweeping orphan pins.
+pub(crate) fn links(rec: &Attachment) -> Vec<(&'static str, String)> {
+    match rec.kind {
+        Kind::Macvlan => macvlan::links(rec),
+        Kind::Ipvlan => ipvlan::links(rec),
+        Kind::Bridge => bridge::links(rec),
+        Kind::Router => router::links(rec),
+        Kind::Nested => nested::links(rec),
+        Kind::Host => host::links(rec),
+        Kind::Container | Kind::Sriov => Vec::new(),
+    }
+}
+
+pub(crate) async fn teardown(
+    engine: &Engine,
+    rec: &Attachment,
+    remaining: &[Attachment],
+) -> Vec<Error> {
+    match rec.kind {
+        Kind::Macvlan => macvlan::teardown(engine, rec, remaining).await,
+        Kind::Ipvlan => ipvlan::teardown(engine, rec, remaining).await,
+        Kind::Bridge => bridge::teardown(engine, rec, remaining).await,
+        Kind::Router => router::teardown(engine, rec, remaining).await,
+        Kind::Nested => nested::teardown(engine, rec, remaining).await,
+        Kind::Host => host::teardown(engine, rec).await,
+        Kind::Container => container::teardown(engine, rec, remaining).await,
+        Kind::Sriov => sriov::teardown(engine, rec).await,
+    }
+}

@@ -1,0 +1,104 @@
+//! Pieces the host, container and sriov tests and the demo share: the sriov
+//! stand-in device, sockets held in a namespace, probes from a namespace
+//! file the test does not own.
+
+use std::{
+    net::{TcpListener, UdpSocket},
+    os::fd::AsRawFd,
+    path::Path,
+    process::{Command, Output, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Result, anyhow};
+
+use crate::{
+    lab::{BRIDGE, Lab},
+    netns::Netns,
+};
+
+/// The sriov stand-in's name in the node, and its peer's on the switch.
+pub const STANDIN: &str = "sr0";
+pub const STANDIN_PORT: &str = "p-sr0";
+
+/// The sriov stand-in: this kernel has neither SR-IOV nor the dummy driver,
+/// so a veth plays the physical device: `sr0` in the node, its peer `p-sr0`
+/// a port of the lab's switch (so whoever gets `sr0` reaches the external
+/// host through it).
+pub fn standin(lab: &Lab) -> Result<()> {
+    let sw = lab.sw();
+    sw.ok(&[
+        "ip",
+        "link",
+        "add",
+        STANDIN_PORT,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        STANDIN,
+        "netns",
+        lab.node().name(),
+    ])?;
+    sw.ok(&["ip", "link", "set", STANDIN_PORT, "master", BRIDGE])?;
+    sw.ok(&["ethtool", "-K", STANDIN_PORT, "tx", "off"])?;
+    sw.ok(&["ip", "link", "set", STANDIN_PORT, "up"])?;
+    lab.node().ok(&["ip", "link", "set", STANDIN, "up"])?;
+    Ok(())
+}
+
+/// A TCP listener on `0.0.0.0:tcp` and a UDP socket on `[::]:udp`, bound in
+/// `ns` (from a thread that enters it), open while the value lives.
+pub fn listen_in(ns: &Netns, tcp: u16, udp: u16) -> Result<(TcpListener, UdpSocket)> {
+    let f = std::fs::File::open(ns.path())?;
+    thread::spawn(move || -> Result<(TcpListener, UdpSocket)> {
+        // SAFETY: a valid namespace fd; setns affects this thread only.
+        if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            return Err(std::io::Error::last_os_error().into());
+        }
+        Ok((
+            TcpListener::bind(("0.0.0.0", tcp))?,
+            UdpSocket::bind(("::", udp))?,
+        ))
+    })
+    .join()
+    .map_err(|_| anyhow!("the listening thread panicked"))?
+}
+
+/// `argv` in the namespace at `path` (one the test does not own).
+pub fn in_ns(path: &Path, argv: &[&str]) -> Output {
+    Command::new("nsenter")
+        .arg(format!("--net={}", path.display()))
+        .arg("--")
+        .args(argv)
+        .stdin(Stdio::null())
+        .output()
+        .expect("nsenter")
+}
+
+/// Like `lab::ping`, from the namespace at `path`.
+pub fn ping_from(path: &Path, dst: &str) -> bool {
+    let family = if dst.contains(':') { "-6" } else { "-4" };
+    let argv = ["ping", family, "-c", "1", "-W", "0.5", "-q", dst];
+    in_ns(path, &argv).status.success() || in_ns(path, &argv).status.success()
+}
+
+pub fn node_has_link(lab: &Lab, name: &str) -> bool {
+    lab.node()
+        .exec(&["ip", "link", "show", name])
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Namespaces are freed asynchronously: waits (up to 10 s) for a link of
+/// the node to go; whether it went.
+pub fn wait_link_gone(lab: &Lab, name: &str) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while node_has_link(lab, name) {
+        if Instant::now() > deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    true
+}

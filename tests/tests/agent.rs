@@ -1,0 +1,280 @@
+//! The node agent: serving the CLI and the CNI plugin, metrics, the
+//! programs' logs, periodic reconcile, and being killed under traffic.
+
+use std::{
+    path::PathBuf,
+    process::{Child, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use attach_tests::{
+    lab::{Attach, EXT_V4, Lab, ping, require_root},
+    reach::{Flavor, attach},
+};
+
+/// An agent running in the lab's node, logging to a file.
+struct Agent {
+    child: Option<Child>,
+    log: PathBuf,
+    socket: PathBuf,
+}
+
+impl Agent {
+    fn start(lab: &Lab, interval: u32) -> Agent {
+        let log = std::env::temp_dir().join(format!("attach-agent-{}.log", lab.tag()));
+        let socket = PathBuf::from(format!(
+            "/run/attach/{}.sock",
+            lab.node_pin_dir().file_name().unwrap().to_string_lossy()
+        ));
+        let file = std::fs::File::create(&log).unwrap();
+        let bin = Attach::bin().unwrap();
+        let child = lab
+            .node()
+            .command(&[
+                bin.to_str().unwrap(),
+                "agent",
+                "--metrics-addr",
+                "127.0.0.1:9469",
+                "--reconcile-interval",
+                &interval.to_string(),
+            ])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .unwrap();
+        let agent = Agent {
+            child: Some(child),
+            log,
+            socket,
+        };
+        // Connectable (a stale socket file may exist), and serving metrics.
+        agent.wait_for(
+            |a| std::os::unix::net::UnixStream::connect(&a.socket).is_ok(),
+            "the agent's socket",
+        );
+        agent.wait_for(
+            |_| {
+                lab.node()
+                    .ok(&["curl", "-sf", "http://127.0.0.1:9469/metrics"])
+                    .is_ok()
+            },
+            "the agent's metrics",
+        );
+        agent
+    }
+
+    fn wait_for(&self, cond: impl Fn(&Agent) -> bool, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !cond(self) {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}:\n{}",
+                self.log()
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn metrics(lab: &Lab) -> String {
+        lab.node()
+            .ok(&["curl", "-sf", "http://127.0.0.1:9469/metrics"])
+            .unwrap()
+    }
+
+    fn metric(lab: &Lab, name: &str) -> u64 {
+        Self::metrics(lab)
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in the metrics"))
+    }
+
+    /// SIGKILL, by the pid we started.
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait: the agent removes its socket.
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: kill(2) on our own unreaped child.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_file(&self.log);
+        // A killed agent cannot remove its socket file; the lab's node is gone.
+        let _ = std::fs::remove_file(&self.socket);
+    }
+}
+
+#[test]
+fn the_agent_serves_the_cli_the_cni_plugin_and_metrics() {
+    require_root();
+    let lab = Lab::new().unwrap();
+    let mut agent = Agent::start(&lab, 0);
+    assert_eq!(Agent::metric(&lab, "attach_api_requests_total"), 0);
+
+    let c1 = attach(&lab, 1, "bridge", Flavor::EbpfTc, &[]).unwrap();
+    assert_eq!(
+        Agent::metric(&lab, "attach_api_requests_total"),
+        1,
+        "the CLI did not go through the agent"
+    );
+    assert!(ping(&c1.ns, EXT_V4));
+    let m = Agent::metrics(&lab);
+    let rx = m
+        .lines()
+        .find(|l| l.starts_with("attach_rx_packets_total{") && l.contains(c1.ns.name()))
+        .unwrap_or_else(|| panic!("no rx series for c1:\n{m}"));
+    assert!(!rx.ends_with(" 0"), "{rx}");
+    assert!(
+        m.contains("attach_attachments{kind=\"macvlan\",backend=\"ebpf\"} 1"),
+        "{m}"
+    );
+
+    // The CNI plugin goes through the agent too.
+    let c2 = lab.container("c2").unwrap();
+    let conf = r#"{"cniVersion":"1.1.0","name":"na","type":"attach-cni","parent":"eth1","runtimeConfig":{"ips":["10.77.0.42/24"]}}"#;
+    let call = |cmd| attach_tests::cni::Call {
+        node: lab.node(),
+        command: cmd,
+        container_id: "agent-c2",
+        netns: Some(c2.path()),
+        ifname: "eth0",
+        env_extra: Vec::new(),
+    };
+    let before = Agent::metric(&lab, "attach_api_requests_total");
+    let r = call("ADD").run(conf).unwrap();
+    assert!(r.ok, "{} {}", r.stdout, r.stderr);
+    assert!(ping(&c2, EXT_V4));
+    assert!(call("DEL").run(conf).unwrap().ok);
+    assert_eq!(Agent::metric(&lab, "attach_api_requests_total"), before + 2);
+
+    // Stopped, it removes its socket; the CLI then works on its own.
+    agent.stop();
+    assert!(!agent.socket.exists());
+    lab.attach().ok(&["del", "--netns", c1.ns.name()]).unwrap();
+}
+
+/// A UDP flow from the external host into `ip`, in `ns`.
+fn flow(lab: &Lab, ns: &attach_tests::lab::Netns, ip: &str, secs: u32) -> (Child, Child) {
+    let server = ns
+        .command(&["iperf3", "-s", "-1", "-p", "5202"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    thread::sleep(Duration::from_millis(300));
+    let client = lab
+        .ext()
+        .command(&[
+            "iperf3",
+            "-c",
+            ip,
+            "-p",
+            "5202",
+            "-u",
+            "-b",
+            "20M",
+            "-l",
+            "1000",
+            "-t",
+            &secs.to_string(),
+            "-J",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    (server, client)
+}
+
+#[test]
+fn killing_the_agent_under_traffic_loses_nothing() {
+    require_root();
+    let lab = Lab::new().unwrap();
+    let mut agent = Agent::start(&lab, 1);
+    let c1 = attach(&lab, 1, "bridge", Flavor::EbpfXdp, &[]).unwrap();
+    let (mut server, client) = flow(&lab, &c1.ns, &c1.v4, 4);
+    thread::sleep(Duration::from_millis(1500));
+    agent.kill();
+    let out = client.wait_with_output().unwrap();
+    let _ = server.kill();
+    let _ = server.wait();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (sent, lost) = (
+        v["end"]["sum"]["packets"].as_u64().unwrap(),
+        v["end"]["sum"]["lost_packets"].as_u64().unwrap(),
+    );
+    assert!(sent > 1000);
+    assert_eq!(lost, 0, "{lost} of {sent} lost when the agent was killed");
+    // Started again (over its stale socket), it re-adopts and finds nothing to fix.
+    let agent = Agent::start(&lab, 0);
+    assert_eq!(
+        Agent::metric(&lab, "attach_reconcile_repairs_total"),
+        0,
+        "{}",
+        agent.log()
+    );
+    lab.attach()
+        .ok(&["check", "--netns", c1.ns.name()])
+        .unwrap();
+}
+
+#[test]
+fn the_agent_repairs_drift_periodically_and_bridges_program_logs() {
+    require_root();
+    let lab = Lab::new().unwrap();
+    let agent = Agent::start(&lab, 1);
+    let c1 = attach(&lab, 1, "bridge", Flavor::EbpfTc, &[]).unwrap();
+    let rec = &lab.attach().json(&["list"]).unwrap()[0];
+    let parent = rec["parent_ifindex"].as_u64().unwrap() as u32;
+
+    // The parent's entry vanishes: the transmit program logs it (aya-log),
+    // and the next reconcile puts it back.
+    let key: Vec<String> = parent.to_le_bytes().iter().map(|b| b.to_string()).collect();
+    let map = lab.node_pin_dir().join("attach_parents");
+    let mut args = vec![
+        "map".to_owned(),
+        "delete".into(),
+        "pinned".into(),
+        map.display().to_string(),
+        "key".into(),
+    ];
+    args.extend(key);
+    let out = std::process::Command::new("bpftool")
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = c1.ns.exec(&["ping", "-c", "1", "-W", "0.3", EXT_V4]);
+    agent.wait_for(
+        |a| a.log().contains("which the datapath does not know"),
+        "the program's log line",
+    );
+    agent.wait_for(|a| a.log().contains("repaired"), "a periodic repair");
+    lab.attach()
+        .ok(&["check", "--netns", c1.ns.name()])
+        .unwrap();
+    assert!(ping(&c1.ns, EXT_V4));
+}

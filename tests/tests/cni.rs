@@ -1,0 +1,365 @@
+//! The CNI plugin, run as a runtime runs it: ADD/CHECK/DEL/GC/STATUS/VERSION
+//! with Debian's reference host-local IPAM, malformed input, drift.
+
+use std::path::{Path, PathBuf};
+
+use attach_tests::{
+    cni::Call,
+    lab::{EXT_V4, EXT_V6, Lab, Netns, ping, require_root},
+};
+use serde_json::{Value, json};
+
+/// A host-local lease directory of the test's own (never /var/lib/cni).
+struct Leases(PathBuf);
+
+impl Leases {
+    fn new(lab: &Lab) -> Self {
+        let dir = std::env::temp_dir().join(format!("attach-cni-{}", lab.tag()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    /// Addresses leased in network `net`.
+    fn leased(&self, net: &str) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(self.0.join(net)) else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.parse::<std::net::IpAddr>().is_ok())
+            .collect()
+    }
+}
+
+impl Drop for Leases {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn conf(net: &str, version: &str, leases: &Path, extra: Value) -> String {
+    let mut c = json!({
+        "cniVersion": version,
+        "name": net,
+        "type": "attach-cni",
+        "kind": "macvlan",
+        "mode": "bridge",
+        "parent": "eth1",
+        "backend": "ebpf",
+        "datapath": "tc",
+        "ipam": {
+            "type": "host-local",
+            "dataDir": leases,
+            "ranges": [
+                [{"subnet": "10.77.0.0/24", "rangeStart": "10.77.0.100", "rangeEnd": "10.77.0.120", "gateway": "10.77.0.1"}],
+                [{"subnet": "fd77::/64", "rangeStart": "fd77::100", "rangeEnd": "fd77::120"}]
+            ],
+            "routes": [{"dst": "0.0.0.0/0"}]
+        }
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        c[k] = v.clone();
+    }
+    c.to_string()
+}
+
+fn call<'a>(lab: &'a Lab, command: &'a str, id: &'a str, ns: Option<&'a Netns>) -> Call<'a> {
+    Call {
+        node: lab.node(),
+        command,
+        container_id: id,
+        netns: ns.map(Netns::path),
+        ifname: "eth0",
+        env_extra: Vec::new(),
+    }
+}
+
+#[test]
+fn add_check_del_with_host_local() {
+    require_root();
+    let lab = Lab::new().unwrap();
+    let leases = Leases::new(&lab);
+    let c1 = lab.container("c1").unwrap();
+    for version in ["1.1.0", "1.0.0", "0.4.0", "0.3.1"] {
+        let id = format!("c1-{}", version.replace('.', ""));
+        let cfg = conf("n1", version, &leases.0, json!({}));
+        let r = call(&lab, "ADD", &id, Some(&c1)).run(&cfg).unwrap();
+        assert!(r.ok, "ADD {version}: {} {}", r.stdout, r.stderr);
+        let res = r.json();
+        assert_eq!(res["cniVersion"], version);
+        assert_eq!(res["interfaces"][0]["name"], "eth0");
+        assert_eq!(
+            res["interfaces"][0]["sandbox"],
+            c1.path().display().to_string()
+        );
+        let ips = res["ips"].as_array().unwrap();
+        assert_eq!(ips.len(), 2, "{res}");
+        assert_eq!(ips[0]["gateway"], "10.77.0.1");
+        assert_eq!(ips[0].get("version").is_some(), version.starts_with("0."));
+        assert_eq!(leases.leased("n1").len(), 2);
+        assert!(ping(&c1, EXT_V4), "{version}: no IPv4 to the wire");
+        assert!(ping(&c1, EXT_V6), "{version}: no IPv6 to the wire");
+        // The default route from IPAM was installed.
+        let routes = c1.ok(&["ip", "-4", "route", "show", "default"]).unwrap();
+        assert!(routes.contains("via 10.77.0.1"), "{routes}");
+
+        let mut check = json!(serde_json::from_str::<Value>(&cfg).unwrap());
+        check["prevResult"] = res.clone();
+        let r = call(&lab, "CHECK", &id, Some(&c1))
+            .run(&check.to_string())
+            .unwrap();
+        assert!(r.ok, "CHECK {version}: {}", r.stdout);
+
+        for _ in 0..2 {
+            let r = call(&lab, "DEL", &id, Some(&c1)).run(&cfg).unwrap();
+            assert!(r.ok, "DEL {version}: {}", r.stdout);
+        }
+        assert!(leases.leased("n1").is_empty(), "lease not released");
+        assert!(
+            c1.ok(&["ip", "link", "show", "eth0"]).is_err(),
+            "eth0 left behind"
+        );
+    }
+    assert!(!lab.node_pin_dir().exists(), "pins left after the last DEL");
+}
+
+#[test]
+fn runtime_config_mac_and_ips_are_honoured() {
+    require_root();
+    let lab = Lab::new().unwrap();
+    let leases = Leases::new(&lab);
+    let c1 = lab.container("c1").unwrap();
+    let cfg = conf(
+        "n2",
+        "1.0.0",
+        &leases.0,
+        json!({"runtimeConfig": {"mac": "02:aa:bb:cc:dd:01", "ips": ["10.77.0.115/24"]},
+               "capabilities": {"mac": true, "ips": true}}),
+    );
+    let r = call(&lab, "ADD", "rc", Some(&c1)).run(&cfg).unwrap();
+    assert!(r.ok, "{} {}", r.stdout, r.stderr);
+    let res = r.json();
+    assert_eq!(res["interfaces"][0]["mac"], "02:aa:bb:cc:dd:01");
+    assert!(res["ips"].to_string().contains("10.77.0.115/24"), "{res}");
+    let link = c1.ok(&["ip", "link", "show", "eth0"]).unwrap();
+    assert!(link.contains("02:aa:bb:cc:dd:01"));
+    assert!(call(&lab, "DEL", "rc", Some(&c1)).run(&cfg).unwrap().ok);
+}
+
+#[test]
+fn del_succeeds_when_the_namespace_is_gone() {
+    require_root();
+    let lab = Lab::new().unwrap();
+    let leases = Leases::new(&lab);
+    let gone = Netns::new("atl-gone").unwrap();
+    let cfg = conf("n3", "1.1.0", &leases.0, json!({}));
+    assert!(call(&lab, "ADD", "g1", Some(&gone)).run(&cfg).unwrap().ok);
+    let path = gone.path().to_owned();
+    drop(gone);
+    let mut del = call(&lab, "DEL", "g1", None);
+    del.netns = Some(&path);
+    let r = del.run(&cfg).unwrap();
+    assert!(r.ok, "{}", r.stdout);
+    // And with no CNI_NETNS at all, again.
+    let r = call(&lab, "DEL", "g1", None).run(&cfg).unwrap();
+    assert!(r.ok, "{}", r.stdout);
+    assert!(leases.leased("n3").is_empty());
+    assert_eq!(lab.attach().json(&["list"]).unwrap(), json!([]));
+}
+
+#[test]
+fn malformed_input_gets_the_right_code_and_leaves_nothing() {
+    require_root();
+    let lab = Lab::new().unwrap();
+    let leases = Leases::new(&lab);
+    let c1 = lab.container("c1").unwrap();
+    let good = conf("n4", "1.1.0", &leases.0, json!({}));
+    let with = |extra: Value| conf("n4", "1.1.0", &leases.0, extra);
+    let cases: Vec<(&str, String, u64)> = vec![
+        ("not JSON", "{nope".into(), 6),
+        (
+            "unsupported version",
+            conf("n4", "9.9.9", &leases.0, json!({})),
+            1,
+        ),
+        ("unknown key", with(json!({"colour": "red"})), 7),
+        ("bad mode", with(json!({"mode": "sideways"})), 7),
+        ("bad MAC", with(json!({"runtimeConfig": {"mac": "zz"}})), 7),
+        ("netns in config", with(json!({"netns": "/x"})), 2),
+        ("missing parent", with(json!({"parent": "nope0"})), 7),
+        (
+            "unknown ipam",
+            with(json!({"ipam": {"type": "no-such-ipam"}})),
+            7,
+        ),
+        ("object value", with(json!({"mode": {"a": 1}})), 2),
+    ];
+    for (what, cfg, want) in &cases {
+        let r = call(&lab, "ADD", "bad", Some(&c1)).run(cfg).unwrap();
+        assert_eq!(r.code(), *want, "{what}: {}", r.stdout);
+        assert!(
+            !r.json()["msg"].as_str().unwrap().is_empty(),
+            "{what}: empty msg"
+        );
+        assert!(leases.leased("n4").is_empty(), "{what}: lease left");
+        assert_eq!(
+            lab.attach().json(&["list"]).unwrap(),
+            json!([]),
+            "{what}: record left"
+        );
+        assert!(
+            c1.ok(&["ip", "link", "show", "eth0"]).is_err(),
+            "{what}: eth0 left"
+        );
+    }
+    // Environment errors.
+    let missing_ns = Netns::new("atl-missing").unwrap();
+    let path = missing_ns.path().to_owned();
+    drop(missing_ns);
+    let mut no_ns = call(&lab, "ADD", "x", None);
+    no_ns.netns = Some(&path);
+    assert_eq!(no_ns.run(&good).unwrap().code(), 3, "missing netns");
+    assert_eq!(
+        call(&lab, "ADD", "x", None).run(&good).unwrap().code(),
+        4,
+        "no CNI_NETNS"
+    );
+    let mut no_cmd = call(&lab, "", "x", Some(&c1));
+    no_cmd.command = "";
+    assert_eq!(no_cmd.run(&good).unwrap().code(), 4, "no CNI_COMMAND");
+    assert_eq!(
+        call(&lab, "FROB", "x", Some(&c1))
+            .run(&good)
+            .unwrap()
+            .code(),
+        4
+    );
+    assert!(leases.leased("n4").is_empty());
+    assert!(!lab.node_pin_dir().exists(), "pins left by failed ADDs");
+}
+
+#[test]
+fn version_and_status() {
+    require_root();
+    let lab = Lab::new().unwrap();
+    let leases = Leases::new(&lab);
+    let r = call(&lab, "VERSION", "", None)
+        .run(r#"{"cniVersion":"1.1.0"}"#)
+        .unwrap();
+    assert!(r.ok);
+    let v = r.json();
+    assert_eq!(v["cniVersion"], "1.1.0");
+    for want in ["0.3.1", "0.4.0", "1.0.0", "1.1.0"] {
+        assert!(v["supportedVersions"].to_string().contains(want));
+    }
+    let good = conf("n5", "1.1.0", &leases.0, json!({}));
+    assert!(call(&lab, "STATUS", "", None).run(&good).unwrap().ok);
+    let no_parent = conf("n5", "1.1.0", &leases.0, json!({"parent": "nope0"}));
+    assert_eq!(
+        call(&lab, "STATUS", "", None)
+            .run(&no_parent)
+            .unwrap()
+            .code(),
+        50
+    );
+}
+
+#[test]
+fn check_finds_drift() {
+    require_root();
+    let lab = Lab::new().unwrap();
+    let leases = Leases::new(&lab);
+    let c1 = lab.container("c1").unwrap();
+    let cfg = conf("n6", "1.1.0", &leases.0, json!({}));
+    let add = call(&lab, "ADD", "d1", Some(&c1)).run(&cfg).unwrap();
+    assert!(add.ok, "{}", add.stdout);
+    let mut check = serde_json::from_str::<Value>(&cfg).unwrap();
+    check["prevResult"] = add.json();
+    let check = check.to_string();
+    assert!(call(&lab, "CHECK", "d1", Some(&c1)).run(&check).unwrap().ok);
+
+    // The endpoint's transmit program detached behind the engine's back.
+    let rec = &lab.attach().json(&["list"]).unwrap()[0];
+    let host = rec["host_ifindex"].as_u64().unwrap();
+    let pin = lab.node_pin_dir().join(format!("links/port-{host}-tx"));
+    std::fs::remove_file(&pin).unwrap();
+    let r = call(&lab, "CHECK", "d1", Some(&c1)).run(&check).unwrap();
+    assert_eq!(r.code(), 102, "{}", r.stdout);
+    assert!(r.stdout.contains("transmit"), "{}", r.stdout);
+
+    // An address removed inside the container.
+    let addr = add.json()["ips"][0]["address"].as_str().unwrap().to_owned();
+    c1.ok(&["ip", "addr", "del", &addr, "dev", "eth0"]).unwrap();
+    let r = call(&lab, "CHECK", "d1", Some(&c1)).run(&check).unwrap();
+    assert_eq!(r.code(), 102);
+
+    // Unknown container.
+    assert_eq!(
+        call(&lab, "CHECK", "nobody", Some(&c1))
+            .run(&check)
+            .unwrap()
+            .code(),
+        3
+    );
+    assert!(call(&lab, "DEL", "d1", Some(&c1)).run(&cfg).unwrap().ok);
+}
+
+#[test]
+fn gc_removes_what_is_not_valid() {
+    require_root();
+    let lab = Lab::new().unwrap();
+    let leases = Leases::new(&lab);
+    let cfg = conf("n7", "1.1.0", &leases.0, json!({}));
+    let names = ["g1", "g2", "g3"];
+    let nss: Vec<_> = names.iter().map(|n| lab.container(n).unwrap()).collect();
+    for (n, ns) in names.iter().zip(&nss) {
+        let r = call(&lab, "ADD", n, Some(ns)).run(&cfg).unwrap();
+        assert!(r.ok, "{}", r.stdout);
+    }
+    assert_eq!(leases.leased("n7").len(), 6);
+    let gc = conf(
+        "n7",
+        "1.1.0",
+        &leases.0,
+        json!({"cni.dev/valid-attachments": [{"containerID": "g2", "ifname": "eth0"}]}),
+    );
+    let r = call(&lab, "GC", "", None).run(&gc).unwrap();
+    assert!(r.ok, "{} {}", r.stdout, r.stderr);
+    let list = lab.attach().json(&["list"]).unwrap();
+    let left: Vec<_> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["cni"]["container_id"].clone())
+        .collect();
+    assert_eq!(left, vec![json!("g2")]);
+    assert_eq!(
+        leases.leased("n7").len(),
+        2,
+        "leases of collected attachments"
+    );
+    assert!(ping(&nss[1], EXT_V4), "the valid attachment broke");
+    assert!(nss[0].ok(&["ip", "link", "show", "eth0"]).is_err());
+    assert!(call(&lab, "DEL", "g2", Some(&nss[1])).run(&cfg).unwrap().ok);
+}
+
+#[test]
+fn status_reports_limited_connectivity_when_the_datapath_breaks() {
+    require_root();
+    let lab = Lab::new().unwrap();
+    let leases = Leases::new(&lab);
+    let c1 = lab.container("c1").unwrap();
+    let cfg = conf("n8", "1.1.0", &leases.0, json!({}));
+    assert!(call(&lab, "ADD", "s1", Some(&c1)).run(&cfg).unwrap().ok);
+    assert!(call(&lab, "STATUS", "", None).run(&cfg).unwrap().ok);
+    // The parent's receive program goes: existing containers are cut off.
+    let rec = &lab.attach().json(&["list"]).unwrap()[0];
+    let parent = rec["parent_ifindex"].as_u64().unwrap();
+    std::fs::remove_file(lab.node_pin_dir().join(format!("links/parent-{parent}-rx"))).unwrap();
+    let r = call(&lab, "STATUS", "", None).run(&cfg).unwrap();
+    assert_eq!(r.code(), 51, "{}", r.stdout);
+    lab.attach().ok(&["reconcile"]).unwrap();
+    assert!(call(&lab, "STATUS", "", None).run(&cfg).unwrap().ok);
+    assert!(call(&lab, "DEL", "s1", Some(&c1)).run(&cfg).unwrap().ok);
+}

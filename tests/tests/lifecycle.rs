@@ -1,0 +1,451 @@
+//! The faults a node sees: things changed behind the engine's back, an
+//! engine killed mid-operation, program upgrades under traffic, many
+//! operations at once.
+
+use std::{
+    process::{Child, Stdio},
+    sync::Arc,
+    thread,
+    time::Duration,
+};
+
+use attach_tests::{
+    lab::{EXT_V4, Lab, Netns, ping, require_root},
+    reach::{Flavor, attach},
+};
+use serde_json::Value;
+
+fn reconcile(lab: &Lab) -> Vec<Value> {
+    lab.attach()
+        .json(&["reconcile"])
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn action_for<'a>(repairs: &'a [Value], ifname_or_netns: &str) -> Option<&'a str> {
+    repairs
+        .iter()
+        .find(|r| r["netns"] == ifname_or_netns || r["ifname"] == ifname_or_netns)
+        .and_then(|r| r["action"].as_str())
+}
+
+fn record(lab: &Lab, ns: &Netns) -> Value {
+    let list = lab.attach().json(&["list"]).unwrap();
+    list.as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["netns"] == ns.name())
+        .cloned()
+        .unwrap_or_else(|| panic!("no record for {}: {list}", ns.name()))
+}
+
+/// Runs `f` on a thread inside the lab's node namespace.
+fn in_node<T: Send>(lab: &Lab, f: impl FnOnce() -> T + Send) -> T {
+    use std::os::fd::AsRawFd;
+    let ns = std::fs::File::open(lab.node().path()).unwrap();
+    thread::scope(|s| {
+        s.spawn(|| {
+            // SAFETY: valid netns fd; only this thread moves.
+            assert_eq!(
+                unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) },
+                0
+            );
+            f()
+        })
+        .join()
+        .unwrap()
+    })
+}
+
+fn link_id(pin: &std::path::Path) -> u64 {
+    let out = std::process::Command::new("bpftool")
+        .args(["-j", "link", "show", "pinned"])
+        .arg(pin)
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+    v["id"].as_u64().unwrap()
+}
+
+#[test]
+fn reconcile_repairs_drift() {
+    require_root();
+    let lab = Lab::new().unwrap();
+    let c1 = attach(&lab, 1, "bridge", Flavor::EbpfTc, &[]).unwrap();
+    let c2 = attach(&lab, 2, "bridge", Flavor::EbpfTc, &[]).unwrap();
+    let c3 = attach(&lab, 3, "vepa", Flavor::EbpfXdp, &[]).ok();
+    assert!(c3.is_none(), "xdp beside tc on one parent must be refused");
+    assert!(reconcile(&lab).is_empty(), "a healthy node needs no repair");
+
+    // (a) c1's veth deleted behind the engine's back: recreated.
+    let host = record(&lab, &c1.ns)["host_ifname"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    lab.node().ok(&["ip", "link", "del", &host]).unwrap();
+    assert!(!ping(&c1.ns, EXT_V4));
+    let r = reconcile(&lab);
+    assert_eq!(action_for(&r, c1.ns.name()), Some("recreated"), "{r:?}");
+    assert!(ping(&c1.ns, EXT_V4), "c1 not back after recreation");
+
+    // (b) c2's port entry removed from the map: repaired in place.
+    let rec = record(&lab, &c2.ns);
+    let host_index = rec["host_ifindex"].as_u64().unwrap() as u32;
+    let key: Vec<String> = host_index
+        .to_le_bytes()
+        .iter()
+        .map(|b| b.to_string())
+        .collect();
+    let mut args = vec!["map", "delete", "pinned"];
+    let map = lab.node_pin_dir().join("attach_ports");
+    let map = map.to_str().unwrap();
+    args.extend([map, "key"]);
+    args.extend(key.iter().map(String::as_str));
+    let out = std::process::Command::new("bpftool")
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !ping(&c2.ns, EXT_V4),
+        "c2 should be cut off without its port entry"
+    );
+    let r = reconcile(&lab);
+    assert_eq!(action_for(&r, c2.ns.name()), Some("repaired"), "{r:?}");
+    assert!(ping(&c2.ns, EXT_V4));
+    assert_eq!(
+        record(&lab, &c2.ns)["host_ifindex"],
+        rec["host_ifindex"],
+        "repair must not recreate"
+    );
+
+    // (c) c2's transmit program detached: repaired.
+    std::fs::remove_file(
+        lab.node_pin_dir()
+            .join(format!("links/port-{host_index}-tx")),
+    )
+    .unwrap();
+    let r = reconcile(&lab);
+    assert_eq!(action_for(&r, c2.ns.name()), Some("repaired"), "{r:?}");
+    assert!(ping(&c2.ns, EXT_V4));
+
+    // (d) another program put on the parent's receive link: switched back,
+    // in place (same link).
+    let parent = rec["parent_ifindex"].as_u64().unwrap();
+    let rx_pin = lab.node_pin_dir().join(format!("links/parent-{parent}-rx"));
+    let before = link_id(&rx_pin);
+    let pins = lab.node_pin_dir();
+    in_node(&lab, || {
+        use aya::programs::links::{FdLink, PinnedLink};
+        let mut dp = attach::datapath::Datapath::open(&pins).unwrap();
+        let wrong = dp.classifier(attach::datapath::PROG_HOST).unwrap();
+        let link = FdLink::from(PinnedLink::from_pin(&rx_pin).unwrap());
+        wrong.attach_to_link(link.try_into().unwrap()).unwrap();
+    });
+    let check = lab
+        .attach()
+        .run(&["check", "--netns", c2.ns.name()])
+        .unwrap();
+    assert!(!check.status.success(), "check must see the wrong program");
+    assert!(String::from_utf8_lossy(&check.stderr).contains("not this build"));
+    let r = reconcile(&lab);
+    assert!(r.iter().any(|x| x["action"] == "repaired"), "{r:?}");
+    assert_eq!(
+        link_id(&rx_pin),
+        before,
+        "the link must be updated, not replaced"
+    );
+    lab.attach()
+        .ok(&["check", "--netns", c2.ns.name()])
+        .unwrap();
+
+    // (e) c1's namespace deleted: detached. (f) a leftover veth: deleted.
+    lab.node()
+        .ok(&[
+            "ip",
+            "link",
+            "add",
+            "atkdeadbeef0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "atkdeadbeef1",
+        ])
+        .unwrap();
+    let c1_name = c1.ns.name().to_owned();
+    drop(c1);
+    lab.drop_container("c1");
+    let r = reconcile(&lab);
+    assert_eq!(
+        action_for(&r, &c1_name),
+        Some("detached: its network namespace is gone"),
+        "{r:?}"
+    );
+    assert!(
+        r.iter()
+            .any(|x| x["ifname"] == "atkdeadbeef0" && x["action"] == "deleted"),
+        "{r:?}"
+    );
+    assert!(
+        reconcile(&lab).is_empty(),
+        "a second pass must find nothing"
+    );
+    lab.attach()
+        .ok(&["check", "--netns", c2.ns.name()])
+        .unwrap();
+}
+
+/// A UDP flow from the external host into `to`, at a modest rate.
+struct Flow {
+    server: Child,
+    client: Child,
+}
+
+impl Flow {
+    fn start(lab: &Lab, to: &Arc<Netns>, ip: &str, secs: u32) -> Flow {
+        let server = to
+            .command(&["iperf3", "-s", "-1", "-p", "5201"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        thread::sleep(Duration::from_millis(300));
+        let t = secs.to_string();
+        let client = lab
+            .ext()
+            .command(&[
+                "iperf3", "-c", ip, "-p", "5201", "-u", "-b", "20M", "-l", "1000", "-t", &t, "-J",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        thread::sleep(Duration::from_millis(500));
+        Flow { server, client }
+    }
+
+    /// (sent, lost) datagrams, as the receiver saw them.
+    fn finish(mut self) -> (u64, u64) {
+        let out = std::mem::replace(
+            &mut self.client,
+            std::process::Command::new("true").spawn().unwrap(),
+        )
+        .wait_with_output()
+        .unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|_| panic!("iperf3: {}", String::from_utf8_lossy(&out.stderr)));
+        let sum = &v["end"]["sum"];
+        (
+            sum["packets"].as_u64().unwrap_or(0),
+            sum["lost_packets"].as_u64().unwrap_or(u64::MAX),
+        )
+    }
+}
+
+impl Drop for Flow {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+        let _ = self.client.kill();
+        let _ = self.client.wait();
+    }
+}
+
+#[test]
+fn upgrade_under_traffic_loses_nothing() {
+    require_root();
+    let lab = Lab::new().unwrap();
+    for flavor in [Flavor::EbpfTc, Flavor::EbpfXdp] {
+        let c1 = attach(&lab, 1, "bridge", flavor, &[]).unwrap();
+        assert!(ping(&c1.ns, EXT_V4));
+        let rec = record(&lab, &c1.ns);
+        let parent = rec["parent_ifindex"].as_u64().unwrap();
+        let rx_pin = lab.node_pin_dir().join(format!("links/parent-{parent}-rx"));
+        let before = link_id(&rx_pin);
+        let flow = Flow::start(&lab, &c1.ns, &c1.v4, 4);
+        for _ in 0..5 {
+            let out = lab.attach().json(&["upgrade", "--force"]).unwrap();
+            assert!(
+                out.as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|l| l["action"] == "updated"),
+                "{out}"
+            );
+            thread::sleep(Duration::from_millis(400));
+        }
+        let (sent, lost) = flow.finish();
+        assert!(
+            sent > 1000,
+            "{}: the flow barely ran ({sent})",
+            flavor.name()
+        );
+        assert_eq!(
+            lost,
+            0,
+            "{}: {lost} of {sent} datagrams lost across upgrades",
+            flavor.name()
+        );
+        assert_eq!(link_id(&rx_pin), before);
+        // Without --force, nothing to do.
+        let out = lab.attach().json(&["upgrade"]).unwrap();
+        assert!(
+            out.as_array()
+                .unwrap()
+                .iter()
+                .all(|l| l["action"] == "kept"),
+            "{out}"
+        );
+        lab.attach().ok(&["del", "--netns", c1.ns.name()]).unwrap();
+    }
+}
+
+#[test]
+fn an_engine_killed_mid_attach_disturbs_no_flow_and_is_cleaned_up() {
+    require_root();
+    let lab = Lab::new().unwrap();
+    let c1 = attach(&lab, 1, "bridge", Flavor::EbpfTc, &[]).unwrap();
+    let flow = Flow::start(&lab, &c1.ns, &c1.v4, 4);
+    // Start attaches of others and SIGKILL them at varying points.
+    for (i, delay_ms) in [(2u8, 5u64), (3, 20), (4, 60), (5, 120)] {
+        let ns = lab.container(&format!("c{i}")).unwrap();
+        let (v4, _) = Lab::container_ip(i);
+        let mut child = lab
+            .node()
+            .command(&[
+                attach_tests::lab::Attach::bin().unwrap().to_str().unwrap(),
+                "add",
+                "macvlan",
+                "--parent",
+                "eth1",
+                "--netns",
+                ns.name(),
+                "--ip",
+                &v4,
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        thread::sleep(Duration::from_millis(delay_ms));
+        // SIGKILL, by the exact pid of the process we started.
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let (sent, lost) = flow.finish();
+    assert!(sent > 1000);
+    assert_eq!(
+        lost, 0,
+        "{lost} of {sent} datagrams lost while engines were killed"
+    );
+    // Whatever the killed runs left half-made, reconcile settles.
+    reconcile(&lab);
+    assert!(reconcile(&lab).is_empty(), "reconcile did not converge");
+    let list = lab.attach().json(&["list"]).unwrap();
+    for r in list.as_array().unwrap() {
+        let ns = r["netns"].as_str().unwrap();
+        lab.attach().ok(&["check", "--netns", ns]).unwrap();
+    }
+    assert!(ping(&c1.ns, EXT_V4));
+}
+
+#[test]
+fn fifty_parallel_adds_on_one_parent() {
+    require_root();
+    let lab = Lab::new().unwrap();
+    let n = 50u8;
+    let nss: Vec<_> = (1..=n)
+        .map(|i| lab.container(&format!("c{i}")).unwrap())
+        .collect();
+    let bin = attach_tests::lab::Attach::bin().unwrap();
+    let spawn_all = |args: &dyn Fn(u8, &Netns) -> Vec<String>| -> Vec<std::process::Output> {
+        let children: Vec<_> = nss
+            .iter()
+            .enumerate()
+            .map(|(i, ns)| {
+                let mut argv = vec![bin.to_str().unwrap().to_owned()];
+                argv.extend(args(i as u8 + 1, ns));
+                let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+                lab.node()
+                    .command(&argv)
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        children
+            .into_iter()
+            .map(|c| c.wait_with_output().unwrap())
+            .collect()
+    };
+    let outs = spawn_all(&|i, ns| {
+        let (v4, v6) = Lab::container_ip(i);
+        [
+            "add",
+            "macvlan",
+            "--parent",
+            "eth1",
+            "--netns",
+            ns.name(),
+            "--ip",
+            &v4,
+            "--ip",
+            &v6,
+        ]
+        .map(String::from)
+        .to_vec()
+    });
+    for (i, o) in outs.iter().enumerate() {
+        assert!(
+            o.status.success(),
+            "add {i}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let list = lab.attach().json(&["list"]).unwrap();
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), n as usize);
+    let mut macs: Vec<_> = list
+        .iter()
+        .map(|r| r["mac"].as_str().unwrap().to_owned())
+        .collect();
+    macs.sort();
+    macs.dedup();
+    assert_eq!(macs.len(), n as usize, "duplicate MACs");
+    let eps = std::process::Command::new("bpftool")
+        .args(["-j", "map", "dump", "pinned"])
+        .arg(lab.node_pin_dir().join("attach_eps"))
+        .output()
+        .unwrap();
+    let eps: Value = serde_json::from_slice(&eps.stdout).unwrap();
+    assert_eq!(eps.as_array().unwrap().len(), n as usize, "map entries");
+    let veths = lab
+        .node()
+        .ok(&["ip", "-o", "link", "show", "type", "veth"])
+        .unwrap();
+    assert_eq!(
+        veths.lines().filter(|l| l.contains(": atk")).count(),
+        n as usize
+    );
+    assert!(ping(&nss[0], EXT_V4) && ping(&nss[49], EXT_V4));
+    assert!(ping(&nss[0], &Lab::container_ip(50).0));
+
+    let outs = spawn_all(&|_, ns| ["del", "--netns", ns.name()].map(String::from).to_vec());
+    assert!(outs.iter().all(|o| o.status.success()));
+    assert_eq!(lab.attach().json(&["list"]).unwrap(), Value::Array(vec![]));
+    let veths = lab
+        .node()
+        .ok(&["ip", "-o", "link", "show", "type", "veth"])
+        .unwrap();
+    assert_eq!(veths.lines().filter(|l| l.contains(": atk")).count(), 0);
+    assert!(!lab.node_pin_dir().exists());
+}

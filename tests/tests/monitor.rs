@@ -1,0 +1,146 @@
+//! `attach monitor`: drop events with their reason, and traces on demand.
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Child, Stdio},
+    thread,
+    time::Duration,
+};
+
+use attach_tests::{
+    lab::{Attach, EXT_V4, Lab, require_root},
+    reach::{Flavor, attach},
+};
+use serde_json::Value;
+
+fn monitor(lab: &Lab, extra: &[&str]) -> Child {
+    let bin = Attach::bin().unwrap();
+    let mut argv = vec![bin.to_str().unwrap(), "-o", "json", "monitor"];
+    if !extra.contains(&"--timeout") {
+        argv.extend(["--timeout", "10"]);
+    }
+    argv.extend(extra);
+    let child = lab
+        .node()
+        .command(&argv)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The ring buffer is opened within milliseconds; give it a moment.
+    thread::sleep(Duration::from_millis(400));
+    child
+}
+
+fn events(child: Child) -> Vec<Value> {
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "monitor: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    BufReader::new(&out.stdout[..])
+        .lines()
+        .map(|l| serde_json::from_str(&l.unwrap()).unwrap())
+        .collect()
+}
+
+#[test]
+fn drops_are_reported_with_their_reason() {
+    require_root();
+    let lab = Lab::new().unwrap();
+    let c1 = attach(&lab, 1, "bridge", Flavor::EbpfTc, &[]).unwrap();
+    let m = monitor(&lab, &["--count", "1"]);
+    c1.ns
+        .ok(&["ip", "addr", "add", "10.77.0.98/24", "dev", "eth0"])
+        .unwrap();
+    let _ = c1
+        .ns
+        .exec(&["ping", "-c", "1", "-W", "0.5", "-I", "10.77.0.98", EXT_V4]);
+    let ev = events(m);
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    let e = &ev[0];
+    assert_eq!(e["verdict"], "spoofed_source");
+    assert_eq!(e["direction"], "tx");
+    assert_eq!(e["drop"], true);
+    assert_eq!(e["endpoint"], format!("{}/eth0", c1.ns.name()));
+    assert_eq!(e["src"], "02:a7:00:00:00:01");
+}
+
+#[test]
+fn trace_reports_every_decision_and_switches_off_after() {
+    require_root();
+    let lab = Lab::new().unwrap();
+    let c1 = attach(&lab, 1, "bridge", Flavor::EbpfTc, &[]).unwrap();
+    // Everything traced while the pings run (background IPv6 multicast
+    // included), until the timeout.
+    let m = monitor(&lab, &["--trace", "--timeout", "2"]);
+    let _ = c1
+        .ns
+        .exec(&["ping", "-c", "2", "-i", "0.2", "-W", "1", EXT_V4]);
+    let ev = events(m);
+    assert!(ev.len() >= 4, "{ev:?}");
+    let verdicts: Vec<_> = ev
+        .iter()
+        .map(|e| e["verdict"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(verdicts.iter().any(|v| v == "to_parent"), "{verdicts:?}");
+    assert!(verdicts.iter().all(|v| !v.is_empty() && v != "?"));
+    // Tracing is off again: the config map's switch is clear.
+    let out = std::process::Command::new("bpftool")
+        .args(["-j", "map", "dump", "pinned"])
+        .arg(lab.node_pin_dir().join("attach_config"))
+        .output()
+        .unwrap();
+    let cfg: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(cfg[0]["formatted"]["value"], 0, "{cfg}");
+}
+
+#[test]
+fn stats_count_per_endpoint() {
+    require_root();
+    let lab = Lab::new().unwrap();
+    let c1 = attach(&lab, 1, "bridge", Flavor::EbpfTc, &[]).unwrap();
+    let _c2 = attach(&lab, 2, "bridge", Flavor::EbpfXdp, &[]).ok();
+    let c3 = attach(&lab, 3, "vepa", Flavor::EbpfTc, &[]).unwrap();
+    let before = lab
+        .attach()
+        .json(&["stats", "--netns", c3.ns.name()])
+        .unwrap();
+    c1.ns
+        .ok(&["ping", "-c", "5", "-i", "0.05", "-s", "200", EXT_V4])
+        .unwrap();
+    let s = lab
+        .attach()
+        .json(&["stats", "--netns", c1.ns.name()])
+        .unwrap();
+    let a = s["attachments"].as_array().unwrap();
+    assert_eq!(a.len(), 1, "{s}");
+    let c = &a[0]["counters"];
+    assert!(c["tx_packets"].as_u64().unwrap() >= 5, "{c}");
+    assert!(c["rx_packets"].as_u64().unwrap() >= 5, "{c}");
+    assert!(c["tx_bytes"].as_u64().unwrap() >= 5 * 242, "{c}");
+    // c3 saw none of it (broadcast ARP aside, which ping's cache may skip).
+    let after = lab
+        .attach()
+        .json(&["stats", "--netns", c3.ns.name()])
+        .unwrap();
+    let unicast = |v: &Value| {
+        let c = &v["attachments"][0]["counters"];
+        c["rx_packets"].as_u64().unwrap()
+            - c["rx_broadcast"].as_u64().unwrap()
+            - c["rx_multicast"].as_u64().unwrap()
+    };
+    assert_eq!(
+        unicast(&after),
+        unicast(&before),
+        "c3 received c1's unicast"
+    );
+    assert!(
+        s["verdicts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["verdict"] == "to_endpoint")
+    );
+}
