@@ -46,8 +46,7 @@ fn wanted(cli: &Cli) -> bool {
     !matches!(
         cli.command,
         Command::Agent(_) | Command::Monitor(_) | Command::Bench(_)
-    )
-        && std::env::var_os("ATTACH_NO_AGENT").is_none_or(|v| v.is_empty() || v == "0")
+    ) && std::env::var_os("ATTACH_NO_AGENT").is_none_or(|v| v.is_empty() || v == "0")
 }
 
 /// Sends `req` to the node's agent; `None` when no agent answers.
