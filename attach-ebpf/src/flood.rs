@@ -23,8 +23,9 @@ use crate::{
 
 /// Who receives a copy.
 pub enum Rule {
-    /// A frame from the wire (`sender`: the endpoint it came back from).
-    Rx { sender: Option<Endpoint> },
+    /// A frame from the wire (the endpoint it came back from: its mode and
+    /// id, or 0 and `NO_SENDER`).
+    Rx { mode: u8, id: u32 },
     /// A bridge-mode endpoint's transmit: the other bridge ports.
     Tx { sender: Endpoint },
     /// The node's own frame: endpoints with host access.
@@ -50,17 +51,16 @@ const RULE_IPVLAN: u8 = 3;
 impl Rule {
     #[inline(always)]
     fn flatten(&self) -> Sender {
-        let (rule, s) = match self {
-            Rule::Rx { sender: Some(s) } => (RULE_RX, Some(s)),
-            Rule::Rx { sender: None } => (RULE_RX, None),
-            Rule::Tx { sender } => (RULE_TX, Some(sender)),
-            Rule::HostAccess => (RULE_HOST, None),
+        let (rule, mode, id) = match self {
+            Rule::Rx { mode, id } => (RULE_RX, *mode, *id),
+            Rule::Tx { sender } => (RULE_TX, sender.mode, sender.id),
+            Rule::HostAccess => (RULE_HOST, 0, macvlan::NO_SENDER),
         };
         Sender {
             rule,
-            mode: s.map_or(0, |s| s.mode),
+            mode,
             _pad: [0; 2],
-            id: s.map_or(macvlan::NO_SENDER, |s| s.id),
+            id,
         }
     }
 }

@@ -16,9 +16,11 @@ pub enum Rx {
     /// Not for an endpoint: the node's stack has it.
     Host,
     /// Broadcast/multicast: clone to the endpoints `rx_flood_accepts` allows,
-    /// and the node's stack gets it too. `sender` is the endpoint whose frame
-    /// came back from the wire, if any.
-    Flood { sender: Option<Endpoint> },
+    /// and the node's stack gets it too. The sender is the endpoint whose
+    /// frame came back from the wire (`NO_SENDER` and mode 0: none). Plain
+    /// integers, not an `Option<Endpoint>`: a `None`'s payload is undefined,
+    /// and the verifier rejects a stack slot written from it.
+    Flood { sender_mode: u8, sender_id: u32 },
     /// A private/passthru endpoint's own broadcast reflected back: to it alone.
     Sender(Endpoint),
 }
@@ -55,7 +57,14 @@ pub fn rx_unicast_miss(cfg: &ParentCfg) -> Rx {
 pub fn rx_multicast(parent_ifindex: u32, eth: &EthHdr) -> Rx {
     match lookup(parent_ifindex, &eth.src) {
         Some(src) if src.mode & (MODE_PRIVATE | MODE_PASSTHRU) != 0 => Rx::Sender(src),
-        sender => Rx::Flood { sender },
+        Some(src) => Rx::Flood {
+            sender_mode: src.mode,
+            sender_id: src.id,
+        },
+        None => Rx::Flood {
+            sender_mode: 0,
+            sender_id: NO_SENDER,
+        },
     }
 }
 

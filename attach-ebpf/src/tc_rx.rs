@@ -78,12 +78,24 @@ pub fn run(ctx: &TcContext) -> i32 {
             // SAFETY: plain helper call.
             unsafe { bpf_redirect(ep.host_ifindex, 0) as i32 }
         }
-        Rx::Flood { sender } => {
-            flood(ctx, &cfg, &eth, Rule::Rx { sender });
+        Rx::Flood {
+            sender_mode,
+            sender_id,
+        } => {
+            flood(
+                ctx,
+                &cfg,
+                &eth,
+                Rule::Rx {
+                    mode: sender_mode,
+                    id: sender_id,
+                },
+            );
             report(
                 DIR,
                 Verdict::Flood,
-                &pkt(sender.map_or(NO_ENDPOINT, |s| s.id)),
+                // NO_SENDER is NO_ENDPOINT: no endpoint.
+                &pkt(sender_id),
             );
             TC_ACT_UNSPEC
         }
