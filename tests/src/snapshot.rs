@@ -131,6 +131,17 @@ pub fn snapshot(lab: &Lab, containers: &[&Netns]) -> State {
         } else {
             Value::Null
         };
+        if map == "attach_sw_fdb" {
+            // What a switch learned from the wire comes and goes with the
+            // traffic (like the kernel's neighbour table): only the entries
+            // the engine made (FDB_F_STATIC) are state.
+            if let Some(entries) = dump.as_array_mut() {
+                entries.retain(|e| {
+                    // attach_common::FDB_F_STATIC
+                    e["formatted"]["value"]["flags"].as_u64().unwrap_or(1) & 1 != 0
+                });
+            }
+        }
         sort(&mut dump);
         s.insert(format!("map {map}"), dump);
     }
