@@ -404,7 +404,7 @@ fn nested() -> Result<()> {
 }
 
 fn yes(b: bool) -> &'static str {
-    if b { "yes" } else { "NO" }
+    if b { "yes" } else { "no" }
 }
 
 /// The kinds that are not macvlan: host, container, sriov.
