@@ -76,16 +76,18 @@ pub async fn configure(c: &Rtnl, index: u32, rec: &Attachment) -> Result<()> {
     Ok(())
 }
 
-/// Gratuitous ARP / unsolicited NA for every address. Best effort: a lost
-/// announcement only delays neighbours, it does not break the attachment.
+/// Gratuitous ARP / unsolicited NA for every address (sent by the kernel:
+/// see [`announce`]). Best effort: a lost announcement only delays
+/// neighbours, it does not break the attachment.
 pub fn announce(ns: &Netns, rec: &Attachment) {
-    let Some(index) = rec.ifindex else { return };
-    let ips: Vec<_> = rec.ips.iter().map(|n| n.addr).collect();
-    if ips.is_empty() {
+    let v4 = rec.ips.iter().any(|n| n.addr.is_ipv4());
+    let v6 = rec.ips.iter().any(|n| n.addr.is_ipv6());
+    if !(v4 || v6) {
         return;
     }
+    let ifname = rec.ifname.clone();
     let sent = ns
-        .run(|| announce::announce(index, rec.mac, &ips))
+        .run(move || announce::announce(&ifname, v4, v6))
         .and_then(|r| r.map_err(crate::error::Error::from));
     if let Err(e) = sent {
         tracing::warn!("announcing the addresses of {} failed: {e}", rec.ifname);

@@ -2,12 +2,15 @@
 //! pinned links (so they outlive this process), and the maps they share.
 //!
 //! Pins live under `<PIN_ROOT>/node-<netns cookie>/`: maps by name, links in
-//! `links/`. Every engine run reopens the same pinned maps.
+//! `links/`, and this build's loaded tc programs in `progs/` (a cache: see
+//! [`Datapath::classifier`]). Every engine run reopens the same pinned maps.
 
 use std::{
+    collections::HashMap as StdHashMap,
     fs,
     io::ErrorKind as IoKind,
     path::{Path, PathBuf},
+    sync::OnceLock,
 };
 
 use std::net::IpAddr;
@@ -118,6 +121,21 @@ pub enum Attached {
 pub struct Datapath {
     ebpf: Ebpf,
     dir: PathBuf,
+    /// Programs taken from the `progs/` cache instead of being loaded.
+    cached: StdHashMap<String, SchedClassifier>,
+    /// Whether this instance may use the cache: not for the per-attachment
+    /// instances of `host` counters (their globals differ).
+    caches: bool,
+}
+
+/// The cache directory of a node's pins.
+const PROGS_DIR: &str = "progs";
+
+/// Identifies this build's object: cached programs of another build are
+/// never used (`attach upgrade` removes them).
+fn build_id() -> u64 {
+    static ID: OnceLock<u64> = OnceLock::new();
+    *ID.get_or_init(|| crate::container::fnv1a(EBPF_OBJECT))
 }
 
 fn not_found_ok(r: std::result::Result<(), MapError>) -> Result<()> {
@@ -158,8 +176,23 @@ impl Datapath {
 
     fn open_with(dir: &Path, counter: Option<u32>) -> Result<Self> {
         Self::check_bpffs()?;
-        fs::create_dir_all(dir.join("links"))
-            .map_err(|e| Error::system(format!("cannot create {}: {e}", dir.display())))?;
+        for sub in ["links", PROGS_DIR] {
+            fs::create_dir_all(dir.join(sub))
+                .map_err(|e| Error::system(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        // A cached program holds the maps it was loaded with: if one of
+        // them is about to be made anew (its pin was removed), the cache is
+        // stale.
+        if attach_common::ALL_MAPS
+            .iter()
+            .chain(&attach_common::IPVLAN_MAPS)
+            .chain(&attach_common::BRIDGE_MAPS)
+            .chain(&attach_common::ROUTER_MAPS)
+            .chain(&attach_common::NESTED_MAPS)
+            .any(|m| !dir.join(m).exists())
+        {
+            Self::clear_program_cache(dir, false);
+        }
         let log_pin = dir.join(LOG_PIN);
         let mut loader = EbpfLoader::new();
         loader
@@ -175,7 +208,30 @@ impl Datapath {
         Ok(Self {
             ebpf,
             dir: dir.to_owned(),
+            cached: StdHashMap::new(),
+            caches: counter.is_none(),
         })
+    }
+
+    fn program_pin(dir: &Path, name: &str) -> PathBuf {
+        dir.join(PROGS_DIR)
+            .join(format!("{name}-{:016x}", build_id()))
+    }
+
+    /// Unpins cached programs: all of them, or (`keep_current`) those of
+    /// other builds. Best effort: another build's entry is never used anyway.
+    pub fn clear_program_cache(dir: &Path, keep_current: bool) {
+        let own = format!("-{:016x}", build_id());
+        let Ok(entries) = fs::read_dir(dir.join(PROGS_DIR)) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name();
+            if keep_current && name.to_string_lossy().ends_with(&own) {
+                continue;
+            }
+            let _ = fs::remove_file(e.path());
+        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -223,7 +279,26 @@ impl Datapath {
     }
 
     /// A program of the object, loaded (for attaching, or BPF_PROG_TEST_RUN).
+    ///
+    /// Loading means a pass of the verifier, about 13 ms per program on a
+    /// small VM, and every `add` needs two or three programs (its own, and
+    /// the parent's to compare with what is attached). So the first load of
+    /// a program by this build pins it in `progs/`, and later engine runs
+    /// take it from there.
     pub fn classifier(&mut self, name: &str) -> Result<&mut SchedClassifier> {
+        if self.caches && !self.cached.contains_key(name) {
+            let loaded_here = self.ebpf.program(name).and_then(|p| p.fd().ok()).is_some();
+            if !loaded_here
+                && let Ok(p) = SchedClassifier::from_pin(Self::program_pin(&self.dir, name))
+            {
+                self.cached.insert(name.to_owned(), p);
+            }
+        }
+        if let Some(p) = self.cached.get_mut(name) {
+            return Ok(p);
+        }
+        let pin = Self::program_pin(&self.dir, name);
+        let caches = self.caches;
         let prog: &mut SchedClassifier = self
             .ebpf
             .program_mut(name)
@@ -232,6 +307,9 @@ impl Datapath {
         if prog.fd().is_err() {
             prog.load()
                 .map_err(|e| Error::from(e).context(format!("loading {name}")))?;
+            if caches && let Err(e) = prog.pin(&pin) {
+                tracing::debug!("caching {name} at {}: {e}", pin.display());
+            }
         }
         Ok(prog)
     }

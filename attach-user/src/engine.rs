@@ -563,6 +563,9 @@ impl Engine {
         if !records.iter().any(Attachment::is_ebpf) {
             return Ok(Vec::new());
         }
+        // Cached programs of other builds go; `force` loads this build's
+        // afresh too.
+        Datapath::clear_program_cache(&self.pin_dir, !force);
         let mut dp = self.datapath()?;
         let mut out = Vec::new();
         // A host attachment's cgroup programs carry its counter slot: each is

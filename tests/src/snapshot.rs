@@ -118,7 +118,13 @@ pub fn snapshot(lab: &Lab, containers: &[&Netns]) -> State {
         s.insert(format!("links in {}", c.name()), Value::Array(links(c)));
     }
     let pins = pin_dir(lab);
-    s.insert("pins".into(), tree(&pins));
+    // `progs/` caches this build's loaded programs while the node has
+    // eBPF attachments (dropped with the last): not state of any attachment.
+    let mut pin_tree = tree(&pins);
+    if let Some(paths) = pin_tree.as_array_mut() {
+        paths.retain(|p| !p.as_str().is_some_and(|p| p.starts_with("progs")));
+    }
+    s.insert("pins".into(), pin_tree);
     for map in MAPS {
         let path = pins.join(map);
         let mut dump = if path.exists() {
