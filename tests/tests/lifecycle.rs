@@ -449,3 +449,75 @@ fn fifty_parallel_adds_on_one_parent() {
     assert_eq!(veths.lines().filter(|l| l.contains(": atk")).count(), 0);
     assert!(!lab.node_pin_dir().exists());
 }
+
+/// What `bpftool -j <what> show pinned <pin>` says.
+fn bpftool_show(what: &str, pin: &std::path::Path) -> Value {
+    let out = std::process::Command::new("bpftool")
+        .args(["-j", what, "show", "pinned"])
+        .arg(pin)
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)))
+}
+
+/// Each `add` takes this build's programs from the node's cache instead of
+/// loading them again (a verifier pass each); `upgrade --force` loads them
+/// afresh and caches those; the cache goes with the last attachment.
+#[test]
+fn programs_are_loaded_once_per_build_and_reused() {
+    require_root();
+    let lab = Lab::new().unwrap();
+    let pins = lab.node_pin_dir();
+    let cached = || -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(pins.join("progs"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let tx_prog = |ns: &Netns| {
+        let host = record(&lab, ns)["host_ifindex"].as_u64().unwrap();
+        bpftool_show("link", &pins.join(format!("links/port-{host}-tx")))["prog_id"]
+            .as_u64()
+            .unwrap()
+    };
+
+    let c1 = attach(&lab, 1, "bridge", Flavor::EbpfTc, &[]).unwrap();
+    let names = cached();
+    let build = names[0].rsplit('-').next().unwrap().to_owned();
+    for prog in ["attach_rx", "attach_tx", "attach_host"] {
+        assert!(
+            names.contains(&format!("{prog}-{build}")),
+            "{prog} of build {build} not cached: {names:?}"
+        );
+    }
+    assert!(names.iter().all(|n| n.ends_with(&build)), "{names:?}");
+    let tx_pin = pins.join(format!("progs/attach_tx-{build}"));
+    let first = tx_prog(&c1.ns);
+    assert_eq!(bpftool_show("prog", &tx_pin)["id"], first);
+
+    let c2 = attach(&lab, 2, "bridge", Flavor::EbpfTc, &[]).unwrap();
+    assert_eq!(
+        tx_prog(&c2.ns),
+        first,
+        "the second add loaded attach_tx again"
+    );
+    assert_eq!(cached(), names);
+
+    lab.attach().ok(&["upgrade", "--force"]).unwrap();
+    let fresh = tx_prog(&c1.ns);
+    assert_ne!(fresh, first, "upgrade --force kept the cached program");
+    assert_eq!(tx_prog(&c2.ns), fresh);
+    assert_eq!(bpftool_show("prog", &tx_pin)["id"], fresh);
+    assert!(ping(&c2.ns, EXT_V4));
+
+    for c in [&c1, &c2] {
+        lab.attach().ok(&["del", "--netns", c.ns.name()]).unwrap();
+    }
+    assert!(
+        !pins.exists(),
+        "the node's pins (and the cache) outlived its last attachment"
+    );
+}
