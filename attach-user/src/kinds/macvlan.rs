@@ -472,6 +472,10 @@ pub async fn teardown(engine: &Engine, rec: &Attachment, remaining: &[Attachment
             }
         }
         Backend::Ebpf => {
+            // The veth first: its tcx link goes with the device, while
+            // unpinning a live link would wait for a grace period of its own.
+            // A frame still redirected to the gone device is dropped.
+            note(endpoint::delete_veth(engine, rec).await);
             if rec.host_ifindex.is_some() || rec.endpoint_id.is_some() {
                 note(teardown_datapath(engine, rec, remaining).await);
             }
@@ -494,7 +498,6 @@ pub async fn teardown(engine: &Engine, rec: &Attachment, remaining: &[Attachment
                         .map_err(|e| e.context(format!("restoring parent {}", rec.parent))),
                 );
             }
-            note(endpoint::delete_veth(engine, rec).await);
         }
     }
     errors
