@@ -23,12 +23,16 @@ use crate::{
 #[command(
     name = "attach",
     version,
-    about = "Attach containers to the network: macvlan semantics in eBPF, beside the kernel's own",
+    about = "Attach containers to the network: macvlan and ipvlan semantics in eBPF, and every other way",
     long_about = "Attach containers to the network.\n\n\
-The engine works on the node it runs in (its network namespace). `attach add` gives a \
-container's network namespace an interface; the eBPF backend does it with a veth pair \
-switched by XDP/tc programs that mirror the kernel's macvlan rules, the native backend \
-with a real kernel macvlan.\n\n\
+The engine works on the node it runs in (its network namespace). `attach add <kind>` \
+connects a container's network namespace in one of six ways: macvlan/ipvlan (a veth pair \
+switched by XDP/tc programs that mirror the kernel's macvlan and ipvlan rules, or with \
+--backend native a real kernel macvlan), bridge/router (a veth to a Linux bridge or our eBPF \
+switch; a routed veth), nested (containers in a VM, one VLAN each), host (the node's own \
+namespace, counted), container (another container's namespace, held) and sriov (a VF moved \
+in). Attachments and their programs outlive this process; `attach agent` serves the same \
+commands on a unix socket, and `attach-cni` is the CNI plugin.\n\n\
 Examples:\n  \
 attach add macvlan --parent eth1 --netns c1 --ip 10.0.0.2/24 --gateway 10.0.0.1\n  \
 attach add macvlan --mode vepa --parent eth1 --netns /proc/1234/ns/net --datapath xdp\n  \
