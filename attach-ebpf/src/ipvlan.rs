@@ -9,13 +9,14 @@ use attach_common::{
 use aya_ebpf::{
     EbpfContext,
     bindings::{bpf_fib_lookup as FibLookupC, bpf_redir_neigh as RedirNeighC},
-    helpers::{bpf_csum_diff, bpf_fib_lookup, bpf_redirect_neigh},
+    helpers::{bpf_fib_lookup, bpf_redirect_neigh},
     programs::TcContext,
 };
 
 use crate::{
     eth::{ETH_HLEN, EthHdr},
     maps::{IP4_EPS, IP6_EPS},
+    neigh,
 };
 
 pub const ETH_P_IP: u16 = 0x0800;
@@ -114,7 +115,7 @@ pub struct ArpHdr {
 impl ArpHdr {
     /// Ethernet/IPv4 ARP, the only kind ipvlan reads.
     #[inline(always)]
-    fn is_eth_ip(&self) -> bool {
+    pub fn is_eth_ip(&self) -> bool {
         self.htype[0] == 0
             && self.htype[1] == 1
             && self.ptype[0] == 8
@@ -361,65 +362,18 @@ pub fn redirect_neigh(ifindex: u32, nh: &L3) -> i32 {
     }
 }
 
-/// The frames an l3 port answers for its endpoints, in place.
-#[repr(C)]
-struct ArpFrame {
-    eth: EthHdr,
-    arp: ArpHdr,
-}
-
 /// An ARP request from another host for the address of an up endpoint of
 /// an l3/l3s port: turned into the reply, from the parent's MAC. Returns
 /// whether the frame now is that reply (the caller sends it back out).
 #[inline(always)]
 pub fn arp_reply(ctx: &TcContext, port: &IpvlanParent, parent_ifindex: u32) -> bool {
-    let Ok(mut f) = ctx.load::<ArpFrame>(0) else {
+    let Some(f) = neigh::arp_request(ctx) else {
         return false;
     };
-    if !f.arp.is_eth_ip() || f.arp.op[0] != 0 || f.arp.op[1] != 1 {
-        return false;
-    }
     if lookup(ctx, parent_ifindex, &L3::v4(L3_ARP, f.arp.tpa)).is_none() {
         return false;
     }
-    f.eth.dst = f.eth.src;
-    f.eth.src = port.mac;
-    f.arp.op = [0, 2];
-    f.arp.tha = f.arp.sha;
-    f.arp.sha = port.mac;
-    core::mem::swap(&mut f.arp.tpa, &mut f.arp.spa);
-    ctx.store(0, &f, 0).is_ok()
-}
-
-/// A neighbour solicitation with its source link-layer option, and the
-/// advertisement it becomes (same length).
-#[repr(C)]
-struct NdFrame {
-    eth: EthHdr,
-    /// version/class/flow (4), payload length (2), next header, hop limit.
-    ip6_head: [u8; 8],
-    saddr: [u8; 16],
-    daddr: [u8; 16],
-    icmp_type: u8,
-    icmp_code: u8,
-    csum: [u8; 2],
-    flags: [u8; 4],
-    target: [u8; 16],
-    opt_type: u8,
-    opt_len: u8,
-    lladdr: MacAddr,
-}
-const ND_FRAME_LEN: usize = 14 + 40 + 32;
-const _: () = assert!(core::mem::size_of::<NdFrame>() == ND_FRAME_LEN);
-
-/// The ICMPv6 pseudo-header and message, for the checksum.
-#[repr(C)]
-struct NdSum {
-    saddr: [u8; 16],
-    daddr: [u8; 16],
-    len: [u8; 4],
-    next: [u8; 4],
-    msg: [u8; 32],
+    neigh::reply_arp(ctx, f, &port.mac)
 }
 
 /// A neighbour solicitation (not DAD) from another host for an up
@@ -428,67 +382,13 @@ struct NdSum {
 /// frame now is that advertisement.
 #[inline(always)]
 pub fn na_reply(ctx: &TcContext, port: &IpvlanParent, parent_ifindex: u32) -> bool {
-    if ctx.len() as usize != ND_FRAME_LEN {
-        return false;
-    }
-    let Ok(mut f) = ctx.load::<NdFrame>(0) else {
+    let Some(f) = neigh::solicitation(ctx) else {
         return false;
     };
-    let h = f.ip6_head;
-    if h[0] >> 4 != 6
-        || h[4] != 0
-        || h[5] != 32
-        || h[6] != IPPROTO_ICMPV6
-        || h[7] != 255
-        || f.icmp_type != NDISC_NS
-        || f.icmp_code != 0
-        || f.opt_type != 1
-        || f.opt_len != 1
-        || is_zero16(&f.saddr)
-    {
-        return false;
-    }
     if lookup(ctx, parent_ifindex, &L3::v6(L3_V6, f.target)).is_none() {
         return false;
     }
-    f.eth.dst = f.eth.src;
-    f.eth.src = port.mac;
-    f.daddr = f.saddr;
-    f.saddr = f.target;
-    f.icmp_type = NDISC_NA;
-    f.csum = [0, 0];
-    // Solicited, override.
-    f.flags = [0x60, 0, 0, 0];
-    f.opt_type = 2;
-    f.lladdr = port.mac;
-    let mut sum = NdSum {
-        saddr: f.saddr,
-        daddr: f.daddr,
-        len: [0, 0, 0, 32],
-        next: [0, 0, 0, IPPROTO_ICMPV6],
-        msg: [0; 32],
-    };
-    // SAFETY: the 32 bytes of the message start at icmp_type.
-    sum.msg = unsafe { core::ptr::read_unaligned(&f.icmp_type as *const u8 as *const [u8; 32]) };
-    // SAFETY: `sum` is readable for its size, a multiple of 4.
-    let s = unsafe {
-        bpf_csum_diff(
-            core::ptr::null_mut(),
-            0,
-            &mut sum as *mut NdSum as *mut u32,
-            core::mem::size_of::<NdSum>() as u32,
-            0,
-        )
-    };
-    if s < 0 {
-        return false;
-    }
-    let mut s = s as u64;
-    s = (s & 0xffff) + (s >> 16);
-    s = (s & 0xffff) + (s >> 16);
-    s = (s & 0xffff) + (s >> 16);
-    f.csum = (!(s as u16)).to_ne_bytes();
-    ctx.store(0, &f, 0).is_ok()
+    neigh::advertise(ctx, f, &port.mac, neigh::NA_SOLICITED_OVERRIDE)
 }
 
 /// Whether a multicast frame on an l2 port comes from outside

@@ -44,6 +44,7 @@ mod flood;
 mod ipvlan;
 mod macvlan;
 mod maps;
+mod neigh;
 mod nested;
 mod router;
 mod spoof;

@@ -2,28 +2,23 @@
 //! forwarding by the node's tables (`bpf_fib_lookup`) with the TTL / hop
 //! limit decremented as a router does.
 
-use attach_common::{MacAddr, RouterPort};
+use attach_common::RouterPort;
 use aya_ebpf::{
     EbpfContext,
     bindings::{__sk_buff, TC_ACT_REDIRECT},
-    helpers::{bpf_csum_diff, bpf_redirect_peer},
+    helpers::bpf_redirect_peer,
     programs::TcContext,
 };
 
 use crate::{
     eth::{ETH_HLEN, EthHdr},
     ipvlan::{
-        AF_INET, AF_INET6, ArpHdr, ETH_P_IP, FIB_NO_NEIGH, FIB_SUCCESS, Fib, IPPROTO_ICMPV6, L3,
-        L3_V4, L3_V6, NDISC_NA, NDISC_NS, is_zero16, redirect_neigh,
+        AF_INET, AF_INET6, ETH_P_IP, FIB_NO_NEIGH, FIB_SUCCESS, Fib, L3, L3_V4, L3_V6,
+        redirect_neigh,
     },
     maps::RT_PORTS,
+    neigh,
 };
-
-#[repr(C)]
-struct ArpFrame {
-    eth: EthHdr,
-    arp: ArpHdr,
-}
 
 /// An ARP request from the container, answered for the node (the gateway,
 /// and any other address the container believes on-link: the node routes
@@ -32,59 +27,15 @@ struct ArpFrame {
 /// Returns whether the frame now is that reply.
 #[inline(always)]
 pub fn arp_reply(ctx: &TcContext, port: &RouterPort) -> bool {
-    let Ok(mut f) = ctx.load::<ArpFrame>(0) else {
+    let Some(f) = neigh::arp_request(ctx) else {
         return false;
     };
-    let a = &f.arp;
-    let eth_ip = a.htype == [0, 1] && a.ptype == [8, 0] && a.hlen == 6 && a.plen == 4;
-    if !eth_ip || a.op != [0, 1] {
+    let spa = u32::from_ne_bytes(f.arp.spa);
+    if spa == 0 || spa == u32::from_ne_bytes(f.arp.tpa) {
         return false;
     }
-    let spa = u32::from_ne_bytes(a.spa);
-    if spa == 0 || spa == u32::from_ne_bytes(a.tpa) {
-        return false;
-    }
-    f.eth.dst = f.eth.src;
-    f.eth.src = port.gw_mac;
-    f.arp.op = [0, 2];
-    f.arp.tha = f.arp.sha;
-    f.arp.sha = port.gw_mac;
-    core::mem::swap(&mut f.arp.tpa, &mut f.arp.spa);
-    ctx.store(0, &f, 0).is_ok()
+    neigh::reply_arp(ctx, f, &port.gw_mac)
 }
-
-/// A neighbour solicitation with its source link-layer option, and the
-/// advertisement it becomes (same length).
-#[repr(C)]
-struct NdFrame {
-    eth: EthHdr,
-    /// version/class/flow (4), payload length (2), next header, hop limit.
-    ip6_head: [u8; 8],
-    saddr: [u8; 16],
-    daddr: [u8; 16],
-    icmp_type: u8,
-    icmp_code: u8,
-    csum: [u8; 2],
-    flags: [u8; 4],
-    target: [u8; 16],
-    opt_type: u8,
-    opt_len: u8,
-    lladdr: MacAddr,
-}
-const ND_FRAME_LEN: usize = 14 + 40 + 32;
-const _: () = assert!(core::mem::size_of::<NdFrame>() == ND_FRAME_LEN);
-
-#[repr(C)]
-struct NdSum {
-    saddr: [u8; 16],
-    daddr: [u8; 16],
-    len: [u8; 4],
-    next: [u8; 4],
-    msg: [u8; 32],
-}
-
-/// NA flags: router, solicited, override.
-pub const NA_ROUTER_SOLICITED_OVERRIDE: u8 = 0xe0;
 
 /// A neighbour solicitation from the container (not DAD), answered for the
 /// node (its gateway `fe80::1`, or any other target: the node routes
@@ -93,63 +44,10 @@ pub const NA_ROUTER_SOLICITED_OVERRIDE: u8 = 0xe0;
 /// that advertisement.
 #[inline(always)]
 pub fn na_reply(ctx: &TcContext, port: &RouterPort) -> bool {
-    if ctx.len() as usize != ND_FRAME_LEN {
-        return false;
-    }
-    let Ok(mut f) = ctx.load::<NdFrame>(0) else {
+    let Some(f) = neigh::solicitation(ctx) else {
         return false;
     };
-    let h = f.ip6_head;
-    if h[0] >> 4 != 6
-        || h[4] != 0
-        || h[5] != 32
-        || h[6] != IPPROTO_ICMPV6
-        || h[7] != 255
-        || f.icmp_type != NDISC_NS
-        || f.icmp_code != 0
-        || f.opt_type != 1
-        || f.opt_len != 1
-        || is_zero16(&f.saddr)
-    {
-        return false;
-    }
-    f.eth.dst = f.eth.src;
-    f.eth.src = port.gw_mac;
-    f.daddr = f.saddr;
-    f.saddr = f.target;
-    f.icmp_type = NDISC_NA;
-    f.csum = [0, 0];
-    f.flags = [NA_ROUTER_SOLICITED_OVERRIDE, 0, 0, 0];
-    f.opt_type = 2;
-    f.lladdr = port.gw_mac;
-    let mut sum = NdSum {
-        saddr: f.saddr,
-        daddr: f.daddr,
-        len: [0, 0, 0, 32],
-        next: [0, 0, 0, IPPROTO_ICMPV6],
-        msg: [0; 32],
-    };
-    // SAFETY: the 32 bytes of the message start at icmp_type.
-    sum.msg = unsafe { core::ptr::read_unaligned(&f.icmp_type as *const u8 as *const [u8; 32]) };
-    // SAFETY: `sum` is readable for its size, a multiple of 4.
-    let s = unsafe {
-        bpf_csum_diff(
-            core::ptr::null_mut(),
-            0,
-            &mut sum as *mut NdSum as *mut u32,
-            core::mem::size_of::<NdSum>() as u32,
-            0,
-        )
-    };
-    if s < 0 {
-        return false;
-    }
-    let mut s = s as u64;
-    s = (s & 0xffff) + (s >> 16);
-    s = (s & 0xffff) + (s >> 16);
-    s = (s & 0xffff) + (s >> 16);
-    f.csum = (!(s as u16)).to_ne_bytes();
-    ctx.store(0, &f, 0).is_ok()
+    neigh::advertise(ctx, f, &port.gw_mac, neigh::NA_ROUTER_SOLICITED_OVERRIDE)
 }
 
 /// What forwarding decided.
