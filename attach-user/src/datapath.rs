@@ -368,6 +368,29 @@ impl Datapath {
         Ok(pinned == Some(current))
     }
 
+    /// Checks that `prog` is attached on `ifindex` by the link pinned as
+    /// `pin` and is this build's; `what` names the program in errors.
+    pub fn check_tcx(
+        &mut self,
+        prog: &str,
+        pin: &str,
+        ifindex: u32,
+        at: TcAttachType,
+        what: &str,
+    ) -> Result<()> {
+        if !self.tcx_pin_alive(pin, ifindex, at) {
+            return Err(Error::system(format!(
+                "the {what} program is not attached ({pin})"
+            )));
+        }
+        if !self.pin_runs_current(prog, pin)? {
+            return Err(Error::system(format!(
+                "the {what} program ({pin}) is not this build's {prog}"
+            )));
+        }
+        Ok(())
+    }
+
     /// Attaches a tcx program on `ifindex` and pins its link as `pin`. A live
     /// pin running an older build of the program is switched to this one in
     /// place (`bpf_link_update`: atomic, no packet sees no program).

@@ -8,7 +8,7 @@ use crate::{
     engine::Engine,
     error::{Context as _, Error, Result},
     model::Attachment,
-    netlink::{LinkChange, Rtnl},
+    netlink::{Link, LinkChange, Rtnl},
     netns::Netns,
     sys,
 };
@@ -77,5 +77,23 @@ pub async fn delete_veth(engine: &Engine, rec: &Attachment) -> Result<()> {
     match engine.rtnl.link_by_index(index).await? {
         Some(l) if &l.name == name => engine.rtnl.del_link(index).await,
         _ => Ok(()),
+    }
+}
+
+/// Checks that `what` — `index`, named `name` in the record — is still
+/// there under that name, and up; returns it.
+pub async fn check_link(
+    engine: &Engine,
+    index: Option<u32>,
+    name: Option<&str>,
+    what: &str,
+) -> Result<Link> {
+    let (Some(index), Some(name)) = (index, name) else {
+        return Err(Error::system(format!("the record has no {what}")));
+    };
+    match engine.rtnl.link_by_index(index).await? {
+        Some(l) if l.name == name && l.up => Ok(l),
+        Some(l) if l.name == name => Err(Error::system(format!("{what} {name} is down"))),
+        _ => Err(Error::not_found(format!("{what} {name} is gone"))),
     }
 }

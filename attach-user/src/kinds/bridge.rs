@@ -765,22 +765,13 @@ async fn release_uplink(engine: &Engine, dp: &mut Datapath, rec: &Attachment) ->
 /// entry, uplink and programs.
 pub async fn check(engine: &Engine, rec: &Attachment) -> Result<()> {
     super::check_container_side(rec).await?;
-    let (Some(host), Some(host_name)) = (rec.host_ifindex, &rec.host_ifname) else {
-        return Err(Error::system("the record has no host-side interface"));
-    };
-    let link = match engine.rtnl.link_by_index(host).await? {
-        Some(l) if &l.name == host_name && l.up => l,
-        Some(l) if &l.name == host_name => {
-            return Err(Error::system(format!(
-                "host-side interface {host_name} is down"
-            )));
-        }
-        _ => {
-            return Err(Error::not_found(format!(
-                "host-side interface {host_name} is gone"
-            )));
-        }
-    };
+    let link = endpoint::check_link(
+        engine,
+        rec.host_ifindex,
+        rec.host_ifname.as_deref(),
+        "host-side interface",
+    )
+    .await?;
     match rec.backend {
         Backend::Native => check_native(engine, rec, &link).await,
         Backend::Ebpf => check_switch_port(engine, rec),
@@ -826,27 +817,13 @@ async fn check_native(engine: &Engine, rec: &Attachment, link: &Link) -> Result<
                 "the source addresses of {host_name} are missing from the anti-spoofing table"
             )));
         }
-        check_program(
-            &mut dp,
+        dp.check_tcx(
             PROG_BR_GUARD,
-            link.index,
             &datapath::port_link(link.index),
+            link.index,
+            TcAttachType::Ingress,
             "source guard",
         )?;
-    }
-    Ok(())
-}
-
-fn check_program(dp: &mut Datapath, prog: &str, ifindex: u32, pin: &str, what: &str) -> Result<()> {
-    if !dp.tcx_pin_alive(pin, ifindex, TcAttachType::Ingress) {
-        return Err(Error::system(format!(
-            "the {what} program is not attached ({pin})"
-        )));
-    }
-    if !dp.pin_runs_current(prog, pin)? {
-        return Err(Error::system(format!(
-            "the {what} program ({pin}) is not this build's"
-        )));
     }
     Ok(())
 }
@@ -885,11 +862,11 @@ fn check_switch_port(engine: &Engine, rec: &Attachment) -> Result<()> {
             rec.parent
         )));
     }
-    check_program(
-        &mut dp,
+    dp.check_tcx(
         PROG_SW,
-        want.ifindex,
         &datapath::port_link(want.ifindex),
+        want.ifindex,
+        TcAttachType::Ingress,
         "switch",
     )?;
     if let Some(up) = &rec.uplink {
@@ -904,11 +881,11 @@ fn check_switch_port(engine: &Engine, rec: &Attachment) -> Result<()> {
                 rec.parent
             )));
         }
-        check_program(
-            &mut dp,
+        dp.check_tcx(
             PROG_SW,
-            ifindex,
             &datapath::uplink_link(ifindex),
+            ifindex,
+            TcAttachType::Ingress,
             "uplink",
         )?;
     }

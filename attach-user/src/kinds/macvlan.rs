@@ -569,22 +569,14 @@ pub async fn check(engine: &Engine, rec: &Attachment) -> Result<()> {
     if rec.backend == Backend::Native {
         return Ok(());
     }
-    let (Some(host_index), Some(host_name)) = (rec.host_ifindex, &rec.host_ifname) else {
-        return Err(Error::system("the record has no host-side interface"));
-    };
-    match engine.rtnl.link_by_index(host_index).await? {
-        Some(l) if &l.name == host_name && l.up => {}
-        Some(l) if &l.name == host_name => {
-            return Err(Error::system(format!(
-                "host-side interface {host_name} is down"
-            )));
-        }
-        _ => {
-            return Err(Error::not_found(format!(
-                "host-side interface {host_name} is gone"
-            )));
-        }
-    }
+    let link = endpoint::check_link(
+        engine,
+        rec.host_ifindex,
+        rec.host_ifname.as_deref(),
+        "host-side interface",
+    )
+    .await?;
+    let (host_index, host_name) = (link.index, &link.name);
     let mut dp = engine.datapath()?;
     let want = endpoint_of(rec).ok_or_else(|| Error::system("the record has no endpoint id"))?;
     if dp.port(host_index)? != Some(want) {
@@ -638,16 +630,7 @@ pub async fn check(engine: &Engine, rec: &Attachment) -> Result<()> {
         ),
     ];
     for (prog, pin, ifindex, at, what) in programs {
-        if !dp.tcx_pin_alive(&pin, ifindex, at) {
-            return Err(Error::system(format!(
-                "the {what} program is not attached ({pin})"
-            )));
-        }
-        if !dp.pin_runs_current(prog, &pin)? {
-            return Err(Error::system(format!(
-                "the {what} program ({pin}) is not this build's {prog}"
-            )));
-        }
+        dp.check_tcx(prog, &pin, ifindex, at, what)?;
     }
     if rec.datapath == Some(DatapathKind::Xdp) {
         if !dp.has_link(&xdp) {

@@ -603,48 +603,11 @@ fn teardown_host(engine: &Engine, rec: &Attachment, remaining: &[Attachment]) ->
     dp.remove_nest_id(id)
 }
 
-async fn check_link(
-    engine: &Engine,
-    index: Option<u32>,
-    name: Option<&String>,
-    what: &str,
-) -> Result<()> {
-    let (Some(index), Some(name)) = (index, name) else {
-        return Err(Error::system(format!("the record has no {what}")));
-    };
-    match engine.rtnl.link_by_index(index).await? {
-        Some(l) if &l.name == name && l.up => Ok(()),
-        Some(l) if &l.name == name => Err(Error::system(format!("{what} {name} is down"))),
-        _ => Err(Error::not_found(format!("{what} {name} is gone"))),
-    }
-}
-
-fn check_prog(
-    dp: &mut datapath::Datapath,
-    prog: &str,
-    pin: &str,
-    ifindex: u32,
-    at: TcAttachType,
-    what: &str,
-) -> Result<()> {
-    if !dp.tcx_pin_alive(pin, ifindex, at) {
-        return Err(Error::system(format!(
-            "the {what} program is not attached ({pin})"
-        )));
-    }
-    if !dp.pin_runs_current(prog, pin)? {
-        return Err(Error::system(format!(
-            "the {what} program ({pin}) is not this build's"
-        )));
-    }
-    Ok(())
-}
-
 /// Either side against reality: links, map entries, programs.
 pub async fn check(engine: &Engine, rec: &Attachment) -> Result<()> {
     let mut dp;
     if is_host_side(rec) {
-        check_link(engine, rec.tap_ifindex, rec.tap.as_ref(), "tap").await?;
+        endpoint::check_link(engine, rec.tap_ifindex, rec.tap.as_deref(), "tap").await?;
         dp = engine.datapath()?;
         let want =
             host_nested_of(rec).ok_or_else(|| Error::system("the record has no endpoint id"))?;
@@ -681,16 +644,14 @@ pub async fn check(engine: &Engine, rec: &Attachment) -> Result<()> {
             )));
         }
         let [rx, host, xdp] = datapath::parent_links(rec.parent_ifindex);
-        check_prog(
-            &mut dp,
+        dp.check_tcx(
             PROG_RX,
             &rx,
             rec.parent_ifindex,
             TcAttachType::Ingress,
             "receive",
         )?;
-        check_prog(
-            &mut dp,
+        dp.check_tcx(
             PROG_HOST,
             &host,
             rec.parent_ifindex,
@@ -703,8 +664,7 @@ pub async fn check(engine: &Engine, rec: &Attachment) -> Result<()> {
                 rec.parent
             )));
         }
-        return check_prog(
-            &mut dp,
+        return dp.check_tcx(
             PROG_NEST_TAP,
             &datapath::tap_link(tap),
             tap,
@@ -713,10 +673,10 @@ pub async fn check(engine: &Engine, rec: &Attachment) -> Result<()> {
         );
     }
     super::check_container_side(rec).await?;
-    check_link(
+    endpoint::check_link(
         engine,
         rec.host_ifindex,
-        rec.host_ifname.as_ref(),
+        rec.host_ifname.as_deref(),
         "host-side interface",
     )
     .await?;
@@ -741,16 +701,14 @@ pub async fn check(engine: &Engine, rec: &Attachment) -> Result<()> {
             "the source addresses are missing from the anti-spoofing table",
         ));
     }
-    check_prog(
-        &mut dp,
+    dp.check_tcx(
         PROG_NEST_TX,
         &datapath::port_link(h),
         h,
         TcAttachType::Ingress,
         "nested transmit",
     )?;
-    check_prog(
-        &mut dp,
+    dp.check_tcx(
         PROG_NEST_RX,
         &datapath::nested_uplink_link(rec.parent_ifindex),
         rec.parent_ifindex,

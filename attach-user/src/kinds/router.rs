@@ -502,22 +502,14 @@ fn teardown_datapath(engine: &Engine, rec: &Attachment, remaining: &[Attachment]
 /// entry and both programs (attached, this build).
 pub async fn check(engine: &Engine, rec: &Attachment) -> Result<()> {
     super::check_container_side(rec).await?;
-    let (Some(host_index), Some(host_name)) = (rec.host_ifindex, &rec.host_ifname) else {
-        return Err(Error::system("the record has no host-side interface"));
-    };
-    match engine.rtnl.link_by_index(host_index).await? {
-        Some(l) if &l.name == host_name && l.up => {}
-        Some(l) if &l.name == host_name => {
-            return Err(Error::system(format!(
-                "host-side interface {host_name} is down"
-            )));
-        }
-        _ => {
-            return Err(Error::not_found(format!(
-                "host-side interface {host_name} is gone"
-            )));
-        }
-    }
+    let link = endpoint::check_link(
+        engine,
+        rec.host_ifindex,
+        rec.host_ifname.as_deref(),
+        "host-side interface",
+    )
+    .await?;
+    let (host_index, host_name) = (link.index, &link.name);
     let routes = engine.rtnl.routes_via(host_index).await?;
     for ip in &rec.ips {
         let plen = if ip.addr.is_ipv4() { 32 } else { 128 };
@@ -559,16 +551,13 @@ pub async fn check(engine: &Engine, rec: &Attachment) -> Result<()> {
             "uplink",
         ),
     ] {
-        if !dp.tcx_pin_alive(&pin, ifindex, TcAttachType::Ingress) {
-            return Err(Error::system(format!(
-                "the router {what} program is not attached ({pin})"
-            )));
-        }
-        if !dp.pin_runs_current(prog, &pin)? {
-            return Err(Error::system(format!(
-                "the router {what} program ({pin}) is not this build's"
-            )));
-        }
+        dp.check_tcx(
+            prog,
+            &pin,
+            ifindex,
+            TcAttachType::Ingress,
+            &format!("router {what}"),
+        )?;
     }
     Ok(())
 }
