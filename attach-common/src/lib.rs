@@ -46,20 +46,24 @@ pub const PIN_ROOT: &str = "/sys/fs/bpf/attach";
 /// Root of the attachment records; one directory per node below it.
 pub const STATE_ROOT: &str = "/run/attach";
 
+/// The name of every map the datapath pins.
+pub fn pinned_maps() -> impl Iterator<Item = &'static str> {
+    ALL_MAPS
+        .iter()
+        .chain(&IPVLAN_MAPS)
+        .chain(&BRIDGE_MAPS)
+        .chain(&ROUTER_MAPS)
+        .chain(&NESTED_MAPS)
+        .copied()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn map_names_fit_the_kernel_limit() {
-        for name in ALL_MAPS
-            .iter()
-            .chain(&IPVLAN_MAPS)
-            .chain(&BRIDGE_MAPS)
-            .chain(&ROUTER_MAPS)
-            .chain(&NESTED_MAPS)
-            .chain([&MAP_BENCH])
-        {
+        for name in pinned_maps().chain([MAP_BENCH]) {
             assert!(name.len() <= 15, "{name} is longer than 15 characters");
             assert!(
                 name.starts_with("attach_"),

@@ -27,8 +27,8 @@ use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, DevMapHash, HashMap, MapData, MapError, PerCpuArray, PerCpuValues},
     programs::{
-        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, LinkOrder, SchedClassifier, TcAttach,
-        TcAttachType, Xdp, XdpMode,
+        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, LinkOrder, Program, ProgramError,
+        SchedClassifier, TcAttach, TcAttachType, Xdp, XdpMode,
         links::{FdLink, PinnedLink},
     },
 };
@@ -138,6 +138,42 @@ fn build_id() -> u64 {
     *ID.get_or_init(|| crate::container::fnv1a(EBPF_OBJECT))
 }
 
+/// A program type of the object that can be loaded on first use.
+pub(crate) trait Loadable {
+    fn is_loaded(&self) -> bool;
+    fn load_now(&mut self) -> std::result::Result<(), ProgramError>;
+}
+
+macro_rules! loadable {
+    ($($t:ty),*) => {$(
+        impl Loadable for $t {
+            fn is_loaded(&self) -> bool {
+                self.fd().is_ok()
+            }
+            fn load_now(&mut self) -> std::result::Result<(), ProgramError> {
+                self.load()
+            }
+        }
+    )*};
+}
+loadable!(SchedClassifier, Xdp, CgroupSkb);
+
+/// Program `name` of `ebpf`, loaded into the kernel if it is not yet.
+pub(crate) fn load_program<'a, P: Loadable>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut P>
+where
+    &'a mut P: TryFrom<&'a mut Program, Error = ProgramError>,
+{
+    let p: &'a mut P = ebpf
+        .program_mut(name)
+        .ok_or_else(|| Error::system(format!("program {name} missing from the object")))?
+        .try_into()?;
+    if !p.is_loaded() {
+        p.load_now()
+            .map_err(|e| Error::from(e).context(format!("loading {name}")))?;
+    }
+    Ok(p)
+}
+
 fn not_found_ok(r: std::result::Result<(), MapError>) -> Result<()> {
     match r {
         Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
@@ -183,14 +219,7 @@ impl Datapath {
         // A cached program holds the maps it was loaded with: if one of
         // them is about to be made anew (its pin was removed), the cache is
         // stale.
-        if attach_common::ALL_MAPS
-            .iter()
-            .chain(&attach_common::IPVLAN_MAPS)
-            .chain(&attach_common::BRIDGE_MAPS)
-            .chain(&attach_common::ROUTER_MAPS)
-            .chain(&attach_common::NESTED_MAPS)
-            .any(|m| !dir.join(m).exists())
-        {
+        if attach_common::pinned_maps().any(|m| !dir.join(m).exists()) {
             Self::clear_program_cache(dir, false);
         }
         let log_pin = dir.join(LOG_PIN);
@@ -297,19 +326,14 @@ impl Datapath {
         if let Some(p) = self.cached.get_mut(name) {
             return Ok(p);
         }
+        let fresh = self.ebpf.program(name).is_some_and(|p| p.fd().is_err());
+        let prog: &mut SchedClassifier = load_program(&mut self.ebpf, name)?;
         let pin = Self::program_pin(&self.dir, name);
-        let caches = self.caches;
-        let prog: &mut SchedClassifier = self
-            .ebpf
-            .program_mut(name)
-            .ok_or_else(|| Error::system(format!("program {name} missing from the object")))?
-            .try_into()?;
-        if prog.fd().is_err() {
-            prog.load()
-                .map_err(|e| Error::from(e).context(format!("loading {name}")))?;
-            if caches && let Err(e) = prog.pin(&pin) {
-                tracing::debug!("caching {name} at {}: {e}", pin.display());
-            }
+        if fresh
+            && self.caches
+            && let Err(e) = prog.pin(&pin)
+        {
+            tracing::debug!("caching {name} at {}: {e}", pin.display());
         }
         Ok(prog)
     }
@@ -320,16 +344,7 @@ impl Datapath {
 
     /// An XDP program of the object, loaded.
     pub fn xdp(&mut self, name: &str) -> Result<&mut Xdp> {
-        let prog: &mut Xdp = self
-            .ebpf
-            .program_mut(name)
-            .ok_or_else(|| Error::system(format!("program {name} missing from the object")))?
-            .try_into()?;
-        if prog.fd().is_err() {
-            prog.load()
-                .map_err(|e| Error::from(e).context(format!("loading {name}")))?;
-        }
-        Ok(prog)
+        load_program(&mut self.ebpf, name)
     }
 
     /// Whether the link pinned as `pin` still has its program on `ifindex`
@@ -471,16 +486,7 @@ impl Datapath {
     /// A cgroup_skb program of the object, loaded (for attaching, or
     /// BPF_PROG_TEST_RUN).
     pub fn cgroup_program(&mut self, name: &str) -> Result<&mut CgroupSkb> {
-        let p: &mut CgroupSkb = self
-            .ebpf
-            .program_mut(name)
-            .ok_or_else(|| Error::system(format!("program {name} missing from the object")))?
-            .try_into()?;
-        if p.fd().is_err() {
-            p.load()
-                .map_err(|e| Error::from(e).context(format!("loading {name}")))?;
-        }
-        Ok(p)
+        load_program(&mut self.ebpf, name)
     }
 
     /// Attaches a cgroup_skb counter program (`PROG_CG_IN`/`PROG_CG_EG`) to

@@ -162,6 +162,14 @@ pub struct Rtnl {
     handle: Handle,
 }
 
+/// A deletion's result, where "already gone" counts as done.
+fn gone_ok(r: std::result::Result<(), rtnetlink::Error>) -> Result<()> {
+    match r.map_err(Error::from) {
+        Err(e) if e.kind == ErrorKind::NotFound => Ok(()),
+        r => r,
+    }
+}
+
 impl Rtnl {
     /// A connection in the calling thread's namespace (the node's).
     pub fn here() -> Result<Self> {
@@ -326,17 +334,7 @@ impl Rtnl {
         let msg = LinkBridgeVlan::new(index)
             .vlan(vid, BridgeVlanInfoFlags::empty())
             .build();
-        match self.handle.link().del_with_message(msg).execute().await {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                let e = Error::from(e);
-                if e.kind == ErrorKind::NotFound {
-                    Ok(())
-                } else {
-                    Err(e)
-                }
-            }
-        }
+        gone_ok(self.handle.link().del_with_message(msg).execute().await)
     }
 
     /// The VLANs of bridge port `index` (`bridge vlan show dev IF`).
@@ -397,17 +395,7 @@ impl Rtnl {
 
     /// Deletes a link; a link already gone is not an error.
     pub async fn del_link(&self, index: u32) -> Result<()> {
-        match self.handle.link().del(index).execute().await {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                let e = Error::from(e);
-                if e.kind == ErrorKind::NotFound {
-                    Ok(())
-                } else {
-                    Err(e)
-                }
-            }
-        }
+        gone_ok(self.handle.link().del(index).execute().await)
     }
 
     /// Adds an address; IPv6 ones skip duplicate address detection so they
@@ -519,17 +507,7 @@ impl Rtnl {
         };
         msg.header.protocol = RouteProtocol::Unspec;
         msg.header.scope = RouteScope::NoWhere;
-        match self.handle.route().del(msg).execute().await {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                let e = Error::from(e);
-                if e.kind == ErrorKind::NotFound {
-                    Ok(())
-                } else {
-                    Err(e)
-                }
-            }
-        }
+        gone_ok(self.handle.route().del(msg).execute().await)
     }
 
     /// A host route to `addr` through the device in the main table,
@@ -705,17 +683,7 @@ impl Rtnl {
         m.header.state = NeighbourState::Permanent;
         m.attributes
             .push(NeighbourAttribute::LinkLayerAddress(mac.0.to_vec()));
-        match self.handle.neighbours().del(m).execute().await {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                let e = Error::from(e);
-                if e.kind == ErrorKind::NotFound {
-                    Ok(())
-                } else {
-                    Err(e)
-                }
-            }
-        }
+        gone_ok(self.handle.neighbours().del(m).execute().await)
     }
 }
 

@@ -1,4 +1,4 @@
-//! Small kernel knobs with no netlink message: sysctls and ethtool ioctls.
+//! Small kernel knobs with no netlink message: sysctls and interface ioctls.
 //! Both act in the calling thread's network namespace.
 
 use std::{io, os::fd::AsRawFd};
@@ -31,28 +31,63 @@ struct EthtoolValue {
     data: u32,
 }
 
+/// `struct ifreq`: an interface name and the request's 24-byte union.
 #[repr(C)]
-struct IfReq {
+struct IfReq<U> {
     name: [u8; libc::IFNAMSIZ],
+    ifru: U,
+}
+
+/// ioctl `op` on interface `ifname` (in the calling thread's namespace)
+/// with the union `ifru`; returns the union as the kernel left it.
+fn ifreq_ioctl<U>(ifname: &str, op: libc::c_ulong, ifru: U) -> io::Result<U> {
+    let sock =
+        std::net::UdpSocket::bind("0.0.0.0:0").or_else(|_| std::net::UdpSocket::bind("[::]:0"))?;
+    let mut req = IfReq {
+        name: [0; libc::IFNAMSIZ],
+        ifru,
+    };
+    let n = ifname.len().min(libc::IFNAMSIZ - 1);
+    req.name[..n].copy_from_slice(&ifname.as_bytes()[..n]);
+    // SAFETY: valid socket; `req` is the ifreq `op` expects.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), op, &mut req) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(req.ifru)
+}
+
+/// The ifreq union of SIOCETHTOOL: a pointer to the command.
+#[repr(C)]
+struct EthtoolPtr {
     data: *mut libc::c_void,
     _pad: [u8; 16],
 }
 
 fn ethtool(ifname: &str, v: &mut EthtoolValue) -> io::Result<()> {
-    let sock =
-        std::net::UdpSocket::bind("0.0.0.0:0").or_else(|_| std::net::UdpSocket::bind("[::]:0"))?;
-    let mut req = IfReq {
-        name: [0; libc::IFNAMSIZ],
+    let ptr = EthtoolPtr {
         data: (v as *mut EthtoolValue).cast(),
         _pad: [0; 16],
     };
-    let n = ifname.len().min(libc::IFNAMSIZ - 1);
-    req.name[..n].copy_from_slice(&ifname.as_bytes()[..n]);
-    // SAFETY: valid socket, request struct and payload for SIOCETHTOOL.
-    if unsafe { libc::ioctl(sock.as_raw_fd(), SIOCETHTOOL, &mut req) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    ifreq_ioctl(ifname, SIOCETHTOOL, ptr).map(drop)
+}
+
+const SIOCGIFHWADDR: libc::c_ulong = 0x8927;
+const SIOCSIFHWADDR: libc::c_ulong = 0x8924;
+
+/// The ifreq union of SIOC[GS]IFHWADDR: the hardware address.
+#[repr(C)]
+struct HwAddr {
+    addr: libc::sockaddr,
+    _pad: [u8; 8],
+}
+
+/// Sets the interface's MAC to the one it has (SIOCGIFHWADDR, then
+/// SIOCSIFHWADDR): the kernel notifies an address change all the same.
+pub fn renotify_mac(ifname: &str) -> io::Result<()> {
+    // SAFETY: plain data, valid when zero.
+    let zero: HwAddr = unsafe { std::mem::zeroed() };
+    let current = ifreq_ioctl(ifname, SIOCGIFHWADDR, zero)?;
+    ifreq_ioctl(ifname, SIOCSIFHWADDR, current).map(drop)
 }
 
 /// Turns generic receive offload on or off (`ethtool -K IF gro on|off`).

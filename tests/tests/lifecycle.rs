@@ -60,14 +60,7 @@ fn in_node<T: Send>(lab: &Lab, f: impl FnOnce() -> T + Send) -> T {
 }
 
 fn link_id(pin: &std::path::Path) -> u64 {
-    let out = std::process::Command::new("bpftool")
-        .args(["-j", "link", "show", "pinned"])
-        .arg(pin)
-        .output()
-        .unwrap();
-    let v: Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
-    v["id"].as_u64().unwrap()
+    bpftool_show("link", pin)["id"].as_u64().unwrap()
 }
 
 #[test]

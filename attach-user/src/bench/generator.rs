@@ -32,6 +32,7 @@ use super::{
 };
 use crate::{
     EBPF_OBJECT,
+    datapath::load_program,
     error::{Error, Result},
 };
 
@@ -69,29 +70,11 @@ impl Programs {
     }
 
     fn classifier(&mut self, name: &str) -> Result<&mut SchedClassifier> {
-        let p: &mut SchedClassifier = self
-            .ebpf
-            .program_mut(name)
-            .ok_or_else(|| Error::system(format!("program {name} missing from the object")))?
-            .try_into()?;
-        if p.fd().is_err() {
-            p.load()
-                .map_err(|e| Error::from(e).context(format!("loading {name}")))?;
-        }
-        Ok(p)
+        load_program(&mut self.ebpf, name)
     }
 
     fn xdp(&mut self, name: &str) -> Result<&mut Xdp> {
-        let p: &mut Xdp = self
-            .ebpf
-            .program_mut(name)
-            .ok_or_else(|| Error::system(format!("program {name} missing from the object")))?
-            .try_into()?;
-        if p.fd().is_err() {
-            p.load()
-                .map_err(|e| Error::from(e).context(format!("loading {name}")))?;
-        }
-        Ok(p)
+        load_program(&mut self.ebpf, name)
     }
 
     /// The redirect-peer contender: `bench_peer` on its parent's ingress,
