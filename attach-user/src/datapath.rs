@@ -10,7 +10,6 @@ use std::{
     fs,
     io::ErrorKind as IoKind,
     path::{Path, PathBuf},
-    sync::OnceLock,
 };
 
 use std::net::IpAddr;
@@ -25,7 +24,7 @@ use attach_common::{
 };
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, DevMapHash, HashMap, MapData, MapError, PerCpuArray, PerCpuValues},
+    maps::{Array, DevMapHash, HashMap, Map, MapData, MapError, PerCpuArray, PerCpuValues},
     programs::{
         CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, LinkOrder, Program, ProgramError,
         SchedClassifier, TcAttach, TcAttachType, Xdp, XdpMode,
@@ -34,6 +33,7 @@ use aya::{
 };
 
 use crate::error::{Error, Result};
+use crate::port_hook;
 
 /// The compiled programs (built from attach-ebpf by build.rs).
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/attach"));
@@ -79,8 +79,16 @@ pub fn uplink_link(ifindex: u32) -> String {
     format!("uplink-{ifindex}-sw")
 }
 
+/// Name of an endpoint port's transmit hook. It is not a pin: ports are
+/// hooked with a filter (see [`crate::port_hook`]), found by the ifindex this
+/// name carries; it names the hook in records, checks and upgrades.
 pub fn port_link(host_ifindex: u32) -> String {
     format!("port-{host_ifindex}-tx")
+}
+
+/// The ifindex of a port hook's name ([`port_link`]); None for a link pin.
+fn port_hook(pin: &str) -> Option<u32> {
+    pin.strip_prefix("port-")?.strip_suffix("-tx")?.parse().ok()
 }
 
 /// Pin name of the router's inbound program on an uplink.
@@ -119,7 +127,14 @@ pub enum Attached {
 }
 
 pub struct Datapath {
-    ebpf: Ebpf,
+    /// The object, parsed and relocated on first need: when every map is
+    /// pinned and the programs are cached, an engine run never needs it
+    /// (parsing it was a third of an `add`).
+    ebpf: Option<Ebpf>,
+    /// Maps opened from their pins while `ebpf` is not loaded.
+    pinned: StdHashMap<String, Map>,
+    /// The cgroup counter slot the object is loaded with, if any.
+    counter: Option<u32>,
     dir: PathBuf,
     /// Programs taken from the `progs/` cache instead of being loaded.
     cached: StdHashMap<String, SchedClassifier>,
@@ -133,9 +148,9 @@ const PROGS_DIR: &str = "progs";
 
 /// Identifies this build's object: cached programs of another build are
 /// never used (`attach upgrade` removes them).
-fn build_id() -> u64 {
-    static ID: OnceLock<u64> = OnceLock::new();
-    *ID.get_or_init(|| crate::container::fnv1a(EBPF_OBJECT))
+/// (An FNV-1a hash of the object, computed by build.rs.)
+fn build_id() -> &'static str {
+    include_str!(concat!(env!("OUT_DIR"), "/attach.id"))
 }
 
 /// A program type of the object that can be loaded on first use.
@@ -222,6 +237,35 @@ impl Datapath {
         if attach_common::pinned_maps().any(|m| !dir.join(m).exists()) {
             Self::clear_program_cache(dir, false);
         }
+        let mut dp = Self {
+            ebpf: None,
+            pinned: StdHashMap::new(),
+            counter,
+            dir: dir.to_owned(),
+            cached: StdHashMap::new(),
+            caches: counter.is_none(),
+        };
+        // Creating the maps that are not pinned yet takes the object.
+        let all_pinned = attach_common::pinned_maps()
+            .chain([LOG_PIN])
+            .all(|m| dir.join(m).exists());
+        if counter.is_some() || !all_pinned {
+            dp.ebpf()?;
+        }
+        Ok(dp)
+    }
+
+    /// The object, loaded (its maps taken from, or pinned at, the pins).
+    fn ebpf(&mut self) -> Result<&mut Ebpf> {
+        if self.ebpf.is_none() {
+            // Maps held open from their pins are the same kernel objects.
+            self.pinned.clear();
+            self.ebpf = Some(Self::load_object(&self.dir, self.counter)?);
+        }
+        Ok(self.ebpf.as_mut().expect("loaded above"))
+    }
+
+    fn load_object(dir: &Path, counter: Option<u32>) -> Result<Ebpf> {
         let log_pin = dir.join(LOG_PIN);
         let mut loader = EbpfLoader::new();
         loader
@@ -231,26 +275,50 @@ impl Datapath {
         if counter.is_some() {
             loader.override_global(CG_COUNTER_GLOBAL, &value, true);
         }
-        let ebpf = loader
+        loader
             .load(EBPF_OBJECT)
-            .map_err(|e| Error::from(e).context("loading the eBPF datapath"))?;
-        Ok(Self {
-            ebpf,
-            dir: dir.to_owned(),
-            cached: StdHashMap::new(),
-            caches: counter.is_none(),
-        })
+            .map_err(|e| Error::from(e).context("loading the eBPF datapath"))
+    }
+
+    /// A map of the object: from its pin when the object is not loaded.
+    fn map_mut(&mut self, name: &str) -> Result<&mut Map> {
+        if self.ebpf.is_none() && !self.pinned.contains_key(name) {
+            let opened = MapData::from_pin(self.dir.join(name))
+                .ok()
+                .and_then(|data| Map::from_map_data(data).ok());
+            if let Some(map) = opened {
+                self.pinned.insert(name.to_owned(), map);
+            }
+        }
+        if self.ebpf.is_none() && self.pinned.contains_key(name) {
+            return Ok(self.pinned.get_mut(name).expect("checked above"));
+        }
+        self.ebpf()?
+            .map_mut(name)
+            .ok_or_else(|| Error::system(format!("map {name} missing from the object")))
+    }
+
+    /// [`Self::map_mut`], owned.
+    fn take_map(&mut self, name: &str) -> Result<Map> {
+        self.map_mut(name)?;
+        match self.pinned.remove(name) {
+            Some(map) => Ok(map),
+            None => self
+                .ebpf()?
+                .take_map(name)
+                .ok_or_else(|| Error::system(format!("map {name} missing from the object"))),
+        }
     }
 
     fn program_pin(dir: &Path, name: &str) -> PathBuf {
         dir.join(PROGS_DIR)
-            .join(format!("{name}-{:016x}", build_id()))
+            .join(format!("{name}-{}", build_id()))
     }
 
     /// Unpins cached programs: all of them, or (`keep_current`) those of
     /// other builds. Best effort: another build's entry is never used anyway.
     pub fn clear_program_cache(dir: &Path, keep_current: bool) {
-        let own = format!("-{:016x}", build_id());
+        let own = format!("-{}", build_id());
         let Ok(entries) = fs::read_dir(dir.join(PROGS_DIR)) else {
             return;
         };
@@ -269,19 +337,13 @@ impl Datapath {
 
     /// The event ring buffer (drops, and traces when on).
     pub fn events(&mut self) -> Result<aya::maps::RingBuf<MapData>> {
-        let map = self
-            .ebpf
-            .take_map(attach_common::MAP_EVENTS)
-            .ok_or_else(|| Error::system("event buffer missing from the object"))?;
+        let map = self.take_map(attach_common::MAP_EVENTS)?;
         Ok(aya::maps::RingBuf::try_from(map)?)
     }
 
     /// Switches per-decision tracing on or off (drops are always reported).
     pub fn set_trace(&mut self, on: bool) -> Result<()> {
-        let map = self
-            .ebpf
-            .map_mut(attach_common::MAP_CONFIG)
-            .ok_or_else(|| Error::system("config map missing from the object"))?;
+        let map = self.map_mut(attach_common::MAP_CONFIG)?;
         let mut cfg: Array<_, u32> = Array::try_from(map)?;
         let cur = cfg.get(&0, 0)?;
         let next = if on {
@@ -295,7 +357,7 @@ impl Datapath {
 
     /// A reader of the programs' log lines, into the `log` crate.
     pub fn logger(&mut self) -> Result<aya_log::EbpfLogger<&'static dyn log::Log>> {
-        aya_log::EbpfLogger::init(&mut self.ebpf)
+        aya_log::EbpfLogger::init(self.ebpf()?)
             .map_err(|e| Error::system(format!("the programs' log buffer: {e}")))
     }
 
@@ -304,6 +366,9 @@ impl Datapath {
     }
 
     pub fn has_link(&self, name: &str) -> bool {
+        if port_hook(name).is_some() {
+            return Self::link_pinned_in(&self.dir, name);
+        }
         self.link_path(name).exists()
     }
 
@@ -316,21 +381,28 @@ impl Datapath {
     /// take it from there.
     pub fn classifier(&mut self, name: &str) -> Result<&mut SchedClassifier> {
         if self.caches && !self.cached.contains_key(name) {
-            let loaded_here = self.ebpf.program(name).and_then(|p| p.fd().ok()).is_some();
+            let loaded_here = self
+                .ebpf
+                .as_ref()
+                .and_then(|e| e.program(name))
+                .and_then(|p| p.fd().ok())
+                .is_some();
             if !loaded_here
                 && let Ok(p) = SchedClassifier::from_pin(Self::program_pin(&self.dir, name))
             {
                 self.cached.insert(name.to_owned(), p);
             }
         }
-        if let Some(p) = self.cached.get_mut(name) {
-            return Ok(p);
+        if self.cached.contains_key(name) {
+            return Ok(self.cached.get_mut(name).expect("checked above"));
         }
-        let fresh = self.ebpf.program(name).is_some_and(|p| p.fd().is_err());
-        let prog: &mut SchedClassifier = load_program(&mut self.ebpf, name)?;
         let pin = Self::program_pin(&self.dir, name);
+        let caches = self.caches;
+        let ebpf = self.ebpf()?;
+        let fresh = ebpf.program(name).is_some_and(|p| p.fd().is_err());
+        let prog: &mut SchedClassifier = load_program(ebpf, name)?;
         if fresh
-            && self.caches
+            && caches
             && let Err(e) = prog.pin(&pin)
         {
             tracing::debug!("caching {name} at {}: {e}", pin.display());
@@ -344,12 +416,15 @@ impl Datapath {
 
     /// An XDP program of the object, loaded.
     pub fn xdp(&mut self, name: &str) -> Result<&mut Xdp> {
-        load_program(&mut self.ebpf, name)
+        load_program(self.ebpf()?, name)
     }
 
     /// Whether the link pinned as `pin` still has its program on `ifindex`
     /// (a tcx link dies with its device; a pin can outlive both).
     pub fn tcx_pin_alive(&self, pin: &str, ifindex: u32, at: TcAttachType) -> bool {
+        if let Some(port) = port_hook(pin) {
+            return port == ifindex && at == TcAttachType::Ingress && port_hook::program_id(port).is_some();
+        }
         let Ok(link) = PinnedLink::from_pin(self.link_path(pin)) else {
             return false;
         };
@@ -363,8 +438,13 @@ impl Datapath {
 
     /// The tag (instruction hash) of the program behind a pinned link.
     fn pinned_program_tag(&self, pin: &str) -> Option<u64> {
-        let link = PinnedLink::from_pin(self.link_path(pin)).ok()?;
-        let id = FdLink::from(link).info().ok()?.program_id();
+        let id = match port_hook(pin) {
+            Some(port) => port_hook::program_id(port)?,
+            None => {
+                let link = PinnedLink::from_pin(self.link_path(pin)).ok()?;
+                FdLink::from(link).info().ok()?.program_id()
+            }
+        };
         aya::programs::loaded_programs()
             .filter_map(|p| p.ok())
             .find(|p| p.id() == id)
@@ -444,6 +524,11 @@ impl Datapath {
         }
         self.unpin(pin)?;
         let p = self.classifier(prog)?;
+        if port_hook(pin) == Some(ifindex) && at == TcAttachType::Ingress {
+            port_hook::attach(p, ifindex)
+                .map_err(|e| e.context(format!("attaching {prog} to ifindex {ifindex}")))?;
+            return Ok(Attached::New);
+        }
         let id = p
             .attach(
                 ifindex,
@@ -486,7 +571,7 @@ impl Datapath {
     /// A cgroup_skb program of the object, loaded (for attaching, or
     /// BPF_PROG_TEST_RUN).
     pub fn cgroup_program(&mut self, name: &str) -> Result<&mut CgroupSkb> {
-        load_program(&mut self.ebpf, name)
+        load_program(self.ebpf()?, name)
     }
 
     /// Attaches a cgroup_skb counter program (`PROG_CG_IN`/`PROG_CG_EG`) to
@@ -594,6 +679,11 @@ impl Datapath {
         if !force && self.pin_runs_current(prog, pin)? {
             return Ok(Attached::Kept);
         }
+        if let Some(port) = port_hook(pin) {
+            port_hook::replace(self.classifier(prog)?, port)
+                .map_err(|e| e.context(format!("updating {prog} ({pin})")))?;
+            return Ok(Attached::Updated);
+        }
         let link = FdLink::from(PinnedLink::from_pin(self.link_path(pin))?);
         let updated = if prog == PROG_RX_XDP {
             self.xdp_program()?
@@ -615,6 +705,9 @@ impl Datapath {
 
     /// [`Datapath::unpin`] without loading anything: for teardown.
     pub fn unpin_in(dir: &Path, pin: &str) -> Result<()> {
+        if let Some(port) = port_hook(pin) {
+            return port_hook::detach(port);
+        }
         match fs::remove_file(dir.join("links").join(pin)) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == IoKind::NotFound => Ok(()),
@@ -624,6 +717,9 @@ impl Datapath {
 
     /// Whether a link pin exists in `dir`.
     pub fn link_pinned_in(dir: &Path, pin: &str) -> bool {
+        if let Some(port) = port_hook(pin) {
+            return port_hook::program_id(port).is_some();
+        }
         dir.join("links").join(pin).exists()
     }
 
@@ -631,10 +727,7 @@ impl Datapath {
         &mut self,
         name: &str,
     ) -> Result<HashMap<&mut MapData, K, V>> {
-        let map = self
-            .ebpf
-            .map_mut(name)
-            .ok_or_else(|| Error::system(format!("map {name} missing from the object")))?;
+        let map = self.map_mut(name)?;
         Ok(HashMap::try_from(map)?)
     }
 
@@ -647,7 +740,7 @@ impl Datapath {
             ep,
             0,
         )?;
-        let map = self.ebpf.map_mut(MAP_DEVS).expect("devmap in object");
+        let map = self.map_mut(MAP_DEVS)?;
         DevMapHash::try_from(map)?
             .insert(ep.host_ifindex, ep.host_ifindex, None, 0)
             .map_err(|e| Error::system(crate::error::chain(&e)))?;
@@ -671,7 +764,7 @@ impl Datapath {
             not_found_ok(eps.remove(&key))?;
         }
         not_found_ok(self.hash::<u32, Endpoint>(MAP_PORTS)?.remove(&host_ifindex))?;
-        let map = self.ebpf.map_mut(MAP_DEVS).expect("devmap in object");
+        let map = self.map_mut(MAP_DEVS)?;
         not_found_ok(DevMapHash::try_from(map)?.remove(host_ifindex))?;
         Ok(())
     }
@@ -1002,7 +1095,7 @@ impl Datapath {
                 "a parent can carry at most {MAX_PORTS_PER_PARENT} eBPF endpoints"
             )));
         }
-        let map = self.ebpf.map_mut(MAP_FLOOD).expect("flood map in object");
+        let map = self.map_mut(MAP_FLOOD)?;
         let mut row: Array<_, Endpoint> = Array::try_from(map)?;
         let base = slot * MAX_PORTS_PER_PARENT;
         debug_assert!(base + MAX_PORTS_PER_PARENT <= FLOOD_TABLE_SIZE);
@@ -1056,10 +1149,7 @@ impl Datapath {
                 "a switch can carry at most {MAX_PORTS_PER_SWITCH} ports"
             )));
         }
-        let map = self
-            .ebpf
-            .map_mut(MAP_SW_FLOOD)
-            .expect("switch flood map in object");
+        let map = self.map_mut(MAP_SW_FLOOD)?;
         let mut row: Array<_, SwPort> = Array::try_from(map)?;
         let base = id * MAX_PORTS_PER_SWITCH;
         for (i, p) in ports.iter().enumerate() {
@@ -1070,10 +1160,7 @@ impl Datapath {
 
     /// The switch flood row of `id`, its first `n` entries.
     pub fn sw_flood(&mut self, id: u32, n: u32) -> Result<Vec<SwPort>> {
-        let map = self
-            .ebpf
-            .map_mut(MAP_SW_FLOOD)
-            .expect("switch flood map in object");
+        let map = self.map_mut(MAP_SW_FLOOD)?;
         let row: Array<_, SwPort> = Array::try_from(map)?;
         let base = id * MAX_PORTS_PER_SWITCH;
         (0..n.min(MAX_PORTS_PER_SWITCH))
@@ -1120,10 +1207,7 @@ impl Datapath {
     }
 
     pub fn zero_stats(&mut self, id: u32) -> Result<()> {
-        let map = self
-            .ebpf
-            .map_mut(MAP_EP_STATS)
-            .expect("stats map in object");
+        let map = self.map_mut(MAP_EP_STATS)?;
         let mut stats: PerCpuArray<_, EndpointStats> = PerCpuArray::try_from(map)?;
         let ncpus = aya::util::nr_cpus().map_err(|(_, e)| Error::from(e))?;
         stats.set(
@@ -1136,10 +1220,7 @@ impl Datapath {
 
     /// An endpoint's counters, summed over CPUs.
     pub fn stats(&mut self, id: u32) -> Result<EndpointStats> {
-        let map = self
-            .ebpf
-            .map_mut(MAP_EP_STATS)
-            .expect("stats map in object");
+        let map = self.map_mut(MAP_EP_STATS)?;
         let stats: PerCpuArray<_, EndpointStats> = PerCpuArray::try_from(map)?;
         let mut sum = EndpointStats::default();
         for s in stats.get(&id, 0)?.iter() {
@@ -1149,10 +1230,7 @@ impl Datapath {
     }
 
     fn cg_stats_map(&mut self) -> Result<PerCpuArray<&mut MapData, CgroupStats>> {
-        let map = self
-            .ebpf
-            .map_mut(MAP_CG_STATS)
-            .expect("cgroup stats map in object");
+        let map = self.map_mut(MAP_CG_STATS)?;
         Ok(PerCpuArray::try_from(map)?)
     }
 
@@ -1177,10 +1255,7 @@ impl Datapath {
 
     /// Every non-zero verdict counter, summed over CPUs.
     pub fn verdicts(&mut self) -> Result<Vec<(Direction, Verdict, u64)>> {
-        let map = self
-            .ebpf
-            .map_mut(MAP_VERDICTS)
-            .expect("verdict map in object");
+        let map = self.map_mut(MAP_VERDICTS)?;
         let counters: PerCpuArray<_, u64> = PerCpuArray::try_from(map)?;
         let mut out = Vec::new();
         for dir in Direction::ALL {

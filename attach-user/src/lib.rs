@@ -24,6 +24,7 @@ pub mod mount;
 pub mod netlink;
 pub mod netns;
 pub mod output;
+pub mod port_hook;
 pub mod state;
 pub mod sys;
 

@@ -102,3 +102,29 @@ pub fn wait_link_gone(lab: &Lab, name: &str) -> bool {
     }
     true
 }
+
+/// The id of the program in an endpoint port's transmit hook: a cls_bpf
+/// filter on the clsact ingress of its host-side veth `host_ifname`, in the
+/// node namespace `node`.
+pub fn port_hook_prog(node: &Path, host_ifname: &str) -> Option<u64> {
+    let out = in_ns(
+        node,
+        &["tc", "-j", "filter", "show", "dev", host_ifname, "ingress"],
+    );
+    let filters: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    filters
+        .as_array()?
+        .iter()
+        .filter(|f| f["pref"] == 1)
+        .find_map(|f| f["options"]["prog"]["id"].as_u64())
+}
+
+/// Removes an endpoint port's transmit hook behind the engine's back.
+pub fn detach_port_hook(node: &Path, host_ifname: &str) {
+    let del = [
+        "tc", "filter", "del", "dev", host_ifname, "ingress", "pref", "1", "handle", "1", "bpf",
+    ];
+    let out = in_ns(node, &del);
+    assert!(out.status.success(), "{del:?}: {out:?}");
+    assert_eq!(port_hook_prog(node, host_ifname), None);
+}

@@ -10,6 +10,7 @@ use attach_tests::{
     lab::require_root,
     lab::{EXT_IF, EXT_V4, EXT_V6, Lab, Netns, arping, broadcast_reaches, captures, ndisc, ping},
     reach::{Endpoint, attach_bridge, detach, mac_of},
+    kinds::detach_port_hook,
     snapshot::snapshot,
 };
 use serde_json::Value;
@@ -610,14 +611,12 @@ fn reconcile_repairs_the_bridge() {
                 .to_owned()
         };
         let index = |c: &Endpoint| record(&lab, &c.ns)["host_ifindex"].as_u64().unwrap() as u32;
-        let pins = lab.node_pin_dir();
         let mut drifts: Vec<(&str, Drift)> = Vec::new();
-        let (h1, h2, i2) = (host(&c1), host(&c2), index(&c2));
+        let (h1, h2) = (host(&c1), host(&c2));
+        let (node, h) = (lab.node().path().to_owned(), h2.clone());
         drifts.push((
             "transmit program",
-            Box::new(move || {
-                std::fs::remove_file(pins.join(format!("links/port-{i2}-tx"))).unwrap()
-            }),
+            Box::new(move || detach_port_hook(&node, &h)),
         ));
         if backend == "ebpf" {
             let pins = lab.node_pin_dir();

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use attach_tests::{
     cni::Call,
+    kinds::detach_port_hook,
     lab::{EXT_V4, EXT_V6, Lab, Netns, ping, require_root},
 };
 use serde_json::{Value, json};
@@ -281,9 +282,7 @@ fn check_finds_drift() {
 
     // The endpoint's transmit program detached behind the engine's back.
     let rec = &lab.attach().json(&["list"]).unwrap()[0];
-    let host = rec["host_ifindex"].as_u64().unwrap();
-    let pin = lab.node_pin_dir().join(format!("links/port-{host}-tx"));
-    std::fs::remove_file(&pin).unwrap();
+    detach_port_hook(lab.node().path(), rec["host_ifname"].as_str().unwrap());
     let r = call(&lab, "CHECK", "d1", Some(&c1)).run(&check).unwrap();
     assert_eq!(r.code(), 102, "{}", r.stdout);
     assert!(r.stdout.contains("transmit"), "{}", r.stdout);

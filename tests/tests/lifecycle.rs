@@ -11,6 +11,7 @@ use std::{
 
 use attach_tests::{
     lab::{EXT_V4, Lab, Netns, ping, require_root},
+    kinds::{detach_port_hook, port_hook_prog},
     reach::{Flavor, attach},
 };
 use serde_json::Value;
@@ -120,11 +121,7 @@ fn reconcile_repairs_drift() {
     );
 
     // (c) c2's transmit program detached: repaired.
-    std::fs::remove_file(
-        lab.node_pin_dir()
-            .join(format!("links/port-{host_index}-tx")),
-    )
-    .unwrap();
+    detach_port_hook(lab.node().path(), record(&lab, &c2.ns)["host_ifname"].as_str().unwrap());
     let r = reconcile(&lab);
     assert_eq!(action_for(&r, c2.ns.name()), Some("repaired"), "{r:?}");
     assert!(ping(&c2.ns, EXT_V4));
@@ -471,10 +468,7 @@ fn programs_are_loaded_once_per_build_and_reused() {
         names
     };
     let tx_prog = |ns: &Netns| {
-        let host = record(&lab, ns)["host_ifindex"].as_u64().unwrap();
-        bpftool_show("link", &pins.join(format!("links/port-{host}-tx")))["prog_id"]
-            .as_u64()
-            .unwrap()
+        port_hook_prog(lab.node().path(), record(&lab, ns)["host_ifname"].as_str().unwrap()).unwrap()
     };
 
     let c1 = attach(&lab, 1, "bridge", Flavor::EbpfTc, &[]).unwrap();
