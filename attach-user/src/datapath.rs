@@ -311,8 +311,7 @@ impl Datapath {
     }
 
     fn program_pin(dir: &Path, name: &str) -> PathBuf {
-        dir.join(PROGS_DIR)
-            .join(format!("{name}-{}", build_id()))
+        dir.join(PROGS_DIR).join(format!("{name}-{}", build_id()))
     }
 
     /// Unpins cached programs: all of them, or (`keep_current`) those of
@@ -423,7 +422,9 @@ impl Datapath {
     /// (a tcx link dies with its device; a pin can outlive both).
     pub fn tcx_pin_alive(&self, pin: &str, ifindex: u32, at: TcAttachType) -> bool {
         if let Some(port) = port_hook(pin) {
-            return port == ifindex && at == TcAttachType::Ingress && port_hook::program_id(port).is_some();
+            return port == ifindex
+                && at == TcAttachType::Ingress
+                && port_hook::program_id(port).is_some();
         }
         let Ok(link) = PinnedLink::from_pin(self.link_path(pin)) else {
             return false;

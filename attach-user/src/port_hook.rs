@@ -83,7 +83,12 @@ pub fn detach(ifindex: u32) -> Result<()> {
     msg.header.info = u32::from(PRIORITY) << 16;
     match request(RouteNetlinkMessage::DelTrafficFilter(msg), NLM_F_ACK) {
         Ok(_) => Ok(()),
-        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENODEV | libc::EINVAL)) => {
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::ENOENT | libc::ENODEV | libc::EINVAL)
+            ) =>
+        {
             Ok(())
         }
         Err(e) => Err(Error::system(format!(

@@ -122,7 +122,17 @@ pub fn port_hook_prog(node: &Path, host_ifname: &str) -> Option<u64> {
 /// Removes an endpoint port's transmit hook behind the engine's back.
 pub fn detach_port_hook(node: &Path, host_ifname: &str) {
     let del = [
-        "tc", "filter", "del", "dev", host_ifname, "ingress", "pref", "1", "handle", "1", "bpf",
+        "tc",
+        "filter",
+        "del",
+        "dev",
+        host_ifname,
+        "ingress",
+        "pref",
+        "1",
+        "handle",
+        "1",
+        "bpf",
     ];
     let out = in_ns(node, &del);
     assert!(out.status.success(), "{del:?}: {out:?}");

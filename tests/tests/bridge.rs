@@ -7,10 +7,10 @@
 //! node as it was; `check`/`reconcile` see and repair drift.
 
 use attach_tests::{
+    kinds::detach_port_hook,
     lab::require_root,
     lab::{EXT_IF, EXT_V4, EXT_V6, Lab, Netns, arping, broadcast_reaches, captures, ndisc, ping},
     reach::{Endpoint, attach_bridge, detach, mac_of},
-    kinds::detach_port_hook,
     snapshot::snapshot,
 };
 use serde_json::Value;

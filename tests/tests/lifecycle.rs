@@ -10,8 +10,8 @@ use std::{
 };
 
 use attach_tests::{
-    lab::{EXT_V4, Lab, Netns, ping, require_root},
     kinds::{detach_port_hook, port_hook_prog},
+    lab::{EXT_V4, Lab, Netns, ping, require_root},
     reach::{Flavor, attach},
 };
 use serde_json::Value;
@@ -121,7 +121,10 @@ fn reconcile_repairs_drift() {
     );
 
     // (c) c2's transmit program detached: repaired.
-    detach_port_hook(lab.node().path(), record(&lab, &c2.ns)["host_ifname"].as_str().unwrap());
+    detach_port_hook(
+        lab.node().path(),
+        record(&lab, &c2.ns)["host_ifname"].as_str().unwrap(),
+    );
     let r = reconcile(&lab);
     assert_eq!(action_for(&r, c2.ns.name()), Some("repaired"), "{r:?}");
     assert!(ping(&c2.ns, EXT_V4));
@@ -468,7 +471,11 @@ fn programs_are_loaded_once_per_build_and_reused() {
         names
     };
     let tx_prog = |ns: &Netns| {
-        port_hook_prog(lab.node().path(), record(&lab, ns)["host_ifname"].as_str().unwrap()).unwrap()
+        port_hook_prog(
+            lab.node().path(),
+            record(&lab, ns)["host_ifname"].as_str().unwrap(),
+        )
+        .unwrap()
     };
 
     let c1 = attach(&lab, 1, "bridge", Flavor::EbpfTc, &[]).unwrap();
