@@ -7,8 +7,8 @@
 //!
 //! The bench runs in the root namespace but never touches it: it only
 //! creates namespaces of its own and works inside them, running the engine
-//! in its node namespace as a user would (`nsenter --net=<node> -- attach
-//! add …`).
+//! in its node namespace as a user would (`attach add …`, started in the
+//! node's namespace).
 
 pub mod cleanup;
 pub mod generator;
@@ -70,8 +70,9 @@ container→container on one parent.
   M6  Per-program cost of every decision path: ns/packet (BPF_PROG_TEST_RUN, repeated) and \
 translated instructions, with 1, 100 and 1000 endpoints in the tables.
   M7  Control plane: time to attach, then detach, 1, 10 and 100 endpoints one after another: \
-ours, native macvlan, and the reference CNI macvlan plugin (/usr/lib/cni/macvlan, host-local \
-IPAM) invoked as a runtime would.
+ours (the CLI, and our CNI plugin attach-cni), native macvlan, and the reference CNI macvlan \
+plugin (/usr/lib/cni/macvlan); both plugins with host-local IPAM, invoked as a runtime would \
+(started in the node's namespace, CNI_* environment, configuration on stdin).
 
 Method: TSO, GSO and TX checksum offload off on both ends of every wire, GRO on (every offload \
 setting is recorded); measured processes pinned to one vCPU at nice -20, receivers of socket \

@@ -23,6 +23,7 @@ fn color(who: &str) -> &'static str {
         "ours-xdp" => "#17becf",
         "bridge" => "#ff7f0e",
         "cni" => "#d62728",
+        "ours-cni" => "#98df8a",
         "parent-drop" => "#aaaaaa",
         "1 ep" => "#9ecae1",
         "100 ep" => "#4292c6",

@@ -251,8 +251,8 @@ impl Lab {
         self.sites.iter().find(|s| s.contender == c)
     }
 
-    /// Runs the engine in the node, as a user would: `nsenter --net=<node>
-    /// -- attach <args>`.
+    /// Runs the engine in the node, as a user or runtime of that node would
+    /// (`attach <args>`, started in the node's namespace).
     pub fn attach(&self, args: &[&str]) -> Result<String> {
         let exe = self.exe.to_string_lossy().into_owned();
         let argv: Vec<&str> = std::iter::once(exe.as_str())

@@ -2,10 +2,16 @@
 //! endpoints one after another, as a runtime would (one process per
 //! endpoint, in the node's namespace):
 //! - `ours`: `attach add macvlan … --ip …` / `attach del` (eBPF backend, tc);
-//! - `native`: the same with `--backend native` (a kernel macvlan);
+//! - `ours-cni`: our CNI plugin (`attach-cni`, beside the engine's binary)
+//!   with the same eBPF macvlan, invoked exactly as the reference plugin
+//!   below, with the same IPAM (no agent runs: it works in-process);
+//! - `native`: `ours` with `--backend native` (a kernel macvlan);
 //! - `cni`: Debian's reference CNI macvlan plugin (`/usr/lib/cni/macvlan`,
 //!   IPAM `host-local` with a data directory of the bench's own), invoked
 //!   per the CNI spec: CNI_* environment, network configuration on stdin.
+//!
+//! Every process is started in the node's namespace directly, as by a
+//! runtime living there (no `nsenter` exec on the clock).
 
 use std::{io::Write as _, path::Path, process::Stdio, time::Instant};
 
@@ -22,7 +28,7 @@ use crate::{
 pub const SIZES: [usize; 3] = [1, 10, 100];
 pub const CNI_PLUGIN: &str = "/usr/lib/cni/macvlan";
 const CNI_DIR: &str = "/usr/lib/cni";
-pub const IMPLS: [&str; 3] = ["ours", "native", "cni"];
+pub const IMPLS: [&str; 4] = ["ours", "ours-cni", "native", "cni"];
 
 const fn case(id: &'static str, title: &'static str) -> Case {
     Case {
@@ -62,29 +68,55 @@ struct Containers {
     ns: Vec<Ns>,
 }
 
-fn cni_config(data_dir: &Path, parent: &str) -> String {
-    serde_json::json!({
-        "cniVersion": "1.0.0",
-        "name": "attach-bench",
-        "type": "macvlan",
-        "master": parent,
-        "mode": "bridge",
-        "ipam": {
-            "type": "host-local",
-            "ranges": [[{"subnet": "10.203.0.0/16"}]],
-            "dataDir": data_dir,
-        },
-    })
-    .to_string()
+/// Our CNI plugin, installed beside the engine's binary.
+fn our_plugin(ctx: &Ctx) -> std::path::PathBuf {
+    ctx.lab.exe.with_file_name("attach-cni")
 }
 
-fn cni(ctx: &Ctx, cmd: &str, ns: &Ns, id: usize) -> Result<()> {
-    let config = cni_config(&ctx.tmp.join("cni"), &ctx.lab.m7_parent);
-    let mut c = ctx.lab.node.command(&[CNI_PLUGIN]);
+/// The network configuration each plugin gets: the same mode and IPAM
+/// (host-local, a data directory and subnet of each plugin's own).
+fn cni_config(ctx: &Ctx, imp: &str) -> String {
+    let parent = &ctx.lab.m7_parent;
+    let ipam = |subnet: &str| {
+        serde_json::json!({
+            "type": "host-local",
+            "ranges": [[{"subnet": subnet}]],
+            "dataDir": ctx.tmp.join(format!("cni-{imp}")),
+        })
+    };
+    let conf = if imp == "cni" {
+        serde_json::json!({
+            "type": "macvlan",
+            "master": parent,
+            "mode": "bridge",
+            "ipam": ipam("10.203.0.0/16"),
+        })
+    } else {
+        serde_json::json!({
+            "type": "attach-cni",
+            "kind": "macvlan",
+            "parent": parent,
+            "mode": "bridge",
+            "ipam": ipam("10.204.0.0/16"),
+        })
+    };
+    let mut conf = conf;
+    conf["cniVersion"] = "1.0.0".into();
+    conf["name"] = format!("attach-bench-{imp}").into();
+    conf.to_string()
+}
+
+fn cni(ctx: &Ctx, imp: &str, cmd: &str, ns: &Ns, id: usize) -> Result<()> {
+    let config = cni_config(ctx, imp);
+    let plugin = match imp {
+        "cni" => CNI_PLUGIN.into(),
+        _ => our_plugin(ctx).to_string_lossy().into_owned(),
+    };
+    let mut c = ctx.lab.node.command(&[&plugin]);
     c.env("CNI_COMMAND", cmd)
         .env(
             "CNI_CONTAINERID",
-            format!("attach-bench-{}-{id}", std::process::id()),
+            format!("attach-bench-{}-{imp}-{id}", std::process::id()),
         )
         .env("CNI_NETNS", &ns.path)
         .env("CNI_IFNAME", "eth0")
@@ -94,7 +126,7 @@ fn cni(ctx: &Ctx, cmd: &str, ns: &Ns, id: usize) -> Result<()> {
         .stderr(Stdio::piped());
     let mut child = c
         .spawn()
-        .map_err(|e| Error::system(format!("cannot run {CNI_PLUGIN}: {e}")))?;
+        .map_err(|e| Error::system(format!("cannot run {plugin}: {e}")))?;
     child
         .stdin
         .take()
@@ -103,7 +135,7 @@ fn cni(ctx: &Ctx, cmd: &str, ns: &Ns, id: usize) -> Result<()> {
         .map_err(|e| Error::system(format!("writing the CNI config: {e}")))?;
     let out = child
         .wait_with_output()
-        .map_err(|e| Error::system(format!("waiting for {CNI_PLUGIN}: {e}")))?;
+        .map_err(|e| Error::system(format!("waiting for {plugin}: {e}")))?;
     if !out.status.success() {
         return Err(Error::system(format!(
             "CNI {cmd} in {}: {}: {}",
@@ -130,14 +162,14 @@ fn add(ctx: &Ctx, imp: &str, ns: &Ns, i: usize) -> Result<()> {
     match imp {
         "ours" => {}
         "native" => args.extend(["--backend", "native"]),
-        _ => return cni(ctx, "ADD", ns, i),
+        _ => return cni(ctx, imp, "ADD", ns, i),
     }
     ctx.lab.attach(&args).map(drop)
 }
 
 fn del(ctx: &Ctx, imp: &str, ns: &Ns, i: usize) -> Result<()> {
     match imp {
-        "cni" => cni(ctx, "DEL", ns, i),
+        "cni" | "ours-cni" => cni(ctx, imp, "DEL", ns, i),
         _ => ctx.lab.attach(&["del", "--netns", &ns.name]).map(drop),
     }
 }
@@ -161,11 +193,18 @@ pub fn run(ctx: &mut Ctx, cleanup: &Cleanup) -> Result<()> {
         .iter()
         .copied()
         .filter(|i| *i != "cni" || Path::new(CNI_PLUGIN).exists())
+        .filter(|i| *i != "ours-cni" || our_plugin(ctx).exists())
         .collect();
-    if impls.len() < IMPLS.len() {
-        (ctx.progress)(&format!(
-            "M7: {CNI_PLUGIN} is missing (Debian package containernetworking-plugins): no CNI numbers"
-        ));
+    for missing in IMPLS.iter().filter(|i| !impls.contains(i)) {
+        (ctx.progress)(&match *missing {
+            "cni" => format!(
+                "M7: {CNI_PLUGIN} is missing (Debian package containernetworking-plugins): no CNI numbers"
+            ),
+            _ => format!(
+                "M7: {} is missing (build attach-cni): no ours-cni numbers",
+                our_plugin(ctx).display()
+            ),
+        });
     }
     let max = *SIZES.iter().max().expect("sizes");
     (ctx.progress)(&format!(
