@@ -13,8 +13,7 @@ use super::types::{CniError, Env, IpamResult, LATEST, NetConf, code, version_lt}
 
 pub struct Ipam {
     plugin: PathBuf,
-    /// The configuration as given, with `cniVersion` lowered to one the
-    /// plugin speaks (Debian's host-local stops at 1.0.0).
+    /// The configuration as given.
     conf: Value,
 }
 
@@ -35,13 +34,26 @@ impl Ipam {
             ));
         }
         let plugin = find(env, ty)?;
-        let mut ipam = Self {
+        Ok(Some(Self {
             plugin,
             conf: raw.clone(),
-        };
-        let version = ipam.pick_version(&conf.cni_version, env)?;
-        ipam.conf["cniVersion"] = Value::String(version);
-        Ok(Some(ipam))
+        }))
+    }
+
+    /// Runs `command` with the runtime's version; if the plugin does not
+    /// speak it (Debian's host-local stops at 1.0.0), again with the highest
+    /// version both speak. Asking first spares a VERSION exec per call in
+    /// the common case.
+    fn call(&self, command: &str, env: &Env) -> Result<Value, CniError> {
+        match self.exec(command, env, &self.conf) {
+            Err(e) if e.code == code::INCOMPATIBLE_VERSION => {
+                let asked = self.conf["cniVersion"].as_str().unwrap_or(LATEST);
+                let mut conf = self.conf.clone();
+                conf["cniVersion"] = Value::String(self.pick_version(asked, env)?);
+                self.exec(command, env, &conf)
+            }
+            r => r,
+        }
     }
 
     /// The highest version both we (as asked by the runtime) and the plugin speak.
@@ -78,7 +90,7 @@ impl Ipam {
     }
 
     pub fn add(&self, env: &Env) -> Result<IpamResult, CniError> {
-        let out = self.exec("ADD", env, &self.conf)?;
+        let out = self.call("ADD", env)?;
         serde_json::from_value(out).map_err(|e| {
             CniError::new(
                 code::DECODE,
@@ -88,7 +100,7 @@ impl Ipam {
     }
 
     pub fn del(&self, env: &Env) -> Result<(), CniError> {
-        self.exec("DEL", env, &self.conf).map(drop)
+        self.call("DEL", env).map(drop)
     }
 
     pub fn check(&self, env: &Env) -> Result<(), CniError> {
@@ -96,7 +108,7 @@ impl Ipam {
         if version_lt(self.conf["cniVersion"].as_str().unwrap_or("0.0.0"), "0.4.0") {
             return Ok(());
         }
-        self.exec("CHECK", env, &self.conf).map(drop)
+        self.call("CHECK", env).map(drop)
     }
 
     fn exec(&self, command: &str, env: &Env, conf: &Value) -> Result<Value, CniError> {
