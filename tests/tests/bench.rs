@@ -136,9 +136,13 @@ fn quick_bench_completes_with_sane_numbers_and_cleans_up() {
             assert!(ns > 0.0 && ns.is_finite(), "M6 {id}: {ns} ns/packet");
         }
         if p["hot"] == true {
+            let (decision, max) = (
+                num(&p["decision_insns"], "decision_insns"),
+                num(&p["max_insns"], "max_insns"),
+            );
             assert!(
-                num(&p["max_insns"], "max_insns") > 0.0,
-                "M6 {id}: no instruction count"
+                decision > 0.0 && decision <= max,
+                "M6 {id}: instruction counts {decision} (tracing off) / {max} (all branches)"
             );
         }
     }

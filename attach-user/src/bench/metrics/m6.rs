@@ -14,6 +14,9 @@
 //! control-flow graph (from `bpftool prog dump xlated`) through the helper
 //! call that defines the path and around the calls that would leave it. It
 //! is an upper bound: where the path branches, the longer side counts.
+//! Two bounds are given: over every branch, and over the frame's own
+//! decision with tracing off (without the event and error-log branches,
+//! which only drops, `--trace` and failed helpers take).
 
 use std::{
     collections::HashMap as StdHashMap,
@@ -239,7 +242,15 @@ pub struct PathResult {
     /// Most translated instructions that can run on this path (see the
     /// module docs); `None` for a path with a loop.
     pub max_insns: Option<u32>,
+    /// The same bound for the frame's own decision with tracing off (the
+    /// default): without the branches that only drops and `--trace` take
+    /// (the event, `bpf_ringbuf_output`) and that only a failed helper
+    /// takes (its log line, `bpf_perf_event_output`).
+    pub decision_insns: Option<u32>,
 }
+
+/// Calls a frame that is delivered, with tracing off, never makes.
+const NOT_ON_A_DELIVERY: [&str; 2] = ["bpf_ringbuf_output", "bpf_perf_event_output"];
 
 #[derive(Clone, Debug, Serialize)]
 pub struct ProgramSize {
@@ -536,6 +547,7 @@ fn measure(
             hot: p.hot,
             at: Vec::new(),
             max_insns: None,
+            decision_insns: None,
         })
         .collect();
     // Every table size at once, so sizes can be interleaved like contenders.
@@ -583,6 +595,8 @@ fn measure(
             })
             .collect();
         r.max_insns = longest_path(&dumps[p.prog], p.through, &avoid);
+        let quiet: Vec<&str> = avoid.iter().copied().chain(NOT_ON_A_DELIVERY).collect();
+        r.decision_insns = longest_path(&dumps[p.prog], p.through, &quiet);
     }
 
     // Warm-up (discarded) and calibration: about RUN_NS per measured run;
