@@ -231,10 +231,11 @@ impl Datapath {
             fs::create_dir_all(dir.join(sub))
                 .map_err(|e| Error::system(format!("cannot create {}: {e}", dir.display())))?;
         }
+        let maps_pinned = attach_common::pinned_maps().all(|m| dir.join(m).exists());
         // A cached program holds the maps it was loaded with: if one of
         // them is about to be made anew (its pin was removed), the cache is
         // stale.
-        if attach_common::pinned_maps().any(|m| !dir.join(m).exists()) {
+        if !maps_pinned {
             Self::clear_program_cache(dir, false);
         }
         let mut dp = Self {
@@ -246,10 +247,7 @@ impl Datapath {
             caches: counter.is_none(),
         };
         // Creating the maps that are not pinned yet takes the object.
-        let all_pinned = attach_common::pinned_maps()
-            .chain([LOG_PIN])
-            .all(|m| dir.join(m).exists());
-        if counter.is_some() || !all_pinned {
+        if counter.is_some() || !maps_pinned || !dir.join(LOG_PIN).exists() {
             dp.ebpf()?;
         }
         Ok(dp)
@@ -280,34 +278,46 @@ impl Datapath {
             .map_err(|e| Error::from(e).context("loading the eBPF datapath"))
     }
 
+    /// Map `name` opened from its pin in `dir`, if it is pinned there.
+    fn open_pinned(dir: &Path, name: &str) -> Option<Map> {
+        let data = MapData::from_pin(dir.join(name)).ok()?;
+        Map::from_map_data(data).ok()
+    }
+
+    fn missing_map(name: &str) -> Error {
+        Error::system(format!("map {name} missing from the object"))
+    }
+
     /// A map of the object: from its pin when the object is not loaded.
     fn map_mut(&mut self, name: &str) -> Result<&mut Map> {
-        if self.ebpf.is_none() && !self.pinned.contains_key(name) {
-            let opened = MapData::from_pin(self.dir.join(name))
-                .ok()
-                .and_then(|data| Map::from_map_data(data).ok());
-            if let Some(map) = opened {
+        if self.ebpf.is_none() {
+            if !self.pinned.contains_key(name)
+                && let Some(map) = Self::open_pinned(&self.dir, name)
+            {
                 self.pinned.insert(name.to_owned(), map);
             }
-        }
-        if self.ebpf.is_none() && self.pinned.contains_key(name) {
-            return Ok(self.pinned.get_mut(name).expect("checked above"));
+            if self.pinned.contains_key(name) {
+                return Ok(self.pinned.get_mut(name).expect("present"));
+            }
         }
         self.ebpf()?
             .map_mut(name)
-            .ok_or_else(|| Error::system(format!("map {name} missing from the object")))
+            .ok_or_else(|| Self::missing_map(name))
     }
 
     /// [`Self::map_mut`], owned.
     fn take_map(&mut self, name: &str) -> Result<Map> {
-        self.map_mut(name)?;
-        match self.pinned.remove(name) {
-            Some(map) => Ok(map),
-            None => self
-                .ebpf()?
-                .take_map(name)
-                .ok_or_else(|| Error::system(format!("map {name} missing from the object"))),
+        if self.ebpf.is_none()
+            && let Some(map) = self
+                .pinned
+                .remove(name)
+                .or_else(|| Self::open_pinned(&self.dir, name))
+        {
+            return Ok(map);
         }
+        self.ebpf()?
+            .take_map(name)
+            .ok_or_else(|| Self::missing_map(name))
     }
 
     fn program_pin(dir: &Path, name: &str) -> PathBuf {
@@ -365,10 +375,7 @@ impl Datapath {
     }
 
     pub fn has_link(&self, name: &str) -> bool {
-        if port_hook(name).is_some() {
-            return Self::link_pinned_in(&self.dir, name);
-        }
-        self.link_path(name).exists()
+        Self::link_pinned_in(&self.dir, name)
     }
 
     /// A program of the object, loaded (for attaching, or BPF_PROG_TEST_RUN).
@@ -421,31 +428,33 @@ impl Datapath {
     /// Whether the link pinned as `pin` still has its program on `ifindex`
     /// (a tcx link dies with its device; a pin can outlive both).
     pub fn tcx_pin_alive(&self, pin: &str, ifindex: u32, at: TcAttachType) -> bool {
-        if let Some(port) = port_hook(pin) {
-            return port == ifindex
-                && at == TcAttachType::Ingress
-                && port_hook::program_id(port).is_some();
+        let Some(id) = self.hook_program_id(pin) else {
+            return false;
+        };
+        match port_hook(pin) {
+            // The filter is found on its own port's ingress.
+            Some(port) => port == ifindex && at == TcAttachType::Ingress,
+            None => SchedClassifier::query_tcx(ifindex, at)
+                .map(|(_, progs)| progs.iter().any(|p| p.id() == id))
+                .unwrap_or(false),
         }
-        let Ok(link) = PinnedLink::from_pin(self.link_path(pin)) else {
-            return false;
-        };
-        let Ok(info) = FdLink::from(link).info() else {
-            return false;
-        };
-        SchedClassifier::query_tcx(ifindex, at)
-            .map(|(_, progs)| progs.iter().any(|p| p.id() == info.program_id()))
-            .unwrap_or(false)
     }
 
-    /// The tag (instruction hash) of the program behind a pinned link.
-    fn pinned_program_tag(&self, pin: &str) -> Option<u64> {
-        let id = match port_hook(pin) {
-            Some(port) => port_hook::program_id(port)?,
+    /// The id of the program behind hook `pin`: a port's filter, or a
+    /// pinned link.
+    fn hook_program_id(&self, pin: &str) -> Option<u32> {
+        match port_hook(pin) {
+            Some(port) => port_hook::program_id(port),
             None => {
                 let link = PinnedLink::from_pin(self.link_path(pin)).ok()?;
-                FdLink::from(link).info().ok()?.program_id()
+                Some(FdLink::from(link).info().ok()?.program_id())
             }
-        };
+        }
+    }
+
+    /// The tag (instruction hash) of the program behind hook `pin`.
+    fn pinned_program_tag(&self, pin: &str) -> Option<u64> {
+        let id = self.hook_program_id(pin)?;
         aya::programs::loaded_programs()
             .filter_map(|p| p.ok())
             .find(|p| p.id() == id)
@@ -519,17 +528,18 @@ impl Datapath {
         pin: &str,
         order: LinkOrder,
     ) -> Result<Attached> {
-        let path = self.link_path(pin);
         if self.tcx_pin_alive(pin, ifindex, at) {
             return self.update_link(prog, pin, false);
         }
-        self.unpin(pin)?;
-        let p = self.classifier(prog)?;
         if port_hook(pin) == Some(ifindex) && at == TcAttachType::Ingress {
-            port_hook::attach(p, ifindex)
+            // Not alive: no filter is there to remove first.
+            port_hook::attach(self.classifier(prog)?, ifindex)
                 .map_err(|e| e.context(format!("attaching {prog} to ifindex {ifindex}")))?;
             return Ok(Attached::New);
         }
+        let path = self.link_path(pin);
+        self.unpin(pin)?;
+        let p = self.classifier(prog)?;
         let id = p
             .attach(
                 ifindex,

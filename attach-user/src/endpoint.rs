@@ -80,6 +80,18 @@ pub async fn delete_veth(engine: &Engine, rec: &Attachment) -> Result<()> {
     }
 }
 
+/// Checks that the attachment's host-side interface is still there under
+/// its recorded name, and up; returns it.
+pub async fn check_host_link(engine: &Engine, rec: &Attachment) -> Result<Link> {
+    check_link(
+        engine,
+        rec.host_ifindex,
+        rec.host_ifname.as_deref(),
+        "host-side interface",
+    )
+    .await
+}
+
 /// Checks that `what` — `index`, named `name` in the record — is still
 /// there under that name, and up; returns it.
 pub async fn check_link(

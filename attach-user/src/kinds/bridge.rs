@@ -765,13 +765,7 @@ async fn release_uplink(engine: &Engine, dp: &mut Datapath, rec: &Attachment) ->
 /// entry, uplink and programs.
 pub async fn check(engine: &Engine, rec: &Attachment) -> Result<()> {
     super::check_container_side(rec).await?;
-    let link = endpoint::check_link(
-        engine,
-        rec.host_ifindex,
-        rec.host_ifname.as_deref(),
-        "host-side interface",
-    )
-    .await?;
+    let link = endpoint::check_host_link(engine, rec).await?;
     match rec.backend {
         Backend::Native => check_native(engine, rec, &link).await,
         Backend::Ebpf => check_switch_port(engine, rec),

@@ -569,13 +569,7 @@ pub async fn check(engine: &Engine, rec: &Attachment) -> Result<()> {
     if rec.backend == Backend::Native {
         return Ok(());
     }
-    let link = endpoint::check_link(
-        engine,
-        rec.host_ifindex,
-        rec.host_ifname.as_deref(),
-        "host-side interface",
-    )
-    .await?;
+    let link = endpoint::check_host_link(engine, rec).await?;
     let (host_index, host_name) = (link.index, &link.name);
     let mut dp = engine.datapath()?;
     let want = endpoint_of(rec).ok_or_else(|| Error::system("the record has no endpoint id"))?;

@@ -673,13 +673,7 @@ pub async fn check(engine: &Engine, rec: &Attachment) -> Result<()> {
         );
     }
     super::check_container_side(rec).await?;
-    endpoint::check_link(
-        engine,
-        rec.host_ifindex,
-        rec.host_ifname.as_deref(),
-        "host-side interface",
-    )
-    .await?;
+    endpoint::check_host_link(engine, rec).await?;
     dp = engine.datapath()?;
     let want = vm_port_of(rec).ok_or_else(|| Error::system("the record has no endpoint id"))?;
     let h = want.ep.host_ifindex;

@@ -502,13 +502,7 @@ fn teardown_datapath(engine: &Engine, rec: &Attachment, remaining: &[Attachment]
 /// entry and both programs (attached, this build).
 pub async fn check(engine: &Engine, rec: &Attachment) -> Result<()> {
     super::check_container_side(rec).await?;
-    let link = endpoint::check_link(
-        engine,
-        rec.host_ifindex,
-        rec.host_ifname.as_deref(),
-        "host-side interface",
-    )
-    .await?;
+    let link = endpoint::check_host_link(engine, rec).await?;
     let (host_index, host_name) = (link.index, &link.name);
     let routes = engine.rtnl.routes_via(host_index).await?;
     for ip in &rec.ips {

@@ -84,7 +84,7 @@ fn cni_config(ctx: &Ctx, imp: &str) -> String {
             "dataDir": ctx.tmp.join(format!("cni-{imp}")),
         })
     };
-    let conf = if imp == "cni" {
+    let mut conf = if imp == "cni" {
         serde_json::json!({
             "type": "macvlan",
             "master": parent,
@@ -100,7 +100,6 @@ fn cni_config(ctx: &Ctx, imp: &str) -> String {
             "ipam": ipam("10.204.0.0/16"),
         })
     };
-    let mut conf = conf;
     conf["cniVersion"] = "1.0.0".into();
     conf["name"] = format!("attach-bench-{imp}").into();
     conf.to_string()
