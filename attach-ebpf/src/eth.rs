@@ -60,3 +60,29 @@ pub fn read(data: usize, data_end: usize) -> Option<EthHdr> {
 pub fn read_tc(ctx: &TcContext) -> Option<EthHdr> {
     read(ctx.data(), ctx.data_end()).or_else(|| ctx.load::<EthHdr>(0).ok())
 }
+
+/// The header in packet memory `[data, data_end)`, bounds-checked, read in
+/// place: a hot path then loads only the fields it uses (the destination
+/// for its lookup) where a copy loads all 14 bytes up front.
+///
+/// The reference dies with the packet pointers: after a helper that may
+/// move packet data (`bpf_clone_redirect`, a VLAN push) the verifier
+/// rejects a read through it, so such paths copy the header first.
+#[inline(always)]
+pub fn header<'a>(data: usize, data_end: usize) -> Option<&'a EthHdr> {
+    if data + ETH_HLEN > data_end {
+        return None;
+    }
+    // SAFETY: in bounds (checked above) and 2-byte aligned (see `read`).
+    Some(unsafe { &*(data as *const EthHdr) })
+}
+
+/// [`header`] of an skb; a header that is not in the linear part is pulled
+/// into it first (rare: drivers and veth deliver it linear).
+#[inline(always)]
+pub fn header_tc<'a>(ctx: &TcContext) -> Option<&'a EthHdr> {
+    header(ctx.data(), ctx.data_end()).or_else(|| {
+        ctx.pull_data(ETH_HLEN as u32).ok()?;
+        header(ctx.data(), ctx.data_end())
+    })
+}

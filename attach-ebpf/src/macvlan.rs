@@ -25,9 +25,11 @@ pub enum Rx {
     Sender(Endpoint),
 }
 
+/// The MAC is taken by value, copied from its header where the header's
+/// 2-byte alignment is known: three 16-bit loads, not six byte loads.
 #[inline(always)]
-pub fn lookup(parent_ifindex: u32, mac: &MacAddr) -> Option<Endpoint> {
-    let key = EndpointKey::new(parent_ifindex, *mac);
+pub fn lookup(parent_ifindex: u32, mac: MacAddr) -> Option<Endpoint> {
+    let key = EndpointKey::new(parent_ifindex, mac);
     // SAFETY: the value is copied out before any map update can reuse it.
     unsafe { ENDPOINTS.get(&key) }.copied()
 }
@@ -37,7 +39,7 @@ pub fn lookup(parent_ifindex: u32, mac: &MacAddr) -> Option<Endpoint> {
 /// parent, so a hit also says the parent is ours.
 #[inline(always)]
 pub fn rx_unicast(parent_ifindex: u32, eth: &EthHdr) -> Option<Endpoint> {
-    lookup(parent_ifindex, &eth.dst)
+    lookup(parent_ifindex, eth.dst)
 }
 
 /// macvlan_handle_frame, unicast that no endpoint owns: a passthru endpoint
@@ -55,7 +57,7 @@ pub fn rx_unicast_miss(cfg: &ParentCfg) -> Rx {
 /// macvlan_handle_frame, broadcast/multicast: decided by the source.
 #[inline(always)]
 pub fn rx_multicast(parent_ifindex: u32, eth: &EthHdr) -> Rx {
-    match lookup(parent_ifindex, &eth.src) {
+    match lookup(parent_ifindex, eth.src) {
         Some(src) if src.mode & (MODE_PRIVATE | MODE_PASSTHRU) != 0 => Rx::Sender(src),
         Some(src) => Rx::Flood {
             sender_mode: src.mode,
@@ -102,5 +104,5 @@ pub fn tx_local_target(sender: &Endpoint, eth: &EthHdr) -> Option<Endpoint> {
     if sender.mode != MODE_BRIDGE {
         return None;
     }
-    lookup(sender.parent_ifindex, &eth.dst).filter(|d| d.mode == MODE_BRIDGE)
+    lookup(sender.parent_ifindex, eth.dst).filter(|d| d.mode == MODE_BRIDGE)
 }

@@ -37,6 +37,18 @@ pub fn rx(id: u32, len: u64, eth: &EthHdr) {
     }
 }
 
+/// A unicast frame delivered to endpoint `id`: [`rx`] without the group
+/// check, for paths that decided on a unicast destination (with the header
+/// read in place, the compiler cannot reuse that decision after a helper
+/// call and would read the destination again).
+#[inline(always)]
+pub fn rx_unicast(id: u32, len: u64) {
+    if let Some(s) = endpoint(id) {
+        s.rx_packets += 1;
+        s.rx_bytes += len;
+    }
+}
+
 /// A frame sent by endpoint `id`.
 #[inline(always)]
 pub fn tx(id: u32, len: u64, eth: &EthHdr) {

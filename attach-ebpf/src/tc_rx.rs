@@ -26,7 +26,8 @@ pub fn run(ctx: &TcContext) -> i32 {
         ctx.set_mark(0);
         return TC_ACT_UNSPEC;
     }
-    let Some(eth) = eth::read_tc(ctx) else {
+    // Read in place: the hot path loads only the destination.
+    let Some(eth) = eth::header_tc(ctx) else {
         // SAFETY: only tested for presence.
         let ours = unsafe { PARENTS.get(&ifindex) }.is_some();
         stats::verdict(
@@ -40,18 +41,26 @@ pub fn run(ctx: &TcContext) -> i32 {
         return TC_ACT_UNSPEC;
     };
     let len = ctx.len();
+    // The hot path, one lookup: unicast to an endpoint of this parent.
+    if !eth.is_multicast()
+        && let Some(ep) = macvlan::rx_unicast(ifindex, eth)
+    {
+        let pkt = Pkt {
+            ifindex,
+            endpoint: ep.id,
+            len,
+            eth,
+        };
+        return to_endpoint(ctx, &ep, &pkt);
+    }
+    // The rest floods and pushes tags, which move packet data: a copy.
+    let eth = *eth;
     let pkt = |endpoint| Pkt {
         ifindex,
         endpoint,
         len,
         eth: &eth,
     };
-    // The hot path, one lookup: unicast to an endpoint of this parent.
-    if !eth.is_multicast()
-        && let Some(ep) = macvlan::rx_unicast(ifindex, &eth)
-    {
-        return to_endpoint(ctx, &ep, &pkt(ep.id), &eth);
-    }
     // SAFETY: copied out at once.
     let Some(cfg) = (unsafe { PARENTS.get(&ifindex) }).copied() else {
         stats::verdict(DIR, Verdict::NotOurs);
@@ -63,9 +72,9 @@ pub fn run(ctx: &TcContext) -> i32 {
         macvlan::rx_unicast_miss(&cfg)
     };
     match decision {
-        Rx::Endpoint(ep) => to_endpoint(ctx, &ep, &pkt(ep.id), &eth),
+        Rx::Endpoint(ep) => to_endpoint(ctx, &ep, &pkt(ep.id)),
         Rx::Sender(ep) if ep.has(EP_F_NESTED) => {
-            nested_delivery(ctx, &ep, &pkt(ep.id), &eth, Verdict::ToSender)
+            nested_delivery(ctx, &ep, &pkt(ep.id), Verdict::ToSender)
         }
         Rx::Host => {
             report(DIR, Verdict::ToHost, &pkt(NO_ENDPOINT));
@@ -102,19 +111,20 @@ pub fn run(ctx: &TcContext) -> i32 {
     }
 }
 
-/// Unicast into an endpoint: straight into its namespace (the peer of its
+/// Unicast (only) into an endpoint: straight into its namespace (the peer of its
 /// host-side veth), or, for a nested one, out of its VM's tap.
 #[inline(always)]
-fn to_endpoint(ctx: &TcContext, ep: &Endpoint, pkt: &Pkt, eth: &EthHdr) -> i32 {
+fn to_endpoint(ctx: &TcContext, ep: &Endpoint, pkt: &Pkt) -> i32 {
     if ep.has(EP_F_NESTED) {
-        return nested_delivery(ctx, ep, pkt, eth, Verdict::ToEndpoint);
+        return nested_delivery(ctx, ep, pkt, Verdict::ToEndpoint);
     }
-    // SAFETY: plain helper call.
-    let ret = unsafe { bpf_redirect_peer(ep.host_ifindex, 0) } as i32;
-    if ret == TC_ACT_REDIRECT as i32 {
+    // SAFETY: plain helper call (it leaves packet data where it is).
+    let ret = unsafe { bpf_redirect_peer(ep.host_ifindex, 0) };
+    // Compared as returned (a long): no narrowing on the hot path.
+    if ret == TC_ACT_REDIRECT.into() {
         report(DIR, Verdict::ToEndpoint, pkt);
-        stats::rx(ep.id, pkt.len as u64, eth);
-        ret
+        stats::rx_unicast(ep.id, pkt.len as u64);
+        TC_ACT_REDIRECT as i32
     } else {
         aya_log_ebpf::warn!(ctx, "redirect to endpoint {} failed", ep.id);
         report(DIR, Verdict::DropRedirect, pkt);
@@ -126,11 +136,14 @@ fn to_endpoint(ctx: &TcContext, ep: &Endpoint, pkt: &Pkt, eth: &EthHdr) -> i32 {
 /// To a nested endpoint (a container in a VM): its tags pushed, out of the
 /// VM's tap.
 #[inline(always)]
-fn nested_delivery(ctx: &TcContext, ep: &Endpoint, pkt: &Pkt, eth: &EthHdr, v: Verdict) -> i32 {
+fn nested_delivery(ctx: &TcContext, ep: &Endpoint, pkt: &Pkt, v: Verdict) -> i32 {
+    // The push moves packet data: the header is copied before it.
+    let eth: EthHdr = *pkt.eth;
+    let pkt = &Pkt { eth: &eth, ..*pkt };
     match nested::deliver(ctx, ep) {
         Ok(ret) => {
             report(DIR, v, pkt);
-            stats::rx(ep.id, pkt.len as u64, eth);
+            stats::rx(ep.id, pkt.len as u64, &eth);
             ret
         }
         Err(why) => {

@@ -24,14 +24,15 @@ use crate::{
 };
 
 pub fn run(ctx: &XdpContext) -> u32 {
-    let Some(eth) = eth::read(ctx.data(), ctx.data_end()) else {
+    // Read in place: the hot path loads only the destination.
+    let Some(eth) = eth::header(ctx.data(), ctx.data_end()) else {
         return XDP_PASS;
     };
     if eth.is_multicast() {
         return XDP_PASS;
     }
     let ifindex = ctx.ingress_ifindex() as u32;
-    let target = match macvlan::lookup(ifindex, &eth.dst) {
+    let target = match macvlan::lookup(ifindex, eth.dst) {
         Some(ep) => ep,
         None => {
             // SAFETY: copied out at once.
@@ -50,17 +51,19 @@ pub fn run(ctx: &XdpContext) -> u32 {
             u64::from(target.host_ifindex),
             u64::from(XDP_PASS),
         )
-    } as u32;
-    if action == XDP_REDIRECT {
-        let len = (ctx.data_end() - ctx.data()) as u32;
-        let pkt = Pkt {
-            ifindex,
-            endpoint: target.id,
-            len,
-            eth: &eth,
-        };
-        report(DIR, Verdict::ToEndpoint, &pkt);
-        stats::rx(target.id, u64::from(len), &eth);
+    };
+    // Compared as returned (a long): no narrowing on the hot path.
+    if action != XDP_REDIRECT.into() {
+        return XDP_PASS;
     }
-    action
+    let len = (ctx.data_end() - ctx.data()) as u64;
+    let pkt = Pkt {
+        ifindex,
+        endpoint: target.id,
+        len: len as u32,
+        eth,
+    };
+    report(DIR, Verdict::ToEndpoint, &pkt);
+    stats::rx_unicast(target.id, len);
+    XDP_REDIRECT
 }

@@ -733,7 +733,7 @@ fn xlated_dump(id: u32) -> Result<Vec<Insn>> {
 /// The longest run of instructions from the entry to an `exit` of the main
 /// program that passes a call matching `through` (if given), no call or map
 /// load matching `avoid`, no subprogram call (the flood loop's callback) and
-/// not the non-linear header fallback (`bpf_skb_load_bytes`).
+/// not the non-linear header fallback (`bpf_skb_load_bytes`, `bpf_skb_pull_data`).
 ///
 /// An execution that does not loop visits each instruction at most once,
 /// so it is a simple path of the control-flow graph: the longest such path
@@ -765,6 +765,7 @@ pub fn longest_path(insns: &[Insn], through: Option<&str>, avoid: &[&str]) -> Op
             (is_call(x) || map_load)
                 && (x.disasm.contains("call pc+")
                     || x.disasm.contains("bpf_skb_load_bytes")
+                    || x.disasm.contains("bpf_skb_pull_data")
                     || avoid.iter().any(|a| x.disasm.contains(a)))
         })
         .collect();
