@@ -16,8 +16,14 @@ pub const MAP_DEVS: &str = "attach_devs";
 pub const MAP_EP_IPS: &str = "attach_ep_ips";
 /// Drop events, and every decision while tracing is on ([`Event`]).
 pub const MAP_EVENTS: &str = "attach_events";
-/// Runtime switches of the datapath: index 0 holds `CFG_*` bits.
+/// Runtime switches of the datapath: index 0 holds `CFG_*` bits. The map
+/// is the programs' data section [`CONFIG_SECTION`] (global
+/// [`CONFIG_GLOBAL`]), pinned under this name.
 pub const MAP_CONFIG: &str = "attach_config";
+/// The object's section holding [`CONFIG_GLOBAL`] (one map per section).
+pub const CONFIG_SECTION: &str = ".data.attach_config";
+/// The global the programs read the `CFG_*` bits from.
+pub const CONFIG_GLOBAL: &str = "ATTACH_CONFIG";
 /// `attach_config[0]` bit: emit an event for every decision, not only drops.
 pub const CFG_TRACE: u32 = 1;
 /// Size of the event ring buffer.

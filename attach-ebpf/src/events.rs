@@ -1,12 +1,13 @@
 //! Events for `attach monitor`: every drop, and every decision while
-//! tracing is switched on (`attach_config[0] & CFG_TRACE`).
+//! tracing is switched on (`attach_config[0] & CFG_TRACE`, the global
+//! `ATTACH_CONFIG`).
 
 use attach_common::{CFG_TRACE, Direction, Event, Verdict};
 use aya_ebpf::helpers::bpf_ktime_get_ns;
 
 use crate::{
     eth::EthHdr,
-    maps::{CONFIG, EVENTS},
+    maps::{ATTACH_CONFIG, EVENTS},
     stats,
 };
 
@@ -22,7 +23,7 @@ pub const NO_ENDPOINT: u32 = u32::MAX;
 
 #[inline(always)]
 fn tracing() -> bool {
-    CONFIG.get(0).is_some_and(|c| c & CFG_TRACE != 0)
+    ATTACH_CONFIG.load() & CFG_TRACE != 0
 }
 
 /// Counts the verdict, and emits an event when it is a drop or tracing is on.

@@ -8,6 +8,7 @@ use attach_common::{
     SW_FDB_SIZE, SW_FLOOD_SIZE, SwPort, Switch, VERDICT_SLOTS,
 };
 use aya_ebpf::{
+    Global,
     btf_maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray, RingBuf},
     macros::btf_map,
 };
@@ -42,8 +43,14 @@ pub static VERDICTS: PerCpuArray<u64, { VERDICT_SLOTS as usize }> = PerCpuArray:
 #[btf_map(name = "attach_events", pin_by_name)]
 pub static EVENTS: RingBuf<Event, { EVENTS_BYTES as usize }> = RingBuf::new();
 
-#[btf_map(name = "attach_config", pin_by_name)]
-pub static CONFIG: Array<u32, 1> = Array::new();
+/// Runtime switches (`attach_common::CFG_*` bits): a global in a data
+/// section of its own, which the loader pins as `attach_config` (a
+/// one-entry array, as the map it replaces was) and keeps across loads.
+/// Reading it is one load from the map's value (BPF_PSEUDO_MAP_VALUE)
+/// where a map lookup costs a dozen instructions on every decision.
+#[unsafe(no_mangle)]
+#[unsafe(link_section = ".data.attach_config")]
+pub static ATTACH_CONFIG: Global<u32> = Global::new(0);
 
 // ipvlan (attach_common::ipvlan).
 

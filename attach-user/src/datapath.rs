@@ -265,10 +265,22 @@ impl Datapath {
 
     fn load_object(dir: &Path, counter: Option<u32>) -> Result<Ebpf> {
         let log_pin = dir.join(LOG_PIN);
+        let config_pin = dir.join(attach_common::MAP_CONFIG);
+        // A load writes the section's initial value into its map, pinned or
+        // not: that value is the switches as they are now.
+        let config = Self::open_pinned(dir, attach_common::MAP_CONFIG)
+            .and_then(|m| Array::<_, u32>::try_from(m).ok())
+            .and_then(|a| a.get(&0, 0).ok())
+            .unwrap_or(0);
+        if !config_pin.exists() {
+            Self::pin_config_map(&config_pin)?;
+        }
         let mut loader = EbpfLoader::new();
         loader
             .default_map_pin_directory(dir)
-            .map_pin_path("AYA_LOGS", log_pin.as_path());
+            .map_pin_path("AYA_LOGS", log_pin.as_path())
+            .map_pin_path(attach_common::CONFIG_SECTION, config_pin.as_path())
+            .override_global(attach_common::CONFIG_GLOBAL, &config, true);
         let value = counter.unwrap_or(0);
         if counter.is_some() {
             loader.override_global(CG_COUNTER_GLOBAL, &value, true);
@@ -278,10 +290,36 @@ impl Datapath {
             .map_err(|e| Error::from(e).context("loading the eBPF datapath"))
     }
 
+    /// Makes and pins the config map before the loader would: made by the
+    /// loader, a data section's map is named after the section
+    /// (`.data.attach_co`), and tools find ours by name (`attach_config`).
+    /// The loader then takes it as the section's map (same shape).
+    fn pin_config_map(pin: &Path) -> Result<()> {
+        const BPF_MAP_TYPE_ARRAY: u32 = 2;
+        let def = aya_obj::Map::new_from_params(BPF_MAP_TYPE_ARRAY, 4, 4, 1, 0);
+        let map = MapData::create(def, attach_common::MAP_CONFIG, None)
+            .map_err(|e| Error::from(e).context("creating the config map"))?;
+        map.pin(pin).map_err(|e| {
+            Error::system(format!(
+                "cannot pin the config map at {}: {e}",
+                pin.display()
+            ))
+        })
+    }
+
     /// Map `name` opened from its pin in `dir`, if it is pinned there.
     fn open_pinned(dir: &Path, name: &str) -> Option<Map> {
         let data = MapData::from_pin(dir.join(name)).ok()?;
         Map::from_map_data(data).ok()
+    }
+
+    /// A map's name in the loaded object: the config map is a data section.
+    fn object_name(name: &str) -> &str {
+        if name == attach_common::MAP_CONFIG {
+            attach_common::CONFIG_SECTION
+        } else {
+            name
+        }
     }
 
     fn missing_map(name: &str) -> Error {
@@ -301,7 +339,7 @@ impl Datapath {
             }
         }
         self.ebpf()?
-            .map_mut(name)
+            .map_mut(Self::object_name(name))
             .ok_or_else(|| Self::missing_map(name))
     }
 
@@ -316,7 +354,7 @@ impl Datapath {
             return Ok(map);
         }
         self.ebpf()?
-            .take_map(name)
+            .take_map(Self::object_name(name))
             .ok_or_else(|| Self::missing_map(name))
     }
 

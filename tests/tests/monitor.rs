@@ -8,6 +8,7 @@ use std::{
 };
 
 use attach_tests::{
+    cgroup::Cgroup,
     lab::{Attach, EXT_V4, Lab, require_root},
     reach::{Flavor, attach},
 };
@@ -93,7 +94,45 @@ fn trace_reports_every_decision_and_switches_off_after() {
         .output()
         .unwrap();
     let cfg: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(cfg[0]["formatted"]["value"], 0, "{cfg}");
+    // Raw bytes: the map carries no BTF (it is the programs' data section).
+    assert_eq!(
+        cfg[0]["value"],
+        serde_json::json!(["0x00", "0x00", "0x00", "0x00"]),
+        "{cfg}"
+    );
+}
+
+/// The first byte of the pinned `attach_config` word (the trace switch).
+fn config_switches(lab: &Lab) -> String {
+    let out = std::process::Command::new("bpftool")
+        .args(["-j", "map", "dump", "pinned"])
+        .arg(lab.node_pin_dir().join("attach_config"))
+        .output()
+        .unwrap();
+    let cfg: Value = serde_json::from_slice(&out.stdout).unwrap();
+    cfg[0]["value"][0].as_str().unwrap().to_owned()
+}
+
+/// Loading the object writes the config section's initial value into its
+/// pinned map (each `host` attachment loads its own programs): that value
+/// must be the switches as they are, or a trace in progress would stop.
+#[test]
+fn tracing_survives_a_load_of_the_object() {
+    require_root();
+    let lab = Lab::new().unwrap();
+    let _c1 = attach(&lab, 1, "bridge", Flavor::EbpfTc, &[]).unwrap();
+    let m = monitor(&lab, &["--trace", "--timeout", "3"]);
+    assert_eq!(config_switches(&lab), "0x01");
+    let cg = Cgroup::new(lab.tag(), "web").unwrap();
+    let node = lab.node().name().to_owned();
+    let cgroup = cg.path().display().to_string();
+    lab.attach()
+        .json(&["add", "host", "--netns", &node, "--cgroup", &cgroup])
+        .unwrap();
+    assert_eq!(config_switches(&lab), "0x01", "the load cleared tracing");
+    lab.attach().json(&["del", "--netns", &node]).unwrap();
+    let _ = events(m);
+    assert_eq!(config_switches(&lab), "0x00");
 }
 
 #[test]
