@@ -502,13 +502,17 @@ impl Datapath {
     /// Whether the link pinned as `pin` runs this build of `prog` (an
     /// upgrade leaves links running the old one until updated).
     pub fn pin_runs_current(&mut self, prog: &str, pin: &str) -> Result<bool> {
-        let pinned = self.pinned_program_tag(pin);
         let current = if prog == PROG_RX_XDP {
-            self.xdp_program()?.info()?.tag()
+            self.xdp_program()?.info()?
         } else {
-            self.classifier(prog)?.info()?.tag()
+            self.classifier(prog)?.info()?
         };
-        Ok(pinned == Some(current))
+        // The very program (the cached one, usually): no need to look
+        // through every program of the system for the pinned one's tag.
+        if self.hook_program_id(pin) == Some(current.id()) {
+            return Ok(true);
+        }
+        Ok(self.pinned_program_tag(pin) == Some(current.tag()))
     }
 
     /// Checks that `prog` is attached on `ifindex` by the link pinned as

@@ -1,8 +1,9 @@
 //! Network namespaces: naming them, telling them apart, and running code in one.
 //!
-//! Code runs in another namespace on a dedicated thread that `setns`es and
-//! then ends; never on a tokio worker, whose namespace every later task would
-//! inherit. Sockets made on that thread stay bound to that namespace.
+//! Code runs in another namespace synchronously: the calling thread
+//! `setns`es into it and back before anything else can run on the thread
+//! (a tokio worker left in it would run every later task there). Sockets
+//! made meanwhile stay bound to that namespace.
 
 use std::{
     fs::File,
@@ -98,28 +99,48 @@ impl Netns {
         self.file.as_fd()
     }
 
-    /// Runs `f` on a fresh thread inside this namespace and returns its result.
-    pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T> {
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                // SAFETY: valid namespace fd; affects this thread only.
-                if unsafe { libc::setns(self.file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                    return Err(Error::system(format!(
-                        "cannot enter network namespace {:?}: {}",
-                        self.spec,
-                        std::io::Error::last_os_error()
-                    )));
-                }
-                Ok(f())
-            })
-            .join()
-            .map_err(|_| Error::system("a thread working in a network namespace panicked"))?
-        })
+    /// Runs `f` inside this namespace and returns its result: the calling
+    /// thread enters it, and is back in its own namespace before `run`
+    /// returns (or unwinds). `f` is synchronous, so nothing else runs on
+    /// the thread meanwhile — not even another task of a tokio worker.
+    /// (A fresh thread per call cost 0.1–0.5 ms, several times an add.)
+    pub fn run<T>(&self, f: impl FnOnce() -> T) -> Result<T> {
+        let home = File::open("/proc/thread-self/ns/net").map_err(|e| {
+            Error::system(format!("cannot open this thread's network namespace: {e}"))
+        })?;
+        // SAFETY: valid namespace fd; affects this thread only.
+        if unsafe { libc::setns(self.file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            return Err(Error::system(format!(
+                "cannot enter network namespace {:?}: {}",
+                self.spec,
+                std::io::Error::last_os_error()
+            )));
+        }
+        let _back = Return(home);
+        Ok(f())
     }
 
     /// Whether two handles name the same namespace.
     pub fn same_as(&self, other: &Netns) -> bool {
         self.inode == other.inode
+    }
+}
+
+/// Puts the thread back in its namespace when dropped.
+struct Return(File);
+
+impl Drop for Return {
+    fn drop(&mut self) {
+        // SAFETY: valid namespace fd; affects this thread only.
+        if unsafe { libc::setns(self.0.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            // Left in another namespace, the thread would work on the wrong
+            // node from now on: never go on.
+            eprintln!(
+                "attach: cannot return to the node's network namespace: {}",
+                std::io::Error::last_os_error()
+            );
+            std::process::abort();
+        }
     }
 }
 

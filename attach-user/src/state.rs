@@ -1,11 +1,17 @@
 //! Attachment records of one node, on disk: one JSON file per attachment,
-//! written atomically (temp file, fsync, rename) under an exclusive lock.
+//! written atomically (temp file, rename) under an exclusive lock, and an
+//! index of them all (see [`index`]).
+
+mod index;
+
+use index::{Entry, Known, Stamp};
 
 use std::{
     fs::{self, File, OpenOptions},
     io::Write,
-    os::fd::AsRawFd,
+    os::{fd::AsRawFd, unix::fs::MetadataExt},
     path::{Path, PathBuf},
+    sync::Mutex,
 };
 
 use crate::{
@@ -15,6 +21,9 @@ use crate::{
 
 pub struct State {
     dir: PathBuf,
+    /// The records as last read or indexed: what `reindex` need not read
+    /// again.
+    known: Mutex<Known>,
 }
 
 /// Held while the node's attachments are being changed.
@@ -24,7 +33,10 @@ pub struct Lock {
 
 impl State {
     pub fn new(dir: PathBuf) -> Self {
-        Self { dir }
+        Self {
+            dir,
+            known: Mutex::new(Known::default()),
+        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -40,7 +52,6 @@ impl State {
     /// us (last attachment gone), so a lock taken on a file no longer at the
     /// path is retried.
     pub fn lock(&self) -> Result<Lock> {
-        use std::os::unix::fs::MetadataExt;
         let path = self.dir.join("lock");
         loop {
             fs::create_dir_all(self.records_dir())
@@ -66,49 +77,79 @@ impl State {
         }
     }
 
+    fn index_path(&self) -> PathBuf {
+        self.dir.join("records.index")
+    }
+
+    /// Every record of the node, oldest first.
     pub fn all(&self) -> Result<Vec<Attachment>> {
-        let dir = self.records_dir();
-        let entries = match fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e.into()),
-        };
-        let mut out = Vec::new();
-        for e in entries {
-            let path = e?.path();
-            if path.extension().is_none_or(|x| x != "json") {
-                continue;
-            }
-            let text = fs::read_to_string(&path)?;
-            let rec: Attachment = serde_json::from_str(&text)
-                .map_err(|e| Error::system(format!("corrupt record {}: {e}", path.display())))?;
-            out.push(rec);
-        }
+        let mut known = self.known();
+        let (now, mut out) = Known::read(&self.index_path(), &self.records_dir(), &known.entries)?;
+        *known = now;
         out.sort_by(|a, b| (a.created, &a.netns, &a.ifname).cmp(&(b.created, &b.netns, &b.ifname)));
         Ok(out)
+    }
+
+    fn known(&self) -> std::sync::MutexGuard<'_, Known> {
+        self.known.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn save(&self, rec: &Attachment) -> Result<()> {
         let dir = self.records_dir();
         fs::create_dir_all(&dir)?;
-        let path = dir.join(rec.record_name());
-        let tmp = dir.join(format!(".{}.tmp", rec.record_name()));
+        let before = Stamp::of(&dir).ok();
+        let name = rec.record_name();
+        let path = dir.join(&name);
+        let tmp = dir.join(format!(".{name}.tmp"));
         // Written whole, then renamed over: a reader or a crash of ours never
         // sees half a record. No fsync: a record describes kernel state that
         // a reboot (or power loss) wipes anyway, and /run is a tmpfs on most
         // nodes; syncing cost most of a millisecond per add on a disk.
         let mut f = File::create(&tmp)?;
         f.write_all(serde_json::to_string_pretty(rec)?.as_bytes())?;
+        let ino = f.metadata()?.ino();
         drop(f);
         fs::rename(&tmp, &path)?;
+        let entry = Entry::new(name.clone(), ino, rec);
+        self.reindex(before, &name, Some(entry));
         Ok(())
     }
 
     pub fn remove(&self, rec: &Attachment) -> Result<()> {
-        match fs::remove_file(self.records_dir().join(rec.record_name())) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e.into()),
+        let dir = self.records_dir();
+        let before = Stamp::of(&dir).ok();
+        let name = rec.record_name();
+        match fs::remove_file(dir.join(&name)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.reindex(before, &name, None);
+        Ok(())
+    }
+
+    /// Brings the index in line with the records after record `name`
+    /// changed to `entry`, the directory having been at `before`. Never
+    /// fails the change: without an index, the records are read one by one.
+    fn reindex(&self, before: Option<Stamp>, name: &str, entry: Option<Result<Entry>>) {
+        let mut known = self.known();
+        let dir = self.records_dir();
+        let done = (|| -> Result<()> {
+            if before.is_some() && known.stamp == before {
+                // What was known is what the directory held until this
+                // change (made under the lock): only the change to note.
+                known.set(name, entry.transpose()?);
+                known.stamp = Some(Stamp::of(&dir)?);
+            } else {
+                known.stamp = None;
+                *known = Known::scan(&dir, &known.entries)?.0;
+            }
+            known.write(&self.index_path())
+        })();
+        if let Err(e) = done {
+            tracing::debug!("rewriting the records index: {e}");
+            known.stamp = None;
+            let _ = fs::remove_file(self.index_path());
         }
     }
 
@@ -118,5 +159,134 @@ impl State {
             let _ = fs::remove_dir_all(&self.dir);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(netns_inode: u64, mac: &str) -> Attachment {
+        serde_json::from_value(serde_json::json!({
+            "netns": format!("c{netns_inode}"),
+            "netns_path": format!("/run/netns/c{netns_inode}"),
+            "netns_inode": netns_inode,
+            "ifname": "eth0",
+            "kind": "macvlan",
+            "mode": "bridge",
+            "backend": "ebpf",
+            "datapath": "tc",
+            "parent": "par0",
+            "parent_ifindex": 3,
+            "mac": mac,
+            "ips": ["10.9.0.2/16"],
+            "gateway": null,
+            "mtu": 1500,
+            "host_ifname": "atk0000000001",
+            "host_ifindex": 4,
+            "ifindex": 2,
+            "host_access": false,
+            "spoofchk": true,
+            "endpoint_id": netns_inode,
+            "xdp_mode": null,
+            "saved_parent": null,
+            "created": netns_inode,
+        }))
+        .unwrap()
+    }
+
+    /// A state directory of its own, removed when dropped.
+    struct Dir(PathBuf);
+
+    impl Dir {
+        fn new(tag: &str) -> Self {
+            let d = std::env::temp_dir().join(format!("attach-state-{tag}-{}", std::process::id()));
+            let _ = fs::remove_dir_all(&d);
+            Self(d)
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// Writes a record as an older engine (or a hand) would: whole, renamed
+    /// into place, the index untouched.
+    fn write_behind(state: &State, r: &Attachment) {
+        let dir = state.records_dir();
+        let tmp = dir.join("behind.tmp");
+        fs::write(&tmp, serde_json::to_string_pretty(r).unwrap()).unwrap();
+        fs::rename(&tmp, dir.join(r.record_name())).unwrap();
+    }
+
+    #[test]
+    fn the_index_follows_saves_and_removes() {
+        let d = Dir::new("follow");
+        let state = State::new(d.0.clone());
+        let _lock = state.lock().unwrap();
+        let (a, b) = (rec(1, "02:00:00:00:00:01"), rec(2, "02:00:00:00:00:02"));
+        state.save(&a).unwrap();
+        state.save(&b).unwrap();
+        assert!(state.index_path().exists());
+        assert_eq!(state.all().unwrap(), vec![a.clone(), b.clone()]);
+        // A fresh engine reads the index, and finds the same.
+        assert_eq!(State::new(d.0.clone()).all().unwrap(), vec![a.clone(), b]);
+        state.remove(&rec(2, "02:00:00:00:00:02")).unwrap();
+        assert_eq!(State::new(d.0.clone()).all().unwrap(), vec![a]);
+    }
+
+    #[test]
+    fn changes_behind_the_index_are_seen() {
+        let d = Dir::new("behind");
+        let state = State::new(d.0.clone());
+        let _lock = state.lock().unwrap();
+        let (a, b) = (rec(1, "02:00:00:00:00:01"), rec(2, "02:00:00:00:00:02"));
+        state.save(&a).unwrap();
+        state.save(&b).unwrap();
+        // Replaced, added and removed without the index knowing.
+        let a2 = rec(1, "02:00:00:00:00:0a");
+        write_behind(&state, &a2);
+        let c = rec(3, "02:00:00:00:00:03");
+        write_behind(&state, &c);
+        fs::remove_file(state.records_dir().join(b.record_name())).unwrap();
+        let want = vec![a2, c];
+        assert_eq!(State::new(d.0.clone()).all().unwrap(), want);
+        assert_eq!(state.all().unwrap(), want);
+        // The next change brings the index back in line.
+        let e = rec(4, "02:00:00:00:00:04");
+        state.save(&e).unwrap();
+        let mut want = want;
+        want.push(e);
+        assert_eq!(State::new(d.0.clone()).all().unwrap(), want);
+        assert!(index::Known::read(&state.index_path(), &state.records_dir(), &[]).is_ok());
+    }
+
+    #[test]
+    fn a_damaged_index_is_not_used() {
+        let d = Dir::new("damaged");
+        let state = State::new(d.0.clone());
+        let _lock = state.lock().unwrap();
+        let a = rec(1, "02:00:00:00:00:01");
+        state.save(&a).unwrap();
+        let text = fs::read_to_string(state.index_path()).unwrap();
+        fs::write(state.index_path(), &text[..text.len() / 2]).unwrap();
+        assert_eq!(State::new(d.0.clone()).all().unwrap(), vec![a.clone()]);
+        fs::write(state.index_path(), "garbage").unwrap();
+        assert_eq!(State::new(d.0.clone()).all().unwrap(), vec![a]);
+    }
+
+    #[test]
+    fn a_corrupt_record_is_still_an_error() {
+        let d = Dir::new("corrupt");
+        let state = State::new(d.0.clone());
+        let _lock = state.lock().unwrap();
+        state.save(&rec(1, "02:00:00:00:00:01")).unwrap();
+        let tmp = state.records_dir().join("x.tmp");
+        fs::write(&tmp, "{").unwrap();
+        fs::rename(&tmp, state.records_dir().join("9-eth0.json")).unwrap();
+        let e = State::new(d.0.clone()).all().unwrap_err();
+        assert!(e.message.contains("corrupt record"), "{e}");
     }
 }
