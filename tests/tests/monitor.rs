@@ -88,29 +88,24 @@ fn trace_reports_every_decision_and_switches_off_after() {
     assert!(verdicts.iter().any(|v| v == "to_parent"), "{verdicts:?}");
     assert!(verdicts.iter().all(|v| !v.is_empty() && v != "?"));
     // Tracing is off again: the config map's switch is clear.
-    let out = std::process::Command::new("bpftool")
-        .args(["-j", "map", "dump", "pinned"])
-        .arg(lab.node_pin_dir().join("attach_config"))
-        .output()
-        .unwrap();
-    let cfg: Value = serde_json::from_slice(&out.stdout).unwrap();
-    // Raw bytes: the map carries no BTF (it is the programs' data section).
-    assert_eq!(
-        cfg[0]["value"],
-        serde_json::json!(["0x00", "0x00", "0x00", "0x00"]),
-        "{cfg}"
-    );
+    assert_eq!(config_word(&lab), ["0x00", "0x00", "0x00", "0x00"]);
 }
 
-/// The first byte of the pinned `attach_config` word (the trace switch).
-fn config_switches(lab: &Lab) -> String {
+/// The pinned `attach_config` word, as bpftool's raw bytes (the map carries
+/// no BTF: it is the programs' data section).
+fn config_word(lab: &Lab) -> Vec<String> {
     let out = std::process::Command::new("bpftool")
         .args(["-j", "map", "dump", "pinned"])
         .arg(lab.node_pin_dir().join("attach_config"))
         .output()
         .unwrap();
     let cfg: Value = serde_json::from_slice(&out.stdout).unwrap();
-    cfg[0]["value"][0].as_str().unwrap().to_owned()
+    serde_json::from_value(cfg[0]["value"].clone()).unwrap()
+}
+
+/// The trace switch's byte of the `attach_config` word.
+fn config_switches(lab: &Lab) -> String {
+    config_word(lab)[0].clone()
 }
 
 /// Loading the object writes the config section's initial value into its
