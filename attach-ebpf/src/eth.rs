@@ -67,7 +67,12 @@ pub fn read_tc(ctx: &TcContext) -> Option<EthHdr> {
 ///
 /// The reference dies with the packet pointers: after a helper that may
 /// move packet data (`bpf_clone_redirect`, a VLAN push) the verifier
-/// rejects a read through it, so such paths copy the header first.
+/// rejects a read through it, so such paths copy the header first. And a
+/// path that reads the header again after such a helper uses [`read`] /
+/// [`read_tc`] for both reads: the compiler takes memory behind a shared
+/// reference as unchanged and may reuse the first read's values (seen: a
+/// `read_tc` written as `header(..).copied()` broke the nested tap, which
+/// reads the header before and after popping its tags).
 #[inline(always)]
 pub fn header<'a>(data: usize, data_end: usize) -> Option<&'a EthHdr> {
     if data + ETH_HLEN > data_end {

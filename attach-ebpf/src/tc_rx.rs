@@ -111,8 +111,8 @@ pub fn run(ctx: &TcContext) -> i32 {
     }
 }
 
-/// Unicast (only) into an endpoint: straight into its namespace (the peer of its
-/// host-side veth), or, for a nested one, out of its VM's tap.
+/// Unicast (only) into an endpoint: straight into its namespace (the peer
+/// of its host-side veth), or, for a nested one, out of its VM's tap.
 #[inline(always)]
 fn to_endpoint(ctx: &TcContext, ep: &Endpoint, pkt: &Pkt) -> i32 {
     if ep.has(EP_F_NESTED) {

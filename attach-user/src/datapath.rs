@@ -131,7 +131,8 @@ pub struct Datapath {
     /// pinned and the programs are cached, an engine run never needs it
     /// (parsing it was a third of an `add`).
     ebpf: Option<Ebpf>,
-    /// Maps opened from their pins while `ebpf` is not loaded.
+    /// Maps opened from their pins (every map is pinned: loading the
+    /// object pins those that are not yet).
     pinned: StdHashMap<String, Map>,
     /// The cgroup counter slot the object is loaded with, if any.
     counter: Option<u32>,
@@ -151,6 +152,14 @@ const PROGS_DIR: &str = "progs";
 /// (An FNV-1a hash of the object, computed by build.rs.)
 fn build_id() -> &'static str {
     include_str!(concat!(env!("OUT_DIR"), "/attach.id"))
+}
+
+/// The tag (instruction hash) of loaded program `id`.
+fn program_tag(id: u32) -> Option<u64> {
+    aya::programs::loaded_programs()
+        .filter_map(|p| p.ok())
+        .find(|p| p.id() == id)
+        .map(|p| p.tag())
 }
 
 /// A program type of the object that can be loaded on first use.
@@ -256,8 +265,6 @@ impl Datapath {
     /// The object, loaded (its maps taken from, or pinned at, the pins).
     fn ebpf(&mut self) -> Result<&mut Ebpf> {
         if self.ebpf.is_none() {
-            // Maps held open from their pins are the same kernel objects.
-            self.pinned.clear();
             self.ebpf = Some(Self::load_object(&self.dir, self.counter)?);
         }
         Ok(self.ebpf.as_mut().expect("loaded above"))
@@ -268,13 +275,15 @@ impl Datapath {
         let config_pin = dir.join(attach_common::MAP_CONFIG);
         // A load writes the section's initial value into its map, pinned or
         // not: that value is the switches as they are now.
-        let config = Self::open_pinned(dir, attach_common::MAP_CONFIG)
-            .and_then(|m| Array::<_, u32>::try_from(m).ok())
-            .and_then(|a| a.get(&0, 0).ok())
-            .unwrap_or(0);
-        if !config_pin.exists() {
-            Self::pin_config_map(&config_pin)?;
-        }
+        let config = match Self::open_pinned(dir, attach_common::MAP_CONFIG) {
+            Some(map) => Array::<_, u32>::try_from(map)
+                .and_then(|a| a.get(&0, 0))
+                .unwrap_or(0),
+            None => {
+                Self::pin_config_map(&config_pin)?;
+                0
+            }
+        };
         let mut loader = EbpfLoader::new();
         loader
             .default_map_pin_directory(dir)
@@ -313,49 +322,36 @@ impl Datapath {
         Map::from_map_data(data).ok()
     }
 
-    /// A map's name in the loaded object: the config map is a data section.
-    fn object_name(name: &str) -> &str {
-        if name == attach_common::MAP_CONFIG {
-            attach_common::CONFIG_SECTION
-        } else {
-            name
+    /// Map `name`, from its pin; a pin that is missing is made by loading
+    /// the object (the same kernel objects either way).
+    fn open_map(&mut self, name: &str) -> Result<Map> {
+        if let Some(map) = Self::open_pinned(&self.dir, name) {
+            return Ok(map);
         }
+        self.ebpf()?;
+        Self::open_pinned(&self.dir, name).ok_or_else(|| {
+            Error::system(format!(
+                "map {name} is not pinned in {}",
+                self.dir.display()
+            ))
+        })
     }
 
-    fn missing_map(name: &str) -> Error {
-        Error::system(format!("map {name} missing from the object"))
-    }
-
-    /// A map of the object: from its pin when the object is not loaded.
+    /// A map of the datapath, held open.
     fn map_mut(&mut self, name: &str) -> Result<&mut Map> {
-        if self.ebpf.is_none() {
-            if !self.pinned.contains_key(name)
-                && let Some(map) = Self::open_pinned(&self.dir, name)
-            {
-                self.pinned.insert(name.to_owned(), map);
-            }
-            if self.pinned.contains_key(name) {
-                return Ok(self.pinned.get_mut(name).expect("present"));
-            }
+        if !self.pinned.contains_key(name) {
+            let map = self.open_map(name)?;
+            self.pinned.insert(name.to_owned(), map);
         }
-        self.ebpf()?
-            .map_mut(Self::object_name(name))
-            .ok_or_else(|| Self::missing_map(name))
+        Ok(self.pinned.get_mut(name).expect("inserted above"))
     }
 
     /// [`Self::map_mut`], owned.
     fn take_map(&mut self, name: &str) -> Result<Map> {
-        if self.ebpf.is_none()
-            && let Some(map) = self
-                .pinned
-                .remove(name)
-                .or_else(|| Self::open_pinned(&self.dir, name))
-        {
-            return Ok(map);
+        match self.pinned.remove(name) {
+            Some(map) => Ok(map),
+            None => self.open_map(name),
         }
-        self.ebpf()?
-            .take_map(Self::object_name(name))
-            .ok_or_else(|| Self::missing_map(name))
     }
 
     fn program_pin(dir: &Path, name: &str) -> PathBuf {
@@ -492,11 +488,7 @@ impl Datapath {
 
     /// The tag (instruction hash) of the program behind hook `pin`.
     fn pinned_program_tag(&self, pin: &str) -> Option<u64> {
-        let id = self.hook_program_id(pin)?;
-        aya::programs::loaded_programs()
-            .filter_map(|p| p.ok())
-            .find(|p| p.id() == id)
-            .map(|p| p.tag())
+        program_tag(self.hook_program_id(pin)?)
     }
 
     /// Whether the link pinned as `pin` runs this build of `prog` (an
@@ -507,12 +499,12 @@ impl Datapath {
         } else {
             self.classifier(prog)?.info()?
         };
+        let Some(id) = self.hook_program_id(pin) else {
+            return Ok(false);
+        };
         // The very program (the cached one, usually): no need to look
         // through every program of the system for the pinned one's tag.
-        if self.hook_program_id(pin) == Some(current.id()) {
-            return Ok(true);
-        }
-        Ok(self.pinned_program_tag(pin) == Some(current.tag()))
+        Ok(id == current.id() || program_tag(id) == Some(current.tag()))
     }
 
     /// Checks that `prog` is attached on `ifindex` by the link pinned as

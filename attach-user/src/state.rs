@@ -101,16 +101,18 @@ impl State {
         let name = rec.record_name();
         let path = dir.join(&name);
         let tmp = dir.join(format!(".{name}.tmp"));
+        let json = serde_json::to_string_pretty(rec)?;
+        // Its line of the index, made before anything is written.
+        let mut entry = Entry::new(name.clone(), 0, rec)?;
         // Written whole, then renamed over: a reader or a crash of ours never
         // sees half a record. No fsync: a record describes kernel state that
         // a reboot (or power loss) wipes anyway, and /run is a tmpfs on most
         // nodes; syncing cost most of a millisecond per add on a disk.
         let mut f = File::create(&tmp)?;
-        f.write_all(serde_json::to_string_pretty(rec)?.as_bytes())?;
-        let ino = f.metadata()?.ino();
+        f.write_all(json.as_bytes())?;
+        entry.ino = f.metadata()?.ino();
         drop(f);
         fs::rename(&tmp, &path)?;
-        let entry = Entry::new(name.clone(), ino, rec);
         self.reindex(before, &name, Some(entry));
         Ok(())
     }
@@ -131,14 +133,14 @@ impl State {
     /// Brings the index in line with the records after record `name`
     /// changed to `entry`, the directory having been at `before`. Never
     /// fails the change: without an index, the records are read one by one.
-    fn reindex(&self, before: Option<Stamp>, name: &str, entry: Option<Result<Entry>>) {
+    fn reindex(&self, before: Option<Stamp>, name: &str, entry: Option<Entry>) {
         let mut known = self.known();
         let dir = self.records_dir();
         let done = (|| -> Result<()> {
             if before.is_some() && known.stamp == before {
                 // What was known is what the directory held until this
                 // change (made under the lock): only the change to note.
-                known.set(name, entry.transpose()?);
+                known.set(name, entry);
                 known.stamp = Some(Stamp::of(&dir)?);
             } else {
                 known.stamp = None;
@@ -221,11 +223,18 @@ mod tests {
         fs::rename(&tmp, dir.join(r.record_name())).unwrap();
     }
 
+    /// A node's state in a directory of its own, locked as the engine
+    /// holds it while changing records.
+    fn locked(tag: &str) -> (Dir, State, Lock) {
+        let d = Dir::new(tag);
+        let state = State::new(d.0.clone());
+        let lock = state.lock().unwrap();
+        (d, state, lock)
+    }
+
     #[test]
     fn the_index_follows_saves_and_removes() {
-        let d = Dir::new("follow");
-        let state = State::new(d.0.clone());
-        let _lock = state.lock().unwrap();
+        let (d, state, _lock) = locked("follow");
         let (a, b) = (rec(1, "02:00:00:00:00:01"), rec(2, "02:00:00:00:00:02"));
         state.save(&a).unwrap();
         state.save(&b).unwrap();
@@ -239,9 +248,7 @@ mod tests {
 
     #[test]
     fn changes_behind_the_index_are_seen() {
-        let d = Dir::new("behind");
-        let state = State::new(d.0.clone());
-        let _lock = state.lock().unwrap();
+        let (d, state, _lock) = locked("behind");
         let (a, b) = (rec(1, "02:00:00:00:00:01"), rec(2, "02:00:00:00:00:02"));
         state.save(&a).unwrap();
         state.save(&b).unwrap();
@@ -265,9 +272,7 @@ mod tests {
 
     #[test]
     fn a_damaged_index_is_not_used() {
-        let d = Dir::new("damaged");
-        let state = State::new(d.0.clone());
-        let _lock = state.lock().unwrap();
+        let (d, state, _lock) = locked("damaged");
         let a = rec(1, "02:00:00:00:00:01");
         state.save(&a).unwrap();
         let text = fs::read_to_string(state.index_path()).unwrap();
@@ -279,9 +284,7 @@ mod tests {
 
     #[test]
     fn a_corrupt_record_is_still_an_error() {
-        let d = Dir::new("corrupt");
-        let state = State::new(d.0.clone());
-        let _lock = state.lock().unwrap();
+        let (d, state, _lock) = locked("corrupt");
         state.save(&rec(1, "02:00:00:00:00:01")).unwrap();
         let tmp = state.records_dir().join("x.tmp");
         fs::write(&tmp, "{").unwrap();
