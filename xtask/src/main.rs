@@ -105,19 +105,41 @@ pub fn cargo(root: &Path) -> Command {
     cmd
 }
 
+/// The binaries a node runs: linked statically in a release build.
+const NODE_BINS: [&str; 2] = ["attach", "attach-cni"];
+
 fn build(root: &Path, release: bool) -> Result<()> {
-    let mut cmd = cargo(root);
-    cmd.args([
-        "build",
-        "--package",
-        "attach-user",
-        "--package",
-        "attach-tests",
-    ]);
-    if release {
-        cmd.arg("--release");
+    if !release {
+        return run(cargo(root).args([
+            "build",
+            "--package",
+            "attach-user",
+            "--package",
+            "attach-tests",
+        ]));
     }
-    run(&mut cmd)
+    run(cargo(root).args(["build", "--release", "--package", "attach-tests"]))?;
+    // A runtime starts `attach` / `attach-cni` once per container: linked
+    // statically they start in about half a millisecond less (no dynamic
+    // loader, no relocation of a PIE against three libraries), a tenth of
+    // an attach (`attach bench`, M7). Only the final crate needs the flag,
+    // so `cargo rustc` (the dependencies and proc macros stay as they are).
+    // Never built by a plain `cargo build` here: it would relink them
+    // dynamically, and the next release build statically again.
+    for bin in NODE_BINS {
+        run(cargo(root).args([
+            "rustc",
+            "--release",
+            "--package",
+            "attach-user",
+            "--bin",
+            bin,
+            "--",
+            "-C",
+            "target-feature=+crt-static",
+        ]))?;
+    }
+    Ok(())
 }
 
 fn test(root: &Path, filter: Option<&str>, no_lint: bool) -> Result<()> {
