@@ -666,6 +666,15 @@ pub struct DelArgs {
 }
 
 impl DelArgs {
+    /// "nothing attached as eth0 in NETNS", "nothing attached in NETNS",
+    /// "nothing attached as VLAN of tap TAP".
+    pub fn nothing(&self) -> String {
+        match (&self.netns, &self.ifname) {
+            (Some(ns), None) => format!("nothing attached in {ns}"),
+            _ => format!("nothing attached as {}", self.what()),
+        }
+    }
+
     /// How the asked-for attachment is named in messages.
     pub fn what(&self) -> String {
         match (&self.netns, &self.tap, self.vlan) {

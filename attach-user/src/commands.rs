@@ -56,7 +56,7 @@ pub async fn run(cli: &Cli, engine: &Engine) -> Result<Done> {
         Command::Add(kind) => {
             let req = AddRequest::from(kind.clone());
             let rec = engine.add(&req).await?;
-            warnings.extend(rec.extra.warnings.iter().cloned());
+            warnings.extend(rec.warnings.iter().cloned());
             if json {
                 to_json(&rec)
             } else {
@@ -69,11 +69,11 @@ pub async fn run(cli: &Cli, engine: &Engine) -> Result<Done> {
                 (None, Some(tap), Some(vlan)) => engine.del_vlan(tap, args.qinq, vlan).await?,
                 _ => return Err(Error::invalid("give --netns, or --tap with --vlan")),
             };
-            warnings.extend(gone.iter().flat_map(|r| r.extra.warnings.iter().cloned()));
+            warnings.extend(gone.iter().flat_map(|r| r.warnings.iter().cloned()));
             match (json, gone) {
                 (true, g) => to_json(&json!({"detached": g})),
                 (false, Some(r)) => format!("detached {}", output::what(&r)),
-                (false, None) => format!("nothing attached as {}", args.what()),
+                (false, None) => args.nothing(),
             }
         }
         Command::Check(args) => {
@@ -82,7 +82,7 @@ pub async fn run(cli: &Cli, engine: &Engine) -> Result<Done> {
                 (None, Some(tap), Some(vlan)) => engine.get_vlan(tap, args.qinq, vlan)?,
                 _ => return Err(Error::invalid("give --netns, or --tap with --vlan")),
             }
-            .ok_or_else(|| Error::not_found(format!("nothing attached as {}", args.what())))?;
+            .ok_or_else(|| Error::not_found(args.nothing()))?;
             engine.check(&rec).await?;
             if json {
                 to_json(&json!({"ok": true, "attachment": rec}))

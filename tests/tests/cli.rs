@@ -676,7 +676,9 @@ fn del_is_idempotent() {
             .attach()
             .ok(&["del", "--netns", ns, "--ifname", "eth0"])
             .unwrap();
-        assert!(third.contains("nothing attached"), "{third}");
+        assert_eq!(third.trim(), format!("nothing attached as eth0 in {ns}"));
+        let fourth = lab.attach().ok(&["del", "--netns", ns]).unwrap();
+        assert_eq!(fourth.trim(), format!("nothing attached in {ns}"));
         assert!(links(&c.ns).iter().all(|l| l["ifname"] == "lo"));
         assert_eq!(
             snapshot(&lab, &[&never]),
