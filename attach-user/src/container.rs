@@ -42,8 +42,7 @@ pub fn temp_ifname() -> String {
     format!("attmp{:02x}{:02x}{:02x}{:02x}", r[2], r[3], r[4], r[5])
 }
 
-/// Renames the new link, gives it its addresses, brings it up and adds the
-/// default route.
+/// Renames the new link, then [`address_and_up`].
 pub async fn configure(c: &Rtnl, index: u32, rec: &Attachment) -> Result<()> {
     c.set_link(
         index,
@@ -54,6 +53,12 @@ pub async fn configure(c: &Rtnl, index: u32, rec: &Attachment) -> Result<()> {
     )
     .await
     .with_context(|| format!("renaming the new interface to {}", rec.ifname))?;
+    address_and_up(c, index, rec).await
+}
+
+/// Gives a link born under its final name its addresses, brings it up and
+/// adds the default route.
+pub async fn address_and_up(c: &Rtnl, index: u32, rec: &Attachment) -> Result<()> {
     for ip in &rec.ips {
         c.add_addr(index, ip)
             .await

@@ -23,10 +23,12 @@ pub async fn create_veth(engine: &Engine, rec: &mut Attachment, ns: &Netns) -> R
             "host-side interface {host} already exists (left by a crashed attach? `attach reset` clears leftovers)"
         )));
     }
-    let tmp = container::temp_ifname();
+    // The container side is born in the container under its final name
+    // (the plan checked it is free there): no rename. (Not up yet: a veth
+    // cannot open before its pair is complete, ENOTCONN.)
     engine
         .rtnl
-        .add_veth(&host, &tmp, ns, rec.mac, rec.mtu)
+        .add_veth(&host, &rec.ifname, ns, rec.mac, rec.mtu)
         .await
         .context("creating the veth pair")?;
     rec.host_ifname = Some(host.clone());
@@ -39,11 +41,11 @@ pub async fn create_veth(engine: &Engine, rec: &mut Attachment, ns: &Netns) -> R
 
     let c = Rtnl::in_netns(ns)?;
     let link = c
-        .link_by_name(&tmp)
+        .link_by_name(&rec.ifname)
         .await?
-        .ok_or_else(|| Error::system(format!("the new veth peer {tmp} vanished")))?;
+        .ok_or_else(|| Error::system(format!("the new veth peer {} vanished", rec.ifname)))?;
     rec.ifindex = Some(link.index);
-    container::configure(&c, link.index, rec).await?;
+    container::address_and_up(&c, link.index, rec).await?;
 
     // The host side is a wire into the datapath, not an interface of the
     // node's: no IPv6 link-local address, no neighbour discovery.

@@ -413,7 +413,7 @@ impl Engine {
                 return Err(first.context(format!("detaching {}", crate::output::what(&rec))));
             }
             self.state.remove(&rec)?;
-            rec.extra.warnings = self.take_notices();
+            rec.warnings = self.take_notices();
             gone.push(rec);
         }
         self.remove_node_pins_if_idle(&records);
@@ -571,7 +571,7 @@ impl Engine {
         // A host attachment's cgroup programs carry its counter slot: each is
         // updated from an instance loaded with it.
         for rec in &records {
-            let Some(id) = rec.extra.host.as_ref().and_then(|h| h.counter_id) else {
+            let Some(id) = rec.host.as_ref().and_then(|h| h.counter_id) else {
                 continue;
             };
             let mut counting = Datapath::open_counting(&self.pin_dir, id)?;
@@ -622,7 +622,7 @@ impl Engine {
         };
         let mut attachments = Vec::new();
         for rec in records {
-            let counter = rec.extra.host.as_ref().and_then(|h| h.counter_id);
+            let counter = rec.host.as_ref().and_then(|h| h.counter_id);
             let counters = match (&mut dp, rec.endpoint_id, counter) {
                 (Some(dp), Some(id), _) => Some(dp.stats(id)?.into()),
                 (Some(dp), None, Some(id)) => Some(dp.cgroup_stats(id)?.into()),

@@ -291,22 +291,14 @@ pub struct Attachment {
     pub tap: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tap_ifindex: Option<u32>,
-    /// Warnings and what only some kinds have (flattened into the record).
-    #[serde(flatten)]
-    pub extra: Extra,
-}
-
-/// Interface name recorded for kinds without an interface of their own.
-pub const NO_IFNAME: &str = "-";
-
-/// The parts of a record only some kinds have. One field of [`Attachment`],
-/// flattened: in JSON each is a top-level key.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Extra {
     /// What the engine noticed when attaching and let pass (e.g. a port
     /// another socket already listens on). Printed on stderr too.
     #[serde(default)]
     pub warnings: Vec<String>,
+    // What only some kinds have. Fields of the record itself, not a
+    // flattened struct: serde buffers every key of a struct with a
+    // flattened field, which doubled the time to read a record (each `add`
+    // reads all of a node's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<HostInfo>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -314,6 +306,9 @@ pub struct Extra {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sriov: Option<SriovInfo>,
 }
+
+/// Interface name recorded for kinds without an interface of their own.
+pub const NO_IFNAME: &str = "-";
 
 /// A `host` attachment: the container shares the node's namespace.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -554,12 +549,7 @@ impl Attachment {
     /// source our guard program checks), or its traffic is counted by our
     /// programs.
     pub fn is_ebpf(&self) -> bool {
-        self.endpoint_id.is_some()
-            || self
-                .extra
-                .host
-                .as_ref()
-                .is_some_and(|h| h.counter_id.is_some())
+        self.endpoint_id.is_some() || self.host.as_ref().is_some_and(|h| h.counter_id.is_some())
     }
 
     /// The record with everything `create` fills in cleared: what to create
@@ -575,14 +565,14 @@ impl Attachment {
             switch_id: None,
             ..self.clone()
         };
-        if let Some(h) = &mut f.extra.host {
+        if let Some(h) = &mut f.host {
             h.counter_id = None;
         }
-        if let Some(j) = &mut f.extra.join {
+        if let Some(j) = &mut f.join {
             j.hold = None;
             j.netns_created = false;
         }
-        if let Some(s) = &mut f.extra.sriov {
+        if let Some(s) = &mut f.sriov {
             s.moved = false;
             s.saved_vf = None;
         }

@@ -189,7 +189,11 @@ impl Rtnl {
         Ok(Self { handle })
     }
 
-    async fn get_one(&self, req: rtnetlink::LinkGetRequest) -> Result<Option<Link>> {
+    async fn get_one(&self, mut req: rtnetlink::LinkGetRequest) -> Result<Option<Link>> {
+        // No counters: [`Link`] has none, and they are most of an answer.
+        req.message_mut()
+            .attributes
+            .push(LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats]));
         match req.execute().try_next().await {
             Ok(Some(m)) => Ok(Some(Link::from_message(&m))),
             Ok(None) => Ok(None),
@@ -242,7 +246,8 @@ impl Rtnl {
         Ok(out)
     }
 
-    /// Creates a veth pair: `host` here, `peer` directly inside `peer_ns`.
+    /// Creates a veth pair (both ends down): `host` here, `peer` directly
+    /// inside `peer_ns`.
     pub async fn add_veth(
         &self,
         host: &str,

@@ -55,7 +55,7 @@ pub fn what(a: &Attachment) -> String {
 /// Where it hangs off: the parent, the device handed over, the namespace
 /// joined, or the counted cgroup.
 fn parent_col(a: &Attachment) -> String {
-    if let Some(s) = &a.extra.sriov {
+    if let Some(s) = &a.sriov {
         return if a.parent.is_empty() {
             s.device.clone()
         } else {
@@ -67,10 +67,10 @@ fn parent_col(a: &Attachment) -> String {
             )
         };
     }
-    if let Some(j) = &a.extra.join {
+    if let Some(j) = &a.join {
         return format!("join {}", j.other);
     }
-    if let Some(h) = &a.extra.host {
+    if let Some(h) = &a.host {
         return h
             .cgroup
             .as_ref()

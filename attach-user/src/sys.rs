@@ -1,7 +1,11 @@
-//! Small kernel knobs with no netlink message: sysctls and interface ioctls.
-//! Both act in the calling thread's network namespace.
+//! Small kernel knobs with no netlink message (sysctls and interface ioctls,
+//! both acting in the calling thread's network namespace), and the one bpf
+//! command aya does not wrap.
 
-use std::{io, os::fd::AsRawFd};
+use std::{
+    io,
+    os::fd::{AsRawFd, BorrowedFd},
+};
 
 use crate::error::{Error, Result};
 
@@ -112,4 +116,54 @@ pub fn gro(ifname: &str) -> Result<bool> {
     ethtool(ifname, &mut v)
         .map_err(|e| Error::system(format!("cannot read GRO of {ifname}: {e}")))?;
     Ok(v.data != 0)
+}
+
+/// `BPF_MAP_UPDATE_BATCH`'s part of `union bpf_attr`.
+#[repr(C)]
+#[derive(Default)]
+struct BatchAttr {
+    in_batch: u64,
+    out_batch: u64,
+    keys: u64,
+    values: u64,
+    count: u32,
+    map_fd: u32,
+    elem_flags: u64,
+    flags: u64,
+}
+
+const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
+
+/// Sets `keys[i]` to `values[i]` in map `fd` with one syscall. The kernel
+/// stops at the first failure: an error may leave the first entries written.
+pub fn bpf_update_batch<K: Copy, V: Copy>(
+    fd: BorrowedFd<'_>,
+    keys: &[K],
+    values: &[V],
+) -> io::Result<()> {
+    assert_eq!(keys.len(), values.len(), "a value per key");
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let mut attr = BatchAttr {
+        keys: keys.as_ptr() as u64,
+        values: values.as_ptr() as u64,
+        count: keys.len() as u32,
+        map_fd: fd.as_raw_fd() as u32,
+        ..Default::default()
+    };
+    // SAFETY: `attr` points at `count` keys and values of the map's sizes
+    // (the caller's types are the map's), all alive for the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_MAP_UPDATE_BATCH,
+            &mut attr as *mut BatchAttr,
+            std::mem::size_of::<BatchAttr>() as u32,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }

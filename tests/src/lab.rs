@@ -21,7 +21,7 @@ pub use crate::{
     attach::Attach,
     matrix::{Matrix, Proto, Row},
     netns::{Netns, netns_cookie, netns_list, unique_tag},
-    probe::{UNUSED_V4, arping, broadcast_reaches, captures, ndisc, ping},
+    probe::{UNUSED_V4, arping, broadcast_reaches, captures, ndisc, ping, ping_within},
 };
 
 /// Every lab namespace is named `atl-<pid>-<n>-<role>`.

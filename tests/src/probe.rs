@@ -35,6 +35,22 @@ pub fn ping(from: &Netns, dst: &str) -> bool {
     success(from, &argv) || success(from, &argv)
 }
 
+/// [`ping`] until it answers or `within` has passed. For a path just
+/// repaired: a neighbour entry the broken path left unresolved is retried on
+/// the kernel's schedule (a probe a second), not at once, so the first
+/// pings after a repair can wait for it.
+pub fn ping_within(from: &Netns, dst: &str, within: std::time::Duration) -> bool {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if ping(from, dst) {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+    }
+}
+
 /// ARP resolution alone: one request on `ifname`, answered within 1 s.
 pub fn arping(from: &Netns, ifname: &str, dst: &str) -> bool {
     success(

@@ -191,7 +191,10 @@ pub async fn plan(
         keep_tag: false,
         tap: None,
         tap_ifindex: None,
-        extra: Default::default(),
+        warnings: Vec::new(),
+        host: None,
+        join: None,
+        sriov: None,
     };
     let others = members(records, &rec);
     // The device frames leave the node by: the bridge, or the uplink.

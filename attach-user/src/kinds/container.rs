@@ -157,7 +157,7 @@ pub async fn plan(
     let mut rec = super::record(Kind::Container, &req.netns, ns, NO_IFNAME);
     rec.netns_path = path;
     rec.backend = Backend::Native;
-    rec.extra.join = Some(JoinInfo {
+    rec.join = Some(JoinInfo {
         other: req.join.clone(),
         other_path: ns.path.clone(),
         hold: None,
@@ -178,7 +178,7 @@ pub async fn create(
     let hold = dir.join(ns.inode.to_string());
     let held = records
         .iter()
-        .filter_map(|r| r.extra.join.as_ref()?.hold.as_ref())
+        .filter_map(|r| r.join.as_ref()?.hold.as_ref())
         .any(|h| *h == hold)
         && mount::is_mount_point(&hold)
         && inode_of(&hold) == Some(ns.inode);
@@ -225,15 +225,14 @@ pub async fn create(
 }
 
 fn join_mut(rec: &mut Attachment) -> Result<&mut JoinInfo> {
-    rec.extra
-        .join
+    rec.join
         .as_mut()
         .ok_or_else(|| Error::system("a container record without its join part"))
 }
 
 pub async fn teardown(engine: &Engine, rec: &Attachment, remaining: &[Attachment]) -> Vec<Error> {
     let mut errors = Vec::new();
-    let Some(join) = &rec.extra.join else {
+    let Some(join) = &rec.join else {
         return errors;
     };
     if join.netns_created {
@@ -263,7 +262,7 @@ pub async fn teardown(engine: &Engine, rec: &Attachment, remaining: &[Attachment
     if let Some(hold) = &join.hold {
         let still_used = remaining
             .iter()
-            .filter_map(|r| r.extra.join.as_ref()?.hold.as_ref())
+            .filter_map(|r| r.join.as_ref()?.hold.as_ref())
             .any(|h| h == hold);
         if !still_used {
             errors.extend(release(hold).err());
@@ -271,7 +270,7 @@ pub async fn teardown(engine: &Engine, rec: &Attachment, remaining: &[Attachment
     }
     let any_left = remaining
         .iter()
-        .any(|r| r.extra.join.as_ref().is_some_and(|j| j.hold.is_some()));
+        .any(|r| r.join.as_ref().is_some_and(|j| j.hold.is_some()));
     if !any_left {
         let dir = shared_dir(engine);
         if dir.exists() && mount::mounts_under(&dir).iter().all(|m| *m == dir) {
@@ -315,7 +314,7 @@ pub fn release_leftovers(state_dir: &Path) -> Vec<Error> {
 /// Puts the engine's hold back (someone unmounted it) from NETNS, which
 /// still shows the namespace.
 pub async fn repair(engine: &Engine, rec: &Attachment) -> Result<()> {
-    let Some(join) = &rec.extra.join else {
+    let Some(join) = &rec.join else {
         return Err(Error::system("a container record without its join part"));
     };
     let hold = join
@@ -346,7 +345,7 @@ pub async fn repair(engine: &Engine, rec: &Attachment) -> Result<()> {
 
 /// The hold is mounted and is the namespace; NETNS still shows it.
 pub async fn check(rec: &Attachment) -> Result<()> {
-    let Some(join) = &rec.extra.join else {
+    let Some(join) = &rec.join else {
         return Err(Error::system("a container record without its join part"));
     };
     let hold = join

@@ -136,7 +136,7 @@ pub async fn plan(
     }
     let hosts: Vec<(&Attachment, &HostInfo)> = records
         .iter()
-        .filter_map(|r| Some((r, r.extra.host.as_ref()?)))
+        .filter_map(|r| Some((r, r.host.as_ref()?)))
         .collect();
     let (cgroup, cgroup_id) = match &req.cgroup {
         Some(given) => {
@@ -171,8 +171,8 @@ pub async fn plan(
     }
     let mut rec = super::record(Kind::Host, &req.netns, ns, NO_IFNAME);
     rec.backend = Backend::Native;
-    rec.extra.warnings = warnings;
-    rec.extra.host = Some(HostInfo {
+    rec.warnings = warnings;
+    rec.host = Some(HostInfo {
         cgroup,
         cgroup_id,
         counter_id: None,
@@ -182,7 +182,7 @@ pub async fn plan(
 }
 
 pub async fn create(engine: &Engine, rec: &mut Attachment, records: &[Attachment]) -> Result<()> {
-    let Some(host) = rec.extra.host.as_mut() else {
+    let Some(host) = rec.host.as_mut() else {
         return Err(Error::system("a host record without its host part"));
     };
     let Some(path) = host.cgroup.clone() else {
@@ -190,7 +190,7 @@ pub async fn create(engine: &Engine, rec: &mut Attachment, records: &[Attachment
     };
     let used: Vec<u32> = records
         .iter()
-        .filter_map(|r| r.extra.host.as_ref()?.counter_id)
+        .filter_map(|r| r.host.as_ref()?.counter_id)
         .collect();
     let id = (0..MAX_CG_COUNTERS)
         .find(|i| !used.contains(i))
@@ -216,7 +216,7 @@ pub async fn create(engine: &Engine, rec: &mut Attachment, records: &[Attachment
 }
 
 pub async fn teardown(engine: &Engine, rec: &Attachment) -> Vec<Error> {
-    let Some(id) = rec.extra.host.as_ref().and_then(|h| h.counter_id) else {
+    let Some(id) = rec.host.as_ref().and_then(|h| h.counter_id) else {
         return Vec::new();
     };
     datapath::cgroup_links(id)
@@ -227,7 +227,7 @@ pub async fn teardown(engine: &Engine, rec: &Attachment) -> Vec<Error> {
 
 /// The counter links (program, pin), when the traffic is counted.
 pub fn links(rec: &Attachment) -> Vec<(&'static str, String)> {
-    match rec.extra.host.as_ref().and_then(|h| h.counter_id) {
+    match rec.host.as_ref().and_then(|h| h.counter_id) {
         Some(id) => {
             let [inp, eg] = datapath::cgroup_links(id);
             vec![(PROG_CG_IN, inp), (PROG_CG_EG, eg)]
@@ -239,7 +239,7 @@ pub fn links(rec: &Attachment) -> Vec<(&'static str, String)> {
 /// Re-attaches a missing counter link to the same cgroup, with the same
 /// slot (the counts so far are kept). A replaced cgroup is not repaired.
 pub async fn repair(engine: &Engine, rec: &Attachment) -> Result<()> {
-    let Some(host) = &rec.extra.host else {
+    let Some(host) = &rec.host else {
         return Err(Error::system("a host record without its host part"));
     };
     let (Some(path), Some(id)) = (&host.cgroup, host.counter_id) else {
@@ -277,7 +277,7 @@ pub async fn check(engine: &Engine, rec: &Attachment) -> Result<()> {
             rec.netns
         )));
     }
-    let Some(host) = &rec.extra.host else {
+    let Some(host) = &rec.host else {
         return Err(Error::system("a host record without its host part"));
     };
     if let (Some(path), Some(id)) = (&host.cgroup, host.counter_id) {

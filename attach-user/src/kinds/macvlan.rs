@@ -177,7 +177,10 @@ pub async fn plan(
         keep_tag: false,
         tap: None,
         tap_ifindex: None,
-        extra: Default::default(),
+        warnings: Vec::new(),
+        host: None,
+        join: None,
+        sriov: None,
     })
 }
 
@@ -285,13 +288,8 @@ async fn create_ebpf(
     dp.zero_stats(ep.id)?;
     dp.put_endpoint_ips(ep.host_ifindex, &addrs(rec))?;
     dp.put_endpoint(&ep)?;
-    dp.attach_tc(
-        PROG_TX,
-        ep.host_ifindex,
-        TcAttachType::Ingress,
-        &datapath::port_link(ep.host_ifindex),
-    )
-    .context("attaching the transmit program")?;
+    dp.hook_new_port(PROG_TX, ep.host_ifindex)
+        .context("attaching the transmit program")?;
 
     if rec.is_mode(Mode::Passthru) {
         take_parent_for_passthru(engine, rec).await?;

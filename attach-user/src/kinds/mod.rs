@@ -23,7 +23,7 @@ use crate::{
     container as endpoint_names,
     engine::Engine,
     error::{Error, Result},
-    model::{Attachment, Backend, Extra, Kind, NO_IFNAME},
+    model::{Attachment, Backend, Kind, NO_IFNAME},
     netlink::{Link, Rtnl},
     netns::Netns,
 };
@@ -140,7 +140,10 @@ pub(crate) fn record(kind: Kind, spec: &str, ns: &Netns, ifname: &str) -> Attach
         keep_tag: false,
         tap: None,
         tap_ifindex: None,
-        extra: Extra::default(),
+        warnings: Vec::new(),
+        host: None,
+        join: None,
+        sriov: None,
     }
 }
 

@@ -270,7 +270,10 @@ pub async fn plan(
         keep_tag: false,
         tap: None,
         tap_ifindex: None,
-        extra: Default::default(),
+        warnings: Vec::new(),
+        host: None,
+        join: None,
+        sriov: None,
     })
 }
 
@@ -382,7 +385,10 @@ pub async fn plan_host(
         keep_tag: req.keep_tag,
         tap: Some(tap.name.clone()),
         tap_ifindex: Some(tap.index),
-        extra: Default::default(),
+        warnings: Vec::new(),
+        host: None,
+        join: None,
+        sriov: None,
     })
 }
 

@@ -261,7 +261,10 @@ pub async fn plan(
         keep_tag: false,
         tap: None,
         tap_ifindex: None,
-        extra: Default::default(),
+        warnings: Vec::new(),
+        host: None,
+        join: None,
+        sriov: None,
     })
 }
 

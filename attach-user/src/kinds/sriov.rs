@@ -231,7 +231,7 @@ pub async fn plan(
         .map(|p| format!(" ({p})"))
         .unwrap_or_default();
     if let Some(r) = records.iter().find(|r| {
-        r.extra.sriov.as_ref().is_some_and(|s| {
+        r.sriov.as_ref().is_some_and(|s| {
             req.device.as_ref() == Some(&s.device)
                 || (req.pci.is_some()
                     && s.pci.as_deref()
@@ -242,7 +242,7 @@ pub async fn plan(
                             .as_deref())
         })
     }) {
-        let s = r.extra.sriov.as_ref().expect("filtered");
+        let s = r.sriov.as_ref().expect("filtered");
         return Err(Error::conflict(format!(
             "device {}{by_pci} is already in use: attached as {} in {:?}",
             s.device, r.ifname, r.netns
@@ -358,8 +358,8 @@ pub async fn plan(
     rec.gateway = req.gateway;
     rec.mtu = req.mtu.unwrap_or(dev.mtu);
     rec.spoofchk = req.spoofchk.unwrap_or(false);
-    rec.extra.warnings = warnings;
-    rec.extra.sriov = Some(SriovInfo {
+    rec.warnings = warnings;
+    rec.sriov = Some(SriovInfo {
         device: dev.name.clone(),
         device_ifindex: dev.index,
         pci,
@@ -407,8 +407,7 @@ fn vf_restore(set: &VfSet, saved: &VfConfig) -> VfSet {
 }
 
 fn info_mut(rec: &mut Attachment) -> Result<&mut SriovInfo> {
-    rec.extra
-        .sriov
+    rec.sriov
         .as_mut()
         .ok_or_else(|| Error::system("an sriov record without its sriov part"))
 }
@@ -475,7 +474,7 @@ pub async fn create(engine: &Engine, rec: &mut Attachment, ns: &Netns) -> Result
 /// MTU, MAC and state, and the VF's settings. Continues past failures.
 pub async fn teardown(engine: &Engine, rec: &Attachment) -> Vec<Error> {
     let mut errors = Vec::new();
-    let Some(s) = &rec.extra.sriov else {
+    let Some(s) = &rec.sriov else {
         return errors;
     };
     let mut in_node: Option<Link> = None;
@@ -589,7 +588,7 @@ async fn find_in_node(engine: &Engine, s: &SriovInfo) -> Result<Option<Link>> {
 /// The container side as recorded, and the VF's settings as asked.
 pub async fn check(engine: &Engine, rec: &Attachment) -> Result<()> {
     super::check_container_side(rec).await?;
-    let Some(s) = &rec.extra.sriov else {
+    let Some(s) = &rec.sriov else {
         return Err(Error::system("an sriov record without its sriov part"));
     };
     if let (Some(vf), Some(saved)) = (&s.vf, &s.saved_vf) {
