@@ -450,6 +450,54 @@ impl Datapath {
         Ok(prog)
     }
 
+    /// Loads the classifiers `names` that no cache holds yet, in parallel,
+    /// and caches them. Verifying is most of the first attach on an idle
+    /// node (about 12, 9 and 3 ms for a parent's two programs and a port's
+    /// here), and the verifier runs each load on one CPU.
+    pub fn preload_classifiers(&mut self, names: &[&str]) -> Result<()> {
+        let dir = self.dir.clone();
+        let caches = self.caches;
+        let wanted: Vec<&str> = names
+            .iter()
+            .copied()
+            .filter(|n| !self.cached.contains_key(*n))
+            .filter(|n| !(caches && Self::program_pin(&dir, n).exists()))
+            .collect();
+        if wanted.len() < 2 {
+            return Ok(());
+        }
+        let progs = self
+            .ebpf()?
+            .programs_mut()
+            .filter(|(n, p)| wanted.contains(n) && p.fd().is_err())
+            .map(|(n, p)| Ok((n, <&mut SchedClassifier>::try_from(p)?)))
+            .collect::<Result<Vec<_>>>()?;
+        let loads = std::thread::scope(|s| {
+            let threads: Vec<_> = progs
+                .into_iter()
+                .map(|(name, p)| {
+                    let pin = Self::program_pin(&dir, name);
+                    s.spawn(move || -> Result<()> {
+                        p.load_now()
+                            .map_err(|e| Error::from(e).context(format!("loading {name}")))?;
+                        if caches && let Err(e) = p.pin(&pin) {
+                            tracing::debug!("caching {name} at {}: {e}", pin.display());
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            threads
+                .into_iter()
+                .map(|t| {
+                    t.join()
+                        .unwrap_or_else(|_| Err(Error::system("a loader thread panicked")))
+                })
+                .collect::<Vec<_>>()
+        });
+        loads.into_iter().collect()
+    }
+
     pub fn xdp_program(&mut self) -> Result<&mut Xdp> {
         self.xdp(PROG_RX_XDP)
     }

@@ -10,7 +10,7 @@ use std::{
 };
 
 use attach_tests::{
-    kinds::{detach_port_hook, port_hook_prog},
+    kinds::{detach_port_hook, in_ns, port_hook_prog},
     lab::{EXT_V4, Lab, Netns, ping, require_root},
     reach::{Flavor, attach},
 };
@@ -490,12 +490,17 @@ fn programs_are_loaded_once_per_build_and_reused() {
     let c1 = attach(&lab, 1, "bridge", Flavor::EbpfTc, &[]).unwrap();
     let names = cached();
     let build = names[0].rsplit('-').next().unwrap().to_owned();
-    for prog in ["attach_rx", "attach_tx", "attach_host"] {
+    for prog in ["attach_rx", "attach_tx"] {
         assert!(
             names.contains(&format!("{prog}-{build}")),
             "{prog} of build {build} not cached: {names:?}"
         );
     }
+    // Not needed without a --host-access endpoint: not even loaded.
+    assert!(
+        !names.iter().any(|n| n.starts_with("attach_host")),
+        "{names:?}"
+    );
     assert!(names.iter().all(|n| n.ends_with(&build)), "{names:?}");
     let tx_pin = pins.join(format!("progs/attach_tx-{build}"));
     let first = tx_prog(&c1.ns);
@@ -523,4 +528,73 @@ fn programs_are_loaded_once_per_build_and_reused() {
         !pins.exists(),
         "the node's pins (and the cache) outlived its last attachment"
     );
+}
+
+/// The parent's egress program switches only the node's frames to
+/// `--host-access` endpoints: it is on the parent exactly while one of its
+/// endpoints has host access, so the node's own traffic otherwise leaves
+/// with no program on its way. `check` and `reconcile` agree either way.
+#[test]
+fn the_host_program_is_on_the_parent_only_for_host_access() {
+    require_root();
+    let lab = Lab::new().unwrap();
+    let host_pin = || -> Option<std::path::PathBuf> {
+        std::fs::read_dir(lab.node_pin_dir().join("links"))
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.to_string_lossy().ends_with("-host"))
+    };
+    let links = || -> Vec<u64> {
+        let out = in_ns(lab.node().path(), &["bpftool", "-j", "link", "show"]);
+        let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+        list.as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|l| l["id"].as_u64())
+            .collect()
+    };
+    let checked = |ns: &Netns| lab.attach().ok(&["check", "--netns", ns.name()]).unwrap();
+
+    let plain = attach(&lab, 1, "bridge", Flavor::EbpfTc, &[]).unwrap();
+    assert_eq!(host_pin(), None);
+    checked(&plain.ns);
+
+    let reached = attach(&lab, 2, "bridge", Flavor::EbpfTc, &["--host-access"]).unwrap();
+    let pin = host_pin().expect("the host program's link is pinned");
+    let out = in_ns(
+        lab.node().path(),
+        &[
+            "bpftool",
+            "-j",
+            "link",
+            "show",
+            "pinned",
+            &pin.to_string_lossy(),
+        ],
+    );
+    let link = serde_json::from_slice::<Value>(&out.stdout).unwrap()["id"]
+        .as_u64()
+        .expect("a live link behind the pin");
+    assert!(
+        ping(lab.node(), &reached.v4),
+        "the node reaches its endpoint"
+    );
+    checked(&plain.ns);
+    checked(&reached.ns);
+    assert_eq!(reconcile(&lab), Vec::<Value>::new());
+
+    lab.attach()
+        .ok(&["del", "--netns", reached.ns.name()])
+        .unwrap();
+    assert_eq!(host_pin(), None);
+    assert!(
+        !links().contains(&link),
+        "the host program's link outlived its last endpoint"
+    );
+    checked(&plain.ns);
+    assert!(ping(&plain.ns, EXT_V4));
+    lab.attach()
+        .ok(&["del", "--netns", plain.ns.name()])
+        .unwrap();
 }

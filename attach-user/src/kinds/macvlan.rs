@@ -288,6 +288,11 @@ async fn create_ebpf(
     dp.zero_stats(ep.id)?;
     dp.put_endpoint_ips(ep.host_ifindex, &addrs(rec))?;
     dp.put_endpoint(&ep)?;
+    // On an idle node: the port's and the parent's programs verified at
+    // once, not one after another.
+    let host = rec.host_access.then_some(PROG_HOST);
+    let progs: Vec<&str> = [PROG_TX, PROG_RX].into_iter().chain(host).collect();
+    dp.preload_classifiers(&progs)?;
     dp.hook_new_port(PROG_TX, ep.host_ifindex)
         .context("attaching the transmit program")?;
 
@@ -391,8 +396,12 @@ pub(crate) async fn setup_parent(
     let [rx, host, xdp] = datapath::parent_links(ifindex);
     dp.attach_tc(PROG_RX, ifindex, TcAttachType::Ingress, &rx)
         .with_context(|| format!("attaching the receive program to {}", rec.parent))?;
-    dp.attach_tc(PROG_HOST, ifindex, TcAttachType::Egress, &host)
-        .with_context(|| format!("attaching the host program to {}", rec.parent))?;
+    if parent_needs_host(all, ifindex) {
+        dp.attach_tc(PROG_HOST, ifindex, TcAttachType::Egress, &host)
+            .with_context(|| format!("attaching the host program to {}", rec.parent))?;
+    } else {
+        dp.unpin(&host)?;
+    }
     if rec.datapath != Some(DatapathKind::Xdp) {
         return Ok(None);
     }
@@ -416,6 +425,16 @@ pub(crate) async fn setup_parent(
         );
     }
     Ok(Some(mode.to_owned()))
+}
+
+/// Whether parent `ifindex` needs its egress program (`attach_host`): it only
+/// switches the node's own frames to `--host-access` endpoints, so without
+/// one on the parent the node's traffic leaves with no program on its way,
+/// and the parent's first endpoint waits for one tcx attach (an RCU grace
+/// period) instead of two.
+pub(crate) fn parent_needs_host(all: &[Attachment], ifindex: u32) -> bool {
+    all.iter()
+        .any(|r| switch_member(r, ifindex) && r.host_access)
 }
 
 /// Writes a parent's flood row, then its config (which publishes the row).
@@ -549,6 +568,9 @@ pub(crate) fn release_parent(
                 kind,
                 remaining,
             )?;
+            if !parent_needs_host(remaining, ifindex) {
+                dp.unpin(&datapath::parent_links(ifindex)[1])?;
+            }
         }
         _ => {
             dp.remove_parent(ifindex)?;
@@ -598,20 +620,13 @@ pub async fn check(engine: &Engine, rec: &Attachment) -> Result<()> {
         )));
     }
     let [rx, host, xdp] = datapath::parent_links(rec.parent_ifindex);
-    let programs = [
+    let mut programs = vec![
         (
             PROG_RX,
             rx,
             rec.parent_ifindex,
             TcAttachType::Ingress,
             "receive",
-        ),
-        (
-            PROG_HOST,
-            host,
-            rec.parent_ifindex,
-            TcAttachType::Egress,
-            "host",
         ),
         (
             PROG_TX,
@@ -621,6 +636,15 @@ pub async fn check(engine: &Engine, rec: &Attachment) -> Result<()> {
             "transmit",
         ),
     ];
+    if rec.host_access {
+        programs.push((
+            PROG_HOST,
+            host,
+            rec.parent_ifindex,
+            TcAttachType::Egress,
+            "host",
+        ));
+    }
     for (prog, pin, ifindex, at, what) in programs {
         dp.check_tcx(prog, &pin, ifindex, at, what)?;
     }
@@ -676,7 +700,10 @@ pub fn links(rec: &Attachment) -> Vec<(&'static str, String)> {
         return Vec::new();
     }
     let [rx, host, xdp] = datapath::parent_links(rec.parent_ifindex);
-    let mut out = vec![(PROG_RX, rx), (PROG_HOST, host)];
+    let mut out = vec![(PROG_RX, rx)];
+    if rec.host_access {
+        out.push((PROG_HOST, host));
+    }
     if rec.datapath == Some(DatapathKind::Xdp) {
         out.push((datapath::PROG_RX_XDP, xdp));
     }

@@ -657,13 +657,15 @@ pub async fn check(engine: &Engine, rec: &Attachment) -> Result<()> {
             TcAttachType::Ingress,
             "receive",
         )?;
-        dp.check_tcx(
-            PROG_HOST,
-            &host,
-            rec.parent_ifindex,
-            TcAttachType::Egress,
-            "host",
-        )?;
+        if rec.host_access {
+            dp.check_tcx(
+                PROG_HOST,
+                &host,
+                rec.parent_ifindex,
+                TcAttachType::Egress,
+                "host",
+            )?;
+        }
         if rec.datapath == Some(DatapathKind::Xdp) && !dp.has_link(&xdp) {
             return Err(Error::system(format!(
                 "the XDP program of {} is not attached",
@@ -775,7 +777,10 @@ pub fn links(rec: &Attachment) -> Vec<(&'static str, String)> {
     }
     if is_host_side(rec) {
         let [rx, host, xdp] = datapath::parent_links(rec.parent_ifindex);
-        let mut out = vec![(PROG_RX, rx), (PROG_HOST, host)];
+        let mut out = vec![(PROG_RX, rx)];
+        if rec.host_access {
+            out.push((PROG_HOST, host));
+        }
         if rec.datapath == Some(DatapathKind::Xdp) {
             out.push((datapath::PROG_RX_XDP, xdp));
         }
