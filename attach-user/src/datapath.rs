@@ -451,9 +451,10 @@ impl Datapath {
     }
 
     /// Loads the classifiers `names` that no cache holds yet, in parallel,
-    /// and caches them. Verifying is most of the first attach on an idle
-    /// node (about 12, 9 and 3 ms for a parent's two programs and a port's
-    /// here), and the verifier runs each load on one CPU.
+    /// and caches them. Verifying is much of the first attach on an idle
+    /// node (here about 12 ms for the parent's receive program, 9 for its
+    /// host program, 3 for a port's), and the verifier runs each load on
+    /// one CPU.
     pub fn preload_classifiers(&mut self, names: &[&str]) -> Result<()> {
         let dir = self.dir.clone();
         let caches = self.caches;
