@@ -162,6 +162,14 @@ fn program_tag(id: u32) -> Option<u64> {
         .map(|p| p.tag())
 }
 
+/// Pins a program this build just loaded where later engine runs take it
+/// from. Best effort: without the pin a later run loads it again.
+fn cache_program(prog: &mut SchedClassifier, name: &str, pin: &Path) {
+    if let Err(e) = prog.pin(pin) {
+        tracing::debug!("caching {name} at {}: {e}", pin.display());
+    }
+}
+
 /// A program type of the object that can be loaded on first use.
 pub(crate) trait Loadable {
     fn is_loaded(&self) -> bool;
@@ -441,11 +449,8 @@ impl Datapath {
         let ebpf = self.ebpf()?;
         let fresh = ebpf.program(name).is_some_and(|p| p.fd().is_err());
         let prog: &mut SchedClassifier = load_program(ebpf, name)?;
-        if fresh
-            && caches
-            && let Err(e) = prog.pin(&pin)
-        {
-            tracing::debug!("caching {name} at {}: {e}", pin.display());
+        if fresh && caches {
+            cache_program(prog, name, &pin);
         }
         Ok(prog)
     }
@@ -481,8 +486,8 @@ impl Datapath {
                     s.spawn(move || -> Result<()> {
                         p.load_now()
                             .map_err(|e| Error::from(e).context(format!("loading {name}")))?;
-                        if caches && let Err(e) = p.pin(&pin) {
-                            tracing::debug!("caching {name} at {}: {e}", pin.display());
+                        if caches {
+                            cache_program(p, name, &pin);
                         }
                         Ok(())
                     })

@@ -232,12 +232,18 @@ mod tests {
         (d, state, lock)
     }
 
-    #[test]
-    fn the_index_follows_saves_and_removes() {
-        let (d, state, _lock) = locked("follow");
+    /// [`locked`], with two records saved.
+    fn with_two(tag: &str) -> (Dir, State, Lock, Attachment, Attachment) {
+        let (d, state, lock) = locked(tag);
         let (a, b) = (rec(1, "02:00:00:00:00:01"), rec(2, "02:00:00:00:00:02"));
         state.save(&a).unwrap();
         state.save(&b).unwrap();
+        (d, state, lock, a, b)
+    }
+
+    #[test]
+    fn the_index_follows_saves_and_removes() {
+        let (d, state, _lock, a, b) = with_two("follow");
         assert!(state.index_path().exists());
         assert_eq!(state.all().unwrap(), vec![a.clone(), b.clone()]);
         // A fresh engine reads the index, and finds the same.
@@ -248,10 +254,7 @@ mod tests {
 
     #[test]
     fn changes_behind_the_index_are_seen() {
-        let (d, state, _lock) = locked("behind");
-        let (a, b) = (rec(1, "02:00:00:00:00:01"), rec(2, "02:00:00:00:00:02"));
-        state.save(&a).unwrap();
-        state.save(&b).unwrap();
+        let (d, state, _lock, _, b) = with_two("behind");
         // Replaced, added and removed without the index knowing.
         let a2 = rec(1, "02:00:00:00:00:0a");
         write_behind(&state, &a2);

@@ -49,14 +49,21 @@ impl Ns {
     }
 
     /// `argv` run inside the namespace: the child enters it between fork and
-    /// exec, as a process started by a runtime of that node would be (no
-    /// `nsenter` exec on the clock); /sys and /sys/fs/bpf stay visible,
-    /// unlike under `ip netns exec`.
+    /// exec (or, called inside [`Ns::run`], inherits it), as a process
+    /// started by a runtime of that node would be (no `nsenter` exec on the
+    /// clock); /sys and /sys/fs/bpf stay visible, unlike under `ip netns
+    /// exec`.
     pub fn command(&self, argv: &[&str]) -> Command {
         let path = std::ffi::CString::new(self.path.as_os_str().as_encoded_bytes())
             .expect("a namespace path has no NUL");
         let mut cmd = Command::new(argv[0]);
         cmd.args(&argv[1..]).stdin(Stdio::null());
+        if self.is_current() {
+            // Called inside [`Ns::run`]: the child inherits the namespace,
+            // and without a `pre_exec` it is spawned without a fork
+            // (`posix_spawn`), the bench's page tables not copied.
+            return cmd;
+        }
         // SAFETY: only async-signal-safe syscalls on data prepared before
         // the fork.
         unsafe {
@@ -82,6 +89,14 @@ impl Ns {
             &mut self.command(argv),
             &format!("{} (in {})", argv.join(" "), self.name),
         )
+    }
+
+    /// Whether the calling thread is in this namespace.
+    fn is_current(&self) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let ino = |p: &Path| fs::metadata(p).map(|m| (m.dev(), m.ino())).ok();
+        let here = ino(Path::new("/proc/thread-self/ns/net"));
+        here.is_some() && here == ino(&self.path)
     }
 
     /// `ip -batch` of these commands in the namespace.
@@ -114,7 +129,7 @@ impl Ns {
     }
 
     /// Runs `f` on a thread inside the namespace.
-    pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T> {
+    pub fn run<T>(&self, f: impl FnOnce() -> T) -> Result<T> {
         Netns::open(&self.path.to_string_lossy())?.run(f)
     }
 

@@ -290,7 +290,8 @@ async fn create_ebpf(
     dp.put_endpoint(&ep)?;
     // On an idle node: the port's and the parent's programs verified at
     // once, not one after another.
-    let host = rec.host_access.then_some(PROG_HOST);
+    let needs_host = rec.host_access || parent_needs_host(records, rec.parent_ifindex);
+    let host = needs_host.then_some(PROG_HOST);
     let progs: Vec<&str> = [PROG_TX, PROG_RX].into_iter().chain(host).collect();
     dp.preload_classifiers(&progs)?;
     dp.hook_new_port(PROG_TX, ep.host_ifindex)
@@ -393,15 +394,10 @@ pub(crate) async fn setup_parent(
         rec.datapath.unwrap_or_default(),
         all,
     )?;
-    let [rx, host, xdp] = datapath::parent_links(ifindex);
+    let [rx, _, xdp] = datapath::parent_links(ifindex);
     dp.attach_tc(PROG_RX, ifindex, TcAttachType::Ingress, &rx)
         .with_context(|| format!("attaching the receive program to {}", rec.parent))?;
-    if parent_needs_host(all, ifindex) {
-        dp.attach_tc(PROG_HOST, ifindex, TcAttachType::Egress, &host)
-            .with_context(|| format!("attaching the host program to {}", rec.parent))?;
-    } else {
-        dp.unpin(&host)?;
-    }
+    set_host_hook(dp, rec, all)?;
     if rec.datapath != Some(DatapathKind::Xdp) {
         return Ok(None);
     }
@@ -432,9 +428,48 @@ pub(crate) async fn setup_parent(
 /// one on the parent the node's traffic leaves with no program on its way,
 /// and the parent's first endpoint waits for one tcx attach (an RCU grace
 /// period) instead of two.
-pub(crate) fn parent_needs_host(all: &[Attachment], ifindex: u32) -> bool {
+fn parent_needs_host(all: &[Attachment], ifindex: u32) -> bool {
     all.iter()
         .any(|r| switch_member(r, ifindex) && r.host_access)
+}
+
+/// Attaches the parent's egress program while a member of `all` (the
+/// parent of `rec`'s switch) has host access; removes it otherwise.
+fn set_host_hook(dp: &mut Datapath, rec: &Attachment, all: &[Attachment]) -> Result<()> {
+    let ifindex = rec.parent_ifindex;
+    let [_, host, _] = datapath::parent_links(ifindex);
+    if parent_needs_host(all, ifindex) {
+        dp.attach_tc(PROG_HOST, ifindex, TcAttachType::Egress, &host)
+            .with_context(|| format!("attaching the host program to {}", rec.parent))?;
+        Ok(())
+    } else {
+        dp.unpin(&host)
+    }
+}
+
+/// The parent's hooks a member of its switch relies on: (program, pin).
+pub(crate) fn parent_hooks(rec: &Attachment) -> Vec<(&'static str, String)> {
+    let [rx, host, xdp] = datapath::parent_links(rec.parent_ifindex);
+    let mut out = vec![(PROG_RX, rx)];
+    if rec.host_access {
+        out.push((PROG_HOST, host));
+    }
+    if rec.datapath == Some(DatapathKind::Xdp) {
+        out.push((datapath::PROG_RX_XDP, xdp));
+    }
+    out
+}
+
+/// Checks the parent's tc programs a member of its switch relies on: the
+/// receive program, and the host program for a host-access member.
+pub(crate) fn check_parent_tc(dp: &mut Datapath, rec: &Attachment) -> Result<()> {
+    let [rx, host, _] = datapath::parent_links(rec.parent_ifindex);
+    let ifindex = rec.parent_ifindex;
+    dp.check_tcx(PROG_RX, &rx, ifindex, TcAttachType::Ingress, "receive")?;
+    if rec.host_access {
+        dp.check_tcx(PROG_HOST, &host, ifindex, TcAttachType::Egress, "host")?;
+    }
+    Ok(())
 }
 
 /// Writes a parent's flood row, then its config (which publishes the row).
@@ -568,9 +603,7 @@ pub(crate) fn release_parent(
                 kind,
                 remaining,
             )?;
-            if !parent_needs_host(remaining, ifindex) {
-                dp.unpin(&datapath::parent_links(ifindex)[1])?;
-            }
+            set_host_hook(dp, rec, remaining)?;
         }
         _ => {
             dp.remove_parent(ifindex)?;
@@ -619,35 +652,15 @@ pub async fn check(engine: &Engine, rec: &Attachment) -> Result<()> {
             rec.parent
         )));
     }
-    let [rx, host, xdp] = datapath::parent_links(rec.parent_ifindex);
-    let mut programs = vec![
-        (
-            PROG_RX,
-            rx,
-            rec.parent_ifindex,
-            TcAttachType::Ingress,
-            "receive",
-        ),
-        (
-            PROG_TX,
-            datapath::port_link(host_index),
-            host_index,
-            TcAttachType::Ingress,
-            "transmit",
-        ),
-    ];
-    if rec.host_access {
-        programs.push((
-            PROG_HOST,
-            host,
-            rec.parent_ifindex,
-            TcAttachType::Egress,
-            "host",
-        ));
-    }
-    for (prog, pin, ifindex, at, what) in programs {
-        dp.check_tcx(prog, &pin, ifindex, at, what)?;
-    }
+    check_parent_tc(&mut dp, rec)?;
+    dp.check_tcx(
+        PROG_TX,
+        &datapath::port_link(host_index),
+        host_index,
+        TcAttachType::Ingress,
+        "transmit",
+    )?;
+    let [_, _, xdp] = datapath::parent_links(rec.parent_ifindex);
     if rec.datapath == Some(DatapathKind::Xdp) {
         if !dp.has_link(&xdp) {
             return Err(Error::system(format!(
@@ -699,14 +712,7 @@ pub fn links(rec: &Attachment) -> Vec<(&'static str, String)> {
     if !rec.is_ebpf() {
         return Vec::new();
     }
-    let [rx, host, xdp] = datapath::parent_links(rec.parent_ifindex);
-    let mut out = vec![(PROG_RX, rx)];
-    if rec.host_access {
-        out.push((PROG_HOST, host));
-    }
-    if rec.datapath == Some(DatapathKind::Xdp) {
-        out.push((datapath::PROG_RX_XDP, xdp));
-    }
+    let mut out = parent_hooks(rec);
     if let Some(h) = rec.host_ifindex {
         out.push((PROG_TX, datapath::port_link(h)));
     }

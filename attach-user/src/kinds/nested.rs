@@ -38,7 +38,7 @@ use aya::programs::TcAttachType;
 use crate::{
     addr::{IpNet, Mac, check_ifname},
     container,
-    datapath::{self, PROG_HOST, PROG_NEST_RX, PROG_NEST_TAP, PROG_NEST_TX, PROG_RX},
+    datapath::{self, PROG_NEST_RX, PROG_NEST_TAP, PROG_NEST_TX},
     endpoint,
     engine::Engine,
     error::{Context as _, Error, Result},
@@ -649,23 +649,8 @@ pub async fn check(engine: &Engine, rec: &Attachment) -> Result<()> {
                 rec.parent
             )));
         }
-        let [rx, host, xdp] = datapath::parent_links(rec.parent_ifindex);
-        dp.check_tcx(
-            PROG_RX,
-            &rx,
-            rec.parent_ifindex,
-            TcAttachType::Ingress,
-            "receive",
-        )?;
-        if rec.host_access {
-            dp.check_tcx(
-                PROG_HOST,
-                &host,
-                rec.parent_ifindex,
-                TcAttachType::Egress,
-                "host",
-            )?;
-        }
+        super::macvlan::check_parent_tc(&mut dp, rec)?;
+        let [_, _, xdp] = datapath::parent_links(rec.parent_ifindex);
         if rec.datapath == Some(DatapathKind::Xdp) && !dp.has_link(&xdp) {
             return Err(Error::system(format!(
                 "the XDP program of {} is not attached",
@@ -776,14 +761,7 @@ pub fn links(rec: &Attachment) -> Vec<(&'static str, String)> {
         return Vec::new();
     }
     if is_host_side(rec) {
-        let [rx, host, xdp] = datapath::parent_links(rec.parent_ifindex);
-        let mut out = vec![(PROG_RX, rx)];
-        if rec.host_access {
-            out.push((PROG_HOST, host));
-        }
-        if rec.datapath == Some(DatapathKind::Xdp) {
-            out.push((datapath::PROG_RX_XDP, xdp));
-        }
+        let mut out = super::macvlan::parent_hooks(rec);
         if let Some(t) = rec.tap_ifindex {
             out.push((PROG_NEST_TAP, datapath::tap_link(t)));
         }

@@ -16,22 +16,16 @@
 //! (`posix_spawn`, as Go runtimes spawn plugins with a vfork-style clone), so
 //! copying the bench's own page tables is not on any contender's clock.
 
-use std::{
-    io::Write as _,
-    path::Path,
-    process::{Command, Stdio},
-    time::Instant,
-};
+use std::{io::Write as _, path::Path, process::Stdio, time::Instant};
 
 use super::{Ctx, watched};
 use crate::{
     bench::{
         cleanup::Cleanup,
-        run::{Ns, checked},
+        run::Ns,
         stats::{Better, Case, detail},
     },
     error::{Error, Result},
-    netns::Netns,
 };
 
 pub const SIZES: [usize; 3] = [1, 10, 100];
@@ -120,7 +114,7 @@ fn cni(ctx: &Ctx, imp: &str, cmd: &str, ns: &Ns, id: usize) -> Result<()> {
         "cni" => CNI_PLUGIN.into(),
         _ => our_plugin(ctx).to_string_lossy().into_owned(),
     };
-    let mut c = Command::new(&plugin);
+    let mut c = ctx.lab.node.command(&[&plugin]);
     c.env("CNI_COMMAND", cmd)
         .env(
             "CNI_CONTAINERID",
@@ -172,27 +166,20 @@ fn add(ctx: &Ctx, imp: &str, ns: &Ns, i: usize) -> Result<()> {
         "native" => args.extend(["--backend", "native"]),
         _ => return cni(ctx, imp, "ADD", ns, i),
     }
-    engine(ctx, &args)
+    ctx.lab.attach(&args).map(drop)
 }
 
 fn del(ctx: &Ctx, imp: &str, ns: &Ns, i: usize) -> Result<()> {
     match imp {
         "cni" | "ours-cni" => cni(ctx, imp, "DEL", ns, i),
-        _ => engine(ctx, &["del", "--netns", &ns.name]),
+        _ => ctx.lab.attach(&["del", "--netns", &ns.name]).map(drop),
     }
-}
-
-/// Our CLI with `args`, in the calling thread's namespace (the node's).
-fn engine(ctx: &Ctx, args: &[&str]) -> Result<()> {
-    let mut cmd = Command::new(&ctx.lab.exe);
-    cmd.args(args);
-    checked(&mut cmd, &format!("attach {}", args.join(" "))).map(drop)
 }
 
 /// (attach ms, detach ms) of `n` endpoints, each process spawned from this
 /// thread in the node's namespace.
 fn cycle(ctx: &Ctx, c: &Containers, imp: &str, n: usize) -> Result<(f64, f64)> {
-    Netns::open(&ctx.lab.node.path.to_string_lossy())?.run(|| timed_cycle(ctx, c, imp, n))?
+    ctx.lab.node.run(|| timed_cycle(ctx, c, imp, n))?
 }
 
 fn timed_cycle(ctx: &Ctx, c: &Containers, imp: &str, n: usize) -> Result<(f64, f64)> {
