@@ -9,7 +9,9 @@ use std::net::IpAddr;
 use attach::datapath::{Datapath, PROG_IPVL_RX, PROG_IPVL_TX};
 use attach_common::{Endpoint, IPVL_ROUTE_TABLE, IpvlanParent, MacAddr};
 
-use super::{Lab, Outcome, Parent, PinGuard, fmt_mac, ifindex, ip_batch, parent_mac, pin_dir};
+use super::{
+    Lab, Outcome, Parent, PinGuard, fmt_mac, ifindex, ip_batch, parent_mac, pin_dir, run_with_input,
+};
 
 /// The node's addresses on the parent.
 pub const NODE_V4: &str = "10.77.0.254";
@@ -83,6 +85,15 @@ impl IpvlanScenario {
             }
         }
         ip_batch(&cmds);
+        // IPv6 forwarding joins the all-routers groups, and the node reports
+        // them (MLD, repeated up to a second later) out of every host veth:
+        // frames the delivery counts must not see.
+        run_with_input(
+            "nft",
+            &["-f", "-"],
+            "table ip6 no_mld_reports {\n chain out {\n  type filter hook output priority 0;\n  \
+             icmpv6 type mld2-listener-report drop\n }\n}\n",
+        );
         // IPv6 on (without link-locals) where the node needs it.
         let mut devs = vec!["p0".to_owned()];
         devs.extend((1..=self.eps.len()).map(|n| format!("h{n}")));

@@ -110,25 +110,30 @@ pub fn in_netns<F: FnOnce() + Send + 'static>(f: F) {
 
 /// Runs `ip -batch -` with these commands, in the calling thread's netns.
 pub(crate) fn ip_batch(cmds: &[String]) {
-    let mut child = Command::new("ip")
-        .args(["-batch", "-"])
+    run_with_input("ip", &["-batch", "-"], &cmds.join("\n"));
+}
+
+/// Runs `program args` with `input` on its stdin, in the calling thread's
+/// netns; a failure fails the test with the program's stderr.
+pub(crate) fn run_with_input(program: &str, args: &[&str], input: &str) {
+    let mut child = Command::new(program)
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn ip");
+        .unwrap_or_else(|e| panic!("spawn {program}: {e}"));
     child
         .stdin
         .take()
-        .expect("ip stdin")
-        .write_all(cmds.join("\n").as_bytes())
-        .expect("write to ip");
-    let out = child.wait_with_output().expect("wait for ip");
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .unwrap_or_else(|e| panic!("write to {program}: {e}"));
+    let out = child.wait_with_output().expect("wait for child");
     assert!(
         out.status.success(),
-        "ip -batch failed: {}\ncommands:\n{}",
+        "{program} {args:?} failed: {}\ninput:\n{input}",
         String::from_utf8_lossy(&out.stderr),
-        cmds.join("\n")
     );
 }
 
