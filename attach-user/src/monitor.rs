@@ -87,6 +87,16 @@ pub async fn run(engine: &Engine, args: &MonitorArgs, json: bool) -> Result<()> 
     // SAFETY: the ring buffer owns its fd for as long as the AsyncFd lives.
     let mut fd = unsafe { AsyncFd::register(ring) }
         .map_err(|e| Error::system(format!("polling the event buffer: {}", e.into_parts().1)))?;
+    // On stderr, so stdout stays events only: a script (or a test) can wait
+    // for this line instead of guessing when the buffer is open.
+    eprintln!(
+        "attach monitor: listening for {} (Ctrl-C to stop)",
+        if args.trace {
+            "every decision"
+        } else {
+            "drops"
+        }
+    );
     let deadline = args.timeout.map(Duration::from_secs);
     let mut seen = 0u64;
     let result: Result<()> = async {

@@ -4,6 +4,8 @@ use std::{
     path::{Path, PathBuf},
     process::{Command, Output, Stdio},
     sync::atomic::{AtomicU32, Ordering},
+    thread,
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result, bail};
@@ -97,6 +99,26 @@ impl Netns {
     /// Runs `sh -c cmd` in the namespace; the exit status is not checked.
     pub fn sh(&self, cmd: &str) -> Result<Output> {
         self.exec(&["sh", "-c", cmd])
+    }
+
+    /// Waits (up to 5 s) until a TCP socket listens on `port` here: a
+    /// server started a moment ago may not have bound yet on a busy node.
+    pub fn wait_listening(&self, port: u16) -> Result<()> {
+        let filter = format!("sport = :{port}");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let out = self.exec(&["ss", "-Hltn", &filter])?;
+            if !out.stdout.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "nothing listens on TCP port {port} in {} after 5 s",
+                    self.name
+                );
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 

@@ -9,6 +9,7 @@ use std::{
 };
 
 use attach_tests::{
+    flow::UdpFlow,
     lab::{Attach, EXT_V4, Lab, ping, require_root},
     reach::{Flavor, attach},
 };
@@ -172,56 +173,16 @@ fn the_agent_serves_the_cli_the_cni_plugin_and_metrics() {
     lab.attach().ok(&["del", "--netns", c1.ns.name()]).unwrap();
 }
 
-/// A UDP flow from the external host into `ip`, in `ns`.
-fn flow(lab: &Lab, ns: &attach_tests::lab::Netns, ip: &str, secs: u32) -> (Child, Child) {
-    let server = ns
-        .command(&["iperf3", "-s", "-1", "-p", "5202"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    thread::sleep(Duration::from_millis(300));
-    let client = lab
-        .ext()
-        .command(&[
-            "iperf3",
-            "-c",
-            ip,
-            "-p",
-            "5202",
-            "-u",
-            "-b",
-            "20M",
-            "-l",
-            "1000",
-            "-t",
-            &secs.to_string(),
-            "-J",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    (server, client)
-}
-
 #[test]
 fn killing_the_agent_under_traffic_loses_nothing() {
     require_root();
     let lab = Lab::new().unwrap();
     let mut agent = Agent::start(&lab, 1);
     let c1 = attach(&lab, 1, "bridge", Flavor::EbpfXdp, &[]).unwrap();
-    let (mut server, client) = flow(&lab, &c1.ns, &c1.v4, 4);
+    let flow = UdpFlow::start(&lab, &c1.ns, &c1.v4, 5202, 4).unwrap();
     thread::sleep(Duration::from_millis(1500));
     agent.kill();
-    let out = client.wait_with_output().unwrap();
-    let _ = server.kill();
-    let _ = server.wait();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let (sent, lost) = (
-        v["end"]["sum"]["packets"].as_u64().unwrap(),
-        v["end"]["sum"]["lost_packets"].as_u64().unwrap(),
-    );
+    let (sent, lost) = flow.finish().unwrap();
     assert!(sent > 1000);
     assert_eq!(lost, 0, "{lost} of {sent} lost when the agent was killed");
     // Started again (over its stale socket), it re-adopts and finds nothing to fix.

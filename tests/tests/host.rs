@@ -4,7 +4,7 @@
 //! already have. Bad input is refused with the documented exit code, names
 //! the value and changes nothing.
 
-use std::{io::Read, process::Stdio, thread, time::Duration};
+use std::{io::Read, process::Stdio};
 
 use attach_tests::{
     cgroup::Cgroup,
@@ -41,17 +41,7 @@ fn served_from_ext(lab: &Lab, cg: &Cgroup, addr: &str, port: &str) -> bool {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    // Until the socket listens.
-    for _ in 0..100 {
-        let out = lab
-            .node()
-            .exec(&["ss", "-Hltn", &format!("sport = :{port}")])
-            .unwrap();
-        if !out.stdout.is_empty() {
-            break;
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
+    lab.node().wait_listening(port.parse().unwrap()).unwrap();
     let sent = lab
         .ext()
         .sh(&format!("echo hello | timeout 3 busybox nc {addr} {port}"))

@@ -2,14 +2,10 @@
 //! engine killed mid-operation, program upgrades under traffic, many
 //! operations at once.
 
-use std::{
-    process::{Child, Stdio},
-    sync::Arc,
-    thread,
-    time::Duration,
-};
+use std::{process::Stdio, thread, time::Duration};
 
 use attach_tests::{
+    flow::UdpFlow,
     kinds::{detach_port_hook, in_ns, port_hook_prog},
     lab::{EXT_V4, Lab, Netns, ping, require_root},
     reach::{Flavor, attach},
@@ -205,62 +201,6 @@ fn reconcile_repairs_drift() {
         .unwrap();
 }
 
-/// A UDP flow from the external host into `to`, at a modest rate.
-struct Flow {
-    server: Child,
-    client: Child,
-}
-
-impl Flow {
-    fn start(lab: &Lab, to: &Arc<Netns>, ip: &str, secs: u32) -> Flow {
-        let server = to
-            .command(&["iperf3", "-s", "-1", "-p", "5201"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        thread::sleep(Duration::from_millis(300));
-        let t = secs.to_string();
-        let client = lab
-            .ext()
-            .command(&[
-                "iperf3", "-c", ip, "-p", "5201", "-u", "-b", "20M", "-l", "1000", "-t", &t, "-J",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        thread::sleep(Duration::from_millis(500));
-        Flow { server, client }
-    }
-
-    /// (sent, lost) datagrams, as the receiver saw them.
-    fn finish(mut self) -> (u64, u64) {
-        let out = std::mem::replace(
-            &mut self.client,
-            std::process::Command::new("true").spawn().unwrap(),
-        )
-        .wait_with_output()
-        .unwrap();
-        let v: Value = serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|_| panic!("iperf3: {}", String::from_utf8_lossy(&out.stderr)));
-        let sum = &v["end"]["sum"];
-        (
-            sum["packets"].as_u64().unwrap_or(0),
-            sum["lost_packets"].as_u64().unwrap_or(u64::MAX),
-        )
-    }
-}
-
-impl Drop for Flow {
-    fn drop(&mut self) {
-        let _ = self.server.kill();
-        let _ = self.server.wait();
-        let _ = self.client.kill();
-        let _ = self.client.wait();
-    }
-}
-
 #[test]
 fn upgrade_under_traffic_loses_nothing() {
     require_root();
@@ -272,7 +212,9 @@ fn upgrade_under_traffic_loses_nothing() {
         let parent = rec["parent_ifindex"].as_u64().unwrap();
         let rx_pin = lab.node_pin_dir().join(format!("links/parent-{parent}-rx"));
         let before = link_id(&rx_pin);
-        let flow = Flow::start(&lab, &c1.ns, &c1.v4, 4);
+        let flow = UdpFlow::start(&lab, &c1.ns, &c1.v4, 5201, 4).unwrap();
+        // Under way before anything changes.
+        thread::sleep(Duration::from_millis(500));
         for _ in 0..5 {
             let out = lab.attach().json(&["upgrade", "--force"]).unwrap();
             assert!(
@@ -284,7 +226,7 @@ fn upgrade_under_traffic_loses_nothing() {
             );
             thread::sleep(Duration::from_millis(400));
         }
-        let (sent, lost) = flow.finish();
+        let (sent, lost) = flow.finish().unwrap();
         assert!(
             sent > 1000,
             "{}: the flow barely ran ({sent})",
@@ -315,7 +257,8 @@ fn an_engine_killed_mid_attach_disturbs_no_flow_and_is_cleaned_up() {
     require_root();
     let lab = Lab::new().unwrap();
     let c1 = attach(&lab, 1, "bridge", Flavor::EbpfTc, &[]).unwrap();
-    let flow = Flow::start(&lab, &c1.ns, &c1.v4, 4);
+    let flow = UdpFlow::start(&lab, &c1.ns, &c1.v4, 5201, 4).unwrap();
+    thread::sleep(Duration::from_millis(500));
     // Start attaches of others and SIGKILL them at varying points.
     for (i, delay_ms) in [(2u8, 5u64), (3, 20), (4, 60), (5, 120)] {
         let ns = lab.container(&format!("c{i}")).unwrap();
@@ -342,7 +285,7 @@ fn an_engine_killed_mid_attach_disturbs_no_flow_and_is_cleaned_up() {
         let _ = child.kill();
         let _ = child.wait();
     }
-    let (sent, lost) = flow.finish();
+    let (sent, lost) = flow.finish().unwrap();
     assert!(sent > 1000);
     assert_eq!(
         lost, 0,

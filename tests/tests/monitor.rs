@@ -1,10 +1,8 @@
 //! `attach monitor`: drop events with their reason, and traces on demand.
 
 use std::{
-    io::{BufRead, BufReader},
-    process::{Child, Stdio},
-    thread,
-    time::Duration,
+    io::{BufRead, BufReader, Read},
+    process::{Child, ChildStderr, Stdio},
 };
 
 use attach_tests::{
@@ -14,32 +12,44 @@ use attach_tests::{
 };
 use serde_json::Value;
 
-fn monitor(lab: &Lab, extra: &[&str]) -> Child {
+/// A running `attach monitor` and its stderr.
+struct Monitor {
+    child: Child,
+    stderr: BufReader<ChildStderr>,
+}
+
+/// Starts `attach -o json monitor` in the node and returns once it listens
+/// (its first stderr line), so no event of the test can precede it.
+fn monitor(lab: &Lab, extra: &[&str]) -> Monitor {
     let bin = Attach::bin().unwrap();
     let mut argv = vec![bin.to_str().unwrap(), "-o", "json", "monitor"];
     if !extra.contains(&"--timeout") {
         argv.extend(["--timeout", "10"]);
     }
     argv.extend(extra);
-    let child = lab
+    let mut child = lab
         .node()
         .command(&argv)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // The ring buffer is opened within milliseconds; give it a moment.
-    thread::sleep(Duration::from_millis(400));
-    child
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut first = String::new();
+    stderr.read_line(&mut first).unwrap();
+    assert!(
+        first.starts_with("attach monitor: listening"),
+        "the monitor did not start: {first}"
+    );
+    Monitor { child, stderr }
 }
 
-fn events(child: Child) -> Vec<Value> {
+fn events(m: Monitor) -> Vec<Value> {
+    let Monitor { child, mut stderr } = m;
     let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "monitor: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut rest = String::new();
+    stderr.read_to_string(&mut rest).unwrap();
+    assert!(out.status.success(), "monitor: {rest}");
     BufReader::new(&out.stdout[..])
         .lines()
         .map(|l| serde_json::from_str(&l.unwrap()).unwrap())
