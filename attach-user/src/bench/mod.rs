@@ -78,7 +78,9 @@ Method: TSO, GSO and TX checksum offload off on both ends of every wire, GRO on 
 setting is recorded); measured processes pinned to one vCPU at nice -20, receivers of socket \
 tests on the other; other processes taking more than 10% of a CPU during a run are noted; \
 neighbours are permanent entries; one discarded warm-up run per contender, then contenders \
-interleaved round by round (A B C …, A B C …); median and min–max over the rounds.
+interleaved round by round in alternating order (A B C …, … C B A, A B C …); median and min–max \
+over the rounds; a ratio is the median over rounds of the contender's sample over the \
+reference's sample of the same round (this VM's speed moves from one second to the next).
 
 --quick runs M1, M2 and M6 only, with short runs (under two minutes; CI runs it so the harness \
 never rots). Progress goes to stderr, the table (or with -o json one JSON document) to stdout.

@@ -1,9 +1,16 @@
 //! Samples, their median and range, and ratios to the reference contenders.
 //!
 //! Every measured number is a [`Sample`] of one [`Series`] (metric, case,
-//! contender). Contenders are measured interleaved, round by round (A B C …,
-//! A B C …), so a slow spell of the machine hits all of them alike; the
-//! median over rounds is the result, min–max its spread.
+//! contender). Contenders are measured interleaved, round by round, in
+//! alternating order (A B C, C B A, A B C, …: [`in_round_order`]), so a slow
+//! spell of the machine hits all of them alike and a drift within a round
+//! favours none; the median over rounds is the result, min–max its spread.
+//!
+//! A ratio to a reference is paired: the median over rounds of this
+//! contender's sample divided by the reference's sample of the same round.
+//! A small VM's speed moves by a quarter from one second to the next (the
+//! hypervisor's neighbours); samples taken seconds apart share most of that,
+//! medians taken over the whole run do not.
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -119,35 +126,28 @@ impl Results {
             let v: Vec<f64> = s.samples.iter().map(|x| x.value).collect();
             s.summary = Summary::of(&v);
         }
-        let medians: Vec<(&'static str, &'static str, String, f64)> = self
-            .series
-            .iter()
-            .filter_map(|s| {
-                s.summary
-                    .map(|m| (s.metric, s.case, s.contender.clone(), m.median))
-            })
-            .collect();
-        for s in &mut self.series {
+        let mut ratios = Vec::new();
+        for (i, s) in self.series.iter().enumerate() {
             let Some(case) = cases
                 .iter()
                 .find(|c| c.metric == s.metric && c.id == s.case)
             else {
                 continue;
             };
-            let Some(mine) = s.summary.map(|m| m.median) else {
-                continue;
-            };
             for r in case.refs {
-                if let Some((.., theirs)) = medians
+                let reference = self
+                    .series
                     .iter()
-                    .find(|(m, c, who, _)| *m == s.metric && *c == s.case && who == r)
-                    && *theirs > 0.0
-                    && mine.is_finite()
-                {
-                    s.ratios
-                        .insert((*r).to_owned(), round4(mine / theirs).into());
+                    .find(|x| x.metric == s.metric && x.case == s.case && x.contender == *r);
+                if let Some(ratio) = reference.and_then(|x| paired_ratio(s, x)) {
+                    ratios.push((i, *r, ratio));
                 }
             }
+        }
+        for (i, r, ratio) in ratios {
+            self.series[i]
+                .ratios
+                .insert(r.to_owned(), round4(ratio).into());
         }
     }
 
@@ -167,6 +167,36 @@ impl Results {
         self.get(metric, case, contender)
             .and_then(|s| s.ratios.get(to))
             .and_then(Value::as_f64)
+    }
+}
+
+/// The median over rounds of `mine`'s sample over `theirs`' of the same
+/// round; the ratio of their medians when no round has both (a series
+/// measured once, outside the rounds).
+fn paired_ratio(mine: &Series, theirs: &Series) -> Option<f64> {
+    let per_round: Vec<f64> = mine
+        .samples
+        .iter()
+        .filter_map(|a| {
+            let b = theirs.samples.iter().find(|b| b.round == a.round)?;
+            (b.value > 0.0 && a.value.is_finite()).then(|| a.value / b.value)
+        })
+        .collect();
+    if let Some(s) = Summary::of(&per_round) {
+        return Some(s.median);
+    }
+    let (a, b) = (mine.summary?.median, theirs.summary?.median);
+    (b > 0.0 && a.is_finite()).then(|| a / b)
+}
+
+/// `items` in the order of round `round`: as given on even rounds, reversed
+/// on odd ones, so that a drift of the machine during a round favours no
+/// position.
+pub fn in_round_order<T>(items: &[T], round: u32) -> Box<dyn Iterator<Item = &T> + '_> {
+    if round % 2 == 0 {
+        Box::new(items.iter())
+    } else {
+        Box::new(items.iter().rev())
     }
 }
 
@@ -222,5 +252,51 @@ mod tests {
         assert_eq!(r.ratio("M1", "x", "ours", "host"), Some(0.75));
         assert_eq!(r.ratio("M1", "x", "ours", "native"), Some(1.5));
         assert_eq!(r.ratio("M1", "x", "host", "host"), Some(1.0));
+    }
+
+    fn sample(round: u32, value: f64) -> Sample {
+        Sample {
+            round,
+            value,
+            detail: Map::new(),
+            busy: vec![],
+        }
+    }
+
+    /// Each round's samples are divided, then the median taken: here the
+    /// per-round ratios are 3, 1/2 and 2/3 (median 2/3), where the ratio of
+    /// the medians would be 1.
+    #[test]
+    fn ratios_pair_the_samples_of_a_round() {
+        const CASE: Case = Case {
+            metric: "M1",
+            id: "x",
+            title: "t",
+            unit: "Mpps",
+            better: Better::Higher,
+            refs: &["native"],
+        };
+        let mut r = Results::default();
+        for (round, native, ours) in [(0, 1.0, 3.0), (1, 2.0, 1.0), (2, 3.0, 2.0)] {
+            r.push(&CASE, "native", sample(round, native));
+            r.push(&CASE, "ours", sample(round, ours));
+        }
+        r.finish(&[CASE]);
+        assert_eq!(r.ratio("M1", "x", "ours", "native"), Some(0.6667));
+        // No round in common: the ratio of the medians.
+        let mut r = Results::default();
+        r.push(&CASE, "native", sample(7, 2.0));
+        r.push(&CASE, "ours", sample(0, 3.0));
+        r.finish(&[CASE]);
+        assert_eq!(r.ratio("M1", "x", "ours", "native"), Some(1.5));
+    }
+
+    #[test]
+    fn rounds_alternate_their_order() {
+        let v = [1, 2, 3];
+        let order = |round| in_round_order(&v, round).copied().collect::<Vec<_>>();
+        assert_eq!(order(0), [1, 2, 3]);
+        assert_eq!(order(1), [3, 2, 1]);
+        assert_eq!(order(2), [1, 2, 3]);
     }
 }

@@ -18,7 +18,7 @@ use crate::{
     bench::{
         generator::{generate, udp_frame},
         run::Ns,
-        stats::{Better, Case, detail},
+        stats::{Better, Case, detail, in_round_order},
         topology::Site,
     },
     error::{Error, Result},
@@ -115,7 +115,7 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
         deliver(ctx, s, warm)?;
     }
     for round in 0..ctx.cfg.rounds {
-        for s in &sites {
+        for s in in_round_order(&sites, round) {
             let duration = ctx.cfg.duration;
             let (d, busy) = watched(|| deliver(ctx, s, duration))?;
             let mpps = d.delivered as f64 / d.seconds / 1e6;

@@ -6,7 +6,7 @@
 use super::{Ctx, client, server, watched};
 use crate::{
     bench::{
-        stats::{Better, Case, detail},
+        stats::{Better, Case, detail, in_round_order},
         topology::Site,
     },
     error::{Error, Result},
@@ -125,7 +125,7 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
     }
     let secs = ctx.whole_secs();
     for round in 0..ctx.cfg.rounds {
-        for s in &sites {
+        for s in in_round_order(&sites, round) {
             let ((p50, p99, avg, obs), busy) = watched(|| ping_pong(ctx, s, secs))?;
             let d = detail(&[("avg_us", avg), ("observations", obs)]);
             ctx.record(

@@ -6,7 +6,7 @@
 use super::{Ctx, client, iperf_json, server, watched};
 use crate::{
     bench::{
-        stats::{Better, Case, detail},
+        stats::{Better, Case, detail, in_round_order},
         topology::Site,
     },
     error::{Error, Result},
@@ -87,7 +87,7 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
     }
     let secs = ctx.whole_secs();
     for round in 0..ctx.cfg.rounds {
-        for s in &sites {
+        for s in in_round_order(&sites, round) {
             let ((rx, tx, loss), busy) = watched(|| blast(ctx, s, secs))?;
             ctx.record(
                 &CASE,

@@ -7,7 +7,7 @@ use super::{Ctx, client, iperf_json, server, watched};
 use crate::{
     bench::{
         run::Ns,
-        stats::{Better, Case, detail},
+        stats::{Better, Case, detail, in_round_order},
         topology::Site,
     },
     error::{Error, Result},
@@ -127,7 +127,7 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
     let secs = ctx.whole_secs();
     for round in 0..ctx.cfg.rounds {
         for (i, case) in CASES.iter().enumerate() {
-            for s in &sites {
+            for s in in_round_order(&sites, round) {
                 let Some((from, to, port)) = endpoints(ctx, i, s) else {
                     continue;
                 };

@@ -23,7 +23,7 @@ use crate::{
     bench::{
         cleanup::Cleanup,
         run::Ns,
-        stats::{Better, Case, detail},
+        stats::{Better, Case, detail, in_round_order},
     },
     error::{Error, Result},
 };
@@ -231,7 +231,7 @@ pub fn run(ctx: &mut Ctx, cleanup: &Cleanup) -> Result<()> {
         let cases = cases();
         for round in 0..ctx.cfg.rounds {
             for (k, &n) in SIZES.iter().enumerate() {
-                for imp in &impls {
+                for imp in in_round_order(&impls, round) {
                     let ((a, d), busy) = watched(|| cycle(ctx, &c, imp, n))?;
                     let per = |ms: f64| {
                         detail(&[("endpoints", n as f64), ("ms_per_endpoint", ms / n as f64)])
