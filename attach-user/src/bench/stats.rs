@@ -193,7 +193,7 @@ fn paired_ratio(mine: &Series, theirs: &Series) -> Option<f64> {
 /// on odd ones, so that a drift of the machine during a round favours no
 /// position.
 pub fn in_round_order<T>(items: &[T], round: u32) -> Box<dyn Iterator<Item = &T> + '_> {
-    if round % 2 == 0 {
+    if round.is_multiple_of(2) {
         Box::new(items.iter())
     } else {
         Box::new(items.iter().rev())
