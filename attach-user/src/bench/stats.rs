@@ -225,28 +225,20 @@ mod tests {
         assert!(Summary::of(&[]).is_none());
     }
 
+    const CASE: Case = Case {
+        metric: "M1",
+        id: "x",
+        title: "t",
+        unit: "Mpps",
+        better: Better::Higher,
+        refs: &["host", "native"],
+    };
+
     #[test]
     fn ratios_go_to_the_references() {
-        const CASE: Case = Case {
-            metric: "M1",
-            id: "x",
-            title: "t",
-            unit: "Mpps",
-            better: Better::Higher,
-            refs: &["host", "native"],
-        };
         let mut r = Results::default();
         for (who, v) in [("host", 2.0), ("native", 1.0), ("ours", 1.5)] {
-            r.push(
-                &CASE,
-                who,
-                Sample {
-                    round: 0,
-                    value: v,
-                    detail: Map::new(),
-                    busy: vec![],
-                },
-            );
+            r.push(&CASE, who, sample(0, v));
         }
         r.finish(&[CASE]);
         assert_eq!(r.ratio("M1", "x", "ours", "host"), Some(0.75));
@@ -268,14 +260,6 @@ mod tests {
     /// the medians would be 1.
     #[test]
     fn ratios_pair_the_samples_of_a_round() {
-        const CASE: Case = Case {
-            metric: "M1",
-            id: "x",
-            title: "t",
-            unit: "Mpps",
-            better: Better::Higher,
-            refs: &["native"],
-        };
         let mut r = Results::default();
         for (round, native, ours) in [(0, 1.0, 3.0), (1, 2.0, 1.0), (2, 3.0, 2.0)] {
             r.push(&CASE, "native", sample(round, native));
