@@ -8,7 +8,7 @@ use std::{
     path::Path,
     process::{Command, Output, Stdio},
     thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use anyhow::{Result, anyhow};
@@ -93,14 +93,9 @@ pub fn node_has_link(lab: &Lab, name: &str) -> bool {
 /// Namespaces are freed asynchronously: waits (up to 10 s) for a link of
 /// the node to go; whether it went.
 pub fn wait_link_gone(lab: &Lab, name: &str) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while node_has_link(lab, name) {
-        if Instant::now() > deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
-    true
+    crate::poll::until(Duration::from_secs(10), Duration::from_millis(50), || {
+        !node_has_link(lab, name)
+    })
 }
 
 /// The id of the program in an endpoint port's transmit hook: a cls_bpf

@@ -11,8 +11,7 @@
 
 use std::{
     sync::{Arc, Mutex},
-    thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use anyhow::{Result, bail};
@@ -146,8 +145,7 @@ impl Lab {
 
     /// Waits until every link is up and both bridge ports forward.
     fn wait_ready(&self) -> Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
+        let ready = || {
             let links_up = [
                 (&self.sw, BRIDGE),
                 (&self.ext, EXT_IF),
@@ -163,14 +161,12 @@ impl Lab {
                 .is_some_and(|ports| {
                     ports.len() == 2 && ports.iter().all(|p| p["state"] == "forwarding")
                 });
-            if links_up && ports_forwarding {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!("lab {}: links not up within 5 s", self.tag);
-            }
-            thread::sleep(Duration::from_millis(50));
+            links_up && ports_forwarding
+        };
+        if !crate::poll::until(Duration::from_secs(5), Duration::from_millis(50), ready) {
+            bail!("lab {}: links not up within 5 s", self.tag);
         }
+        Ok(())
     }
 
     /// Cables one more NIC into the node: `node_if` there, on a new port

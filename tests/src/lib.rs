@@ -10,6 +10,7 @@ pub mod lab;
 mod matrix;
 mod netns;
 pub mod podman;
+mod poll;
 mod probe;
 pub mod reach;
 pub mod routed;

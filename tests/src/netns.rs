@@ -4,11 +4,12 @@ use std::{
     path::{Path, PathBuf},
     process::{Command, Output, Stdio},
     sync::atomic::{AtomicU32, Ordering},
-    thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use anyhow::{Context, Result, bail};
+
+use crate::poll;
 
 /// A name part unique across labs of this process and of other processes
 /// alive at the same time: `<pid>-<counter>`.
@@ -105,20 +106,17 @@ impl Netns {
     /// server started a moment ago may not have bound yet on a busy node.
     pub fn wait_listening(&self, port: u16) -> Result<()> {
         let filter = format!("sport = :{port}");
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let out = self.exec(&["ss", "-Hltn", &filter])?;
-            if !out.stdout.is_empty() {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "nothing listens on TCP port {port} in {} after 5 s",
-                    self.name
-                );
-            }
-            thread::sleep(Duration::from_millis(20));
+        let listens = || {
+            self.exec(&["ss", "-Hltn", &filter])
+                .is_ok_and(|o| !o.stdout.is_empty())
+        };
+        if !poll::until(Duration::from_secs(5), Duration::from_millis(20), listens) {
+            bail!(
+                "nothing listens on TCP port {port} in {} after 5 s",
+                self.name
+            );
         }
+        Ok(())
     }
 }
 

@@ -40,15 +40,7 @@ pub fn ping(from: &Netns, dst: &str) -> bool {
 /// the kernel's schedule (a probe a second), not at once, so the first
 /// pings after a repair can wait for it.
 pub fn ping_within(from: &Netns, dst: &str, within: std::time::Duration) -> bool {
-    let deadline = std::time::Instant::now() + within;
-    loop {
-        if ping(from, dst) {
-            return true;
-        }
-        if std::time::Instant::now() >= deadline {
-            return false;
-        }
-    }
+    crate::poll::until(within, std::time::Duration::ZERO, || ping(from, dst))
 }
 
 /// ARP resolution alone: one request on `ifname`, answered within 1 s.

@@ -2,13 +2,7 @@
 //! its pid names the namespace (`--netns PID`). Killed (that process only)
 //! and reaped on drop.
 
-use std::{
-    fs,
-    os::unix::fs::MetadataExt,
-    process::Child,
-    thread,
-    time::{Duration, Instant},
-};
+use std::{fs, os::unix::fs::MetadataExt, process::Child, time::Duration};
 
 use anyhow::{Result, bail};
 
@@ -24,12 +18,9 @@ impl Sleeper {
         let child = ns.command(&["sleep", "600"]).spawn()?;
         let s = Sleeper { child };
         let want = fs::metadata(ns.path())?.ino();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while s.netns_inode() != Some(want) {
-            if Instant::now() > deadline {
-                bail!("pid {} never entered {}", s.pid(), ns.name());
-            }
-            thread::sleep(Duration::from_millis(10));
+        let entered = || s.netns_inode() == Some(want);
+        if !crate::poll::until(Duration::from_secs(5), Duration::from_millis(10), entered) {
+            bail!("pid {} never entered {}", s.pid(), ns.name());
         }
         Ok(s)
     }
