@@ -223,8 +223,12 @@ impl Datapath {
         // SAFETY: valid C string and out-pointer.
         let ok = unsafe { libc::statfs(path.as_ptr(), &mut st) } == 0;
         if !ok || st.f_type as i64 != BPF_FS_MAGIC {
+            // Not "mount it" alone: under `ip netns exec` a bpffs mounted
+            // on its private /sys would be a new, empty instance.
             return Err(Error::system(
-                "bpffs is not mounted on /sys/fs/bpf (mount it: mount -t bpf bpf /sys/fs/bpf)",
+                "bpffs is not mounted on /sys/fs/bpf (mount it: mount -t bpf bpf /sys/fs/bpf; \
+                 under `ip netns exec`, which gives the process a /sys of its own, run attach \
+                 with `nsenter --net=/run/netns/NAME` instead)",
             ));
         }
         Ok(())

@@ -14,7 +14,7 @@ use crate::{
     datapath::Datapath,
     error::{Error, Result},
     kinds::{self, AddRequest},
-    model::{Attachment, CniRef, NO_IFNAME},
+    model::{Attachment, Backend, CniRef, NO_IFNAME},
     netlink::Rtnl,
     netns::{self, Netns},
     state::State,
@@ -216,6 +216,11 @@ impl Engine {
         }
         let mut rec = kinds::plan(self, req, ns, &records).await?;
         rec.cni = cni;
+        // Before anything is made: failing on the pins half-way would
+        // leave a rollback that fails on them too.
+        if rec.backend == Backend::Ebpf {
+            Datapath::check_bpffs()?;
+        }
         match kinds::create(self, &mut rec, ns, &records).await {
             Ok(()) => {}
             Err(e) => {

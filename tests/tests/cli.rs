@@ -23,7 +23,7 @@ use std::{
 };
 
 use attach_tests::{
-    lab::{EXT_V4, Lab, NETNS_PREFIX, NODE_IF, Netns, ping, require_root},
+    lab::{Attach, EXT_V4, Lab, NETNS_PREFIX, NODE_IF, Netns, ping, require_root},
     reach::{Endpoint, Flavor, attach, mac_of},
     snapshot::{json_cmd, links, pin_dir, snapshot, state_dir},
 };
@@ -931,4 +931,50 @@ fn reset_removes_everything() {
     assert_eq!(after, empty, "\n{}", empty.diff(&after));
     // And again, on nothing.
     lab.attach().ok(&["reset"]).unwrap();
+}
+
+/// Run as `ip netns exec NODE attach ...`, the process has a /sys of its own
+/// without bpffs: an eBPF add fails before it makes anything (no rollback,
+/// so no rollback warning) and says how to run it instead; a native add,
+/// which needs no pins, works there.
+#[test]
+fn add_without_bpffs_fails_before_making_anything() {
+    require_root();
+    let lab = Lab::new().unwrap();
+    let c = lab.container("c1").unwrap();
+    let empty = snapshot(&lab, &[&c]);
+    let under_ip_netns_exec = |extra: &[&str]| {
+        let mut args = vec![
+            "add",
+            "macvlan",
+            "--parent",
+            NODE_IF,
+            "--netns",
+            c.name(),
+            "--ip",
+            "10.77.0.11/24",
+        ];
+        args.extend(extra);
+        Command::new("ip")
+            .args(["netns", "exec", lab.node().name()])
+            .arg(Attach::bin().unwrap())
+            .args(&args)
+            .output()
+            .unwrap()
+    };
+    let out = under_ip_netns_exec(&[]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("bpffs is not mounted on /sys/fs/bpf")
+            && err.contains("nsenter --net=/run/netns/NAME"),
+        "{err}"
+    );
+    assert!(!err.contains("rollback"), "a rollback ran: {err}");
+    assert_eq!(snapshot(&lab, &[&c]), empty);
+
+    let out = under_ip_netns_exec(&["--backend", "native"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    lab.attach().ok(&["del", "--netns", c.name()]).unwrap();
+    assert_eq!(snapshot(&lab, &[&c]), empty);
 }
