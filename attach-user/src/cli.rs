@@ -95,12 +95,21 @@ pub enum Command {
     #[command(subcommand)]
     Add(AddKind),
     /// Detach an attachment (succeeds when nothing is attached).
+    #[command(
+        override_usage = "attach del --netns <NETNS> [--ifname <IFNAME>]\n       \
+                                attach del --tap <IF> --vlan <N> [--qinq <OUTER>]"
+    )]
     Del(DelArgs),
     /// List this node's attachments.
     List,
-    /// Check an attachment against reality: links, addresses, map entries,
-    /// attached programs. Exits non-zero and says what drifted.
-    Check(DelArgs),
+    /// Check an attachment (or --all) against reality: links, addresses, map
+    /// entries, attached programs. Exits non-zero and says what drifted.
+    #[command(
+        override_usage = "attach check --netns <NETNS> [--ifname <IFNAME>]\n       \
+                                attach check --tap <IF> --vlan <N> [--qinq <OUTER>]\n       \
+                                attach check --all"
+    )]
+    Check(CheckArgs),
     /// Re-adopt every record and pin, and repair drift: put back missing map
     /// entries and programs, recreate interfaces deleted behind the engine's
     /// back, detach attachments whose namespace is gone, remove leftovers.
@@ -643,12 +652,9 @@ pub struct SriovArgs {
 pub struct DelArgs {
     /// The container's network namespace: a name under /run/netns, a path, or
     /// a pid (for host and container attachments: NETNS as given to add).
-    #[arg(
-        long,
-        value_name = "NETNS",
-        required_unless_present = "tap",
-        conflicts_with = "tap"
-    )]
+    // Required unless --tap (or check's --all): checked when run, since
+    // clap cannot name an argument only one of its users has.
+    #[arg(long, value_name = "NETNS", conflicts_with = "tap")]
     pub netns: Option<String>,
     /// Interface name inside the container. Default: the host or container
     /// attachment of NETNS if there is one, else eth0.
@@ -663,6 +669,16 @@ pub struct DelArgs {
     /// With --tap: the VM uplink's S-tag.
     #[arg(long, value_name = "OUTER", value_parser = parse_vlan, requires = "tap")]
     pub qinq: Option<u16>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CheckArgs {
+    /// Check every attachment of the node; exits non-zero if one drifted,
+    /// naming each.
+    #[arg(long, conflicts_with_all = ["netns", "tap"])]
+    pub all: bool,
+    #[command(flatten)]
+    pub target: DelArgs,
 }
 
 impl DelArgs {

@@ -5,7 +5,7 @@ use serde_json::json;
 
 use crate::{
     Engine, Error, Result,
-    cli::{Cli, Command, Output},
+    cli::{CheckArgs, Cli, Command, Output},
     kinds::AddRequest,
     output,
 };
@@ -76,11 +76,16 @@ pub async fn run(cli: &Cli, engine: &Engine) -> Result<Done> {
                 (false, None) => args.nothing(),
             }
         }
-        Command::Check(args) => {
+        Command::Check(CheckArgs { all: true, .. }) => check_all(engine, json).await?,
+        Command::Check(CheckArgs { target: args, .. }) => {
             let rec = match (&args.netns, &args.tap, args.vlan) {
                 (Some(netns), _, _) => engine.get(netns, args.ifname.as_deref())?,
                 (None, Some(tap), Some(vlan)) => engine.get_vlan(tap, args.qinq, vlan)?,
-                _ => return Err(Error::invalid("give --netns, or --tap with --vlan")),
+                _ => {
+                    return Err(Error::invalid(
+                        "give --netns, or --tap with --vlan, or --all",
+                    ));
+                }
             }
             .ok_or_else(|| Error::not_found(args.nothing()))?;
             engine.check(&rec).await?;
@@ -162,4 +167,34 @@ pub async fn run(cli: &Cli, engine: &Engine) -> Result<Done> {
         }
     };
     Ok(Done { stdout, warnings })
+}
+
+/// `check --all`: every attachment, in the order `list` shows them; one that
+/// drifted makes the whole an error naming each.
+async fn check_all(engine: &Engine, json: bool) -> Result<String> {
+    let all = engine.list()?;
+    let mut drifted = Vec::new();
+    for rec in &all {
+        if let Err(e) = engine.check(rec).await {
+            drifted.push(format!("{}: {}", output::what(rec), e.message));
+        }
+    }
+    if !drifted.is_empty() {
+        return Err(Error::system(format!(
+            "{} of {} attachments drifted (`attach reconcile` repairs drift):\n  {}",
+            drifted.len(),
+            all.len(),
+            drifted.join("\n  ")
+        )));
+    }
+    Ok(if json {
+        to_json(&json!({"ok": true, "attachments": all}))
+    } else if all.is_empty() {
+        "nothing attached".into()
+    } else {
+        all.iter()
+            .map(|r| format!("{}: ok", output::what(r)))
+            .collect::<Vec<_>>()
+            .join("\n")
+    })
 }

@@ -714,6 +714,13 @@ fn del_is_idempotent() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "del with a 16-character ifname");
     assert!(text(&out.stderr).contains("abcdefghijklmnop"));
+    // Without a target: invalid input, saying what to give.
+    for cmd in ["del", "check"] {
+        let out = lab.attach().run(&[cmd]).unwrap();
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{cmd}: {err}");
+        assert!(err.contains("give --netns, or --tap with --vlan"), "{err}");
+    }
     assert_eq!(snapshot(&lab, &[&never]), empty);
 }
 

@@ -78,6 +78,9 @@ fn reconcile_repairs_drift() {
     let c3 = attach(&lab, 3, "vepa", Flavor::EbpfXdp, &[]).ok();
     assert!(c3.is_none(), "xdp beside tc on one parent must be refused");
     assert!(reconcile(&lab).is_empty(), "a healthy node needs no repair");
+    let healthy = lab.attach().json(&["check", "--all"]).unwrap();
+    assert_eq!(healthy["ok"], true, "{healthy}");
+    assert_eq!(healthy["attachments"].as_array().unwrap().len(), 2);
 
     // (a) c1's veth deleted behind the engine's back: recreated.
     let host = record(&lab, &c1.ns)["host_ifname"]
@@ -86,8 +89,19 @@ fn reconcile_repairs_drift() {
         .to_owned();
     lab.node().ok(&["ip", "link", "del", &host]).unwrap();
     assert!(!ping(&c1.ns, EXT_V4));
+    // `check --all` names the drifted one alone, and fails.
+    let out = lab.attach().run(&["check", "--all"]).unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("1 of 2 attachments drifted")
+            && err.contains(&format!("eth0 in {}", c1.ns.name()))
+            && !err.contains(c2.ns.name()),
+        "{err}"
+    );
     let r = reconcile(&lab);
     assert_eq!(action_for(&r, c1.ns.name()), Some("recreated"), "{r:?}");
+    lab.attach().ok(&["check", "--all"]).unwrap();
     assert!(ping(&c1.ns, EXT_V4), "c1 not back after recreation");
 
     // (b) c2's port entry removed from the map: repaired in place.
