@@ -30,7 +30,8 @@ enum Task {
         #[arg(long)]
         release: bool,
     },
-    /// Run every check: rustfmt, clippy, unit tests, BPF_PROG_TEST_RUN and namespace tests.
+    /// Run every check: rustfmt, clippy, unit tests, BPF_PROG_TEST_RUN and namespace tests,
+    /// then (without a filter) the demo with the static release binaries.
     Test {
         /// Only run tests whose name contains this.
         filter: Option<String>,
@@ -66,11 +67,7 @@ fn main() -> Result<()> {
         }
         Task::Demo { args } => {
             setup::all()?;
-            build(&root, true)?;
-            let bin = root.join("target/release");
-            run(Command::new(bin.join("attach-demo"))
-                .args(&args)
-                .env("ATTACH_BIN", bin.join("attach")))
+            demo(&root, &args)
         }
         Task::Bench { args } => {
             setup::all()?;
@@ -168,7 +165,22 @@ fn test(root: &Path, filter: Option<&str>, no_lint: bool) -> Result<()> {
         cmd.arg(f);
     }
     cmd.arg("--test-threads=1");
-    run(&mut cmd)
+    run(&mut cmd)?;
+    if filter.is_none() {
+        // What users install: the static release binaries, through the
+        // README's demo (the tests above ran debug builds).
+        eprintln!("==> demo (static release binaries)");
+        demo(root, &[])?;
+    }
+    Ok(())
+}
+
+fn demo(root: &Path, args: &[String]) -> Result<()> {
+    build(root, true)?;
+    let bin = root.join("target/release");
+    run(Command::new(bin.join("attach-demo"))
+        .args(args)
+        .env("ATTACH_BIN", bin.join("attach")))
 }
 
 pub fn run(cmd: &mut Command) -> Result<()> {
