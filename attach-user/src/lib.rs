@@ -25,6 +25,7 @@ pub mod netlink;
 pub mod netns;
 pub mod output;
 pub mod port_hook;
+pub mod privileges;
 pub mod state;
 pub mod sys;
 

@@ -10,6 +10,9 @@ use clap::Parser;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     attach::logging::init(cli.log_format);
+    if let Err(e) = attach::privileges::check(&cli.command) {
+        return finish(&cli, Err(e));
+    }
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

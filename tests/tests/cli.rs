@@ -985,3 +985,56 @@ fn add_without_bpffs_fails_before_making_anything() {
     lab.attach().ok(&["del", "--netns", c.name()]).unwrap();
     assert_eq!(snapshot(&lab, &[&c]), empty);
 }
+
+/// Without CAP_NET_ADMIN and CAP_SYS_ADMIN a command is refused before it
+/// starts, naming what the process lacks; `list` needs neither.
+#[test]
+fn unprivileged_commands_are_refused_up_front() {
+    require_root();
+    let lab = Lab::new().unwrap();
+    let c = lab.container("c1").unwrap();
+    let empty = snapshot(&lab, &[&c]);
+    let as_with = |setpriv: &[&str], args: &[&str]| {
+        Command::new("nsenter")
+            .arg(format!("--net={}", lab.node().path().display()))
+            .arg("setpriv")
+            .args(setpriv)
+            .arg(Attach::bin().unwrap())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let nobody = ["--reuid=65534", "--regid=65534", "--clear-groups"];
+    let add = [
+        "add",
+        "macvlan",
+        "--parent",
+        NODE_IF,
+        "--netns",
+        c.name(),
+        "--ip",
+        "10.77.0.11/24",
+    ];
+    let out = as_with(&nobody, &add);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(
+            "attach add needs CAP_NET_ADMIN and CAP_SYS_ADMIN (run it as root); \
+             this process lacks CAP_NET_ADMIN and CAP_SYS_ADMIN"
+        ),
+        "{err}"
+    );
+    // Root without CAP_NET_ADMIN: only that is missing.
+    let no_net_admin = ["--inh-caps=-all", "--bounding-set=-net_admin"];
+    let out = as_with(&no_net_admin, &["del", "--netns", c.name()]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("attach del needs") && err.ends_with("this process lacks CAP_NET_ADMIN"),
+        "{err}"
+    );
+    assert_eq!(snapshot(&lab, &[&c]), empty);
+    let out = as_with(&nobody, &["list"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
