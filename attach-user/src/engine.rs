@@ -458,13 +458,22 @@ impl Engine {
             let ns_alive = !rec.has_netns()
                 || Netns::open(&rec.netns_path.to_string_lossy())
                     .is_ok_and(|ns| ns.inode == rec.netns_inode);
-            if !ns_alive {
+            // Nothing to repair on: as the kernel does with the macvlans of
+            // a deleted device, the attachment goes.
+            let gone = if !ns_alive {
+                Some("its network namespace")
+            } else if kinds::parent_gone(self, &rec).await? {
+                Some("its parent")
+            } else {
+                None
+            };
+            if let Some(gone) = gone {
                 let errors = kinds::teardown(self, &rec, &others).await;
                 self.state.remove(&rec)?;
                 records.remove(i);
                 repairs.push(note(match errors.first() {
-                    None => "detached: its network namespace is gone".into(),
-                    Some(e) => format!("detached (namespace gone), with errors: {e}"),
+                    None => format!("detached: {gone} is gone"),
+                    Some(e) => format!("detached ({gone} is gone), with errors: {e}"),
                 }));
                 continue;
             }

@@ -9,6 +9,7 @@ use attach_tests::{
     kinds::{detach_port_hook, in_ns, port_hook_prog},
     lab::{EXT_V4, Lab, Netns, ping, require_root},
     reach::{Flavor, attach},
+    snapshot::snapshot,
 };
 use serde_json::Value;
 
@@ -554,4 +555,57 @@ fn the_host_program_is_on_the_parent_only_for_host_access() {
     lab.attach()
         .ok(&["del", "--netns", plain.ns.name()])
         .unwrap();
+}
+
+/// The parent device deleted (a NIC unplugged): `check --all` names it, and
+/// `reconcile` detaches its endpoints, eBPF and native alike, as the kernel
+/// does with a deleted device's macvlans; nothing of them is left.
+#[test]
+fn a_deleted_parent_detaches_its_endpoints() {
+    require_root();
+    let lab = Lab::new().unwrap();
+    let (c1, c2) = (lab.container("c1").unwrap(), lab.container("c2").unwrap());
+    let before = snapshot(&lab, &[&c1, &c2]);
+    let node = lab.node();
+    node.ok(&[
+        "ip", "link", "add", "eth2", "type", "veth", "peer", "name", "eth2p",
+    ])
+    .unwrap();
+    node.ok(&["ip", "link", "set", "eth2", "up"]).unwrap();
+    for (c, ip, backend) in [
+        (&c1, "10.78.0.2/24", "ebpf"),
+        (&c2, "10.78.0.3/24", "native"),
+    ] {
+        lab.attach()
+            .ok(&[
+                "add",
+                "macvlan",
+                "--parent",
+                "eth2",
+                "--netns",
+                c.name(),
+                "--ip",
+                ip,
+                "--backend",
+                backend,
+            ])
+            .unwrap();
+    }
+    lab.attach().ok(&["check", "--all"]).unwrap();
+
+    node.ok(&["ip", "link", "del", "eth2"]).unwrap();
+    let out = lab.attach().run(&["check", "--all"]).unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.matches("parent eth2 (ifindex").count(), 2, "{err}");
+    let r = reconcile(&lab);
+    for c in [&c1, &c2] {
+        assert_eq!(
+            action_for(&r, c.name()),
+            Some("detached: its parent is gone"),
+            "{r:?}"
+        );
+    }
+    assert_eq!(lab.attach().json(&["list"]).unwrap(), Value::Array(vec![]));
+    assert_eq!(snapshot(&lab, &[&c1, &c2]), before);
 }

@@ -317,6 +317,13 @@ pub(crate) async fn create(
 /// links, addresses, and for the eBPF backend the map entries and attached
 /// programs. The error says what drifted.
 pub(crate) async fn check(engine: &Engine, rec: &Attachment) -> Result<()> {
+    // Said first: everything else that drifts then follows from it.
+    if parent_gone(engine, rec).await? {
+        return Err(Error::not_found(format!(
+            "parent {} (ifindex {}) is gone",
+            rec.parent, rec.parent_ifindex
+        )));
+    }
     match rec.kind {
         Kind::Macvlan => macvlan::check(engine, rec).await,
         Kind::Ipvlan => ipvlan::check(engine, rec).await,
@@ -327,6 +334,17 @@ pub(crate) async fn check(engine: &Engine, rec: &Attachment) -> Result<()> {
         Kind::Container => container::check(rec).await,
         Kind::Sriov => sriov::check(engine, rec).await,
     }
+}
+
+/// Whether the parent device a macvlan or ipvlan endpoint hangs off was
+/// deleted (with it, the kernel deletes its native macvlans).
+pub(crate) async fn parent_gone(engine: &Engine, rec: &Attachment) -> Result<bool> {
+    Ok(matches!(rec.kind, Kind::Macvlan | Kind::Ipvlan)
+        && engine
+            .rtnl
+            .link_by_index(rec.parent_ifindex)
+            .await?
+            .is_none())
 }
 
 /// The part of `check` every kind shares: the interface inside the
