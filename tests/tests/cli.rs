@@ -940,6 +940,33 @@ fn reset_removes_everything() {
     lab.attach().ok(&["reset"]).unwrap();
 }
 
+/// Runs `attach <args>` at the end of the command line `wrapper`; the exit
+/// status is not checked.
+fn wrapped<S: AsRef<std::ffi::OsStr>>(wrapper: &[S], args: &[&str]) -> Output {
+    Command::new(&wrapper[0])
+        .args(&wrapper[1..])
+        .arg(Attach::bin().unwrap())
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// `add macvlan` of `c` on the lab's parent, then `extra`.
+fn add_macvlan<'a>(c: &'a Netns, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "add",
+        "macvlan",
+        "--parent",
+        NODE_IF,
+        "--netns",
+        c.name(),
+        "--ip",
+        "10.77.0.11/24",
+    ];
+    args.extend(extra);
+    args
+}
+
 /// Run as `ip netns exec NODE attach ...`, the process has a /sys of its own
 /// without bpffs: an eBPF add fails before it makes anything (no rollback,
 /// so no rollback warning) and says how to run it instead; a native add,
@@ -950,26 +977,8 @@ fn add_without_bpffs_fails_before_making_anything() {
     let lab = Lab::new().unwrap();
     let c = lab.container("c1").unwrap();
     let empty = snapshot(&lab, &[&c]);
-    let under_ip_netns_exec = |extra: &[&str]| {
-        let mut args = vec![
-            "add",
-            "macvlan",
-            "--parent",
-            NODE_IF,
-            "--netns",
-            c.name(),
-            "--ip",
-            "10.77.0.11/24",
-        ];
-        args.extend(extra);
-        Command::new("ip")
-            .args(["netns", "exec", lab.node().name()])
-            .arg(Attach::bin().unwrap())
-            .args(&args)
-            .output()
-            .unwrap()
-    };
-    let out = under_ip_netns_exec(&[]);
+    let ip_netns_exec = ["ip", "netns", "exec", lab.node().name()];
+    let out = wrapped(&ip_netns_exec, &add_macvlan(&c, &[]));
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
@@ -980,7 +989,7 @@ fn add_without_bpffs_fails_before_making_anything() {
     assert!(!err.contains("rollback"), "a rollback ran: {err}");
     assert_eq!(snapshot(&lab, &[&c]), empty);
 
-    let out = under_ip_netns_exec(&["--backend", "native"]);
+    let out = wrapped(&ip_netns_exec, &add_macvlan(&c, &["--backend", "native"]));
     assert!(out.status.success(), "{}", text(&out.stderr));
     lab.attach().ok(&["del", "--netns", c.name()]).unwrap();
     assert_eq!(snapshot(&lab, &[&c]), empty);
@@ -994,28 +1003,16 @@ fn unprivileged_commands_are_refused_up_front() {
     let lab = Lab::new().unwrap();
     let c = lab.container("c1").unwrap();
     let empty = snapshot(&lab, &[&c]);
-    let as_with = |setpriv: &[&str], args: &[&str]| {
-        Command::new("nsenter")
-            .arg(format!("--net={}", lab.node().path().display()))
-            .arg("setpriv")
-            .args(setpriv)
-            .arg(Attach::bin().unwrap())
-            .args(args)
-            .output()
-            .unwrap()
+    let net = format!("--net={}", lab.node().path().display());
+    let in_node = |setpriv: &[&str]| -> Vec<String> {
+        ["nsenter", &net, "setpriv"]
+            .iter()
+            .chain(setpriv)
+            .map(|s| s.to_string())
+            .collect()
     };
-    let nobody = ["--reuid=65534", "--regid=65534", "--clear-groups"];
-    let add = [
-        "add",
-        "macvlan",
-        "--parent",
-        NODE_IF,
-        "--netns",
-        c.name(),
-        "--ip",
-        "10.77.0.11/24",
-    ];
-    let out = as_with(&nobody, &add);
+    let as_nobody = in_node(&["--reuid=65534", "--regid=65534", "--clear-groups"]);
+    let out = wrapped(&as_nobody, &add_macvlan(&c, &[]));
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
@@ -1026,8 +1023,8 @@ fn unprivileged_commands_are_refused_up_front() {
         "{err}"
     );
     // Root without CAP_NET_ADMIN: only that is missing.
-    let no_net_admin = ["--inh-caps=-all", "--bounding-set=-net_admin"];
-    let out = as_with(&no_net_admin, &["del", "--netns", c.name()]);
+    let no_net_admin = in_node(&["--inh-caps=-all", "--bounding-set=-net_admin"]);
+    let out = wrapped(&no_net_admin, &["del", "--netns", c.name()]);
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
@@ -1035,6 +1032,6 @@ fn unprivileged_commands_are_refused_up_front() {
         "{err}"
     );
     assert_eq!(snapshot(&lab, &[&c]), empty);
-    let out = as_with(&nobody, &["list"]);
+    let out = wrapped(&as_nobody, &["list"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
