@@ -458,14 +458,17 @@ impl Engine {
             let ns_alive = !rec.has_netns()
                 || Netns::open(&rec.netns_path.to_string_lossy())
                     .is_ok_and(|ns| ns.inode == rec.netns_inode);
+            let parent = if ns_alive {
+                kinds::parent_now(self, &rec).await?
+            } else {
+                kinds::ParentNow::Same
+            };
             // Nothing to repair on: as the kernel does with the macvlans of
             // a deleted device, the attachment goes.
-            let gone = if !ns_alive {
-                Some("its network namespace")
-            } else if kinds::parent_gone(self, &rec).await? {
-                Some("its parent")
-            } else {
-                None
+            let gone = match (ns_alive, &parent) {
+                (false, _) => Some("its network namespace"),
+                (_, kinds::ParentNow::Gone) => Some("its parent"),
+                _ => None,
             };
             if let Some(gone) = gone {
                 let errors = kinds::teardown(self, &rec, &others).await;
@@ -477,20 +480,28 @@ impl Engine {
                 }));
                 continue;
             }
-            let repaired = kinds::repair(self, &rec, &others).await;
-            if repaired.is_ok() && kinds::check(self, &rec).await.is_ok() {
-                repairs.push(note("repaired".into()));
-                i += 1;
-                continue;
-            }
-            if !kinds::recreatable(&rec) {
-                let why = match repaired {
-                    Err(e) => e.message,
-                    Ok(()) => "still drifting after the repair".into(),
-                };
-                repairs.push(note(format!("failed: {why}; kept")));
-                i += 1;
-                continue;
+            // A parent made again under its name: the attachment moves to it
+            // (made anew: nothing of it can be repaired in place).
+            let new_parent = match parent {
+                kinds::ParentNow::Remade(index) => Some(index),
+                _ => None,
+            };
+            if new_parent.is_none() {
+                let repaired = kinds::repair(self, &rec, &others).await;
+                if repaired.is_ok() && kinds::check(self, &rec).await.is_ok() {
+                    repairs.push(note("repaired".into()));
+                    i += 1;
+                    continue;
+                }
+                if !kinds::recreatable(&rec) {
+                    let why = match repaired {
+                        Err(e) => e.message,
+                        Ok(()) => "still drifting after the repair".into(),
+                    };
+                    repairs.push(note(format!("failed: {why}; kept")));
+                    i += 1;
+                    continue;
+                }
             }
             for e in kinds::teardown(self, &rec, &others).await {
                 tracing::warn!("tearing down {} before recreating it: {e}", rec.ifname);
@@ -501,11 +512,19 @@ impl Engine {
                 Netns::current()?
             };
             let mut fresh = rec.fresh();
+            if let Some(index) = new_parent {
+                fresh.parent_ifindex = index;
+            }
             match kinds::create(self, &mut fresh, &ns, &others).await {
                 Ok(()) => {
                     self.state.save(&fresh)?;
                     records[i] = fresh;
-                    repairs.push(note("recreated".into()));
+                    repairs.push(note(match new_parent {
+                        Some(index) => {
+                            format!("recreated on the new {} (ifindex {index})", rec.parent)
+                        }
+                        None => "recreated".into(),
+                    }));
                     i += 1;
                 }
                 Err(e) => {

@@ -9,7 +9,7 @@ use attach_tests::{
     kinds::{detach_port_hook, in_ns, port_hook_prog},
     lab::{EXT_V4, Lab, Netns, ping, require_root},
     reach::{Flavor, attach},
-    snapshot::snapshot,
+    snapshot::{links, snapshot},
 };
 use serde_json::Value;
 
@@ -559,53 +559,93 @@ fn the_host_program_is_on_the_parent_only_for_host_access() {
 
 /// The parent device deleted (a NIC unplugged): `check --all` names it, and
 /// `reconcile` detaches its endpoints, eBPF and native alike, as the kernel
-/// does with a deleted device's macvlans; nothing of them is left.
+/// does with a deleted device's macvlans; nothing of them is left. Made
+/// again under its name before `reconcile` (a NIC reset, a VF made anew),
+/// the endpoints move to the new device and work again.
 #[test]
-fn a_deleted_parent_detaches_its_endpoints() {
+fn a_deleted_parent_detaches_or_moves_its_endpoints() {
     require_root();
     let lab = Lab::new().unwrap();
-    let (c1, c2) = (lab.container("c1").unwrap(), lab.container("c2").unwrap());
-    let before = snapshot(&lab, &[&c1, &c2]);
+    let cs: Vec<std::sync::Arc<Netns>> = (1..=4)
+        .map(|i| lab.container(&format!("c{i}")).unwrap())
+        .collect();
+    let refs: Vec<&Netns> = cs.iter().map(|c| &**c).collect();
+    let before = snapshot(&lab, &refs);
     let node = lab.node();
-    node.ok(&[
-        "ip", "link", "add", "eth2", "type", "veth", "peer", "name", "eth2p",
-    ])
-    .unwrap();
-    node.ok(&["ip", "link", "set", "eth2", "up"]).unwrap();
-    for (c, ip, backend) in [
-        (&c1, "10.78.0.2/24", "ebpf"),
-        (&c2, "10.78.0.3/24", "native"),
-    ] {
-        lab.attach()
-            .ok(&[
-                "add",
-                "macvlan",
-                "--parent",
-                "eth2",
-                "--netns",
-                c.name(),
-                "--ip",
-                ip,
-                "--backend",
-                backend,
-            ])
-            .unwrap();
-    }
-    lab.attach().ok(&["check", "--all"]).unwrap();
+    let make_parent = || {
+        node.ok(&[
+            "ip", "link", "add", "eth2", "type", "veth", "peer", "name", "eth2p",
+        ])
+        .unwrap();
+        for dev in ["eth2", "eth2p"] {
+            node.ok(&["ip", "link", "set", dev, "up"]).unwrap();
+        }
+    };
+    // c1, c2 eBPF; c3, c4 native; bridge mode: each pair reaches itself.
+    let attach_all = || {
+        for (i, c) in cs.iter().enumerate() {
+            let ip = format!("10.78.0.{}/24", i + 2);
+            let backend = if i < 2 { "ebpf" } else { "native" };
+            lab.attach()
+                .ok(&[
+                    "add",
+                    "macvlan",
+                    "--parent",
+                    "eth2",
+                    "--netns",
+                    c.name(),
+                    "--ip",
+                    &ip,
+                    "--backend",
+                    backend,
+                ])
+                .unwrap();
+        }
+    };
+    let assert_pairs_reach = |when: &str| {
+        let (ebpf, native) = (ping(&cs[0], "10.78.0.3"), ping(&cs[2], "10.78.0.5"));
+        assert!(
+            ebpf && native,
+            "{when}: eBPF pair {ebpf}, native pair {native}"
+        );
+    };
+    let actions = || {
+        let r = reconcile(&lab);
+        let a: Vec<&str> = cs.iter().filter_map(|c| action_for(&r, c.name())).collect();
+        (a.iter().map(|s| s.to_string()).collect::<Vec<_>>(), r)
+    };
 
+    make_parent();
+    attach_all();
+    assert_pairs_reach("attached");
     node.ok(&["ip", "link", "del", "eth2"]).unwrap();
     let out = lab.attach().run(&["check", "--all"]).unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert_eq!(err.matches("parent eth2 (ifindex").count(), 2, "{err}");
-    let r = reconcile(&lab);
-    for c in [&c1, &c2] {
-        assert_eq!(
-            action_for(&r, c.name()),
-            Some("detached: its parent is gone"),
-            "{r:?}"
-        );
-    }
+    assert_eq!(err.matches("parent eth2 (ifindex").count(), 4, "{err}");
+    let (acts, r) = actions();
+    assert_eq!(acts, vec!["detached: its parent is gone"; 4], "{r:?}");
     assert_eq!(lab.attach().json(&["list"]).unwrap(), Value::Array(vec![]));
-    assert_eq!(snapshot(&lab, &[&c1, &c2]), before);
+    assert_eq!(snapshot(&lab, &refs), before);
+
+    // Deleted and made again before reconcile.
+    make_parent();
+    attach_all();
+    node.ok(&["ip", "link", "del", "eth2"]).unwrap();
+    make_parent();
+    let index = links(node)
+        .into_iter()
+        .find(|l| l["ifname"] == "eth2")
+        .map(|l| l["ifindex"].clone())
+        .unwrap();
+    let (acts, r) = actions();
+    let moved = format!("recreated on the new eth2 (ifindex {index})");
+    assert_eq!(acts, vec![moved; 4], "{r:?}");
+    lab.attach().ok(&["check", "--all"]).unwrap();
+    assert_pairs_reach("on the new parent");
+    for c in &cs {
+        lab.attach().ok(&["del", "--netns", c.name()]).unwrap();
+    }
+    node.ok(&["ip", "link", "del", "eth2"]).unwrap();
+    assert_eq!(snapshot(&lab, &refs), before);
 }

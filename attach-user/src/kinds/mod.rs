@@ -347,6 +347,27 @@ pub(crate) async fn parent_gone(engine: &Engine, rec: &Attachment) -> Result<boo
             .is_none())
 }
 
+/// Where the parent of an attachment is now.
+pub(crate) enum ParentNow {
+    /// As recorded (or the kind has none).
+    Same,
+    /// Deleted and made again under its name (a NIC reset, a VF made
+    /// anew): a new device, with this ifindex.
+    Remade(u32),
+    /// Deleted.
+    Gone,
+}
+
+pub(crate) async fn parent_now(engine: &Engine, rec: &Attachment) -> Result<ParentNow> {
+    if !parent_gone(engine, rec).await? {
+        return Ok(ParentNow::Same);
+    }
+    Ok(match engine.rtnl.link_by_name(&rec.parent).await? {
+        Some(link) => ParentNow::Remade(link.index),
+        None => ParentNow::Gone,
+    })
+}
+
 /// The part of `check` every kind shares: the interface inside the
 /// container has its name, MAC, MTU, state and addresses.
 pub(crate) async fn check_container_side(rec: &Attachment) -> Result<()> {
