@@ -74,7 +74,7 @@ pub struct PortVlan {
 }
 
 impl Link {
-    fn from_message(m: &LinkMessage) -> Self {
+    pub fn from_message(m: &LinkMessage) -> Self {
         let mut link = Link {
             index: m.header.index,
             name: String::new(),

@@ -169,32 +169,7 @@ mod tests {
     use super::*;
 
     fn rec(netns_inode: u64, mac: &str) -> Attachment {
-        serde_json::from_value(serde_json::json!({
-            "netns": format!("c{netns_inode}"),
-            "netns_path": format!("/run/netns/c{netns_inode}"),
-            "netns_inode": netns_inode,
-            "ifname": "eth0",
-            "kind": "macvlan",
-            "mode": "bridge",
-            "backend": "ebpf",
-            "datapath": "tc",
-            "parent": "par0",
-            "parent_ifindex": 3,
-            "mac": mac,
-            "ips": ["10.9.0.2/16"],
-            "gateway": null,
-            "mtu": 1500,
-            "host_ifname": "atk0000000001",
-            "host_ifindex": 4,
-            "ifindex": 2,
-            "host_access": false,
-            "spoofchk": true,
-            "endpoint_id": netns_inode,
-            "xdp_mode": null,
-            "saved_parent": null,
-            "created": netns_inode,
-        }))
-        .unwrap()
+        crate::model::sample(netns_inode, mac)
     }
 
     /// A state directory of its own, removed when dropped.

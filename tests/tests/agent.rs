@@ -239,3 +239,77 @@ fn the_agent_repairs_drift_periodically_and_bridges_program_logs() {
         .unwrap();
     assert!(ping(&c1.ns, EXT_V4));
 }
+
+/// With no periodic pass, a link change an attachment stands on is repaired
+/// within a second or so of its netlink event: the parent deleted and made
+/// again under its name (the endpoints move to it), a host-side veth
+/// deleted behind the engine's back (made again).
+#[test]
+fn the_agent_repairs_on_link_events() {
+    require_root();
+    let lab = Lab::new().unwrap();
+    let agent = Agent::start(&lab, 0);
+    let node = lab.node();
+    let make_parent = || {
+        node.ok(&[
+            "ip", "link", "add", "eth2", "type", "veth", "peer", "name", "eth2p",
+        ])
+        .unwrap();
+        for dev in ["eth2", "eth2p"] {
+            node.ok(&["ip", "link", "set", dev, "up"]).unwrap();
+        }
+    };
+    make_parent();
+    let (c1, c2) = (lab.container("c1").unwrap(), lab.container("c2").unwrap());
+    for (c, ip) in [(&c1, "10.78.0.2/24"), (&c2, "10.78.0.3/24")] {
+        lab.attach()
+            .ok(&[
+                "add",
+                "macvlan",
+                "--parent",
+                "eth2",
+                "--netns",
+                c.name(),
+                "--ip",
+                ip,
+            ])
+            .unwrap();
+    }
+    assert!(ping(&c1, "10.78.0.3"));
+    let healthy = |_: &Agent| {
+        lab.attach()
+            .run(&["check", "--all"])
+            .unwrap()
+            .status
+            .success()
+    };
+
+    node.ok(&["ip", "link", "del", "eth2"]).unwrap();
+    make_parent();
+    agent.wait_for(healthy, "the endpoints on the new eth2");
+    assert!(
+        agent.log().contains("action=recreated on the new eth2"),
+        "{}",
+        agent.log()
+    );
+    assert!(ping(&c1, "10.78.0.3"), "not back on the new parent");
+
+    let host = lab.attach().json(&["list"]).unwrap()[0]["host_ifname"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    node.ok(&["ip", "link", "del", &host]).unwrap();
+    agent.wait_for(healthy, "the host side made again");
+    assert!(
+        agent
+            .log()
+            .contains(&format!("host side of eth0 in {} deleted", c1.name())),
+        "{}",
+        agent.log()
+    );
+    assert!(!agent.log().contains("WARN api"), "{}", agent.log());
+    for c in [&c1, &c2] {
+        lab.attach().ok(&["del", "--netns", c.name()]).unwrap();
+    }
+    node.ok(&["ip", "link", "del", "eth2"]).unwrap();
+}

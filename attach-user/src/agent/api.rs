@@ -55,7 +55,10 @@ pub async fn serve(listener: UnixListener, shared: Arc<Shared>) {
 async fn handle(stream: UnixStream, shared: &Shared) -> std::io::Result<()> {
     let (r, mut w) = stream.into_split();
     let mut line = String::new();
-    BufReader::new(r).read_line(&mut line).await?;
+    if BufReader::new(r).read_line(&mut line).await? == 0 {
+        // Closed without a request: a liveness probe, nothing to answer.
+        return Ok(());
+    }
     let reply = match serde_json::from_str::<Request>(&line) {
         Ok(req) => answer(req, shared).await,
         Err(e) => Reply {

@@ -1,11 +1,12 @@
-//! `attach agent`: the long-running side of a node. It reconciles at start
-//! and periodically, serves Prometheus metrics, bridges the programs' logs
+//! `attach agent`: the long-running side of a node. It reconciles at start,
+//! periodically and when a link an attachment stands on changes, serves Prometheus metrics, bridges the programs' logs
 //! into its own, and serves the CLI and the CNI plugin on a unix socket
 //! (both also work without it). Requests are handled one at a time, like
 //! the CLI's own runs under the node lock.
 
 pub mod api;
 pub mod client;
+mod link_watch;
 mod logs;
 pub mod metrics;
 
@@ -85,6 +86,7 @@ pub async fn run(args: &AgentArgs) -> Result<()> {
             }
         });
     }
+    tasks.spawn(link_watch::watch(shared.clone()));
     tasks.spawn(logs::bridge(shared.engine.pin_dir().to_owned()));
 
     let stop = async {
