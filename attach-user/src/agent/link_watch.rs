@@ -10,7 +10,10 @@ use netlink_packet_route::RouteNetlinkMessage;
 use rtnetlink::{MulticastGroup, new_multicast_connection};
 
 use super::{Shared, reconcile_once};
-use crate::{model::Attachment, netlink::Link};
+use crate::{
+    model::{Attachment, Kind},
+    netlink::Link,
+};
 
 /// A reset is a burst of events (delete, make, rename, up); one pass
 /// after it. A parent still gone then is detached, as the kernel does with
@@ -56,13 +59,19 @@ fn concerns_now(shared: &Shared, change: &RouteNetlinkMessage) -> Option<String>
     }
 }
 
+/// A macvlan or ipvlan endpoint: its parent's loss is the endpoint's (the
+/// uplinks of routers, switches and VMs are left to the periodic pass).
+fn stands_on_parent(r: &Attachment) -> bool {
+    matches!(r.kind, Kind::Macvlan | Kind::Ipvlan)
+}
+
 /// Why `change` calls for a reconcile, if it does.
 fn concerns(change: &RouteNetlinkMessage, records: &[Attachment]) -> Option<String> {
     match change {
         RouteNetlinkMessage::DelLink(m) => {
             let index = m.header.index;
             records.iter().find_map(|r| {
-                if r.parent_ifindex == index && !r.parent.is_empty() {
+                if r.parent_ifindex == index && stands_on_parent(r) {
                     Some(format!("parent {} (ifindex {index}) deleted", r.parent))
                 } else if r.host_ifindex == Some(index) {
                     Some(format!("host side of {} in {} deleted", r.ifname, r.netns))
@@ -75,7 +84,9 @@ fn concerns(change: &RouteNetlinkMessage, records: &[Attachment]) -> Option<Stri
             let link = Link::from_message(m);
             records
                 .iter()
-                .find(|r| r.parent == link.name && r.parent_ifindex != link.index)
+                .find(|r| {
+                    stands_on_parent(r) && r.parent == link.name && r.parent_ifindex != link.index
+                })
                 .map(|r| {
                     format!(
                         "a new {} (ifindex {}) where the parent was",
@@ -92,7 +103,6 @@ mod tests {
     use netlink_packet_route::link::{LinkAttribute, LinkMessage};
 
     use super::*;
-    use crate::model::Kind;
 
     fn link(index: u32, name: &str) -> LinkMessage {
         let mut m = LinkMessage::default();
@@ -113,6 +123,13 @@ mod tests {
         assert_eq!(del(3).unwrap(), "parent par0 (ifindex 3) deleted");
         assert_eq!(del(4).unwrap(), "host side of eth0 in c1 deleted");
         assert_eq!(del(5), None);
+        let mut router = endpoint();
+        router.kind = Kind::Router;
+        let recs = [router];
+        assert_eq!(
+            concerns(&RouteNetlinkMessage::DelLink(link(3, "x")), &recs),
+            None
+        );
     }
 
     #[test]
