@@ -480,6 +480,13 @@ impl Engine {
                 }));
                 continue;
             }
+            if let kinds::ParentNow::UplinkGone(uplink) = &parent {
+                repairs.push(note(format!(
+                    "kept: uplink {uplink} is gone (taken again when a device of that name appears)"
+                )));
+                i += 1;
+                continue;
+            }
             // A parent made again under its name: the attachment moves to it
             // (made anew: nothing of it can be repaired in place).
             let new_parent = match parent {

@@ -649,3 +649,102 @@ fn a_deleted_parent_detaches_or_moves_its_endpoints() {
     node.ok(&["ip", "link", "del", "eth2"]).unwrap();
     assert_eq!(snapshot(&lab, &refs), before);
 }
+
+/// The uplinks of a router endpoint and of an eBPF switch deleted: the
+/// endpoints are kept (the switch's ports still reach each other) and
+/// `reconcile` says so; made again under their names, the uplinks are taken
+/// again and everything checks.
+#[test]
+fn a_deleted_uplink_keeps_router_and_switch_endpoints() {
+    require_root();
+    let lab = Lab::new().unwrap();
+    let cs: Vec<std::sync::Arc<Netns>> = (1..=3)
+        .map(|i| lab.container(&format!("c{i}")).unwrap())
+        .collect();
+    let refs: Vec<&Netns> = cs.iter().map(|c| &**c).collect();
+    let node = lab.node();
+    // A router endpoint turns it on and leaves it so.
+    node.ok(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]).unwrap();
+    let before = snapshot(&lab, &refs);
+    let make_uplinks = || {
+        for (dev, peer) in [("up0", "up0p"), ("up1", "up1p")] {
+            node.ok(&[
+                "ip", "link", "add", dev, "type", "veth", "peer", "name", peer,
+            ])
+            .unwrap();
+            for d in [dev, peer] {
+                node.ok(&["ip", "link", "set", d, "up"]).unwrap();
+            }
+        }
+    };
+    make_uplinks();
+    let add = |args: &[&str]| lab.attach().ok(args).unwrap();
+    add(&[
+        "add",
+        "router",
+        "--netns",
+        cs[0].name(),
+        "--ip",
+        "10.88.0.4/32",
+        "--uplink",
+        "up0",
+    ]);
+    add(&[
+        "add",
+        "bridge",
+        "--bridge",
+        "sw1",
+        "--netns",
+        cs[1].name(),
+        "--uplink",
+        "up1",
+        "--ip",
+        "10.66.0.2/24",
+    ]);
+    add(&[
+        "add",
+        "bridge",
+        "--bridge",
+        "sw1",
+        "--netns",
+        cs[2].name(),
+        "--ip",
+        "10.66.0.3/24",
+    ]);
+    lab.attach().ok(&["check", "--all"]).unwrap();
+
+    for dev in ["up0", "up1"] {
+        node.ok(&["ip", "link", "del", dev]).unwrap();
+    }
+    let r = reconcile(&lab);
+    for (c, up) in [(&cs[0], "up0"), (&cs[1], "up1"), (&cs[2], "up1")] {
+        let kept =
+            format!("kept: uplink {up} is gone (taken again when a device of that name appears)");
+        assert_eq!(action_for(&r, c.name()), Some(kept.as_str()), "{r:?}");
+    }
+    assert!(
+        ping(&cs[1], "10.66.0.3"),
+        "the switch's ports lost each other"
+    );
+
+    make_uplinks();
+    reconcile(&lab);
+    lab.attach().ok(&["check", "--all"]).unwrap();
+    assert!(ping(&cs[1], "10.66.0.3"));
+    let ifindex = |dev: &str| {
+        links(node)
+            .into_iter()
+            .find(|l| l["ifname"] == dev)
+            .map(|l| l["ifindex"].clone())
+            .unwrap()
+    };
+    assert_eq!(record(&lab, &cs[0])["parent_ifindex"], ifindex("up0"));
+    assert_eq!(record(&lab, &cs[1])["parent_ifindex"], ifindex("up1"));
+    for c in &cs {
+        lab.attach().ok(&["del", "--netns", c.name()]).unwrap();
+    }
+    for dev in ["up0", "up1"] {
+        node.ok(&["ip", "link", "del", dev]).unwrap();
+    }
+    assert_eq!(snapshot(&lab, &refs), before);
+}

@@ -320,8 +320,14 @@ pub(crate) async fn check(engine: &Engine, rec: &Attachment) -> Result<()> {
     // Said first: everything else that drifts then follows from it.
     if parent_gone(engine, rec).await? {
         return Err(Error::not_found(format!(
-            "parent {} (ifindex {}) is gone",
-            rec.parent, rec.parent_ifindex
+            "{} {} (ifindex {}) is gone",
+            if rec.kind == Kind::Router {
+                "uplink"
+            } else {
+                "parent"
+            },
+            rec.parent,
+            rec.parent_ifindex
         )));
     }
     match rec.kind {
@@ -336,35 +342,56 @@ pub(crate) async fn check(engine: &Engine, rec: &Attachment) -> Result<()> {
     }
 }
 
-/// Whether the parent device a macvlan or ipvlan endpoint hangs off was
-/// deleted (with it, the kernel deletes its native macvlans).
+/// Whether the parent device a macvlan or ipvlan endpoint hangs off (the
+/// uplink of a router endpoint) was deleted.
 pub(crate) async fn parent_gone(engine: &Engine, rec: &Attachment) -> Result<bool> {
-    Ok(matches!(rec.kind, Kind::Macvlan | Kind::Ipvlan)
-        && engine
-            .rtnl
-            .link_by_index(rec.parent_ifindex)
-            .await?
-            .is_none())
+    Ok(
+        matches!(rec.kind, Kind::Macvlan | Kind::Ipvlan | Kind::Router)
+            && !rec.parent.is_empty()
+            && engine
+                .rtnl
+                .link_by_index(rec.parent_ifindex)
+                .await?
+                .is_none(),
+    )
 }
 
-/// Where the parent of an attachment is now.
+/// Where the device an attachment hangs off is now.
 pub(crate) enum ParentNow {
     /// As recorded (or the kind has none).
     Same,
     /// Deleted and made again under its name (a NIC reset, a VF made
     /// anew): a new device, with this ifindex.
     Remade(u32),
-    /// Deleted.
+    /// A macvlan/ipvlan parent, deleted.
     Gone,
+    /// The uplink of a router endpoint or an eBPF switch, deleted. Unlike a
+    /// macvlan's parent, the endpoint lives on without it: it still reaches
+    /// the node and its peers.
+    UplinkGone(String),
 }
 
 pub(crate) async fn parent_now(engine: &Engine, rec: &Attachment) -> Result<ParentNow> {
-    if !parent_gone(engine, rec).await? {
-        return Ok(ParentNow::Same);
-    }
-    Ok(match engine.rtnl.link_by_name(&rec.parent).await? {
-        Some(link) => ParentNow::Remade(link.index),
-        None => ParentNow::Gone,
+    Ok(match rec.kind {
+        Kind::Macvlan | Kind::Ipvlan | Kind::Router => {
+            if !parent_gone(engine, rec).await? {
+                ParentNow::Same
+            } else if let Some(link) = engine.rtnl.link_by_name(&rec.parent).await? {
+                ParentNow::Remade(link.index)
+            } else if rec.kind == Kind::Router {
+                ParentNow::UplinkGone(rec.parent.clone())
+            } else {
+                ParentNow::Gone
+            }
+        }
+        // A switch takes its uplink by name again in its repair.
+        Kind::Bridge => match &rec.uplink {
+            Some(u) if engine.rtnl.link_by_name(u).await?.is_none() => {
+                ParentNow::UplinkGone(u.clone())
+            }
+            _ => ParentNow::Same,
+        },
+        _ => ParentNow::Same,
     })
 }
 
