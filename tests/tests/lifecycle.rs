@@ -664,7 +664,8 @@ fn a_deleted_uplink_keeps_router_and_switch_endpoints() {
     let refs: Vec<&Netns> = cs.iter().map(|c| &**c).collect();
     let node = lab.node();
     // A router endpoint turns it on and leaves it so.
-    node.ok(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]).unwrap();
+    node.ok(&["sysctl", "-qw", "net.ipv4.ip_forward=1"])
+        .unwrap();
     let before = snapshot(&lab, &refs);
     let make_uplinks = || {
         for (dev, peer) in [("up0", "up0p"), ("up1", "up1p")] {
