@@ -188,6 +188,23 @@ impl Lab {
         Ok(())
     }
 
+    /// A veth `dev` in the node with its peer `<dev>p`, both up: a parent or
+    /// an uplink a test may delete (both ends go) and make again.
+    pub fn add_veth(&self, dev: &str) -> Result<()> {
+        ip(
+            &self.node,
+            &format!("link add {dev} type veth peer name {dev}p"),
+        )?;
+        ip(&self.node, &format!("link set {dev} up"))?;
+        ip(&self.node, &format!("link set {dev}p up"))?;
+        Ok(())
+    }
+
+    /// Containers `c1` .. `c<n>` ([`Lab::container`]).
+    pub fn containers(&self, n: usize) -> Result<Vec<Arc<Netns>>> {
+        (1..=n).map(|i| self.container(&format!("c{i}"))).collect()
+    }
+
     /// `<pid>-<n>`, part of every namespace name of this lab.
     pub fn tag(&self) -> &str {
         &self.tag

@@ -250,18 +250,11 @@ fn the_agent_repairs_on_link_events() {
     let lab = Lab::new().unwrap();
     let agent = Agent::start(&lab, 0);
     let node = lab.node();
-    let make_parent = || {
-        node.ok(&[
-            "ip", "link", "add", "eth2", "type", "veth", "peer", "name", "eth2p",
-        ])
-        .unwrap();
-        for dev in ["eth2", "eth2p"] {
-            node.ok(&["ip", "link", "set", dev, "up"]).unwrap();
-        }
-    };
+    let make_parent = || lab.add_veth("eth2").unwrap();
     make_parent();
-    let (c1, c2) = (lab.container("c1").unwrap(), lab.container("c2").unwrap());
-    for (c, ip) in [(&c1, "10.78.0.2/24"), (&c2, "10.78.0.3/24")] {
+    let cs = lab.containers(2).unwrap();
+    let (c1, c2) = (&cs[0], &cs[1]);
+    for (c, ip) in [(c1, "10.78.0.2/24"), (c2, "10.78.0.3/24")] {
         lab.attach()
             .ok(&[
                 "add",
@@ -308,7 +301,7 @@ fn the_agent_repairs_on_link_events() {
         agent.log()
     );
     assert!(!agent.log().contains("WARN api"), "{}", agent.log());
-    for c in [&c1, &c2] {
+    for c in [c1, c2] {
         lab.attach().ok(&["del", "--netns", c.name()]).unwrap();
     }
     node.ok(&["ip", "link", "del", "eth2"]).unwrap();

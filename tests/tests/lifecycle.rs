@@ -566,21 +566,11 @@ fn the_host_program_is_on_the_parent_only_for_host_access() {
 fn a_deleted_parent_detaches_or_moves_its_endpoints() {
     require_root();
     let lab = Lab::new().unwrap();
-    let cs: Vec<std::sync::Arc<Netns>> = (1..=4)
-        .map(|i| lab.container(&format!("c{i}")).unwrap())
-        .collect();
+    let cs = lab.containers(4).unwrap();
     let refs: Vec<&Netns> = cs.iter().map(|c| &**c).collect();
     let before = snapshot(&lab, &refs);
     let node = lab.node();
-    let make_parent = || {
-        node.ok(&[
-            "ip", "link", "add", "eth2", "type", "veth", "peer", "name", "eth2p",
-        ])
-        .unwrap();
-        for dev in ["eth2", "eth2p"] {
-            node.ok(&["ip", "link", "set", dev, "up"]).unwrap();
-        }
-    };
+    let make_parent = || lab.add_veth("eth2").unwrap();
     // c1, c2 eBPF; c3, c4 native; bridge mode: each pair reaches itself.
     let attach_all = || {
         for (i, c) in cs.iter().enumerate() {
@@ -658,9 +648,7 @@ fn a_deleted_parent_detaches_or_moves_its_endpoints() {
 fn a_deleted_uplink_keeps_router_and_switch_endpoints() {
     require_root();
     let lab = Lab::new().unwrap();
-    let cs: Vec<std::sync::Arc<Netns>> = (1..=3)
-        .map(|i| lab.container(&format!("c{i}")).unwrap())
-        .collect();
+    let cs = lab.containers(3).unwrap();
     let refs: Vec<&Netns> = cs.iter().map(|c| &**c).collect();
     let node = lab.node();
     // A router endpoint turns it on and leaves it so.
@@ -668,14 +656,8 @@ fn a_deleted_uplink_keeps_router_and_switch_endpoints() {
         .unwrap();
     let before = snapshot(&lab, &refs);
     let make_uplinks = || {
-        for (dev, peer) in [("up0", "up0p"), ("up1", "up1p")] {
-            node.ok(&[
-                "ip", "link", "add", dev, "type", "veth", "peer", "name", peer,
-            ])
-            .unwrap();
-            for d in [dev, peer] {
-                node.ok(&["ip", "link", "set", d, "up"]).unwrap();
-            }
+        for dev in ["up0", "up1"] {
+            lab.add_veth(dev).unwrap();
         }
     };
     make_uplinks();
