@@ -268,7 +268,7 @@ fn the_agent_repairs_on_link_events() {
             ])
             .unwrap();
     }
-    assert!(ping(&c1, "10.78.0.3"));
+    assert!(ping(c1, "10.78.0.3"));
     let healthy = |_: &Agent| {
         lab.attach()
             .run(&["check", "--all"])
@@ -285,7 +285,7 @@ fn the_agent_repairs_on_link_events() {
         "{}",
         agent.log()
     );
-    assert!(ping(&c1, "10.78.0.3"), "not back on the new parent");
+    assert!(ping(c1, "10.78.0.3"), "not back on the new parent");
 
     let host = lab.attach().json(&["list"]).unwrap()[0]["host_ifname"]
         .as_str()
