@@ -93,8 +93,17 @@ pub struct Repair {
     pub ifname: String,
     /// What `check` reported.
     pub drift: String,
-    /// "repaired", "recreated", "detached" or "failed: ...".
+    /// "repaired", "recreated[ on the new …]", "detached…", "kept: …" or
+    /// "failed: …".
     pub action: String,
+}
+
+impl Repair {
+    /// Whether the node was changed (not only found drifting, as an
+    /// attachment kept while its uplink is gone is at every pass).
+    pub fn changed(&self) -> bool {
+        !self.action.starts_with("kept") && !self.action.ends_with("; kept")
+    }
 }
 
 #[derive(Serialize)]
@@ -722,6 +731,34 @@ impl Engine {
         match errors.into_iter().next() {
             Some(e) => Err(e.context("reset")),
             None => Ok(removed),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Repair;
+
+    #[test]
+    fn only_changes_count_as_repairs() {
+        let r = |action: &str| Repair {
+            netns: "c1".into(),
+            ifname: "eth0".into(),
+            drift: "d".into(),
+            action: action.into(),
+        };
+        for changed in [
+            "repaired",
+            "recreated",
+            "recreated on the new eth1 (ifindex 9)",
+            "detached: its parent is gone",
+            "failed: no such device; detached",
+            "unpinned",
+        ] {
+            assert!(r(changed).changed(), "{changed}");
+        }
+        for kept in ["kept: uplink up0 is gone (…)", "failed: busy; kept"] {
+            assert!(!r(kept).changed(), "{kept}");
         }
     }
 }

@@ -134,7 +134,7 @@ pub fn render(stats: &Stats, repairs: u64, requests: u64) -> String {
     }
     let _ = writeln!(
         out,
-        "# HELP attach_reconcile_repairs_total Drift the agent repaired."
+        "# HELP attach_reconcile_repairs_total Drift the agent repaired (repaired, recreated or detached; not what it kept as it was)."
     );
     let _ = writeln!(out, "# TYPE attach_reconcile_repairs_total counter");
     let _ = writeln!(out, "attach_reconcile_repairs_total {repairs}");

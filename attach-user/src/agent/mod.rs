@@ -111,9 +111,10 @@ async fn reconcile_once(shared: &Shared) {
             for r in &repairs {
                 tracing::warn!(netns = %r.netns, ifname = %r.ifname, drift = %r.drift, action = %r.action, "repaired");
             }
+            let changed = repairs.iter().filter(|r| r.changed()).count();
             shared
                 .repairs
-                .fetch_add(repairs.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                .fetch_add(changed as u64, std::sync::atomic::Ordering::Relaxed);
         }
         Err(e) => tracing::error!("reconcile failed: {e}"),
     }
