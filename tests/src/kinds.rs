@@ -1,6 +1,6 @@
 //! Pieces the host, container and sriov tests and the demo share: the sriov
 //! stand-in device, sockets held in a namespace, probes from a namespace
-//! file the test does not own.
+//! file the test does not own; and the arguments of an `add macvlan`.
 
 use std::{
     net::{TcpListener, UdpSocket},
@@ -17,6 +17,28 @@ use crate::{
     lab::{BRIDGE, Lab},
     netns::Netns,
 };
+
+/// The arguments of `attach add macvlan` of `ns` on `parent` with address
+/// `ip`, then `extra`.
+pub fn add_macvlan<'a>(
+    parent: &'a str,
+    ns: &'a Netns,
+    ip: &'a str,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = vec![
+        "add",
+        "macvlan",
+        "--parent",
+        parent,
+        "--netns",
+        ns.name(),
+        "--ip",
+        ip,
+    ];
+    args.extend(extra);
+    args
+}
 
 /// The sriov stand-in's name in the node, and its peer's on the switch.
 pub const STANDIN: &str = "sr0";

@@ -10,6 +10,7 @@ use std::{
 
 use attach_tests::{
     flow::UdpFlow,
+    kinds::add_macvlan,
     lab::{Attach, EXT_V4, Lab, ping, require_root},
     reach::{Flavor, attach},
 };
@@ -255,18 +256,7 @@ fn the_agent_repairs_on_link_events() {
     let cs = lab.containers(2).unwrap();
     let (c1, c2) = (&cs[0], &cs[1]);
     for (c, ip) in [(c1, "10.78.0.2/24"), (c2, "10.78.0.3/24")] {
-        lab.attach()
-            .ok(&[
-                "add",
-                "macvlan",
-                "--parent",
-                "eth2",
-                "--netns",
-                c.name(),
-                "--ip",
-                ip,
-            ])
-            .unwrap();
+        lab.attach().ok(&add_macvlan("eth2", c, ip, &[])).unwrap();
     }
     assert!(ping(c1, "10.78.0.3"));
     let healthy = |_: &Agent| {

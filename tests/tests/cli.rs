@@ -23,6 +23,7 @@ use std::{
 };
 
 use attach_tests::{
+    kinds,
     lab::{Attach, EXT_V4, Lab, NETNS_PREFIX, NODE_IF, Netns, ping, require_root},
     reach::{Endpoint, Flavor, attach, mac_of},
     snapshot::{json_cmd, links, pin_dir, snapshot, state_dir},
@@ -953,18 +954,7 @@ fn wrapped<S: AsRef<std::ffi::OsStr>>(wrapper: &[S], args: &[&str]) -> Output {
 
 /// `add macvlan` of `c` on the lab's parent, then `extra`.
 fn add_macvlan<'a>(c: &'a Netns, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut args = vec![
-        "add",
-        "macvlan",
-        "--parent",
-        NODE_IF,
-        "--netns",
-        c.name(),
-        "--ip",
-        "10.77.0.11/24",
-    ];
-    args.extend(extra);
-    args
+    kinds::add_macvlan(NODE_IF, c, "10.77.0.11/24", extra)
 }
 
 /// Run as `ip netns exec NODE attach ...`, the process has a /sys of its own

@@ -6,7 +6,7 @@ use std::{process::Stdio, thread, time::Duration};
 
 use attach_tests::{
     flow::UdpFlow,
-    kinds::{detach_port_hook, in_ns, port_hook_prog},
+    kinds::{add_macvlan, detach_port_hook, in_ns, port_hook_prog},
     lab::{EXT_V4, Lab, Netns, ping, require_root},
     reach::{Flavor, attach},
     snapshot::{links, snapshot},
@@ -577,18 +577,7 @@ fn a_deleted_parent_detaches_or_moves_its_endpoints() {
             let ip = format!("10.78.0.{}/24", i + 2);
             let backend = if i < 2 { "ebpf" } else { "native" };
             lab.attach()
-                .ok(&[
-                    "add",
-                    "macvlan",
-                    "--parent",
-                    "eth2",
-                    "--netns",
-                    c.name(),
-                    "--ip",
-                    &ip,
-                    "--backend",
-                    backend,
-                ])
+                .ok(&add_macvlan("eth2", c, &ip, &["--backend", backend]))
                 .unwrap();
         }
     };

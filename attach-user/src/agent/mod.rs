@@ -1,7 +1,7 @@
 //! `attach agent`: the long-running side of a node. It reconciles at start,
-//! periodically and when a link an attachment stands on changes, serves Prometheus metrics, bridges the programs' logs
-//! into its own, and serves the CLI and the CNI plugin on a unix socket
-//! (both also work without it). Requests are handled one at a time, like
+//! periodically and when a link an attachment stands on changes, serves
+//! Prometheus metrics, bridges the programs' logs into its own, and serves
+//! the CLI and the CNI plugin on a unix socket (both also work without it). Requests are handled one at a time, like
 //! the CLI's own runs under the node lock.
 
 pub mod api;
