@@ -29,12 +29,6 @@ const SIOCETHTOOL: libc::c_ulong = 0x8946;
 const ETHTOOL_GGRO: u32 = 0x2b;
 const ETHTOOL_SGRO: u32 = 0x2c;
 
-#[repr(C)]
-struct EthtoolValue {
-    cmd: u32,
-    data: u32,
-}
-
 /// `struct ifreq`: an interface name and the request's 24-byte union.
 #[repr(C)]
 struct IfReq<U> {
@@ -43,8 +37,9 @@ struct IfReq<U> {
 }
 
 /// ioctl `op` on interface `ifname` (in the calling thread's namespace)
-/// with the union `ifru`; returns the union as the kernel left it.
-fn ifreq_ioctl<U>(ifname: &str, op: libc::c_ulong, ifru: U) -> io::Result<U> {
+/// with the union `ifru`; returns the union as the kernel left it and the
+/// ioctl's value (some commands answer with flags).
+fn ifreq_ioctl<U>(ifname: &str, op: libc::c_ulong, ifru: U) -> io::Result<(U, i32)> {
     let sock =
         std::net::UdpSocket::bind("0.0.0.0:0").or_else(|_| std::net::UdpSocket::bind("[::]:0"))?;
     let mut req = IfReq {
@@ -54,10 +49,11 @@ fn ifreq_ioctl<U>(ifname: &str, op: libc::c_ulong, ifru: U) -> io::Result<U> {
     let n = ifname.len().min(libc::IFNAMSIZ - 1);
     req.name[..n].copy_from_slice(&ifname.as_bytes()[..n]);
     // SAFETY: valid socket; `req` is the ifreq `op` expects.
-    if unsafe { libc::ioctl(sock.as_raw_fd(), op, &mut req) } != 0 {
+    let ret = unsafe { libc::ioctl(sock.as_raw_fd(), op, &mut req) };
+    if ret < 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(req.ifru)
+    Ok((req.ifru, ret))
 }
 
 /// The ifreq union of SIOCETHTOOL: a pointer to the command.
@@ -67,12 +63,15 @@ struct EthtoolPtr {
     _pad: [u8; 16],
 }
 
-fn ethtool(ifname: &str, v: &mut EthtoolValue) -> io::Result<()> {
+/// SIOCETHTOOL with a command of any shape: `cmd` is a buffer of u32
+/// words starting with the command number, as long as the command says.
+/// Returns the ioctl's value.
+fn ethtool(ifname: &str, cmd: &mut [u32]) -> io::Result<i32> {
     let ptr = EthtoolPtr {
-        data: (v as *mut EthtoolValue).cast(),
+        data: cmd.as_mut_ptr().cast(),
         _pad: [0; 16],
     };
-    ifreq_ioctl(ifname, SIOCETHTOOL, ptr).map(drop)
+    ifreq_ioctl(ifname, SIOCETHTOOL, ptr).map(|(_, ret)| ret)
 }
 
 const SIOCGIFHWADDR: libc::c_ulong = 0x8927;
@@ -90,32 +89,98 @@ struct HwAddr {
 pub fn renotify_mac(ifname: &str) -> io::Result<()> {
     // SAFETY: plain data, valid when zero.
     let zero: HwAddr = unsafe { std::mem::zeroed() };
-    let current = ifreq_ioctl(ifname, SIOCGIFHWADDR, zero)?;
+    let (current, _) = ifreq_ioctl(ifname, SIOCGIFHWADDR, zero)?;
     ifreq_ioctl(ifname, SIOCSIFHWADDR, current).map(drop)
 }
 
 /// Turns generic receive offload on or off (`ethtool -K IF gro on|off`).
 pub fn set_gro(ifname: &str, on: bool) -> Result<()> {
-    let mut v = EthtoolValue {
-        cmd: ETHTOOL_SGRO,
-        data: on as u32,
-    };
-    ethtool(ifname, &mut v).map_err(|e| {
-        Error::system(format!(
-            "cannot set GRO {} on {ifname}: {e}",
-            if on { "on" } else { "off" }
-        ))
-    })
+    ethtool(ifname, &mut [ETHTOOL_SGRO, on as u32])
+        .map(drop)
+        .map_err(|e| {
+            Error::system(format!(
+                "cannot set GRO {} on {ifname}: {e}",
+                if on { "on" } else { "off" }
+            ))
+        })
 }
 
 pub fn gro(ifname: &str) -> Result<bool> {
-    let mut v = EthtoolValue {
-        cmd: ETHTOOL_GGRO,
-        data: 0,
-    };
+    let mut v = [ETHTOOL_GGRO, 0];
     ethtool(ifname, &mut v)
         .map_err(|e| Error::system(format!("cannot read GRO of {ifname}: {e}")))?;
-    Ok(v.data != 0)
+    Ok(v[1] != 0)
+}
+
+const ETHTOOL_GSTRINGS: u32 = 0x1b;
+const ETHTOOL_GSSET_INFO: u32 = 0x37;
+const ETHTOOL_GFEATURES: u32 = 0x3a;
+const ETHTOOL_SFEATURES: u32 = 0x3b;
+const ETH_SS_FEATURES: u32 = 4;
+const ETH_GSTRING_LEN: usize = 32;
+/// ETHTOOL_SFEATURES' positive answer: a bit asked for cannot change.
+const ETHTOOL_F_UNSUPPORTED: i32 = 1;
+
+/// The bit of the device feature called `name` (`ethtool -k` names, e.g.
+/// `rx-gro-list`), and how many feature bits the kernel has.
+fn feature_bit(ifname: &str, name: &str) -> io::Result<(usize, usize)> {
+    // struct ethtool_sset_info: cmd, reserved, u64 mask, data[1].
+    let mut info = [ETHTOOL_GSSET_INFO, 0, 1 << ETH_SS_FEATURES, 0, 0];
+    ethtool(ifname, &mut info)?;
+    let count = info[4] as usize;
+    // struct ethtool_gstrings: cmd, string_set, len, then the strings.
+    let mut strings = vec![0u32; 3 + count * ETH_GSTRING_LEN / 4];
+    strings[..3].copy_from_slice(&[ETHTOOL_GSTRINGS, ETH_SS_FEATURES, count as u32]);
+    ethtool(ifname, &mut strings)?;
+    let bytes: Vec<u8> = strings[3..].iter().flat_map(|w| w.to_ne_bytes()).collect();
+    let bit = bytes
+        .chunks(ETH_GSTRING_LEN)
+        .position(|s| s.split(|&b| b == 0).next() == Some(name.as_bytes()))
+        .ok_or_else(|| io::Error::other(format!("this kernel has no feature {name}")))?;
+    Ok((bit, count))
+}
+
+/// Whether the device feature `name` is active (`ethtool -k IF`).
+pub fn feature(ifname: &str, name: &str) -> Result<bool> {
+    let read = || -> io::Result<bool> {
+        let (bit, count) = feature_bit(ifname, name)?;
+        let blocks = count.div_ceil(32);
+        // struct ethtool_gfeatures: cmd, size, then per block available,
+        // requested, active, never_changed.
+        let mut g = vec![0u32; 2 + 4 * blocks];
+        g[..2].copy_from_slice(&[ETHTOOL_GFEATURES, blocks as u32]);
+        ethtool(ifname, &mut g)?;
+        Ok(g[2 + 4 * (bit / 32) + 2] & (1 << (bit % 32)) != 0)
+    };
+    read().map_err(|e| Error::system(format!("cannot read {name} of {ifname}: {e}")))
+}
+
+/// Turns the device feature `name` on or off (`ethtool -K IF name on|off`),
+/// and fails unless it then is.
+pub fn set_feature(ifname: &str, name: &str, on: bool) -> Result<()> {
+    let state = if on { "on" } else { "off" };
+    let set = || -> io::Result<()> {
+        let (bit, count) = feature_bit(ifname, name)?;
+        let blocks = count.div_ceil(32);
+        // struct ethtool_sfeatures: cmd, size, then per block valid, requested.
+        let mut s = vec![0u32; 2 + 2 * blocks];
+        s[..2].copy_from_slice(&[ETHTOOL_SFEATURES, blocks as u32]);
+        let mask = 1u32 << (bit % 32);
+        s[2 + 2 * (bit / 32)] = mask;
+        s[2 + 2 * (bit / 32) + 1] = if on { mask } else { 0 };
+        if ethtool(ifname, &mut s)? & ETHTOOL_F_UNSUPPORTED != 0 {
+            return Err(io::Error::other("the device cannot change it"));
+        }
+        Ok(())
+    };
+    set().map_err(|e| Error::system(format!("{ifname}: cannot turn {name} {state}: {e}")))?;
+    if feature(ifname, name)? != on {
+        return Err(Error::system(format!(
+            "{ifname}: {name} stayed {} after turning it {state}",
+            if on { "off" } else { "on" }
+        )));
+    }
+    Ok(())
 }
 
 /// `BPF_MAP_UPDATE_BATCH`'s part of `union bpf_attr`.
@@ -166,4 +231,75 @@ pub fn bpf_update_batch<K: Copy, V: Copy>(
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs `f` on a thread in a network namespace of its own (gone with
+    /// the thread) holding a veth pair `t0`/`t1`. Needs root.
+    fn with_veth(f: impl FnOnce() + Send + 'static) {
+        std::thread::spawn(move || {
+            // SAFETY: plain syscall; only this thread moves.
+            assert_eq!(
+                unsafe { libc::unshare(libc::CLONE_NEWNET) },
+                0,
+                "needs root"
+            );
+            // A child forked from this thread starts in its namespace.
+            let ok = std::process::Command::new("ip")
+                .args(["link", "add", "t0", "type", "veth", "peer", "name", "t1"])
+                .status()
+                .expect("ip");
+            assert!(ok.success());
+            f();
+        })
+        .join()
+        .expect("test thread");
+    }
+
+    #[test]
+    fn features_are_read_and_set_by_name() {
+        with_veth(|| {
+            assert!(!feature("t0", "rx-gro-list").unwrap());
+            set_feature("t0", "rx-gro-list", true).unwrap();
+            assert!(feature("t0", "rx-gro-list").unwrap());
+            // Its neighbours in the bitmap are left as they were.
+            assert!(!feature("t1", "rx-gro-list").unwrap());
+            assert!(feature("t0", "tx-checksum-ip-generic").unwrap());
+            set_feature("t0", "rx-gro-list", false).unwrap();
+            assert!(!feature("t0", "rx-gro-list").unwrap());
+        });
+    }
+
+    #[test]
+    fn bad_feature_requests_say_what_failed() {
+        with_veth(|| {
+            let e = set_feature("t0", "no-such-feature", true).unwrap_err();
+            assert!(e.to_string().contains("no feature no-such-feature"), "{e}");
+            // Fixed on a veth: the kernel refuses to change it.
+            let e = set_feature("t0", "loopback", true).unwrap_err();
+            assert!(
+                e.to_string()
+                    .contains("t0: cannot turn loopback on: the device cannot change it"),
+                "{e}"
+            );
+            let e = feature("nope0", "rx-gro-list").unwrap_err();
+            assert!(
+                e.to_string().contains("cannot read rx-gro-list of nope0"),
+                "{e}"
+            );
+        });
+    }
+
+    #[test]
+    fn gro_is_read_and_set() {
+        with_veth(|| {
+            set_gro("t0", false).unwrap();
+            assert!(!gro("t0").unwrap());
+            set_gro("t0", true).unwrap();
+            assert!(gro("t0").unwrap());
+        });
+    }
 }

@@ -4,14 +4,12 @@
 
 use std::{
     net::{TcpListener, UdpSocket},
-    os::fd::AsRawFd,
     path::Path,
     process::{Command, Output, Stdio},
-    thread,
     time::Duration,
 };
 
-use anyhow::{Result, anyhow};
+use anyhow::Result;
 
 use crate::{
     lab::{BRIDGE, Lab},
@@ -73,19 +71,12 @@ pub fn standin(lab: &Lab) -> Result<()> {
 /// A TCP listener on `0.0.0.0:tcp` and a UDP socket on `[::]:udp`, bound in
 /// `ns` (from a thread that enters it), open while the value lives.
 pub fn listen_in(ns: &Netns, tcp: u16, udp: u16) -> Result<(TcpListener, UdpSocket)> {
-    let f = std::fs::File::open(ns.path())?;
-    thread::spawn(move || -> Result<(TcpListener, UdpSocket)> {
-        // SAFETY: a valid namespace fd; setns affects this thread only.
-        if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-            return Err(std::io::Error::last_os_error().into());
-        }
+    ns.run(move || {
         Ok((
             TcpListener::bind(("0.0.0.0", tcp))?,
             UdpSocket::bind(("::", udp))?,
         ))
     })
-    .join()
-    .map_err(|_| anyhow!("the listening thread panicked"))?
 }
 
 /// `argv` in the namespace at `path` (one the test does not own).

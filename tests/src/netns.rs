@@ -97,6 +97,26 @@ impl Netns {
         )
     }
 
+    /// Runs `f` on a thread that entered the namespace (sockets made there
+    /// stay in it), and returns what it returns.
+    pub fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let file = std::fs::File::open(&self.path)
+            .with_context(|| format!("opening {}", self.path.display()))?;
+        std::thread::spawn(move || {
+            use std::os::fd::AsRawFd;
+            // SAFETY: a valid namespace fd; setns moves this thread only.
+            if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return Err(std::io::Error::last_os_error()).context("setns");
+            }
+            f()
+        })
+        .join()
+        .map_err(|_| anyhow::anyhow!("the thread in {} panicked", self.name))?
+    }
+
     /// Runs `sh -c cmd` in the namespace; the exit status is not checked.
     pub fn sh(&self, cmd: &str) -> Result<Output> {
         self.exec(&["sh", "-c", cmd])

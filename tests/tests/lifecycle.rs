@@ -720,3 +720,41 @@ fn a_deleted_uplink_keeps_router_and_switch_endpoints() {
     }
     assert_eq!(snapshot(&lab, &refs), before);
 }
+
+/// An XDP endpoint's container side needs GRO (without it the veth drops
+/// what XDP redirects into it): turned off there, it is drift that `check`
+/// names and `reconcile` mends, fraglist GRO with it.
+#[test]
+fn gro_turned_off_in_an_xdp_container_is_repaired() {
+    require_root();
+    let lab = Lab::new().unwrap();
+    let c1 = attach(&lab, 1, "bridge", Flavor::EbpfXdp, &[]).unwrap();
+    assert!(ping(&c1.ns, EXT_V4));
+    c1.ns
+        .ok(&["ethtool", "-K", "eth0", "gro", "off", "rx-gro-list", "off"])
+        .unwrap();
+    assert!(
+        !ping_afresh(&c1.ns, EXT_V4),
+        "no GRO: XDP frames are dropped"
+    );
+    let out = lab
+        .attach()
+        .run(&["check", "--netns", c1.ns.name()])
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("GRO is off on eth0") && err.contains("dropped"),
+        "{err}"
+    );
+    let r = reconcile(&lab);
+    assert_eq!(action_for(&r, c1.ns.name()), Some("repaired"), "{r:?}");
+    let features = c1.ns.ok(&["ethtool", "-k", "eth0"]).unwrap();
+    for f in ["generic-receive-offload: on", "rx-gro-list: on"] {
+        assert!(features.contains(f), "want {f}:\n{features}");
+    }
+    lab.attach()
+        .ok(&["check", "--netns", c1.ns.name()])
+        .unwrap();
+    assert!(ping_afresh(&c1.ns, EXT_V4), "c1 not back after the repair");
+}

@@ -3,8 +3,10 @@
 //! reachability matrices must be equal. A few rows are also checked against
 //! the kernel rules directly, so two equally broken backends cannot pass.
 
+use std::{net::UdpSocket, time::Duration};
+
 use attach_tests::{
-    lab::{Lab, LabOptions, Matrix, Proto, require_root},
+    lab::{Lab, LabOptions, Matrix, Netns, Proto, require_root},
     reach::{Flavor, attach, detach, measure},
 };
 
@@ -166,4 +168,120 @@ fn mixed_modes_on_one_parent_match_native() {
     expect(m, "c2", "c1", Proto::Arp, true);
     expect(m, "c2", "c3", Proto::Arp, false);
     expect(m, "c3", "c1", Proto::Arp, false);
+}
+
+/// IPv4 packets the container's IP layer took in, and the datagrams they
+/// carried (`InReceives` counts a chain once, the ECN counters each segment).
+fn ip_passes_and_segments(ns: &Netns) -> (u64, u64) {
+    let field = |file: &str, prefix: &str, names: &[&str]| -> u64 {
+        let text = ns.ok(&["cat", file]).unwrap();
+        let mut rows = text.lines().filter(|l| l.starts_with(prefix));
+        let (head, vals) = (rows.next().unwrap(), rows.next().unwrap());
+        head.split_whitespace()
+            .zip(vals.split_whitespace())
+            .filter(|(n, _)| names.contains(n))
+            .map(|(_, v)| v.parse::<u64>().unwrap())
+            .sum()
+    };
+    (
+        field("/proc/net/snmp", "Ip:", &["InReceives"]),
+        field(
+            "/proc/net/netstat",
+            "IpExt:",
+            &["InNoECTPkts", "InECT1Pkts", "InECT0Pkts", "InCEPkts"],
+        ),
+    )
+}
+
+const PER_BURST: u32 = 50;
+
+/// Datagram `i`: its number, then a pattern. GRO chains datagrams of one
+/// length (and a shorter one that ends the chain): each burst has a length
+/// of its own and ends with a short one.
+fn datagram(i: u32) -> Vec<u8> {
+    let len = if i % PER_BURST == PER_BURST - 1 {
+        12
+    } else {
+        64 + (i / PER_BURST) as usize * 151 % 1200
+    };
+    let mut d = i.to_be_bytes().to_vec();
+    d.extend((4..len).map(|j| (i as usize + j) as u8));
+    d
+}
+
+/// The xdp datapath turns fraglist GRO on in the container: bursts of one
+/// flow are chained (fewer passes through the IP layer than datagrams),
+/// and every datagram still reaches its socket whole and in order.
+#[test]
+fn xdp_endpoints_chain_udp_bursts_and_deliver_every_datagram_whole() {
+    require_root();
+    const BURSTS: u32 = 8;
+    let lab = Lab::new().unwrap();
+    let c1 = attach(&lab, 1, "bridge", Flavor::EbpfXdp, &[]).unwrap();
+    let features = c1.ns.ok(&["ethtool", "-k", "eth0"]).unwrap();
+    for f in ["generic-receive-offload: on", "rx-gro-list: on"] {
+        assert!(features.contains(f), "want {f}:\n{features}");
+    }
+    // The container's NAPI waits 1 ms after each poll, so that a burst
+    // queues up and is polled at once, as under load (`ip netns exec`
+    // mounts the namespace's own /sys).
+    let defer = "echo 2 > /sys/class/net/eth0/napi_defer_hard_irqs && \
+                 echo 1000000 > /sys/class/net/eth0/gro_flush_timeout";
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", c1.ns.name(), "sh", "-c", defer])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+
+    let to: std::net::SocketAddr = format!("{}:5555", c1.v4).parse().unwrap();
+    let rx = c1
+        .ns
+        .run(move || {
+            let s = UdpSocket::bind(to)?;
+            s.set_read_timeout(Some(Duration::from_secs(2)))?;
+            // Room for a burst whatever each datagram's truesize.
+            let size: libc::c_int = 8 << 20;
+            // SAFETY: a valid socket and option value.
+            let r = unsafe {
+                libc::setsockopt(
+                    std::os::fd::AsRawFd::as_raw_fd(&s),
+                    libc::SOL_SOCKET,
+                    libc::SO_RCVBUFFORCE,
+                    (&size as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            anyhow::ensure!(
+                r == 0,
+                "SO_RCVBUFFORCE: {}",
+                std::io::Error::last_os_error()
+            );
+            Ok(s)
+        })
+        .unwrap();
+    let tx = lab.ext().run(|| Ok(UdpSocket::bind("0.0.0.0:0")?)).unwrap();
+    let before = ip_passes_and_segments(&c1.ns);
+    let mut buf = [0u8; 2048];
+    // A burst at a time, read before the next: the socket's buffer holds it.
+    for b in 0..BURSTS {
+        let burst = b * PER_BURST..(b + 1) * PER_BURST;
+        for i in burst.clone() {
+            tx.send_to(&datagram(i), to).unwrap();
+        }
+        for i in burst {
+            let (n, _) = rx
+                .recv_from(&mut buf)
+                .unwrap_or_else(|e| panic!("datagram {i}: {e}"));
+            assert_eq!(&buf[..n], datagram(i), "datagram {i}");
+        }
+    }
+    let after = ip_passes_and_segments(&c1.ns);
+    let (passes, segments) = (after.0 - before.0, after.1 - before.1);
+    eprintln!("{segments} datagrams in {passes} passes through the IP layer");
+    assert!(segments >= u64::from(BURSTS * PER_BURST), "{segments}");
+    assert!(
+        passes * 2 <= segments,
+        "{segments} datagrams took {passes} passes: not chained"
+    );
+    detach(&lab, &c1).unwrap();
 }
