@@ -105,6 +105,24 @@ fn quick_bench_completes_with_sane_numbers_and_cleans_up() {
             let v = num(&s["ratios"][r], &format!("M1 {who} ratio to {r}"));
             assert!(v.is_finite() && v > 0.0, "M1 {who} ratio to {r}: {v}");
         }
+        // Only the xdp datapath's container side chains the flow's
+        // datagrams (fraglist GRO): fewer passes through the IP layer.
+        let mut per_pass: Vec<f64> = samples
+            .iter()
+            .map(|x| {
+                num(
+                    &x["detail"]["datagrams_per_ip_pass"],
+                    "datagrams_per_ip_pass",
+                )
+            })
+            .collect();
+        per_pass.sort_by(f64::total_cmp);
+        let median = per_pass[per_pass.len() / 2];
+        if who == "ours-xdp" {
+            assert!(median >= 1.2, "M1 {who}: {median} datagrams per IP pass");
+        } else {
+            assert!(median < 1.05, "M1 {who}: {median} datagrams per IP pass");
+        }
     }
 
     // M2: the XDP path dropped frames in the container.

@@ -126,9 +126,23 @@ impl Programs {
     }
 }
 
+/// The one's-complement sum of `data` as 16-bit big-endian words (an odd
+/// last byte padded with zero), folded to 16 bits.
+fn ones_sum(data: &[u8]) -> u16 {
+    let mut sum: u32 = data
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c.get(1).copied().unwrap_or(0)])))
+        .sum();
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum as u16
+}
+
 /// A 64-byte Ethernet frame on the wire (60 bytes without the FCS): IPv4,
-/// UDP to port 9 (discard; nothing listens), 18 zero bytes of payload, UDP
-/// checksum 0 (allowed in IPv4), a correct IP checksum.
+/// UDP to port 9 (discard), 18 zero bytes of payload, correct IP and UDP
+/// checksums. The UDP checksum is there because every Linux sender puts
+/// one, and because UDP GRO leaves a datagram without one alone.
 pub fn udp_frame(dst: [u8; 6], src: [u8; 6], sip: Ipv4Addr, dip: Ipv4Addr) -> Vec<u8> {
     const PAYLOAD: usize = 18;
     let udp_len = 8 + PAYLOAD;
@@ -153,21 +167,29 @@ pub fn udp_frame(dst: [u8; 6], src: [u8; 6], sip: Ipv4Addr, dip: Ipv4Addr) -> Ve
     ];
     ip.extend_from_slice(&sip.octets());
     ip.extend_from_slice(&dip.octets());
-    let mut sum: u32 = ip
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
-        .sum();
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    let csum = !(sum as u16);
+    let csum = !ones_sum(&ip);
     ip[10..12].copy_from_slice(&csum.to_be_bytes());
     f.extend_from_slice(&ip);
-    f.extend_from_slice(&40000u16.to_be_bytes());
-    f.extend_from_slice(&9u16.to_be_bytes());
-    f.extend_from_slice(&(udp_len as u16).to_be_bytes());
-    f.extend_from_slice(&[0, 0]);
-    f.extend_from_slice(&[0; PAYLOAD]);
+    let mut udp = Vec::with_capacity(udp_len);
+    udp.extend_from_slice(&40000u16.to_be_bytes());
+    udp.extend_from_slice(&9u16.to_be_bytes());
+    udp.extend_from_slice(&(udp_len as u16).to_be_bytes());
+    udp.extend_from_slice(&[0, 0]);
+    udp.extend_from_slice(&[0; PAYLOAD]);
+    // Over the pseudo-header (addresses, protocol, length) and the datagram;
+    // a sum of zero is sent as 0xffff (zero means "none").
+    let mut pseudo = [0u8; 12];
+    pseudo[..4].copy_from_slice(&sip.octets());
+    pseudo[4..8].copy_from_slice(&dip.octets());
+    pseudo[9] = 17;
+    pseudo[10..].copy_from_slice(&(udp_len as u16).to_be_bytes());
+    let sum = ones_sum(&[pseudo.as_slice(), &udp].concat());
+    let csum = match !sum {
+        0 => 0xffff,
+        c => c,
+    };
+    udp[6..8].copy_from_slice(&csum.to_be_bytes());
+    f.extend_from_slice(&udp);
     debug_assert_eq!(f.len(), 60);
     f
 }
@@ -253,22 +275,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_frame_is_64_bytes_on_the_wire_with_a_valid_ip_checksum() {
-        let f = udp_frame(
-            [2, 0, 0, 0, 0, 2],
-            [2, 0, 0, 0, 0, 1],
-            Ipv4Addr::new(10, 201, 1, 1),
-            Ipv4Addr::new(10, 201, 1, 2),
-        );
+    fn the_frame_is_64_bytes_on_the_wire_with_valid_checksums() {
+        let (sip, dip) = (Ipv4Addr::new(10, 201, 1, 1), Ipv4Addr::new(10, 201, 1, 2));
+        let f = udp_frame([2, 0, 0, 0, 0, 2], [2, 0, 0, 0, 0, 1], sip, dip);
         assert_eq!(f.len() + 4, 64);
-        let ip = &f[14..34];
-        let mut sum: u32 = ip
-            .chunks(2)
-            .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
-            .sum();
-        while sum >> 16 != 0 {
-            sum = (sum & 0xffff) + (sum >> 16);
-        }
-        assert_eq!(sum, 0xffff);
+        assert_eq!(ones_sum(&f[14..34]), 0xffff, "IP header checksum");
+        let udp = &f[34..];
+        assert_ne!(&udp[6..8], &[0, 0], "a UDP checksum is there");
+        let mut pseudo = [0u8; 12];
+        pseudo[..4].copy_from_slice(&sip.octets());
+        pseudo[4..8].copy_from_slice(&dip.octets());
+        pseudo[9] = 17;
+        pseudo[10..].copy_from_slice(&(udp.len() as u16).to_be_bytes());
+        assert_eq!(
+            ones_sum(&[&pseudo[..], udp].concat()),
+            0xffff,
+            "UDP checksum"
+        );
+    }
+
+    #[test]
+    fn the_ones_complement_sum_folds_carries_and_pads_odd_lengths() {
+        assert_eq!(ones_sum(&[0xff, 0xff, 0x00, 0x02]), 0x0002);
+        assert_eq!(ones_sum(&[0x12, 0x34, 0x56]), 0x1234 + 0x5600);
+        assert_eq!(ones_sum(&[]), 0);
     }
 }

@@ -338,6 +338,10 @@ fn notes(s: &Series) -> String {
     if let Some(v) = median_of(s, "loss_pct") {
         n.push(format!("loss {v:.1}%"));
     }
+    // GRO chains: fewer passes through the IP layer than datagrams.
+    if let Some(v) = median_of(s, "datagrams_per_ip_pass").filter(|v| *v >= 1.05) {
+        n.push(format!("{v:.1} datagrams/IP pass"));
+    }
     if let Some(v) = median_of(s, "retransmits") {
         n.push(format!("retr {v:.0}"));
     }

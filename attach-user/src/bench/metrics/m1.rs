@@ -2,7 +2,9 @@
 //!
 //! The generator sends one flow of 64-byte UDP frames to the contender's
 //! MAC and address out of the contender's wire; what arrives is counted as
-//! IP `InReceives` in the container's namespace (the node's, for `host`).
+//! the IPv4 datagrams the container's IP layer took in (the node's, for
+//! `host`): the per-datagram ECN counters, since `InReceives` counts a GRO
+//! chain of datagrams once (its count is kept as the IP layer's passes).
 //! The frames go to UDP port 9, where the bench holds a socket that is never
 //! read: once its small buffer is full every frame ends at the socket. (To a
 //! closed port, each frame would cost an ICMP port-unreachable attempt whose
@@ -10,6 +12,11 @@
 //! profile, the same for every contender, hiding their differences.)
 //! The generator and the whole receive path share one vCPU, so the rate is
 //! that vCPU's cost per frame; sent vs delivered shows loss.
+//!
+//! A round's sample of a contender is made of slices taken in turn with
+//! the others' (A B C …, … C B A, …), so that every contender's sample
+//! spans the same seconds of the round: this VM's speed moves from one
+//! second to the next, and a paired ratio is only as good as that overlap.
 
 use std::time::Duration;
 
@@ -33,35 +40,78 @@ pub const CASE: Case = Case {
     refs: &["host", "native"],
 };
 
-/// IP InReceives of a namespace (`/proc/net/snmp` as a thread inside it sees it).
-pub fn in_receives(ns: &Ns) -> Result<u64> {
+/// What a namespace's IPv4 layer took in.
+#[derive(Clone, Copy, Default)]
+pub struct IpIn {
+    /// Datagrams (`IpExt In{NoECT,ECT1,ECT0,CE}Pkts`: each datagram of a
+    /// GRO chain).
+    pub datagrams: u64,
+    /// Passes through the layer (`Ip InReceives`: a chain once).
+    pub passes: u64,
+}
+
+/// The named counters of the `prefix` rows (a names row, then a values
+/// row) of a `/proc/net` table, summed.
+fn counters(table: &str, prefix: &str, names: &[&str]) -> Result<u64> {
+    let mut rows = table.lines().filter(|l| l.starts_with(prefix));
+    let (Some(head), Some(values)) = (rows.next(), rows.next()) else {
+        return Err(Error::system(format!("no {prefix} rows")));
+    };
+    let found: Vec<u64> = head
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .filter(|(n, _)| names.contains(n))
+        .filter_map(|(_, v)| v.parse().ok())
+        .collect();
+    if found.len() != names.len() {
+        return Err(Error::system(format!("{prefix} lacks one of {names:?}")));
+    }
+    Ok(found.iter().sum())
+}
+
+/// IPv4 input counters of `ns` (`/proc/net/{snmp,netstat}` as a thread
+/// inside it sees them).
+pub fn ip_in(ns: &Ns) -> Result<IpIn> {
     ns.run(|| {
-        let snmp = std::fs::read_to_string("/proc/thread-self/net/snmp")
-            .map_err(|e| Error::system(format!("reading /proc/net/snmp: {e}")))?;
-        let mut ip = snmp.lines().filter(|l| l.starts_with("Ip:"));
-        let (Some(names), Some(values)) = (ip.next(), ip.next()) else {
-            return Err(Error::system("no Ip: lines in /proc/net/snmp"));
+        let read = |f: &str| {
+            std::fs::read_to_string(format!("/proc/thread-self/net/{f}"))
+                .map_err(|e| Error::system(format!("reading /proc/net/{f}: {e}")))
         };
-        names
-            .split_whitespace()
-            .zip(values.split_whitespace())
-            .find(|(n, _)| *n == "InReceives")
-            .and_then(|(_, v)| v.parse().ok())
-            .ok_or_else(|| Error::system("no Ip InReceives in /proc/net/snmp"))
+        Ok(IpIn {
+            datagrams: counters(
+                &read("netstat")?,
+                "IpExt:",
+                &["InNoECTPkts", "InECT1Pkts", "InECT0Pkts", "InCEPkts"],
+            )?,
+            passes: counters(&read("snmp")?, "Ip:", &["InReceives"])?,
+        })
     })?
 }
 
+#[derive(Default)]
 pub struct Delivery {
     pub sent: u64,
     pub delivered: u64,
+    /// Passes through the IP layer that carried `delivered`.
+    pub passes: u64,
     pub seconds: f64,
     pub wall_seconds: f64,
+}
+
+impl Delivery {
+    fn add(&mut self, d: &Delivery) {
+        self.sent += d.sent;
+        self.delivered += d.delivered;
+        self.passes += d.passes;
+        self.seconds += d.seconds;
+        self.wall_seconds += d.wall_seconds;
+    }
 }
 
 /// One generator run at `site` for `duration`.
 pub fn deliver(ctx: &mut Ctx, site: &Site, duration: Duration) -> Result<Delivery> {
     let frame = udp_frame(site.rx.mac, site.gen_mac, site.gen_ip, site.rx.ip);
-    let before = in_receives(&site.rx.ns)?;
+    let before = ip_in(&site.rx.ns)?;
     let cpu = ctx.cfg.measured_cpu;
     let sent = generate(
         ctx.progs.generator()?,
@@ -73,13 +123,19 @@ pub fn deliver(ctx: &mut Ctx, site: &Site, duration: Duration) -> Result<Deliver
     )?;
     // Frames still queued on the receive side land within microseconds.
     std::thread::sleep(Duration::from_millis(50));
-    let after = in_receives(&site.rx.ns)?;
+    let after = ip_in(&site.rx.ns)?;
     Ok(Delivery {
         sent: sent.frames,
-        delivered: after.saturating_sub(before),
+        delivered: after.datagrams.saturating_sub(before.datagrams),
+        passes: after.passes.saturating_sub(before.passes),
         seconds: sent.seconds,
         wall_seconds: sent.wall_seconds,
     })
+}
+
+/// Slices of a round's sample: a quarter of a second at least, ten at most.
+fn slices(duration: Duration) -> u32 {
+    ((duration.as_secs_f64() / 0.25) as u32).clamp(1, 10)
 }
 
 /// A UDP socket on `ip`:9 in `ns` that is never read, with the smallest
@@ -114,10 +170,28 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
     for s in &sites {
         deliver(ctx, s, warm)?;
     }
+    let k = slices(ctx.cfg.duration);
+    let slice = ctx.cfg.duration / k;
     for round in 0..ctx.cfg.rounds {
-        for s in in_round_order(&sites, round) {
-            let duration = ctx.cfg.duration;
-            let (d, busy) = watched(|| deliver(ctx, s, duration))?;
+        let mut sums: Vec<(Delivery, Vec<String>)> =
+            sites.iter().map(|_| Default::default()).collect();
+        for part in 0..k {
+            let order: Vec<usize> = in_round_order(&sites, round * k + part)
+                .map(|s| sites.iter().position(|t| t.contender == s.contender))
+                .collect::<Option<_>>()
+                .expect("sites of this run");
+            for i in order {
+                let (d, busy) = watched(|| deliver(ctx, &sites[i], slice))?;
+                let (sum, noted) = &mut sums[i];
+                sum.add(&d);
+                for b in busy {
+                    if !noted.contains(&b) {
+                        noted.push(b);
+                    }
+                }
+            }
+        }
+        for (s, (d, busy)) in sites.iter().zip(sums) {
             let mpps = d.delivered as f64 / d.seconds / 1e6;
             let sent_mpps = d.sent as f64 / d.seconds / 1e6;
             let loss = 100.0 * (d.sent.saturating_sub(d.delivered)) as f64 / d.sent.max(1) as f64;
@@ -129,6 +203,12 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
                 detail(&[
                     ("sent", d.sent as f64),
                     ("delivered", d.delivered as f64),
+                    ("ip_passes", d.passes as f64),
+                    (
+                        "datagrams_per_ip_pass",
+                        d.delivered as f64 / d.passes.max(1) as f64,
+                    ),
+                    ("slices", f64::from(k)),
                     ("seconds", d.seconds),
                     ("wall_seconds", d.wall_seconds),
                     ("sent_mpps", sent_mpps),
