@@ -59,7 +59,7 @@ Metrics (each as a ratio to host and to native macvlan where that makes sense):
   M1  64-byte UDP frames per second delivered into the container's stack. A generator of our \
 own (BPF_PROG_TEST_RUN live frames, XDP_TX out of the wire veth) sends one flow, with UDP \
 checksums; delivery is counted as the datagrams the container's IP layer took in (its \
-per-datagram ECN counters; InReceives counts a GRO chain once, and is kept as "IP passes"). \
+per-datagram ECN counters; InReceives counts a GRO chain once, and is kept as IP passes). \
 Generator and receiver share one vCPU. Sent vs delivered shows loss. A round's sample is made \
 of slices of at least 0.25 s taken in turn with the other contenders'.
   M2  The XDP datapath's ceiling: the same frames redirected to the container veth and dropped \
