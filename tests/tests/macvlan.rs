@@ -170,27 +170,76 @@ fn mixed_modes_on_one_parent_match_native() {
     expect(m, "c3", "c1", Proto::Arp, false);
 }
 
-/// IPv4 packets the container's IP layer took in, and the datagrams they
-/// carried (`InReceives` counts a chain once, the ECN counters each segment).
-fn ip_passes_and_segments(ns: &Netns) -> (u64, u64) {
-    let field = |file: &str, prefix: &str, names: &[&str]| -> u64 {
-        let text = ns.ok(&["cat", file]).unwrap();
-        let mut rows = text.lines().filter(|l| l.starts_with(prefix));
-        let (head, vals) = (rows.next().unwrap(), rows.next().unwrap());
-        head.split_whitespace()
-            .zip(vals.split_whitespace())
+/// Packets of one IP version the container's IP layer took in, and the
+/// datagrams they carried (`InReceives` counts a chain once, the ECN
+/// counters each datagram in it).
+fn ip_passes_and_segments(ns: &Netns, v6: bool) -> (u64, u64) {
+    let sum = |text: &str, prefix: &str, names: &[&str]| -> u64 {
+        let rows: Vec<&str> = text.lines().filter(|l| l.starts_with(prefix)).collect();
+        // /proc/net/snmp and netstat: a names row, then a values row;
+        // /proc/net/snmp6: "name value" lines.
+        let pairs: Vec<(&str, &str)> = if v6 {
+            rows.iter()
+                .filter_map(|l| l.split_once(char::is_whitespace))
+                .collect()
+        } else {
+            rows[0]
+                .split_whitespace()
+                .zip(rows[1].split_whitespace())
+                .collect()
+        };
+        let found: Vec<u64> = pairs
+            .iter()
             .filter(|(n, _)| names.contains(n))
-            .map(|(_, v)| v.parse::<u64>().unwrap())
-            .sum()
+            .map(|(_, v)| v.trim().parse().unwrap())
+            .collect();
+        assert_eq!(found.len(), names.len(), "{names:?} in {prefix}");
+        found.iter().sum()
     };
-    (
-        field("/proc/net/snmp", "Ip:", &["InReceives"]),
-        field(
-            "/proc/net/netstat",
-            "IpExt:",
-            &["InNoECTPkts", "InECT1Pkts", "InECT0Pkts", "InCEPkts"],
-        ),
-    )
+    let ecn = ["InNoECTPkts", "InECT1Pkts", "InECT0Pkts", "InCEPkts"];
+    if v6 {
+        let t = ns.ok(&["cat", "/proc/net/snmp6"]).unwrap();
+        let ecn6: Vec<String> = ecn.iter().map(|n| format!("Ip6{n}")).collect();
+        let ecn6: Vec<&str> = ecn6.iter().map(String::as_str).collect();
+        (
+            sum(&t, "Ip6InReceives", &["Ip6InReceives"]),
+            sum(&t, "Ip6In", &ecn6),
+        )
+    } else {
+        let snmp = ns.ok(&["cat", "/proc/net/snmp"]).unwrap();
+        let netstat = ns.ok(&["cat", "/proc/net/netstat"]).unwrap();
+        (
+            sum(&snmp, "Ip:", &["InReceives"]),
+            sum(&netstat, "IpExt:", &ecn),
+        )
+    }
+}
+
+/// A UDP socket on `to` in `ns` with room for a burst whatever each
+/// datagram's truesize, reads timing out after 2 s.
+fn receiver(ns: &Netns, to: std::net::SocketAddr) -> UdpSocket {
+    ns.run(move || {
+        let s = UdpSocket::bind(to)?;
+        s.set_read_timeout(Some(Duration::from_secs(2)))?;
+        let size: libc::c_int = 8 << 20;
+        // SAFETY: a valid socket and option value.
+        let r = unsafe {
+            libc::setsockopt(
+                std::os::fd::AsRawFd::as_raw_fd(&s),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUFFORCE,
+                (&size as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        anyhow::ensure!(
+            r == 0,
+            "SO_RCVBUFFORCE: {}",
+            std::io::Error::last_os_error()
+        );
+        Ok(s)
+    })
+    .unwrap()
 }
 
 const PER_BURST: u32 = 50;
@@ -211,7 +260,8 @@ fn datagram(i: u32) -> Vec<u8> {
 
 /// The xdp datapath turns fraglist GRO on in the container: bursts of one
 /// flow are chained (fewer passes through the IP layer than datagrams),
-/// and every datagram still reaches its socket whole and in order.
+/// and every datagram still reaches its socket whole and in order, over
+/// IPv4 and IPv6.
 #[test]
 fn xdp_endpoints_chain_udp_bursts_and_deliver_every_datagram_whole() {
     require_root();
@@ -233,55 +283,40 @@ fn xdp_endpoints_chain_udp_bursts_and_deliver_every_datagram_whole() {
         .unwrap();
     assert!(out.status.success(), "{out:?}");
 
-    let to: std::net::SocketAddr = format!("{}:5555", c1.v4).parse().unwrap();
-    let rx = c1
-        .ns
-        .run(move || {
-            let s = UdpSocket::bind(to)?;
-            s.set_read_timeout(Some(Duration::from_secs(2)))?;
-            // Room for a burst whatever each datagram's truesize.
-            let size: libc::c_int = 8 << 20;
-            // SAFETY: a valid socket and option value.
-            let r = unsafe {
-                libc::setsockopt(
-                    std::os::fd::AsRawFd::as_raw_fd(&s),
-                    libc::SOL_SOCKET,
-                    libc::SO_RCVBUFFORCE,
-                    (&size as *const libc::c_int).cast(),
-                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-                )
-            };
-            anyhow::ensure!(
-                r == 0,
-                "SO_RCVBUFFORCE: {}",
-                std::io::Error::last_os_error()
-            );
-            Ok(s)
-        })
-        .unwrap();
-    let tx = lab.ext().run(|| Ok(UdpSocket::bind("0.0.0.0:0")?)).unwrap();
-    let before = ip_passes_and_segments(&c1.ns);
-    let mut buf = [0u8; 2048];
-    // A burst at a time, read before the next: the socket's buffer holds it.
-    for b in 0..BURSTS {
-        let burst = b * PER_BURST..(b + 1) * PER_BURST;
-        for i in burst.clone() {
-            tx.send_to(&datagram(i), to).unwrap();
+    for (to, v6) in [
+        (format!("{}:5555", c1.v4), false),
+        (format!("[{}]:5556", c1.v6), true),
+    ] {
+        let to: std::net::SocketAddr = to.parse().unwrap();
+        let rx = receiver(&c1.ns, to);
+        let from = if v6 { "[::]:0" } else { "0.0.0.0:0" };
+        let tx = lab.ext().run(move || Ok(UdpSocket::bind(from)?)).unwrap();
+        let before = ip_passes_and_segments(&c1.ns, v6);
+        let mut buf = [0u8; 2048];
+        // A burst at a time, read before the next: the socket's buffer holds it.
+        for b in 0..BURSTS {
+            let burst = b * PER_BURST..(b + 1) * PER_BURST;
+            for i in burst.clone() {
+                tx.send_to(&datagram(i), to).unwrap();
+            }
+            for i in burst {
+                let (n, _) = rx
+                    .recv_from(&mut buf)
+                    .unwrap_or_else(|e| panic!("datagram {i} to {to}: {e}"));
+                assert_eq!(&buf[..n], datagram(i), "datagram {i} to {to}");
+            }
         }
-        for i in burst {
-            let (n, _) = rx
-                .recv_from(&mut buf)
-                .unwrap_or_else(|e| panic!("datagram {i}: {e}"));
-            assert_eq!(&buf[..n], datagram(i), "datagram {i}");
-        }
+        let after = ip_passes_and_segments(&c1.ns, v6);
+        let (passes, segments) = (after.0 - before.0, after.1 - before.1);
+        eprintln!("to {to}: {segments} datagrams in {passes} passes through the IP layer");
+        assert!(
+            segments >= u64::from(BURSTS * PER_BURST),
+            "{to}: {segments}"
+        );
+        assert!(
+            passes * 2 <= segments,
+            "{to}: {segments} datagrams took {passes} passes: not chained"
+        );
     }
-    let after = ip_passes_and_segments(&c1.ns);
-    let (passes, segments) = (after.0 - before.0, after.1 - before.1);
-    eprintln!("{segments} datagrams in {passes} passes through the IP layer");
-    assert!(segments >= u64::from(BURSTS * PER_BURST), "{segments}");
-    assert!(
-        passes * 2 <= segments,
-        "{segments} datagrams took {passes} passes: not chained"
-    );
     detach(&lab, &c1).unwrap();
 }
