@@ -121,9 +121,18 @@ const ETH_GSTRING_LEN: usize = 32;
 /// ETHTOOL_SFEATURES' positive answer: a bit asked for cannot change.
 const ETHTOOL_F_UNSUPPORTED: i32 = 1;
 
+/// Where a device feature sits in the kernel's feature bitmap.
+struct FeatureBit {
+    /// Its 32-bit block, and its mask in that block.
+    block: usize,
+    mask: u32,
+    /// Blocks in the bitmap.
+    blocks: usize,
+}
+
 /// The bit of the device feature called `name` (`ethtool -k` names, e.g.
-/// `rx-gro-list`), and how many feature bits the kernel has.
-fn feature_bit(ifname: &str, name: &str) -> io::Result<(usize, usize)> {
+/// `rx-gro-list`).
+fn feature_bit(ifname: &str, name: &str) -> io::Result<FeatureBit> {
     // struct ethtool_sset_info: cmd, reserved, u64 mask, data[1].
     let mut info = [ETHTOOL_GSSET_INFO, 0, 1 << ETH_SS_FEATURES, 0, 0];
     ethtool(ifname, &mut info)?;
@@ -137,44 +146,49 @@ fn feature_bit(ifname: &str, name: &str) -> io::Result<(usize, usize)> {
         .chunks(ETH_GSTRING_LEN)
         .position(|s| s.split(|&b| b == 0).next() == Some(name.as_bytes()))
         .ok_or_else(|| io::Error::other(format!("this kernel has no feature {name}")))?;
-    Ok((bit, count))
+    Ok(FeatureBit {
+        block: bit / 32,
+        mask: 1 << (bit % 32),
+        blocks: count.div_ceil(32),
+    })
+}
+
+/// Whether the feature at `f` is active on `ifname`.
+fn feature_active(ifname: &str, f: &FeatureBit) -> io::Result<bool> {
+    // struct ethtool_gfeatures: cmd, size, then per block available,
+    // requested, active, never_changed.
+    let mut g = vec![0u32; 2 + 4 * f.blocks];
+    g[..2].copy_from_slice(&[ETHTOOL_GFEATURES, f.blocks as u32]);
+    ethtool(ifname, &mut g)?;
+    Ok(g[2 + 4 * f.block + 2] & f.mask != 0)
 }
 
 /// Whether the device feature `name` is active (`ethtool -k IF`).
 pub fn feature(ifname: &str, name: &str) -> Result<bool> {
-    let read = || -> io::Result<bool> {
-        let (bit, count) = feature_bit(ifname, name)?;
-        let blocks = count.div_ceil(32);
-        // struct ethtool_gfeatures: cmd, size, then per block available,
-        // requested, active, never_changed.
-        let mut g = vec![0u32; 2 + 4 * blocks];
-        g[..2].copy_from_slice(&[ETHTOOL_GFEATURES, blocks as u32]);
-        ethtool(ifname, &mut g)?;
-        Ok(g[2 + 4 * (bit / 32) + 2] & (1 << (bit % 32)) != 0)
-    };
-    read().map_err(|e| Error::system(format!("cannot read {name} of {ifname}: {e}")))
+    feature_bit(ifname, name)
+        .and_then(|f| feature_active(ifname, &f))
+        .map_err(|e| Error::system(format!("cannot read {name} of {ifname}: {e}")))
 }
 
 /// Turns the device feature `name` on or off (`ethtool -K IF name on|off`),
 /// and fails unless it then is.
 pub fn set_feature(ifname: &str, name: &str, on: bool) -> Result<()> {
     let state = if on { "on" } else { "off" };
-    let set = || -> io::Result<()> {
-        let (bit, count) = feature_bit(ifname, name)?;
-        let blocks = count.div_ceil(32);
+    let set = || -> io::Result<bool> {
+        let f = feature_bit(ifname, name)?;
         // struct ethtool_sfeatures: cmd, size, then per block valid, requested.
-        let mut s = vec![0u32; 2 + 2 * blocks];
-        s[..2].copy_from_slice(&[ETHTOOL_SFEATURES, blocks as u32]);
-        let mask = 1u32 << (bit % 32);
-        s[2 + 2 * (bit / 32)] = mask;
-        s[2 + 2 * (bit / 32) + 1] = if on { mask } else { 0 };
+        let mut s = vec![0u32; 2 + 2 * f.blocks];
+        s[..2].copy_from_slice(&[ETHTOOL_SFEATURES, f.blocks as u32]);
+        s[2 + 2 * f.block] = f.mask;
+        s[2 + 2 * f.block + 1] = if on { f.mask } else { 0 };
         if ethtool(ifname, &mut s)? & ETHTOOL_F_UNSUPPORTED != 0 {
             return Err(io::Error::other("the device cannot change it"));
         }
-        Ok(())
+        feature_active(ifname, &f)
     };
-    set().map_err(|e| Error::system(format!("{ifname}: cannot turn {name} {state}: {e}")))?;
-    if feature(ifname, name)? != on {
+    let now =
+        set().map_err(|e| Error::system(format!("{ifname}: cannot turn {name} {state}: {e}")))?;
+    if now != on {
         return Err(Error::system(format!(
             "{ifname}: {name} stayed {} after turning it {state}",
             if on { "off" } else { "on" }

@@ -139,6 +139,17 @@ fn ones_sum(data: &[u8]) -> u16 {
     sum as u16
 }
 
+/// The UDP/IPv4 pseudo-header a UDP checksum covers: addresses, protocol,
+/// and the datagram's length.
+fn udp_pseudo_header(sip: Ipv4Addr, dip: Ipv4Addr, udp_len: usize) -> [u8; 12] {
+    let mut pseudo = [0u8; 12];
+    pseudo[..4].copy_from_slice(&sip.octets());
+    pseudo[4..8].copy_from_slice(&dip.octets());
+    pseudo[9] = 17;
+    pseudo[10..].copy_from_slice(&(udp_len as u16).to_be_bytes());
+    pseudo
+}
+
 /// A 64-byte Ethernet frame on the wire (60 bytes without the FCS): IPv4,
 /// UDP to port 9 (discard), 18 zero bytes of payload, correct IP and UDP
 /// checksums. The UDP checksum is there because every Linux sender puts
@@ -176,13 +187,8 @@ pub fn udp_frame(dst: [u8; 6], src: [u8; 6], sip: Ipv4Addr, dip: Ipv4Addr) -> Ve
     udp.extend_from_slice(&(udp_len as u16).to_be_bytes());
     udp.extend_from_slice(&[0, 0]);
     udp.extend_from_slice(&[0; PAYLOAD]);
-    // Over the pseudo-header (addresses, protocol, length) and the datagram;
-    // a sum of zero is sent as 0xffff (zero means "none").
-    let mut pseudo = [0u8; 12];
-    pseudo[..4].copy_from_slice(&sip.octets());
-    pseudo[4..8].copy_from_slice(&dip.octets());
-    pseudo[9] = 17;
-    pseudo[10..].copy_from_slice(&(udp_len as u16).to_be_bytes());
+    // A sum of zero is sent as 0xffff (zero means "none").
+    let pseudo = udp_pseudo_header(sip, dip, udp_len);
     let sum = ones_sum(&[pseudo.as_slice(), &udp].concat());
     let csum = match !sum {
         0 => 0xffff,
@@ -282,11 +288,7 @@ mod tests {
         assert_eq!(ones_sum(&f[14..34]), 0xffff, "IP header checksum");
         let udp = &f[34..];
         assert_ne!(&udp[6..8], &[0, 0], "a UDP checksum is there");
-        let mut pseudo = [0u8; 12];
-        pseudo[..4].copy_from_slice(&sip.octets());
-        pseudo[4..8].copy_from_slice(&dip.octets());
-        pseudo[9] = 17;
-        pseudo[10..].copy_from_slice(&(udp.len() as u16).to_be_bytes());
+        let pseudo = udp_pseudo_header(sip, dip, udp.len());
         assert_eq!(
             ones_sum(&[&pseudo[..], udp].concat()),
             0xffff,

@@ -172,15 +172,12 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
     }
     let k = slices(ctx.cfg.duration);
     let slice = ctx.cfg.duration / k;
+    let indexes: Vec<usize> = (0..sites.len()).collect();
     for round in 0..ctx.cfg.rounds {
         let mut sums: Vec<(Delivery, Vec<String>)> =
             sites.iter().map(|_| Default::default()).collect();
         for part in 0..k {
-            let order: Vec<usize> = in_round_order(&sites, round * k + part)
-                .map(|s| sites.iter().position(|t| t.contender == s.contender))
-                .collect::<Option<_>>()
-                .expect("sites of this run");
-            for i in order {
+            for &i in in_round_order(&indexes, round * k + part) {
                 let (d, busy) = watched(|| deliver(ctx, &sites[i], slice))?;
                 let (sum, noted) = &mut sums[i];
                 sum.add(&d);
