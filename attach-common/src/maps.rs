@@ -36,6 +36,12 @@ pub const MAP_VERDICTS: &str = "attach_verdicts";
 /// Frames dropped by the bench's XDP drop program (`attach bench` only; not
 /// pinned, not part of the datapath).
 pub const MAP_BENCH: &str = "attach_bench";
+/// The frame the bench's generator sends (one slot; `attach bench` only).
+pub const MAP_GEN_FRAME: &str = "attach_gen_frm";
+/// Bytes of the generator's frame (a 64-byte frame on the wire, less the FCS).
+pub const GEN_FRAME_LEN: usize = 60;
+/// The generator's frame slot, in 8-byte words (the last one half used).
+pub const GEN_FRAME_WORDS: usize = GEN_FRAME_LEN.div_ceil(8);
 
 /// Per-CPU traffic counters of `host` attachments' cgroups, by counter id.
 pub const MAP_CG_STATS: &str = "attach_cg_stats";

@@ -144,8 +144,13 @@ pub fn bench_out(_ctx: TcContext) -> i32 {
 }
 
 #[xdp]
-pub fn bench_tx(_ctx: XdpContext) -> u32 {
-    bench::tx()
+pub fn bench_tx(ctx: XdpContext) -> u32 {
+    bench::tx(&ctx)
+}
+
+#[xdp]
+pub fn bench_bare_tx(_ctx: XdpContext) -> u32 {
+    bench::bare_tx()
 }
 
 #[xdp]

@@ -106,7 +106,9 @@ fn quick_bench_completes_with_sane_numbers_and_cleans_up() {
             assert!(v.is_finite() && v > 0.0, "M1 {who} ratio to {r}: {v}");
         }
         // Only the xdp datapath's container side chains the flow's
-        // datagrams (fraglist GRO): fewer passes through the IP layer.
+        // datagrams (fraglist GRO): fewer passes through the IP layer. A
+        // NAPI poll takes 64 frames, so chains are long unless something
+        // ends them (frames sent again as a receiver left them: 2.0).
         let mut per_pass: Vec<f64> = samples
             .iter()
             .map(|x| {
@@ -119,7 +121,7 @@ fn quick_bench_completes_with_sane_numbers_and_cleans_up() {
         per_pass.sort_by(f64::total_cmp);
         let median = per_pass[per_pass.len() / 2];
         if who == "ours-xdp" {
-            assert!(median >= 1.2, "M1 {who}: {median} datagrams per IP pass");
+            assert!(median >= 16.0, "M1 {who}: {median} datagrams per IP pass");
         } else {
             assert!(median < 1.05, "M1 {who}: {median} datagrams per IP pass");
         }

@@ -3,8 +3,9 @@
 //!
 //! pktgen is off in this kernel and Debian's xdp-trafficgen does not load on
 //! 6.18, so the generator is BPF_PROG_TEST_RUN in live-frames mode: the
-//! kernel runs `bench_tx` (XDP_TX) on a 64-byte frame `repeat` times as if it
-//! had arrived on the generator's wire veth, and XDP_TX sends each copy out
+//! kernel runs `bench_tx` on a 64-byte frame `repeat` times as if it had
+//! arrived on the generator's wire veth; it writes the frame afresh each
+//! time (see `Programs::generator`) and XDP_TX sends each copy out
 //! of that veth, into the contender's parent, from a thread that has entered
 //! the generator's namespace and is pinned to one CPU. The receive side runs
 //! in softirq on the same CPU, so one run measures one vCPU doing everything.
@@ -16,10 +17,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use attach_common::MAP_BENCH;
+use attach_common::{GEN_FRAME_LEN, GEN_FRAME_WORDS, MAP_BENCH, MAP_GEN_FRAME};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::PerCpuArray,
+    maps::{Array, PerCpuArray},
     programs::{
         LinkOrder, SchedClassifier, TcAttach, TcAttachType, TestRun, TestRunAttrs, TestRunOptions,
         Xdp, XdpMode, xdp::XdpLinkId,
@@ -37,6 +38,7 @@ use crate::{
 };
 
 pub const PROG_GEN: &str = "bench_tx";
+pub const PROG_BARE_TX: &str = "bench_bare_tx";
 pub const PROG_DROP: &str = "bench_drop";
 pub const PROG_PEER: &str = "bench_peer";
 pub const PROG_OUT: &str = "bench_out";
@@ -121,7 +123,33 @@ impl Programs {
         Ok(counts.get(&0, 0)?.iter().sum())
     }
 
-    pub fn generator(&mut self) -> Result<&Xdp> {
+    /// The generator, set to send `frame` (GEN_FRAME_LEN bytes).
+    ///
+    /// The frame goes to a map, and `bench_tx` writes it into every frame
+    /// it sends: live frames recycle the test run's own pages, and what a
+    /// receiver changed in place would otherwise be sent again. Fraglist
+    /// GRO does change it: splitting a chain renumbers the IP IDs of its
+    /// datagrams, and frames sent again with those IDs (neither fixed nor
+    /// incrementing) were never chained, so only every other NAPI poll of
+    /// an XDP container chained (2.0 datagrams per IP pass instead of 64).
+    pub fn generator(&mut self, frame: &[u8]) -> Result<&Xdp> {
+        if frame.len() != GEN_FRAME_LEN {
+            return Err(Error::system(format!(
+                "the generator sends {GEN_FRAME_LEN}-byte frames, not {}",
+                frame.len()
+            )));
+        }
+        let mut words = [0u64; GEN_FRAME_WORDS];
+        for (w, chunk) in words.iter_mut().zip(frame.chunks(8)) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            *w = u64::from_ne_bytes(b);
+        }
+        let map = self
+            .ebpf
+            .map_mut(MAP_GEN_FRAME)
+            .ok_or_else(|| Error::system(format!("map {MAP_GEN_FRAME} missing")))?;
+        Array::<_, [u64; GEN_FRAME_WORDS]>::try_from(map)?.set(0, &words, 0)?;
         Ok(&*self.xdp(PROG_GEN)?)
     }
 }
@@ -196,7 +224,7 @@ pub fn udp_frame(dst: [u8; 6], src: [u8; 6], sip: Ipv4Addr, dip: Ipv4Addr) -> Ve
     };
     udp[6..8].copy_from_slice(&csum.to_be_bytes());
     f.extend_from_slice(&udp);
-    debug_assert_eq!(f.len(), 60);
+    debug_assert_eq!(f.len(), GEN_FRAME_LEN);
     f
 }
 

@@ -114,7 +114,7 @@ pub fn deliver(ctx: &mut Ctx, site: &Site, duration: Duration) -> Result<Deliver
     let before = ip_in(&site.rx.ns)?;
     let cpu = ctx.cfg.measured_cpu;
     let sent = generate(
-        ctx.progs.generator()?,
+        ctx.progs.generator(&frame)?,
         &ctx.lab.source,
         site.gen_ifindex,
         &frame,

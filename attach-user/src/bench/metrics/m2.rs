@@ -63,7 +63,7 @@ fn run_one(
             duration,
         )?,
         Drive::Wire => generate(
-            ctx.progs.generator()?,
+            ctx.progs.generator(&frame)?,
             &ctx.lab.source,
             site.gen_ifindex,
             &frame,

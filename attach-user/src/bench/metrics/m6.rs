@@ -38,7 +38,7 @@ use serde::Serialize;
 use crate::{
     bench::{
         cleanup,
-        generator::{PROG_GEN, PROG_PEER, udp_frame},
+        generator::{PROG_BARE_TX, PROG_PEER, udp_frame},
         run::{high_priority, pin_to},
         stats::Summary,
     },
@@ -209,7 +209,7 @@ const PATHS: [PathDef; 10] = [
     PathDef {
         id: "ref_xdp_tx",
         what: "reference: an XDP program doing only XDP_TX",
-        prog: PROG_GEN,
+        prog: PROG_BARE_TX,
         hook: Hook::Xdp,
         hot: false,
         frame: Frame::ToEndpoint,
