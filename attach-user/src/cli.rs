@@ -155,6 +155,14 @@ pub struct BenchArgs {
     /// Run only these metrics (comma-separated, e.g. m1,m3).
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     pub metrics: Vec<String>,
+    /// Turn on fraglist GRO (rx-gro-list) on every parent, the NIC stand-in.
+    ///
+    /// Off by default, as on most NICs. With it the parent chains a UDP
+    /// flow's datagrams before anything else sees them, so host, native and
+    /// ours-tc pass the IP layer once per chain too; ours-xdp chains in the
+    /// container either way (XDP runs before the parent's GRO).
+    #[arg(long)]
+    pub parent_gro_list: bool,
 }
 
 #[derive(Subcommand, Debug, Clone)]

@@ -76,8 +76,8 @@ ours (the CLI, and our CNI plugin attach-cni), native macvlan, and the reference
 plugin (/usr/lib/cni/macvlan); both plugins with host-local IPAM, invoked as a runtime would \
 (started in the node's namespace, CNI_* environment, configuration on stdin).
 
-Method: TSO, GSO and TX checksum offload off on both ends of every wire, GRO on (every offload \
-setting is recorded); measured processes pinned to one vCPU at nice -20, receivers of socket \
+Method: TSO, GSO and TX checksum offload off on both ends of every wire, GRO on, fraglist GRO \
+off unless --parent-gro-list (every offload setting is recorded); measured processes pinned to one vCPU at nice -20, receivers of socket \
 tests on the other; other processes taking more than 10% of a CPU during a run are noted; \
 neighbours are permanent entries; one discarded warm-up run per contender, then contenders \
 interleaved round by round in alternating order (A B C …, … C B A, A B C …); median and min–max \
@@ -103,6 +103,8 @@ pub struct Config {
     pub metrics: Vec<String>,
     pub measured_cpu: usize,
     pub receiver_cpu: usize,
+    /// rx-gro-list on every parent (`--parent-gro-list`).
+    pub parent_gro_list: bool,
     #[serde(skip)]
     pub svg: Option<PathBuf>,
 }
@@ -151,6 +153,7 @@ impl Config {
             metrics,
             measured_cpu: n.saturating_sub(1),
             receiver_cpu: 0,
+            parent_gro_list: a.parent_gro_list,
             svg: a.svg.clone(),
         })
     }
@@ -245,7 +248,13 @@ pub fn run(args: &BenchArgs, json: bool) -> Result<String> {
     let needs_lab = cfg.needs_contenders() || cfg.wants("m7");
     let lab = if needs_lab {
         progress("building the lab");
-        Some(Lab::build(&cleanup, &exe, contenders, &progress)?)
+        Some(Lab::build(
+            &cleanup,
+            &exe,
+            contenders,
+            cfg.parent_gro_list,
+            &progress,
+        )?)
     } else {
         None
     };

@@ -48,7 +48,7 @@ pub struct Doc<'a> {
 
 const METHOD: [&str; 8] = [
     "One topology in namespaces of its own: a traffic source, a node, one veth wire per contender; the node side of a wire plays the NIC (parent).",
-    "Wires: TSO, GSO and TX checksum offload off at both ends, GRO on (recorded per interface under lab.offloads).",
+    "Wires: TSO, GSO and TX checksum offload off at both ends, GRO on, fraglist GRO (rx-gro-list) off unless --parent-gro-list (recorded per interface under lab.offloads).",
     "Generator (M1, M2): BPF_PROG_TEST_RUN live frames, XDP_TX out of the wire veth, 64-byte UDP frames of one flow; generator and receive path share the measured vCPU.",
     "Measured processes pinned to the measured CPU at nice -20; receivers of socket tests pinned to the other CPU.",
     "Neighbours are permanent entries on both sides; bridge FDB entries are static.",
@@ -298,6 +298,7 @@ fn wire_offloads(lab: &LabFacts) -> String {
                 "tcp-segmentation-offload",
                 "generic-segmentation-offload",
                 "generic-receive-offload",
+                "rx-gro-list",
             ]
             .iter()
             .map(|k| format!("{} {}", abbrev(k), f.get(*k).map_or("?", String::as_str)))

@@ -170,7 +170,7 @@ const fn ip(k: u8, last: u8) -> Ipv4Addr {
 }
 
 /// ethtool features recorded for every interface.
-const FEATURES: [&str; 7] = [
+const FEATURES: [&str; 8] = [
     "tx-checksumming",
     "scatter-gather",
     "tcp-segmentation-offload",
@@ -178,6 +178,7 @@ const FEATURES: [&str; 7] = [
     "generic-receive-offload",
     "large-receive-offload",
     "rx-udp-gro-forwarding",
+    "rx-gro-list",
 ];
 
 impl Lab {
@@ -185,6 +186,7 @@ impl Lab {
         cleanup: &Cleanup,
         exe: &Path,
         contenders: &[Contender],
+        parent_gro_list: bool,
         progress: &dyn Fn(&str),
     ) -> Result<Lab> {
         let tag = format!("{NETNS_PREFIX}{}", std::process::id());
@@ -224,6 +226,9 @@ impl Lab {
                 ns.ok(&[
                     "ethtool", "-K", dev, "tso", "off", "gso", "off", "tx", "off", "gro", "on",
                 ])?;
+            }
+            if parent_gro_list {
+                node.ok(&["ethtool", "-K", n, "rx-gro-list", "on"])?;
             }
         }
 
