@@ -118,17 +118,24 @@ pub async fn run(cli: &Cli, engine: &Engine) -> Result<Done> {
             }
         }
         Command::Upgrade { force } => {
-            let links = engine.upgrade(*force)?;
+            let up = engine.upgrade(*force)?;
             if json {
-                to_json(
-                    &links
-                        .iter()
-                        .map(|(pin, what)| json!({"link": pin, "action": what}))
-                        .collect::<Vec<_>>(),
-                )
+                let links = up
+                    .links
+                    .iter()
+                    .map(|(pin, what)| json!({"link": pin, "action": what}));
+                let containers = up.containers.iter().map(|(netns, ifname)| {
+                    json!({"netns": netns, "interface": ifname, "setting": "rx-gro-list",
+                           "action": "updated"})
+                });
+                to_json(&links.chain(containers).collect::<Vec<_>>())
             } else {
-                let updated = links.iter().filter(|(_, w)| *w == "updated").count();
-                format!("{updated} of {} program links updated", links.len())
+                let updated = up.links.iter().filter(|(_, w)| *w == "updated").count();
+                let mut out = format!("{updated} of {} program links updated", up.links.len());
+                for (netns, ifname) in &up.containers {
+                    out.push_str(&format!("\n{ifname} in {netns}: fraglist GRO turned on"));
+                }
+                out
             }
         }
         Command::Stats(args) => {

@@ -20,6 +20,16 @@ use crate::{
     state::State,
 };
 
+/// What `upgrade` did.
+#[derive(Debug, Default)]
+pub struct Upgraded {
+    /// (pin, "updated" | "kept") for each program link.
+    pub links: Vec<(String, &'static str)>,
+    /// (netns, interface) of XDP endpoints whose container side got this
+    /// build's settings (fraglist GRO).
+    pub containers: Vec<(String, String)>,
+}
+
 pub struct Engine {
     pub node_id: String,
     state: State,
@@ -603,14 +613,14 @@ impl Engine {
 
     /// Switches every pinned link to this build's programs in place
     /// (`bpf_link_update`), so an upgrade never leaves a hook without a
-    /// program; `force` updates links that already run this build too.
-    /// Returns (pin, "updated"|"kept") for each link.
-    pub fn upgrade(&self, force: bool) -> Result<Vec<(String, &'static str)>> {
+    /// program; `force` updates links that already run this build too. Then
+    /// brings the container side of XDP endpoints to this build's settings.
+    pub fn upgrade(&self, force: bool) -> Result<Upgraded> {
         use crate::datapath::Attached;
         let _lock = self.state.lock()?;
         let records = self.state.all()?;
         if !records.iter().any(Attachment::is_ebpf) {
-            return Ok(Vec::new());
+            return Ok(Upgraded::default());
         }
         // Cached programs of other builds go; `force` loads this build's
         // afresh too.
@@ -649,7 +659,24 @@ impl Engine {
             };
             out.push((pin, what));
         }
-        Ok(out)
+        let mut containers = Vec::new();
+        for rec in &records {
+            // A container that cannot be entered is drift, `reconcile`'s
+            // business; the programs are upgraded all the same.
+            match kinds::macvlan::upgrade_container_offloads(rec) {
+                Ok(true) => containers.push((rec.netns.clone(), rec.ifname.clone())),
+                Ok(false) => {}
+                Err(e) => tracing::warn!(
+                    "{} in {:?}: container settings left as they are: {e}",
+                    rec.ifname,
+                    rec.netns
+                ),
+            }
+        }
+        Ok(Upgraded {
+            links: out,
+            containers,
+        })
     }
 
     /// The records of (netns, ifname), if attached.

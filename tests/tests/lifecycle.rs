@@ -758,3 +758,64 @@ fn gro_turned_off_in_an_xdp_container_is_repaired() {
         .unwrap();
     assert!(ping_afresh(&c1.ns, EXT_V4), "c1 not back after the repair");
 }
+
+/// An XDP endpoint attached by a build before fraglist GRO lacks it in its
+/// container; `upgrade` turns it on where it is off (and touches no other
+/// endpoint) and says so.
+#[test]
+fn upgrade_brings_xdp_containers_to_this_builds_offloads() {
+    require_root();
+    let lab = Lab::new().unwrap();
+    let c1 = attach(&lab, 1, "bridge", Flavor::EbpfXdp, &[]).unwrap();
+    let c2 = attach(&lab, 2, "bridge", Flavor::EbpfXdp, &[]).unwrap();
+    let gro_list = |ns: &Netns| {
+        let f = ns.ok(&["ethtool", "-k", "eth0"]).unwrap();
+        f.contains("rx-gro-list: on")
+    };
+    assert!(gro_list(&c1.ns) && gro_list(&c2.ns));
+    c1.ns
+        .ok(&["ethtool", "-K", "eth0", "rx-gro-list", "off"])
+        .unwrap();
+
+    let out = lab.attach().json(&["upgrade"]).unwrap();
+    let entries = out.as_array().unwrap();
+    let settings: Vec<&Value> = entries
+        .iter()
+        .filter(|e| e.get("setting").is_some())
+        .collect();
+    assert_eq!(settings.len(), 1, "{out}");
+    let s = settings[0];
+    assert_eq!(s["netns"], c1.ns.name(), "{out}");
+    assert_eq!(s["interface"], "eth0", "{out}");
+    assert_eq!(s["setting"], "rx-gro-list", "{out}");
+    assert_eq!(s["action"], "updated", "{out}");
+    assert!(
+        entries
+            .iter()
+            .filter(|e| e.get("link").is_some())
+            .all(|l| l["action"] == "kept"),
+        "{out}"
+    );
+    assert!(gro_list(&c1.ns), "not turned on");
+
+    // Done once: nothing more to do.
+    let again = lab.attach().json(&["upgrade"]).unwrap();
+    assert!(
+        again
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e.get("setting").is_none()),
+        "{again}"
+    );
+    // The text names it too.
+    c1.ns
+        .ok(&["ethtool", "-K", "eth0", "rx-gro-list", "off"])
+        .unwrap();
+    let text = lab.attach().ok(&["upgrade"]).unwrap();
+    assert!(
+        text.contains(&format!("eth0 in {}: fraglist GRO turned on", c1.ns.name())),
+        "{text}"
+    );
+    assert!(ping(&c1.ns, EXT_V4));
+}

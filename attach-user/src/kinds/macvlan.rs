@@ -344,6 +344,26 @@ fn xdp_receive_offloads(ns: &Netns, rec: &Attachment) -> Result<()> {
 /// Fraglist GRO's feature name (`ethtool -k`).
 const GRO_LIST: &str = "rx-gro-list";
 
+/// Brings an XDP endpoint's container side to this build's settings (see
+/// [`xdp_receive_offloads`]; an endpoint attached by an older build lacks
+/// fraglist GRO). True if anything was off and is now on. A kernel without
+/// fraglist GRO leaves nothing to do.
+pub fn upgrade_container_offloads(rec: &Attachment) -> Result<bool> {
+    if rec.kind != Kind::Macvlan || rec.datapath != Some(DatapathKind::Xdp) {
+        return Ok(false);
+    }
+    let ns = Netns::open(&rec.netns_path.to_string_lossy())?;
+    let ifname = rec.ifname.clone();
+    let current = ns.run(move || {
+        Ok::<_, Error>(sys::gro(&ifname)? && sys::feature(&ifname, GRO_LIST).unwrap_or(true))
+    })??;
+    if current {
+        return Ok(false);
+    }
+    xdp_receive_offloads(&ns, rec)?;
+    Ok(true)
+}
+
 /// GRO on an XDP endpoint's container side (see [`xdp_receive_offloads`]).
 fn check_xdp_gro(rec: &Attachment) -> Result<()> {
     let ns = Netns::open(&rec.netns_path.to_string_lossy())?;
