@@ -115,7 +115,8 @@ pub enum Command {
     /// back, detach attachments whose namespace is gone, remove leftovers.
     Reconcile,
     /// Switch every attached program to this binary's build, atomically
-    /// (link update: traffic never meets a missing program).
+    /// (link update: traffic never meets a missing program), and give xdp
+    /// endpoints' containers this build's settings (fraglist GRO).
     Upgrade {
         /// Update links that already run this build too.
         #[arg(long)]
