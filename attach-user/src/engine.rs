@@ -663,7 +663,7 @@ impl Engine {
         for rec in &records {
             // A container that cannot be entered is drift, `reconcile`'s
             // business; the programs are upgraded all the same.
-            match kinds::macvlan::upgrade_container_offloads(rec) {
+            match kinds::upgrade_container(rec) {
                 Ok(true) => containers.push((rec.netns.clone(), rec.ifname.clone())),
                 Ok(false) => {}
                 Err(e) => tracing::warn!(

@@ -349,7 +349,7 @@ const GRO_LIST: &str = "rx-gro-list";
 /// fraglist GRO). True if anything was off and is now on. A kernel without
 /// fraglist GRO leaves nothing to do.
 pub fn upgrade_container_offloads(rec: &Attachment) -> Result<bool> {
-    if rec.kind != Kind::Macvlan || rec.datapath != Some(DatapathKind::Xdp) {
+    if rec.datapath != Some(DatapathKind::Xdp) {
         return Ok(false);
     }
     let ns = Netns::open(&rec.netns_path.to_string_lossy())?;

@@ -465,6 +465,15 @@ pub(crate) fn recreatable(rec: &Attachment) -> bool {
     rec.kind != Kind::Container
 }
 
+/// Brings the container side of `rec` to this build's settings (what
+/// `upgrade` does besides the links); true if it changed anything.
+pub(crate) fn upgrade_container(rec: &Attachment) -> Result<bool> {
+    match rec.kind {
+        Kind::Macvlan => macvlan::upgrade_container_offloads(rec),
+        _ => Ok(false),
+    }
+}
+
 /// The program links an attachment relies on: (program, pin name). What
 /// `upgrade` updates, and what `reconcile` keeps when sweeping orphan pins.
 pub(crate) fn links(rec: &Attachment) -> Vec<(&'static str, String)> {
