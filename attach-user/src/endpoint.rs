@@ -54,6 +54,7 @@ pub async fn create_veth(engine: &Engine, rec: &mut Attachment, ns: &Netns) -> R
 }
 
 /// Brings the host side up: the last step, once the datapath is ready.
+/// The container can send when this returns (see [`settle_container_side`]).
 pub async fn host_up(engine: &Engine, rec: &Attachment) -> Result<()> {
     let (Some(index), Some(name)) = (rec.host_ifindex, &rec.host_ifname) else {
         return Err(Error::system("no host-side interface to bring up"));
@@ -68,7 +69,26 @@ pub async fn host_up(engine: &Engine, rec: &Attachment) -> Result<()> {
             },
         )
         .await
-        .with_context(|| format!("bringing {name} up"))
+        .with_context(|| format!("bringing {name} up"))?;
+    settle_container_side(rec);
+    Ok(())
+}
+
+/// The container side got its carrier when the host side went up, but the
+/// kernel gives it a transmit queue only in its deferred link-state work:
+/// until then what the container sends (the gratuitous ARP announcing it,
+/// its first packets) is dropped. Asking for its link state runs that work
+/// now. Not essential: the kernel runs it soon anyway, so a warning only.
+fn settle_container_side(rec: &Attachment) {
+    let ifname = rec.ifname.clone();
+    let settled = Netns::open(&rec.netns_path.to_string_lossy())
+        .and_then(|ns| ns.run(move || sys::link_detected(&ifname)))
+        .and_then(|r| r);
+    match settled {
+        Ok(true) => {}
+        Ok(false) => tracing::warn!("{} in {:?} has no carrier", rec.ifname, rec.netns),
+        Err(e) => tracing::warn!("{e}: {} may drop what it sends at first", rec.ifname),
+    }
 }
 
 /// Deletes the pair (both ends go), if the host index still names our link.

@@ -89,6 +89,15 @@ fn attach_announces_its_addresses() {
         // An unsolicited neighbour advertisement: ICMPv6 type 136.
         let na = capture(lab.ext(), "icmp6 and ip6[40] == 136");
         let c = attach(&lab, i, "bridge", flavor, &[]).unwrap();
+        // It can send when attach returns: a transmit queue, not `noop`
+        // (a veth gets one only in the kernel's deferred link-state work).
+        let link = c.ns.sh("ip -o link show eth0").unwrap();
+        let link = String::from_utf8_lossy(&link.stdout);
+        assert!(
+            link.contains("qdisc noqueue"),
+            "{}: eth0 cannot send yet: {link}",
+            flavor.name()
+        );
         for (what, child) in [("gratuitous ARP", garp), ("unsolicited NA", na)] {
             let out = child.wait_with_output().unwrap();
             let text = String::from_utf8_lossy(&out.stdout);
