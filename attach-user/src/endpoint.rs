@@ -81,7 +81,8 @@ pub async fn host_up(engine: &Engine, rec: &Attachment) -> Result<()> {
 /// now. Not essential: the kernel runs it soon anyway, so a warning only.
 fn settle_container_side(rec: &Attachment) {
     let ifname = rec.ifname.clone();
-    let settled = Netns::open(&rec.netns_path.to_string_lossy())
+    let settled = rec
+        .open_netns()
         .and_then(|ns| ns.run(move || sys::link_detected(&ifname)))
         .and_then(|r| r);
     match settled {

@@ -474,9 +474,8 @@ impl Engine {
                 drift: drift.message.clone(),
                 action,
             };
-            let ns_alive = !rec.has_netns()
-                || Netns::open(&rec.netns_path.to_string_lossy())
-                    .is_ok_and(|ns| ns.inode == rec.netns_inode);
+            let ns_alive =
+                !rec.has_netns() || rec.open_netns().is_ok_and(|ns| ns.inode == rec.netns_inode);
             let parent = if ns_alive {
                 kinds::parent_now(self, &rec).await?
             } else {
@@ -533,7 +532,7 @@ impl Engine {
                 tracing::warn!("tearing down {} before recreating it: {e}", rec.ifname);
             }
             let ns = if rec.has_netns() {
-                Netns::open(&rec.netns_path.to_string_lossy())?
+                rec.open_netns()?
             } else {
                 Netns::current()?
             };

@@ -544,6 +544,12 @@ impl Attachment {
         !self.netns_path.as_os_str().is_empty()
     }
 
+    /// Opens the container namespace it was attached in (by its recorded
+    /// path; whether it is still the same one is the caller's question).
+    pub fn open_netns(&self) -> crate::error::Result<crate::netns::Netns> {
+        crate::netns::Netns::open(&self.netns_path.to_string_lossy())
+    }
+
     /// Whether it relies on the node's pins (maps, pinned links): the eBPF
     /// datapath carries it, or part of it (a native bridge port whose
     /// source our guard program checks), or its traffic is counted by our

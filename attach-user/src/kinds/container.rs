@@ -324,7 +324,7 @@ pub async fn repair(engine: &Engine, rec: &Attachment) -> Result<()> {
     if mount::is_mount_point(&hold) && inode_of(&hold) == Some(rec.netns_inode) {
         return Ok(());
     }
-    let ns = Netns::open(&rec.netns_path.to_string_lossy())?;
+    let ns = rec.open_netns()?;
     if ns.inode != rec.netns_inode {
         return Err(Error::system(format!(
             "{:?} now names another network namespace",
@@ -358,7 +358,7 @@ pub async fn check(rec: &Attachment) -> Result<()> {
             hold.display()
         )));
     }
-    match Netns::open(&rec.netns_path.to_string_lossy()) {
+    match rec.open_netns() {
         Ok(ns) if ns.inode == rec.netns_inode => Ok(()),
         Ok(_) => Err(Error::system(format!(
             "{:?} now names another network namespace",

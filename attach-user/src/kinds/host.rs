@@ -269,7 +269,8 @@ pub async fn repair(engine: &Engine, rec: &Attachment) -> Result<()> {
 /// NETNS still names the node's namespace; the counters are still attached
 /// to the same cgroup.
 pub async fn check(engine: &Engine, rec: &Attachment) -> Result<()> {
-    let ns = Netns::open(&rec.netns_path.to_string_lossy())
+    let ns = rec
+        .open_netns()
         .map_err(|e| e.context("the host container's NETNS"))?;
     if !ns.same_as(&Netns::current()?) {
         return Err(Error::system(format!(

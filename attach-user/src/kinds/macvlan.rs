@@ -352,7 +352,7 @@ pub fn upgrade_container_offloads(rec: &Attachment) -> Result<bool> {
     if rec.datapath != Some(DatapathKind::Xdp) {
         return Ok(false);
     }
-    let ns = Netns::open(&rec.netns_path.to_string_lossy())?;
+    let ns = rec.open_netns()?;
     let ifname = rec.ifname.clone();
     let current = ns.run(move || {
         Ok::<_, Error>(sys::gro(&ifname)? && sys::feature(&ifname, GRO_LIST).unwrap_or(true))
@@ -366,7 +366,7 @@ pub fn upgrade_container_offloads(rec: &Attachment) -> Result<bool> {
 
 /// GRO on an XDP endpoint's container side (see [`xdp_receive_offloads`]).
 fn check_xdp_gro(rec: &Attachment) -> Result<()> {
-    let ns = Netns::open(&rec.netns_path.to_string_lossy())?;
+    let ns = rec.open_netns()?;
     let ifname = rec.ifname.clone();
     if !ns.run(move || sys::gro(&ifname))?? {
         return Err(Error::system(format!(
@@ -609,7 +609,7 @@ pub async fn teardown(engine: &Engine, rec: &Attachment, remaining: &[Attachment
 }
 
 async fn del_in_netns(rec: &Attachment, index: u32) -> Result<()> {
-    let Ok(ns) = Netns::open(&rec.netns_path.to_string_lossy()) else {
+    let Ok(ns) = rec.open_netns() else {
         return Ok(()); // The namespace is gone, and its links with it.
     };
     if ns.inode != rec.netns_inode {
@@ -759,7 +759,7 @@ pub async fn repair(engine: &Engine, rec: &Attachment, others: &[Attachment]) ->
             .await?;
     }
     if rec.datapath == Some(DatapathKind::Xdp) {
-        let ns = Netns::open(&rec.netns_path.to_string_lossy())?;
+        let ns = rec.open_netns()?;
         xdp_receive_offloads(&ns, rec)?;
     }
     endpoint::host_up(engine, rec).await

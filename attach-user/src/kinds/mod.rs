@@ -398,7 +398,8 @@ pub(crate) async fn parent_now(engine: &Engine, rec: &Attachment) -> Result<Pare
 /// The part of `check` every kind shares: the interface inside the
 /// container has its name, MAC, MTU, state and addresses.
 pub(crate) async fn check_container_side(rec: &Attachment) -> Result<()> {
-    let ns = Netns::open(&rec.netns_path.to_string_lossy())
+    let ns = rec
+        .open_netns()
         .map_err(|e| e.context(format!("container namespace of {}", rec.ifname)))?;
     if ns.inode != rec.netns_inode {
         return Err(Error::not_found(format!(

@@ -539,7 +539,7 @@ pub async fn teardown(engine: &Engine, rec: &Attachment) -> Vec<Error> {
 /// own name. `None` when the container's namespace (or the device in it) is
 /// gone.
 async fn move_back(engine: &Engine, rec: &Attachment, s: &SriovInfo) -> Result<Option<Link>> {
-    let Ok(ns) = Netns::open(&rec.netns_path.to_string_lossy()) else {
+    let Ok(ns) = rec.open_netns() else {
         return Ok(None);
     };
     if ns.inode != rec.netns_inode {
