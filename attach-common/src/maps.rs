@@ -4,6 +4,10 @@ use crate::MacAddr;
 
 /// Endpoints by (parent ifindex, MAC): the receive-side demux table.
 pub const MAP_ENDPOINTS: &str = "attach_eps";
+/// A direct-mapped copy of [`MAP_ENDPOINTS`] in front of it ([`EpCacheSlot`]):
+/// the receive hot path finds most endpoints with an array lookup the
+/// verifier inlines, without a hash table's call, hash and key compare.
+pub const MAP_EP_CACHE: &str = "attach_ep_cache";
 /// Endpoints by host-side veth ifindex: who is sending on a port.
 pub const MAP_PORTS: &str = "attach_ports";
 /// Per-parent configuration by parent ifindex.
@@ -46,10 +50,11 @@ pub const GEN_FRAME_WORDS: usize = GEN_FRAME_LEN.div_ceil(8);
 /// Per-CPU traffic counters of `host` attachments' cgroups, by counter id.
 pub const MAP_CG_STATS: &str = "attach_cg_stats";
 
-pub const ALL_MAPS: [&str; 11] = [
+pub const ALL_MAPS: [&str; 12] = [
     MAP_EVENTS,
     MAP_CONFIG,
     MAP_ENDPOINTS,
+    MAP_EP_CACHE,
     MAP_PORTS,
     MAP_EP_IPS,
     MAP_PARENTS,
@@ -124,6 +129,49 @@ impl Endpoint {
             self.host_ifindex
         }
     }
+}
+
+/// Slots of [`MAP_EP_CACHE`] (a power of two): 384 KiB, so that with
+/// [`MAX_ENDPOINTS`] endpoints fewer than one in eight shares its slot.
+pub const EP_CACHE_SLOTS: u32 = 1 << 15;
+/// `BPF_F_MMAPABLE`: user space writes [`MAP_EP_CACHE`] through a mapping,
+/// field by field in the order its readers rely on.
+pub const EP_CACHE_FLAGS: usize = 1 << 10;
+
+/// One slot of [`MAP_EP_CACHE`], a seqlock written by user space only (under
+/// the node's lock): `seq` odd while the slot is being written, even when
+/// stable. A reader takes `ep` only if `seq` was even and the same before and
+/// after reading it, and `ep`'s parent and MAC are the frame's; anything
+/// else falls back to [`MAP_ENDPOINTS`], which stays the authority. An empty
+/// slot has parent 0, which no frame arrives on.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct EpCacheSlot {
+    pub seq: u32,
+    pub ep: Endpoint,
+}
+const _: () = assert!(core::mem::size_of::<EpCacheSlot>() == 24);
+
+/// The slot of [`MAP_EP_CACHE`] an endpoint key may sit in: the MAC's last
+/// two bytes (where generated and hand-numbered MACs differ) folded with
+/// the parent, so one MAC on several parents takes several slots.
+#[inline(always)]
+pub const fn ep_cache_slot(parent_ifindex: u32, mac: &MacAddr) -> u32 {
+    ep_cache_slot_words(
+        parent_ifindex,
+        [
+            u16::from_ne_bytes([mac[0], mac[1]]),
+            u16::from_ne_bytes([mac[2], mac[3]]),
+            u16::from_ne_bytes([mac[4], mac[5]]),
+        ],
+    )
+}
+
+/// [`ep_cache_slot`] of a MAC read as three 16-bit words, as the programs
+/// read it.
+#[inline(always)]
+pub const fn ep_cache_slot_words(parent_ifindex: u32, mac: [u16; 3]) -> u32 {
+    (mac[2] as u32 ^ parent_ifindex << 8) & (EP_CACHE_SLOTS - 1)
 }
 
 /// Top bit of [`EpIpKey::host_ifindex`] for a nested endpoint's addresses

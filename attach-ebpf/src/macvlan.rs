@@ -2,12 +2,17 @@
 //! the endpoint table. Both receive paths (tc and XDP) and the transmit path
 //! act on these.
 
+use core::ptr::read_volatile;
+
 use attach_common::{
     Endpoint, EndpointKey, MODE_ALL, MODE_BRIDGE, MODE_PASSTHRU, MODE_PRIVATE, MODE_VEPA, MacAddr,
-    PARENT_F_PASSTHRU, ParentCfg,
+    PARENT_F_PASSTHRU, ParentCfg, ep_cache_slot_words,
 };
 
-use crate::{eth::EthHdr, maps::ENDPOINTS};
+use crate::{
+    eth::EthHdr,
+    maps::{ENDPOINTS, EP_CACHE},
+};
 
 /// What to do with a frame received on a parent.
 pub enum Rx {
@@ -25,13 +30,53 @@ pub enum Rx {
     Sender(Endpoint),
 }
 
-/// The MAC is taken by value, copied from its header where the header's
-/// 2-byte alignment is known: three 16-bit loads, not six byte loads.
+/// The endpoint with `mac` (a field of an [`EthHdr`], so 2-byte aligned:
+/// read as three 16-bit words) on this parent: from its cache slot, or
+/// from the table.
 #[inline(always)]
-pub fn lookup(parent_ifindex: u32, mac: MacAddr) -> Option<Endpoint> {
+pub fn lookup(parent_ifindex: u32, mac: &MacAddr) -> Option<Endpoint> {
+    // SAFETY: 6 readable bytes, 2-byte aligned (see above).
+    let words: [u16; 3] = unsafe { core::ptr::read(mac.as_ptr().cast()) };
+    if let Some(ep) = cached(parent_ifindex, words) {
+        return Some(ep);
+    }
+    // SAFETY: the same bytes.
+    let mac: MacAddr = unsafe { core::mem::transmute(words) };
     let key = EndpointKey::new(parent_ifindex, mac);
     // SAFETY: the value is copied out before any map update can reuse it.
     unsafe { ENDPOINTS.get(&key) }.copied()
+}
+
+/// The endpoint in the key's cache slot, if the slot holds this key and
+/// was not being written while it was read (a seqlock: see
+/// `attach_common::EpCacheSlot`). The slot is read with volatile loads,
+/// which stay in this order: `seq`, the endpoint, `seq` again; the writer
+/// stores them the other way round, and x86 keeps loads in order with loads
+/// (user space fills the cache only there).
+#[inline(always)]
+fn cached(parent_ifindex: u32, mac: [u16; 3]) -> Option<Endpoint> {
+    let slot: *const u32 = EP_CACHE
+        .get_ptr(ep_cache_slot_words(parent_ifindex, mac))?
+        .cast();
+    // SAFETY: a 24-byte, 8-aligned map value, valid for the program's run;
+    // a concurrent write is detected by `seq`, not prevented.
+    let (seq, host, parent, id, mac_rest, again) = unsafe {
+        (
+            read_volatile(slot),
+            read_volatile(slot.add(1)),
+            read_volatile(slot.add(2)),
+            read_volatile(slot.add(3)),
+            // The MAC's six bytes, mode and flags (little-endian).
+            read_volatile(slot.add(4).cast::<u64>()),
+            read_volatile(slot),
+        )
+    };
+    let want = u64::from(mac[0]) | u64::from(mac[1]) << 16 | u64::from(mac[2]) << 32;
+    let hit =
+        seq & 1 == 0 && seq == again && parent == parent_ifindex && (mac_rest ^ want) << 16 == 0;
+    let words = [host, parent, id, mac_rest as u32, (mac_rest >> 32) as u32];
+    // SAFETY: `Endpoint` is five 32-bit words' worth of plain integers.
+    hit.then(|| unsafe { core::mem::transmute::<[u32; 5], Endpoint>(words) })
 }
 
 /// macvlan_handle_frame, unicast: the endpoint owning the destination on
@@ -39,7 +84,7 @@ pub fn lookup(parent_ifindex: u32, mac: MacAddr) -> Option<Endpoint> {
 /// parent, so a hit also says the parent is ours.
 #[inline(always)]
 pub fn rx_unicast(parent_ifindex: u32, eth: &EthHdr) -> Option<Endpoint> {
-    lookup(parent_ifindex, eth.dst)
+    lookup(parent_ifindex, &eth.dst)
 }
 
 /// macvlan_handle_frame, unicast that no endpoint owns: a passthru endpoint
@@ -57,7 +102,7 @@ pub fn rx_unicast_miss(cfg: &ParentCfg) -> Rx {
 /// macvlan_handle_frame, broadcast/multicast: decided by the source.
 #[inline(always)]
 pub fn rx_multicast(parent_ifindex: u32, eth: &EthHdr) -> Rx {
-    match lookup(parent_ifindex, eth.src) {
+    match lookup(parent_ifindex, &eth.src) {
         Some(src) if src.mode & (MODE_PRIVATE | MODE_PASSTHRU) != 0 => Rx::Sender(src),
         Some(src) => Rx::Flood {
             sender_mode: src.mode,
@@ -104,5 +149,5 @@ pub fn tx_local_target(sender: &Endpoint, eth: &EthHdr) -> Option<Endpoint> {
     if sender.mode != MODE_BRIDGE {
         return None;
     }
-    lookup(sender.parent_ifindex, eth.dst).filter(|d| d.mode == MODE_BRIDGE)
+    lookup(sender.parent_ifindex, &eth.dst).filter(|d| d.mode == MODE_BRIDGE)
 }

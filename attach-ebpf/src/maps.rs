@@ -2,10 +2,10 @@
 //! them. Names match `attach_common::maps::MAP_*`.
 
 use attach_common::{
-    CgroupStats, EVENTS_BYTES, Endpoint, EndpointKey, EndpointStats, EpIpKey, Event,
-    FLOOD_TABLE_SIZE, FdbEntry, FdbKey, Ip4Key, Ip6Key, IpvlanParent, MAX_CG_COUNTERS,
-    MAX_ENDPOINTS, MAX_PARENTS, MAX_SWITCHES, NestKey, NestedEp, ParentCfg, RouterPort,
-    SW_FDB_SIZE, SW_FLOOD_SIZE, SwPort, Switch, VERDICT_SLOTS,
+    CgroupStats, EP_CACHE_FLAGS, EP_CACHE_SLOTS, EVENTS_BYTES, Endpoint, EndpointKey,
+    EndpointStats, EpCacheSlot, EpIpKey, Event, FLOOD_TABLE_SIZE, FdbEntry, FdbKey, Ip4Key, Ip6Key,
+    IpvlanParent, MAX_CG_COUNTERS, MAX_ENDPOINTS, MAX_PARENTS, MAX_SWITCHES, NestKey, NestedEp,
+    ParentCfg, RouterPort, SW_FDB_SIZE, SW_FLOOD_SIZE, SwPort, Switch, VERDICT_SLOTS,
 };
 use aya_ebpf::{
     Global,
@@ -17,6 +17,10 @@ const EPS: usize = MAX_ENDPOINTS as usize;
 
 #[btf_map(name = "attach_eps", pin_by_name)]
 pub static ENDPOINTS: HashMap<EndpointKey, Endpoint, EPS> = HashMap::new();
+
+/// In front of `ENDPOINTS` on the receive paths (see `macvlan::cached`).
+#[btf_map(name = "attach_ep_cache", pin_by_name)]
+pub static EP_CACHE: Array<EpCacheSlot, { EP_CACHE_SLOTS as usize }, EP_CACHE_FLAGS> = Array::new();
 
 #[btf_map(name = "attach_ports", pin_by_name)]
 pub static PORTS: HashMap<u32, Endpoint, EPS> = HashMap::new();

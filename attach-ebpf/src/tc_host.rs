@@ -45,7 +45,7 @@ pub fn run(ctx: &TcContext) -> i32 {
         stats::verdict(DIR, Verdict::Flood);
         return TC_ACT_UNSPEC;
     }
-    if let Some(ep) = macvlan::lookup(ifindex, eth.dst)
+    if let Some(ep) = macvlan::lookup(ifindex, &eth.dst)
         && ep.has(EP_F_HOST_ACCESS)
     {
         let len = ctx.len();

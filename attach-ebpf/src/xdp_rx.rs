@@ -32,7 +32,7 @@ pub fn run(ctx: &XdpContext) -> u32 {
         return XDP_PASS;
     }
     let ifindex = ctx.ingress_ifindex() as u32;
-    let target = match macvlan::lookup(ifindex, eth.dst) {
+    let target = match macvlan::lookup(ifindex, &eth.dst) {
         Some(ep) => ep,
         None => {
             // SAFETY: copied out at once.

@@ -17,10 +17,11 @@ use std::net::IpAddr;
 use attach_common::{
     CG_COUNTER_GLOBAL, CgroupStats, Direction, Endpoint, EndpointKey, EndpointStats, EpIpKey,
     FLOOD_TABLE_SIZE, FdbEntry, FdbKey, Ip4Key, Ip6Key, IpvlanParent, MAP_CG_STATS, MAP_DEVS,
-    MAP_ENDPOINTS, MAP_EP_IPS, MAP_EP_STATS, MAP_FLOOD, MAP_IP4_EPS, MAP_IP6_EPS, MAP_IPVL_PARENTS,
-    MAP_NEST_IDS, MAP_NEST_PORTS, MAP_NEST_VLANS, MAP_PARENTS, MAP_PORTS, MAP_RT_PORTS, MAP_SW_FDB,
-    MAP_SW_FLOOD, MAP_SW_PORTS, MAP_SWITCHES, MAP_VERDICTS, MAX_PARENTS, MAX_PORTS_PER_PARENT,
-    MAX_PORTS_PER_SWITCH, NestKey, NestedEp, ParentCfg, RouterPort, SwPort, Switch, Verdict,
+    MAP_ENDPOINTS, MAP_EP_CACHE, MAP_EP_IPS, MAP_EP_STATS, MAP_FLOOD, MAP_IP4_EPS, MAP_IP6_EPS,
+    MAP_IPVL_PARENTS, MAP_NEST_IDS, MAP_NEST_PORTS, MAP_NEST_VLANS, MAP_PARENTS, MAP_PORTS,
+    MAP_RT_PORTS, MAP_SW_FDB, MAP_SW_FLOOD, MAP_SW_PORTS, MAP_SWITCHES, MAP_VERDICTS, MAX_PARENTS,
+    MAX_PORTS_PER_PARENT, MAX_PORTS_PER_SWITCH, NestKey, NestedEp, ParentCfg, RouterPort, SwPort,
+    Switch, Verdict,
 };
 use aya::{
     Ebpf, EbpfLoader,
@@ -32,6 +33,7 @@ use aya::{
     },
 };
 
+use crate::ep_cache::EpCache;
 use crate::error::{Error, Result};
 use crate::port_hook;
 
@@ -845,11 +847,7 @@ impl Datapath {
     pub fn put_endpoint(&mut self, ep: &Endpoint) -> Result<()> {
         self.hash::<u32, Endpoint>(MAP_PORTS)?
             .insert(&ep.host_ifindex, ep, 0)?;
-        self.hash::<EndpointKey, Endpoint>(MAP_ENDPOINTS)?.insert(
-            &EndpointKey::new(ep.parent_ifindex, ep.mac),
-            ep,
-            0,
-        )?;
+        self.put_rx_entry(ep)?;
         let map = self.map_mut(MAP_DEVS)?;
         DevMapHash::try_from(map)?
             .insert(ep.host_ifindex, ep.host_ifindex, None, 0)
@@ -866,13 +864,7 @@ impl Datapath {
         let key = EndpointKey::new(parent_ifindex, mac);
         // Only remove the receive entry if it is still this port's (a MAC can
         // be re-added by a newer endpoint).
-        let mut eps = self.hash::<EndpointKey, Endpoint>(MAP_ENDPOINTS)?;
-        if eps
-            .get(&key, 0)
-            .is_ok_and(|e| e.host_ifindex == host_ifindex)
-        {
-            not_found_ok(eps.remove(&key))?;
-        }
+        self.remove_rx_entry(&key, |e| e.host_ifindex == host_ifindex)?;
         not_found_ok(self.hash::<u32, Endpoint>(MAP_PORTS)?.remove(&host_ifindex))?;
         let map = self.map_mut(MAP_DEVS)?;
         not_found_ok(DevMapHash::try_from(map)?.remove(host_ifindex))?;
@@ -1125,11 +1117,7 @@ impl Datapath {
     /// whose `host_ifindex` (the VM's tap) is neither a port nor an XDP
     /// redirect target.
     pub fn put_rx_endpoint(&mut self, ep: &Endpoint) -> Result<()> {
-        self.hash::<EndpointKey, Endpoint>(MAP_ENDPOINTS)?.insert(
-            &EndpointKey::new(ep.parent_ifindex, ep.mac),
-            ep,
-            0,
-        )?;
+        self.put_rx_entry(ep)?;
         Ok(())
     }
 
@@ -1137,9 +1125,78 @@ impl Datapath {
     /// still endpoint `id`'s.
     pub fn remove_rx_endpoint(&mut self, parent_ifindex: u32, mac: [u8; 6], id: u32) -> Result<()> {
         let key = EndpointKey::new(parent_ifindex, mac);
-        let mut eps = self.hash::<EndpointKey, Endpoint>(MAP_ENDPOINTS)?;
-        if eps.get(&key, 0).is_ok_and(|e| e.id == id) {
-            not_found_ok(eps.remove(&key))?;
+        self.remove_rx_entry(&key, |e| e.id == id)
+    }
+
+    /// The endpoint cache, mapped (see [`crate::ep_cache`]).
+    pub fn ep_cache(&mut self) -> Result<EpCache> {
+        match self.map_mut(MAP_EP_CACHE)? {
+            Map::Array(data) => EpCache::map(data),
+            _ => Err(Error::system(format!("{MAP_EP_CACHE} is not an array map"))),
+        }
+    }
+
+    /// Makes the endpoint cache agree with the receive table (see
+    /// [`EpCache::sync`]).
+    pub fn sync_ep_cache(&mut self) -> Result<crate::ep_cache::SyncReport> {
+        let table = self.rx_entries()?;
+        Ok(self.ep_cache()?.sync(&table))
+    }
+
+    /// Checks the cache slot of `(parent_ifindex, mac)` against the receive
+    /// table's entry `want`: the slot must hold `want`, or another key (the
+    /// slot was taken first); empty, it should have been filled.
+    pub fn check_cached(&mut self, want: &Endpoint) -> Result<()> {
+        let cache = self.ep_cache()?;
+        let slot = attach_common::ep_cache_slot(want.parent_ifindex, &want.mac);
+        let now = cache.read(slot);
+        let same_key = now.parent_ifindex == want.parent_ifindex && now.mac == want.mac;
+        let mac = crate::addr::Mac(want.mac);
+        if same_key && now != *want {
+            return Err(Error::system(format!(
+                "the endpoint cache holds a stale entry for {mac} on parent ifindex {}",
+                want.parent_ifindex
+            )));
+        }
+        if crate::ep_cache::ENABLED && now.parent_ifindex == 0 {
+            return Err(Error::system(format!(
+                "{mac} is missing from the endpoint cache (its slot {slot} is free)"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Every entry of the receive table.
+    pub fn rx_entries(&mut self) -> Result<Vec<(EndpointKey, Endpoint)>> {
+        let eps = self.hash::<EndpointKey, Endpoint>(MAP_ENDPOINTS)?;
+        Ok(eps.iter().collect::<std::result::Result<_, _>>()?)
+    }
+
+    /// Enters `ep` in the receive table, then in its cache slot.
+    fn put_rx_entry(&mut self, ep: &Endpoint) -> Result<()> {
+        self.hash::<EndpointKey, Endpoint>(MAP_ENDPOINTS)?.insert(
+            &EndpointKey::new(ep.parent_ifindex, ep.mac),
+            ep,
+            0,
+        )?;
+        self.ep_cache()?.put(ep);
+        Ok(())
+    }
+
+    /// Removes `key` from the receive table if its entry is still `owned`,
+    /// out of its cache slot first (a slot never holds what the table lacks).
+    fn remove_rx_entry(
+        &mut self,
+        key: &EndpointKey,
+        owned: impl Fn(&Endpoint) -> bool,
+    ) -> Result<()> {
+        let entry = self
+            .hash::<EndpointKey, Endpoint>(MAP_ENDPOINTS)?
+            .get(key, 0);
+        if entry.is_ok_and(|e| owned(&e)) {
+            self.ep_cache()?.remove(key.parent_ifindex, &key.mac);
+            let mut eps = self.hash::<EndpointKey, Endpoint>(MAP_ENDPOINTS)?;
+            not_found_ok(eps.remove(key))?;
         }
         Ok(())
     }

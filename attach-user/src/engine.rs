@@ -563,6 +563,20 @@ impl Engine {
             }
         }
         repairs.extend(self.remove_orphans(&records).await?);
+        if records.iter().any(Attachment::is_ebpf) {
+            let synced = self.datapath()?.sync_ep_cache()?;
+            if synced.stale > 0 {
+                repairs.push(Repair {
+                    netns: "-".into(),
+                    ifname: "endpoint cache".into(),
+                    drift: format!(
+                        "{} slot(s) held what the receive table does not",
+                        synced.stale
+                    ),
+                    action: "emptied".into(),
+                });
+            }
+        }
         match kinds::bridge::sweep(self, &records) {
             Ok(0) => {}
             Ok(n) => tracing::info!("swept {n} aged or stale switch FDB entries"),
@@ -625,6 +639,9 @@ impl Engine {
         // afresh too.
         Datapath::clear_program_cache(&self.pin_dir, !force);
         let mut dp = self.datapath()?;
+        // Endpoints made by a build without the endpoint cache enter it
+        // before this build's programs, which read it, take the hooks.
+        dp.sync_ep_cache()?;
         let mut out = Vec::new();
         // A host attachment's cgroup programs carry its counter slot: each is
         // updated from an instance loaded with it.

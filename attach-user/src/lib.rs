@@ -15,6 +15,7 @@ pub mod container;
 pub mod datapath;
 pub mod endpoint;
 pub mod engine;
+pub mod ep_cache;
 pub mod error;
 pub mod kinds;
 pub mod logging;

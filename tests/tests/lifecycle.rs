@@ -70,6 +70,115 @@ fn link_id(pin: &std::path::Path) -> u64 {
     bpftool_show("link", pin)["id"].as_u64().unwrap()
 }
 
+/// The endpoint cache in front of the receive table: a slot emptied costs
+/// only speed (the table answers) and `check` names it; a slot holding what
+/// the table does not would send a frame to the wrong container, so `check`
+/// names that too, and `reconcile` puts both right.
+#[test]
+fn the_endpoint_cache_is_checked_and_repaired() {
+    use attach::ep_cache::EpCache;
+    use attach_common::Endpoint as Entry;
+    require_root();
+    let lab = Lab::new().unwrap();
+    let c1 = attach(&lab, 1, "bridge", Flavor::EbpfTc, &[]).unwrap();
+    let c2 = attach(&lab, 2, "bridge", Flavor::EbpfXdp, &[]).ok();
+    assert!(c2.is_none(), "tc and xdp on one parent are refused");
+    let c2 = attach(&lab, 2, "bridge", Flavor::EbpfTc, &[]).unwrap();
+    lab.attach().ok(&["check", "--all"]).unwrap();
+    let pins = lab.node_pin_dir();
+    let rec = |c: &attach_tests::reach::Endpoint| record(&lab, &c.ns);
+    let entry = |r: &Value| Entry {
+        host_ifindex: r["host_ifindex"].as_u64().unwrap() as u32,
+        parent_ifindex: r["parent_ifindex"].as_u64().unwrap() as u32,
+        id: r["endpoint_id"].as_u64().unwrap() as u32,
+        mac: mac_bytes(r["mac"].as_str().unwrap()),
+        mode: 0,
+        flags: 0,
+    };
+    let (r1, r2) = (rec(&c1), rec(&c2));
+    let (e1, e2) = (entry(&r1), entry(&r2));
+    let cache = |f: &(dyn Fn(&mut EpCache, &mut attach::datapath::Datapath) + Sync)| {
+        in_node(&lab, || {
+            let mut dp = attach::datapath::Datapath::open(&pins).unwrap();
+            let mut cache = dp.ep_cache().unwrap();
+            f(&mut cache, &mut dp);
+        })
+    };
+    // Both endpoints are in the cache, as the table has them.
+    cache(&|c, dp| {
+        for e in [&e1, &e2] {
+            let slot = attach_common::ep_cache_slot(e.parent_ifindex, &e.mac);
+            assert_eq!(
+                Some(c.read(slot)),
+                dp.endpoint(e.parent_ifindex, e.mac).unwrap()
+            );
+        }
+    });
+
+    // (a) c1's slot emptied: the table still delivers; check names it.
+    cache(&|c, _| c.remove(e1.parent_ifindex, &e1.mac));
+    assert!(ping_afresh(&c1.ns, EXT_V4), "the table must answer a miss");
+    let out = lab
+        .attach()
+        .run(&["check", "--netns", c1.ns.name()])
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("missing from the endpoint cache"),
+        "{err}"
+    );
+    let r = reconcile(&lab);
+    assert_eq!(action_for(&r, c1.ns.name()), Some("repaired"), "{r:?}");
+    lab.attach().ok(&["check", "--all"]).unwrap();
+
+    // (b) c2's slot pointing at c1's veth: c2's frames would go to c1.
+    cache(&|c, dp| {
+        let mut wrong = dp.endpoint(e2.parent_ifindex, e2.mac).unwrap().unwrap();
+        wrong.host_ifindex = e1.host_ifindex;
+        c.put(&wrong);
+    });
+    assert!(
+        !ping_afresh(&c2.ns, EXT_V4),
+        "c2's replies went to c1's veth"
+    );
+    let out = lab
+        .attach()
+        .run(&["check", "--netns", c2.ns.name()])
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("stale entry"),
+        "{err}"
+    );
+    let r = reconcile(&lab);
+    assert_eq!(action_for(&r, c2.ns.name()), Some("repaired"), "{r:?}");
+    assert!(ping_afresh(&c2.ns, EXT_V4));
+
+    // (c) a slot for a MAC the table lacks (as a build without the cache
+    // would leave behind by removing an endpoint): emptied by reconcile.
+    let ghost = Entry {
+        mac: mac_bytes("02:a7:00:00:00:99"),
+        ..e1
+    };
+    cache(&|c, _| c.put(&ghost));
+    let r = reconcile(&lab);
+    assert_eq!(action_for(&r, "endpoint cache"), Some("emptied"), "{r:?}");
+    cache(&|c, _| {
+        let slot = attach_common::ep_cache_slot(ghost.parent_ifindex, &ghost.mac);
+        assert_eq!(c.read(slot), Entry::default());
+    });
+    assert!(reconcile(&lab).is_empty(), "nothing left to repair");
+    lab.attach().ok(&["check", "--all"]).unwrap();
+}
+
+fn mac_bytes(s: &str) -> [u8; 6] {
+    let v: Vec<u8> = s
+        .split(':')
+        .map(|b| u8::from_str_radix(b, 16).unwrap())
+        .collect();
+    v.try_into().unwrap()
+}
+
 #[test]
 fn reconcile_repairs_drift() {
     require_root();

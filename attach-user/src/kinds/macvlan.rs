@@ -689,16 +689,16 @@ pub async fn check(engine: &Engine, rec: &Attachment) -> Result<()> {
             "the source addresses of {host_name} are missing from the anti-spoofing table"
         )));
     }
-    if dp
+    let entry = dp
         .endpoint(rec.parent_ifindex, rec.mac.0)?
-        .map(|e| e.host_ifindex)
-        != Some(host_index)
-    {
-        return Err(Error::system(format!(
-            "{} is missing from the receive table of {}",
-            rec.mac, rec.parent
-        )));
-    }
+        .filter(|e| e.host_ifindex == host_index)
+        .ok_or_else(|| {
+            Error::system(format!(
+                "{} is missing from the receive table of {}",
+                rec.mac, rec.parent
+            ))
+        })?;
+    dp.check_cached(&entry)?;
     if dp.parent(rec.parent_ifindex)?.is_none() {
         return Err(Error::system(format!(
             "parent {} is missing from the datapath",

@@ -631,12 +631,16 @@ pub async fn check(engine: &Engine, rec: &Attachment) -> Result<()> {
                 want.ep.id
             )));
         }
-        if dp.endpoint(rec.parent_ifindex, rec.mac.0)?.map(|e| e.id) != Some(want.ep.id) {
-            return Err(Error::system(format!(
-                "{} is missing from the receive table of {}",
-                rec.mac, rec.parent
-            )));
-        }
+        let entry = dp
+            .endpoint(rec.parent_ifindex, rec.mac.0)?
+            .filter(|e| e.id == want.ep.id)
+            .ok_or_else(|| {
+                Error::system(format!(
+                    "{} is missing from the receive table of {}",
+                    rec.mac, rec.parent
+                ))
+            })?;
+        dp.check_cached(&entry)?;
         if rec.spoofchk && !dp.has_endpoint_ips(want.ep.ip_owner(), &addrs(rec))? {
             return Err(Error::system(format!(
                 "the source addresses of {} are missing from the anti-spoofing table",

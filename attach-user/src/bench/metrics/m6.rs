@@ -60,6 +60,9 @@ const XDP_REDIRECT: u32 = 4;
 
 const EXT_MAC: MacAddr = [0x02, 0xee, 0, 0, 0, 1];
 const UNKNOWN_MAC: MacAddr = [0x02, 0xee, 0, 0, 0, 0x99];
+/// An endpoint in the table but not in the endpoint cache (its slot taken
+/// by another endpoint, or the cache not filled yet).
+const UNCACHED_MAC: MacAddr = [0x02, 0xee, 0, 0, 0, 0x98];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Hook {
@@ -70,6 +73,7 @@ enum Hook {
 #[derive(Clone, Copy, Debug)]
 enum Frame {
     ToEndpoint,
+    ToUncachedEndpoint,
     Unknown,
     Broadcast,
     FromEndpoint,
@@ -89,15 +93,17 @@ struct PathDef {
     /// The path passes this call (a substring of bpftool's disassembly) …
     through: Option<&'static str>,
     /// … and none of these (besides subprogram calls and the non-linear
-    /// header fallback, which no path here takes). `PARENTS_MAP` stands for
-    /// loading the parents map: the unicast hot path finds its endpoint
-    /// without it (only passthru parents need it).
+    /// header fallback, which no path here takes). `PARENTS_MAP` and
+    /// `ENDPOINTS_MAP` stand for loading those maps: the unicast hot path
+    /// finds its endpoint in the endpoint cache, without the endpoint table
+    /// behind it or the parents map (only passthru parents need it).
     avoid: &'static [&'static str],
 }
 
 const PARENTS_MAP: &str = "@parents";
+const ENDPOINTS_MAP: &str = "@endpoints";
 
-const PATHS: [PathDef; 10] = [
+const PATHS: [PathDef; 12] = [
     PathDef {
         id: "rx_unicast",
         what: "tc rx: unicast from the wire → endpoint (bpf_redirect_peer)",
@@ -105,6 +111,18 @@ const PATHS: [PathDef; 10] = [
         hook: Hook::Tc,
         hot: true,
         frame: Frame::ToEndpoint,
+        min_endpoints: 1,
+        want: TC_ACT_REDIRECT,
+        through: Some("call bpf_redirect_peer#"),
+        avoid: &[PARENTS_MAP, ENDPOINTS_MAP],
+    },
+    PathDef {
+        id: "rx_uncached",
+        what: "tc rx: unicast from the wire → endpoint not in the cache (table lookup)",
+        prog: PROG_RX,
+        hook: Hook::Tc,
+        hot: false,
+        frame: Frame::ToUncachedEndpoint,
         min_endpoints: 1,
         want: TC_ACT_REDIRECT,
         through: Some("call bpf_redirect_peer#"),
@@ -141,6 +159,18 @@ const PATHS: [PathDef; 10] = [
         hook: Hook::Xdp,
         hot: true,
         frame: Frame::ToEndpoint,
+        min_endpoints: 1,
+        want: XDP_REDIRECT,
+        through: Some("redirect"),
+        avoid: &[PARENTS_MAP, ENDPOINTS_MAP],
+    },
+    PathDef {
+        id: "xdp_uncached",
+        what: "xdp rx: unicast from the wire → endpoint not in the cache (table lookup)",
+        prog: PROG_RX_XDP,
+        hook: Hook::Xdp,
+        hot: false,
+        frame: Frame::ToUncachedEndpoint,
         min_endpoints: 1,
         want: XDP_REDIRECT,
         through: Some("redirect"),
@@ -340,6 +370,8 @@ struct Tables {
     dir: PathBuf,
     parent0: u32,
     eps: Vec<Endpoint>,
+    /// On parent 0, in the endpoint table only.
+    uncached: Endpoint,
     /// Endpoints on parent 0 (a broadcast's clones).
     fanout: usize,
 }
@@ -376,16 +408,34 @@ fn fill(dir: &Path, n: usize, real: &[u32], parents: &[u32]) -> Result<Tables> {
     let mut by_port: HashMap<MapData, u32, Endpoint> =
         HashMap::try_from(pinned_map(dir, MAP_PORTS)?)?;
     let mut devs: DevMapHash<MapData> = DevMapHash::try_from(pinned_map(dir, MAP_DEVS)?)?;
+    let mut cache = dp.ep_cache()?;
     for ep in &eps {
         if ep.parent_ifindex == parents[0] {
             dp.put_endpoint(ep)?;
         } else {
             by_port.insert(&ep.host_ifindex, ep, 0)?;
             by_mac.insert(&EndpointKey::new(ep.parent_ifindex, ep.mac), ep, 0)?;
+            cache.put(ep);
             devs.insert(ep.host_ifindex, real[0], None, 0)
                 .map_err(|e| Error::system(crate::error::chain(&e)))?;
         }
     }
+    let uncached = Endpoint {
+        host_ifindex: 2_000_000,
+        parent_ifindex: parents[0],
+        id: n as u32 + 1,
+        mac: UNCACHED_MAC,
+        mode: MODE_BRIDGE,
+        flags: EP_F_SPOOFCHK,
+    };
+    by_port.insert(&uncached.host_ifindex, &uncached, 0)?;
+    by_mac.insert(
+        &EndpointKey::new(uncached.parent_ifindex, uncached.mac),
+        &uncached,
+        0,
+    )?;
+    devs.insert(uncached.host_ifindex, real[0], None, 0)
+        .map_err(|e| Error::system(crate::error::chain(&e)))?;
     for (slot, &p) in parents.iter().take(nparents).enumerate() {
         let row: Vec<Endpoint> = eps
             .iter()
@@ -409,6 +459,7 @@ fn fill(dir: &Path, n: usize, real: &[u32], parents: &[u32]) -> Result<Tables> {
         parent0: parents[0],
         fanout: n.min(PER_PARENT),
         eps,
+        uncached,
     })
 }
 
@@ -418,6 +469,7 @@ fn input(t: &Tables, f: Frame) -> (Vec<u8>, u32) {
     let ip = |x| std::net::Ipv4Addr::new(10, 0, 0, x);
     match f {
         Frame::ToEndpoint => (udp_frame(target.mac, EXT_MAC, ip(1), ip(2)), t.parent0),
+        Frame::ToUncachedEndpoint => (udp_frame(t.uncached.mac, EXT_MAC, ip(1), ip(5)), t.parent0),
         Frame::Unknown => (udp_frame(UNKNOWN_MAC, EXT_MAC, ip(1), ip(3)), t.parent0),
         Frame::Broadcast => (arp_broadcast(EXT_MAC), t.parent0),
         Frame::FromEndpoint => (
@@ -579,6 +631,11 @@ fn measure(
         .map_err(|e| Error::from(e).context("the parents map's id"))?
         .id();
     let parents_load = format!("map[id:{parents_id}]");
+    let endpoints_id = MapData::from_pin(first.dir.join(MAP_ENDPOINTS))
+        .and_then(|m| m.info())
+        .map_err(|e| Error::from(e).context("the endpoint table's id"))?
+        .id();
+    let endpoints_load = format!("map[id:{endpoints_id}]");
     for (r, p) in results.iter_mut().zip(&PATHS) {
         if p.id == "rx_broadcast" {
             continue; // a loop over the parent's endpoints
@@ -586,12 +643,10 @@ fn measure(
         let avoid: Vec<&str> = p
             .avoid
             .iter()
-            .map(|a| {
-                if *a == PARENTS_MAP {
-                    parents_load.as_str()
-                } else {
-                    a
-                }
+            .map(|a| match *a {
+                PARENTS_MAP => parents_load.as_str(),
+                ENDPOINTS_MAP => endpoints_load.as_str(),
+                _ => a,
             })
             .collect();
         r.max_insns = longest_path(&dumps[p.prog], p.through, &avoid);

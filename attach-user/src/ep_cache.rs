@@ -1,0 +1,356 @@
+//! The receive paths' endpoint cache (`attach_ep_cache`): a direct-mapped
+//! array in front of the endpoint hash table, so the hot path finds an
+//! endpoint with an inlined array lookup instead of a hash table's call, hash
+//! and key compare.
+//!
+//! The hash table stays the authority: the programs fall back to it on any
+//! slot that does not hold the frame's key, so a slot left empty only costs
+//! speed. A slot must never hold what the table does not: every write to the
+//! table's entries goes through here too ([`crate::datapath::Datapath`]),
+//! `attach check` compares the two, and `reconcile`/`upgrade` rewrite the
+//! cache from the table ([`EpCache::sync`]).
+//!
+//! Each slot is a seqlock written through a shared mapping of the map (it is
+//! `BPF_F_MMAPABLE`) by one writer at a time (the node's lock): `seq` made
+//! odd, the endpoint written, `seq` made even. A program reads `seq`, the
+//! endpoint, `seq` again and takes the endpoint only if both reads are the
+//! same even value — on x86, which keeps stores in order with stores and
+//! loads with loads. Elsewhere the cache is left empty (every lookup falls
+//! back), since the programs have no load barriers.
+
+use std::{
+    collections::HashMap as StdHashMap,
+    os::fd::{AsFd, AsRawFd},
+    ptr::{self, NonNull},
+    sync::atomic::{AtomicU32, Ordering, fence},
+};
+
+use attach_common::{EP_CACHE_SLOTS, Endpoint, EndpointKey, EpCacheSlot, ep_cache_slot};
+use aya::maps::MapData;
+
+use crate::error::{Error, Result};
+
+/// Whether this machine may fill the cache (see the module's comment).
+pub const ENABLED: bool = cfg!(any(target_arch = "x86_64", target_arch = "x86"));
+
+const LEN: usize = EP_CACHE_SLOTS as usize * size_of::<EpCacheSlot>();
+
+/// The cache, mapped into this process.
+pub struct EpCache {
+    slots: NonNull<EpCacheSlot>,
+}
+
+// SAFETY: the mapping is shared memory the kernel keeps valid until
+// `munmap`; readers go through the seqlock, and writing takes `&mut self`.
+unsafe impl Send for EpCache {}
+unsafe impl Sync for EpCache {}
+
+/// What [`EpCache::sync`] changed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct SyncReport {
+    /// Slots that held what the table did not (or no longer did).
+    pub stale: usize,
+    /// Table entries entered in a free slot.
+    pub filled: usize,
+}
+
+impl EpCache {
+    /// Maps the cache map `map` (pinned by the datapath).
+    pub fn map(map: &MapData) -> Result<Self> {
+        let fd = map.fd().as_fd().as_raw_fd();
+        // SAFETY: a shared mapping of the map's whole value area; the kernel
+        // checks the size and the map's mmapable flag.
+        let addr = unsafe {
+            libc::mmap(
+                ptr::null_mut(),
+                LEN,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd,
+                0,
+            )
+        };
+        if addr == libc::MAP_FAILED {
+            return Err(Error::system(format!(
+                "cannot map the endpoint cache ({}): {}",
+                attach_common::MAP_EP_CACHE,
+                std::io::Error::last_os_error()
+            )));
+        }
+        Ok(Self {
+            slots: NonNull::new(addr.cast()).expect("mmap returned a non-null address"),
+        })
+    }
+
+    fn slot(&self, index: u32) -> *mut EpCacheSlot {
+        assert!(index < EP_CACHE_SLOTS);
+        // SAFETY: in bounds (above) of the LEN-byte mapping.
+        unsafe { self.slots.as_ptr().add(index as usize) }
+    }
+
+    fn seq(&self, index: u32) -> &AtomicU32 {
+        // SAFETY: `seq` is a 4-aligned u32 at the start of a slot in the
+        // mapping, which lives as long as `self`.
+        unsafe { AtomicU32::from_ptr(ptr::addr_of_mut!((*self.slot(index)).seq)) }
+    }
+
+    /// Slot `index` as it is now (a consistent read: retried while written).
+    pub fn read(&self, index: u32) -> Endpoint {
+        loop {
+            let seq = self.seq(index).load(Ordering::Acquire);
+            // SAFETY: inside the mapping; a torn read is detected by `seq`.
+            let ep = unsafe { ptr::read_volatile(ptr::addr_of!((*self.slot(index)).ep)) };
+            fence(Ordering::Acquire);
+            if seq & 1 == 0 && self.seq(index).load(Ordering::Relaxed) == seq {
+                return ep;
+            }
+        }
+    }
+
+    fn write(&mut self, index: u32, ep: &Endpoint) {
+        let seq = self.seq(index);
+        let s = seq.load(Ordering::Relaxed);
+        seq.store(s.wrapping_add(1) | 1, Ordering::Relaxed);
+        fence(Ordering::Release);
+        // SAFETY: inside the mapping; readers check `seq`.
+        unsafe { ptr::write_volatile(ptr::addr_of_mut!((*self.slot(index)).ep), *ep) };
+        fence(Ordering::Release);
+        seq.store((s | 1).wrapping_add(1), Ordering::Release);
+    }
+
+    fn holds(ep: &Endpoint, parent_ifindex: u32, mac: &[u8; 6]) -> bool {
+        ep.parent_ifindex == parent_ifindex && ep.mac == *mac
+    }
+
+    /// Enters `ep` (just entered in the table) in its slot, unless another
+    /// key holds the slot: that endpoint keeps it, and `ep` is found in the
+    /// table.
+    pub fn put(&mut self, ep: &Endpoint) {
+        if !ENABLED {
+            return;
+        }
+        let index = ep_cache_slot(ep.parent_ifindex, &ep.mac);
+        let now = self.read(index);
+        if now.parent_ifindex == 0 || Self::holds(&now, ep.parent_ifindex, &ep.mac) {
+            self.write(index, ep);
+        }
+    }
+
+    /// Empties the slot of `(parent_ifindex, mac)` if it holds that key
+    /// (called before the key leaves the table).
+    pub fn remove(&mut self, parent_ifindex: u32, mac: &[u8; 6]) {
+        let index = ep_cache_slot(parent_ifindex, mac);
+        if Self::holds(&self.read(index), parent_ifindex, mac) {
+            self.write(index, &Endpoint::default());
+        }
+    }
+
+    /// Makes every slot agree with `table` (the endpoint hash table's
+    /// entries): slots holding an entry the table lacks or has otherwise are
+    /// emptied, free slots take an entry of theirs.
+    pub fn sync(&mut self, table: &[(EndpointKey, Endpoint)]) -> SyncReport {
+        let mut report = SyncReport::default();
+        let want: StdHashMap<(u32, [u8; 6]), &Endpoint> = table
+            .iter()
+            .map(|(k, e)| ((k.parent_ifindex, k.mac), e))
+            .collect();
+        for index in 0..EP_CACHE_SLOTS {
+            let now = self.read(index);
+            let right = now.parent_ifindex == 0
+                || (ENABLED
+                    && ep_cache_slot(now.parent_ifindex, &now.mac) == index
+                    && want.get(&(now.parent_ifindex, now.mac)) == Some(&&now));
+            if !right {
+                self.write(index, &Endpoint::default());
+                report.stale += 1;
+            }
+        }
+        if ENABLED {
+            for (key, ep) in table {
+                let index = ep_cache_slot(key.parent_ifindex, &key.mac);
+                if self.read(index).parent_ifindex == 0 {
+                    self.write(index, ep);
+                    report.filled += 1;
+                }
+            }
+        }
+        report
+    }
+
+    /// The slots that disagree with `table` (see [`Self::sync`]), as
+    /// `(slot, what it holds)`.
+    pub fn stale(&self, table: &[(EndpointKey, Endpoint)]) -> Vec<(u32, Endpoint)> {
+        let want: StdHashMap<(u32, [u8; 6]), &Endpoint> = table
+            .iter()
+            .map(|(k, e)| ((k.parent_ifindex, k.mac), e))
+            .collect();
+        (0..EP_CACHE_SLOTS)
+            .map(|i| (i, self.read(i)))
+            .filter(|(i, now)| {
+                now.parent_ifindex != 0
+                    && (ep_cache_slot(now.parent_ifindex, &now.mac) != *i
+                        || want.get(&(now.parent_ifindex, now.mac)) != Some(&now))
+            })
+            .collect()
+    }
+}
+
+impl Drop for EpCache {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `map`, used by nothing after this.
+        unsafe { libc::munmap(self.slots.as_ptr().cast(), LEN) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use attach_common::EP_CACHE_FLAGS;
+
+    use super::*;
+
+    /// A cache map of the datapath's shape, not pinned (needs root).
+    fn cache_map() -> MapData {
+        const BPF_MAP_TYPE_ARRAY: u32 = 2;
+        let def = aya_obj::Map::new_from_params(
+            BPF_MAP_TYPE_ARRAY,
+            4,
+            size_of::<EpCacheSlot>() as u32,
+            EP_CACHE_SLOTS,
+            EP_CACHE_FLAGS as u32,
+        );
+        MapData::create(def, "test_ep_cache", None).expect("creating a cache map (root?)")
+    }
+
+    fn ep(parent: u32, last: u8, host: u32) -> Endpoint {
+        Endpoint {
+            host_ifindex: host,
+            parent_ifindex: parent,
+            id: host,
+            mac: [2, 0, 0, 0, 0, last],
+            mode: 1,
+            flags: 0,
+        }
+    }
+
+    /// A key of another MAC that falls in `e`'s slot.
+    fn colliding(e: &Endpoint) -> Endpoint {
+        let slot = ep_cache_slot(e.parent_ifindex, &e.mac);
+        let other = (0..=255u8)
+            .flat_map(|a| (0..=255u8).map(move |b| [2, 0, 1, 0, a, b]))
+            .find(|m| *m != e.mac && ep_cache_slot(e.parent_ifindex, m) == slot)
+            .expect("a colliding MAC");
+        Endpoint {
+            mac: other,
+            host_ifindex: 99,
+            id: 99,
+            ..*e
+        }
+    }
+
+    #[test]
+    fn the_first_key_keeps_its_slot_and_only_its_owner_empties_it() {
+        let map = cache_map();
+        let mut cache = EpCache::map(&map).unwrap();
+        let a = ep(7, 1, 10);
+        let slot = ep_cache_slot(7, &a.mac);
+        assert_eq!(cache.read(slot), Endpoint::default(), "a new map is empty");
+        cache.put(&a);
+        assert_eq!(cache.read(slot), a);
+        // Same key, new value (a re-made endpoint): rewritten.
+        let a2 = Endpoint {
+            host_ifindex: 11,
+            ..a
+        };
+        cache.put(&a2);
+        assert_eq!(cache.read(slot), a2);
+        // Another key in that slot: left to the table.
+        let b = colliding(&a);
+        cache.put(&b);
+        assert_eq!(cache.read(slot), a2);
+        cache.remove(b.parent_ifindex, &b.mac);
+        assert_eq!(cache.read(slot), a2, "not b's slot to empty");
+        // The same MAC on another parent is another key.
+        cache.remove(8, &a.mac);
+        assert_eq!(cache.read(slot), a2);
+        cache.remove(7, &a.mac);
+        assert_eq!(cache.read(slot), Endpoint::default());
+        cache.put(&b);
+        assert_eq!(cache.read(slot), b, "free again: the next key takes it");
+    }
+
+    #[test]
+    fn sync_empties_what_the_table_lacks_and_fills_free_slots() {
+        let map = cache_map();
+        let mut cache = EpCache::map(&map).unwrap();
+        let (a, b, c) = (ep(7, 1, 10), ep(7, 2, 20), ep(9, 3, 30));
+        cache.put(&a); // in the table, as it is
+        cache.put(&Endpoint {
+            host_ifindex: 21,
+            ..b
+        }); // in the table, otherwise
+        cache.put(&ep(7, 4, 40)); // not in the table
+        let table: Vec<_> = [a, b, c]
+            .iter()
+            .map(|e| (EndpointKey::new(e.parent_ifindex, e.mac), *e))
+            .collect();
+        assert_eq!(cache.stale(&table).len(), 2);
+        let report = cache.sync(&table);
+        assert_eq!(
+            report,
+            SyncReport {
+                stale: 2,
+                filled: 2
+            }
+        );
+        for e in [a, b, c] {
+            assert_eq!(cache.read(ep_cache_slot(e.parent_ifindex, &e.mac)), e);
+        }
+        assert_eq!(
+            cache.read(ep_cache_slot(7, &[2, 0, 0, 0, 0, 4])),
+            Endpoint::default()
+        );
+        assert!(cache.stale(&table).is_empty());
+        assert_eq!(
+            cache.sync(&table),
+            SyncReport::default(),
+            "nothing left to do"
+        );
+    }
+
+    /// A reader racing the writer sees one whole endpoint or the other, never
+    /// a mix: the two versions differ in every word the programs use.
+    #[test]
+    fn a_reader_never_sees_half_a_write() {
+        let map = cache_map();
+        let mut writer = EpCache::map(&map).unwrap();
+        let reader = EpCache::map(&map).unwrap();
+        let one = ep(7, 1, 1);
+        let two = Endpoint {
+            host_ifindex: 2,
+            id: 2,
+            mode: 2,
+            flags: 2,
+            ..one
+        };
+        let slot = ep_cache_slot(7, &one.mac);
+        writer.put(&one);
+        std::thread::scope(|s| {
+            let r = s.spawn(|| {
+                let mut seen = [0u64; 2];
+                for _ in 0..2_000_000 {
+                    let e = reader.read(slot);
+                    assert!(e == one || e == two, "a torn read: {e:?}");
+                    seen[usize::from(e == two)] += 1;
+                }
+                seen
+            });
+            let mut i = 0u64;
+            while !r.is_finished() {
+                writer.put(if i.is_multiple_of(2) { &two } else { &one });
+                i += 1;
+            }
+            let seen = r.join().unwrap();
+            assert!(seen[0] > 0 && seen[1] > 0, "the reader saw both: {seen:?}");
+        });
+    }
+}
