@@ -153,8 +153,9 @@ pub struct EpCacheSlot {
 const _: () = assert!(core::mem::size_of::<EpCacheSlot>() == 24);
 
 /// The slot of [`MAP_EP_CACHE`] an endpoint key may sit in: the MAC's last
-/// two bytes (where generated and hand-numbered MACs differ) folded with
-/// the parent, so one MAC on several parents takes several slots.
+/// four bytes with the parent folded in, hashed by a multiply (Fibonacci
+/// hashing), so MACs numbered in any of those bytes spread over the slots as
+/// random ones do, and one MAC on several parents takes several slots.
 #[inline(always)]
 pub const fn ep_cache_slot(parent_ifindex: u32, mac: &MacAddr) -> u32 {
     ep_cache_slot_words(
@@ -171,7 +172,8 @@ pub const fn ep_cache_slot(parent_ifindex: u32, mac: &MacAddr) -> u32 {
 /// read it.
 #[inline(always)]
 pub const fn ep_cache_slot_words(parent_ifindex: u32, mac: [u16; 3]) -> u32 {
-    (mac[2] as u32 ^ parent_ifindex << 8) & (EP_CACHE_SLOTS - 1)
+    let key = mac[1] as u32 | (mac[2] as u32) << 16;
+    (key ^ parent_ifindex).wrapping_mul(0x9e37_79b1) >> (32 - EP_CACHE_SLOTS.trailing_zeros())
 }
 
 /// Top bit of [`EpIpKey::host_ifindex`] for a nested endpoint's addresses

@@ -247,6 +247,37 @@ mod tests {
         }
     }
 
+    /// Numbered MACs (in their last two bytes, or in a middle byte, on
+    /// several parents) never share a slot; the programs' word-wise slot is
+    /// the same as user space's.
+    #[test]
+    fn numbered_macs_take_distinct_slots() {
+        let distinct = |keys: Vec<(u32, [u8; 6])>| {
+            let n = keys.len();
+            let slots: std::collections::HashSet<u32> =
+                keys.iter().map(|(p, m)| ep_cache_slot(*p, m)).collect();
+            assert_eq!(slots.len(), n);
+        };
+        distinct(
+            (0..4096u32)
+                .map(|i| (5, [2, 0, 0, 0, (i >> 8) as u8, i as u8]))
+                .collect(),
+        );
+        distinct(
+            (0..1000u32)
+                .map(|i| (10 + i / 250, [2, 0xe6, 0, (i >> 8) as u8, i as u8, 1]))
+                .collect(),
+        );
+        distinct((2..66).map(|p| (p, [2, 0, 0, 0, 0, 1])).collect());
+        let mac = [2, 0xa7, 0x10, 0x32, 0x54, 0x76];
+        let words = [0, 2, 4].map(|i| u16::from_ne_bytes([mac[i], mac[i + 1]]));
+        assert_eq!(
+            ep_cache_slot(9, &mac),
+            attach_common::ep_cache_slot_words(9, words)
+        );
+        assert!(ep_cache_slot(u32::MAX, &[0xff; 6]) < EP_CACHE_SLOTS);
+    }
+
     #[test]
     fn the_first_key_keeps_its_slot_and_only_its_owner_empties_it() {
         let map = cache_map();

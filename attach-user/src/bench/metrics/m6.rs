@@ -420,6 +420,17 @@ fn fill(dir: &Path, n: usize, real: &[u32], parents: &[u32]) -> Result<Tables> {
                 .map_err(|e| Error::system(crate::error::chain(&e)))?;
         }
     }
+    // The hot paths' frame must find its endpoint in the cache.
+    let target = eps[n.min(PER_PARENT) - 1];
+    if cache.read(attach_common::ep_cache_slot(
+        target.parent_ifindex,
+        &target.mac,
+    )) != target
+    {
+        return Err(Error::system(format!(
+            "M6: the hot paths' endpoint ({n} endpoints) is not in the endpoint cache"
+        )));
+    }
     let uncached = Endpoint {
         host_ifindex: 2_000_000,
         parent_ifindex: parents[0],
