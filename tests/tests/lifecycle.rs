@@ -118,15 +118,7 @@ fn the_endpoint_cache_is_checked_and_repaired() {
     // (a) c1's slot emptied: the table still delivers; check names it.
     cache(&|c, _| c.remove(e1.parent_ifindex, &e1.mac));
     assert!(ping_afresh(&c1.ns, EXT_V4), "the table must answer a miss");
-    let out = lab
-        .attach()
-        .run(&["check", "--netns", c1.ns.name()])
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success() && err.contains("missing from the endpoint cache"),
-        "{err}"
-    );
+    check_fails(&lab, &c1.ns, "missing from the endpoint cache");
     let r = reconcile(&lab);
     assert_eq!(action_for(&r, c1.ns.name()), Some("repaired"), "{r:?}");
     lab.attach().ok(&["check", "--all"]).unwrap();
@@ -141,15 +133,7 @@ fn the_endpoint_cache_is_checked_and_repaired() {
         !ping_afresh(&c2.ns, EXT_V4),
         "c2's replies went to c1's veth"
     );
-    let out = lab
-        .attach()
-        .run(&["check", "--netns", c2.ns.name()])
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success() && err.contains("stale entry"),
-        "{err}"
-    );
+    check_fails(&lab, &c2.ns, "stale entry");
     let r = reconcile(&lab);
     assert_eq!(action_for(&r, c2.ns.name()), Some("repaired"), "{r:?}");
     assert!(ping_afresh(&c2.ns, EXT_V4));
@@ -169,6 +153,13 @@ fn the_endpoint_cache_is_checked_and_repaired() {
     });
     assert!(reconcile(&lab).is_empty(), "nothing left to repair");
     lab.attach().ok(&["check", "--all"]).unwrap();
+}
+
+/// `attach check` of the attachment in `ns` fails, naming `what`.
+fn check_fails(lab: &Lab, ns: &Netns, what: &str) {
+    let out = lab.attach().run(&["check", "--netns", ns.name()]).unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains(what), "{err}");
 }
 
 fn mac_bytes(s: &str) -> [u8; 6] {

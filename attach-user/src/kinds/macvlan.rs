@@ -689,16 +689,7 @@ pub async fn check(engine: &Engine, rec: &Attachment) -> Result<()> {
             "the source addresses of {host_name} are missing from the anti-spoofing table"
         )));
     }
-    let entry = dp
-        .endpoint(rec.parent_ifindex, rec.mac.0)?
-        .filter(|e| e.host_ifindex == host_index)
-        .ok_or_else(|| {
-            Error::system(format!(
-                "{} is missing from the receive table of {}",
-                rec.mac, rec.parent
-            ))
-        })?;
-    dp.check_cached(&entry)?;
+    super::check_rx_entry(&mut dp, rec, |e| e.host_ifindex == host_index)?;
     if dp.parent(rec.parent_ifindex)?.is_none() {
         return Err(Error::system(format!(
             "parent {} is missing from the datapath",

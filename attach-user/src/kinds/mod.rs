@@ -395,6 +395,25 @@ pub(crate) async fn parent_now(engine: &Engine, rec: &Attachment) -> Result<Pare
     })
 }
 
+/// Checks the receive-table entry of `rec`'s MAC on its parent (it must be
+/// there and be `rec`'s, as `owned` tells) and the endpoint-cache slot of it.
+pub(crate) fn check_rx_entry(
+    dp: &mut crate::datapath::Datapath,
+    rec: &Attachment,
+    owned: impl Fn(&attach_common::Endpoint) -> bool,
+) -> Result<()> {
+    let entry = dp
+        .endpoint(rec.parent_ifindex, rec.mac.0)?
+        .filter(|e| owned(e))
+        .ok_or_else(|| {
+            Error::system(format!(
+                "{} is missing from the receive table of {}",
+                rec.mac, rec.parent
+            ))
+        })?;
+    dp.check_cached(&entry)
+}
+
 /// The part of `check` every kind shares: the interface inside the
 /// container has its name, MAC, MTU, state and addresses.
 pub(crate) async fn check_container_side(rec: &Attachment) -> Result<()> {

@@ -631,16 +631,7 @@ pub async fn check(engine: &Engine, rec: &Attachment) -> Result<()> {
                 want.ep.id
             )));
         }
-        let entry = dp
-            .endpoint(rec.parent_ifindex, rec.mac.0)?
-            .filter(|e| e.id == want.ep.id)
-            .ok_or_else(|| {
-                Error::system(format!(
-                    "{} is missing from the receive table of {}",
-                    rec.mac, rec.parent
-                ))
-            })?;
-        dp.check_cached(&entry)?;
+        super::check_rx_entry(&mut dp, rec, |e| e.id == want.ep.id)?;
         if rec.spoofchk && !dp.has_endpoint_ips(want.ep.ip_owner(), &addrs(rec))? {
             return Err(Error::system(format!(
                 "the source addresses of {} are missing from the anti-spoofing table",
