@@ -186,11 +186,14 @@ async fn check_all(engine: &Engine, json: bool) -> Result<String> {
             drifted.push(format!("{}: {}", output::what(rec), e.message));
         }
     }
-    if !drifted.is_empty() {
+    let node = engine.check_node().err();
+    if !drifted.is_empty() || node.is_some() {
+        let count = drifted.len();
+        drifted.extend(node.iter().map(|e| format!("the node: {}", e.message)));
         return Err(Error::system(format!(
-            "{} of {} attachments drifted (`attach reconcile` repairs drift):\n  {}",
-            drifted.len(),
+            "{count} of {} attachments drifted{} (`attach reconcile` repairs drift):\n  {}",
             all.len(),
+            if node.is_some() { ", and the node" } else { "" },
             drifted.join("\n  ")
         )));
     }

@@ -451,6 +451,27 @@ impl Engine {
         kinds::check(self, rec).await
     }
 
+    /// Checks what no attachment owns: the endpoint cache must hold nothing
+    /// the receive table does not (see [`crate::ep_cache`]).
+    pub fn check_node(&self) -> Result<()> {
+        if !self.list()?.iter().any(Attachment::is_ebpf) {
+            return Ok(());
+        }
+        let mut dp = self.datapath()?;
+        let table = dp.rx_entries()?;
+        let stale = dp.ep_cache()?.stale(&table);
+        match stale.first() {
+            None => Ok(()),
+            Some((slot, ep)) => Err(Error::system(format!(
+                "the endpoint cache holds {} slot(s) the receive table does not (slot {slot}: \
+                 {} on parent ifindex {})",
+                stale.len(),
+                crate::addr::Mac(ep.mac),
+                ep.parent_ifindex
+            ))),
+        }
+    }
+
     /// Re-adopts every record and pin and repairs drift: a datapath piece
     /// missing (map entry, program) is put back; an interface deleted behind
     /// the engine's back is recreated; an attachment whose namespace is gone

@@ -145,6 +145,15 @@ fn the_endpoint_cache_is_checked_and_repaired() {
         ..e1
     };
     cache(&|c, _| c.put(&ghost));
+    let out = lab.attach().run(&["check", "--all"]).unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.code() == Some(1)
+            && err.contains("0 of 2 attachments drifted, and the node")
+            && err.contains("the endpoint cache holds 1 slot(s)")
+            && err.contains("02:a7:00:00:00:99"),
+        "{err}"
+    );
     let r = reconcile(&lab);
     assert_eq!(action_for(&r, "endpoint cache"), Some("emptied"), "{r:?}");
     cache(&|c, _| {
