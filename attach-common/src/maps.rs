@@ -131,8 +131,9 @@ impl Endpoint {
     }
 }
 
-/// Slots of [`MAP_EP_CACHE`] (a power of two): 384 KiB, so that with
-/// [`MAX_ENDPOINTS`] endpoints fewer than one in eight shares its slot.
+/// Slots of [`MAP_EP_CACHE`] (a power of two): 768 KiB, so that of
+/// [`MAX_ENDPOINTS`] endpoints with random MACs about one in sixteen finds
+/// its slot taken (and is found in the table).
 pub const EP_CACHE_SLOTS: u32 = 1 << 15;
 /// `BPF_F_MMAPABLE`: user space writes [`MAP_EP_CACHE`] through a mapping,
 /// field by field in the order its readers rely on.
