@@ -162,6 +162,24 @@ fn the_endpoint_cache_is_checked_and_repaired() {
     });
     assert!(reconcile(&lab).is_empty(), "nothing left to repair");
     lab.attach().ok(&["check", "--all"]).unwrap();
+
+    // (d) endpoints made by a build without the cache (an empty one):
+    // `upgrade` fills it before its programs take the hooks.
+    cache(&|c, _| {
+        assert_eq!(c.sync(&[]).stale, 2, "both endpoints were cached");
+    });
+    lab.attach().json(&["upgrade"]).unwrap();
+    cache(&|c, dp| {
+        for e in [&e1, &e2] {
+            let slot = attach_common::ep_cache_slot(e.parent_ifindex, &e.mac);
+            assert_eq!(
+                Some(c.read(slot)),
+                dp.endpoint(e.parent_ifindex, e.mac).unwrap()
+            );
+        }
+    });
+    lab.attach().ok(&["check", "--all"]).unwrap();
+    assert!(ping_afresh(&c1.ns, EXT_V4) && ping_afresh(&c2.ns, EXT_V4));
 }
 
 /// `attach check` of the attachment in `ns` fails, naming `what`.
