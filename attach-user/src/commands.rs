@@ -186,7 +186,7 @@ async fn check_all(engine: &Engine, json: bool) -> Result<String> {
             drifted.push(format!("{}: {}", output::what(rec), e.message));
         }
     }
-    let node = engine.check_node().err();
+    let node = engine.check_node(&all).err();
     if !drifted.is_empty() || node.is_some() {
         let count = drifted.len();
         drifted.extend(node.iter().map(|e| format!("the node: {}", e.message)));

@@ -453,8 +453,8 @@ impl Engine {
 
     /// Checks what no attachment owns: the endpoint cache must hold nothing
     /// the receive table does not (see [`crate::ep_cache`]).
-    pub fn check_node(&self) -> Result<()> {
-        if !self.list()?.iter().any(Attachment::is_ebpf) {
+    pub fn check_node(&self, records: &[Attachment]) -> Result<()> {
+        if !records.iter().any(Attachment::is_ebpf) {
             return Ok(());
         }
         let mut dp = self.datapath()?;

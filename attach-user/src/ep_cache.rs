@@ -150,20 +150,9 @@ impl EpCache {
     /// emptied, free slots take an entry of theirs.
     pub fn sync(&mut self, table: &[(EndpointKey, Endpoint)]) -> SyncReport {
         let mut report = SyncReport::default();
-        let want: StdHashMap<(u32, [u8; 6]), &Endpoint> = table
-            .iter()
-            .map(|(k, e)| ((k.parent_ifindex, k.mac), e))
-            .collect();
-        for index in 0..EP_CACHE_SLOTS {
-            let now = self.read(index);
-            let right = now.parent_ifindex == 0
-                || (ENABLED
-                    && ep_cache_slot(now.parent_ifindex, &now.mac) == index
-                    && want.get(&(now.parent_ifindex, now.mac)) == Some(&&now));
-            if !right {
-                self.write(index, &Endpoint::default());
-                report.stale += 1;
-            }
+        for (index, _) in self.stale(table) {
+            self.write(index, &Endpoint::default());
+            report.stale += 1;
         }
         if ENABLED {
             for (key, ep) in table {
@@ -177,8 +166,9 @@ impl EpCache {
         report
     }
 
-    /// The slots that disagree with `table` (see [`Self::sync`]), as
-    /// `(slot, what it holds)`.
+    /// The slots that disagree with `table`, as `(slot, what it holds)`: an
+    /// entry the table lacks or has otherwise, in a slot not its own, or any
+    /// entry where the cache must stay empty (see [`ENABLED`]).
     pub fn stale(&self, table: &[(EndpointKey, Endpoint)]) -> Vec<(u32, Endpoint)> {
         let want: StdHashMap<(u32, [u8; 6]), &Endpoint> = table
             .iter()
@@ -188,8 +178,9 @@ impl EpCache {
             .map(|i| (i, self.read(i)))
             .filter(|(i, now)| {
                 now.parent_ifindex != 0
-                    && (ep_cache_slot(now.parent_ifindex, &now.mac) != *i
-                        || want.get(&(now.parent_ifindex, now.mac)) != Some(&now))
+                    && !(ENABLED
+                        && ep_cache_slot(now.parent_ifindex, &now.mac) == *i
+                        && want.get(&(now.parent_ifindex, now.mac)) == Some(&now))
             })
             .collect()
     }

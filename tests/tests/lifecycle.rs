@@ -105,15 +105,18 @@ fn the_endpoint_cache_is_checked_and_repaired() {
         })
     };
     // Both endpoints are in the cache, as the table has them.
-    cache(&|c, dp| {
-        for e in [&e1, &e2] {
-            let slot = attach_common::ep_cache_slot(e.parent_ifindex, &e.mac);
-            assert_eq!(
-                Some(c.read(slot)),
-                dp.endpoint(e.parent_ifindex, e.mac).unwrap()
-            );
-        }
-    });
+    let both_cached = || {
+        cache(&|c, dp| {
+            for e in [&e1, &e2] {
+                let slot = attach_common::ep_cache_slot(e.parent_ifindex, &e.mac);
+                assert_eq!(
+                    Some(c.read(slot)),
+                    dp.endpoint(e.parent_ifindex, e.mac).unwrap()
+                );
+            }
+        })
+    };
+    both_cached();
 
     // (a) c1's slot emptied: the table still delivers; check names it.
     cache(&|c, _| c.remove(e1.parent_ifindex, &e1.mac));
@@ -169,15 +172,7 @@ fn the_endpoint_cache_is_checked_and_repaired() {
         assert_eq!(c.sync(&[]).stale, 2, "both endpoints were cached");
     });
     lab.attach().json(&["upgrade"]).unwrap();
-    cache(&|c, dp| {
-        for e in [&e1, &e2] {
-            let slot = attach_common::ep_cache_slot(e.parent_ifindex, &e.mac);
-            assert_eq!(
-                Some(c.read(slot)),
-                dp.endpoint(e.parent_ifindex, e.mac).unwrap()
-            );
-        }
-    });
+    both_cached();
     lab.attach().ok(&["check", "--all"]).unwrap();
     assert!(ping_afresh(&c1.ns, EXT_V4) && ping_afresh(&c2.ns, EXT_V4));
 }
