@@ -140,11 +140,13 @@ pub const EP_CACHE_SLOTS: u32 = 1 << 15;
 pub const EP_CACHE_FLAGS: usize = 1 << 10;
 
 /// One slot of [`MAP_EP_CACHE`], a seqlock written by user space only (under
-/// the node's lock): `seq` odd while the slot is being written, even when
-/// stable. A reader takes `ep` only if `seq` was even and the same before and
-/// after reading it, and `ep`'s parent and MAC are the frame's; anything
-/// else falls back to [`MAP_ENDPOINTS`], which stays the authority. An empty
-/// slot has parent 0, which no frame arrives on.
+/// the node's lock): `seq` is [`EP_CACHE_WRITING`] while the slot is being
+/// written and a new number after each write. A reader takes `ep` only if
+/// `seq` was the same number, not that one, before and after reading it,
+/// and `ep`'s parent
+/// and MAC are the frame's; anything else falls back to [`MAP_ENDPOINTS`],
+/// which stays the authority. An empty slot has parent 0, which no frame
+/// arrives on; a slot never written is all zeros.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct EpCacheSlot {
@@ -153,10 +155,17 @@ pub struct EpCacheSlot {
 }
 const _: () = assert!(core::mem::size_of::<EpCacheSlot>() == 24);
 
-/// The slot of [`MAP_EP_CACHE`] an endpoint key may sit in: the MAC's last
-/// four bytes with the parent folded in, hashed by a multiply (Fibonacci
-/// hashing), so MACs numbered in any of those bytes spread over the slots as
-/// random ones do, and one MAC on several parents takes several slots.
+/// [`EpCacheSlot::seq`] while the slot is being written (or was left half
+/// written by a writer that died). Odd, so that programs of the build before
+/// it (whose writers made `seq` odd while writing) skip such a slot too
+/// during an upgrade; small enough to be a jump's immediate.
+pub const EP_CACHE_WRITING: u32 = 0x7fff_ffff;
+
+/// The slot of [`MAP_EP_CACHE`] an endpoint key may sit in: the MAC (its six
+/// bytes as a little-endian number) with the parent folded in, hashed by a
+/// 64-bit multiply whose top bits are the slot (Fibonacci hashing), so MACs
+/// numbered in any byte spread over the slots as random ones do, and one
+/// MAC on several parents takes several slots.
 #[inline(always)]
 pub const fn ep_cache_slot(parent_ifindex: u32, mac: &MacAddr) -> u32 {
     ep_cache_slot_words(
@@ -169,12 +178,20 @@ pub const fn ep_cache_slot(parent_ifindex: u32, mac: &MacAddr) -> u32 {
     )
 }
 
+/// The MAC as the programs compare it with a slot's: its three 16-bit words
+/// (as read from a frame) in one number.
+#[inline(always)]
+pub const fn mac_number(mac: [u16; 3]) -> u64 {
+    mac[0] as u64 | (mac[1] as u64) << 16 | (mac[2] as u64) << 32
+}
+
 /// [`ep_cache_slot`] of a MAC read as three 16-bit words, as the programs
-/// read it.
+/// read it (the number is the one they compare with the slot, so computing
+/// the slot costs them only the hash: xor, multiply, shift).
 #[inline(always)]
 pub const fn ep_cache_slot_words(parent_ifindex: u32, mac: [u16; 3]) -> u32 {
-    let key = mac[1] as u32 | (mac[2] as u32) << 16;
-    (key ^ parent_ifindex).wrapping_mul(0x9e37_79b1) >> (32 - EP_CACHE_SLOTS.trailing_zeros())
+    let key = mac_number(mac).wrapping_add(parent_ifindex as u64);
+    (key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - EP_CACHE_SLOTS.trailing_zeros())) as u32
 }
 
 /// Top bit of [`EpIpKey::host_ifindex`] for a nested endpoint's addresses
@@ -331,6 +348,7 @@ mod pod {
     unsafe impl aya::Pod for EndpointKey {}
     unsafe impl aya::Pod for EpIpKey {}
     unsafe impl aya::Pod for Endpoint {}
+    unsafe impl aya::Pod for EpCacheSlot {}
     unsafe impl aya::Pod for ParentCfg {}
     unsafe impl aya::Pod for EndpointStats {}
     unsafe impl aya::Pod for Event {}

@@ -5,8 +5,8 @@
 use core::ptr::read_volatile;
 
 use attach_common::{
-    Endpoint, EndpointKey, MODE_ALL, MODE_BRIDGE, MODE_PASSTHRU, MODE_PRIVATE, MODE_VEPA, MacAddr,
-    PARENT_F_PASSTHRU, ParentCfg, ep_cache_slot_words,
+    EP_CACHE_WRITING, Endpoint, EndpointKey, MODE_ALL, MODE_BRIDGE, MODE_PASSTHRU, MODE_PRIVATE,
+    MODE_VEPA, MacAddr, PARENT_F_PASSTHRU, ParentCfg, ep_cache_slot_words, mac_number,
 };
 
 use crate::{
@@ -71,9 +71,10 @@ fn cached(parent_ifindex: u32, mac: [u16; 3]) -> Option<Endpoint> {
             read_volatile(slot),
         )
     };
-    let want = u64::from(mac[0]) | u64::from(mac[1]) << 16 | u64::from(mac[2]) << 32;
-    let hit =
-        seq & 1 == 0 && seq == again && parent == parent_ifindex && (mac_rest ^ want) << 16 == 0;
+    let hit = seq != EP_CACHE_WRITING
+        && seq == again
+        && parent == parent_ifindex
+        && (mac_rest ^ mac_number(mac)) << 16 == 0;
     let words = [host, parent, id, mac_rest as u32, (mac_rest >> 32) as u32];
     // SAFETY: `Endpoint` is five 32-bit words' worth of plain integers.
     hit.then(|| unsafe { core::mem::transmute::<[u32; 5], Endpoint>(words) })

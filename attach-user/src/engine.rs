@@ -463,11 +463,16 @@ impl Engine {
         match stale.first() {
             None => Ok(()),
             Some((slot, ep)) => Err(Error::system(format!(
-                "the endpoint cache holds {} slot(s) the receive table does not (slot {slot}: \
-                 {} on parent ifindex {})",
+                "the endpoint cache holds {} slot(s) the receive table does not (slot {slot}: {})",
                 stale.len(),
-                crate::addr::Mac(ep.mac),
-                ep.parent_ifindex
+                match ep {
+                    Some(ep) => format!(
+                        "{} on parent ifindex {}",
+                        crate::addr::Mac(ep.mac),
+                        ep.parent_ifindex
+                    ),
+                    None => "left half written".to_owned(),
+                }
             ))),
         }
     }

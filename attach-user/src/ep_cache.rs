@@ -11,12 +11,13 @@
 //! cache from the table ([`EpCache::sync`]).
 //!
 //! Each slot is a seqlock written through a shared mapping of the map (it is
-//! `BPF_F_MMAPABLE`) by one writer at a time (the node's lock): `seq` made
-//! odd, the endpoint written, `seq` made even. A program reads `seq`, the
-//! endpoint, `seq` again and takes the endpoint only if both reads are the
-//! same even value — on x86, which keeps stores in order with stores and
-//! loads with loads. Elsewhere the cache is left empty (every lookup falls
-//! back), since the programs have no load barriers.
+//! `BPF_F_MMAPABLE`) by one writer at a time (the node's lock): `seq` set to
+//! [`EP_CACHE_WRITING`], the endpoint written, `seq` set to a new number. A
+//! program reads `seq`, the endpoint, `seq` again and takes the endpoint only
+//! if both reads are the same number and not `EP_CACHE_WRITING` — on x86,
+//! which keeps stores in order with stores and loads with loads. Elsewhere
+//! the cache is left empty (every lookup falls back), since the programs have
+//! no load barriers.
 
 use std::{
     collections::HashMap as StdHashMap,
@@ -25,7 +26,9 @@ use std::{
     sync::atomic::{AtomicU32, Ordering, fence},
 };
 
-use attach_common::{EP_CACHE_SLOTS, Endpoint, EndpointKey, EpCacheSlot, ep_cache_slot};
+use attach_common::{
+    EP_CACHE_SLOTS, EP_CACHE_WRITING, Endpoint, EndpointKey, EpCacheSlot, ep_cache_slot,
+};
 use aya::maps::MapData;
 
 use crate::error::{Error, Result};
@@ -34,6 +37,11 @@ use crate::error::{Error, Result};
 pub const ENABLED: bool = cfg!(any(target_arch = "x86_64", target_arch = "x86"));
 
 const LEN: usize = EP_CACHE_SLOTS as usize * size_of::<EpCacheSlot>();
+
+/// Reads of a slot found being written before it is taken for one a writer
+/// left half written (it died between its stores; nobody will finish it).
+/// A live writer holds a slot for a few stores: far fewer tries.
+const READ_TRIES: u32 = 1000;
 
 /// The cache, mapped into this process.
 pub struct EpCache {
@@ -94,28 +102,34 @@ impl EpCache {
         unsafe { AtomicU32::from_ptr(ptr::addr_of_mut!((*self.slot(index)).seq)) }
     }
 
-    /// Slot `index` as it is now (a consistent read: retried while written).
-    pub fn read(&self, index: u32) -> Endpoint {
-        loop {
+    /// Slot `index` as it is now (a consistent read, retried while written),
+    /// or `None` for a slot left half written.
+    pub fn read(&self, index: u32) -> Option<Endpoint> {
+        for _ in 0..READ_TRIES {
             let seq = self.seq(index).load(Ordering::Acquire);
             // SAFETY: inside the mapping; a torn read is detected by `seq`.
             let ep = unsafe { ptr::read_volatile(ptr::addr_of!((*self.slot(index)).ep)) };
             fence(Ordering::Acquire);
-            if seq & 1 == 0 && self.seq(index).load(Ordering::Relaxed) == seq {
-                return ep;
+            if seq != EP_CACHE_WRITING && self.seq(index).load(Ordering::Relaxed) == seq {
+                return Some(ep);
             }
+            std::thread::yield_now();
         }
+        None
     }
 
     fn write(&mut self, index: u32, ep: &Endpoint) {
         let seq = self.seq(index);
-        let s = seq.load(Ordering::Relaxed);
-        seq.store(s.wrapping_add(1) | 1, Ordering::Relaxed);
+        let mut next = seq.load(Ordering::Relaxed).wrapping_add(1);
+        if next == EP_CACHE_WRITING {
+            next = next.wrapping_add(1);
+        }
+        seq.store(EP_CACHE_WRITING, Ordering::Relaxed);
         fence(Ordering::Release);
         // SAFETY: inside the mapping; readers check `seq`.
         unsafe { ptr::write_volatile(ptr::addr_of_mut!((*self.slot(index)).ep), *ep) };
         fence(Ordering::Release);
-        seq.store((s | 1).wrapping_add(1), Ordering::Release);
+        seq.store(next, Ordering::Release);
     }
 
     fn holds(ep: &Endpoint, parent_ifindex: u32, mac: &[u8; 6]) -> bool {
@@ -130,17 +144,23 @@ impl EpCache {
             return;
         }
         let index = ep_cache_slot(ep.parent_ifindex, &ep.mac);
-        let now = self.read(index);
-        if now.parent_ifindex == 0 || Self::holds(&now, ep.parent_ifindex, &ep.mac) {
+        // A half-written slot holds nothing anyone may keep.
+        let free = self.read(index).is_none_or(|now| {
+            now.parent_ifindex == 0 || Self::holds(&now, ep.parent_ifindex, &ep.mac)
+        });
+        if free {
             self.write(index, ep);
         }
     }
 
-    /// Empties the slot of `(parent_ifindex, mac)` if it holds that key
-    /// (called before the key leaves the table).
+    /// Empties the slot of `(parent_ifindex, mac)` if it holds that key, or
+    /// was left half written (called before the key leaves the table).
     pub fn remove(&mut self, parent_ifindex: u32, mac: &[u8; 6]) {
         let index = ep_cache_slot(parent_ifindex, mac);
-        if Self::holds(&self.read(index), parent_ifindex, mac) {
+        let mine = self
+            .read(index)
+            .is_none_or(|now| Self::holds(&now, parent_ifindex, mac));
+        if mine {
             self.write(index, &Endpoint::default());
         }
     }
@@ -157,7 +177,7 @@ impl EpCache {
         if ENABLED {
             for (key, ep) in table {
                 let index = ep_cache_slot(key.parent_ifindex, &key.mac);
-                if self.read(index).parent_ifindex == 0 {
+                if self.read(index).is_some_and(|now| now.parent_ifindex == 0) {
                     self.write(index, ep);
                     report.filled += 1;
                 }
@@ -167,9 +187,10 @@ impl EpCache {
     }
 
     /// The slots that disagree with `table`, as `(slot, what it holds)`: an
-    /// entry the table lacks or has otherwise, in a slot not its own, or any
-    /// entry where the cache must stay empty (see [`ENABLED`]).
-    pub fn stale(&self, table: &[(EndpointKey, Endpoint)]) -> Vec<(u32, Endpoint)> {
+    /// entry the table lacks or has otherwise, in a slot not its own, any
+    /// entry where the cache must stay empty (see [`ENABLED`]), or a slot
+    /// left half written (`None`).
+    pub fn stale(&self, table: &[(EndpointKey, Endpoint)]) -> Vec<(u32, Option<Endpoint>)> {
         let want: StdHashMap<(u32, [u8; 6]), &Endpoint> = table
             .iter()
             .map(|(k, e)| ((k.parent_ifindex, k.mac), e))
@@ -177,10 +198,12 @@ impl EpCache {
         (0..EP_CACHE_SLOTS)
             .map(|i| (i, self.read(i)))
             .filter(|(i, now)| {
-                now.parent_ifindex != 0
-                    && !(ENABLED
-                        && ep_cache_slot(now.parent_ifindex, &now.mac) == *i
-                        && want.get(&(now.parent_ifindex, now.mac)) == Some(&now))
+                now.is_none_or(|now| {
+                    now.parent_ifindex != 0
+                        && !(ENABLED
+                            && ep_cache_slot(now.parent_ifindex, &now.mac) == *i
+                            && want.get(&(now.parent_ifindex, now.mac)) == Some(&&now))
+                })
             })
             .collect()
     }
@@ -275,29 +298,37 @@ mod tests {
         let mut cache = EpCache::map(&map).unwrap();
         let a = ep(7, 1, 10);
         let slot = ep_cache_slot(7, &a.mac);
-        assert_eq!(cache.read(slot), Endpoint::default(), "a new map is empty");
+        assert_eq!(
+            cache.read(slot),
+            Some(Endpoint::default()),
+            "a new map is empty"
+        );
         cache.put(&a);
-        assert_eq!(cache.read(slot), a);
+        assert_eq!(cache.read(slot), Some(a));
         // Same key, new value (a re-made endpoint): rewritten.
         let a2 = Endpoint {
             host_ifindex: 11,
             ..a
         };
         cache.put(&a2);
-        assert_eq!(cache.read(slot), a2);
+        assert_eq!(cache.read(slot), Some(a2));
         // Another key in that slot: left to the table.
         let b = colliding(&a);
         cache.put(&b);
-        assert_eq!(cache.read(slot), a2);
+        assert_eq!(cache.read(slot), Some(a2));
         cache.remove(b.parent_ifindex, &b.mac);
-        assert_eq!(cache.read(slot), a2, "not b's slot to empty");
+        assert_eq!(cache.read(slot), Some(a2), "not b's slot to empty");
         // The same MAC on another parent is another key.
         cache.remove(8, &a.mac);
-        assert_eq!(cache.read(slot), a2);
+        assert_eq!(cache.read(slot), Some(a2));
         cache.remove(7, &a.mac);
-        assert_eq!(cache.read(slot), Endpoint::default());
+        assert_eq!(cache.read(slot), Some(Endpoint::default()));
         cache.put(&b);
-        assert_eq!(cache.read(slot), b, "free again: the next key takes it");
+        assert_eq!(
+            cache.read(slot),
+            Some(b),
+            "free again: the next key takes it"
+        );
     }
 
     #[test]
@@ -325,11 +356,11 @@ mod tests {
             }
         );
         for e in [a, b, c] {
-            assert_eq!(cache.read(ep_cache_slot(e.parent_ifindex, &e.mac)), e);
+            assert_eq!(cache.read(ep_cache_slot(e.parent_ifindex, &e.mac)), Some(e));
         }
         assert_eq!(
             cache.read(ep_cache_slot(7, &[2, 0, 0, 0, 0, 4])),
-            Endpoint::default()
+            Some(Endpoint::default())
         );
         assert!(cache.stale(&table).is_empty());
         assert_eq!(
@@ -337,6 +368,50 @@ mod tests {
             SyncReport::default(),
             "nothing left to do"
         );
+    }
+
+    /// A writer that died between its stores leaves `seq` at
+    /// `EP_CACHE_WRITING`: reading the slot ends (`None`), `check` names it,
+    /// `sync` and `put` rewrite it, and the numbers written never land on
+    /// the marker.
+    #[test]
+    fn a_slot_left_half_written_is_found_and_rewritten() {
+        let map = cache_map();
+        let mut cache = EpCache::map(&map).unwrap();
+        let a = ep(7, 1, 10);
+        let slot = ep_cache_slot(7, &a.mac);
+        cache.put(&a);
+        cache.seq(slot).store(EP_CACHE_WRITING, Ordering::Relaxed);
+        let started = std::time::Instant::now();
+        assert_eq!(cache.read(slot), None);
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        let table = [(EndpointKey::new(7, a.mac), a)];
+        assert_eq!(cache.stale(&table), vec![(slot, None)]);
+        assert_eq!(
+            cache.sync(&table),
+            SyncReport {
+                stale: 1,
+                filled: 1
+            }
+        );
+        assert_eq!(cache.read(slot), Some(a));
+        // Left half written again: `put` takes it back, `remove` empties it.
+        cache.seq(slot).store(EP_CACHE_WRITING, Ordering::Relaxed);
+        cache.put(&a);
+        assert_eq!(cache.read(slot), Some(a));
+        cache.seq(slot).store(EP_CACHE_WRITING, Ordering::Relaxed);
+        cache.remove(7, &a.mac);
+        assert_eq!(cache.read(slot), Some(Endpoint::default()));
+        // The number after the one before the marker skips it.
+        cache
+            .seq(slot)
+            .store(EP_CACHE_WRITING - 1, Ordering::Relaxed);
+        cache.put(&a);
+        assert_eq!(
+            cache.seq(slot).load(Ordering::Relaxed),
+            EP_CACHE_WRITING + 1
+        );
+        assert_eq!(cache.read(slot), Some(a));
     }
 
     /// A reader racing the writer sees one whole endpoint or the other, never
@@ -360,7 +435,7 @@ mod tests {
             let r = s.spawn(|| {
                 let mut seen = [0u64; 2];
                 for _ in 0..2_000_000 {
-                    let e = reader.read(slot);
+                    let e = reader.read(slot).expect("a live writer finishes");
                     assert!(e == one || e == two, "a torn read: {e:?}");
                     seen[usize::from(e == two)] += 1;
                 }

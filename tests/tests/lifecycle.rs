@@ -73,7 +73,8 @@ fn link_id(pin: &std::path::Path) -> u64 {
 /// The endpoint cache in front of the receive table: a slot emptied costs
 /// only speed (the table answers) and `check` names it; a slot holding what
 /// the table does not would send a frame to the wrong container, so `check`
-/// names that too, and `reconcile` puts both right.
+/// names that too, and `reconcile` puts both right; a slot a dead writer
+/// left half written is skipped by the programs and rewritten the same way.
 #[test]
 fn the_endpoint_cache_is_checked_and_repaired() {
     use attach::ep_cache::EpCache;
@@ -109,10 +110,7 @@ fn the_endpoint_cache_is_checked_and_repaired() {
         cache(&|c, dp| {
             for e in [&e1, &e2] {
                 let slot = attach_common::ep_cache_slot(e.parent_ifindex, &e.mac);
-                assert_eq!(
-                    Some(c.read(slot)),
-                    dp.endpoint(e.parent_ifindex, e.mac).unwrap()
-                );
+                assert_eq!(c.read(slot), dp.endpoint(e.parent_ifindex, e.mac).unwrap());
             }
         })
     };
@@ -161,12 +159,35 @@ fn the_endpoint_cache_is_checked_and_repaired() {
     assert_eq!(action_for(&r, "endpoint cache"), Some("emptied"), "{r:?}");
     cache(&|c, _| {
         let slot = attach_common::ep_cache_slot(ghost.parent_ifindex, &ghost.mac);
-        assert_eq!(c.read(slot), Entry::default());
+        assert_eq!(c.read(slot), Some(Entry::default()));
     });
     assert!(reconcile(&lab).is_empty(), "nothing left to repair");
     lab.attach().ok(&["check", "--all"]).unwrap();
 
-    // (d) endpoints made by a build without the cache (an empty one):
+    // (d) c1's slot left half written (its writer died between its
+    // stores): the programs skip it, check names it, reconcile rewrites it.
+    in_node(&lab, || {
+        use aya::maps::{Array, Map, MapData};
+        let data = MapData::from_pin(pins.join(attach_common::MAP_EP_CACHE)).unwrap();
+        let mut slots: Array<_, attach_common::EpCacheSlot> =
+            Array::try_from(Map::Array(data)).unwrap();
+        let slot = attach_common::ep_cache_slot(e1.parent_ifindex, &e1.mac);
+        let mut torn = slots.get(&slot, 0).unwrap();
+        torn.seq = attach_common::EP_CACHE_WRITING;
+        torn.ep.host_ifindex = e2.host_ifindex;
+        slots.set(slot, &torn, 0).unwrap();
+    });
+    assert!(
+        ping_afresh(&c1.ns, EXT_V4),
+        "a half-written slot is skipped"
+    );
+    check_fails(&lab, &c1.ns, "left half written");
+    let r = reconcile(&lab);
+    assert_eq!(action_for(&r, c1.ns.name()), Some("repaired"), "{r:?}");
+    both_cached();
+    lab.attach().ok(&["check", "--all"]).unwrap();
+
+    // (e) endpoints made by a build without the cache (an empty one):
     // `upgrade` fills it before its programs take the hooks.
     cache(&|c, _| {
         assert_eq!(c.sync(&[]).stale, 2, "both endpoints were cached");

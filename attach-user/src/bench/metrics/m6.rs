@@ -425,7 +425,7 @@ fn fill(dir: &Path, n: usize, real: &[u32], parents: &[u32]) -> Result<Tables> {
     if cache.read(attach_common::ep_cache_slot(
         target.parent_ifindex,
         &target.mac,
-    )) != target
+    )) != Some(target)
     {
         return Err(Error::system(format!(
             "M6: the hot paths' endpoint ({n} endpoints) is not in the endpoint cache"
