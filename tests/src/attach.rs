@@ -23,6 +23,11 @@ impl Attach {
         }
     }
 
+    /// Runs `attach` in the network namespace at `path`.
+    pub fn at(path: PathBuf) -> Attach {
+        Attach { node: path }
+    }
+
     /// `$ATTACH_BIN`, else `target/debug/attach` of this workspace.
     pub fn bin() -> Result<PathBuf> {
         if let Some(bin) = std::env::var_os("ATTACH_BIN") {

@@ -16,4 +16,5 @@ pub mod reach;
 pub mod routed;
 pub mod sleeper;
 pub mod snapshot;
+pub mod stale;
 pub mod vm;

@@ -15,6 +15,8 @@ use crate::poll;
 /// alive at the same time: `<pid>-<counter>`.
 pub fn unique_tag() -> String {
     static NEXT: AtomicU32 = AtomicU32::new(0);
+    // Before this process names anything: what killed ones left.
+    crate::stale::sweep_once();
     format!(
         "{}-{}",
         std::process::id(),

@@ -7,7 +7,7 @@ use std::{
 
 use attach_tests::lab::{
     EXT_IF, EXT_V4, EXT_V6, Lab, LabOptions, NODE_IF, NODE_V4, NODE_V6, Netns, arping,
-    broadcast_reaches, ndisc, netns_list, ping, require_root,
+    broadcast_reaches, ndisc, netns_list, ping, require_root, unique_tag,
 };
 
 fn assert_gone(names: &[String]) {
@@ -118,4 +118,72 @@ fn attach_runs_in_the_node() {
     let version = lab.attach().ok(&["--version"]).unwrap();
     assert!(version.starts_with("attach "), "{version}");
     assert!(lab.attach().ok(&["no-such-command"]).is_err());
+}
+
+/// A test process killed outright (SIGKILL, as a CI timeout does) runs no
+/// destructor and leaves its lab: the next test process removes it —
+/// namespaces, the node's pins and records, cgroups — and nothing of a live
+/// process.
+#[test]
+fn what_a_killed_test_process_left_is_swept() {
+    use std::io::{BufRead, BufReader};
+    require_root();
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "killed_child", "--ignored", "--nocapture"])
+        .env(KILLED_CHILD, "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let ready = BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|l| l.strip_prefix("ready ").map(str::to_owned));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let ready = ready.expect("the child made its lab");
+    let left: Vec<&str> = ready.split_whitespace().collect();
+    let (paths, names) = left.split_at(3);
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let listed = netns_list().unwrap();
+    assert!(names.iter().all(|n| listed.contains(n)), "{names:?}");
+    for p in paths {
+        assert!(std::path::Path::new(p).exists(), "{p} left by the child");
+    }
+    // One of this (live) process's namespaces stays.
+    let mine = Netns::new("atl-live").unwrap();
+    // The child's namespaces and its cgroup at least.
+    assert!(attach_tests::stale::sweep() > names.len());
+    assert_gone(&names);
+    for p in paths {
+        assert!(!std::path::Path::new(p).exists(), "{p} was not swept");
+    }
+    assert!(netns_list().unwrap().contains(&mine.name().to_owned()));
+}
+
+const KILLED_CHILD: &str = "ATTACH_TEST_KILLED_CHILD";
+
+/// The child of `what_a_killed_test_process_left_is_swept`: a lab with an
+/// eBPF endpoint and a cgroup, then it waits to be killed.
+#[test]
+#[ignore = "run by what_a_killed_test_process_left_is_swept"]
+fn killed_child() {
+    use std::io::Write;
+    if std::env::var_os(KILLED_CHILD).is_none() {
+        return;
+    }
+    let lab = Lab::new().unwrap();
+    attach_tests::reach::attach(&lab, 1, "bridge", attach_tests::reach::Flavor::EbpfTc, &[])
+        .unwrap();
+    let cgroup = attach_tests::cgroup::Cgroup::new(&unique_tag(), "victim").unwrap();
+    println!(
+        "ready {} {} {} {}",
+        lab.node_pin_dir().display(),
+        lab.node_state_dir().display(),
+        cgroup.path().display(),
+        lab.netns_names().join(" ")
+    );
+    std::io::stdout().flush().unwrap();
+    std::thread::sleep(Duration::from_secs(600));
 }
