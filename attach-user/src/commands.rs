@@ -128,12 +128,25 @@ pub async fn run(cli: &Cli, engine: &Engine) -> Result<Done> {
                     json!({"netns": netns, "interface": ifname, "setting": "rx-gro-list",
                            "action": "updated"})
                 });
-                to_json(&links.chain(containers).collect::<Vec<_>>())
+                let cache = [("emptied", up.ep_cache.stale), ("filled", up.ep_cache.filled)]
+                    .into_iter()
+                    .filter(|(_, n)| *n > 0)
+                    .map(|(what, n)| {
+                        json!({"map": attach_common::MAP_EP_CACHE, "action": what, "slots": n})
+                    });
+                to_json(&links.chain(containers).chain(cache).collect::<Vec<_>>())
             } else {
                 let updated = up.links.iter().filter(|(_, w)| *w == "updated").count();
                 let mut out = format!("{updated} of {} program links updated", up.links.len());
                 for (netns, ifname) in &up.containers {
                     out.push_str(&format!("\n{ifname} in {netns}: fraglist GRO turned on"));
+                }
+                let c = &up.ep_cache;
+                if c.stale + c.filled > 0 {
+                    out.push_str(&format!(
+                        "\nendpoint cache: {} stale slot(s) emptied, {} filled",
+                        c.stale, c.filled
+                    ));
                 }
                 out
             }

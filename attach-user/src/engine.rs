@@ -28,6 +28,9 @@ pub struct Upgraded {
     /// (netns, interface) of XDP endpoints whose container side got this
     /// build's settings (fraglist GRO).
     pub containers: Vec<(String, String)>,
+    /// What making the endpoint cache agree with the receive table changed
+    /// (a build before it, or with another slot layout).
+    pub ep_cache: crate::ep_cache::SyncReport,
 }
 
 pub struct Engine {
@@ -667,7 +670,7 @@ impl Engine {
         let mut dp = self.datapath()?;
         // Endpoints made by a build without the endpoint cache enter it
         // before this build's programs, which read it, take the hooks.
-        dp.sync_ep_cache()?;
+        let ep_cache = dp.sync_ep_cache()?;
         let mut out = Vec::new();
         // A host attachment's cgroup programs carry its counter slot: each is
         // updated from an instance loaded with it.
@@ -718,6 +721,7 @@ impl Engine {
         Ok(Upgraded {
             links: out,
             containers,
+            ep_cache,
         })
     }
 

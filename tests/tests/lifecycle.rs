@@ -192,7 +192,14 @@ fn the_endpoint_cache_is_checked_and_repaired() {
     cache(&|c, _| {
         assert_eq!(c.sync(&[]).stale, 2, "both endpoints were cached");
     });
-    lab.attach().json(&["upgrade"]).unwrap();
+    let up = lab.attach().json(&["upgrade"]).unwrap();
+    assert!(
+        up.as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["map"] == "attach_ep_cache" && e["action"] == "filled" && e["slots"] == 2),
+        "{up}"
+    );
     both_cached();
     lab.attach().ok(&["check", "--all"]).unwrap();
     assert!(ping_afresh(&c1.ns, EXT_V4) && ping_afresh(&c2.ns, EXT_V4));
