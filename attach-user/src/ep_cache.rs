@@ -24,6 +24,7 @@ use std::{
     os::fd::{AsFd, AsRawFd},
     ptr::{self, NonNull},
     sync::atomic::{AtomicU32, Ordering, fence},
+    time::{Duration, Instant},
 };
 
 use attach_common::{
@@ -38,10 +39,11 @@ pub const ENABLED: bool = cfg!(any(target_arch = "x86_64", target_arch = "x86"))
 
 const LEN: usize = EP_CACHE_SLOTS as usize * size_of::<EpCacheSlot>();
 
-/// Reads of a slot found being written before it is taken for one a writer
-/// left half written (it died between its stores; nobody will finish it).
-/// A live writer holds a slot for a few stores: far fewer tries.
-const READ_TRIES: u32 = 1000;
+/// How long a slot may be seen being written before it is taken for one a
+/// writer left half written (it died between its stores; nobody will finish
+/// it). A live writer holds a slot for a few stores, unless it is preempted
+/// in between: far less than this.
+const WRITE_PATIENCE: Duration = Duration::from_millis(50);
 
 /// The cache, mapped into this process.
 pub struct EpCache {
@@ -105,7 +107,8 @@ impl EpCache {
     /// Slot `index` as it is now (a consistent read, retried while written),
     /// or `None` for a slot left half written.
     pub fn read(&self, index: u32) -> Option<Endpoint> {
-        for _ in 0..READ_TRIES {
+        let mut deadline = None;
+        loop {
             let seq = self.seq(index).load(Ordering::Acquire);
             // SAFETY: inside the mapping; a torn read is detected by `seq`.
             let ep = unsafe { ptr::read_volatile(ptr::addr_of!((*self.slot(index)).ep)) };
@@ -113,9 +116,12 @@ impl EpCache {
             if seq != EP_CACHE_WRITING && self.seq(index).load(Ordering::Relaxed) == seq {
                 return Some(ep);
             }
+            let deadline = *deadline.get_or_insert_with(|| Instant::now() + WRITE_PATIENCE);
+            if Instant::now() >= deadline {
+                return None;
+            }
             std::thread::yield_now();
         }
-        None
     }
 
     fn write(&mut self, index: u32, ep: &Endpoint) {
