@@ -50,9 +50,11 @@ pub fn lookup(parent_ifindex: u32, mac: &MacAddr) -> Option<Endpoint> {
 /// The endpoint in the key's cache slot, if the slot holds this key and
 /// was not being written while it was read (a seqlock: see
 /// `attach_common::EpCacheSlot`). The slot is read with volatile loads,
-/// which stay in this order: `seq`, the endpoint, `seq` again; the writer
-/// stores them the other way round, and x86 keeps loads in order with loads
-/// (user space fills the cache only there).
+/// which stay in this order: `seq`, the endpoint, `seq` again. The writer
+/// stores `EP_CACHE_WRITING`, the endpoint, then a new `seq`; x86 keeps
+/// stores in order with stores and loads with loads (user space fills the
+/// cache only there), so a read that saw any of a write's endpoint stores
+/// sees `seq` change.
 #[inline(always)]
 fn cached(parent_ifindex: u32, mac: [u16; 3]) -> Option<Endpoint> {
     let slot: *const u32 = EP_CACHE
