@@ -143,10 +143,9 @@ pub const EP_CACHE_FLAGS: usize = 1 << 10;
 /// the node's lock): `seq` is [`EP_CACHE_WRITING`] while the slot is being
 /// written and a new number after each write. A reader takes `ep` only if
 /// `seq` was the same number, not that one, before and after reading it,
-/// and `ep`'s parent
-/// and MAC are the frame's; anything else falls back to [`MAP_ENDPOINTS`],
-/// which stays the authority. An empty slot has parent 0, which no frame
-/// arrives on; a slot never written is all zeros.
+/// and `ep`'s parent and MAC are the frame's; anything else falls back to
+/// [`MAP_ENDPOINTS`], which stays the authority. An empty slot has parent
+/// 0, which no frame arrives on; a slot never written is all zeros.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct EpCacheSlot {
@@ -187,7 +186,7 @@ pub const fn mac_number(mac: [u16; 3]) -> u64 {
 
 /// [`ep_cache_slot`] of a MAC read as three 16-bit words, as the programs
 /// read it (the number is the one they compare with the slot, so computing
-/// the slot costs them only the hash: xor, multiply, shift).
+/// the slot costs them only the hash: add, multiply, shift).
 #[inline(always)]
 pub const fn ep_cache_slot_words(parent_ifindex: u32, mac: [u16; 3]) -> u32 {
     let key = mac_number(mac).wrapping_add(parent_ifindex as u64);
