@@ -164,6 +164,15 @@ pub struct BenchArgs {
     /// container either way (XDP runs before the parent's GRO).
     #[arg(long)]
     pub parent_gro_list: bool,
+    /// With M6: write each path's program as the kernel runs it (bpftool's
+    /// translated dump) to DIR/<path>.txt, the instructions counted for the
+    /// path with tracing off marked `>`.
+    ///
+    /// The instruction counts are an upper bound found by a search of the
+    /// program's control-flow graph; the listing shows the path that bound
+    /// was found on, so it can be checked by eye.
+    #[arg(long, value_name = "DIR")]
+    pub listing: Option<std::path::PathBuf>,
 }
 
 #[derive(Subcommand, Debug, Clone)]

@@ -107,6 +107,8 @@ pub struct Config {
     pub parent_gro_list: bool,
     #[serde(skip)]
     pub svg: Option<PathBuf>,
+    /// M6's path listings go here (see `--listing`).
+    pub listing: Option<PathBuf>,
 }
 
 fn secs<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
@@ -145,6 +147,11 @@ impl Config {
             })
             .map(|m| (*m).to_owned())
             .collect();
+        if a.listing.is_some() && !metrics.iter().any(|m| m == "m6") {
+            return Err(Error::invalid(
+                "--listing: the listings are M6's, and M6 is not among the metrics to run",
+            ));
+        }
         let n = machine::nproc();
         Ok(Config {
             quick: a.quick,
@@ -155,6 +162,7 @@ impl Config {
             receiver_cpu: 0,
             parent_gro_list: a.parent_gro_list,
             svg: a.svg.clone(),
+            listing: a.listing.clone(),
         })
     }
 
@@ -285,6 +293,7 @@ pub fn run(args: &BenchArgs, json: bool) -> Result<String> {
                 cfg.rounds,
                 &pin_dir,
                 cfg.measured_cpu,
+                cfg.listing.as_deref(),
                 &progress,
             )?);
             continue;

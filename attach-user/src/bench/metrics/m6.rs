@@ -544,6 +544,7 @@ pub fn run(
     rounds: u32,
     pin_root: &Path,
     cpu: usize,
+    listing: Option<&Path>,
     progress: &(dyn Fn(&str) + Sync),
 ) -> Result<M6> {
     let pin_root = pin_root.to_owned();
@@ -560,7 +561,7 @@ pub fn run(
             }
             pin_to(cpu).map_err(|e| Error::system(format!("pinning M6 to CPU {cpu}: {e}")))?;
             high_priority().map_err(|e| Error::system(format!("nice -20: {e}")))?;
-            measure(&sizes, rounds, &pin_root, progress)
+            measure(&sizes, rounds, &pin_root, listing, progress)
         })
         .join()
         .map_err(|_| Error::system("the M6 thread panicked"))?
@@ -571,6 +572,7 @@ fn measure(
     sizes: &[usize],
     rounds: u32,
     pin_root: &Path,
+    listing: Option<&Path>,
     progress: &(dyn Fn(&str) + Sync),
 ) -> Result<M6> {
     for knob in ["all", "default"] {
@@ -663,6 +665,13 @@ fn measure(
         r.max_insns = longest_path(&dumps[p.prog], p.through, &avoid);
         let quiet: Vec<&str> = avoid.iter().copied().chain(NOT_ON_A_DELIVERY).collect();
         r.decision_insns = longest_path(&dumps[p.prog], p.through, &quiet);
+        if let Some(dir) = listing {
+            let path = longest_path_pcs(&dumps[p.prog], p.through, &quiet);
+            write_listing(dir, p, &dumps[p.prog], path.as_ref())?;
+        }
+    }
+    if let Some(dir) = listing {
+        progress(&format!("M6 path listings written to {}", dir.display()));
     }
 
     // Warm-up (discarded) and calibration: about RUN_NS per measured run;
@@ -808,6 +817,25 @@ fn xlated_dump(id: u32) -> Result<Vec<Insn>> {
 /// paths within each strongly connected component, and memoised between
 /// components. `None` if the search is too large.
 pub fn longest_path(insns: &[Insn], through: Option<&str>, avoid: &[&str]) -> Option<u32> {
+    search(insns, through, avoid, false).map(|(n, _)| n)
+}
+
+/// [`longest_path`] and the path it was found on: the `pc` of each
+/// instruction, in order.
+pub fn longest_path_pcs(
+    insns: &[Insn],
+    through: Option<&str>,
+    avoid: &[&str],
+) -> Option<(u32, Vec<usize>)> {
+    search(insns, through, avoid, true)
+}
+
+fn search(
+    insns: &[Insn],
+    through: Option<&str>,
+    avoid: &[&str],
+    want_path: bool,
+) -> Option<(u32, Vec<usize>)> {
     let at: StdHashMap<usize, usize> = insns.iter().enumerate().map(|(i, x)| (x.pc, i)).collect();
     // Subprograms start where calls `pc+N` point; the main program ends at
     // the first of them.
@@ -885,7 +913,12 @@ pub fn longest_path(insns: &[Insn], through: Option<&str>, avoid: &[&str]) -> Op
         steps: 0,
     };
     let v = w.fresh(0, false);
-    (w.steps <= Walk::MAX_STEPS).then_some(v).flatten()
+    let longest = (w.steps <= Walk::MAX_STEPS).then_some(v).flatten()?;
+    let mut path = Vec::new();
+    if want_path {
+        w.trace(0, false, &mut path);
+    }
+    Some((longest, path.into_iter().map(|i| insns[i].pc).collect()))
 }
 
 struct Walk<'a> {
@@ -941,6 +974,68 @@ impl Walk<'_> {
         self.visited[v] = false;
         best.map(|b| b + slots)
     }
+
+    /// Follows the longest path from `v` (as [`Walk::walk`] found it),
+    /// appending its instructions to `out`.
+    fn trace(&mut self, v: usize, seen: bool, out: &mut Vec<usize>) {
+        out.push(v);
+        if self.exit[v] {
+            return;
+        }
+        let seen = seen || self.marks[v];
+        self.visited[v] = true;
+        let mut best: Option<(u32, usize)> = None;
+        for k in 0..self.succ[v].len() {
+            let s = self.succ[v][k];
+            let r = if self.comp[s] == self.comp[v] {
+                if self.visited[s] {
+                    continue;
+                }
+                self.walk(s, seen)
+            } else {
+                self.fresh(s, seen)
+            };
+            // Ties go to the later successor, as in `walk`.
+            if let Some(r) = r
+                && best.is_none_or(|(b, _)| r >= b)
+            {
+                best = Some((r, s));
+            }
+        }
+        if let Some((_, s)) = best {
+            self.trace(s, seen, out);
+        }
+    }
+}
+
+/// DIR/<path>.txt: the program's translated instructions, those on `path`
+/// marked `>`.
+fn write_listing(
+    dir: &Path,
+    p: &PathDef,
+    insns: &[Insn],
+    path: Option<&(u32, Vec<usize>)>,
+) -> Result<()> {
+    let on: std::collections::HashSet<usize> = path
+        .map(|(_, pcs)| pcs.iter().copied().collect())
+        .unwrap_or_default();
+    let total: u32 = insns.iter().map(|x| x.slots).sum();
+    let mut text = format!("# {}: {}\n", p.id, p.what);
+    text.push_str(&match path {
+        Some((n, _)) => format!(
+            "# {}: {n} of its {total} translated instructions on the path with tracing off \
+             (marked >; a 64-bit load counts 2)\n",
+            p.prog
+        ),
+        None => format!("# {}: no bound for this path (a loop)\n", p.prog),
+    });
+    for x in insns {
+        let mark = if on.contains(&x.pc) { '>' } else { ' ' };
+        text.push_str(&format!("{mark} {:>5}: {}\n", x.pc, x.disasm));
+    }
+    std::fs::create_dir_all(dir)
+        .and_then(|()| std::fs::write(dir.join(format!("{}.txt", p.id)), text))
+        .map_err(|e| Error::system(format!("--listing: cannot write to {}: {e}", dir.display())))
 }
 
 /// Strongly connected components (Tarjan, iterative): a component id per node.
@@ -1026,6 +1121,15 @@ mod tests {
             insn(5, 0x95, 0, "exit"),
         ];
         assert_eq!(longest_path(&p, Some("redirect_peer"), &[]), Some(4));
+        assert_eq!(
+            longest_path_pcs(&p, Some("redirect_peer"), &[]),
+            Some((4, vec![0, 1, 2, 5]))
+        );
+        // Not through the call: the branch with the 64-bit load (2 slots).
+        assert_eq!(
+            longest_path_pcs(&p, None, &["redirect_peer"]),
+            Some((4, vec![0, 3, 5]))
+        );
         assert_eq!(longest_path(&p, None, &[]), Some(4));
         assert_eq!(longest_path(&p, None, &["redirect_peer"]), Some(4));
         assert_eq!(longest_path(&p, Some("bpf_loop"), &[]), None);
@@ -1063,5 +1167,9 @@ mod tests {
         // Longest simple path: 0 3 4 1 2 (4 again is a revisit) … the
         // simple paths to exit are 0 1 2 4 5 and 0 3 4 5: 5 instructions.
         assert_eq!(longest_path(&p, None, &[]), Some(5));
+        assert_eq!(
+            longest_path_pcs(&p, None, &[]),
+            Some((5, vec![0, 1, 2, 4, 5]))
+        );
     }
 }
