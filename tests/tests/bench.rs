@@ -87,7 +87,23 @@ fn median_detail(s: &Value, key: &str) -> f64 {
 #[test]
 fn quick_bench_completes_with_sane_numbers_and_cleans_up() {
     require_root();
-    let doc = bench(&["--quick"], Duration::from_secs(120));
+    let listing = std::env::temp_dir().join(format!("atl-{}-m6-listing", std::process::id()));
+    let doc = bench(
+        &["--quick", "--listing", listing.to_str().unwrap()],
+        Duration::from_secs(120),
+    );
+    // Read at once, so the directory goes even if an assertion fails.
+    let listings: std::collections::HashMap<String, String> = std::fs::read_dir(&listing)
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| {
+                    let id = e.path().file_stem()?.to_string_lossy().into_owned();
+                    Some((id, std::fs::read_to_string(e.path()).ok()?))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&listing);
 
     // M1: every contender delivered frames, never more than were sent, and
     // every ratio is a finite number.
@@ -172,6 +188,14 @@ fn quick_bench_completes_with_sane_numbers_and_cleans_up() {
                 decision > 0.0 && decision <= max,
                 "M6 {id}: instruction counts {decision} (tracing off) / {max} (all branches)"
             );
+            // --listing marks the instructions the count was found on (a
+            // 64-bit load, opcode 0x18, takes two slots).
+            let text = listings
+                .get(id)
+                .unwrap_or_else(|| panic!("M6 {id}: no listing in {}", listing.display()));
+            let marked: Vec<&str> = text.lines().filter(|l| l.starts_with('>')).collect();
+            let slots = marked.len() + marked.iter().filter(|l| l.contains(": (18)")).count();
+            assert_eq!(slots as f64, decision, "M6 {id}: listing\n{text}");
         }
     }
     assert!(!doc["targets"].as_array().unwrap().is_empty());
