@@ -1149,14 +1149,13 @@ impl Datapath {
     pub fn check_cached(&mut self, want: &Endpoint) -> Result<()> {
         let cache = self.ep_cache()?;
         let slot = attach_common::ep_cache_slot(want.parent_ifindex, &want.mac);
+        let mac = crate::addr::Mac(want.mac);
         let Some(now) = cache.read(slot) else {
             return Err(Error::system(format!(
-                "the endpoint cache's slot {slot} (for {}) was left half written",
-                crate::addr::Mac(want.mac)
+                "the endpoint cache's slot {slot} (for {mac}) was left half written"
             )));
         };
         let same_key = now.parent_ifindex == want.parent_ifindex && now.mac == want.mac;
-        let mac = crate::addr::Mac(want.mac);
         if same_key && now != *want {
             return Err(Error::system(format!(
                 "the endpoint cache holds a stale entry for {mac} on parent ifindex {}",

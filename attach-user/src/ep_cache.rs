@@ -201,16 +201,16 @@ impl EpCache {
             .iter()
             .map(|(k, e)| ((k.parent_ifindex, k.mac), e))
             .collect();
+        // A filled slot agrees if the cache may be filled here, it is its
+        // key's own slot, and the table has that key with this entry.
+        let agrees = |i: u32, now: &Endpoint| {
+            ENABLED
+                && ep_cache_slot(now.parent_ifindex, &now.mac) == i
+                && want.get(&(now.parent_ifindex, now.mac)) == Some(&now)
+        };
         (0..EP_CACHE_SLOTS)
             .map(|i| (i, self.read(i)))
-            .filter(|(i, now)| {
-                now.is_none_or(|now| {
-                    now.parent_ifindex != 0
-                        && !(ENABLED
-                            && ep_cache_slot(now.parent_ifindex, &now.mac) == *i
-                            && want.get(&(now.parent_ifindex, now.mac)) == Some(&&now))
-                })
-            })
+            .filter(|(i, now)| now.is_none_or(|now| now.parent_ifindex != 0 && !agrees(*i, &now)))
             .collect()
     }
 }

@@ -408,16 +408,20 @@ fn fill(dir: &Path, n: usize, real: &[u32], parents: &[u32]) -> Result<Tables> {
     let mut by_port: HashMap<MapData, u32, Endpoint> =
         HashMap::try_from(pinned_map(dir, MAP_PORTS)?)?;
     let mut devs: DevMapHash<MapData> = DevMapHash::try_from(pinned_map(dir, MAP_DEVS)?)?;
+    // Those entries, without the endpoint cache's.
+    let mut table_only = |ep: &Endpoint| -> Result<()> {
+        by_port.insert(&ep.host_ifindex, ep, 0)?;
+        by_mac.insert(&EndpointKey::new(ep.parent_ifindex, ep.mac), ep, 0)?;
+        devs.insert(ep.host_ifindex, real[0], None, 0)
+            .map_err(|e| Error::system(crate::error::chain(&e)))
+    };
     let mut cache = dp.ep_cache()?;
     for ep in &eps {
         if ep.parent_ifindex == parents[0] {
             dp.put_endpoint(ep)?;
         } else {
-            by_port.insert(&ep.host_ifindex, ep, 0)?;
-            by_mac.insert(&EndpointKey::new(ep.parent_ifindex, ep.mac), ep, 0)?;
+            table_only(ep)?;
             cache.put(ep);
-            devs.insert(ep.host_ifindex, real[0], None, 0)
-                .map_err(|e| Error::system(crate::error::chain(&e)))?;
         }
     }
     // The hot paths' frame must find its endpoint in the cache.
@@ -439,14 +443,7 @@ fn fill(dir: &Path, n: usize, real: &[u32], parents: &[u32]) -> Result<Tables> {
         mode: MODE_BRIDGE,
         flags: EP_F_SPOOFCHK,
     };
-    by_port.insert(&uncached.host_ifindex, &uncached, 0)?;
-    by_mac.insert(
-        &EndpointKey::new(uncached.parent_ifindex, uncached.mac),
-        &uncached,
-        0,
-    )?;
-    devs.insert(uncached.host_ifindex, real[0], None, 0)
-        .map_err(|e| Error::system(crate::error::chain(&e)))?;
+    table_only(&uncached)?;
     for (slot, &p) in parents.iter().take(nparents).enumerate() {
         let row: Vec<Endpoint> = eps
             .iter()
@@ -664,10 +661,11 @@ fn measure(
             .collect();
         r.max_insns = longest_path(&dumps[p.prog], p.through, &avoid);
         let quiet: Vec<&str> = avoid.iter().copied().chain(NOT_ON_A_DELIVERY).collect();
-        r.decision_insns = longest_path(&dumps[p.prog], p.through, &quiet);
+        // One search: with a listing, it also returns the path.
+        let decision = search(&dumps[p.prog], p.through, &quiet, listing.is_some());
+        r.decision_insns = decision.as_ref().map(|(n, _)| *n);
         if let Some(dir) = listing {
-            let path = longest_path_pcs(&dumps[p.prog], p.through, &quiet);
-            write_listing(dir, p, &dumps[p.prog], path.as_ref())?;
+            write_listing(dir, p, &dumps[p.prog], decision.as_ref())?;
         }
     }
     if let Some(dir) = listing {
@@ -820,16 +818,8 @@ pub fn longest_path(insns: &[Insn], through: Option<&str>, avoid: &[&str]) -> Op
     search(insns, through, avoid, false).map(|(n, _)| n)
 }
 
-/// [`longest_path`] and the path it was found on: the `pc` of each
-/// instruction, in order.
-pub fn longest_path_pcs(
-    insns: &[Insn],
-    through: Option<&str>,
-    avoid: &[&str],
-) -> Option<(u32, Vec<usize>)> {
-    search(insns, through, avoid, true)
-}
-
+/// [`longest_path`], and with `want_path` the path it was found on: the
+/// `pc` of each instruction, in order.
 fn search(
     insns: &[Insn],
     through: Option<&str>,
@@ -958,32 +948,14 @@ impl Walk<'_> {
             return (seen || !self.need).then_some(slots);
         }
         self.visited[v] = true;
-        let mut best: Option<u32> = None;
-        for k in 0..self.succ[v].len() {
-            let s = self.succ[v][k];
-            let r = if self.comp[s] == self.comp[v] {
-                if self.visited[s] {
-                    continue;
-                }
-                self.walk(s, seen)
-            } else {
-                self.fresh(s, seen)
-            };
-            best = best.max(r);
-        }
+        let best = self.best_successor(v, seen);
         self.visited[v] = false;
-        best.map(|b| b + slots)
+        best.map(|(b, _)| b + slots)
     }
 
-    /// Follows the longest path from `v` (as [`Walk::walk`] found it),
-    /// appending its instructions to `out`.
-    fn trace(&mut self, v: usize, seen: bool, out: &mut Vec<usize>) {
-        out.push(v);
-        if self.exit[v] {
-            return;
-        }
-        let seen = seen || self.marks[v];
-        self.visited[v] = true;
+    /// The successor of `v` (marked visited) with the longest path on, and
+    /// that path's length; ties go to the later successor.
+    fn best_successor(&mut self, v: usize, seen: bool) -> Option<(u32, usize)> {
         let mut best: Option<(u32, usize)> = None;
         for k in 0..self.succ[v].len() {
             let s = self.succ[v][k];
@@ -995,14 +967,26 @@ impl Walk<'_> {
             } else {
                 self.fresh(s, seen)
             };
-            // Ties go to the later successor, as in `walk`.
             if let Some(r) = r
                 && best.is_none_or(|(b, _)| r >= b)
             {
                 best = Some((r, s));
             }
         }
-        if let Some((_, s)) = best {
+        best
+    }
+
+    /// Follows the longest path from `v` (as [`Walk::walk`] found it),
+    /// appending its instructions to `out`.
+    fn trace(&mut self, v: usize, seen: bool, out: &mut Vec<usize>) {
+        out.push(v);
+        if self.exit[v] {
+            return;
+        }
+        let seen = seen || self.marks[v];
+        // Left marked: the rest of the path is not to come back here.
+        self.visited[v] = true;
+        if let Some((_, s)) = self.best_successor(v, seen) {
             self.trace(s, seen, out);
         }
     }
@@ -1122,12 +1106,12 @@ mod tests {
         ];
         assert_eq!(longest_path(&p, Some("redirect_peer"), &[]), Some(4));
         assert_eq!(
-            longest_path_pcs(&p, Some("redirect_peer"), &[]),
+            search(&p, Some("redirect_peer"), &[], true),
             Some((4, vec![0, 1, 2, 5]))
         );
         // Not through the call: the branch with the 64-bit load (2 slots).
         assert_eq!(
-            longest_path_pcs(&p, None, &["redirect_peer"]),
+            search(&p, None, &["redirect_peer"], true),
             Some((4, vec![0, 3, 5]))
         );
         assert_eq!(longest_path(&p, None, &[]), Some(4));
@@ -1167,9 +1151,6 @@ mod tests {
         // Longest simple path: 0 3 4 1 2 (4 again is a revisit) … the
         // simple paths to exit are 0 1 2 4 5 and 0 3 4 5: 5 instructions.
         assert_eq!(longest_path(&p, None, &[]), Some(5));
-        assert_eq!(
-            longest_path_pcs(&p, None, &[]),
-            Some((5, vec![0, 1, 2, 4, 5]))
-        );
+        assert_eq!(search(&p, None, &[], true), Some((5, vec![0, 1, 2, 4, 5])));
     }
 }
