@@ -130,6 +130,21 @@ pub enum Command {
     Monitor(crate::monitor::MonitorArgs),
     /// Detach everything on this node and remove all its pins and state.
     Reset,
+    /// Show what this node's kernel offers and what works on it: every
+    /// kernel feature the engine uses (present or not, the first kernel with
+    /// it, what the engine does without it), and each kind, datapath and
+    /// backend with how it works here or why it cannot.
+    #[command(
+        long_about = "Show what this node's kernel offers and what works on it.\n\n\
+Lists every kernel feature the engine uses: whether this kernel has it, the first Linux \
+release with it, what it is used for, and what the engine does without it (tcx links or \
+clsact filters, the netns cookie or an id on the loopback device, ...). Then each kind, \
+datapath and backend: available here or not, and why. `add` runs the same probes and refuses \
+what cannot work, naming the feature.\n\n\
+ATTACH_TC_HOOKS=clsact makes a new node hook its programs with clsact filters even where tcx \
+exists (a node keeps its way until `attach reset`)."
+    )]
+    Features,
     /// Run the node agent: reconcile at start and periodically, serve
     /// Prometheus metrics, bridge the programs' logs, and serve this CLI and
     /// the CNI plugin over a unix socket (they work without it too).

@@ -174,6 +174,14 @@ pub async fn run(cli: &Cli, engine: &Engine) -> Result<Done> {
                 "the benchmark is not a command an engine runs",
             ));
         }
+        Command::Features => {
+            let report = engine.features();
+            if json {
+                to_json(&report)
+            } else {
+                output::features(&report)
+            }
+        }
         Command::Reset => {
             let removed = engine.reset().await?;
             if json {

@@ -35,7 +35,8 @@ use aya::{
 
 use crate::ep_cache::EpCache;
 use crate::error::{Error, Result};
-use crate::port_hook;
+use crate::features::{TcHooks, tc_hooks};
+use crate::tc_filter::Filter;
 
 /// The compiled programs (built from attach-ebpf by build.rs).
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/attach"));
@@ -82,16 +83,51 @@ pub fn uplink_link(ifindex: u32) -> String {
 }
 
 /// Name of an endpoint port's transmit hook. It is not a pin: ports are
-/// hooked with a filter (see [`crate::port_hook`]), found by the ifindex this
+/// hooked with a filter (see [`crate::tc_filter`]), found by the ifindex this
 /// name carries; it names the hook in records, checks and upgrades.
 pub fn port_link(host_ifindex: u32) -> String {
     format!("port-{host_ifindex}-tx")
 }
 
-/// The ifindex of a port hook's name ([`port_link`]); None for a link pin.
-fn port_hook(pin: &str) -> Option<u32> {
-    pin.strip_prefix("port-")?.strip_suffix("-tx")?.parse().ok()
+/// The place of the tc hook named `pin` as a cls_bpf filter: its device,
+/// direction and priority. The priorities keep the order the tcx links have
+/// (nested and ipvlan receive first, as they pass on what is not theirs).
+/// None for names of other hooks (XDP, cgroup).
+pub fn tc_place(pin: &str) -> Option<Filter> {
+    let (prefix, rest) = pin.split_once('-')?;
+    let (index, role) = rest.split_once('-')?;
+    let ifindex = index.parse().ok()?;
+    let (at, priority) = match (prefix, role) {
+        ("port", "tx") => (TcAttachType::Ingress, PORT_PRIORITY),
+        ("parent" | "tap", "nest") => (TcAttachType::Ingress, 2),
+        ("parent", "ipvl") => (TcAttachType::Ingress, 3),
+        ("parent", "rx") => (TcAttachType::Ingress, 4),
+        ("parent", "rt") => (TcAttachType::Ingress, 5),
+        ("uplink", "sw") => (TcAttachType::Ingress, 6),
+        ("parent", "host") => (TcAttachType::Egress, 4),
+        _ => return None,
+    };
+    Some(Filter {
+        ifindex,
+        at,
+        priority,
+    })
 }
+
+/// The priority of a port's filter (every port is hooked by a filter).
+const PORT_PRIORITY: u16 = 1;
+
+/// Where a hook is: a pinned link, or a filter found by its place.
+enum Hook {
+    Link(PathBuf),
+    Filter(Filter),
+}
+
+/// Directory whose presence in a node's pin directory says the node hooks
+/// its tc programs with clsact filters. Decided when the node's first hook
+/// is made and kept until `reset`, so one node never mixes the two ways,
+/// whatever a later process's environment says.
+const CLSACT_MARK: &str = "tc-clsact";
 
 /// Pin name of the router's inbound program on an uplink.
 pub fn router_uplink_link(ifindex: u32) -> String {
@@ -162,6 +198,12 @@ fn program_tag(id: u32) -> Option<u64> {
         .filter_map(|p| p.ok())
         .find(|p| p.id() == id)
         .map(|p| p.tag())
+}
+
+/// The id of the program of the link pinned at `path`.
+fn link_program_id(path: &Path) -> Option<u32> {
+    let link = PinnedLink::from_pin(path).ok()?;
+    Some(FdLink::from(link).info().ok()?.program_id())
 }
 
 /// Pins a program this build just loaded where later engine runs take it
@@ -250,8 +292,13 @@ impl Datapath {
 
     fn open_with(dir: &Path, counter: Option<u32>) -> Result<Self> {
         Self::check_bpffs()?;
+        let new_node = !dir.join("links").exists();
         for sub in ["links", PROGS_DIR] {
             fs::create_dir_all(dir.join(sub))
+                .map_err(|e| Error::system(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        if new_node && tc_hooks() == TcHooks::Clsact {
+            fs::create_dir_all(dir.join(CLSACT_MARK))
                 .map_err(|e| Error::system(format!("cannot create {}: {e}", dir.display())))?;
         }
         let maps_pinned = attach_common::pinned_maps().all(|m| dir.join(m).exists());
@@ -519,30 +566,53 @@ impl Datapath {
         load_program(self.ebpf()?, name)
     }
 
-    /// Whether the link pinned as `pin` still has its program on `ifindex`
-    /// (a tcx link dies with its device; a pin can outlive both).
-    pub fn tcx_pin_alive(&self, pin: &str, ifindex: u32, at: TcAttachType) -> bool {
-        let Some(id) = self.hook_program_id(pin) else {
-            return false;
-        };
-        match port_hook(pin) {
-            // The filter is found on its own port's ingress.
-            Some(port) => port == ifindex && at == TcAttachType::Ingress,
-            None => SchedClassifier::query_tcx(ifindex, at)
-                .map(|(_, progs)| progs.iter().any(|p| p.id() == id))
-                .unwrap_or(false),
+    /// How this node hooks tc programs (see [`CLSACT_MARK`]).
+    pub fn tc_hooks_in(dir: &Path) -> TcHooks {
+        if dir.join(CLSACT_MARK).exists() {
+            TcHooks::Clsact
+        } else {
+            TcHooks::Tcx
         }
     }
 
-    /// The id of the program behind hook `pin`: a port's filter, or a
-    /// pinned link.
-    fn hook_program_id(&self, pin: &str) -> Option<u32> {
-        match port_hook(pin) {
-            Some(port) => port_hook::program_id(port),
-            None => {
-                let link = PinnedLink::from_pin(self.link_path(pin)).ok()?;
-                Some(FdLink::from(link).info().ok()?.program_id())
+    /// Where hook `pin` of the node pinned in `dir` is. A link pin that
+    /// exists is the hook whatever the node's way.
+    fn hook_in(dir: &Path, pin: &str) -> Hook {
+        let link = dir.join("links").join(pin);
+        match tc_place(pin) {
+            Some(f) if f.priority == PORT_PRIORITY => Hook::Filter(f),
+            Some(f) if Self::tc_hooks_in(dir) == TcHooks::Clsact && !link.exists() => {
+                Hook::Filter(f)
             }
+            _ => Hook::Link(link),
+        }
+    }
+
+    fn hook(&self, pin: &str) -> Hook {
+        Self::hook_in(&self.dir, pin)
+    }
+
+    /// Whether hook `pin` still has its program on `ifindex` (a link or a
+    /// filter dies with its device; a pin can outlive both).
+    pub fn tcx_pin_alive(&self, pin: &str, ifindex: u32, at: TcAttachType) -> bool {
+        match self.hook(pin) {
+            Hook::Filter(f) => f.ifindex == ifindex && f.at == at && f.program_id().is_some(),
+            Hook::Link(path) => {
+                let Some(id) = link_program_id(&path) else {
+                    return false;
+                };
+                SchedClassifier::query_tcx(ifindex, at)
+                    .map(|(_, progs)| progs.iter().any(|p| p.id() == id))
+                    .unwrap_or(false)
+            }
+        }
+    }
+
+    /// The id of the program behind hook `pin`: a filter, or a pinned link.
+    fn hook_program_id(&self, pin: &str) -> Option<u32> {
+        match self.hook(pin) {
+            Hook::Filter(f) => f.program_id(),
+            Hook::Link(path) => link_program_id(&path),
         }
     }
 
@@ -625,13 +695,18 @@ impl Datapath {
         if self.tcx_pin_alive(pin, ifindex, at) {
             return self.update_link(prog, pin, false);
         }
-        if port_hook(pin) == Some(ifindex) && at == TcAttachType::Ingress {
-            // Not alive: no filter is there to remove first.
-            port_hook::attach(self.classifier(prog)?, ifindex)
-                .map_err(|e| e.context(format!("attaching {prog} to ifindex {ifindex}")))?;
-            return Ok(Attached::New);
+        let path = match self.hook(pin) {
+            Hook::Filter(f) => {
+                // Not alive: no filter is there to remove first.
+                f.attach(self.classifier(prog)?)
+                    .map_err(|e| e.context(format!("attaching {prog} to ifindex {ifindex}")))?;
+                return Ok(Attached::New);
+            }
+            Hook::Link(path) => path,
+        };
+        if Self::tc_hooks_in(&self.dir) == TcHooks::Tcx {
+            crate::features::Feature::Tcx.require(&format!("attaching {prog} (tcx)"))?;
         }
-        let path = self.link_path(pin);
         self.unpin(pin)?;
         let p = self.classifier(prog)?;
         let id = p
@@ -653,7 +728,9 @@ impl Datapath {
     /// Hooks `prog` on port `ifindex`, a host-side veth this add has just
     /// made: nothing can be on it yet, so no query first.
     pub fn hook_new_port(&mut self, prog: &str, ifindex: u32) -> Result<()> {
-        port_hook::attach(self.classifier(prog)?, ifindex)
+        let place = tc_place(&port_link(ifindex)).expect("a port's hook has a place");
+        place
+            .attach(self.classifier(prog)?)
             .map_err(|e| e.context(format!("attaching {prog} to ifindex {ifindex}")))
     }
 
@@ -791,12 +868,15 @@ impl Datapath {
         if !force && self.pin_runs_current(prog, pin)? {
             return Ok(Attached::Kept);
         }
-        if let Some(port) = port_hook(pin) {
-            port_hook::replace(self.classifier(prog)?, port)
-                .map_err(|e| e.context(format!("updating {prog} ({pin})")))?;
-            return Ok(Attached::Updated);
-        }
-        let link = FdLink::from(PinnedLink::from_pin(self.link_path(pin))?);
+        let path = match self.hook(pin) {
+            Hook::Filter(f) => {
+                f.replace(self.classifier(prog)?)
+                    .map_err(|e| e.context(format!("updating {prog} ({pin})")))?;
+                return Ok(Attached::Updated);
+            }
+            Hook::Link(path) => path,
+        };
+        let link = FdLink::from(PinnedLink::from_pin(path)?);
         let updated = if prog == PROG_RX_XDP {
             self.xdp_program()?
                 .attach_to_link(link.try_into()?)
@@ -817,10 +897,19 @@ impl Datapath {
 
     /// [`Datapath::unpin`] without loading anything: for teardown.
     pub fn unpin_in(dir: &Path, pin: &str) -> Result<()> {
-        if let Some(port) = port_hook(pin) {
-            return port_hook::detach(port);
-        }
-        match fs::remove_file(dir.join("links").join(pin)) {
+        let path = match Self::hook_in(dir, pin) {
+            Hook::Filter(f) => {
+                f.detach()?;
+                // A port's qdisc goes with its veth; a parent's is ours to
+                // remove once nothing is on it.
+                if f.priority != PORT_PRIORITY {
+                    crate::tc_filter::remove_clsact_if_empty(f.ifindex);
+                }
+                return Ok(());
+            }
+            Hook::Link(path) => path,
+        };
+        match fs::remove_file(path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == IoKind::NotFound => Ok(()),
             Err(e) => Err(e.into()),
@@ -829,10 +918,10 @@ impl Datapath {
 
     /// Whether a link pin exists in `dir`.
     pub fn link_pinned_in(dir: &Path, pin: &str) -> bool {
-        if let Some(port) = port_hook(pin) {
-            return port_hook::program_id(port).is_some();
+        match Self::hook_in(dir, pin) {
+            Hook::Filter(f) => f.program_id().is_some(),
+            Hook::Link(path) => path.exists(),
         }
-        dir.join("links").join(pin).exists()
     }
 
     fn hash<K: aya::Pod, V: aya::Pod>(

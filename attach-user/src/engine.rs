@@ -16,7 +16,8 @@ use crate::{
     kinds::{self, AddRequest},
     model::{Attachment, Backend, CniRef, NO_IFNAME},
     netlink::Rtnl,
-    netns::{self, Netns},
+    netns::Netns,
+    node_id,
     state::State,
 };
 
@@ -140,7 +141,16 @@ impl Engine {
     }
 
     pub fn with_roots(state_root: &Path, pin_root: &Path) -> Result<Self> {
-        let node_id = format!("node-{}", netns::current_cookie()?);
+        // A process that may not give the node an id (an unprivileged
+        // `list` on a kernel without cookies) reads without one: a node
+        // with records has one already.
+        let node_id = node_id::current(true).or_else(|e| {
+            if e.message.contains("Operation not permitted") {
+                node_id::current(false)
+            } else {
+                Err(e)
+            }
+        })?;
         Ok(Self {
             state: State::new(state_root.join(&node_id)),
             pin_dir: pin_root.join(&node_id),
@@ -174,6 +184,15 @@ impl Engine {
 
     pub(crate) fn datapath(&self) -> Result<Datapath> {
         Datapath::open(&self.pin_dir)
+    }
+
+    /// What the node's kernel offers and what works on it.
+    pub fn features(&self) -> crate::features::Report {
+        let mut report = crate::features::Report::probe(Some(self.node_id.clone()));
+        if self.pin_dir.join("links").exists() {
+            report.tc_hooks = Datapath::tc_hooks_in(&self.pin_dir);
+        }
+        report
     }
 
     /// Attaches what `req` asks for; on failure nothing it made remains.

@@ -1,4 +1,4 @@
-use std::process::ExitCode;
+use std::{io::Write as _, process::ExitCode};
 
 use attach::{
     Engine, Error, agent,
@@ -55,15 +55,17 @@ fn warn(done: commands::Done) -> String {
 fn finish(cli: &Cli, result: attach::Result<String>) -> ExitCode {
     match result {
         Ok(out) => {
+            // A reader that stops early (`attach list | head`) is not an
+            // error of ours.
             if !out.is_empty() {
-                println!("{out}");
+                let _ = writeln!(std::io::stdout(), "{out}");
             }
             ExitCode::SUCCESS
         }
         Err(e) => {
             let (out, err) = commands::render_error(cli.output, &e);
             if !out.is_empty() {
-                println!("{out}");
+                let _ = writeln!(std::io::stdout(), "{out}");
             }
             if !err.is_empty() {
                 eprintln!("{err}");

@@ -178,3 +178,46 @@ pub fn stats(s: &Stats) -> String {
     out.push_str(&table(&["DIRECTION", "VERDICT", "PACKETS"], &verdicts));
     out
 }
+
+/// `attach features` as text: the kernel, its features, what works here.
+pub fn features(r: &crate::features::Report) -> String {
+    use crate::features::TcHooks;
+    let hooks = match r.tc_hooks {
+        TcHooks::Tcx => "tcx links",
+        TcHooks::Clsact => "clsact filters",
+    };
+    let mut out = format!(
+        "kernel {}; tc programs hooked with {hooks}; node id {}\n\n",
+        r.kernel,
+        r.node_id.as_deref().unwrap_or("-")
+    );
+    let yes_no = |b: bool| if b { "yes" } else { "no" }.to_owned();
+    let rows: Vec<Vec<String>> = r
+        .features
+        .iter()
+        .map(|f| {
+            vec![
+                f.what.to_owned(),
+                f.since.to_owned(),
+                yes_no(f.present),
+                if f.present {
+                    f.used_for.to_owned()
+                } else {
+                    format!("without it: {}", f.without)
+                },
+            ]
+        })
+        .collect();
+    out.push_str(&table(
+        &["kernel feature", "since", "here", "what for"],
+        &rows,
+    ));
+    out.push_str("\n\n");
+    let rows: Vec<Vec<String>> = r
+        .capabilities
+        .iter()
+        .map(|c| vec![c.name.to_owned(), yes_no(c.available), c.note.clone()])
+        .collect();
+    out.push_str(&table(&["attach", "works", "how / why not"], &rows));
+    out
+}

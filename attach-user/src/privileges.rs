@@ -62,6 +62,7 @@ fn name(cmd: &Command) -> &'static str {
         Command::Stats(_) => "stats",
         Command::Monitor(_) => "monitor",
         Command::Reset => "reset",
+        Command::Features => "features",
         Command::Agent(_) => "agent",
         Command::Bench(_) => "bench",
     }

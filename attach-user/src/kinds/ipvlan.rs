@@ -44,6 +44,7 @@ use crate::{
     endpoint,
     engine::Engine,
     error::{Context as _, Error, Result},
+    features::Feature,
     model::{Attachment, Backend, Datapath as DatapathKind, IpvlanFlag, IpvlanMode, Kind, Mode},
     netlink::LinkChange,
     netns::Netns,
@@ -264,6 +265,17 @@ pub async fn create(
     let host = rec.host_ifname.clone().expect("set by create_veth");
     let host_index = rec.host_ifindex.expect("set by create_veth");
     prepare_host_side(engine, &host, host_index, rec.mac, l3s).await?;
+    if l3s && !Feature::ForceForwarding.present() {
+        // The node routes l3s IPv6 through the host side: without
+        // force_forwarding only the node's own forwarding lets it.
+        let v6: Vec<IpNet> = rec
+            .ips
+            .iter()
+            .filter(|n| n.addr.is_ipv6())
+            .copied()
+            .collect();
+        rec.forwarding_enabled = super::enable_forwarding(&v6, "ipvlan l3s endpoints")?;
+    }
 
     let mut dp = engine.datapath()?;
     rec.endpoint_id = Some(super::free_endpoint_id(records)?);
@@ -337,11 +349,15 @@ async fn prepare_host_side(
         ("ipv6.conf.{}.addr_gen_mode", "1"),
         ("ipv6.conf.{}.accept_ra", "0"),
         ("ipv6.conf.{}.forwarding", "1"),
-        ("ipv6.conf.{}.force_forwarding", "1"),
         ("ipv6.conf.{}.ignore_routes_with_linkdown", "1"),
         ("ipv6.conf.{}.disable_ipv6", "0"),
     ] {
         sys::sysctl_set(&format!("net.{}", key.replace("{}", host)), value)?;
+    }
+    // IPv6 forwarding from this device alone (6.17); before it, l3s needs
+    // the node's (see `create`).
+    if Feature::ForceForwarding.present() {
+        sys::sysctl_set(&format!("net.ipv6.conf.{host}.force_forwarding"), "1")?;
     }
     if l3s {
         engine

@@ -26,6 +26,7 @@ use crate::{
     model::{Attachment, Backend, Kind, NO_IFNAME},
     netlink::{Link, Rtnl},
     netns::Netns,
+    sys,
 };
 
 /// What `attach add <kind>` asks for.
@@ -523,4 +524,26 @@ pub(crate) async fn teardown(
         Kind::Container => container::teardown(engine, rec, remaining).await,
         Kind::Sriov => sriov::teardown(engine, rec).await,
     }
+}
+
+/// The node's forwarding sysctls for the families of `ips`: turned on if
+/// off (`who` needs the node to forward, and is named in the warning);
+/// returns those it turned on, for the record (they are never turned off
+/// again: other things of the node may rely on them by then).
+pub(crate) fn enable_forwarding(ips: &[IpNet], who: &str) -> Result<Vec<String>> {
+    let mut turned = Vec::new();
+    for (v6, key) in [
+        (false, "net.ipv4.ip_forward"),
+        (true, "net.ipv6.conf.all.forwarding"),
+    ] {
+        if !ips.iter().any(|n| n.addr.is_ipv6() == v6) {
+            continue;
+        }
+        if sys::sysctl_get(key)? == "0" {
+            sys::sysctl_set(key, "1")?;
+            tracing::warn!("{key} was off in the node: turned on, {who} need the node to forward");
+            turned.push(key.to_owned());
+        }
+    }
+    Ok(turned)
 }

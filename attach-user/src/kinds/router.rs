@@ -296,28 +296,6 @@ fn port_of(rec: &Attachment, gw_mac: Mac) -> Option<RouterPort> {
     })
 }
 
-/// The node's forwarding sysctls for the families of `ips`: turned on if
-/// off; returns those it turned on.
-fn enable_forwarding(ips: &[IpNet]) -> Result<Vec<String>> {
-    let mut turned = Vec::new();
-    for (v6, key) in [
-        (false, "net.ipv4.ip_forward"),
-        (true, "net.ipv6.conf.all.forwarding"),
-    ] {
-        if !ips.iter().any(|n| n.addr.is_ipv6() == v6) {
-            continue;
-        }
-        if sys::sysctl_get(key)? == "0" {
-            sys::sysctl_set(key, "1")?;
-            tracing::warn!(
-                "{key} was off in the node: turned on, router endpoints need the node to forward"
-            );
-            turned.push(key.to_owned());
-        }
-    }
-    Ok(turned)
-}
-
 /// Makes the attachment. On error, `rec` says what was made so far, for
 /// `teardown` to undo.
 pub async fn create(
@@ -368,7 +346,7 @@ pub async fn create(
     endpoint::host_up(engine, rec).await?;
     add_node_routes(engine, rec, host_index).await?;
     // Last, so that a failed add leaves the node's forwarding as it was.
-    rec.forwarding_enabled = enable_forwarding(&rec.ips)?;
+    rec.forwarding_enabled = super::enable_forwarding(&rec.ips, "router endpoints")?;
     Ok(())
 }
 
