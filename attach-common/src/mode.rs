@@ -20,6 +20,12 @@ pub const EP_F_IPCHK: u8 = 4;
 /// are delivered by pushing its VLAN tag(s) (`attach_nest_ids`) and
 /// redirecting to the VM's tap (`host_ifindex`), not into a veth peer.
 pub const EP_F_NESTED: u8 = 8;
+/// ipvlan, on kernels whose `bpf_fib_lookup` cannot look in a given table
+/// (`BPF_FIB_LOOKUP_TBID`, Linux 6.8): the endpoint is down, so its
+/// addresses do not count. The engine keeps it from the host side's
+/// carrier (the agent within a second, `reconcile` otherwise); newer
+/// kernels tell it by a route lookup and never read it.
+pub const EP_F_DOWN: u8 = 16;
 
 /// The parent has a passthru endpoint (and no other).
 pub const PARENT_F_PASSTHRU: u8 = 1;

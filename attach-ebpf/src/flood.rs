@@ -1,16 +1,14 @@
 //! Flooding from tc: one clone per accepted port of the parent's flood row.
 //!
 //! The row is walked with `bpf_loop`, which the verifier checks once; an
-//! open-coded loop over 256 ports exceeds its one-million-instruction budget.
+//! open-coded loop over 256 ports exceeds its one-million-instruction budget
+//! (kernels without `bpf_loop` walk a shorter row: [`crate::kernel::walk`]).
 
 use core::ffi::c_void;
 
 use attach_common::{EP_F_NESTED, Endpoint, MAX_PORTS_PER_PARENT, ParentCfg};
 use aya_ebpf::{
-    EbpfContext,
-    bindings::__sk_buff,
-    helpers::{bpf_clone_redirect, bpf_loop},
-    programs::TcContext,
+    EbpfContext, bindings::__sk_buff, helpers::bpf_clone_redirect, programs::TcContext,
 };
 
 use crate::{
@@ -116,15 +114,7 @@ fn flood_row(ctx: &TcContext, slot: u32, nports: u32, eth: &EthHdr, sender: Send
         eth: *eth,
         tag: nested::tags(ctx).0,
     };
-    // SAFETY: `walk` outlives the call; the callback only touches it.
-    unsafe {
-        bpf_loop(
-            nports,
-            flood_one as *mut c_void,
-            &mut walk as *mut Walk as *mut c_void,
-            0,
-        )
-    };
+    crate::kernel::walk(nports, flood_one, &mut walk);
     walk.copies
 }
 
@@ -139,7 +129,7 @@ fn accepts(s: &Sender, rcv: &Endpoint) -> bool {
 }
 
 extern "C" fn flood_one(i: u64, walk: *mut c_void) -> i64 {
-    // SAFETY: bpf_loop passes back the pointer `flood` gave it.
+    // SAFETY: the walk passes back the pointer `flood` gave it.
     let walk = unsafe { &mut *(walk as *mut Walk) };
     let Some(ep) = FLOOD.get(walk.base.wrapping_add(i as u32)) else {
         return 1;

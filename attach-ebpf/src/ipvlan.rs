@@ -4,7 +4,8 @@
 //! node's answers for l3 endpoints.
 
 use attach_common::{
-    Endpoint, IPVL_ROUTE_TABLE, Ip4Key, Ip6Key, IpvlanParent, MacAddr, ipvlan::IPVL_MODE_L2,
+    EP_F_DOWN, Endpoint, IPVL_ROUTE_TABLE, Ip4Key, Ip6Key, IpvlanParent, MacAddr,
+    ipvlan::IPVL_MODE_L2,
 };
 use aya_ebpf::{
     EbpfContext,
@@ -283,6 +284,11 @@ fn is_up(ctx: &TcContext, ep: &Endpoint, addr: &L3) -> bool {
         ctx,
         FIB_LOOKUP_DIRECT | FIB_LOOKUP_TBID | FIB_LOOKUP_SKIP_NEIGH,
     );
+    if r < 0 {
+        // A kernel without these flags (TBID: 6.8): the engine keeps the
+        // endpoint's state in its flags instead.
+        return !ep.has(EP_F_DOWN);
+    }
     (r == FIB_SUCCESS || r == FIB_NO_NEIGH) && p.ifindex == ep.host_ifindex
 }
 
@@ -352,14 +358,22 @@ pub fn redirect_neigh(ifindex: u32, nh: &L3) -> i32 {
         nh: p.dst,
     };
     // SAFETY: a complete bpf_redir_neigh of the size given.
-    unsafe {
+    let ret = unsafe {
         bpf_redirect_neigh(
             ifindex,
             &mut r as *mut RedirNeigh as *mut RedirNeighC,
             core::mem::size_of::<RedirNeigh>() as i32,
             0,
         ) as i32
+    };
+    if ret != aya_ebpf::bindings::TC_ACT_SHOT as i32 {
+        return ret;
     }
+    // Refused: only a kernel without the next-hop argument (before 5.11,
+    // which reads it as flags) refuses these arguments. Without it the
+    // helper finds the next hop by a route lookup out of `ifindex` itself.
+    // SAFETY: no parameters, as that kernel's helper takes them.
+    unsafe { bpf_redirect_neigh(ifindex, core::ptr::null_mut(), 0, 0) as i32 }
 }
 
 /// An ARP request from another host for the address of an up endpoint of

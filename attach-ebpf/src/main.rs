@@ -42,6 +42,7 @@ mod eth;
 mod events;
 mod flood;
 mod ipvlan;
+mod kernel;
 mod macvlan;
 mod maps;
 mod neigh;

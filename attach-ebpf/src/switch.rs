@@ -21,7 +21,7 @@ use attach_common::{
 use aya_ebpf::{
     EbpfContext,
     bindings::__sk_buff,
-    helpers::{bpf_clone_redirect, bpf_ktime_get_ns, bpf_loop},
+    helpers::{bpf_clone_redirect, bpf_ktime_get_ns},
     programs::TcContext,
 };
 
@@ -158,20 +158,12 @@ pub fn flood(
         copies: 0,
         eth: *eth,
     };
-    // SAFETY: `walk` outlives the call; the callback only touches it.
-    unsafe {
-        bpf_loop(
-            nports,
-            flood_one as *mut c_void,
-            &mut walk as *mut Walk as *mut c_void,
-            0,
-        )
-    };
+    crate::kernel::walk(nports, flood_one, &mut walk);
     walk.copies
 }
 
 extern "C" fn flood_one(i: u64, walk: *mut c_void) -> i64 {
-    // SAFETY: bpf_loop passes back the pointer `flood` gave it.
+    // SAFETY: the walk passes back the pointer `flood` gave it.
     let walk = unsafe { &mut *(walk as *mut Walk) };
     let Some(p) = SW_FLOOD.get(walk.base.wrapping_add(i as u32)) else {
         return 1;

@@ -200,6 +200,34 @@ fn program_tag(id: u32) -> Option<u64> {
         .map(|p| p.tag())
 }
 
+/// Refuses a flood row longer than `max`, or than the programs walk on a
+/// kernel without `bpf_loop`.
+fn check_row_len(len: usize, max: u32, who: &str, what: &str) -> Result<()> {
+    if len > max as usize {
+        return Err(Error::conflict(format!(
+            "{who} can carry at most {max} {what}"
+        )));
+    }
+    let open = attach_common::OPEN_WALK_MAX;
+    if len > open as usize && !crate::features::Feature::BpfLoop.present() {
+        return Err(Error::conflict(format!(
+            "{who} can carry at most {open} {what} on this kernel ({}): longer flood \
+             rows need the bpf_loop helper (Linux 5.17 and later, {max} there)",
+            crate::features::kernel_release()
+        )));
+    }
+    Ok(())
+}
+
+/// What the kernel lacks, for the programs (`attach_common::KERNEL_*`).
+fn kernel_bits() -> u32 {
+    let mut bits = 0;
+    if !crate::features::Feature::BpfLoop.present() {
+        bits |= attach_common::KERNEL_NO_BPF_LOOP;
+    }
+    bits
+}
+
 /// The id of the program of the link pinned at `path`.
 fn link_program_id(path: &Path) -> Option<u32> {
     let link = PinnedLink::from_pin(path).ok()?;
@@ -355,6 +383,8 @@ impl Datapath {
         if counter.is_some() {
             loader.override_global(CG_COUNTER_GLOBAL, &value, true);
         }
+        let kernel = kernel_bits();
+        loader.override_global(attach_common::KERNEL_GLOBAL, &kernel, true);
         loader
             .load(EBPF_OBJECT)
             .map_err(|e| Error::from(e).context("loading the eBPF datapath"))
@@ -1350,11 +1380,12 @@ impl Datapath {
     /// Writes a parent's flood row. Callers then publish the new count in
     /// the parent's config, so a flood never reads a half-written row.
     pub fn write_flood_row(&mut self, slot: u32, eps: &[Endpoint]) -> Result<()> {
-        if eps.len() > MAX_PORTS_PER_PARENT as usize {
-            return Err(Error::conflict(format!(
-                "a parent can carry at most {MAX_PORTS_PER_PARENT} eBPF endpoints"
-            )));
-        }
+        check_row_len(
+            eps.len(),
+            MAX_PORTS_PER_PARENT,
+            "a parent",
+            "eBPF endpoints",
+        )?;
         let base = slot * MAX_PORTS_PER_PARENT;
         debug_assert!(base + MAX_PORTS_PER_PARENT <= FLOOD_TABLE_SIZE);
         self.set_array_range(MAP_FLOOD, base, eps)
@@ -1416,11 +1447,7 @@ impl Datapath {
     /// Writes switch `id`'s flood row. Callers then publish the new count
     /// in the switch's entry.
     pub fn write_sw_flood(&mut self, id: u32, ports: &[SwPort]) -> Result<()> {
-        if ports.len() > MAX_PORTS_PER_SWITCH as usize {
-            return Err(Error::conflict(format!(
-                "a switch can carry at most {MAX_PORTS_PER_SWITCH} ports"
-            )));
-        }
+        check_row_len(ports.len(), MAX_PORTS_PER_SWITCH, "a switch", "ports")?;
         self.set_array_range(MAP_SW_FLOOD, id * MAX_PORTS_PER_SWITCH, ports)
     }
 

@@ -101,7 +101,7 @@ impl Feature {
             ),
             Feature::BpfLoop => (
                 "walks a parent's flood row (broadcast and multicast copies)",
-                "an unrolled walk of at most 64 ports per parent",
+                "an open-coded walk: at most 64 eBPF endpoints per parent (ports per switch)",
             ),
             Feature::ForceForwarding => (
                 "lets ipvlan host sides route IPv6 without the node forwarding",

@@ -19,7 +19,7 @@ use anyhow::{Result, bail};
 pub use crate::{
     attach::Attach,
     matrix::{Matrix, Proto, Row},
-    netns::{Netns, netns_cookie, netns_list, unique_tag},
+    netns::{Netns, netns_list, node_id, unique_tag},
     probe::{UNUSED_V4, arping, broadcast_reaches, captures, ndisc, ping, ping_within},
 };
 
@@ -266,14 +266,14 @@ impl Lab {
 
     /// The node's bpffs pin directory (whether or not it exists now).
     pub fn node_pin_dir(&self) -> std::path::PathBuf {
-        let cookie = netns_cookie(self.node.path()).expect("node namespace cookie");
-        format!("/sys/fs/bpf/attach/node-{cookie}").into()
+        let id = node_id(self.node.path()).expect("node id");
+        format!("/sys/fs/bpf/attach/node-{id}").into()
     }
 
     /// The node's attachment records directory.
     pub fn node_state_dir(&self) -> std::path::PathBuf {
-        let cookie = netns_cookie(self.node.path()).expect("node namespace cookie");
-        format!("/run/attach/node-{cookie}").into()
+        let id = node_id(self.node.path()).expect("node id");
+        format!("/run/attach/node-{id}").into()
     }
 
     /// Names of all of this lab's namespaces, containers included.

@@ -178,9 +178,34 @@ pub(crate) fn checked(cmd: &mut Command, what: &str) -> Result<String> {
     Ok(stdout)
 }
 
-/// The network namespace cookie of the namespace at `path`: the engine names
-/// a node's pin and state directories `node-<cookie>` after it.
-pub fn netns_cookie(path: &std::path::Path) -> Result<u64> {
+/// The id the engine names a node's pin and state directories after
+/// (`node-<id>`), read here on its own: the namespace's cookie, or on a
+/// kernel without `SO_NETNS_COOKIE` (before 5.14) the id the engine gives
+/// the namespace's loopback as an alternative name (`attach-node-<hex>`;
+/// `lo-unassigned` while it has none).
+pub fn node_id(path: &std::path::Path) -> Result<String> {
+    if let Some(cookie) = netns_cookie(path)? {
+        return Ok(cookie.to_string());
+    }
+    let out = std::process::Command::new("nsenter")
+        .arg(format!("--net={}", path.display()))
+        .args(["ip", "-j", "link", "show", "dev", "lo"])
+        .output()?;
+    anyhow::ensure!(out.status.success(), "ip link show lo: {out:?}");
+    let links: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let id = links[0]["altnames"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|n| n.as_str()?.strip_prefix("attach-node-"))
+        .next()
+        .unwrap_or("unassigned");
+    Ok(format!("lo-{id}"))
+}
+
+/// The network namespace cookie of the namespace at `path`; None where the
+/// kernel cannot tell it (`SO_NETNS_COOKIE`, 5.14).
+fn netns_cookie(path: &std::path::Path) -> Result<Option<u64>> {
     use std::os::fd::AsRawFd;
     const SO_NETNS_COOKIE: libc::c_int = 71;
     let f = std::fs::File::open(path)?;
@@ -202,13 +227,13 @@ pub fn netns_cookie(path: &std::path::Path) -> Result<u64> {
                 (&mut cookie as *mut u64).cast(),
                 &mut len,
             );
+            let err = std::io::Error::last_os_error();
             libc::close(fd);
-            anyhow::ensure!(
-                r == 0,
-                "SO_NETNS_COOKIE: {}",
-                std::io::Error::last_os_error()
-            );
-            Ok(cookie)
+            if r != 0 && err.raw_os_error() == Some(libc::ENOPROTOOPT) {
+                return Ok(None);
+            }
+            anyhow::ensure!(r == 0, "SO_NETNS_COOKIE: {err}");
+            Ok(Some(cookie))
         }
     })
     .join()

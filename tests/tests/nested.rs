@@ -14,7 +14,7 @@
 //! VLAN spans VMs; bad input is refused and changes nothing on either side.
 
 use attach_tests::{
-    lab::{EXT_V4, EXT_V6, Lab, NODE_IF, Netns, netns_cookie, ping, ping_within, require_root},
+    lab::{EXT_V4, EXT_V6, Lab, NODE_IF, Netns, node_id, ping, ping_within, require_root},
     reach::{Endpoint, Flavor, attach, detach},
     snapshot::{links, snapshot, tree},
     vm::{Vm, attach_nested, capture, nested_mac as mac, vm},
@@ -283,7 +283,7 @@ fn check_and_reconcile_both_sides() {
 
     let vm_pins = format!(
         "/sys/fs/bpf/attach/node-{}",
-        netns_cookie(vm1.ns.path()).unwrap()
+        node_id(vm1.ns.path()).unwrap()
     );
     unpin(vm_pins.into(), "-nest");
     assert!(!ping(lab.ext(), &c.v4), "the uplink still delivered");
@@ -298,11 +298,11 @@ fn check_and_reconcile_both_sides() {
 
 /// What a refused command in the VM could change there.
 fn vm_state(vm: &Vm, containers: &[&Netns]) -> Value {
-    let cookie = netns_cookie(vm.ns.path()).unwrap();
+    let id = node_id(vm.ns.path()).unwrap();
     json!({
         "links": links(&vm.ns),
-        "pins": tree(std::path::Path::new(&format!("/sys/fs/bpf/attach/node-{cookie}"))),
-        "records": tree(std::path::Path::new(&format!("/run/attach/node-{cookie}"))),
+        "pins": tree(std::path::Path::new(&format!("/sys/fs/bpf/attach/node-{id}"))),
+        "records": tree(std::path::Path::new(&format!("/run/attach/node-{id}"))),
         "list": vm.engine.json(&["list"]).unwrap(),
         "containers": containers.iter().map(|c| json!(links(c))).collect::<Vec<_>>(),
     })
