@@ -114,7 +114,7 @@ fn flood_row(ctx: &TcContext, slot: u32, nports: u32, eth: &EthHdr, sender: Send
         eth: *eth,
         tag: nested::tags(ctx).0,
     };
-    crate::kernel::walk(nports, flood_one, &mut walk);
+    crate::kernel::walk(nports, &mut walk);
     walk.copies
 }
 
@@ -128,7 +128,14 @@ fn accepts(s: &Sender, rcv: &Endpoint) -> bool {
     }
 }
 
-extern "C" fn flood_one(i: u64, walk: *mut c_void) -> i64 {
+impl crate::kernel::Walker for Walk {
+    extern "C" fn step(i: u64, walk: *mut c_void) -> i64 {
+        flood_one(i, walk)
+    }
+}
+
+#[inline(always)]
+fn flood_one(i: u64, walk: *mut c_void) -> i64 {
     // SAFETY: the walk passes back the pointer `flood` gave it.
     let walk = unsafe { &mut *(walk as *mut Walk) };
     let Some(ep) = FLOOD.get(walk.base.wrapping_add(i as u32)) else {

@@ -15,25 +15,37 @@ use aya_ebpf::{Global, helpers::bpf_loop};
 #[unsafe(no_mangle)]
 static ATTACH_KERNEL: Global<u32> = Global::new(0);
 
-/// A walk's step: `(i, state)`, non-zero to stop.
-pub type Step = extern "C" fn(u64, *mut c_void) -> i64;
+/// A walk's state, and its step: `step(i, state)`, non-zero to stop. A
+/// function of the state's type, so both ways of walking call it directly
+/// (BPF has no indirect calls).
+pub trait Walker {
+    extern "C" fn step(i: u64, state: *mut c_void) -> i64;
+}
 
-/// Calls `step(i, state)` for `i` in `0..n` until it returns non-zero: by
-/// `bpf_loop` (Linux 5.17), which the verifier checks once, else open-coded
-/// for at most [`OPEN_WALK_MAX`] steps (the engine keeps rows that long on
-/// such kernels).
+/// Calls `W::step(i, state)` for `i` in `0..n` until it returns non-zero:
+/// by `bpf_loop` (Linux 5.17), which the verifier checks once, else
+/// open-coded for at most `OPEN_WALK_MAX` steps (the engine keeps rows that
+/// long on such kernels).
 #[inline(always)]
-pub fn walk<T>(n: u32, step: Step, state: &mut T) {
-    let state = state as *mut T as *mut c_void;
+pub fn walk<W: Walker>(n: u32, state: &mut W) {
+    let state = state as *mut W as *mut c_void;
     if ATTACH_KERNEL.load() & KERNEL_NO_BPF_LOOP == 0 {
         // SAFETY: `state` outlives the call; `step` only touches it.
-        unsafe { bpf_loop(n, step as *mut c_void, state, 0) };
+        unsafe { bpf_loop(n, W::step as *mut c_void, state, 0) };
         return;
     }
+    open_walk::<W>(n, state);
+}
+
+/// [`walk`] without `bpf_loop`. A function of its own (a BPF-to-BPF call):
+/// inlined, its loop changed the register allocation of the programs'
+/// other paths, the hot ones included.
+#[inline(never)]
+fn open_walk<W: Walker>(n: u32, state: *mut c_void) {
     let n = if n < OPEN_WALK_MAX { n } else { OPEN_WALK_MAX };
     let mut i = 0;
     while i < n {
-        if step(u64::from(i), state) != 0 {
+        if W::step(u64::from(i), state) != 0 {
             break;
         }
         i += 1;

@@ -36,21 +36,26 @@
 // the entry-point macros take raw context pointers.
 #![allow(clippy::unnecessary_cast, clippy::not_unsafe_ptr_arg_deref)]
 
+mod admit;
 mod bench;
 mod cgroup;
 mod eth;
 mod events;
+mod fib;
 mod flood;
 mod ipvlan;
 mod kernel;
+mod l3;
 mod macvlan;
 mod maps;
 mod neigh;
 mod nested;
+mod proto;
 mod router;
 mod spoof;
 mod stats;
 mod switch;
+mod tc_br_guard;
 mod tc_host;
 mod tc_ipvlan_rx;
 mod tc_ipvlan_tx;
@@ -101,7 +106,7 @@ pub fn attach_sw(ctx: TcContext) -> i32 {
 
 #[classifier]
 pub fn attach_br_guard(ctx: TcContext) -> i32 {
-    tc_switch::guard(&ctx)
+    tc_br_guard::run(&ctx)
 }
 
 #[classifier]

@@ -9,7 +9,7 @@ use aya_ebpf::{helpers::bpf_csum_diff, programs::TcContext};
 
 use crate::{
     eth::EthHdr,
-    ipvlan::{ArpHdr, IPPROTO_ICMPV6, NDISC_NA, NDISC_NS, is_zero16},
+    proto::{ArpHdr, IPPROTO_ICMPV6, NDISC_NA, NDISC_NS, is_zero16},
 };
 
 /// An ARP frame, request or reply.

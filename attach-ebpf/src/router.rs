@@ -12,12 +12,11 @@ use aya_ebpf::{
 
 use crate::{
     eth::{ETH_HLEN, EthHdr},
-    ipvlan::{
-        AF_INET, AF_INET6, ETH_P_IP, FIB_NO_NEIGH, FIB_SUCCESS, Fib, L3, L3_V4, L3_V6,
-        redirect_neigh,
-    },
+    fib::{FIB_NO_NEIGH, FIB_SUCCESS, Fib, redirect_neigh},
+    l3::{L3, L3_V4, L3_V6},
     maps::RT_PORTS,
     neigh,
+    proto::{AF_INET, AF_INET6, ETH_P_IP, ETH_P_IPV6},
 };
 
 /// An ARP request from the container, answered for the node (the gateway,
@@ -91,7 +90,7 @@ fn read_ip(ctx: &TcContext, eth: &EthHdr) -> Option<Ip> {
             ttl: h[8],
             fib,
         })
-    } else if eth.proto == crate::ipvlan::ETH_P_IPV6.to_be() {
+    } else if eth.proto == ETH_P_IPV6.to_be() {
         let h = ctx.load::<[u8; 8]>(ETH_HLEN).ok()?;
         if h[0] >> 4 != 6 {
             return None;

@@ -4,13 +4,11 @@
 use attach_common::EpIpKey;
 use aya_ebpf::programs::TcContext;
 
-use crate::{eth::ETH_HLEN, maps::EP_IPS};
-
-const ETH_P_IP: u16 = 0x0800;
-const ETH_P_ARP: u16 = 0x0806;
-const ETH_P_IPV6: u16 = 0x86dd;
-const ETH_P_8021Q: u16 = 0x8100;
-const ETH_P_8021AD: u16 = 0x88a8;
+use crate::{
+    eth::ETH_HLEN,
+    maps::EP_IPS,
+    proto::{ETH_P_8021AD, ETH_P_8021Q, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6},
+};
 
 #[inline(always)]
 fn owns(key: &EpIpKey) -> bool {

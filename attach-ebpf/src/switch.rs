@@ -158,11 +158,18 @@ pub fn flood(
         copies: 0,
         eth: *eth,
     };
-    crate::kernel::walk(nports, flood_one, &mut walk);
+    crate::kernel::walk(nports, &mut walk);
     walk.copies
 }
 
-extern "C" fn flood_one(i: u64, walk: *mut c_void) -> i64 {
+impl crate::kernel::Walker for Walk {
+    extern "C" fn step(i: u64, walk: *mut c_void) -> i64 {
+        flood_one(i, walk)
+    }
+}
+
+#[inline(always)]
+fn flood_one(i: u64, walk: *mut c_void) -> i64 {
     // SAFETY: the walk passes back the pointer `flood` gave it.
     let walk = unsafe { &mut *(walk as *mut Walk) };
     let Some(p) = SW_FLOOD.get(walk.base.wrapping_add(i as u32)) else {

@@ -14,9 +14,11 @@ use aya_ebpf::{
 use crate::{
     eth::{self, mac_eq},
     flood::flood_ipvlan,
-    ipvlan::{self, ETH_P_ARP, ETH_P_IPV6},
+    ipvlan,
+    l3::l3_addr,
     macvlan::NO_SENDER,
     maps::{IPVL_PARENTS, PARENTS},
+    proto::{ETH_P_ARP, ETH_P_IPV6},
     stats,
 };
 
@@ -74,7 +76,7 @@ pub fn run(ctx: &TcContext) -> i32 {
             return unsafe { bpf_redirect(ifindex, 0) as i32 };
         }
     }
-    let addr = ipvlan::l3_addr(ctx, &eth, true);
+    let addr = l3_addr(ctx, &eth, true);
     let Some(ep) = ipvlan::lookup(ctx, ifindex, &addr) else {
         stats::verdict(DIR, Verdict::ToHost);
         return TC_ACT_UNSPEC;

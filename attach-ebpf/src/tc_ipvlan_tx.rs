@@ -16,8 +16,10 @@ use aya_ebpf::{
 
 use crate::{
     eth::{self, EthHdr, mac_eq},
+    fib::redirect_neigh,
     flood::flood_ipvlan,
     ipvlan::{self, Route},
+    l3::l3_addr,
     maps::{IPVL_PARENTS, PORTS},
     stats,
 };
@@ -51,7 +53,7 @@ pub fn run(ctx: &TcContext) -> i32 {
     if ipvlan::is_l2(&port) {
         if !vepa && mac_eq(&eth.dst, &eth.src) {
             // To the shared MAC: another endpoint, else the node.
-            let dst = ipvlan::l3_addr(ctx, &eth, true);
+            let dst = l3_addr(ctx, &eth, true);
             if let Some(dest) = ipvlan::lookup(ctx, ep.parent_ifindex, &dst) {
                 return deliver(&ep, &dest, private, len, &eth);
             }
@@ -69,7 +71,7 @@ pub fn run(ctx: &TcContext) -> i32 {
     }
 
     // l3, l3s.
-    let dst = ipvlan::l3_addr(ctx, &eth, true);
+    let dst = l3_addr(ctx, &eth, true);
     if !vepa && let Some(dest) = ipvlan::lookup(ctx, ep.parent_ifindex, &dst) {
         return deliver(&ep, &dest, private, len, &eth);
     }
@@ -85,10 +87,10 @@ pub fn run(ctx: &TcContext) -> i32 {
         stats::verdict(DIR, Verdict::ToHost);
         return TC_ACT_UNSPEC;
     }
-    let src = ipvlan::l3_addr(ctx, &eth, false);
+    let src = l3_addr(ctx, &eth, false);
     match ipvlan::route(ctx, &ep, &src, &dst) {
         Route::Via(nh) => {
-            let ret = ipvlan::redirect_neigh(ep.parent_ifindex, &nh);
+            let ret = redirect_neigh(ep.parent_ifindex, &nh);
             if ret == TC_ACT_REDIRECT as i32 {
                 stats::verdict(DIR, Verdict::Routed);
                 ret

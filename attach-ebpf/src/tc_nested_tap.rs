@@ -14,6 +14,7 @@ use aya_ebpf::{
 };
 
 use crate::{
+    admit::admit,
     eth,
     events::{NO_ENDPOINT, Pkt, report},
     nested, stats, tc_tx,
@@ -48,10 +49,8 @@ pub fn run(ctx: &TcContext) -> i32 {
         stats::tx_dropped(n.ep.id);
         return TC_ACT_SHOT as i32;
     }
-    let Some(eth) = eth::read_tc(ctx) else {
-        stats::verdict(DIR, Verdict::DropParse);
-        stats::tx_dropped(n.ep.id);
-        return TC_ACT_SHOT as i32;
-    };
-    tc_tx::switch(ctx, ifindex, &n.ep, &eth)
+    match admit(ctx, ifindex, &n.ep) {
+        Ok(eth) => tc_tx::switch(ctx, ifindex, &n.ep, &eth),
+        Err(ret) => ret,
+    }
 }

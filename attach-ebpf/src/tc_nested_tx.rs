@@ -2,21 +2,19 @@
 //! host-side veth): what the container sends leaves by the VM's uplink
 //! tagged with its VLAN, inside the uplink's 802.1ad S-tag with QinQ.
 
-use attach_common::{
-    DATAPATH_MARK, Direction::Tx as DIR, EP_F_IPCHK, EP_F_SPOOFCHK, NEST_F_HOST, Verdict,
-};
+use attach_common::{DATAPATH_MARK, Direction::Tx as DIR, NEST_F_HOST, Verdict};
 use aya_ebpf::{
     EbpfContext,
-    bindings::{__sk_buff, TC_ACT_SHOT, TC_ACT_UNSPEC},
+    bindings::{__sk_buff, TC_ACT_UNSPEC},
     helpers::bpf_redirect,
     programs::TcContext,
 };
 
 use crate::{
-    eth::{self, mac_eq},
+    admit::{admit, drop},
     events::{Pkt, report},
     maps::NEST_PORTS,
-    nested, spoof, stats,
+    nested, stats,
 };
 
 pub fn run(ctx: &TcContext) -> i32 {
@@ -30,10 +28,9 @@ pub fn run(ctx: &TcContext) -> i32 {
         return TC_ACT_UNSPEC;
     };
     let ep = n.ep;
-    let Some(eth) = eth::read_tc(ctx) else {
-        stats::verdict(DIR, Verdict::DropParse);
-        stats::tx_dropped(ep.id);
-        return TC_ACT_SHOT as i32;
+    let eth = match admit(ctx, ifindex, &ep) {
+        Ok(eth) => eth,
+        Err(ret) => return ret,
     };
     let len = ctx.len();
     let pkt = Pkt {
@@ -42,12 +39,6 @@ pub fn run(ctx: &TcContext) -> i32 {
         len,
         eth: &eth,
     };
-    if ep.has(EP_F_SPOOFCHK) && !mac_eq(&eth.src, &ep.mac) {
-        return drop(&pkt, Verdict::DropSpoofed);
-    }
-    if ep.has(EP_F_IPCHK) && !spoof::source_allowed(ctx, ep.ip_owner(), eth.proto) {
-        return drop(&pkt, Verdict::DropSpoofed);
-    }
     stats::tx(ep.id, len as u64, &eth);
     if !nested::push(skb, false, n.vid) {
         return drop(&pkt, Verdict::DropRedirect);
@@ -60,11 +51,4 @@ pub fn run(ctx: &TcContext) -> i32 {
     report(DIR, Verdict::ToParent, &pkt);
     // SAFETY: plain helper call.
     unsafe { bpf_redirect(ep.parent_ifindex, 0) as i32 }
-}
-
-#[inline(always)]
-fn drop(pkt: &Pkt, why: Verdict) -> i32 {
-    report(DIR, why, pkt);
-    stats::tx_dropped(pkt.endpoint);
-    TC_ACT_SHOT as i32
 }

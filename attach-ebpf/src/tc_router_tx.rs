@@ -3,20 +3,17 @@
 //! believes on-link) is answered here; IP packets to the gateway's MAC are
 //! forwarded by the node's tables without the node's forwarding path.
 
-use attach_common::{Direction::Tx as DIR, EP_F_IPCHK, EP_F_SPOOFCHK, Verdict};
-use aya_ebpf::{
-    bindings::{TC_ACT_SHOT, TC_ACT_UNSPEC},
-    helpers::bpf_redirect,
-    programs::TcContext,
-};
+use attach_common::{Direction::Tx as DIR, Verdict};
+use aya_ebpf::{bindings::TC_ACT_UNSPEC, helpers::bpf_redirect, programs::TcContext};
 
 use crate::{
-    eth::{self, mac_eq},
+    admit::{admit, drop},
+    eth::mac_eq,
     events::{Pkt, report},
-    ipvlan::{ETH_P_ARP, ETH_P_IPV6},
     maps::RT_PORTS,
+    proto::{ETH_P_ARP, ETH_P_IPV6},
     router::{self, Fwd},
-    spoof, stats,
+    stats,
 };
 
 pub fn run(ctx: &TcContext) -> i32 {
@@ -27,10 +24,9 @@ pub fn run(ctx: &TcContext) -> i32 {
         return TC_ACT_UNSPEC;
     };
     let ep = port.ep;
-    let Some(eth) = eth::read_tc(ctx) else {
-        stats::verdict(DIR, Verdict::DropParse);
-        stats::tx_dropped(ep.id);
-        return TC_ACT_SHOT as i32;
+    let eth = match admit(ctx, ifindex, &ep) {
+        Ok(eth) => eth,
+        Err(ret) => return ret,
     };
     let len = ctx.len();
     let pkt = Pkt {
@@ -39,12 +35,6 @@ pub fn run(ctx: &TcContext) -> i32 {
         len,
         eth: &eth,
     };
-    if ep.has(EP_F_SPOOFCHK) && !mac_eq(&eth.src, &ep.mac) {
-        return drop(&pkt, Verdict::DropSpoofed);
-    }
-    if ep.has(EP_F_IPCHK) && !spoof::source_allowed(ctx, ep.ip_owner(), eth.proto) {
-        return drop(&pkt, Verdict::DropSpoofed);
-    }
     stats::tx(ep.id, len as u64, &eth);
     let proto = u16::from_be(eth.proto);
     let answered = match proto {
@@ -82,11 +72,4 @@ pub fn run(ctx: &TcContext) -> i32 {
         }
         Fwd::Failed => drop(&pkt, Verdict::DropRedirect),
     }
-}
-
-#[inline(always)]
-fn drop(pkt: &Pkt, why: Verdict) -> i32 {
-    report(DIR, why, pkt);
-    stats::tx_dropped(pkt.endpoint);
-    TC_ACT_SHOT as i32
 }

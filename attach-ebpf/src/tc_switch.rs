@@ -26,15 +26,14 @@ use aya_ebpf::{
 };
 
 use crate::{
+    admit::drop,
     eth::{self, EthHdr, mac_eq},
     events::{NO_ENDPOINT, Pkt, report},
     maps::{SW_PORTS, SWITCHES},
+    proto::{ETH_P_8021AD, ETH_P_8021Q},
     spoof, stats,
     switch::{self, flood, learn, lookup, may_reach},
 };
-
-const ETH_P_8021Q: u16 = 0x8100;
-const ETH_P_8021AD: u16 = 0x88a8;
 
 pub fn run(ctx: &TcContext) -> i32 {
     let skb = ctx.as_ptr() as *mut __sk_buff;
@@ -160,13 +159,6 @@ fn to_uplink(skb: *mut __sk_buff, uplink: u32, vlan: u16, pkt: &Pkt) -> i32 {
     unsafe { bpf_redirect(uplink, 0) as i32 }
 }
 
-#[inline(always)]
-fn drop(pkt: &Pkt, why: Verdict) -> i32 {
-    report(Tx, why, pkt);
-    stats::tx_dropped(pkt.endpoint);
-    TC_ACT_SHOT as i32
-}
-
 /// What arrives on the uplink from the wire.
 #[inline(always)]
 fn from_uplink(ctx: &TcContext, skb: *mut __sk_buff, up: &SwPort) -> i32 {
@@ -257,37 +249,5 @@ fn from_uplink(ctx: &TcContext, skb: *mut __sk_buff, up: &SwPort) -> i32 {
         // SAFETY: plain helper call on the program's context.
         let _ = unsafe { bpf_skb_vlan_push(skb, ETH_P_8021Q.to_be(), tci) };
     }
-    TC_ACT_UNSPEC
-}
-
-/// Native bridge ports with `--spoofchk on` (tcx ingress on the host-side
-/// veth): the source checks and the endpoint's transmit counters; the
-/// kernel bridge (next) switches what passes.
-pub fn guard(ctx: &TcContext) -> i32 {
-    let skb = ctx.as_ptr() as *mut __sk_buff;
-    // SAFETY: the context is a valid __sk_buff.
-    let ifindex = unsafe { (*skb).ifindex };
-    // SAFETY: copied out at once.
-    let Some(port) = (unsafe { SW_PORTS.get(&ifindex) }).copied() else {
-        stats::verdict(Tx, Verdict::NotOurs);
-        return TC_ACT_UNSPEC;
-    };
-    let Some(eth) = eth::read_tc(ctx) else {
-        stats::verdict(Tx, Verdict::DropParse);
-        stats::tx_dropped(port.id);
-        return TC_ACT_SHOT as i32;
-    };
-    let len = ctx.len();
-    let pkt = Pkt {
-        ifindex,
-        endpoint: port.id,
-        len,
-        eth: &eth,
-    };
-    if !source_ok(ctx, &port, &eth) {
-        return drop(&pkt, Verdict::DropSpoofed);
-    }
-    stats::tx(port.id, len as u64, &eth);
-    report(Tx, Verdict::ToParent, &pkt);
     TC_ACT_UNSPEC
 }

@@ -2,23 +2,26 @@
 //! sends, delivered locally or out of the parent by its mode.
 
 use attach_common::{
-    DATAPATH_MARK, Direction::Tx as DIR, EP_F_HOST_ACCESS, EP_F_IPCHK, EP_F_NESTED, EP_F_SPOOFCHK,
-    Endpoint, MODE_BRIDGE, Verdict,
+    DATAPATH_MARK, Direction::Tx as DIR, EP_F_HOST_ACCESS, EP_F_NESTED, Endpoint, MODE_BRIDGE,
+    Verdict,
 };
 use aya_ebpf::{
     EbpfContext,
-    bindings::{__sk_buff, BPF_F_INGRESS, TC_ACT_REDIRECT, TC_ACT_SHOT, TC_ACT_UNSPEC},
+    bindings::{__sk_buff, BPF_F_INGRESS, TC_ACT_REDIRECT, TC_ACT_UNSPEC},
     helpers::{bpf_redirect, bpf_redirect_peer},
     programs::TcContext,
 };
 
 use crate::{
-    eth::{self, ETH_HLEN, EthHdr, mac_eq},
+    admit::{admit, drop},
+    eth::{ETH_HLEN, EthHdr, mac_eq},
     events::{Pkt, report},
     flood::{Rule, flood},
     macvlan,
     maps::{PARENTS, PORTS},
-    nested, spoof, stats,
+    nested,
+    proto::{ETH_P_8021AD, ETH_P_8021Q},
+    stats,
 };
 
 pub fn run(ctx: &TcContext) -> i32 {
@@ -30,15 +33,13 @@ pub fn run(ctx: &TcContext) -> i32 {
         stats::verdict(DIR, Verdict::NotOurs);
         return TC_ACT_UNSPEC;
     };
-    let Some(eth) = eth::read_tc(ctx) else {
-        stats::verdict(DIR, Verdict::DropParse);
-        stats::tx_dropped(ep.id);
-        return TC_ACT_SHOT as i32;
-    };
-    switch(ctx, ifindex, &ep, &eth)
+    match admit(ctx, ifindex, &ep) {
+        Ok(eth) => switch(ctx, ifindex, &ep, &eth),
+        Err(ret) => ret,
+    }
 }
 
-/// What endpoint `ep` sends, by its mode: source checks, local delivery,
+/// What endpoint `ep` sends, admitted, by its mode: local delivery,
 /// flooding, host access, else out of the parent. Shared by the veth
 /// endpoints (`attach_tx`) and the host side of nested endpoints (the VM's
 /// tap, `attach_nest_tap`, once their tags are off).
@@ -54,12 +55,6 @@ pub fn switch(ctx: &TcContext, ifindex: u32, ep: &Endpoint, eth: &EthHdr) -> i32
         len,
         eth: &eth,
     };
-    if ep.has(EP_F_SPOOFCHK) && !mac_eq(&eth.src, &ep.mac) {
-        return drop(&pkt, Verdict::DropSpoofed);
-    }
-    if ep.has(EP_F_IPCHK) && !spoof::source_allowed(ctx, ep.ip_owner(), eth.proto) {
-        return drop(&pkt, Verdict::DropSpoofed);
-    }
     // SAFETY: copied out at once.
     let Some(cfg) = (unsafe { PARENTS.get(&ep.parent_ifindex) }).copied() else {
         // The engine keeps a port's parent in the table: this is drift.
@@ -75,7 +70,7 @@ pub fn switch(ctx: &TcContext, ifindex: u32, ep: &Endpoint, eth: &EthHdr) -> i32
     // the parent's MTU (plus its Ethernet and VLAN headers) cannot leave.
     // SAFETY: the context is a valid __sk_buff.
     let gso = unsafe { (*skb).gso_size } != 0;
-    let tagged = eth.proto == 0x8100u16.to_be() || eth.proto == 0x88a8u16.to_be();
+    let tagged = eth.proto == ETH_P_8021Q.to_be() || eth.proto == ETH_P_8021AD.to_be();
     let l2 = ETH_HLEN as u32 + if tagged { 4 } else { 0 };
     if !gso && cfg.mtu != 0 && len > cfg.mtu + l2 {
         return drop(&pkt, Verdict::DropMtu);
@@ -132,11 +127,4 @@ pub fn switch(ctx: &TcContext, ifindex: u32, ep: &Endpoint, eth: &EthHdr) -> i32
     report(DIR, Verdict::ToParent, &pkt);
     // SAFETY: plain helper call.
     unsafe { bpf_redirect(ep.parent_ifindex, 0) as i32 }
-}
-
-#[inline(always)]
-fn drop(pkt: &Pkt, why: Verdict) -> i32 {
-    report(DIR, why, pkt);
-    stats::tx_dropped(pkt.endpoint);
-    TC_ACT_SHOT as i32
 }
