@@ -69,12 +69,17 @@ pub struct SwPort {
     pub vlan: u16,
     /// `SW_F_*` bits.
     pub flags: u8,
-    pub _pad: u8,
+    /// With source checks on, what the port's container may send besides
+    /// its own sources: `EP_F_ROUTER`, `EP_F_DHCP_SERVER` (0 in builds
+    /// before them: nothing).
+    pub allow: u8,
     /// The container's MAC (the uplink's own for an uplink).
     pub mac: MacAddr,
     pub _pad2: [u8; 2],
 }
 const _: () = assert!(core::mem::size_of::<SwPort>() == 24);
+// The source guard reads a port's checks as an endpoint's.
+const _: () = assert!(SW_F_SPOOFCHK == crate::EP_F_SPOOFCHK && SW_F_IPCHK == crate::EP_F_IPCHK);
 
 impl SwPort {
     #[inline(always)]

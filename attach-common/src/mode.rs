@@ -26,6 +26,12 @@ pub const EP_F_NESTED: u8 = 8;
 /// carrier (the agent within a second, `reconcile` otherwise); newer
 /// kernels tell it by a route lookup and never read it.
 pub const EP_F_DOWN: u8 = 16;
+/// With source checks on: the endpoint may send router advertisements and
+/// redirects (a router container).
+pub const EP_F_ROUTER: u8 = 32;
+/// With source checks on: the endpoint may send DHCP / DHCPv6 server
+/// messages (a DHCP server or relay container).
+pub const EP_F_DHCP_SERVER: u8 = 64;
 
 /// The parent has a passthru endpoint (and no other).
 pub const PARENT_F_PASSTHRU: u8 = 1;

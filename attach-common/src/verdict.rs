@@ -41,7 +41,9 @@ pub enum Verdict {
     ToParent = 4,
     /// Passed untouched: not for a parent or port the datapath manages.
     NotOurs = 5,
-    /// Passed untouched: too short or malformed to switch.
+    /// Passed untouched to the node's stack: too short or malformed to
+    /// switch (an Ethernet header cut short; for ipvlan, an IPv4, IPv6 or
+    /// ARP header that cannot be read).
     Unparsed = 6,
     /// Dropped: the frame's source MAC is not the sending endpoint's.
     DropSpoofed = 7,
@@ -72,12 +74,31 @@ pub enum Verdict {
     /// Dropped: a tagged frame on a VM's tap for a VLAN no nested endpoint
     /// of that tap has.
     DropVlanUnknown = 18,
+    /// Dropped: an ARP packet whose sender MAC is not the endpoint's.
+    DropSpoofedArp = 19,
+    /// Dropped: a neighbour discovery message with a link-layer address
+    /// option not the endpoint's, or an advertisement for an address that
+    /// is not the endpoint's.
+    DropSpoofedNd = 20,
+    /// Dropped: a router advertisement or redirect from an endpoint not
+    /// allowed to send them.
+    DropRogueRouter = 21,
+    /// Dropped: a DHCP or DHCPv6 server message from an endpoint not allowed
+    /// to send them.
+    DropRogueDhcp = 22,
+    /// A flood copy the clone helper failed to make (counted per copy).
+    DropFloodCopy = 23,
 }
 
-/// Number of `Verdict` values: the stride of the verdict counter table.
-pub const VERDICT_COUNT: u32 = 19;
+/// Number of `Verdict` values.
+pub const VERDICT_COUNT: u32 = 24;
+/// Counter slots per direction in the verdict table: room for verdicts to
+/// come, so the table keeps its size (a pinned map of another size cannot
+/// be reused across an upgrade).
+pub const VERDICT_STRIDE: u32 = 64;
 /// Size of the verdict counter table.
-pub const VERDICT_SLOTS: u32 = VERDICT_COUNT * 3;
+pub const VERDICT_SLOTS: u32 = VERDICT_STRIDE * 3;
+const _: () = assert!(VERDICT_COUNT <= VERDICT_STRIDE);
 
 impl Verdict {
     pub const ALL: [Verdict; VERDICT_COUNT as usize] = [
@@ -100,12 +121,17 @@ impl Verdict {
         Verdict::DropVlan,
         Verdict::DropSamePort,
         Verdict::DropVlanUnknown,
+        Verdict::DropSpoofedArp,
+        Verdict::DropSpoofedNd,
+        Verdict::DropRogueRouter,
+        Verdict::DropRogueDhcp,
+        Verdict::DropFloodCopy,
     ];
 
     /// Index of this verdict's counter for `dir`.
     #[inline(always)]
     pub const fn slot(self, dir: Direction) -> u32 {
-        dir as u32 * VERDICT_COUNT + self as u32
+        dir as u32 * VERDICT_STRIDE + self as u32
     }
 
     pub const fn is_drop(self) -> bool {
@@ -121,6 +147,11 @@ impl Verdict {
                 | Verdict::DropVlan
                 | Verdict::DropSamePort
                 | Verdict::DropVlanUnknown
+                | Verdict::DropSpoofedArp
+                | Verdict::DropSpoofedNd
+                | Verdict::DropRogueRouter
+                | Verdict::DropRogueDhcp
+                | Verdict::DropFloodCopy
         )
     }
 
@@ -146,6 +177,11 @@ impl Verdict {
             Verdict::DropVlan => "vlan_mismatch",
             Verdict::DropSamePort => "same_port",
             Verdict::DropVlanUnknown => "vlan_unknown",
+            Verdict::DropSpoofedArp => "spoofed_arp",
+            Verdict::DropSpoofedNd => "spoofed_nd",
+            Verdict::DropRogueRouter => "rogue_router",
+            Verdict::DropRogueDhcp => "rogue_dhcp_server",
+            Verdict::DropFloodCopy => "flood_copy_failed",
         }
     }
 }

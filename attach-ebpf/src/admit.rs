@@ -2,11 +2,11 @@
 //! container sent and apply the endpoint's source checks. Whatever fails
 //! is dropped here, reported and counted on the endpoint.
 
-use attach_common::{Direction::Tx as DIR, EP_F_IPCHK, EP_F_SPOOFCHK, Endpoint, Verdict};
+use attach_common::{Direction::Tx as DIR, Endpoint, Verdict};
 use aya_ebpf::{bindings::TC_ACT_SHOT, programs::TcContext};
 
 use crate::{
-    eth::{self, EthHdr, mac_eq},
+    eth::{self, EthHdr},
     events::{Pkt, report},
     spoof, stats,
 };
@@ -20,16 +20,19 @@ pub fn admit(ctx: &TcContext, ifindex: u32, ep: &Endpoint) -> Result<EthHdr, i32
         stats::tx_dropped(ep.id);
         return Err(TC_ACT_SHOT as i32);
     };
-    let spoofed = (ep.has(EP_F_SPOOFCHK) && !mac_eq(&eth.src, &ep.mac))
-        || (ep.has(EP_F_IPCHK) && !spoof::source_allowed(ctx, ep.ip_owner(), eth.proto));
-    if spoofed {
+    let guard = spoof::Guard {
+        mac: ep.mac,
+        owner: ep.ip_owner(),
+        flags: ep.flags,
+    };
+    if let Err(why) = spoof::check(ctx, &guard, &eth) {
         let pkt = Pkt {
             ifindex,
             endpoint: ep.id,
             len: ctx.len(),
             eth: &eth,
         };
-        return Err(drop(&pkt, Verdict::DropSpoofed));
+        return Err(drop(&pkt, why));
     }
     Ok(eth)
 }

@@ -10,7 +10,7 @@ use aya_ebpf::{
 };
 
 use crate::{
-    l3::{L3, L3_NONE},
+    l3::L3,
     proto::{AF_INET, AF_INET6},
 };
 
@@ -48,7 +48,7 @@ impl Fib {
     #[inline(always)]
     pub fn with_dst(addr: &L3) -> Option<Fib> {
         let mut p = Fib::default();
-        if addr.kind == L3_NONE {
+        if addr.is_none() {
             return None;
         } else if addr.is_v4() {
             p.family = AF_INET;

@@ -6,7 +6,7 @@
 
 use core::ffi::c_void;
 
-use attach_common::{EP_F_NESTED, Endpoint, MAX_PORTS_PER_PARENT, ParentCfg};
+use attach_common::{Direction, EP_F_NESTED, Endpoint, MAX_PORTS_PER_PARENT, ParentCfg, Verdict};
 use aya_ebpf::{
     EbpfContext, bindings::__sk_buff, helpers::bpf_clone_redirect, programs::TcContext,
 };
@@ -153,9 +153,24 @@ fn flood_one(i: u64, walk: *mut c_void) -> i64 {
         walk.copies += 1;
         stats::rx(ep.id, walk.len, &walk.eth);
     } else {
-        stats::rx_dropped(ep.id);
+        copy_failed(&walk.sender, ep.id);
     }
     0
+}
+
+/// A copy the clone helper could not make (a storm can exhaust memory, a
+/// device can be going away): counted on the endpoint and by its reason,
+/// in the direction of the frame that was flooded.
+#[inline(always)]
+fn copy_failed(s: &Sender, id: u32) {
+    stats::rx_dropped(id);
+    let dir = match s.rule {
+        RULE_TX => Direction::Tx,
+        RULE_HOST => Direction::Host,
+        RULE_IPVLAN if s.id != macvlan::NO_SENDER => Direction::Tx,
+        _ => Direction::Rx,
+    };
+    stats::verdict(dir, Verdict::DropFloodCopy);
 }
 
 /// A copy for a nested endpoint: its tags pushed for the clone, popped
@@ -175,7 +190,7 @@ fn nested_copy(walk: &mut Walk, ep: &Endpoint) {
         walk.copies += 1;
         stats::rx(ep.id, walk.len, &walk.eth);
     } else {
-        stats::rx_dropped(ep.id);
+        copy_failed(&walk.sender, ep.id);
     }
     nested::pop_n(walk.skb, pushed);
 }

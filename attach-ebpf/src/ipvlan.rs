@@ -14,7 +14,7 @@ use crate::{
         FIB_BLACKHOLE, FIB_LOOKUP_DIRECT, FIB_LOOKUP_SKIP_NEIGH, FIB_LOOKUP_TBID, FIB_NO_NEIGH,
         FIB_NOT_FWDED, FIB_PROHIBIT, FIB_SUCCESS, FIB_UNREACHABLE, Fib,
     },
-    l3::{L3, L3_ARP, L3_NONE, L3_V4, L3_V6, l3_addr},
+    l3::{L3, L3_ARP, L3_V4, L3_V6, l3_addr},
     maps::{IP4_EPS, IP6_EPS},
     neigh,
 };
@@ -24,7 +24,7 @@ use crate::{
 /// it is up).
 #[inline(always)]
 pub fn lookup(ctx: &TcContext, parent_ifindex: u32, addr: &L3) -> Option<Endpoint> {
-    let ep = if addr.kind == L3_NONE {
+    let ep = if addr.is_none() {
         return None;
     } else if addr.is_v4() {
         let key = Ip4Key {

@@ -25,6 +25,8 @@ pub struct L3 {
 /// Nothing ipvlan looks up (another protocol, malformed, or an ICMPv6
 /// message from `::` that is not a solicitation).
 pub const L3_NONE: u8 = 0;
+/// An IPv4, IPv6 or ARP header cut short or malformed: nothing looked up.
+pub const L3_MALFORMED: u8 = 5;
 /// IPv4 source or destination.
 pub const L3_V4: u8 = 1;
 /// ARP sender or target address.
@@ -41,6 +43,17 @@ impl L3 {
         _pad: [0; 3],
         addr: [0; 16],
     };
+
+    pub const MALFORMED: L3 = L3 {
+        kind: L3_MALFORMED,
+        ..L3::NONE
+    };
+
+    /// Whether there is an address to look up.
+    #[inline(always)]
+    pub fn is_none(&self) -> bool {
+        self.kind == L3_NONE || self.kind == L3_MALFORMED
+    }
 
     #[inline(always)]
     pub fn v4(kind: u8, a: [u8; 4]) -> L3 {
@@ -86,35 +99,36 @@ pub fn l3_addr(ctx: &TcContext, eth: &EthHdr, dest: bool) -> L3 {
     match u16::from_be(eth.proto) {
         ETH_P_IP => {
             let Ok(vihl) = ctx.load::<u8>(ETH_HLEN) else {
-                return L3::NONE;
+                return L3::MALFORMED;
             };
             if vihl >> 4 != 4 || vihl & 0xf < 5 {
-                return L3::NONE;
+                return L3::MALFORMED;
             }
             let off = ETH_HLEN + if dest { 16 } else { 12 };
             ctx.load::<[u8; 4]>(off)
-                .map_or(L3::NONE, |a| L3::v4(L3_V4, a))
+                .map_or(L3::MALFORMED, |a| L3::v4(L3_V4, a))
         }
         ETH_P_ARP => match ctx.load::<ArpHdr>(ETH_HLEN) {
             Ok(a) if a.is_eth_ip() => L3::v4(L3_ARP, if dest { a.tpa } else { a.spa }),
-            _ => L3::NONE,
+            Ok(_) => L3::NONE,
+            Err(_) => L3::MALFORMED,
         },
         ETH_P_IPV6 => {
             let Ok(hdr) = ctx.load::<[u8; 8]>(ETH_HLEN) else {
-                return L3::NONE;
+                return L3::MALFORMED;
             };
             if hdr[0] >> 4 != 6 {
-                return L3::NONE;
+                return L3::MALFORMED;
             }
             let Ok(saddr) = ctx.load::<[u8; 16]>(ETH_HLEN + 8) else {
-                return L3::NONE;
+                return L3::MALFORMED;
             };
             if is_zero16(&saddr) && hdr[6] == IPPROTO_ICMPV6 {
                 // ICMPv6 from `::`: only a solicitation is looked up, by target.
                 return match ctx.load::<u8>(ETH_HLEN + 40) {
                     Ok(NDISC_NS) => ctx
                         .load::<[u8; 16]>(ETH_HLEN + 48)
-                        .map_or(L3::NONE, |a| L3::v6(L3_DAD, a)),
+                        .map_or(L3::MALFORMED, |a| L3::v6(L3_DAD, a)),
                     _ => L3::NONE,
                 };
             }
@@ -122,7 +136,7 @@ pub fn l3_addr(ctx: &TcContext, eth: &EthHdr, dest: bool) -> L3 {
                 return L3::v6(L3_V6, saddr);
             }
             ctx.load::<[u8; 16]>(ETH_HLEN + 24)
-                .map_or(L3::NONE, |a| L3::v6(L3_V6, a))
+                .map_or(L3::MALFORMED, |a| L3::v6(L3_V6, a))
         }
         _ => L3::NONE,
     }

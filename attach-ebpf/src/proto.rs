@@ -8,9 +8,13 @@ pub const ETH_P_8021AD: u16 = 0x88a8;
 pub const ETH_P_IP: u16 = 0x0800;
 pub const ETH_P_ARP: u16 = 0x0806;
 pub const ETH_P_IPV6: u16 = 0x86dd;
+pub const IPPROTO_UDP: u8 = 17;
 pub const IPPROTO_ICMPV6: u8 = 58;
+pub const NDISC_RS: u8 = 133;
+pub const NDISC_RA: u8 = 134;
 pub const NDISC_NS: u8 = 135;
 pub const NDISC_NA: u8 = 136;
+pub const NDISC_REDIRECT: u8 = 137;
 pub const AF_INET: u8 = 2;
 pub const AF_INET6: u8 = 10;
 

@@ -15,8 +15,8 @@
 use core::ffi::c_void;
 
 use attach_common::{
-    FDB_F_STATIC, FdbEntry, FdbKey, MAX_PORTS_PER_SWITCH, MacAddr, SW_F_GUARD, SW_F_ISOLATED,
-    SW_F_UPLINK, SW_REFRESH_NS, SwPort, Switch,
+    Direction, FDB_F_STATIC, FdbEntry, FdbKey, MAX_PORTS_PER_SWITCH, MacAddr, SW_F_GUARD,
+    SW_F_ISOLATED, SW_F_UPLINK, SW_REFRESH_NS, SwPort, Switch, Verdict,
 };
 use aya_ebpf::{
     EbpfContext,
@@ -121,26 +121,28 @@ struct Walk {
     vlan: u32,
     /// 1 when the sender is isolated.
     isolated: u32,
-    _pad: u32,
+    /// 1 when the frame came from the uplink (the wire).
+    from_uplink: u32,
     len: u64,
     copies: u64,
     eth: EthHdr,
 }
 
+/// Where a flooded frame comes from: the port's device, the VLAN it is
+/// flooded in, whether the sender is isolated, whether it is the uplink.
+pub struct Source {
+    pub ifindex: u32,
+    pub vlan: u16,
+    pub isolated: bool,
+    pub uplink: bool,
+}
+
 /// Clones the frame to the egress of every container port of switch
-/// `switch_id` (row of `nports`) in `vlan` but `from`, that an `isolated`
-/// sender may reach; returns the number of copies. Packet pointers are
+/// `switch_id` (row of `nports`) in the source's VLAN but the source, that
+/// the source may reach; returns the number of copies. Packet pointers are
 /// invalid afterwards: callers hold a copy of the header.
 #[inline(always)]
-pub fn flood(
-    ctx: &TcContext,
-    switch_id: u32,
-    nports: u32,
-    from: u32,
-    vlan: u16,
-    isolated: bool,
-    eth: &EthHdr,
-) -> u64 {
+pub fn flood(ctx: &TcContext, switch_id: u32, nports: u32, from: &Source, eth: &EthHdr) -> u64 {
     let nports = if nports < MAX_PORTS_PER_SWITCH {
         nports
     } else {
@@ -150,10 +152,10 @@ pub fn flood(
         skb: ctx.as_ptr() as *mut __sk_buff,
         base: switch_id.wrapping_mul(MAX_PORTS_PER_SWITCH),
         nports,
-        from,
-        vlan: u32::from(vlan),
-        isolated: u32::from(isolated),
-        _pad: 0,
+        from: from.ifindex,
+        vlan: u32::from(from.vlan),
+        isolated: u32::from(from.isolated),
+        from_uplink: u32::from(from.uplink),
         len: ctx.len() as u64,
         copies: 0,
         eth: *eth,
@@ -184,7 +186,15 @@ fn flood_one(i: u64, walk: *mut c_void) -> i64 {
         walk.copies += 1;
         stats::rx(p.id, walk.len, &walk.eth);
     } else {
+        // Counted on the port and by its reason, in the direction of the
+        // flooded frame (from the uplink: rx; from a port: tx).
         stats::rx_dropped(p.id);
+        let dir = if walk.from_uplink != 0 {
+            Direction::Rx
+        } else {
+            Direction::Tx
+        };
+        stats::verdict(dir, Verdict::DropFloodCopy);
     }
     0
 }

@@ -15,7 +15,7 @@ use crate::{
     events::{Pkt, report},
     maps::SW_PORTS,
     stats,
-    tc_switch::source_ok,
+    tc_switch::source_check,
 };
 
 pub fn run(ctx: &TcContext) -> i32 {
@@ -39,8 +39,8 @@ pub fn run(ctx: &TcContext) -> i32 {
         len,
         eth: &eth,
     };
-    if !source_ok(ctx, &port, &eth) {
-        return drop(&pkt, Verdict::DropSpoofed);
+    if let Err(why) = source_check(ctx, &port, &eth) {
+        return drop(&pkt, why);
     }
     stats::tx(port.id, len as u64, &eth);
     report(Tx, Verdict::ToParent, &pkt);

@@ -15,7 +15,7 @@ use crate::{
     eth::{self, mac_eq},
     flood::flood_ipvlan,
     ipvlan,
-    l3::l3_addr,
+    l3::{L3_MALFORMED, l3_addr},
     macvlan::NO_SENDER,
     maps::{IPVL_PARENTS, PARENTS},
     proto::{ETH_P_ARP, ETH_P_IPV6},
@@ -78,7 +78,13 @@ pub fn run(ctx: &TcContext) -> i32 {
     }
     let addr = l3_addr(ctx, &eth, true);
     let Some(ep) = ipvlan::lookup(ctx, ifindex, &addr) else {
-        stats::verdict(DIR, Verdict::ToHost);
+        // The node's stack has it, and drops what it cannot parse.
+        let v = if addr.kind == L3_MALFORMED {
+            Verdict::Unparsed
+        } else {
+            Verdict::ToHost
+        };
+        stats::verdict(DIR, v);
         return TC_ACT_UNSPEC;
     };
     let len = ctx.len() as u64;

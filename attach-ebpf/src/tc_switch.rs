@@ -32,7 +32,7 @@ use crate::{
     maps::{SW_PORTS, SWITCHES},
     proto::{ETH_P_8021AD, ETH_P_8021Q},
     spoof, stats,
-    switch::{self, flood, learn, lookup, may_reach},
+    switch::{self, Source, flood, learn, lookup, may_reach},
 };
 
 pub fn run(ctx: &TcContext) -> i32 {
@@ -60,13 +60,16 @@ fn tagged(skb: *mut __sk_buff, eth: &EthHdr) -> bool {
     meta || eth.proto == ETH_P_8021Q.to_be() || eth.proto == ETH_P_8021AD.to_be()
 }
 
-/// The source checks of a port (`SW_F_SPOOFCHK`, `SW_F_IPCHK`).
+/// The source checks of a port (`SW_F_SPOOFCHK`, `SW_F_IPCHK`, with what
+/// it allows); the drop reason when the frame fails them.
 #[inline(always)]
-pub fn source_ok(ctx: &TcContext, port: &SwPort, eth: &EthHdr) -> bool {
-    if port.has(SW_F_SPOOFCHK) && !mac_eq(&eth.src, &port.mac) {
-        return false;
-    }
-    !port.has(SW_F_IPCHK) || spoof::source_allowed(ctx, port.ifindex, eth.proto)
+pub fn source_check(ctx: &TcContext, port: &SwPort, eth: &EthHdr) -> Result<(), Verdict> {
+    let guard = spoof::Guard {
+        mac: port.mac,
+        owner: port.ifindex,
+        flags: (port.flags & (SW_F_SPOOFCHK | SW_F_IPCHK)) | port.allow,
+    };
+    spoof::check(ctx, &guard, eth)
 }
 
 /// What a container sends.
@@ -84,8 +87,8 @@ fn from_port(ctx: &TcContext, skb: *mut __sk_buff, port: &SwPort) -> i32 {
         len,
         eth: &eth,
     };
-    if !source_ok(ctx, port, &eth) {
-        return drop(&pkt, Verdict::DropSpoofed);
+    if let Err(why) = source_check(ctx, port, &eth) {
+        return drop(&pkt, why);
     }
     if port.vlan != 0 && tagged(skb, &eth) {
         // An access port carries its VLAN untagged only.
@@ -128,15 +131,13 @@ fn from_port(ctx: &TcContext, skb: *mut __sk_buff, port: &SwPort) -> i32 {
         return ret;
     }
     // Broadcast, multicast, unknown unicast: every other port of the VLAN.
-    let copies = flood(
-        ctx,
-        port.switch_id,
-        sw.nports,
-        port.ifindex,
-        port.vlan,
+    let from = Source {
+        ifindex: port.ifindex,
+        vlan: port.vlan,
         isolated,
-        &eth,
-    );
+        uplink: false,
+    };
+    let copies = flood(ctx, port.switch_id, sw.nports, &from, &eth);
     stats::flood_copies(port.id, copies);
     report(Tx, Verdict::Flood, &pkt);
     if sw.uplink != 0 {
@@ -243,7 +244,13 @@ fn from_uplink(ctx: &TcContext, skb: *mut __sk_buff, up: &SwPort) -> i32 {
         stats::verdict(Rx, Verdict::Unparsed);
         return TC_ACT_UNSPEC;
     }
-    flood(ctx, up.switch_id, sw.nports, up.ifindex, vlan, false, &eth);
+    let from = Source {
+        ifindex: up.ifindex,
+        vlan,
+        isolated: false,
+        uplink: true,
+    };
+    flood(ctx, up.switch_id, sw.nports, &from, &eth);
     report(Rx, Verdict::Flood, &pkt(NO_ENDPOINT));
     if tagged {
         // SAFETY: plain helper call on the program's context.

@@ -468,7 +468,7 @@ fn guard_port_of(rec: &Attachment) -> Option<SwPort> {
         id: rec.endpoint_id?,
         vlan: rec.vlan.unwrap_or(0),
         flags,
-        _pad: 0,
+        allow: 0,
         mac: rec.mac.0,
         _pad2: [0; 2],
     })
@@ -511,7 +511,7 @@ fn switch_port_of(rec: &Attachment) -> Option<SwPort> {
         id: rec.endpoint_id?,
         vlan: rec.vlan.unwrap_or(0),
         flags,
-        _pad: 0,
+        allow: 0,
         mac: rec.mac.0,
         _pad2: [0; 2],
     })
@@ -617,7 +617,7 @@ async fn take_uplink(
         id: u32::MAX,
         vlan: 0,
         flags: SW_F_UPLINK,
-        _pad: 0,
+        allow: 0,
         mac: link.mac.0,
         _pad2: [0; 2],
     })?;

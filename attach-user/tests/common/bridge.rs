@@ -109,7 +109,7 @@ impl SwitchScenario {
                 id: j as u32 + 1,
                 vlan: p.vlan,
                 flags: p.flags,
-                _pad: 0,
+                allow: 0,
                 mac: p.mac,
                 _pad2: [0; 2],
             })
@@ -155,7 +155,7 @@ impl SwitchScenario {
                 id: u32::MAX,
                 vlan: 0,
                 flags: SW_F_UPLINK,
-                _pad: 0,
+                allow: 0,
                 mac: UPLINK_MAC,
                 _pad2: [0; 2],
             })

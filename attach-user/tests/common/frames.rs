@@ -60,7 +60,15 @@ fn csum_add(mut sum: u32, data: &[u8]) -> u32 {
     sum
 }
 
-/// IPv4/UDP (UDP checksum 0: allowed in IPv4).
+/// ARP `op` whose sender hardware address `sha` may differ from the
+/// frame's source `src` (a forged one).
+pub fn arp_from(op: u16, src: MacAddr, sha: MacAddr, sip: [u8; 4], tip: [u8; 4]) -> Vec<u8> {
+    let mut f = arp(op, BROADCAST, src, sip, [0; 6], tip);
+    f[22..28].copy_from_slice(&sha);
+    f
+}
+
+/// IPv4/UDP from source port 40000 (UDP checksum 0: allowed in IPv4).
 pub fn ipv4_udp(
     dst: MacAddr,
     src: MacAddr,
@@ -69,6 +77,56 @@ pub fn ipv4_udp(
     dport: u16,
     payload: &[u8],
 ) -> Vec<u8> {
+    ipv4_udp_ports(dst, src, (sip, 40000), (dip, dport), payload)
+}
+
+/// IPv6/UDP between (address, port) pairs (checksum left 0: the datapath
+/// does not read it).
+pub fn ipv6_udp(
+    dst: MacAddr,
+    src: MacAddr,
+    from: ([u8; 16], u16),
+    to: ([u8; 16], u16),
+    payload: &[u8],
+) -> Vec<u8> {
+    let udp_len = (8 + payload.len()) as u16;
+    let mut ip = vec![0x60, 0, 0, 0];
+    ip.extend_from_slice(&udp_len.to_be_bytes());
+    ip.extend_from_slice(&[17, 64]);
+    ip.extend_from_slice(&from.0);
+    ip.extend_from_slice(&to.0);
+    ip.extend_from_slice(&from.1.to_be_bytes());
+    ip.extend_from_slice(&to.1.to_be_bytes());
+    ip.extend_from_slice(&udp_len.to_be_bytes());
+    ip.extend_from_slice(&[0, 0]);
+    ip.extend_from_slice(payload);
+    eth(dst, src, ETH_P_IPV6, &ip)
+}
+
+/// An IPv6 frame with one destination-options header (8 bytes of padding)
+/// before its upper layer: `f` must be an untagged IPv6 frame.
+pub fn with_dest_opts(f: &[u8]) -> Vec<u8> {
+    let mut out = f[..54].to_vec();
+    let next = out[20];
+    out[20] = 60;
+    let plen = u16::from_be_bytes([out[18], out[19]]) + 8;
+    out[18..20].copy_from_slice(&plen.to_be_bytes());
+    // Next header, length 0 (8 bytes), a PadN option of 4 bytes.
+    out.extend_from_slice(&[next, 0, 1, 4, 0, 0, 0, 0]);
+    out.extend_from_slice(&f[54..]);
+    out
+}
+
+/// IPv4/UDP between (address, port) pairs.
+pub fn ipv4_udp_ports(
+    dst: MacAddr,
+    src: MacAddr,
+    from: ([u8; 4], u16),
+    to: ([u8; 4], u16),
+    payload: &[u8],
+) -> Vec<u8> {
+    let (sip, sport) = from;
+    let (dip, dport) = to;
     let udp_len = 8 + payload.len();
     let total = 20 + udp_len;
     let mut ip = vec![
@@ -89,7 +147,7 @@ pub fn ipv4_udp(
     ip.extend_from_slice(&dip);
     let c = csum_fold(csum_add(0, &ip));
     ip[10..12].copy_from_slice(&c.to_be_bytes());
-    ip.extend_from_slice(&40000u16.to_be_bytes());
+    ip.extend_from_slice(&sport.to_be_bytes());
     ip.extend_from_slice(&dport.to_be_bytes());
     ip.extend_from_slice(&(udp_len as u16).to_be_bytes());
     ip.extend_from_slice(&[0, 0]);

@@ -17,7 +17,7 @@ use std::{
 use attach::datapath::{Datapath, PROG_HOST, PROG_RX, PROG_TX};
 use attach_common::{
     Direction, Endpoint, EndpointStats, MODE_BRIDGE, MODE_PASSTHRU, MODE_PRIVATE, MODE_VEPA,
-    MacAddr, PARENT_F_PASSTHRU, ParentCfg, VERDICT_COUNT, Verdict,
+    MacAddr, PARENT_F_PASSTHRU, ParentCfg, VERDICT_SLOTS, VERDICT_STRIDE, Verdict,
 };
 use aya::programs::{ProgramError, TestRun, TestRunOptions};
 
@@ -438,7 +438,7 @@ fn sub(a: &EndpointStats, b: &EndpointStats) -> EndpointStats {
 }
 
 fn verdict_of(slot: usize) -> (Direction, Verdict) {
-    let n = VERDICT_COUNT as usize;
+    let n = VERDICT_STRIDE as usize;
     (Direction::ALL[slot / n], Verdict::ALL[slot % n])
 }
 
@@ -465,7 +465,7 @@ impl Lab {
             .map(|e| self.dp.stats(e.id).expect("endpoint stats"))
             .collect();
         let bystander = self.dp.stats(0).expect("stats of id 0");
-        let mut verdicts = vec![0; Direction::ALL.len() * VERDICT_COUNT as usize];
+        let mut verdicts = vec![0; VERDICT_SLOTS as usize];
         for (d, v, n) in self.dp.verdicts().expect("verdicts") {
             verdicts[v.slot(d) as usize] = n;
         }
@@ -727,10 +727,16 @@ impl Lab {
                     };
                     (i, delta)
                 })
-                .collect();
+                .collect::<Vec<_>>();
+            let mut verdicts = vec![(Direction::Rx, Verdict::Flood, 1)];
+            // A copy to a down port fails: counted by its reason too.
+            let failed = eps.iter().filter(|(i, _)| !self.up[*i]).count() as u64;
+            if failed > 0 {
+                verdicts.push((Direction::Rx, Verdict::DropFloodCopy, failed));
+            }
             return Expect {
                 ret: TC_ACT_UNSPEC,
-                verdicts: vec![(Direction::Rx, Verdict::Flood, 1)],
+                verdicts,
                 eps,
             };
         }
@@ -815,11 +821,15 @@ impl Lab {
                     tx_mc(len, copies)
                 },
             ));
-            let v = if host_access {
+            let mut v = if host_access {
                 vec![(Direction::Tx, Verdict::ToHost, 1)]
             } else {
                 vec![]
             };
+            let failed = rcv.len() as u64 - copies;
+            if failed > 0 {
+                v.push((Direction::Tx, Verdict::DropFloodCopy, failed));
+            }
             return out(v, eps);
         }
         if host_access && dst == cfg.mac {
