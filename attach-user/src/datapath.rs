@@ -219,6 +219,10 @@ fn check_row_len(len: usize, max: u32, who: &str, what: &str) -> Result<()> {
     Ok(())
 }
 
+/// Maps that hold only counters: made anew when a build changes their
+/// shape.
+const COUNTER_MAPS: [&str; 2] = [MAP_VERDICTS, attach_common::MAP_EVENTS];
+
 /// What the kernel lacks, for the programs (`attach_common::KERNEL_*`).
 fn kernel_bits() -> u32 {
     let mut bits = 0;
@@ -385,9 +389,32 @@ impl Datapath {
         }
         let kernel = kernel_bits();
         loader.override_global(attach_common::KERNEL_GLOBAL, &kernel, true);
-        loader
-            .load(EBPF_OBJECT)
-            .map_err(|e| Error::from(e).context("loading the eBPF datapath"))
+        // A map whose shape changed between builds cannot be reused: one
+        // holding only counters is made anew (its counts restart; the
+        // previous build's programs keep the old one until their links are
+        // updated), one holding state is refused with the way out.
+        let mut replaced = Vec::new();
+        loop {
+            match loader.load(EBPF_OBJECT) {
+                Err(aya::EbpfError::MapError(MapError::IncompatiblePinnedMap { name, .. }))
+                    if COUNTER_MAPS.contains(&name.as_str()) && !replaced.contains(&name) =>
+                {
+                    tracing::warn!("{name}: another build's shape; made anew, its counts restart");
+                    let _ = fs::remove_file(dir.join(&name));
+                    replaced.push(name);
+                }
+                Err(aya::EbpfError::MapError(e @ MapError::IncompatiblePinnedMap { .. })) => {
+                    return Err(Error::system(format!(
+                        "loading the eBPF datapath: {e} (pinned by another build of attach; \
+                         `attach reset` detaches everything and removes the pins, then attach \
+                         again)"
+                    )));
+                }
+                other => {
+                    return other.map_err(|e| Error::from(e).context("loading the eBPF datapath"));
+                }
+            }
+        }
     }
 
     /// Makes and pins the config map before the loader would: made by the
