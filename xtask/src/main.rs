@@ -2,10 +2,12 @@
 //! `cargo +stable xtask <task>`; every task first installs what it needs.
 
 mod setup;
+mod vm;
 
 use std::{
     path::{Path, PathBuf},
     process::Command,
+    time::Duration,
 };
 
 use anyhow::{Context as _, Result, bail};
@@ -50,6 +52,34 @@ enum Task {
         #[arg(last = true)]
         args: Vec<String>,
     },
+    /// Run test suites on older kernels: boot Debian's cloud kernels under qemu, each with
+    /// the host's root (read-only) as its root, and run the host-built test binaries in them.
+    ///
+    /// Kernels are cached in /var/cache/attach-vm (looked up again weekly); consoles are
+    /// written to target/vm/<kernel>.log. Fails if any kernel's suites fail, its guest gives
+    /// no exit status, or it runs out of time.
+    VmTest {
+        /// Kernel line to boot: 5.10, 6.1 or 6.12 (repeatable or comma-separated); default all.
+        #[arg(long, value_delimiter = ',', value_name = "VERSION")]
+        kernel: Vec<String>,
+        /// VMs at once, the host's cores shared out as their vCPUs [default: all kernels].
+        #[arg(long, value_name = "N")]
+        jobs: Option<usize>,
+        /// Wall-clock limit per VM in seconds; a VM still running then is killed and fails.
+        #[arg(long, value_name = "SECS", default_value_t = 3600)]
+        timeout: u64,
+        /// How qemu runs the guest (KVM hangs on some hosts).
+        #[arg(long, value_enum, default_value = "tcg")]
+        accel: vm::Accel,
+        /// Echo every guest's console, each line prefixed with its kernel.
+        #[arg(long)]
+        console: bool,
+        /// Suites to run instead of the default list (GUEST_SUITES in xtask/src/vm.rs):
+        /// TARGET (a test target, e.g. macvlan) or TARGET:PATTERN (only its tests whose name
+        /// contains PATTERN).
+        #[arg(last = true, value_name = "FILTER")]
+        filter: Vec<String>,
+    },
 }
 
 fn main() -> Result<()> {
@@ -77,6 +107,27 @@ fn main() -> Result<()> {
                 .arg("bench")
                 .args(&args)
                 .env("ATTACH_BIN", bin.join("attach")))
+        }
+        Task::VmTest {
+            kernel,
+            jobs,
+            timeout,
+            accel,
+            console,
+            filter,
+        } => {
+            setup::all()?;
+            vm::run(
+                &root,
+                &vm::Opts {
+                    kernels: kernel,
+                    jobs,
+                    timeout: Duration::from_secs(timeout),
+                    accel,
+                    console,
+                    filter,
+                },
+            )
         }
     }
 }

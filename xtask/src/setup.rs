@@ -34,6 +34,10 @@ const APT_PACKAGES: &[&str] = &[
     "runc",
     "busybox-static",
     "containernetworking-plugins",
+    // `xtask vm-test`: qemu (with virtiofsd) boots older kernels; their
+    // modules may be xz-compressed.
+    "qemu-system-x86",
+    "xz-utils",
 ];
 
 pub fn all() -> Result<()> {
