@@ -39,14 +39,18 @@ fn main() -> anyhow::Result<()> {
     write_build_id()
 }
 
-/// Hashes the object once here: hashing its megabytes at every engine run
-/// cost a fifth of an `add`.
+/// Hashes each object once here (the programs, and their build for kernels
+/// without `bpf_loop`): hashing its megabytes at every engine run cost a
+/// fifth of an `add`.
 fn write_build_id() -> anyhow::Result<()> {
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR").context("OUT_DIR")?);
-    let object = fs::read(out.join("attach")).context("reading the eBPF object")?;
-    let id = object.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-    });
-    fs::write(out.join("attach.id"), format!("{id:016x}")).context("writing attach.id")?;
+    for name in ["attach", "attach-compat"] {
+        let object = fs::read(out.join(name)).with_context(|| format!("reading {name}"))?;
+        let id = object.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        fs::write(out.join(format!("{name}.id")), format!("{id:016x}"))
+            .with_context(|| format!("writing {name}.id"))?;
+    }
     Ok(())
 }

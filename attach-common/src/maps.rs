@@ -28,17 +28,10 @@ pub const MAP_CONFIG: &str = "attach_config";
 pub const CONFIG_SECTION: &str = ".data.attach_config";
 /// The global the programs read the `CFG_*` bits from.
 pub const CONFIG_GLOBAL: &str = "ATTACH_CONFIG";
-/// Name of the read-only global (`.rodata`) holding `KERNEL_*` bits: what
-/// the kernel lacks, set by the loader from its probes. The verifier knows
-/// the value, so the branch for the other kernels is dead code to it: never
-/// checked (its helpers may not exist here) and never run.
-pub const KERNEL_GLOBAL: &str = "ATTACH_KERNEL";
-/// [`KERNEL_GLOBAL`] bit: no `bpf_loop` helper (before Linux 5.17); flood
-/// rows are walked by an open-coded loop.
-pub const KERNEL_NO_BPF_LOOP: u32 = 1;
-/// Most ports a flood row walks without `bpf_loop`: what a 5.10 kernel's
-/// verifier checks within its budget (it checks every step on its own).
-/// The engine keeps rows that short on such kernels.
+/// Most ports a flood row walks without `bpf_loop` (before Linux 5.17; the
+/// `attach-compat` build of the programs): what a 5.10 kernel's verifier
+/// checks within its budget (it checks every step on its own). The engine
+/// keeps rows that short on such kernels.
 pub const OPEN_WALK_MAX: u32 = 64;
 
 /// `attach_config[0]` bit: emit an event for every decision, not only drops.

@@ -40,6 +40,19 @@ use crate::tc_filter::Filter;
 
 /// The compiled programs (built from attach-ebpf by build.rs).
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/attach"));
+/// The same programs for kernels without `bpf_loop` (before 5.17), which
+/// refuse a program that so much as names a loop callback.
+pub static EBPF_OBJECT_COMPAT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/attach-compat"));
+
+/// The build of the programs for this kernel.
+pub fn ebpf_object() -> &'static [u8] {
+    if crate::features::Feature::BpfLoop.present() {
+        EBPF_OBJECT
+    } else {
+        EBPF_OBJECT_COMPAT
+    }
+}
 
 pub const PROG_RX: &str = "attach_rx";
 pub const PROG_TX: &str = "attach_tx";
@@ -189,7 +202,11 @@ const PROGS_DIR: &str = "progs";
 /// never used (`attach upgrade` removes them).
 /// (An FNV-1a hash of the object, computed by build.rs.)
 fn build_id() -> &'static str {
-    include_str!(concat!(env!("OUT_DIR"), "/attach.id"))
+    if crate::features::Feature::BpfLoop.present() {
+        include_str!(concat!(env!("OUT_DIR"), "/attach.id"))
+    } else {
+        include_str!(concat!(env!("OUT_DIR"), "/attach-compat.id"))
+    }
 }
 
 /// The tag (instruction hash) of loaded program `id`.
@@ -222,15 +239,6 @@ fn check_row_len(len: usize, max: u32, who: &str, what: &str) -> Result<()> {
 /// Maps that hold only counters: made anew when a build changes their
 /// shape.
 const COUNTER_MAPS: [&str; 2] = [MAP_VERDICTS, attach_common::MAP_EVENTS];
-
-/// What the kernel lacks, for the programs (`attach_common::KERNEL_*`).
-fn kernel_bits() -> u32 {
-    let mut bits = 0;
-    if !crate::features::Feature::BpfLoop.present() {
-        bits |= attach_common::KERNEL_NO_BPF_LOOP;
-    }
-    bits
-}
 
 /// The id of the program of the link pinned at `path`.
 fn link_program_id(path: &Path) -> Option<u32> {
@@ -387,15 +395,13 @@ impl Datapath {
         if counter.is_some() {
             loader.override_global(CG_COUNTER_GLOBAL, &value, true);
         }
-        let kernel = kernel_bits();
-        loader.override_global(attach_common::KERNEL_GLOBAL, &kernel, true);
         // A map whose shape changed between builds cannot be reused: one
         // holding only counters is made anew (its counts restart; the
         // previous build's programs keep the old one until their links are
         // updated), one holding state is refused with the way out.
         let mut replaced = Vec::new();
         loop {
-            match loader.load(EBPF_OBJECT) {
+            match loader.load(ebpf_object()) {
                 Err(aya::EbpfError::MapError(MapError::IncompatiblePinnedMap { name, .. }))
                     if COUNTER_MAPS.contains(&name.as_str()) && !replaced.contains(&name) =>
                 {

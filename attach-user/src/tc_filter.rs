@@ -152,7 +152,7 @@ pub fn remove_clsact_if_empty(ifindex: u32) {
         .all(|at| on_device(ifindex, at).is_ok_and(|f| f.is_empty()));
     if empty {
         let mut msg = TcMessage::with_index(ifindex as i32);
-        msg.header.parent = NlHandle::INGRESS.into();
+        msg.header.parent = NlHandle::INGRESS;
         msg.header.handle = NlHandle {
             major: 0xffff,
             minor: 0,

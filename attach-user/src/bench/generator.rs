@@ -32,7 +32,6 @@ use super::{
     run::{Ns, high_priority, pin_to},
 };
 use crate::{
-    EBPF_OBJECT,
     datapath::load_program,
     error::{Error, Result},
 };
@@ -66,7 +65,7 @@ impl Programs {
             .default_map_pin_directory(pin_dir)
             .override_global("BENCH_PEER_IF", &peer_if, true)
             .override_global("BENCH_OUT_IF", &out_if, true)
-            .load(EBPF_OBJECT)
+            .load(crate::datapath::ebpf_object())
             .map_err(|e| Error::from(e).context("loading the bench programs"))?;
         Ok(Self { ebpf })
     }

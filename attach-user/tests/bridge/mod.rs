@@ -9,7 +9,7 @@
 use crate::common::{bridge::*, frames::*, *};
 use attach_common::{
     Direction::Rx as RX, Direction::Tx as TX, EndpointStats, FDB_F_STATIC, FdbEntry, MacAddr,
-    SW_F_GUARD, SW_F_IPCHK, SW_F_ISOLATED, SW_F_SPOOFCHK, Verdict,
+    SW_AGEING_NS, SW_F_GUARD, SW_F_IPCHK, SW_F_ISOLATED, SW_F_SPOOFCHK, Verdict,
 };
 
 const A: MacAddr = [0x02, 0, 0, 0, 0, 0x0a];
@@ -265,10 +265,13 @@ fn sw_aged_entries_are_flooded() {
             .port(C, 0, 0)
             .build();
         let hb = lab.eps[1].host_ifindex;
+        // Seen just over the ageing time ago by the programs' clock (the
+        // boot-relative monotonic one): the programs compare wrapping, so
+        // this holds on a machine up for less than that too.
         let old = FdbEntry {
             port: hb,
             flags: 0,
-            seen_ns: 1,
+            seen_ns: monotonic_ns().wrapping_sub(SW_AGEING_NS + 1_000_000_000),
         };
         lab.put_fdb(0, 0, B, old);
         let f = udp(B, A);
@@ -292,7 +295,7 @@ fn sw_aged_entries_are_flooded() {
             .only(&[(0, tx_uc(n)), (1, rx_uc(n))]);
         lab.put_fdb(0, 0, B, old);
         teach(&mut lab, 1, B, 0);
-        assert!(lab.fdb(0, 0, B).unwrap().seen_ns > 1, "refreshed");
+        assert_ne!(lab.fdb(0, 0, B).unwrap().seen_ns, old.seen_ns, "refreshed");
         lab.sw(0, &f)
             .verdicts(&[(TX, Verdict::ToEndpoint, 1)])
             .only(&[(0, tx_uc(n)), (1, rx_uc(n))]);
@@ -551,4 +554,13 @@ fn guard_checks_sources_and_passes_to_the_bridge() {
             .ret(TC_ACT_SHOT)
             .verdicts(&[(TX, Verdict::Flood, 1)]);
     });
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: what `bpf_ktime_get_ns` reads.
+fn monotonic_ns() -> u64 {
+    // SAFETY: plain data filled by the kernel.
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
