@@ -9,11 +9,22 @@
 //! of that veth, into the contender's parent, from a thread that has entered
 //! the generator's namespace and is pinned to one CPU. The receive side runs
 //! in softirq on the same CPU, so one run measures one vCPU doing everything.
+//!
+//! A kernel may refuse live frames (some refuse them with EPERM even to a
+//! process holding CAP_SYS_ADMIN, CAP_BPF and CAP_NET_ADMIN; kernels before
+//! 5.18 do not know them): the first live-frames test run of a bench run
+//! finds out, and every later generator run of it sends the same frame out
+//! of the same veth from an AF_PACKET socket instead ([`Generator::AfPacket`]).
+//! Its rates are not comparable with those of live frames: each frame is an
+//! skb from a system call, and veth's receive side polls each frame alone
+//! (a bulk of XDP_TX frames arrives together).
 
 use std::{
     fs,
     net::Ipv4Addr,
+    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
     path::Path,
+    sync::atomic::{AtomicU8, Ordering},
     time::{Duration, Instant},
 };
 
@@ -22,10 +33,12 @@ use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, PerCpuArray},
     programs::{
-        LinkOrder, SchedClassifier, TcAttach, TcAttachType, TestRun, TestRunAttrs, TestRunOptions,
-        Xdp, XdpMode, xdp::XdpLinkId,
+        LinkOrder, ProgramError, SchedClassifier, TcAttach, TcAttachType, TestRun, TestRunAttrs,
+        TestRunOptions, Xdp, XdpMode, xdp::XdpLinkId,
     },
 };
+
+use serde::Serialize;
 
 use super::{
     cleanup,
@@ -48,6 +61,58 @@ const FIRST_CALL: u32 = 1 << 18;
 const CALL_SECS: f64 = 1.0;
 /// Frames per live-frames batch (the kernel's default; its maximum is 256).
 const BATCH: u32 = 64;
+/// Frames per `sendmmsg` of the AF_PACKET generator.
+const PACKET_BATCH: usize = 256;
+
+/// Which generator a bench run used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Generator {
+    /// BPF_PROG_TEST_RUN live frames, XDP_TX out of the wire veth.
+    XdpLiveFrames,
+    /// An AF_PACKET socket on the wire veth (the kernel refuses live
+    /// frames).
+    AfPacket,
+}
+
+impl Generator {
+    pub fn what(self) -> &'static str {
+        match self {
+            Generator::XdpLiveFrames => "XDP live frames",
+            Generator::AfPacket => "AF_PACKET (the kernel refuses XDP live frames)",
+        }
+    }
+}
+
+/// What the first live-frames test run of this process found: `UNKNOWN`
+/// until then.
+static LIVE: AtomicU8 = AtomicU8::new(UNKNOWN);
+const UNKNOWN: u8 = 0;
+const ALLOWED: u8 = 1;
+const REFUSED: u8 = 2;
+
+/// The generator this run used, if it has generated frames.
+pub fn used() -> Option<Generator> {
+    match LIVE.load(Ordering::Relaxed) {
+        ALLOWED => Some(Generator::XdpLiveFrames),
+        REFUSED => Some(Generator::AfPacket),
+        _ => None,
+    }
+}
+
+/// Whether a failed live-frames test run says the kernel refuses live
+/// frames as such (EPERM, EOPNOTSUPP; EINVAL from kernels that do not know
+/// the flag) rather than something else going wrong.
+fn refuses_live_frames(e: &ProgramError) -> bool {
+    matches!(
+        e,
+        ProgramError::SyscallError(s)
+            if matches!(
+                s.io_error.raw_os_error(),
+                Some(libc::EPERM | libc::EOPNOTSUPP | libc::EINVAL)
+            )
+    )
+}
 
 /// The bench's programs, loaded from the datapath's object with its maps
 /// pinned in a directory of the bench's own (never the engine's).
@@ -233,7 +298,8 @@ pub struct Sent {
     pub frames: u64,
     /// Time the kernel spent in its timed loop (sending, and the receive
     /// side's softirq work that runs inside it; not the time the thread
-    /// was preempted).
+    /// was preempted); for the AF_PACKET generator, the sending thread's
+    /// CPU time (the same work, and the system calls).
     pub seconds: f64,
     /// Wall-clock time of the run (includes each test run's teardown).
     pub wall_seconds: f64,
@@ -249,14 +315,22 @@ fn xdp_md(ifindex: u32, len: usize) -> [u8; 24] {
 }
 
 /// Sends `frame` out of `ifindex` (a device of `source`) for about
-/// `duration`, from a thread in `source` pinned to `cpu` at nice -20.
+/// `duration`, from a thread in `source` pinned to `cpu` at nice -20:
+/// `prog` (the generator, `Programs::generator`) run on live frames, or, if
+/// the kernel refuses live frames, an AF_PACKET socket (see the module's
+/// documentation).
 ///
-/// Time is the kernel's own measure of its loop (the test run's duration
-/// per frame × frames): each test run that transmitted frames also pays a
-/// fixed teardown of tens of milliseconds outside that loop (seen here:
-/// ~25 ms, sleeping), which wall-clock time would charge to the frames, and
-/// the kernel pauses its clock while the thread is preempted, which keeps
-/// other processes' load out of the number.
+/// With live frames, time is the kernel's own measure of its loop (the
+/// test run's duration per frame × frames): each test run that transmitted
+/// frames also pays a fixed teardown of tens of milliseconds outside that
+/// loop (seen here: ~25 ms, sleeping), which wall-clock time would charge
+/// to the frames, and the kernel pauses its clock while the thread is
+/// preempted, which keeps other processes' load out of the number. The
+/// AF_PACKET generator's time is the thread's CPU time, its analogue: the
+/// veth's transmit and the receive side's softirq work run in the
+/// sender's context (on kernels that charge softirq time to the task it
+/// interrupted, as this one does without CONFIG_IRQ_TIME_ACCOUNTING), and
+/// it stops while the thread is preempted.
 pub fn generate(
     prog: &Xdp,
     source: &Ns,
@@ -265,42 +339,203 @@ pub fn generate(
     cpu: usize,
     duration: Duration,
 ) -> Result<Sent> {
-    let ctx = xdp_md(ifindex, frame.len());
+    if let Some(sent) = live_frames(prog, source, ifindex, frame, cpu, duration)? {
+        return Ok(sent);
+    }
     source.run(|| -> Result<Sent> {
-        pin_to(cpu)
-            .map_err(|e| Error::system(format!("pinning the generator to CPU {cpu}: {e}")))?;
-        high_priority()
-            .map_err(|e| Error::system(format!("raising the generator's priority: {e}")))?;
+        prepare_thread(cpu)?;
+        packet_frames(ifindex, frame, duration)
+    })?
+}
+
+/// Runs `prog` on live frames that arrive on `ifindex` (a device of `ns`)
+/// for about `duration`, as [`generate`] does; `None` if the kernel refuses
+/// live frames (found by the first live-frames run of the process; later
+/// ones are then not tried).
+pub fn live_frames(
+    prog: &Xdp,
+    ns: &Ns,
+    ifindex: u32,
+    frame: &[u8],
+    cpu: usize,
+    duration: Duration,
+) -> Result<Option<Sent>> {
+    if LIVE.load(Ordering::Relaxed) == REFUSED {
+        return Ok(None);
+    }
+    let ctx = xdp_md(ifindex, frame.len());
+    ns.run(|| -> Result<Option<Sent>> {
+        prepare_thread(cpu)?;
         let start = Instant::now();
         let mut frames = 0u64;
-        let mut ns = 0f64;
+        let mut loop_ns = 0f64;
         let mut repeat = FIRST_CALL;
         while start.elapsed() < duration {
             cleanup::check()?;
-            let r = prog
-                .test_run(TestRunOptions {
-                    data_in: Some(frame),
-                    ctx_in: Some(&ctx),
-                    repeat,
-                    attrs: TestRunAttrs::new().xdp_live_frames(BATCH),
-                    ..Default::default()
-                })
-                .map_err(|e| {
-                    Error::from(e).context("generating frames (XDP live-frames test run)")
-                })?;
+            let r = match prog.test_run(TestRunOptions {
+                data_in: Some(frame),
+                ctx_in: Some(&ctx),
+                repeat,
+                attrs: TestRunAttrs::new().xdp_live_frames(BATCH),
+                ..Default::default()
+            }) {
+                Ok(r) => {
+                    // Only the first run of the process settles it.
+                    let _ = LIVE.compare_exchange(
+                        UNKNOWN,
+                        ALLOWED,
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                    );
+                    r
+                }
+                Err(e)
+                    if refuses_live_frames(&e)
+                        && LIVE
+                            .compare_exchange(
+                                UNKNOWN,
+                                REFUSED,
+                                Ordering::Relaxed,
+                                Ordering::Relaxed,
+                            )
+                            .is_ok() =>
+                {
+                    return Ok(None);
+                }
+                Err(e) => {
+                    return Err(
+                        Error::from(e).context("generating frames (XDP live-frames test run)")
+                    );
+                }
+            };
             let per = r.duration.as_nanos() as f64;
             frames += u64::from(repeat);
-            ns += per * f64::from(repeat);
+            loop_ns += per * f64::from(repeat);
             let left =
                 (duration.as_secs_f64() - start.elapsed().as_secs_f64()).clamp(0.05, CALL_SECS);
             repeat = (left * 1e9 / per.max(1.0)).clamp(4096.0, f64::from(u32::MAX)) as u32;
         }
-        Ok(Sent {
+        Ok(Some(Sent {
             frames,
-            seconds: ns / 1e9,
+            seconds: loop_ns / 1e9,
             wall_seconds: start.elapsed().as_secs_f64(),
-        })
+        }))
     })?
+}
+
+/// Pins the calling thread to `cpu` and raises its priority.
+fn prepare_thread(cpu: usize) -> Result<()> {
+    pin_to(cpu).map_err(|e| Error::system(format!("pinning the generator to CPU {cpu}: {e}")))?;
+    high_priority().map_err(|e| Error::system(format!("raising the generator's priority: {e}")))
+}
+
+fn os_error(what: &str) -> Error {
+    Error::system(format!(
+        "AF_PACKET generator: {what}: {}",
+        std::io::Error::last_os_error()
+    ))
+}
+
+/// The calling thread's CPU time.
+fn thread_cpu_time() -> Result<Duration> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid timespec to write.
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } != 0 {
+        return Err(os_error("reading the thread's CPU time"));
+    }
+    Ok(Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
+}
+
+/// A raw AF_PACKET socket bound to `ifindex` of the calling thread's
+/// namespace, sending straight to the device's driver (PACKET_QDISC_BYPASS,
+/// as XDP_TX does). Protocol 0: it receives nothing.
+fn packet_socket(ifindex: u32) -> Result<OwnedFd> {
+    // SAFETY: plain system calls on values built here; the descriptor is
+    // owned at once.
+    unsafe {
+        let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(os_error("socket(AF_PACKET)"));
+        }
+        let fd = OwnedFd::from_raw_fd(fd);
+        let mut sll: libc::sockaddr_ll = std::mem::zeroed();
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_ifindex = ifindex as i32;
+        if libc::bind(
+            fd.as_raw_fd(),
+            (&sll as *const libc::sockaddr_ll).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        ) != 0
+        {
+            return Err(os_error(&format!("binding to ifindex {ifindex}")));
+        }
+        let one: libc::c_int = 1;
+        if libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_QDISC_BYPASS,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        ) != 0
+        {
+            return Err(os_error("PACKET_QDISC_BYPASS"));
+        }
+        Ok(fd)
+    }
+}
+
+/// The AF_PACKET generator, on the calling thread: `frame` out of
+/// `ifindex`, `PACKET_BATCH` frames per `sendmmsg`, for about `duration`.
+fn packet_frames(ifindex: u32, frame: &[u8], duration: Duration) -> Result<Sent> {
+    let fd = packet_socket(ifindex)?;
+    let mut iov = libc::iovec {
+        iov_base: frame.as_ptr() as *mut libc::c_void,
+        iov_len: frame.len(),
+    };
+    // SAFETY: zeroed mmsghdr is a valid empty message.
+    let mut msgs: Vec<libc::mmsghdr> = (0..PACKET_BATCH)
+        .map(|_| unsafe { std::mem::zeroed() })
+        .collect();
+    for m in &mut msgs {
+        m.msg_hdr.msg_iov = &mut iov;
+        m.msg_hdr.msg_iovlen = 1;
+    }
+    let start = Instant::now();
+    let cpu_start = thread_cpu_time()?;
+    let mut frames = 0u64;
+    while start.elapsed() < duration {
+        cleanup::check()?;
+        for _ in 0..16 {
+            // SAFETY: `msgs` point at `iov`, which points at `frame`; all
+            // outlive the call, and the kernel only reads them (but the
+            // lengths it writes back).
+            let n = unsafe {
+                libc::sendmmsg(
+                    fd.as_raw_fd(),
+                    msgs.as_mut_ptr(),
+                    PACKET_BATCH as libc::c_uint,
+                    0,
+                )
+            };
+            if n < 0 {
+                match std::io::Error::last_os_error().raw_os_error() {
+                    // The device's queue was full: those frames are not sent.
+                    Some(libc::ENOBUFS | libc::EAGAIN | libc::EINTR) => continue,
+                    _ => return Err(os_error("sendmmsg")),
+                }
+            }
+            frames += n as u64;
+        }
+    }
+    let cpu = thread_cpu_time()? - cpu_start;
+    Ok(Sent {
+        frames,
+        seconds: cpu.as_secs_f64(),
+        wall_seconds: start.elapsed().as_secs_f64(),
+    })
 }
 
 #[cfg(test)]

@@ -333,6 +333,7 @@ pub fn run(args: &BenchArgs, json: bool) -> Result<String> {
             lab.as_ref().map(|l| &l.facts),
             &results,
             m6.as_ref(),
+            generator::used(),
         );
         if let Some(path) = &cfg.svg {
             write_svg(path, &doc)?;

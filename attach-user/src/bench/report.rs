@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::{
     Config,
+    generator::Generator,
     machine::Machine,
     metrics::{all_cases, fmt_value, m6::M6},
     stats::{Better, Results, Series, Summary},
@@ -16,6 +17,14 @@ use super::{
 #[derive(Serialize)]
 pub struct ContenderInfo {
     pub name: &'static str,
+    pub what: &'static str,
+}
+
+/// The generator M1 and M2 used; rates of one are not comparable with
+/// rates of the other.
+#[derive(Serialize)]
+pub struct GeneratorInfo {
+    pub kind: Generator,
     pub what: &'static str,
 }
 
@@ -38,6 +47,8 @@ pub struct Doc<'a> {
     pub machine: Machine,
     pub contenders: Vec<ContenderInfo>,
     pub lab: Option<&'a LabFacts>,
+    /// `None`: no metric generated frames.
+    pub generator: Option<GeneratorInfo>,
     pub method: Vec<&'static str>,
     /// Runs during which another process took more than 10% of a CPU.
     pub busy: Vec<String>,
@@ -57,6 +68,20 @@ const METHOD: [&str; 8] = [
     "A veth stands in for a NIC: XDP on a veth works on frames copied out of skbs (except XDP_TX'd generator frames) and disables TSO on its peer; on a real NIC XDP runs before any skb exists.",
 ];
 
+/// The method's generator line when the kernel refused live frames.
+const METHOD_AF_PACKET: &str = "Generator (M1, M2): the kernel refuses XDP live frames, so an AF_PACKET socket on the wire veth (PACKET_QDISC_BYPASS, sendmmsg of 256 frames), 64-byte UDP frames of one flow, timed by the sending thread's CPU time; generator and receive path share the measured vCPU; M2's ours-xdp (the datapath run on live frames) is left out. Not comparable with live-frames runs: every frame is an skb and is polled alone on the receive side.";
+
+/// The method, its generator line for `generator`.
+fn method(generator: Option<Generator>) -> Vec<&'static str> {
+    METHOD
+        .iter()
+        .map(|m| match generator {
+            Some(Generator::AfPacket) if m.starts_with("Generator (M1, M2)") => METHOD_AF_PACKET,
+            _ => m,
+        })
+        .collect()
+}
+
 impl<'a> Doc<'a> {
     pub fn new(
         config: &'a Config,
@@ -64,6 +89,7 @@ impl<'a> Doc<'a> {
         lab: Option<&'a LabFacts>,
         results: &'a Results,
         m6: Option<&'a M6>,
+        generator: Option<Generator>,
     ) -> Doc<'a> {
         let mut busy = Vec::new();
         for s in &results.series {
@@ -94,7 +120,11 @@ impl<'a> Doc<'a> {
                 })
                 .collect(),
             lab,
-            method: METHOD.to_vec(),
+            generator: generator.map(|kind| GeneratorInfo {
+                kind,
+                what: kind.what(),
+            }),
+            method: method(generator),
             busy,
             results: &results.series,
             m6,
@@ -137,6 +167,19 @@ impl<'a> Doc<'a> {
                 let _ = writeln!(o, "bridge contender: {}", bnf.join(", "));
             }
             let _ = writeln!(o, "wires: {}", wire_offloads(lab));
+        }
+        if let Some(g) = &self.generator {
+            let _ = writeln!(
+                o,
+                "generator (M1, M2): {}{}",
+                g.what,
+                match g.kind {
+                    Generator::XdpLiveFrames => "",
+                    Generator::AfPacket if self.config.metrics.iter().any(|m| m == "m2") =>
+                        "; rates not comparable with runs on XDP live frames; M2's ours-xdp left out",
+                    Generator::AfPacket => "; rates not comparable with runs on XDP live frames",
+                }
+            );
         }
         if self.busy.is_empty() {
             let _ = writeln!(

@@ -355,7 +355,7 @@ pub fn chart(doc: &Doc) -> String {
         None,
     );
     let m = &doc.machine;
-    let sub = format!(
+    let mut sub = format!(
         "kernel {}, {} ({} vCPU); {} round(s) × {:.1} s; bars: medians, whiskers: min–max",
         m.kernel,
         m.cpu_model,
@@ -363,6 +363,9 @@ pub fn chart(doc: &Doc) -> String {
         doc.config.rounds,
         doc.config.duration.as_secs_f64()
     );
+    if let Some(g) = &doc.generator {
+        sub.push_str(&format!("; generator: {}", g.what));
+    }
     format!(
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{:.0}" viewBox="0 0 {W} {:.0}" font-family="sans-serif">
 <rect width="100%" height="100%" fill="white"/>
