@@ -102,12 +102,17 @@ fn from_port(ctx: &TcContext, skb: *mut __sk_buff, port: &SwPort) -> i32 {
     let now = switch::now();
     learn(port.switch_id, port.vlan, &eth.src, port.ifindex, now);
     let isolated = port.has(SW_F_ISOLATED);
-    let dst = if eth.is_multicast() {
+    // Where a known unicast goes, as a port defined on every path: an
+    // Option's unset payload becomes stack one path leaves unwritten, and
+    // the verifier before 5.12 refuses any read of it.
+    let found = if eth.is_multicast() {
         None
     } else {
         lookup(&sw, port.switch_id, port.vlan, &eth.dst, now)
     };
-    if let Some(dst) = dst {
+    let known = found.is_some();
+    let dst = found.unwrap_or_default();
+    if known {
         // Policy first: a refused frame is not counted as sent.
         if dst.ifindex == port.ifindex {
             return drop(&pkt, Verdict::DropSamePort);
@@ -117,7 +122,7 @@ fn from_port(ctx: &TcContext, skb: *mut __sk_buff, port: &SwPort) -> i32 {
         }
     }
     stats::tx(port.id, len as u64, &eth);
-    if let Some(dst) = dst {
+    if known {
         if dst.has(SW_F_UPLINK) {
             return to_uplink(skb, dst.ifindex, port.vlan, &pkt);
         }

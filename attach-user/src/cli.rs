@@ -348,7 +348,8 @@ pub struct IpvlanArgs {
     /// MTU (default and maximum: the parent's).
     #[arg(long)]
     pub mtu: Option<u32>,
-    /// Only ebpf: this kernel has no ipvlan driver.
+    /// ebpf: our programs; native: the kernel's ipvlan driver (where the
+    /// kernel has it: see `attach features`).
     #[arg(long, value_enum, default_value_t = Backend::Ebpf)]
     pub backend: Backend,
 }

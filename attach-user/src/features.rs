@@ -396,6 +396,10 @@ pub struct Report {
     pub node_id: Option<String>,
     pub features: Vec<FeatureLine>,
     pub capabilities: Vec<Capability>,
+    /// Each program of the build this kernel gets, and whether its
+    /// verifier accepts it; empty with the reason when none could be tried.
+    pub programs: Vec<crate::verifier::ProgramCheck>,
+    pub programs_error: Option<String>,
 }
 
 impl Report {
@@ -412,13 +416,48 @@ impl Report {
                 without: f.role().1,
             })
             .collect();
+        let (programs, programs_error) = match crate::verifier::check_programs() {
+            Ok(p) => (p, None),
+            Err(e) => (Vec::new(), Some(e.to_string())),
+        };
+        let mut capabilities = capabilities();
+        // A kind whose programs the verifier refuses does not work here,
+        // whatever the feature list says.
+        for c in capabilities.iter_mut() {
+            let refused = programs
+                .iter()
+                .find(|p| p.refused.is_some() && programs_of(c.name).contains(&p.program.as_str()));
+            if let Some(p) = refused {
+                c.available = false;
+                c.note = format!("this kernel's verifier refuses {}", p.program);
+            }
+        }
         Self {
             kernel: kernel_release(),
             tc_hooks: tc_hooks(),
             node_id,
             features,
-            capabilities: capabilities(),
+            capabilities,
+            programs,
+            programs_error,
         }
+    }
+}
+
+/// The programs a capability runs (by their names in the object).
+fn programs_of(capability: &str) -> &'static [&'static str] {
+    use crate::datapath::*;
+    match capability {
+        "macvlan --backend ebpf --datapath tc" => &[PROG_RX, PROG_TX, PROG_HOST],
+        "macvlan --backend ebpf --datapath xdp" => &[PROG_RX, PROG_TX, PROG_HOST, PROG_RX_XDP],
+        "ipvlan --backend ebpf" => &[PROG_IPVL_RX, PROG_IPVL_TX],
+        "bridge --backend ebpf" => &[PROG_SW],
+        "bridge --backend native" => &[PROG_BR_GUARD],
+        "router --datapath ebpf" => &[PROG_RT_TX, PROG_RT_IN],
+        "nested" => &[PROG_NEST_TX, PROG_NEST_RX],
+        "nested-host" => &[PROG_NEST_TAP],
+        "host" => &[PROG_CG_IN, PROG_CG_EG],
+        _ => &[],
     }
 }
 

@@ -32,6 +32,7 @@ pub mod privileges;
 pub mod state;
 pub mod sys;
 pub mod tc_filter;
+pub mod verifier;
 
 pub use datapath::EBPF_OBJECT;
 pub use engine::Engine;

@@ -79,8 +79,17 @@ pub enum Backend {
     /// A veth pair switched by our eBPF programs.
     #[default]
     Ebpf,
-    /// The kernel's own driver (a real macvlan device).
+    /// The kernel's own driver (a real macvlan or ipvlan device).
     Native,
+}
+
+impl Backend {
+    pub const fn name(self) -> &'static str {
+        match self {
+            Backend::Ebpf => "ebpf",
+            Backend::Native => "native",
+        }
+    }
 }
 
 /// Receive path of the eBPF backend on a parent; for router endpoints,

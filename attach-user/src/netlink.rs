@@ -7,10 +7,10 @@ use netlink_packet_route::{
     AddressFamily,
     address::{AddressAttribute, AddressFlags},
     link::{
-        AfSpecBridge, BridgeVlanInfoFlags, InfoBridge, InfoBridgePort, InfoData, InfoKind,
-        InfoMacVlan, InfoPortData, InfoVeth, LinkAttribute, LinkExtentMask, LinkFlags, LinkInfo,
-        LinkLayerType, LinkMessage, LinkVfInfo, MacVlanMode, VfInfo, VfInfoMac, VfInfoRate,
-        VfInfoSpoofCheck, VfInfoTrust, VfInfoVlan,
+        AfSpecBridge, BridgeVlanInfoFlags, InfoBridge, InfoBridgePort, InfoData, InfoIpVlan,
+        InfoKind, InfoMacVlan, InfoPortData, InfoVeth, IpVlanFlags, IpVlanMode, LinkAttribute,
+        LinkExtentMask, LinkFlags, LinkInfo, LinkLayerType, LinkMessage, LinkVfInfo, MacVlanMode,
+        VfInfo, VfInfoMac, VfInfoRate, VfInfoSpoofCheck, VfInfoTrust, VfInfoVlan,
     },
     neighbour::{NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState},
 };
@@ -292,6 +292,31 @@ impl Rtnl {
         if let Some(m) = mac {
             b = b.address(m.0.to_vec());
         }
+        self.handle.link().add(b.build()).execute().await?;
+        Ok(())
+    }
+
+    /// `ip link add NAME link PARENT type ipvlan mode MODE FLAG`, made in
+    /// the node and moved into `ns` in the same message.
+    pub async fn add_ipvlan(
+        &self,
+        name: &str,
+        parent: u32,
+        mode: IpVlanMode,
+        flags: IpVlanFlags,
+        ns: &Netns,
+        mtu: u32,
+    ) -> Result<()> {
+        use std::os::fd::AsRawFd;
+        let b = LinkMessageBuilder::<LinkUnspec>::new_with_info_kind(InfoKind::IpVlan)
+            .name(name.to_owned())
+            .link(parent)
+            .mtu(mtu)
+            .set_info_data(InfoData::IpVlan(vec![
+                InfoIpVlan::Mode(mode),
+                InfoIpVlan::Flags(flags),
+            ]))
+            .setns_by_fd(ns.fd().as_raw_fd());
         self.handle.link().add(b.build()).execute().await?;
         Ok(())
     }

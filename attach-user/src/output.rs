@@ -219,5 +219,28 @@ pub fn features(r: &crate::features::Report) -> String {
         .map(|c| vec![c.name.to_owned(), yes_no(c.available), c.note.clone()])
         .collect();
     out.push_str(&table(&["attach", "works", "how / why not"], &rows));
+    out.push_str("\n\n");
+    let refused: Vec<_> = r.programs.iter().filter(|p| p.refused.is_some()).collect();
+    match (&r.programs_error, refused.is_empty()) {
+        (Some(e), _) => out.push_str(&format!("programs: could not be tried: {e}")),
+        (None, true) => out.push_str(&format!(
+            "programs: this kernel's verifier accepts all {} of this build's",
+            r.programs.len()
+        )),
+        (None, false) => {
+            out.push_str(&format!(
+                "programs: this kernel's verifier refuses {} of {}:",
+                refused.len(),
+                r.programs.len()
+            ));
+            for p in refused {
+                out.push_str(&format!(
+                    "\n  {}: {}",
+                    p.program,
+                    p.refused.as_deref().unwrap_or_default()
+                ));
+            }
+        }
+    }
     out
 }

@@ -1,7 +1,8 @@
-//! ipvlan attachments, in eBPF only: this kernel has no ipvlan driver
-//! (CONFIG_IPVLAN is off), so there is no native backend to fall back on.
+//! ipvlan attachments: eBPF (the default, and the only one where the
+//! kernel has no ipvlan driver) or the kernel's driver (`--backend native`,
+//! see `ipvlan_native.rs`).
 //!
-//! Every endpoint gets a veth whose container side carries the parent's
+//! Every eBPF endpoint gets a veth whose container side carries the parent's
 //! MAC; `attach_ipvl_rx` on the parent demuxes by destination IP and
 //! `attach_ipvl_tx` on the host side applies the port's transmit rules
 //! (see `attach-ebpf/src/ipvlan.rs`). Mode and flag belong to the parent's
@@ -45,6 +46,7 @@ use crate::{
     engine::Engine,
     error::{Context as _, Error, Result},
     features::Feature,
+    kinds::ipvlan_native,
     model::{Attachment, Backend, Datapath as DatapathKind, IpvlanFlag, IpvlanMode, Kind, Mode},
     netlink::LinkChange,
     netns::Netns,
@@ -71,12 +73,6 @@ impl IpvlanRequest {
     pub fn validate(&self) -> Result<()> {
         check_ifname(&self.ifname)?;
         check_ifname(&self.parent).map_err(|e| e.context("--parent"))?;
-        if self.backend == Backend::Native {
-            return Err(Error::invalid(
-                "--backend native: this kernel has no ipvlan driver (CONFIG_IPVLAN is off); \
-                 ipvlan is available with --backend ebpf only",
-            ));
-        }
         self.flag()?;
         if self.ips.is_empty() {
             return Err(Error::invalid(
@@ -129,7 +125,7 @@ const fn flag_bits(f: IpvlanFlag) -> u8 {
 }
 
 fn is_ipvlan_ebpf_on(r: &Attachment, parent_ifindex: u32) -> bool {
-    r.kind == Kind::Ipvlan && r.is_ebpf() && r.parent_ifindex == parent_ifindex
+    r.kind == Kind::Ipvlan && r.backend == Backend::Ebpf && r.parent_ifindex == parent_ifindex
 }
 
 /// Checks the request against the system and the other attachments, and
@@ -156,6 +152,23 @@ pub async fn plan(
             parent.name, p.ifname, p.netns
         )));
     }
+    // The kernel's ipvlan takes the parent's receive handler: it shares the
+    // parent with no other driver and no eBPF endpoint.
+    let native = req.backend == Backend::Native;
+    if let Some(o) = on_parent.iter().find(|r| {
+        let native_ipvlan = r.kind == Kind::Ipvlan && r.backend == Backend::Native;
+        native != native_ipvlan
+    }) {
+        return Err(Error::conflict(format!(
+            "parent {} serves {} {} endpoint {} in {:?}: a kernel ipvlan port shares its parent \
+             with no other backend or kind",
+            parent.name,
+            o.backend.name(),
+            o.kind.name(),
+            o.ifname,
+            o.netns
+        )));
+    }
     if let Some(o) = on_parent
         .iter()
         .find(|r| r.kind == Kind::Ipvlan && (r.mode != Some(mode) || r.flag != Some(flag)))
@@ -180,8 +193,8 @@ pub async fn plan(
         kind: Kind::Ipvlan,
         mode: Some(mode),
         flag: Some(flag),
-        backend: Backend::Ebpf,
-        datapath: Some(DatapathKind::Tc),
+        backend: req.backend,
+        datapath: (!native).then_some(DatapathKind::Tc),
         parent: parent.name.clone(),
         parent_ifindex: parent.index,
         mac: parent.mac,
@@ -237,6 +250,9 @@ pub async fn create(
     ns: &Netns,
     records: &[Attachment],
 ) -> Result<()> {
+    if rec.backend == Backend::Native {
+        return ipvlan_native::create(engine, rec, ns).await;
+    }
     let c = endpoint::create_veth(engine, rec, ns).await?;
     let l3 = !rec.is_mode(Mode::L2);
     let l3s = rec.is_mode(Mode::L3s);
@@ -399,6 +415,9 @@ fn write_port(dp: &mut Datapath, rec: &Attachment, slot: u32, all: &[Attachment]
 
 /// Removes whatever of `rec` exists, continuing past failures; returns them.
 pub async fn teardown(engine: &Engine, rec: &Attachment, remaining: &[Attachment]) -> Vec<Error> {
+    if rec.backend == Backend::Native {
+        return ipvlan_native::teardown(rec).await;
+    }
     let mut errors = Vec::new();
     if (rec.host_ifindex.is_some() || rec.endpoint_id.is_some())
         && let Err(e) = teardown_datapath(engine, rec, remaining)
@@ -447,6 +466,9 @@ fn teardown_datapath(engine: &Engine, rec: &Attachment, remaining: &[Attachment]
 /// the parent's ipvlan port, and both programs (attached, this build).
 pub async fn check(engine: &Engine, rec: &Attachment) -> Result<()> {
     super::check_container_side(rec).await?;
+    if rec.backend == Backend::Native {
+        return Ok(());
+    }
     let link = endpoint::check_host_link(engine, rec).await?;
     let (host_index, host_name) = (link.index, &link.name);
     let mut dp = engine.datapath()?;
@@ -502,6 +524,9 @@ pub async fn check(engine: &Engine, rec: &Attachment) -> Result<()> {
 /// Puts the datapath state back as the record says (entries, port,
 /// programs); the interface and routes are left as they are.
 pub async fn repair(engine: &Engine, rec: &Attachment, others: &[Attachment]) -> Result<()> {
+    if rec.backend == Backend::Native {
+        return Err(Error::system("a kernel ipvlan has no datapath to repair"));
+    }
     let mut dp = engine.datapath()?;
     let ep = endpoint_of(rec).ok_or_else(|| Error::system("the record has no endpoint id"))?;
     dp.put_port(&ep)?;
@@ -533,6 +558,9 @@ pub async fn repair(engine: &Engine, rec: &Attachment, others: &[Attachment]) ->
 
 /// See [`super::links`].
 pub fn links(rec: &Attachment) -> Vec<(&'static str, String)> {
+    if rec.backend == Backend::Native {
+        return Vec::new();
+    }
     let mut out = vec![(
         PROG_IPVL_RX,
         datapath::ipvlan_parent_link(rec.parent_ifindex),

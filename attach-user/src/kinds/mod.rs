@@ -11,6 +11,7 @@ pub mod bridge;
 pub mod container;
 pub mod host;
 pub mod ipvlan;
+mod ipvlan_native;
 pub mod macvlan;
 pub mod nested;
 pub mod router;
@@ -23,6 +24,7 @@ use crate::{
     container as endpoint_names,
     engine::Engine,
     error::{Error, Result},
+    features::Feature,
     model::{Attachment, Backend, Kind, NO_IFNAME},
     netlink::{Link, Rtnl},
     netns::Netns,
@@ -277,12 +279,47 @@ pub(crate) async fn check_addresses_free(
     Ok(())
 }
 
+/// The kernel features `req` cannot do without, each with how to name the
+/// request in a refusal: checked before anything is made.
+fn required_features(req: &AddRequest) -> Vec<(Feature, String)> {
+    // Every eBPF kind gives its endpoint a veth and hooks ports with clsact
+    // filters where tcx is missing.
+    let ebpf = |what: &str| {
+        [Feature::Veth, Feature::Clsact]
+            .into_iter()
+            .map(|f| (f, what.to_owned()))
+            .collect::<Vec<_>>()
+    };
+    match req {
+        AddRequest::Macvlan(r) if r.backend == Backend::Native => {
+            vec![(Feature::Macvlan, "macvlan --backend native".to_owned())]
+        }
+        AddRequest::Macvlan(_) => ebpf("macvlan --backend ebpf"),
+        AddRequest::Ipvlan(r) if r.backend == Backend::Native => {
+            vec![(Feature::Ipvlan, "ipvlan --backend native".to_owned())]
+        }
+        AddRequest::Ipvlan(_) => ebpf("ipvlan --backend ebpf"),
+        AddRequest::Bridge(r) if r.backend == Backend::Native => vec![
+            (Feature::Bridge, "bridge --backend native".to_owned()),
+            (Feature::Veth, "bridge --backend native".to_owned()),
+        ],
+        AddRequest::Bridge(_) => ebpf("bridge --backend ebpf"),
+        AddRequest::Router(_) => ebpf("router"),
+        AddRequest::Nested(_) => ebpf("nested"),
+        AddRequest::NestedHost(_) => vec![(Feature::Clsact, "nested-host".to_owned())],
+        AddRequest::Host(_) | AddRequest::Container(_) | AddRequest::Sriov(_) => Vec::new(),
+    }
+}
+
 pub(crate) async fn plan(
     engine: &Engine,
     req: &AddRequest,
     ns: &Netns,
     records: &[Attachment],
 ) -> Result<Attachment> {
+    for (feature, what) in required_features(req) {
+        feature.require(&what)?;
+    }
     match req {
         AddRequest::Macvlan(r) => macvlan::plan(engine, r, ns, records).await,
         AddRequest::Ipvlan(r) => ipvlan::plan(engine, r, ns, records).await,

@@ -1,0 +1,63 @@
+//! Whether every program of the build this kernel gets passes its verifier:
+//! each loaded once, with maps made for the purpose (nothing pinned, nothing
+//! attached, all gone when the check returns). What `attach features`
+//! reports, so that "works here" is the kernel's own word, not a guess from
+//! version numbers.
+
+use aya::{EbpfLoader, programs::Program};
+use serde::Serialize;
+
+use crate::{
+    datapath::ebpf_object,
+    error::{Error, Result},
+};
+
+/// One program and the verifier's answer.
+#[derive(Debug, Serialize)]
+pub struct ProgramCheck {
+    pub program: String,
+    /// `None`: accepted; else the verifier's reason (its log's last lines).
+    pub refused: Option<String>,
+}
+
+/// Lines of a refusal's verifier log kept: the reason is at its end.
+const REASON_LINES: usize = 4;
+
+/// Loads every program of this kernel's build once.
+pub fn check_programs() -> Result<Vec<ProgramCheck>> {
+    let mut ebpf = EbpfLoader::new()
+        .load(ebpf_object())
+        .map_err(|e| Error::from(e).context("loading the programs' object"))?;
+    let mut out: Vec<ProgramCheck> = ebpf
+        .programs_mut()
+        .map(|(name, prog)| ProgramCheck {
+            program: name.to_owned(),
+            refused: load(prog).err().map(|e| reason(&e)),
+        })
+        .collect();
+    out.sort_by(|a, b| a.program.cmp(&b.program));
+    Ok(out)
+}
+
+fn load(prog: &mut Program) -> std::result::Result<(), aya::programs::ProgramError> {
+    match prog {
+        Program::SchedClassifier(p) => p.load(),
+        Program::Xdp(p) => p.load(),
+        Program::CgroupSkb(p) => p.load(),
+        // Not a type this build has: shown in the report, not hidden.
+        _ => Err(aya::programs::ProgramError::UnexpectedProgramType),
+    }
+}
+
+/// The last lines of the verifier's log (where it says why), else the error.
+fn reason(e: &aya::programs::ProgramError) -> String {
+    if let aya::programs::ProgramError::LoadError { verifier_log, .. } = e {
+        let log = verifier_log.to_string();
+        let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+        let tail = &lines[lines.len().saturating_sub(REASON_LINES)..];
+        if !tail.is_empty() {
+            return tail.join(" | ");
+        }
+    }
+    e.to_string()
+}
