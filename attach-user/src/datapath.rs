@@ -45,12 +45,28 @@ pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DI
 pub static EBPF_OBJECT_COMPAT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/attach-compat"));
 
+/// Chooses the build of the programs: `compat` (the one for kernels
+/// without `bpf_loop`) or `loop`; unset: by the kernel. For tests of the
+/// compat build on a newer kernel, and as a way out should a kernel's
+/// helper misbehave.
+pub const EBPF_BUILD_ENV: &str = "ATTACH_EBPF_BUILD";
+
+/// Whether this process uses the build for kernels without `bpf_loop`.
+pub fn compat_build() -> bool {
+    static COMPAT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *COMPAT.get_or_init(|| match std::env::var(EBPF_BUILD_ENV).as_deref() {
+        Ok("compat") => true,
+        Ok("loop") => false,
+        _ => !crate::features::Feature::BpfLoop.present(),
+    })
+}
+
 /// The build of the programs for this kernel.
 pub fn ebpf_object() -> &'static [u8] {
-    if crate::features::Feature::BpfLoop.present() {
-        EBPF_OBJECT
-    } else {
+    if compat_build() {
         EBPF_OBJECT_COMPAT
+    } else {
+        EBPF_OBJECT
     }
 }
 
@@ -202,10 +218,10 @@ const PROGS_DIR: &str = "progs";
 /// never used (`attach upgrade` removes them).
 /// (An FNV-1a hash of the object, computed by build.rs.)
 fn build_id() -> &'static str {
-    if crate::features::Feature::BpfLoop.present() {
-        include_str!(concat!(env!("OUT_DIR"), "/attach.id"))
-    } else {
+    if compat_build() {
         include_str!(concat!(env!("OUT_DIR"), "/attach-compat.id"))
+    } else {
+        include_str!(concat!(env!("OUT_DIR"), "/attach.id"))
     }
 }
 
@@ -226,7 +242,7 @@ fn check_row_len(len: usize, max: u32, who: &str, what: &str) -> Result<()> {
         )));
     }
     let open = attach_common::OPEN_WALK_MAX;
-    if len > open as usize && !crate::features::Feature::BpfLoop.present() {
+    if len > open as usize && compat_build() {
         return Err(Error::conflict(format!(
             "{who} can carry at most {open} {what} on this kernel ({}): longer flood \
              rows need the bpf_loop helper (Linux 5.17 and later, {max} there)",

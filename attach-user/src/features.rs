@@ -294,9 +294,14 @@ mod scratch {
         if create(macvlan) {
             found.push(Feature::Macvlan);
         }
+        // A device serves one of the two drivers: the ipvlan stands on the
+        // veth's other end.
+        let Some(other) = index_of("probe1") else {
+            return found;
+        };
         let ipvlan = LinkMessageBuilder::<LinkUnspec>::new_with_info_kind(InfoKind::IpVlan)
             .name("probe3".to_owned())
-            .link(lower)
+            .link(other)
             .set_info_data(InfoData::IpVlan(vec![InfoIpVlan::Mode(IpVlanMode::L2)]))
             .build();
         if create(ipvlan) {

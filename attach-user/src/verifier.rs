@@ -30,9 +30,21 @@ pub fn check_programs() -> Result<Vec<ProgramCheck>> {
         .map_err(|e| Error::from(e).context("loading the programs' object"))?;
     let mut out: Vec<ProgramCheck> = ebpf
         .programs_mut()
-        .map(|(name, prog)| ProgramCheck {
-            program: name.to_owned(),
-            refused: load(prog).err().map(|e| reason(&e)),
+        .map(|(name, prog)| {
+            let started = std::time::Instant::now();
+            let refused = load(prog).err().map(|e| reason(&e));
+            let insns = prog
+                .info()
+                .ok()
+                .and_then(|i| i.verified_instruction_count());
+            tracing::debug!(
+                "verifying {name}: {:?}, {insns:?} instructions processed",
+                started.elapsed()
+            );
+            ProgramCheck {
+                program: name.to_owned(),
+                refused,
+            }
         })
         .collect();
     out.sort_by(|a, b| a.program.cmp(&b.program));

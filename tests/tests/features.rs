@@ -59,7 +59,9 @@ fn capability<'a>(report: &'a Value, name: &str) -> &'a Value {
 fn features_match_the_kernel_and_every_program_is_accepted() {
     require_root();
     let lab = Lab::new().unwrap();
+    let started = std::time::Instant::now();
     let report = lab.attach().json(&["features"]).unwrap();
+    eprintln!("attach features took {:?}", started.elapsed());
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
     assert_eq!(report["kernel"], release.trim());
 
