@@ -15,7 +15,7 @@
 
 use std::{
     fs,
-    os::unix::fs::MetadataExt,
+    os::unix::fs::{MetadataExt, PermissionsExt},
     path::Path,
     process::{Command, Output},
     thread,
@@ -1144,4 +1144,108 @@ fn out_of_range_values_are_named() {
         broken.extend(check_rejected(&lab, &scope, bad));
     }
     assert!(broken.is_empty(), "{}", broken.join("\n\n"));
+}
+
+fn mode_of(p: &Path) -> u32 {
+    fs::symlink_metadata(p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .mode()
+        & 0o7777
+}
+
+/// Removes what [`the_nodes_state_is_roots_alone`] plants in the node's
+/// state directory, also when it fails.
+struct Planted(std::path::PathBuf);
+
+impl Drop for Planted {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(self.0.join("lock"));
+        let _ = fs::remove_file(self.0.join("elsewhere"));
+        let _ = fs::remove_dir(self.0.join("attachments"));
+        let _ = fs::remove_dir(&self.0);
+    }
+}
+
+/// The node's state directory, its records and its lock are root's alone
+/// (another user could otherwise hold the lock and stall every add and del,
+/// or read the records); modes an older build left wider are narrowed on
+/// the next change; a symbolic link in place of the lock is refused, not
+/// followed, naming it, and nothing is made.
+#[test]
+fn the_nodes_state_is_roots_alone() {
+    require_root();
+    let lab = Lab::new().unwrap();
+    let (c1, c2) = (lab.container("c1").unwrap(), lab.container("c2").unwrap());
+    let state = state_dir(&lab);
+    let records = state.join("attachments");
+    let lock = state.join("lock");
+    let files = |dir: &Path| -> Vec<std::path::PathBuf> {
+        fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.is_file())
+            .collect()
+    };
+    let assert_private = |when: &str| {
+        assert_eq!(mode_of(&state), 0o700, "{when}: {}", state.display());
+        assert_eq!(mode_of(&records), 0o700, "{when}: {}", records.display());
+        assert_eq!(mode_of(&lock), 0o600, "{when}: {}", lock.display());
+        let recs = files(&records);
+        assert!(!recs.is_empty(), "{when}: no records");
+        for f in recs.iter().chain(&files(&state)) {
+            assert_eq!(mode_of(f), 0o600, "{when}: {}", f.display());
+            assert_eq!(fs::metadata(f).unwrap().uid(), 0, "{when}: {}", f.display());
+        }
+    };
+
+    lab.attach().ok(&add_macvlan(&c1, &[])).unwrap();
+    assert_private("after the first add");
+    // Another user can neither take the lock nor read a record.
+    let nobody = |argv: &[&str]| {
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .args(argv)
+            .output()
+            .unwrap()
+    };
+    let lock_s = lock.display().to_string();
+    let out = nobody(&["flock", "-n", &lock_s, "true"]);
+    assert!(!out.status.success(), "nobody took the lock");
+    let rec = files(&records)[0].display().to_string();
+    assert!(
+        !nobody(&["cat", &rec]).status.success(),
+        "nobody read {rec}"
+    );
+
+    // As an older build left them: wide open. The next add narrows them.
+    for (p, m) in [(&state, 0o755), (&records, 0o755), (&lock, 0o666)] {
+        fs::set_permissions(p, fs::Permissions::from_mode(m)).unwrap();
+    }
+    for f in files(&records) {
+        fs::set_permissions(f, fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    lab.attach()
+        .ok(&kinds::add_macvlan(NODE_IF, &c2, "10.77.0.12/24", &[]))
+        .unwrap();
+    assert_private("after an add on wide modes");
+    for c in [&c1, &c2] {
+        lab.attach().ok(&["del", "--netns", c.name()]).unwrap();
+    }
+    assert!(!state.exists(), "the state directory outlived its records");
+
+    // A symbolic link planted as the lock: refused, not followed.
+    let _planted = Planted(state.clone());
+    fs::create_dir_all(&records).unwrap();
+    let target = state.join("elsewhere");
+    std::os::unix::fs::symlink(&target, &lock).unwrap();
+    let before = snapshot(&lab, &[&c1]);
+    let out = lab.attach().run(&add_macvlan(&c1, &[])).unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&lock_s) && err.contains("symbolic link"),
+        "{err}"
+    );
+    assert!(!target.exists(), "the lock's link was followed");
+    assert_eq!(snapshot(&lab, &[&c1]), before);
 }
