@@ -152,6 +152,29 @@ exists (a node keeps its way until `attach reset`)."
     /// Measure the datapaths against the host and native macvlan (see --help).
     #[command(long_about = crate::bench::HELP)]
     Bench(BenchArgs),
+    /// Print attach's shell completion script for bash, zsh or fish.
+    ///
+    /// bash: attach completions bash > /etc/bash_completion.d/attach;
+    /// zsh: attach completions zsh > "${fpath[1]}/_attach";
+    /// fish: attach completions fish > ~/.config/fish/completions/attach.fish
+    Completions {
+        #[arg(value_enum)]
+        shell: CompletionShell,
+    },
+    /// Print attach's manual page (roff), or that of one of its commands:
+    /// attach man | man -l -, attach man add macvlan > attach-add-macvlan.1
+    Man {
+        /// The command whose page to print (e.g. add macvlan); none: attach's.
+        #[arg(value_name = "COMMAND")]
+        command: Vec<String>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -174,6 +174,8 @@ pub async fn run(cli: &Cli, engine: &Engine) -> Result<Done> {
                 "the benchmark is not a command an engine runs",
             ));
         }
+        Command::Completions { shell } => crate::docgen::completions(*shell),
+        Command::Man { command } => crate::docgen::man(command)?,
         Command::Features => {
             let report = engine.features();
             if json {

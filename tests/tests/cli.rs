@@ -1249,3 +1249,61 @@ fn the_nodes_state_is_roots_alone() {
     assert!(!target.exists(), "the lock's link was followed");
     assert_eq!(snapshot(&lab, &[&c1]), before);
 }
+
+/// `attach completions SHELL` and `attach man [COMMAND]` are made from the
+/// command line itself and need no privileges: run as nobody, each prints a
+/// script or page that knows `attach add`; an unknown shell or command is
+/// refused naming it.
+#[test]
+fn completions_and_manual_pages() {
+    require_root();
+    let bin = Attach::bin().unwrap();
+    let as_nobody = |args: &[&str]| -> Output {
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(&bin)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    for (args, want) in [
+        (
+            &["completions", "bash"][..],
+            &["attach", "add", "macvlan", "--parent"][..],
+        ),
+        (
+            &["completions", "zsh"],
+            &["#compdef attach", "add", "macvlan", "--parent"],
+        ),
+        (
+            &["completions", "fish"],
+            &["complete -c attach", "add", "macvlan", "parent"],
+        ),
+        (
+            &["man"],
+            &[".TH attach", "attach add macvlan", "attach add router"],
+        ),
+        (
+            &["man", "add", "macvlan"],
+            &[".TH attach-add-macvlan", "attach add macvlan", "parent"],
+        ),
+    ] {
+        let out = as_nobody(args);
+        let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+        assert!(out.status.success(), "attach {args:?}: {stderr}");
+        assert!(stderr.is_empty(), "attach {args:?}: {stderr}");
+        for w in want {
+            assert!(stdout.contains(w), "attach {args:?}: no {w:?} in\n{stdout}");
+        }
+    }
+    let out = as_nobody(&["completions", "tcsh"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("tcsh"), "{}", text(&out.stderr));
+    let out = as_nobody(&["man", "add", "teleport"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("\"teleport\""),
+        "{}",
+        text(&out.stderr)
+    );
+}
