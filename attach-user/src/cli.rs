@@ -738,6 +738,18 @@ pub struct CheckArgs {
 }
 
 impl DelArgs {
+    /// Refuses an empty NETNS: it names no container (and the host side
+    /// of a nested attachment is recorded without one).
+    pub fn check_netns(&self) -> crate::error::Result<()> {
+        match &self.netns {
+            Some(ns) if ns.trim().is_empty() => Err(crate::error::Error::invalid(format!(
+                "--netns {ns:?} is empty: name the container's network namespace \
+                 (a name under /run/netns, a path or a pid), or give --tap with --vlan"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     /// "nothing attached as eth0 in NETNS", "nothing attached in NETNS",
     /// "nothing attached as VLAN of tap TAP".
     pub fn nothing(&self) -> String {

@@ -1075,6 +1075,20 @@ fn empty_netns_is_refused_for_every_kind() {
         let bad = Bad::new(&format!("{kind} --netns \"\""), &args, 2, "--netns \"\"");
         broken.extend(check_rejected(&lab, &scope, &bad));
     }
+    // Nor may del or check name it, beside an attachment (of a real
+    // container) that must stay.
+    lab.attach().ok(&add_macvlan(&c, &[])).unwrap();
+    for cmd in ["del", "check"] {
+        let bad = Bad::new(
+            &format!("{cmd} --netns \"\""),
+            &[cmd, "--netns", ""],
+            2,
+            "--netns \"\"",
+        );
+        broken.extend(check_rejected(&lab, &scope, &bad));
+    }
+    lab.attach().ok(&["check", "--netns", c.name()]).unwrap();
+    lab.attach().ok(&["del", "--netns", c.name()]).unwrap();
     assert!(broken.is_empty(), "{}", broken.join("\n\n"));
 }
 
