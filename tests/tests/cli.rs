@@ -1230,6 +1230,28 @@ fn the_nodes_state_is_roots_alone() {
         !nobody(&["cat", &rec]).status.success(),
         "nobody read {rec}"
     );
+    // Nor list them: told why.
+    let net = format!("--net={}", lab.node().path().display());
+    let bin = Attach::bin().unwrap();
+    let out = Command::new("nsenter")
+        .args([
+            &net,
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--",
+        ])
+        .arg(&bin)
+        .arg("list")
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("root only") && err.contains(&state.display().to_string()),
+        "{err}"
+    );
 
     // As an older build left them: wide open. The next add narrows them.
     for (p, m) in [(&state, 0o755), (&records, 0o755), (&lock, 0o666)] {
