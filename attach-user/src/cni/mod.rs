@@ -239,16 +239,15 @@ fn kind_of(conf: &NetConf) -> Result<String, CniError> {
             ));
         }
     };
-    let cmd = <Cli as clap::CommandFactory>::command();
-    let known = cmd
-        .find_subcommand("add")
-        .is_some_and(|add| kind != "nested-host" && add.find_subcommand(&kind).is_some());
-    if !known {
+    // Those with an interface of their own: a runtime asks for CNI_IFNAME.
+    const KINDS: [&str; 6] = ["macvlan", "ipvlan", "bridge", "router", "nested", "sriov"];
+    if !KINDS.contains(&kind.as_str()) {
         return Err(CniError::new(
             code::INVALID_CONFIG,
             format!(
-                "configuration key \"kind\" is {kind:?}: attach-cni attaches macvlan, ipvlan, \
-                 bridge, router, nested, host, container or sriov"
+                "configuration key \"kind\" is {kind:?}: attach-cni attaches an interface \
+                 (CNI_IFNAME) of kind {}",
+                KINDS.join(", ")
             ),
         ));
     }
@@ -858,6 +857,7 @@ mod tests {
             (r#","kind":7"#, "7"),
             (r#","kind":"teleport""#, "teleport"),
             (r#","kind":"nested-host""#, "nested-host"),
+            (r#","kind":"host""#, "\"host\""),
         ] {
             let e = request(
                 &conf(extra),
