@@ -187,6 +187,13 @@ fn malformed_input_gets_the_right_code_and_leaves_nothing() {
         ("unknown key", with(json!({"colour": "red"})), 2),
         ("unknown camelCase key", with(json!({"bogusKey": true})), 2),
         ("kind null", with(json!({"kind": null})), 7),
+        // Checked as the CLI checks it, after the lease (released again).
+        (
+            "gateway off the subnet",
+            with(json!({"gateway": "192.168.9.1"})),
+            7,
+        ),
+        ("MTU 65536", with(json!({"mtu": 65536})), 7),
         ("kind unknown", with(json!({"kind": "teleport"})), 7),
         ("bad mode", with(json!({"mode": "sideways"})), 7),
         ("bad MAC", with(json!({"runtimeConfig": {"mac": "zz"}})), 7),
@@ -217,6 +224,8 @@ fn malformed_input_gets_the_right_code_and_leaves_nothing() {
             "unknown camelCase key" => "\"bogusKey\"",
             "kind null" => "null",
             "kind unknown" => "teleport",
+            "gateway off the subnet" => "192.168.9.1",
+            "MTU 65536" => "65536",
             "bad mode" => "sideways",
             "name" | "type" | "cniVersion" => what,
             _ => "",
