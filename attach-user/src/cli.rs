@@ -152,6 +152,29 @@ exists (a node keeps its way until `attach reset`)."
     /// Measure the datapaths against the host and native macvlan (see --help).
     #[command(long_about = crate::bench::HELP)]
     Bench(BenchArgs),
+    /// Print attach's shell completion script for bash, zsh or fish.
+    ///
+    /// bash: attach completions bash > /etc/bash_completion.d/attach;
+    /// zsh: attach completions zsh > "${fpath[1]}/_attach";
+    /// fish: attach completions fish > ~/.config/fish/completions/attach.fish
+    Completions {
+        #[arg(value_enum)]
+        shell: CompletionShell,
+    },
+    /// Print attach's manual page (roff), or that of one of its commands:
+    /// attach man | man -l -, attach man add macvlan > attach-add-macvlan.1
+    Man {
+        /// The command whose page to print (e.g. add macvlan); none: attach's.
+        #[arg(value_name = "COMMAND")]
+        command: Vec<String>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -716,6 +739,18 @@ pub struct CheckArgs {
 }
 
 impl DelArgs {
+    /// Refuses an empty NETNS: it names no container (and the host side
+    /// of a nested attachment is recorded without one).
+    pub fn check_netns(&self) -> crate::error::Result<()> {
+        match &self.netns {
+            Some(ns) if ns.trim().is_empty() => Err(crate::error::Error::invalid(format!(
+                "--netns {ns:?} is empty: name the container's network namespace \
+                 (a name under /run/netns, a path or a pid), or give --tap with --vlan"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     /// "nothing attached as eth0 in NETNS", "nothing attached in NETNS",
     /// "nothing attached as VLAN of tap TAP".
     pub fn nothing(&self) -> String {

@@ -64,6 +64,7 @@ pub async fn run(cli: &Cli, engine: &Engine) -> Result<Done> {
             }
         }
         Command::Del(args) => {
+            args.check_netns()?;
             let gone = match (&args.netns, &args.tap, args.vlan) {
                 (Some(netns), _, _) => engine.del(netns, args.ifname.as_deref()).await?,
                 (None, Some(tap), Some(vlan)) => engine.del_vlan(tap, args.qinq, vlan).await?,
@@ -78,6 +79,7 @@ pub async fn run(cli: &Cli, engine: &Engine) -> Result<Done> {
         }
         Command::Check(CheckArgs { all: true, .. }) => check_all(engine, json).await?,
         Command::Check(CheckArgs { target: args, .. }) => {
+            args.check_netns()?;
             let rec = match (&args.netns, &args.tap, args.vlan) {
                 (Some(netns), _, _) => engine.get(netns, args.ifname.as_deref())?,
                 (None, Some(tap), Some(vlan)) => engine.get_vlan(tap, args.qinq, vlan)?,
@@ -174,6 +176,8 @@ pub async fn run(cli: &Cli, engine: &Engine) -> Result<Done> {
                 "the benchmark is not a command an engine runs",
             ));
         }
+        Command::Completions { shell } => crate::docgen::completions(*shell),
+        Command::Man { command } => crate::docgen::man(command)?,
         Command::Features => {
             let report = engine.features();
             if json {

@@ -13,6 +13,7 @@ pub mod cni;
 pub mod commands;
 pub mod container;
 pub mod datapath;
+pub mod docgen;
 pub mod endpoint;
 pub mod engine;
 pub mod ep_cache;

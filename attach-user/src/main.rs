@@ -10,6 +10,14 @@ use clap::Parser;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     attach::logging::init(cli.log_format);
+    // Made from the command line alone: no engine, no privileges, no agent.
+    match &cli.command {
+        Command::Completions { shell } => {
+            return finish(&cli, Ok(attach::docgen::completions(*shell)));
+        }
+        Command::Man { command } => return finish(&cli, attach::docgen::man(command)),
+        _ => {}
+    }
     if let Err(e) = attach::privileges::check(&cli.command) {
         return finish(&cli, Err(e));
     }

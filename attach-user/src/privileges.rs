@@ -14,9 +14,13 @@ use crate::{
 const NEEDED: [(u32, &str); 2] = [(12, "CAP_NET_ADMIN"), (21, "CAP_SYS_ADMIN")];
 
 /// Refuses `cmd` up front when this process lacks what it needs. `list`
-/// only reads the records, which anyone may.
+/// only reads the records (root's: another user is told so when there are
+/// some); `completions` and `man` only print.
 pub fn check(cmd: &Command) -> Result<()> {
-    if matches!(cmd, Command::List) {
+    if matches!(
+        cmd,
+        Command::List | Command::Completions { .. } | Command::Man { .. }
+    ) {
         return Ok(());
     }
     // Unknown (no /proc): the kernel will say.
@@ -65,6 +69,8 @@ fn name(cmd: &Command) -> &'static str {
         Command::Features => "features",
         Command::Agent(_) => "agent",
         Command::Bench(_) => "bench",
+        Command::Completions { .. } => "completions",
+        Command::Man { .. } => "man",
     }
 }
 

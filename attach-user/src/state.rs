@@ -9,7 +9,10 @@ use index::{Entry, Known, Stamp};
 use std::{
     fs::{self, File, OpenOptions},
     io::Write,
-    os::{fd::AsRawFd, unix::fs::MetadataExt},
+    os::{
+        fd::AsRawFd,
+        unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt},
+    },
     path::{Path, PathBuf},
     sync::Mutex,
 };
@@ -51,17 +54,46 @@ impl State {
     /// The lock file may be removed with the directory by the holder before
     /// us (last attachment gone), so a lock taken on a file no longer at the
     /// path is retried.
+    ///
+    /// The state directory and its records directory are root's alone
+    /// (0700), the lock file too (0600): another user could otherwise hold
+    /// the lock and stall every change, or read the records. Modes found
+    /// wider (an older build's) are narrowed here; a symbolic link in
+    /// place of any of them is refused, never followed.
     pub fn lock(&self) -> Result<Lock> {
         let path = self.dir.join("lock");
         loop {
-            fs::create_dir_all(self.records_dir())
-                .map_err(|e| Error::system(format!("cannot create {}: {e}", self.dir.display())))?;
+            private_dir(&self.dir)?;
+            private_dir(&self.records_dir())?;
             let file = OpenOptions::new()
                 .create(true)
                 .truncate(false)
                 .write(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
                 .open(&path)
-                .map_err(|e| Error::system(format!("cannot open {}: {e}", path.display())))?;
+                .map_err(|e| {
+                    if e.raw_os_error() == Some(libc::ELOOP) {
+                        Error::system(format!(
+                            "the lock file {} is a symbolic link: refusing to follow it \
+                             (remove it; the engine makes its own)",
+                            path.display()
+                        ))
+                    } else {
+                        Error::system(format!("cannot open {}: {e}", path.display()))
+                    }
+                })?;
+            let meta = file.metadata()?;
+            if !meta.is_file() {
+                return Err(Error::system(format!(
+                    "the lock file {} is not a regular file",
+                    path.display()
+                )));
+            }
+            if meta.mode() & 0o7777 != 0o600 {
+                file.set_permissions(fs::Permissions::from_mode(0o600))
+                    .map_err(|e| Error::system(format!("cannot chmod {}: {e}", path.display())))?;
+            }
             // SAFETY: valid fd.
             if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
                 return Err(Error::system(format!(
@@ -70,8 +102,8 @@ impl State {
                     std::io::Error::last_os_error()
                 )));
             }
-            let held = file.metadata()?.ino();
-            if fs::metadata(&path).is_ok_and(|m| m.ino() == held) {
+            let held = meta.ino();
+            if fs::symlink_metadata(&path).is_ok_and(|m| m.ino() == held) {
                 return Ok(Lock { _file: file });
             }
         }
@@ -84,7 +116,14 @@ impl State {
     /// Every record of the node, oldest first.
     pub fn all(&self) -> Result<Vec<Attachment>> {
         let mut known = self.known();
-        let (now, mut out) = Known::read(&self.index_path(), &self.records_dir(), &known.entries)?;
+        let (now, mut out) = Known::read(&self.index_path(), &self.records_dir(), &known.entries)
+            .map_err(|e| match fs::read_dir(self.records_dir()) {
+            Err(d) if d.kind() == std::io::ErrorKind::PermissionDenied => Error::system(format!(
+                "the node's attachment records in {} are readable by root only: run this as root",
+                self.dir.display()
+            )),
+            _ => e,
+        })?;
         *known = now;
         out.sort_by(|a, b| (a.created, &a.netns, &a.ifname).cmp(&(b.created, &b.netns, &b.ifname)));
         Ok(out)
@@ -96,7 +135,8 @@ impl State {
 
     pub fn save(&self, rec: &Attachment) -> Result<()> {
         let dir = self.records_dir();
-        fs::create_dir_all(&dir)?;
+        private_dir(&self.dir)?;
+        private_dir(&dir)?;
         let before = Stamp::of(&dir).ok();
         let name = rec.record_name();
         let path = dir.join(&name);
@@ -108,7 +148,7 @@ impl State {
         // sees half a record. No fsync: a record describes kernel state that
         // a reboot (or power loss) wipes anyway, and /run is a tmpfs on most
         // nodes; syncing cost most of a millisecond per add on a disk.
-        let mut f = File::create(&tmp)?;
+        let mut f = private_file(&tmp)?;
         f.write_all(json.as_bytes())?;
         entry.ino = f.metadata()?.ino();
         drop(f);
@@ -162,6 +202,68 @@ impl State {
         }
         Ok(())
     }
+}
+
+/// Makes `dir` if needed (and any missing parent, as usual), root's alone: 0700, not
+/// a symbolic link. A directory found with a wider mode (made by an older
+/// build) is narrowed, and so are the files in it.
+pub(crate) fn private_dir(dir: &Path) -> Result<()> {
+    let meta = match fs::symlink_metadata(dir) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let cannot =
+                |e: std::io::Error| Error::system(format!("cannot create {}: {e}", dir.display()));
+            // Parents as usual (/run/attach holds the agent's socket too).
+            if let Some(parent) = dir.parent() {
+                fs::create_dir_all(parent).map_err(cannot)?;
+            }
+            match fs::DirBuilder::new().mode(0o700).create(dir) {
+                Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(cannot(e)),
+                _ => {}
+            }
+            fs::symlink_metadata(dir)?
+        }
+        Err(e) => return Err(Error::system(format!("cannot read {}: {e}", dir.display()))),
+    };
+    if meta.file_type().is_symlink() || !meta.is_dir() {
+        return Err(Error::system(format!(
+            "{} is {}: refusing to keep the node's state there (remove it)",
+            dir.display(),
+            if meta.file_type().is_symlink() {
+                "a symbolic link"
+            } else {
+                "not a directory"
+            }
+        )));
+    }
+    if meta.mode() & 0o7777 != 0o700 {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+            .map_err(|e| Error::system(format!("cannot chmod {}: {e}", dir.display())))?;
+        for entry in fs::read_dir(dir)?.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_file()) {
+                let p = entry.path();
+                fs::set_permissions(&p, fs::Permissions::from_mode(0o600))
+                    .map_err(|e| Error::system(format!("cannot chmod {}: {e}", p.display())))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A new file at `path` (truncated if there), root's alone (0600), not
+/// through a symbolic link.
+pub(crate) fn private_file(path: &Path) -> std::io::Result<File> {
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)?;
+    if f.metadata()?.mode() & 0o7777 != 0o600 {
+        f.set_permissions(fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(f)
 }
 
 #[cfg(test)]
@@ -269,5 +371,63 @@ mod tests {
         fs::rename(&tmp, state.records_dir().join("9-eth0.json")).unwrap();
         let e = State::new(d.0.clone()).all().unwrap_err();
         assert!(e.message.contains("corrupt record"), "{e}");
+    }
+
+    fn mode(p: &Path) -> u32 {
+        fs::symlink_metadata(p).unwrap().mode() & 0o7777
+    }
+
+    #[test]
+    fn the_state_is_roots_alone() {
+        let (d, state, lock, _, _) = with_two("modes");
+        assert_eq!(mode(&d.0), 0o700);
+        assert_eq!(mode(&state.records_dir()), 0o700);
+        assert_eq!(mode(&d.0.join("lock")), 0o600);
+        assert_eq!(mode(&state.index_path()), 0o600);
+        for e in fs::read_dir(state.records_dir()).unwrap() {
+            assert_eq!(mode(&e.unwrap().path()), 0o600);
+        }
+        drop(lock);
+        // As an older build left it: everything readable, the lock writable
+        // by all. Taking the lock narrows it all.
+        for p in [&d.0, &state.records_dir()] {
+            fs::set_permissions(p, fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        fs::set_permissions(d.0.join("lock"), fs::Permissions::from_mode(0o666)).unwrap();
+        let rec = fs::read_dir(state.records_dir())
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        fs::set_permissions(&rec, fs::Permissions::from_mode(0o644)).unwrap();
+        let _lock = state.lock().unwrap();
+        assert_eq!(mode(&d.0), 0o700);
+        assert_eq!(mode(&state.records_dir()), 0o700);
+        assert_eq!(mode(&d.0.join("lock")), 0o600);
+        assert_eq!(mode(&rec), 0o600);
+    }
+
+    #[test]
+    fn a_symlinked_lock_or_state_directory_is_refused() {
+        let d = Dir::new("symlink");
+        fs::create_dir_all(d.0.join("attachments")).unwrap();
+        let target = d.0.join("elsewhere");
+        std::os::unix::fs::symlink(&target, d.0.join("lock")).unwrap();
+        let e = State::new(d.0.clone()).lock().err().unwrap();
+        assert!(e.message.contains("symbolic link"), "{e}");
+        assert!(
+            e.message.contains(&d.0.join("lock").display().to_string()),
+            "{e}"
+        );
+        assert!(!target.exists(), "the link was followed");
+
+        let real = Dir::new("symlink-real");
+        fs::create_dir_all(&real.0).unwrap();
+        let link = Dir::new("symlink-dir");
+        std::os::unix::fs::symlink(&real.0, &link.0).unwrap();
+        let e = State::new(link.0.clone()).lock().err().unwrap();
+        assert!(e.message.contains("symbolic link"), "{e}");
+        assert!(!real.0.join("lock").exists(), "the link was followed");
     }
 }

@@ -15,7 +15,7 @@
 
 use std::{
     fs,
-    os::unix::fs::MetadataExt,
+    os::unix::fs::{MetadataExt, PermissionsExt},
     path::Path,
     process::{Command, Output},
     thread,
@@ -26,7 +26,7 @@ use attach_tests::{
     kinds,
     lab::{Attach, EXT_V4, Lab, NETNS_PREFIX, NODE_IF, Netns, ping, require_root},
     reach::{Endpoint, Flavor, attach, mac_of},
-    snapshot::{json_cmd, links, pin_dir, snapshot, state_dir},
+    snapshot::{Bad, Scope, check_rejected, json_cmd, links, pin_dir, snapshot, state_dir},
 };
 use serde_json::{Value, json};
 
@@ -161,9 +161,19 @@ const CASES: &[Case] = &[
     case("--spoofchk on with native", "--spoofchk on", NATIVE, INVALID, "--spoofchk"),
     case("--host-access with passthru", "--mode passthru --host-access", EBPF, INVALID, "--host-access"),
     case("xdp beside tc on one parent", "--datapath xdp", EBPF, CONFLICT, "tc datapath").needs(Needs::EbpfPeer),
-    // Fails late: the veth is made, named, addressed and up.
-    case("unreachable gateway", "--ip 10.77.0.50/24 --gateway 192.168.9.1", BOTH, SYSTEM, "192.168.9.1"),
-    case("unreachable gateway, xdp", "--datapath xdp --ip 10.77.0.50/24 --gateway 192.168.9.1", EBPF, SYSTEM, "192.168.9.1")
+    case("IPv4 network address", "--ip 10.67.0.0/24", BOTH, INVALID, "10.67.0.0/24"),
+    case("IPv4 broadcast address", "--ip 10.67.0.255/24", BOTH, INVALID, "10.67.0.255/24"),
+    case("IPv4-mapped IPv6 address", "--ip ::ffff:10.67.0.50/120", BOTH, INVALID, "::ffff:10.67.0.50/120"),
+    case("IPv4 link-local address", "--ip 169.254.7.8/16", BOTH, INVALID, "169.254.7.8/16"),
+    case("IPv6 link-local address", "--ip fe80::7/64", BOTH, INVALID, "fe80::7/64"),
+    case("gateway outside the subnet", "--ip 10.77.0.50/24 --gateway 192.168.9.1", BOTH, INVALID, "192.168.9.1"),
+    case("IPv6 gateway outside the subnet", "--ip fd77::50/64 --gateway fd78::1", BOTH, INVALID, "fd78::1"),
+    case("gateway is the own address", "--ip 10.77.0.50/24 --gateway 10.77.0.50", BOTH, INVALID, "10.77.0.50"),
+    case("MTU above any interface's", "--mtu 65536", BOTH, INVALID, "65536"),
+    // Fails late: the veth is made, named and moved; its IPv4 address is
+    // added, the IPv6 one refused (IPv6 is off in that container).
+    case("IPv6 off in the container", "--netns {nov6} --ip 10.77.0.50/24 --ip fd77::50/64", BOTH, SYSTEM, "fd77::50/64"),
+    case("IPv6 off in the container, xdp", "--netns {nov6} --datapath xdp --ip 10.77.0.50/24 --ip fd77::50/64", EBPF, SYSTEM, "fd77::50/64")
         .needs(Needs::NoEbpfPeer),
     // Fails last: veth, maps, endpoint, transmit program, unicast filter,
     // parent entry and tc programs on the parent all exist by then.
@@ -446,15 +456,26 @@ fn bad_input(peer_flavor: Option<Flavor>) {
     ] {
         lab.node().ok(cmd).unwrap();
     }
-    let empty = snapshot(&lab, &[&target, &busy]);
+    // A container with IPv6 off: adding an IPv6 address fails late.
+    let nov6 = lab.container("nov6").unwrap();
+    for key in ["all", "default"] {
+        nov6.ok(&[
+            "sysctl",
+            "-qw",
+            &format!("net.ipv6.conf.{key}.disable_ipv6=1"),
+        ])
+        .unwrap();
+    }
+    let empty = snapshot(&lab, &[&target, &busy, &nov6]);
     assert_eq!(empty.0["pins"], Value::Null, "a new node has no pins");
 
     let peer = peer_flavor.map(|f| attach(&lab, 1, "bridge", f, &[]).unwrap());
-    let mut seen: Vec<&Netns> = vec![&target, &busy];
+    let mut seen: Vec<&Netns> = vec![&target, &busy, &nov6];
     let parent_mac = empty.0["parent"]["address"].as_str().unwrap().to_owned();
     let mut vars = vec![
         ("target", target.name().to_owned()),
         ("busy", busy.name().to_owned()),
+        ("nov6", nov6.name().to_owned()),
         ("parent_mac", parent_mac),
         ("tag", lab.tag().to_owned()),
         ("dead_pid", dead_pid().to_string()),
@@ -512,7 +533,7 @@ fn bad_input(peer_flavor: Option<Flavor>) {
 
     if let Some(p) = &peer {
         lab.attach().ok(&["del", "--netns", p.ns.name()]).unwrap();
-        let after = snapshot(&lab, &[&target, &busy]);
+        let after = snapshot(&lab, &[&target, &busy, &nov6]);
         if after != empty {
             bad.push(format!(
                 "detaching the peer did not bring the node back:\n{}",
@@ -1024,4 +1045,301 @@ fn unprivileged_commands_are_refused_up_front() {
     assert_eq!(snapshot(&lab, &[&c]), empty);
     let out = wrapped(&as_nobody, &["list"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+/// `--netns ""` would make the node itself the container: every kind
+/// refuses it up front, naming the option, and makes nothing.
+#[test]
+fn empty_netns_is_refused_for_every_kind() {
+    require_root();
+    let lab = Lab::new().unwrap();
+    let c = lab.container("c1").unwrap();
+    let scope = Scope {
+        namespaces: vec![&c],
+        cgroups: vec![],
+    };
+    let kinds: &[(&str, &[&str])] = &[
+        ("macvlan", &["--parent", NODE_IF, "--ip", "10.77.0.60/24"]),
+        ("ipvlan", &["--parent", NODE_IF, "--ip", "10.77.0.60/24"]),
+        ("bridge", &["--bridge", "br-e", "--ip", "10.77.0.60/24"]),
+        ("router", &["--ip", "10.88.0.60/32"]),
+        ("nested", &["--uplink", NODE_IF, "--vlan", "100"]),
+        ("host", &["--ports", "tcp/80"]),
+        ("sriov", &["--device", "sr0"]),
+        ("container", &["--join", c.name()]),
+    ];
+    let mut broken = Vec::new();
+    for (kind, extra) in kinds {
+        let mut args = vec!["add", kind, "--netns", ""];
+        args.extend_from_slice(extra);
+        let bad = Bad::new(&format!("{kind} --netns \"\""), &args, 2, "--netns \"\"");
+        broken.extend(check_rejected(&lab, &scope, &bad));
+    }
+    // Nor may del or check name it, beside an attachment (of a real
+    // container) that must stay.
+    lab.attach().ok(&add_macvlan(&c, &[])).unwrap();
+    for cmd in ["del", "check"] {
+        let bad = Bad::new(
+            &format!("{cmd} --netns \"\""),
+            &[cmd, "--netns", ""],
+            2,
+            "--netns \"\"",
+        );
+        broken.extend(check_rejected(&lab, &scope, &bad));
+    }
+    lab.attach().ok(&["check", "--netns", c.name()]).unwrap();
+    lab.attach().ok(&["del", "--netns", c.name()]).unwrap();
+    assert!(broken.is_empty(), "{}", broken.join("\n\n"));
+}
+
+/// Values the kernel would refuse with a bare "Invalid argument" are refused
+/// up front, named: an MTU above 65535 (router, sriov, bridge), a router
+/// uplink that is the loopback device.
+#[test]
+fn out_of_range_values_are_named() {
+    require_root();
+    let lab = Lab::new().unwrap();
+    let c = lab.container("c1").unwrap();
+    let n = c.name();
+    let scope = Scope {
+        namespaces: vec![&c],
+        cgroups: vec![],
+    };
+    let cases = [
+        Bad::new(
+            "router MTU 65536",
+            &[
+                "add",
+                "router",
+                "--netns",
+                n,
+                "--ip",
+                "10.88.0.60/32",
+                "--mtu",
+                "65536",
+            ],
+            2,
+            "MTU 65536",
+        ),
+        Bad::new(
+            "router on loopback",
+            &[
+                "add",
+                "router",
+                "--netns",
+                n,
+                "--ip",
+                "10.88.0.60/32",
+                "--uplink",
+                "lo",
+            ],
+            2,
+            "--uplink lo",
+        ),
+        Bad::new(
+            "sriov MTU 65536",
+            &[
+                "add", "sriov", "--device", "sr0", "--netns", n, "--mtu", "65536",
+            ],
+            2,
+            "MTU 65536",
+        ),
+        Bad::new(
+            "macvlan MTU 70000",
+            &[
+                "add", "macvlan", "--parent", NODE_IF, "--netns", n, "--mtu", "70000",
+            ],
+            2,
+            "MTU 70000",
+        ),
+    ];
+    let mut broken = Vec::new();
+    for bad in &cases {
+        broken.extend(check_rejected(&lab, &scope, bad));
+    }
+    assert!(broken.is_empty(), "{}", broken.join("\n\n"));
+}
+
+fn mode_of(p: &Path) -> u32 {
+    fs::symlink_metadata(p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .mode()
+        & 0o7777
+}
+
+/// Removes what [`the_nodes_state_is_roots_alone`] plants in the node's
+/// state directory, also when it fails.
+struct Planted(std::path::PathBuf);
+
+impl Drop for Planted {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(self.0.join("lock"));
+        let _ = fs::remove_file(self.0.join("elsewhere"));
+        let _ = fs::remove_dir(self.0.join("attachments"));
+        let _ = fs::remove_dir(&self.0);
+    }
+}
+
+/// The node's state directory, its records and its lock are root's alone
+/// (another user could otherwise hold the lock and stall every add and del,
+/// or read the records); modes an older build left wider are narrowed on
+/// the next change; a symbolic link in place of the lock is refused, not
+/// followed, naming it, and nothing is made.
+#[test]
+fn the_nodes_state_is_roots_alone() {
+    require_root();
+    let lab = Lab::new().unwrap();
+    let (c1, c2) = (lab.container("c1").unwrap(), lab.container("c2").unwrap());
+    let state = state_dir(&lab);
+    let records = state.join("attachments");
+    let lock = state.join("lock");
+    let files = |dir: &Path| -> Vec<std::path::PathBuf> {
+        fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.is_file())
+            .collect()
+    };
+    let assert_private = |when: &str| {
+        assert_eq!(mode_of(&state), 0o700, "{when}: {}", state.display());
+        assert_eq!(mode_of(&records), 0o700, "{when}: {}", records.display());
+        assert_eq!(mode_of(&lock), 0o600, "{when}: {}", lock.display());
+        let recs = files(&records);
+        assert!(!recs.is_empty(), "{when}: no records");
+        for f in recs.iter().chain(&files(&state)) {
+            assert_eq!(mode_of(f), 0o600, "{when}: {}", f.display());
+            assert_eq!(fs::metadata(f).unwrap().uid(), 0, "{when}: {}", f.display());
+        }
+    };
+
+    lab.attach().ok(&add_macvlan(&c1, &[])).unwrap();
+    assert_private("after the first add");
+    // Another user can neither take the lock nor read a record.
+    let nobody = |argv: &[&str]| {
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .args(argv)
+            .output()
+            .unwrap()
+    };
+    let lock_s = lock.display().to_string();
+    let out = nobody(&["flock", "-n", &lock_s, "true"]);
+    assert!(!out.status.success(), "nobody took the lock");
+    let rec = files(&records)[0].display().to_string();
+    assert!(
+        !nobody(&["cat", &rec]).status.success(),
+        "nobody read {rec}"
+    );
+    // Nor list them: told why.
+    let net = format!("--net={}", lab.node().path().display());
+    let bin = Attach::bin().unwrap();
+    let out = Command::new("nsenter")
+        .args([
+            &net,
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--",
+        ])
+        .arg(&bin)
+        .arg("list")
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("root only") && err.contains(&state.display().to_string()),
+        "{err}"
+    );
+
+    // As an older build left them: wide open. The next add narrows them.
+    for (p, m) in [(&state, 0o755), (&records, 0o755), (&lock, 0o666)] {
+        fs::set_permissions(p, fs::Permissions::from_mode(m)).unwrap();
+    }
+    for f in files(&records) {
+        fs::set_permissions(f, fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    lab.attach()
+        .ok(&kinds::add_macvlan(NODE_IF, &c2, "10.77.0.12/24", &[]))
+        .unwrap();
+    assert_private("after an add on wide modes");
+    for c in [&c1, &c2] {
+        lab.attach().ok(&["del", "--netns", c.name()]).unwrap();
+    }
+    assert!(!state.exists(), "the state directory outlived its records");
+
+    // A symbolic link planted as the lock: refused, not followed.
+    let _planted = Planted(state.clone());
+    fs::create_dir_all(&records).unwrap();
+    let target = state.join("elsewhere");
+    std::os::unix::fs::symlink(&target, &lock).unwrap();
+    let before = snapshot(&lab, &[&c1]);
+    let out = lab.attach().run(&add_macvlan(&c1, &[])).unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&lock_s) && err.contains("symbolic link"),
+        "{err}"
+    );
+    assert!(!target.exists(), "the lock's link was followed");
+    assert_eq!(snapshot(&lab, &[&c1]), before);
+}
+
+/// `attach completions SHELL` and `attach man [COMMAND]` are made from the
+/// command line itself and need no privileges: run as nobody, each prints a
+/// script or page that knows `attach add`; an unknown shell or command is
+/// refused naming it.
+#[test]
+fn completions_and_manual_pages() {
+    require_root();
+    let bin = Attach::bin().unwrap();
+    let as_nobody = |args: &[&str]| -> Output {
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(&bin)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    for (args, want) in [
+        (
+            &["completions", "bash"][..],
+            &["attach", "add", "macvlan", "--parent"][..],
+        ),
+        (
+            &["completions", "zsh"],
+            &["#compdef attach", "add", "macvlan", "--parent"],
+        ),
+        (
+            &["completions", "fish"],
+            &["complete -c attach", "add", "macvlan", "parent"],
+        ),
+        (
+            &["man"],
+            &[".TH attach", "attach add macvlan", "attach add router"],
+        ),
+        (
+            &["man", "add", "macvlan"],
+            &[".TH attach-add-macvlan", "attach add macvlan", "parent"],
+        ),
+    ] {
+        let out = as_nobody(args);
+        let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+        assert!(out.status.success(), "attach {args:?}: {stderr}");
+        assert!(stderr.is_empty(), "attach {args:?}: {stderr}");
+        for w in want {
+            assert!(stdout.contains(w), "attach {args:?}: no {w:?} in\n{stdout}");
+        }
+    }
+    let out = as_nobody(&["completions", "tcsh"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("tcsh"), "{}", text(&out.stderr));
+    let out = as_nobody(&["man", "add", "teleport"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("\"teleport\""),
+        "{}",
+        text(&out.stderr)
+    );
 }

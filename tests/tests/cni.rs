@@ -184,7 +184,17 @@ fn malformed_input_gets_the_right_code_and_leaves_nothing() {
             conf("n4", "9.9.9", &leases.0, json!({})),
             1,
         ),
-        ("unknown key", with(json!({"colour": "red"})), 7),
+        ("unknown key", with(json!({"colour": "red"})), 2),
+        ("unknown camelCase key", with(json!({"bogusKey": true})), 2),
+        ("kind null", with(json!({"kind": null})), 7),
+        // Checked as the CLI checks it, after the lease (released again).
+        (
+            "gateway off the subnet",
+            with(json!({"gateway": "192.168.9.1"})),
+            7,
+        ),
+        ("MTU 65536", with(json!({"mtu": 65536})), 7),
+        ("kind unknown", with(json!({"kind": "teleport"})), 7),
         ("bad mode", with(json!({"mode": "sideways"})), 7),
         ("bad MAC", with(json!({"runtimeConfig": {"mac": "zz"}})), 7),
         ("netns in config", with(json!({"netns": "/x"})), 2),
@@ -196,13 +206,40 @@ fn malformed_input_gets_the_right_code_and_leaves_nothing() {
         ),
         ("object value", with(json!({"mode": {"a": 1}})), 2),
     ];
+    let mut cases = cases;
+    // The CNI keys a configuration must have.
+    for key in ["name", "type", "cniVersion"] {
+        let mut c: Value = serde_json::from_str(&good).unwrap();
+        c.as_object_mut().unwrap().remove(key);
+        cases.push((key, c.to_string(), 7));
+    }
     for (what, cfg, want) in &cases {
         let r = call(&lab, "ADD", "bad", Some(&c1)).run(cfg).unwrap();
         assert_eq!(r.code(), *want, "{what}: {}", r.stdout);
-        assert!(
-            !r.json()["msg"].as_str().unwrap().is_empty(),
-            "{what}: empty msg"
-        );
+        let msg = r.json()["msg"].as_str().unwrap().to_owned();
+        assert!(!msg.is_empty(), "{what}: empty msg");
+        // Named, in the configuration's words, not the argument parser's.
+        let names = match *what {
+            "unknown key" => "\"colour\"",
+            "unknown camelCase key" => "\"bogusKey\"",
+            "kind null" => "null",
+            "kind unknown" => "teleport",
+            "gateway off the subnet" => "192.168.9.1",
+            "MTU 65536" => "65536",
+            "bad mode" => "sideways",
+            "name" | "type" | "cniVersion" => what,
+            _ => "",
+        };
+        assert!(msg.contains(names), "{what}: {msg}");
+        for parser in [
+            "unexpected argument",
+            "'--",
+            "error:",
+            "--bogus-key",
+            "Usage",
+        ] {
+            assert!(!msg.contains(parser), "{what}: parser wording: {msg}");
+        }
         assert!(leases.leased("n4").is_empty(), "{what}: lease left");
         assert_eq!(
             lab.attach().json(&["list"]).unwrap(),
@@ -226,6 +263,14 @@ fn malformed_input_gets_the_right_code_and_leaves_nothing() {
         4,
         "no CNI_NETNS"
     );
+    // IPAM needed, CNI_PATH not set: the environment is at fault.
+    let mut no_path = call(&lab, "ADD", "x", Some(&c1));
+    no_path.env_extra.push(("CNI_PATH", ""));
+    let r = no_path.run(&good).unwrap();
+    assert_eq!(r.code(), 4, "no CNI_PATH: {}", r.stdout);
+    assert!(r.stdout.contains("CNI_PATH"), "{}", r.stdout);
+    assert!(c1.ok(&["ip", "link", "show", "eth0"]).is_err());
+    assert_eq!(lab.attach().json(&["list"]).unwrap(), json!([]));
     let mut no_cmd = call(&lab, "", "x", Some(&c1));
     no_cmd.command = "";
     assert_eq!(no_cmd.run(&good).unwrap().code(), 4, "no CNI_COMMAND");
@@ -361,4 +406,146 @@ fn status_reports_limited_connectivity_when_the_datapath_breaks() {
     lab.attach().ok(&["reconcile"]).unwrap();
     assert!(call(&lab, "STATUS", "", None).run(&cfg).unwrap().ok);
     assert!(call(&lab, "DEL", "s1", Some(&c1)).run(&cfg).unwrap().ok);
+}
+
+/// An IPAM plugin of the test's own, in a directory removed on drop.
+struct FakeIpam(PathBuf);
+
+impl FakeIpam {
+    /// A plugin `fake-ipam` that fails every call with `reply`.
+    fn failing(lab: &Lab, reply: &Value) -> Self {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("attach-fake-ipam-{}", lab.tag()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let plugin = dir.join("fake-ipam");
+        std::fs::write(
+            &plugin,
+            format!("#!/bin/sh\ncat >/dev/null\necho '{reply}'\nexit 1\n"),
+        )
+        .unwrap();
+        std::fs::set_permissions(&plugin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Self(dir)
+    }
+}
+
+impl Drop for FakeIpam {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// An IPAM plugin's error reaches the runtime with the plugin's own code
+/// and message (11, try again later; host-local's 999 when its range is
+/// used up), and the failed ADD leaves nothing.
+#[test]
+fn ipam_errors_keep_their_code_and_message() {
+    require_root();
+    let lab = Lab::new().unwrap();
+    let leases = Leases::new(&lab);
+    let c1 = lab.container("c1").unwrap();
+    let fake = FakeIpam::failing(
+        &lab,
+        &json!({"cniVersion": "1.0.0", "code": 11, "msg": "pool busy, try again", "details": "lease file locked"}),
+    );
+    let cfg = conf(
+        "n9",
+        "1.0.0",
+        &leases.0,
+        json!({"ipam": {"type": "fake-ipam"}}),
+    );
+    let plugin_dir = attach_tests::cni::plugin().unwrap();
+    let cni_path = format!(
+        "{}:{}",
+        fake.0.display(),
+        plugin_dir.parent().unwrap().display()
+    );
+    let mut add = call(&lab, "ADD", "i1", Some(&c1));
+    add.env_extra.push(("CNI_PATH", &cni_path));
+    let r = add.run(&cfg).unwrap();
+    assert_eq!(r.code(), 11, "{}", r.stdout);
+    let e = r.json();
+    assert_eq!(e["msg"], "pool busy, try again", "{e}");
+    assert!(
+        e["details"].as_str().unwrap().contains("lease file locked"),
+        "{e}"
+    );
+    assert!(c1.ok(&["ip", "link", "show", "eth0"]).is_err(), "eth0 left");
+    assert_eq!(lab.attach().json(&["list"]).unwrap(), json!([]));
+
+    // host-local with one address: the second ADD gets host-local's own error.
+    let one = json!({"ipam": {
+        "type": "host-local", "dataDir": leases.0,
+        "ranges": [[{"subnet": "10.77.0.0/24", "rangeStart": "10.77.0.100", "rangeEnd": "10.77.0.100"}]]
+    }});
+    let cfg = conf("n9", "1.0.0", &leases.0, one);
+    let c2 = lab.container("c2").unwrap();
+    let r = call(&lab, "ADD", "i1", Some(&c1)).run(&cfg).unwrap();
+    assert!(r.ok, "{}", r.stdout);
+    let r = call(&lab, "ADD", "i2", Some(&c2)).run(&cfg).unwrap();
+    assert_eq!(r.code(), 999, "{}", r.stdout);
+    let msg = r.json()["msg"].as_str().unwrap().to_owned();
+    assert!(msg.contains("no IP addresses available"), "{msg}");
+    assert!(c2.ok(&["ip", "link", "show", "eth0"]).is_err(), "eth0 left");
+    assert!(call(&lab, "DEL", "i1", Some(&c1)).run(&cfg).unwrap().ok);
+    assert!(leases.leased("n9").is_empty());
+}
+
+/// The configuration's `dns` is in the result though host-local gives an
+/// empty one; CNI_ARGS `MAC=` (podman's --mac-address) is the interface's
+/// MAC, `IP=` picks host-local's lease, and without IPAM is the address.
+#[test]
+fn dns_and_cni_args_are_honoured() {
+    require_root();
+    let lab = Lab::new().unwrap();
+    let leases = Leases::new(&lab);
+    let c1 = lab.container("c1").unwrap();
+    let dns = json!({"nameservers": ["10.77.0.53"], "search": ["example.test"]});
+    let cfg = conf("n10", "1.0.0", &leases.0, json!({"dns": dns}));
+    let mut add = call(&lab, "ADD", "a1", Some(&c1));
+    add.env_extra.push((
+        "CNI_ARGS",
+        "IgnoreUnknown=1;MAC=02:aa:bb:cc:dd:07;IP=10.77.0.110",
+    ));
+    let r = add.run(&cfg).unwrap();
+    assert!(r.ok, "{} {}", r.stdout, r.stderr);
+    let res = r.json();
+    assert_eq!(res["dns"], dns, "{res}");
+    assert_eq!(res["interfaces"][0]["mac"], "02:aa:bb:cc:dd:07", "{res}");
+    assert!(res["ips"].to_string().contains("10.77.0.110/24"), "{res}");
+    let link = c1.ok(&["ip", "link", "show", "eth0"]).unwrap();
+    assert!(link.contains("02:aa:bb:cc:dd:07"), "{link}");
+    let addrs = c1.ok(&["ip", "addr", "show", "eth0"]).unwrap();
+    assert!(addrs.contains("10.77.0.110/24"), "{addrs}");
+    assert!(ping(&c1, EXT_V4));
+    assert!(call(&lab, "DEL", "a1", Some(&c1)).run(&cfg).unwrap().ok);
+
+    // No IPAM: IP= is the static address.
+    let cfg = conf("n10", "1.0.0", &leases.0, json!({"ipam": null}));
+    let mut add = call(&lab, "ADD", "a2", Some(&c1));
+    add.env_extra.push((
+        "CNI_ARGS",
+        "IgnoreUnknown=1;MAC=02:aa:bb:cc:dd:08;IP=10.77.0.111/24",
+    ));
+    let r = add.run(&cfg).unwrap();
+    assert!(r.ok, "{} {}", r.stdout, r.stderr);
+    let addrs = c1.ok(&["ip", "addr", "show", "eth0"]).unwrap();
+    assert!(
+        addrs.contains("10.77.0.111/24") && addrs.contains("02:aa:bb:cc:dd:08"),
+        "{addrs}"
+    );
+    assert!(call(&lab, "DEL", "a2", Some(&c1)).run(&cfg).unwrap().ok);
+    // A bad MAC in CNI_ARGS is named, and nothing is made.
+    let mut add = call(&lab, "ADD", "a3", Some(&c1));
+    add.env_extra
+        .push(("CNI_ARGS", "MAC=zz:00;IP=10.77.0.112/24"));
+    let r = add.run(&cfg).unwrap();
+    assert_eq!(r.code(), 7, "{}", r.stdout);
+    let msg = r.json()["msg"].as_str().unwrap().to_owned();
+    assert!(
+        msg.contains("CNI_ARGS MAC") && msg.contains("zz:00"),
+        "{msg}"
+    );
+    assert!(c1.ok(&["ip", "link", "show", "eth0"]).is_err(), "eth0 left");
+    assert_eq!(lab.attach().json(&["list"]).unwrap(), json!([]));
+    assert!(leases.leased("n10").is_empty());
 }

@@ -64,6 +64,23 @@ fn podman_containers_on_an_attach_network() {
     assert_eq!(lab.attach().json(&["list"]).unwrap(), json!([]));
     assert_eq!(leased(), 0, "lease not released");
 
+    // podman --mac-address and --ip reach the plugin as CNI_ARGS MAC= and
+    // IP= (the address host-local leases).
+    let out = pm
+        .sh(
+            &["--mac-address", "02:aa:bb:cc:dd:31", "--ip", "10.77.0.137"],
+            "ip link show eth0 && ip -4 addr show eth0 && ping -c 1 -W 2 10.77.0.1",
+        )
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(
+        stdout(&out).contains("02:aa:bb:cc:dd:31") && stdout(&out).contains("inet 10.77.0.137/24"),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(lab.attach().json(&["list"]).unwrap(), json!([]));
+    assert_eq!(leased(), 0, "lease not released");
+
     // A server, and a client reaching it on the same parent.
     let rootfs = pm.rootfs().display().to_string();
     let out = pm

@@ -165,8 +165,19 @@ fn sriov_bad_input_is_refused_and_changes_nothing() {
         ])
         .unwrap();
     let host_veth = ep["host_ifname"].as_str().unwrap().to_owned();
+    // A container with IPv6 off: adding an IPv6 address there fails late.
+    let nov6 = lab.container("nov6").unwrap();
+    for key in ["all", "default"] {
+        nov6.ok(&[
+            "sysctl",
+            "-qw",
+            &format!("net.ipv6.conf.{key}.disable_ipv6=1"),
+        ])
+        .unwrap();
+    }
+    let nov6n = nov6.name().to_owned();
     let scope = Scope {
-        namespaces: vec![&c1, &busy],
+        namespaces: vec![&c1, &busy, &nov6],
         cgroups: vec![],
     };
     let c = c1.name().to_owned();
@@ -277,22 +288,32 @@ fn sriov_bad_input_is_refused_and_changes_nothing() {
             "--pci",
         )
         .parse(),
-        // Fails late, in the container: the device was moved, renamed, given
-        // its MAC, MTU and address; all of it is undone.
         bad(
-            "unreachable gateway",
+            "gateway outside the subnet",
+            &["--ip", "10.77.0.21/24", "--gateway", "192.168.9.1"],
+            INVALID,
+            "192.168.9.1",
+        ),
+        bad("MTU 65536", &["--mtu", "65536"], INVALID, "MTU 65536"),
+        // Fails late, in the container: the device was moved, renamed, given
+        // its MAC, MTU and IPv4 address; IPv6 is off there, so its IPv6
+        // address is refused; all of it is undone.
+        bad(
+            "IPv6 off in the container",
             &[
+                "--netns",
+                &nov6n,
                 "--ip",
                 "10.77.0.21/24",
-                "--gateway",
-                "192.168.9.1",
+                "--ip",
+                "fd77::21/64",
                 "--mtu",
                 "1400",
                 "--mac",
                 "02:a7:00:00:00:21",
             ],
             SYSTEM,
-            "192.168.9.1",
+            "fd77::21/64",
         ),
     ];
     if let Some(pci) = machine_nic_pci() {

@@ -155,7 +155,15 @@ impl Ipam {
                     String::from_utf8_lossy(&out.stdout).trim().to_owned(),
                 ),
             };
-            return Err(CniError::new(c, format!("ipam {command}: {msg}")));
+            let theirs = parsed
+                .as_ref()
+                .and_then(|v| v.get("details"))
+                .and_then(Value::as_str)
+                .filter(|d| !d.is_empty());
+            return Err(CniError::new(c, msg).details(match theirs {
+                Some(d) => format!("ipam plugin {} ({command}): {d}", self.plugin.display()),
+                None => format!("ipam plugin {} ({command})", self.plugin.display()),
+            }));
         }
         Ok(parsed.unwrap_or(Value::Null))
     }
@@ -163,7 +171,12 @@ impl Ipam {
 
 /// Finds plugin `name` in the directories of CNI_PATH.
 fn find(env: &Env, name: &str) -> Result<PathBuf, CniError> {
-    let path = env.path.as_deref().unwrap_or("");
+    let path = env.path.as_deref().ok_or_else(|| {
+        CniError::new(
+            code::INVALID_ENV,
+            format!("CNI_PATH is not set: it is where the ipam plugin {name:?} is looked for"),
+        )
+    })?;
     std::env::split_paths(path)
         .map(|d| d.join(name))
         .find(|p| p.is_file())

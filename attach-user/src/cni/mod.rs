@@ -126,8 +126,37 @@ async fn run(env: &Env, stdin: &str, engine: &Engine) -> Result<Option<String>, 
             format!("network configuration is not JSON: {e}"),
         )
     })?;
+    let Some(obj) = raw.as_object() else {
+        return Err(CniError::new(
+            code::INVALID_CONFIG,
+            "network configuration is not a JSON object",
+        ));
+    };
+    for key in ["cniVersion", "name", "type"] {
+        match obj.get(key) {
+            Some(Value::String(v)) if !v.is_empty() => {}
+            Some(Value::String(_)) => {
+                return Err(CniError::new(
+                    code::INVALID_CONFIG,
+                    format!("network configuration: {key:?} is empty"),
+                ));
+            }
+            Some(v) => {
+                return Err(CniError::new(
+                    code::INVALID_CONFIG,
+                    format!("network configuration: {key:?} must be a string, not {v}"),
+                ));
+            }
+            None => {
+                return Err(CniError::new(
+                    code::INVALID_CONFIG,
+                    format!("network configuration has no {key:?}"),
+                ));
+            }
+        }
+    }
     let conf: NetConf = serde_json::from_value(raw.clone())
-        .map_err(|e| CniError::new(code::DECODE, format!("network configuration: {e}")))?;
+        .map_err(|e| CniError::new(code::INVALID_CONFIG, format!("network configuration: {e}")))?;
     if !SUPPORTED_VERSIONS.contains(&conf.cni_version.as_str()) {
         return Err(CniError::new(
             code::INCOMPATIBLE_VERSION,
@@ -178,22 +207,99 @@ fn kebab(key: &str) -> String {
     out
 }
 
+/// Where a CLI option of the request came from, to name it in errors.
+struct Sources(Vec<(String, String)>);
+
+impl Sources {
+    fn note(&mut self, flag: &str, from: String) {
+        if !self.0.iter().any(|(f, _)| f == flag) {
+            self.0.push((flag.to_owned(), from));
+        }
+    }
+
+    /// What gave option `flag` (`--mac <MAC>` or `--mac`).
+    fn of(&self, flag: &str) -> String {
+        let flag = flag.split([' ', '=']).next().unwrap_or(flag);
+        self.0
+            .iter()
+            .find(|(f, _)| f == flag)
+            .map_or_else(|| format!("{flag:?}"), |(_, from)| from.clone())
+    }
+}
+
+/// The kinds a runtime may ask for: those with a container interface.
+fn kind_of(conf: &NetConf) -> Result<String, CniError> {
+    let kind = match conf.options.get("kind") {
+        None => return Ok("macvlan".into()),
+        Some(Value::String(k)) => k.clone(),
+        Some(v) => {
+            return Err(CniError::new(
+                code::INVALID_CONFIG,
+                format!("configuration key \"kind\" must name a kind (a string), not {v}"),
+            ));
+        }
+    };
+    // Those with an interface of their own: a runtime asks for CNI_IFNAME.
+    const KINDS: [&str; 6] = ["macvlan", "ipvlan", "bridge", "router", "nested", "sriov"];
+    if !KINDS.contains(&kind.as_str()) {
+        return Err(CniError::new(
+            code::INVALID_CONFIG,
+            format!(
+                "configuration key \"kind\" is {kind:?}: attach-cni attaches an interface \
+                 (CNI_IFNAME) of kind {}",
+                KINDS.join(", ")
+            ),
+        ));
+    }
+    Ok(kind)
+}
+
+/// The long options of `attach add KIND` itself (not the global ones,
+/// not help).
+fn options_of(kind: &str) -> Vec<String> {
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    // The kinds' arguments are made when the command is built.
+    cmd.build();
+    cmd.find_subcommand("add")
+        .and_then(|add| add.find_subcommand(kind))
+        .map(|k| {
+            k.get_arguments()
+                .filter(|a| !a.is_global_set())
+                .filter_map(|a| a.get_long().map(str::to_owned))
+                .filter(|l| l != "help")
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `CNI_ARGS` (`K=V;K=V`) as pairs.
+fn cni_args(env: &Env) -> Vec<(String, String)> {
+    env.args
+        .as_deref()
+        .unwrap_or("")
+        .split(';')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect()
+}
+
 /// The `attach add` request of a configuration: its keys become CLI
-/// options, parsed by the CLI's own parser.
+/// options, parsed by the CLI's own parser. The MAC comes from the
+/// configuration's `mac`, else `runtimeConfig.mac`, else `CNI_ARGS` `MAC=`;
+/// the addresses from IPAM, else `runtimeConfig.ips`, else `CNI_ARGS` `IP=`.
 fn request(
     conf: &NetConf,
+    env: &Env,
     netns: &str,
     ifname: &str,
     ipam: &IpamResult,
 ) -> Result<AddRequest, CniError> {
-    let kind = conf
-        .options
-        .get("kind")
-        .and_then(Value::as_str)
-        .unwrap_or("macvlan");
-    let mut argv: Vec<String> = ["attach", "add", kind, "--netns", netns, "--ifname", ifname]
+    let kind = kind_of(conf)?;
+    let options = options_of(&kind);
+    let mut argv: Vec<String> = ["attach", "add", &kind, "--netns", netns, "--ifname", ifname]
         .map(String::from)
         .to_vec();
+    let mut from = Sources(Vec::new());
     for (key, value) in &conf.options {
         if key == "kind" || CNI_KEYS.contains(&key.as_str()) {
             continue;
@@ -206,7 +312,15 @@ fn request(
                 ),
             ));
         }
-        let flag = format!("--{}", kebab(key));
+        let long = kebab(key);
+        if !options.contains(&long) {
+            return Err(CniError::new(
+                code::UNSUPPORTED_FIELD,
+                format!("configuration key {key:?} is not a setting of kind {kind}"),
+            ));
+        }
+        let flag = format!("--{long}");
+        from.note(&flag, format!("configuration key {key:?}"));
         match value {
             Value::Bool(true) => argv.push(flag),
             Value::Bool(false) | Value::Null => {}
@@ -229,17 +343,44 @@ fn request(
             }
         }
     }
-    if let Some(mac) = &conf.runtime_config.mac
-        && !conf.options.contains_key("mac")
-    {
-        argv.extend(["--mac".into(), mac.clone()]);
+    let args = cni_args(env);
+    let arg = |k: &str| args.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    if !conf.options.contains_key("mac") {
+        if let Some(mac) = &conf.runtime_config.mac {
+            from.note("--mac", "runtimeConfig.mac".into());
+            argv.extend(["--mac".into(), mac.clone()]);
+        } else if let Some(mac) = arg("MAC").filter(|m| !m.is_empty()) {
+            from.note("--mac", "CNI_ARGS MAC".into());
+            argv.extend(["--mac".into(), mac]);
+        }
     }
     for ip in &ipam.ips {
+        from.note("--ip", "the ipam result's address".into());
         argv.extend(["--ip".into(), ip.address.clone()]);
     }
     if ipam.ips.is_empty() {
         for ip in &conf.runtime_config.ips {
+            from.note("--ip", "runtimeConfig.ips".into());
             argv.extend(["--ip".into(), ip.clone()]);
+        }
+        // Static addresses in CNI_ARGS (with an IPAM plugin, they are its
+        // to honour: it gets the same CNI_ARGS).
+        if conf.runtime_config.ips.is_empty()
+            && let Some(ips) = arg("IP").filter(|v| !v.is_empty())
+        {
+            for ip in ips.split(',') {
+                if !ip.contains('/') {
+                    return Err(CniError::new(
+                        code::INVALID_CONFIG,
+                        format!(
+                            "CNI_ARGS IP={ip} needs a prefix length (like {ip}/24) \
+                             when the network has no ipam"
+                        ),
+                    ));
+                }
+                from.note("--ip", "CNI_ARGS IP".into());
+                argv.extend(["--ip".into(), ip.to_owned()]);
+            }
         }
     }
     // Router endpoints route through their own link-local gateways.
@@ -247,23 +388,80 @@ fn request(
         && !conf.options.contains_key("gateway")
         && let Some(gw) = default_gateway(ipam)
     {
+        from.note("--gateway", "the ipam result's gateway".into());
         argv.extend(["--gateway".into(), gw.to_string()]);
     }
-    let cli = Cli::try_parse_from(&argv).map_err(|e| {
-        let msg = e.to_string();
-        let first = msg
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .trim_start_matches("error: ");
-        CniError::new(
-            code::INVALID_CONFIG,
-            format!("invalid configuration: {first}"),
-        )
-    })?;
+    let cli = Cli::try_parse_from(&argv)
+        .map_err(|e| CniError::new(code::INVALID_CONFIG, parse_error(&e, &from)))?;
     match cli.command {
         Command::Add(k) => Ok(AddRequest::from(k)),
         _ => unreachable!("argv starts with `add`"),
+    }
+}
+
+/// A parse error of the request, in the configuration's terms.
+fn parse_error(e: &clap::Error, from: &Sources) -> String {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let ctx = |k: ContextKind| -> Vec<String> {
+        match e.get(k) {
+            Some(ContextValue::String(s)) => vec![s.clone()],
+            Some(ContextValue::Strings(v)) => v.clone(),
+            _ => Vec::new(),
+        }
+    };
+    let arg = ctx(ContextKind::InvalidArg);
+    let source = arg.first().map(|a| from.of(a)).unwrap_or_default();
+    let value = ctx(ContextKind::InvalidValue).into_iter().next();
+    match e.kind() {
+        ErrorKind::InvalidValue => {
+            let valid = ctx(ContextKind::ValidValue);
+            format!(
+                "invalid value {:?} for {source}{}",
+                value.unwrap_or_default(),
+                if valid.is_empty() {
+                    String::new()
+                } else {
+                    format!(": it takes {}", valid.join(", "))
+                }
+            )
+        }
+        ErrorKind::ValueValidation => {
+            let why = std::error::Error::source(e)
+                .map(|s| s.to_string())
+                .unwrap_or_default();
+            match value {
+                Some(v) if !why.contains(&v) => format!("invalid value {v:?} for {source}: {why}"),
+                _ => format!("{source}: {why}"),
+            }
+        }
+        ErrorKind::ArgumentConflict => {
+            let other = ctx(ContextKind::PriorArg)
+                .first()
+                .map(|a| from.of(a))
+                .unwrap_or_default();
+            format!("{source} cannot be given together with {other}")
+        }
+        ErrorKind::MissingRequiredArgument => {
+            let keys: Vec<String> = arg
+                .iter()
+                .map(|a| {
+                    let long = a.trim_start_matches("--");
+                    format!("{:?}", long.split([' ', '=']).next().unwrap_or(long))
+                })
+                .collect();
+            format!("the configuration needs {}", keys.join(", "))
+        }
+        ErrorKind::TooManyValues | ErrorKind::UnknownArgument => {
+            format!("{source} is given more than once or does not apply")
+        }
+        _ => format!(
+            "invalid configuration{}",
+            if source.is_empty() {
+                String::new()
+            } else {
+                format!(": {source}")
+            }
+        ),
     }
 }
 
@@ -282,6 +480,30 @@ fn default_gateway(ipam: &IpamResult) -> Option<IpAddr> {
         .iter()
         .filter(|ip| ip.address.contains(':') == v6)
         .find_map(|ip| ip.gateway.as_ref()?.parse().ok())
+}
+
+/// The result's DNS: what the IPAM plugin gave, field by field, over the
+/// configuration's (host-local gives an empty `dns`, which must not hide
+/// the configuration's).
+fn merge_dns(conf: Option<&Value>, ipam: Option<&Value>) -> Option<Value> {
+    let empty = |v: &Value| match v {
+        Value::Null => true,
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+        _ => false,
+    };
+    let mut out = serde_json::Map::new();
+    for dns in [conf, ipam].into_iter().flatten() {
+        if let Value::Object(o) = dns {
+            for (k, v) in o {
+                if !empty(v) {
+                    out.insert(k.clone(), v.clone());
+                }
+            }
+        }
+    }
+    (conf.is_some() || ipam.is_some()).then_some(Value::Object(out))
 }
 
 /// The CNI result for an attachment, in the configuration's version.
@@ -325,7 +547,7 @@ fn result(conf: &NetConf, rec: &Attachment, ipam: &IpamResult) -> Value {
             .as_object_mut()
             .map(|o| o.remove("mtu"));
     }
-    if let Some(dns) = ipam.dns.clone().or_else(|| conf.dns.clone()) {
+    if let Some(dns) = merge_dns(conf.dns.as_ref(), ipam.dns.as_ref()) {
         out["dns"] = dns;
     }
     out
@@ -340,7 +562,7 @@ async fn add(engine: &Engine, env: &Env, conf: &NetConf, raw: &Value) -> Result<
         Some(i) => i.add(env)?,
         None => IpamResult::default(),
     };
-    let added = match request(conf, &netns, &ifname, &leased) {
+    let added = match request(conf, env, &netns, &ifname, &leased) {
         Ok(req) => engine
             .add_as(&req, Some(cni))
             .await
@@ -504,7 +726,9 @@ mod tests {
             }],
             dns: None,
         };
-        let AddRequest::Macvlan(r) = request(&c, "/run/netns/x", "eth0", &ipam).unwrap() else {
+        let AddRequest::Macvlan(r) =
+            request(&c, &Env::default(), "/run/netns/x", "eth0", &ipam).unwrap()
+        else {
             panic!("not a macvlan request");
         };
         assert_eq!(r.mode, crate::model::MacvlanMode::Vepa);
@@ -533,7 +757,9 @@ mod tests {
             }],
             dns: None,
         };
-        let AddRequest::Router(r) = request(&c, "/run/netns/x", "eth0", &ipam).unwrap() else {
+        let AddRequest::Router(r) =
+            request(&c, &Env::default(), "/run/netns/x", "eth0", &ipam).unwrap()
+        else {
             panic!("not a router request");
         };
         assert_eq!(r.uplink.as_deref(), Some("eth1"));
@@ -544,23 +770,32 @@ mod tests {
     fn unknown_keys_and_bad_values_are_config_errors() {
         let e = request(
             &conf(r#","colour":"red""#),
+            &Env::default(),
+            "/x",
+            "eth0",
+            &IpamResult::default(),
+        )
+        .unwrap_err();
+        assert_eq!(e.code, code::UNSUPPORTED_FIELD);
+        assert!(e.msg.contains("\"colour\""), "{}", e.msg);
+        let e = request(
+            &conf(r#","mode":"sideways""#),
+            &Env::default(),
             "/x",
             "eth0",
             &IpamResult::default(),
         )
         .unwrap_err();
         assert_eq!(e.code, code::INVALID_CONFIG);
-        assert!(e.msg.contains("colour"), "{}", e.msg);
-        let e = request(
-            &conf(r#","mode":"sideways""#),
-            "/x",
-            "eth0",
-            &IpamResult::default(),
-        )
-        .unwrap_err();
-        assert!(e.msg.contains("sideways"), "{}", e.msg);
+        assert!(
+            e.msg.contains("\"sideways\"") && e.msg.contains("\"mode\"") && e.msg.contains("vepa"),
+            "{}",
+            e.msg
+        );
+        assert!(!e.msg.contains("'--"), "parser wording: {}", e.msg);
         let e = request(
             &conf(r#","netns":"/y""#),
+            &Env::default(),
             "/x",
             "eth0",
             &IpamResult::default(),
@@ -578,7 +813,16 @@ mod tests {
         plugin["name"] = list["name"].clone();
         let conf: NetConf = serde_json::from_value(plugin).unwrap();
         assert!(SUPPORTED_VERSIONS.contains(&conf.cni_version.as_str()));
-        request(&conf, "/run/netns/x", "eth0", &IpamResult::default()).unwrap();
+        // podman 4.3 (CNI 1.0) refuses newer versions.
+        assert_eq!(conf.cni_version, "1.0.0");
+        request(
+            &conf,
+            &Env::default(),
+            "/run/netns/x",
+            "eth0",
+            &IpamResult::default(),
+        )
+        .unwrap();
     }
 
     #[test]
@@ -604,5 +848,103 @@ mod tests {
         assert!(r["ips"][1].get("gateway").is_none());
         assert_eq!(r["routes"][0]["dst"], "0.0.0.0/0");
         assert!(r["interfaces"][0].get("mtu").is_none());
+    }
+
+    #[test]
+    fn kind_must_be_a_container_kind() {
+        for (extra, names) in [
+            (r#","kind":null"#, "null"),
+            (r#","kind":7"#, "7"),
+            (r#","kind":"teleport""#, "teleport"),
+            (r#","kind":"nested-host""#, "nested-host"),
+            (r#","kind":"host""#, "\"host\""),
+        ] {
+            let e = request(
+                &conf(extra),
+                &Env::default(),
+                "/x",
+                "eth0",
+                &IpamResult::default(),
+            )
+            .unwrap_err();
+            assert_eq!(e.code, code::INVALID_CONFIG, "{extra}");
+            assert!(e.msg.contains("kind") && e.msg.contains(names), "{}", e.msg);
+        }
+    }
+
+    #[test]
+    fn bad_values_name_their_source_not_the_parser() {
+        let env = Env {
+            args: Some("IgnoreUnknown=1;MAC=zz:00".into()),
+            ..Env::default()
+        };
+        let e = request(&conf(""), &env, "/x", "eth0", &IpamResult::default()).unwrap_err();
+        assert_eq!(e.code, code::INVALID_CONFIG);
+        assert!(
+            e.msg.contains("CNI_ARGS MAC") && e.msg.contains("zz:00"),
+            "{}",
+            e.msg
+        );
+        let e = request(
+            &conf(r#","mtu":"big""#),
+            &Env::default(),
+            "/x",
+            "eth0",
+            &IpamResult::default(),
+        )
+        .unwrap_err();
+        assert!(
+            e.msg.contains("\"mtu\"") && e.msg.contains("big"),
+            "{}",
+            e.msg
+        );
+        assert!(
+            !e.msg.contains("'--") && !e.msg.contains("error:"),
+            "{}",
+            e.msg
+        );
+    }
+
+    #[test]
+    fn cni_args_give_the_mac_and_static_addresses() {
+        let env = Env {
+            args: Some("IgnoreUnknown=1;MAC=02:aa:00:00:00:09;IP=10.10.0.9/24".into()),
+            ..Env::default()
+        };
+        let AddRequest::Macvlan(r) =
+            request(&conf(""), &env, "/x", "eth0", &IpamResult::default()).unwrap()
+        else {
+            panic!("not a macvlan request");
+        };
+        assert_eq!(r.mac.unwrap().to_string(), "02:aa:00:00:00:09");
+        assert_eq!(r.ips[0].to_string(), "10.10.0.9/24");
+        // runtimeConfig.mac wins over CNI_ARGS.
+        let c = conf(r#","runtimeConfig":{"mac":"02:bb:00:00:00:01"}"#);
+        let AddRequest::Macvlan(r) =
+            request(&c, &env, "/x", "eth0", &IpamResult::default()).unwrap()
+        else {
+            panic!("not a macvlan request");
+        };
+        assert_eq!(r.mac.unwrap().to_string(), "02:bb:00:00:00:01");
+        let env = Env {
+            args: Some("IP=10.10.0.9".into()),
+            ..Env::default()
+        };
+        let e = request(&conf(""), &env, "/x", "eth0", &IpamResult::default()).unwrap_err();
+        assert!(e.msg.contains("IP=10.10.0.9"), "{}", e.msg);
+    }
+
+    #[test]
+    fn dns_of_the_configuration_survives_an_empty_one_from_ipam() {
+        let conf_dns = json!({"nameservers": ["10.10.0.53"], "search": ["example.test"]});
+        let merged = merge_dns(Some(&conf_dns), Some(&json!({}))).unwrap();
+        assert_eq!(merged, conf_dns);
+        let ipam_dns = json!({"nameservers": ["10.10.0.1"], "domain": ""});
+        let merged = merge_dns(Some(&conf_dns), Some(&ipam_dns)).unwrap();
+        assert_eq!(
+            merged,
+            json!({"nameservers": ["10.10.0.1"], "search": ["example.test"]})
+        );
+        assert_eq!(merge_dns(None, None), None);
     }
 }

@@ -73,6 +73,11 @@ impl RouterRequest {
         check_ifname(&self.ifname)?;
         if let Some(u) = &self.uplink {
             check_ifname(u).map_err(|e| e.context("--uplink"))?;
+            if u == "lo" {
+                return Err(Error::invalid(
+                    "--uplink lo is the loopback device: name the device routed traffic arrives on",
+                ));
+            }
         }
         if let Some(m) = &self.mac {
             m.check_unicast("--mac")?;
@@ -141,6 +146,13 @@ async fn uplink(engine: &Engine, name: Option<&str>) -> Result<Link> {
                 .ok_or_else(|| Error::not_found("the default route's device vanished"))?
         }
     };
+    // The loopback device is always ifindex 1 in its namespace.
+    if link.index == 1 {
+        return Err(Error::invalid(format!(
+            "uplink {} is the loopback device: name the device routed traffic arrives on",
+            link.name
+        )));
+    }
     if link.name.starts_with(crate::container::HOST_IF_PREFIX) {
         return Err(Error::invalid(format!(
             "{} is an endpoint's host-side interface, not an uplink",

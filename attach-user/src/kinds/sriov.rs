@@ -461,9 +461,12 @@ pub async fn create(engine: &Engine, rec: &mut Attachment, ns: &Netns) -> Result
         ..Default::default()
     };
     if change.mac.is_some() || change.mtu.is_some() {
-        c.set_link(link.index, &change)
-            .await
-            .with_context(|| format!("setting the MAC/MTU of {}", s.device))?;
+        c.set_link(link.index, &change).await.with_context(|| {
+            format!(
+                "setting MAC {} and MTU {} on {}",
+                rec.mac, rec.mtu, s.device
+            )
+        })?;
     }
     container::configure(&c, link.index, rec).await?;
     container::announce(ns, rec);
