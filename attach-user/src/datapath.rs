@@ -15,6 +15,9 @@ use std::{
 use std::net::IpAddr;
 
 mod redirect;
+mod unowned;
+
+pub use unowned::{Owned, Unowned};
 
 use attach_common::{
     CG_COUNTER_GLOBAL, CgroupStats, Direction, Endpoint, EndpointKey, EndpointStats, EpIpKey,
