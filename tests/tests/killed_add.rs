@@ -340,3 +340,90 @@ fn an_add_killed_anywhere_is_rolled_back_xdp() {
     require_root();
     killed_adds_are_rolled_back(Flavor::EbpfXdp);
 }
+
+/// What a killed add left with its journal lost (wiped by hand, or left by
+/// a build before journals): `check --all` still names the veth, every map
+/// entry no record owns and the parent's switch counting a port too many;
+/// `reconcile` removes them, leaving the maps, cache and links as before.
+/// (The MAC the add put in the parent's unicast filter cannot be told from
+/// one put there by anyone else without the journal: it stays.)
+#[test]
+fn leftovers_without_a_journal_are_found_by_scanning() {
+    require_root();
+    let flavor = Flavor::EbpfXdp;
+    let lab = Lab::new().unwrap();
+    let c1 = attach(&lab, 1, "bridge", flavor, &[]).unwrap();
+    let target = lab.container("c2").unwrap();
+    let args = add_args(&target, flavor);
+    let before = node_state(&lab, &c1, &target);
+    let whole = add_window(&lab, &args, &target);
+    let half_made = (1..=80u32).any(|step| {
+        add_killed_after(&lab, &args, whole * step / 40);
+        // Killed after it rewrote the parent's switch (its last map write).
+        let stuck = pending(&lab)
+            && unicast_filter(&lab).contains(&mac_of(2))
+            && parents(&lab) != before.0.0["map attach_parents"];
+        if !stuck {
+            lab.attach().ok(&["reconcile"]).unwrap();
+            let _ = lab.attach().run(&["del", "--netns", target.name()]);
+        }
+        stuck
+    });
+    assert!(
+        half_made,
+        "no kill landed after the parent's switch was rewritten"
+    );
+    std::fs::remove_dir_all(lab.node_state_dir().join("pending")).unwrap();
+
+    let out = lab.attach().run(&["check", "--all"]).unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let (v4, _) = Lab::container_ip(2);
+    let v4 = v4.split('/').next().unwrap();
+    for what in [
+        "host-side veth atk".to_owned(),
+        format!("the receive table holds {}", mac_of(2)),
+        "the port table holds port ifindex".into(),
+        "the device map holds ifindex".into(),
+        format!("the anti-spoofing table holds {v4}"),
+        "counts 2 port(s), its attachments 1".into(),
+    ] {
+        assert!(
+            err.contains(&what),
+            "check --all does not name {what:?}: {err}"
+        );
+    }
+    assert!(!err.contains("interrupted"), "{err}");
+    let r = lab.attach().json(&["reconcile"]).unwrap();
+    assert!(
+        r.as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["action"] == "rewritten"),
+        "{r}"
+    );
+    let mut after = node_state(&lab, &c1, &target);
+    let fdb = "node fdb";
+    let left_mac = after.0.0[fdb]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["mac"] == mac_of(2).as_str() && e["ifname"] == NODE_IF);
+    assert!(left_mac, "the MAC without a journal was expected to stay");
+    after.0.0.insert(fdb.into(), before.0.0[fdb].clone());
+    assert!(
+        after == before,
+        "not as before:\n{}",
+        before.0.diff(&after.0)
+    );
+    lab.node()
+        .ok(&["bridge", "fdb", "del", &mac_of(2), "dev", NODE_IF, "self"])
+        .unwrap();
+    assert_eq!(node_state(&lab, &c1, &target), before);
+    lab.attach().ok(&["check", "--all"]).unwrap();
+    live_endpoint_works(&lab, &c1);
+}
+
+fn parents(lab: &Lab) -> Value {
+    snapshot(lab, &[]).0["map attach_parents"].clone()
+}

@@ -244,6 +244,22 @@ impl Engine {
             self.datapath()?.remove_unowned(&unowned)?;
             repairs.extend(unowned.iter().map(|u| orphan(u.to_string(), "removed")));
         }
+        if self.pin_dir.join(MAP_ENDPOINTS).exists() {
+            let mut dp = self.datapath()?;
+            for d in kinds::macvlan::resync_parents(&mut dp, records)? {
+                repairs.push(Repair {
+                    netns: "-".into(),
+                    ifname: format!("parent ifindex {}", d.parent_ifindex),
+                    drift: d.to_string(),
+                    action: if d.members == 0 {
+                        "removed"
+                    } else {
+                        "rewritten"
+                    }
+                    .into(),
+                });
+            }
+        }
         Ok(repairs)
     }
 
@@ -275,6 +291,12 @@ impl Engine {
         }
         for u in self.unowned_entries(&records)? {
             out.push(format!("{u}, owned by no attachment"));
+        }
+        if self.pin_dir.join(MAP_ENDPOINTS).exists() {
+            let mut dp = self.datapath()?;
+            for d in kinds::macvlan::drifted_parents(&mut dp, &records)? {
+                out.push(d.to_string());
+            }
         }
         if _lock.is_some() {
             // Taking the lock may have made the directory anew.

@@ -1,6 +1,8 @@
 //! macvlan attachments: the eBPF backend (a veth pair switched by our
 //! programs) and the native backend (a kernel macvlan device).
 
+mod resync;
+
 use std::net::IpAddr;
 
 use attach_common::{
@@ -8,6 +10,8 @@ use attach_common::{
     MODE_PASSTHRU, MODE_PRIVATE, MODE_VEPA, PARENT_F_PASSTHRU, ParentCfg,
 };
 use aya::programs::TcAttachType;
+
+pub(crate) use resync::{drifted_parents, resync_parents};
 
 use crate::{
     addr::{IpNet, Mac, check_ifname},
