@@ -574,6 +574,22 @@ impl Engine {
                 _ => None,
             };
             if new_parent.is_none() {
+                // A MAC the container set is taken on (as a kernel macvlan
+                // does), then the record checked again.
+                match kinds::macvlan::adopt_mac(self, &rec, &others).await {
+                    Ok(Some(adopted)) => {
+                        self.state.save(&adopted)?;
+                        repairs.push(note(format!("took on the MAC {}", adopted.mac)));
+                        records[i] = adopted;
+                        continue;
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(
+                        "{} in {:?}: its new MAC is not taken on: {e}",
+                        rec.ifname,
+                        rec.netns
+                    ),
+                }
                 let repaired = kinds::repair(self, &rec, &others).await;
                 if repaired.is_ok() && kinds::check(self, &rec).await.is_ok() {
                     repairs.push(note("repaired".into()));

@@ -168,3 +168,93 @@ fn has_key(map: &Path, ifindex: u32) -> bool {
         key == ifindex.to_le_bytes()
     })
 }
+
+/// The MACs in the parent's unicast filter.
+fn unicast_filter(lab: &Lab) -> String {
+    lab.node()
+        .ok(&["bridge", "fdb", "show", "dev", NODE_IF])
+        .unwrap()
+}
+
+/// A MAC changed inside the container: a kernel macvlan takes it on, and so
+/// do ours once `reconcile` has run (until then their source check drops
+/// the container's frames, and `check` names the change): the receive
+/// entry, the source check, the flood row, the parent's unicast filter and
+/// the record all follow the container's MAC.
+#[test]
+fn a_mac_changed_in_the_container_is_taken_on() {
+    require_root();
+    let lab = Lab::new().unwrap();
+    let new = "02:a7:00:00:01:01";
+    for flavor in Flavor::ALL {
+        let c1 = attach(&lab, 1, "bridge", flavor, &[]).unwrap();
+        let c2 = attach(&lab, 2, "bridge", flavor, &[]).unwrap();
+        assert!(ping(lab.ext(), &c1.v4), "{}", flavor.name());
+        let old = record(&lab, &c1.ns)["mac"].as_str().unwrap().to_owned();
+        c1.ns
+            .ok(&["ip", "link", "set", "eth0", "address", new])
+            .unwrap();
+        for ns in [lab.ext(), &*c1.ns] {
+            ns.ok(&["ip", "neigh", "flush", "all"]).unwrap();
+        }
+        if flavor != Flavor::Native {
+            assert!(
+                !ping(lab.ext(), &c1.v4),
+                "{}: the source check should drop the new MAC until reconcile",
+                flavor.name()
+            );
+        }
+        let out = lab
+            .attach()
+            .run(&["check", "--netns", c1.ns.name()])
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{}: {err}", flavor.name());
+        assert!(
+            err.contains(&format!(
+                "its MAC was changed to {new} (attached with {old})"
+            )),
+            "{}: {err}",
+            flavor.name()
+        );
+        let r = lab.attach().json(&["reconcile"]).unwrap();
+        let action = r
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["netns"] == c1.ns.name())
+            .and_then(|x| x["action"].as_str());
+        let want = format!("took on the MAC {new}");
+        assert_eq!(action, Some(want.as_str()), "{}: {r}", flavor.name());
+        lab.attach().ok(&["check", "--all"]).unwrap();
+        assert_eq!(record(&lab, &c1.ns)["mac"], new, "{}", flavor.name());
+        if flavor != Flavor::Native {
+            let filter = unicast_filter(&lab);
+            assert!(
+                filter.contains(new) && !filter.contains(&old),
+                "{}: {filter}",
+                flavor.name()
+            );
+        }
+        lab.ext().ok(&["ip", "neigh", "flush", "all"]).unwrap();
+        assert!(
+            ping_within(lab.ext(), &c1.v4, Duration::from_secs(5)),
+            "{}: the wire cannot reach c1 with its new MAC",
+            flavor.name()
+        );
+        assert!(
+            ping_within(&c1.ns, &c2.v4, Duration::from_secs(5)),
+            "{}: c1 cannot reach c2",
+            flavor.name()
+        );
+        for c in [&c1, &c2] {
+            lab.attach().ok(&["del", "--netns", c.ns.name()]).unwrap();
+        }
+        let filter = unicast_filter(&lab);
+        assert!(
+            !filter.contains(new) && !filter.contains(&old),
+            "{}: left after del: {filter}",
+            flavor.name()
+        );
+    }
+}

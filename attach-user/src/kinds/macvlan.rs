@@ -1,6 +1,7 @@
 //! macvlan attachments: the eBPF backend (a veth pair switched by our
 //! programs) and the native backend (a kernel macvlan device).
 
+mod adopt;
 mod resync;
 
 use std::net::IpAddr;
@@ -11,6 +12,7 @@ use attach_common::{
 };
 use aya::programs::TcAttachType;
 
+pub(crate) use adopt::adopt_mac;
 pub(crate) use resync::{drifted_parents, resync_parents};
 
 use crate::{
