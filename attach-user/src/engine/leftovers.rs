@@ -63,12 +63,34 @@ impl Engine {
                 _ => {}
             }
         }
+        if rec.kind == Kind::Macvlan && rec.backend == Backend::Native && rec.ifindex.is_none() {
+            // Made in the container under a temporary name, then renamed:
+            // known by its kind and its MAC, which the plan chose.
+            rec.ifindex = self.native_macvlan_in(&rec).await;
+        }
         if rec.kind == Kind::Macvlan && rec.backend == Backend::Ebpf && rec.endpoint_id.is_none() {
             // The id the add took: the first free one, as no record has
             // been added since (the add held the lock until it died).
             rec.endpoint_id = kinds::free_endpoint_id(records).ok();
         }
         Ok(rec)
+    }
+
+    /// The ifindex of the macvlan with `rec`'s MAC in `rec`'s namespace.
+    async fn native_macvlan_in(&self, rec: &Attachment) -> Option<u32> {
+        let ns = rec
+            .open_netns()
+            .ok()
+            .filter(|ns| ns.inode == rec.netns_inode)?;
+        let links = crate::netlink::Rtnl::in_netns(&ns)
+            .ok()?
+            .links()
+            .await
+            .ok()?;
+        links
+            .iter()
+            .find(|l| l.kind.as_deref() == Some("macvlan") && l.mac == rec.mac)
+            .map(|l| l.index)
     }
 
     /// Whether `p` is the journal of an add that finished (its record is
@@ -99,10 +121,13 @@ impl Engine {
         }
         let mut made = Vec::new();
         if rec.kind.has_interface() && rec.has_netns() {
-            made.push(format!(
-                "host-side veth {}",
-                container::host_ifname(rec.netns_inode, &rec.ifname)
-            ));
+            made.push(match rec.backend {
+                Backend::Ebpf => format!(
+                    "host-side veth {}",
+                    container::host_ifname(rec.netns_inode, &rec.ifname)
+                ),
+                Backend::Native => format!("its {} in the container", rec.kind.name()),
+            });
         }
         if rec.kind == Kind::Macvlan && !rec.is_mode(Mode::Passthru) {
             made.push(format!("MAC {} on {}", rec.mac, rec.parent));
