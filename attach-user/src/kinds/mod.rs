@@ -445,7 +445,9 @@ pub(crate) async fn check_container_side(rec: &Attachment) -> Result<()> {
         ));
     }
     if link.mac != rec.mac {
-        let dropped = if rec.spoofchk {
+        // Only a macvlan endpoint takes a new MAC on (as a kernel macvlan
+        // does); the others are made again with the recorded one.
+        let dropped = if rec.kind == Kind::Macvlan && rec.spoofchk {
             ": its frames are dropped as spoofed until `attach reconcile` takes the new MAC on"
         } else {
             ""
