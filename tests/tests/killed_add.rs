@@ -443,3 +443,53 @@ fn leftovers_without_a_journal_are_found_by_scanning() {
 fn parents(lab: &Lab) -> Value {
     snapshot(lab, &[]).0["map attach_parents"].clone()
 }
+
+/// A passthru add killed after taking the parent over (its MAC set to the
+/// endpoint's, promiscuous): the rollback gives the parent back as it was,
+/// from what the journal kept of it.
+#[test]
+fn a_killed_passthru_add_gives_the_parent_back() {
+    require_root();
+    let lab = Lab::new().unwrap();
+    let target = lab.container("c2").unwrap();
+    let args: Vec<String> = add_args(&target, Flavor::EbpfTc)
+        .into_iter()
+        .map(|a| if a == "bridge" { "passthru".into() } else { a })
+        .collect();
+    let state = || snapshot(&lab, &[&target]);
+    let before = state();
+    let whole = add_window(&lab, &args, &target);
+    assert_eq!(state(), before);
+    let taken = (1..=80u32).any(|step| {
+        add_killed_after(&lab, &args, whole * step / 40);
+        let now = state();
+        let stuck = pending(&lab)
+            && !recorded(&lab, &target)
+            && now.0["parent"]["address"] == mac_of(2).as_str();
+        if !stuck {
+            lab.attach().ok(&["reconcile"]).unwrap();
+            let _ = lab.attach().run(&["del", "--netns", target.name()]);
+            assert!(state() == before, "{}", before.diff(&state()));
+        }
+        stuck
+    });
+    assert!(taken, "no kill landed after the parent was taken over");
+    let out = lab.attach().run(&["check", "--all"]).unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("was interrupted"), "{err}");
+    let r = lab.attach().json(&["reconcile"]).unwrap();
+    assert!(
+        r.as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["netns"] == target.name() && x["action"] == "rolled back"),
+        "{r}"
+    );
+    let after = state();
+    assert!(after == before, "{}", before.diff(&after));
+    assert_eq!(
+        lab.attach().ok(&["check", "--all"]).unwrap().trim(),
+        "nothing attached"
+    );
+}
