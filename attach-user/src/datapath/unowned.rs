@@ -147,3 +147,26 @@ impl Datapath {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_own_the_indexes_and_ids_they_name() {
+        let mut tap = crate::model::sample(7, "02:00:00:00:00:07");
+        tap.kind = crate::model::Kind::Nested;
+        tap.host_ifindex = None;
+        tap.tap_ifindex = Some(40);
+        let o = Owned::of(&[crate::model::sample(1, "02:00:00:00:00:01"), tap]);
+        // The endpoint's host side, container side and parent; the tap.
+        for i in [4, 2, 3, 40] {
+            assert!(o.ifindexes.contains(&i) && o.ip_owner(i), "{i}");
+        }
+        assert!(!o.ip_owner(5));
+        // A nested endpoint's addresses are owned by its id.
+        assert!(o.ip_owner(NESTED_IP_OWNER | 7));
+        assert!(!o.ip_owner(NESTED_IP_OWNER | 8));
+        assert!(o.ids.contains(&1) && o.ids.contains(&7) && !o.ids.contains(&2));
+    }
+}
