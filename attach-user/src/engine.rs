@@ -609,6 +609,9 @@ impl Engine {
             for e in kinds::teardown(self, &rec, &others).await {
                 tracing::warn!("tearing down {} before recreating it: {e}", rec.ifname);
             }
+            // A recreation killed half-way left its own veth under the
+            // name this one takes.
+            self.remove_stale_host_side(&rec).await?;
             let ns = if rec.has_netns() {
                 rec.open_netns()?
             } else {

@@ -493,3 +493,65 @@ fn a_killed_passthru_add_gives_the_parent_back() {
         "nothing attached"
     );
 }
+
+/// A `reconcile` killed while it makes an endpoint again (its host side
+/// deleted by hand) leaves a veth under the name the endpoint takes: the
+/// next `reconcile` finishes the recreation (it does not give the
+/// endpoint up), and leaves nothing of the killed one.
+#[test]
+fn a_killed_recreation_is_finished_by_the_next_reconcile() {
+    require_root();
+    let lab = Lab::new().unwrap();
+    let c1 = attach(&lab, 1, "bridge", Flavor::EbpfTc, &[]).unwrap();
+    let c2 = attach(&lab, 2, "bridge", Flavor::EbpfTc, &[]).unwrap();
+    let host = |lab: &Lab| {
+        lab.attach()
+            .json(&["list"])
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["netns"] == c1.ns.name())
+            .map(|r| r["host_ifname"].as_str().unwrap().to_owned())
+            .expect("c1 is attached")
+    };
+    let name = host(&lab);
+    let bin = Attach::bin().unwrap();
+    let mut mid = 0;
+    for step in 0..12u32 {
+        lab.node().ok(&["ip", "link", "del", &name]).unwrap();
+        let mut child = lab
+            .node()
+            .command(&[bin.to_str().unwrap(), "reconcile"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        // The recreation has made the veth again, or reconcile is done.
+        while !host_veths(&lab).contains(&name) && child.try_wait().unwrap().is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "reconcile neither recreated nor ended"
+            );
+            thread::yield_now();
+        }
+        // The delay is the point the kill lands at, not a wait.
+        thread::sleep(Duration::from_micros(500) * step);
+        if child.try_wait().unwrap().is_none() {
+            mid += 1;
+        }
+        // SIGKILL, by the exact pid of the process we started.
+        let _ = child.kill();
+        let _ = child.wait();
+        lab.attach().ok(&["reconcile"]).unwrap();
+        assert_eq!(host(&lab), name, "c1 was given up");
+        lab.attach().ok(&["check", "--all"]).unwrap();
+        assert!(
+            attach_tests::lab::ping_within(&c1.ns, &c2.v4, Duration::from_secs(5)),
+            "c1 cannot reach c2 after round {step}"
+        );
+    }
+    assert!(mid >= 1, "no kill landed mid-recreation");
+    assert_eq!(host_veths(&lab).len(), 2, "{:?}", host_veths(&lab));
+}

@@ -76,6 +76,23 @@ impl Engine {
         Ok(rec)
     }
 
+    /// Deletes a veth under the host-side name `rec` is made with, once
+    /// `rec`'s own is torn down: what a killed recreation of it made (its
+    /// map entries, now owned by no record, go in the leftover sweep).
+    pub(super) async fn remove_stale_host_side(&self, rec: &Attachment) -> Result<()> {
+        if !(rec.kind.has_interface() && rec.has_netns()) {
+            return Ok(());
+        }
+        let host = container::host_ifname(rec.netns_inode, &rec.ifname);
+        if let Some(l) = self.rtnl.link_by_name(&host).await?
+            && l.kind.as_deref() == Some("veth")
+        {
+            tracing::warn!("deleting {host}, left by an interrupted recreation");
+            self.rtnl.del_link(l.index).await?;
+        }
+        Ok(())
+    }
+
     /// The ifindex of the macvlan with `rec`'s MAC in `rec`'s namespace.
     async fn native_macvlan_in(&self, rec: &Attachment) -> Option<u32> {
         let ns = rec
