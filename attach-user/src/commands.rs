@@ -211,14 +211,31 @@ async fn check_all(engine: &Engine, json: bool) -> Result<String> {
             drifted.push(format!("{}: {}", output::what(rec), e.message));
         }
     }
-    let node = engine.check_node(&all).err();
-    if !drifted.is_empty() || node.is_some() {
+    let mut node: Vec<String> = engine
+        .check_node(&all)
+        .err()
+        .map(|e| e.message)
+        .into_iter()
+        .collect();
+    node.extend(engine.leftovers().await?);
+    if !drifted.is_empty() || !node.is_empty() {
         let count = drifted.len();
-        drifted.extend(node.iter().map(|e| format!("the node: {}", e.message)));
+        drifted.extend(node.iter().map(|e| format!("the node: {e}")));
+        let head = if all.is_empty() {
+            "the node has leftovers (`attach reconcile` removes them)".to_owned()
+        } else {
+            format!(
+                "{count} of {} attachments drifted{} (`attach reconcile` repairs drift)",
+                all.len(),
+                if node.is_empty() {
+                    ""
+                } else {
+                    ", and the node"
+                },
+            )
+        };
         return Err(Error::system(format!(
-            "{count} of {} attachments drifted{} (`attach reconcile` repairs drift):\n  {}",
-            all.len(),
-            if node.is_some() { ", and the node" } else { "" },
+            "{head}:\n  {}",
             drifted.join("\n  ")
         )));
     }

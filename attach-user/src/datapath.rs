@@ -14,6 +14,11 @@ use std::{
 
 use std::net::IpAddr;
 
+mod redirect;
+mod unowned;
+
+pub use unowned::{Owned, Unowned};
+
 use attach_common::{
     CG_COUNTER_GLOBAL, CgroupStats, Direction, Endpoint, EndpointKey, EndpointStats, EpIpKey,
     FLOOD_TABLE_SIZE, FdbEntry, FdbKey, Ip4Key, Ip6Key, IpvlanParent, MAP_CG_STATS, MAP_DEVS,

@@ -5,6 +5,8 @@
 //! records and bpffs pins live in directories named by that namespace's
 //! cookie, so several nodes on one machine never share them.
 
+mod leftovers;
+
 use std::path::{Path, PathBuf};
 
 use attach_common::{EndpointStats, PIN_ROOT, STATE_ROOT};
@@ -231,6 +233,9 @@ impl Engine {
         cni: Option<CniRef>,
     ) -> Result<Attachment> {
         let records = self.state.all()?;
+        // An add killed before this one may have left what it made (a
+        // runtime retrying it, for one): rolled back first.
+        self.roll_back_quietly(&records).await;
         let (netns, ifname) = req.target();
         if req.kind().has_interface() {
             if let Some(r) = records
@@ -262,17 +267,23 @@ impl Engine {
         if rec.backend == Backend::Ebpf {
             Datapath::check_bpffs()?;
         }
+        // Written before anything is made: if this process dies half-way,
+        // it says what to roll back.
+        let journal = self.begin_journal(&rec).await?;
         match kinds::create(self, &mut rec, ns, &records).await {
             Ok(()) => {}
             Err(e) => {
                 self.rollback(&rec, &records).await;
+                journal.finish();
                 return Err(e);
             }
         }
         if let Err(e) = self.state.save(&rec) {
             self.rollback(&rec, &records).await;
+            journal.finish();
             return Err(e.context("saving the attachment record"));
         }
+        journal.finish();
         Ok(rec)
     }
 
@@ -449,6 +460,7 @@ impl Engine {
     ) -> Result<Vec<Attachment>> {
         let _lock = self.state.lock()?;
         let mut records = self.state.all()?;
+        self.roll_back_quietly(&records).await;
         let chosen = pick(&records);
         let mut gone = Vec::new();
         for mut rec in chosen {
@@ -507,7 +519,9 @@ impl Engine {
     pub async fn reconcile(&self) -> Result<Vec<Repair>> {
         let _lock = self.state.lock()?;
         let mut records = self.state.all()?;
-        let mut repairs = Vec::new();
+        // Before the records are checked: an interrupted add may have
+        // rewritten what its parent's other endpoints rely on.
+        let mut repairs = self.roll_back_interrupted(&records).await?;
         let mut i = 0;
         while i < records.len() {
             let rec = records[i].clone();
@@ -560,6 +574,22 @@ impl Engine {
                 _ => None,
             };
             if new_parent.is_none() {
+                // A MAC the container set is taken on (as a kernel macvlan
+                // does), then the record checked again.
+                match kinds::macvlan::adopt_mac(self, &rec, &others).await {
+                    Ok(Some(adopted)) => {
+                        self.state.save(&adopted)?;
+                        repairs.push(note(format!("took on the MAC {}", adopted.mac)));
+                        records[i] = adopted;
+                        continue;
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(
+                        "{} in {:?}: its new MAC is not taken on: {e}",
+                        rec.ifname,
+                        rec.netns
+                    ),
+                }
                 let repaired = kinds::repair(self, &rec, &others).await;
                 if repaired.is_ok() && kinds::check(self, &rec).await.is_ok() {
                     repairs.push(note("repaired".into()));
@@ -579,6 +609,9 @@ impl Engine {
             for e in kinds::teardown(self, &rec, &others).await {
                 tracing::warn!("tearing down {} before recreating it: {e}", rec.ifname);
             }
+            // A recreation killed half-way left its own veth under the
+            // name this one takes.
+            self.remove_stale_host_side(&rec).await?;
             let ns = if rec.has_netns() {
                 rec.open_netns()?
             } else {
@@ -632,43 +665,6 @@ impl Engine {
         }
         self.remove_node_pins_if_idle(&records);
         self.state.remove_if_empty()?;
-        Ok(repairs)
-    }
-
-    /// Host-side interfaces and link pins that no record owns.
-    async fn remove_orphans(&self, records: &[Attachment]) -> Result<Vec<Repair>> {
-        let mut repairs = Vec::new();
-        let orphan = |what: String, action: &str| Repair {
-            netns: "-".into(),
-            ifname: what,
-            drift: "owned by no attachment".into(),
-            action: action.into(),
-        };
-        for link in self.rtnl.links().await? {
-            let ours = link.name.starts_with(crate::container::HOST_IF_PREFIX)
-                && link.kind.as_deref() == Some("veth");
-            if ours
-                && !records
-                    .iter()
-                    .any(|r| r.host_ifname.as_deref() == Some(link.name.as_str()))
-            {
-                self.rtnl.del_link(link.index).await?;
-                repairs.push(orphan(link.name, "deleted"));
-            }
-        }
-        let links_dir = self.pin_dir.join("links");
-        if let Ok(entries) = std::fs::read_dir(&links_dir) {
-            for e in entries.flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                let owned = records
-                    .iter()
-                    .any(|r| kinds::links(r).iter().any(|(_, pin)| *pin == name));
-                if !owned {
-                    let _ = std::fs::remove_file(e.path());
-                    repairs.push(orphan(format!("pin {name}"), "unpinned"));
-                }
-            }
-        }
         Ok(repairs)
     }
 
@@ -800,6 +796,16 @@ impl Engine {
         let mut records = self.state.all()?;
         let mut removed = Vec::new();
         let mut errors = Vec::new();
+        // Interrupted adds first: their MACs in a parent's unicast filter
+        // and their parent's settings are known from their journals alone.
+        match self.roll_back_interrupted(&records).await {
+            Ok(done) => errors.extend(
+                done.iter()
+                    .filter(|r| r.action.starts_with("failed"))
+                    .map(|r| Error::system(format!("{}: {}", r.drift, r.action))),
+            ),
+            Err(e) => errors.push(e.context("rolling back interrupted adds")),
+        }
         while let Some(rec) = records.pop() {
             errors.extend(kinds::teardown(self, &rec, &records).await);
             for n in self.take_notices() {

@@ -19,6 +19,7 @@ pub mod engine;
 pub mod ep_cache;
 pub mod error;
 pub mod features;
+pub mod journal;
 pub mod kinds;
 pub mod logging;
 pub mod model;

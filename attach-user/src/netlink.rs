@@ -9,8 +9,8 @@ use netlink_packet_route::{
     link::{
         AfSpecBridge, BridgeVlanInfoFlags, InfoBridge, InfoBridgePort, InfoData, InfoIpVlan,
         InfoKind, InfoMacVlan, InfoPortData, InfoVeth, IpVlanFlags, IpVlanMode, LinkAttribute,
-        LinkExtentMask, LinkFlags, LinkInfo, LinkLayerType, LinkMessage, LinkVfInfo, MacVlanMode,
-        VfInfo, VfInfoMac, VfInfoRate, VfInfoSpoofCheck, VfInfoTrust, VfInfoVlan,
+        LinkExtentMask, LinkFlags, LinkInfo, LinkLayerType, LinkMessage, LinkVfInfo, LinkXdp,
+        MacVlanMode, VfInfo, VfInfoMac, VfInfoRate, VfInfoSpoofCheck, VfInfoTrust, VfInfoVlan,
     },
     neighbour::{NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState},
 };
@@ -52,6 +52,9 @@ pub struct Link {
     pub bridge: Option<BridgeSettings>,
     /// A bridge port's `isolated` flag.
     pub port_isolated: Option<bool>,
+    /// The XDP programs attached (ids; one per mode: native, generic,
+    /// offloaded).
+    pub xdp_progs: Vec<u32>,
 }
 
 /// What we read of a Linux bridge.
@@ -91,6 +94,7 @@ impl Link {
             parent_dev: None,
             parent_bus: None,
             perm_mac: None,
+            xdp_progs: Vec::new(),
         };
         for a in &m.attributes {
             match a {
@@ -100,6 +104,21 @@ impl Link {
                 LinkAttribute::Controller(c) => {
                     link.has_controller = true;
                     link.controller = Some(*c);
+                }
+                LinkAttribute::Xdp(xdp) => {
+                    for x in xdp {
+                        match x {
+                            LinkXdp::ProgId(id)
+                            | LinkXdp::DrvProgId(id)
+                            | LinkXdp::SkbProgId(id)
+                            | LinkXdp::HwProgId(id)
+                                if *id != 0 && !link.xdp_progs.contains(id) =>
+                            {
+                                link.xdp_progs.push(*id)
+                            }
+                            _ => {}
+                        }
+                    }
                 }
                 LinkAttribute::ParentDevName(n) => link.parent_dev = Some(n.clone()),
                 LinkAttribute::ParentDevBusName(n) => link.parent_bus = Some(n.clone()),

@@ -157,6 +157,25 @@ impl State {
         Ok(())
     }
 
+    /// Records a writer died while writing (temporary files never renamed
+    /// into place). Only meaningful under the lock.
+    pub fn half_written(&self) -> Vec<PathBuf> {
+        let Ok(entries) = fs::read_dir(self.records_dir()) else {
+            return Vec::new();
+        };
+        let mut out: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with('.') && n.ends_with(".tmp"))
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
     pub fn remove(&self, rec: &Attachment) -> Result<()> {
         let dir = self.records_dir();
         let before = Stamp::of(&dir).ok();
@@ -197,7 +216,9 @@ impl State {
 
     /// Removes the node's state directory once it holds no attachment.
     pub fn remove_if_empty(&self) -> Result<()> {
-        if self.all()?.is_empty() {
+        // An interrupted add's journal keeps the directory: it is how its
+        // leftovers are found.
+        if self.all()?.is_empty() && !crate::journal::any(&self.dir) {
             let _ = fs::remove_dir_all(&self.dir);
         }
         Ok(())

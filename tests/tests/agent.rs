@@ -296,3 +296,52 @@ fn the_agent_repairs_on_link_events() {
     }
     node.ok(&["ip", "link", "del", "eth2"]).unwrap();
 }
+
+/// A MAC set inside a container is taken on by the agent at once (it
+/// watches the container's links), with no periodic pass: the record, the
+/// datapath and the wire's reach follow the new MAC.
+#[test]
+fn the_agent_takes_on_a_mac_set_in_the_container() {
+    require_root();
+    let lab = Lab::new().unwrap();
+    let agent = Agent::start(&lab, 0);
+    let c1 = attach(&lab, 1, "bridge", Flavor::EbpfTc, &[]).unwrap();
+    assert!(ping(lab.ext(), &c1.v4));
+    let watching = format!("watching the links of {} for MAC changes", c1.ns.name());
+    agent.wait_for(|a| a.log().contains(&watching), "the watch of c1's links");
+    let new = "02:a7:00:00:01:01";
+    let mac = |_: &Agent| {
+        lab.attach().json(&["list"]).unwrap()[0]["mac"] == new
+            && lab
+                .attach()
+                .run(&["check", "--all"])
+                .unwrap()
+                .status
+                .success()
+    };
+    c1.ns
+        .ok(&["ip", "link", "set", "eth0", "address", new])
+        .unwrap();
+    let changed = Instant::now();
+    agent.wait_for(mac, "the new MAC taken on");
+    let took = changed.elapsed();
+    assert!(
+        took < Duration::from_secs(3),
+        "took {took:?}:\n{}",
+        agent.log()
+    );
+    assert!(
+        agent.log().contains(&format!(
+            "eth0 in {} changed its MAC to {new}",
+            c1.ns.name()
+        )),
+        "{}",
+        agent.log()
+    );
+    lab.ext().ok(&["ip", "neigh", "flush", "all"]).unwrap();
+    assert!(
+        attach_tests::lab::ping_within(lab.ext(), &c1.v4, Duration::from_secs(5)),
+        "the wire cannot reach c1 with its new MAC"
+    );
+    lab.attach().ok(&["del", "--netns", c1.ns.name()]).unwrap();
+}

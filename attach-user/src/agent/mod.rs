@@ -8,6 +8,7 @@ pub mod api;
 pub mod client;
 mod link_watch;
 mod logs;
+mod mac_watch;
 pub mod metrics;
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
@@ -87,6 +88,7 @@ pub async fn run(args: &AgentArgs) -> Result<()> {
         });
     }
     tasks.spawn(link_watch::watch(shared.clone()));
+    tasks.spawn(mac_watch::watch(shared.clone()));
     tasks.spawn(logs::bridge(shared.engine.pin_dir().to_owned()));
 
     let stop = async {

@@ -1,6 +1,9 @@
 //! macvlan attachments: the eBPF backend (a veth pair switched by our
 //! programs) and the native backend (a kernel macvlan device).
 
+mod adopt;
+mod resync;
+
 use std::net::IpAddr;
 
 use attach_common::{
@@ -8,6 +11,9 @@ use attach_common::{
     MODE_PASSTHRU, MODE_PRIVATE, MODE_VEPA, PARENT_F_PASSTHRU, ParentCfg,
 };
 use aya::programs::TcAttachType;
+
+pub(crate) use adopt::adopt_mac;
+pub(crate) use resync::{drifted_parents, resync_parents};
 
 use crate::{
     addr::{IpNet, Mac, check_ifname},
@@ -454,7 +460,8 @@ pub(crate) async fn setup_parent(
     if rec.datapath != Some(DatapathKind::Xdp) {
         return Ok(None);
     }
-    if dp.has_link(&xdp)
+    // A link pinned but detached (by hand) holds no hook: attached anew.
+    if dp.xdp_alive(&xdp, &parent.xdp_progs)
         && let Some(mode) = all
             .iter()
             .find(|r| r.parent_ifindex == ifindex && r.xdp_mode.is_some())
@@ -684,6 +691,11 @@ pub async fn check(engine: &Engine, rec: &Attachment) -> Result<()> {
             "the port entry of {host_name} is missing or stale"
         )));
     }
+    if !dp.has_dev(host_index)? {
+        return Err(Error::system(format!(
+            "the XDP redirect entry of {host_name} is missing from the device map"
+        )));
+    }
     if rec.spoofchk && !dp.has_endpoint_ips(host_index, &addrs(rec))? {
         return Err(Error::system(format!(
             "the source addresses of {host_name} are missing from the anti-spoofing table"
@@ -709,7 +721,19 @@ pub async fn check(engine: &Engine, rec: &Attachment) -> Result<()> {
         check_xdp_gro(rec)?;
         if !dp.has_link(&xdp) {
             return Err(Error::system(format!(
-                "the XDP program of {} is not attached",
+                "the XDP program of {} is not attached (its link {xdp} is gone): frames take the tc path",
+                rec.parent
+            )));
+        }
+        let attached = engine
+            .rtnl
+            .link_by_index(rec.parent_ifindex)
+            .await?
+            .map(|l| l.xdp_progs)
+            .unwrap_or_default();
+        if !dp.xdp_alive(&xdp, &attached) {
+            return Err(Error::system(format!(
+                "the XDP program of {} is not attached (its link {xdp} was detached): frames take the tc path",
                 rec.parent
             )));
         }

@@ -592,7 +592,17 @@ pub(crate) async fn check_container_side(rec: &Attachment) -> Result<()> {
         ));
     }
     if link.mac != rec.mac {
-        return Err(drift("the MAC", rec.mac.to_string(), link.mac.to_string()));
+        // Only a macvlan endpoint takes a new MAC on (as a kernel macvlan
+        // does); the others are made again with the recorded one.
+        let dropped = if rec.kind == Kind::Macvlan && rec.spoofchk {
+            ": its frames are dropped as spoofed until `attach reconcile` takes the new MAC on"
+        } else {
+            ""
+        };
+        return Err(Error::system(format!(
+            "{} in {:?}: its MAC was changed to {} (attached with {}){dropped}",
+            rec.ifname, rec.netns, link.mac, rec.mac
+        )));
     }
     if link.mtu != rec.mtu {
         return Err(drift("the MTU", rec.mtu.to_string(), link.mtu.to_string()));
