@@ -29,10 +29,10 @@ pub const CONFIG_SECTION: &str = ".data.attach_config";
 /// The global the programs read the `CFG_*` bits from.
 pub const CONFIG_GLOBAL: &str = "ATTACH_CONFIG";
 /// Most ports a flood row walks without `bpf_loop` (before Linux 5.17; the
-/// `attach-compat` build of the programs): what a 5.10 kernel's verifier
-/// checks within its budget (it checks every step on its own). The engine
-/// keeps rows that short on such kernels.
-pub const OPEN_WALK_MAX: u32 = 64;
+/// `attach-compat` build of the programs, whose walk is unrolled): the
+/// verifier checks every step on its own, and 5.10's work grows fast with
+/// the steps. The engine keeps rows that short on such kernels.
+pub const OPEN_WALK_MAX: u32 = 16;
 
 /// `attach_config[0]` bit: emit an event for every decision, not only drops.
 pub const CFG_TRACE: u32 = 1;

@@ -29,17 +29,39 @@ pub fn walk<W: Walker>(n: u32, state: &mut W) {
     open_walk::<W>(n, state);
 }
 
-/// [`walk`] without `bpf_loop`. A function of its own (a BPF-to-BPF call):
-/// inlined, its loop changed the register allocation of the programs'
-/// other paths, the hot ones included.
-#[inline(never)]
+/// [`walk`] without `bpf_loop`, in the compat build only: unrolled, each
+/// step a copy of its own with its index a constant. A loop (`while i < n`)
+/// makes the verifier carry the counter as a precise value, so no two
+/// steps' states are alike and it follows every path of the body once per
+/// step and per way the walk got there: the 5.10 verifier took minutes
+/// over a 16-step loop. Unrolled, the states at each step's end agree but
+/// for counts it need not track, and the verifier's work grows with the
+/// steps, one body each.
+#[inline(always)]
 fn open_walk<W: Walker>(n: u32, state: *mut c_void) {
     let n = if n < OPEN_WALK_MAX { n } else { OPEN_WALK_MAX };
-    let mut i = 0;
-    while i < n {
-        if W::step(u64::from(i), state) != 0 {
-            break;
-        }
-        i += 1;
+    macro_rules! step {
+        ($i:expr) => {
+            if $i >= n || W::step($i, state) != 0 {
+                return;
+            }
+        };
     }
+    macro_rules! steps8 {
+        ($b:expr) => {
+            step!($b);
+            step!($b + 1);
+            step!($b + 2);
+            step!($b + 3);
+            step!($b + 4);
+            step!($b + 5);
+            step!($b + 6);
+            step!($b + 7);
+        };
+    }
+    steps8!(0);
+    steps8!(8);
 }
+
+// The unrolled steps are exactly the row's limit.
+const _: () = assert!(OPEN_WALK_MAX == 16);

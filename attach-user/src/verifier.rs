@@ -18,6 +18,10 @@ pub struct ProgramCheck {
     pub program: String,
     /// `None`: accepted; else the verifier's reason (its log's last lines).
     pub refused: Option<String>,
+    /// How long the load took, verifying included.
+    pub load_ms: f64,
+    /// Instructions the verifier processed (where the kernel says).
+    pub verified_instructions: Option<u32>,
 }
 
 /// Lines of a refusal's verifier log kept: the reason is at its end.
@@ -25,25 +29,28 @@ const REASON_LINES: usize = 4;
 
 /// Loads every program of this kernel's build once.
 pub fn check_programs() -> Result<Vec<ProgramCheck>> {
+    let started = std::time::Instant::now();
     let mut ebpf = EbpfLoader::new()
         .load(ebpf_object())
         .map_err(|e| Error::from(e).context("loading the programs' object"))?;
+    tracing::debug!("object and maps made in {:?}", started.elapsed());
     let mut out: Vec<ProgramCheck> = ebpf
         .programs_mut()
         .map(|(name, prog)| {
+            tracing::debug!("verifying {name}");
             let started = std::time::Instant::now();
             let refused = load(prog).err().map(|e| reason(&e));
-            let insns = prog
+            tracing::debug!("{name}: {:?}", started.elapsed());
+            let load_ms = started.elapsed().as_secs_f64() * 1e3;
+            let verified_instructions = prog
                 .info()
                 .ok()
                 .and_then(|i| i.verified_instruction_count());
-            tracing::debug!(
-                "verifying {name}: {:?}, {insns:?} instructions processed",
-                started.elapsed()
-            );
             ProgramCheck {
                 program: name.to_owned(),
                 refused,
+                load_ms,
+                verified_instructions,
             }
         })
         .collect();

@@ -33,7 +33,8 @@ enum Task {
         release: bool,
     },
     /// Run every check: rustfmt, clippy, unit tests, BPF_PROG_TEST_RUN and namespace tests,
-    /// then (without a filter) the demo with the static release binaries.
+    /// then (without a filter) the demo with the static release binaries and the kernel
+    /// matrix (`vm-test` on every kernel).
     Test {
         /// Only run tests whose name contains this.
         filter: Option<String>,
@@ -218,10 +219,20 @@ fn test(root: &Path, filter: Option<&str>, no_lint: bool) -> Result<()> {
     cmd.arg("--test-threads=1");
     run(&mut cmd)?;
     if filter.is_none() {
+        // The build older kernels get (no bpf_loop: an unrolled flood
+        // walk), frame by frame here too, where its verifying is quick.
+        eprintln!("==> PROG_TEST_RUN with the compat build of the programs");
+        run(cargo(root)
+            .args(["test", "-p", "attach-user", "--test", "prog_test_run", "--"])
+            .arg("--test-threads=1")
+            .env("ATTACH_EBPF_BUILD", "compat"))?;
         // What users install: the static release binaries, through the
         // README's demo (the tests above ran debug builds).
         eprintln!("==> demo (static release binaries)");
         demo(root, &[])?;
+        // The kernels users run: Debian's 5.10, 6.1 and 6.12 under qemu.
+        eprintln!("==> kernel matrix");
+        vm::run(root, &vm::Opts::matrix())?;
     }
     Ok(())
 }
