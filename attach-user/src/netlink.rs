@@ -33,6 +33,8 @@ pub struct Link {
     pub mac: Mac,
     pub mtu: u32,
     pub up: bool,
+    /// `IFF_LOWER_UP`: the device has carrier (a veth: its peer is up).
+    pub carrier: bool,
     pub promisc: bool,
     /// `IFLA_INFO_KIND` ("veth", "macvlan", "bridge", ...), if any.
     pub kind: Option<String>,
@@ -84,6 +86,7 @@ impl Link {
             mac: Mac::default(),
             mtu: 0,
             up: m.header.flags.contains(LinkFlags::Up),
+            carrier: m.header.flags.contains(LinkFlags::LowerUp),
             promisc: m.header.flags.contains(LinkFlags::Promisc),
             kind: None,
             has_controller: false,

@@ -33,7 +33,7 @@
 use std::net::IpAddr;
 
 use attach_common::{
-    DATAPATH_MARK, Endpoint, IPVL_F_PRIVATE, IPVL_F_VEPA, IPVL_MODE_L2, IPVL_MODE_L3,
+    DATAPATH_MARK, EP_F_DOWN, Endpoint, IPVL_F_PRIVATE, IPVL_F_VEPA, IPVL_MODE_L2, IPVL_MODE_L3,
     IPVL_MODE_L3S, IPVL_ROUTE_TABLE, IPVL_RULE_PRIORITY, IpvlanParent,
 };
 use aya::programs::TcAttachType;
@@ -240,6 +240,24 @@ fn endpoint_of(rec: &Attachment) -> Option<Endpoint> {
         mode: mode_bit(rec.mode?),
         flags: flag_bits(rec.flag?),
     })
+}
+
+/// The endpoint as the datapath should have it now: down (`EP_F_DOWN`)
+/// while its host side has no carrier, i.e. its container side is down.
+/// Kernels whose `bpf_fib_lookup` cannot name a table (before 6.8) read
+/// this flag where newer ones ask the FIB (see `is_up` in the programs);
+/// the agent's link watch and `reconcile` keep it.
+async fn live_endpoint(engine: &Engine, rec: &Attachment) -> Result<Endpoint> {
+    let mut ep = endpoint_of(rec).ok_or_else(|| Error::system("the record has no endpoint id"))?;
+    let carrier = engine
+        .rtnl
+        .link_by_index(ep.host_ifindex)
+        .await?
+        .is_none_or(|l| l.carrier);
+    if !carrier {
+        ep.flags |= EP_F_DOWN;
+    }
+    Ok(ep)
 }
 
 /// Makes the attachment. On error, `rec` says what was made so far, for
@@ -471,11 +489,11 @@ pub async fn check(engine: &Engine, rec: &Attachment) -> Result<()> {
     }
     let link = endpoint::check_host_link(engine, rec).await?;
     let (host_index, host_name) = (link.index, &link.name);
+    let want = live_endpoint(engine, rec).await?;
     let mut dp = engine.datapath()?;
-    let want = endpoint_of(rec).ok_or_else(|| Error::system("the record has no endpoint id"))?;
     if dp.port(host_index)? != Some(want) {
         return Err(Error::system(format!(
-            "the port entry of {host_name} is missing or stale"
+            "the port entry of {host_name} is missing or stale (or its up/down state)"
         )));
     }
     for ip in &rec.ips {
@@ -527,8 +545,10 @@ pub async fn repair(engine: &Engine, rec: &Attachment, others: &[Attachment]) ->
     if rec.backend == Backend::Native {
         return Err(Error::system("a kernel ipvlan has no datapath to repair"));
     }
+    // Up first: the entries then say what the carrier says.
+    endpoint::host_up(engine, rec).await?;
+    let ep = live_endpoint(engine, rec).await?;
     let mut dp = engine.datapath()?;
-    let ep = endpoint_of(rec).ok_or_else(|| Error::system("the record has no endpoint id"))?;
     dp.put_port(&ep)?;
     dp.attach_tc(
         PROG_IPVL_TX,
@@ -549,7 +569,6 @@ pub async fn repair(engine: &Engine, rec: &Attachment, others: &[Attachment]) ->
         TcAttachType::Ingress,
         &datapath::ipvlan_parent_link(rec.parent_ifindex),
     )?;
-    endpoint::host_up(engine, rec).await?;
     for ip in &rec.ips {
         dp.put_ip(ip.addr, &ep)?;
     }
