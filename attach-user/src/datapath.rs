@@ -14,6 +14,7 @@ use std::{
 
 use std::net::IpAddr;
 
+pub(crate) mod devmap;
 mod redirect;
 mod unowned;
 
@@ -30,7 +31,7 @@ use attach_common::{
 };
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, DevMapHash, HashMap, Map, MapData, MapError, PerCpuArray, PerCpuValues},
+    maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray, PerCpuValues},
     programs::{
         CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, LinkOrder, Program, ProgramError,
         SchedClassifier, TcAttach, TcAttachType, Xdp, XdpMode,
@@ -1021,11 +1022,7 @@ impl Datapath {
         self.hash::<u32, Endpoint>(MAP_PORTS)?
             .insert(&ep.host_ifindex, ep, 0)?;
         self.put_rx_entry(ep)?;
-        let map = self.map_mut(MAP_DEVS)?;
-        DevMapHash::try_from(map)?
-            .insert(ep.host_ifindex, ep.host_ifindex, None, 0)
-            .map_err(|e| Error::system(crate::error::chain(&e)))?;
-        Ok(())
+        devmap::put(self.map_mut(MAP_DEVS)?, ep.host_ifindex, ep.host_ifindex)
     }
 
     pub fn remove_endpoint(
@@ -1039,9 +1036,7 @@ impl Datapath {
         // be re-added by a newer endpoint).
         self.remove_rx_entry(&key, |e| e.host_ifindex == host_ifindex)?;
         not_found_ok(self.hash::<u32, Endpoint>(MAP_PORTS)?.remove(&host_ifindex))?;
-        let map = self.map_mut(MAP_DEVS)?;
-        not_found_ok(DevMapHash::try_from(map)?.remove(host_ifindex))?;
-        Ok(())
+        devmap::remove(self.map_mut(MAP_DEVS)?, host_ifindex)
     }
 
     fn ip_key(host_ifindex: u32, ip: &IpAddr) -> EpIpKey {

@@ -4,21 +4,16 @@
 //! its pin, while frames quietly take the tc path).
 
 use attach_common::MAP_DEVS;
-use aya::maps::{DevMapHash, MapError};
 
 use super::{Datapath, Hook, link_program_id};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 impl Datapath {
     /// Whether port `host_ifindex` is in the device map (an XDP redirect
     /// target), pointing at itself.
     pub fn has_dev(&mut self, host_ifindex: u32) -> Result<bool> {
-        let map = self.map_mut(MAP_DEVS)?;
-        match DevMapHash::try_from(map)?.get(host_ifindex, 0) {
-            Ok(v) => Ok(v.if_index == host_ifindex),
-            Err(MapError::KeyNotFound) => Ok(false),
-            Err(e) => Err(Error::system(crate::error::chain(&e))),
-        }
+        let to = super::devmap::get(self.map_mut(MAP_DEVS)?, host_ifindex)?;
+        Ok(to == Some(host_ifindex))
     }
 
     /// Whether the XDP link pinned as `pin` is the one on its device:

@@ -9,7 +9,6 @@ use std::collections::HashSet;
 use attach_common::{
     Endpoint, EndpointKey, EpIpKey, MAP_DEVS, MAP_EP_IPS, MAP_PORTS, NESTED_IP_OWNER,
 };
-use aya::maps::DevMapHash;
 
 use super::{Datapath, not_found_ok};
 use crate::{addr::Mac, error::Result, model::Attachment};
@@ -107,10 +106,9 @@ impl Datapath {
                 .filter(|k| !owned.ifindexes.contains(k))
                 .map(Unowned::Port),
         );
-        let devs = DevMapHash::try_from(self.map_mut(MAP_DEVS)?)?;
+        let devs = super::devmap::keys(self.map_mut(MAP_DEVS)?)?;
         out.extend(
-            devs.keys()
-                .filter_map(|k| k.ok())
+            devs.into_iter()
                 .filter(|k| !owned.ifindexes.contains(k))
                 .map(Unowned::Dev),
         );
@@ -137,7 +135,7 @@ impl Datapath {
                     not_found_ok(self.hash::<u32, Endpoint>(MAP_PORTS)?.remove(i))?;
                 }
                 Unowned::Dev(i) => {
-                    not_found_ok(DevMapHash::try_from(self.map_mut(MAP_DEVS)?)?.remove(*i))?;
+                    super::devmap::remove(self.map_mut(MAP_DEVS)?, *i)?;
                 }
                 Unowned::Ip(k) => {
                     not_found_ok(self.hash::<EpIpKey, u8>(MAP_EP_IPS)?.remove(k))?;

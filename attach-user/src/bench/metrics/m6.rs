@@ -30,7 +30,7 @@ use attach_common::{
     MODE_BRIDGE, MacAddr, ParentCfg,
 };
 use aya::{
-    maps::{DevMapHash, HashMap, Map, MapData},
+    maps::{HashMap, Map, MapData},
     programs::{TestRun, TestRunOptions},
 };
 use serde::Serialize;
@@ -407,13 +407,12 @@ fn fill(dir: &Path, n: usize, real: &[u32], parents: &[u32]) -> Result<Tables> {
         HashMap::try_from(pinned_map(dir, MAP_ENDPOINTS)?)?;
     let mut by_port: HashMap<MapData, u32, Endpoint> =
         HashMap::try_from(pinned_map(dir, MAP_PORTS)?)?;
-    let mut devs: DevMapHash<MapData> = DevMapHash::try_from(pinned_map(dir, MAP_DEVS)?)?;
+    let devs = pinned_map(dir, MAP_DEVS)?;
     // Those entries, without the endpoint cache's.
     let mut table_only = |ep: &Endpoint| -> Result<()> {
         by_port.insert(&ep.host_ifindex, ep, 0)?;
         by_mac.insert(&EndpointKey::new(ep.parent_ifindex, ep.mac), ep, 0)?;
-        devs.insert(ep.host_ifindex, real[0], None, 0)
-            .map_err(|e| Error::system(crate::error::chain(&e)))
+        crate::datapath::devmap::put(&devs, ep.host_ifindex, real[0])
     };
     let mut cache = dp.ep_cache()?;
     for ep in &eps {
