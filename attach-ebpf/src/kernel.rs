@@ -7,6 +7,24 @@ use core::ffi::c_void;
 use attach_common::OPEN_WALK_MAX;
 use aya_ebpf::helpers::bpf_loop;
 
+/// Into the container behind host-side veth `host_ifindex`, from a port's
+/// (or a router's) ingress: `bpf_redirect_peer` straight into its namespace,
+/// except in the build for kernels before 5.17, where a frame so redirected
+/// from one endpoint's veth to another's was lost on 5.10 (from a parent it
+/// arrives): there it goes out of the host side, and the veth carries it
+/// across (one backlog pass more).
+#[inline(always)]
+pub fn redirect_into(host_ifindex: u32) -> i32 {
+    // SAFETY: plain helper calls.
+    unsafe {
+        if crate::OPEN_WALK {
+            aya_ebpf::helpers::bpf_redirect(host_ifindex, 0) as i32
+        } else {
+            aya_ebpf::helpers::bpf_redirect_peer(host_ifindex, 0) as i32
+        }
+    }
+}
+
 /// A walk's state, and its step: `step(i, state)`, non-zero to stop. A
 /// function of the state's type, so both ways of walking call it directly
 /// (BPF has no indirect calls).

@@ -6,7 +6,6 @@ use attach_common::RouterPort;
 use aya_ebpf::{
     EbpfContext,
     bindings::{__sk_buff, TC_ACT_REDIRECT},
-    helpers::bpf_redirect_peer,
     programs::TcContext,
 };
 
@@ -165,8 +164,7 @@ pub fn forward(ctx: &TcContext, eth: &EthHdr, ifindex: u32, to_others: bool) -> 
         if !decrement_ttl(ctx, &ip) || ctx.store(0, &macs, 0).is_err() {
             return Fwd::Failed;
         }
-        // SAFETY: plain helper call.
-        let ret = unsafe { bpf_redirect_peer(out, 0) } as i32;
+        let ret = crate::kernel::redirect_into(out);
         return if ret == TC_ACT_REDIRECT as i32 {
             Fwd::Endpoint(dest.ep.id)
         } else {

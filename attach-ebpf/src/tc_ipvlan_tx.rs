@@ -10,7 +10,7 @@ use attach_common::{
 use aya_ebpf::{
     EbpfContext,
     bindings::{__sk_buff, BPF_F_INGRESS, TC_ACT_REDIRECT, TC_ACT_SHOT, TC_ACT_UNSPEC},
-    helpers::{bpf_redirect, bpf_redirect_peer},
+    helpers::bpf_redirect,
     programs::TcContext,
 };
 
@@ -114,8 +114,7 @@ fn deliver(ep: &Endpoint, dest: &Endpoint, private: bool, len: u64, eth: &EthHdr
     if private {
         return drop(ep.id, Verdict::DropPrivate);
     }
-    // SAFETY: plain helper call.
-    let ret = unsafe { bpf_redirect_peer(dest.host_ifindex, 0) } as i32;
+    let ret = crate::kernel::redirect_into(dest.host_ifindex);
     if ret != TC_ACT_REDIRECT as i32 {
         return drop(ep.id, Verdict::DropRedirect);
     }

@@ -126,8 +126,7 @@ fn from_port(ctx: &TcContext, skb: *mut __sk_buff, port: &SwPort) -> i32 {
         if dst.has(SW_F_UPLINK) {
             return to_uplink(skb, dst.ifindex, port.vlan, &pkt);
         }
-        // SAFETY: plain helper call.
-        let ret = unsafe { bpf_redirect_peer(dst.ifindex, 0) } as i32;
+        let ret = crate::kernel::redirect_into(dst.ifindex);
         if ret != TC_ACT_REDIRECT as i32 {
             return drop(&pkt, Verdict::DropRedirect);
         }

@@ -8,7 +8,7 @@ use attach_common::{
 use aya_ebpf::{
     EbpfContext,
     bindings::{__sk_buff, BPF_F_INGRESS, TC_ACT_REDIRECT, TC_ACT_UNSPEC},
-    helpers::{bpf_redirect, bpf_redirect_peer},
+    helpers::bpf_redirect,
     programs::TcContext,
 };
 
@@ -113,8 +113,7 @@ pub fn switch(ctx: &TcContext, ifindex: u32, ep: &Endpoint, eth: &EthHdr) -> i32
                 }
             };
         }
-        // SAFETY: plain helper call.
-        let ret = unsafe { bpf_redirect_peer(dest.host_ifindex, 0) } as i32;
+        let ret = crate::kernel::redirect_into(dest.host_ifindex);
         if ret == TC_ACT_REDIRECT as i32 {
             report(DIR, Verdict::ToEndpoint, &pkt);
             stats::rx(dest.id, len as u64, &eth);
