@@ -548,7 +548,7 @@ mod tests {
             listing: None,
         };
         let results = Results::default();
-        let mut doc = Doc::new(&config, Machine::now(0, 0), None, &results, None);
+        let mut doc = Doc::new(&config, Machine::now(0, 0), None, &results, None, None);
         doc.targets = vec![Target {
             metric: "M1",
             what: "ours-tc: delivered rate vs native".into(),
