@@ -8,7 +8,7 @@ use attach_tests::{
     flow::UdpFlow,
     kinds::{add_macvlan, detach_port_hook, in_ns, port_hook_prog},
     lab::{EXT_V4, Lab, Netns, ping, require_root},
-    reach::{Flavor, attach},
+    reach::{Flavor, attach, attach_refused},
     snapshot::{links, snapshot},
 };
 use serde_json::Value;
@@ -82,8 +82,16 @@ fn the_endpoint_cache_is_checked_and_repaired() {
     require_root();
     let lab = Lab::new().unwrap();
     let c1 = attach(&lab, 1, "bridge", Flavor::EbpfTc, &[]).unwrap();
-    let c2 = attach(&lab, 2, "bridge", Flavor::EbpfXdp, &[]).ok();
-    assert!(c2.is_none(), "tc and xdp on one parent are refused");
+    // tc and xdp on one parent are refused, as a conflict naming the parent's.
+    attach_refused(
+        &lab,
+        2,
+        "bridge",
+        Flavor::EbpfXdp,
+        &[],
+        4,
+        "uses the tc datapath",
+    );
     let c2 = attach(&lab, 2, "bridge", Flavor::EbpfTc, &[]).unwrap();
     lab.attach().ok(&["check", "--all"]).unwrap();
     let pins = lab.node_pin_dir();
@@ -226,8 +234,17 @@ fn reconcile_repairs_drift() {
     let lab = Lab::new().unwrap();
     let c1 = attach(&lab, 1, "bridge", Flavor::EbpfTc, &[]).unwrap();
     let c2 = attach(&lab, 2, "bridge", Flavor::EbpfTc, &[]).unwrap();
-    let c3 = attach(&lab, 3, "vepa", Flavor::EbpfXdp, &[]).ok();
-    assert!(c3.is_none(), "xdp beside tc on one parent must be refused");
+    // xdp beside tc on one parent is refused, as a conflict naming the
+    // parent's.
+    attach_refused(
+        &lab,
+        3,
+        "vepa",
+        Flavor::EbpfXdp,
+        &[],
+        4,
+        "uses the tc datapath",
+    );
     assert!(reconcile(&lab).is_empty(), "a healthy node needs no repair");
     let healthy = lab.attach().json(&["check", "--all"]).unwrap();
     assert_eq!(healthy["ok"], true, "{healthy}");
