@@ -189,8 +189,10 @@ pub fn detach(lab: &Lab, ep: &Endpoint) -> Result<()> {
 /// depends on what an earlier probe taught someone.
 fn forget(all: &[&Netns]) {
     for ns in all {
-        let _ = ns.exec(&["ip", "-4", "neigh", "flush", "all"]);
-        let _ = ns.exec(&["ip", "-6", "neigh", "flush", "all"]);
+        for family in ["-4", "-6"] {
+            ns.ok(&["ip", family, "neigh", "flush", "all"])
+                .unwrap_or_else(|e| panic!("{e:#}"));
+        }
     }
 }
 
