@@ -28,11 +28,15 @@ fn run(ns: &Netns, argv: &[&str]) -> Output {
     let out = ns
         .exec(argv)
         .unwrap_or_else(|e| panic!("probe {argv:?} in {}: {e:#}", ns.name()));
+    ran(out, argv, ns.name())
+}
+
+/// `out` of probe `argv` in `place`; panics if the probe could not run.
+fn ran(out: Output, argv: &[&str], place: &str) -> Output {
     let stderr = String::from_utf8_lossy(&out.stderr);
     if stderr.contains("nsenter:") || matches!(out.status.code(), Some(126 | 127) | None) {
         panic!(
-            "probe {argv:?} in {} could not run ({}): {}",
-            ns.name(),
+            "probe {argv:?} in {place} could not run ({}): {}",
             out.status,
             stderr.trim()
         );
@@ -44,7 +48,11 @@ fn run(ns: &Netns, argv: &[&str]) -> Output {
 /// exit is an error of the probe itself and panics, unless its stderr says
 /// one of `unreachable` (the network's answer, e.g. no route).
 fn answered(ns: &Netns, argv: &[&str], unreachable: &[&str]) -> bool {
-    let out = run(ns, argv);
+    judge(&run(ns, argv), argv, ns.name(), unreachable)
+}
+
+/// [`answered`] for the output `out` of `argv` in `place`.
+fn judge(out: &Output, argv: &[&str], place: &str, unreachable: &[&str]) -> bool {
     let stderr = String::from_utf8_lossy(&out.stderr);
     // arping says some of it on stdout.
     let said = format!("{stderr}{}", String::from_utf8_lossy(&out.stdout));
@@ -53,8 +61,7 @@ fn answered(ns: &Netns, argv: &[&str], unreachable: &[&str]) -> bool {
         Some(1) => false,
         _ if unreachable.iter().any(|u| said.contains(u)) => false,
         _ => panic!(
-            "probe {argv:?} in {} failed ({}): {}",
-            ns.name(),
+            "probe {argv:?} in {place} failed ({}): {}",
             out.status,
             stderr.trim()
         ),
@@ -80,6 +87,22 @@ pub fn ping(from: &Netns, dst: &str) -> bool {
         &["ping", family, "-c", "1", "-W", "1", "-q", dst],
         &PING_UNREACHABLE,
     )
+}
+
+/// [`ping`] from the namespace at `path` (one no [`Netns`] guards).
+pub fn ping_at(path: &std::path::Path, dst: &str) -> bool {
+    let dst = addr(dst);
+    let family = if dst.contains(':') { "-6" } else { "-4" };
+    let argv = ["ping", family, "-c", "1", "-W", "1", "-q", dst];
+    let place = path.display().to_string();
+    let out = std::process::Command::new("nsenter")
+        .arg(format!("--net={place}"))
+        .arg("--")
+        .args(argv)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("probe {argv:?} in {place}: {e}"));
+    judge(&ran(out, &argv, &place), &argv, &place, &PING_UNREACHABLE)
 }
 
 /// [`ping`] until it answers or `within` has passed. For a path just
