@@ -1295,9 +1295,21 @@ fn rx_unicast_cost_per_packet() {
             per_run.as_nanos()
         );
         let f = arp_request(OUTSIDE, ip4(1), ip4(2));
-        let (_, per_flood) = lab
-            .try_tc(PROG_RX, p, 0, &f, 10_000)
+        let floods = 10_000;
+        let (out, per_flood) = lab
+            .try_tc(PROG_RX, p, 0, &f, floods)
             .expect("flood test run with repeat");
+        // Every run flooded the broadcast to each of the four endpoints.
+        let r = u64::from(floods);
+        let each = EndpointStats {
+            rx_packets: r,
+            rx_bytes: r * len(&f),
+            rx_broadcast: r,
+            ..Default::default()
+        };
+        out.ret(TC_ACT_UNSPEC)
+            .verdicts(&[(RX, Verdict::Flood, r)])
+            .only(&[(0, each), (1, each), (2, each), (3, each)]);
         println!(
             "attach_rx broadcast to 4 endpoints (4 clones, really sent): {} ns/packet",
             per_flood.as_nanos()

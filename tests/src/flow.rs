@@ -1,7 +1,10 @@
 //! A UDP flow (iperf3) from the external host into an endpoint, for tests
 //! that change the datapath under traffic and count what was lost.
 
-use std::process::{Child, Stdio};
+use std::{
+    process::{Child, Stdio},
+    time::Duration,
+};
 
 use anyhow::{Context, Result};
 use serde_json::Value;
@@ -44,6 +47,25 @@ impl UdpFlow {
         Ok(flow)
     }
 
+    /// Waits (up to 5 s) until `n` more packets than `since` (a count of
+    /// [`rx_packets`]) have arrived on `ifname` in `to`, the flow's
+    /// receiver: the flow is under way, or still passes. Returns the count.
+    pub fn wait_passing(&self, to: &Netns, ifname: &str, since: u64, n: u64) -> Result<u64> {
+        let mut now = since;
+        let passed = crate::poll::until(Duration::from_secs(5), Duration::from_millis(10), || {
+            now = rx_packets(to, ifname).unwrap_or_else(|e| panic!("{e:#}"));
+            now >= since + n
+        });
+        if !passed {
+            anyhow::bail!(
+                "{ifname} in {} received {} packets in 5 s, not {n}",
+                to.name(),
+                now - since
+            );
+        }
+        Ok(now)
+    }
+
     /// Waits for the client; (sent, lost) datagrams, as the receiver saw them.
     pub fn finish(mut self) -> Result<(u64, u64)> {
         let out = self
@@ -64,6 +86,15 @@ impl UdpFlow {
             sum["lost_packets"].as_u64().unwrap_or(u64::MAX),
         ))
     }
+}
+
+/// The packets `ifname` in `ns` has received (its `rx_packets` counter).
+pub fn rx_packets(ns: &Netns, ifname: &str) -> Result<u64> {
+    let out = ns.ok(&["ip", "-j", "-s", "link", "show", "dev", ifname])?;
+    let v: Value = serde_json::from_str(&out).with_context(|| format!("ip -j -s link: {out}"))?;
+    v[0]["stats64"]["rx"]["packets"]
+        .as_u64()
+        .with_context(|| format!("no rx packets counter in {out}"))
 }
 
 impl Drop for UdpFlow {

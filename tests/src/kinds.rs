@@ -90,11 +90,10 @@ pub fn in_ns(path: &Path, argv: &[&str]) -> Output {
         .expect("nsenter")
 }
 
-/// Like `lab::ping`, from the namespace at `path`.
+/// Like `lab::ping` (one echo, not retried; a probe that cannot run
+/// panics), from the namespace at `path`.
 pub fn ping_from(path: &Path, dst: &str) -> bool {
-    let family = if dst.contains(':') { "-6" } else { "-4" };
-    let argv = ["ping", family, "-c", "1", "-W", "0.5", "-q", dst];
-    in_ns(path, &argv).status.success() || in_ns(path, &argv).status.success()
+    crate::probe::ping_at(path, dst)
 }
 
 pub fn node_has_link(lab: &Lab, name: &str) -> bool {

@@ -19,7 +19,7 @@ use anyhow::{Result, bail};
 pub use crate::{
     attach::Attach,
     matrix::{Matrix, Proto, Row},
-    netns::{Netns, netns_list, node_id, unique_tag},
+    netns::{Netns, netns_list, node_id, unique_tag, wait_released_netns_destroyed},
     probe::{UNUSED_V4, arping, broadcast_reaches, captures, ndisc, ping, ping_within},
 };
 

@@ -10,7 +10,7 @@ pub mod lab;
 mod matrix;
 mod netns;
 pub mod podman;
-mod poll;
+pub mod poll;
 mod probe;
 pub mod reach;
 pub mod routed;

@@ -160,6 +160,43 @@ impl Drop for Netns {
     }
 }
 
+/// Returns once the kernel has destroyed every network namespace whose last
+/// reference went before the call (up to 10 s): a namespace of its own,
+/// holding one end of a veth, is dropped and the other end, in a second
+/// namespace, waited for. The kernel destroys released namespaces in
+/// order, on one ordered work queue, so one released earlier is gone by
+/// then. For a test asserting that a namespace it stopped holding lives on.
+pub fn wait_released_netns_destroyed() -> Result<()> {
+    let keep = Netns::new(&format!("{}-nsgone", crate::lab::NETNS_PREFIX))?;
+    let gone = Netns::new(&format!("{}-nsgone", crate::lab::NETNS_PREFIX))?;
+    keep.ok(&[
+        "ip",
+        "link",
+        "add",
+        "nsgone0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "nsgone1",
+        "netns",
+        gone.name(),
+    ])?;
+    drop(gone);
+    let destroyed = || {
+        keep.exec(&["ip", "link", "show", "nsgone0"])
+            .is_ok_and(|o| !o.status.success())
+    };
+    if !poll::until(
+        Duration::from_secs(10),
+        Duration::from_millis(10),
+        destroyed,
+    ) {
+        bail!("a released network namespace was not destroyed within 10 s");
+    }
+    Ok(())
+}
+
 /// Runs `cmd`; returns stdout, or an error naming `what` with both outputs.
 pub(crate) fn checked(cmd: &mut Command, what: &str) -> Result<String> {
     let out = cmd

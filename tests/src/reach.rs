@@ -59,17 +59,8 @@ pub fn attach(lab: &Lab, i: u8, mode: &str, flavor: Flavor, extra: &[&str]) -> R
     let label = format!("c{i}");
     let ns = lab.container(&label)?;
     let (v4, v6) = Lab::container_ip(i);
-    let mac = mac_of(i);
-    let netns = ns.name().to_owned();
-    let mut args = vec![
-        "add", "macvlan", "--mode", mode, "--parent", NODE_IF, "--netns", &netns, "--ip", &v4,
-        "--ip", &v6,
-    ];
-    if mode != "passthru" {
-        args.extend(["--mac", &mac]);
-    }
-    args.extend(flavor.args());
-    args.extend(extra);
+    let args = macvlan_args(ns.name(), i, mode, flavor, extra);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     lab.attach()
         .ok(&args)
         .with_context(|| format!("attaching {label} ({mode}, {})", flavor.name()))?;
@@ -79,6 +70,47 @@ pub fn attach(lab: &Lab, i: u8, mode: &str, flavor: Flavor, extra: &[&str]) -> R
         v4: v4.split('/').next().unwrap_or_default().to_owned(),
         v6: v6.split('/').next().unwrap_or_default().to_owned(),
     })
+}
+
+/// `attach add macvlan` of container `i` as [`attach`] makes it.
+fn macvlan_args(netns: &str, i: u8, mode: &str, flavor: Flavor, extra: &[&str]) -> Vec<String> {
+    let (v4, v6) = Lab::container_ip(i);
+    let mut args: Vec<String> = [
+        "add", "macvlan", "--mode", mode, "--parent", NODE_IF, "--netns", netns, "--ip", &v4,
+        "--ip", &v6,
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    if mode != "passthru" {
+        args.extend(["--mac".to_owned(), mac_of(i)]);
+    }
+    args.extend(flavor.args().iter().chain(extra).map(|a| (*a).to_owned()));
+    args
+}
+
+/// Attaches container `i` as [`attach`] would, where the attachment must be
+/// refused: panics unless `attach` exits with `code` and its stderr says
+/// `says`.
+pub fn attach_refused(
+    lab: &Lab,
+    i: u8,
+    mode: &str,
+    flavor: Flavor,
+    extra: &[&str],
+    code: i32,
+    says: &str,
+) {
+    let ns = lab.container(&format!("c{i}")).unwrap();
+    let args = macvlan_args(ns.name(), i, mode, flavor, extra);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = lab.attach().run(&args).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.code() == Some(code) && stderr.contains(says),
+        "attach {}: want exit {code} saying {says:?}, got {}\nstderr: {stderr}",
+        args.join(" "),
+        out.status
+    );
 }
 
 /// Attaches container `i` (made if needed) as an ipvlan endpoint of the
@@ -157,8 +189,10 @@ pub fn detach(lab: &Lab, ep: &Endpoint) -> Result<()> {
 /// depends on what an earlier probe taught someone.
 fn forget(all: &[&Netns]) {
     for ns in all {
-        let _ = ns.exec(&["ip", "-4", "neigh", "flush", "all"]);
-        let _ = ns.exec(&["ip", "-6", "neigh", "flush", "all"]);
+        for family in ["-4", "-6"] {
+            ns.ok(&["ip", family, "neigh", "flush", "all"])
+                .unwrap_or_else(|e| panic!("{e:#}"));
+        }
     }
 }
 

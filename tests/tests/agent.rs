@@ -9,7 +9,7 @@ use std::{
 };
 
 use attach_tests::{
-    flow::UdpFlow,
+    flow::{UdpFlow, rx_packets},
     kinds::add_macvlan,
     lab::{Attach, EXT_V4, Lab, ping, require_root},
     reach::{Flavor, attach},
@@ -181,7 +181,9 @@ fn killing_the_agent_under_traffic_loses_nothing() {
     let mut agent = Agent::start(&lab, 1);
     let c1 = attach(&lab, 1, "bridge", Flavor::EbpfXdp, &[]).unwrap();
     let flow = UdpFlow::start(&lab, &c1.ns, &c1.v4, 5202, 4).unwrap();
-    thread::sleep(Duration::from_millis(1500));
+    // Killed while the flow passes.
+    flow.wait_passing(&c1.ns, "eth0", rx_packets(&c1.ns, "eth0").unwrap(), 500)
+        .unwrap();
     agent.kill();
     let (sent, lost) = flow.finish().unwrap();
     assert!(sent > 1000);

@@ -8,13 +8,14 @@ use std::{
     fs,
     os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
-    thread,
-    time::Duration,
 };
 
 use attach_tests::{
     kinds::{in_ns, node_has_link, ping_from, wait_link_gone},
-    lab::{EXT_V4, EXT_V6, Lab, NETNS_PREFIX, NODE_IF, Netns, ping, require_root},
+    lab::{
+        EXT_V4, EXT_V6, Lab, NETNS_PREFIX, NODE_IF, Netns, ping, require_root,
+        wait_released_netns_destroyed,
+    },
     reach::mac_of,
     sleeper::Sleeper,
     snapshot::{Bad, CONFLICT, INVALID, NOT_FOUND, SYSTEM, Scope, check_rejected, snapshot_with},
@@ -160,8 +161,14 @@ fn joiner_keeps_its_network_when_the_first_containers_process_exits() {
         .ok(&["add", "container", "--netns", &b_name, "--join", &pid])
         .unwrap();
     assert!(ping_from(&b_path, EXT_V4));
-    proc_a.kill();
-    thread::sleep(Duration::from_millis(200));
+    proc_a.kill(); // reaped: its reference to the namespace is gone
+    // Had nothing else held the namespace, the kernel would have destroyed
+    // it (and the host side of its veth) by now.
+    wait_released_netns_destroyed().unwrap();
+    assert!(
+        node_has_link(&lab, &host_veth),
+        "A's namespace went with its process"
+    );
     for dst in [EXT_V4, EXT_V6] {
         assert!(
             ping_from(&b_path, dst),

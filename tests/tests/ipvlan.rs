@@ -5,7 +5,7 @@
 //! The lab's switch reflects frames (hairpin on the node's port), as a
 //! VEPA-capable switch does: the rows that depend on it say so.
 
-use std::{thread, time::Duration};
+use std::time::Duration;
 
 use attach_tests::{
     lab::{EXT_V4, EXT_V6, Lab, Matrix, NODE_IF, Netns, Proto, ping, require_root},
@@ -327,6 +327,26 @@ fn an_address_has_one_owner_per_parent() {
     assert!(ping(&c2.ns, EXT_V4));
 }
 
+/// Waits (up to 5 s) until the node's host route of `ep`'s IPv4 address
+/// in the ipvlan route table is marked `linkdown` (or, with `down` false,
+/// no longer is); whether it came to that.
+fn wait_linkdown(lab: &Lab, ep: &Endpoint, down: bool) -> bool {
+    let table = attach_common::ipvlan::IPVL_ROUTE_TABLE.to_string();
+    attach_tests::poll::until(Duration::from_secs(5), Duration::from_millis(10), || {
+        let out = lab
+            .node()
+            .ok(&["ip", "-j", "route", "show", "table", &table, &ep.v4])
+            .unwrap();
+        let routes: Value = serde_json::from_str(&out).unwrap();
+        let routes = routes.as_array().unwrap();
+        assert_eq!(routes.len(), 1, "host routes of {}: {out}", ep.v4);
+        let linkdown = routes[0]["flags"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|x| x == "linkdown"));
+        linkdown == down
+    })
+}
+
 /// Addresses count only while their endpoint is up: with the container's
 /// eth0 down, traffic for its address is not pushed into the down device
 /// but handled as if nobody owned it (to the node), and it comes back
@@ -339,7 +359,12 @@ fn a_down_endpoints_addresses_do_not_count() {
     let c2 = attach_ipvlan(&lab, 2, "l2", "bridge", &[]).unwrap();
     assert!(ping(&c2.ns, &c1.v4) && ping(lab.ext(), &c1.v4));
     c1.ns.ok(&["ip", "link", "set", "eth0", "down"]).unwrap();
-    thread::sleep(Duration::from_millis(200));
+    // The programs see the endpoint down once its host route is (the
+    // kernel marks it when the host side's carrier loss is processed).
+    assert!(
+        wait_linkdown(&lab, &c1, true),
+        "c1's host route is not marked down"
+    );
     let before = lab.attach().json(&["stats"]).unwrap();
     // From the wire (the external host knows c1 at the parent's MAC) and
     // from the other endpoint (its neighbour entry is still there).
@@ -361,7 +386,10 @@ fn a_down_endpoints_addresses_do_not_count() {
         "c2's frames for the down endpoint did not go to the node"
     );
     c1.ns.ok(&["ip", "link", "set", "eth0", "up"]).unwrap();
-    thread::sleep(Duration::from_millis(200));
+    assert!(
+        wait_linkdown(&lab, &c1, false),
+        "c1's host route is still marked down"
+    );
     assert!(ping(&c2.ns, &c1.v4), "c1 back up, reached from c2");
     assert!(ping(lab.ext(), &c1.v4), "c1 back up, reached from ext");
 }

@@ -6,8 +6,8 @@ use std::{
 };
 
 use attach_tests::lab::{
-    EXT_IF, EXT_V4, EXT_V6, Lab, LabOptions, NODE_IF, NODE_V4, NODE_V6, Netns, arping,
-    broadcast_reaches, ndisc, netns_list, ping, require_root, unique_tag,
+    EXT_IF, EXT_V4, EXT_V6, Lab, LabOptions, NETNS_PREFIX, NODE_IF, NODE_V4, NODE_V6, Netns,
+    arping, broadcast_reaches, ndisc, netns_list, ping, require_root, unique_tag,
 };
 
 fn assert_gone(names: &[String]) {
@@ -76,13 +76,56 @@ fn failing_probes_are_false_and_quick() {
     );
     assert!(!arping(lab.ext(), EXT_IF, "10.77.0.123"));
     assert!(!ndisc(lab.node(), NODE_IF, "fd77::123"));
-    assert!(!ping(lab.ext(), "not an address"));
-    assert!(!broadcast_reaches(
-        lab.ext(),
-        "nosuchdev",
-        lab.node(),
-        NODE_IF
-    ));
+    assert!(!broadcast_reaches(lab.ext(), EXT_IF, lab.node(), "lo"));
+}
+
+/// A probe that cannot run says nothing about reachability: it panics,
+/// naming why, rather than answering "unreachable".
+#[test]
+fn probes_that_cannot_run_panic() {
+    require_root();
+    let lab = Lab::new().unwrap();
+    let gone = Netns::new(&format!("{NETNS_PREFIX}-gone")).unwrap();
+    let name = gone.name().to_owned();
+    let del = std::process::Command::new("ip")
+        .args(["netns", "del", &name])
+        .status()
+        .unwrap();
+    assert!(del.success());
+    type Probe<'a> = Box<dyn Fn() -> bool + 'a>;
+    let cases: Vec<(&str, Probe)> = vec![
+        (
+            "ping of a non-address",
+            Box::new(|| ping(lab.ext(), "not an address")),
+        ),
+        ("ping in a namespace gone", Box::new(|| ping(&gone, EXT_V4))),
+        (
+            "arping on a device missing",
+            Box::new(|| arping(lab.ext(), "nosuchdev", NODE_V4)),
+        ),
+        (
+            "broadcast sent on a device missing",
+            Box::new(|| broadcast_reaches(lab.ext(), "nosuchdev", lab.node(), NODE_IF)),
+        ),
+        (
+            "broadcast captured on a device missing",
+            Box::new(|| broadcast_reaches(lab.ext(), EXT_IF, lab.node(), "nosuchdev")),
+        ),
+        (
+            "ndisc on a device missing",
+            Box::new(|| ndisc(lab.node(), "nosuchdev", EXT_V6)),
+        ),
+    ];
+    for (what, probe) in &cases {
+        let r = catch_unwind(AssertUnwindSafe(probe));
+        assert!(
+            r.is_err(),
+            "{what}: answered {:?} instead of failing",
+            r.ok()
+        );
+    }
+    drop(cases);
+    drop(gone); // warns that it is gone already
 }
 
 #[test]

@@ -5,10 +5,10 @@
 use std::{process::Stdio, thread, time::Duration};
 
 use attach_tests::{
-    flow::UdpFlow,
+    flow::{UdpFlow, rx_packets},
     kinds::{add_macvlan, detach_port_hook, in_ns, port_hook_prog},
     lab::{EXT_V4, Lab, Netns, ping, require_root},
-    reach::{Flavor, attach},
+    reach::{Flavor, attach, attach_refused},
     snapshot::{links, snapshot},
 };
 use serde_json::Value;
@@ -82,8 +82,16 @@ fn the_endpoint_cache_is_checked_and_repaired() {
     require_root();
     let lab = Lab::new().unwrap();
     let c1 = attach(&lab, 1, "bridge", Flavor::EbpfTc, &[]).unwrap();
-    let c2 = attach(&lab, 2, "bridge", Flavor::EbpfXdp, &[]).ok();
-    assert!(c2.is_none(), "tc and xdp on one parent are refused");
+    // tc and xdp on one parent are refused, as a conflict naming the parent's.
+    attach_refused(
+        &lab,
+        2,
+        "bridge",
+        Flavor::EbpfXdp,
+        &[],
+        4,
+        "uses the tc datapath",
+    );
     let c2 = attach(&lab, 2, "bridge", Flavor::EbpfTc, &[]).unwrap();
     lab.attach().ok(&["check", "--all"]).unwrap();
     let pins = lab.node_pin_dir();
@@ -226,8 +234,17 @@ fn reconcile_repairs_drift() {
     let lab = Lab::new().unwrap();
     let c1 = attach(&lab, 1, "bridge", Flavor::EbpfTc, &[]).unwrap();
     let c2 = attach(&lab, 2, "bridge", Flavor::EbpfTc, &[]).unwrap();
-    let c3 = attach(&lab, 3, "vepa", Flavor::EbpfXdp, &[]).ok();
-    assert!(c3.is_none(), "xdp beside tc on one parent must be refused");
+    // xdp beside tc on one parent is refused, as a conflict naming the
+    // parent's.
+    attach_refused(
+        &lab,
+        3,
+        "vepa",
+        Flavor::EbpfXdp,
+        &[],
+        4,
+        "uses the tc datapath",
+    );
     assert!(reconcile(&lab).is_empty(), "a healthy node needs no repair");
     let healthy = lab.attach().json(&["check", "--all"]).unwrap();
     assert_eq!(healthy["ok"], true, "{healthy}");
@@ -379,7 +396,9 @@ fn upgrade_under_traffic_loses_nothing() {
         let before = link_id(&rx_pin);
         let flow = UdpFlow::start(&lab, &c1.ns, &c1.v4, 5201, 4).unwrap();
         // Under way before anything changes.
-        thread::sleep(Duration::from_millis(500));
+        let mut seen = flow
+            .wait_passing(&c1.ns, "eth0", rx_packets(&c1.ns, "eth0").unwrap(), 200)
+            .unwrap();
         for _ in 0..5 {
             let out = lab.attach().json(&["upgrade", "--force"]).unwrap();
             assert!(
@@ -389,7 +408,8 @@ fn upgrade_under_traffic_loses_nothing() {
                     .all(|l| l["action"] == "updated"),
                 "{out}"
             );
-            thread::sleep(Duration::from_millis(400));
+            // The flow passes the upgraded datapath before the next upgrade.
+            seen = flow.wait_passing(&c1.ns, "eth0", seen, 200).unwrap();
         }
         let (sent, lost) = flow.finish().unwrap();
         assert!(
@@ -423,9 +443,31 @@ fn an_engine_killed_mid_attach_disturbs_no_flow_and_is_cleaned_up() {
     let lab = Lab::new().unwrap();
     let c1 = attach(&lab, 1, "bridge", Flavor::EbpfTc, &[]).unwrap();
     let flow = UdpFlow::start(&lab, &c1.ns, &c1.v4, 5201, 4).unwrap();
-    thread::sleep(Duration::from_millis(500));
-    // Start attaches of others and SIGKILL them at varying points.
-    for (i, delay_ms) in [(2u8, 5u64), (3, 20), (4, 60), (5, 120)] {
+    // Under way before anything changes.
+    flow.wait_passing(&c1.ns, "eth0", rx_packets(&c1.ns, "eth0").unwrap(), 200)
+        .unwrap();
+    // Whether the add of process `pid` has its record of intent written
+    // (and not yet removed). One a killed add left names another pid.
+    let pending = |pid: u32| {
+        std::fs::read_dir(lab.node_state_dir().join("pending")).is_ok_and(|d| {
+            d.flatten()
+                .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                .filter_map(|e| std::fs::read(e.path()).ok())
+                .filter_map(|b| serde_json::from_slice::<Value>(&b).ok())
+                .any(|j| j["pid"] == pid)
+        })
+    };
+    // Start attaches of others and SIGKILL them at varying points after
+    // they began making things (their record of intent is written).
+    let mut mid_attach = 0;
+    for (i, delay_us) in [
+        (2u8, 0u64),
+        (3, 0),
+        (4, 250),
+        (5, 500),
+        (6, 1000),
+        (7, 3000),
+    ] {
         let ns = lab.container(&format!("c{i}")).unwrap();
         let (v4, _) = Lab::container_ip(i);
         let mut child = lab
@@ -445,11 +487,29 @@ fn an_engine_killed_mid_attach_disturbs_no_flow_and_is_cleaned_up() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        thread::sleep(Duration::from_millis(delay_ms));
+        // nsenter execs attach: the pid its record of intent names.
+        let pid = child.id();
+        let began = attach_tests::poll::until(Duration::from_secs(10), Duration::ZERO, || {
+            pending(pid) || child.try_wait().unwrap().is_some()
+        });
+        assert!(began, "the attach of c{i} neither began nor ended");
+        // The delay is the point in the attach the kill lands at, not a
+        // wait for anything.
+        thread::sleep(Duration::from_micros(delay_us));
         // SIGKILL, by the exact pid of the process we started.
         let _ = child.kill();
-        let _ = child.wait();
+        let status = child.wait().unwrap();
+        // Killed mid-attach: the kill ended it, and its record of intent
+        // (removed when an attach ends) is still there.
+        use std::os::unix::process::ExitStatusExt;
+        if status.signal() == Some(libc::SIGKILL) && pending(pid) {
+            mid_attach += 1;
+        }
     }
+    assert!(
+        mid_attach > 0,
+        "every attach had ended before its kill: nothing was killed mid-attach"
+    );
     let (sent, lost) = flow.finish().unwrap();
     assert!(sent > 1000);
     assert_eq!(

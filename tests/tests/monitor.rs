@@ -145,12 +145,16 @@ fn stats_count_per_endpoint() {
     require_root();
     let lab = Lab::new().unwrap();
     let c1 = attach(&lab, 1, "bridge", Flavor::EbpfTc, &[]).unwrap();
-    let _c2 = attach(&lab, 2, "bridge", Flavor::EbpfXdp, &[]).ok();
+    // Neighbours of c1 on its parent, one in its own mode (bridge: it could
+    // reach c1 directly) and one in another.
+    let c2 = attach(&lab, 2, "bridge", Flavor::EbpfTc, &[]).unwrap();
     let c3 = attach(&lab, 3, "vepa", Flavor::EbpfTc, &[]).unwrap();
-    let before = lab
-        .attach()
-        .json(&["stats", "--netns", c3.ns.name()])
-        .unwrap();
+    let stats = |ep: &attach_tests::reach::Endpoint| {
+        lab.attach()
+            .json(&["stats", "--netns", ep.ns.name()])
+            .unwrap()
+    };
+    let before = [stats(&c2), stats(&c3)];
     c1.ns
         .ok(&["ping", "-c", "5", "-i", "0.05", "-s", "200", EXT_V4])
         .unwrap();
@@ -164,22 +168,18 @@ fn stats_count_per_endpoint() {
     assert!(c["tx_packets"].as_u64().unwrap() >= 5, "{c}");
     assert!(c["rx_packets"].as_u64().unwrap() >= 5, "{c}");
     assert!(c["tx_bytes"].as_u64().unwrap() >= 5 * 242, "{c}");
-    // c3 saw none of it (broadcast ARP aside, which ping's cache may skip).
-    let after = lab
-        .attach()
-        .json(&["stats", "--netns", c3.ns.name()])
-        .unwrap();
+    // c2 and c3 saw none of it (broadcast ARP aside, which ping's cache may
+    // skip).
+    let after = [stats(&c2), stats(&c3)];
     let unicast = |v: &Value| {
         let c = &v["attachments"][0]["counters"];
         c["rx_packets"].as_u64().unwrap()
             - c["rx_broadcast"].as_u64().unwrap()
             - c["rx_multicast"].as_u64().unwrap()
     };
-    assert_eq!(
-        unicast(&after),
-        unicast(&before),
-        "c3 received c1's unicast"
-    );
+    for ((b, a), who) in before.iter().zip(&after).zip(["c2", "c3"]) {
+        assert_eq!(unicast(a), unicast(b), "{who} received c1's unicast");
+    }
     assert!(
         s["verdicts"]
             .as_array()

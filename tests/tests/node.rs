@@ -4,7 +4,6 @@
 use std::{
     io::{BufRead, BufReader},
     process::{Child, Stdio},
-    time::Duration,
 };
 
 use attach_tests::{
@@ -83,11 +82,17 @@ fn attach_announces_its_addresses() {
     require_root();
     let lab = Lab::new().unwrap();
     for (i, flavor) in [(1u8, Flavor::EbpfTc), (2, Flavor::Native)] {
-        let (v4, _) = Lab::container_ip(i);
+        let (v4, v6) = Lab::container_ip(i);
         let v4 = v4.split('/').next().unwrap().to_owned();
+        let v6 = v6.split('/').next().unwrap().to_owned();
         let garp = capture(lab.ext(), &format!("arp and host {v4}"));
-        // An unsolicited neighbour advertisement: ICMPv6 type 136.
-        let na = capture(lab.ext(), "icmp6 and ip6[40] == 136");
+        // An unsolicited neighbour advertisement (ICMPv6 type 136) of this
+        // container's address (the kernel sends it from the address it
+        // advertises), not of an earlier container's.
+        let na = capture(
+            lab.ext(),
+            &format!("icmp6 and ip6[40] == 136 and src host {v6}"),
+        );
         let c = attach(&lab, i, "bridge", flavor, &[]).unwrap();
         // It can send when attach returns: a transmit queue, not `noop`
         // (a veth gets one only in the kernel's deferred link-state work).
@@ -108,7 +113,6 @@ fn attach_announces_its_addresses() {
             );
         }
         detach(&lab, &c).unwrap();
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

@@ -34,6 +34,21 @@ l3s, bridge ports (a Linux bridge, our eBPF switch), router endpoints (eBPF and
 kernel forwarding), nested containers in VMs on VLANs, and the host, container
 and sriov kinds (--only: just those sections). Needs root; cleans up.";
 
+/// What a section showed that is not what it claims: every section checks
+/// what it prints, and any mismatch fails the demo.
+static MISMATCHES: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// Records a mismatch unless `got` is `want`; returns `got`, for printing.
+fn expect<T: PartialEq + std::fmt::Debug>(what: &str, got: T, want: T) -> T {
+    if got != want {
+        MISMATCHES
+            .lock()
+            .unwrap()
+            .push(format!("{what}: {got:?}, expected {want:?}"));
+    }
+    got
+}
+
 fn main() -> Result<()> {
     let mut modes: Vec<String> = Vec::new();
     let mut only: Vec<String> = Vec::new();
@@ -103,13 +118,22 @@ fn main() -> Result<()> {
     if ["host", "container", "sriov"].iter().any(|s| shows(s)) {
         other_kinds(&shows)?;
     }
+    let mismatches = std::mem::take(&mut *MISMATCHES.lock().unwrap());
+    let ok = all_same && mismatches.is_empty();
+    if !mismatches.is_empty() {
+        println!("\nNot as shown:");
+        for m in &mismatches {
+            println!("  {m}");
+        }
+    }
     println!(
-        "\n{} in {:.0?}: every eBPF matrix {} native macvlan's.",
-        if all_same { "Done" } else { "FAILED" },
+        "\n{} in {:.0?}: every eBPF matrix {} native macvlan's; {} other check(s) failed.",
+        if ok { "Done" } else { "FAILED" },
         started.elapsed(),
-        if all_same { "equals" } else { "does NOT equal" }
+        if all_same { "equals" } else { "does NOT equal" },
+        mismatches.len()
     );
-    if !all_same {
+    if !ok {
         std::process::exit(1);
     }
     Ok(())
@@ -178,6 +202,26 @@ fn ipvlan(lab: &Lab) -> Result<()> {
         let m = measure(lab, &[&c1, &c2]);
         detach(lab, &c1)?;
         detach(lab, &c2)?;
+        // What the line above the matrix says.
+        let l2 = mode == "l2";
+        for (from, to, p, want) in [
+            ("c1", "ext", Proto::V4, true),
+            ("c1", "ext", Proto::V6, true),
+            ("ext", "c1", Proto::V4, true),
+            ("ext", "c1", Proto::V6, true),
+            ("c1", "c2", Proto::V4, true),
+            ("c2", "c1", Proto::V6, true),
+            ("c1", "c2", Proto::Arp, l2),
+            ("c1", "ext", Proto::Arp, l2),
+            ("node", "c1", Proto::V4, l2),
+            ("c1", "node", Proto::V6, l2),
+        ] {
+            expect(
+                &format!("ipvlan {mode}: {from} -> {to} {p:?}"),
+                m.get(from, to, p),
+                Some(want),
+            );
+        }
         println!("\n== ipvlan {mode} (bridge flag), eBPF");
         println!("   {why}");
         println!("{m}");
@@ -189,32 +233,36 @@ fn ipvlan(lab: &Lab) -> Result<()> {
 fn host_access() -> Result<()> {
     println!("== --host-access (switch without hairpin: nothing reflects frames)");
     let lab = Lab::with_options(LabOptions { hairpin: false })?;
-    let cases: [(&str, Flavor, &[&str]); 3] = [
-        ("native macvlan", Flavor::Native, &[]),
-        ("eBPF", Flavor::EbpfTc, &[]),
-        ("eBPF --host-access", Flavor::EbpfTc, &["--host-access"]),
+    // Whether the node and c1 reach each other: only with --host-access;
+    // the wire always.
+    let cases: [(&str, Flavor, &[&str], bool); 3] = [
+        ("native macvlan", Flavor::Native, &[], false),
+        ("eBPF", Flavor::EbpfTc, &[], false),
+        (
+            "eBPF --host-access",
+            Flavor::EbpfTc,
+            &["--host-access"],
+            true,
+        ),
     ];
     println!(
         "{:<20} {:<12} {:<12} {:<12}",
         "bridge endpoint", "node->c1 v4", "c1->node v6", "c1->ext v4"
     );
-    for (name, flavor, extra) in cases {
+    for (name, flavor, extra, node) in cases {
         let c1 = attach(&lab, 1, "bridge", flavor, extra)?;
         let m = measure(&lab, &[&c1]);
         detach(&lab, &c1)?;
-        let yes = |from, to, p| {
-            if m.get(from, to, p) == Some(true) {
-                "yes"
-            } else {
-                "no"
-            }
+        let yes = |from, to, p, want: bool| {
+            let what = format!("{name}: {from} -> {to} {p:?}");
+            yes(expect(&what, m.get(from, to, p), Some(want)) == Some(true))
         };
         println!(
             "{:<20} {:<12} {:<12} {:<12}",
             name,
-            yes("node", "c1", Proto::V4),
-            yes("c1", "node", Proto::V6),
-            yes("c1", "ext", Proto::V4)
+            yes("node", "c1", Proto::V4, node),
+            yes("c1", "node", Proto::V6, node),
+            yes("c1", "ext", Proto::V4, true)
         );
     }
     Ok(())
@@ -249,6 +297,16 @@ fn bridge() -> Result<()> {
         let c1 = attach_bridge(&lab, 1, "br0", backend, extra)?;
         let c2 = attach_bridge(&lab, 2, "br0", backend, &[])?;
         let m = measure(&lab, &[&c1, &c2]);
+        // Ports of one bridge meet, and reach and are reached from the wire.
+        for (from, to) in [("c1", "c2"), ("c2", "c1"), ("c1", "ext"), ("ext", "c2")] {
+            for p in [Proto::V4, Proto::V6] {
+                expect(
+                    &format!("bridge {backend}: {from} -> {to} {p:?}"),
+                    m.get(from, to, p),
+                    Some(true),
+                );
+            }
+        }
         println!(
             "\n== bridge, {backend}: {}",
             if backend == "native" {
@@ -264,17 +322,19 @@ fn bridge() -> Result<()> {
             let c5 = attach_bridge(&lab, 5, "br0", backend, &["--isolated"])?;
             let c6 = attach_bridge(&lab, 6, "br0", backend, &["--isolated"])?;
             println!("   c3, c4 in VLAN 10; c5, c6 isolated:");
-            for (a, b, why) in [
-                (&c3, &c4, "same VLAN"),
-                (&c3, &c1, "VLAN 10 -> untagged"),
-                (&c5, &c6, "isolated -> isolated"),
-                (&c5, &c1, "isolated -> non-isolated"),
+            for (a, b, why, want) in [
+                (&c3, &c4, "same VLAN", true),
+                (&c3, &c1, "VLAN 10 -> untagged", false),
+                (&c5, &c6, "isolated -> isolated", false),
+                (&c5, &c1, "isolated -> non-isolated", true),
             ] {
+                let got = attach_tests::lab::ping(&a.ns, &b.v4);
+                let what = format!("bridge {backend}: {} -> {} v4 ({why})", a.label, b.label);
                 println!(
                     "   {} -> {} v4: {:<3} ({why})",
                     a.label,
                     b.label,
-                    yes(attach_tests::lab::ping(&a.ns, &b.v4))
+                    yes(expect(&what, got, want))
                 );
             }
             for c in [&c3, &c4, &c5, &c6] {
@@ -308,23 +368,35 @@ fn router() -> Result<()> {
         forward_counter_setup(lab.node())?;
         let c1 = attach_router(&lab, 1, extra)?;
         let c2 = attach_router(&lab, 2, extra)?;
-        let ttl = |from: &attach_tests::lab::Netns, to: &str| {
-            reply_ttl(from, to).map_or("no".to_owned(), |t| format!("ttl {t}"))
+        // Replies routed once (63) between endpoints and the wire; the node
+        // and an endpoint are one hop apart (64).
+        let ttl = |what: &str, from: &attach_tests::lab::Netns, to: &str, want: u8| {
+            let got = reply_ttl(from, to);
+            expect(&format!("router {name}: {what} reply TTL"), got, Some(want));
+            got.map_or("no".to_owned(), |t| format!("ttl {t}"))
         };
-        let rows = vec![
-            ("c1 -> ext v4", ttl(&c1.ns, EXT_V4)),
-            ("c1 -> ext v6", ttl(&c1.ns, EXT_V6)),
-            ("ext -> c1 v4", ttl(lab.ext(), &c1.v4)),
-            ("ext -> c2 v6", ttl(lab.ext(), &c2.v6)),
-            ("c1 -> c2 v4", ttl(&c1.ns, &c2.v4)),
-            ("c2 -> c1 v6", ttl(&c2.ns, &c1.v6)),
-            ("c1 -> node v4", ttl(&c1.ns, NODE_V4)),
-            ("node -> c2 v6", ttl(lab.node(), &c2.v6)),
+        let mut rows = vec![
+            ("c1 -> ext v4", ttl("c1 -> ext v4", &c1.ns, EXT_V4, 63)),
+            ("c1 -> ext v6", ttl("c1 -> ext v6", &c1.ns, EXT_V6, 63)),
+            ("ext -> c1 v4", ttl("ext -> c1 v4", lab.ext(), &c1.v4, 63)),
+            ("ext -> c2 v6", ttl("ext -> c2 v6", lab.ext(), &c2.v6, 63)),
+            ("c1 -> c2 v4", ttl("c1 -> c2 v4", &c1.ns, &c2.v4, 63)),
+            ("c2 -> c1 v6", ttl("c2 -> c1 v6", &c2.ns, &c1.v6, 63)),
+            ("c1 -> node v4", ttl("c1 -> node v4", &c1.ns, NODE_V4, 64)),
             (
-                "node FORWARD hook",
-                format!("{} packets", forward_counter(lab.node())?),
+                "node -> c2 v6",
+                ttl("node -> c2 v6", lab.node(), &c2.v6, 64),
             ),
         ];
+        // Our programs forward without the node's FORWARD hook; the
+        // kernel datapath goes through it.
+        let forwarded = forward_counter(lab.node())?;
+        expect(
+            &format!("router {name}: the node's FORWARD hook saw packets"),
+            forwarded > 0,
+            name == "kernel",
+        );
+        rows.push(("node FORWARD hook", format!("{forwarded} packets")));
         columns.push((name, rows));
         for c in [&c1, &c2] {
             lab.attach().ok(&["del", "--netns", c.ns.name()])?;
@@ -363,39 +435,61 @@ fn nested() -> Result<()> {
     let b = attach_nested(&lab, &vm1, "b", 200, None, 41, &["--keep-tag"])?;
     let d = attach_nested(&lab, &vm2, "d", 200, None, 42, &["--keep-tag"])?;
     let q = attach_nested(&lab, &vm3, "q", 100, Some(10), 51, &[])?;
-    let both = |from: &attach_tests::lab::Netns, v4: &str, v6: &str| {
-        format!("{}/{}", yes(ping(from, v4)), yes(ping(from, v6)))
-    };
     println!("{:<28} v4/v6", "");
-    for (what, r) in [
-        ("a (VLAN 100) -> ext", both(&a.ns, EXT_V4, EXT_V6)),
-        ("ext -> a", both(lab.ext(), &a.v4, &a.v6)),
-        ("a -> h (host container)", both(&a.ns, &h.v4, &h.v6)),
-        ("h -> q (QinQ)", both(&h.ns, &q.v4, &q.v6)),
-        ("q -> ext", both(&q.ns, EXT_V4, EXT_V6)),
-        ("b -> d (VLAN 200, 2 VMs)", both(&b.ns, &d.v4, &d.v6)),
-        ("a -> d (VLAN 100 -> 200)", both(&a.ns, &d.v4, &d.v6)),
-        ("d -> ext (untagged wire)", both(&d.ns, EXT_V4, EXT_V6)),
+    // VLAN 100 is stripped on the host (it meets the untagged wire and the
+    // host's containers); VLAN 200 keeps its tag: its members meet each
+    // other only.
+    for (what, from, to, want) in [
+        ("a (VLAN 100) -> ext", &*a.ns, [EXT_V4, EXT_V6], true),
+        ("ext -> a", lab.ext(), [&a.v4, &a.v6], true),
+        ("a -> h (host container)", &a.ns, [&h.v4, &h.v6], true),
+        ("h -> q (QinQ)", &h.ns, [&q.v4, &q.v6], true),
+        ("q -> ext", &q.ns, [EXT_V4, EXT_V6], true),
+        ("b -> d (VLAN 200, 2 VMs)", &b.ns, [&d.v4, &d.v6], true),
+        ("a -> d (VLAN 100 -> 200)", &a.ns, [&d.v4, &d.v6], false),
+        ("d -> ext (untagged wire)", &d.ns, [EXT_V4, EXT_V6], false),
     ] {
-        println!("{what:<28} {r}");
+        let [v4, v6] = to.map(|dst| {
+            yes(expect(
+                &format!("nested: {what} {dst}"),
+                ping(from, dst),
+                want,
+            ))
+        });
+        println!("{what:<28} {v4}/{v6}");
     }
-    for (tap, c) in [("tap1", &a), ("tap3", &q)] {
+    for (tap, c, want) in [
+        ("tap1", &a, "ethertype 802.1Q (0x8100), vlan 100"),
+        (
+            "tap3",
+            &q,
+            "ethertype 802.1Q-QinQ (0x88a8), vlan 10, ethertype 802.1Q (0x8100), vlan 100",
+        ),
+    ] {
         let seen = capture(lab.node(), tap, "vlan", 3, || {
             ping(&c.ns, EXT_V4);
         });
         // "..., ethertype 802.1Q (0x8100), length 102: vlan 100, p 0, ethertype IPv4 ..."
-        if let Some(line) = seen.lines().find(|l| l.contains("ICMP echo request"))
-            && let (Some(from), Some(to)) =
-                (line.find("ethertype 802.1Q"), line.find(", ethertype IPv4"))
-        {
-            let tags = line[from..to]
-                .split(", ")
-                .map(|p| p.rsplit(": ").next().unwrap_or(p))
-                .filter(|p| !p.starts_with("p "))
-                .collect::<Vec<_>>()
-                .join(", ");
-            println!("on {tap}, {}'s echo request carries: {tags}", c.label);
-        }
+        let tags = seen
+            .lines()
+            .find(|l| l.contains("ICMP echo request"))
+            .and_then(|line| {
+                let (from, to) = (
+                    line.find("ethertype 802.1Q")?,
+                    line.find(", ethertype IPv4")?,
+                );
+                Some(
+                    line[from..to]
+                        .split(", ")
+                        .map(|p| p.rsplit(": ").next().unwrap_or(p))
+                        .filter(|p| !p.starts_with("p "))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                )
+            });
+        let what = format!("nested: the tags of {}'s echo request on {tap}", c.label);
+        let tags = expect(&what, tags, Some(want.to_owned())).unwrap_or_default();
+        println!("on {tap}, {}'s echo request carries: {tags}", c.label);
     }
     println!("\n`attach list` on the host, then in vm1:");
     println!("{}", lab.attach().ok(&["list"])?);
@@ -460,6 +554,16 @@ fn host(lab: &Lab) -> Result<()> {
     );
     let stats = lab.attach().json(&["stats"])?;
     let c = &stats["attachments"][0]["counters"];
+    expect("host: its cgroup's process pings ext v4", v4, true);
+    expect("host: its cgroup's process pings ext v6", v6, true);
+    // Six echo requests out and six replies in, at least.
+    for key in ["tx_packets", "rx_packets"] {
+        expect(
+            &format!("host: attach stats counts {key} >= 6"),
+            c[key].as_u64().is_some_and(|n| n >= 6),
+            true,
+        );
+    }
     println!(
         "a process of its cgroup pings ext: v4 {}, v6 {}; attach stats counts {} packets out, {} in ({} bytes out)",
         yes(v4),
@@ -499,21 +603,32 @@ fn container(lab: &Lab) -> Result<()> {
     println!("$ attach add container --netns b --join a   (a has an eBPF macvlan endpoint)");
     lab.attach()
         .ok(&["add", "container", "--netns", &b_name, "--join", &a_name])?;
+    let reach = |when: &str, dst: &str| {
+        yes(expect(
+            &format!("container: b -> ext {dst} {when}"),
+            ping_from(&b, dst),
+            true,
+        ))
+    };
     println!(
         "b -> ext through a's eth0: v4 {}, v6 {}",
-        yes(ping_from(&b, EXT_V4)),
-        yes(ping_from(&b, EXT_V6))
+        reach("through a's eth0", EXT_V4),
+        reach("through a's eth0", EXT_V6)
     );
     drop(a);
     println!(
         "a exits (its namespace file is deleted); b -> ext still: v4 {}, v6 {}",
-        yes(ping_from(&b, EXT_V4)),
-        yes(ping_from(&b, EXT_V6))
+        reach("after a exited", EXT_V4),
+        reach("after a exited", EXT_V6)
     );
     lab.attach().ok(&["del", "--netns", &b_name])?;
     println!(
         "b detaches, the last user: the namespace is freed (a's veth {veth} leaves the node): {}",
-        yes(wait_link_gone(lab, &veth))
+        yes(expect(
+            "container: a's veth left the node after the last detach",
+            wait_link_gone(lab, &veth),
+            true
+        ))
     );
     lab.attach().ok(&["del", "--netns", &a_name])?;
     Ok(())
@@ -538,26 +653,30 @@ fn sriov(lab: &Lab) -> Result<()> {
         "--mtu",
         "1400",
     ])?;
+    let node_has = lab
+        .node()
+        .exec(&["ip", "link", "show", STANDIN])?
+        .status
+        .success();
     println!(
         "c1 -> ext through it: v4 {}, v6 {}; the node still has {STANDIN}: {}",
-        yes(ping(&c1, EXT_V4)),
-        yes(ping(&c1, EXT_V6)),
-        if lab
-            .node()
-            .exec(&["ip", "link", "show", STANDIN])?
-            .status
-            .success()
-        {
-            "yes"
-        } else {
-            "no"
-        }
+        yes(expect("sriov: c1 -> ext v4", ping(&c1, EXT_V4), true)),
+        yes(expect("sriov: c1 -> ext v6", ping(&c1, EXT_V6), true)),
+        yes(expect(
+            "sriov: the node still has the device",
+            node_has,
+            false
+        ))
     );
     lab.attach().ok(&["del", "--netns", c1.name()])?;
     let back = lab.node().ok(&["ip", "-o", "link", "show", STANDIN])?;
     println!(
         "detached: {STANDIN} is back in the node with MTU 1500: {}",
-        yes(back.contains("mtu 1500"))
+        yes(expect(
+            "sriov: the device is back with MTU 1500",
+            back.contains("mtu 1500"),
+            true
+        ))
     );
     let c2 = lab.container("c2")?;
     let refused = lab.attach().run(&[
@@ -570,9 +689,16 @@ fn sriov(lab: &Lab) -> Result<()> {
         "--vlan",
         "100",
     ])?;
+    let said = String::from_utf8_lossy(&refused.stderr);
+    // Refused as invalid input (exit 2): only a VF takes a VLAN.
+    expect(
+        "sriov: --vlan on a non-VF is refused, exit 2, saying it needs a VF",
+        (refused.status.code(), said.contains("--vlan needs a VF")),
+        (Some(2), true),
+    );
     println!(
         "$ attach add sriov --device {STANDIN} --netns c2 --vlan 100\n{} (exit {})",
-        String::from_utf8_lossy(&refused.stderr).trim(),
+        said.trim(),
         refused.status.code().unwrap_or(-1)
     );
     Ok(())
