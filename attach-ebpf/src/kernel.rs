@@ -5,7 +5,7 @@
 use core::ffi::c_void;
 
 use attach_common::OPEN_WALK_MAX;
-use aya_ebpf::helpers::bpf_loop;
+use aya_ebpf::{bindings::__sk_buff, helpers::bpf_loop};
 
 /// Into the container behind host-side veth `host_ifindex`, from a port's
 /// (or a router's) ingress: `bpf_redirect_peer` straight into its namespace,
@@ -24,6 +24,25 @@ pub fn redirect_into(host_ifindex: u32) -> i32 {
         }
     }
 }
+
+/// `bpf_redirect_peer` into the container behind host-side veth
+/// `host_ifindex`, from a parent's (or an uplink's) ingress. Kernels before
+/// 5.17 get the frame's packet type set to "for this host" first: 5.10
+/// keeps the type the parent gave a frame for another MAC (other host) on
+/// the peer redirect, and the container's IP layer drops such frames.
+#[inline(always)]
+pub fn peer_into(skb: *mut __sk_buff, host_ifindex: u32) -> aya_ebpf::cty::c_long {
+    // SAFETY: plain helper calls on the program's context.
+    unsafe {
+        if crate::OPEN_WALK {
+            aya_ebpf::helpers::bpf_skb_change_type(skb, PACKET_HOST);
+        }
+        aya_ebpf::helpers::bpf_redirect_peer(host_ifindex, 0)
+    }
+}
+
+/// `PACKET_HOST` (linux/if_packet.h).
+const PACKET_HOST: u32 = 0;
 
 /// A walk's state, and its step: `step(i, state)`, non-zero to stop. A
 /// function of the state's type, so both ways of walking call it directly

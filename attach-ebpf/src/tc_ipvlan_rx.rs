@@ -7,7 +7,7 @@ use attach_common::{DATAPATH_MARK, Direction::Rx as DIR, IPVL_MODE_L3S, Verdict}
 use aya_ebpf::{
     EbpfContext,
     bindings::{__sk_buff, BPF_F_INGRESS, TC_ACT_REDIRECT, TC_ACT_SHOT, TC_ACT_UNSPEC},
-    helpers::{bpf_redirect, bpf_redirect_peer},
+    helpers::bpf_redirect,
     programs::TcContext,
 };
 
@@ -98,8 +98,7 @@ pub fn run(ctx: &TcContext) -> i32 {
         // SAFETY: plain helper call.
         return unsafe { bpf_redirect(ep.host_ifindex, BPF_F_INGRESS as u64) as i32 };
     }
-    // SAFETY: plain helper call.
-    let ret = unsafe { bpf_redirect_peer(ep.host_ifindex, 0) } as i32;
+    let ret = crate::kernel::peer_into(ctx.as_ptr() as *mut __sk_buff, ep.host_ifindex) as i32;
     if ret == TC_ACT_REDIRECT as i32 {
         stats::verdict(DIR, Verdict::ToEndpoint);
         stats::rx(ep.id, len, &eth);

@@ -7,7 +7,6 @@ use attach_common::{DATAPATH_MARK, Direction::Rx as DIR, NEST_F_HOST, Verdict};
 use aya_ebpf::{
     EbpfContext,
     bindings::{__sk_buff, TC_ACT_REDIRECT, TC_ACT_SHOT, TC_ACT_UNSPEC},
-    helpers::bpf_redirect_peer,
     programs::TcContext,
 };
 
@@ -50,8 +49,7 @@ pub fn run(ctx: &TcContext) -> i32 {
         len,
         eth: &eth,
     };
-    // SAFETY: plain helper call.
-    let ret = unsafe { bpf_redirect_peer(ep.host_ifindex, 0) } as i32;
+    let ret = crate::kernel::peer_into(skb, ep.host_ifindex) as i32;
     if ret == TC_ACT_REDIRECT as i32 {
         report(DIR, Verdict::ToEndpoint, &pkt);
         stats::rx(ep.id, len as u64, &eth);

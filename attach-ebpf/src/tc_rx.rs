@@ -4,7 +4,7 @@ use attach_common::{DATAPATH_MARK, Direction::Rx as DIR, EP_F_NESTED, Endpoint, 
 use aya_ebpf::{
     EbpfContext,
     bindings::{__sk_buff, TC_ACT_REDIRECT, TC_ACT_SHOT, TC_ACT_UNSPEC},
-    helpers::{bpf_redirect, bpf_redirect_peer},
+    helpers::bpf_redirect,
     programs::TcContext,
 };
 
@@ -118,8 +118,8 @@ fn to_endpoint(ctx: &TcContext, ep: &Endpoint, pkt: &Pkt) -> i32 {
     if ep.has(EP_F_NESTED) {
         return nested_delivery(ctx, ep, pkt, Verdict::ToEndpoint);
     }
-    // SAFETY: plain helper call (it leaves packet data where it is).
-    let ret = unsafe { bpf_redirect_peer(ep.host_ifindex, 0) };
+    // It leaves packet data where it is.
+    let ret = crate::kernel::peer_into(ctx.as_ptr() as *mut __sk_buff, ep.host_ifindex);
     // Compared as returned (a long): no narrowing on the hot path.
     if ret == TC_ACT_REDIRECT.into() {
         report(DIR, Verdict::ToEndpoint, pkt);

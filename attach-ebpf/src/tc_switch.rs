@@ -21,7 +21,7 @@ use attach_common::{
 use aya_ebpf::{
     EbpfContext,
     bindings::{__sk_buff, TC_ACT_REDIRECT, TC_ACT_SHOT, TC_ACT_UNSPEC},
-    helpers::{bpf_redirect, bpf_redirect_peer, bpf_skb_vlan_pop, bpf_skb_vlan_push},
+    helpers::{bpf_redirect, bpf_skb_vlan_pop, bpf_skb_vlan_push},
     programs::TcContext,
 };
 
@@ -230,8 +230,7 @@ fn from_uplink(ctx: &TcContext, skb: *mut __sk_buff, up: &SwPort) -> i32 {
             stats::rx_dropped(dst.id);
             return TC_ACT_SHOT as i32;
         }
-        // SAFETY: plain helper call.
-        let ret = unsafe { bpf_redirect_peer(dst.ifindex, 0) } as i32;
+        let ret = crate::kernel::peer_into(skb, dst.ifindex) as i32;
         if ret != TC_ACT_REDIRECT as i32 {
             report(Rx, Verdict::DropRedirect, &pkt(dst.id));
             stats::rx_dropped(dst.id);
