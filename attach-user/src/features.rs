@@ -41,10 +41,13 @@ pub enum Feature {
     Ipvlan,
     /// The kernel's bridge driver.
     Bridge,
+    /// A veth with GRO on runs NAPI, so XDP frames redirected into it
+    /// arrive without an XDP program of its own.
+    VethGroNapi,
 }
 
 impl Feature {
-    pub const ALL: [Feature; 9] = [
+    pub const ALL: [Feature; 10] = [
         Feature::Tcx,
         Feature::Clsact,
         Feature::NetnsCookie,
@@ -54,6 +57,7 @@ impl Feature {
         Feature::Macvlan,
         Feature::Ipvlan,
         Feature::Bridge,
+        Feature::VethGroNapi,
     ];
 
     /// What it is, as users know it.
@@ -68,6 +72,7 @@ impl Feature {
             Feature::Macvlan => "macvlan driver (CONFIG_MACVLAN)",
             Feature::Ipvlan => "ipvlan driver (CONFIG_IPVLAN)",
             Feature::Bridge => "bridge driver (CONFIG_BRIDGE)",
+            Feature::VethGroNapi => "XDP redirect into a veth with GRO on (NAPI without a program)",
         }
     }
 
@@ -80,6 +85,7 @@ impl Feature {
             Feature::NetnsCookie => "5.14",
             Feature::BpfLoop => "5.17",
             Feature::ForceForwarding => "6.17",
+            Feature::VethGroNapi => "5.13",
             Feature::Veth | Feature::Macvlan | Feature::Ipvlan | Feature::Bridge => "-",
         }
     }
@@ -101,7 +107,7 @@ impl Feature {
             ),
             Feature::BpfLoop => (
                 "walks a parent's flood row (broadcast and multicast copies)",
-                "an open-coded walk: at most 64 eBPF endpoints per parent (ports per switch)",
+                "an unrolled walk: at most 16 eBPF endpoints per parent (ports per switch)",
             ),
             Feature::ForceForwarding => (
                 "lets ipvlan host sides route IPv6 without the node forwarding",
@@ -114,12 +120,17 @@ impl Feature {
             Feature::Macvlan => ("--backend native for macvlan", "--backend ebpf"),
             Feature::Ipvlan => ("--backend native for ipvlan", "--backend ebpf"),
             Feature::Bridge => ("--backend native for bridge", "our eBPF switch"),
+            Feature::VethGroNapi => (
+                "--datapath xdp: the parent's XDP program redirects into the endpoints' veths",
+                "--datapath tc",
+            ),
         }
     }
 
     /// Whether this kernel has it (probed once per process).
     pub fn present(self) -> bool {
-        static CACHE: [OnceLock<bool>; Feature::ALL.len()] = [const { OnceLock::new() }; 9];
+        static CACHE: [OnceLock<bool>; Feature::ALL.len()] =
+            [const { OnceLock::new() }; Feature::ALL.len()];
         let i = Feature::ALL
             .iter()
             .position(|f| *f == self)
@@ -138,6 +149,9 @@ impl Feature {
             Feature::ForceForwarding => {
                 std::path::Path::new("/proc/sys/net/ipv6/conf/all/force_forwarding").exists()
             }
+            // A behaviour of the datapath, not something to ask for: the
+            // kernel's version says.
+            Feature::VethGroNapi => release_at_least(&kernel_release(), (5, 13)),
             Feature::Clsact
             | Feature::Veth
             | Feature::Macvlan
@@ -163,6 +177,16 @@ impl Feature {
             self.role().1
         )))
     }
+}
+
+/// Whether kernel `release` ("5.10.0-46-cloud-amd64") is `want` or newer.
+fn release_at_least(release: &str, want: (u32, u32)) -> bool {
+    let mut parts = release
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    let major = parts.next().unwrap_or(0);
+    let minor = parts.next().unwrap_or(0);
+    (major, minor) >= want
 }
 
 /// The loopback's ifindex, the same in every namespace.
@@ -497,7 +521,11 @@ pub fn capabilities() -> Vec<Capability> {
     let ebpf = [Feature::Veth, Feature::Clsact];
     vec![
         capability("macvlan --backend ebpf --datapath tc", &ebpf, hooks),
-        capability("macvlan --backend ebpf --datapath xdp", &ebpf, hooks),
+        capability(
+            "macvlan --backend ebpf --datapath xdp",
+            &[Feature::Veth, Feature::Clsact, Feature::VethGroNapi],
+            hooks,
+        ),
         capability(
             "macvlan --backend native",
             &[Feature::Macvlan],
@@ -527,4 +555,18 @@ pub fn capabilities() -> Vec<Capability> {
         capability("container", &[], "a bind mount holds the namespace"),
         capability("sriov", &[], "the device moves in"),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::release_at_least;
+
+    #[test]
+    fn releases_compare_by_major_and_minor() {
+        assert!(!release_at_least("5.10.0-46-cloud-amd64", (5, 13)));
+        assert!(release_at_least("5.13.0", (5, 13)));
+        assert!(release_at_least("6.1.0-57-cloud-amd64", (5, 13)));
+        assert!(release_at_least("6.18.44-fc-v1300", (6, 17)));
+        assert!(!release_at_least("garbage", (5, 13)));
+    }
 }

@@ -404,6 +404,11 @@ fn required_features(req: &AddRequest) -> Vec<(Feature, String)> {
         AddRequest::Macvlan(r) if r.backend == Backend::Native => {
             vec![(Feature::Macvlan, "macvlan --backend native".to_owned())]
         }
+        AddRequest::Macvlan(r) if r.datapath == Some(crate::model::Datapath::Xdp) => {
+            let mut needs = ebpf("macvlan --datapath xdp");
+            needs.push((Feature::VethGroNapi, "macvlan --datapath xdp".to_owned()));
+            needs
+        }
         AddRequest::Macvlan(_) => ebpf("macvlan --backend ebpf"),
         AddRequest::Ipvlan(r) if r.backend == Backend::Native => {
             vec![(Feature::Ipvlan, "ipvlan --backend native".to_owned())]
