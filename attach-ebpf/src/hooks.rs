@@ -141,3 +141,17 @@ pub fn attach_cg_eg(ctx: SkBuffContext) -> i32 {
     cgroup::egress(&ctx)
 }
 
+// What each build needs besides its programs.
+
+#[cfg(target_arch = "bpf")]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[cfg(not(target_arch = "bpf"))]
+fn main() {}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

@@ -415,6 +415,9 @@ pub struct Capability {
     pub available: bool,
     /// How it works here (fallbacks taken), or why it cannot.
     pub note: String,
+    /// The programs it runs (by their names in the object).
+    #[serde(skip)]
+    pub programs: &'static [&'static str],
 }
 
 /// `attach features`.
@@ -455,7 +458,7 @@ impl Report {
         for c in capabilities.iter_mut() {
             let refused = programs
                 .iter()
-                .find(|p| p.refused.is_some() && programs_of(c.name).contains(&p.program.as_str()));
+                .find(|p| p.refused.is_some() && c.programs.contains(&p.program.as_str()));
             if let Some(p) = refused {
                 c.available = false;
                 c.note = format!("this kernel's verifier refuses {}", p.program);
@@ -473,33 +476,23 @@ impl Report {
     }
 }
 
-/// The programs a capability runs (by their names in the object).
-fn programs_of(capability: &str) -> &'static [&'static str] {
-    use crate::datapath::*;
-    match capability {
-        "macvlan --backend ebpf --datapath tc" => &[PROG_RX, PROG_TX, PROG_HOST],
-        "macvlan --backend ebpf --datapath xdp" => &[PROG_RX, PROG_TX, PROG_HOST, PROG_RX_XDP],
-        "ipvlan --backend ebpf" => &[PROG_IPVL_RX, PROG_IPVL_TX],
-        "bridge --backend ebpf" => &[PROG_SW],
-        "bridge --backend native" => &[PROG_BR_GUARD],
-        "router --datapath ebpf" => &[PROG_RT_TX, PROG_RT_IN],
-        "nested" => &[PROG_NEST_TX, PROG_NEST_RX],
-        "nested-host" => &[PROG_NEST_TAP],
-        "host" => &[PROG_CG_IN, PROG_CG_EG],
-        _ => &[],
-    }
-}
-
-fn capability(name: &'static str, needs: &[Feature], works: &str) -> Capability {
+fn capability(
+    name: &'static str,
+    needs: &[Feature],
+    works: &str,
+    programs: &'static [&'static str],
+) -> Capability {
     match needs.iter().find(|f| !f.present()) {
         None => Capability {
             name,
             available: true,
             note: works.into(),
+            programs,
         },
         Some(f) => Capability {
             name,
             available: false,
+            programs,
             note: format!(
                 "needs the {}{}",
                 f.what(),
@@ -514,46 +507,74 @@ fn capability(name: &'static str, needs: &[Feature], works: &str) -> Capability 
 
 /// What of ours works on this kernel, and how.
 pub fn capabilities() -> Vec<Capability> {
+    use crate::datapath::*;
     let hooks = match tc_hooks() {
         TcHooks::Tcx => "tcx links",
         TcHooks::Clsact => "clsact filters",
     };
     let ebpf = [Feature::Veth, Feature::Clsact];
+    let xdp = [Feature::Veth, Feature::Clsact, Feature::VethGroNapi];
+    let macvlan = &[PROG_RX, PROG_TX, PROG_HOST];
     vec![
-        capability("macvlan --backend ebpf --datapath tc", &ebpf, hooks),
+        capability(
+            "macvlan --backend ebpf --datapath tc",
+            &ebpf,
+            hooks,
+            macvlan,
+        ),
         capability(
             "macvlan --backend ebpf --datapath xdp",
-            &[Feature::Veth, Feature::Clsact, Feature::VethGroNapi],
+            &xdp,
             hooks,
+            &[PROG_RX, PROG_TX, PROG_HOST, PROG_RX_XDP],
         ),
         capability(
             "macvlan --backend native",
             &[Feature::Macvlan],
             "the kernel's macvlan",
+            &[],
         ),
-        capability("ipvlan --backend ebpf", &ebpf, hooks),
+        capability(
+            "ipvlan --backend ebpf",
+            &ebpf,
+            hooks,
+            &[PROG_IPVL_RX, PROG_IPVL_TX],
+        ),
         capability(
             "ipvlan --backend native",
             &[Feature::Ipvlan],
             "the kernel's ipvlan",
+            &[],
         ),
-        capability("bridge --backend ebpf", &ebpf, hooks),
+        capability("bridge --backend ebpf", &ebpf, hooks, &[PROG_SW]),
         capability(
             "bridge --backend native",
             &[Feature::Bridge, Feature::Veth],
             "a Linux bridge",
+            &[PROG_BR_GUARD],
         ),
-        capability("router --datapath ebpf", &ebpf, hooks),
+        capability(
+            "router --datapath ebpf",
+            &ebpf,
+            hooks,
+            &[PROG_RT_TX, PROG_RT_IN],
+        ),
         capability(
             "router --datapath kernel",
             &[Feature::Veth],
             "the node forwards",
+            &[],
         ),
-        capability("nested", &ebpf, hooks),
-        capability("nested-host", &ebpf, hooks),
-        capability("host", &[], "cgroup_skb counters"),
-        capability("container", &[], "a bind mount holds the namespace"),
-        capability("sriov", &[], "the device moves in"),
+        capability("nested", &ebpf, hooks, &[PROG_NEST_TX, PROG_NEST_RX]),
+        capability("nested-host", &ebpf, hooks, &[PROG_NEST_TAP]),
+        capability(
+            "host",
+            &[],
+            "cgroup_skb counters",
+            &[PROG_CG_IN, PROG_CG_EG],
+        ),
+        capability("container", &[], "a bind mount holds the namespace", &[]),
+        capability("sriov", &[], "the device moves in", &[]),
     ]
 }
 

@@ -276,6 +276,49 @@ impl Lab {
         format!("/run/attach/node-{id}").into()
     }
 
+    /// A container `name` with IPv6 off: adding an IPv6 address there fails
+    /// late, after the interface is made (a rollback to check).
+    pub fn container_without_ipv6(&self, name: &str) -> Result<Arc<Netns>> {
+        let ns = self.container(name)?;
+        for key in ["all", "default"] {
+            ns.ok(&[
+                "sysctl",
+                "-qw",
+                &format!("net.ipv6.conf.{key}.disable_ipv6=1"),
+            ])?;
+        }
+        Ok(ns)
+    }
+
+    /// The record `attach list` has for the container in `ns`.
+    pub fn record(&self, ns: &Netns) -> serde_json::Value {
+        let list = self.attach().json(&["list"]).unwrap();
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["netns"] == ns.name())
+            .cloned()
+            .unwrap_or_else(|| panic!("no record for {}: {list}", ns.name()))
+    }
+
+    /// Runs `f` on a thread inside the node's namespace.
+    pub fn in_node<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        use std::os::fd::AsRawFd;
+        let ns = std::fs::File::open(self.node().path()).unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                // SAFETY: valid netns fd; only this thread moves.
+                assert_eq!(
+                    unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) },
+                    0
+                );
+                f()
+            })
+            .join()
+            .unwrap()
+        })
+    }
+
     /// Names of all of this lab's namespaces, containers included.
     pub fn netns_names(&self) -> Vec<String> {
         let mut names: Vec<String> = [&self.ext, &self.sw, &self.node]

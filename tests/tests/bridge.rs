@@ -150,16 +150,6 @@ fn verdict(stats: &Value, dir: &str, name: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn record(lab: &Lab, ns: &Netns) -> Value {
-    let list = lab.attach().json(&["list"]).unwrap();
-    list.as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["netns"] == ns.name())
-        .cloned()
-        .unwrap_or_else(|| panic!("no record for {}: {list}", ns.name()))
-}
-
 #[test]
 fn ports_of_one_bridge_reach_each_other() {
     require_root();
@@ -241,9 +231,9 @@ fn vlans_are_separate() {
                 b.label
             );
         }
-        assert_eq!(record(&lab, &c3.ns)["vlan"], 20);
+        assert_eq!(lab.record(&c3.ns)["vlan"], 20);
         if backend == "native" {
-            let host = record(&lab, &c1.ns)["host_ifname"]
+            let host = lab.record(&c1.ns)["host_ifname"]
                 .as_str()
                 .unwrap()
                 .to_owned();
@@ -286,7 +276,7 @@ fn isolated_ports_reach_only_non_isolated_ones() {
                 b.label
             );
         }
-        assert_eq!(record(&lab, &c1.ns)["isolated"], true);
+        assert_eq!(lab.record(&c1.ns)["isolated"], true);
     }
 }
 
@@ -405,7 +395,7 @@ fn the_wire_is_reached_through_the_nic() {
             );
         }
         if backend == "ebpf" {
-            let rec = record(&lab, &c1.ns);
+            let rec = lab.record(&c1.ns);
             assert_eq!(rec["uplink"], NIC);
             let promisc = |lab: &Lab| {
                 let v = lab
@@ -605,12 +595,12 @@ fn reconcile_repairs_the_bridge() {
         let c3 = port(&lab, 3, backend, vlan);
         assert!(reconcile(&lab).is_empty(), "{backend}: a healthy node");
         let host = |c: &Endpoint| {
-            record(&lab, &c.ns)["host_ifname"]
+            lab.record(&c.ns)["host_ifname"]
                 .as_str()
                 .unwrap()
                 .to_owned()
         };
-        let index = |c: &Endpoint| record(&lab, &c.ns)["host_ifindex"].as_u64().unwrap() as u32;
+        let index = |c: &Endpoint| lab.record(&c.ns)["host_ifindex"].as_u64().unwrap() as u32;
         let mut drifts: Vec<(&str, Drift)> = Vec::new();
         let (h1, h2) = (host(&c1), host(&c2));
         let (node, h) = (lab.node().path().to_owned(), h2.clone());
@@ -620,7 +610,7 @@ fn reconcile_repairs_the_bridge() {
         ));
         if backend == "ebpf" {
             let pins = lab.node_pin_dir();
-            let sid = record(&lab, &c2.ns)["switch_id"].as_u64().unwrap() as u32;
+            let sid = lab.record(&c2.ns)["switch_id"].as_u64().unwrap() as u32;
             let mac = mac_of(2);
             drifts.push((
                 "static FDB entry",
@@ -713,7 +703,7 @@ fn reconcile_repairs_the_bridge() {
         }
         if backend == "ebpf" {
             // An aged learned entry (and one behind no port) is swept.
-            let sid = record(&lab, &c2.ns)["switch_id"].as_u64().unwrap() as u32;
+            let sid = lab.record(&c2.ns)["switch_id"].as_u64().unwrap() as u32;
             let fdb = lab.node_pin_dir().join("attach_sw_fdb");
             for (mac, port) in [(0x71u8, index(&c2)), (0x72, 999_999)] {
                 let mut key: Vec<String> = sid.to_le_bytes().iter().map(u8::to_string).collect();
@@ -808,7 +798,7 @@ fn del_is_idempotent_and_a_switch_goes_with_its_last_port() {
     let lab = Lab::new().unwrap();
     let c1 = attach_bridge(&lab, 1, "sw9", "ebpf", &["--vlan", "7", "--isolated"]).unwrap();
     let c2 = attach_bridge(&lab, 2, "sw9", "ebpf", &[]).unwrap();
-    let r = record(&lab, &c1.ns);
+    let r = lab.record(&c1.ns);
     for (k, v) in [
         ("kind", "bridge"),
         ("parent", "sw9"),

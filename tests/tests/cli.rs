@@ -456,16 +456,7 @@ fn bad_input(peer_flavor: Option<Flavor>) {
     ] {
         lab.node().ok(cmd).unwrap();
     }
-    // A container with IPv6 off: adding an IPv6 address fails late.
-    let nov6 = lab.container("nov6").unwrap();
-    for key in ["all", "default"] {
-        nov6.ok(&[
-            "sysctl",
-            "-qw",
-            &format!("net.ipv6.conf.{key}.disable_ipv6=1"),
-        ])
-        .unwrap();
-    }
+    let nov6 = lab.container_without_ipv6("nov6").unwrap();
     let empty = snapshot(&lab, &[&target, &busy, &nov6]);
     assert_eq!(empty.0["pins"], Value::Null, "a new node has no pins");
 

@@ -6,20 +6,10 @@
 use std::{path::Path, process::Command, time::Duration};
 
 use attach_tests::{
-    lab::{EXT_V4, Lab, NODE_IF, Netns, ping, ping_within, require_root},
+    lab::{EXT_V4, Lab, NODE_IF, ping, ping_within, require_root},
     reach::{Endpoint, Flavor, attach},
 };
 use serde_json::Value;
-
-fn record(lab: &Lab, ns: &Netns) -> Value {
-    let list = lab.attach().json(&["list"]).unwrap();
-    list.as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["netns"] == ns.name())
-        .cloned()
-        .unwrap_or_else(|| panic!("no record for {}: {list}", ns.name()))
-}
 
 fn bpftool(args: &[&str]) {
     let out = Command::new("bpftool").args(args).output().unwrap();
@@ -96,7 +86,7 @@ fn a_detached_or_unpinned_xdp_link_is_checked_and_reattached() {
     assert!(ping(&c1.ns, EXT_V4));
     lab.attach().ok(&["check", "--all"]).unwrap();
     assert!(parent_xdp(&lab).is_some(), "no XDP on {NODE_IF}");
-    let parent = record(&lab, &c1.ns)["parent_ifindex"].as_u64().unwrap();
+    let parent = lab.record(&c1.ns)["parent_ifindex"].as_u64().unwrap();
     let pin = lab
         .node_pin_dir()
         .join(format!("links/parent-{parent}-xdp"));
@@ -128,7 +118,7 @@ fn a_deleted_device_map_entry_is_checked_and_put_back() {
     let c1 = attach(&lab, 1, "bridge", Flavor::EbpfXdp, &[]).unwrap();
     let c2 = attach(&lab, 2, "bridge", Flavor::EbpfXdp, &[]).unwrap();
     assert!(ping(&c1.ns, EXT_V4));
-    let rec = record(&lab, &c1.ns);
+    let rec = lab.record(&c1.ns);
     let host_index = rec["host_ifindex"].as_u64().unwrap() as u32;
     let host_name = rec["host_ifname"].as_str().unwrap().to_owned();
     let devs = lab.node_pin_dir().join("attach_devs");
@@ -190,7 +180,7 @@ fn a_mac_changed_in_the_container_is_taken_on() {
         let c1 = attach(&lab, 1, "bridge", flavor, &[]).unwrap();
         let c2 = attach(&lab, 2, "bridge", flavor, &[]).unwrap();
         assert!(ping(lab.ext(), &c1.v4), "{}", flavor.name());
-        let old = record(&lab, &c1.ns)["mac"].as_str().unwrap().to_owned();
+        let old = lab.record(&c1.ns)["mac"].as_str().unwrap().to_owned();
         c1.ns
             .ok(&["ip", "link", "set", "eth0", "address", new])
             .unwrap();
@@ -227,7 +217,7 @@ fn a_mac_changed_in_the_container_is_taken_on() {
         let want = format!("took on the MAC {new}");
         assert_eq!(action, Some(want.as_str()), "{}: {r}", flavor.name());
         lab.attach().ok(&["check", "--all"]).unwrap();
-        assert_eq!(record(&lab, &c1.ns)["mac"], new, "{}", flavor.name());
+        assert_eq!(lab.record(&c1.ns)["mac"], new, "{}", flavor.name());
         if flavor != Flavor::Native {
             let filter = unicast_filter(&lab);
             assert!(

@@ -152,45 +152,28 @@ fn features_match_the_kernel_and_every_program_is_accepted() {
 #[test]
 fn a_kind_the_kernel_lacks_is_refused_before_anything_is_made() {
     require_root();
+    let lab = Lab::new().unwrap();
+    let c = lab.container("c1").unwrap();
+    let add = [
+        "add",
+        "ipvlan",
+        "--backend",
+        "native",
+        "--parent",
+        NODE_IF,
+        "--netns",
+        c.name(),
+        "--ip",
+        "10.77.0.11/24",
+    ];
     if driver_works("ipvlan") {
         // Covered where it works: the ipvlan differential attaches with it.
-        let lab = Lab::new().unwrap();
-        let c = lab.container("c1").unwrap();
-        lab.attach()
-            .ok(&[
-                "add",
-                "ipvlan",
-                "--backend",
-                "native",
-                "--parent",
-                NODE_IF,
-                "--netns",
-                c.name(),
-                "--ip",
-                "10.77.0.11/24",
-            ])
-            .unwrap();
+        lab.attach().ok(&add).unwrap();
         lab.attach().ok(&["del", "--netns", c.name()]).unwrap();
         return;
     }
-    let lab = Lab::new().unwrap();
-    let c = lab.container("c1").unwrap();
     let before = lab.node().ok(&["ip", "-o", "link"]).unwrap();
-    let out = lab
-        .attach()
-        .run(&[
-            "add",
-            "ipvlan",
-            "--backend",
-            "native",
-            "--parent",
-            NODE_IF,
-            "--netns",
-            c.name(),
-            "--ip",
-            "10.77.0.11/24",
-        ])
-        .unwrap();
+    let out = lab.attach().run(&add).unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(

@@ -8,7 +8,7 @@
 
 use std::{
     path::Path,
-    process::Stdio,
+    process::{Child, Stdio},
     thread,
     time::{Duration, Instant},
 };
@@ -20,28 +20,10 @@ use attach_tests::{
 };
 use serde_json::Value;
 
-/// Runs `f` on a thread inside the lab's node namespace.
-fn in_node<T: Send>(lab: &Lab, f: impl FnOnce() -> T + Send) -> T {
-    use std::os::fd::AsRawFd;
-    let ns = std::fs::File::open(lab.node().path()).unwrap();
-    thread::scope(|s| {
-        s.spawn(|| {
-            // SAFETY: valid netns fd; only this thread moves.
-            assert_eq!(
-                unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) },
-                0
-            );
-            f()
-        })
-        .join()
-        .unwrap()
-    })
-}
-
 /// The endpoint cache's filled slots.
 fn cache(lab: &Lab) -> Vec<(u32, attach_common::Endpoint)> {
     let pins = lab.node_pin_dir();
-    in_node(lab, || {
+    lab.in_node(|| {
         let mut dp = attach::datapath::Datapath::open(&pins).unwrap();
         let cache = dp.ep_cache().unwrap();
         (0..attach_common::EP_CACHE_SLOTS)
@@ -120,11 +102,10 @@ fn add_args(target: &Netns, flavor: Flavor) -> Vec<String> {
     args
 }
 
-/// Spawns the add and SIGKILLs it `delay` after its journal appears (the
-/// add has begun making things), or once it exits; reaps it. Returns how
-/// long the journal stayed, if the add outlived the delay (it was killed
-/// mid-add), else `None`.
-fn add_killed_after(lab: &Lab, args: &[String], delay: Duration) -> Option<Duration> {
+/// Spawns `attach <args>` in the node and waits until it has written its
+/// journal (it has begun making things) or has exited; returns it and the
+/// deadline its observation keeps to.
+fn spawn_add(lab: &Lab, args: &[String]) -> (Child, Instant) {
     let bin = Attach::bin().unwrap();
     let mut argv = vec![bin.to_str().unwrap()];
     argv.extend(args.iter().map(String::as_str));
@@ -136,11 +117,19 @@ fn add_killed_after(lab: &Lab, args: &[String], delay: Duration) -> Option<Durat
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
-    // The add has written its journal, or is already done.
     while !pending(lab) && child.try_wait().unwrap().is_none() {
         assert!(Instant::now() < deadline, "the add neither began nor ended");
         thread::yield_now();
     }
+    (child, deadline)
+}
+
+/// Spawns the add and SIGKILLs it `delay` after its journal appears (the
+/// add has begun making things), or once it exits; reaps it. Returns how
+/// long the journal stayed, if the add outlived the delay (it was killed
+/// mid-add), else `None`.
+fn add_killed_after(lab: &Lab, args: &[String], delay: Duration) -> Option<Duration> {
+    let (mut child, _) = spawn_add(lab, args);
     let began = Instant::now();
     // The delay is the point in the add the kill lands at, not a wait for
     // anything.
@@ -156,22 +145,8 @@ fn add_killed_after(lab: &Lab, args: &[String], delay: Duration) -> Option<Durat
 /// its removal. (An add that comes and goes between two looks, this
 /// process being off the CPU, is measured again.)
 fn add_window(lab: &Lab, args: &[String], target: &Netns) -> Duration {
-    let bin = Attach::bin().unwrap();
-    let mut argv = vec![bin.to_str().unwrap()];
-    argv.extend(args.iter().map(String::as_str));
     for _ in 0..20 {
-        let mut child = lab
-            .node()
-            .command(&argv)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !pending(lab) && child.try_wait().unwrap().is_none() {
-            assert!(Instant::now() < deadline, "the add neither began nor ended");
-            thread::yield_now();
-        }
+        let (mut child, deadline) = spawn_add(lab, args);
         let began = Instant::now();
         let seen = pending(lab);
         while pending(lab) {

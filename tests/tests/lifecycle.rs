@@ -29,34 +29,6 @@ fn action_for<'a>(repairs: &'a [Value], ifname_or_netns: &str) -> Option<&'a str
         .and_then(|r| r["action"].as_str())
 }
 
-fn record(lab: &Lab, ns: &Netns) -> Value {
-    let list = lab.attach().json(&["list"]).unwrap();
-    list.as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["netns"] == ns.name())
-        .cloned()
-        .unwrap_or_else(|| panic!("no record for {}: {list}", ns.name()))
-}
-
-/// Runs `f` on a thread inside the lab's node namespace.
-fn in_node<T: Send>(lab: &Lab, f: impl FnOnce() -> T + Send) -> T {
-    use std::os::fd::AsRawFd;
-    let ns = std::fs::File::open(lab.node().path()).unwrap();
-    thread::scope(|s| {
-        s.spawn(|| {
-            // SAFETY: valid netns fd; only this thread moves.
-            assert_eq!(
-                unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) },
-                0
-            );
-            f()
-        })
-        .join()
-        .unwrap()
-    })
-}
-
 /// A ping from `ns` after forgetting its neighbours. While the datapath was
 /// broken, the ARP resolution of `dst` failed and stays pending for up to
 /// three retransmits, one a second: a ping right after the repair would
@@ -95,7 +67,7 @@ fn the_endpoint_cache_is_checked_and_repaired() {
     let c2 = attach(&lab, 2, "bridge", Flavor::EbpfTc, &[]).unwrap();
     lab.attach().ok(&["check", "--all"]).unwrap();
     let pins = lab.node_pin_dir();
-    let rec = |c: &attach_tests::reach::Endpoint| record(&lab, &c.ns);
+    let rec = |c: &attach_tests::reach::Endpoint| lab.record(&c.ns);
     let entry = |r: &Value| Entry {
         host_ifindex: r["host_ifindex"].as_u64().unwrap() as u32,
         parent_ifindex: r["parent_ifindex"].as_u64().unwrap() as u32,
@@ -107,7 +79,7 @@ fn the_endpoint_cache_is_checked_and_repaired() {
     let (r1, r2) = (rec(&c1), rec(&c2));
     let (e1, e2) = (entry(&r1), entry(&r2));
     let cache = |f: &(dyn Fn(&mut EpCache, &mut attach::datapath::Datapath) + Sync)| {
-        in_node(&lab, || {
+        lab.in_node(|| {
             let mut dp = attach::datapath::Datapath::open(&pins).unwrap();
             let mut cache = dp.ep_cache().unwrap();
             f(&mut cache, &mut dp);
@@ -174,7 +146,7 @@ fn the_endpoint_cache_is_checked_and_repaired() {
 
     // (d) c1's slot left half written (its writer died between its
     // stores): the programs skip it, check names it, reconcile rewrites it.
-    in_node(&lab, || {
+    lab.in_node(|| {
         use aya::maps::{Array, Map, MapData};
         let data = MapData::from_pin(pins.join(attach_common::MAP_EP_CACHE)).unwrap();
         let mut slots: Array<_, attach_common::EpCacheSlot> =
@@ -251,7 +223,7 @@ fn reconcile_repairs_drift() {
     assert_eq!(healthy["attachments"].as_array().unwrap().len(), 2);
 
     // (a) c1's veth deleted behind the engine's back: recreated.
-    let host = record(&lab, &c1.ns)["host_ifname"]
+    let host = lab.record(&c1.ns)["host_ifname"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -273,7 +245,7 @@ fn reconcile_repairs_drift() {
     assert!(ping(&c1.ns, EXT_V4), "c1 not back after recreation");
 
     // (b) c2's port entry removed from the map: repaired in place.
-    let rec = record(&lab, &c2.ns);
+    let rec = lab.record(&c2.ns);
     let host_index = rec["host_ifindex"].as_u64().unwrap() as u32;
     let key: Vec<String> = host_index
         .to_le_bytes()
@@ -302,7 +274,7 @@ fn reconcile_repairs_drift() {
     assert_eq!(action_for(&r, c2.ns.name()), Some("repaired"), "{r:?}");
     assert!(ping_afresh(&c2.ns, EXT_V4));
     assert_eq!(
-        record(&lab, &c2.ns)["host_ifindex"],
+        lab.record(&c2.ns)["host_ifindex"],
         rec["host_ifindex"],
         "repair must not recreate"
     );
@@ -310,7 +282,7 @@ fn reconcile_repairs_drift() {
     // (c) c2's transmit program detached: repaired.
     detach_port_hook(
         lab.node().path(),
-        record(&lab, &c2.ns)["host_ifname"].as_str().unwrap(),
+        lab.record(&c2.ns)["host_ifname"].as_str().unwrap(),
     );
     let r = reconcile(&lab);
     assert_eq!(action_for(&r, c2.ns.name()), Some("repaired"), "{r:?}");
@@ -322,7 +294,7 @@ fn reconcile_repairs_drift() {
     let rx_pin = lab.node_pin_dir().join(format!("links/parent-{parent}-rx"));
     let before = link_id(&rx_pin);
     let pins = lab.node_pin_dir();
-    in_node(&lab, || {
+    lab.in_node(|| {
         use aya::programs::links::{FdLink, PinnedLink};
         let mut dp = attach::datapath::Datapath::open(&pins).unwrap();
         let wrong = dp.classifier(attach::datapath::PROG_HOST).unwrap();
@@ -390,7 +362,7 @@ fn upgrade_under_traffic_loses_nothing() {
     for flavor in [Flavor::EbpfTc, Flavor::EbpfXdp] {
         let c1 = attach(&lab, 1, "bridge", flavor, &[]).unwrap();
         assert!(ping(&c1.ns, EXT_V4));
-        let rec = record(&lab, &c1.ns);
+        let rec = lab.record(&c1.ns);
         let parent = rec["parent_ifindex"].as_u64().unwrap();
         let rx_pin = lab.node_pin_dir().join(format!("links/parent-{parent}-rx"));
         let before = link_id(&rx_pin);
@@ -650,7 +622,7 @@ fn programs_are_loaded_once_per_build_and_reused() {
     let tx_prog = |ns: &Netns| {
         port_hook_prog(
             lab.node().path(),
-            record(&lab, ns)["host_ifname"].as_str().unwrap(),
+            lab.record(ns)["host_ifname"].as_str().unwrap(),
         )
         .unwrap()
     };
@@ -920,8 +892,8 @@ fn a_deleted_uplink_keeps_router_and_switch_endpoints() {
             .map(|l| l["ifindex"].clone())
             .unwrap()
     };
-    assert_eq!(record(&lab, &cs[0])["parent_ifindex"], ifindex("up0"));
-    assert_eq!(record(&lab, &cs[1])["parent_ifindex"], ifindex("up1"));
+    assert_eq!(lab.record(&cs[0])["parent_ifindex"], ifindex("up0"));
+    assert_eq!(lab.record(&cs[1])["parent_ifindex"], ifindex("up1"));
     for c in &cs {
         lab.attach().ok(&["del", "--netns", c.name()]).unwrap();
     }

@@ -165,16 +165,7 @@ fn sriov_bad_input_is_refused_and_changes_nothing() {
         ])
         .unwrap();
     let host_veth = ep["host_ifname"].as_str().unwrap().to_owned();
-    // A container with IPv6 off: adding an IPv6 address there fails late.
-    let nov6 = lab.container("nov6").unwrap();
-    for key in ["all", "default"] {
-        nov6.ok(&[
-            "sysctl",
-            "-qw",
-            &format!("net.ipv6.conf.{key}.disable_ipv6=1"),
-        ])
-        .unwrap();
-    }
+    let nov6 = lab.container_without_ipv6("nov6").unwrap();
     let nov6n = nov6.name().to_owned();
     let scope = Scope {
         namespaces: vec![&c1, &busy, &nov6],

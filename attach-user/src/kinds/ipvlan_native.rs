@@ -79,20 +79,12 @@ pub async fn create(engine: &Engine, rec: &mut Attachment, ns: &Netns) -> Result
 
 /// Deletes the slave in its namespace (gone with the namespace otherwise).
 pub async fn teardown(rec: &Attachment) -> Vec<Error> {
-    let Some(index) = rec.ifindex else {
-        return Vec::new();
-    };
-    let Ok(ns) = rec.open_netns() else {
-        return Vec::new();
-    };
-    if ns.inode != rec.netns_inode {
-        return Vec::new();
-    }
-    let deleted = async {
-        Rtnl::in_netns(&ns)?
-            .del_link(index)
+    match rec.ifindex {
+        Some(index) => super::macvlan::del_in_netns(rec, index)
             .await
-            .with_context(|| format!("deleting {} in {:?}", rec.ifname, rec.netns))
-    };
-    deleted.await.err().into_iter().collect()
+            .err()
+            .into_iter()
+            .collect(),
+        None => Vec::new(),
+    }
 }

@@ -615,7 +615,9 @@ pub async fn teardown(engine: &Engine, rec: &Attachment, remaining: &[Attachment
     errors
 }
 
-async fn del_in_netns(rec: &Attachment, index: u32) -> Result<()> {
+/// Deletes a kernel driver's device of `rec` in its namespace (gone with
+/// the namespace otherwise). Shared with the kernel ipvlan.
+pub(super) async fn del_in_netns(rec: &Attachment, index: u32) -> Result<()> {
     let Ok(ns) = rec.open_netns() else {
         return Ok(()); // The namespace is gone, and its links with it.
     };
