@@ -480,15 +480,10 @@ fn a_killed_recreation_is_finished_by_the_next_reconcile() {
     let c1 = attach(&lab, 1, "bridge", Flavor::EbpfTc, &[]).unwrap();
     let c2 = attach(&lab, 2, "bridge", Flavor::EbpfTc, &[]).unwrap();
     let host = |lab: &Lab| {
-        lab.attach()
-            .json(&["list"])
+        lab.record(&c1.ns)["host_ifname"]
+            .as_str()
             .unwrap()
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["netns"] == c1.ns.name())
-            .map(|r| r["host_ifname"].as_str().unwrap().to_owned())
-            .expect("c1 is attached")
+            .to_owned()
     };
     let name = host(&lab);
     let bin = Attach::bin().unwrap();
