@@ -2,7 +2,12 @@
 //! or JSON lines. Records of the `log` crate (aya-log, the eBPF programs'
 //! own messages) are bridged in.
 
-use crate::cli::LogFormat;
+/// Log format on stderr.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
 
 pub fn init(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

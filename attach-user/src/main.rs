@@ -3,7 +3,7 @@ use std::{io::Write as _, process::ExitCode};
 use attach::{
     Engine, Error, agent,
     cli::{Cli, Command, Output},
-    commands,
+    op,
 };
 use clap::Parser;
 
@@ -18,7 +18,7 @@ fn main() -> ExitCode {
         Command::Man { command } => return finish(&cli, attach::docgen::man(command)),
         _ => {}
     }
-    if let Err(e) = attach::privileges::check(&cli.command) {
+    if let Err(e) = attach::privileges::check(cli.command.name()) {
         return finish(&cli, Err(e));
     }
     let rt = match tokio::runtime::Builder::new_current_thread()
@@ -41,19 +41,27 @@ fn main() -> ExitCode {
             // Works in namespaces of its own, never on this node's state.
             return attach::bench::run(args, cli.output == Output::Json);
         }
-        // A running agent serves the node's commands; without one, the CLI
-        // does the work itself.
-        if let Some(reply) = agent::client::forward(&cli).await {
-            return reply.map(warn);
+        if let Command::Monitor(args) = &cli.command {
+            let engine = Engine::new()?;
+            return attach::monitor::run(&engine, args, cli.output == Output::Json)
+                .await
+                .map(|()| String::new());
         }
-        let engine = Engine::new()?;
-        commands::run(&cli, &engine).await.map(warn)
+        let Some(op) = cli.command.op() else {
+            unreachable!("every other command is an operation")
+        };
+        // A running agent serves the node's operations; without one, the
+        // CLI does the work itself.
+        let mut engine = None;
+        agent::client::run(&op, cli.output, &mut engine)
+            .await
+            .map(warn)
     });
     finish(&cli, result)
 }
 
 /// Writes a command's warnings on stderr; returns its output.
-fn warn(done: commands::Done) -> String {
+fn warn(done: op::Done) -> String {
     for w in &done.warnings {
         eprintln!("attach: warning: {w}");
     }
@@ -71,7 +79,7 @@ fn finish(cli: &Cli, result: attach::Result<String>) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            let (out, err) = commands::render_error(cli.output, &e);
+            let (out, err) = op::render_error(cli.output, &e);
             if !out.is_empty() {
                 let _ = writeln!(std::io::stdout(), "{out}");
             }

@@ -3,24 +3,18 @@
 //! that call (a state directory, a pin, a netlink request) rather than about
 //! privileges.
 
-use crate::{
-    cli::Command,
-    error::{Error, Result},
-};
+use crate::error::{Error, Result};
 
 /// Links, addresses and filters (CAP_NET_ADMIN); entering namespaces, the
 /// bpf syscall and its pins (CAP_SYS_ADMIN, which grants what CAP_BPF
 /// would).
 const NEEDED: [(u32, &str); 2] = [(12, "CAP_NET_ADMIN"), (21, "CAP_SYS_ADMIN")];
 
-/// Refuses `cmd` up front when this process lacks what it needs. `list`
-/// only reads the records (root's: another user is told so when there are
-/// some); `completions` and `man` only print.
-pub fn check(cmd: &Command) -> Result<()> {
-    if matches!(
-        cmd,
-        Command::List | Command::Completions { .. } | Command::Man { .. }
-    ) {
+/// Refuses command `name` up front when this process lacks what it
+/// needs. `list` only reads the records (root's: another user is told so
+/// when there are some); `completions` and `man` only print.
+pub fn check(name: &str) -> Result<()> {
+    if matches!(name, "list" | "completions" | "man") {
         return Ok(());
     }
     // Unknown (no /proc): the kernel will say.
@@ -36,7 +30,7 @@ pub fn check(cmd: &Command) -> Result<()> {
     }
     Err(Error::system(format!(
         "attach {} needs CAP_NET_ADMIN and CAP_SYS_ADMIN (run it as root); this process lacks {}",
-        name(cmd),
+        name,
         missing.join(" and ")
     )))
 }
@@ -53,25 +47,6 @@ fn missing(effective: u64) -> Vec<&'static str> {
 fn effective_caps(status: &str) -> Option<u64> {
     let hex = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
     u64::from_str_radix(hex.trim(), 16).ok()
-}
-
-fn name(cmd: &Command) -> &'static str {
-    match cmd {
-        Command::Add(_) => "add",
-        Command::Del(_) => "del",
-        Command::List => "list",
-        Command::Check(_) => "check",
-        Command::Reconcile => "reconcile",
-        Command::Upgrade { .. } => "upgrade",
-        Command::Stats(_) => "stats",
-        Command::Monitor(_) => "monitor",
-        Command::Reset => "reset",
-        Command::Features => "features",
-        Command::Agent(_) => "agent",
-        Command::Bench(_) => "bench",
-        Command::Completions { .. } => "completions",
-        Command::Man { .. } => "man",
-    }
 }
 
 #[cfg(test)]

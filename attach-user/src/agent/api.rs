@@ -2,7 +2,6 @@
 
 use std::{path::Path, sync::Arc};
 
-use clap::Parser;
 use tokio::{
     io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
     net::{UnixListener, UnixStream},
@@ -12,7 +11,7 @@ use super::{
     Shared,
     client::{Reply, Request},
 };
-use crate::{Error, Result, cli::Cli, commands};
+use crate::{Error, Result};
 
 /// Binds the socket, replacing a stale one (no agent answering on it).
 pub fn bind(path: &Path) -> Result<UnixListener> {
@@ -78,44 +77,19 @@ async fn answer(req: Request, shared: &Shared) -> Reply {
         .requests
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     tracing::debug!(?req, "request");
-    match req {
-        Request::Cli(argv) => {
-            let cli = match Cli::try_parse_from(std::iter::once("attach".to_owned()).chain(argv)) {
-                Ok(c) => c,
-                Err(e) => {
-                    return Reply {
-                        ok: false,
-                        stdout: String::new(),
-                        warnings: Vec::new(),
-                        error: Some(("invalid_input".into(), e.to_string())),
-                    };
-                }
-            };
-            let _busy = shared.busy.lock().await;
-            match commands::run(&cli, &shared.engine).await {
-                Ok(done) => Reply {
-                    ok: true,
-                    stdout: done.stdout,
-                    warnings: done.warnings,
-                    error: None,
-                },
-                Err(e) => Reply {
-                    ok: false,
-                    stdout: String::new(),
-                    warnings: Vec::new(),
-                    error: Some((e.kind.name().into(), e.message)),
-                },
-            }
-        }
-        Request::Cni { env, stdin } => {
-            let _busy = shared.busy.lock().await;
-            let (ok, stdout) = crate::cni::run_request(&env, &stdin, &shared.engine).await;
-            Reply {
-                ok,
-                stdout,
-                warnings: Vec::new(),
-                error: None,
-            }
-        }
+    let _busy = shared.busy.lock().await;
+    match crate::op::run(&req.op, &shared.engine, req.format).await {
+        Ok(done) => Reply {
+            ok: true,
+            stdout: done.stdout,
+            warnings: done.warnings,
+            error: None,
+        },
+        Err(e) => Reply {
+            ok: false,
+            stdout: String::new(),
+            warnings: Vec::new(),
+            error: Some((e.kind.name().into(), e.message)),
+        },
     }
 }

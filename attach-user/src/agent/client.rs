@@ -9,19 +9,16 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use crate::{
     Error, ErrorKind, Result,
-    cli::{Cli, Command},
+    op::{Done, Format, Op},
 };
 
-/// One request on the socket (a JSON line).
+/// One request on the socket (a JSON line): an operation, and how its
+/// result is to be rendered.
 #[derive(Serialize, Deserialize, Debug)]
-pub enum Request {
-    /// `attach` arguments (without the program name).
-    Cli(Vec<String>),
-    /// A CNI call: its environment and stdin.
-    Cni {
-        env: Vec<(String, String)>,
-        stdin: String,
-    },
+pub struct Request {
+    pub op: Op,
+    #[serde(default)]
+    pub format: Format,
 }
 
 /// One reply (a JSON line).
@@ -41,12 +38,9 @@ pub fn socket_path(node_id: &str) -> PathBuf {
     PathBuf::from(attach_common::STATE_ROOT).join(format!("{node_id}.sock"))
 }
 
-fn wanted(cli: &Cli) -> bool {
-    // The agent runs commands, not streams.
-    !matches!(
-        cli.command,
-        Command::Agent(_) | Command::Monitor(_) | Command::Bench(_)
-    ) && std::env::var_os("ATTACH_NO_AGENT").is_none_or(|v| v.is_empty() || v == "0")
+/// Whether commands go to a running agent (ATTACH_NO_AGENT=1: never).
+fn wanted() -> bool {
+    std::env::var_os("ATTACH_NO_AGENT").is_none_or(|v| v.is_empty() || v == "0")
 }
 
 /// Sends `req` to the node's agent; `None` when no agent answers.
@@ -77,21 +71,37 @@ async fn exchange(stream: tokio::net::UnixStream, req: &Request) -> Result<Reply
     Ok(serde_json::from_str(&answer)?)
 }
 
-/// Runs the CLI's command through the agent, if one is running.
-pub async fn forward(cli: &Cli) -> Option<Result<crate::commands::Done>> {
-    if !wanted(cli) {
+/// Runs `op` through the node's agent, if one is running.
+pub async fn forward(op: &Op, format: Format) -> Option<Result<Done>> {
+    if !wanted() {
         return None;
     }
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    let reply = match call(&Request::Cli(argv)).await? {
+    let req = Request {
+        op: op.clone(),
+        format,
+    };
+    let reply = match call(&req).await? {
         Ok(r) => r,
         Err(e) => return Some(Err(e)),
     };
     Some(match reply.error {
-        None => Ok(crate::commands::Done {
+        None => Ok(Done {
             stdout: reply.stdout,
             warnings: reply.warnings,
         }),
         Some((kind, message)) => Err(Error::new(ErrorKind::from_name(&kind), message)),
     })
+}
+
+/// Runs `op` through the node's agent when one runs, else on `engine`
+/// (made on first use).
+pub async fn run(op: &Op, format: Format, engine: &mut Option<crate::Engine>) -> Result<Done> {
+    if let Some(reply) = forward(op, format).await {
+        return reply;
+    }
+    let engine = match engine {
+        Some(e) => e,
+        None => engine.insert(crate::Engine::new()?),
+    };
+    crate::op::run(op, engine, format).await
 }

@@ -10,6 +10,7 @@
 //! in its node namespace as a user would (`attach add …`, started in the
 //! node's namespace).
 
+mod args;
 pub mod cleanup;
 pub mod generator;
 pub mod machine;
@@ -36,10 +37,9 @@ use self::{
     stats::Results,
     topology::{Contender, Lab},
 };
-use crate::{
-    cli::BenchArgs,
-    error::{Error, Result},
-};
+pub use args::BenchArgs;
+
+use crate::error::{Error, Result};
 
 /// `attach bench --help`.
 pub const HELP: &str = "\

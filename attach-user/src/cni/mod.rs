@@ -16,7 +16,6 @@ pub mod types;
 
 use std::{io::Read, net::IpAddr, process::ExitCode};
 
-use clap::Parser;
 use serde_json::{Value, json};
 
 use self::{
@@ -27,11 +26,11 @@ use self::{
 };
 use crate::{
     Engine,
-    cli::{Cli, Command},
     datapath::Datapath,
     kinds::AddRequest,
     model::{Attachment, CniRef},
     netns::Netns,
+    op::{CheckArgs, Format, Op, Selector},
 };
 
 /// Runs one CNI command from the process environment and stdin: through
@@ -53,22 +52,10 @@ pub fn main() -> ExitCode {
         }
     };
     let (ok, out) = rt.block_on(async {
-        if env.command != "VERSION" && !no_agent() {
-            let req = crate::agent::client::Request::Cni {
-                env: env.pairs(),
-                stdin: stdin.clone(),
-            };
-            match crate::agent::client::call(&req).await {
-                Some(Ok(reply)) => return (reply.ok, reply.stdout),
-                Some(Err(e)) => {
-                    tracing::warn!("the agent did not answer ({e}); working without it")
-                }
-                None => {}
-            }
-        }
-        match Engine::new() {
-            Ok(engine) => run_request_env(&env, &stdin, &engine).await,
-            Err(e) => (false, error_json(CniError::from_engine(e), &stdin)),
+        let mut node = Node::default();
+        match run(&env, &stdin, &mut node).await {
+            Ok(out) => (true, out.unwrap_or_default()),
+            Err(e) => (false, error_json(e, &stdin)),
         }
     });
     if !out.is_empty() {
@@ -81,8 +68,10 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn no_agent() -> bool {
-    std::env::var_os("ATTACH_NO_AGENT").is_some_and(|v| !v.is_empty() && v != "0")
+/// `{"detached": [...]}`, what a GC answers.
+#[derive(serde::Deserialize)]
+struct Detached {
+    detached: Vec<Attachment>,
 }
 
 /// The error object in the configuration's version, if it is one we know.
@@ -101,20 +90,62 @@ fn error_json(mut e: CniError, stdin: &str) -> String {
     serde_json::to_string(&e).expect("serializable")
 }
 
-/// One CNI call given as environment pairs (how the agent receives it):
-/// (success, stdout).
-pub async fn run_request(env: &[(String, String)], stdin: &str, engine: &Engine) -> (bool, String) {
-    run_request_env(&Env::from_pairs(env), stdin, engine).await
+/// Where the plugin's operations run: the node's agent when one answers,
+/// else an engine of this process (made on first use). IPAM always runs
+/// here, in the runtime's context.
+#[derive(Default)]
+struct Node {
+    engine: Option<Engine>,
 }
 
-async fn run_request_env(env: &Env, stdin: &str, engine: &Engine) -> (bool, String) {
-    match run(env, stdin, engine).await {
-        Ok(out) => (true, out.unwrap_or_default()),
-        Err(e) => (false, error_json(e, stdin)),
+impl Node {
+    /// Runs `op` (rendered as JSON).
+    async fn run(&mut self, op: &Op) -> crate::Result<crate::op::Done> {
+        if let Some(reply) = crate::agent::client::forward(op, Format::Json).await {
+            match reply {
+                Err(e) if e.kind == crate::ErrorKind::System && e.message.contains("the agent") => {
+                    tracing::warn!("the agent did not answer ({e}); working without it")
+                }
+                done => return done,
+            }
+        }
+        let engine = match &mut self.engine {
+            Some(e) => e,
+            None => self.engine.insert(Engine::new()?),
+        };
+        crate::op::run(op, engine, Format::Json).await
+    }
+
+    /// Runs `op` and reads its JSON result as `T`.
+    async fn call<T: serde::de::DeserializeOwned>(&mut self, op: Op) -> Result<T, CniError> {
+        let done = self.run(&op).await.map_err(CniError::from_engine)?;
+        serde_json::from_str(&done.stdout).map_err(|e| {
+            CniError::new(
+                code::IO_FAILURE,
+                format!("unreadable result of {}: {e}", op.name()),
+            )
+        })
+    }
+
+    async fn list(&mut self) -> Result<Vec<Attachment>, CniError> {
+        self.call(Op::List).await
+    }
+
+    /// Checks `rec` against reality; the error is the engine's.
+    async fn check(&mut self, rec: &Attachment) -> crate::Result<()> {
+        let op = Op::Check(CheckArgs {
+            all: false,
+            target: Selector {
+                netns: Some(rec.netns.clone()),
+                ifname: Some(rec.ifname.clone()),
+                ..Selector::default()
+            },
+        });
+        self.run(&op).await.map(drop)
     }
 }
 
-async fn run(env: &Env, stdin: &str, engine: &Engine) -> Result<Option<String>, CniError> {
+async fn run(env: &Env, stdin: &str, node: &mut Node) -> Result<Option<String>, CniError> {
     if env.command == "VERSION" {
         return Ok(Some(
             json!({"cniVersion": LATEST, "supportedVersions": SUPPORTED_VERSIONS}).to_string(),
@@ -168,11 +199,11 @@ async fn run(env: &Env, stdin: &str, engine: &Engine) -> Result<Option<String>, 
         ));
     }
     match env.command.as_str() {
-        "ADD" => add(engine, env, &conf, &raw).await.map(Some),
-        "DEL" => del(engine, env, &conf, &raw).await.map(|()| None),
-        "CHECK" => check(engine, env, &conf, &raw).await.map(|()| None),
-        "STATUS" => status(engine, env, &conf, &raw).await.map(|()| None),
-        "GC" => gc(engine, env, &conf, &raw).await.map(|()| None),
+        "ADD" => add(node, env, &conf, &raw).await.map(Some),
+        "DEL" => del(node, env, &conf, &raw).await.map(|()| None),
+        "CHECK" => check(node, env, &conf, &raw).await.map(|()| None),
+        "STATUS" => status(node, env, &conf, &raw).await.map(|()| None),
+        "GC" => gc(node, env, &conf, &raw).await.map(|()| None),
         "" => Err(CniError::new(code::INVALID_ENV, "CNI_COMMAND is not set")),
         other => Err(CniError::new(
             code::INVALID_ENV,
@@ -207,23 +238,23 @@ fn kebab(key: &str) -> String {
     out
 }
 
-/// Where a CLI option of the request came from, to name it in errors.
+/// Where each option of the request came from, to name it in errors.
+#[derive(Default)]
 struct Sources(Vec<(String, String)>);
 
 impl Sources {
-    fn note(&mut self, flag: &str, from: String) {
-        if !self.0.iter().any(|(f, _)| f == flag) {
-            self.0.push((flag.to_owned(), from));
+    fn note(&mut self, option: &str, from: String) {
+        if !self.0.iter().any(|(o, _)| o == option) {
+            self.0.push((option.to_owned(), from));
         }
     }
 
-    /// What gave option `flag` (`--mac <MAC>` or `--mac`).
-    fn of(&self, flag: &str) -> String {
-        let flag = flag.split([' ', '=']).next().unwrap_or(flag);
+    /// What gave `option` (e.g. `configuration key "mtu"`).
+    fn of(&self, option: &str) -> String {
         self.0
             .iter()
-            .find(|(f, _)| f == flag)
-            .map_or_else(|| format!("{flag:?}"), |(_, from)| from.clone())
+            .find(|(o, _)| o == option)
+            .map_or_else(|| format!("{option:?}"), |(_, from)| from.clone())
     }
 }
 
@@ -254,22 +285,25 @@ fn kind_of(conf: &NetConf) -> Result<String, CniError> {
     Ok(kind)
 }
 
-/// The long options of `attach add KIND` itself (not the global ones,
-/// not help).
+/// The options of `attach add KIND`, as named on the command line and in
+/// JSON (hidden ones and help excepted).
 fn options_of(kind: &str) -> Vec<String> {
-    let mut cmd = <Cli as clap::CommandFactory>::command();
-    // The kinds' arguments are made when the command is built.
-    cmd.build();
-    cmd.find_subcommand("add")
-        .and_then(|add| add.find_subcommand(kind))
-        .map(|k| {
-            k.get_arguments()
-                .filter(|a| !a.is_global_set())
-                .filter_map(|a| a.get_long().map(str::to_owned))
-                .filter(|l| l != "help")
-                .collect()
-        })
-        .unwrap_or_default()
+    use crate::kinds::{bridge, ipvlan, macvlan, nested, router, sriov};
+    use clap::Args;
+    let cmd = clap::Command::new("add");
+    let cmd = match kind {
+        "macvlan" => macvlan::MacvlanRequest::augment_args(cmd),
+        "ipvlan" => ipvlan::IpvlanRequest::augment_args(cmd),
+        "bridge" => bridge::BridgeRequest::augment_args(cmd),
+        "router" => router::RouterRequest::augment_args(cmd),
+        "nested" => nested::NestedRequest::augment_args(cmd),
+        "sriov" => sriov::SriovRequest::augment_args(cmd),
+        _ => cmd,
+    };
+    cmd.get_arguments()
+        .filter(|a| !a.is_hide_set())
+        .filter_map(|a| a.get_long().map(str::to_owned))
+        .collect()
 }
 
 /// `CNI_ARGS` (`K=V;K=V`) as pairs.
@@ -283,10 +317,11 @@ fn cni_args(env: &Env) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The `attach add` request of a configuration: its keys become CLI
-/// options, parsed by the CLI's own parser. The MAC comes from the
-/// configuration's `mac`, else `runtimeConfig.mac`, else `CNI_ARGS` `MAC=`;
-/// the addresses from IPAM, else `runtimeConfig.ips`, else `CNI_ARGS` `IP=`.
+/// The `attach add` request of a configuration: its keys are the CLI's
+/// options (camelCase accepted), read straight into the kind's request.
+/// The MAC comes from the configuration's `mac`, else `runtimeConfig.mac`,
+/// else `CNI_ARGS` `MAC=`; the addresses from IPAM, else
+/// `runtimeConfig.ips`, else `CNI_ARGS` `IP=`.
 fn request(
     conf: &NetConf,
     env: &Env,
@@ -296,10 +331,11 @@ fn request(
 ) -> Result<AddRequest, CniError> {
     let kind = kind_of(conf)?;
     let options = options_of(&kind);
-    let mut argv: Vec<String> = ["attach", "add", &kind, "--netns", netns, "--ifname", ifname]
-        .map(String::from)
-        .to_vec();
-    let mut from = Sources(Vec::new());
+    let mut obj = serde_json::Map::new();
+    obj.insert("kind".into(), json!(kind));
+    obj.insert("netns".into(), json!(netns));
+    obj.insert("ifname".into(), json!(ifname));
+    let mut from = Sources::default();
     for (key, value) in &conf.options {
         if key == "kind" || CNI_KEYS.contains(&key.as_str()) {
             continue;
@@ -312,156 +348,125 @@ fn request(
                 ),
             ));
         }
-        let long = kebab(key);
-        if !options.contains(&long) {
+        let option = kebab(key);
+        if !options.contains(&option) {
             return Err(CniError::new(
                 code::UNSUPPORTED_FIELD,
                 format!("configuration key {key:?} is not a setting of kind {kind}"),
             ));
         }
-        let flag = format!("--{long}");
-        from.note(&flag, format!("configuration key {key:?}"));
-        match value {
-            Value::Bool(true) => argv.push(flag),
-            Value::Bool(false) | Value::Null => {}
-            Value::String(s) => argv.extend([flag, s.clone()]),
-            Value::Number(n) => argv.extend([flag, n.to_string()]),
-            Value::Array(items) => {
-                for item in items {
-                    let v = item
-                        .as_str()
-                        .map(str::to_owned)
-                        .unwrap_or_else(|| item.to_string());
-                    argv.extend([flag.clone(), v]);
-                }
-            }
-            Value::Object(_) => {
-                return Err(CniError::new(
-                    code::UNSUPPORTED_FIELD,
-                    format!("configuration key {key:?} takes a value, not an object"),
-                ));
-            }
+        if value.is_object() {
+            return Err(CniError::new(
+                code::UNSUPPORTED_FIELD,
+                format!("configuration key {key:?} takes a value, not an object"),
+            ));
         }
+        // false and null: as if the key were absent (an option not given).
+        if matches!(value, Value::Bool(false) | Value::Null) {
+            continue;
+        }
+        from.note(&option, format!("configuration key {key:?}"));
+        obj.insert(option, value.clone());
     }
     let args = cni_args(env);
     let arg = |k: &str| args.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-    if !conf.options.contains_key("mac") {
+    if !obj.contains_key("mac") {
         if let Some(mac) = &conf.runtime_config.mac {
-            from.note("--mac", "runtimeConfig.mac".into());
-            argv.extend(["--mac".into(), mac.clone()]);
+            from.note("mac", "runtimeConfig.mac".into());
+            obj.insert("mac".into(), json!(mac));
         } else if let Some(mac) = arg("MAC").filter(|m| !m.is_empty()) {
-            from.note("--mac", "CNI_ARGS MAC".into());
-            argv.extend(["--mac".into(), mac]);
+            from.note("mac", "CNI_ARGS MAC".into());
+            obj.insert("mac".into(), json!(mac));
         }
     }
-    for ip in &ipam.ips {
-        from.note("--ip", "the ipam result's address".into());
-        argv.extend(["--ip".into(), ip.address.clone()]);
-    }
-    if ipam.ips.is_empty() {
-        for ip in &conf.runtime_config.ips {
-            from.note("--ip", "runtimeConfig.ips".into());
-            argv.extend(["--ip".into(), ip.clone()]);
-        }
+    let mut ips: Vec<String> = ipam.ips.iter().map(|ip| ip.address.clone()).collect();
+    if !ips.is_empty() {
+        from.note("ip", "the ipam result's address".into());
+    } else if !conf.runtime_config.ips.is_empty() {
+        from.note("ip", "runtimeConfig.ips".into());
+        ips.clone_from(&conf.runtime_config.ips);
+    } else if let Some(list) = arg("IP").filter(|v| !v.is_empty()) {
         // Static addresses in CNI_ARGS (with an IPAM plugin, they are its
         // to honour: it gets the same CNI_ARGS).
-        if conf.runtime_config.ips.is_empty()
-            && let Some(ips) = arg("IP").filter(|v| !v.is_empty())
-        {
-            for ip in ips.split(',') {
-                if !ip.contains('/') {
-                    return Err(CniError::new(
-                        code::INVALID_CONFIG,
-                        format!(
-                            "CNI_ARGS IP={ip} needs a prefix length (like {ip}/24) \
-                             when the network has no ipam"
-                        ),
-                    ));
-                }
-                from.note("--ip", "CNI_ARGS IP".into());
-                argv.extend(["--ip".into(), ip.to_owned()]);
+        for ip in list.split(',') {
+            if !ip.contains('/') {
+                return Err(CniError::new(
+                    code::INVALID_CONFIG,
+                    format!(
+                        "CNI_ARGS IP={ip} needs a prefix length (like {ip}/24) \
+                         when the network has no ipam"
+                    ),
+                ));
             }
+            ips.push(ip.to_owned());
+        }
+        from.note("ip", "CNI_ARGS IP".into());
+    }
+    if !ips.is_empty() {
+        let given = obj.entry("ip").or_insert_with(|| json!([]));
+        if let Value::String(one) = given {
+            *given = json!([one]);
+        }
+        if let Value::Array(list) = given {
+            list.extend(ips.into_iter().map(Value::String));
         }
     }
     // Router endpoints route through their own link-local gateways.
     if kind != "router"
-        && !conf.options.contains_key("gateway")
+        && !obj.contains_key("gateway")
         && let Some(gw) = default_gateway(ipam)
     {
-        from.note("--gateway", "the ipam result's gateway".into());
-        argv.extend(["--gateway".into(), gw.to_string()]);
+        from.note("gateway", "the ipam result's gateway".into());
+        obj.insert("gateway".into(), json!(gw.to_string()));
     }
-    let cli = Cli::try_parse_from(&argv)
-        .map_err(|e| CniError::new(code::INVALID_CONFIG, parse_error(&e, &from)))?;
-    match cli.command {
-        Command::Add(k) => Ok(AddRequest::from(k)),
-        _ => unreachable!("argv starts with `add`"),
+    obj.remove("kind");
+    let given = Value::Object(obj);
+    // Kind by kind: through the tagged enum, serde would lose which key
+    // failed.
+    fn read<T: serde::de::DeserializeOwned>(
+        given: &Value,
+        from: &Sources,
+        wrap: fn(T) -> AddRequest,
+    ) -> Result<AddRequest, CniError> {
+        serde_path_to_error::deserialize(given)
+            .map(wrap)
+            .map_err(|e| CniError::new(code::INVALID_CONFIG, read_error(&e, given, from)))
+    }
+    match kind.as_str() {
+        "macvlan" => read(&given, &from, AddRequest::Macvlan),
+        "ipvlan" => read(&given, &from, AddRequest::Ipvlan),
+        "bridge" => read(&given, &from, AddRequest::Bridge),
+        "router" => read(&given, &from, AddRequest::Router),
+        "nested" => read(&given, &from, AddRequest::Nested),
+        _ => read(&given, &from, AddRequest::Sriov),
     }
 }
 
-/// A parse error of the request, in the configuration's terms.
-fn parse_error(e: &clap::Error, from: &Sources) -> String {
-    use clap::error::{ContextKind, ContextValue, ErrorKind};
-    let ctx = |k: ContextKind| -> Vec<String> {
-        match e.get(k) {
-            Some(ContextValue::String(s)) => vec![s.clone()],
-            Some(ContextValue::Strings(v)) => v.clone(),
-            _ => Vec::new(),
+/// A request that could not be read, in the configuration's terms.
+fn read_error(
+    e: &serde_path_to_error::Error<serde_json::Error>,
+    given: &Value,
+    from: &Sources,
+) -> String {
+    let why = e.inner().to_string();
+    let why = why.split(" at line ").next().unwrap_or(&why);
+    let option = e.path().iter().find_map(|s| match s {
+        serde_path_to_error::Segment::Map { key } => Some(key.clone()),
+        _ => None,
+    });
+    match option {
+        Some(option) => {
+            let value = &given[&option];
+            let value = match value {
+                Value::Array(items) if items.len() == 1 => &items[0],
+                v => v,
+            };
+            format!("invalid value {value} for {}: {why}", from.of(&option))
         }
-    };
-    let arg = ctx(ContextKind::InvalidArg);
-    let source = arg.first().map(|a| from.of(a)).unwrap_or_default();
-    let value = ctx(ContextKind::InvalidValue).into_iter().next();
-    match e.kind() {
-        ErrorKind::InvalidValue => {
-            let valid = ctx(ContextKind::ValidValue);
-            format!(
-                "invalid value {:?} for {source}{}",
-                value.unwrap_or_default(),
-                if valid.is_empty() {
-                    String::new()
-                } else {
-                    format!(": it takes {}", valid.join(", "))
-                }
-            )
-        }
-        ErrorKind::ValueValidation => {
-            let why = std::error::Error::source(e)
-                .map(|s| s.to_string())
-                .unwrap_or_default();
-            match value {
-                Some(v) if !why.contains(&v) => format!("invalid value {v:?} for {source}: {why}"),
-                _ => format!("{source}: {why}"),
-            }
-        }
-        ErrorKind::ArgumentConflict => {
-            let other = ctx(ContextKind::PriorArg)
-                .first()
-                .map(|a| from.of(a))
-                .unwrap_or_default();
-            format!("{source} cannot be given together with {other}")
-        }
-        ErrorKind::MissingRequiredArgument => {
-            let keys: Vec<String> = arg
-                .iter()
-                .map(|a| {
-                    let long = a.trim_start_matches("--");
-                    format!("{:?}", long.split([' ', '=']).next().unwrap_or(long))
-                })
-                .collect();
-            format!("the configuration needs {}", keys.join(", "))
-        }
-        ErrorKind::TooManyValues | ErrorKind::UnknownArgument => {
-            format!("{source} is given more than once or does not apply")
-        }
-        _ => format!(
-            "invalid configuration{}",
-            if source.is_empty() {
-                String::new()
-            } else {
-                format!(": {source}")
-            }
-        ),
+        None => match why.strip_prefix("missing field `") {
+            Some(rest) => format!("the configuration needs {:?}", rest.trim_end_matches('`')),
+            None => format!("invalid configuration: {why}"),
+        },
     }
 }
 
@@ -553,7 +558,7 @@ fn result(conf: &NetConf, rec: &Attachment, ipam: &IpamResult) -> Value {
     out
 }
 
-async fn add(engine: &Engine, env: &Env, conf: &NetConf, raw: &Value) -> Result<String, CniError> {
+async fn add(node: &mut Node, env: &Env, conf: &NetConf, raw: &Value) -> Result<String, CniError> {
     let (cni, ifname) = identity(env, conf)?;
     let netns = env.require(&env.netns, "CNI_NETNS")?;
     Netns::open(&netns).map_err(|e| CniError::new(code::UNKNOWN_CONTAINER, e.message))?;
@@ -563,10 +568,13 @@ async fn add(engine: &Engine, env: &Env, conf: &NetConf, raw: &Value) -> Result<
         None => IpamResult::default(),
     };
     let added = match request(conf, env, &netns, &ifname, &leased) {
-        Ok(req) => engine
-            .add_as(&req, Some(cni))
+        Ok(request) => {
+            node.call::<Attachment>(Op::Add {
+                request,
+                cni: Some(cni),
+            })
             .await
-            .map_err(CniError::from_engine),
+        }
         Err(e) => Err(e),
     };
     match added {
@@ -584,23 +592,25 @@ async fn add(engine: &Engine, env: &Env, conf: &NetConf, raw: &Value) -> Result<
 }
 
 /// Idempotent: succeeds when nothing (or no namespace) is left.
-async fn del(engine: &Engine, env: &Env, conf: &NetConf, raw: &Value) -> Result<(), CniError> {
+async fn del(node: &mut Node, env: &Env, conf: &NetConf, raw: &Value) -> Result<(), CniError> {
     let (cni, ifname) = identity(env, conf)?;
-    engine
-        .del_cni(&cni, &ifname, env.netns.as_deref())
-        .await
-        .map_err(CniError::from_engine)?;
+    node.call::<Value>(Op::DelCni {
+        cni,
+        ifname,
+        netns: env.netns.clone(),
+    })
+    .await?;
     if let Some(i) = Ipam::of(conf, raw, env)? {
         i.del(env)?;
     }
     Ok(())
 }
 
-async fn check(engine: &Engine, env: &Env, conf: &NetConf, raw: &Value) -> Result<(), CniError> {
+async fn check(node: &mut Node, env: &Env, conf: &NetConf, raw: &Value) -> Result<(), CniError> {
     let (cni, ifname) = identity(env, conf)?;
-    let rec = engine
+    let rec = node
         .list()
-        .map_err(CniError::from_engine)?
+        .await?
         .into_iter()
         .find(|r| r.cni.as_ref() == Some(&cni) && r.ifname == ifname)
         .ok_or_else(|| {
@@ -626,8 +636,7 @@ async fn check(engine: &Engine, env: &Env, conf: &NetConf, raw: &Value) -> Resul
             ));
         }
     }
-    engine
-        .check(&rec)
+    node.check(&rec)
         .await
         .map_err(|e| CniError::new(code::DRIFT, e.message))?;
     if let Some(i) = Ipam::of(conf, raw, env)? {
@@ -639,10 +648,10 @@ async fn check(engine: &Engine, env: &Env, conf: &NetConf, raw: &Value) -> Resul
 /// 51 when attachments of this network are broken (their datapath is not
 /// loaded or has drifted: limited connectivity); 50 when an ADD could not
 /// succeed now (no bpffs, the parent is missing, the IPAM plugin is absent).
-async fn status(engine: &Engine, env: &Env, conf: &NetConf, raw: &Value) -> Result<(), CniError> {
-    for rec in engine.list().map_err(CniError::from_engine)? {
+async fn status(node: &mut Node, env: &Env, conf: &NetConf, raw: &Value) -> Result<(), CniError> {
+    for rec in node.list().await? {
         if rec.cni.as_ref().is_some_and(|c| c.network == conf.name)
-            && let Err(e) = engine.check(&rec).await
+            && let Err(e) = node.check(&rec).await
         {
             return Err(CniError::new(
                 code::LIMITED_CONNECTIVITY,
@@ -675,7 +684,7 @@ async fn status(engine: &Engine, env: &Env, conf: &NetConf, raw: &Value) -> Resu
 
 /// Removes every attachment of this network not in
 /// `cni.dev/valid-attachments`, with its lease.
-async fn gc(engine: &Engine, env: &Env, conf: &NetConf, raw: &Value) -> Result<(), CniError> {
+async fn gc(node: &mut Node, env: &Env, conf: &NetConf, raw: &Value) -> Result<(), CniError> {
     let valid: Vec<(String, String)> = conf
         .valid_attachments
         .as_ref()
@@ -683,10 +692,13 @@ async fn gc(engine: &Engine, env: &Env, conf: &NetConf, raw: &Value) -> Result<(
         .iter()
         .map(|a| (a.container_id.clone(), a.ifname.clone()))
         .collect();
-    let gone = engine
-        .gc_cni(&conf.name, &valid)
-        .await
-        .map_err(CniError::from_engine)?;
+    let gone: Detached = node
+        .call(Op::GcCni {
+            network: conf.name.clone(),
+            valid,
+        })
+        .await?;
+    let gone = gone.detached;
     if let Some(i) = Ipam::of(conf, raw, env)? {
         for rec in &gone {
             let Some(c) = &rec.cni else { continue };

@@ -42,6 +42,7 @@ use crate::{
     model::{Attachment, Backend, Datapath as DatapathKind, Kind, SavedParent},
     netlink::{Link, LinkChange},
     netns::Netns,
+    parse::{self, de},
 };
 
 /// Largest MTU a veth takes.
@@ -50,23 +51,59 @@ const VETH_MAX_MTU: u32 = 65535;
 const DEFAULT_MTU: u32 = 1500;
 
 /// Everything `attach add bridge` takes.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, clap::Args, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct BridgeRequest {
+    /// The container's network namespace: a name under /run/netns, a path, or a pid.
+    #[arg(long, value_name = "NETNS")]
     pub netns: String,
+    /// Interface name inside the container.
+    #[arg(long, default_value = "eth0")]
+    #[serde(default = "de::eth0")]
     pub ifname: String,
-    /// native: the Linux bridge; ebpf: the switch's name.
+    /// native: an existing Linux bridge in the node; ebpf: the switch's name.
+    #[arg(long, value_name = "BR")]
     pub bridge: String,
+    /// MAC address of the interface (random if not given).
+    #[arg(long, value_parser = parse::mac)]
+    #[serde(default)]
     pub mac: Option<Mac>,
+    /// Address with prefix length, IPv4 or IPv6; repeat for several.
+    #[arg(long = "ip", value_name = "CIDR", value_parser = parse::cidr)]
+    #[serde(rename = "ip", default, deserialize_with = "de::list")]
     pub ips: Vec<IpNet>,
+    /// Default gateway (needs an address of its family).
+    #[arg(long, value_name = "IP")]
+    #[serde(default)]
     pub gateway: Option<IpAddr>,
+    /// MTU (default: the bridge's, or the uplink's; 1500 for a switch
+    /// without one).
+    #[arg(long)]
+    #[serde(default)]
     pub mtu: Option<u32>,
-    /// Access VLAN (1..=4094); none: untagged.
+    /// Access VLAN, 1 to 4094: the port carries it untagged, and reaches
+    /// ports of the same VLAN only.
+    #[arg(long, value_name = "N", value_parser = parse::vlan)]
+    #[serde(default)]
     pub vlan: Option<u16>,
+    /// native: a port of a Linux bridge; ebpf: a port of our eBPF switch.
+    #[arg(long, value_enum, default_value_t = Backend::Ebpf)]
+    #[serde(default)]
     pub backend: Backend,
+    /// An isolated port: it reaches non-isolated ports only (and the uplink).
+    #[arg(long)]
+    #[serde(default)]
     pub isolated: bool,
-    /// `None`: on for ebpf, off for native.
+    /// Drop frames the container sends with a source MAC or address not its
+    /// own (default: on for ebpf, off for native).
+    #[arg(long, value_parser = parse::on_off())]
+    #[serde(default, deserialize_with = "de::on_off")]
     pub spoofchk: Option<bool>,
-    /// ebpf: the switch's uplink device (with its first port).
+    /// ebpf: connect the switch to this node device, an 802.1Q trunk
+    /// (untagged: ports without a VLAN; tagged N: VLAN N). Given with the
+    /// switch's first port.
+    #[arg(long, value_name = "IF")]
+    #[serde(default)]
     pub uplink: Option<String>,
 }
 

@@ -34,14 +34,23 @@ use crate::{
 };
 
 /// Everything `attach add container` takes.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, clap::Args, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct ContainerRequest {
-    /// The joiner: where the shared namespace is placed for it, or a name
-    /// of it already in OTHER's namespace.
+    /// The joiner. A path (or name under /run/netns) that does not exist yet:
+    /// the engine creates it as a bind mount of the shared namespace, for the
+    /// joiner's processes to enter (nsenter --net=NETNS), and removes it on
+    /// detach. Or the joiner already in OTHER's namespace: its pid, or a
+    /// namespace file of it.
+    #[arg(long, value_name = "NETNS")]
     pub netns: String,
-    /// OTHER: the container whose namespace is joined.
+    /// OTHER: the container whose network namespace is joined (a name under
+    /// /run/netns, a path, or the pid of one of its processes).
+    #[arg(long, value_name = "OTHER")]
     pub join: String,
-    /// `--ifname` given anyway: refused.
+    /// Does not apply (refused with an explanation).
+    #[arg(long, hide = true)]
+    #[serde(default)]
     pub ifname: Option<String>,
 }
 

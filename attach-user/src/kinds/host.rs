@@ -23,17 +23,32 @@ use crate::{
     error::{Context as _, Error, Result},
     model::{Attachment, Backend, HostInfo, Kind, NO_IFNAME, Port, Transport},
     netns::Netns,
+    parse::{self, de},
 };
 
 /// Everything `attach add host` takes.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, clap::Args, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct HostRequest {
+    /// The node's own network namespace, naming the container: typically the
+    /// pid of its process (whose namespace is the node's), or a path. It must
+    /// be the namespace attach runs in; it is also how `del` finds it.
+    #[arg(long, value_name = "NETNS")]
     pub netns: String,
-    /// The container's cgroup v2 directory, to count its traffic.
+    /// The container's cgroup (v2) directory: its traffic is counted by
+    /// cgroup_skb programs and shown by `attach stats`. A relative path is
+    /// taken under the cgroup2 mount.
+    #[arg(long, value_name = "PATH")]
+    #[serde(default)]
     pub cgroup: Option<PathBuf>,
-    /// Ports the container will listen on.
+    /// Ports the container will listen on, like tcp/80,udp/53: a warning
+    /// when a socket of the node or another host attachment has one.
+    #[arg(long, value_name = "PROTO/PORT,...", value_delimiter = ',', value_parser = parse::port)]
+    #[serde(default, deserialize_with = "de::list")]
     pub ports: Vec<Port>,
-    /// `--ifname` given anyway: refused (the container has the node's).
+    /// Does not apply (refused with an explanation).
+    #[arg(long, hide = true)]
+    #[serde(default)]
     pub ifname: Option<String>,
 }
 

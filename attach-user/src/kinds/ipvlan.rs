@@ -50,21 +50,50 @@ use crate::{
     model::{Attachment, Backend, Datapath as DatapathKind, IpvlanFlag, IpvlanMode, Kind, Mode},
     netlink::LinkChange,
     netns::Netns,
+    parse::{self, de},
     sys,
 };
 
 /// Everything `attach add ipvlan` takes.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, clap::Args, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct IpvlanRequest {
+    /// The container's network namespace: a name under /run/netns, a path, or a pid.
+    #[arg(long, value_name = "NETNS")]
     pub netns: String,
+    /// Interface name inside the container.
+    #[arg(long, default_value = "eth0")]
+    #[serde(default = "de::eth0")]
     pub ifname: String,
+    /// Parent device in the node's namespace (the NIC).
+    #[arg(long, value_name = "IF")]
     pub parent: String,
+    /// ipvlan mode of the parent's port.
+    #[arg(long, value_enum, default_value_t = IpvlanMode::L2)]
+    #[serde(default)]
     pub mode: IpvlanMode,
-    /// As given (repeatable on the command line); none means bridge.
+    /// Flag of the parent's port (default bridge; private and vepa exclude
+    /// each other).
+    #[arg(long = "flag", value_enum, value_name = "FLAG")]
+    #[serde(rename = "flag", default, deserialize_with = "de::list")]
     pub flags: Vec<IpvlanFlag>,
+    /// Address with prefix length, IPv4 or IPv6; at least one, repeat for several.
+    #[arg(long = "ip", value_name = "CIDR", value_parser = parse::cidr)]
+    #[serde(rename = "ip", default, deserialize_with = "de::list")]
     pub ips: Vec<IpNet>,
+    /// Default gateway (needs an address of its family). l3/l3s without
+    /// one: a default route through the interface.
+    #[arg(long, value_name = "IP")]
+    #[serde(default)]
     pub gateway: Option<IpAddr>,
+    /// MTU (default and maximum: the parent's).
+    #[arg(long)]
+    #[serde(default)]
     pub mtu: Option<u32>,
+    /// ebpf: our programs; native: the kernel's ipvlan driver (where the
+    /// kernel has it: see `attach features`).
+    #[arg(long, value_enum, default_value_t = Backend::Ebpf)]
+    #[serde(default)]
     pub backend: Backend,
 }
 

@@ -25,25 +25,62 @@ use crate::{
     model::{Attachment, Backend, Datapath as DatapathKind, Kind, MacvlanMode, Mode, SavedParent},
     netlink::{LinkChange, Rtnl, macvlan_mode},
     netns::Netns,
+    parse::{self, de},
     sys,
 };
 
 /// Everything `attach add macvlan` takes.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, clap::Args, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct MacvlanRequest {
+    /// The container's network namespace: a name under /run/netns, a path, or a pid.
+    #[arg(long, value_name = "NETNS")]
     pub netns: String,
+    /// Interface name inside the container.
+    #[arg(long, default_value = "eth0")]
+    #[serde(default = "de::eth0")]
     pub ifname: String,
+    /// macvlan mode.
+    #[arg(long, value_enum, default_value_t = MacvlanMode::Bridge)]
+    #[serde(default)]
     pub mode: MacvlanMode,
+    /// Parent device in the node's namespace (the NIC).
+    #[arg(long, value_name = "IF")]
     pub parent: String,
+    /// MAC address of the interface (random if not given; passthru: the parent's).
+    #[arg(long, value_parser = parse::mac)]
+    #[serde(default)]
     pub mac: Option<Mac>,
+    /// Address with prefix length, IPv4 or IPv6; repeat for several.
+    #[arg(long = "ip", value_name = "CIDR", value_parser = parse::cidr)]
+    #[serde(rename = "ip", default, deserialize_with = "de::list")]
     pub ips: Vec<IpNet>,
+    /// Default gateway (needs an address of its family).
+    #[arg(long, value_name = "IP")]
+    #[serde(default)]
     pub gateway: Option<IpAddr>,
+    /// MTU (default and maximum: the parent's).
+    #[arg(long)]
+    #[serde(default)]
     pub mtu: Option<u32>,
+    /// ebpf: a veth switched by our programs; native: the kernel's macvlan.
+    #[arg(long, value_enum, default_value_t = Backend::Ebpf)]
+    #[serde(default)]
     pub backend: Backend,
-    /// `None`: the default (tc) for the eBPF backend.
+    /// Receive path of the parent (ebpf backend): tc, or xdp for unicast.
+    /// Default: tc.
+    #[arg(long, value_enum)]
+    #[serde(default, deserialize_with = "de::rx_path")]
     pub datapath: Option<DatapathKind>,
+    /// Let the node's own stack on the parent reach this endpoint and back
+    /// (native macvlan cannot). ebpf backend only.
+    #[arg(long)]
+    #[serde(default)]
     pub host_access: bool,
-    /// `None`: on for the eBPF backend.
+    /// Drop frames the container sends with a source MAC not its own
+    /// (ebpf backend; default on).
+    #[arg(long, value_parser = parse::on_off())]
+    #[serde(default, deserialize_with = "de::on_off")]
     pub spoofchk: Option<bool>,
 }
 

@@ -31,8 +31,10 @@ use crate::{
     sys,
 };
 
-/// What `attach add <kind>` asks for.
-#[derive(Clone, Debug)]
+/// What `attach add <kind>` asks for (as JSON: the kind's options, named as
+/// the CLI's, beside `"kind"`).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum AddRequest {
     Macvlan(macvlan::MacvlanRequest),
     Ipvlan(ipvlan::IpvlanRequest),

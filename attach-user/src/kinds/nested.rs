@@ -45,6 +45,7 @@ use crate::{
     model::{Attachment, Backend, Datapath as DatapathKind, Kind, MacvlanMode, Mode, NestedRole},
     netlink::Link,
     netns::Netns,
+    parse::{self, de},
 };
 
 /// Checks a VLAN id a user gave (`what`: the option).
@@ -58,20 +59,47 @@ pub fn check_vlan(vid: u16, what: &str) -> Result<()> {
 }
 
 /// Everything `attach add nested` (in the VM) takes.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, clap::Args, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct NestedRequest {
+    /// The container's network namespace: a name under /run/netns, a path, or a pid.
+    #[arg(long, value_name = "NETNS")]
     pub netns: String,
+    /// Interface name inside the container.
+    #[arg(long, default_value = "eth0")]
+    #[serde(default = "de::eth0")]
     pub ifname: String,
-    /// The VM's uplink.
+    /// The VM's uplink (its NIC towards the host).
+    #[arg(long, value_name = "IF")]
     pub uplink: String,
+    /// The container's VLAN on the uplink (1-4094).
+    #[arg(long, value_name = "N", value_parser = parse::vlan)]
     pub vlan: u16,
-    /// The uplink's 802.1ad S-tag.
+    /// The uplink's own 802.1ad S-tag (QinQ), outside --vlan (1-4094).
+    #[arg(long, value_name = "OUTER", value_parser = parse::vlan)]
+    #[serde(default)]
     pub qinq: Option<u16>,
+    /// MAC address of the interface (random if not given; the host side
+    /// needs it).
+    #[arg(long, value_parser = parse::mac)]
+    #[serde(default)]
     pub mac: Option<Mac>,
+    /// Address with prefix length, IPv4 or IPv6; repeat for several.
+    #[arg(long = "ip", value_name = "CIDR", value_parser = parse::cidr)]
+    #[serde(rename = "ip", default, deserialize_with = "de::list")]
     pub ips: Vec<IpNet>,
+    /// Default gateway (needs an address of its family).
+    #[arg(long, value_name = "IP")]
+    #[serde(default)]
     pub gateway: Option<IpAddr>,
+    /// MTU (default and maximum: the uplink's).
+    #[arg(long)]
+    #[serde(default)]
     pub mtu: Option<u32>,
-    /// `None`: on.
+    /// Drop frames the container sends with a source MAC or address not its
+    /// own (default on).
+    #[arg(long, value_parser = parse::on_off())]
+    #[serde(default, deserialize_with = "de::on_off")]
     pub spoofchk: Option<bool>,
 }
 
@@ -92,21 +120,46 @@ impl NestedRequest {
 }
 
 /// Everything `attach add nested-host` (on the host) takes.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, clap::Args, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct NestedHostRequest {
     /// The VM's tap (or veth) on the host.
+    #[arg(long, value_name = "IF")]
     pub tap: String,
+    /// The container's VLAN on the tap (1-4094).
+    #[arg(long, value_name = "N", value_parser = parse::vlan)]
     pub vlan: u16,
+    /// The VM uplink's 802.1ad S-tag (QinQ), outside --vlan (1-4094).
+    #[arg(long, value_name = "OUTER", value_parser = parse::vlan)]
+    #[serde(default)]
     pub qinq: Option<u16>,
-    /// The parent whose switch the endpoint joins.
+    /// The parent (the NIC) whose switch the endpoint joins.
+    #[arg(long, value_name = "IF")]
     pub parent: String,
-    /// The container's MAC (as the VM side gave it).
+    /// The container's MAC, as the VM side gave it.
+    #[arg(long, value_parser = parse::mac)]
     pub mac: Mac,
+    /// The container's addresses (for anti-spoofing); repeat for several.
+    #[arg(long = "ip", value_name = "CIDR", value_parser = parse::cidr)]
+    #[serde(rename = "ip", default, deserialize_with = "de::list")]
     pub ips: Vec<IpNet>,
+    /// macvlan mode of the endpoint on the parent's switch (not passthru).
+    #[arg(long, value_enum, default_value_t = MacvlanMode::Bridge)]
+    #[serde(default)]
     pub mode: MacvlanMode,
+    /// Keep the 802.1Q tag towards the parent (the wire carries the VLAN);
+    /// default: strip it.
+    #[arg(long)]
+    #[serde(default)]
     pub keep_tag: bool,
+    /// Let the node's own stack on the parent reach the endpoint and back.
+    #[arg(long)]
+    #[serde(default)]
     pub host_access: bool,
-    /// `None`: on.
+    /// Drop frames the container sends with a source MAC or address not its
+    /// own (default on).
+    #[arg(long, value_parser = parse::on_off())]
+    #[serde(default, deserialize_with = "de::on_off")]
     pub spoofchk: Option<bool>,
 }
 

@@ -43,6 +43,7 @@ use crate::{
     model::{Attachment, Backend, Datapath as DatapathKind, Kind, Mode},
     netlink::{Link, Rtnl},
     netns::Netns,
+    parse::{self, de},
     sys,
 };
 
@@ -51,19 +52,42 @@ pub const GW6: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1);
 const _: () = assert!(GW6.octets()[15] == ROUTER_GW6[15] && GW6.octets()[0] == ROUTER_GW6[0]);
 
 /// Everything `attach add router` takes.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, clap::Args, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct RouterRequest {
+    /// The container's network namespace: a name under /run/netns, a path, or a pid.
+    #[arg(long, value_name = "NETNS")]
     pub netns: String,
+    /// Interface name inside the container.
+    #[arg(long, default_value = "eth0")]
+    #[serde(default = "de::eth0")]
     pub ifname: String,
+    /// Address of the endpoint (routed to it as a host route); repeat for
+    /// several, IPv4 and/or IPv6.
+    #[arg(long = "ip", value_name = "CIDR", value_parser = parse::cidr)]
+    #[serde(rename = "ip", default, deserialize_with = "de::list")]
     pub ips: Vec<IpNet>,
+    /// MAC address of the interface (random if not given).
+    #[arg(long, value_parser = parse::mac)]
+    #[serde(default)]
     pub mac: Option<Mac>,
+    /// MTU (default: the uplink's, or 1500).
+    #[arg(long)]
+    #[serde(default)]
     pub mtu: Option<u32>,
-    /// `Ebpf` or `Kernel`.
+    /// Who forwards: our eBPF programs or the node's stack.
+    #[arg(long, default_value = "ebpf", value_parser = parse::forwarder())]
+    #[serde(default = "de::ebpf", deserialize_with = "de::forwarder")]
     pub datapath: DatapathKind,
-    /// The device inbound traffic arrives on (eBPF); `None`: the device of
-    /// the node's default route.
+    /// The device traffic for the endpoints arrives on (ebpf; default: the
+    /// device of the node's default route).
+    #[arg(long, value_name = "IF")]
+    #[serde(default)]
     pub uplink: Option<String>,
-    /// `None`: on (eBPF).
+    /// Drop packets the container sends with a source MAC or address not
+    /// its own (ebpf; default on).
+    #[arg(long, value_parser = parse::on_off())]
+    #[serde(default, deserialize_with = "de::on_off")]
     pub spoofchk: Option<bool>,
 }
 

@@ -35,29 +35,67 @@ use crate::{
     model::{Attachment, Backend, Kind, SavedDevice, SriovInfo, VfConfig, VfRef},
     netlink::{Link, LinkChange, Rtnl, VfSet},
     netns::Netns,
+    parse::{self, de},
 };
 
 /// Where PCI functions are, whatever the namespace.
 pub const PCI_DEVICES: &str = "/sys/bus/pci/devices";
 
 /// Everything `attach add sriov` takes.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, clap::Args, serde::Serialize, serde::Deserialize)]
+#[command(group(clap::ArgGroup::new("dev").required(true).args(["device", "pci"])))]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct SriovRequest {
+    /// The container's network namespace: a name under /run/netns, a path, or a pid.
+    #[arg(long, value_name = "NETNS")]
     pub netns: String,
+    /// Interface name inside the container.
+    #[arg(long, default_value = "eth0")]
+    #[serde(default = "de::eth0")]
     pub ifname: String,
-    /// The netdev in the node (`--device`)…
+    /// The netdev in the node to hand over (a VF, or any physical device).
+    #[arg(long, value_name = "IF")]
+    #[serde(default)]
     pub device: Option<String>,
-    /// …or its PCI address (`--pci`).
+    /// The device by PCI address (DOMAIN:BUS:DEV.FN), e.g. a VF's.
+    #[arg(long, value_name = "ADDR")]
+    #[serde(default)]
     pub pci: Option<String>,
+    /// VF only: VLAN ID (1-4094) the VF's traffic is tagged with.
+    #[arg(long, value_name = "N")]
+    #[serde(default)]
     pub vlan: Option<u32>,
+    /// VF only: 802.1p priority (0-7) of the VLAN tag; needs --vlan.
+    #[arg(long, value_name = "N")]
+    #[serde(default)]
     pub qos: Option<u32>,
+    /// MAC of the interface (a VF's is set through its PF too).
+    #[arg(long, value_parser = parse::mac)]
+    #[serde(default)]
     pub mac: Option<Mac>,
+    /// VF only: drop frames the VF sends with another source MAC.
+    #[arg(long, value_parser = parse::on_off())]
+    #[serde(default, deserialize_with = "de::on_off")]
     pub spoofchk: Option<bool>,
+    /// VF only: let the VF change its MAC and use promiscuous modes.
+    #[arg(long, value_parser = parse::on_off())]
+    #[serde(default, deserialize_with = "de::on_off")]
     pub trust: Option<bool>,
-    /// Mbit/s.
+    /// VF only: maximum transmit rate, Mbit/s.
+    #[arg(long, value_name = "MBPS")]
+    #[serde(default)]
     pub max_rate: Option<u32>,
+    /// Address with prefix length, IPv4 or IPv6; repeat for several.
+    #[arg(long = "ip", value_name = "CIDR", value_parser = parse::cidr)]
+    #[serde(rename = "ip", default, deserialize_with = "de::list")]
     pub ips: Vec<IpNet>,
+    /// Default gateway (needs an address of its family).
+    #[arg(long, value_name = "IP")]
+    #[serde(default)]
     pub gateway: Option<IpAddr>,
+    /// MTU (default: the device's).
+    #[arg(long)]
+    #[serde(default)]
     pub mtu: Option<u32>,
 }
 

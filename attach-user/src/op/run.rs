@@ -1,14 +1,10 @@
-//! The commands of the CLI, run against an engine: shared by the `attach`
-//! binary and the agent (which runs them for its clients).
+//! Executes an [`Op`] on an engine and renders its result (text or JSON):
+//! the one place every front end's request ends up.
 
 use serde_json::json;
 
-use crate::{
-    Engine, Error, Result,
-    cli::{CheckArgs, Cli, Command, Output},
-    kinds::AddRequest,
-    output,
-};
+use super::{CheckArgs, Format, Op, StatsArgs};
+use crate::{Engine, Error, Result, output};
 
 fn to_json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string_pretty(v).expect("serializable")
@@ -16,13 +12,13 @@ fn to_json<T: serde::Serialize>(v: &T) -> String {
 
 /// How an error is shown: a JSON object on stdout with `-o json`, else a
 /// line on stderr. Returns (stdout, stderr).
-pub fn render_error(fmt: Output, e: &Error) -> (String, String) {
+pub fn render_error(fmt: Format, e: &Error) -> (String, String) {
     match fmt {
-        Output::Json => (
+        Format::Json => (
             json!({"error": {"kind": e.kind.name(), "message": e.message}}).to_string(),
             String::new(),
         ),
-        Output::Text => (String::new(), format!("attach: {}", e.message)),
+        Format::Text => (String::new(), format!("attach: {}", e.message)),
     }
 }
 
@@ -42,20 +38,14 @@ pub struct Done {
     pub warnings: Vec<String>,
 }
 
-/// [`run`] without the warnings.
-pub async fn execute(cli: &Cli, engine: &Engine) -> Result<String> {
-    run(cli, engine).await.map(|d| d.stdout)
-}
-
-/// Runs one parsed command against `engine` and renders its result (text or
-/// JSON, as asked). The CLI calls it directly, the agent for its clients.
-pub async fn run(cli: &Cli, engine: &Engine) -> Result<Done> {
-    let json = cli.output == Output::Json;
+/// Runs `op` against `engine` and renders its result as `format` asks.
+/// The CLI calls it directly, the agent for its clients.
+pub async fn run(op: &Op, engine: &Engine, format: Format) -> Result<Done> {
+    let json = format == Format::Json;
     let mut warnings = Vec::new();
-    let stdout = match &cli.command {
-        Command::Add(kind) => {
-            let req = AddRequest::from(kind.clone());
-            let rec = engine.add(&req).await?;
+    let stdout = match op {
+        Op::Add { request, cni } => {
+            let rec = engine.add_as(request, cni.clone()).await?;
             warnings.extend(rec.warnings.iter().cloned());
             if json {
                 to_json(&rec)
@@ -63,7 +53,15 @@ pub async fn run(cli: &Cli, engine: &Engine) -> Result<Done> {
                 output::attachments(std::slice::from_ref(&rec))
             }
         }
-        Command::Del(args) => {
+        Op::DelCni { cni, ifname, netns } => {
+            let gone = engine.del_cni(cni, ifname, netns.as_deref()).await?;
+            to_json(&json!({"detached": gone}))
+        }
+        Op::GcCni { network, valid } => {
+            let gone = engine.gc_cni(network, valid).await?;
+            to_json(&json!({"detached": gone}))
+        }
+        Op::Del(args) => {
             args.check_netns()?;
             let gone = match (&args.netns, &args.tap, args.vlan) {
                 (Some(netns), _, _) => engine.del(netns, args.ifname.as_deref()).await?,
@@ -77,8 +75,8 @@ pub async fn run(cli: &Cli, engine: &Engine) -> Result<Done> {
                 (false, None) => args.nothing(),
             }
         }
-        Command::Check(CheckArgs { all: true, .. }) => check_all(engine, json).await?,
-        Command::Check(CheckArgs { target: args, .. }) => {
+        Op::Check(CheckArgs { all: true, .. }) => check_all(engine, json).await?,
+        Op::Check(CheckArgs { target: args, .. }) => {
             args.check_netns()?;
             let rec = match (&args.netns, &args.tap, args.vlan) {
                 (Some(netns), _, _) => engine.get(netns, args.ifname.as_deref())?,
@@ -97,7 +95,7 @@ pub async fn run(cli: &Cli, engine: &Engine) -> Result<Done> {
                 format!("{}: ok", output::what(&rec))
             }
         }
-        Command::List => {
+        Op::List => {
             let list = engine.list()?;
             if json {
                 to_json(&list)
@@ -105,7 +103,7 @@ pub async fn run(cli: &Cli, engine: &Engine) -> Result<Done> {
                 output::attachments(&list)
             }
         }
-        Command::Reconcile => {
+        Op::Reconcile => {
             let repairs = engine.reconcile().await?;
             if json {
                 to_json(&repairs)
@@ -119,7 +117,7 @@ pub async fn run(cli: &Cli, engine: &Engine) -> Result<Done> {
                     .join("\n")
             }
         }
-        Command::Upgrade { force } => {
+        Op::Upgrade { force } => {
             let up = engine.upgrade(*force)?;
             if json {
                 let links = up
@@ -153,10 +151,10 @@ pub async fn run(cli: &Cli, engine: &Engine) -> Result<Done> {
                 out
             }
         }
-        Command::Stats(args) => {
+        Op::Stats(StatsArgs { netns, ifname }) => {
             let mut s = engine.stats()?;
-            if let Some(netns) = &args.netns {
-                let ifname = args.ifname.as_deref();
+            if let Some(netns) = netns {
+                let ifname = ifname.as_deref();
                 let rec = engine
                     .get(netns, ifname)?
                     .ok_or_else(|| Error::not_found(nothing(netns, ifname)))?;
@@ -164,21 +162,7 @@ pub async fn run(cli: &Cli, engine: &Engine) -> Result<Done> {
             }
             if json { to_json(&s) } else { output::stats(&s) }
         }
-        Command::Monitor(args) => {
-            crate::monitor::run(engine, args, json).await?;
-            String::new()
-        }
-        Command::Agent(_) => {
-            return Err(Error::invalid("the agent is not a command an engine runs"));
-        }
-        Command::Bench(_) => {
-            return Err(Error::invalid(
-                "the benchmark is not a command an engine runs",
-            ));
-        }
-        Command::Completions { shell } => crate::docgen::completions(*shell),
-        Command::Man { command } => crate::docgen::man(command)?,
-        Command::Features => {
+        Op::Features => {
             let report = engine.features();
             if json {
                 to_json(&report)
@@ -186,7 +170,7 @@ pub async fn run(cli: &Cli, engine: &Engine) -> Result<Done> {
                 output::features(&report)
             }
         }
-        Command::Reset => {
+        Op::Reset => {
             let removed = engine.reset().await?;
             if json {
                 to_json(&json!({"detached": removed}))

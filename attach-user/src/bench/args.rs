@@ -1,0 +1,39 @@
+//! The benchmark's options (`attach bench`).
+
+use clap::Args;
+
+#[derive(Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// M1, M2 and M6 only, short runs (under two minutes; what CI runs).
+    #[arg(long)]
+    pub quick: bool,
+    /// Rounds of every contender, interleaved (at least 3).
+    #[arg(long, value_name = "N")]
+    pub rounds: Option<u32>,
+    /// Seconds of one measured run (default 5; --quick 1).
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<f64>,
+    /// Also write an SVG chart of the results to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<std::path::PathBuf>,
+    /// Run only these metrics (comma-separated, e.g. m1,m3).
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub metrics: Vec<String>,
+    /// Turn on fraglist GRO (rx-gro-list) on every parent, the NIC stand-in.
+    ///
+    /// Off by default, as on most NICs. With it the parent chains a UDP
+    /// flow's datagrams before anything else sees them, so host, native and
+    /// ours-tc pass the IP layer once per chain too; ours-xdp chains in the
+    /// container either way (XDP runs before the parent's GRO).
+    #[arg(long)]
+    pub parent_gro_list: bool,
+    /// With M6: write each path's program as the kernel runs it (bpftool's
+    /// translated dump) to DIR/<path>.txt, the instructions counted for the
+    /// path with tracing off marked `>`.
+    ///
+    /// The instruction counts are an upper bound found by a search of the
+    /// program's control-flow graph; the listing shows the path that bound
+    /// was found on, so it can be checked by eye.
+    #[arg(long, value_name = "DIR")]
+    pub listing: Option<std::path::PathBuf>,
+}
