@@ -189,8 +189,8 @@ impl Engine {
     }
 
     /// What the node's kernel offers and what works on it.
-    pub fn features(&self) -> crate::features::Report {
-        let mut report = crate::features::Report::probe(Some(self.node_id.clone()));
+    pub fn features(&self) -> crate::capabilities::Report {
+        let mut report = crate::capabilities::Report::probe(Some(self.node_id.clone()));
         if self.pin_dir.join("links").exists() {
             report.tc_hooks = Datapath::tc_hooks_in(&self.pin_dir);
         }

@@ -8,6 +8,7 @@ pub mod addr;
 pub mod agent;
 pub mod announce;
 pub mod bench;
+pub mod capabilities;
 pub mod cli;
 pub mod cni;
 pub mod container;

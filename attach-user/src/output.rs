@@ -180,7 +180,7 @@ pub fn stats(s: &Stats) -> String {
 }
 
 /// `attach features` as text: the kernel, its features, what works here.
-pub fn features(r: &crate::features::Report) -> String {
+pub fn features(r: &crate::capabilities::Report) -> String {
     use crate::features::TcHooks;
     let hooks = match r.tc_hooks {
         TcHooks::Tcx => "tcx links",

@@ -3,8 +3,10 @@
 //! index of them all (see [`index`]).
 
 mod index;
+mod private;
 
 use index::{Entry, Known, Stamp};
+use private::private_file;
 
 use std::{
     fs::{self, File, OpenOptions},
@@ -269,22 +271,6 @@ pub(crate) fn private_dir(dir: &Path) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// A new file at `path` (truncated if there), root's alone (0600), not
-/// through a symbolic link.
-pub(crate) fn private_file(path: &Path) -> std::io::Result<File> {
-    let f = OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)?;
-    if f.metadata()?.mode() & 0o7777 != 0o600 {
-        f.set_permissions(fs::Permissions::from_mode(0o600))?;
-    }
-    Ok(f)
 }
 
 #[cfg(test)]

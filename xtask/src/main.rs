@@ -1,6 +1,7 @@
 //! Project tasks. Run with the machine's stock toolchain:
 //! `cargo +stable xtask <task>`; every task first installs what it needs.
 
+mod layout;
 mod setup;
 mod vm;
 
@@ -27,6 +28,9 @@ struct Cli {
 enum Task {
     /// Install toolchains, bpf-linker, apt packages and mount bpffs (idempotent).
     Setup,
+    /// Check the code's shape: no import circle between files, no arrow
+    /// from the library into a front end, no source file over 700 lines.
+    Layout,
     /// Build the eBPF programs and the `attach` binary.
     Build {
         #[arg(long)]
@@ -88,6 +92,7 @@ fn main() -> Result<()> {
     let root = workspace_root();
     match cli.task {
         Task::Setup => setup::all(),
+        Task::Layout => layout::check(&root),
         Task::Build { release } => {
             setup::all()?;
             build(&root, release)

@@ -8,8 +8,8 @@ use tokio::{
 };
 
 use super::{
-    Shared,
     client::{Reply, Request},
+    shared::Shared,
 };
 use crate::{Error, Result};
 

@@ -9,7 +9,7 @@ use futures::StreamExt;
 use netlink_packet_route::RouteNetlinkMessage;
 use rtnetlink::{MulticastGroup, new_multicast_connection};
 
-use super::{Shared, reconcile_once};
+use super::shared::{Shared, reconcile_once};
 use crate::{
     model::{Attachment, Kind},
     netlink::Link,

@@ -15,7 +15,7 @@ use netlink_packet_route::RouteNetlinkMessage;
 use rtnetlink::{MulticastGroup, new_multicast_connection};
 use tokio::task::JoinHandle;
 
-use super::{Shared, reconcile_once};
+use super::shared::{Shared, reconcile_once};
 use crate::{
     model::{Attachment, Kind},
     netlink::Link,

@@ -7,7 +7,7 @@ use tokio::{
     net::TcpListener,
 };
 
-use super::Shared;
+use super::shared::Shared;
 use crate::engine::Stats;
 
 /// Label values escaped as the exposition format wants.

@@ -10,12 +10,14 @@ mod link_watch;
 mod logs;
 mod mac_watch;
 pub mod metrics;
+mod shared;
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use clap::Args;
 use tokio::sync::Mutex;
 
+use self::shared::{Shared, reconcile_once};
 use crate::{Engine, Error, Result};
 
 #[derive(Args, Debug, Clone)]
@@ -32,17 +34,6 @@ pub struct AgentArgs {
     /// Seconds between reconcile passes (0: only at start).
     #[arg(long, value_name = "SECS", default_value_t = 30)]
     pub reconcile_interval: u64,
-}
-
-/// What the agent's tasks share.
-pub struct Shared {
-    pub engine: Engine,
-    /// Serialises engine operations (requests, reconcile, metrics reads).
-    pub busy: Mutex<()>,
-    /// Repairs made since start, for metrics.
-    pub repairs: std::sync::atomic::AtomicU64,
-    /// Requests served on the socket since start, for metrics.
-    pub requests: std::sync::atomic::AtomicU64,
 }
 
 pub async fn run(args: &AgentArgs) -> Result<()> {
@@ -104,20 +95,4 @@ pub async fn run(args: &AgentArgs) -> Result<()> {
     tasks.abort_all();
     let _ = std::fs::remove_file(&socket);
     Ok(())
-}
-
-async fn reconcile_once(shared: &Shared) {
-    let _busy = shared.busy.lock().await;
-    match shared.engine.reconcile().await {
-        Ok(repairs) => {
-            for r in &repairs {
-                tracing::warn!(netns = %r.netns, ifname = %r.ifname, drift = %r.drift, action = %r.action, "repaired");
-            }
-            let changed = repairs.iter().filter(|r| r.changed()).count();
-            shared
-                .repairs
-                .fetch_add(changed as u64, std::sync::atomic::Ordering::Relaxed);
-        }
-        Err(e) => tracing::error!("reconcile failed: {e}"),
-    }
 }

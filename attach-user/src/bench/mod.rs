@@ -12,6 +12,7 @@
 
 mod args;
 pub mod cleanup;
+pub mod config;
 pub mod generator;
 pub mod machine;
 pub mod metrics;
@@ -22,12 +23,9 @@ pub mod svg;
 pub mod topology;
 
 use std::{
-    collections::BTreeSet,
     path::{Path, PathBuf},
-    time::{Duration, Instant},
+    time::Instant,
 };
-
-use serde::Serialize;
 
 use self::{
     cleanup::Cleanup,
@@ -38,6 +36,7 @@ use self::{
     topology::{Contender, Lab},
 };
 pub use args::BenchArgs;
+pub use config::{Config, METRICS};
 
 use crate::error::{Error, Result};
 
@@ -89,92 +88,6 @@ never rots). Progress goes to stderr, the table (or with -o json one JSON docume
 
 Needs root, bpffs on /sys/fs/bpf, and iproute2, ethtool, bpftool, iperf3, sockperf and \
 (for M7's CNI numbers) Debian's containernetworking-plugins.";
-
-/// Every metric, in the order they run.
-pub const METRICS: [&str; 7] = ["m1", "m2", "m3", "m4", "m5", "m6", "m7"];
-const QUICK: [&str; 3] = ["m1", "m2", "m6"];
-
-#[derive(Clone, Debug, Serialize)]
-pub struct Config {
-    pub quick: bool,
-    pub rounds: u32,
-    #[serde(serialize_with = "secs")]
-    pub duration: Duration,
-    pub metrics: Vec<String>,
-    pub measured_cpu: usize,
-    pub receiver_cpu: usize,
-    /// rx-gro-list on every parent (`--parent-gro-list`).
-    pub parent_gro_list: bool,
-    #[serde(skip)]
-    pub svg: Option<PathBuf>,
-    /// M6's path listings go here (see `--listing`).
-    pub listing: Option<PathBuf>,
-}
-
-fn secs<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
-    s.serialize_f64(d.as_secs_f64())
-}
-
-impl Config {
-    pub fn from_args(a: &BenchArgs) -> Result<Config> {
-        let rounds = a.rounds.unwrap_or(3);
-        if rounds < 3 {
-            return Err(Error::invalid(format!(
-                "--rounds {rounds}: at least 3 rounds (a median of fewer says little)"
-            )));
-        }
-        let duration = a.duration.unwrap_or(if a.quick { 1.0 } else { 5.0 });
-        if !(0.2..=600.0).contains(&duration) {
-            return Err(Error::invalid(format!(
-                "--duration {duration}: between 0.2 and 600 seconds"
-            )));
-        }
-        let wanted: BTreeSet<String> = a.metrics.iter().map(|m| m.to_lowercase()).collect();
-        if let Some(bad) = wanted.iter().find(|m| !METRICS.contains(&m.as_str())) {
-            return Err(Error::invalid(format!(
-                "--metrics: unknown metric {bad:?} (known: {})",
-                METRICS.join(", ")
-            )));
-        }
-        let metrics: Vec<String> = METRICS
-            .iter()
-            .filter(|m| {
-                if wanted.is_empty() {
-                    !a.quick || QUICK.contains(m)
-                } else {
-                    wanted.contains(**m)
-                }
-            })
-            .map(|m| (*m).to_owned())
-            .collect();
-        if a.listing.is_some() && !metrics.iter().any(|m| m == "m6") {
-            return Err(Error::invalid(
-                "--listing: the listings are M6's, and M6 is not among the metrics to run",
-            ));
-        }
-        let n = machine::nproc();
-        Ok(Config {
-            quick: a.quick,
-            rounds,
-            duration: Duration::from_secs_f64(duration),
-            metrics,
-            measured_cpu: n.saturating_sub(1),
-            receiver_cpu: 0,
-            parent_gro_list: a.parent_gro_list,
-            svg: a.svg.clone(),
-            listing: a.listing.clone(),
-        })
-    }
-
-    fn wants(&self, m: &str) -> bool {
-        self.metrics.iter().any(|x| x == m)
-    }
-
-    /// Metrics that need the contenders' wires and containers.
-    fn needs_contenders(&self) -> bool {
-        ["m1", "m2", "m3", "m4", "m5"].iter().any(|m| self.wants(m))
-    }
-}
 
 fn need_root() -> Result<()> {
     // SAFETY: no preconditions.

@@ -139,7 +139,7 @@ impl Known {
             text.push_str(&format!("{}\t{}\t{}\n", e.ino, e.name, e.json));
         }
         let tmp = path.with_extension("index.tmp");
-        let mut f = super::private_file(&tmp)?;
+        let mut f = super::private::private_file(&tmp)?;
         f.write_all(text.as_bytes())?;
         drop(f);
         // Removed, then renamed into place: ext4 flushes a file renamed over
