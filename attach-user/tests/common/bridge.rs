@@ -8,7 +8,12 @@ use attach_common::{
     Endpoint, FdbEntry, FdbKey, MacAddr, SW_AGEING_NS, SW_F_UPLINK, SwPort, Switch,
 };
 
-use super::{Lab, Outcome, Parent, PinGuard, fmt_mac, ifindex, ip_batch, pin_dir};
+use super::{
+    PinGuard, fmt_mac, ifindex, ip_batch,
+    lab::{Lab, Parent},
+    outcome::Outcome,
+    pin_dir,
+};
 
 /// The uplink's own MAC.
 pub const UPLINK_MAC: MacAddr = [0x02, 0xaa, 0, 0, 0, 0x75];

@@ -10,7 +10,10 @@ use attach::datapath::{Datapath, PROG_IPVL_RX, PROG_IPVL_TX};
 use attach_common::{Endpoint, IPVL_ROUTE_TABLE, IpvlanParent, MacAddr};
 
 use super::{
-    Lab, Outcome, Parent, PinGuard, fmt_mac, ifindex, ip_batch, parent_mac, pin_dir, run_with_input,
+    PinGuard, fmt_mac, ifindex, ip_batch,
+    lab::{Lab, Parent},
+    outcome::Outcome,
+    parent_mac, pin_dir, run_with_input,
 };
 
 /// The node's addresses on the parent.

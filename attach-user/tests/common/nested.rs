@@ -13,7 +13,12 @@ use attach_common::{
     NEST_F_KEEP_TAG, NestKey, NestedEp, ParentCfg,
 };
 
-use super::{Lab, Outcome, Parent, PinGuard, fmt_mac, ifindex, ip_batch, parent_mac, pin_dir};
+use super::{
+    PinGuard, fmt_mac, ifindex, ip_batch,
+    lab::{Lab, Parent},
+    outcome::Outcome,
+    parent_mac, pin_dir,
+};
 
 fn quiet() {
     // No IPv6 on the new devices: their own solicitations would add frames

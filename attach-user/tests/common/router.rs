@@ -9,7 +9,12 @@ use std::net::IpAddr;
 use attach::datapath::{Datapath, PROG_RT_IN, PROG_RT_TX};
 use attach_common::{EP_F_IPCHK, EP_F_SPOOFCHK, Endpoint, MacAddr, RouterPort};
 
-use super::{Lab, Outcome, Parent, PinGuard, fmt_mac, ifindex, ip_batch, parent_mac, pin_dir};
+use super::{
+    PinGuard, fmt_mac, ifindex, ip_batch,
+    lab::{Lab, Parent},
+    outcome::Outcome,
+    parent_mac, pin_dir,
+};
 
 pub const EXT_MAC: MacAddr = [0x52, 0x54, 0, 0x12, 0x34, 0x56];
 
