@@ -22,7 +22,7 @@ pub struct Parent {
 pub struct Lab {
     pub dp: Datapath,
     // Dropped after `dp`.
-    pub(crate) _pins: PinGuard,
+    _pins: PinGuard,
     pub parents: Vec<Parent>,
     /// Endpoint `i` (in the order added) has id `i + 1` and host veth `h{i+1}`.
     pub eps: Vec<Endpoint>,
@@ -60,6 +60,25 @@ fn verdict_of(slot: usize) -> (Direction, Verdict) {
 }
 
 impl Lab {
+    /// A built lab: endpoints `eps` (up where `up` says) on `parents`, maps
+    /// in `dp` pinned under `pins`, and `x0` the device in no map.
+    pub(crate) fn new(
+        dp: Datapath,
+        pins: PinGuard,
+        parents: Vec<Parent>,
+        eps: Vec<Endpoint>,
+        up: Vec<bool>,
+    ) -> Lab {
+        Lab {
+            dp,
+            _pins: pins,
+            parents,
+            eps,
+            up,
+            stray: ifindex("x0"),
+        }
+    }
+
     pub fn parent(&self) -> u32 {
         self.parents[0].ifindex
     }

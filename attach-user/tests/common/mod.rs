@@ -142,6 +142,17 @@ pub(crate) fn run_with_input(program: &str, args: &[&str], input: &str) {
     );
 }
 
+/// `ip -batch` commands that make veth `name` (peer `{name}peer`, with
+/// `mac` when given) and set both ends up.
+pub(crate) fn veth(name: &str, mac: Option<&MacAddr>) -> [String; 3] {
+    let address = mac.map_or(String::new(), |m| format!(" address {}", fmt_mac(m)));
+    [
+        format!("link add {name}{address} type veth peer name {name}peer"),
+        format!("link set {name} up"),
+        format!("link set {name}peer up"),
+    ]
+}
+
 /// Interface index in the calling thread's netns (sysfs would show the netns
 /// /sys was mounted in, not ours).
 pub fn ifindex(name: &str) -> u32 {

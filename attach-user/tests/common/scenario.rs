@@ -7,7 +7,7 @@ use attach_common::{Endpoint, MacAddr, PARENT_F_PASSTHRU, ParentCfg};
 use super::{
     PinGuard, fmt_mac, ifindex, ip_batch,
     lab::{Lab, Parent},
-    parent_mac, pin_dir,
+    parent_mac, pin_dir, veth,
 };
 
 struct ParentSpec {
@@ -111,9 +111,7 @@ impl Scenario {
                 cmds.push(format!("link set h{n} up"));
             }
         }
-        cmds.push("link add x0 type veth peer name x0peer".into());
-        cmds.push("link set x0 up".into());
-        cmds.push("link set x0peer up".into());
+        cmds.extend(veth("x0", None));
         ip_batch(&cmds);
 
         let parents: Vec<Parent> = self
@@ -168,13 +166,12 @@ impl Scenario {
             }
             dp.put_parent(p.ifindex, &cfg).expect("put_parent");
         }
-        Lab {
+        Lab::new(
             dp,
-            _pins: pins,
-            up: self.eps.iter().map(|e| e.up).collect(),
+            pins,
             parents,
             eps,
-            stray: ifindex("x0"),
-        }
+            self.eps.iter().map(|e| e.up).collect(),
+        )
     }
 }
