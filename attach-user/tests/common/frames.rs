@@ -57,6 +57,16 @@ fn csum_fold(mut sum: u32) -> u16 {
     !(sum as u16)
 }
 
+/// The ICMPv6 checksum of `msg` (its checksum field zero) from `sip` to
+/// `dip`: over the IPv6 pseudo-header, then the message.
+fn icmpv6_csum(sip: &[u8; 16], dip: &[u8; 16], msg: &[u8]) -> u16 {
+    let mut sum = csum_add(0, sip);
+    sum = csum_add(sum, dip);
+    sum = csum_add(sum, &(msg.len() as u32).to_be_bytes());
+    sum = csum_add(sum, &[0, 0, 0, 58]);
+    csum_fold(csum_add(sum, msg))
+}
+
 fn csum_add(mut sum: u32, data: &[u8]) -> u32 {
     for c in data.chunks(2) {
         let w = if c.len() == 2 {
@@ -177,12 +187,7 @@ pub fn ipv6_icmpv6(
     let mut icmp = vec![icmp_type, 0, 0, 0, 0, 0, 0, 0];
     icmp.extend_from_slice(body);
     let len = icmp.len() as u32;
-    let mut sum = csum_add(0, &sip);
-    sum = csum_add(sum, &dip);
-    sum = csum_add(sum, &len.to_be_bytes());
-    sum = csum_add(sum, &[0, 0, 0, 58]);
-    sum = csum_add(sum, &icmp);
-    let c = csum_fold(sum);
+    let c = icmpv6_csum(&sip, &dip, &icmp);
     icmp[2..4].copy_from_slice(&c.to_be_bytes());
     let mut ip = vec![0x60, 0, 0, 0];
     ip.extend_from_slice(&(len as u16).to_be_bytes());
@@ -314,12 +319,7 @@ pub fn ipv6_icmpv6_with_flags(
     out[18..20].copy_from_slice(&plen.to_be_bytes());
     out[56] = 0;
     out[57] = 0;
-    let msg = &out[54..];
-    let mut sum = csum_add(0, &sip);
-    sum = csum_add(sum, &dip);
-    sum = csum_add(sum, &(msg.len() as u32).to_be_bytes());
-    sum = csum_add(sum, &[0, 0, 0, 58]);
-    let c = csum_fold(csum_add(sum, msg));
+    let c = icmpv6_csum(&sip, &dip, &out[54..]);
     out[56..58].copy_from_slice(&c.to_be_bytes());
     out
 }
