@@ -13,6 +13,8 @@ pub mod podman;
 pub mod poll;
 mod probe;
 pub mod reach;
+pub mod refusal;
+pub mod report;
 pub mod routed;
 pub mod sleeper;
 pub mod snapshot;

@@ -4,14 +4,14 @@
 //! given containers. A failed command must leave it unchanged.
 //!
 //! [`snapshot_with`] adds what the host, container and sriov kinds touch
-//! (mounts, named namespaces, cgroup programs, the switch's ports), and
-//! [`check_rejected`] runs a bad command in text and JSON mode against it.
+//! (mounts, named namespaces, cgroup programs, the switch's ports);
+//! `refusal::check_rejected` runs a bad command against it.
 
 use std::{
     collections::BTreeMap,
     fmt, fs,
     path::{Path, PathBuf},
-    process::{Command, Output, Stdio},
+    process::{Command, Stdio},
 };
 
 use serde_json::{Value, json};
@@ -328,118 +328,4 @@ pub fn snapshot_with(lab: &Lab, scope: &Scope) -> State {
         s.insert(format!("cgroup {}", cg.display()), progs);
     }
     State(s)
-}
-
-pub const SYSTEM: i32 = 1;
-pub const INVALID: i32 = 2;
-pub const NOT_FOUND: i32 = 3;
-pub const CONFLICT: i32 = 4;
-
-fn kind_of(code: i32) -> &'static str {
-    match code {
-        1 => "system",
-        2 => "invalid_input",
-        3 => "not_found",
-        4 => "conflict",
-        _ => "?",
-    }
-}
-
-/// A command that must fail: its arguments (after `attach`), the exit code
-/// and a text the error must contain; `parse` when clap rejects it (its own
-/// error format, no JSON).
-pub struct Bad {
-    pub name: String,
-    pub args: Vec<String>,
-    pub code: i32,
-    pub names: String,
-    pub parse: bool,
-}
-
-impl Bad {
-    pub fn new(name: &str, args: &[&str], code: i32, names: &str) -> Bad {
-        Bad {
-            name: name.to_owned(),
-            args: args.iter().map(|s| s.to_string()).collect(),
-            code,
-            names: names.to_owned(),
-            parse: false,
-        }
-    }
-
-    pub fn parse(mut self) -> Bad {
-        self.parse = true;
-        self
-    }
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).trim().to_owned()
-}
-
-/// Runs `bad` in text then JSON mode; returns what broke the contract
-/// (exit code, error kind and message, stdout on error, and any change of
-/// [`snapshot_with`]).
-pub fn check_rejected(lab: &Lab, scope: &Scope, bad: &Bad) -> Vec<String> {
-    let label = format!("[{}] attach {}", bad.name, bad.args.join(" "));
-    let mut broken = Vec::new();
-    let before = snapshot_with(lab, scope);
-    for json_mode in [false, true] {
-        let mode = if json_mode { "json" } else { "text" };
-        let mut argv: Vec<&str> = bad.args.iter().map(String::as_str).collect();
-        if json_mode {
-            argv.splice(0..0, ["-o", "json"]);
-        }
-        let out: Output = lab.attach().run(&argv).expect("running attach");
-        let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
-        let code = out.status.code();
-        eprintln!(
-            "{label} ({mode}): exit {code:?}: {}",
-            if json_mode { &stdout } else { &stderr }
-        );
-        if code != Some(bad.code) {
-            broken.push(format!(
-                "{label} ({mode}): exit {code:?}, want {}\nstdout: {stdout}\nstderr: {stderr}",
-                bad.code
-            ));
-        }
-        if json_mode && !bad.parse {
-            match serde_json::from_str::<Value>(&stdout) {
-                Ok(v) => {
-                    let e = &v["error"];
-                    let (kind, msg) = (e["kind"].as_str(), e["message"].as_str());
-                    if kind != Some(kind_of(bad.code))
-                        || !msg.is_some_and(|m| m.contains(&bad.names))
-                    {
-                        broken.push(format!(
-                            "{label} (json): want error kind {} naming {:?}, got {v}",
-                            kind_of(bad.code),
-                            bad.names
-                        ));
-                    }
-                }
-                Err(_) => broken.push(format!(
-                    "{label} (json): stdout is not JSON: {stdout:?} (stderr: {stderr})"
-                )),
-            }
-        } else {
-            if !stderr.contains(&bad.names) {
-                broken.push(format!(
-                    "{label} ({mode}): stderr does not name {:?}: {stderr}",
-                    bad.names
-                ));
-            }
-            if !stdout.is_empty() {
-                broken.push(format!("{label} ({mode}): stdout on error: {stdout}"));
-            }
-        }
-        let after = snapshot_with(lab, scope);
-        if after != before {
-            broken.push(format!(
-                "{label} ({mode}) left the node changed:\n{}",
-                before.diff(&after)
-            ));
-        }
-    }
-    broken
 }

@@ -17,8 +17,9 @@ use attach_tests::{
         wait_released_netns_destroyed,
     },
     reach::mac_of,
+    refusal::{Bad, CONFLICT, INVALID, NOT_FOUND, SYSTEM, check_rejected},
     sleeper::Sleeper,
-    snapshot::{Bad, CONFLICT, INVALID, NOT_FOUND, SYSTEM, Scope, check_rejected, snapshot_with},
+    snapshot::{Scope, snapshot_with},
 };
 use serde_json::{Value, json};
 

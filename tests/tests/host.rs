@@ -10,8 +10,9 @@ use attach_tests::{
     cgroup::Cgroup,
     kinds::listen_in,
     lab::{EXT_V4, EXT_V6, Lab, NODE_V4, NODE_V6, ping, require_root},
+    refusal::{Bad, CONFLICT, INVALID, NOT_FOUND, check_rejected},
     sleeper::Sleeper,
-    snapshot::{Bad, CONFLICT, INVALID, NOT_FOUND, Scope, check_rejected, snapshot_with},
+    snapshot::{Scope, snapshot_with},
 };
 use serde_json::{Value, json};
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 use attach_tests::{
     lab::{EXT_V4, EXT_V6, Lab, Matrix, NODE_IF, Netns, Proto, ping, require_root},
     reach::{Endpoint, attach, attach_ipvlan, detach, measure},
+    report::{counters, link_mac, verdict},
     snapshot::snapshot,
 };
 use serde_json::Value;
@@ -154,32 +155,6 @@ fn l3_endpoints_are_answered_for_on_the_wire() {
         verdict(&stats, "rx", "neigh_reply") >= 2,
         "no answers counted: {stats}"
     );
-}
-
-fn link_mac(ns: &Netns, dev: &str) -> String {
-    let v: Value =
-        serde_json::from_str(&ns.ok(&["ip", "-j", "link", "show", dev]).unwrap()).unwrap();
-    v[0]["address"].as_str().unwrap().to_owned()
-}
-
-fn verdict(stats: &Value, dir: &str, name: &str) -> u64 {
-    stats["verdicts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|v| v["direction"] == dir && v["verdict"] == name)
-        .and_then(|v| v["packets"].as_u64())
-        .unwrap_or(0)
-}
-
-fn counters<'a>(stats: &'a Value, ep: &Endpoint) -> &'a Value {
-    stats["attachments"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["netns"] == ep.ns.name())
-        .map(|a| &a["counters"])
-        .unwrap()
 }
 
 /// The packets [`nft_setup`]'s counters saw: prerouting to and from the
@@ -371,7 +346,7 @@ fn a_down_endpoints_addresses_do_not_count() {
     assert!(!ping(lab.ext(), &c1.v4));
     assert!(!ping(&c2.ns, &c1.v4));
     let after = lab.attach().json(&["stats"]).unwrap();
-    let delta = |s: &Value| counters(s, &c1)["rx_packets"].as_u64().unwrap();
+    let delta = |s: &Value| counters(s, c1.ns.name())["rx_packets"].as_u64().unwrap();
     assert_eq!(
         delta(&after),
         delta(&before),

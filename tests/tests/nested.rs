@@ -16,6 +16,7 @@
 use attach_tests::{
     lab::{EXT_V4, EXT_V6, Lab, NODE_IF, Netns, node_id, ping, ping_within, require_root},
     reach::{Endpoint, Flavor, attach, detach},
+    report::{counters_where, verdict},
     snapshot::{links, snapshot, tree},
     vm::{Vm, attach_nested, capture, nested_mac as mac, vm},
 };
@@ -23,26 +24,6 @@ use serde_json::{Value, json};
 
 fn reaches(from: &Endpoint, to: &Endpoint) -> (bool, bool) {
     (ping(&from.ns, &to.v4), ping(&from.ns, &to.v6))
-}
-
-fn stats_of(stats: &Value, pick: impl Fn(&Value) -> bool) -> &Value {
-    stats["attachments"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| pick(a))
-        .map(|a| &a["counters"])
-        .unwrap_or_else(|| panic!("no such attachment in {stats}"))
-}
-
-fn verdict(stats: &Value, dir: &str, name: &str) -> u64 {
-    stats["verdicts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|v| v["direction"] == dir && v["verdict"] == name)
-        .and_then(|v| v["packets"].as_u64())
-        .unwrap_or(0)
 }
 
 /// A VM's container reaches the external host and a container on the host,
@@ -74,13 +55,13 @@ fn vm_container_reaches_the_wire_and_a_host_container() {
     );
 
     let node_stats = lab.attach().json(&["stats"]).unwrap();
-    let k = stats_of(&node_stats, |a| a["tap"] == "tap1" && a["vlan"] == 100);
+    let k = counters_where(&node_stats, |a| a["tap"] == "tap1" && a["vlan"] == 100);
     assert!(
         k["tx_packets"].as_u64().unwrap() > 4 && k["rx_packets"].as_u64().unwrap() > 4,
         "host side: {k}"
     );
     let vm_stats = vm1.engine.json(&["stats"]).unwrap();
-    let k = stats_of(&vm_stats, |a| a["netns"] == c.ns.name());
+    let k = counters_where(&vm_stats, |a| a["netns"] == c.ns.name());
     assert!(
         k["tx_packets"].as_u64().unwrap() > 4 && k["rx_packets"].as_u64().unwrap() > 4,
         "VM side: {k}"

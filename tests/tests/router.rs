@@ -8,6 +8,7 @@
 
 use attach_tests::{
     lab::{EXT_V4, EXT_V6, Lab, NODE_IF, NODE_V4, NODE_V6, Netns, ping, require_root},
+    report::{counters, link_mac, verdict},
     routed::{
         Routed as Ep, attach_router as try_attach_router, ext_routes as try_ext_routes,
         forward_counter as try_forward_counter, forward_counter_setup as try_forward_setup,
@@ -32,26 +33,6 @@ fn forward_counter(node: &Netns) -> u64 {
     try_forward_counter(node).unwrap()
 }
 use serde_json::Value;
-
-fn counters<'a>(stats: &'a Value, ns: &Netns) -> &'a Value {
-    stats["attachments"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["netns"] == ns.name())
-        .map(|a| &a["counters"])
-        .unwrap()
-}
-
-fn verdict(stats: &Value, dir: &str, name: &str) -> u64 {
-    stats["verdicts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|v| v["direction"] == dir && v["verdict"] == name)
-        .and_then(|v| v["packets"].as_u64())
-        .unwrap_or(0)
-}
 
 /// Everything a router endpoint must reach, with the TTL of each reply:
 /// routed once (63) except from the node itself (64).
@@ -108,7 +89,7 @@ fn ebpf_routes_without_the_nodes_forwarding() {
     );
     let stats = lab.attach().json(&["stats"]).unwrap();
     for c in [&c1, &c2] {
-        let k = counters(&stats, &c.ns);
+        let k = counters(&stats, c.ns.name());
         assert!(
             k["tx_packets"].as_u64().unwrap() > 10 && k["rx_packets"].as_u64().unwrap() > 5,
             "{}: {k}",
@@ -176,12 +157,6 @@ fn kernel_routes_through_the_nodes_forwarding() {
     lab.node()
         .ok(&["nft", "delete", "table", "inet", "atkfwd"])
         .unwrap();
-}
-
-fn link_mac(ns: &Netns, dev: &str) -> String {
-    let v: Value =
-        serde_json::from_str(&ns.ok(&["ip", "-j", "link", "show", dev]).unwrap()).unwrap();
-    v[0]["address"].as_str().unwrap().to_owned()
 }
 
 /// The node's forwarding is turned on when off, said on stderr and in the

@@ -19,9 +19,8 @@ use attach_tests::{
     kinds::{self, STANDIN, STANDIN_PORT},
     lab::{EXT_V4, EXT_V6, Lab, NETNS_PREFIX, NODE_IF, NODE_V4, Netns, ping, require_root},
     reach::mac_of,
-    snapshot::{
-        Bad, CONFLICT, INVALID, NOT_FOUND, SYSTEM, Scope, check_rejected, links, snapshot_with,
-    },
+    refusal::{Bad, CONFLICT, INVALID, NOT_FOUND, SYSTEM, check_rejected},
+    snapshot::{Scope, links, snapshot_with},
 };
 use serde_json::{Value, json};
 

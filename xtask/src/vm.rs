@@ -40,7 +40,8 @@ use machine::{Outcome, WorkDir};
 pub const GUEST_SUITES: &[(&str, &[&str])] = &[
     // What the kernel offers, and every program past its verifier.
     ("features", &[]),
-    // attach-user/tests/prog_test_run.rs: the programs under BPF_PROG_TEST_RUN.
+    // attach-user/tests/prog_test_run.rs and its modules: the programs under
+    // BPF_PROG_TEST_RUN.
     ("prog_test_run", &[]),
     // Our macvlan ≡ the kernel's: bridge, vepa and private on one parent;
     // native, tc and xdp each (passthru: `vm-test -- macvlan`).
@@ -63,7 +64,7 @@ pub const GUEST_SUITES: &[(&str, &[&str])] = &[
     ("ipvlan", &["--exact", "ipvlan_and_macvlan_share_a_parent"]),
     (
         "bridge",
-        &["--exact", "ports_of_one_bridge_reach_each_other"],
+        &["--exact", "ports::ports_of_one_bridge_reach_each_other"],
     ),
     (
         "router",
@@ -121,7 +122,7 @@ pub const COMPAT_SUITES: &[(&str, &[&str])] = &[
     ),
     (
         "bridge",
-        &["--exact", "ports_of_one_bridge_reach_each_other"],
+        &["--exact", "ports::ports_of_one_bridge_reach_each_other"],
     ),
     (
         "router",

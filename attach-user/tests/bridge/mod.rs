@@ -6,19 +6,12 @@
 //! Same harness as the macvlan tests: root, bpffs, a fresh network
 //! namespace per test with real devices (floods really transmit).
 
-use crate::common::{bridge::*, frames::*, *};
+use crate::common::{bridge::*, frames::*, lab::*, outcome::*, *};
 use attach_common::{
     Direction::Rx as RX, Direction::Tx as TX, EndpointStats, FDB_F_STATIC, FdbEntry, MacAddr,
     SW_AGEING_NS, SW_F_GUARD, SW_F_IPCHK, SW_F_ISOLATED, SW_F_SPOOFCHK, Verdict,
 };
 
-const A: MacAddr = [0x02, 0, 0, 0, 0, 0x0a];
-const B: MacAddr = [0x02, 0, 0, 0, 0, 0x0b];
-const C: MacAddr = [0x02, 0, 0, 0, 0, 0x0c];
-const D: MacAddr = [0x02, 0, 0, 0, 0, 0x0d];
-const E: MacAddr = [0x02, 0, 0, 0, 0, 0x0e];
-/// A host on the wire behind the uplink.
-const OUTSIDE: MacAddr = [0x52, 0x54, 0, 0x12, 0x34, 0x56];
 /// A second MAC behind a port whose MAC is not enforced.
 const M: MacAddr = [0x02, 0, 0, 0, 0, 0x4d];
 
@@ -32,10 +25,6 @@ fn udp(dst: MacAddr, src: MacAddr) -> Vec<u8> {
 
 fn bcast(src: MacAddr) -> Vec<u8> {
     arp_request(src, ip4(1), ip4(99))
-}
-
-fn len(f: &[u8]) -> u64 {
-    f.len() as u64
 }
 
 fn flooded(n: u64, copies: u64) -> EndpointStats {

@@ -8,7 +8,12 @@ use attach_common::{
     Endpoint, FdbEntry, FdbKey, MacAddr, SW_AGEING_NS, SW_F_UPLINK, SwPort, Switch,
 };
 
-use super::{Lab, Outcome, Parent, PinGuard, fmt_mac, ifindex, ip_batch, pin_dir};
+use super::{
+    PinGuard, fmt_mac, ifindex, ip_batch,
+    lab::{Lab, Parent},
+    outcome::Outcome,
+    pin_dir, veth,
+};
 
 /// The uplink's own MAC.
 pub const UPLINK_MAC: MacAddr = [0x02, 0xaa, 0, 0, 0, 0x75];
@@ -72,17 +77,7 @@ impl SwitchScenario {
             let path = format!("/proc/sys/net/ipv6/conf/{knob}/disable_ipv6");
             std::fs::write(&path, "1").unwrap_or_else(|e| panic!("{path}: {e}"));
         }
-        let mut cmds = vec![
-            format!(
-                "link add u0 address {} type veth peer name u0peer",
-                fmt_mac(&UPLINK_MAC)
-            ),
-            "link set u0 up".into(),
-            "link set u0peer up".into(),
-            "link add x0 type veth peer name x0peer".into(),
-            "link set x0 up".into(),
-            "link set x0peer up".into(),
-        ];
+        let mut cmds = [veth("u0", Some(&UPLINK_MAC)), veth("x0", None)].concat();
         for (j, p) in self.ports.iter().enumerate() {
             let n = j + 1;
             cmds.push(format!(
@@ -173,14 +168,8 @@ impl SwitchScenario {
                 flags: p.flags,
             })
             .collect::<Vec<_>>();
-        Lab {
-            dp,
-            _pins: pins,
-            up: vec![true; eps.len()],
-            parents: vec![up],
-            eps,
-            stray: ifindex("x0"),
-        }
+        let all_up = vec![true; eps.len()];
+        Lab::new(dp, pins, vec![up], eps, all_up)
     }
 }
 

@@ -3,6 +3,15 @@
 use attach_common::MacAddr;
 
 pub const BROADCAST: MacAddr = [0xff; 6];
+
+// Endpoint MACs the suites share.
+pub const A: MacAddr = [0x02, 0, 0, 0, 0, 0x0a];
+pub const B: MacAddr = [0x02, 0, 0, 0, 0, 0x0b];
+pub const C: MacAddr = [0x02, 0, 0, 0, 0, 0x0c];
+pub const D: MacAddr = [0x02, 0, 0, 0, 0, 0x0d];
+pub const E: MacAddr = [0x02, 0, 0, 0, 0, 0x0e];
+/// A host on the wire, not an endpoint.
+pub const OUTSIDE: MacAddr = [0x52, 0x54, 0, 0x12, 0x34, 0x56];
 pub const ETH_P_IP: u16 = 0x0800;
 pub const ETH_P_ARP: u16 = 0x0806;
 pub const ETH_P_8021Q: u16 = 0x8100;
@@ -46,6 +55,16 @@ fn csum_fold(mut sum: u32) -> u16 {
         sum = (sum & 0xffff) + (sum >> 16);
     }
     !(sum as u16)
+}
+
+/// The ICMPv6 checksum of `msg` (its checksum field zero) from `sip` to
+/// `dip`: over the IPv6 pseudo-header, then the message.
+fn icmpv6_csum(sip: &[u8; 16], dip: &[u8; 16], msg: &[u8]) -> u16 {
+    let mut sum = csum_add(0, sip);
+    sum = csum_add(sum, dip);
+    sum = csum_add(sum, &(msg.len() as u32).to_be_bytes());
+    sum = csum_add(sum, &[0, 0, 0, 58]);
+    csum_fold(csum_add(sum, msg))
 }
 
 fn csum_add(mut sum: u32, data: &[u8]) -> u32 {
@@ -168,12 +187,7 @@ pub fn ipv6_icmpv6(
     let mut icmp = vec![icmp_type, 0, 0, 0, 0, 0, 0, 0];
     icmp.extend_from_slice(body);
     let len = icmp.len() as u32;
-    let mut sum = csum_add(0, &sip);
-    sum = csum_add(sum, &dip);
-    sum = csum_add(sum, &len.to_be_bytes());
-    sum = csum_add(sum, &[0, 0, 0, 58]);
-    sum = csum_add(sum, &icmp);
-    let c = csum_fold(sum);
+    let c = icmpv6_csum(&sip, &dip, &icmp);
     icmp[2..4].copy_from_slice(&c.to_be_bytes());
     let mut ip = vec![0x60, 0, 0, 0];
     ip.extend_from_slice(&(len as u16).to_be_bytes());
@@ -258,4 +272,54 @@ pub fn ipv4_udp_ttl(dst: MacAddr, src: MacAddr, sip: [u8; 4], dip: [u8; 4], ttl:
     let c = csum_fold(csum_add(0, &f[14..34]));
     f[14 + 10..14 + 12].copy_from_slice(&c.to_be_bytes());
     f
+}
+
+/// A frame's length, as the counters count it.
+pub fn len(f: &[u8]) -> u64 {
+    f.len() as u64
+}
+
+/// A neighbour solicitation for `target` from `sip` (source link-layer
+/// option: `src`), to the solicited-node group; `::` source: DAD, no option.
+pub fn ns(src: MacAddr, sip: [u8; 16], target: [u8; 16]) -> Vec<u8> {
+    let mut group = [0u8; 16];
+    group[0] = 0xff;
+    group[1] = 2;
+    group[11] = 1;
+    group[12] = 0xff;
+    group[13..].copy_from_slice(&target[13..]);
+    let mut body = target.to_vec();
+    if sip != [0; 16] {
+        body.extend_from_slice(&[1, 1]);
+        body.extend_from_slice(&src);
+    }
+    ipv6_icmpv6(ipv6_multicast_mac(group), src, sip, group, 135, &body)
+}
+
+/// [`ipv6_icmpv6`] with the first byte after the checksum set.
+pub fn ipv6_icmpv6_with_flags(
+    dst: MacAddr,
+    src: MacAddr,
+    sip: [u8; 16],
+    dip: [u8; 16],
+    ty: u8,
+    flags: u8,
+    body: &[u8],
+) -> Vec<u8> {
+    // Sum the message with the flag byte in place: build it with the flag
+    // as the first body byte, then drop the 4 zero bytes the builder adds.
+    let mut b = vec![flags, 0, 0, 0];
+    b.extend_from_slice(body);
+    let f = ipv6_icmpv6(dst, src, sip, dip, ty, &b);
+    // f = eth(14) ip6(40) [type code csum 0 0 0 0] [flags 0 0 0 body]
+    let mut out = f[..54 + 4].to_vec();
+    out.extend_from_slice(&f[54 + 8..]);
+    // Fix the payload length (4 bytes fewer) and the checksum.
+    let plen = (out.len() - 54) as u16;
+    out[18..20].copy_from_slice(&plen.to_be_bytes());
+    out[56] = 0;
+    out[57] = 0;
+    let c = icmpv6_csum(&sip, &dip, &out[54..]);
+    out[56..58].copy_from_slice(&c.to_be_bytes());
+    out
 }

@@ -10,7 +10,10 @@ use attach::datapath::{Datapath, PROG_IPVL_RX, PROG_IPVL_TX};
 use attach_common::{Endpoint, IPVL_ROUTE_TABLE, IpvlanParent, MacAddr};
 
 use super::{
-    Lab, Outcome, Parent, PinGuard, fmt_mac, ifindex, ip_batch, parent_mac, pin_dir, run_with_input,
+    PinGuard, fmt_mac, ifindex, ip_batch,
+    lab::{Lab, Parent},
+    outcome::Outcome,
+    parent_mac, pin_dir, run_with_input, veth,
 };
 
 /// The node's addresses on the parent.
@@ -60,19 +63,9 @@ impl IpvlanScenario {
             std::fs::write(&path, "1").unwrap_or_else(|e| panic!("{path}: {e}"));
         }
         let pmac = parent_mac(0);
-        let mut cmds = vec![
-            // IPv6 routing wants the loopback device up.
-            "link set lo up".into(),
-            format!(
-                "link add p0 address {} type veth peer name p0peer",
-                fmt_mac(&pmac)
-            ),
-            "link set p0 up".into(),
-            "link set p0peer up".into(),
-            "link add x0 type veth peer name x0peer".into(),
-            "link set x0 up".into(),
-            "link set x0peer up".into(),
-        ];
+        // IPv6 routing wants the loopback device up.
+        let mut cmds = vec!["link set lo up".to_owned()];
+        cmds.extend([veth("p0", Some(&pmac)), veth("x0", None)].concat());
         for (j, (_, up)) in self.eps.iter().enumerate() {
             let n = j + 1;
             cmds.push(format!(
@@ -164,14 +157,13 @@ impl IpvlanScenario {
             },
         )
         .expect("put_ipvlan_parent");
-        Lab {
+        Lab::new(
             dp,
-            _pins: pins,
-            up: self.eps.iter().map(|e| e.1).collect(),
-            parents: vec![p],
+            pins,
+            vec![p],
             eps,
-            stray: ifindex("x0"),
-        }
+            self.eps.iter().map(|e| e.1).collect(),
+        )
     }
 }
 

@@ -13,7 +13,12 @@ use attach_common::{
     NEST_F_KEEP_TAG, NestKey, NestedEp, ParentCfg,
 };
 
-use super::{Lab, Outcome, Parent, PinGuard, fmt_mac, ifindex, ip_batch, parent_mac, pin_dir};
+use super::{
+    PinGuard, fmt_mac, ifindex, ip_batch,
+    lab::{Lab, Parent},
+    outcome::Outcome,
+    parent_mac, pin_dir, veth,
+};
 
 fn quiet() {
     // No IPv6 on the new devices: their own solicitations would add frames
@@ -44,17 +49,7 @@ impl VmScenario {
     pub fn build(self) -> Lab {
         quiet();
         let pmac = parent_mac(0);
-        let mut cmds = vec![
-            format!(
-                "link add p0 address {} type veth peer name p0peer",
-                fmt_mac(&pmac)
-            ),
-            "link set p0 up".into(),
-            "link set p0peer up".into(),
-            "link add x0 type veth peer name x0peer".into(),
-            "link set x0 up".into(),
-            "link set x0peer up".into(),
-        ];
+        let mut cmds = [veth("p0", Some(&pmac)), veth("x0", None)].concat();
         for (j, (mac, _, _)) in self.eps.iter().enumerate() {
             let n = j + 1;
             cmds.push(format!(
@@ -102,14 +97,8 @@ impl VmScenario {
             .expect("put_nest_vlan");
             eps.push(ep);
         }
-        Lab {
-            dp,
-            _pins: pins,
-            up: vec![true; eps.len()],
-            parents: vec![p],
-            eps,
-            stray: ifindex("x0"),
-        }
+        let up = vec![true; eps.len()];
+        Lab::new(dp, pins, vec![p], eps, up)
     }
 }
 
@@ -144,20 +133,7 @@ impl HostScenario {
     pub fn build(self) -> Lab {
         quiet();
         let pmac = parent_mac(0);
-        let mut cmds = vec![
-            format!(
-                "link add p0 address {} type veth peer name p0peer",
-                fmt_mac(&pmac)
-            ),
-            "link set p0 up".into(),
-            "link set p0peer up".into(),
-            "link add t0 type veth peer name t0peer".into(),
-            "link set t0 up".into(),
-            "link set t0peer up".into(),
-            "link add x0 type veth peer name x0peer".into(),
-            "link set x0 up".into(),
-            "link set x0peer up".into(),
-        ];
+        let mut cmds = [veth("p0", Some(&pmac)), veth("t0", None), veth("x0", None)].concat();
         for (j, e) in self.eps.iter().enumerate() {
             if let HostEp::Veth(mac) = e {
                 let n = j + 1;
@@ -238,14 +214,8 @@ impl HostScenario {
             },
         )
         .expect("put_parent");
-        Lab {
-            dp,
-            _pins: pins,
-            up: vec![true; eps.len()],
-            parents: vec![p],
-            eps,
-            stray: ifindex("x0"),
-        }
+        let up = vec![true; eps.len()];
+        Lab::new(dp, pins, vec![p], eps, up)
     }
 }
 

@@ -9,7 +9,12 @@ use std::net::IpAddr;
 use attach::datapath::{Datapath, PROG_RT_IN, PROG_RT_TX};
 use attach_common::{EP_F_IPCHK, EP_F_SPOOFCHK, Endpoint, MacAddr, RouterPort};
 
-use super::{Lab, Outcome, Parent, PinGuard, fmt_mac, ifindex, ip_batch, parent_mac, pin_dir};
+use super::{
+    PinGuard, fmt_mac, ifindex, ip_batch,
+    lab::{Lab, Parent},
+    outcome::Outcome,
+    parent_mac, pin_dir, veth,
+};
 
 pub const EXT_MAC: MacAddr = [0x52, 0x54, 0, 0x12, 0x34, 0x56];
 
@@ -49,18 +54,8 @@ impl RouterScenario {
             std::fs::write(&path, v).unwrap_or_else(|e| panic!("{path}: {e}"));
         }
         let pmac = parent_mac(0);
-        let mut cmds = vec![
-            "link set lo up".into(),
-            format!(
-                "link add p0 address {} type veth peer name p0peer",
-                fmt_mac(&pmac)
-            ),
-            "link set p0 up".into(),
-            "link set p0peer up".into(),
-            "link add x0 type veth peer name x0peer".into(),
-            "link set x0 up".into(),
-            "link set x0peer up".into(),
-        ];
+        let mut cmds = vec!["link set lo up".to_owned()];
+        cmds.extend([veth("p0", Some(&pmac)), veth("x0", None)].concat());
         for j in 0..self.eps.len() {
             let n = j + 1;
             cmds.push(format!(
@@ -126,14 +121,8 @@ impl RouterScenario {
             dp.put_endpoint_ips(ep.host_ifindex, ips)
                 .expect("put_endpoint_ips");
         }
-        Lab {
-            dp,
-            _pins: pins,
-            up: vec![true; eps.len()],
-            parents: vec![p],
-            eps,
-            stray: ifindex("x0"),
-        }
+        let up = vec![true; eps.len()];
+        Lab::new(dp, pins, vec![p], eps, up)
     }
 }
 

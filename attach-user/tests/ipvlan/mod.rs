@@ -5,13 +5,12 @@
 //! Same harness as the macvlan tests: root, bpffs, a fresh network
 //! namespace per test with real devices, routes and neighbours.
 
-use crate::common::{frames::*, ipvlan::*, *};
+use crate::common::{frames::*, ipvlan::*, lab::*, outcome::*, *};
 use attach_common::{
     DATAPATH_MARK, Direction::Rx as RX, Direction::Tx as TX, EndpointStats, IPVL_F_PRIVATE,
     IPVL_F_VEPA, IPVL_MODE_L2, IPVL_MODE_L3, IPVL_MODE_L3S, MacAddr, Verdict,
 };
 
-const OUTSIDE: MacAddr = [0x52, 0x54, 0, 0x12, 0x34, 0x56];
 const OTHER: MacAddr = [0x02, 0, 0, 0, 0, 0x0b];
 
 fn v4(last: u8) -> [u8; 4] {
@@ -24,10 +23,6 @@ fn v6(last: u8) -> [u8; 16] {
         .parse::<std::net::Ipv6Addr>()
         .unwrap()
         .octets()
-}
-
-fn len(f: &[u8]) -> u64 {
-    f.len() as u64
 }
 
 /// Two endpoints, 10.77.0.11/fd77::11 and 10.77.0.12/fd77::12.
@@ -44,23 +39,6 @@ fn udp4(dst: MacAddr, src: MacAddr, sip: [u8; 4], dip: [u8; 4]) -> Vec<u8> {
 
 fn ping6(dst: MacAddr, src: MacAddr, sip: [u8; 16], dip: [u8; 16]) -> Vec<u8> {
     ipv6_icmpv6(dst, src, sip, dip, 128, b"ping")
-}
-
-/// A neighbour solicitation for `target` from `sip` (source link-layer
-/// option: `src`), to the solicited-node group; `::` source: DAD, no option.
-pub(crate) fn ns(src: MacAddr, sip: [u8; 16], target: [u8; 16]) -> Vec<u8> {
-    let mut group = [0u8; 16];
-    group[0] = 0xff;
-    group[1] = 2;
-    group[11] = 1;
-    group[12] = 0xff;
-    group[13..].copy_from_slice(&target[13..]);
-    let mut body = target.to_vec();
-    if sip != [0; 16] {
-        body.extend_from_slice(&[1, 1]);
-        body.extend_from_slice(&src);
-    }
-    ipv6_icmpv6(ipv6_multicast_mac(group), src, sip, group, 135, &body)
 }
 
 // ---------------------------------------------------------------------------
@@ -325,52 +303,6 @@ fn rx_l3_neighbour_solicitations_are_answered() {
         let want = ipv6_icmpv6_with_flags(OUTSIDE, pm, v6(11), v6(1), 136, 0x60, &body);
         assert_eq!(na, want, "the advertisement");
     });
-}
-
-/// `frames::ipv6_icmpv6` with the first byte after the checksum set.
-pub(crate) fn ipv6_icmpv6_with_flags(
-    dst: MacAddr,
-    src: MacAddr,
-    sip: [u8; 16],
-    dip: [u8; 16],
-    ty: u8,
-    flags: u8,
-    body: &[u8],
-) -> Vec<u8> {
-    // Sum the message with the flag byte in place: build it with the flag
-    // as the first body byte, then drop the 4 zero bytes the builder adds.
-    let mut b = vec![flags, 0, 0, 0];
-    b.extend_from_slice(body);
-    let f = ipv6_icmpv6(dst, src, sip, dip, ty, &b);
-    // f = eth(14) ip6(40) [type code csum 0 0 0 0] [flags 0 0 0 body]
-    let mut out = f[..54 + 4].to_vec();
-    out.extend_from_slice(&f[54 + 8..]);
-    // Fix the payload length (4 bytes fewer) and the checksum.
-    let plen = (out.len() - 54) as u16;
-    out[18..20].copy_from_slice(&plen.to_be_bytes());
-    out[56] = 0;
-    out[57] = 0;
-    let c = icmpv6_csum(&sip, &dip, &out[54..]);
-    out[56..58].copy_from_slice(&c.to_be_bytes());
-    out
-}
-
-fn icmpv6_csum(src: &[u8; 16], dst: &[u8; 16], msg: &[u8]) -> u16 {
-    let mut sum: u32 = 0;
-    let mut add = |b: &[u8]| {
-        for c in b.chunks(2) {
-            sum += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
-        }
-    };
-    add(src);
-    add(dst);
-    add(&(msg.len() as u32).to_be_bytes());
-    add(&[0, 0, 0, 58]);
-    add(msg);
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
 }
 
 // ---------------------------------------------------------------------------

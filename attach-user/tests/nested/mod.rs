@@ -9,23 +9,17 @@
 //! packet; the programs read both forms. The namespace tests check the
 //! tags on the wire with tcpdump.
 
-use crate::common::{frames::*, nested::*, *};
+use crate::common::{frames::*, lab::*, nested::*, outcome::*, *};
 use attach_common::{
     DATAPATH_MARK, Direction::Rx as RX, Direction::Tx as TX, EndpointStats, MacAddr, Verdict,
 };
 
-const A: MacAddr = [0x02, 0, 0, 0, 0, 0x0a];
 const N1: MacAddr = [0x02, 0, 0, 0, 1, 0];
 const N2: MacAddr = [0x02, 0, 0, 0, 2, 0];
 const N3: MacAddr = [0x02, 0, 0, 0, 3, 0];
-const OUTSIDE: MacAddr = [0x52, 0x54, 0, 0x12, 0x34, 0x56];
 
 fn udp(dst: MacAddr, src: MacAddr) -> Vec<u8> {
     ipv4_udp(dst, src, [10, 77, 0, 31], [10, 77, 0, 1], 7, b"nested")
-}
-
-fn len(f: &[u8]) -> u64 {
-    f.len() as u64
 }
 
 fn dropped_rx() -> EndpointStats {

@@ -2,10 +2,7 @@
 //! answers byte for byte, forwarding decisions by the node's tables (set up
 //! in the test's namespace), TTL / hop limit and checksum.
 
-use crate::{
-    common::{frames::*, router::*, *},
-    ipvlan::{ipv6_icmpv6_with_flags, ns},
-};
+use crate::common::{frames::*, lab::*, outcome::*, router::*, *};
 use attach_common::{Direction::Rx as RX, Direction::Tx as TX, MacAddr, Verdict};
 
 const GW4: [u8; 4] = [169, 254, 1, 1];
@@ -19,10 +16,6 @@ fn v4(last: u8) -> [u8; 4] {
 
 fn v6(s: &str) -> [u8; 16] {
     s.parse::<std::net::Ipv6Addr>().unwrap().octets()
-}
-
-fn len(f: &[u8]) -> u64 {
-    f.len() as u64
 }
 
 /// Two endpoints: 10.88.0.11/fd88::11 and 10.88.0.12/fd88::12.

@@ -1,0 +1,217 @@
+//! `attach_tx`'s guard of the endpoint's neighbour, router and DHCP
+//! messages: forged ones dropped, its own and the allowed ones passed.
+
+use attach_common::{
+    Direction::Tx as TX, EP_F_DHCP_SERVER, EP_F_IPCHK, EP_F_ROUTER, EP_F_SPOOFCHK, MODE_BRIDGE,
+    MacAddr, Verdict,
+};
+
+use super::*;
+use crate::common::{outcome::*, scenario::*, *};
+
+fn a_link_local() -> [u8; 16] {
+    let mut a = [0u8; 16];
+    a[0] = 0xfe;
+    a[1] = 0x80;
+    a[8] = A[0] ^ 2;
+    a[9] = A[1];
+    a[10] = A[2];
+    a[11] = 0xff;
+    a[12] = 0xfe;
+    a[13..].copy_from_slice(&A[3..]);
+    a
+}
+
+/// The body of a neighbour advertisement (after its flags) for `target`
+/// with a target link-layer option carrying `mac`.
+fn na_body(target: [u8; 16], mac: MacAddr) -> Vec<u8> {
+    let mut b = target.to_vec();
+    b.extend_from_slice(&[2, 1]);
+    b.extend_from_slice(&mac);
+    b
+}
+
+/// The body of a neighbour solicitation for `target` with a source
+/// link-layer option carrying `mac`.
+fn ns_body(target: [u8; 16], mac: MacAddr) -> Vec<u8> {
+    let mut b = target.to_vec();
+    b.extend_from_slice(&[1, 1]);
+    b.extend_from_slice(&mac);
+    b
+}
+
+/// A router advertisement's body (after its first 4 bytes): reachable and
+/// retransmit timers, then a source link-layer option with `mac`.
+fn ra_body(mac: MacAddr) -> Vec<u8> {
+    let mut b = vec![0; 8];
+    b.extend_from_slice(&[1, 1]);
+    b.extend_from_slice(&mac);
+    b
+}
+
+#[test]
+fn tx_forged_neighbour_router_and_dhcp_messages_are_dropped() {
+    in_netns(|| {
+        let mut lab = ipchk_lab();
+        for (what, f, why) in [
+            (
+                "ARP reply with its own address but another sender MAC",
+                arp_from(2, A, UNKNOWN, ip4(1), ip4(2)),
+                Verdict::DropSpoofedArp,
+            ),
+            (
+                "ARP request with another sender MAC",
+                arp_from(1, A, B, ip4(1), ip4(2)),
+                Verdict::DropSpoofedArp,
+            ),
+            (
+                "unsolicited NA for another host's address",
+                ipv6_icmpv6(B, A, v6(1), ALL_NODES, 136, &na_body(v6(9), A)),
+                Verdict::DropSpoofedNd,
+            ),
+            (
+                "NA for a link-local that is not its own",
+                ipv6_icmpv6(B, A, a_link_local(), ALL_NODES, 136, &na_body(ll6(7), A)),
+                Verdict::DropSpoofedNd,
+            ),
+            (
+                "NA for its own address with another MAC as target link-layer address",
+                ipv6_icmpv6(B, A, v6(1), ALL_NODES, 136, &na_body(v6(1), UNKNOWN)),
+                Verdict::DropSpoofedNd,
+            ),
+            (
+                "NS with another MAC as source link-layer address",
+                ipv6_icmpv6(B, A, v6(1), v6(2), 135, &ns_body(v6(2), UNKNOWN)),
+                Verdict::DropSpoofedNd,
+            ),
+            (
+                "router advertisement",
+                ipv6_icmpv6(B, A, a_link_local(), ALL_NODES, 134, &ra_body(A)),
+                Verdict::DropRogueRouter,
+            ),
+            (
+                "router advertisement behind a destination-options header",
+                with_dest_opts(&ipv6_icmpv6(
+                    B,
+                    A,
+                    a_link_local(),
+                    ALL_NODES,
+                    134,
+                    &ra_body(A),
+                )),
+                Verdict::DropRogueRouter,
+            ),
+            (
+                "redirect",
+                ipv6_icmpv6(B, A, a_link_local(), v6(2), 137, &[0; 32]),
+                Verdict::DropRogueRouter,
+            ),
+            (
+                "DHCP server reply",
+                ipv4_udp_ports(B, A, (ip4(1), 67), ([255; 4], 68), b"offer"),
+                Verdict::DropRogueDhcp,
+            ),
+            (
+                "DHCPv6 server reply",
+                ipv6_udp(B, A, (a_link_local(), 547), (ll6(2), 546), b"advertise"),
+                Verdict::DropRogueDhcp,
+            ),
+        ] {
+            let o = lab.tx(0, &f);
+            assert_eq!(o.ret, TC_ACT_SHOT, "{what}: passed");
+            o.verdicts(&[(TX, why, 1)]).only(&[(0, tx_dropped())]);
+        }
+    });
+}
+
+#[test]
+fn tx_own_neighbour_messages_and_dhcp_clients_pass() {
+    in_netns(|| {
+        let mut lab = ipchk_lab();
+        for (what, f) in [
+            ("ARP reply from itself", arp_from(2, A, A, ip4(1), ip4(2))),
+            (
+                "NA for its own address",
+                ipv6_icmpv6(B, A, v6(1), v6(2), 136, &na_body(v6(1), A)),
+            ),
+            (
+                "NA for its own link-local",
+                ipv6_icmpv6(
+                    B,
+                    A,
+                    a_link_local(),
+                    ALL_NODES,
+                    136,
+                    &na_body(a_link_local(), A),
+                ),
+            ),
+            (
+                "NS with its own source link-layer address",
+                ipv6_icmpv6(B, A, v6(1), v6(2), 135, &ns_body(v6(2), A)),
+            ),
+            (
+                "router solicitation",
+                ipv6_icmpv6(
+                    B,
+                    A,
+                    a_link_local(),
+                    ALL_NODES,
+                    133,
+                    &[1, 1, A[0], A[1], A[2], A[3], A[4], A[5]],
+                ),
+            ),
+            (
+                "DHCP client request",
+                ipv4_udp_ports(B, A, ([0; 4], 68), ([255; 4], 67), b"discover"),
+            ),
+            (
+                "DHCPv6 client solicit",
+                ipv6_udp(B, A, (a_link_local(), 546), (ll6(2), 547), b"solicit"),
+            ),
+        ] {
+            let o = lab.tx(0, &f);
+            assert_ne!(o.ret, TC_ACT_SHOT, "{what} was dropped");
+        }
+    });
+}
+
+#[test]
+fn tx_router_and_dhcp_server_messages_pass_where_allowed() {
+    in_netns(|| {
+        let mut lab = Scenario::new()
+            .parent()
+            .endpoint_with(
+                MODE_BRIDGE,
+                A,
+                EP_F_SPOOFCHK | EP_F_IPCHK | EP_F_ROUTER | EP_F_DHCP_SERVER,
+            )
+            .endpoint(MODE_BRIDGE, B)
+            .build();
+        let h = lab.eps[0].host_ifindex;
+        let own: [std::net::IpAddr; 1] = ["10.0.0.1".parse().unwrap()];
+        lab.dp.put_endpoint_ips(h, &own).unwrap();
+        for (what, f) in [
+            (
+                "router advertisement",
+                ipv6_icmpv6(B, A, a_link_local(), ALL_NODES, 134, &ra_body(A)),
+            ),
+            (
+                "DHCP server reply",
+                ipv4_udp_ports(B, A, (ip4(1), 67), ([255; 4], 68), b"offer"),
+            ),
+            (
+                "DHCPv6 server reply",
+                ipv6_udp(B, A, (a_link_local(), 547), (ll6(2), 546), b"advertise"),
+            ),
+        ] {
+            let o = lab.tx(0, &f);
+            assert_ne!(o.ret, TC_ACT_SHOT, "{what} was dropped");
+        }
+        // The router's advertisement must still carry its own MAC.
+        let f = ipv6_icmpv6(B, A, a_link_local(), ALL_NODES, 134, &ra_body(UNKNOWN));
+        lab.tx(0, &f)
+            .ret(TC_ACT_SHOT)
+            .verdicts(&[(TX, Verdict::DropSpoofedNd, 1)])
+            .only(&[(0, tx_dropped())]);
+    });
+}
