@@ -9,6 +9,7 @@ pub mod agent;
 pub mod announce;
 pub mod bench;
 pub mod capabilities;
+pub mod conflict;
 pub mod cli;
 pub mod cni;
 pub mod container;
