@@ -4,8 +4,7 @@
 
 use attach_common::RouterPort;
 use aya_ebpf::{
-    EbpfContext,
-    bindings::{__sk_buff, TC_ACT_REDIRECT},
+    bindings::{TC_ACT_REDIRECT},
     programs::TcContext,
 };
 
@@ -192,12 +191,4 @@ pub fn forward(ctx: &TcContext, eth: &EthHdr, ifindex: u32, to_others: bool) -> 
         Some(d) => Fwd::Endpoint(d.ep.id),
         None => Fwd::Routed,
     }
-}
-
-/// `__sk_buff` fields the router programs read.
-#[inline(always)]
-pub fn skb_fields(ctx: &TcContext) -> (u32, u32, u32) {
-    let skb = ctx.as_ptr() as *mut __sk_buff;
-    // SAFETY: the context is a valid __sk_buff.
-    unsafe { ((*skb).mark, (*skb).ifindex, (*skb).pkt_type) }
 }

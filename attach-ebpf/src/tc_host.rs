@@ -6,8 +6,7 @@ use attach_common::{
     DATAPATH_MARK, Direction::Host as DIR, EP_F_HOST_ACCESS, EP_F_NESTED, Verdict,
 };
 use aya_ebpf::{
-    EbpfContext,
-    bindings::{__sk_buff, TC_ACT_UNSPEC},
+    bindings::{TC_ACT_UNSPEC},
     helpers::bpf_redirect,
     programs::TcContext,
 };
@@ -19,12 +18,11 @@ use crate::{
     macvlan,
     maps::PARENTS,
     nested, stats,
+    skb,
 };
 
 pub fn run(ctx: &TcContext) -> i32 {
-    let skb = ctx.as_ptr() as *mut __sk_buff;
-    // SAFETY: the context is a valid __sk_buff.
-    let (mark, ifindex) = unsafe { ((*skb).mark, (*skb).ifindex) };
+    let (mark, ifindex) = skb::mark_ifindex(ctx);
     if mark == DATAPATH_MARK {
         // An endpoint's frame on its way out: already switched.
         ctx.set_mark(0);

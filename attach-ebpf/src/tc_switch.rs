@@ -16,29 +16,27 @@
 
 use attach_common::{
     Direction::{Rx, Tx},
-    SW_F_IPCHK, SW_F_ISOLATED, SW_F_SPOOFCHK, SW_F_UPLINK, SwPort, Verdict,
+    SW_F_ISOLATED, SW_F_UPLINK, SwPort, Verdict,
 };
 use aya_ebpf::{
-    EbpfContext,
     bindings::{__sk_buff, TC_ACT_REDIRECT, TC_ACT_SHOT, TC_ACT_UNSPEC},
     helpers::{bpf_redirect, bpf_skb_vlan_pop, bpf_skb_vlan_push},
     programs::TcContext,
 };
 
 use crate::{
-    admit::drop,
+    admit::{admit, drop},
     eth::{self, EthHdr, mac_eq},
     events::{NO_ENDPOINT, Pkt, report},
     maps::{SW_PORTS, SWITCHES},
     proto::{ETH_P_8021AD, ETH_P_8021Q},
-    spoof, stats,
+    skb, stats,
     switch::{self, Source, flood, learn, lookup, may_reach},
 };
 
 pub fn run(ctx: &TcContext) -> i32 {
-    let skb = ctx.as_ptr() as *mut __sk_buff;
-    // SAFETY: the context is a valid __sk_buff.
-    let ifindex = unsafe { (*skb).ifindex };
+    let skb = skb::raw(ctx);
+    let ifindex = skb::ifindex(ctx);
     // SAFETY: copied out at once.
     let Some(port) = (unsafe { SW_PORTS.get(&ifindex) }).copied() else {
         stats::verdict(Tx, Verdict::NotOurs);
@@ -60,36 +58,19 @@ fn tagged(skb: *mut __sk_buff, eth: &EthHdr) -> bool {
     meta || eth.proto == ETH_P_8021Q.to_be() || eth.proto == ETH_P_8021AD.to_be()
 }
 
-/// The source checks of a port (`SW_F_SPOOFCHK`, `SW_F_IPCHK`, with what
-/// it allows); the drop reason when the frame fails them.
-#[inline(always)]
-pub fn source_check(ctx: &TcContext, port: &SwPort, eth: &EthHdr) -> Result<(), Verdict> {
-    let guard = spoof::Guard {
-        mac: port.mac,
-        owner: port.ifindex,
-        flags: (port.flags & (SW_F_SPOOFCHK | SW_F_IPCHK)) | port.allow,
-    };
-    spoof::check(ctx, &guard, eth)
-}
-
 /// What a container sends.
 #[inline(always)]
 fn from_port(ctx: &TcContext, skb: *mut __sk_buff, port: &SwPort) -> i32 {
-    let Some(eth) = eth::read_tc(ctx) else {
-        stats::verdict(Tx, Verdict::DropParse);
-        stats::tx_dropped(port.id);
-        return TC_ACT_SHOT as i32;
+    let (eth, len) = match admit(ctx, port.ifindex, port) {
+        Ok(f) => f,
+        Err(ret) => return ret,
     };
-    let len = ctx.len();
     let pkt = Pkt {
         ifindex: port.ifindex,
         endpoint: port.id,
         len,
         eth: &eth,
     };
-    if let Err(why) = source_check(ctx, port, &eth) {
-        return drop(&pkt, why);
-    }
     if port.vlan != 0 && tagged(skb, &eth) {
         // An access port carries its VLAN untagged only.
         return drop(&pkt, Verdict::DropVlan);
