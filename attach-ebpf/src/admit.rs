@@ -4,12 +4,14 @@
 //! dropped here, reported and counted on the port's endpoint; a device
 //! that is no port of the hook's kind is passed on, counted `NotOurs`.
 //!
-//! Shared by `attach_tx`, `attach_nest_tx`, `attach_nest_tap`,
-//! `attach_rt_tx`, `attach_sw` and `attach_br_guard`.
+//! [`sent`] is the prologue of `attach_tx`, `attach_nest_tx`, `attach_rt_tx`
+//! and `attach_br_guard`; `attach_nest_tap` admits with [`admit`] once its
+//! tags are off, and the switch checks its ports by the same [`Port`]
+//! guard.
 
 use attach_common::{
-    Direction::Tx as DIR, Endpoint, NEST_F_HOST, NestedEp, RouterPort, SW_F_IPCHK, SW_F_SPOOFCHK, SwPort,
-    Verdict,
+    Direction::Tx as DIR, Endpoint, NEST_F_HOST, NestedEp, RouterPort, SW_F_IPCHK, SW_F_SPOOFCHK,
+    SwPort, Verdict,
 };
 use aya_ebpf::{
     bindings::{TC_ACT_SHOT, TC_ACT_UNSPEC},

@@ -14,7 +14,6 @@ mod ipvlan;
 mod kernel;
 mod l3;
 mod macvlan;
-mod xmit;
 mod maps;
 mod neigh;
 mod nested;
@@ -37,6 +36,7 @@ mod tc_rx;
 mod tc_switch;
 mod tc_tx;
 mod xdp_rx;
+mod xmit;
 
 use aya_ebpf::{
     macros::{cgroup_skb, classifier, xdp},

@@ -3,10 +3,7 @@
 //! limit decremented as a router does.
 
 use attach_common::RouterPort;
-use aya_ebpf::{
-    bindings::{TC_ACT_REDIRECT},
-    programs::TcContext,
-};
+use aya_ebpf::{bindings::TC_ACT_REDIRECT, programs::TcContext};
 
 use crate::{
     eth::{ETH_HLEN, EthHdr},

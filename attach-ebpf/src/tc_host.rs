@@ -5,11 +5,7 @@
 use attach_common::{
     DATAPATH_MARK, Direction::Host as DIR, EP_F_HOST_ACCESS, EP_F_NESTED, Verdict,
 };
-use aya_ebpf::{
-    bindings::{TC_ACT_UNSPEC},
-    helpers::bpf_redirect,
-    programs::TcContext,
-};
+use aya_ebpf::{bindings::TC_ACT_UNSPEC, helpers::bpf_redirect, programs::TcContext};
 
 use crate::{
     eth,
@@ -17,8 +13,7 @@ use crate::{
     flood::{Rule, flood},
     macvlan,
     maps::PARENTS,
-    nested, stats,
-    skb,
+    nested, skb, stats,
 };
 
 pub fn run(ctx: &TcContext) -> i32 {

@@ -18,8 +18,7 @@ use crate::{
     macvlan::NO_SENDER,
     maps::{IPVL_PARENTS, PARENTS},
     proto::{ETH_P_ARP, ETH_P_IPV6},
-    stats,
-    skb,
+    skb, stats,
 };
 
 pub fn run(ctx: &TcContext) -> i32 {

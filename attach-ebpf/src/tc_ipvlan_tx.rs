@@ -20,8 +20,7 @@ use crate::{
     ipvlan::{self, Route},
     l3::l3_addr,
     maps::{IPVL_PARENTS, PORTS},
-    stats,
-    skb,
+    skb, stats,
 };
 
 pub fn run(ctx: &TcContext) -> i32 {

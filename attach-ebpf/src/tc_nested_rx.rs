@@ -12,8 +12,7 @@ use aya_ebpf::{
 use crate::{
     eth,
     events::{Pkt, report},
-    nested, stats,
-    skb,
+    nested, skb, stats,
 };
 
 pub fn run(ctx: &TcContext) -> i32 {

@@ -16,7 +16,7 @@ use crate::{
     admit::admit,
     eth,
     events::{NO_ENDPOINT, Pkt, report},
-    xmit, nested, skb, stats,
+    nested, skb, stats, xmit,
 };
 
 pub fn run(ctx: &TcContext) -> i32 {

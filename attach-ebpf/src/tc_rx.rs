@@ -13,8 +13,7 @@ use crate::{
     flood::{Rule, flood},
     macvlan::{self, Rx},
     maps::PARENTS,
-    nested, stats,
-    skb,
+    nested, skb, stats,
 };
 
 pub fn run(ctx: &TcContext) -> i32 {
