@@ -19,9 +19,6 @@ pub const MAP_NEST_IDS: &str = "attach_nest_ids";
 
 pub const NESTED_MAPS: [&str; 3] = [MAP_NEST_VLANS, MAP_NEST_PORTS, MAP_NEST_IDS];
 
-pub const ETH_P_8021Q: u16 = 0x8100;
-pub const ETH_P_8021AD: u16 = 0x88a8;
-
 /// `NestedEp::flags`: the host side keeps the 802.1Q tag towards the
 /// parent (and expects it on frames from there).
 pub const NEST_F_KEEP_TAG: u8 = 1;

@@ -19,6 +19,7 @@ mod neigh;
 mod nested;
 mod proto;
 mod router;
+mod skb;
 mod spoof;
 mod stats;
 mod switch;
@@ -35,6 +36,7 @@ mod tc_rx;
 mod tc_switch;
 mod tc_tx;
 mod xdp_rx;
+mod xmit;
 
 use aya_ebpf::{
     macros::{cgroup_skb, classifier, xdp},

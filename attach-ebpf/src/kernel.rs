@@ -7,6 +7,8 @@ use core::ffi::c_void;
 use attach_common::OPEN_WALK_MAX;
 use aya_ebpf::{bindings::__sk_buff, helpers::bpf_loop};
 
+use crate::proto::PACKET_HOST;
+
 /// Into the container behind host-side veth `host_ifindex`, from a port's
 /// (or a router's) ingress: `bpf_redirect_peer` straight into its namespace,
 /// except in the build for kernels before 5.17, where a frame so redirected
@@ -40,9 +42,6 @@ pub fn peer_into(skb: *mut __sk_buff, host_ifindex: u32) -> aya_ebpf::cty::c_lon
         aya_ebpf::helpers::bpf_redirect_peer(host_ifindex, 0)
     }
 }
-
-/// `PACKET_HOST` (linux/if_packet.h).
-const PACKET_HOST: u32 = 0;
 
 /// A walk's state, and its step: `step(i, state)`, non-zero to stop. A
 /// function of the state's type, so both ways of walking call it directly

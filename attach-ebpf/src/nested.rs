@@ -7,9 +7,7 @@
 //! outermost tag of a frame into the metadata before tc runs; a frame from
 //! BPF_PROG_TEST_RUN carries its tags in the packet. Both are read here.
 
-use attach_common::{
-    ETH_P_8021AD, ETH_P_8021Q, Endpoint, NEST_F_KEEP_TAG, NestKey, NestedEp, Verdict,
-};
+use attach_common::{Endpoint, NEST_F_KEEP_TAG, NestKey, NestedEp, Verdict};
 use aya_ebpf::{
     EbpfContext,
     bindings::__sk_buff,
@@ -17,7 +15,10 @@ use aya_ebpf::{
     programs::TcContext,
 };
 
-use crate::maps::{NEST_IDS, NEST_VLANS};
+use crate::{
+    maps::{NEST_IDS, NEST_VLANS},
+    proto::{ETH_P_8021AD, ETH_P_8021Q},
+};
 
 /// A VLAN tag: its TPID (host order; 0: no tag) and VLAN id.
 #[repr(C)]

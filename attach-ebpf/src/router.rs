@@ -3,11 +3,7 @@
 //! limit decremented as a router does.
 
 use attach_common::RouterPort;
-use aya_ebpf::{
-    EbpfContext,
-    bindings::{__sk_buff, TC_ACT_REDIRECT},
-    programs::TcContext,
-};
+use aya_ebpf::{bindings::TC_ACT_REDIRECT, programs::TcContext};
 
 use crate::{
     eth::{ETH_HLEN, EthHdr},
@@ -192,12 +188,4 @@ pub fn forward(ctx: &TcContext, eth: &EthHdr, ifindex: u32, to_others: bool) -> 
         Some(d) => Fwd::Endpoint(d.ep.id),
         None => Fwd::Routed,
     }
-}
-
-/// `__sk_buff` fields the router programs read.
-#[inline(always)]
-pub fn skb_fields(ctx: &TcContext) -> (u32, u32, u32) {
-    let skb = ctx.as_ptr() as *mut __sk_buff;
-    // SAFETY: the context is a valid __sk_buff.
-    unsafe { ((*skb).mark, (*skb).ifindex, (*skb).pkt_type) }
 }

@@ -21,8 +21,9 @@ use crate::{
     eth::{ETH_HLEN, EthHdr, mac_eq},
     maps::EP_IPS,
     proto::{
-        ETH_P_8021AD, ETH_P_8021Q, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, IPPROTO_ICMPV6, IPPROTO_UDP,
-        NDISC_NA, NDISC_NS, NDISC_RA, NDISC_REDIRECT, NDISC_RS,
+        DHCP_SERVER_PORT, DHCP6_SERVER_PORT, ETH_P_8021AD, ETH_P_8021Q, ETH_P_ARP, ETH_P_IP,
+        ETH_P_IPV6, IPPROTO_ICMPV6, IPPROTO_UDP, NDISC_NA, NDISC_NS, NDISC_RA, NDISC_REDIRECT,
+        NDISC_RS, NEXTHDR_DEST, NEXTHDR_FRAGMENT, NEXTHDR_HOP, NEXTHDR_ROUTING,
     },
 };
 
@@ -96,10 +97,6 @@ fn arp(ctx: &TcContext, g: &Guard, l3: usize) -> Result<(), Verdict> {
     Ok(())
 }
 
-/// UDP ports DHCP and DHCPv6 servers (and relays) send from.
-const DHCP_SERVER_PORT: u16 = 67;
-const DHCP6_SERVER_PORT: u16 = 547;
-
 /// IPv4: the source address; DHCP server messages.
 #[inline(always)]
 fn ipv4(ctx: &TcContext, g: &Guard, l3: usize) -> Result<(), Verdict> {
@@ -125,10 +122,6 @@ fn ipv4(ctx: &TcContext, g: &Guard, l3: usize) -> Result<(), Verdict> {
 /// IPv6 extension headers walked to find the upper layer: hop-by-hop,
 /// routing, destination options (fragments are handled by the caller).
 const IPV6_EXT_MAX: usize = 4;
-const NEXTHDR_HOP: u8 = 0;
-const NEXTHDR_ROUTING: u8 = 43;
-const NEXTHDR_FRAGMENT: u8 = 44;
-const NEXTHDR_DEST: u8 = 60;
 
 /// IPv6: the source address; neighbour discovery's link-layer options
 /// and advertised targets; router advertisements and redirects; DHCPv6

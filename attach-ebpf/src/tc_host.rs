@@ -5,12 +5,7 @@
 use attach_common::{
     DATAPATH_MARK, Direction::Host as DIR, EP_F_HOST_ACCESS, EP_F_NESTED, Verdict,
 };
-use aya_ebpf::{
-    EbpfContext,
-    bindings::{__sk_buff, TC_ACT_UNSPEC},
-    helpers::bpf_redirect,
-    programs::TcContext,
-};
+use aya_ebpf::{bindings::TC_ACT_UNSPEC, helpers::bpf_redirect, programs::TcContext};
 
 use crate::{
     eth,
@@ -18,13 +13,11 @@ use crate::{
     flood::{Rule, flood},
     macvlan,
     maps::PARENTS,
-    nested, stats,
+    nested, skb, stats,
 };
 
 pub fn run(ctx: &TcContext) -> i32 {
-    let skb = ctx.as_ptr() as *mut __sk_buff;
-    // SAFETY: the context is a valid __sk_buff.
-    let (mark, ifindex) = unsafe { ((*skb).mark, (*skb).ifindex) };
+    let (mark, ifindex) = skb::mark_ifindex(ctx);
     if mark == DATAPATH_MARK {
         // An endpoint's frame on its way out: already switched.
         ctx.set_mark(0);

@@ -5,8 +5,7 @@
 
 use attach_common::{DATAPATH_MARK, Direction::Rx as DIR, IPVL_MODE_L3S, Verdict};
 use aya_ebpf::{
-    EbpfContext,
-    bindings::{__sk_buff, BPF_F_INGRESS, TC_ACT_REDIRECT, TC_ACT_SHOT, TC_ACT_UNSPEC},
+    bindings::{BPF_F_INGRESS, TC_ACT_REDIRECT, TC_ACT_SHOT, TC_ACT_UNSPEC},
     helpers::bpf_redirect,
     programs::TcContext,
 };
@@ -19,13 +18,11 @@ use crate::{
     macvlan::NO_SENDER,
     maps::{IPVL_PARENTS, PARENTS},
     proto::{ETH_P_ARP, ETH_P_IPV6},
-    stats,
+    skb, stats,
 };
 
 pub fn run(ctx: &TcContext) -> i32 {
-    let skb = ctx.as_ptr() as *mut __sk_buff;
-    // SAFETY: the context is a valid __sk_buff.
-    let (mark, ifindex) = unsafe { ((*skb).mark, (*skb).ifindex) };
+    let (mark, ifindex) = skb::mark_ifindex(ctx);
     if mark == DATAPATH_MARK {
         // An endpoint's frame handed to the node: the macvlan program after
         // us clears the mark, or, with none on this parent, we do.
@@ -98,7 +95,7 @@ pub fn run(ctx: &TcContext) -> i32 {
         // SAFETY: plain helper call.
         return unsafe { bpf_redirect(ep.host_ifindex, BPF_F_INGRESS as u64) as i32 };
     }
-    let ret = crate::kernel::peer_into(ctx.as_ptr() as *mut __sk_buff, ep.host_ifindex) as i32;
+    let ret = crate::kernel::peer_into(skb::raw(ctx), ep.host_ifindex) as i32;
     if ret == TC_ACT_REDIRECT as i32 {
         stats::verdict(DIR, Verdict::ToEndpoint);
         stats::rx(ep.id, len, &eth);

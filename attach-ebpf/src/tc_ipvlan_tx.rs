@@ -8,8 +8,7 @@ use attach_common::{
     Verdict,
 };
 use aya_ebpf::{
-    EbpfContext,
-    bindings::{__sk_buff, BPF_F_INGRESS, TC_ACT_REDIRECT, TC_ACT_SHOT, TC_ACT_UNSPEC},
+    bindings::{BPF_F_INGRESS, TC_ACT_REDIRECT, TC_ACT_SHOT, TC_ACT_UNSPEC},
     helpers::bpf_redirect,
     programs::TcContext,
 };
@@ -21,13 +20,11 @@ use crate::{
     ipvlan::{self, Route},
     l3::l3_addr,
     maps::{IPVL_PARENTS, PORTS},
-    stats,
+    skb, stats,
 };
 
 pub fn run(ctx: &TcContext) -> i32 {
-    let skb = ctx.as_ptr() as *mut __sk_buff;
-    // SAFETY: the context is a valid __sk_buff.
-    let (mark, ifindex) = unsafe { ((*skb).mark, (*skb).ifindex) };
+    let (mark, ifindex) = skb::mark_ifindex(ctx);
     if mark == DATAPATH_MARK {
         // l3s ingress the parent's program routes through the node: the
         // mark stays, for the node's rule that selects the endpoint table.

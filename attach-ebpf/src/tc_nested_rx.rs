@@ -5,21 +5,19 @@
 
 use attach_common::{DATAPATH_MARK, Direction::Rx as DIR, NEST_F_HOST, Verdict};
 use aya_ebpf::{
-    EbpfContext,
-    bindings::{__sk_buff, TC_ACT_REDIRECT, TC_ACT_SHOT, TC_ACT_UNSPEC},
+    bindings::{TC_ACT_REDIRECT, TC_ACT_SHOT, TC_ACT_UNSPEC},
     programs::TcContext,
 };
 
 use crate::{
     eth,
     events::{Pkt, report},
-    nested, stats,
+    nested, skb, stats,
 };
 
 pub fn run(ctx: &TcContext) -> i32 {
-    let skb = ctx.as_ptr() as *mut __sk_buff;
-    // SAFETY: the context is a valid __sk_buff.
-    let (mark, ifindex) = unsafe { ((*skb).mark, (*skb).ifindex) };
+    let skb = skb::raw(ctx);
+    let (mark, ifindex) = skb::mark_ifindex(ctx);
     if mark == DATAPATH_MARK {
         return TC_ACT_UNSPEC;
     }

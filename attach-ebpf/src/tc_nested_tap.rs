@@ -8,8 +8,7 @@
 
 use attach_common::{Direction::Tx as DIR, NEST_F_HOST, NEST_F_KEEP_TAG, Verdict};
 use aya_ebpf::{
-    EbpfContext,
-    bindings::{__sk_buff, TC_ACT_SHOT, TC_ACT_UNSPEC},
+    bindings::{TC_ACT_SHOT, TC_ACT_UNSPEC},
     programs::TcContext,
 };
 
@@ -17,13 +16,12 @@ use crate::{
     admit::admit,
     eth,
     events::{NO_ENDPOINT, Pkt, report},
-    nested, stats, tc_tx,
+    nested, skb, stats, xmit,
 };
 
 pub fn run(ctx: &TcContext) -> i32 {
-    let skb = ctx.as_ptr() as *mut __sk_buff;
-    // SAFETY: the context is a valid __sk_buff.
-    let ifindex = unsafe { (*skb).ifindex };
+    let skb = skb::raw(ctx);
+    let ifindex = skb::ifindex(ctx);
     let Some(eth) = eth::read_tc(ctx) else {
         return TC_ACT_UNSPEC;
     };
@@ -50,7 +48,7 @@ pub fn run(ctx: &TcContext) -> i32 {
         return TC_ACT_SHOT as i32;
     }
     match admit(ctx, ifindex, &n.ep) {
-        Ok(eth) => tc_tx::switch(ctx, ifindex, &n.ep, &eth),
+        Ok((eth, _)) => xmit::switch(ctx, ifindex, &n.ep, &eth),
         Err(ret) => ret,
     }
 }

@@ -2,44 +2,31 @@
 //! host-side veth): what the container sends leaves by the VM's uplink
 //! tagged with its VLAN, inside the uplink's 802.1ad S-tag with QinQ.
 
-use attach_common::{DATAPATH_MARK, Direction::Tx as DIR, NEST_F_HOST, Verdict};
-use aya_ebpf::{
-    EbpfContext,
-    bindings::{__sk_buff, TC_ACT_UNSPEC},
-    helpers::bpf_redirect,
-    programs::TcContext,
-};
+use attach_common::{DATAPATH_MARK, Direction::Tx as DIR, NestedEp, Verdict};
+use aya_ebpf::{helpers::bpf_redirect, programs::TcContext};
 
 use crate::{
-    admit::{admit, drop},
-    events::{Pkt, report},
-    maps::NEST_PORTS,
-    nested, stats,
+    admit::{self, Sent, drop},
+    events::report,
+    nested, skb, stats,
 };
 
 pub fn run(ctx: &TcContext) -> i32 {
-    let skb = ctx.as_ptr() as *mut __sk_buff;
-    // SAFETY: the context is a valid __sk_buff.
-    let ifindex = unsafe { (*skb).ifindex };
-    // SAFETY: copied out at once.
-    let port = unsafe { NEST_PORTS.get(&ifindex) }.copied();
-    let Some(n) = port.filter(|n| n.flags & NEST_F_HOST == 0) else {
-        stats::verdict(DIR, Verdict::NotOurs);
-        return TC_ACT_UNSPEC;
-    };
+    match admit::sent::<NestedEp>(ctx) {
+        Ok(s) => send(ctx, &s),
+        Err(ret) => ret,
+    }
+}
+
+/// Tagged, out of the VM's uplink.
+#[inline(always)]
+fn send(ctx: &TcContext, s: &Sent<NestedEp>) -> i32 {
+    let n = s.port;
     let ep = n.ep;
-    let eth = match admit(ctx, ifindex, &ep) {
-        Ok(eth) => eth,
-        Err(ret) => return ret,
-    };
-    let len = ctx.len();
-    let pkt = Pkt {
-        ifindex,
-        endpoint: ep.id,
-        len,
-        eth: &eth,
-    };
-    stats::tx(ep.id, len as u64, &eth);
+    let len = s.len;
+    let pkt = s.pkt(ep.id);
+    stats::tx(ep.id, len as u64, &s.eth);
+    let skb = skb::raw(ctx);
     if !nested::push(skb, false, n.vid) {
         return drop(&pkt, Verdict::DropRedirect);
     }

@@ -13,15 +13,13 @@ use aya_ebpf::{
 use crate::{
     eth,
     events::{NO_ENDPOINT, Pkt, report},
+    proto::PACKET_HOST,
     router::{self, Fwd},
-    stats,
+    skb, stats,
 };
 
-/// `skb->pkt_type` of a frame to the device's own MAC.
-const PACKET_HOST: u32 = 0;
-
 pub fn run(ctx: &TcContext) -> i32 {
-    let (mark, ifindex, pkt_type) = router::skb_fields(ctx);
+    let (mark, ifindex, pkt_type) = skb::mark_ifindex_type(ctx);
     if mark == DATAPATH_MARK || pkt_type != PACKET_HOST {
         // Our own frames on their way to the node, or not the node's to
         // route (another host's, broadcast, multicast).

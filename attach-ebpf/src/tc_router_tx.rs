@@ -3,39 +3,33 @@
 //! believes on-link) is answered here; IP packets to the gateway's MAC are
 //! forwarded by the node's tables without the node's forwarding path.
 
-use attach_common::{Direction::Tx as DIR, Verdict};
+use attach_common::{Direction::Tx as DIR, RouterPort, Verdict};
 use aya_ebpf::{bindings::TC_ACT_UNSPEC, helpers::bpf_redirect, programs::TcContext};
 
 use crate::{
-    admit::{admit, drop},
+    admit::{self, Sent, drop},
     eth::mac_eq,
-    events::{Pkt, report},
-    maps::RT_PORTS,
+    events::report,
     proto::{ETH_P_ARP, ETH_P_IPV6},
     router::{self, Fwd},
     stats,
 };
 
 pub fn run(ctx: &TcContext) -> i32 {
-    let (_, ifindex, _) = router::skb_fields(ctx);
-    // SAFETY: copied out at once.
-    let Some(port) = (unsafe { RT_PORTS.get(&ifindex) }).copied() else {
-        stats::verdict(DIR, Verdict::NotOurs);
-        return TC_ACT_UNSPEC;
-    };
+    match admit::sent::<RouterPort>(ctx) {
+        Ok(s) => send(ctx, &s),
+        Err(ret) => ret,
+    }
+}
+
+/// Answered, forwarded, or left to the node's stack.
+#[inline(always)]
+fn send(ctx: &TcContext, s: &Sent<RouterPort>) -> i32 {
+    let (ifindex, port, eth) = (s.ifindex, s.port, &s.eth);
     let ep = port.ep;
-    let eth = match admit(ctx, ifindex, &ep) {
-        Ok(eth) => eth,
-        Err(ret) => return ret,
-    };
-    let len = ctx.len();
-    let pkt = Pkt {
-        ifindex,
-        endpoint: ep.id,
-        len,
-        eth: &eth,
-    };
-    stats::tx(ep.id, len as u64, &eth);
+    let len = s.len;
+    let pkt = s.pkt(ep.id);
+    stats::tx(ep.id, len as u64, eth);
     let proto = u16::from_be(eth.proto);
     let answered = match proto {
         ETH_P_ARP => router::arp_reply(ctx, &port),
@@ -56,10 +50,10 @@ pub fn run(ctx: &TcContext) -> i32 {
         report(DIR, Verdict::ToHost, &pkt);
         return TC_ACT_UNSPEC;
     }
-    match router::forward(ctx, &eth, ifindex, true) {
+    match router::forward(ctx, eth, ifindex, true) {
         Fwd::Endpoint(id) => {
             report(DIR, Verdict::ToEndpoint, &pkt);
-            stats::rx(id, len as u64, &eth);
+            stats::rx(id, len as u64, eth);
             aya_ebpf::bindings::TC_ACT_REDIRECT as i32
         }
         Fwd::Routed => {

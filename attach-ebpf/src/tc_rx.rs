@@ -2,8 +2,7 @@
 
 use attach_common::{DATAPATH_MARK, Direction::Rx as DIR, EP_F_NESTED, Endpoint, Verdict};
 use aya_ebpf::{
-    EbpfContext,
-    bindings::{__sk_buff, TC_ACT_REDIRECT, TC_ACT_SHOT, TC_ACT_UNSPEC},
+    bindings::{TC_ACT_REDIRECT, TC_ACT_SHOT, TC_ACT_UNSPEC},
     helpers::bpf_redirect,
     programs::TcContext,
 };
@@ -14,13 +13,11 @@ use crate::{
     flood::{Rule, flood},
     macvlan::{self, Rx},
     maps::PARENTS,
-    nested, stats,
+    nested, skb, stats,
 };
 
 pub fn run(ctx: &TcContext) -> i32 {
-    let skb = ctx.as_ptr() as *mut __sk_buff;
-    // SAFETY: the context is a valid __sk_buff.
-    let (mark, ifindex) = unsafe { ((*skb).mark, (*skb).ifindex) };
+    let (mark, ifindex) = skb::mark_ifindex(ctx);
     if mark == DATAPATH_MARK {
         // A container's frame we handed to the node's stack ourselves.
         ctx.set_mark(0);
@@ -119,7 +116,7 @@ fn to_endpoint(ctx: &TcContext, ep: &Endpoint, pkt: &Pkt) -> i32 {
         return nested_delivery(ctx, ep, pkt, Verdict::ToEndpoint);
     }
     // It leaves packet data where it is.
-    let ret = crate::kernel::peer_into(ctx.as_ptr() as *mut __sk_buff, ep.host_ifindex);
+    let ret = crate::kernel::peer_into(skb::raw(ctx), ep.host_ifindex);
     // Compared as returned (a long): no narrowing on the hot path.
     if ret == TC_ACT_REDIRECT.into() {
         report(DIR, Verdict::ToEndpoint, pkt);

@@ -1,129 +1,15 @@
 //! Endpoint transmit (tcx ingress on the host-side veth): what a container
-//! sends, delivered locally or out of the parent by its mode.
+//! sends, admitted (`admit.rs`), then delivered locally or out of the
+//! parent by its mode (`xmit.rs`).
 
-use attach_common::{
-    DATAPATH_MARK, Direction::Tx as DIR, EP_F_HOST_ACCESS, EP_F_NESTED, Endpoint, MODE_BRIDGE,
-    Verdict,
-};
-use aya_ebpf::{
-    EbpfContext,
-    bindings::{__sk_buff, BPF_F_INGRESS, TC_ACT_REDIRECT, TC_ACT_UNSPEC},
-    helpers::bpf_redirect,
-    programs::TcContext,
-};
+use attach_common::Endpoint;
+use aya_ebpf::programs::TcContext;
 
-use crate::{
-    admit::{admit, drop},
-    eth::{ETH_HLEN, EthHdr, mac_eq},
-    events::{Pkt, report},
-    flood::{Rule, flood},
-    macvlan,
-    maps::{PARENTS, PORTS},
-    nested,
-    proto::{ETH_P_8021AD, ETH_P_8021Q},
-    stats,
-};
+use crate::{admit, xmit};
 
 pub fn run(ctx: &TcContext) -> i32 {
-    let skb = ctx.as_ptr() as *mut __sk_buff;
-    // SAFETY: the context is a valid __sk_buff.
-    let ifindex = unsafe { (*skb).ifindex };
-    // SAFETY: copied out at once.
-    let Some(ep) = (unsafe { PORTS.get(&ifindex) }).copied() else {
-        stats::verdict(DIR, Verdict::NotOurs);
-        return TC_ACT_UNSPEC;
-    };
-    match admit(ctx, ifindex, &ep) {
-        Ok(eth) => switch(ctx, ifindex, &ep, &eth),
+    match admit::sent::<Endpoint>(ctx) {
+        Ok(s) => xmit::switch(ctx, s.ifindex, &s.port, &s.eth),
         Err(ret) => ret,
     }
-}
-
-/// What endpoint `ep` sends, admitted, by its mode: local delivery,
-/// flooding, host access, else out of the parent. Shared by the veth
-/// endpoints (`attach_tx`) and the host side of nested endpoints (the VM's
-/// tap, `attach_nest_tap`, once their tags are off).
-#[inline(always)]
-pub fn switch(ctx: &TcContext, ifindex: u32, ep: &Endpoint, eth: &EthHdr) -> i32 {
-    let ep = *ep;
-    let eth = *eth;
-    let skb = ctx.as_ptr() as *mut __sk_buff;
-    let len = ctx.len();
-    let pkt = Pkt {
-        ifindex,
-        endpoint: ep.id,
-        len,
-        eth: &eth,
-    };
-    // SAFETY: copied out at once.
-    let Some(cfg) = (unsafe { PARENTS.get(&ep.parent_ifindex) }).copied() else {
-        // The engine keeps a port's parent in the table: this is drift.
-        aya_log_ebpf::warn!(
-            ctx,
-            "endpoint {} sends on parent {}, which the datapath does not know",
-            ep.id,
-            ep.parent_ifindex
-        );
-        return drop(&pkt, Verdict::DropRedirect);
-    };
-    // A GSO packet is cut to size on its way out; anything else larger than
-    // the parent's MTU (plus its Ethernet and VLAN headers) cannot leave.
-    // SAFETY: the context is a valid __sk_buff.
-    let gso = unsafe { (*skb).gso_size } != 0;
-    let tagged = eth.proto == ETH_P_8021Q.to_be() || eth.proto == ETH_P_8021AD.to_be();
-    let l2 = ETH_HLEN as u32 + if tagged { 4 } else { 0 };
-    if !gso && cfg.mtu != 0 && len > cfg.mtu + l2 {
-        return drop(&pkt, Verdict::DropMtu);
-    }
-    stats::tx(ep.id, len as u64, &eth);
-    let host_access = ep.has(EP_F_HOST_ACCESS);
-
-    if eth.is_multicast() {
-        // Only bridge ports flood locally; the others' broadcasts meet their
-        // peers, if at all, when the switch reflects them.
-        if ep.mode == MODE_BRIDGE {
-            let copies = flood(ctx, &cfg, &eth, Rule::Tx { sender: ep });
-            stats::flood_copies(ep.id, copies);
-        }
-        // Marked, so the parent's ingress passes it to the node unswitched.
-        ctx.set_mark(DATAPATH_MARK);
-        if host_access
-            && ctx
-                .clone_redirect(ep.parent_ifindex, BPF_F_INGRESS as u64)
-                .is_ok()
-        {
-            stats::verdict(DIR, Verdict::ToHost);
-        }
-    } else if host_access && mac_eq(&eth.dst, &cfg.mac) {
-        ctx.set_mark(DATAPATH_MARK);
-        report(DIR, Verdict::ToHost, &pkt);
-        // SAFETY: plain helper call.
-        return unsafe { bpf_redirect(ep.parent_ifindex, BPF_F_INGRESS as u64) as i32 };
-    } else if let Some(dest) = macvlan::tx_local_target(&ep, &eth) {
-        if dest.has(EP_F_NESTED) {
-            return match nested::deliver(ctx, &dest) {
-                Ok(ret) => {
-                    report(DIR, Verdict::ToEndpoint, &pkt);
-                    stats::rx(dest.id, len as u64, &eth);
-                    ret
-                }
-                Err(why) => {
-                    stats::rx_dropped(dest.id);
-                    drop(&pkt, why)
-                }
-            };
-        }
-        let ret = crate::kernel::redirect_into(dest.host_ifindex);
-        if ret == TC_ACT_REDIRECT as i32 {
-            report(DIR, Verdict::ToEndpoint, &pkt);
-            stats::rx(dest.id, len as u64, &eth);
-            return ret;
-        }
-        return drop(&pkt, Verdict::DropRedirect);
-    }
-    // Marked, so the parent's egress program sends it on unswitched.
-    ctx.set_mark(DATAPATH_MARK);
-    report(DIR, Verdict::ToParent, &pkt);
-    // SAFETY: plain helper call.
-    unsafe { bpf_redirect(ep.parent_ifindex, 0) as i32 }
 }
