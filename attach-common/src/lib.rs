@@ -11,6 +11,7 @@ pub mod maps;
 pub mod mode;
 pub mod nested;
 pub mod router;
+pub mod table;
 pub mod verdict;
 
 pub use bridge::*;
@@ -19,6 +20,7 @@ pub use maps::*;
 pub use mode::*;
 pub use nested::*;
 pub use router::*;
+pub use table::TableDef;
 pub use verdict::*;
 
 /// Ethernet address length.
