@@ -8,18 +8,23 @@
 //! runs `attach_sw` on its tcx ingress; the FDB learns source MACs per
 //! (switch, VLAN).
 
-use crate::MacAddr;
+use crate::{MacAddr, TableDef};
 
 /// Ports of switches (and native bridge ports with a source guard), by
 /// ifindex: host-side veths and uplinks.
 pub const MAP_SW_PORTS: &str = "attach_sw_ports";
+pub const SW_PORTS: TableDef<u32, SwPort> = TableDef::new(MAP_SW_PORTS);
 /// Switches by id.
 pub const MAP_SWITCHES: &str = "attach_switches";
+pub const SWITCHES: TableDef<u32, Switch> = TableDef::new(MAP_SWITCHES);
 /// Flood lists: row `switch id` holds the switch's container ports.
 pub const MAP_SW_FLOOD: &str = "attach_sw_flood";
+/// An array: entry `switch id * MAX_PORTS_PER_SWITCH + i`.
+pub const SW_FLOOD: TableDef<u32, SwPort> = TableDef::new(MAP_SW_FLOOD);
 /// The forwarding database: (switch, VLAN, MAC) → port (LRU: a flood of
 /// random source MACs evicts old entries instead of filling it up).
 pub const MAP_SW_FDB: &str = "attach_sw_fdb";
+pub const SW_FDB: TableDef<FdbKey, FdbEntry> = TableDef::new(MAP_SW_FDB);
 
 pub const BRIDGE_MAPS: [&str; 4] = [MAP_SW_PORTS, MAP_SWITCHES, MAP_SW_FLOOD, MAP_SW_FDB];
 

@@ -5,14 +5,17 @@
 //! an `IPVL_MODE_*` bit in `mode` (disjoint from the macvlan bits, so the
 //! macvlan flood rules never select them) and `IPVL_F_*` bits in `flags`.
 
-use crate::MacAddr;
+use crate::{Endpoint, MacAddr, TableDef};
 
 /// IPv4 address → endpoint, per parent.
 pub const MAP_IP4_EPS: &str = "attach_ip4_eps";
+pub const IP4_EPS: TableDef<Ip4Key, Endpoint> = TableDef::new(MAP_IP4_EPS);
 /// IPv6 address → endpoint, per parent.
 pub const MAP_IP6_EPS: &str = "attach_ip6_eps";
+pub const IP6_EPS: TableDef<Ip6Key, Endpoint> = TableDef::new(MAP_IP6_EPS);
 /// ipvlan port of a parent, by parent ifindex.
 pub const MAP_IPVL_PARENTS: &str = "attach_ipvl_par";
+pub const IPVL_PARENTS: TableDef<u32, IpvlanParent> = TableDef::new(MAP_IPVL_PARENTS);
 
 pub const IPVLAN_MAPS: [&str; 3] = [MAP_IP4_EPS, MAP_IP6_EPS, MAP_IPVL_PARENTS];
 

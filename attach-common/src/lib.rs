@@ -11,6 +11,7 @@ pub mod maps;
 pub mod mode;
 pub mod nested;
 pub mod router;
+pub mod table;
 pub mod verdict;
 
 pub use bridge::*;
@@ -19,6 +20,7 @@ pub use maps::*;
 pub use mode::*;
 pub use nested::*;
 pub use router::*;
+pub use table::TableDef;
 pub use verdict::*;
 
 /// Ethernet address length.
@@ -69,6 +71,35 @@ mod tests {
                 name.starts_with("attach_"),
                 "{name} lacks the attach_ prefix"
             );
+        }
+    }
+
+    #[test]
+    fn every_table_is_a_pinned_map() {
+        let names = [
+            ENDPOINTS.name,
+            PORTS.name,
+            PARENTS.name,
+            FLOOD.name,
+            EP_IPS.name,
+            CONFIG.name,
+            EP_STATS.name,
+            VERDICTS.name,
+            CG_STATS.name,
+            IP4_EPS.name,
+            IP6_EPS.name,
+            IPVL_PARENTS.name,
+            RT_PORTS.name,
+            NEST_VLANS.name,
+            NEST_PORTS.name,
+            NEST_IDS.name,
+            SW_PORTS.name,
+            SWITCHES.name,
+            SW_FLOOD.name,
+            SW_FDB.name,
+        ];
+        for name in names {
+            assert!(pinned_maps().any(|m| m == name), "{name} is not pinned");
         }
     }
 }

@@ -1,29 +1,38 @@
 //! Map names and the layout of every key and value.
 
-use crate::MacAddr;
+use crate::{MacAddr, TableDef};
 
 /// Endpoints by (parent ifindex, MAC): the receive-side demux table.
 pub const MAP_ENDPOINTS: &str = "attach_eps";
+pub const ENDPOINTS: TableDef<EndpointKey, Endpoint> = TableDef::new(MAP_ENDPOINTS);
 /// A direct-mapped copy of [`MAP_ENDPOINTS`] in front of it ([`EpCacheSlot`]):
 /// the receive hot path finds most endpoints with an array lookup the
 /// verifier inlines, without a hash table's call, hash and key compare.
 pub const MAP_EP_CACHE: &str = "attach_ep_cache";
 /// Endpoints by host-side veth ifindex: who is sending on a port.
 pub const MAP_PORTS: &str = "attach_ports";
+pub const PORTS: TableDef<u32, Endpoint> = TableDef::new(MAP_PORTS);
 /// Per-parent configuration by parent ifindex.
 pub const MAP_PARENTS: &str = "attach_parents";
+pub const PARENTS: TableDef<u32, ParentCfg> = TableDef::new(MAP_PARENTS);
 /// Flood lists: row `slot` holds the endpoints of the parent in that slot.
 pub const MAP_FLOOD: &str = "attach_flood";
+/// An array: entry `slot * MAX_PORTS_PER_PARENT + i`.
+pub const FLOOD: TableDef<u32, Endpoint> = TableDef::new(MAP_FLOOD);
 /// XDP redirect targets (host-side veths) by ifindex.
 pub const MAP_DEVS: &str = "attach_devs";
 /// The addresses an endpoint may send from, by (host ifindex, address).
 pub const MAP_EP_IPS: &str = "attach_ep_ips";
+/// The value is 1: the key is the entry.
+pub const EP_IPS: TableDef<EpIpKey, u8> = TableDef::new(MAP_EP_IPS);
 /// Drop events, and every decision while tracing is on ([`Event`]).
 pub const MAP_EVENTS: &str = "attach_events";
 /// Runtime switches of the datapath: index 0 holds `CFG_*` bits. The map
 /// is the programs' data section [`CONFIG_SECTION`] (global
 /// [`CONFIG_GLOBAL`]), pinned under this name.
 pub const MAP_CONFIG: &str = "attach_config";
+/// A one-entry array.
+pub const CONFIG: TableDef<u32, u32> = TableDef::new(MAP_CONFIG);
 /// The object's section holding [`CONFIG_GLOBAL`] (one map per section).
 pub const CONFIG_SECTION: &str = ".data.attach_config";
 /// The global the programs read the `CFG_*` bits from.
@@ -40,8 +49,12 @@ pub const CFG_TRACE: u32 = 1;
 pub const EVENTS_BYTES: u32 = 256 * 1024;
 /// Per-CPU counters by endpoint id.
 pub const MAP_EP_STATS: &str = "attach_ep_stats";
+/// A per-CPU array.
+pub const EP_STATS: TableDef<u32, EndpointStats> = TableDef::new(MAP_EP_STATS);
 /// Per-CPU counters by (direction, verdict).
 pub const MAP_VERDICTS: &str = "attach_verdicts";
+/// A per-CPU array, by `Verdict::slot`.
+pub const VERDICTS: TableDef<u32, u64> = TableDef::new(MAP_VERDICTS);
 
 /// Frames dropped by the bench's XDP drop program (`attach bench` only; not
 /// pinned, not part of the datapath).
@@ -55,6 +68,8 @@ pub const GEN_FRAME_WORDS: usize = GEN_FRAME_LEN.div_ceil(8);
 
 /// Per-CPU traffic counters of `host` attachments' cgroups, by counter id.
 pub const MAP_CG_STATS: &str = "attach_cg_stats";
+/// A per-CPU array.
+pub const CG_STATS: TableDef<u32, CgroupStats> = TableDef::new(MAP_CG_STATS);
 
 pub const ALL_MAPS: [&str; 12] = [
     MAP_EVENTS,

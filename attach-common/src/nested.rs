@@ -8,14 +8,17 @@
 //! nested endpoint of a parent's macvlan switch (`EP_F_NESTED`, with its
 //! tags in `attach_nest_ids`).
 
-use crate::Endpoint;
+use crate::{Endpoint, TableDef};
 
 /// Nested endpoints by (uplink or tap ifindex, S-tag, VLAN).
 pub const MAP_NEST_VLANS: &str = "attach_nest_vl";
+pub const NEST_VLANS: TableDef<NestKey, NestedEp> = TableDef::new(MAP_NEST_VLANS);
 /// In-VM nested endpoints by host-side veth ifindex.
 pub const MAP_NEST_PORTS: &str = "attach_nest_prt";
+pub const NEST_PORTS: TableDef<u32, NestedEp> = TableDef::new(MAP_NEST_PORTS);
 /// Host-side nested endpoints by endpoint id.
 pub const MAP_NEST_IDS: &str = "attach_nest_ids";
+pub const NEST_IDS: TableDef<u32, NestedEp> = TableDef::new(MAP_NEST_IDS);
 
 pub const NESTED_MAPS: [&str; 3] = [MAP_NEST_VLANS, MAP_NEST_PORTS, MAP_NEST_IDS];
 

@@ -4,10 +4,11 @@
 //! programs answer the container's ARP/ND for its gateway and forward with
 //! the node's tables (`bpf_fib_lookup`).
 
-use crate::{Endpoint, MacAddr};
+use crate::{Endpoint, MacAddr, TableDef};
 
 /// Router ports by host-side veth ifindex.
 pub const MAP_RT_PORTS: &str = "attach_rt_ports";
+pub const RT_PORTS: TableDef<u32, RouterPort> = TableDef::new(MAP_RT_PORTS);
 
 pub const ROUTER_MAPS: [&str; 1] = [MAP_RT_PORTS];
 

@@ -117,7 +117,7 @@ fn capability(
 
 /// What of ours works on this kernel, and how.
 pub fn capabilities() -> Vec<Capability> {
-    use crate::datapath::*;
+    use crate::datapath::progs::*;
     let hooks = match tc_hooks() {
         TcHooks::Tcx => "tcx links",
         TcHooks::Clsact => "clsact filters",

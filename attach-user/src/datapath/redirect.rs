@@ -5,7 +5,8 @@
 
 use attach_common::MAP_DEVS;
 
-use super::{Datapath, Hook, link_program_id};
+use super::node::Datapath;
+use super::pins::{HookAt, link_program_id};
 use crate::error::Result;
 
 impl Datapath {
@@ -19,7 +20,7 @@ impl Datapath {
     /// Whether the XDP link pinned as `pin` is the one on its device:
     /// `attached` are the ids of the XDP programs the device reports.
     pub fn xdp_alive(&self, pin: &str, attached: &[u32]) -> bool {
-        let Hook::Link(path) = self.hook(pin) else {
+        let HookAt::Link(path) = self.hook(pin) else {
             return false;
         };
         link_program_id(&path).is_some_and(|id| attached.contains(&id))

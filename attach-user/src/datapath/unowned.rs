@@ -6,11 +6,9 @@
 
 use std::collections::HashSet;
 
-use attach_common::{
-    Endpoint, EndpointKey, EpIpKey, MAP_DEVS, MAP_EP_IPS, MAP_PORTS, NESTED_IP_OWNER,
-};
+use attach_common::{EP_IPS, Endpoint, EndpointKey, EpIpKey, MAP_DEVS, NESTED_IP_OWNER, PORTS};
 
-use super::{Datapath, not_found_ok};
+use super::node::Datapath;
 use crate::{addr::Mac, error::Result, model::Attachment};
 
 /// What the records own: every interface index and endpoint id they name.
@@ -98,11 +96,9 @@ impl Datapath {
             })
             .map(|(k, e)| Unowned::Rx(k, e))
             .collect();
-        let ports = self.hash::<u32, Endpoint>(MAP_PORTS)?;
         out.extend(
-            ports
+            self.table(PORTS)?
                 .keys()
-                .filter_map(|k| k.ok())
                 .filter(|k| !owned.ifindexes.contains(k))
                 .map(Unowned::Port),
         );
@@ -112,10 +108,9 @@ impl Datapath {
                 .filter(|k| !owned.ifindexes.contains(k))
                 .map(Unowned::Dev),
         );
-        let ips = self.hash::<EpIpKey, u8>(MAP_EP_IPS)?;
         out.extend(
-            ips.keys()
-                .filter_map(|k| k.ok())
+            self.table(EP_IPS)?
+                .keys()
                 .filter(|k| !owned.ip_owner(k.host_ifindex))
                 .map(Unowned::Ip),
         );
@@ -132,13 +127,13 @@ impl Datapath {
                     self.remove_rx_entry(k, |now| now.host_ifindex == host)?
                 }
                 Unowned::Port(i) => {
-                    not_found_ok(self.hash::<u32, Endpoint>(MAP_PORTS)?.remove(i))?;
+                    self.table(PORTS)?.remove(i)?;
                 }
                 Unowned::Dev(i) => {
                     super::devmap::remove(self.map_mut(MAP_DEVS)?, *i)?;
                 }
                 Unowned::Ip(k) => {
-                    not_found_ok(self.hash::<EpIpKey, u8>(MAP_EP_IPS)?.remove(k))?;
+                    self.table(EP_IPS)?.remove(k)?;
                 }
             }
         }
