@@ -7,7 +7,7 @@
 
 mod leftovers;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use attach_common::{EndpointStats, PIN_ROOT, STATE_ROOT};
 use serde::Serialize;
@@ -17,7 +17,7 @@ use crate::{
     error::{Error, Result},
     kinds::{self, AddRequest},
     model::{Attachment, Backend, CniRef, NO_IFNAME},
-    netlink::Rtnl,
+    node::Node,
     netns::Netns,
     node_id,
     state::State,
@@ -39,11 +39,8 @@ pub struct Upgraded {
 pub struct Engine {
     pub node_id: String,
     state: State,
-    pin_dir: PathBuf,
-    pub(crate) rtnl: Rtnl,
-    /// What a teardown noticed and let pass, for the detached record's
-    /// `warnings`.
-    notices: std::sync::Mutex<Vec<String>>,
+    /// What the kinds act on: the engine hands them this, never itself.
+    node: Node,
 }
 
 /// Counters of one attachment (eBPF backend).
@@ -153,31 +150,16 @@ impl Engine {
                 Err(e)
             }
         })?;
+        let state_dir = state_root.join(&node_id);
         Ok(Self {
-            state: State::new(state_root.join(&node_id)),
-            pin_dir: pin_root.join(&node_id),
+            node: Node::here(pin_root.join(&node_id), state_dir.clone())?,
+            state: State::new(state_dir),
             node_id,
-            rtnl: Rtnl::here()?,
-            notices: Default::default(),
         })
     }
 
-    /// Notes something a teardown let pass (logged, and returned in the
-    /// detached record's `warnings`).
-    pub(crate) fn notice(&self, msg: String) {
-        tracing::debug!("{msg}");
-        self.notices
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(msg);
-    }
-
-    fn take_notices(&self) -> Vec<String> {
-        std::mem::take(&mut *self.notices.lock().unwrap_or_else(|e| e.into_inner()))
-    }
-
     pub fn pin_dir(&self) -> &Path {
-        &self.pin_dir
+        self.node.pin_dir()
     }
 
     pub fn state_dir(&self) -> &Path {
@@ -185,14 +167,14 @@ impl Engine {
     }
 
     pub(crate) fn datapath(&self) -> Result<Datapath> {
-        Datapath::open(&self.pin_dir)
+        self.node.datapath()
     }
 
     /// What the node's kernel offers and what works on it.
     pub fn features(&self) -> crate::features::Report {
         let mut report = crate::features::Report::probe(Some(self.node_id.clone()));
-        if self.pin_dir.join("links").exists() {
-            report.tc_hooks = Datapath::tc_hooks_in(&self.pin_dir);
+        if self.node.pin_dir().join("links").exists() {
+            report.tc_hooks = Datapath::tc_hooks_in(self.node.pin_dir());
         }
         report
     }
@@ -260,7 +242,7 @@ impl Engine {
                 r.kind.name()
             )));
         }
-        let mut rec = kinds::plan(self, req, ns, &records).await?;
+        let mut rec = kinds::plan(&self.node, req, ns, &records).await?;
         rec.cni = cni;
         // Before anything is made: failing on the pins half-way would
         // leave a rollback that fails on them too.
@@ -270,7 +252,7 @@ impl Engine {
         // Written before anything is made: if this process dies half-way,
         // it says what to roll back.
         let journal = self.begin_journal(&rec).await?;
-        match kinds::create(self, &mut rec, ns, &records).await {
+        match kinds::create(&self.node, &mut rec, ns, &records).await {
             Ok(()) => {}
             Err(e) => {
                 self.rollback(&rec, &records).await;
@@ -289,7 +271,7 @@ impl Engine {
 
     /// Undoes a failed `add`; everything it made is removed, errors logged.
     async fn rollback(&self, rec: &Attachment, records: &[Attachment]) {
-        for e in kinds::teardown(self, rec, records).await {
+        for e in kinds::teardown(&self.node, rec, records).await {
             tracing::warn!("rollback of {} in {:?}: {e}", rec.ifname, rec.netns);
         }
         // Not only when `records` is empty: beside native attachments alone,
@@ -299,7 +281,7 @@ impl Engine {
 
     fn remove_node_pins_if_idle(&self, remaining: &[Attachment]) {
         if remaining.iter().all(|r| !r.is_ebpf())
-            && let Err(e) = Datapath::remove_pins(&self.pin_dir)
+            && let Err(e) = Datapath::remove_pins(self.node.pin_dir())
         {
             tracing::warn!("{e}");
         }
@@ -391,7 +373,7 @@ impl Engine {
         vlan: u16,
     ) -> Option<&'a Attachment> {
         records.iter().find(|r| {
-            kinds::nested::is_host_side(r)
+            kinds::is_nested_host_side(r)
                 && r.tap.as_deref() == Some(tap)
                 && r.qinq == qinq
                 && r.vlan == Some(vlan)
@@ -465,13 +447,13 @@ impl Engine {
         let mut gone = Vec::new();
         for mut rec in chosen {
             records.retain(|r| *r != rec);
-            self.take_notices();
-            let errors = kinds::teardown(self, &rec, &records).await;
+            self.node.take_notices();
+            let errors = kinds::teardown(&self.node, &rec, &records).await;
             if let Some(first) = errors.into_iter().next() {
                 return Err(first.context(format!("detaching {}", crate::output::what(&rec))));
             }
             self.state.remove(&rec)?;
-            rec.warnings = self.take_notices();
+            rec.warnings = self.node.take_notices();
             gone.push(rec);
         }
         self.remove_node_pins_if_idle(&records);
@@ -482,7 +464,7 @@ impl Engine {
 
     /// Checks an attachment against reality (see [`kinds::check`]).
     pub async fn check(&self, rec: &Attachment) -> Result<()> {
-        kinds::check(self, rec).await
+        kinds::check(&self.node, rec).await
     }
 
     /// Checks what no attachment owns: the endpoint cache must hold nothing
@@ -525,7 +507,7 @@ impl Engine {
         let mut i = 0;
         while i < records.len() {
             let rec = records[i].clone();
-            let Err(drift) = kinds::check(self, &rec).await else {
+            let Err(drift) = kinds::check(&self.node, &rec).await else {
                 i += 1;
                 continue;
             };
@@ -539,7 +521,7 @@ impl Engine {
             let ns_alive =
                 !rec.has_netns() || rec.open_netns().is_ok_and(|ns| ns.inode == rec.netns_inode);
             let parent = if ns_alive {
-                kinds::parent_now(self, &rec).await?
+                kinds::parent_now(&self.node, &rec).await?
             } else {
                 kinds::ParentNow::Same
             };
@@ -551,7 +533,7 @@ impl Engine {
                 _ => None,
             };
             if let Some(gone) = gone {
-                let errors = kinds::teardown(self, &rec, &others).await;
+                let errors = kinds::teardown(&self.node, &rec, &others).await;
                 self.state.remove(&rec)?;
                 records.remove(i);
                 repairs.push(note(match errors.first() {
@@ -576,7 +558,7 @@ impl Engine {
             if new_parent.is_none() {
                 // A MAC the container set is taken on (as a kernel macvlan
                 // does), then the record checked again.
-                match kinds::macvlan::adopt_mac(self, &rec, &others).await {
+                match kinds::adopt_mac(&self.node, &rec, &others).await {
                     Ok(Some(adopted)) => {
                         self.state.save(&adopted)?;
                         repairs.push(note(format!("took on the MAC {}", adopted.mac)));
@@ -590,8 +572,8 @@ impl Engine {
                         rec.netns
                     ),
                 }
-                let repaired = kinds::repair(self, &rec, &others).await;
-                if repaired.is_ok() && kinds::check(self, &rec).await.is_ok() {
+                let repaired = kinds::repair(&self.node, &rec, &others).await;
+                if repaired.is_ok() && kinds::check(&self.node, &rec).await.is_ok() {
                     repairs.push(note("repaired".into()));
                     i += 1;
                     continue;
@@ -606,7 +588,7 @@ impl Engine {
                     continue;
                 }
             }
-            for e in kinds::teardown(self, &rec, &others).await {
+            for e in kinds::teardown(&self.node, &rec, &others).await {
                 tracing::warn!("tearing down {} before recreating it: {e}", rec.ifname);
             }
             // A recreation killed half-way left its own veth under the
@@ -621,7 +603,7 @@ impl Engine {
             if let Some(index) = new_parent {
                 fresh.parent_ifindex = index;
             }
-            match kinds::create(self, &mut fresh, &ns, &others).await {
+            match kinds::create(&self.node, &mut fresh, &ns, &others).await {
                 Ok(()) => {
                     self.state.save(&fresh)?;
                     records[i] = fresh;
@@ -634,7 +616,7 @@ impl Engine {
                     i += 1;
                 }
                 Err(e) => {
-                    for t in kinds::teardown(self, &fresh, &others).await {
+                    for t in kinds::teardown(&self.node, &fresh, &others).await {
                         tracing::warn!("rolling back the recreation of {}: {t}", rec.ifname);
                     }
                     self.state.remove(&rec)?;
@@ -658,7 +640,7 @@ impl Engine {
                 });
             }
         }
-        match kinds::bridge::sweep(self, &records) {
+        match kinds::sweep_switches(&self.node, &records) {
             Ok(0) => {}
             Ok(n) => tracing::info!("swept {n} aged or stale switch FDB entries"),
             Err(e) => tracing::warn!("sweeping the switch FDB: {e}"),
@@ -681,7 +663,7 @@ impl Engine {
         }
         // Cached programs of other builds go; `force` loads this build's
         // afresh too.
-        Datapath::clear_program_cache(&self.pin_dir, !force);
+        Datapath::clear_program_cache(self.node.pin_dir(), !force);
         let mut dp = self.datapath()?;
         // Endpoints made by a build without the endpoint cache enter it
         // before this build's programs, which read it, take the hooks.
@@ -693,7 +675,7 @@ impl Engine {
             let Some(id) = rec.host.as_ref().and_then(|h| h.counter_id) else {
                 continue;
             };
-            let mut counting = Datapath::open_counting(&self.pin_dir, id)?;
+            let mut counting = Datapath::open_counting(self.node.pin_dir(), id)?;
             for (prog, pin) in kinds::links(rec) {
                 let what = match counting.update_cgroup_link(prog, &pin, force)? {
                     Attached::Kept => "kept",
@@ -807,24 +789,24 @@ impl Engine {
             Err(e) => errors.push(e.context("rolling back interrupted adds")),
         }
         while let Some(rec) = records.pop() {
-            errors.extend(kinds::teardown(self, &rec, &records).await);
-            for n in self.take_notices() {
+            errors.extend(kinds::teardown(&self.node, &rec, &records).await);
+            for n in self.node.take_notices() {
                 tracing::warn!("{n}");
             }
             self.state.remove(&rec)?;
             removed.push(rec);
         }
-        for link in self.rtnl.links().await? {
+        for link in self.node.rtnl.links().await? {
             if link.name.starts_with(crate::container::HOST_IF_PREFIX)
                 && link.kind.as_deref() == Some("veth")
-                && let Err(e) = self.rtnl.del_link(link.index).await
+                && let Err(e) = self.node.rtnl.del_link(link.index).await
             {
                 errors.push(e.context(format!("deleting leftover {}", link.name)));
             }
         }
         // Namespaces a crashed `add container` may still hold.
-        errors.extend(kinds::container::release_leftovers(self.state.dir()));
-        Datapath::remove_pins(&self.pin_dir)?;
+        errors.extend(kinds::release_held_namespaces(self.state.dir()));
+        Datapath::remove_pins(self.node.pin_dir())?;
         let _ = std::fs::remove_dir_all(self.state.dir());
         match errors.into_iter().next() {
             Some(e) => Err(e.context("reset")),

@@ -28,6 +28,7 @@ pub mod mount;
 pub mod netlink;
 pub mod netns;
 pub mod nlsync;
+pub mod node;
 pub mod node_id;
 pub mod output;
 pub mod privileges;

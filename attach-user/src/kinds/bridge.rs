@@ -37,7 +37,7 @@ use crate::{
     container,
     datapath::{self, Datapath, PROG_BR_GUARD, PROG_SW},
     endpoint,
-    engine::Engine,
+    node::Node,
     error::{Context as _, Error, Result},
     model::{Attachment, Backend, Datapath as DatapathKind, Kind, SavedParent},
     netlink::{Link, LinkChange},
@@ -146,7 +146,7 @@ pub(crate) fn check_not_uplink(name: &str, records: &[Attachment]) -> Result<()>
 /// Checks the request against the system and the other attachments, and
 /// returns the record to create. Nothing is changed yet.
 pub async fn plan(
-    engine: &Engine,
+    node: &Node,
     req: &BridgeRequest,
     ns: &Netns,
     records: &[Attachment],
@@ -199,9 +199,9 @@ pub async fn plan(
     let others = members(records, &rec);
     // The device frames leave the node by: the bridge, or the uplink.
     let device = if ebpf {
-        plan_switch(engine, req, &mut rec, &others, records).await?
+        plan_switch(node, req, &mut rec, &others, records).await?
     } else {
-        Some(native_bridge(engine, &req.bridge, req.vlan).await?)
+        Some(native_bridge(node, &req.bridge, req.vlan).await?)
     };
     rec.mtu = match (&device, req.mtu) {
         (Some(d), Some(m)) if m > d.mtu => {
@@ -233,7 +233,7 @@ pub async fn plan(
         )));
     }
     let own = match &device {
-        Some(d) => engine.rtnl.addresses(d.index).await?,
+        Some(d) => node.rtnl.addresses(d.index).await?,
         None => Vec::new(),
     };
     for ip in &rec.ips {
@@ -258,8 +258,8 @@ pub async fn plan(
 }
 
 /// The Linux bridge `name` of the node, able to take the request's VLAN.
-async fn native_bridge(engine: &Engine, name: &str, vlan: Option<u16>) -> Result<Link> {
-    let link = engine.rtnl.link_by_name(name).await?.ok_or_else(|| {
+async fn native_bridge(node: &Node, name: &str, vlan: Option<u16>) -> Result<Link> {
+    let link = node.rtnl.link_by_name(name).await?.ok_or_else(|| {
         Error::not_found(format!(
             "unknown bridge {name:?}: no such device in the node's network namespace \
              (create it first: ip link add {name} type bridge)"
@@ -294,7 +294,7 @@ async fn native_bridge(engine: &Engine, name: &str, vlan: Option<u16>) -> Result
 /// The eBPF switch side of `plan`: joins the switch's existing ports (and
 /// uplink), or checks the uplink a new switch gets. Returns the uplink.
 async fn plan_switch(
-    engine: &Engine,
+    node: &Node,
     req: &BridgeRequest,
     rec: &mut Attachment,
     others: &[&Attachment],
@@ -323,7 +323,7 @@ async fn plan_switch(
     let Some(name) = rec.uplink.clone() else {
         return Ok(None);
     };
-    let link = engine.rtnl.link_by_name(&name).await?.ok_or_else(|| {
+    let link = node.rtnl.link_by_name(&name).await?.ok_or_else(|| {
         Error::not_found(format!(
             "uplink {name:?} not found in the node's network namespace"
         ))
@@ -374,29 +374,29 @@ async fn plan_switch(
 /// Makes the attachment. On error, `rec` says what was made so far, for
 /// `teardown` to undo.
 pub async fn create(
-    engine: &Engine,
+    node: &Node,
     rec: &mut Attachment,
     ns: &Netns,
     records: &[Attachment],
 ) -> Result<()> {
     match rec.backend {
-        Backend::Native => create_native(engine, rec, ns, records).await,
-        Backend::Ebpf => create_switch_port(engine, rec, ns, records).await,
+        Backend::Native => create_native(node, rec, ns, records).await,
+        Backend::Ebpf => create_switch_port(node, rec, ns, records).await,
     }
 }
 
 async fn create_native(
-    engine: &Engine,
+    node: &Node,
     rec: &mut Attachment,
     ns: &Netns,
     records: &[Attachment],
 ) -> Result<()> {
-    endpoint::create_veth(engine, rec, ns).await?;
+    endpoint::create_veth(node, rec, ns).await?;
     let host = rec.host_ifindex.expect("set by create_veth");
-    let bridge = native_bridge(engine, &rec.parent, rec.vlan).await?;
+    let bridge = native_bridge(node, &rec.parent, rec.vlan).await?;
     if rec.mtu < bridge.mtu {
         // The bridge follows its smallest port's MTU: keep its own.
-        engine
+        node
             .rtnl
             .set_link(
                 host,
@@ -411,41 +411,41 @@ async fn create_native(
     if rec.spoofchk {
         // Before the port joins: no frame reaches the bridge unchecked.
         rec.endpoint_id = Some(super::free_endpoint_id(records)?);
-        put_guard(&mut engine.datapath()?, rec)?;
+        put_guard(&mut node.datapath()?, rec)?;
     }
-    join_native(engine, rec, &bridge).await?;
-    endpoint::host_up(engine, rec).await?;
+    join_native(node, rec, &bridge).await?;
+    endpoint::host_up(node, rec).await?;
     container::announce(ns, rec);
     Ok(())
 }
 
 /// Makes the host-side veth a port of `bridge` as the record says (also
 /// what `repair` runs: idempotent).
-async fn join_native(engine: &Engine, rec: &Attachment, bridge: &Link) -> Result<()> {
+async fn join_native(node: &Node, rec: &Attachment, bridge: &Link) -> Result<()> {
     let (Some(host), Some(name)) = (rec.host_ifindex, &rec.host_ifname) else {
         return Err(Error::system("the record has no host-side interface"));
     };
-    engine
+    node
         .rtnl
         .set_controller(host, bridge.index)
         .await
         .with_context(|| format!("adding {name} to bridge {}", bridge.name))?;
-    engine
+    node
         .rtnl
         .set_port_isolated(host, rec.isolated)
         .await
         .with_context(|| format!("setting isolated on {name}"))?;
     if let Some(vid) = rec.vlan {
-        engine
+        node
             .rtnl
             .add_port_vlan(host, vid, true, true)
             .await
             .with_context(|| format!("putting {name} in VLAN {vid}"))?;
         // The port joined with the bridge's default PVID (and whatever
         // else it had): an access port has its own VLAN only.
-        for v in engine.rtnl.port_vlans(host).await? {
+        for v in node.rtnl.port_vlans(host).await? {
             if v.vid != vid {
-                engine
+                node
                     .rtnl
                     .del_port_vlan(host, v.vid)
                     .await
@@ -537,12 +537,12 @@ fn static_entry(rec: &Attachment) -> Option<(FdbKey, FdbEntry)> {
 }
 
 async fn create_switch_port(
-    engine: &Engine,
+    node: &Node,
     rec: &mut Attachment,
     ns: &Netns,
     records: &[Attachment],
 ) -> Result<()> {
-    endpoint::create_veth(engine, rec, ns).await?;
+    endpoint::create_veth(node, rec, ns).await?;
     let others = members(records, rec);
     let first = others.is_empty();
     rec.switch_id = Some(match others.iter().find_map(|o| o.switch_id) {
@@ -561,7 +561,7 @@ async fn create_switch_port(
         // restores it.
         rec.saved_parent = others.iter().find_map(|o| o.saved_parent.clone());
     }
-    let mut dp = engine.datapath()?;
+    let mut dp = node.datapath()?;
     rec.endpoint_id = Some(super::free_endpoint_id(records)?);
     let port = switch_port_of(rec).expect("ids are set");
     dp.zero_stats(port.id)?;
@@ -580,12 +580,12 @@ async fn create_switch_port(
     )
     .context("attaching the switch program")?;
     if rec.uplink.is_some() {
-        take_uplink(engine, &mut dp, rec, first).await?;
+        take_uplink(node, &mut dp, rec, first).await?;
     }
     let mut all: Vec<Attachment> = others.into_iter().cloned().collect();
     all.push(rec.clone());
     write_switch(&mut dp, rec, &all)?;
-    endpoint::host_up(engine, rec).await?;
+    endpoint::host_up(node, rec).await?;
     container::announce(ns, rec);
     Ok(())
 }
@@ -593,13 +593,13 @@ async fn create_switch_port(
 /// Connects the switch to its uplink: the uplink's entry and program, and
 /// promiscuous mode (its previous state saved in the record when `first`).
 async fn take_uplink(
-    engine: &Engine,
+    node: &Node,
     dp: &mut Datapath,
     rec: &mut Attachment,
     first: bool,
 ) -> Result<()> {
     let name = rec.uplink.clone().expect("an uplink");
-    let link = engine
+    let link = node
         .rtnl
         .link_by_name(&name)
         .await?
@@ -629,7 +629,7 @@ async fn take_uplink(
     )
     .with_context(|| format!("attaching the switch program to uplink {name}"))?;
     if !link.promisc {
-        engine
+        node
             .rtnl
             .set_link(
                 link.index,
@@ -668,7 +668,7 @@ fn write_switch(dp: &mut Datapath, rec: &Attachment, all: &[Attachment]) -> Resu
 }
 
 /// Removes whatever of `rec` exists, continuing past failures; returns them.
-pub async fn teardown(engine: &Engine, rec: &Attachment, remaining: &[Attachment]) -> Vec<Error> {
+pub async fn teardown(node: &Node, rec: &Attachment, remaining: &[Attachment]) -> Vec<Error> {
     let mut errors = Vec::new();
     let datapath = match rec.backend {
         Backend::Native => rec.endpoint_id.is_some() && rec.host_ifindex.is_some(),
@@ -676,22 +676,22 @@ pub async fn teardown(engine: &Engine, rec: &Attachment, remaining: &[Attachment
     };
     if datapath {
         let r = match rec.backend {
-            Backend::Native => teardown_guard(engine, rec),
-            Backend::Ebpf => teardown_switch_port(engine, rec, remaining).await,
+            Backend::Native => teardown_guard(node, rec),
+            Backend::Ebpf => teardown_switch_port(node, rec, remaining).await,
         };
         if let Err(e) = r {
             errors.push(e);
         }
     }
     // The port leaves its bridge with the veth.
-    if let Err(e) = endpoint::delete_veth(engine, rec).await {
+    if let Err(e) = endpoint::delete_veth(node, rec).await {
         errors.push(e);
     }
     errors
 }
 
-fn teardown_guard(engine: &Engine, rec: &Attachment) -> Result<()> {
-    let mut dp = engine.datapath()?;
+fn teardown_guard(node: &Node, rec: &Attachment) -> Result<()> {
+    let mut dp = node.datapath()?;
     let h = rec.host_ifindex.expect("checked");
     dp.unpin(&datapath::port_link(h))?;
     dp.remove_sw_port(h)?;
@@ -699,11 +699,11 @@ fn teardown_guard(engine: &Engine, rec: &Attachment) -> Result<()> {
 }
 
 async fn teardown_switch_port(
-    engine: &Engine,
+    node: &Node,
     rec: &Attachment,
     remaining: &[Attachment],
 ) -> Result<()> {
-    let mut dp = engine.datapath()?;
+    let mut dp = node.datapath()?;
     let id = rec.switch_id.expect("checked");
     if let Some(h) = rec.host_ifindex {
         dp.unpin(&datapath::port_link(h))?;
@@ -723,13 +723,13 @@ async fn teardown_switch_port(
     dp.remove_switch(id)?;
     dp.fdb_remove_where(|k, _| k.switch_id == id)?;
     if rec.uplink.is_some() && rec.parent_ifindex != 0 {
-        release_uplink(engine, &mut dp, rec).await?;
+        release_uplink(node, &mut dp, rec).await?;
     }
     Ok(())
 }
 
 /// Detaches the switch from its uplink and restores its promiscuity.
-async fn release_uplink(engine: &Engine, dp: &mut Datapath, rec: &Attachment) -> Result<()> {
+async fn release_uplink(node: &Node, dp: &mut Datapath, rec: &Attachment) -> Result<()> {
     let up = rec.parent_ifindex;
     dp.unpin(&datapath::uplink_link(up))?;
     if dp
@@ -739,13 +739,13 @@ async fn release_uplink(engine: &Engine, dp: &mut Datapath, rec: &Attachment) ->
         dp.remove_sw_port(up)?;
     }
     let name = rec.uplink.as_deref().unwrap_or("?");
-    match engine.rtnl.link_by_index(up).await? {
+    match node.rtnl.link_by_index(up).await? {
         Some(l) if l.name == name => {
             if let Some(saved) = &rec.saved_parent
                 && !saved.promisc
                 && l.promisc
             {
-                engine
+                node
                     .rtnl
                     .set_link(
                         up,
@@ -766,18 +766,18 @@ async fn release_uplink(engine: &Engine, dp: &mut Datapath, rec: &Attachment) ->
 /// The container side, the host-side veth, and: (native) its bridge port
 /// settings and guard; (ebpf) the port, switch, flood row, static FDB
 /// entry, uplink and programs.
-pub async fn check(engine: &Engine, rec: &Attachment) -> Result<()> {
+pub async fn check(node: &Node, rec: &Attachment) -> Result<()> {
     super::check_container_side(rec).await?;
-    let link = endpoint::check_host_link(engine, rec).await?;
+    let link = endpoint::check_host_link(node, rec).await?;
     match rec.backend {
-        Backend::Native => check_native(engine, rec, &link).await,
-        Backend::Ebpf => check_switch_port(engine, rec),
+        Backend::Native => check_native(node, rec, &link).await,
+        Backend::Ebpf => check_switch_port(node, rec),
     }
 }
 
-async fn check_native(engine: &Engine, rec: &Attachment, link: &Link) -> Result<()> {
+async fn check_native(node: &Node, rec: &Attachment, link: &Link) -> Result<()> {
     let host_name = &link.name;
-    let bridge = native_bridge(engine, &rec.parent, None).await?;
+    let bridge = native_bridge(node, &rec.parent, None).await?;
     if link.controller != Some(bridge.index) {
         return Err(Error::system(format!(
             "{host_name} is not a port of bridge {}",
@@ -791,7 +791,7 @@ async fn check_native(engine: &Engine, rec: &Attachment, link: &Link) -> Result<
         )));
     }
     if let Some(vid) = rec.vlan {
-        let vlans = engine.rtnl.port_vlans(link.index).await?;
+        let vlans = node.rtnl.port_vlans(link.index).await?;
         let access = vlans.iter().any(|v| v.vid == vid && v.pvid && v.untagged);
         if !access || vlans.len() != 1 {
             let have: Vec<String> = vlans.iter().map(|v| v.vid.to_string()).collect();
@@ -802,7 +802,7 @@ async fn check_native(engine: &Engine, rec: &Attachment, link: &Link) -> Result<
         }
     }
     if rec.endpoint_id.is_some() {
-        let mut dp = engine.datapath()?;
+        let mut dp = node.datapath()?;
         let want = guard_port_of(rec).expect("ids are set");
         if dp.sw_port(link.index)? != Some(want) {
             return Err(Error::system(format!(
@@ -825,8 +825,8 @@ async fn check_native(engine: &Engine, rec: &Attachment, link: &Link) -> Result<
     Ok(())
 }
 
-fn check_switch_port(engine: &Engine, rec: &Attachment) -> Result<()> {
-    let mut dp = engine.datapath()?;
+fn check_switch_port(node: &Node, rec: &Attachment) -> Result<()> {
+    let mut dp = node.datapath()?;
     let want = switch_port_of(rec).ok_or_else(|| Error::system("the record has no switch port"))?;
     let host_name = rec.host_ifname.as_deref().unwrap_or("?");
     if dp.sw_port(want.ifindex)? != Some(want) {
@@ -892,17 +892,17 @@ fn check_switch_port(engine: &Engine, rec: &Attachment) -> Result<()> {
 /// Puts the port back as the record says without recreating it: (native)
 /// its bridge, flags, VLAN and guard; (ebpf) its entries, static FDB entry,
 /// programs, the switch and its uplink. Idempotent.
-pub async fn repair(engine: &Engine, rec: &Attachment, others: &[Attachment]) -> Result<()> {
+pub async fn repair(node: &Node, rec: &Attachment, others: &[Attachment]) -> Result<()> {
     match rec.backend {
         Backend::Native => {
-            let bridge = native_bridge(engine, &rec.parent, rec.vlan).await?;
+            let bridge = native_bridge(node, &rec.parent, rec.vlan).await?;
             if rec.endpoint_id.is_some() {
-                put_guard(&mut engine.datapath()?, rec)?;
+                put_guard(&mut node.datapath()?, rec)?;
             }
-            join_native(engine, rec, &bridge).await?;
+            join_native(node, rec, &bridge).await?;
         }
         Backend::Ebpf => {
-            let mut dp = engine.datapath()?;
+            let mut dp = node.datapath()?;
             let port = switch_port_of(rec)
                 .ok_or_else(|| Error::system("the record has no switch port"))?;
             if rec.spoofchk {
@@ -920,14 +920,14 @@ pub async fn repair(engine: &Engine, rec: &Attachment, others: &[Attachment]) ->
             )?;
             let mut rec = rec.clone();
             if rec.uplink.is_some() {
-                take_uplink(engine, &mut dp, &mut rec, false).await?;
+                take_uplink(node, &mut dp, &mut rec, false).await?;
             }
             let mut all: Vec<Attachment> = members(others, &rec).into_iter().cloned().collect();
             all.push(rec.clone());
             write_switch(&mut dp, &rec, &all)?;
         }
     }
-    endpoint::host_up(engine, rec).await
+    endpoint::host_up(node, rec).await
 }
 
 /// See [`super::links`].
@@ -954,14 +954,14 @@ pub fn links(rec: &Attachment) -> Vec<(&'static str, String)> {
 /// Housekeeping for `reconcile`: removes FDB entries that no longer count
 /// (learned longer ago than their switch's ageing time, or behind a port
 /// that is no longer one of their switch's). Returns how many.
-pub fn sweep(engine: &Engine, records: &[Attachment]) -> Result<usize> {
+pub fn sweep(node: &Node, records: &[Attachment]) -> Result<usize> {
     if !records
         .iter()
         .any(|r| r.kind == Kind::Bridge && r.backend == Backend::Ebpf && r.is_ebpf())
     {
         return Ok(0);
     }
-    let mut dp = engine.datapath()?;
+    let mut dp = node.datapath()?;
     let now = monotonic_ns();
     let mut doomed = Vec::new();
     for (k, e) in dp.fdb()? {

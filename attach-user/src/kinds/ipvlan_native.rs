@@ -8,7 +8,7 @@ use netlink_packet_route::link::{IpVlanFlags, IpVlanMode};
 
 use crate::{
     container,
-    engine::Engine,
+    node::Node,
     error::{Context as _, Error, ErrorKind, Result},
     model::{Attachment, IpvlanFlag, Mode},
     netlink::Rtnl,
@@ -32,10 +32,10 @@ fn driver_flags(f: IpvlanFlag) -> IpVlanFlags {
 }
 
 /// Makes the slave in `ns`. On error, `rec` says what was made so far.
-pub async fn create(engine: &Engine, rec: &mut Attachment, ns: &Netns) -> Result<()> {
+pub async fn create(node: &Node, rec: &mut Attachment, ns: &Netns) -> Result<()> {
     let tmp = container::temp_ifname();
     let mode = rec.mode.unwrap_or(Mode::L2);
-    engine
+    node
         .rtnl
         .add_ipvlan(
             &tmp,

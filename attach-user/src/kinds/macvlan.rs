@@ -20,7 +20,7 @@ use crate::{
     container,
     datapath::{self, Datapath, PROG_HOST, PROG_RX, PROG_TX},
     endpoint,
-    engine::Engine,
+    node::Node,
     error::{Context as _, Error, ErrorKind, Result},
     model::{Attachment, Backend, Datapath as DatapathKind, Kind, MacvlanMode, Mode, SavedParent},
     netlink::{LinkChange, Rtnl, macvlan_mode},
@@ -84,12 +84,12 @@ impl MacvlanRequest {
 /// Checks the request against the system and the other attachments, and
 /// returns the record to create. Nothing is changed yet.
 pub async fn plan(
-    engine: &Engine,
+    node: &Node,
     req: &MacvlanRequest,
     ns: &Netns,
     records: &[Attachment],
 ) -> Result<Attachment> {
-    let parent = super::parent_link(engine, &req.parent).await?;
+    let parent = super::parent_link(node, &req.parent).await?;
     super::bridge::check_not_uplink(&parent.name, records)?;
     let mtu = super::mtu_under(&parent, req.mtu)?;
     super::check_ifname_free(ns, &req.netns, &req.ifname).await?;
@@ -129,7 +129,7 @@ pub async fn plan(
             )));
         }
     }
-    super::check_addresses_free(engine, &parent, &req.ips, &on_parent).await?;
+    super::check_addresses_free(node, &parent, &req.ips, &on_parent).await?;
     let ebpf = req.backend == Backend::Ebpf;
     let datapath = ebpf.then(|| req.datapath.unwrap_or_default());
     if let Some(dp) = datapath
@@ -193,24 +193,24 @@ pub async fn plan(
 /// Makes the attachment. On error, `rec` says what was made so far, for
 /// `teardown` to undo.
 pub async fn create(
-    engine: &Engine,
+    node: &Node,
     rec: &mut Attachment,
     ns: &Netns,
     records: &[Attachment],
 ) -> Result<()> {
     match rec.backend {
-        Backend::Ebpf => create_ebpf(engine, rec, ns, records).await,
-        Backend::Native => create_native(engine, rec, ns).await,
+        Backend::Ebpf => create_ebpf(node, rec, ns, records).await,
+        Backend::Native => create_native(node, rec, ns).await,
     }
 }
 
-async fn create_native(engine: &Engine, rec: &mut Attachment, ns: &Netns) -> Result<()> {
+async fn create_native(node: &Node, rec: &mut Attachment, ns: &Netns) -> Result<()> {
     let tmp = container::temp_ifname();
     let passthru = rec.is_mode(Mode::Passthru);
     // A passthru macvlan inherits the parent's MAC at creation; a requested
     // one is set afterwards (which sets the parent's, as the kernel does).
     let create_mac = (!passthru).then_some(rec.mac);
-    engine
+    node
         .rtnl
         .add_macvlan(&tmp, rec.parent_ifindex, macvlan_mode(rec.mode_name()), ns, create_mac, rec.mtu)
         .await
@@ -281,14 +281,14 @@ fn endpoint_of(rec: &Attachment) -> Option<Endpoint> {
 }
 
 async fn create_ebpf(
-    engine: &Engine,
+    node: &Node,
     rec: &mut Attachment,
     ns: &Netns,
     records: &[Attachment],
 ) -> Result<()> {
-    endpoint::create_veth(engine, rec, ns).await?;
+    endpoint::create_veth(node, rec, ns).await?;
 
-    let mut dp = engine.datapath()?;
+    let mut dp = node.datapath()?;
     rec.endpoint_id = Some(super::free_endpoint_id(records)?);
     let ep = endpoint_of(rec).expect("ids are set");
     dp.zero_stats(ep.id)?;
@@ -304,10 +304,10 @@ async fn create_ebpf(
         .context("attaching the transmit program")?;
 
     if rec.is_mode(Mode::Passthru) {
-        take_parent_for_passthru(engine, rec).await?;
+        take_parent_for_passthru(node, rec).await?;
     } else {
         // Into the parent's unicast filter, as a macvlan's address would be.
-        engine
+        node
             .rtnl
             .fdb_self_add(rec.parent_ifindex, rec.mac)
             .await
@@ -317,9 +317,9 @@ async fn create_ebpf(
     }
     let mut with_this: Vec<Attachment> = records.to_vec();
     with_this.push(rec.clone());
-    rec.xdp_mode = setup_parent(engine, &mut dp, rec, &with_this).await?;
+    rec.xdp_mode = setup_parent(node, &mut dp, rec, &with_this).await?;
 
-    endpoint::host_up(engine, rec).await?;
+    endpoint::host_up(node, rec).await?;
     if rec.datapath == Some(DatapathKind::Xdp) {
         xdp_receive_offloads(ns, rec)?;
     }
@@ -385,8 +385,8 @@ fn check_xdp_gro(rec: &Attachment) -> Result<()> {
 
 /// Passthru takes the parent over: its MAC (set to the requested one if
 /// any) and promiscuous mode, both put back on detach.
-async fn take_parent_for_passthru(engine: &Engine, rec: &mut Attachment) -> Result<()> {
-    let parent = engine
+async fn take_parent_for_passthru(node: &Node, rec: &mut Attachment) -> Result<()> {
+    let parent = node
         .rtnl
         .link_by_index(rec.parent_ifindex)
         .await?
@@ -395,7 +395,7 @@ async fn take_parent_for_passthru(engine: &Engine, rec: &mut Attachment) -> Resu
         mac: parent.mac,
         promisc: parent.promisc,
     });
-    engine
+    node
         .rtnl
         .set_link(
             parent.index,
@@ -429,13 +429,13 @@ fn member_endpoint(r: &Attachment) -> Option<Endpoint> {
 /// Brings the parent's configuration and programs in line with the eBPF
 /// endpoints in `all` (which includes the one being added).
 pub(crate) async fn setup_parent(
-    engine: &Engine,
+    node: &Node,
     dp: &mut Datapath,
     rec: &Attachment,
     all: &[Attachment],
 ) -> Result<Option<String>> {
     let ifindex = rec.parent_ifindex;
-    let parent = engine
+    let parent = node
         .rtnl
         .link_by_index(ifindex)
         .await?
@@ -570,7 +570,7 @@ fn write_parent(
 /// Removes whatever of `rec` exists, continuing past failures; returns them.
 /// `remaining` are the node's other attachments. Used by `del` and to roll
 /// back a failed `add`.
-pub async fn teardown(engine: &Engine, rec: &Attachment, remaining: &[Attachment]) -> Vec<Error> {
+pub async fn teardown(node: &Node, rec: &Attachment, remaining: &[Attachment]) -> Vec<Error> {
     let mut errors = Vec::new();
     let mut note = |r: Result<()>| {
         if let Err(e) = r {
@@ -587,16 +587,16 @@ pub async fn teardown(engine: &Engine, rec: &Attachment, remaining: &[Attachment
             // The veth first: its tcx link goes with the device, while
             // unpinning a live link would wait for a grace period of its own.
             // A frame still redirected to the gone device is dropped.
-            note(endpoint::delete_veth(engine, rec).await);
+            note(endpoint::delete_veth(node, rec).await);
             if rec.host_ifindex.is_some() || rec.endpoint_id.is_some() {
-                note(teardown_datapath(engine, rec, remaining).await);
+                note(teardown_datapath(node, rec, remaining).await);
             }
             if !rec.is_mode(Mode::Passthru) && rec.host_ifname.is_some() {
-                note(engine.rtnl.fdb_self_del(rec.parent_ifindex, rec.mac).await);
+                note(node.rtnl.fdb_self_del(rec.parent_ifindex, rec.mac).await);
             }
             if let Some(saved) = &rec.saved_parent {
                 note(
-                    engine
+                    node
                         .rtnl
                         .set_link(
                             rec.parent_ifindex,
@@ -631,11 +631,11 @@ pub(super) async fn del_in_netns(rec: &Attachment, index: u32) -> Result<()> {
 }
 
 async fn teardown_datapath(
-    engine: &Engine,
+    node: &Node,
     rec: &Attachment,
     remaining: &[Attachment],
 ) -> Result<()> {
-    let mut dp = engine.datapath()?;
+    let mut dp = node.datapath()?;
     if let Some(h) = rec.host_ifindex {
         dp.remove_endpoint(rec.parent_ifindex, rec.mac.0, h)?;
         dp.remove_endpoint_ips(h, &addrs(rec))?;
@@ -679,14 +679,14 @@ pub(crate) fn release_parent(
 
 /// The container side, then for eBPF: the host-side veth, the map entries
 /// and every program the endpoint relies on.
-pub async fn check(engine: &Engine, rec: &Attachment) -> Result<()> {
+pub async fn check(node: &Node, rec: &Attachment) -> Result<()> {
     super::check_container_side(rec).await?;
     if rec.backend == Backend::Native {
         return Ok(());
     }
-    let link = endpoint::check_host_link(engine, rec).await?;
+    let link = endpoint::check_host_link(node, rec).await?;
     let (host_index, host_name) = (link.index, &link.name);
-    let mut dp = engine.datapath()?;
+    let mut dp = node.datapath()?;
     let want = endpoint_of(rec).ok_or_else(|| Error::system("the record has no endpoint id"))?;
     if dp.port(host_index)? != Some(want) {
         return Err(Error::system(format!(
@@ -727,7 +727,7 @@ pub async fn check(engine: &Engine, rec: &Attachment) -> Result<()> {
                 rec.parent
             )));
         }
-        let attached = engine
+        let attached = node
             .rtnl
             .link_by_index(rec.parent_ifindex)
             .await?
@@ -752,11 +752,11 @@ pub async fn check(engine: &Engine, rec: &Attachment) -> Result<()> {
 /// Puts the datapath state of an eBPF endpoint back as the record says:
 /// map entries, flood row, parent config, programs (re-attached, or updated
 /// to this build), unicast filter entry, host side up. Idempotent.
-pub async fn repair(engine: &Engine, rec: &Attachment, others: &[Attachment]) -> Result<()> {
+pub async fn repair(node: &Node, rec: &Attachment, others: &[Attachment]) -> Result<()> {
     if rec.backend == Backend::Native {
         return Err(Error::system("a native macvlan has no datapath to repair"));
     }
-    let mut dp = engine.datapath()?;
+    let mut dp = node.datapath()?;
     let ep = endpoint_of(rec).ok_or_else(|| Error::system("the record has no endpoint id"))?;
     dp.put_endpoint_ips(ep.host_ifindex, &addrs(rec))?;
     dp.put_endpoint(&ep)?;
@@ -768,9 +768,9 @@ pub async fn repair(engine: &Engine, rec: &Attachment, others: &[Attachment]) ->
     )?;
     let mut all = others.to_vec();
     all.push(rec.clone());
-    setup_parent(engine, &mut dp, rec, &all).await?;
+    setup_parent(node, &mut dp, rec, &all).await?;
     if !rec.is_mode(Mode::Passthru) {
-        engine
+        node
             .rtnl
             .fdb_self_add(rec.parent_ifindex, rec.mac)
             .await?;
@@ -779,7 +779,7 @@ pub async fn repair(engine: &Engine, rec: &Attachment, others: &[Attachment]) ->
         let ns = rec.open_netns()?;
         xdp_receive_offloads(&ns, rec)?;
     }
-    endpoint::host_up(engine, rec).await
+    endpoint::host_up(node, rec).await
 }
 
 /// See [`super::links`].

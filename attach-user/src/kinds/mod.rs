@@ -22,7 +22,7 @@ use std::net::IpAddr;
 use crate::{
     addr::{IpNet, Mac},
     container as endpoint_names,
-    engine::Engine,
+    node::Node,
     error::{Error, Result},
     features::Feature,
     model::{Attachment, Backend, Kind, NO_IFNAME},
@@ -109,6 +109,27 @@ impl AddRequest {
             AddRequest::Sriov(r) => r.validate(),
         }
     }
+}
+
+/// What the engine asks of particular kinds, beside the lifecycle below.
+pub(crate) use macvlan::{adopt_mac, drifted_parents, resync_parents};
+
+/// Whether `r` is the host side of a nested attachment (known by its tap,
+/// S-tag and VLAN rather than a namespace).
+pub(crate) fn is_nested_host_side(r: &Attachment) -> bool {
+    nested::is_host_side(r)
+}
+
+/// Ages out the eBPF switches' learned FDB entries and drops those of ports
+/// that are gone; returns how many went.
+pub(crate) fn sweep_switches(node: &Node, records: &[Attachment]) -> Result<usize> {
+    bridge::sweep(node, records)
+}
+
+/// Releases the namespace holds a crashed `add container` left under
+/// `state_dir`.
+pub(crate) fn release_held_namespaces(state_dir: &std::path::Path) -> Vec<Error> {
+    container::release_leftovers(state_dir)
 }
 
 /// A record of `kind` for NETNS `spec` (open as `ns`) with nothing made
@@ -303,8 +324,8 @@ fn check_gateway(ips: &[IpNet], gw: IpAddr) -> Result<()> {
 
 /// The parent device `name` in the node: present, an Ethernet device, and
 /// not one of our own host-side veths.
-pub(crate) async fn parent_link(engine: &Engine, name: &str) -> Result<Link> {
-    let parent = engine.rtnl.link_by_name(name).await?.ok_or_else(|| {
+pub(crate) async fn parent_link(node: &Node, name: &str) -> Result<Link> {
+    let parent = node.rtnl.link_by_name(name).await?.ok_or_else(|| {
         Error::not_found(format!(
             "parent interface {name:?} not found in the node's network namespace"
         ))
@@ -363,12 +384,12 @@ pub(crate) fn free_endpoint_id(records: &[Attachment]) -> Result<u32> {
 /// Refuses addresses already used on `parent`: by the node itself, or by
 /// another attachment of it.
 pub(crate) async fn check_addresses_free(
-    engine: &Engine,
+    node: &Node,
     parent: &crate::netlink::Link,
     ips: &[crate::addr::IpNet],
     on_parent: &[&Attachment],
 ) -> Result<()> {
-    let own = engine.rtnl.addresses(parent.index).await?;
+    let own = node.rtnl.addresses(parent.index).await?;
     for ip in ips {
         if own.contains(&ip.addr) {
             return Err(Error::conflict(format!(
@@ -427,7 +448,7 @@ fn required_features(req: &AddRequest) -> Vec<(Feature, String)> {
 }
 
 pub(crate) async fn plan(
-    engine: &Engine,
+    node: &Node,
     req: &AddRequest,
     ns: &Netns,
     records: &[Attachment],
@@ -436,42 +457,42 @@ pub(crate) async fn plan(
         feature.require(&what)?;
     }
     match req {
-        AddRequest::Macvlan(r) => macvlan::plan(engine, r, ns, records).await,
-        AddRequest::Ipvlan(r) => ipvlan::plan(engine, r, ns, records).await,
-        AddRequest::Bridge(r) => bridge::plan(engine, r, ns, records).await,
-        AddRequest::Router(r) => router::plan(engine, r, ns, records).await,
-        AddRequest::Nested(r) => nested::plan(engine, r, ns, records).await,
-        AddRequest::NestedHost(r) => nested::plan_host(engine, r, records).await,
-        AddRequest::Host(r) => host::plan(engine, r, ns, records).await,
-        AddRequest::Container(r) => container::plan(engine, r, ns, records).await,
-        AddRequest::Sriov(r) => sriov::plan(engine, r, ns, records).await,
+        AddRequest::Macvlan(r) => macvlan::plan(node, r, ns, records).await,
+        AddRequest::Ipvlan(r) => ipvlan::plan(node, r, ns, records).await,
+        AddRequest::Bridge(r) => bridge::plan(node, r, ns, records).await,
+        AddRequest::Router(r) => router::plan(node, r, ns, records).await,
+        AddRequest::Nested(r) => nested::plan(node, r, ns, records).await,
+        AddRequest::NestedHost(r) => nested::plan_host(node, r, records).await,
+        AddRequest::Host(r) => host::plan(node, r, ns, records).await,
+        AddRequest::Container(r) => container::plan(node, r, ns, records).await,
+        AddRequest::Sriov(r) => sriov::plan(node, r, ns, records).await,
     }
 }
 
 pub(crate) async fn create(
-    engine: &Engine,
+    node: &Node,
     rec: &mut Attachment,
     ns: &Netns,
     records: &[Attachment],
 ) -> Result<()> {
     match rec.kind {
-        Kind::Macvlan => macvlan::create(engine, rec, ns, records).await,
-        Kind::Ipvlan => ipvlan::create(engine, rec, ns, records).await,
-        Kind::Bridge => bridge::create(engine, rec, ns, records).await,
-        Kind::Router => router::create(engine, rec, ns, records).await,
-        Kind::Nested => nested::create(engine, rec, ns, records).await,
-        Kind::Host => host::create(engine, rec, records).await,
-        Kind::Container => container::create(engine, rec, ns, records).await,
-        Kind::Sriov => sriov::create(engine, rec, ns).await,
+        Kind::Macvlan => macvlan::create(node, rec, ns, records).await,
+        Kind::Ipvlan => ipvlan::create(node, rec, ns, records).await,
+        Kind::Bridge => bridge::create(node, rec, ns, records).await,
+        Kind::Router => router::create(node, rec, ns, records).await,
+        Kind::Nested => nested::create(node, rec, ns, records).await,
+        Kind::Host => host::create(node, rec, records).await,
+        Kind::Container => container::create(node, rec, ns, records).await,
+        Kind::Sriov => sriov::create(node, rec, ns).await,
     }
 }
 
 /// Checks that what `rec` describes really exists and works as recorded:
 /// links, addresses, and for the eBPF backend the map entries and attached
 /// programs. The error says what drifted.
-pub(crate) async fn check(engine: &Engine, rec: &Attachment) -> Result<()> {
+pub(crate) async fn check(node: &Node, rec: &Attachment) -> Result<()> {
     // Said first: everything else that drifts then follows from it.
-    if parent_gone(engine, rec).await? {
+    if parent_gone(node, rec).await? {
         return Err(Error::not_found(format!(
             "{} {} (ifindex {}) is gone",
             if rec.kind == Kind::Router {
@@ -484,24 +505,24 @@ pub(crate) async fn check(engine: &Engine, rec: &Attachment) -> Result<()> {
         )));
     }
     match rec.kind {
-        Kind::Macvlan => macvlan::check(engine, rec).await,
-        Kind::Ipvlan => ipvlan::check(engine, rec).await,
-        Kind::Bridge => bridge::check(engine, rec).await,
-        Kind::Router => router::check(engine, rec).await,
-        Kind::Nested => nested::check(engine, rec).await,
-        Kind::Host => host::check(engine, rec).await,
+        Kind::Macvlan => macvlan::check(node, rec).await,
+        Kind::Ipvlan => ipvlan::check(node, rec).await,
+        Kind::Bridge => bridge::check(node, rec).await,
+        Kind::Router => router::check(node, rec).await,
+        Kind::Nested => nested::check(node, rec).await,
+        Kind::Host => host::check(node, rec).await,
         Kind::Container => container::check(rec).await,
-        Kind::Sriov => sriov::check(engine, rec).await,
+        Kind::Sriov => sriov::check(node, rec).await,
     }
 }
 
 /// Whether the parent device a macvlan or ipvlan endpoint hangs off (the
 /// uplink of a router endpoint) was deleted.
-pub(crate) async fn parent_gone(engine: &Engine, rec: &Attachment) -> Result<bool> {
+pub(crate) async fn parent_gone(node: &Node, rec: &Attachment) -> Result<bool> {
     Ok(
         matches!(rec.kind, Kind::Macvlan | Kind::Ipvlan | Kind::Router)
             && !rec.parent.is_empty()
-            && engine
+            && node
                 .rtnl
                 .link_by_index(rec.parent_ifindex)
                 .await?
@@ -524,12 +545,12 @@ pub(crate) enum ParentNow {
     UplinkGone(String),
 }
 
-pub(crate) async fn parent_now(engine: &Engine, rec: &Attachment) -> Result<ParentNow> {
+pub(crate) async fn parent_now(node: &Node, rec: &Attachment) -> Result<ParentNow> {
     Ok(match rec.kind {
         Kind::Macvlan | Kind::Ipvlan | Kind::Router => {
-            if !parent_gone(engine, rec).await? {
+            if !parent_gone(node, rec).await? {
                 ParentNow::Same
-            } else if let Some(link) = engine.rtnl.link_by_name(&rec.parent).await? {
+            } else if let Some(link) = node.rtnl.link_by_name(&rec.parent).await? {
                 ParentNow::Remade(link.index)
             } else if rec.kind == Kind::Router {
                 ParentNow::UplinkGone(rec.parent.clone())
@@ -539,7 +560,7 @@ pub(crate) async fn parent_now(engine: &Engine, rec: &Attachment) -> Result<Pare
         }
         // A switch takes its uplink by name again in its repair.
         Kind::Bridge => match &rec.uplink {
-            Some(u) if engine.rtnl.link_by_name(u).await?.is_none() => {
+            Some(u) if node.rtnl.link_by_name(u).await?.is_none() => {
                 ParentNow::UplinkGone(u.clone())
             }
             _ => ParentNow::Same,
@@ -627,15 +648,15 @@ pub(crate) async fn check_container_side(rec: &Attachment) -> Result<()> {
 
 /// Puts back what `check` found missing without recreating the interface
 /// (map entries, programs); an error means only recreating will do.
-pub(crate) async fn repair(engine: &Engine, rec: &Attachment, others: &[Attachment]) -> Result<()> {
+pub(crate) async fn repair(node: &Node, rec: &Attachment, others: &[Attachment]) -> Result<()> {
     match rec.kind {
-        Kind::Macvlan => macvlan::repair(engine, rec, others).await,
-        Kind::Ipvlan => ipvlan::repair(engine, rec, others).await,
-        Kind::Bridge => bridge::repair(engine, rec, others).await,
-        Kind::Router => router::repair(engine, rec, others).await,
-        Kind::Nested => nested::repair(engine, rec, others).await,
-        Kind::Host => host::repair(engine, rec).await,
-        Kind::Container => container::repair(engine, rec).await,
+        Kind::Macvlan => macvlan::repair(node, rec, others).await,
+        Kind::Ipvlan => ipvlan::repair(node, rec, others).await,
+        Kind::Bridge => bridge::repair(node, rec, others).await,
+        Kind::Router => router::repair(node, rec, others).await,
+        Kind::Nested => nested::repair(node, rec, others).await,
+        Kind::Host => host::repair(node, rec).await,
+        Kind::Container => container::repair(node, rec).await,
         // Nothing to put back in place: moved back and handed over again.
         Kind::Sriov => Err(Error::system("an sriov attachment is recreated")),
     }
@@ -672,19 +693,19 @@ pub(crate) fn links(rec: &Attachment) -> Vec<(&'static str, String)> {
 }
 
 pub(crate) async fn teardown(
-    engine: &Engine,
+    node: &Node,
     rec: &Attachment,
     remaining: &[Attachment],
 ) -> Vec<Error> {
     match rec.kind {
-        Kind::Macvlan => macvlan::teardown(engine, rec, remaining).await,
-        Kind::Ipvlan => ipvlan::teardown(engine, rec, remaining).await,
-        Kind::Bridge => bridge::teardown(engine, rec, remaining).await,
-        Kind::Router => router::teardown(engine, rec, remaining).await,
-        Kind::Nested => nested::teardown(engine, rec, remaining).await,
-        Kind::Host => host::teardown(engine, rec).await,
-        Kind::Container => container::teardown(engine, rec, remaining).await,
-        Kind::Sriov => sriov::teardown(engine, rec).await,
+        Kind::Macvlan => macvlan::teardown(node, rec, remaining).await,
+        Kind::Ipvlan => ipvlan::teardown(node, rec, remaining).await,
+        Kind::Bridge => bridge::teardown(node, rec, remaining).await,
+        Kind::Router => router::teardown(node, rec, remaining).await,
+        Kind::Nested => nested::teardown(node, rec, remaining).await,
+        Kind::Host => host::teardown(node, rec).await,
+        Kind::Container => container::teardown(node, rec, remaining).await,
+        Kind::Sriov => sriov::teardown(node, rec).await,
     }
 }
 

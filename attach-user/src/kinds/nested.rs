@@ -40,7 +40,7 @@ use crate::{
     container,
     datapath::{self, PROG_NEST_RX, PROG_NEST_TAP, PROG_NEST_TX},
     endpoint,
-    engine::Engine,
+    node::Node,
     error::{Context as _, Error, Result},
     model::{Attachment, Backend, Datapath as DatapathKind, Kind, MacvlanMode, Mode, NestedRole},
     netlink::Link,
@@ -156,8 +156,8 @@ fn is_vm_side(r: &Attachment) -> bool {
 }
 
 /// A device of the node the request names (`what`: its option).
-async fn device(engine: &Engine, name: &str, what: &str) -> Result<Link> {
-    let link = engine.rtnl.link_by_name(name).await?.ok_or_else(|| {
+async fn device(node: &Node, name: &str, what: &str) -> Result<Link> {
+    let link = node.rtnl.link_by_name(name).await?.ok_or_else(|| {
         Error::not_found(format!(
             "{what} interface {name:?} not found in the node's network namespace"
         ))
@@ -197,12 +197,12 @@ fn addrs(rec: &Attachment) -> Vec<IpAddr> {
 
 /// The VM side: checks and the record to create.
 pub async fn plan(
-    engine: &Engine,
+    node: &Node,
     req: &NestedRequest,
     ns: &Netns,
     records: &[Attachment],
 ) -> Result<Attachment> {
-    let up = device(engine, &req.uplink, "uplink").await?;
+    let up = device(node, &req.uplink, "uplink").await?;
     let mtu = super::mtu_under(&up, req.mtu)?;
     if let Some(r) = records.iter().find(|r| {
         is_vm_side(r)
@@ -233,7 +233,7 @@ pub async fn plan(
         )));
     }
     super::check_ifname_free(ns, &req.netns, &req.ifname).await?;
-    super::router::check_addresses_unused(engine, &req.ips, records).await?;
+    super::router::check_addresses_unused(node, &req.ips, records).await?;
     Ok(Attachment {
         netns: req.netns.clone(),
         netns_path: ns.path.clone(),
@@ -279,12 +279,12 @@ pub async fn plan(
 
 /// The host side: checks and the record to create.
 pub async fn plan_host(
-    engine: &Engine,
+    node: &Node,
     req: &NestedHostRequest,
     records: &[Attachment],
 ) -> Result<Attachment> {
-    let tap = device(engine, &req.tap, "tap").await?;
-    let parent = super::parent_link(engine, &req.parent).await?;
+    let tap = device(node, &req.tap, "tap").await?;
+    let parent = super::parent_link(node, &req.parent).await?;
     if let Some(r) = records.iter().find(|r| {
         is_host_side(r)
             && r.tap_ifindex == Some(tap.index)
@@ -341,7 +341,7 @@ pub async fn plan_host(
             r.ifname
         )));
     }
-    super::check_addresses_free(engine, &parent, &req.ips, &on_parent).await?;
+    super::check_addresses_free(node, &parent, &req.ips, &on_parent).await?;
     // The switch of a parent has one receive path: join the one its
     // macvlan endpoints use.
     let datapath = on_parent
@@ -459,17 +459,17 @@ fn host_nested_of(rec: &Attachment) -> Option<NestedEp> {
 
 /// Makes either side. On error, `rec` says what was made so far.
 pub async fn create(
-    engine: &Engine,
+    node: &Node,
     rec: &mut Attachment,
     ns: &Netns,
     records: &[Attachment],
 ) -> Result<()> {
     if is_host_side(rec) {
-        return create_host(engine, rec, records).await;
+        return create_host(node, rec, records).await;
     }
-    endpoint::create_veth(engine, rec, ns).await?;
+    endpoint::create_veth(node, rec, ns).await?;
     let host_index = rec.host_ifindex.expect("set by create_veth");
-    let mut dp = engine.datapath()?;
+    let mut dp = node.datapath()?;
     rec.endpoint_id = Some(super::free_endpoint_id(records)?);
     let n = vm_port_of(rec).expect("ids are set");
     dp.zero_stats(n.ep.id)?;
@@ -494,17 +494,17 @@ pub async fn create(
         &datapath::nested_uplink_link(rec.parent_ifindex),
     )
     .with_context(|| format!("attaching the nested receive program to {}", rec.parent))?;
-    endpoint::host_up(engine, rec).await?;
+    endpoint::host_up(node, rec).await?;
     container::announce(ns, rec);
     Ok(())
 }
 
-async fn create_host(engine: &Engine, rec: &mut Attachment, records: &[Attachment]) -> Result<()> {
+async fn create_host(node: &Node, rec: &mut Attachment, records: &[Attachment]) -> Result<()> {
     // By name: a recreation (reconcile) follows a VM whose tap came back
     // with another index.
     let tap_name = rec.tap.clone().unwrap_or_default();
-    rec.tap_ifindex = Some(device(engine, &tap_name, "tap").await?.index);
-    let mut dp = engine.datapath()?;
+    rec.tap_ifindex = Some(device(node, &tap_name, "tap").await?.index);
+    let mut dp = node.datapath()?;
     rec.endpoint_id = Some(super::free_endpoint_id(records)?);
     let n = host_nested_of(rec).expect("ids are set");
     let tap = n.ep.host_ifindex;
@@ -514,14 +514,14 @@ async fn create_host(engine: &Engine, rec: &mut Attachment, records: &[Attachmen
     }
     dp.put_nest_id(&n)?;
     dp.put_rx_endpoint(&n.ep)?;
-    engine
+    node
         .rtnl
         .fdb_self_add(rec.parent_ifindex, rec.mac)
         .await
         .with_context(|| format!("adding {} to the unicast filter of {}", rec.mac, rec.parent))?;
     let mut with_this: Vec<Attachment> = records.to_vec();
     with_this.push(rec.clone());
-    rec.xdp_mode = super::macvlan::setup_parent(engine, &mut dp, rec, &with_this).await?;
+    rec.xdp_mode = super::macvlan::setup_parent(node, &mut dp, rec, &with_this).await?;
     // Last: the tap's frames are switched from here on.
     dp.put_nest_vlan(&key_of(tap, rec.qinq, n.vid), &n)?;
     dp.attach_tc_first(
@@ -540,32 +540,32 @@ async fn create_host(engine: &Engine, rec: &mut Attachment, records: &[Attachmen
 }
 
 /// Removes whatever of `rec` exists, continuing past failures.
-pub async fn teardown(engine: &Engine, rec: &Attachment, remaining: &[Attachment]) -> Vec<Error> {
+pub async fn teardown(node: &Node, rec: &Attachment, remaining: &[Attachment]) -> Vec<Error> {
     let mut errors = Vec::new();
     if is_host_side(rec) {
         if rec.endpoint_id.is_some() {
-            if let Err(e) = teardown_host(engine, rec, remaining) {
+            if let Err(e) = teardown_host(node, rec, remaining) {
                 errors.push(e);
             }
-            if let Err(e) = engine.rtnl.fdb_self_del(rec.parent_ifindex, rec.mac).await {
+            if let Err(e) = node.rtnl.fdb_self_del(rec.parent_ifindex, rec.mac).await {
                 errors.push(e);
             }
         }
         return errors;
     }
     if (rec.host_ifindex.is_some() || rec.endpoint_id.is_some())
-        && let Err(e) = teardown_vm(engine, rec, remaining)
+        && let Err(e) = teardown_vm(node, rec, remaining)
     {
         errors.push(e);
     }
-    if let Err(e) = endpoint::delete_veth(engine, rec).await {
+    if let Err(e) = endpoint::delete_veth(node, rec).await {
         errors.push(e);
     }
     errors
 }
 
-fn teardown_vm(engine: &Engine, rec: &Attachment, remaining: &[Attachment]) -> Result<()> {
-    let mut dp = engine.datapath()?;
+fn teardown_vm(node: &Node, rec: &Attachment, remaining: &[Attachment]) -> Result<()> {
+    let mut dp = node.datapath()?;
     if let (Some(id), Some(vid)) = (rec.endpoint_id, rec.vlan) {
         dp.remove_nest_vlan(&key_of(rec.parent_ifindex, rec.qinq, vid), id)?;
     }
@@ -584,8 +584,8 @@ fn teardown_vm(engine: &Engine, rec: &Attachment, remaining: &[Attachment]) -> R
     Ok(())
 }
 
-fn teardown_host(engine: &Engine, rec: &Attachment, remaining: &[Attachment]) -> Result<()> {
-    let mut dp = engine.datapath()?;
+fn teardown_host(node: &Node, rec: &Attachment, remaining: &[Attachment]) -> Result<()> {
+    let mut dp = node.datapath()?;
     let (Some(id), Some(tap), Some(vid)) = (rec.endpoint_id, rec.tap_ifindex, rec.vlan) else {
         return Ok(());
     };
@@ -610,11 +610,11 @@ fn teardown_host(engine: &Engine, rec: &Attachment, remaining: &[Attachment]) ->
 }
 
 /// Either side against reality: links, map entries, programs.
-pub async fn check(engine: &Engine, rec: &Attachment) -> Result<()> {
+pub async fn check(node: &Node, rec: &Attachment) -> Result<()> {
     let mut dp;
     if is_host_side(rec) {
-        endpoint::check_link(engine, rec.tap_ifindex, rec.tap.as_deref(), "tap").await?;
-        dp = engine.datapath()?;
+        endpoint::check_link(node, rec.tap_ifindex, rec.tap.as_deref(), "tap").await?;
+        dp = node.datapath()?;
         let want =
             host_nested_of(rec).ok_or_else(|| Error::system("the record has no endpoint id"))?;
         let tap = want.ep.host_ifindex;
@@ -661,8 +661,8 @@ pub async fn check(engine: &Engine, rec: &Attachment) -> Result<()> {
         );
     }
     super::check_container_side(rec).await?;
-    endpoint::check_host_link(engine, rec).await?;
-    dp = engine.datapath()?;
+    endpoint::check_host_link(node, rec).await?;
+    dp = node.datapath()?;
     let want = vm_port_of(rec).ok_or_else(|| Error::system("the record has no endpoint id"))?;
     let h = want.ep.host_ifindex;
     if dp.nest_port(h)? != Some(want) {
@@ -701,8 +701,8 @@ pub async fn check(engine: &Engine, rec: &Attachment) -> Result<()> {
 
 /// Puts the datapath state back as the record says; links are left as
 /// they are.
-pub async fn repair(engine: &Engine, rec: &Attachment, others: &[Attachment]) -> Result<()> {
-    let mut dp = engine.datapath()?;
+pub async fn repair(node: &Node, rec: &Attachment, others: &[Attachment]) -> Result<()> {
+    let mut dp = node.datapath()?;
     if is_host_side(rec) {
         let n =
             host_nested_of(rec).ok_or_else(|| Error::system("the record has no endpoint id"))?;
@@ -712,13 +712,13 @@ pub async fn repair(engine: &Engine, rec: &Attachment, others: &[Attachment]) ->
         }
         dp.put_nest_id(&n)?;
         dp.put_rx_endpoint(&n.ep)?;
-        engine
+        node
             .rtnl
             .fdb_self_add(rec.parent_ifindex, rec.mac)
             .await?;
         let mut all = others.to_vec();
         all.push(rec.clone());
-        super::macvlan::setup_parent(engine, &mut dp, rec, &all).await?;
+        super::macvlan::setup_parent(node, &mut dp, rec, &all).await?;
         dp.put_nest_vlan(&key_of(tap, rec.qinq, n.vid), &n)?;
         dp.attach_tc_first(
             PROG_NEST_TAP,
@@ -747,7 +747,7 @@ pub async fn repair(engine: &Engine, rec: &Attachment, others: &[Attachment]) ->
         TcAttachType::Ingress,
         &datapath::nested_uplink_link(rec.parent_ifindex),
     )?;
-    endpoint::host_up(engine, rec).await
+    endpoint::host_up(node, rec).await
 }
 
 /// See [`super::links`].

@@ -30,7 +30,7 @@ use std::{net::IpAddr, path::Path};
 use crate::{
     addr::{IpNet, Mac, check_ifname},
     container::{self, HOST_IF_PREFIX},
-    engine::Engine,
+    node::Node,
     error::{Context as _, Error, Result},
     model::{Attachment, Backend, Kind, SavedDevice, SriovInfo, VfConfig, VfRef},
     netlink::{Link, LinkChange, Rtnl, VfSet},
@@ -189,16 +189,16 @@ fn pci_of(link: &Link) -> Option<String> {
         .flatten()
 }
 
-async fn find_device(engine: &Engine, req: &SriovRequest) -> Result<Link> {
+async fn find_device(node: &Node, req: &SriovRequest) -> Result<Link> {
     if let Some(name) = &req.device {
-        return engine.rtnl.link_by_name(name).await?.ok_or_else(|| {
+        return node.rtnl.link_by_name(name).await?.ok_or_else(|| {
             Error::not_found(format!(
                 "device {name} is not present in the node's network namespace"
             ))
         });
     }
     let pci = normalize_pci(req.pci.as_deref().unwrap_or_default())?;
-    let links = engine.rtnl.links().await?;
+    let links = node.rtnl.links().await?;
     if let Some(l) = links
         .into_iter()
         .find(|l| pci_of(l).as_deref() == Some(pci.as_str()))
@@ -218,7 +218,7 @@ async fn find_device(engine: &Engine, req: &SriovRequest) -> Result<Link> {
 }
 
 pub async fn plan(
-    engine: &Engine,
+    node: &Node,
     req: &SriovRequest,
     ns: &Netns,
     records: &[Attachment],
@@ -248,7 +248,7 @@ pub async fn plan(
             s.device, r.ifname, r.netns
         )));
     }
-    let dev = find_device(engine, req).await?;
+    let dev = find_device(node, req).await?;
     if ns.same_as(&Netns::current()?) {
         return Err(Error::invalid(format!(
             "network namespace {:?} is the node's own: {} is there already",
@@ -282,7 +282,7 @@ pub async fn plan(
             dev.name, r.ifname, r.netns
         )));
     }
-    let own = engine.rtnl.addresses(dev.index).await?;
+    let own = node.rtnl.addresses(dev.index).await?;
     let own: Vec<String> = own
         .iter()
         .filter(|a| !matches!(a, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80))
@@ -318,7 +318,7 @@ pub async fn plan(
             None
         }
         Some((pf_pci, index)) => {
-            let links = engine.rtnl.links().await?;
+            let links = node.rtnl.links().await?;
             match links
                 .iter()
                 .find(|l| pci_of(l).as_deref() == Some(pf_pci.as_str()))
@@ -412,17 +412,17 @@ fn info_mut(rec: &mut Attachment) -> Result<&mut SriovInfo> {
         .ok_or_else(|| Error::system("an sriov record without its sriov part"))
 }
 
-pub async fn create(engine: &Engine, rec: &mut Attachment, ns: &Netns) -> Result<()> {
+pub async fn create(node: &Node, rec: &mut Attachment, ns: &Netns) -> Result<()> {
     let s = info_mut(rec)?.clone();
     // The device must still be the one planned.
-    let dev = engine
+    let dev = node
         .rtnl
         .link_by_index(s.device_ifindex)
         .await?
         .filter(|l| l.name == s.device)
         .ok_or_else(|| Error::not_found(format!("device {} vanished", s.device)))?;
     if let Some(vf) = &s.vf {
-        let saved = engine
+        let saved = node
             .rtnl
             .vf_config(vf.pf_ifindex, vf.index)
             .await
@@ -433,7 +433,7 @@ pub async fn create(engine: &Engine, rec: &mut Attachment, ns: &Netns) -> Result
         rec.spoofchk = s.spoofchk.unwrap_or(saved.spoofchk);
         info_mut(rec)?.saved_vf = Some(saved.clone());
         let set = vf_wanted(&s, rec.mac, &saved);
-        engine
+        node
             .rtnl
             .set_vf(vf.pf_ifindex, vf.index, &set)
             .await
@@ -443,7 +443,7 @@ pub async fn create(engine: &Engine, rec: &mut Attachment, ns: &Netns) -> Result
     // The kernel keeps the index when it is free in the container: a
     // guess, for teardown, until the device is found there.
     rec.ifindex = Some(dev.index);
-    engine
+    node
         .rtnl
         .move_link(dev.index, ns, &tmp)
         .await
@@ -475,26 +475,26 @@ pub async fn create(engine: &Engine, rec: &mut Attachment, ns: &Netns) -> Result
 
 /// Moves the device back into the node under its own name, restores its
 /// MTU, MAC and state, and the VF's settings. Continues past failures.
-pub async fn teardown(engine: &Engine, rec: &Attachment) -> Vec<Error> {
+pub async fn teardown(node: &Node, rec: &Attachment) -> Vec<Error> {
     let mut errors = Vec::new();
     let Some(s) = &rec.sriov else {
         return errors;
     };
     let mut in_node: Option<Link> = None;
     if s.moved {
-        match move_back(engine, rec, s).await {
+        match move_back(node, rec, s).await {
             Ok(l) => in_node = l,
             Err(e) => errors.push(e),
         }
     }
     if in_node.is_none() && errors.is_empty() {
         // Never moved, or the container's namespace is gone.
-        in_node = find_in_node(engine, s).await.unwrap_or_else(|e| {
+        in_node = find_in_node(node, s).await.unwrap_or_else(|e| {
             errors.push(e);
             None
         });
         if in_node.is_none() && s.moved && errors.is_empty() {
-            engine.notice(format!(
+            node.notice(format!(
                 "{} (attached as {} in {:?}) is not in the node, nor in the container's namespace: \
                  when that namespace goes away, the kernel destroys a virtual device with it and \
                  returns a physical one (NIC, VF) to the machine's initial network namespace, which \
@@ -509,7 +509,7 @@ pub async fn teardown(engine: &Engine, rec: &Attachment) -> Vec<Error> {
     if let (Some(vf), Some(saved)) = (&s.vf, &s.saved_vf) {
         let set = vf_restore(&vf_wanted(s, rec.mac, saved), saved);
         errors.extend(
-            engine
+            node
                 .rtnl
                 .set_vf(vf.pf_ifindex, vf.index, &set)
                 .await
@@ -526,7 +526,7 @@ pub async fn teardown(engine: &Engine, rec: &Attachment) -> Vec<Error> {
         };
         if change.mtu.is_some() || change.mac.is_some() || change.up.is_some() {
             errors.extend(
-                engine
+                node
                     .rtnl
                     .set_link(l.index, &change)
                     .await
@@ -541,7 +541,7 @@ pub async fn teardown(engine: &Engine, rec: &Attachment) -> Vec<Error> {
 /// From inside the container: moves the device back to the node under its
 /// own name. `None` when the container's namespace (or the device in it) is
 /// gone.
-async fn move_back(engine: &Engine, rec: &Attachment, s: &SriovInfo) -> Result<Option<Link>> {
+async fn move_back(node: &Node, rec: &Attachment, s: &SriovInfo) -> Result<Option<Link>> {
     let Ok(ns) = rec.open_netns() else {
         return Ok(None);
     };
@@ -559,25 +559,25 @@ async fn move_back(engine: &Engine, rec: &Attachment, s: &SriovInfo) -> Result<O
     if link.name != rec.ifname && !link.name.starts_with("attmp") {
         return Ok(None);
     }
-    if let Some(other) = engine.rtnl.link_by_name(&s.device).await? {
+    if let Some(other) = node.rtnl.link_by_name(&s.device).await? {
         return Err(Error::conflict(format!(
             "cannot move {} back: the node has another device named {} now (index {}); \
              it stays in {:?} as {}",
             s.device, s.device, other.index, rec.netns, link.name
         )));
     }
-    let node = Netns::current()?;
-    c.move_link(link.index, &node, &s.device)
+    let node_ns = Netns::current()?;
+    c.move_link(link.index, &node_ns, &s.device)
         .await
         .with_context(|| format!("moving {} back to the node", s.device))?;
-    engine.rtnl.link_by_name(&s.device).await
+    node.rtnl.link_by_name(&s.device).await
 }
 
 /// The device in the node: by its name and index (or PCI address), or, when
 /// the kernel handed it back (the node is the initial namespace), by its
 /// PCI address or permanent MAC.
-async fn find_in_node(engine: &Engine, s: &SriovInfo) -> Result<Option<Link>> {
-    let links = engine.rtnl.links().await?;
+async fn find_in_node(node: &Node, s: &SriovInfo) -> Result<Option<Link>> {
+    let links = node.rtnl.links().await?;
     let same_pci = |l: &Link| s.pci.is_some() && pci_of(l) == s.pci;
     if let Some(l) = links
         .iter()
@@ -589,13 +589,13 @@ async fn find_in_node(engine: &Engine, s: &SriovInfo) -> Result<Option<Link>> {
 }
 
 /// The container side as recorded, and the VF's settings as asked.
-pub async fn check(engine: &Engine, rec: &Attachment) -> Result<()> {
+pub async fn check(node: &Node, rec: &Attachment) -> Result<()> {
     super::check_container_side(rec).await?;
     let Some(s) = &rec.sriov else {
         return Err(Error::system("an sriov record without its sriov part"));
     };
     if let (Some(vf), Some(saved)) = (&s.vf, &s.saved_vf) {
-        let now = engine
+        let now = node
             .rtnl
             .vf_config(vf.pf_ifindex, vf.index)
             .await?
