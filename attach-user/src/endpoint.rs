@@ -5,11 +5,11 @@
 
 use crate::{
     container,
-    node::Node,
     error::{Context as _, Error, Result},
     model::Attachment,
     netlink::{Link, LinkChange, Rtnl},
     netns::Netns,
+    node::Node,
     sys,
 };
 
@@ -26,8 +26,7 @@ pub async fn create_veth(node: &Node, rec: &mut Attachment, ns: &Netns) -> Resul
     // The container side is born in the container under its final name
     // (the plan checked it is free there): no rename. (Not up yet: a veth
     // cannot open before its pair is complete, ENOTCONN.)
-    node
-        .rtnl
+    node.rtnl
         .add_veth(&host, &rec.ifname, ns, rec.mac, rec.mtu)
         .await
         .context("creating the veth pair")?;
@@ -59,8 +58,7 @@ pub async fn host_up(node: &Node, rec: &Attachment) -> Result<()> {
     let (Some(index), Some(name)) = (rec.host_ifindex, &rec.host_ifname) else {
         return Err(Error::system("no host-side interface to bring up"));
     };
-    node
-        .rtnl
+    node.rtnl
         .set_link(
             index,
             &LinkChange {

@@ -17,8 +17,8 @@ use crate::{
     error::{Error, Result},
     kinds::{self, AddRequest},
     model::{Attachment, Backend, CniRef, NO_IFNAME},
-    node::Node,
     netns::Netns,
+    node::Node,
     node_id,
     state::State,
 };

@@ -32,16 +32,17 @@ use attach_common::{
 };
 use aya::programs::TcAttachType;
 
+use super::common;
 use crate::{
     addr::{IpNet, Mac, check_ifname},
     container,
     datapath::{self, Datapath, PROG_BR_GUARD, PROG_SW},
     endpoint,
-    node::Node,
     error::{Context as _, Error, Result},
     model::{Attachment, Backend, Datapath as DatapathKind, Kind, SavedParent},
     netlink::{Link, LinkChange},
     netns::Netns,
+    node::Node,
 };
 
 /// Largest MTU a veth takes.
@@ -128,21 +129,6 @@ fn members<'a>(records: &'a [Attachment], rec: &Attachment) -> Vec<&'a Attachmen
         .collect()
 }
 
-/// Refuses `name` as a macvlan/ipvlan parent when it is a switch's uplink
-/// (both would switch the frames it receives).
-pub(crate) fn check_not_uplink(name: &str, records: &[Attachment]) -> Result<()> {
-    if let Some(r) = records
-        .iter()
-        .find(|r| r.kind == Kind::Bridge && r.uplink.as_deref() == Some(name))
-    {
-        return Err(Error::conflict(format!(
-            "{name} is the uplink of switch {} (for {} in {:?})",
-            r.parent, r.ifname, r.netns
-        )));
-    }
-    Ok(())
-}
-
 /// Checks the request against the system and the other attachments, and
 /// returns the record to create. Nothing is changed yet.
 pub async fn plan(
@@ -151,7 +137,7 @@ pub async fn plan(
     ns: &Netns,
     records: &[Attachment],
 ) -> Result<Attachment> {
-    super::check_ifname_free(ns, &req.netns, &req.ifname).await?;
+    common::check_ifname_free(ns, &req.netns, &req.ifname).await?;
     let ebpf = req.backend == Backend::Ebpf;
     let mut rec = Attachment {
         netns: req.netns.clone(),
@@ -396,8 +382,7 @@ async fn create_native(
     let bridge = native_bridge(node, &rec.parent, rec.vlan).await?;
     if rec.mtu < bridge.mtu {
         // The bridge follows its smallest port's MTU: keep its own.
-        node
-            .rtnl
+        node.rtnl
             .set_link(
                 host,
                 &LinkChange {
@@ -410,7 +395,7 @@ async fn create_native(
     }
     if rec.spoofchk {
         // Before the port joins: no frame reaches the bridge unchecked.
-        rec.endpoint_id = Some(super::free_endpoint_id(records)?);
+        rec.endpoint_id = Some(common::free_endpoint_id(records)?);
         put_guard(&mut node.datapath()?, rec)?;
     }
     join_native(node, rec, &bridge).await?;
@@ -425,19 +410,16 @@ async fn join_native(node: &Node, rec: &Attachment, bridge: &Link) -> Result<()>
     let (Some(host), Some(name)) = (rec.host_ifindex, &rec.host_ifname) else {
         return Err(Error::system("the record has no host-side interface"));
     };
-    node
-        .rtnl
+    node.rtnl
         .set_controller(host, bridge.index)
         .await
         .with_context(|| format!("adding {name} to bridge {}", bridge.name))?;
-    node
-        .rtnl
+    node.rtnl
         .set_port_isolated(host, rec.isolated)
         .await
         .with_context(|| format!("setting isolated on {name}"))?;
     if let Some(vid) = rec.vlan {
-        node
-            .rtnl
+        node.rtnl
             .add_port_vlan(host, vid, true, true)
             .await
             .with_context(|| format!("putting {name} in VLAN {vid}"))?;
@@ -445,8 +427,7 @@ async fn join_native(node: &Node, rec: &Attachment, bridge: &Link) -> Result<()>
         // else it had): an access port has its own VLAN only.
         for v in node.rtnl.port_vlans(host).await? {
             if v.vid != vid {
-                node
-                    .rtnl
+                node.rtnl
                     .del_port_vlan(host, v.vid)
                     .await
                     .with_context(|| format!("removing VLAN {} from {name}", v.vid))?;
@@ -562,7 +543,7 @@ async fn create_switch_port(
         rec.saved_parent = others.iter().find_map(|o| o.saved_parent.clone());
     }
     let mut dp = node.datapath()?;
-    rec.endpoint_id = Some(super::free_endpoint_id(records)?);
+    rec.endpoint_id = Some(common::free_endpoint_id(records)?);
     let port = switch_port_of(rec).expect("ids are set");
     dp.zero_stats(port.id)?;
     if rec.spoofchk {
@@ -629,8 +610,7 @@ async fn take_uplink(
     )
     .with_context(|| format!("attaching the switch program to uplink {name}"))?;
     if !link.promisc {
-        node
-            .rtnl
+        node.rtnl
             .set_link(
                 link.index,
                 &LinkChange {
@@ -745,8 +725,7 @@ async fn release_uplink(node: &Node, dp: &mut Datapath, rec: &Attachment) -> Res
                 && !saved.promisc
                 && l.promisc
             {
-                node
-                    .rtnl
+                node.rtnl
                     .set_link(
                         up,
                         &LinkChange {
@@ -767,7 +746,7 @@ async fn release_uplink(node: &Node, dp: &mut Datapath, rec: &Attachment) -> Res
 /// settings and guard; (ebpf) the port, switch, flood row, static FDB
 /// entry, uplink and programs.
 pub async fn check(node: &Node, rec: &Attachment) -> Result<()> {
-    super::check_container_side(rec).await?;
+    common::check_container_side(rec).await?;
     let link = endpoint::check_host_link(node, rec).await?;
     match rec.backend {
         Backend::Native => check_native(node, rec, &link).await,

@@ -25,12 +25,13 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use super::common;
 use crate::{
-    node::Node,
     error::{Error, ErrorKind, Result},
     model::{Attachment, Backend, JoinInfo, Kind, NO_IFNAME},
     mount,
     netns::{NETNS_RUN_DIR, Netns},
+    node::Node,
 };
 
 /// Everything `attach add container` takes.
@@ -154,7 +155,7 @@ pub async fn plan(
             )));
         }
     };
-    let mut rec = super::record(Kind::Container, &req.netns, ns, NO_IFNAME);
+    let mut rec = common::record(Kind::Container, &req.netns, ns, NO_IFNAME);
     rec.netns_path = path;
     rec.backend = Backend::Native;
     rec.join = Some(JoinInfo {

@@ -17,12 +17,13 @@ use std::{
 
 use attach_common::MAX_CG_COUNTERS;
 
+use super::common;
 use crate::{
     datapath::{self, Datapath, PROG_CG_EG, PROG_CG_IN},
-    node::Node,
     error::{Context as _, Error, Result},
     model::{Attachment, Backend, HostInfo, Kind, NO_IFNAME, Port, Transport},
     netns::Netns,
+    node::Node,
 };
 
 /// Everything `attach add host` takes.
@@ -169,7 +170,7 @@ pub async fn plan(
             ));
         }
     }
-    let mut rec = super::record(Kind::Host, &req.netns, ns, NO_IFNAME);
+    let mut rec = common::record(Kind::Host, &req.netns, ns, NO_IFNAME);
     rec.backend = Backend::Native;
     rec.warnings = warnings;
     rec.host = Some(HostInfo {

@@ -38,18 +38,19 @@ use attach_common::{
 };
 use aya::programs::TcAttachType;
 
+use super::{common, parent};
 use crate::{
     addr::{IpNet, Mac, check_ifname},
     container,
     datapath::{self, Datapath, PROG_IPVL_RX, PROG_IPVL_TX},
     endpoint,
-    node::Node,
     error::{Context as _, Error, Result},
     features::Feature,
     kinds::ipvlan_native,
     model::{Attachment, Backend, Datapath as DatapathKind, IpvlanFlag, IpvlanMode, Kind, Mode},
     netlink::LinkChange,
     netns::Netns,
+    node::Node,
     sys,
 };
 
@@ -138,10 +139,10 @@ pub async fn plan(
 ) -> Result<Attachment> {
     let flag = req.flag()?;
     let mode: Mode = req.mode.into();
-    let parent = super::parent_link(node, &req.parent).await?;
-    super::bridge::check_not_uplink(&parent.name, records)?;
-    let mtu = super::mtu_under(&parent, req.mtu)?;
-    super::check_ifname_free(ns, &req.netns, &req.ifname).await?;
+    let parent = parent::parent_link(node, &req.parent).await?;
+    parent::check_not_uplink(&parent.name, records)?;
+    let mtu = parent::mtu_under(&parent, req.mtu)?;
+    common::check_ifname_free(ns, &req.netns, &req.ifname).await?;
     let on_parent: Vec<&Attachment> = records
         .iter()
         .filter(|r| r.parent_ifindex == parent.index)
@@ -184,7 +185,7 @@ pub async fn plan(
             flag.name()
         )));
     }
-    super::check_addresses_free(node, &parent, &req.ips, &on_parent).await?;
+    common::check_addresses_free(node, &parent, &req.ips, &on_parent).await?;
     Ok(Attachment {
         netns: req.netns.clone(),
         netns_path: ns.path.clone(),
@@ -308,11 +309,11 @@ pub async fn create(
             .filter(|n| n.addr.is_ipv6())
             .copied()
             .collect();
-        rec.forwarding_enabled = super::enable_forwarding(&v6, "ipvlan l3s endpoints")?;
+        rec.forwarding_enabled = common::enable_forwarding(&v6, "ipvlan l3s endpoints")?;
     }
 
     let mut dp = node.datapath()?;
-    rec.endpoint_id = Some(super::free_endpoint_id(records)?);
+    rec.endpoint_id = Some(common::free_endpoint_id(records)?);
     let ep = endpoint_of(rec).expect("ids are set");
     dp.zero_stats(ep.id)?;
     dp.put_port(&ep)?;
@@ -342,16 +343,14 @@ pub async fn create(
 
     endpoint::host_up(node, rec).await?;
     for ip in &rec.ips {
-        node
-            .rtnl
+        node.rtnl
             .add_host_route(host_index, ip.addr, IPVL_ROUTE_TABLE)
             .await
             .with_context(|| format!("adding the route to {} via {host}", ip.addr))?;
     }
     if l3s {
         for v6 in [false, true] {
-            node
-                .rtnl
+            node.rtnl
                 .add_fwmark_rule(v6, DATAPATH_MARK, IPVL_ROUTE_TABLE, IPVL_RULE_PRIORITY)
                 .await
                 .context("adding the l3s routing rule")?;
@@ -394,8 +393,7 @@ async fn prepare_host_side(
         sys::sysctl_set(&format!("net.ipv6.conf.{host}.force_forwarding"), "1")?;
     }
     if l3s {
-        node
-            .rtnl
+        node.rtnl
             .set_link(
                 index,
                 &LinkChange {
@@ -483,7 +481,7 @@ fn teardown_datapath(node: &Node, rec: &Attachment, remaining: &[Attachment]) ->
 /// The container side, the host-side veth, the port and address entries,
 /// the parent's ipvlan port, and both programs (attached, this build).
 pub async fn check(node: &Node, rec: &Attachment) -> Result<()> {
-    super::check_container_side(rec).await?;
+    common::check_container_side(rec).await?;
     if rec.backend == Backend::Native {
         return Ok(());
     }

@@ -6,13 +6,14 @@
 
 use netlink_packet_route::link::{IpVlanFlags, IpVlanMode};
 
+use super::common;
 use crate::{
     container,
-    node::Node,
     error::{Context as _, Error, ErrorKind, Result},
     model::{Attachment, IpvlanFlag, Mode},
     netlink::Rtnl,
     netns::Netns,
+    node::Node,
 };
 
 fn driver_mode(m: Mode) -> IpVlanMode {
@@ -35,8 +36,7 @@ fn driver_flags(f: IpvlanFlag) -> IpVlanFlags {
 pub async fn create(node: &Node, rec: &mut Attachment, ns: &Netns) -> Result<()> {
     let tmp = container::temp_ifname();
     let mode = rec.mode.unwrap_or(Mode::L2);
-    node
-        .rtnl
+    node.rtnl
         .add_ipvlan(
             &tmp,
             rec.parent_ifindex,
@@ -80,7 +80,7 @@ pub async fn create(node: &Node, rec: &mut Attachment, ns: &Netns) -> Result<()>
 /// Deletes the slave in its namespace (gone with the namespace otherwise).
 pub async fn teardown(rec: &Attachment) -> Vec<Error> {
     match rec.ifindex {
-        Some(index) => super::macvlan::del_in_netns(rec, index)
+        Some(index) => common::del_in_netns(rec, index)
             .await
             .err()
             .into_iter()

@@ -6,25 +6,22 @@ mod resync;
 
 use std::net::IpAddr;
 
-use attach_common::{
-    DATAPATH_TC, DATAPATH_XDP, EP_F_HOST_ACCESS, EP_F_IPCHK, EP_F_SPOOFCHK, Endpoint, MODE_BRIDGE,
-    MODE_PASSTHRU, MODE_PRIVATE, MODE_VEPA, PARENT_F_PASSTHRU, ParentCfg,
-};
 use aya::programs::TcAttachType;
 
 pub(crate) use adopt::adopt_mac;
 pub(crate) use resync::{drifted_parents, resync_parents};
 
+use super::{common, parent};
 use crate::{
     addr::{IpNet, Mac, check_ifname},
     container,
-    datapath::{self, Datapath, PROG_HOST, PROG_RX, PROG_TX},
+    datapath::{self, PROG_HOST, PROG_RX, PROG_TX},
     endpoint,
-    node::Node,
     error::{Context as _, Error, ErrorKind, Result},
     model::{Attachment, Backend, Datapath as DatapathKind, Kind, MacvlanMode, Mode, SavedParent},
     netlink::{LinkChange, Rtnl, macvlan_mode},
     netns::Netns,
+    node::Node,
     sys,
 };
 
@@ -89,10 +86,10 @@ pub async fn plan(
     ns: &Netns,
     records: &[Attachment],
 ) -> Result<Attachment> {
-    let parent = super::parent_link(node, &req.parent).await?;
-    super::bridge::check_not_uplink(&parent.name, records)?;
-    let mtu = super::mtu_under(&parent, req.mtu)?;
-    super::check_ifname_free(ns, &req.netns, &req.ifname).await?;
+    let parent = parent::parent_link(node, &req.parent).await?;
+    parent::check_not_uplink(&parent.name, records)?;
+    let mtu = parent::mtu_under(&parent, req.mtu)?;
+    common::check_ifname_free(ns, &req.netns, &req.ifname).await?;
     let on_parent: Vec<&Attachment> = records
         .iter()
         .filter(|r| r.parent_ifindex == parent.index)
@@ -129,7 +126,7 @@ pub async fn plan(
             )));
         }
     }
-    super::check_addresses_free(node, &parent, &req.ips, &on_parent).await?;
+    common::check_addresses_free(node, &parent, &req.ips, &on_parent).await?;
     let ebpf = req.backend == Backend::Ebpf;
     let datapath = ebpf.then(|| req.datapath.unwrap_or_default());
     if let Some(dp) = datapath
@@ -243,41 +240,9 @@ async fn create_native(node: &Node, rec: &mut Attachment, ns: &Netns) -> Result<
     Ok(())
 }
 
-/// The datapath's `MODE_*` bit of a macvlan mode.
-const fn mode_bit(m: Mode) -> u8 {
-    match m {
-        Mode::Private => MODE_PRIVATE,
-        Mode::Vepa => MODE_VEPA,
-        Mode::Passthru => MODE_PASSTHRU,
-        _ => MODE_BRIDGE,
-    }
-}
-
 /// The addresses of an attachment, without prefixes.
 fn addrs(rec: &Attachment) -> Vec<IpAddr> {
     rec.ips.iter().map(|n| n.addr).collect()
-}
-
-/// The datapath's view of an attachment.
-fn endpoint_of(rec: &Attachment) -> Option<Endpoint> {
-    let mut flags = 0;
-    if rec.host_access {
-        flags |= EP_F_HOST_ACCESS;
-    }
-    if rec.spoofchk {
-        flags |= EP_F_SPOOFCHK;
-        if !rec.ips.is_empty() {
-            flags |= EP_F_IPCHK;
-        }
-    }
-    Some(Endpoint {
-        host_ifindex: rec.host_ifindex?,
-        parent_ifindex: rec.parent_ifindex,
-        id: rec.endpoint_id?,
-        mac: rec.mac.0,
-        mode: mode_bit(rec.mode?),
-        flags,
-    })
 }
 
 async fn create_ebpf(
@@ -289,14 +254,14 @@ async fn create_ebpf(
     endpoint::create_veth(node, rec, ns).await?;
 
     let mut dp = node.datapath()?;
-    rec.endpoint_id = Some(super::free_endpoint_id(records)?);
-    let ep = endpoint_of(rec).expect("ids are set");
+    rec.endpoint_id = Some(common::free_endpoint_id(records)?);
+    let ep = parent::macvlan_endpoint_of(rec).expect("ids are set");
     dp.zero_stats(ep.id)?;
     dp.put_endpoint_ips(ep.host_ifindex, &addrs(rec))?;
     dp.put_endpoint(&ep)?;
     // On an idle node: the port's and the parent's programs verified at
     // once, not one after another.
-    let needs_host = rec.host_access || parent_needs_host(records, rec.parent_ifindex);
+    let needs_host = rec.host_access || parent::parent_needs_host(records, rec.parent_ifindex);
     let host = needs_host.then_some(PROG_HOST);
     let progs: Vec<&str> = [PROG_TX, PROG_RX].into_iter().chain(host).collect();
     dp.preload_classifiers(&progs)?;
@@ -307,8 +272,7 @@ async fn create_ebpf(
         take_parent_for_passthru(node, rec).await?;
     } else {
         // Into the parent's unicast filter, as a macvlan's address would be.
-        node
-            .rtnl
+        node.rtnl
             .fdb_self_add(rec.parent_ifindex, rec.mac)
             .await
             .with_context(|| {
@@ -317,7 +281,7 @@ async fn create_ebpf(
     }
     let mut with_this: Vec<Attachment> = records.to_vec();
     with_this.push(rec.clone());
-    rec.xdp_mode = setup_parent(node, &mut dp, rec, &with_this).await?;
+    rec.xdp_mode = parent::setup_parent(node, &mut dp, rec, &with_this).await?;
 
     endpoint::host_up(node, rec).await?;
     if rec.datapath == Some(DatapathKind::Xdp) {
@@ -395,8 +359,7 @@ async fn take_parent_for_passthru(node: &Node, rec: &mut Attachment) -> Result<(
         mac: parent.mac,
         promisc: parent.promisc,
     });
-    node
-        .rtnl
+    node.rtnl
         .set_link(
             parent.index,
             &LinkChange {
@@ -407,164 +370,6 @@ async fn take_parent_for_passthru(node: &Node, rec: &mut Attachment) -> Result<(
         )
         .await
         .with_context(|| format!("taking over parent {} for passthru", rec.parent))
-}
-
-/// Whether `r` is an endpoint of the macvlan switch of parent `ifindex`:
-/// an eBPF macvlan endpoint, or the host side of a nested one.
-pub(crate) fn switch_member(r: &Attachment, ifindex: u32) -> bool {
-    r.is_ebpf()
-        && r.parent_ifindex == ifindex
-        && (r.kind == Kind::Macvlan || super::nested::is_host_side(r))
-}
-
-/// The datapath's view of a member of a parent's switch.
-fn member_endpoint(r: &Attachment) -> Option<Endpoint> {
-    if r.kind == Kind::Nested {
-        super::nested::host_endpoint_of(r)
-    } else {
-        endpoint_of(r)
-    }
-}
-
-/// Brings the parent's configuration and programs in line with the eBPF
-/// endpoints in `all` (which includes the one being added).
-pub(crate) async fn setup_parent(
-    node: &Node,
-    dp: &mut Datapath,
-    rec: &Attachment,
-    all: &[Attachment],
-) -> Result<Option<String>> {
-    let ifindex = rec.parent_ifindex;
-    let parent = node
-        .rtnl
-        .link_by_index(ifindex)
-        .await?
-        .ok_or_else(|| Error::not_found(format!("parent {} vanished", rec.parent)))?;
-    let existing = dp.parent(ifindex)?;
-    let slot = match existing {
-        Some(c) => c.slot,
-        None => dp.free_flood_slot()?,
-    };
-    write_parent(
-        dp,
-        ifindex,
-        slot,
-        (parent.mac, parent.mtu),
-        rec.datapath.unwrap_or_default(),
-        all,
-    )?;
-    let [rx, _, xdp] = datapath::parent_links(ifindex);
-    dp.attach_tc(PROG_RX, ifindex, TcAttachType::Ingress, &rx)
-        .with_context(|| format!("attaching the receive program to {}", rec.parent))?;
-    set_host_hook(dp, rec, all)?;
-    if rec.datapath != Some(DatapathKind::Xdp) {
-        return Ok(None);
-    }
-    // A link pinned but detached (by hand) holds no hook: attached anew.
-    if dp.xdp_alive(&xdp, &parent.xdp_progs)
-        && let Some(mode) = all
-            .iter()
-            .find(|r| r.parent_ifindex == ifindex && r.xdp_mode.is_some())
-            .and_then(|r| r.xdp_mode.clone())
-    {
-        dp.update_link(datapath::PROG_RX_XDP, &xdp, false)
-            .with_context(|| format!("updating XDP on {}", rec.parent))?;
-        return Ok(Some(mode));
-    }
-    let mode = dp
-        .attach_xdp(ifindex, &xdp)
-        .with_context(|| format!("attaching XDP to {}", rec.parent))?;
-    if mode == "generic" {
-        tracing::warn!(
-            "{}: native XDP is not possible here (for a veth: its peer needs as many rx queues as it has tx queues); using generic XDP",
-            rec.parent
-        );
-    }
-    Ok(Some(mode.to_owned()))
-}
-
-/// Whether parent `ifindex` needs its egress program (`attach_host`): it only
-/// switches the node's own frames to `--host-access` endpoints, so without
-/// one on the parent the node's traffic leaves with no program on its way,
-/// and the parent's first endpoint waits for one tcx attach (an RCU grace
-/// period) instead of two.
-fn parent_needs_host(all: &[Attachment], ifindex: u32) -> bool {
-    all.iter()
-        .any(|r| switch_member(r, ifindex) && r.host_access)
-}
-
-/// Attaches the parent's egress program while a member of `all` (the
-/// parent of `rec`'s switch) has host access; removes it otherwise.
-fn set_host_hook(dp: &mut Datapath, rec: &Attachment, all: &[Attachment]) -> Result<()> {
-    let ifindex = rec.parent_ifindex;
-    let [_, host, _] = datapath::parent_links(ifindex);
-    if parent_needs_host(all, ifindex) {
-        dp.attach_tc(PROG_HOST, ifindex, TcAttachType::Egress, &host)
-            .with_context(|| format!("attaching the host program to {}", rec.parent))?;
-        Ok(())
-    } else {
-        dp.unpin(&host)
-    }
-}
-
-/// The parent's hooks a member of its switch relies on: (program, pin).
-pub(crate) fn parent_hooks(rec: &Attachment) -> Vec<(&'static str, String)> {
-    let [rx, host, xdp] = datapath::parent_links(rec.parent_ifindex);
-    let mut out = vec![(PROG_RX, rx)];
-    if rec.host_access {
-        out.push((PROG_HOST, host));
-    }
-    if rec.datapath == Some(DatapathKind::Xdp) {
-        out.push((datapath::PROG_RX_XDP, xdp));
-    }
-    out
-}
-
-/// Checks the parent's tc programs a member of its switch relies on: the
-/// receive program, and the host program for a host-access member.
-pub(crate) fn check_parent_tc(dp: &mut Datapath, rec: &Attachment) -> Result<()> {
-    let [rx, host, _] = datapath::parent_links(rec.parent_ifindex);
-    let ifindex = rec.parent_ifindex;
-    dp.check_tcx(PROG_RX, &rx, ifindex, TcAttachType::Ingress, "receive")?;
-    if rec.host_access {
-        dp.check_tcx(PROG_HOST, &host, ifindex, TcAttachType::Egress, "host")?;
-    }
-    Ok(())
-}
-
-/// Writes a parent's flood row, then its config (which publishes the row).
-fn write_parent(
-    dp: &mut Datapath,
-    ifindex: u32,
-    slot: u32,
-    (mac, mtu): (Mac, u32),
-    kind: DatapathKind,
-    all: &[Attachment],
-) -> Result<()> {
-    let eps: Vec<Endpoint> = all
-        .iter()
-        .filter(|r| switch_member(r, ifindex))
-        .filter_map(member_endpoint)
-        .collect();
-    dp.write_flood_row(slot, &eps)?;
-    let passthru = eps.iter().find(|e| e.mode == MODE_PASSTHRU).copied();
-    let cfg = ParentCfg {
-        slot,
-        nports: eps.len() as u32,
-        passthru: passthru.unwrap_or_default(),
-        mac: mac.0,
-        flags: if passthru.is_some() {
-            PARENT_F_PASSTHRU
-        } else {
-            0
-        },
-        datapath: match kind {
-            DatapathKind::Xdp => DATAPATH_XDP,
-            _ => DATAPATH_TC,
-        },
-        mtu,
-    };
-    dp.put_parent(ifindex, &cfg)
 }
 
 /// Removes whatever of `rec` exists, continuing past failures; returns them.
@@ -580,7 +385,7 @@ pub async fn teardown(node: &Node, rec: &Attachment, remaining: &[Attachment]) -
     match rec.backend {
         Backend::Native => {
             if let Some(index) = rec.ifindex {
-                note(del_in_netns(rec, index).await);
+                note(common::del_in_netns(rec, index).await);
             }
         }
         Backend::Ebpf => {
@@ -596,8 +401,7 @@ pub async fn teardown(node: &Node, rec: &Attachment, remaining: &[Attachment]) -
             }
             if let Some(saved) = &rec.saved_parent {
                 note(
-                    node
-                        .rtnl
+                    node.rtnl
                         .set_link(
                             rec.parent_ifindex,
                             &LinkChange {
@@ -615,79 +419,28 @@ pub async fn teardown(node: &Node, rec: &Attachment, remaining: &[Attachment]) -
     errors
 }
 
-/// Deletes a kernel driver's device of `rec` in its namespace (gone with
-/// the namespace otherwise). Shared with the kernel ipvlan.
-pub(super) async fn del_in_netns(rec: &Attachment, index: u32) -> Result<()> {
-    let Ok(ns) = rec.open_netns() else {
-        return Ok(()); // The namespace is gone, and its links with it.
-    };
-    if ns.inode != rec.netns_inode {
-        return Ok(());
-    }
-    let c = Rtnl::in_netns(&ns)?;
-    c.del_link(index)
-        .await
-        .with_context(|| format!("deleting {} in {:?}", rec.ifname, rec.netns))
-}
-
-async fn teardown_datapath(
-    node: &Node,
-    rec: &Attachment,
-    remaining: &[Attachment],
-) -> Result<()> {
+async fn teardown_datapath(node: &Node, rec: &Attachment, remaining: &[Attachment]) -> Result<()> {
     let mut dp = node.datapath()?;
     if let Some(h) = rec.host_ifindex {
         dp.remove_endpoint(rec.parent_ifindex, rec.mac.0, h)?;
         dp.remove_endpoint_ips(h, &addrs(rec))?;
         dp.unpin(&datapath::port_link(h))?;
     }
-    release_parent(&mut dp, rec, remaining)
-}
-
-/// The parent's side of removing `rec` from its switch: the flood row and
-/// config rewritten for the `remaining` members, or, with none left, the
-/// parent's entry and programs removed.
-pub(crate) fn release_parent(
-    dp: &mut Datapath,
-    rec: &Attachment,
-    remaining: &[Attachment],
-) -> Result<()> {
-    let ifindex = rec.parent_ifindex;
-    let others_on_parent = remaining.iter().any(|r| switch_member(r, ifindex));
-    match dp.parent(ifindex)? {
-        Some(cfg) if others_on_parent => {
-            let kind = rec.datapath.unwrap_or_default();
-            write_parent(
-                dp,
-                ifindex,
-                cfg.slot,
-                (Mac(cfg.mac), cfg.mtu),
-                kind,
-                remaining,
-            )?;
-            set_host_hook(dp, rec, remaining)?;
-        }
-        _ => {
-            dp.remove_parent(ifindex)?;
-            for pin in datapath::parent_links(ifindex) {
-                dp.unpin(&pin)?;
-            }
-        }
-    }
-    Ok(())
+    parent::release_parent(&mut dp, rec, remaining)
 }
 
 /// The container side, then for eBPF: the host-side veth, the map entries
 /// and every program the endpoint relies on.
 pub async fn check(node: &Node, rec: &Attachment) -> Result<()> {
-    super::check_container_side(rec).await?;
+    common::check_container_side(rec).await?;
     if rec.backend == Backend::Native {
         return Ok(());
     }
     let link = endpoint::check_host_link(node, rec).await?;
     let (host_index, host_name) = (link.index, &link.name);
     let mut dp = node.datapath()?;
-    let want = endpoint_of(rec).ok_or_else(|| Error::system("the record has no endpoint id"))?;
+    let want = parent::macvlan_endpoint_of(rec)
+        .ok_or_else(|| Error::system("the record has no endpoint id"))?;
     if dp.port(host_index)? != Some(want) {
         return Err(Error::system(format!(
             "the port entry of {host_name} is missing or stale"
@@ -703,14 +456,14 @@ pub async fn check(node: &Node, rec: &Attachment) -> Result<()> {
             "the source addresses of {host_name} are missing from the anti-spoofing table"
         )));
     }
-    super::check_rx_entry(&mut dp, rec, |e| e.host_ifindex == host_index)?;
+    common::check_rx_entry(&mut dp, rec, |e| e.host_ifindex == host_index)?;
     if dp.parent(rec.parent_ifindex)?.is_none() {
         return Err(Error::system(format!(
             "parent {} is missing from the datapath",
             rec.parent
         )));
     }
-    check_parent_tc(&mut dp, rec)?;
+    parent::check_parent_tc(&mut dp, rec)?;
     dp.check_tcx(
         PROG_TX,
         &datapath::port_link(host_index),
@@ -757,7 +510,8 @@ pub async fn repair(node: &Node, rec: &Attachment, others: &[Attachment]) -> Res
         return Err(Error::system("a native macvlan has no datapath to repair"));
     }
     let mut dp = node.datapath()?;
-    let ep = endpoint_of(rec).ok_or_else(|| Error::system("the record has no endpoint id"))?;
+    let ep = parent::macvlan_endpoint_of(rec)
+        .ok_or_else(|| Error::system("the record has no endpoint id"))?;
     dp.put_endpoint_ips(ep.host_ifindex, &addrs(rec))?;
     dp.put_endpoint(&ep)?;
     dp.attach_tc(
@@ -768,12 +522,9 @@ pub async fn repair(node: &Node, rec: &Attachment, others: &[Attachment]) -> Res
     )?;
     let mut all = others.to_vec();
     all.push(rec.clone());
-    setup_parent(node, &mut dp, rec, &all).await?;
+    parent::setup_parent(node, &mut dp, rec, &all).await?;
     if !rec.is_mode(Mode::Passthru) {
-        node
-            .rtnl
-            .fdb_self_add(rec.parent_ifindex, rec.mac)
-            .await?;
+        node.rtnl.fdb_self_add(rec.parent_ifindex, rec.mac).await?;
     }
     if rec.datapath == Some(DatapathKind::Xdp) {
         let ns = rec.open_netns()?;
@@ -787,7 +538,7 @@ pub fn links(rec: &Attachment) -> Vec<(&'static str, String)> {
     if !rec.is_ebpf() {
         return Vec::new();
     }
-    let mut out = parent_hooks(rec);
+    let mut out = parent::parent_hooks(rec);
     if let Some(h) = rec.host_ifindex {
         out.push((PROG_TX, datapath::port_link(h)));
     }

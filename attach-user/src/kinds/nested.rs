@@ -30,21 +30,22 @@
 use std::net::IpAddr;
 
 use attach_common::{
-    EP_F_HOST_ACCESS, EP_F_IPCHK, EP_F_NESTED, EP_F_SPOOFCHK, Endpoint, MODE_BRIDGE, MODE_PRIVATE,
-    MODE_VEPA, NEST_F_HOST, NEST_F_KEEP_TAG, NestKey, NestedEp,
+    EP_F_IPCHK, EP_F_NESTED, EP_F_SPOOFCHK, Endpoint, NEST_F_HOST, NEST_F_KEEP_TAG, NestKey,
+    NestedEp,
 };
 use aya::programs::TcAttachType;
 
+use super::{common, parent};
 use crate::{
     addr::{IpNet, Mac, check_ifname},
     container,
     datapath::{self, PROG_NEST_RX, PROG_NEST_TAP, PROG_NEST_TX},
     endpoint,
-    node::Node,
     error::{Context as _, Error, Result},
     model::{Attachment, Backend, Datapath as DatapathKind, Kind, MacvlanMode, Mode, NestedRole},
     netlink::Link,
     netns::Netns,
+    node::Node,
 };
 
 /// Checks a VLAN id a user gave (`what`: the option).
@@ -146,11 +147,6 @@ pub fn vlan_ifname(qinq: Option<u16>, vlan: u16) -> String {
     }
 }
 
-/// Whether `r` is the host side of a nested attachment.
-pub fn is_host_side(r: &Attachment) -> bool {
-    r.kind == Kind::Nested && r.role == Some(NestedRole::Host)
-}
-
 fn is_vm_side(r: &Attachment) -> bool {
     r.kind == Kind::Nested && r.role == Some(NestedRole::Vm)
 }
@@ -203,7 +199,7 @@ pub async fn plan(
     records: &[Attachment],
 ) -> Result<Attachment> {
     let up = device(node, &req.uplink, "uplink").await?;
-    let mtu = super::mtu_under(&up, req.mtu)?;
+    let mtu = parent::mtu_under(&up, req.mtu)?;
     if let Some(r) = records.iter().find(|r| {
         is_vm_side(r)
             && r.parent_ifindex == up.index
@@ -223,7 +219,7 @@ pub async fn plan(
     }
     if let Some(r) = records
         .iter()
-        .find(|r| is_host_side(r) && r.tap_ifindex == Some(up.index))
+        .find(|r| parent::is_nested_host(r) && r.tap_ifindex == Some(up.index))
     {
         return Err(Error::conflict(format!(
             "{} is a VM's tap on this node ({} {}): not an uplink",
@@ -232,7 +228,7 @@ pub async fn plan(
             r.ifname
         )));
     }
-    super::check_ifname_free(ns, &req.netns, &req.ifname).await?;
+    common::check_ifname_free(ns, &req.netns, &req.ifname).await?;
     super::router::check_addresses_unused(node, &req.ips, records).await?;
     Ok(Attachment {
         netns: req.netns.clone(),
@@ -284,9 +280,9 @@ pub async fn plan_host(
     records: &[Attachment],
 ) -> Result<Attachment> {
     let tap = device(node, &req.tap, "tap").await?;
-    let parent = super::parent_link(node, &req.parent).await?;
+    let parent = parent::parent_link(node, &req.parent).await?;
     if let Some(r) = records.iter().find(|r| {
-        is_host_side(r)
+        parent::is_nested_host(r)
             && r.tap_ifindex == Some(tap.index)
             && r.vlan == Some(req.vlan)
             && r.qinq == req.qinq
@@ -341,7 +337,7 @@ pub async fn plan_host(
             r.ifname
         )));
     }
-    super::check_addresses_free(node, &parent, &req.ips, &on_parent).await?;
+    common::check_addresses_free(node, &parent, &req.ips, &on_parent).await?;
     // The switch of a parent has one receive path: join the one its
     // macvlan endpoints use.
     let datapath = on_parent
@@ -417,39 +413,9 @@ fn vm_port_of(rec: &Attachment) -> Option<NestedEp> {
     })
 }
 
-const fn mode_bit(m: Mode) -> u8 {
-    match m {
-        Mode::Private => MODE_PRIVATE,
-        Mode::Vepa => MODE_VEPA,
-        _ => MODE_BRIDGE,
-    }
-}
-
-/// The switch's view of a host-side record (`host_ifindex`: the tap).
-pub(crate) fn host_endpoint_of(rec: &Attachment) -> Option<Endpoint> {
-    let mut flags = EP_F_NESTED;
-    if rec.host_access {
-        flags |= EP_F_HOST_ACCESS;
-    }
-    if rec.spoofchk {
-        flags |= EP_F_SPOOFCHK;
-        if !rec.ips.is_empty() {
-            flags |= EP_F_IPCHK;
-        }
-    }
-    Some(Endpoint {
-        host_ifindex: rec.tap_ifindex?,
-        parent_ifindex: rec.parent_ifindex,
-        id: rec.endpoint_id?,
-        mac: rec.mac.0,
-        mode: mode_bit(rec.mode?),
-        flags,
-    })
-}
-
 fn host_nested_of(rec: &Attachment) -> Option<NestedEp> {
     Some(NestedEp {
-        ep: host_endpoint_of(rec)?,
+        ep: parent::nested_host_endpoint_of(rec)?,
         vid: rec.vlan?,
         outer: rec.qinq.unwrap_or(0),
         flags: NEST_F_HOST | if rec.keep_tag { NEST_F_KEEP_TAG } else { 0 },
@@ -464,13 +430,13 @@ pub async fn create(
     ns: &Netns,
     records: &[Attachment],
 ) -> Result<()> {
-    if is_host_side(rec) {
+    if parent::is_nested_host(rec) {
         return create_host(node, rec, records).await;
     }
     endpoint::create_veth(node, rec, ns).await?;
     let host_index = rec.host_ifindex.expect("set by create_veth");
     let mut dp = node.datapath()?;
-    rec.endpoint_id = Some(super::free_endpoint_id(records)?);
+    rec.endpoint_id = Some(common::free_endpoint_id(records)?);
     let n = vm_port_of(rec).expect("ids are set");
     dp.zero_stats(n.ep.id)?;
     if rec.spoofchk {
@@ -505,7 +471,7 @@ async fn create_host(node: &Node, rec: &mut Attachment, records: &[Attachment]) 
     let tap_name = rec.tap.clone().unwrap_or_default();
     rec.tap_ifindex = Some(device(node, &tap_name, "tap").await?.index);
     let mut dp = node.datapath()?;
-    rec.endpoint_id = Some(super::free_endpoint_id(records)?);
+    rec.endpoint_id = Some(common::free_endpoint_id(records)?);
     let n = host_nested_of(rec).expect("ids are set");
     let tap = n.ep.host_ifindex;
     dp.zero_stats(n.ep.id)?;
@@ -514,14 +480,13 @@ async fn create_host(node: &Node, rec: &mut Attachment, records: &[Attachment]) 
     }
     dp.put_nest_id(&n)?;
     dp.put_rx_endpoint(&n.ep)?;
-    node
-        .rtnl
+    node.rtnl
         .fdb_self_add(rec.parent_ifindex, rec.mac)
         .await
         .with_context(|| format!("adding {} to the unicast filter of {}", rec.mac, rec.parent))?;
     let mut with_this: Vec<Attachment> = records.to_vec();
     with_this.push(rec.clone());
-    rec.xdp_mode = super::macvlan::setup_parent(node, &mut dp, rec, &with_this).await?;
+    rec.xdp_mode = parent::setup_parent(node, &mut dp, rec, &with_this).await?;
     // Last: the tap's frames are switched from here on.
     dp.put_nest_vlan(&key_of(tap, rec.qinq, n.vid), &n)?;
     dp.attach_tc_first(
@@ -542,7 +507,7 @@ async fn create_host(node: &Node, rec: &mut Attachment, records: &[Attachment]) 
 /// Removes whatever of `rec` exists, continuing past failures.
 pub async fn teardown(node: &Node, rec: &Attachment, remaining: &[Attachment]) -> Vec<Error> {
     let mut errors = Vec::new();
-    if is_host_side(rec) {
+    if parent::is_nested_host(rec) {
         if rec.endpoint_id.is_some() {
             if let Err(e) = teardown_host(node, rec, remaining) {
                 errors.push(e);
@@ -593,7 +558,7 @@ fn teardown_host(node: &Node, rec: &Attachment, remaining: &[Attachment]) -> Res
     dp.remove_nest_vlan(&key_of(tap, rec.qinq, vid), id)?;
     if !remaining
         .iter()
-        .any(|r| is_host_side(r) && r.is_ebpf() && r.tap_ifindex == Some(tap))
+        .any(|r| parent::is_nested_host(r) && r.is_ebpf() && r.tap_ifindex == Some(tap))
     {
         dp.unpin(&datapath::tap_link(tap))?;
     }
@@ -605,14 +570,14 @@ fn teardown_host(node: &Node, rec: &Attachment, remaining: &[Attachment]) -> Res
     }
     .ip_owner();
     dp.remove_endpoint_ips(owner, &addrs(rec))?;
-    super::macvlan::release_parent(&mut dp, rec, remaining)?;
+    parent::release_parent(&mut dp, rec, remaining)?;
     dp.remove_nest_id(id)
 }
 
 /// Either side against reality: links, map entries, programs.
 pub async fn check(node: &Node, rec: &Attachment) -> Result<()> {
     let mut dp;
-    if is_host_side(rec) {
+    if parent::is_nested_host(rec) {
         endpoint::check_link(node, rec.tap_ifindex, rec.tap.as_deref(), "tap").await?;
         dp = node.datapath()?;
         let want =
@@ -631,7 +596,7 @@ pub async fn check(node: &Node, rec: &Attachment) -> Result<()> {
                 want.ep.id
             )));
         }
-        super::check_rx_entry(&mut dp, rec, |e| e.id == want.ep.id)?;
+        common::check_rx_entry(&mut dp, rec, |e| e.id == want.ep.id)?;
         if rec.spoofchk && !dp.has_endpoint_ips(want.ep.ip_owner(), &addrs(rec))? {
             return Err(Error::system(format!(
                 "the source addresses of {} are missing from the anti-spoofing table",
@@ -644,7 +609,7 @@ pub async fn check(node: &Node, rec: &Attachment) -> Result<()> {
                 rec.parent
             )));
         }
-        super::macvlan::check_parent_tc(&mut dp, rec)?;
+        parent::check_parent_tc(&mut dp, rec)?;
         let [_, _, xdp] = datapath::parent_links(rec.parent_ifindex);
         if rec.datapath == Some(DatapathKind::Xdp) && !dp.has_link(&xdp) {
             return Err(Error::system(format!(
@@ -660,7 +625,7 @@ pub async fn check(node: &Node, rec: &Attachment) -> Result<()> {
             "tap",
         );
     }
-    super::check_container_side(rec).await?;
+    common::check_container_side(rec).await?;
     endpoint::check_host_link(node, rec).await?;
     dp = node.datapath()?;
     let want = vm_port_of(rec).ok_or_else(|| Error::system("the record has no endpoint id"))?;
@@ -703,7 +668,7 @@ pub async fn check(node: &Node, rec: &Attachment) -> Result<()> {
 /// they are.
 pub async fn repair(node: &Node, rec: &Attachment, others: &[Attachment]) -> Result<()> {
     let mut dp = node.datapath()?;
-    if is_host_side(rec) {
+    if parent::is_nested_host(rec) {
         let n =
             host_nested_of(rec).ok_or_else(|| Error::system("the record has no endpoint id"))?;
         let tap = n.ep.host_ifindex;
@@ -712,13 +677,10 @@ pub async fn repair(node: &Node, rec: &Attachment, others: &[Attachment]) -> Res
         }
         dp.put_nest_id(&n)?;
         dp.put_rx_endpoint(&n.ep)?;
-        node
-            .rtnl
-            .fdb_self_add(rec.parent_ifindex, rec.mac)
-            .await?;
+        node.rtnl.fdb_self_add(rec.parent_ifindex, rec.mac).await?;
         let mut all = others.to_vec();
         all.push(rec.clone());
-        super::macvlan::setup_parent(node, &mut dp, rec, &all).await?;
+        parent::setup_parent(node, &mut dp, rec, &all).await?;
         dp.put_nest_vlan(&key_of(tap, rec.qinq, n.vid), &n)?;
         dp.attach_tc_first(
             PROG_NEST_TAP,
@@ -755,8 +717,8 @@ pub fn links(rec: &Attachment) -> Vec<(&'static str, String)> {
     if !rec.is_ebpf() {
         return Vec::new();
     }
-    if is_host_side(rec) {
-        let mut out = super::macvlan::parent_hooks(rec);
+    if parent::is_nested_host(rec) {
+        let mut out = parent::parent_hooks(rec);
         if let Some(t) = rec.tap_ifindex {
             out.push((PROG_NEST_TAP, datapath::tap_link(t)));
         }

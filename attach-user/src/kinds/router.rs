@@ -34,15 +34,16 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use attach_common::{EP_F_IPCHK, EP_F_SPOOFCHK, Endpoint, ROUTER_GW4, ROUTER_GW6, RouterPort};
 use aya::programs::TcAttachType;
 
+use super::common;
 use crate::{
     addr::{IpNet, Mac, check_ifname},
     datapath::{self, PROG_RT_IN, PROG_RT_TX},
     endpoint,
-    node::Node,
     error::{Context as _, Error, Result},
     model::{Attachment, Backend, Datapath as DatapathKind, Kind, Mode},
     netlink::{Link, Rtnl},
     netns::Netns,
+    node::Node,
     sys,
 };
 
@@ -139,8 +140,7 @@ async fn uplink(node: &Node, name: Option<&str>) -> Result<Link> {
                      routed traffic arrives on with --uplink",
                 )
             })?;
-            node
-                .rtnl
+            node.rtnl
                 .link_by_index(index)
                 .await?
                 .ok_or_else(|| Error::not_found("the default route's device vanished"))?
@@ -172,8 +172,7 @@ pub(crate) async fn check_addresses_unused(
     let mut own = Vec::new();
     for l in node.rtnl.links().await? {
         own.extend(
-            node
-                .rtnl
+            node.rtnl
                 .addresses(l.index)
                 .await?
                 .into_iter()
@@ -227,7 +226,7 @@ pub async fn plan(
             u.name, p.ifname, p.netns
         )));
     }
-    super::check_ifname_free(ns, &req.netns, &req.ifname).await?;
+    common::check_ifname_free(ns, &req.netns, &req.ifname).await?;
     check_addresses_unused(node, &req.ips, records).await?;
     let mtu = req.mtu.unwrap_or(up.as_ref().map_or(1500, |u| u.mtu));
     let has_v4 = req.ips.iter().any(|n| n.addr.is_ipv4());
@@ -330,7 +329,7 @@ pub async fn create(
 
     if rec.backend == Backend::Ebpf {
         let mut dp = node.datapath()?;
-        rec.endpoint_id = Some(super::free_endpoint_id(records)?);
+        rec.endpoint_id = Some(common::free_endpoint_id(records)?);
         let gw_mac = host_mac(node, host_index).await?;
         let port = port_of(rec, gw_mac).expect("ids are set");
         dp.zero_stats(port.ep.id)?;
@@ -358,7 +357,7 @@ pub async fn create(
     endpoint::host_up(node, rec).await?;
     add_node_routes(node, rec, host_index).await?;
     // Last, so that a failed add leaves the node's forwarding as it was.
-    rec.forwarding_enabled = super::enable_forwarding(&rec.ips, "router endpoints")?;
+    rec.forwarding_enabled = common::enable_forwarding(&rec.ips, "router endpoints")?;
     Ok(())
 }
 
@@ -430,8 +429,7 @@ async fn add_gateway_addresses(node: &Node, rec: &Attachment, host_index: u32) -
         if rec.ips.iter().any(|n| n.addr.is_ipv6() == v6)
             && !node.rtnl.addresses(host_index).await?.contains(&net.addr)
         {
-            node
-                .rtnl
+            node.rtnl
                 .add_addr(host_index, &net)
                 .await
                 .with_context(|| format!("adding the gateway address {net} to the host side"))?;
@@ -444,13 +442,11 @@ async fn add_gateway_addresses(node: &Node, rec: &Attachment, host_index: u32) -
 /// side (replacing what is there: also the repair).
 async fn add_node_routes(node: &Node, rec: &Attachment, host_index: u32) -> Result<()> {
     for ip in &rec.ips {
-        node
-            .rtnl
+        node.rtnl
             .replace_host_route(host_index, ip.addr)
             .await
             .with_context(|| format!("adding the node's route to {}", ip.addr))?;
-        node
-            .rtnl
+        node.rtnl
             .add_permanent_neigh(host_index, ip.addr, rec.mac)
             .await
             .with_context(|| format!("adding the node's neighbour entry for {}", ip.addr))?;
@@ -494,7 +490,7 @@ fn teardown_datapath(node: &Node, rec: &Attachment, remaining: &[Attachment]) ->
 /// The container side, the host side (up, routes), and for eBPF the port
 /// entry and both programs (attached, this build).
 pub async fn check(node: &Node, rec: &Attachment) -> Result<()> {
-    super::check_container_side(rec).await?;
+    common::check_container_side(rec).await?;
     let link = endpoint::check_host_link(node, rec).await?;
     let (host_index, host_name) = (link.index, &link.name);
     let routes = node.rtnl.routes_via(host_index).await?;

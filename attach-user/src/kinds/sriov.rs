@@ -27,14 +27,15 @@
 
 use std::{net::IpAddr, path::Path};
 
+use super::common;
 use crate::{
     addr::{IpNet, Mac, check_ifname},
     container::{self, HOST_IF_PREFIX},
-    node::Node,
     error::{Context as _, Error, Result},
     model::{Attachment, Backend, Kind, SavedDevice, SriovInfo, VfConfig, VfRef},
     netlink::{Link, LinkChange, Rtnl, VfSet},
     netns::Netns,
+    node::Node,
 };
 
 /// Where PCI functions are, whatever the namespace.
@@ -347,7 +348,7 @@ pub async fn plan(
             dev.name
         ));
     }
-    let mut rec = super::record(Kind::Sriov, &req.netns, ns, &req.ifname);
+    let mut rec = common::record(Kind::Sriov, &req.netns, ns, &req.ifname);
     rec.backend = Backend::Native;
     if let Some(v) = &vf {
         rec.parent = v.pf.clone();
@@ -433,8 +434,7 @@ pub async fn create(node: &Node, rec: &mut Attachment, ns: &Netns) -> Result<()>
         rec.spoofchk = s.spoofchk.unwrap_or(saved.spoofchk);
         info_mut(rec)?.saved_vf = Some(saved.clone());
         let set = vf_wanted(&s, rec.mac, &saved);
-        node
-            .rtnl
+        node.rtnl
             .set_vf(vf.pf_ifindex, vf.index, &set)
             .await
             .with_context(|| format!("setting VF {} of {}", vf.index, vf.pf))?;
@@ -443,8 +443,7 @@ pub async fn create(node: &Node, rec: &mut Attachment, ns: &Netns) -> Result<()>
     // The kernel keeps the index when it is free in the container: a
     // guess, for teardown, until the device is found there.
     rec.ifindex = Some(dev.index);
-    node
-        .rtnl
+    node.rtnl
         .move_link(dev.index, ns, &tmp)
         .await
         .with_context(|| format!("moving {} into {:?}", s.device, rec.netns))?;
@@ -509,8 +508,7 @@ pub async fn teardown(node: &Node, rec: &Attachment) -> Vec<Error> {
     if let (Some(vf), Some(saved)) = (&s.vf, &s.saved_vf) {
         let set = vf_restore(&vf_wanted(s, rec.mac, saved), saved);
         errors.extend(
-            node
-                .rtnl
+            node.rtnl
                 .set_vf(vf.pf_ifindex, vf.index, &set)
                 .await
                 .with_context(|| format!("restoring VF {} of {}", vf.index, vf.pf))
@@ -526,8 +524,7 @@ pub async fn teardown(node: &Node, rec: &Attachment) -> Vec<Error> {
         };
         if change.mtu.is_some() || change.mac.is_some() || change.up.is_some() {
             errors.extend(
-                node
-                    .rtnl
+                node.rtnl
                     .set_link(l.index, &change)
                     .await
                     .with_context(|| format!("restoring {}", s.device))
@@ -590,7 +587,7 @@ async fn find_in_node(node: &Node, s: &SriovInfo) -> Result<Option<Link>> {
 
 /// The container side as recorded, and the VF's settings as asked.
 pub async fn check(node: &Node, rec: &Attachment) -> Result<()> {
-    super::check_container_side(rec).await?;
+    common::check_container_side(rec).await?;
     let Some(s) = &rec.sriov else {
         return Err(Error::system("an sriov record without its sriov part"));
     };

@@ -5,13 +5,13 @@
 //! in the parent's flood row to the new MAC, swaps it in the parent's
 //! unicast filter, and records it.
 
-use super::{endpoint_of, setup_parent};
+use crate::kinds::parent::{macvlan_endpoint_of, setup_parent};
 use crate::{
     addr::Mac,
-    node::Node,
     error::{Error, Result},
     model::{Attachment, Backend, Kind, Mode},
     netlink::Rtnl,
+    node::Node,
 };
 
 /// The MAC the container gave the endpoint's interface, when it is not the
@@ -73,8 +73,8 @@ pub(crate) async fn adopt_mac(
         let host = rec
             .host_ifindex
             .ok_or_else(|| Error::system("the record has no host-side interface"))?;
-        let ep =
-            endpoint_of(&adopted).ok_or_else(|| Error::system("the record has no endpoint id"))?;
+        let ep = macvlan_endpoint_of(&adopted)
+            .ok_or_else(|| Error::system("the record has no endpoint id"))?;
         let mut dp = node.datapath()?;
         // The new MAC's entries first: from here the endpoint's frames pass.
         node.rtnl.fdb_self_add(rec.parent_ifindex, new).await?;
@@ -83,10 +83,7 @@ pub(crate) async fn adopt_mac(
         let mut all = others.to_vec();
         all.push(adopted.clone());
         setup_parent(node, &mut dp, &adopted, &all).await?;
-        node
-            .rtnl
-            .fdb_self_del(rec.parent_ifindex, rec.mac)
-            .await?;
+        node.rtnl.fdb_self_del(rec.parent_ifindex, rec.mac).await?;
     }
     Ok(Some(adopted))
 }
