@@ -6,11 +6,15 @@
 //! cookie, so several nodes on one machine never share them.
 
 mod leftovers;
+mod reconcile;
+pub mod report;
+mod upgrade;
+
+pub use report::{AttachmentStats, Counters, Repair, Stats, Upgraded, VerdictCount};
 
 use std::path::Path;
 
-use attach_common::{EndpointStats, PIN_ROOT, STATE_ROOT};
-use serde::Serialize;
+use attach_common::{PIN_ROOT, STATE_ROOT};
 
 use crate::{
     datapath::Datapath,
@@ -23,19 +27,6 @@ use crate::{
     state::State,
 };
 
-/// What `upgrade` did.
-#[derive(Debug, Default)]
-pub struct Upgraded {
-    /// (pin, "updated" | "kept") for each program link.
-    pub links: Vec<(String, &'static str)>,
-    /// (netns, interface) of XDP endpoints whose container side got this
-    /// build's settings (fraglist GRO).
-    pub containers: Vec<(String, String)>,
-    /// What making the endpoint cache agree with the receive table changed
-    /// (a build before it, or with another slot layout).
-    pub ep_cache: crate::ep_cache::SyncReport,
-}
-
 pub struct Engine {
     pub node_id: String,
     state: State,
@@ -43,95 +34,8 @@ pub struct Engine {
     node: Node,
 }
 
-/// Counters of one attachment (eBPF backend).
-#[derive(Serialize)]
-pub struct AttachmentStats {
-    #[serde(flatten)]
-    pub attachment: Attachment,
-    pub counters: Option<Counters>,
-}
-
-#[derive(Serialize, Default)]
-pub struct Counters {
-    pub rx_packets: u64,
-    pub rx_bytes: u64,
-    pub tx_packets: u64,
-    pub tx_bytes: u64,
-    pub rx_broadcast: u64,
-    pub rx_multicast: u64,
-    pub tx_broadcast: u64,
-    pub tx_multicast: u64,
-    pub flood_copies: u64,
-    pub rx_dropped: u64,
-    pub tx_dropped: u64,
-}
-
 /// Interface name when none is given.
 pub const DEFAULT_IFNAME: &str = "eth0";
-
-impl From<attach_common::CgroupStats> for Counters {
-    fn from(s: attach_common::CgroupStats) -> Self {
-        Self {
-            rx_packets: s.rx_packets,
-            rx_bytes: s.rx_bytes,
-            tx_packets: s.tx_packets,
-            tx_bytes: s.tx_bytes,
-            ..Default::default()
-        }
-    }
-}
-
-impl From<EndpointStats> for Counters {
-    fn from(s: EndpointStats) -> Self {
-        Self {
-            rx_packets: s.rx_packets,
-            rx_bytes: s.rx_bytes,
-            tx_packets: s.tx_packets,
-            tx_bytes: s.tx_bytes,
-            rx_broadcast: s.rx_broadcast,
-            rx_multicast: s.rx_multicast,
-            tx_broadcast: s.tx_broadcast,
-            tx_multicast: s.tx_multicast,
-            flood_copies: s.flood_copies,
-            rx_dropped: s.rx_dropped,
-            tx_dropped: s.tx_dropped,
-        }
-    }
-}
-
-/// One thing `reconcile` found wrong and what it did about it.
-#[derive(Serialize, Debug, Clone)]
-pub struct Repair {
-    pub netns: String,
-    pub ifname: String,
-    /// What `check` reported.
-    pub drift: String,
-    /// "repaired", "recreated[ on the new …]", "detached…", "kept: …" or
-    /// "failed: …".
-    pub action: String,
-}
-
-impl Repair {
-    /// Whether the node was changed (not only found drifting, as an
-    /// attachment kept while its uplink is gone is at every pass).
-    pub fn changed(&self) -> bool {
-        !self.action.starts_with("kept") && !self.action.ends_with("; kept")
-    }
-}
-
-#[derive(Serialize)]
-pub struct VerdictCount {
-    pub direction: &'static str,
-    pub verdict: &'static str,
-    pub drop: bool,
-    pub packets: u64,
-}
-
-#[derive(Serialize)]
-pub struct Stats {
-    pub attachments: Vec<AttachmentStats>,
-    pub verdicts: Vec<VerdictCount>,
-}
 
 impl Engine {
     /// The engine of the node the calling thread is in.
@@ -467,261 +371,6 @@ impl Engine {
         kinds::check(&self.node, rec).await
     }
 
-    /// Checks what no attachment owns: the endpoint cache must hold nothing
-    /// the receive table does not (see [`crate::ep_cache`]).
-    pub fn check_node(&self, records: &[Attachment]) -> Result<()> {
-        if !records.iter().any(Attachment::is_ebpf) {
-            return Ok(());
-        }
-        let mut dp = self.datapath()?;
-        let table = dp.rx_entries()?;
-        let stale = dp.ep_cache()?.stale(&table);
-        match stale.first() {
-            None => Ok(()),
-            Some((slot, ep)) => Err(Error::system(format!(
-                "the endpoint cache holds {} slot(s) the receive table does not (slot {slot}: {})",
-                stale.len(),
-                match ep {
-                    Some(ep) => format!(
-                        "{} on parent ifindex {}",
-                        crate::addr::Mac(ep.mac),
-                        ep.parent_ifindex
-                    ),
-                    None => "left half written".to_owned(),
-                }
-            ))),
-        }
-    }
-
-    /// Re-adopts every record and pin and repairs drift: a datapath piece
-    /// missing (map entry, program) is put back; an interface deleted behind
-    /// the engine's back is recreated; an attachment whose namespace is gone
-    /// is detached; host-side interfaces and link pins no record owns are
-    /// removed. Returns what it did.
-    pub async fn reconcile(&self) -> Result<Vec<Repair>> {
-        let _lock = self.state.lock()?;
-        let mut records = self.state.all()?;
-        // Before the records are checked: an interrupted add may have
-        // rewritten what its parent's other endpoints rely on.
-        let mut repairs = self.roll_back_interrupted(&records).await?;
-        let mut i = 0;
-        while i < records.len() {
-            let rec = records[i].clone();
-            let Err(drift) = kinds::check(&self.node, &rec).await else {
-                i += 1;
-                continue;
-            };
-            let others: Vec<Attachment> = records.iter().filter(|r| **r != rec).cloned().collect();
-            let note = |action: String| Repair {
-                netns: rec.netns.clone(),
-                ifname: rec.ifname.clone(),
-                drift: drift.message.clone(),
-                action,
-            };
-            let ns_alive =
-                !rec.has_netns() || rec.open_netns().is_ok_and(|ns| ns.inode == rec.netns_inode);
-            let parent = if ns_alive {
-                kinds::parent_now(&self.node, &rec).await?
-            } else {
-                kinds::ParentNow::Same
-            };
-            // Nothing to repair on: as the kernel does with the macvlans of
-            // a deleted device, the attachment goes.
-            let gone = match (ns_alive, &parent) {
-                (false, _) => Some("its network namespace"),
-                (_, kinds::ParentNow::Gone) => Some("its parent"),
-                _ => None,
-            };
-            if let Some(gone) = gone {
-                let errors = kinds::teardown(&self.node, &rec, &others).await;
-                self.state.remove(&rec)?;
-                records.remove(i);
-                repairs.push(note(match errors.first() {
-                    None => format!("detached: {gone} is gone"),
-                    Some(e) => format!("detached ({gone} is gone), with errors: {e}"),
-                }));
-                continue;
-            }
-            if let kinds::ParentNow::UplinkGone(uplink) = &parent {
-                repairs.push(note(format!(
-                    "kept: uplink {uplink} is gone (taken again when a device of that name appears)"
-                )));
-                i += 1;
-                continue;
-            }
-            // A parent made again under its name: the attachment moves to it
-            // (made anew: nothing of it can be repaired in place).
-            let new_parent = match parent {
-                kinds::ParentNow::Remade(index) => Some(index),
-                _ => None,
-            };
-            if new_parent.is_none() {
-                // A MAC the container set is taken on (as a kernel macvlan
-                // does), then the record checked again.
-                match kinds::adopt_mac(&self.node, &rec, &others).await {
-                    Ok(Some(adopted)) => {
-                        self.state.save(&adopted)?;
-                        repairs.push(note(format!("took on the MAC {}", adopted.mac)));
-                        records[i] = adopted;
-                        continue;
-                    }
-                    Ok(None) => {}
-                    Err(e) => tracing::warn!(
-                        "{} in {:?}: its new MAC is not taken on: {e}",
-                        rec.ifname,
-                        rec.netns
-                    ),
-                }
-                let repaired = kinds::repair(&self.node, &rec, &others).await;
-                if repaired.is_ok() && kinds::check(&self.node, &rec).await.is_ok() {
-                    repairs.push(note("repaired".into()));
-                    i += 1;
-                    continue;
-                }
-                if !kinds::recreatable(&rec) {
-                    let why = match repaired {
-                        Err(e) => e.message,
-                        Ok(()) => "still drifting after the repair".into(),
-                    };
-                    repairs.push(note(format!("failed: {why}; kept")));
-                    i += 1;
-                    continue;
-                }
-            }
-            for e in kinds::teardown(&self.node, &rec, &others).await {
-                tracing::warn!("tearing down {} before recreating it: {e}", rec.ifname);
-            }
-            // A recreation killed half-way left its own veth under the
-            // name this one takes.
-            self.remove_stale_host_side(&rec).await?;
-            let ns = if rec.has_netns() {
-                rec.open_netns()?
-            } else {
-                Netns::current()?
-            };
-            let mut fresh = rec.fresh();
-            if let Some(index) = new_parent {
-                fresh.parent_ifindex = index;
-            }
-            match kinds::create(&self.node, &mut fresh, &ns, &others).await {
-                Ok(()) => {
-                    self.state.save(&fresh)?;
-                    records[i] = fresh;
-                    repairs.push(note(match new_parent {
-                        Some(index) => {
-                            format!("recreated on the new {} (ifindex {index})", rec.parent)
-                        }
-                        None => "recreated".into(),
-                    }));
-                    i += 1;
-                }
-                Err(e) => {
-                    for t in kinds::teardown(&self.node, &fresh, &others).await {
-                        tracing::warn!("rolling back the recreation of {}: {t}", rec.ifname);
-                    }
-                    self.state.remove(&rec)?;
-                    records.remove(i);
-                    repairs.push(note(format!("failed: {}; detached", e.message)));
-                }
-            }
-        }
-        repairs.extend(self.remove_orphans(&records).await?);
-        if records.iter().any(Attachment::is_ebpf) {
-            let synced = self.datapath()?.sync_ep_cache()?;
-            if synced.stale > 0 {
-                repairs.push(Repair {
-                    netns: "-".into(),
-                    ifname: "endpoint cache".into(),
-                    drift: format!(
-                        "{} slot(s) held what the receive table does not",
-                        synced.stale
-                    ),
-                    action: "emptied".into(),
-                });
-            }
-        }
-        match kinds::sweep_switches(&self.node, &records) {
-            Ok(0) => {}
-            Ok(n) => tracing::info!("swept {n} aged or stale switch FDB entries"),
-            Err(e) => tracing::warn!("sweeping the switch FDB: {e}"),
-        }
-        self.remove_node_pins_if_idle(&records);
-        self.state.remove_if_empty()?;
-        Ok(repairs)
-    }
-
-    /// Switches every pinned link to this build's programs in place
-    /// (`bpf_link_update`), so an upgrade never leaves a hook without a
-    /// program; `force` updates links that already run this build too. Then
-    /// brings the container side of XDP endpoints to this build's settings.
-    pub fn upgrade(&self, force: bool) -> Result<Upgraded> {
-        use crate::datapath::Attached;
-        let _lock = self.state.lock()?;
-        let records = self.state.all()?;
-        if !records.iter().any(Attachment::is_ebpf) {
-            return Ok(Upgraded::default());
-        }
-        // Cached programs of other builds go; `force` loads this build's
-        // afresh too.
-        Datapath::clear_program_cache(self.node.pin_dir(), !force);
-        let mut dp = self.datapath()?;
-        // Endpoints made by a build without the endpoint cache enter it
-        // before this build's programs, which read it, take the hooks.
-        let ep_cache = dp.sync_ep_cache()?;
-        let mut out = Vec::new();
-        // A host attachment's cgroup programs carry its counter slot: each is
-        // updated from an instance loaded with it.
-        for rec in &records {
-            let Some(id) = rec.host.as_ref().and_then(|h| h.counter_id) else {
-                continue;
-            };
-            let mut counting = Datapath::open_counting(self.node.pin_dir(), id)?;
-            for (prog, pin) in kinds::links(rec) {
-                let what = match counting.update_cgroup_link(prog, &pin, force)? {
-                    Attached::Kept => "kept",
-                    _ => "updated",
-                };
-                out.push((pin, what));
-            }
-        }
-        let mut links: Vec<(&str, String)> = Vec::new();
-        for link in records
-            .iter()
-            .filter(|r| r.kind != crate::model::Kind::Host)
-            .flat_map(kinds::links)
-        {
-            if !links.contains(&link) {
-                links.push(link);
-            }
-        }
-        for (prog, pin) in links {
-            let what = match dp.update_link(prog, &pin, force)? {
-                Attached::Kept => "kept",
-                _ => "updated",
-            };
-            out.push((pin, what));
-        }
-        let mut containers = Vec::new();
-        for rec in &records {
-            // A container that cannot be entered is drift, `reconcile`'s
-            // business; the programs are upgraded all the same.
-            match kinds::upgrade_container(rec) {
-                Ok(true) => containers.push((rec.netns.clone(), rec.ifname.clone())),
-                Ok(false) => {}
-                Err(e) => tracing::warn!(
-                    "{} in {:?}: container settings left as they are: {e}",
-                    rec.ifname,
-                    rec.netns
-                ),
-            }
-        }
-        Ok(Upgraded {
-            links: out,
-            containers,
-            ep_cache,
-        })
-    }
-
     /// The records of (netns, ifname), if attached.
     pub fn get(&self, netns: &str, ifname: Option<&str>) -> Result<Option<Attachment>> {
         let records = self.state.all()?;
@@ -811,34 +460,6 @@ impl Engine {
         match errors.into_iter().next() {
             Some(e) => Err(e.context("reset")),
             None => Ok(removed),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Repair;
-
-    #[test]
-    fn only_changes_count_as_repairs() {
-        let r = |action: &str| Repair {
-            netns: "c1".into(),
-            ifname: "eth0".into(),
-            drift: "d".into(),
-            action: action.into(),
-        };
-        for changed in [
-            "repaired",
-            "recreated",
-            "recreated on the new eth1 (ifindex 9)",
-            "detached: its parent is gone",
-            "failed: no such device; detached",
-            "unpinned",
-        ] {
-            assert!(r(changed).changed(), "{changed}");
-        }
-        for kept in ["kept: uplink up0 is gone (…)", "failed: busy; kept"] {
-            assert!(!r(kept).changed(), "{kept}");
         }
     }
 }

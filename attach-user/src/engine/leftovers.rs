@@ -5,7 +5,7 @@
 
 use attach_common::MAP_ENDPOINTS;
 
-use super::{Engine, Repair};
+use super::{Engine, report::Repair};
 use crate::{
     container,
     datapath::{Owned, Unowned},
