@@ -4,9 +4,10 @@
 //! parent, carrying only what the datapath sends it.
 
 use crate::{
-    container,
     error::{Context as _, Error, Result},
+    inside,
     model::Attachment,
+    naming,
     netlink::{Link, LinkChange, Rtnl},
     netns::Netns,
     node::Node,
@@ -17,7 +18,7 @@ use crate::{
 /// addresses, routes). Fills `host_ifname`, `host_ifindex` and `ifindex` as
 /// each comes to exist, so a failure can be torn down.
 pub async fn create_veth(node: &Node, rec: &mut Attachment, ns: &Netns) -> Result<Rtnl> {
-    let host = container::host_ifname(rec.netns_inode, &rec.ifname);
+    let host = naming::host_ifname(rec.netns_inode, &rec.ifname);
     if node.rtnl.link_by_name(&host).await?.is_some() {
         return Err(Error::conflict(format!(
             "host-side interface {host} already exists (left by a crashed attach? `attach reset` clears leftovers)"
@@ -44,7 +45,7 @@ pub async fn create_veth(node: &Node, rec: &mut Attachment, ns: &Netns) -> Resul
         .await?
         .ok_or_else(|| Error::system(format!("the new veth peer {} vanished", rec.ifname)))?;
     rec.ifindex = Some(link.index);
-    container::address_and_up(&c, link.index, rec).await?;
+    inside::address_and_up(&c, link.index, rec).await?;
 
     // The host side is a wire into the datapath, not an interface of the
     // node's: no IPv6 link-local address, no neighbour discovery.

@@ -446,7 +446,7 @@ impl Engine {
             removed.push(rec);
         }
         for link in self.node.rtnl.links().await? {
-            if link.name.starts_with(crate::container::HOST_IF_PREFIX)
+            if link.name.starts_with(crate::naming::HOST_IF_PREFIX)
                 && link.kind.as_deref() == Some("veth")
                 && let Err(e) = self.node.rtnl.del_link(link.index).await
             {

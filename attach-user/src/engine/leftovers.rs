@@ -7,12 +7,12 @@ use attach_common::MAP_ENDPOINTS;
 
 use super::{Engine, report::Repair};
 use crate::{
-    container,
     datapath::{Owned, Unowned},
     error::Result,
     journal::{self, Pending},
     kinds,
     model::{Attachment, Backend, Kind, Mode, SavedParent},
+    naming,
     netlink::Link,
     output,
 };
@@ -49,7 +49,7 @@ impl Engine {
     /// `planned`: the names are derived, the indexes looked up.
     async fn interrupted(&self, mut rec: Attachment, records: &[Attachment]) -> Result<Attachment> {
         if rec.kind.has_interface() && rec.has_netns() && rec.host_ifname.is_none() {
-            let host = container::host_ifname(rec.netns_inode, &rec.ifname);
+            let host = naming::host_ifname(rec.netns_inode, &rec.ifname);
             match self.node.rtnl.link_by_name(&host).await? {
                 Some(l) if l.kind.as_deref() == Some("veth") => {
                     rec.host_ifname = Some(host);
@@ -83,7 +83,7 @@ impl Engine {
         if !(rec.kind.has_interface() && rec.has_netns()) {
             return Ok(());
         }
-        let host = container::host_ifname(rec.netns_inode, &rec.ifname);
+        let host = naming::host_ifname(rec.netns_inode, &rec.ifname);
         if let Some(l) = self.node.rtnl.link_by_name(&host).await?
             && l.kind.as_deref() == Some("veth")
         {
@@ -141,7 +141,7 @@ impl Engine {
             made.push(match rec.backend {
                 Backend::Ebpf => format!(
                     "host-side veth {}",
-                    container::host_ifname(rec.netns_inode, &rec.ifname)
+                    naming::host_ifname(rec.netns_inode, &rec.ifname)
                 ),
                 Backend::Native => format!("its {} in the container", rec.kind.name()),
             });
@@ -229,7 +229,7 @@ impl Engine {
             .await?
             .into_iter()
             .filter(|l| {
-                l.name.starts_with(container::HOST_IF_PREFIX)
+                l.name.starts_with(naming::HOST_IF_PREFIX)
                     && l.kind.as_deref() == Some("veth")
                     && !records
                         .iter()

@@ -35,11 +35,12 @@ use aya::programs::TcAttachType;
 use super::common;
 use crate::{
     addr::{IpNet, Mac, check_ifname},
-    container,
     datapath::{self, Datapath, PROG_BR_GUARD, PROG_SW},
     endpoint,
     error::{Context as _, Error, Result},
+    inside,
     model::{Attachment, Backend, Datapath as DatapathKind, Kind, SavedParent},
+    naming,
     netlink::{Link, LinkChange},
     netns::Netns,
     node::Node,
@@ -140,47 +141,17 @@ pub async fn plan(
     common::check_ifname_free(ns, &req.netns, &req.ifname).await?;
     let ebpf = req.backend == Backend::Ebpf;
     let mut rec = Attachment {
-        netns: req.netns.clone(),
-        netns_path: ns.path.clone(),
-        netns_inode: ns.inode,
-        ifname: req.ifname.clone(),
-        kind: Kind::Bridge,
-        mode: None,
-        flag: None,
         backend: req.backend,
         datapath: ebpf.then_some(DatapathKind::Tc),
         parent: req.bridge.clone(),
-        parent_ifindex: 0,
         mac: req.mac.unwrap_or_else(Mac::random),
         ips: req.ips.clone(),
         gateway: req.gateway,
-        mtu: 0,
-        host_ifname: None,
-        host_ifindex: None,
-        ifindex: None,
-        host_access: false,
         spoofchk: req.spoofchk(),
-        endpoint_id: None,
-        xdp_mode: None,
-        saved_parent: None,
-        created: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
-        cni: None,
         vlan: req.vlan,
         isolated: req.isolated,
         uplink: req.uplink.clone(),
-        switch_id: None,
-        forwarding_enabled: Vec::new(),
-        role: None,
-        qinq: None,
-        keep_tag: false,
-        tap: None,
-        tap_ifindex: None,
-        warnings: Vec::new(),
-        host: None,
-        join: None,
-        sriov: None,
+        ..Attachment::new(Kind::Bridge, &req.ifname).in_netns(&req.netns, ns)
     };
     let others = members(records, &rec);
     // The device frames leave the node by: the bridge, or the uplink.
@@ -315,7 +286,7 @@ async fn plan_switch(
         ))
     })?;
     if others.is_empty() {
-        if link.name.starts_with(container::HOST_IF_PREFIX) {
+        if link.name.starts_with(naming::HOST_IF_PREFIX) {
             return Err(Error::invalid(format!(
                 "{name} is an endpoint's host-side interface, not an uplink"
             )));
@@ -400,7 +371,7 @@ async fn create_native(
     }
     join_native(node, rec, &bridge).await?;
     endpoint::host_up(node, rec).await?;
-    container::announce(ns, rec);
+    inside::announce(ns, rec);
     Ok(())
 }
 
@@ -567,7 +538,7 @@ async fn create_switch_port(
     all.push(rec.clone());
     write_switch(&mut dp, rec, &all)?;
     endpoint::host_up(node, rec).await?;
-    container::announce(ns, rec);
+    inside::announce(ns, rec);
     Ok(())
 }
 

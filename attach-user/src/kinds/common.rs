@@ -3,62 +3,14 @@
 //! takes, the container side `check` looks at, the node's forwarding.
 
 use crate::{
-    addr::{IpNet, Mac},
+    addr::IpNet,
     error::{Context as _, Error, Result},
-    model::{Attachment, Backend, Kind},
+    model::{Attachment, Kind},
     netlink::Rtnl,
     netns::Netns,
     node::Node,
     sys,
 };
-
-/// A record of `kind` for NETNS `spec` (open as `ns`) with nothing made
-/// yet: kinds fill in the rest.
-pub(crate) fn record(kind: Kind, spec: &str, ns: &Netns, ifname: &str) -> Attachment {
-    Attachment {
-        netns: spec.to_owned(),
-        netns_path: ns.path.clone(),
-        netns_inode: ns.inode,
-        ifname: ifname.to_owned(),
-        kind,
-        mode: None,
-        flag: None,
-        backend: Backend::Native,
-        datapath: None,
-        parent: String::new(),
-        parent_ifindex: 0,
-        mac: Mac::default(),
-        ips: Vec::new(),
-        gateway: None,
-        mtu: 0,
-        host_ifname: None,
-        host_ifindex: None,
-        ifindex: None,
-        host_access: false,
-        spoofchk: false,
-        endpoint_id: None,
-        xdp_mode: None,
-        saved_parent: None,
-        created: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
-        cni: None,
-        vlan: None,
-        isolated: false,
-        uplink: None,
-        switch_id: None,
-        forwarding_enabled: Vec::new(),
-        role: None,
-        qinq: None,
-        keep_tag: false,
-        tap: None,
-        tap_ifindex: None,
-        warnings: Vec::new(),
-        host: None,
-        join: None,
-        sriov: None,
-    }
-}
 
 /// Refuses an interface name the container already has.
 pub(crate) async fn check_ifname_free(ns: &Netns, netns: &str, ifname: &str) -> Result<()> {

@@ -25,7 +25,6 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use super::common;
 use crate::{
     error::{Error, ErrorKind, Result},
     model::{Attachment, Backend, JoinInfo, Kind, NO_IFNAME},
@@ -155,7 +154,7 @@ pub async fn plan(
             )));
         }
     };
-    let mut rec = common::record(Kind::Container, &req.netns, ns, NO_IFNAME);
+    let mut rec = Attachment::new(Kind::Container, NO_IFNAME).in_netns(&req.netns, ns);
     rec.netns_path = path;
     rec.backend = Backend::Native;
     rec.join = Some(JoinInfo {

@@ -17,7 +17,6 @@ use std::{
 
 use attach_common::MAX_CG_COUNTERS;
 
-use super::common;
 use crate::{
     datapath::{self, Datapath, PROG_CG_EG, PROG_CG_IN},
     error::{Context as _, Error, Result},
@@ -170,7 +169,7 @@ pub async fn plan(
             ));
         }
     }
-    let mut rec = common::record(Kind::Host, &req.netns, ns, NO_IFNAME);
+    let mut rec = Attachment::new(Kind::Host, NO_IFNAME).in_netns(&req.netns, ns);
     rec.backend = Backend::Native;
     rec.warnings = warnings;
     rec.host = Some(HostInfo {

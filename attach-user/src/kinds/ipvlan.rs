@@ -41,11 +41,11 @@ use aya::programs::TcAttachType;
 use super::{common, parent};
 use crate::{
     addr::{IpNet, Mac, check_ifname},
-    container,
     datapath::{self, Datapath, PROG_IPVL_RX, PROG_IPVL_TX},
     endpoint,
     error::{Context as _, Error, Result},
     features::Feature,
+    inside,
     kinds::ipvlan_native,
     model::{Attachment, Backend, Datapath as DatapathKind, IpvlanFlag, IpvlanMode, Kind, Mode},
     netlink::LinkChange,
@@ -187,11 +187,6 @@ pub async fn plan(
     }
     common::check_addresses_free(node, &parent, &req.ips, &on_parent).await?;
     Ok(Attachment {
-        netns: req.netns.clone(),
-        netns_path: ns.path.clone(),
-        netns_inode: ns.inode,
-        ifname: req.ifname.clone(),
-        kind: Kind::Ipvlan,
         mode: Some(mode),
         flag: Some(flag),
         backend: req.backend,
@@ -202,32 +197,7 @@ pub async fn plan(
         ips: req.ips.clone(),
         gateway: req.gateway,
         mtu,
-        host_ifname: None,
-        host_ifindex: None,
-        ifindex: None,
-        host_access: false,
-        spoofchk: false,
-        endpoint_id: None,
-        xdp_mode: None,
-        saved_parent: None,
-        created: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
-        cni: None,
-        vlan: None,
-        isolated: false,
-        uplink: None,
-        switch_id: None,
-        forwarding_enabled: Vec::new(),
-        role: None,
-        qinq: None,
-        keep_tag: false,
-        tap: None,
-        tap_ifindex: None,
-        warnings: Vec::new(),
-        host: None,
-        join: None,
-        sriov: None,
+        ..Attachment::new(Kind::Ipvlan, &req.ifname).in_netns(&req.netns, ns)
     })
 }
 
@@ -361,7 +331,7 @@ pub async fn create(
         dp.put_ip(ip.addr, &ep)?;
     }
     if !l3 {
-        container::announce(ns, rec);
+        inside::announce(ns, rec);
     }
     Ok(())
 }

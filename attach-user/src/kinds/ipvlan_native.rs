@@ -8,9 +8,10 @@ use netlink_packet_route::link::{IpVlanFlags, IpVlanMode};
 
 use super::common;
 use crate::{
-    container,
     error::{Context as _, Error, ErrorKind, Result},
+    inside,
     model::{Attachment, IpvlanFlag, Mode},
+    naming,
     netlink::Rtnl,
     netns::Netns,
     node::Node,
@@ -34,7 +35,7 @@ fn driver_flags(f: IpvlanFlag) -> IpVlanFlags {
 
 /// Makes the slave in `ns`. On error, `rec` says what was made so far.
 pub async fn create(node: &Node, rec: &mut Attachment, ns: &Netns) -> Result<()> {
-    let tmp = container::temp_ifname();
+    let tmp = naming::temp_ifname();
     let mode = rec.mode.unwrap_or(Mode::L2);
     node.rtnl
         .add_ipvlan(
@@ -60,7 +61,7 @@ pub async fn create(node: &Node, rec: &mut Attachment, ns: &Netns) -> Result<()>
         .await?
         .ok_or_else(|| Error::system(format!("the new ipvlan {tmp} vanished")))?;
     rec.ifindex = Some(link.index);
-    container::configure(&c, link.index, rec).await?;
+    inside::configure(&c, link.index, rec).await?;
     // l3/l3s slaves are NOARP: without a gateway, the link is the way out.
     if mode != Mode::L2 && rec.gateway.is_none() {
         for v6 in [false, true] {
@@ -72,7 +73,7 @@ pub async fn create(node: &Node, rec: &mut Attachment, ns: &Netns) -> Result<()>
         }
     }
     if mode == Mode::L2 {
-        container::announce(ns, rec);
+        inside::announce(ns, rec);
     }
     Ok(())
 }

@@ -14,11 +14,12 @@ pub(crate) use resync::{drifted_parents, resync_parents};
 use super::{common, parent};
 use crate::{
     addr::{IpNet, Mac, check_ifname},
-    container,
     datapath::{self, PROG_HOST, PROG_RX, PROG_TX},
     endpoint,
     error::{Context as _, Error, ErrorKind, Result},
+    inside,
     model::{Attachment, Backend, Datapath as DatapathKind, Kind, MacvlanMode, Mode, SavedParent},
+    naming,
     netlink::{LinkChange, Rtnl, macvlan_mode},
     netns::Netns,
     node::Node,
@@ -143,13 +144,7 @@ pub async fn plan(
         )));
     }
     Ok(Attachment {
-        netns: req.netns.clone(),
-        netns_path: ns.path.clone(),
-        netns_inode: ns.inode,
-        ifname: req.ifname.clone(),
-        kind: Kind::Macvlan,
         mode: Some(req.mode.into()),
-        flag: None,
         backend: req.backend,
         datapath,
         parent: parent.name.clone(),
@@ -158,32 +153,9 @@ pub async fn plan(
         ips: req.ips.clone(),
         gateway: req.gateway,
         mtu,
-        host_ifname: None,
-        host_ifindex: None,
-        ifindex: None,
         host_access: req.host_access,
         spoofchk: ebpf && req.spoofchk.unwrap_or(true),
-        endpoint_id: None,
-        xdp_mode: None,
-        saved_parent: None,
-        created: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
-        cni: None,
-        vlan: None,
-        isolated: false,
-        uplink: None,
-        switch_id: None,
-        forwarding_enabled: Vec::new(),
-        role: None,
-        qinq: None,
-        keep_tag: false,
-        tap: None,
-        tap_ifindex: None,
-        warnings: Vec::new(),
-        host: None,
-        join: None,
-        sriov: None,
+        ..Attachment::new(Kind::Macvlan, &req.ifname).in_netns(&req.netns, ns)
     })
 }
 
@@ -202,7 +174,7 @@ pub async fn create(
 }
 
 async fn create_native(node: &Node, rec: &mut Attachment, ns: &Netns) -> Result<()> {
-    let tmp = container::temp_ifname();
+    let tmp = naming::temp_ifname();
     let passthru = rec.is_mode(Mode::Passthru);
     // A passthru macvlan inherits the parent's MAC at creation; a requested
     // one is set afterwards (which sets the parent's, as the kernel does).
@@ -235,8 +207,8 @@ async fn create_native(node: &Node, rec: &mut Attachment, ns: &Netns) -> Result<
         .await
         .context("setting the passthru MAC")?;
     }
-    container::configure(&c, link.index, rec).await?;
-    container::announce(ns, rec);
+    inside::configure(&c, link.index, rec).await?;
+    inside::announce(ns, rec);
     Ok(())
 }
 
@@ -287,7 +259,7 @@ async fn create_ebpf(
     if rec.datapath == Some(DatapathKind::Xdp) {
         xdp_receive_offloads(ns, rec)?;
     }
-    container::announce(ns, rec);
+    inside::announce(ns, rec);
     Ok(())
 }
 

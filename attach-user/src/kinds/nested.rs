@@ -38,11 +38,12 @@ use aya::programs::TcAttachType;
 use super::{common, parent};
 use crate::{
     addr::{IpNet, Mac, check_ifname},
-    container,
     datapath::{self, PROG_NEST_RX, PROG_NEST_TAP, PROG_NEST_TX},
     endpoint,
     error::{Context as _, Error, Result},
+    inside,
     model::{Attachment, Backend, Datapath as DatapathKind, Kind, MacvlanMode, Mode, NestedRole},
+    naming,
     netlink::Link,
     netns::Netns,
     node::Node,
@@ -158,7 +159,7 @@ async fn device(node: &Node, name: &str, what: &str) -> Result<Link> {
             "{what} interface {name:?} not found in the node's network namespace"
         ))
     })?;
-    if link.name.starts_with(container::HOST_IF_PREFIX) {
+    if link.name.starts_with(naming::HOST_IF_PREFIX) {
         return Err(Error::invalid(format!(
             "{} is an endpoint's host-side interface, not a {what}",
             link.name
@@ -171,12 +172,6 @@ async fn device(node: &Node, name: &str, what: &str) -> Result<Link> {
         )));
     }
     Ok(link)
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 fn key_of(ifindex: u32, qinq: Option<u16>, vlan: u16) -> NestKey {
@@ -231,13 +226,6 @@ pub async fn plan(
     common::check_ifname_free(ns, &req.netns, &req.ifname).await?;
     super::router::check_addresses_unused(node, &req.ips, records).await?;
     Ok(Attachment {
-        netns: req.netns.clone(),
-        netns_path: ns.path.clone(),
-        netns_inode: ns.inode,
-        ifname: req.ifname.clone(),
-        kind: Kind::Nested,
-        mode: None,
-        flag: None,
         backend: Backend::Ebpf,
         datapath: Some(DatapathKind::Tc),
         parent: up.name.clone(),
@@ -246,30 +234,11 @@ pub async fn plan(
         ips: req.ips.clone(),
         gateway: req.gateway,
         mtu,
-        host_ifname: None,
-        host_ifindex: None,
-        ifindex: None,
-        host_access: false,
         spoofchk: req.spoofchk.unwrap_or(true),
-        endpoint_id: None,
-        xdp_mode: None,
-        saved_parent: None,
-        created: now(),
-        isolated: false,
-        uplink: None,
-        switch_id: None,
-        cni: None,
-        forwarding_enabled: Vec::new(),
         role: Some(NestedRole::Vm),
         vlan: Some(req.vlan),
         qinq: req.qinq,
-        keep_tag: false,
-        tap: None,
-        tap_ifindex: None,
-        warnings: Vec::new(),
-        host: None,
-        join: None,
-        sriov: None,
+        ..Attachment::new(Kind::Nested, &req.ifname).in_netns(&req.netns, ns)
     })
 }
 
@@ -346,45 +315,23 @@ pub async fn plan_host(
         .and_then(|r| r.datapath)
         .unwrap_or(DatapathKind::Tc);
     Ok(Attachment {
-        netns: String::new(),
-        netns_path: Default::default(),
-        netns_inode: 0,
-        ifname: req.ifname(),
-        kind: Kind::Nested,
         mode: Some(req.mode.into()),
-        flag: None,
         backend: Backend::Ebpf,
         datapath: Some(datapath),
         parent: parent.name.clone(),
         parent_ifindex: parent.index,
         mac: req.mac,
         ips: req.ips.clone(),
-        gateway: None,
         mtu: tap.mtu,
-        host_ifname: None,
-        host_ifindex: None,
-        ifindex: None,
         host_access: req.host_access,
         spoofchk: req.spoofchk.unwrap_or(true),
-        endpoint_id: None,
-        xdp_mode: None,
-        saved_parent: None,
-        created: now(),
-        isolated: false,
-        uplink: None,
-        switch_id: None,
-        cni: None,
-        forwarding_enabled: Vec::new(),
         role: Some(NestedRole::Host),
         vlan: Some(req.vlan),
         qinq: req.qinq,
         keep_tag: req.keep_tag,
         tap: Some(tap.name.clone()),
         tap_ifindex: Some(tap.index),
-        warnings: Vec::new(),
-        host: None,
-        join: None,
-        sriov: None,
+        ..Attachment::new(Kind::Nested, &req.ifname())
     })
 }
 
@@ -461,7 +408,7 @@ pub async fn create(
     )
     .with_context(|| format!("attaching the nested receive program to {}", rec.parent))?;
     endpoint::host_up(node, rec).await?;
-    container::announce(ns, rec);
+    inside::announce(ns, rec);
     Ok(())
 }
 

@@ -284,7 +284,7 @@ pub(crate) async fn parent_link(node: &Node, name: &str) -> Result<Link> {
             "parent interface {name:?} not found in the node's network namespace"
         ))
     })?;
-    if parent.name.starts_with(crate::container::HOST_IF_PREFIX) {
+    if parent.name.starts_with(crate::naming::HOST_IF_PREFIX) {
         return Err(Error::invalid(format!(
             "{} is an endpoint's host-side interface, not a parent",
             parent.name

@@ -153,7 +153,7 @@ async fn uplink(node: &Node, name: Option<&str>) -> Result<Link> {
             link.name
         )));
     }
-    if link.name.starts_with(crate::container::HOST_IF_PREFIX) {
+    if link.name.starts_with(crate::naming::HOST_IF_PREFIX) {
         return Err(Error::invalid(format!(
             "{} is an endpoint's host-side interface, not an uplink",
             link.name
@@ -231,13 +231,6 @@ pub async fn plan(
     let mtu = req.mtu.unwrap_or(up.as_ref().map_or(1500, |u| u.mtu));
     let has_v4 = req.ips.iter().any(|n| n.addr.is_ipv4());
     Ok(Attachment {
-        netns: req.netns.clone(),
-        netns_path: ns.path.clone(),
-        netns_inode: ns.inode,
-        ifname: req.ifname.clone(),
-        kind: Kind::Router,
-        mode: None,
-        flag: None,
         backend: if ebpf { Backend::Ebpf } else { Backend::Native },
         datapath: Some(req.datapath),
         parent: up.as_ref().map(|u| u.name.clone()).unwrap_or_default(),
@@ -250,32 +243,8 @@ pub async fn plan(
             IpAddr::V6(GW6)
         }),
         mtu,
-        host_ifname: None,
-        host_ifindex: None,
-        ifindex: None,
-        host_access: false,
         spoofchk: ebpf && req.spoofchk.unwrap_or(true),
-        endpoint_id: None,
-        xdp_mode: None,
-        saved_parent: None,
-        created: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
-        isolated: false,
-        uplink: None,
-        switch_id: None,
-        cni: None,
-        forwarding_enabled: Vec::new(),
-        role: None,
-        vlan: None,
-        qinq: None,
-        keep_tag: false,
-        tap: None,
-        tap_ifindex: None,
-        warnings: Vec::new(),
-        host: None,
-        join: None,
-        sriov: None,
+        ..Attachment::new(Kind::Router, &req.ifname).in_netns(&req.netns, ns)
     })
 }
 

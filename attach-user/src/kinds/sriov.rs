@@ -30,9 +30,10 @@ use std::{net::IpAddr, path::Path};
 use super::common;
 use crate::{
     addr::{IpNet, Mac, check_ifname},
-    container::{self, HOST_IF_PREFIX},
     error::{Context as _, Error, Result},
+    inside,
     model::{Attachment, Backend, Kind, SavedDevice, SriovInfo, VfConfig, VfRef},
+    naming::{self, HOST_IF_PREFIX},
     netlink::{Link, LinkChange, Rtnl, VfSet},
     netns::Netns,
     node::Node,
@@ -348,7 +349,7 @@ pub async fn plan(
             dev.name
         ));
     }
-    let mut rec = common::record(Kind::Sriov, &req.netns, ns, &req.ifname);
+    let mut rec = Attachment::new(Kind::Sriov, &req.ifname).in_netns(&req.netns, ns);
     rec.backend = Backend::Native;
     if let Some(v) = &vf {
         rec.parent = v.pf.clone();
@@ -439,7 +440,7 @@ pub async fn create(node: &Node, rec: &mut Attachment, ns: &Netns) -> Result<()>
             .await
             .with_context(|| format!("setting VF {} of {}", vf.index, vf.pf))?;
     }
-    let tmp = container::temp_ifname();
+    let tmp = naming::temp_ifname();
     // The kernel keeps the index when it is free in the container: a
     // guess, for teardown, until the device is found there.
     rec.ifindex = Some(dev.index);
@@ -467,8 +468,8 @@ pub async fn create(node: &Node, rec: &mut Attachment, ns: &Netns) -> Result<()>
             )
         })?;
     }
-    container::configure(&c, link.index, rec).await?;
-    container::announce(ns, rec);
+    inside::configure(&c, link.index, rec).await?;
+    inside::announce(ns, rec);
     Ok(())
 }
 
