@@ -431,7 +431,7 @@ pub struct SriovInfo {
     /// The device as it was in the node, to put back.
     pub saved: SavedDevice,
     /// The VF's settings before the attach, read through the PF.
-    pub saved_vf: Option<VfConfig>,
+    pub saved_vf: Option<crate::netlink::VfConfig>,
     /// Set once the device is in the container's namespace.
     pub moved: bool,
 }
@@ -442,18 +442,6 @@ pub struct VfRef {
     pub pf: String,
     pub pf_ifindex: u32,
     pub index: u32,
-}
-
-/// A VF's settings as the PF reports them (`ip link show PF`).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct VfConfig {
-    pub mac: Mac,
-    pub vlan: u32,
-    pub qos: u32,
-    pub spoofchk: bool,
-    pub trust: bool,
-    pub min_rate: u32,
-    pub max_rate: u32,
 }
 
 /// What the engine may change on a device it takes, to put back.

@@ -32,9 +32,9 @@ use crate::{
     addr::{IpNet, Mac, check_ifname},
     error::{Context as _, Error, Result},
     inside,
-    model::{Attachment, Backend, Kind, SavedDevice, SriovInfo, VfConfig, VfRef},
+    model::{Attachment, Backend, Kind, SavedDevice, SriovInfo, VfRef},
     naming::{self, HOST_IF_PREFIX},
-    netlink::{Link, LinkChange, Rtnl, VfSet},
+    netlink::{Link, LinkChange, Rtnl, VfConfig, VfSet},
     netns::Netns,
     node::Node,
 };
