@@ -6,6 +6,12 @@
 //! - `teardown`: remove whatever of a record exists, continuing past
 //!   failures (used by `del`, and to roll back a failed `create`);
 //! - `check`, `repair` and `links`, for `check`, `reconcile` and `upgrade`.
+//!
+//! The kinds act on the node through [`Node`], never on the engine. What
+//! several kinds share sits below them, never in a kind nor here:
+//! `common` (the record's checks, the container side), `addressing` (what
+//! a request's addresses must be) and `parent` (a parent device's checks
+//! and its macvlan switch, for macvlan, ipvlan and nested).
 
 mod addressing;
 pub mod bridge;
@@ -108,12 +114,14 @@ impl AddRequest {
     }
 }
 
-/// The request's own check (`validate`) reaches it as `super::check_addressing`.
-pub(crate) use addressing::check_addressing;
+// The engine reaches the kinds through this file alone: these, and the
+// lifecycle functions below.
 pub(crate) use common::free_endpoint_id;
-use common::parent_gone;
-/// What the engine asks of particular kinds, beside the lifecycle below.
 pub(crate) use macvlan::{adopt_mac, drifted_parents, resync_parents};
+
+// The requests' `validate` name it `super::check_addressing`.
+pub(crate) use addressing::check_addressing;
+use common::parent_gone;
 
 /// Whether `r` is the host side of a nested attachment (known by its tap,
 /// S-tag and VLAN rather than a namespace).
