@@ -4,21 +4,22 @@
 //! parent, carrying only what the datapath sends it.
 
 use crate::{
-    container,
-    engine::Engine,
     error::{Context as _, Error, Result},
+    inside,
     model::Attachment,
+    naming,
     netlink::{Link, LinkChange, Rtnl},
     netns::Netns,
+    node::Node,
     sys,
 };
 
 /// Creates the pair and configures the container side (name, MAC, MTU,
 /// addresses, routes). Fills `host_ifname`, `host_ifindex` and `ifindex` as
 /// each comes to exist, so a failure can be torn down.
-pub async fn create_veth(engine: &Engine, rec: &mut Attachment, ns: &Netns) -> Result<Rtnl> {
-    let host = container::host_ifname(rec.netns_inode, &rec.ifname);
-    if engine.rtnl.link_by_name(&host).await?.is_some() {
+pub async fn create_veth(node: &Node, rec: &mut Attachment, ns: &Netns) -> Result<Rtnl> {
+    let host = naming::host_ifname(rec.netns_inode, &rec.ifname);
+    if node.rtnl.link_by_name(&host).await?.is_some() {
         return Err(Error::conflict(format!(
             "host-side interface {host} already exists (left by a crashed attach? `attach reset` clears leftovers)"
         )));
@@ -26,13 +27,12 @@ pub async fn create_veth(engine: &Engine, rec: &mut Attachment, ns: &Netns) -> R
     // The container side is born in the container under its final name
     // (the plan checked it is free there): no rename. (Not up yet: a veth
     // cannot open before its pair is complete, ENOTCONN.)
-    engine
-        .rtnl
+    node.rtnl
         .add_veth(&host, &rec.ifname, ns, rec.mac, rec.mtu)
         .await
         .context("creating the veth pair")?;
     rec.host_ifname = Some(host.clone());
-    let host_link = engine
+    let host_link = node
         .rtnl
         .link_by_name(&host)
         .await?
@@ -45,7 +45,7 @@ pub async fn create_veth(engine: &Engine, rec: &mut Attachment, ns: &Netns) -> R
         .await?
         .ok_or_else(|| Error::system(format!("the new veth peer {} vanished", rec.ifname)))?;
     rec.ifindex = Some(link.index);
-    container::address_and_up(&c, link.index, rec).await?;
+    inside::address_and_up(&c, link.index, rec).await?;
 
     // The host side is a wire into the datapath, not an interface of the
     // node's: no IPv6 link-local address, no neighbour discovery.
@@ -55,12 +55,11 @@ pub async fn create_veth(engine: &Engine, rec: &mut Attachment, ns: &Netns) -> R
 
 /// Brings the host side up: the last step, once the datapath is ready.
 /// The container can send when this returns (see [`settle_container_side`]).
-pub async fn host_up(engine: &Engine, rec: &Attachment) -> Result<()> {
+pub async fn host_up(node: &Node, rec: &Attachment) -> Result<()> {
     let (Some(index), Some(name)) = (rec.host_ifindex, &rec.host_ifname) else {
         return Err(Error::system("no host-side interface to bring up"));
     };
-    engine
-        .rtnl
+    node.rtnl
         .set_link(
             index,
             &LinkChange {
@@ -93,21 +92,21 @@ fn settle_container_side(rec: &Attachment) {
 }
 
 /// Deletes the pair (both ends go), if the host index still names our link.
-pub async fn delete_veth(engine: &Engine, rec: &Attachment) -> Result<()> {
+pub async fn delete_veth(node: &Node, rec: &Attachment) -> Result<()> {
     let (Some(index), Some(name)) = (rec.host_ifindex, &rec.host_ifname) else {
         return Ok(());
     };
-    match engine.rtnl.link_by_index(index).await? {
-        Some(l) if &l.name == name => engine.rtnl.del_link(index).await,
+    match node.rtnl.link_by_index(index).await? {
+        Some(l) if &l.name == name => node.rtnl.del_link(index).await,
         _ => Ok(()),
     }
 }
 
 /// Checks that the attachment's host-side interface is still there under
 /// its recorded name, and up; returns it.
-pub async fn check_host_link(engine: &Engine, rec: &Attachment) -> Result<Link> {
+pub async fn check_host_link(node: &Node, rec: &Attachment) -> Result<Link> {
     check_link(
-        engine,
+        node,
         rec.host_ifindex,
         rec.host_ifname.as_deref(),
         "host-side interface",
@@ -118,7 +117,7 @@ pub async fn check_host_link(engine: &Engine, rec: &Attachment) -> Result<Link> 
 /// Checks that `what` — `index`, named `name` in the record — is still
 /// there under that name, and up; returns it.
 pub async fn check_link(
-    engine: &Engine,
+    node: &Node,
     index: Option<u32>,
     name: Option<&str>,
     what: &str,
@@ -126,7 +125,7 @@ pub async fn check_link(
     let (Some(index), Some(name)) = (index, name) else {
         return Err(Error::system(format!("the record has no {what}")));
     };
-    match engine.rtnl.link_by_index(index).await? {
+    match node.rtnl.link_by_index(index).await? {
         Some(l) if l.name == name && l.up => Ok(l),
         Some(l) if l.name == name => Err(Error::system(format!("{what} {name} is down"))),
         _ => Err(Error::not_found(format!("{what} {name} is gone"))),

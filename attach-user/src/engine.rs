@@ -6,135 +6,36 @@
 //! cookie, so several nodes on one machine never share them.
 
 mod leftovers;
+mod reconcile;
+pub mod report;
+mod upgrade;
 
-use std::path::{Path, PathBuf};
+pub use report::{AttachmentStats, Counters, Repair, Stats, Upgraded, VerdictCount};
 
-use attach_common::{EndpointStats, PIN_ROOT, STATE_ROOT};
-use serde::Serialize;
+use std::path::Path;
+
+use attach_common::{PIN_ROOT, STATE_ROOT};
 
 use crate::{
     datapath::Datapath,
     error::{Error, Result},
     kinds::{self, AddRequest},
     model::{Attachment, Backend, CniRef, NO_IFNAME},
-    netlink::Rtnl,
     netns::Netns,
+    node::Node,
     node_id,
     state::State,
 };
 
-/// What `upgrade` did.
-#[derive(Debug, Default)]
-pub struct Upgraded {
-    /// (pin, "updated" | "kept") for each program link.
-    pub links: Vec<(String, &'static str)>,
-    /// (netns, interface) of XDP endpoints whose container side got this
-    /// build's settings (fraglist GRO).
-    pub containers: Vec<(String, String)>,
-    /// What making the endpoint cache agree with the receive table changed
-    /// (a build before it, or with another slot layout).
-    pub ep_cache: crate::ep_cache::SyncReport,
-}
-
 pub struct Engine {
     pub node_id: String,
     state: State,
-    pin_dir: PathBuf,
-    pub(crate) rtnl: Rtnl,
-    /// What a teardown noticed and let pass, for the detached record's
-    /// `warnings`.
-    notices: std::sync::Mutex<Vec<String>>,
-}
-
-/// Counters of one attachment (eBPF backend).
-#[derive(Serialize)]
-pub struct AttachmentStats {
-    #[serde(flatten)]
-    pub attachment: Attachment,
-    pub counters: Option<Counters>,
-}
-
-#[derive(Serialize, Default)]
-pub struct Counters {
-    pub rx_packets: u64,
-    pub rx_bytes: u64,
-    pub tx_packets: u64,
-    pub tx_bytes: u64,
-    pub rx_broadcast: u64,
-    pub rx_multicast: u64,
-    pub tx_broadcast: u64,
-    pub tx_multicast: u64,
-    pub flood_copies: u64,
-    pub rx_dropped: u64,
-    pub tx_dropped: u64,
+    /// What the kinds act on: the engine hands them this, never itself.
+    node: Node,
 }
 
 /// Interface name when none is given.
 pub const DEFAULT_IFNAME: &str = "eth0";
-
-impl From<attach_common::CgroupStats> for Counters {
-    fn from(s: attach_common::CgroupStats) -> Self {
-        Self {
-            rx_packets: s.rx_packets,
-            rx_bytes: s.rx_bytes,
-            tx_packets: s.tx_packets,
-            tx_bytes: s.tx_bytes,
-            ..Default::default()
-        }
-    }
-}
-
-impl From<EndpointStats> for Counters {
-    fn from(s: EndpointStats) -> Self {
-        Self {
-            rx_packets: s.rx_packets,
-            rx_bytes: s.rx_bytes,
-            tx_packets: s.tx_packets,
-            tx_bytes: s.tx_bytes,
-            rx_broadcast: s.rx_broadcast,
-            rx_multicast: s.rx_multicast,
-            tx_broadcast: s.tx_broadcast,
-            tx_multicast: s.tx_multicast,
-            flood_copies: s.flood_copies,
-            rx_dropped: s.rx_dropped,
-            tx_dropped: s.tx_dropped,
-        }
-    }
-}
-
-/// One thing `reconcile` found wrong and what it did about it.
-#[derive(Serialize, Debug, Clone)]
-pub struct Repair {
-    pub netns: String,
-    pub ifname: String,
-    /// What `check` reported.
-    pub drift: String,
-    /// "repaired", "recreated[ on the new …]", "detached…", "kept: …" or
-    /// "failed: …".
-    pub action: String,
-}
-
-impl Repair {
-    /// Whether the node was changed (not only found drifting, as an
-    /// attachment kept while its uplink is gone is at every pass).
-    pub fn changed(&self) -> bool {
-        !self.action.starts_with("kept") && !self.action.ends_with("; kept")
-    }
-}
-
-#[derive(Serialize)]
-pub struct VerdictCount {
-    pub direction: &'static str,
-    pub verdict: &'static str,
-    pub drop: bool,
-    pub packets: u64,
-}
-
-#[derive(Serialize)]
-pub struct Stats {
-    pub attachments: Vec<AttachmentStats>,
-    pub verdicts: Vec<VerdictCount>,
-}
 
 impl Engine {
     /// The engine of the node the calling thread is in.
@@ -153,31 +54,16 @@ impl Engine {
                 Err(e)
             }
         })?;
+        let state_dir = state_root.join(&node_id);
         Ok(Self {
-            state: State::new(state_root.join(&node_id)),
-            pin_dir: pin_root.join(&node_id),
+            node: Node::here(pin_root.join(&node_id), state_dir.clone())?,
+            state: State::new(state_dir),
             node_id,
-            rtnl: Rtnl::here()?,
-            notices: Default::default(),
         })
     }
 
-    /// Notes something a teardown let pass (logged, and returned in the
-    /// detached record's `warnings`).
-    pub(crate) fn notice(&self, msg: String) {
-        tracing::debug!("{msg}");
-        self.notices
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(msg);
-    }
-
-    fn take_notices(&self) -> Vec<String> {
-        std::mem::take(&mut *self.notices.lock().unwrap_or_else(|e| e.into_inner()))
-    }
-
     pub fn pin_dir(&self) -> &Path {
-        &self.pin_dir
+        self.node.pin_dir()
     }
 
     pub fn state_dir(&self) -> &Path {
@@ -185,14 +71,14 @@ impl Engine {
     }
 
     pub(crate) fn datapath(&self) -> Result<Datapath> {
-        Datapath::open(&self.pin_dir)
+        self.node.datapath()
     }
 
     /// What the node's kernel offers and what works on it.
     pub fn features(&self) -> crate::capabilities::Report {
         let mut report = crate::capabilities::Report::probe(Some(self.node_id.clone()));
-        if self.pin_dir.join("links").exists() {
-            report.tc_hooks = Datapath::tc_hooks_in(&self.pin_dir);
+        if self.node.pin_dir().join("links").exists() {
+            report.tc_hooks = Datapath::tc_hooks_in(self.node.pin_dir());
         }
         report
     }
@@ -260,7 +146,7 @@ impl Engine {
                 r.kind.name()
             )));
         }
-        let mut rec = kinds::plan(self, req, ns, &records).await?;
+        let mut rec = kinds::plan(&self.node, req, ns, &records).await?;
         rec.cni = cni;
         // Before anything is made: failing on the pins half-way would
         // leave a rollback that fails on them too.
@@ -270,7 +156,7 @@ impl Engine {
         // Written before anything is made: if this process dies half-way,
         // it says what to roll back.
         let journal = self.begin_journal(&rec).await?;
-        match kinds::create(self, &mut rec, ns, &records).await {
+        match kinds::create(&self.node, &mut rec, ns, &records).await {
             Ok(()) => {}
             Err(e) => {
                 self.rollback(&rec, &records).await;
@@ -289,7 +175,7 @@ impl Engine {
 
     /// Undoes a failed `add`; everything it made is removed, errors logged.
     async fn rollback(&self, rec: &Attachment, records: &[Attachment]) {
-        for e in kinds::teardown(self, rec, records).await {
+        for e in kinds::teardown(&self.node, rec, records).await {
             tracing::warn!("rollback of {} in {:?}: {e}", rec.ifname, rec.netns);
         }
         // Not only when `records` is empty: beside native attachments alone,
@@ -299,7 +185,7 @@ impl Engine {
 
     fn remove_node_pins_if_idle(&self, remaining: &[Attachment]) {
         if remaining.iter().all(|r| !r.is_ebpf())
-            && let Err(e) = Datapath::remove_pins(&self.pin_dir)
+            && let Err(e) = Datapath::remove_pins(self.node.pin_dir())
         {
             tracing::warn!("{e}");
         }
@@ -391,7 +277,7 @@ impl Engine {
         vlan: u16,
     ) -> Option<&'a Attachment> {
         records.iter().find(|r| {
-            kinds::nested::is_host_side(r)
+            kinds::is_nested_host_side(r)
                 && r.tap.as_deref() == Some(tap)
                 && r.qinq == qinq
                 && r.vlan == Some(vlan)
@@ -465,13 +351,13 @@ impl Engine {
         let mut gone = Vec::new();
         for mut rec in chosen {
             records.retain(|r| *r != rec);
-            self.take_notices();
-            let errors = kinds::teardown(self, &rec, &records).await;
+            self.node.take_notices();
+            let errors = kinds::teardown(&self.node, &rec, &records).await;
             if let Some(first) = errors.into_iter().next() {
                 return Err(first.context(format!("detaching {}", crate::output::what(&rec))));
             }
             self.state.remove(&rec)?;
-            rec.warnings = self.take_notices();
+            rec.warnings = self.node.take_notices();
             gone.push(rec);
         }
         self.remove_node_pins_if_idle(&records);
@@ -482,262 +368,7 @@ impl Engine {
 
     /// Checks an attachment against reality (see [`kinds::check`]).
     pub async fn check(&self, rec: &Attachment) -> Result<()> {
-        kinds::check(self, rec).await
-    }
-
-    /// Checks what no attachment owns: the endpoint cache must hold nothing
-    /// the receive table does not (see [`crate::ep_cache`]).
-    pub fn check_node(&self, records: &[Attachment]) -> Result<()> {
-        if !records.iter().any(Attachment::is_ebpf) {
-            return Ok(());
-        }
-        let mut dp = self.datapath()?;
-        let table = dp.rx_entries()?;
-        let stale = dp.ep_cache()?.stale(&table);
-        match stale.first() {
-            None => Ok(()),
-            Some((slot, ep)) => Err(Error::system(format!(
-                "the endpoint cache holds {} slot(s) the receive table does not (slot {slot}: {})",
-                stale.len(),
-                match ep {
-                    Some(ep) => format!(
-                        "{} on parent ifindex {}",
-                        crate::addr::Mac(ep.mac),
-                        ep.parent_ifindex
-                    ),
-                    None => "left half written".to_owned(),
-                }
-            ))),
-        }
-    }
-
-    /// Re-adopts every record and pin and repairs drift: a datapath piece
-    /// missing (map entry, program) is put back; an interface deleted behind
-    /// the engine's back is recreated; an attachment whose namespace is gone
-    /// is detached; host-side interfaces and link pins no record owns are
-    /// removed. Returns what it did.
-    pub async fn reconcile(&self) -> Result<Vec<Repair>> {
-        let _lock = self.state.lock()?;
-        let mut records = self.state.all()?;
-        // Before the records are checked: an interrupted add may have
-        // rewritten what its parent's other endpoints rely on.
-        let mut repairs = self.roll_back_interrupted(&records).await?;
-        let mut i = 0;
-        while i < records.len() {
-            let rec = records[i].clone();
-            let Err(drift) = kinds::check(self, &rec).await else {
-                i += 1;
-                continue;
-            };
-            let others: Vec<Attachment> = records.iter().filter(|r| **r != rec).cloned().collect();
-            let note = |action: String| Repair {
-                netns: rec.netns.clone(),
-                ifname: rec.ifname.clone(),
-                drift: drift.message.clone(),
-                action,
-            };
-            let ns_alive =
-                !rec.has_netns() || rec.open_netns().is_ok_and(|ns| ns.inode == rec.netns_inode);
-            let parent = if ns_alive {
-                kinds::parent_now(self, &rec).await?
-            } else {
-                kinds::ParentNow::Same
-            };
-            // Nothing to repair on: as the kernel does with the macvlans of
-            // a deleted device, the attachment goes.
-            let gone = match (ns_alive, &parent) {
-                (false, _) => Some("its network namespace"),
-                (_, kinds::ParentNow::Gone) => Some("its parent"),
-                _ => None,
-            };
-            if let Some(gone) = gone {
-                let errors = kinds::teardown(self, &rec, &others).await;
-                self.state.remove(&rec)?;
-                records.remove(i);
-                repairs.push(note(match errors.first() {
-                    None => format!("detached: {gone} is gone"),
-                    Some(e) => format!("detached ({gone} is gone), with errors: {e}"),
-                }));
-                continue;
-            }
-            if let kinds::ParentNow::UplinkGone(uplink) = &parent {
-                repairs.push(note(format!(
-                    "kept: uplink {uplink} is gone (taken again when a device of that name appears)"
-                )));
-                i += 1;
-                continue;
-            }
-            // A parent made again under its name: the attachment moves to it
-            // (made anew: nothing of it can be repaired in place).
-            let new_parent = match parent {
-                kinds::ParentNow::Remade(index) => Some(index),
-                _ => None,
-            };
-            if new_parent.is_none() {
-                // A MAC the container set is taken on (as a kernel macvlan
-                // does), then the record checked again.
-                match kinds::macvlan::adopt_mac(self, &rec, &others).await {
-                    Ok(Some(adopted)) => {
-                        self.state.save(&adopted)?;
-                        repairs.push(note(format!("took on the MAC {}", adopted.mac)));
-                        records[i] = adopted;
-                        continue;
-                    }
-                    Ok(None) => {}
-                    Err(e) => tracing::warn!(
-                        "{} in {:?}: its new MAC is not taken on: {e}",
-                        rec.ifname,
-                        rec.netns
-                    ),
-                }
-                let repaired = kinds::repair(self, &rec, &others).await;
-                if repaired.is_ok() && kinds::check(self, &rec).await.is_ok() {
-                    repairs.push(note("repaired".into()));
-                    i += 1;
-                    continue;
-                }
-                if !kinds::recreatable(&rec) {
-                    let why = match repaired {
-                        Err(e) => e.message,
-                        Ok(()) => "still drifting after the repair".into(),
-                    };
-                    repairs.push(note(format!("failed: {why}; kept")));
-                    i += 1;
-                    continue;
-                }
-            }
-            for e in kinds::teardown(self, &rec, &others).await {
-                tracing::warn!("tearing down {} before recreating it: {e}", rec.ifname);
-            }
-            // A recreation killed half-way left its own veth under the
-            // name this one takes.
-            self.remove_stale_host_side(&rec).await?;
-            let ns = if rec.has_netns() {
-                rec.open_netns()?
-            } else {
-                Netns::current()?
-            };
-            let mut fresh = rec.fresh();
-            if let Some(index) = new_parent {
-                fresh.parent_ifindex = index;
-            }
-            match kinds::create(self, &mut fresh, &ns, &others).await {
-                Ok(()) => {
-                    self.state.save(&fresh)?;
-                    records[i] = fresh;
-                    repairs.push(note(match new_parent {
-                        Some(index) => {
-                            format!("recreated on the new {} (ifindex {index})", rec.parent)
-                        }
-                        None => "recreated".into(),
-                    }));
-                    i += 1;
-                }
-                Err(e) => {
-                    for t in kinds::teardown(self, &fresh, &others).await {
-                        tracing::warn!("rolling back the recreation of {}: {t}", rec.ifname);
-                    }
-                    self.state.remove(&rec)?;
-                    records.remove(i);
-                    repairs.push(note(format!("failed: {}; detached", e.message)));
-                }
-            }
-        }
-        repairs.extend(self.remove_orphans(&records).await?);
-        if records.iter().any(Attachment::is_ebpf) {
-            let synced = self.datapath()?.sync_ep_cache()?;
-            if synced.stale > 0 {
-                repairs.push(Repair {
-                    netns: "-".into(),
-                    ifname: "endpoint cache".into(),
-                    drift: format!(
-                        "{} slot(s) held what the receive table does not",
-                        synced.stale
-                    ),
-                    action: "emptied".into(),
-                });
-            }
-        }
-        match kinds::bridge::sweep(self, &records) {
-            Ok(0) => {}
-            Ok(n) => tracing::info!("swept {n} aged or stale switch FDB entries"),
-            Err(e) => tracing::warn!("sweeping the switch FDB: {e}"),
-        }
-        self.remove_node_pins_if_idle(&records);
-        self.state.remove_if_empty()?;
-        Ok(repairs)
-    }
-
-    /// Switches every pinned link to this build's programs in place
-    /// (`bpf_link_update`), so an upgrade never leaves a hook without a
-    /// program; `force` updates links that already run this build too. Then
-    /// brings the container side of XDP endpoints to this build's settings.
-    pub fn upgrade(&self, force: bool) -> Result<Upgraded> {
-        use crate::datapath::Attached;
-        let _lock = self.state.lock()?;
-        let records = self.state.all()?;
-        if !records.iter().any(Attachment::is_ebpf) {
-            return Ok(Upgraded::default());
-        }
-        // Cached programs of other builds go; `force` loads this build's
-        // afresh too.
-        Datapath::clear_program_cache(&self.pin_dir, !force);
-        let mut dp = self.datapath()?;
-        // Endpoints made by a build without the endpoint cache enter it
-        // before this build's programs, which read it, take the hooks.
-        let ep_cache = dp.sync_ep_cache()?;
-        let mut out = Vec::new();
-        // A host attachment's cgroup programs carry its counter slot: each is
-        // updated from an instance loaded with it.
-        for rec in &records {
-            let Some(id) = rec.host.as_ref().and_then(|h| h.counter_id) else {
-                continue;
-            };
-            let mut counting = Datapath::open_counting(&self.pin_dir, id)?;
-            for (prog, pin) in kinds::links(rec) {
-                let what = match counting.update_cgroup_link(prog, &pin, force)? {
-                    Attached::Kept => "kept",
-                    _ => "updated",
-                };
-                out.push((pin, what));
-            }
-        }
-        let mut links: Vec<(&str, String)> = Vec::new();
-        for link in records
-            .iter()
-            .filter(|r| r.kind != crate::model::Kind::Host)
-            .flat_map(kinds::links)
-        {
-            if !links.contains(&link) {
-                links.push(link);
-            }
-        }
-        for (prog, pin) in links {
-            let what = match dp.update_link(prog, &pin, force)? {
-                Attached::Kept => "kept",
-                _ => "updated",
-            };
-            out.push((pin, what));
-        }
-        let mut containers = Vec::new();
-        for rec in &records {
-            // A container that cannot be entered is drift, `reconcile`'s
-            // business; the programs are upgraded all the same.
-            match kinds::upgrade_container(rec) {
-                Ok(true) => containers.push((rec.netns.clone(), rec.ifname.clone())),
-                Ok(false) => {}
-                Err(e) => tracing::warn!(
-                    "{} in {:?}: container settings left as they are: {e}",
-                    rec.ifname,
-                    rec.netns
-                ),
-            }
-        }
-        Ok(Upgraded {
-            links: out,
-            containers,
-            ep_cache,
-        })
+        kinds::check(&self.node, rec).await
     }
 
     /// The records of (netns, ifname), if attached.
@@ -807,56 +438,28 @@ impl Engine {
             Err(e) => errors.push(e.context("rolling back interrupted adds")),
         }
         while let Some(rec) = records.pop() {
-            errors.extend(kinds::teardown(self, &rec, &records).await);
-            for n in self.take_notices() {
+            errors.extend(kinds::teardown(&self.node, &rec, &records).await);
+            for n in self.node.take_notices() {
                 tracing::warn!("{n}");
             }
             self.state.remove(&rec)?;
             removed.push(rec);
         }
-        for link in self.rtnl.links().await? {
-            if link.name.starts_with(crate::container::HOST_IF_PREFIX)
+        for link in self.node.rtnl.links().await? {
+            if link.name.starts_with(crate::naming::HOST_IF_PREFIX)
                 && link.kind.as_deref() == Some("veth")
-                && let Err(e) = self.rtnl.del_link(link.index).await
+                && let Err(e) = self.node.rtnl.del_link(link.index).await
             {
                 errors.push(e.context(format!("deleting leftover {}", link.name)));
             }
         }
         // Namespaces a crashed `add container` may still hold.
-        errors.extend(kinds::container::release_leftovers(self.state.dir()));
-        Datapath::remove_pins(&self.pin_dir)?;
+        errors.extend(kinds::release_held_namespaces(self.state.dir()));
+        Datapath::remove_pins(self.node.pin_dir())?;
         let _ = std::fs::remove_dir_all(self.state.dir());
         match errors.into_iter().next() {
             Some(e) => Err(e.context("reset")),
             None => Ok(removed),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Repair;
-
-    #[test]
-    fn only_changes_count_as_repairs() {
-        let r = |action: &str| Repair {
-            netns: "c1".into(),
-            ifname: "eth0".into(),
-            drift: "d".into(),
-            action: action.into(),
-        };
-        for changed in [
-            "repaired",
-            "recreated",
-            "recreated on the new eth1 (ifindex 9)",
-            "detached: its parent is gone",
-            "failed: no such device; detached",
-            "unpinned",
-        ] {
-            assert!(r(changed).changed(), "{changed}");
-        }
-        for kept in ["kept: uplink up0 is gone (…)", "failed: busy; kept"] {
-            assert!(!r(kept).changed(), "{kept}");
         }
     }
 }

@@ -431,7 +431,7 @@ pub struct SriovInfo {
     /// The device as it was in the node, to put back.
     pub saved: SavedDevice,
     /// The VF's settings before the attach, read through the PF.
-    pub saved_vf: Option<VfConfig>,
+    pub saved_vf: Option<crate::netlink::VfConfig>,
     /// Set once the device is in the container's namespace.
     pub moved: bool,
 }
@@ -442,18 +442,6 @@ pub struct VfRef {
     pub pf: String,
     pub pf_ifindex: u32,
     pub index: u32,
-}
-
-/// A VF's settings as the PF reports them (`ip link show PF`).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct VfConfig {
-    pub mac: Mac,
-    pub vlan: u32,
-    pub qos: u32,
-    pub spoofchk: bool,
-    pub trust: bool,
-    pub min_rate: u32,
-    pub max_rate: u32,
 }
 
 /// What the engine may change on a device it takes, to put back.
@@ -526,6 +514,66 @@ pub struct CniRef {
 }
 
 impl Attachment {
+    /// A record of `kind` for `ifname` with nothing planned yet, made now:
+    /// every record starts here (the kinds' `plan` fills in the rest), so
+    /// a field added to the record has its default in one place.
+    pub fn new(kind: Kind, ifname: &str) -> Self {
+        Self {
+            netns: String::new(),
+            netns_path: PathBuf::new(),
+            netns_inode: 0,
+            ifname: ifname.to_owned(),
+            kind,
+            mode: None,
+            flag: None,
+            backend: Backend::Native,
+            datapath: None,
+            parent: String::new(),
+            parent_ifindex: 0,
+            mac: Mac::default(),
+            ips: Vec::new(),
+            gateway: None,
+            mtu: 0,
+            host_ifname: None,
+            host_ifindex: None,
+            ifindex: None,
+            host_access: false,
+            spoofchk: false,
+            endpoint_id: None,
+            xdp_mode: None,
+            saved_parent: None,
+            created: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            cni: None,
+            vlan: None,
+            isolated: false,
+            uplink: None,
+            switch_id: None,
+            forwarding_enabled: Vec::new(),
+            role: None,
+            qinq: None,
+            keep_tag: false,
+            tap: None,
+            tap_ifindex: None,
+            warnings: Vec::new(),
+            host: None,
+            join: None,
+            sriov: None,
+        }
+    }
+
+    /// The record in the container namespace NETNS `spec` (as given),
+    /// open as `ns`. Only the host side of a nested attachment has none.
+    pub fn in_netns(self, spec: &str, ns: &crate::netns::Netns) -> Self {
+        Self {
+            netns: spec.to_owned(),
+            netns_path: ns.path.clone(),
+            netns_inode: ns.inode,
+            ..self
+        }
+    }
+
     /// File name of this attachment's record.
     pub fn record_name(&self) -> String {
         match (&self.tap, self.has_netns()) {
@@ -535,13 +583,15 @@ impl Attachment {
                 self.qinq.unwrap_or(0),
                 self.vlan.unwrap_or(0)
             ),
-            _ if self.kind.has_interface() => record_name(self.netns_inode, &self.ifname),
+            _ if self.kind.has_interface() => {
+                crate::naming::record_name(self.netns_inode, &self.ifname)
+            }
             // Several share one namespace: named by NETNS as given.
             _ => format!(
                 "{}-{}-{:010x}.json",
                 self.kind.name(),
                 self.netns_inode,
-                crate::container::fnv1a(self.netns_path.as_os_str().as_encoded_bytes())
+                crate::naming::fnv1a(self.netns_path.as_os_str().as_encoded_bytes())
                     & 0xff_ffff_ffff
             ),
         }
@@ -601,10 +651,6 @@ impl Attachment {
     pub fn is_mode(&self, m: Mode) -> bool {
         self.mode == Some(m)
     }
-}
-
-pub fn record_name(netns_inode: u64, ifname: &str) -> String {
-    format!("{netns_inode}-{ifname}.json")
 }
 
 /// A macvlan eBPF record for unit tests: in `c<netns_inode>`, on `par0`

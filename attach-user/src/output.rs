@@ -1,6 +1,6 @@
 //! Rendering results as text tables or JSON.
 
-use crate::{engine::Stats, model::Attachment};
+use crate::{engine::report::Stats, model::Attachment};
 
 /// A plain text table with aligned columns.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {

@@ -5,14 +5,14 @@
 
 use attach_common::MAP_ENDPOINTS;
 
-use super::{Engine, Repair};
+use super::{Engine, report::Repair};
 use crate::{
-    container,
     datapath::{Owned, Unowned},
     error::Result,
     journal::{self, Pending},
     kinds,
     model::{Attachment, Backend, Kind, Mode, SavedParent},
+    naming,
     netlink::Link,
     output,
 };
@@ -35,7 +35,7 @@ impl Engine {
         if rec.kind == Kind::Macvlan
             && rec.backend == Backend::Ebpf
             && rec.is_mode(Mode::Passthru)
-            && let Some(p) = self.rtnl.link_by_index(rec.parent_ifindex).await?
+            && let Some(p) = self.node.rtnl.link_by_index(rec.parent_ifindex).await?
         {
             intent.saved_parent = Some(SavedParent {
                 mac: p.mac,
@@ -49,8 +49,8 @@ impl Engine {
     /// `planned`: the names are derived, the indexes looked up.
     async fn interrupted(&self, mut rec: Attachment, records: &[Attachment]) -> Result<Attachment> {
         if rec.kind.has_interface() && rec.has_netns() && rec.host_ifname.is_none() {
-            let host = container::host_ifname(rec.netns_inode, &rec.ifname);
-            match self.rtnl.link_by_name(&host).await? {
+            let host = naming::host_ifname(rec.netns_inode, &rec.ifname);
+            match self.node.rtnl.link_by_name(&host).await? {
                 Some(l) if l.kind.as_deref() == Some("veth") => {
                     rec.host_ifname = Some(host);
                     rec.host_ifindex = Some(l.index);
@@ -83,12 +83,12 @@ impl Engine {
         if !(rec.kind.has_interface() && rec.has_netns()) {
             return Ok(());
         }
-        let host = container::host_ifname(rec.netns_inode, &rec.ifname);
-        if let Some(l) = self.rtnl.link_by_name(&host).await?
+        let host = naming::host_ifname(rec.netns_inode, &rec.ifname);
+        if let Some(l) = self.node.rtnl.link_by_name(&host).await?
             && l.kind.as_deref() == Some("veth")
         {
             tracing::warn!("deleting {host}, left by an interrupted recreation");
-            self.rtnl.del_link(l.index).await?;
+            self.node.rtnl.del_link(l.index).await?;
         }
         Ok(())
     }
@@ -141,7 +141,7 @@ impl Engine {
             made.push(match rec.backend {
                 Backend::Ebpf => format!(
                     "host-side veth {}",
-                    container::host_ifname(rec.netns_inode, &rec.ifname)
+                    naming::host_ifname(rec.netns_inode, &rec.ifname)
                 ),
                 Backend::Native => format!("its {} in the container", rec.kind.name()),
             });
@@ -185,8 +185,8 @@ impl Engine {
                 continue;
             }
             let rec = self.interrupted(planned.clone(), records).await?;
-            let errors = kinds::teardown(self, &rec, records).await;
-            self.take_notices();
+            let errors = kinds::teardown(&self.node, &rec, records).await;
+            self.node.take_notices();
             match errors.first() {
                 None => {
                     // Its record, if the add died writing it.
@@ -223,12 +223,13 @@ impl Engine {
 
     async fn orphan_veths(&self, records: &[Attachment]) -> Result<Vec<Link>> {
         Ok(self
+            .node
             .rtnl
             .links()
             .await?
             .into_iter()
             .filter(|l| {
-                l.name.starts_with(container::HOST_IF_PREFIX)
+                l.name.starts_with(naming::HOST_IF_PREFIX)
                     && l.kind.as_deref() == Some("veth")
                     && !records
                         .iter()
@@ -238,7 +239,7 @@ impl Engine {
     }
 
     fn orphan_pins(&self, records: &[Attachment]) -> Vec<(String, std::path::PathBuf)> {
-        let Ok(entries) = std::fs::read_dir(self.pin_dir.join("links")) else {
+        let Ok(entries) = std::fs::read_dir(self.node.pin_dir().join("links")) else {
             return Vec::new();
         };
         entries
@@ -254,7 +255,7 @@ impl Engine {
 
     /// The endpoint-map entries no record owns (none without the maps).
     fn unowned_entries(&self, records: &[Attachment]) -> Result<Vec<Unowned>> {
-        if !self.pin_dir.join(MAP_ENDPOINTS).exists() {
+        if !self.node.pin_dir().join(MAP_ENDPOINTS).exists() {
             return Ok(Vec::new());
         }
         self.datapath()?.unowned(&Owned::of(records))
@@ -265,7 +266,7 @@ impl Engine {
     pub(super) async fn remove_orphans(&self, records: &[Attachment]) -> Result<Vec<Repair>> {
         let mut repairs = Vec::new();
         for link in self.orphan_veths(records).await? {
-            self.rtnl.del_link(link.index).await?;
+            self.node.rtnl.del_link(link.index).await?;
             repairs.push(orphan(link.name, "deleted"));
         }
         for (name, path) in self.orphan_pins(records) {
@@ -286,9 +287,9 @@ impl Engine {
             self.datapath()?.remove_unowned(&unowned)?;
             repairs.extend(unowned.iter().map(|u| orphan(u.to_string(), "removed")));
         }
-        if self.pin_dir.join(MAP_ENDPOINTS).exists() {
+        if self.node.pin_dir().join(MAP_ENDPOINTS).exists() {
             let mut dp = self.datapath()?;
-            for d in kinds::macvlan::resync_parents(&mut dp, records)? {
+            for d in kinds::resync_parents(&mut dp, records)? {
                 repairs.push(Repair {
                     netns: "-".into(),
                     ifname: format!("parent ifindex {}", d.parent_ifindex),
@@ -334,9 +335,9 @@ impl Engine {
         for u in self.unowned_entries(&records)? {
             out.push(format!("{u}, owned by no attachment"));
         }
-        if self.pin_dir.join(MAP_ENDPOINTS).exists() {
+        if self.node.pin_dir().join(MAP_ENDPOINTS).exists() {
             let mut dp = self.datapath()?;
-            for d in kinds::macvlan::drifted_parents(&mut dp, &records)? {
+            for d in kinds::drifted_parents(&mut dp, &records)? {
                 out.push(d.to_string());
             }
         }

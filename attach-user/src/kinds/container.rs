@@ -26,11 +26,11 @@ use std::{
 };
 
 use crate::{
-    engine::Engine,
     error::{Error, ErrorKind, Result},
     model::{Attachment, Backend, JoinInfo, Kind, NO_IFNAME},
     mount,
     netns::{NETNS_RUN_DIR, Netns},
+    node::Node,
 };
 
 /// Everything `attach add container` takes.
@@ -78,8 +78,8 @@ impl ContainerRequest {
 }
 
 /// Where a node's holds live.
-fn shared_dir(engine: &Engine) -> PathBuf {
-    engine.state_dir().join("shared")
+fn shared_dir(node: &Node) -> PathBuf {
+    node.state_dir().join("shared")
 }
 
 fn inode_of(path: &Path) -> Option<u64> {
@@ -88,7 +88,7 @@ fn inode_of(path: &Path) -> Option<u64> {
 
 /// `ns` is OTHER's namespace (opened by the engine from `--join`).
 pub async fn plan(
-    _engine: &Engine,
+    _node: &Node,
     req: &ContainerRequest,
     ns: &Netns,
     records: &[Attachment],
@@ -163,7 +163,7 @@ pub async fn plan(
             )));
         }
     };
-    let mut rec = super::record(Kind::Container, &req.netns, ns, NO_IFNAME);
+    let mut rec = Attachment::new(Kind::Container, NO_IFNAME).in_netns(&req.netns, ns);
     rec.netns_path = path;
     rec.backend = Backend::Native;
     rec.join = Some(JoinInfo {
@@ -177,12 +177,12 @@ pub async fn plan(
 }
 
 pub async fn create(
-    engine: &Engine,
+    node: &Node,
     rec: &mut Attachment,
     ns: &Netns,
     records: &[Attachment],
 ) -> Result<()> {
-    let dir = shared_dir(engine);
+    let dir = shared_dir(node);
     mount::make_shared_dir(&dir)?;
     let hold = dir.join(ns.inode.to_string());
     let held = records
@@ -239,7 +239,7 @@ fn join_mut(rec: &mut Attachment) -> Result<&mut JoinInfo> {
         .ok_or_else(|| Error::system("a container record without its join part"))
 }
 
-pub async fn teardown(engine: &Engine, rec: &Attachment, remaining: &[Attachment]) -> Vec<Error> {
+pub async fn teardown(node: &Node, rec: &Attachment, remaining: &[Attachment]) -> Vec<Error> {
     let mut errors = Vec::new();
     let Some(join) = &rec.join else {
         return errors;
@@ -281,7 +281,7 @@ pub async fn teardown(engine: &Engine, rec: &Attachment, remaining: &[Attachment
         .iter()
         .any(|r| r.join.as_ref().is_some_and(|j| j.hold.is_some()));
     if !any_left {
-        let dir = shared_dir(engine);
+        let dir = shared_dir(node);
         if dir.exists() && mount::mounts_under(&dir).iter().all(|m| *m == dir) {
             errors.extend(mount::unmount(&dir).err());
             let _ = std::fs::remove_dir(&dir);
@@ -322,14 +322,14 @@ pub fn release_leftovers(state_dir: &Path) -> Vec<Error> {
 
 /// Puts the engine's hold back (someone unmounted it) from NETNS, which
 /// still shows the namespace.
-pub async fn repair(engine: &Engine, rec: &Attachment) -> Result<()> {
+pub async fn repair(node: &Node, rec: &Attachment) -> Result<()> {
     let Some(join) = &rec.join else {
         return Err(Error::system("a container record without its join part"));
     };
     let hold = join
         .hold
         .clone()
-        .unwrap_or_else(|| shared_dir(engine).join(rec.netns_inode.to_string()));
+        .unwrap_or_else(|| shared_dir(node).join(rec.netns_inode.to_string()));
     if mount::is_mount_point(&hold) && inode_of(&hold) == Some(rec.netns_inode) {
         return Ok(());
     }
@@ -340,7 +340,7 @@ pub async fn repair(engine: &Engine, rec: &Attachment) -> Result<()> {
             rec.netns
         )));
     }
-    mount::make_shared_dir(&shared_dir(engine))?;
+    mount::make_shared_dir(&shared_dir(node))?;
     mount::unmount(&hold)?;
     OpenOptions::new()
         .write(true)

@@ -19,10 +19,10 @@ use attach_common::MAX_CG_COUNTERS;
 
 use crate::{
     datapath::{self, Datapath, PROG_CG_EG, PROG_CG_IN},
-    engine::Engine,
     error::{Context as _, Error, Result},
     model::{Attachment, Backend, HostInfo, Kind, NO_IFNAME, Port, Transport},
     netns::Netns,
+    node::Node,
     parse::{self, de},
 };
 
@@ -135,7 +135,7 @@ pub fn cgroup2_mounts() -> Vec<String> {
 }
 
 pub async fn plan(
-    _engine: &Engine,
+    _node: &Node,
     req: &HostRequest,
     ns: &Netns,
     records: &[Attachment],
@@ -184,7 +184,7 @@ pub async fn plan(
             ));
         }
     }
-    let mut rec = super::record(Kind::Host, &req.netns, ns, NO_IFNAME);
+    let mut rec = Attachment::new(Kind::Host, NO_IFNAME).in_netns(&req.netns, ns);
     rec.backend = Backend::Native;
     rec.warnings = warnings;
     rec.host = Some(HostInfo {
@@ -196,7 +196,7 @@ pub async fn plan(
     Ok(rec)
 }
 
-pub async fn create(engine: &Engine, rec: &mut Attachment, records: &[Attachment]) -> Result<()> {
+pub async fn create(node: &Node, rec: &mut Attachment, records: &[Attachment]) -> Result<()> {
     let Some(host) = rec.host.as_mut() else {
         return Err(Error::system("a host record without its host part"));
     };
@@ -220,7 +220,7 @@ pub async fn create(engine: &Engine, rec: &mut Attachment, records: &[Attachment
             path.display()
         )));
     }
-    let mut dp = Datapath::open_counting(engine.pin_dir(), id)?;
+    let mut dp = Datapath::open_counting(node.pin_dir(), id)?;
     dp.zero_cgroup_stats(id)?;
     let [inp, eg] = datapath::cgroup_links(id);
     dp.attach_cgroup(PROG_CG_IN, &file, &inp)
@@ -230,13 +230,13 @@ pub async fn create(engine: &Engine, rec: &mut Attachment, records: &[Attachment
     Ok(())
 }
 
-pub async fn teardown(engine: &Engine, rec: &Attachment) -> Vec<Error> {
+pub async fn teardown(node: &Node, rec: &Attachment) -> Vec<Error> {
     let Some(id) = rec.host.as_ref().and_then(|h| h.counter_id) else {
         return Vec::new();
     };
     datapath::cgroup_links(id)
         .iter()
-        .filter_map(|pin| Datapath::unpin_in(engine.pin_dir(), pin).err())
+        .filter_map(|pin| Datapath::unpin_in(node.pin_dir(), pin).err())
         .collect()
 }
 
@@ -253,7 +253,7 @@ pub fn links(rec: &Attachment) -> Vec<(&'static str, String)> {
 
 /// Re-attaches a missing counter link to the same cgroup, with the same
 /// slot (the counts so far are kept). A replaced cgroup is not repaired.
-pub async fn repair(engine: &Engine, rec: &Attachment) -> Result<()> {
+pub async fn repair(node: &Node, rec: &Attachment) -> Result<()> {
     let Some(host) = &rec.host else {
         return Err(Error::system("a host record without its host part"));
     };
@@ -269,12 +269,12 @@ pub async fn repair(engine: &Engine, rec: &Attachment) -> Result<()> {
     }
     let mut dp = None;
     for (prog, pin) in links(rec) {
-        if Datapath::link_pinned_in(engine.pin_dir(), &pin) {
+        if Datapath::link_pinned_in(node.pin_dir(), &pin) {
             continue;
         }
         let dp = match &mut dp {
             Some(d) => d,
-            None => dp.insert(Datapath::open_counting(engine.pin_dir(), id)?),
+            None => dp.insert(Datapath::open_counting(node.pin_dir(), id)?),
         };
         dp.attach_cgroup(prog, &file, &pin)?;
     }
@@ -283,7 +283,7 @@ pub async fn repair(engine: &Engine, rec: &Attachment) -> Result<()> {
 
 /// NETNS still names the node's namespace; the counters are still attached
 /// to the same cgroup.
-pub async fn check(engine: &Engine, rec: &Attachment) -> Result<()> {
+pub async fn check(node: &Node, rec: &Attachment) -> Result<()> {
     let ns = rec
         .open_netns()
         .map_err(|e| e.context("the host container's NETNS"))?;
@@ -305,7 +305,7 @@ pub async fn check(engine: &Engine, rec: &Attachment) -> Result<()> {
             )));
         }
         for pin in datapath::cgroup_links(id) {
-            if !Datapath::link_pinned_in(engine.pin_dir(), &pin) {
+            if !Datapath::link_pinned_in(node.pin_dir(), &pin) {
                 return Err(Error::system(format!(
                     "the cgroup counter {pin} is not attached"
                 )));

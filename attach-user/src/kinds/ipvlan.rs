@@ -38,18 +38,19 @@ use attach_common::{
 };
 use aya::programs::TcAttachType;
 
+use super::{common, parent};
 use crate::{
     addr::{IpNet, Mac, check_ifname},
-    container,
     datapath::{self, Datapath, PROG_IPVL_RX, PROG_IPVL_TX},
     endpoint,
-    engine::Engine,
     error::{Context as _, Error, Result},
     features::Feature,
+    inside,
     kinds::ipvlan_native,
     model::{Attachment, Backend, Datapath as DatapathKind, IpvlanFlag, IpvlanMode, Kind, Mode},
     netlink::LinkChange,
     netns::Netns,
+    node::Node,
     parse::{self, de},
     sys,
 };
@@ -160,17 +161,17 @@ fn is_ipvlan_ebpf_on(r: &Attachment, parent_ifindex: u32) -> bool {
 /// Checks the request against the system and the other attachments, and
 /// returns the record to create. Nothing is changed yet.
 pub async fn plan(
-    engine: &Engine,
+    node: &Node,
     req: &IpvlanRequest,
     ns: &Netns,
     records: &[Attachment],
 ) -> Result<Attachment> {
     let flag = req.flag()?;
     let mode: Mode = req.mode.into();
-    let parent = super::parent_link(engine, &req.parent).await?;
-    super::bridge::check_not_uplink(&parent.name, records)?;
-    let mtu = super::mtu_under(&parent, req.mtu)?;
-    super::check_ifname_free(ns, &req.netns, &req.ifname).await?;
+    let parent = parent::parent_link(node, &req.parent).await?;
+    parent::check_not_uplink(&parent.name, records)?;
+    let mtu = parent::mtu_under(&parent, req.mtu)?;
+    common::check_ifname_free(ns, &req.netns, &req.ifname).await?;
     let on_parent: Vec<&Attachment> = records
         .iter()
         .filter(|r| r.parent_ifindex == parent.index)
@@ -213,13 +214,8 @@ pub async fn plan(
             flag.name()
         )));
     }
-    super::check_addresses_free(engine, &parent, &req.ips, &on_parent).await?;
+    common::check_addresses_free(node, &parent, &req.ips, &on_parent).await?;
     Ok(Attachment {
-        netns: req.netns.clone(),
-        netns_path: ns.path.clone(),
-        netns_inode: ns.inode,
-        ifname: req.ifname.clone(),
-        kind: Kind::Ipvlan,
         mode: Some(mode),
         flag: Some(flag),
         backend: req.backend,
@@ -230,32 +226,7 @@ pub async fn plan(
         ips: req.ips.clone(),
         gateway: req.gateway,
         mtu,
-        host_ifname: None,
-        host_ifindex: None,
-        ifindex: None,
-        host_access: false,
-        spoofchk: false,
-        endpoint_id: None,
-        xdp_mode: None,
-        saved_parent: None,
-        created: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
-        cni: None,
-        vlan: None,
-        isolated: false,
-        uplink: None,
-        switch_id: None,
-        forwarding_enabled: Vec::new(),
-        role: None,
-        qinq: None,
-        keep_tag: false,
-        tap: None,
-        tap_ifindex: None,
-        warnings: Vec::new(),
-        host: None,
-        join: None,
-        sriov: None,
+        ..Attachment::new(Kind::Ipvlan, &req.ifname).in_netns(&req.netns, ns)
     })
 }
 
@@ -276,9 +247,9 @@ fn endpoint_of(rec: &Attachment) -> Option<Endpoint> {
 /// Kernels whose `bpf_fib_lookup` cannot name a table (before 6.8) read
 /// this flag where newer ones ask the FIB (see `is_up` in the programs);
 /// the agent's link watch and `reconcile` keep it.
-async fn live_endpoint(engine: &Engine, rec: &Attachment) -> Result<Endpoint> {
+async fn live_endpoint(node: &Node, rec: &Attachment) -> Result<Endpoint> {
     let mut ep = endpoint_of(rec).ok_or_else(|| Error::system("the record has no endpoint id"))?;
-    let carrier = engine
+    let carrier = node
         .rtnl
         .link_by_index(ep.host_ifindex)
         .await?
@@ -292,15 +263,15 @@ async fn live_endpoint(engine: &Engine, rec: &Attachment) -> Result<Endpoint> {
 /// Makes the attachment. On error, `rec` says what was made so far, for
 /// `teardown` to undo.
 pub async fn create(
-    engine: &Engine,
+    node: &Node,
     rec: &mut Attachment,
     ns: &Netns,
     records: &[Attachment],
 ) -> Result<()> {
     if rec.backend == Backend::Native {
-        return ipvlan_native::create(engine, rec, ns).await;
+        return ipvlan_native::create(node, rec, ns).await;
     }
-    let c = endpoint::create_veth(engine, rec, ns).await?;
+    let c = endpoint::create_veth(node, rec, ns).await?;
     let l3 = !rec.is_mode(Mode::L2);
     let l3s = rec.is_mode(Mode::L3s);
     let index = rec.ifindex.expect("set by create_veth");
@@ -327,7 +298,7 @@ pub async fn create(
     }
     let host = rec.host_ifname.clone().expect("set by create_veth");
     let host_index = rec.host_ifindex.expect("set by create_veth");
-    prepare_host_side(engine, &host, host_index, rec.mac, l3s).await?;
+    prepare_host_side(node, &host, host_index, rec.mac, l3s).await?;
     if l3s && !Feature::ForceForwarding.present() {
         // The node routes l3s IPv6 through the host side: without
         // force_forwarding only the node's own forwarding lets it.
@@ -337,11 +308,11 @@ pub async fn create(
             .filter(|n| n.addr.is_ipv6())
             .copied()
             .collect();
-        rec.forwarding_enabled = super::enable_forwarding(&v6, "ipvlan l3s endpoints")?;
+        rec.forwarding_enabled = common::enable_forwarding(&v6, "ipvlan l3s endpoints")?;
     }
 
-    let mut dp = engine.datapath()?;
-    rec.endpoint_id = Some(super::free_endpoint_id(records)?);
+    let mut dp = node.datapath()?;
+    rec.endpoint_id = Some(common::free_endpoint_id(records)?);
     let ep = endpoint_of(rec).expect("ids are set");
     dp.zero_stats(ep.id)?;
     dp.put_port(&ep)?;
@@ -369,18 +340,16 @@ pub async fn create(
     )
     .with_context(|| format!("attaching the ipvlan receive program to {}", rec.parent))?;
 
-    endpoint::host_up(engine, rec).await?;
+    endpoint::host_up(node, rec).await?;
     for ip in &rec.ips {
-        engine
-            .rtnl
+        node.rtnl
             .add_host_route(host_index, ip.addr, IPVL_ROUTE_TABLE)
             .await
             .with_context(|| format!("adding the route to {} via {host}", ip.addr))?;
     }
     if l3s {
         for v6 in [false, true] {
-            engine
-                .rtnl
+            node.rtnl
                 .add_fwmark_rule(v6, DATAPATH_MARK, IPVL_ROUTE_TABLE, IPVL_RULE_PRIORITY)
                 .await
                 .context("adding the l3s routing rule")?;
@@ -391,14 +360,14 @@ pub async fn create(
         dp.put_ip(ip.addr, &ep)?;
     }
     if !l3 {
-        container::announce(ns, rec);
+        inside::announce(ns, rec);
     }
     Ok(())
 }
 
 /// The host-side veth as the ipvlan programs need it (see the module doc).
 async fn prepare_host_side(
-    engine: &Engine,
+    node: &Node,
     host: &str,
     index: u32,
     parent_mac: Mac,
@@ -423,8 +392,7 @@ async fn prepare_host_side(
         sys::sysctl_set(&format!("net.ipv6.conf.{host}.force_forwarding"), "1")?;
     }
     if l3s {
-        engine
-            .rtnl
+        node.rtnl
             .set_link(
                 index,
                 &LinkChange {
@@ -461,13 +429,13 @@ fn write_port(dp: &mut Datapath, rec: &Attachment, slot: u32, all: &[Attachment]
 }
 
 /// Removes whatever of `rec` exists, continuing past failures; returns them.
-pub async fn teardown(engine: &Engine, rec: &Attachment, remaining: &[Attachment]) -> Vec<Error> {
+pub async fn teardown(node: &Node, rec: &Attachment, remaining: &[Attachment]) -> Vec<Error> {
     if rec.backend == Backend::Native {
         return ipvlan_native::teardown(rec).await;
     }
     let mut errors = Vec::new();
     if (rec.host_ifindex.is_some() || rec.endpoint_id.is_some())
-        && let Err(e) = teardown_datapath(engine, rec, remaining)
+        && let Err(e) = teardown_datapath(node, rec, remaining)
     {
         errors.push(e);
     }
@@ -477,20 +445,20 @@ pub async fn teardown(engine: &Engine, rec: &Attachment, remaining: &[Attachment
             .any(|r| r.kind == Kind::Ipvlan && r.is_mode(Mode::L3s))
     {
         for v6 in [false, true] {
-            if let Err(e) = engine.rtnl.del_fwmark_rule(v6, IPVL_RULE_PRIORITY).await {
+            if let Err(e) = node.rtnl.del_fwmark_rule(v6, IPVL_RULE_PRIORITY).await {
                 errors.push(e.context("removing the l3s routing rule"));
             }
         }
     }
     // The routes go with the veth.
-    if let Err(e) = endpoint::delete_veth(engine, rec).await {
+    if let Err(e) = endpoint::delete_veth(node, rec).await {
         errors.push(e);
     }
     errors
 }
 
-fn teardown_datapath(engine: &Engine, rec: &Attachment, remaining: &[Attachment]) -> Result<()> {
-    let mut dp = engine.datapath()?;
+fn teardown_datapath(node: &Node, rec: &Attachment, remaining: &[Attachment]) -> Result<()> {
+    let mut dp = node.datapath()?;
     if let Some(h) = rec.host_ifindex {
         for ip in &rec.ips {
             dp.remove_ip(rec.parent_ifindex, ip.addr, h)?;
@@ -511,15 +479,15 @@ fn teardown_datapath(engine: &Engine, rec: &Attachment, remaining: &[Attachment]
 
 /// The container side, the host-side veth, the port and address entries,
 /// the parent's ipvlan port, and both programs (attached, this build).
-pub async fn check(engine: &Engine, rec: &Attachment) -> Result<()> {
-    super::check_container_side(rec).await?;
+pub async fn check(node: &Node, rec: &Attachment) -> Result<()> {
+    common::check_container_side(rec).await?;
     if rec.backend == Backend::Native {
         return Ok(());
     }
-    let link = endpoint::check_host_link(engine, rec).await?;
+    let link = endpoint::check_host_link(node, rec).await?;
     let (host_index, host_name) = (link.index, &link.name);
-    let want = live_endpoint(engine, rec).await?;
-    let mut dp = engine.datapath()?;
+    let want = live_endpoint(node, rec).await?;
+    let mut dp = node.datapath()?;
     if dp.port(host_index)? != Some(want) {
         return Err(Error::system(format!(
             "the port entry of {host_name} is missing or stale (or its up/down state)"
@@ -570,14 +538,14 @@ pub async fn check(engine: &Engine, rec: &Attachment) -> Result<()> {
 
 /// Puts the datapath state back as the record says (entries, port,
 /// programs); the interface and routes are left as they are.
-pub async fn repair(engine: &Engine, rec: &Attachment, others: &[Attachment]) -> Result<()> {
+pub async fn repair(node: &Node, rec: &Attachment, others: &[Attachment]) -> Result<()> {
     if rec.backend == Backend::Native {
         return Err(Error::system("a kernel ipvlan has no datapath to repair"));
     }
     // Up first: the entries then say what the carrier says.
-    endpoint::host_up(engine, rec).await?;
-    let ep = live_endpoint(engine, rec).await?;
-    let mut dp = engine.datapath()?;
+    endpoint::host_up(node, rec).await?;
+    let ep = live_endpoint(node, rec).await?;
+    let mut dp = node.datapath()?;
     dp.put_port(&ep)?;
     dp.attach_tc(
         PROG_IPVL_TX,

@@ -6,13 +6,15 @@
 
 use netlink_packet_route::link::{IpVlanFlags, IpVlanMode};
 
+use super::common;
 use crate::{
-    container,
-    engine::Engine,
     error::{Context as _, Error, ErrorKind, Result},
+    inside,
     model::{Attachment, IpvlanFlag, Mode},
+    naming,
     netlink::Rtnl,
     netns::Netns,
+    node::Node,
 };
 
 fn driver_mode(m: Mode) -> IpVlanMode {
@@ -32,11 +34,10 @@ fn driver_flags(f: IpvlanFlag) -> IpVlanFlags {
 }
 
 /// Makes the slave in `ns`. On error, `rec` says what was made so far.
-pub async fn create(engine: &Engine, rec: &mut Attachment, ns: &Netns) -> Result<()> {
-    let tmp = container::temp_ifname();
+pub async fn create(node: &Node, rec: &mut Attachment, ns: &Netns) -> Result<()> {
+    let tmp = naming::temp_ifname();
     let mode = rec.mode.unwrap_or(Mode::L2);
-    engine
-        .rtnl
+    node.rtnl
         .add_ipvlan(
             &tmp,
             rec.parent_ifindex,
@@ -60,7 +61,7 @@ pub async fn create(engine: &Engine, rec: &mut Attachment, ns: &Netns) -> Result
         .await?
         .ok_or_else(|| Error::system(format!("the new ipvlan {tmp} vanished")))?;
     rec.ifindex = Some(link.index);
-    container::configure(&c, link.index, rec).await?;
+    inside::configure(&c, link.index, rec).await?;
     // l3/l3s slaves are NOARP: without a gateway, the link is the way out.
     if mode != Mode::L2 && rec.gateway.is_none() {
         for v6 in [false, true] {
@@ -72,7 +73,7 @@ pub async fn create(engine: &Engine, rec: &mut Attachment, ns: &Netns) -> Result
         }
     }
     if mode == Mode::L2 {
-        container::announce(ns, rec);
+        inside::announce(ns, rec);
     }
     Ok(())
 }
@@ -80,7 +81,7 @@ pub async fn create(engine: &Engine, rec: &mut Attachment, ns: &Netns) -> Result
 /// Deletes the slave in its namespace (gone with the namespace otherwise).
 pub async fn teardown(rec: &Attachment) -> Vec<Error> {
     match rec.ifindex {
-        Some(index) => super::macvlan::del_in_netns(rec, index)
+        Some(index) => common::del_in_netns(rec, index)
             .await
             .err()
             .into_iter()

@@ -6,25 +6,23 @@ mod resync;
 
 use std::net::IpAddr;
 
-use attach_common::{
-    DATAPATH_TC, DATAPATH_XDP, EP_F_HOST_ACCESS, EP_F_IPCHK, EP_F_SPOOFCHK, Endpoint, MODE_BRIDGE,
-    MODE_PASSTHRU, MODE_PRIVATE, MODE_VEPA, PARENT_F_PASSTHRU, ParentCfg,
-};
 use aya::programs::TcAttachType;
 
 pub(crate) use adopt::adopt_mac;
 pub(crate) use resync::{drifted_parents, resync_parents};
 
+use super::{common, parent};
 use crate::{
     addr::{IpNet, Mac, check_ifname},
-    container,
-    datapath::{self, Datapath, PROG_HOST, PROG_RX, PROG_TX},
+    datapath::{self, PROG_HOST, PROG_RX, PROG_TX},
     endpoint,
-    engine::Engine,
     error::{Context as _, Error, ErrorKind, Result},
+    inside,
     model::{Attachment, Backend, Datapath as DatapathKind, Kind, MacvlanMode, Mode, SavedParent},
+    naming,
     netlink::{LinkChange, Rtnl, macvlan_mode},
     netns::Netns,
+    node::Node,
     parse::{self, de},
     sys,
 };
@@ -121,15 +119,15 @@ impl MacvlanRequest {
 /// Checks the request against the system and the other attachments, and
 /// returns the record to create. Nothing is changed yet.
 pub async fn plan(
-    engine: &Engine,
+    node: &Node,
     req: &MacvlanRequest,
     ns: &Netns,
     records: &[Attachment],
 ) -> Result<Attachment> {
-    let parent = super::parent_link(engine, &req.parent).await?;
-    super::bridge::check_not_uplink(&parent.name, records)?;
-    let mtu = super::mtu_under(&parent, req.mtu)?;
-    super::check_ifname_free(ns, &req.netns, &req.ifname).await?;
+    let parent = parent::parent_link(node, &req.parent).await?;
+    parent::check_not_uplink(&parent.name, records)?;
+    let mtu = parent::mtu_under(&parent, req.mtu)?;
+    common::check_ifname_free(ns, &req.netns, &req.ifname).await?;
     let on_parent: Vec<&Attachment> = records
         .iter()
         .filter(|r| r.parent_ifindex == parent.index)
@@ -166,7 +164,7 @@ pub async fn plan(
             )));
         }
     }
-    super::check_addresses_free(engine, &parent, &req.ips, &on_parent).await?;
+    common::check_addresses_free(node, &parent, &req.ips, &on_parent).await?;
     let ebpf = req.backend == Backend::Ebpf;
     let datapath = ebpf.then(|| req.datapath.unwrap_or_default());
     if let Some(dp) = datapath
@@ -183,13 +181,7 @@ pub async fn plan(
         )));
     }
     Ok(Attachment {
-        netns: req.netns.clone(),
-        netns_path: ns.path.clone(),
-        netns_inode: ns.inode,
-        ifname: req.ifname.clone(),
-        kind: Kind::Macvlan,
         mode: Some(req.mode.into()),
-        flag: None,
         backend: req.backend,
         datapath,
         parent: parent.name.clone(),
@@ -198,56 +190,33 @@ pub async fn plan(
         ips: req.ips.clone(),
         gateway: req.gateway,
         mtu,
-        host_ifname: None,
-        host_ifindex: None,
-        ifindex: None,
         host_access: req.host_access,
         spoofchk: ebpf && req.spoofchk.unwrap_or(true),
-        endpoint_id: None,
-        xdp_mode: None,
-        saved_parent: None,
-        created: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
-        cni: None,
-        vlan: None,
-        isolated: false,
-        uplink: None,
-        switch_id: None,
-        forwarding_enabled: Vec::new(),
-        role: None,
-        qinq: None,
-        keep_tag: false,
-        tap: None,
-        tap_ifindex: None,
-        warnings: Vec::new(),
-        host: None,
-        join: None,
-        sriov: None,
+        ..Attachment::new(Kind::Macvlan, &req.ifname).in_netns(&req.netns, ns)
     })
 }
 
 /// Makes the attachment. On error, `rec` says what was made so far, for
 /// `teardown` to undo.
 pub async fn create(
-    engine: &Engine,
+    node: &Node,
     rec: &mut Attachment,
     ns: &Netns,
     records: &[Attachment],
 ) -> Result<()> {
     match rec.backend {
-        Backend::Ebpf => create_ebpf(engine, rec, ns, records).await,
-        Backend::Native => create_native(engine, rec, ns).await,
+        Backend::Ebpf => create_ebpf(node, rec, ns, records).await,
+        Backend::Native => create_native(node, rec, ns).await,
     }
 }
 
-async fn create_native(engine: &Engine, rec: &mut Attachment, ns: &Netns) -> Result<()> {
-    let tmp = container::temp_ifname();
+async fn create_native(node: &Node, rec: &mut Attachment, ns: &Netns) -> Result<()> {
+    let tmp = naming::temp_ifname();
     let passthru = rec.is_mode(Mode::Passthru);
     // A passthru macvlan inherits the parent's MAC at creation; a requested
     // one is set afterwards (which sets the parent's, as the kernel does).
     let create_mac = (!passthru).then_some(rec.mac);
-    engine
+    node
         .rtnl
         .add_macvlan(&tmp, rec.parent_ifindex, macvlan_mode(rec.mode_name()), ns, create_mac, rec.mtu)
         .await
@@ -275,19 +244,9 @@ async fn create_native(engine: &Engine, rec: &mut Attachment, ns: &Netns) -> Res
         .await
         .context("setting the passthru MAC")?;
     }
-    container::configure(&c, link.index, rec).await?;
-    container::announce(ns, rec);
+    inside::configure(&c, link.index, rec).await?;
+    inside::announce(ns, rec);
     Ok(())
-}
-
-/// The datapath's `MODE_*` bit of a macvlan mode.
-const fn mode_bit(m: Mode) -> u8 {
-    match m {
-        Mode::Private => MODE_PRIVATE,
-        Mode::Vepa => MODE_VEPA,
-        Mode::Passthru => MODE_PASSTHRU,
-        _ => MODE_BRIDGE,
-    }
 }
 
 /// The addresses of an attachment, without prefixes.
@@ -295,45 +254,23 @@ fn addrs(rec: &Attachment) -> Vec<IpAddr> {
     rec.ips.iter().map(|n| n.addr).collect()
 }
 
-/// The datapath's view of an attachment.
-fn endpoint_of(rec: &Attachment) -> Option<Endpoint> {
-    let mut flags = 0;
-    if rec.host_access {
-        flags |= EP_F_HOST_ACCESS;
-    }
-    if rec.spoofchk {
-        flags |= EP_F_SPOOFCHK;
-        if !rec.ips.is_empty() {
-            flags |= EP_F_IPCHK;
-        }
-    }
-    Some(Endpoint {
-        host_ifindex: rec.host_ifindex?,
-        parent_ifindex: rec.parent_ifindex,
-        id: rec.endpoint_id?,
-        mac: rec.mac.0,
-        mode: mode_bit(rec.mode?),
-        flags,
-    })
-}
-
 async fn create_ebpf(
-    engine: &Engine,
+    node: &Node,
     rec: &mut Attachment,
     ns: &Netns,
     records: &[Attachment],
 ) -> Result<()> {
-    endpoint::create_veth(engine, rec, ns).await?;
+    endpoint::create_veth(node, rec, ns).await?;
 
-    let mut dp = engine.datapath()?;
-    rec.endpoint_id = Some(super::free_endpoint_id(records)?);
-    let ep = endpoint_of(rec).expect("ids are set");
+    let mut dp = node.datapath()?;
+    rec.endpoint_id = Some(common::free_endpoint_id(records)?);
+    let ep = parent::macvlan_endpoint_of(rec).expect("ids are set");
     dp.zero_stats(ep.id)?;
     dp.put_endpoint_ips(ep.host_ifindex, &addrs(rec))?;
     dp.put_endpoint(&ep)?;
     // On an idle node: the port's and the parent's programs verified at
     // once, not one after another.
-    let needs_host = rec.host_access || parent_needs_host(records, rec.parent_ifindex);
+    let needs_host = rec.host_access || parent::parent_needs_host(records, rec.parent_ifindex);
     let host = needs_host.then_some(PROG_HOST);
     let progs: Vec<&str> = [PROG_TX, PROG_RX].into_iter().chain(host).collect();
     dp.preload_classifiers(&progs)?;
@@ -341,11 +278,10 @@ async fn create_ebpf(
         .context("attaching the transmit program")?;
 
     if rec.is_mode(Mode::Passthru) {
-        take_parent_for_passthru(engine, rec).await?;
+        take_parent_for_passthru(node, rec).await?;
     } else {
         // Into the parent's unicast filter, as a macvlan's address would be.
-        engine
-            .rtnl
+        node.rtnl
             .fdb_self_add(rec.parent_ifindex, rec.mac)
             .await
             .with_context(|| {
@@ -354,13 +290,13 @@ async fn create_ebpf(
     }
     let mut with_this: Vec<Attachment> = records.to_vec();
     with_this.push(rec.clone());
-    rec.xdp_mode = setup_parent(engine, &mut dp, rec, &with_this).await?;
+    rec.xdp_mode = parent::setup_parent(node, &mut dp, rec, &with_this).await?;
 
-    endpoint::host_up(engine, rec).await?;
+    endpoint::host_up(node, rec).await?;
     if rec.datapath == Some(DatapathKind::Xdp) {
         xdp_receive_offloads(ns, rec)?;
     }
-    container::announce(ns, rec);
+    inside::announce(ns, rec);
     Ok(())
 }
 
@@ -422,8 +358,8 @@ fn check_xdp_gro(rec: &Attachment) -> Result<()> {
 
 /// Passthru takes the parent over: its MAC (set to the requested one if
 /// any) and promiscuous mode, both put back on detach.
-async fn take_parent_for_passthru(engine: &Engine, rec: &mut Attachment) -> Result<()> {
-    let parent = engine
+async fn take_parent_for_passthru(node: &Node, rec: &mut Attachment) -> Result<()> {
+    let parent = node
         .rtnl
         .link_by_index(rec.parent_ifindex)
         .await?
@@ -432,8 +368,7 @@ async fn take_parent_for_passthru(engine: &Engine, rec: &mut Attachment) -> Resu
         mac: parent.mac,
         promisc: parent.promisc,
     });
-    engine
-        .rtnl
+    node.rtnl
         .set_link(
             parent.index,
             &LinkChange {
@@ -446,168 +381,10 @@ async fn take_parent_for_passthru(engine: &Engine, rec: &mut Attachment) -> Resu
         .with_context(|| format!("taking over parent {} for passthru", rec.parent))
 }
 
-/// Whether `r` is an endpoint of the macvlan switch of parent `ifindex`:
-/// an eBPF macvlan endpoint, or the host side of a nested one.
-pub(crate) fn switch_member(r: &Attachment, ifindex: u32) -> bool {
-    r.is_ebpf()
-        && r.parent_ifindex == ifindex
-        && (r.kind == Kind::Macvlan || super::nested::is_host_side(r))
-}
-
-/// The datapath's view of a member of a parent's switch.
-fn member_endpoint(r: &Attachment) -> Option<Endpoint> {
-    if r.kind == Kind::Nested {
-        super::nested::host_endpoint_of(r)
-    } else {
-        endpoint_of(r)
-    }
-}
-
-/// Brings the parent's configuration and programs in line with the eBPF
-/// endpoints in `all` (which includes the one being added).
-pub(crate) async fn setup_parent(
-    engine: &Engine,
-    dp: &mut Datapath,
-    rec: &Attachment,
-    all: &[Attachment],
-) -> Result<Option<String>> {
-    let ifindex = rec.parent_ifindex;
-    let parent = engine
-        .rtnl
-        .link_by_index(ifindex)
-        .await?
-        .ok_or_else(|| Error::not_found(format!("parent {} vanished", rec.parent)))?;
-    let existing = dp.parent(ifindex)?;
-    let slot = match existing {
-        Some(c) => c.slot,
-        None => dp.free_flood_slot()?,
-    };
-    write_parent(
-        dp,
-        ifindex,
-        slot,
-        (parent.mac, parent.mtu),
-        rec.datapath.unwrap_or_default(),
-        all,
-    )?;
-    let [rx, _, xdp] = datapath::parent_links(ifindex);
-    dp.attach_tc(PROG_RX, ifindex, TcAttachType::Ingress, &rx)
-        .with_context(|| format!("attaching the receive program to {}", rec.parent))?;
-    set_host_hook(dp, rec, all)?;
-    if rec.datapath != Some(DatapathKind::Xdp) {
-        return Ok(None);
-    }
-    // A link pinned but detached (by hand) holds no hook: attached anew.
-    if dp.xdp_alive(&xdp, &parent.xdp_progs)
-        && let Some(mode) = all
-            .iter()
-            .find(|r| r.parent_ifindex == ifindex && r.xdp_mode.is_some())
-            .and_then(|r| r.xdp_mode.clone())
-    {
-        dp.update_link(datapath::PROG_RX_XDP, &xdp, false)
-            .with_context(|| format!("updating XDP on {}", rec.parent))?;
-        return Ok(Some(mode));
-    }
-    let mode = dp
-        .attach_xdp(ifindex, &xdp)
-        .with_context(|| format!("attaching XDP to {}", rec.parent))?;
-    if mode == "generic" {
-        tracing::warn!(
-            "{}: native XDP is not possible here (for a veth: its peer needs as many rx queues as it has tx queues); using generic XDP",
-            rec.parent
-        );
-    }
-    Ok(Some(mode.to_owned()))
-}
-
-/// Whether parent `ifindex` needs its egress program (`attach_host`): it only
-/// switches the node's own frames to `--host-access` endpoints, so without
-/// one on the parent the node's traffic leaves with no program on its way,
-/// and the parent's first endpoint waits for one tcx attach (an RCU grace
-/// period) instead of two.
-fn parent_needs_host(all: &[Attachment], ifindex: u32) -> bool {
-    all.iter()
-        .any(|r| switch_member(r, ifindex) && r.host_access)
-}
-
-/// Attaches the parent's egress program while a member of `all` (the
-/// parent of `rec`'s switch) has host access; removes it otherwise.
-fn set_host_hook(dp: &mut Datapath, rec: &Attachment, all: &[Attachment]) -> Result<()> {
-    let ifindex = rec.parent_ifindex;
-    let [_, host, _] = datapath::parent_links(ifindex);
-    if parent_needs_host(all, ifindex) {
-        dp.attach_tc(PROG_HOST, ifindex, TcAttachType::Egress, &host)
-            .with_context(|| format!("attaching the host program to {}", rec.parent))?;
-        Ok(())
-    } else {
-        dp.unpin(&host)
-    }
-}
-
-/// The parent's hooks a member of its switch relies on: (program, pin).
-pub(crate) fn parent_hooks(rec: &Attachment) -> Vec<(&'static str, String)> {
-    let [rx, host, xdp] = datapath::parent_links(rec.parent_ifindex);
-    let mut out = vec![(PROG_RX, rx)];
-    if rec.host_access {
-        out.push((PROG_HOST, host));
-    }
-    if rec.datapath == Some(DatapathKind::Xdp) {
-        out.push((datapath::PROG_RX_XDP, xdp));
-    }
-    out
-}
-
-/// Checks the parent's tc programs a member of its switch relies on: the
-/// receive program, and the host program for a host-access member.
-pub(crate) fn check_parent_tc(dp: &mut Datapath, rec: &Attachment) -> Result<()> {
-    let [rx, host, _] = datapath::parent_links(rec.parent_ifindex);
-    let ifindex = rec.parent_ifindex;
-    dp.check_tcx(PROG_RX, &rx, ifindex, TcAttachType::Ingress, "receive")?;
-    if rec.host_access {
-        dp.check_tcx(PROG_HOST, &host, ifindex, TcAttachType::Egress, "host")?;
-    }
-    Ok(())
-}
-
-/// Writes a parent's flood row, then its config (which publishes the row).
-fn write_parent(
-    dp: &mut Datapath,
-    ifindex: u32,
-    slot: u32,
-    (mac, mtu): (Mac, u32),
-    kind: DatapathKind,
-    all: &[Attachment],
-) -> Result<()> {
-    let eps: Vec<Endpoint> = all
-        .iter()
-        .filter(|r| switch_member(r, ifindex))
-        .filter_map(member_endpoint)
-        .collect();
-    dp.write_flood_row(slot, &eps)?;
-    let passthru = eps.iter().find(|e| e.mode == MODE_PASSTHRU).copied();
-    let cfg = ParentCfg {
-        slot,
-        nports: eps.len() as u32,
-        passthru: passthru.unwrap_or_default(),
-        mac: mac.0,
-        flags: if passthru.is_some() {
-            PARENT_F_PASSTHRU
-        } else {
-            0
-        },
-        datapath: match kind {
-            DatapathKind::Xdp => DATAPATH_XDP,
-            _ => DATAPATH_TC,
-        },
-        mtu,
-    };
-    dp.put_parent(ifindex, &cfg)
-}
-
 /// Removes whatever of `rec` exists, continuing past failures; returns them.
 /// `remaining` are the node's other attachments. Used by `del` and to roll
 /// back a failed `add`.
-pub async fn teardown(engine: &Engine, rec: &Attachment, remaining: &[Attachment]) -> Vec<Error> {
+pub async fn teardown(node: &Node, rec: &Attachment, remaining: &[Attachment]) -> Vec<Error> {
     let mut errors = Vec::new();
     let mut note = |r: Result<()>| {
         if let Err(e) = r {
@@ -617,24 +394,23 @@ pub async fn teardown(engine: &Engine, rec: &Attachment, remaining: &[Attachment
     match rec.backend {
         Backend::Native => {
             if let Some(index) = rec.ifindex {
-                note(del_in_netns(rec, index).await);
+                note(common::del_in_netns(rec, index).await);
             }
         }
         Backend::Ebpf => {
             // The veth first: its tcx link goes with the device, while
             // unpinning a live link would wait for a grace period of its own.
             // A frame still redirected to the gone device is dropped.
-            note(endpoint::delete_veth(engine, rec).await);
+            note(endpoint::delete_veth(node, rec).await);
             if rec.host_ifindex.is_some() || rec.endpoint_id.is_some() {
-                note(teardown_datapath(engine, rec, remaining).await);
+                note(teardown_datapath(node, rec, remaining).await);
             }
             if !rec.is_mode(Mode::Passthru) && rec.host_ifname.is_some() {
-                note(engine.rtnl.fdb_self_del(rec.parent_ifindex, rec.mac).await);
+                note(node.rtnl.fdb_self_del(rec.parent_ifindex, rec.mac).await);
             }
             if let Some(saved) = &rec.saved_parent {
                 note(
-                    engine
-                        .rtnl
+                    node.rtnl
                         .set_link(
                             rec.parent_ifindex,
                             &LinkChange {
@@ -652,79 +428,28 @@ pub async fn teardown(engine: &Engine, rec: &Attachment, remaining: &[Attachment
     errors
 }
 
-/// Deletes a kernel driver's device of `rec` in its namespace (gone with
-/// the namespace otherwise). Shared with the kernel ipvlan.
-pub(super) async fn del_in_netns(rec: &Attachment, index: u32) -> Result<()> {
-    let Ok(ns) = rec.open_netns() else {
-        return Ok(()); // The namespace is gone, and its links with it.
-    };
-    if ns.inode != rec.netns_inode {
-        return Ok(());
-    }
-    let c = Rtnl::in_netns(&ns)?;
-    c.del_link(index)
-        .await
-        .with_context(|| format!("deleting {} in {:?}", rec.ifname, rec.netns))
-}
-
-async fn teardown_datapath(
-    engine: &Engine,
-    rec: &Attachment,
-    remaining: &[Attachment],
-) -> Result<()> {
-    let mut dp = engine.datapath()?;
+async fn teardown_datapath(node: &Node, rec: &Attachment, remaining: &[Attachment]) -> Result<()> {
+    let mut dp = node.datapath()?;
     if let Some(h) = rec.host_ifindex {
         dp.remove_endpoint(rec.parent_ifindex, rec.mac.0, h)?;
         dp.remove_endpoint_ips(h, &addrs(rec))?;
         dp.unpin(&datapath::port_link(h))?;
     }
-    release_parent(&mut dp, rec, remaining)
-}
-
-/// The parent's side of removing `rec` from its switch: the flood row and
-/// config rewritten for the `remaining` members, or, with none left, the
-/// parent's entry and programs removed.
-pub(crate) fn release_parent(
-    dp: &mut Datapath,
-    rec: &Attachment,
-    remaining: &[Attachment],
-) -> Result<()> {
-    let ifindex = rec.parent_ifindex;
-    let others_on_parent = remaining.iter().any(|r| switch_member(r, ifindex));
-    match dp.parent(ifindex)? {
-        Some(cfg) if others_on_parent => {
-            let kind = rec.datapath.unwrap_or_default();
-            write_parent(
-                dp,
-                ifindex,
-                cfg.slot,
-                (Mac(cfg.mac), cfg.mtu),
-                kind,
-                remaining,
-            )?;
-            set_host_hook(dp, rec, remaining)?;
-        }
-        _ => {
-            dp.remove_parent(ifindex)?;
-            for pin in datapath::parent_links(ifindex) {
-                dp.unpin(&pin)?;
-            }
-        }
-    }
-    Ok(())
+    parent::release_parent(&mut dp, rec, remaining)
 }
 
 /// The container side, then for eBPF: the host-side veth, the map entries
 /// and every program the endpoint relies on.
-pub async fn check(engine: &Engine, rec: &Attachment) -> Result<()> {
-    super::check_container_side(rec).await?;
+pub async fn check(node: &Node, rec: &Attachment) -> Result<()> {
+    common::check_container_side(rec).await?;
     if rec.backend == Backend::Native {
         return Ok(());
     }
-    let link = endpoint::check_host_link(engine, rec).await?;
+    let link = endpoint::check_host_link(node, rec).await?;
     let (host_index, host_name) = (link.index, &link.name);
-    let mut dp = engine.datapath()?;
-    let want = endpoint_of(rec).ok_or_else(|| Error::system("the record has no endpoint id"))?;
+    let mut dp = node.datapath()?;
+    let want = parent::macvlan_endpoint_of(rec)
+        .ok_or_else(|| Error::system("the record has no endpoint id"))?;
     if dp.port(host_index)? != Some(want) {
         return Err(Error::system(format!(
             "the port entry of {host_name} is missing or stale"
@@ -740,14 +465,14 @@ pub async fn check(engine: &Engine, rec: &Attachment) -> Result<()> {
             "the source addresses of {host_name} are missing from the anti-spoofing table"
         )));
     }
-    super::check_rx_entry(&mut dp, rec, |e| e.host_ifindex == host_index)?;
+    common::check_rx_entry(&mut dp, rec, |e| e.host_ifindex == host_index)?;
     if dp.parent(rec.parent_ifindex)?.is_none() {
         return Err(Error::system(format!(
             "parent {} is missing from the datapath",
             rec.parent
         )));
     }
-    check_parent_tc(&mut dp, rec)?;
+    parent::check_parent_tc(&mut dp, rec)?;
     dp.check_tcx(
         PROG_TX,
         &datapath::port_link(host_index),
@@ -764,7 +489,7 @@ pub async fn check(engine: &Engine, rec: &Attachment) -> Result<()> {
                 rec.parent
             )));
         }
-        let attached = engine
+        let attached = node
             .rtnl
             .link_by_index(rec.parent_ifindex)
             .await?
@@ -789,12 +514,13 @@ pub async fn check(engine: &Engine, rec: &Attachment) -> Result<()> {
 /// Puts the datapath state of an eBPF endpoint back as the record says:
 /// map entries, flood row, parent config, programs (re-attached, or updated
 /// to this build), unicast filter entry, host side up. Idempotent.
-pub async fn repair(engine: &Engine, rec: &Attachment, others: &[Attachment]) -> Result<()> {
+pub async fn repair(node: &Node, rec: &Attachment, others: &[Attachment]) -> Result<()> {
     if rec.backend == Backend::Native {
         return Err(Error::system("a native macvlan has no datapath to repair"));
     }
-    let mut dp = engine.datapath()?;
-    let ep = endpoint_of(rec).ok_or_else(|| Error::system("the record has no endpoint id"))?;
+    let mut dp = node.datapath()?;
+    let ep = parent::macvlan_endpoint_of(rec)
+        .ok_or_else(|| Error::system("the record has no endpoint id"))?;
     dp.put_endpoint_ips(ep.host_ifindex, &addrs(rec))?;
     dp.put_endpoint(&ep)?;
     dp.attach_tc(
@@ -805,18 +531,15 @@ pub async fn repair(engine: &Engine, rec: &Attachment, others: &[Attachment]) ->
     )?;
     let mut all = others.to_vec();
     all.push(rec.clone());
-    setup_parent(engine, &mut dp, rec, &all).await?;
+    parent::setup_parent(node, &mut dp, rec, &all).await?;
     if !rec.is_mode(Mode::Passthru) {
-        engine
-            .rtnl
-            .fdb_self_add(rec.parent_ifindex, rec.mac)
-            .await?;
+        node.rtnl.fdb_self_add(rec.parent_ifindex, rec.mac).await?;
     }
     if rec.datapath == Some(DatapathKind::Xdp) {
         let ns = rec.open_netns()?;
         xdp_receive_offloads(&ns, rec)?;
     }
-    endpoint::host_up(engine, rec).await
+    endpoint::host_up(node, rec).await
 }
 
 /// See [`super::links`].
@@ -824,7 +547,7 @@ pub fn links(rec: &Attachment) -> Vec<(&'static str, String)> {
     if !rec.is_ebpf() {
         return Vec::new();
     }
-    let mut out = parent_hooks(rec);
+    let mut out = parent::parent_hooks(rec);
     if let Some(h) = rec.host_ifindex {
         out.push((PROG_TX, datapath::port_link(h)));
     }

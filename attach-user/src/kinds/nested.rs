@@ -30,21 +30,23 @@
 use std::net::IpAddr;
 
 use attach_common::{
-    EP_F_HOST_ACCESS, EP_F_IPCHK, EP_F_NESTED, EP_F_SPOOFCHK, Endpoint, MODE_BRIDGE, MODE_PRIVATE,
-    MODE_VEPA, NEST_F_HOST, NEST_F_KEEP_TAG, NestKey, NestedEp,
+    EP_F_IPCHK, EP_F_NESTED, EP_F_SPOOFCHK, Endpoint, NEST_F_HOST, NEST_F_KEEP_TAG, NestKey,
+    NestedEp,
 };
 use aya::programs::TcAttachType;
 
+use super::{common, parent};
 use crate::{
     addr::{IpNet, Mac, check_ifname},
-    container,
     datapath::{self, PROG_NEST_RX, PROG_NEST_TAP, PROG_NEST_TX},
     endpoint,
-    engine::Engine,
     error::{Context as _, Error, Result},
+    inside,
     model::{Attachment, Backend, Datapath as DatapathKind, Kind, MacvlanMode, Mode, NestedRole},
+    naming,
     netlink::Link,
     netns::Netns,
+    node::Node,
     parse::{self, de},
 };
 
@@ -199,23 +201,18 @@ pub fn vlan_ifname(qinq: Option<u16>, vlan: u16) -> String {
     }
 }
 
-/// Whether `r` is the host side of a nested attachment.
-pub fn is_host_side(r: &Attachment) -> bool {
-    r.kind == Kind::Nested && r.role == Some(NestedRole::Host)
-}
-
 fn is_vm_side(r: &Attachment) -> bool {
     r.kind == Kind::Nested && r.role == Some(NestedRole::Vm)
 }
 
 /// A device of the node the request names (`what`: its option).
-async fn device(engine: &Engine, name: &str, what: &str) -> Result<Link> {
-    let link = engine.rtnl.link_by_name(name).await?.ok_or_else(|| {
+async fn device(node: &Node, name: &str, what: &str) -> Result<Link> {
+    let link = node.rtnl.link_by_name(name).await?.ok_or_else(|| {
         Error::not_found(format!(
             "{what} interface {name:?} not found in the node's network namespace"
         ))
     })?;
-    if link.name.starts_with(container::HOST_IF_PREFIX) {
+    if link.name.starts_with(naming::HOST_IF_PREFIX) {
         return Err(Error::invalid(format!(
             "{} is an endpoint's host-side interface, not a {what}",
             link.name
@@ -228,12 +225,6 @@ async fn device(engine: &Engine, name: &str, what: &str) -> Result<Link> {
         )));
     }
     Ok(link)
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 fn key_of(ifindex: u32, qinq: Option<u16>, vlan: u16) -> NestKey {
@@ -250,13 +241,13 @@ fn addrs(rec: &Attachment) -> Vec<IpAddr> {
 
 /// The VM side: checks and the record to create.
 pub async fn plan(
-    engine: &Engine,
+    node: &Node,
     req: &NestedRequest,
     ns: &Netns,
     records: &[Attachment],
 ) -> Result<Attachment> {
-    let up = device(engine, &req.uplink, "uplink").await?;
-    let mtu = super::mtu_under(&up, req.mtu)?;
+    let up = device(node, &req.uplink, "uplink").await?;
+    let mtu = parent::mtu_under(&up, req.mtu)?;
     if let Some(r) = records.iter().find(|r| {
         is_vm_side(r)
             && r.parent_ifindex == up.index
@@ -276,7 +267,7 @@ pub async fn plan(
     }
     if let Some(r) = records
         .iter()
-        .find(|r| is_host_side(r) && r.tap_ifindex == Some(up.index))
+        .find(|r| parent::is_nested_host(r) && r.tap_ifindex == Some(up.index))
     {
         return Err(Error::conflict(format!(
             "{} is a VM's tap on this node ({} {}): not an uplink",
@@ -285,16 +276,9 @@ pub async fn plan(
             r.ifname
         )));
     }
-    super::check_ifname_free(ns, &req.netns, &req.ifname).await?;
-    super::router::check_addresses_unused(engine, &req.ips, records).await?;
+    common::check_ifname_free(ns, &req.netns, &req.ifname).await?;
+    super::router::check_addresses_unused(node, &req.ips, records).await?;
     Ok(Attachment {
-        netns: req.netns.clone(),
-        netns_path: ns.path.clone(),
-        netns_inode: ns.inode,
-        ifname: req.ifname.clone(),
-        kind: Kind::Nested,
-        mode: None,
-        flag: None,
         backend: Backend::Ebpf,
         datapath: Some(DatapathKind::Tc),
         parent: up.name.clone(),
@@ -303,43 +287,24 @@ pub async fn plan(
         ips: req.ips.clone(),
         gateway: req.gateway,
         mtu,
-        host_ifname: None,
-        host_ifindex: None,
-        ifindex: None,
-        host_access: false,
         spoofchk: req.spoofchk.unwrap_or(true),
-        endpoint_id: None,
-        xdp_mode: None,
-        saved_parent: None,
-        created: now(),
-        isolated: false,
-        uplink: None,
-        switch_id: None,
-        cni: None,
-        forwarding_enabled: Vec::new(),
         role: Some(NestedRole::Vm),
         vlan: Some(req.vlan),
         qinq: req.qinq,
-        keep_tag: false,
-        tap: None,
-        tap_ifindex: None,
-        warnings: Vec::new(),
-        host: None,
-        join: None,
-        sriov: None,
+        ..Attachment::new(Kind::Nested, &req.ifname).in_netns(&req.netns, ns)
     })
 }
 
 /// The host side: checks and the record to create.
 pub async fn plan_host(
-    engine: &Engine,
+    node: &Node,
     req: &NestedHostRequest,
     records: &[Attachment],
 ) -> Result<Attachment> {
-    let tap = device(engine, &req.tap, "tap").await?;
-    let parent = super::parent_link(engine, &req.parent).await?;
+    let tap = device(node, &req.tap, "tap").await?;
+    let parent = parent::parent_link(node, &req.parent).await?;
     if let Some(r) = records.iter().find(|r| {
-        is_host_side(r)
+        parent::is_nested_host(r)
             && r.tap_ifindex == Some(tap.index)
             && r.vlan == Some(req.vlan)
             && r.qinq == req.qinq
@@ -394,7 +359,7 @@ pub async fn plan_host(
             r.ifname
         )));
     }
-    super::check_addresses_free(engine, &parent, &req.ips, &on_parent).await?;
+    common::check_addresses_free(node, &parent, &req.ips, &on_parent).await?;
     // The switch of a parent has one receive path: join the one its
     // macvlan endpoints use.
     let datapath = on_parent
@@ -403,45 +368,23 @@ pub async fn plan_host(
         .and_then(|r| r.datapath)
         .unwrap_or(DatapathKind::Tc);
     Ok(Attachment {
-        netns: String::new(),
-        netns_path: Default::default(),
-        netns_inode: 0,
-        ifname: req.ifname(),
-        kind: Kind::Nested,
         mode: Some(req.mode.into()),
-        flag: None,
         backend: Backend::Ebpf,
         datapath: Some(datapath),
         parent: parent.name.clone(),
         parent_ifindex: parent.index,
         mac: req.mac,
         ips: req.ips.clone(),
-        gateway: None,
         mtu: tap.mtu,
-        host_ifname: None,
-        host_ifindex: None,
-        ifindex: None,
         host_access: req.host_access,
         spoofchk: req.spoofchk.unwrap_or(true),
-        endpoint_id: None,
-        xdp_mode: None,
-        saved_parent: None,
-        created: now(),
-        isolated: false,
-        uplink: None,
-        switch_id: None,
-        cni: None,
-        forwarding_enabled: Vec::new(),
         role: Some(NestedRole::Host),
         vlan: Some(req.vlan),
         qinq: req.qinq,
         keep_tag: req.keep_tag,
         tap: Some(tap.name.clone()),
         tap_ifindex: Some(tap.index),
-        warnings: Vec::new(),
-        host: None,
-        join: None,
-        sriov: None,
+        ..Attachment::new(Kind::Nested, &req.ifname())
     })
 }
 
@@ -470,39 +413,9 @@ fn vm_port_of(rec: &Attachment) -> Option<NestedEp> {
     })
 }
 
-const fn mode_bit(m: Mode) -> u8 {
-    match m {
-        Mode::Private => MODE_PRIVATE,
-        Mode::Vepa => MODE_VEPA,
-        _ => MODE_BRIDGE,
-    }
-}
-
-/// The switch's view of a host-side record (`host_ifindex`: the tap).
-pub(crate) fn host_endpoint_of(rec: &Attachment) -> Option<Endpoint> {
-    let mut flags = EP_F_NESTED;
-    if rec.host_access {
-        flags |= EP_F_HOST_ACCESS;
-    }
-    if rec.spoofchk {
-        flags |= EP_F_SPOOFCHK;
-        if !rec.ips.is_empty() {
-            flags |= EP_F_IPCHK;
-        }
-    }
-    Some(Endpoint {
-        host_ifindex: rec.tap_ifindex?,
-        parent_ifindex: rec.parent_ifindex,
-        id: rec.endpoint_id?,
-        mac: rec.mac.0,
-        mode: mode_bit(rec.mode?),
-        flags,
-    })
-}
-
 fn host_nested_of(rec: &Attachment) -> Option<NestedEp> {
     Some(NestedEp {
-        ep: host_endpoint_of(rec)?,
+        ep: parent::nested_host_endpoint_of(rec)?,
         vid: rec.vlan?,
         outer: rec.qinq.unwrap_or(0),
         flags: NEST_F_HOST | if rec.keep_tag { NEST_F_KEEP_TAG } else { 0 },
@@ -512,18 +425,18 @@ fn host_nested_of(rec: &Attachment) -> Option<NestedEp> {
 
 /// Makes either side. On error, `rec` says what was made so far.
 pub async fn create(
-    engine: &Engine,
+    node: &Node,
     rec: &mut Attachment,
     ns: &Netns,
     records: &[Attachment],
 ) -> Result<()> {
-    if is_host_side(rec) {
-        return create_host(engine, rec, records).await;
+    if parent::is_nested_host(rec) {
+        return create_host(node, rec, records).await;
     }
-    endpoint::create_veth(engine, rec, ns).await?;
+    endpoint::create_veth(node, rec, ns).await?;
     let host_index = rec.host_ifindex.expect("set by create_veth");
-    let mut dp = engine.datapath()?;
-    rec.endpoint_id = Some(super::free_endpoint_id(records)?);
+    let mut dp = node.datapath()?;
+    rec.endpoint_id = Some(common::free_endpoint_id(records)?);
     let n = vm_port_of(rec).expect("ids are set");
     dp.zero_stats(n.ep.id)?;
     if rec.spoofchk {
@@ -547,18 +460,18 @@ pub async fn create(
         &datapath::nested_uplink_link(rec.parent_ifindex),
     )
     .with_context(|| format!("attaching the nested receive program to {}", rec.parent))?;
-    endpoint::host_up(engine, rec).await?;
-    container::announce(ns, rec);
+    endpoint::host_up(node, rec).await?;
+    inside::announce(ns, rec);
     Ok(())
 }
 
-async fn create_host(engine: &Engine, rec: &mut Attachment, records: &[Attachment]) -> Result<()> {
+async fn create_host(node: &Node, rec: &mut Attachment, records: &[Attachment]) -> Result<()> {
     // By name: a recreation (reconcile) follows a VM whose tap came back
     // with another index.
     let tap_name = rec.tap.clone().unwrap_or_default();
-    rec.tap_ifindex = Some(device(engine, &tap_name, "tap").await?.index);
-    let mut dp = engine.datapath()?;
-    rec.endpoint_id = Some(super::free_endpoint_id(records)?);
+    rec.tap_ifindex = Some(device(node, &tap_name, "tap").await?.index);
+    let mut dp = node.datapath()?;
+    rec.endpoint_id = Some(common::free_endpoint_id(records)?);
     let n = host_nested_of(rec).expect("ids are set");
     let tap = n.ep.host_ifindex;
     dp.zero_stats(n.ep.id)?;
@@ -567,14 +480,13 @@ async fn create_host(engine: &Engine, rec: &mut Attachment, records: &[Attachmen
     }
     dp.put_nest_id(&n)?;
     dp.put_rx_endpoint(&n.ep)?;
-    engine
-        .rtnl
+    node.rtnl
         .fdb_self_add(rec.parent_ifindex, rec.mac)
         .await
         .with_context(|| format!("adding {} to the unicast filter of {}", rec.mac, rec.parent))?;
     let mut with_this: Vec<Attachment> = records.to_vec();
     with_this.push(rec.clone());
-    rec.xdp_mode = super::macvlan::setup_parent(engine, &mut dp, rec, &with_this).await?;
+    rec.xdp_mode = parent::setup_parent(node, &mut dp, rec, &with_this).await?;
     // Last: the tap's frames are switched from here on.
     dp.put_nest_vlan(&key_of(tap, rec.qinq, n.vid), &n)?;
     dp.attach_tc_first(
@@ -593,32 +505,32 @@ async fn create_host(engine: &Engine, rec: &mut Attachment, records: &[Attachmen
 }
 
 /// Removes whatever of `rec` exists, continuing past failures.
-pub async fn teardown(engine: &Engine, rec: &Attachment, remaining: &[Attachment]) -> Vec<Error> {
+pub async fn teardown(node: &Node, rec: &Attachment, remaining: &[Attachment]) -> Vec<Error> {
     let mut errors = Vec::new();
-    if is_host_side(rec) {
+    if parent::is_nested_host(rec) {
         if rec.endpoint_id.is_some() {
-            if let Err(e) = teardown_host(engine, rec, remaining) {
+            if let Err(e) = teardown_host(node, rec, remaining) {
                 errors.push(e);
             }
-            if let Err(e) = engine.rtnl.fdb_self_del(rec.parent_ifindex, rec.mac).await {
+            if let Err(e) = node.rtnl.fdb_self_del(rec.parent_ifindex, rec.mac).await {
                 errors.push(e);
             }
         }
         return errors;
     }
     if (rec.host_ifindex.is_some() || rec.endpoint_id.is_some())
-        && let Err(e) = teardown_vm(engine, rec, remaining)
+        && let Err(e) = teardown_vm(node, rec, remaining)
     {
         errors.push(e);
     }
-    if let Err(e) = endpoint::delete_veth(engine, rec).await {
+    if let Err(e) = endpoint::delete_veth(node, rec).await {
         errors.push(e);
     }
     errors
 }
 
-fn teardown_vm(engine: &Engine, rec: &Attachment, remaining: &[Attachment]) -> Result<()> {
-    let mut dp = engine.datapath()?;
+fn teardown_vm(node: &Node, rec: &Attachment, remaining: &[Attachment]) -> Result<()> {
+    let mut dp = node.datapath()?;
     if let (Some(id), Some(vid)) = (rec.endpoint_id, rec.vlan) {
         dp.remove_nest_vlan(&key_of(rec.parent_ifindex, rec.qinq, vid), id)?;
     }
@@ -637,8 +549,8 @@ fn teardown_vm(engine: &Engine, rec: &Attachment, remaining: &[Attachment]) -> R
     Ok(())
 }
 
-fn teardown_host(engine: &Engine, rec: &Attachment, remaining: &[Attachment]) -> Result<()> {
-    let mut dp = engine.datapath()?;
+fn teardown_host(node: &Node, rec: &Attachment, remaining: &[Attachment]) -> Result<()> {
+    let mut dp = node.datapath()?;
     let (Some(id), Some(tap), Some(vid)) = (rec.endpoint_id, rec.tap_ifindex, rec.vlan) else {
         return Ok(());
     };
@@ -646,7 +558,7 @@ fn teardown_host(engine: &Engine, rec: &Attachment, remaining: &[Attachment]) ->
     dp.remove_nest_vlan(&key_of(tap, rec.qinq, vid), id)?;
     if !remaining
         .iter()
-        .any(|r| is_host_side(r) && r.is_ebpf() && r.tap_ifindex == Some(tap))
+        .any(|r| parent::is_nested_host(r) && r.is_ebpf() && r.tap_ifindex == Some(tap))
     {
         dp.unpin(&datapath::tap_link(tap))?;
     }
@@ -658,16 +570,16 @@ fn teardown_host(engine: &Engine, rec: &Attachment, remaining: &[Attachment]) ->
     }
     .ip_owner();
     dp.remove_endpoint_ips(owner, &addrs(rec))?;
-    super::macvlan::release_parent(&mut dp, rec, remaining)?;
+    parent::release_parent(&mut dp, rec, remaining)?;
     dp.remove_nest_id(id)
 }
 
 /// Either side against reality: links, map entries, programs.
-pub async fn check(engine: &Engine, rec: &Attachment) -> Result<()> {
+pub async fn check(node: &Node, rec: &Attachment) -> Result<()> {
     let mut dp;
-    if is_host_side(rec) {
-        endpoint::check_link(engine, rec.tap_ifindex, rec.tap.as_deref(), "tap").await?;
-        dp = engine.datapath()?;
+    if parent::is_nested_host(rec) {
+        endpoint::check_link(node, rec.tap_ifindex, rec.tap.as_deref(), "tap").await?;
+        dp = node.datapath()?;
         let want =
             host_nested_of(rec).ok_or_else(|| Error::system("the record has no endpoint id"))?;
         let tap = want.ep.host_ifindex;
@@ -684,7 +596,7 @@ pub async fn check(engine: &Engine, rec: &Attachment) -> Result<()> {
                 want.ep.id
             )));
         }
-        super::check_rx_entry(&mut dp, rec, |e| e.id == want.ep.id)?;
+        common::check_rx_entry(&mut dp, rec, |e| e.id == want.ep.id)?;
         if rec.spoofchk && !dp.has_endpoint_ips(want.ep.ip_owner(), &addrs(rec))? {
             return Err(Error::system(format!(
                 "the source addresses of {} are missing from the anti-spoofing table",
@@ -697,7 +609,7 @@ pub async fn check(engine: &Engine, rec: &Attachment) -> Result<()> {
                 rec.parent
             )));
         }
-        super::macvlan::check_parent_tc(&mut dp, rec)?;
+        parent::check_parent_tc(&mut dp, rec)?;
         let [_, _, xdp] = datapath::parent_links(rec.parent_ifindex);
         if rec.datapath == Some(DatapathKind::Xdp) && !dp.has_link(&xdp) {
             return Err(Error::system(format!(
@@ -713,9 +625,9 @@ pub async fn check(engine: &Engine, rec: &Attachment) -> Result<()> {
             "tap",
         );
     }
-    super::check_container_side(rec).await?;
-    endpoint::check_host_link(engine, rec).await?;
-    dp = engine.datapath()?;
+    common::check_container_side(rec).await?;
+    endpoint::check_host_link(node, rec).await?;
+    dp = node.datapath()?;
     let want = vm_port_of(rec).ok_or_else(|| Error::system("the record has no endpoint id"))?;
     let h = want.ep.host_ifindex;
     if dp.nest_port(h)? != Some(want) {
@@ -754,9 +666,9 @@ pub async fn check(engine: &Engine, rec: &Attachment) -> Result<()> {
 
 /// Puts the datapath state back as the record says; links are left as
 /// they are.
-pub async fn repair(engine: &Engine, rec: &Attachment, others: &[Attachment]) -> Result<()> {
-    let mut dp = engine.datapath()?;
-    if is_host_side(rec) {
+pub async fn repair(node: &Node, rec: &Attachment, others: &[Attachment]) -> Result<()> {
+    let mut dp = node.datapath()?;
+    if parent::is_nested_host(rec) {
         let n =
             host_nested_of(rec).ok_or_else(|| Error::system("the record has no endpoint id"))?;
         let tap = n.ep.host_ifindex;
@@ -765,13 +677,10 @@ pub async fn repair(engine: &Engine, rec: &Attachment, others: &[Attachment]) ->
         }
         dp.put_nest_id(&n)?;
         dp.put_rx_endpoint(&n.ep)?;
-        engine
-            .rtnl
-            .fdb_self_add(rec.parent_ifindex, rec.mac)
-            .await?;
+        node.rtnl.fdb_self_add(rec.parent_ifindex, rec.mac).await?;
         let mut all = others.to_vec();
         all.push(rec.clone());
-        super::macvlan::setup_parent(engine, &mut dp, rec, &all).await?;
+        parent::setup_parent(node, &mut dp, rec, &all).await?;
         dp.put_nest_vlan(&key_of(tap, rec.qinq, n.vid), &n)?;
         dp.attach_tc_first(
             PROG_NEST_TAP,
@@ -800,7 +709,7 @@ pub async fn repair(engine: &Engine, rec: &Attachment, others: &[Attachment]) ->
         TcAttachType::Ingress,
         &datapath::nested_uplink_link(rec.parent_ifindex),
     )?;
-    endpoint::host_up(engine, rec).await
+    endpoint::host_up(node, rec).await
 }
 
 /// See [`super::links`].
@@ -808,8 +717,8 @@ pub fn links(rec: &Attachment) -> Vec<(&'static str, String)> {
     if !rec.is_ebpf() {
         return Vec::new();
     }
-    if is_host_side(rec) {
-        let mut out = super::macvlan::parent_hooks(rec);
+    if parent::is_nested_host(rec) {
+        let mut out = parent::parent_hooks(rec);
         if let Some(t) = rec.tap_ifindex {
             out.push((PROG_NEST_TAP, datapath::tap_link(t)));
         }

@@ -34,15 +34,16 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use attach_common::{EP_F_IPCHK, EP_F_SPOOFCHK, Endpoint, ROUTER_GW4, ROUTER_GW6, RouterPort};
 use aya::programs::TcAttachType;
 
+use super::common;
 use crate::{
     addr::{IpNet, Mac, check_ifname},
     datapath::{self, PROG_RT_IN, PROG_RT_TX},
     endpoint,
-    engine::Engine,
     error::{Context as _, Error, Result},
     model::{Attachment, Backend, Datapath as DatapathKind, Kind, Mode},
     netlink::{Link, Rtnl},
     netns::Netns,
+    node::Node,
     parse::{self, de},
     sys,
 };
@@ -149,22 +150,21 @@ impl RouterRequest {
 }
 
 /// The uplink: the one named, else the device of the node's default route.
-async fn uplink(engine: &Engine, name: Option<&str>) -> Result<Link> {
+async fn uplink(node: &Node, name: Option<&str>) -> Result<Link> {
     let link = match name {
-        Some(n) => engine.rtnl.link_by_name(n).await?.ok_or_else(|| {
+        Some(n) => node.rtnl.link_by_name(n).await?.ok_or_else(|| {
             Error::not_found(format!(
                 "uplink interface {n:?} not found in the node's network namespace"
             ))
         })?,
         None => {
-            let index = engine.rtnl.default_route_device().await?.ok_or_else(|| {
+            let index = node.rtnl.default_route_device().await?.ok_or_else(|| {
                 Error::invalid(
                     "the node has no default route to take the uplink from: name the device \
                      routed traffic arrives on with --uplink",
                 )
             })?;
-            engine
-                .rtnl
+            node.rtnl
                 .link_by_index(index)
                 .await?
                 .ok_or_else(|| Error::not_found("the default route's device vanished"))?
@@ -177,7 +177,7 @@ async fn uplink(engine: &Engine, name: Option<&str>) -> Result<Link> {
             link.name
         )));
     }
-    if link.name.starts_with(crate::container::HOST_IF_PREFIX) {
+    if link.name.starts_with(crate::naming::HOST_IF_PREFIX) {
         return Err(Error::invalid(format!(
             "{} is an endpoint's host-side interface, not an uplink",
             link.name
@@ -189,15 +189,14 @@ async fn uplink(engine: &Engine, name: Option<&str>) -> Result<Link> {
 /// Refuses addresses the node or any attachment of it has: a routed
 /// address has one owner in the node.
 pub(crate) async fn check_addresses_unused(
-    engine: &Engine,
+    node: &Node,
     ips: &[IpNet],
     records: &[Attachment],
 ) -> Result<()> {
     let mut own = Vec::new();
-    for l in engine.rtnl.links().await? {
+    for l in node.rtnl.links().await? {
         own.extend(
-            engine
-                .rtnl
+            node.rtnl
                 .addresses(l.index)
                 .await?
                 .into_iter()
@@ -230,14 +229,14 @@ pub(crate) async fn check_addresses_unused(
 /// Checks the request against the system and the other attachments, and
 /// returns the record to create. Nothing is changed yet.
 pub async fn plan(
-    engine: &Engine,
+    node: &Node,
     req: &RouterRequest,
     ns: &Netns,
     records: &[Attachment],
 ) -> Result<Attachment> {
     let ebpf = req.datapath == DatapathKind::Ebpf;
     let up = if ebpf {
-        Some(uplink(engine, req.uplink.as_deref()).await?)
+        Some(uplink(node, req.uplink.as_deref()).await?)
     } else {
         None
     };
@@ -251,18 +250,11 @@ pub async fn plan(
             u.name, p.ifname, p.netns
         )));
     }
-    super::check_ifname_free(ns, &req.netns, &req.ifname).await?;
-    check_addresses_unused(engine, &req.ips, records).await?;
+    common::check_ifname_free(ns, &req.netns, &req.ifname).await?;
+    check_addresses_unused(node, &req.ips, records).await?;
     let mtu = req.mtu.unwrap_or(up.as_ref().map_or(1500, |u| u.mtu));
     let has_v4 = req.ips.iter().any(|n| n.addr.is_ipv4());
     Ok(Attachment {
-        netns: req.netns.clone(),
-        netns_path: ns.path.clone(),
-        netns_inode: ns.inode,
-        ifname: req.ifname.clone(),
-        kind: Kind::Router,
-        mode: None,
-        flag: None,
         backend: if ebpf { Backend::Ebpf } else { Backend::Native },
         datapath: Some(req.datapath),
         parent: up.as_ref().map(|u| u.name.clone()).unwrap_or_default(),
@@ -275,32 +267,8 @@ pub async fn plan(
             IpAddr::V6(GW6)
         }),
         mtu,
-        host_ifname: None,
-        host_ifindex: None,
-        ifindex: None,
-        host_access: false,
         spoofchk: ebpf && req.spoofchk.unwrap_or(true),
-        endpoint_id: None,
-        xdp_mode: None,
-        saved_parent: None,
-        created: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
-        isolated: false,
-        uplink: None,
-        switch_id: None,
-        cni: None,
-        forwarding_enabled: Vec::new(),
-        role: None,
-        vlan: None,
-        qinq: None,
-        keep_tag: false,
-        tap: None,
-        tap_ifindex: None,
-        warnings: Vec::new(),
-        host: None,
-        join: None,
-        sriov: None,
+        ..Attachment::new(Kind::Router, &req.ifname).in_netns(&req.netns, ns)
     })
 }
 
@@ -335,7 +303,7 @@ fn port_of(rec: &Attachment, gw_mac: Mac) -> Option<RouterPort> {
 /// Makes the attachment. On error, `rec` says what was made so far, for
 /// `teardown` to undo.
 pub async fn create(
-    engine: &Engine,
+    node: &Node,
     rec: &mut Attachment,
     ns: &Netns,
     records: &[Attachment],
@@ -343,7 +311,7 @@ pub async fn create(
     // The container's routes go through link-local gateways: added below,
     // not by the generic configuration (which needs an on-subnet gateway).
     let gateway = rec.gateway.take();
-    let made = endpoint::create_veth(engine, rec, ns).await;
+    let made = endpoint::create_veth(node, rec, ns).await;
     rec.gateway = gateway;
     let c = made?;
     let index = rec.ifindex.expect("set by create_veth");
@@ -353,9 +321,9 @@ pub async fn create(
     prepare_host_side(&host)?;
 
     if rec.backend == Backend::Ebpf {
-        let mut dp = engine.datapath()?;
-        rec.endpoint_id = Some(super::free_endpoint_id(records)?);
-        let gw_mac = host_mac(engine, host_index).await?;
+        let mut dp = node.datapath()?;
+        rec.endpoint_id = Some(common::free_endpoint_id(records)?);
+        let gw_mac = host_mac(node, host_index).await?;
         let port = port_of(rec, gw_mac).expect("ids are set");
         dp.zero_stats(port.ep.id)?;
         if rec.spoofchk {
@@ -377,12 +345,12 @@ pub async fn create(
         )
         .with_context(|| format!("attaching the router program to uplink {}", rec.parent))?;
     } else {
-        add_gateway_addresses(engine, rec, host_index).await?;
+        add_gateway_addresses(node, rec, host_index).await?;
     }
-    endpoint::host_up(engine, rec).await?;
-    add_node_routes(engine, rec, host_index).await?;
+    endpoint::host_up(node, rec).await?;
+    add_node_routes(node, rec, host_index).await?;
     // Last, so that a failed add leaves the node's forwarding as it was.
-    rec.forwarding_enabled = super::enable_forwarding(&rec.ips, "router endpoints")?;
+    rec.forwarding_enabled = common::enable_forwarding(&rec.ips, "router endpoints")?;
     Ok(())
 }
 
@@ -424,8 +392,8 @@ fn prepare_host_side(host: &str) -> Result<()> {
     Ok(())
 }
 
-async fn host_mac(engine: &Engine, index: u32) -> Result<Mac> {
-    Ok(engine
+async fn host_mac(node: &Node, index: u32) -> Result<Mac> {
+    Ok(node
         .rtnl
         .link_by_index(index)
         .await?
@@ -434,7 +402,7 @@ async fn host_mac(engine: &Engine, index: u32) -> Result<Mac> {
 }
 
 /// Kernel datapath: the gateways are the host side's own addresses.
-async fn add_gateway_addresses(engine: &Engine, rec: &Attachment, host_index: u32) -> Result<()> {
+async fn add_gateway_addresses(node: &Node, rec: &Attachment, host_index: u32) -> Result<()> {
     for (v6, net) in [
         (
             false,
@@ -452,10 +420,9 @@ async fn add_gateway_addresses(engine: &Engine, rec: &Attachment, host_index: u3
         ),
     ] {
         if rec.ips.iter().any(|n| n.addr.is_ipv6() == v6)
-            && !engine.rtnl.addresses(host_index).await?.contains(&net.addr)
+            && !node.rtnl.addresses(host_index).await?.contains(&net.addr)
         {
-            engine
-                .rtnl
+            node.rtnl
                 .add_addr(host_index, &net)
                 .await
                 .with_context(|| format!("adding the gateway address {net} to the host side"))?;
@@ -466,15 +433,13 @@ async fn add_gateway_addresses(engine: &Engine, rec: &Attachment, host_index: u3
 
 /// A host route and a permanent neighbour per address, through the host
 /// side (replacing what is there: also the repair).
-async fn add_node_routes(engine: &Engine, rec: &Attachment, host_index: u32) -> Result<()> {
+async fn add_node_routes(node: &Node, rec: &Attachment, host_index: u32) -> Result<()> {
     for ip in &rec.ips {
-        engine
-            .rtnl
+        node.rtnl
             .replace_host_route(host_index, ip.addr)
             .await
             .with_context(|| format!("adding the node's route to {}", ip.addr))?;
-        engine
-            .rtnl
+        node.rtnl
             .add_permanent_neigh(host_index, ip.addr, rec.mac)
             .await
             .with_context(|| format!("adding the node's neighbour entry for {}", ip.addr))?;
@@ -483,23 +448,23 @@ async fn add_node_routes(engine: &Engine, rec: &Attachment, host_index: u32) -> 
 }
 
 /// Removes whatever of `rec` exists, continuing past failures; returns them.
-pub async fn teardown(engine: &Engine, rec: &Attachment, remaining: &[Attachment]) -> Vec<Error> {
+pub async fn teardown(node: &Node, rec: &Attachment, remaining: &[Attachment]) -> Vec<Error> {
     let mut errors = Vec::new();
     if rec.backend == Backend::Ebpf
         && (rec.host_ifindex.is_some() || rec.endpoint_id.is_some())
-        && let Err(e) = teardown_datapath(engine, rec, remaining)
+        && let Err(e) = teardown_datapath(node, rec, remaining)
     {
         errors.push(e);
     }
     // Routes, neighbours and gateway addresses go with the veth.
-    if let Err(e) = endpoint::delete_veth(engine, rec).await {
+    if let Err(e) = endpoint::delete_veth(node, rec).await {
         errors.push(e);
     }
     errors
 }
 
-fn teardown_datapath(engine: &Engine, rec: &Attachment, remaining: &[Attachment]) -> Result<()> {
-    let mut dp = engine.datapath()?;
+fn teardown_datapath(node: &Node, rec: &Attachment, remaining: &[Attachment]) -> Result<()> {
+    let mut dp = node.datapath()?;
     if let Some(h) = rec.host_ifindex {
         dp.remove_router_port(h)?;
         dp.remove_endpoint_ips(h, &addrs(rec))?;
@@ -517,11 +482,11 @@ fn teardown_datapath(engine: &Engine, rec: &Attachment, remaining: &[Attachment]
 
 /// The container side, the host side (up, routes), and for eBPF the port
 /// entry and both programs (attached, this build).
-pub async fn check(engine: &Engine, rec: &Attachment) -> Result<()> {
-    super::check_container_side(rec).await?;
-    let link = endpoint::check_host_link(engine, rec).await?;
+pub async fn check(node: &Node, rec: &Attachment) -> Result<()> {
+    common::check_container_side(rec).await?;
+    let link = endpoint::check_host_link(node, rec).await?;
     let (host_index, host_name) = (link.index, &link.name);
-    let routes = engine.rtnl.routes_via(host_index).await?;
+    let routes = node.rtnl.routes_via(host_index).await?;
     for ip in &rec.ips {
         let plen = if ip.addr.is_ipv4() { 32 } else { 128 };
         if !routes.contains(&(ip.addr, plen)) {
@@ -534,8 +499,8 @@ pub async fn check(engine: &Engine, rec: &Attachment) -> Result<()> {
     if rec.backend != Backend::Ebpf {
         return Ok(());
     }
-    let mut dp = engine.datapath()?;
-    let gw_mac = host_mac(engine, host_index).await?;
+    let mut dp = node.datapath()?;
+    let gw_mac = host_mac(node, host_index).await?;
     let want =
         port_of(rec, gw_mac).ok_or_else(|| Error::system("the record has no endpoint id"))?;
     if dp.router_port(host_index)? != Some(want) {
@@ -576,13 +541,13 @@ pub async fn check(engine: &Engine, rec: &Attachment) -> Result<()> {
 /// Puts the datapath state back as the record says (entries, programs,
 /// the node's routes and neighbours, the host side up); the interfaces are
 /// left as they are.
-pub async fn repair(engine: &Engine, rec: &Attachment, _others: &[Attachment]) -> Result<()> {
+pub async fn repair(node: &Node, rec: &Attachment, _others: &[Attachment]) -> Result<()> {
     let host_index = rec
         .host_ifindex
         .ok_or_else(|| Error::system("the record has no host-side interface"))?;
     if rec.backend == Backend::Ebpf {
-        let mut dp = engine.datapath()?;
-        let gw_mac = host_mac(engine, host_index).await?;
+        let mut dp = node.datapath()?;
+        let gw_mac = host_mac(node, host_index).await?;
         let port =
             port_of(rec, gw_mac).ok_or_else(|| Error::system("the record has no endpoint id"))?;
         if rec.spoofchk {
@@ -602,10 +567,10 @@ pub async fn repair(engine: &Engine, rec: &Attachment, _others: &[Attachment]) -
             &datapath::router_uplink_link(rec.parent_ifindex),
         )?;
     } else {
-        add_gateway_addresses(engine, rec, host_index).await?;
+        add_gateway_addresses(node, rec, host_index).await?;
     }
-    endpoint::host_up(engine, rec).await?;
-    add_node_routes(engine, rec, host_index).await
+    endpoint::host_up(node, rec).await?;
+    add_node_routes(node, rec, host_index).await
 }
 
 /// See [`super::links`].

@@ -27,19 +27,24 @@
 
 use std::{net::IpAddr, path::Path};
 
+use super::common;
+
+mod device;
+mod vf;
+
 use crate::{
     addr::{IpNet, Mac, check_ifname},
-    container::{self, HOST_IF_PREFIX},
-    engine::Engine,
     error::{Context as _, Error, Result},
-    model::{Attachment, Backend, Kind, SavedDevice, SriovInfo, VfConfig, VfRef},
-    netlink::{Link, LinkChange, Rtnl, VfSet},
+    inside,
+    model::{Attachment, Backend, Kind, SavedDevice, SriovInfo, VfRef},
+    naming::{self, HOST_IF_PREFIX},
+    netlink::{Link, LinkChange, Rtnl},
     netns::Netns,
+    node::Node,
     parse::{self, de},
 };
-
-/// Where PCI functions are, whatever the namespace.
-pub const PCI_DEVICES: &str = "/sys/bus/pci/devices";
+use device::{PCI_DEVICES, find_in_node, normalize_pci, pci_of, vf_of};
+use vf::{vf_restore, vf_wanted};
 
 /// Everything `attach add sriov` takes.
 #[derive(Clone, Debug, Default, clap::Args, serde::Serialize, serde::Deserialize)]
@@ -164,79 +169,16 @@ impl SriovRequest {
     }
 }
 
-/// `0000:03:00.1` (or `03:00.1`, domain 0), lower case, checked.
-pub fn normalize_pci(s: &str) -> Result<String> {
-    let bad = || {
-        Error::invalid(format!(
-            "invalid PCI address {s:?}: expected DOMAIN:BUS:DEVICE.FUNCTION, like 0000:03:00.1"
-        ))
-    };
-    let full = if s.matches(':').count() == 1 {
-        format!("0000:{s}")
-    } else {
-        s.to_owned()
-    };
-    let (dom_bus_dev, func) = full.rsplit_once('.').ok_or_else(bad)?;
-    let parts: Vec<&str> = dom_bus_dev.split(':').collect();
-    let ok = parts.len() == 3
-        && parts[0].len() == 4
-        && parts[1].len() == 2
-        && parts[2].len() == 2
-        && func.len() == 1
-        && parts
-            .iter()
-            .chain(std::iter::once(&func))
-            .all(|p| p.bytes().all(|b| b.is_ascii_hexdigit()))
-        && u8::from_str_radix(parts[2], 16).is_ok_and(|d| d < 32)
-        && u8::from_str_radix(func, 16).is_ok_and(|f| f < 8);
-    if !ok {
-        return Err(bad());
-    }
-    Ok(full.to_ascii_lowercase())
-}
-
-/// If PCI function `addr` is a VF: its PF's address and its index there
-/// (`physfn`, and the PF's `virtfnN` pointing back at it).
-pub fn vf_of(pci_root: &Path, addr: &str) -> Option<(String, u32)> {
-    let physfn = std::fs::read_link(pci_root.join(addr).join("physfn")).ok()?;
-    let pf = physfn.file_name()?.to_str()?.to_owned();
-    let entries = std::fs::read_dir(pci_root.join(&pf)).ok()?;
-    for e in entries.flatten() {
-        let name = e.file_name();
-        let Some(n) = name.to_str().and_then(|n| n.strip_prefix("virtfn")) else {
-            continue;
-        };
-        let Ok(index) = n.parse::<u32>() else {
-            continue;
-        };
-        if std::fs::read_link(e.path())
-            .ok()
-            .and_then(|t| t.file_name().map(|f| f == addr))
-            == Some(true)
-        {
-            return Some((pf, index));
-        }
-    }
-    None
-}
-
-/// The PCI address a link sits on, if any.
-fn pci_of(link: &Link) -> Option<String> {
-    (link.parent_bus.as_deref() == Some("pci"))
-        .then(|| link.parent_dev.clone())
-        .flatten()
-}
-
-async fn find_device(engine: &Engine, req: &SriovRequest) -> Result<Link> {
+async fn find_device(node: &Node, req: &SriovRequest) -> Result<Link> {
     if let Some(name) = &req.device {
-        return engine.rtnl.link_by_name(name).await?.ok_or_else(|| {
+        return node.rtnl.link_by_name(name).await?.ok_or_else(|| {
             Error::not_found(format!(
                 "device {name} is not present in the node's network namespace"
             ))
         });
     }
     let pci = normalize_pci(req.pci.as_deref().unwrap_or_default())?;
-    let links = engine.rtnl.links().await?;
+    let links = node.rtnl.links().await?;
     if let Some(l) = links
         .into_iter()
         .find(|l| pci_of(l).as_deref() == Some(pci.as_str()))
@@ -256,7 +198,7 @@ async fn find_device(engine: &Engine, req: &SriovRequest) -> Result<Link> {
 }
 
 pub async fn plan(
-    engine: &Engine,
+    node: &Node,
     req: &SriovRequest,
     ns: &Netns,
     records: &[Attachment],
@@ -286,7 +228,7 @@ pub async fn plan(
             s.device, r.ifname, r.netns
         )));
     }
-    let dev = find_device(engine, req).await?;
+    let dev = find_device(node, req).await?;
     if ns.same_as(&Netns::current()?) {
         return Err(Error::invalid(format!(
             "network namespace {:?} is the node's own: {} is there already",
@@ -320,7 +262,7 @@ pub async fn plan(
             dev.name, r.ifname, r.netns
         )));
     }
-    let own = engine.rtnl.addresses(dev.index).await?;
+    let own = node.rtnl.addresses(dev.index).await?;
     let own: Vec<String> = own
         .iter()
         .filter(|a| !matches!(a, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80))
@@ -356,7 +298,7 @@ pub async fn plan(
             None
         }
         Some((pf_pci, index)) => {
-            let links = engine.rtnl.links().await?;
+            let links = node.rtnl.links().await?;
             match links
                 .iter()
                 .find(|l| pci_of(l).as_deref() == Some(pf_pci.as_str()))
@@ -385,7 +327,7 @@ pub async fn plan(
             dev.name
         ));
     }
-    let mut rec = super::record(Kind::Sriov, &req.netns, ns, &req.ifname);
+    let mut rec = Attachment::new(Kind::Sriov, &req.ifname).in_netns(&req.netns, ns);
     rec.backend = Backend::Native;
     if let Some(v) = &vf {
         rec.parent = v.pf.clone();
@@ -418,49 +360,23 @@ pub async fn plan(
     Ok(rec)
 }
 
-/// What the attach sets on the VF, from the request in the record: the MAC
-/// only when one was asked (`mac`, the record's, differs from the device's
-/// own) and the VF does not have it already.
-fn vf_wanted(s: &SriovInfo, mac: Mac, saved: &VfConfig) -> VfSet {
-    VfSet {
-        mac: (mac != s.saved.mac && mac != saved.mac).then_some(mac),
-        vlan: s
-            .vlan
-            .map(|v| (u32::from(v), u32::from(s.qos.unwrap_or(0)))),
-        spoofchk: s.spoofchk,
-        trust: s.trust,
-        rate: s.max_rate.map(|max| (saved.min_rate, max)),
-    }
-}
-
-/// What puts the VF back: the saved value of every setting `set` changes.
-fn vf_restore(set: &VfSet, saved: &VfConfig) -> VfSet {
-    VfSet {
-        mac: set.mac.map(|_| saved.mac),
-        vlan: set.vlan.map(|_| (saved.vlan, saved.qos)),
-        spoofchk: set.spoofchk.map(|_| saved.spoofchk),
-        trust: set.trust.map(|_| saved.trust),
-        rate: set.rate.map(|_| (saved.min_rate, saved.max_rate)),
-    }
-}
-
 fn info_mut(rec: &mut Attachment) -> Result<&mut SriovInfo> {
     rec.sriov
         .as_mut()
         .ok_or_else(|| Error::system("an sriov record without its sriov part"))
 }
 
-pub async fn create(engine: &Engine, rec: &mut Attachment, ns: &Netns) -> Result<()> {
+pub async fn create(node: &Node, rec: &mut Attachment, ns: &Netns) -> Result<()> {
     let s = info_mut(rec)?.clone();
     // The device must still be the one planned.
-    let dev = engine
+    let dev = node
         .rtnl
         .link_by_index(s.device_ifindex)
         .await?
         .filter(|l| l.name == s.device)
         .ok_or_else(|| Error::not_found(format!("device {} vanished", s.device)))?;
     if let Some(vf) = &s.vf {
-        let saved = engine
+        let saved = node
             .rtnl
             .vf_config(vf.pf_ifindex, vf.index)
             .await
@@ -471,18 +387,16 @@ pub async fn create(engine: &Engine, rec: &mut Attachment, ns: &Netns) -> Result
         rec.spoofchk = s.spoofchk.unwrap_or(saved.spoofchk);
         info_mut(rec)?.saved_vf = Some(saved.clone());
         let set = vf_wanted(&s, rec.mac, &saved);
-        engine
-            .rtnl
+        node.rtnl
             .set_vf(vf.pf_ifindex, vf.index, &set)
             .await
             .with_context(|| format!("setting VF {} of {}", vf.index, vf.pf))?;
     }
-    let tmp = container::temp_ifname();
+    let tmp = naming::temp_ifname();
     // The kernel keeps the index when it is free in the container: a
     // guess, for teardown, until the device is found there.
     rec.ifindex = Some(dev.index);
-    engine
-        .rtnl
+    node.rtnl
         .move_link(dev.index, ns, &tmp)
         .await
         .with_context(|| format!("moving {} into {:?}", s.device, rec.netns))?;
@@ -506,33 +420,33 @@ pub async fn create(engine: &Engine, rec: &mut Attachment, ns: &Netns) -> Result
             )
         })?;
     }
-    container::configure(&c, link.index, rec).await?;
-    container::announce(ns, rec);
+    inside::configure(&c, link.index, rec).await?;
+    inside::announce(ns, rec);
     Ok(())
 }
 
 /// Moves the device back into the node under its own name, restores its
 /// MTU, MAC and state, and the VF's settings. Continues past failures.
-pub async fn teardown(engine: &Engine, rec: &Attachment) -> Vec<Error> {
+pub async fn teardown(node: &Node, rec: &Attachment) -> Vec<Error> {
     let mut errors = Vec::new();
     let Some(s) = &rec.sriov else {
         return errors;
     };
     let mut in_node: Option<Link> = None;
     if s.moved {
-        match move_back(engine, rec, s).await {
+        match move_back(node, rec, s).await {
             Ok(l) => in_node = l,
             Err(e) => errors.push(e),
         }
     }
     if in_node.is_none() && errors.is_empty() {
         // Never moved, or the container's namespace is gone.
-        in_node = find_in_node(engine, s).await.unwrap_or_else(|e| {
+        in_node = find_in_node(node, s).await.unwrap_or_else(|e| {
             errors.push(e);
             None
         });
         if in_node.is_none() && s.moved && errors.is_empty() {
-            engine.notice(format!(
+            node.notice(format!(
                 "{} (attached as {} in {:?}) is not in the node, nor in the container's namespace: \
                  when that namespace goes away, the kernel destroys a virtual device with it and \
                  returns a physical one (NIC, VF) to the machine's initial network namespace, which \
@@ -547,8 +461,7 @@ pub async fn teardown(engine: &Engine, rec: &Attachment) -> Vec<Error> {
     if let (Some(vf), Some(saved)) = (&s.vf, &s.saved_vf) {
         let set = vf_restore(&vf_wanted(s, rec.mac, saved), saved);
         errors.extend(
-            engine
-                .rtnl
+            node.rtnl
                 .set_vf(vf.pf_ifindex, vf.index, &set)
                 .await
                 .with_context(|| format!("restoring VF {} of {}", vf.index, vf.pf))
@@ -564,8 +477,7 @@ pub async fn teardown(engine: &Engine, rec: &Attachment) -> Vec<Error> {
         };
         if change.mtu.is_some() || change.mac.is_some() || change.up.is_some() {
             errors.extend(
-                engine
-                    .rtnl
+                node.rtnl
                     .set_link(l.index, &change)
                     .await
                     .with_context(|| format!("restoring {}", s.device))
@@ -579,7 +491,7 @@ pub async fn teardown(engine: &Engine, rec: &Attachment) -> Vec<Error> {
 /// From inside the container: moves the device back to the node under its
 /// own name. `None` when the container's namespace (or the device in it) is
 /// gone.
-async fn move_back(engine: &Engine, rec: &Attachment, s: &SriovInfo) -> Result<Option<Link>> {
+async fn move_back(node: &Node, rec: &Attachment, s: &SriovInfo) -> Result<Option<Link>> {
     let Ok(ns) = rec.open_netns() else {
         return Ok(None);
     };
@@ -597,43 +509,28 @@ async fn move_back(engine: &Engine, rec: &Attachment, s: &SriovInfo) -> Result<O
     if link.name != rec.ifname && !link.name.starts_with("attmp") {
         return Ok(None);
     }
-    if let Some(other) = engine.rtnl.link_by_name(&s.device).await? {
+    if let Some(other) = node.rtnl.link_by_name(&s.device).await? {
         return Err(Error::conflict(format!(
             "cannot move {} back: the node has another device named {} now (index {}); \
              it stays in {:?} as {}",
             s.device, s.device, other.index, rec.netns, link.name
         )));
     }
-    let node = Netns::current()?;
-    c.move_link(link.index, &node, &s.device)
+    let node_ns = Netns::current()?;
+    c.move_link(link.index, &node_ns, &s.device)
         .await
         .with_context(|| format!("moving {} back to the node", s.device))?;
-    engine.rtnl.link_by_name(&s.device).await
-}
-
-/// The device in the node: by its name and index (or PCI address), or, when
-/// the kernel handed it back (the node is the initial namespace), by its
-/// PCI address or permanent MAC.
-async fn find_in_node(engine: &Engine, s: &SriovInfo) -> Result<Option<Link>> {
-    let links = engine.rtnl.links().await?;
-    let same_pci = |l: &Link| s.pci.is_some() && pci_of(l) == s.pci;
-    if let Some(l) = links
-        .iter()
-        .find(|l| l.name == s.device && (l.index == s.device_ifindex || same_pci(l)))
-    {
-        return Ok(Some(l.clone()));
-    }
-    Ok(links.iter().find(|l| same_pci(l)).cloned())
+    node.rtnl.link_by_name(&s.device).await
 }
 
 /// The container side as recorded, and the VF's settings as asked.
-pub async fn check(engine: &Engine, rec: &Attachment) -> Result<()> {
-    super::check_container_side(rec).await?;
+pub async fn check(node: &Node, rec: &Attachment) -> Result<()> {
+    common::check_container_side(rec).await?;
     let Some(s) = &rec.sriov else {
         return Err(Error::system("an sriov record without its sriov part"));
     };
     if let (Some(vf), Some(saved)) = (&s.vf, &s.saved_vf) {
-        let now = engine
+        let now = node
             .rtnl
             .vf_config(vf.pf_ifindex, vf.index)
             .await?
@@ -749,96 +646,5 @@ mod tests {
             assert!(e.message.contains(want), "{want}: {e}");
         }
         req().validate().unwrap();
-    }
-
-    #[test]
-    fn pci_addresses() {
-        assert_eq!(normalize_pci("0000:3B:00.1").unwrap(), "0000:3b:00.1");
-        assert_eq!(normalize_pci("03:10.7").unwrap(), "0000:03:10.7");
-        for bad in [
-            "",
-            "3:00.1",
-            "0000:03:00.8",
-            "0000:03:20.0",
-            "0000:03:00",
-            "zz:00.0",
-        ] {
-            assert!(normalize_pci(bad).is_err(), "{bad}");
-        }
-    }
-
-    /// A fake /sys/bus/pci/devices: a PF with two VFs, and a plain NIC.
-    #[test]
-    fn vfs_are_found_through_physfn_and_virtfn() {
-        use std::os::unix::fs::symlink;
-        let root = std::env::temp_dir().join(format!("attach-pci-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        let pf = "0000:03:00.0";
-        let vfs = ["0000:03:10.0", "0000:03:10.2"];
-        for d in [pf, vfs[0], vfs[1], "0000:04:00.0"] {
-            std::fs::create_dir_all(root.join(d)).unwrap();
-        }
-        for (i, vf) in vfs.iter().enumerate() {
-            symlink(format!("../{vf}"), root.join(pf).join(format!("virtfn{i}"))).unwrap();
-            symlink(format!("../{pf}"), root.join(vf).join("physfn")).unwrap();
-        }
-        let got = (
-            vf_of(&root, vfs[1]),
-            vf_of(&root, vfs[0]),
-            vf_of(&root, pf),
-            vf_of(&root, "0000:04:00.0"),
-        );
-        std::fs::remove_dir_all(&root).unwrap();
-        assert_eq!(got.0, Some((pf.to_owned(), 1)));
-        assert_eq!(got.1, Some((pf.to_owned(), 0)));
-        assert_eq!(got.2, None);
-        assert_eq!(got.3, None);
-    }
-
-    #[test]
-    fn only_what_was_asked_is_set_and_restored() {
-        let saved = VfConfig {
-            mac: "02:00:00:00:00:01".parse().unwrap(),
-            vlan: 0,
-            qos: 0,
-            spoofchk: true,
-            trust: false,
-            min_rate: 10,
-            max_rate: 0,
-        };
-        let s = SriovInfo {
-            vlan: Some(100),
-            qos: Some(5),
-            trust: Some(true),
-            max_rate: Some(1000),
-            ..Default::default()
-        };
-        let mac: Mac = "02:11:22:33:44:55".parse().unwrap();
-        let set = vf_wanted(&s, mac, &saved);
-        assert_eq!(
-            set,
-            VfSet {
-                mac: Some(mac),
-                vlan: Some((100, 5)),
-                spoofchk: None,
-                trust: Some(true),
-                rate: Some((10, 1000)),
-            }
-        );
-        assert_eq!(
-            vf_restore(&set, &saved),
-            VfSet {
-                mac: Some(saved.mac),
-                vlan: Some((0, 0)),
-                spoofchk: None,
-                trust: Some(false),
-                rate: Some((10, 0)),
-            }
-        );
-        // The VF's own MAC kept: not set.
-        assert_eq!(
-            vf_wanted(&SriovInfo::default(), saved.mac, &saved),
-            VfSet::default()
-        );
     }
 }

@@ -5,13 +5,13 @@
 //! in the parent's flood row to the new MAC, swaps it in the parent's
 //! unicast filter, and records it.
 
-use super::{endpoint_of, setup_parent};
+use crate::kinds::parent::{macvlan_endpoint_of, setup_parent};
 use crate::{
     addr::Mac,
-    engine::Engine,
     error::{Error, Result},
     model::{Attachment, Backend, Kind, Mode},
     netlink::Rtnl,
+    node::Node,
 };
 
 /// The MAC the container gave the endpoint's interface, when it is not the
@@ -36,7 +36,7 @@ pub(crate) async fn changed_mac(rec: &Attachment) -> Result<Option<Mac>> {
 /// save. Refused (an error) for a MAC the parent or another endpoint on it
 /// has, and for passthru (the parent's own MAC is the endpoint's).
 pub(crate) async fn adopt_mac(
-    engine: &Engine,
+    node: &Node,
     rec: &Attachment,
     others: &[Attachment],
 ) -> Result<Option<Attachment>> {
@@ -47,7 +47,7 @@ pub(crate) async fn adopt_mac(
         return Ok(None);
     };
     new.check_unicast("the container's MAC")?;
-    let parent = engine
+    let parent = node
         .rtnl
         .link_by_index(rec.parent_ifindex)
         .await?
@@ -73,20 +73,17 @@ pub(crate) async fn adopt_mac(
         let host = rec
             .host_ifindex
             .ok_or_else(|| Error::system("the record has no host-side interface"))?;
-        let ep =
-            endpoint_of(&adopted).ok_or_else(|| Error::system("the record has no endpoint id"))?;
-        let mut dp = engine.datapath()?;
+        let ep = macvlan_endpoint_of(&adopted)
+            .ok_or_else(|| Error::system("the record has no endpoint id"))?;
+        let mut dp = node.datapath()?;
         // The new MAC's entries first: from here the endpoint's frames pass.
-        engine.rtnl.fdb_self_add(rec.parent_ifindex, new).await?;
+        node.rtnl.fdb_self_add(rec.parent_ifindex, new).await?;
         dp.remove_endpoint(rec.parent_ifindex, rec.mac.0, host)?;
         dp.put_endpoint(&ep)?;
         let mut all = others.to_vec();
         all.push(adopted.clone());
-        setup_parent(engine, &mut dp, &adopted, &all).await?;
-        engine
-            .rtnl
-            .fdb_self_del(rec.parent_ifindex, rec.mac)
-            .await?;
+        setup_parent(node, &mut dp, &adopted, &all).await?;
+        node.rtnl.fdb_self_del(rec.parent_ifindex, rec.mac).await?;
     }
     Ok(Some(adopted))
 }

@@ -3,7 +3,7 @@
 //! counts a port no attachment has. Found by the node's leftover scan and
 //! rewritten from the records.
 
-use super::{set_host_hook, switch_member, write_parent};
+use crate::kinds::parent::{set_host_hook, switch_member, write_parent};
 use crate::{
     addr::Mac,
     datapath::{self, Datapath},
