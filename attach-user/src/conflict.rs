@@ -43,7 +43,12 @@ pub struct Conflict {
 
 /// Probes `addrs` on device `ifindex` (of the calling thread's namespace)
 /// as `mac`: the first address another host answers for, if any.
-pub fn probe(ifindex: u32, mac: Mac, addrs: &[IpAddr], window: Duration) -> io::Result<Option<Conflict>> {
+pub fn probe(
+    ifindex: u32,
+    mac: Mac,
+    addrs: &[IpAddr],
+    window: Duration,
+) -> io::Result<Option<Conflict>> {
     if addrs.is_empty() {
         return Ok(None);
     }
@@ -98,12 +103,10 @@ fn answer(frame: &[u8], ours: Mac, addrs: &[IpAddr]) -> Option<Conflict> {
             }
             // Someone using it, or probing for it at the same time.
             let claimed = if spa.is_unspecified() { tpa } else { spa };
-            addrs
-                .contains(&IpAddr::V4(claimed))
-                .then_some(Conflict {
-                    addr: IpAddr::V4(claimed),
-                    mac: sha,
-                })
+            addrs.contains(&IpAddr::V4(claimed)).then_some(Conflict {
+                addr: IpAddr::V4(claimed),
+                mac: sha,
+            })
         }
         ETH_P_IPV6 => {
             let ip = frame.get(14..54)?;

@@ -153,6 +153,9 @@ impl Engine {
         if rec.backend == Backend::Ebpf {
             Datapath::check_bpffs()?;
         }
+        // Nothing is made yet either: another host's address is refused
+        // before it would be taken.
+        kinds::probe_addresses(&self.node, req, &rec).await?;
         // Written before anything is made: if this process dies half-way,
         // it says what to roll back.
         let journal = self.begin_journal(&rec).await?;

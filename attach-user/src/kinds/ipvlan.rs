@@ -96,6 +96,11 @@ pub struct IpvlanRequest {
     #[arg(long, value_enum, default_value_t = Backend::Ebpf)]
     #[serde(default)]
     pub backend: Backend,
+    /// Attach without first checking that no other host on the wire
+    /// answers for --ip (an ARP probe, DAD for IPv6; 200 ms).
+    #[arg(long)]
+    #[serde(default)]
+    pub no_probe: bool,
 }
 
 impl IpvlanRequest {

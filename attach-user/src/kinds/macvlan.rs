@@ -80,6 +80,11 @@ pub struct MacvlanRequest {
     #[arg(long, value_parser = parse::on_off())]
     #[serde(default, deserialize_with = "de::on_off")]
     pub spoofchk: Option<bool>,
+    /// Attach without first checking that no other host on the wire
+    /// answers for --ip (an ARP probe, DAD for IPv6; 200 ms).
+    #[arg(long)]
+    #[serde(default)]
+    pub no_probe: bool,
 }
 
 impl MacvlanRequest {

@@ -23,8 +23,11 @@ mod ipvlan_native;
 pub mod macvlan;
 pub mod nested;
 mod parent;
+mod probe;
 pub mod router;
 pub mod sriov;
+
+pub use probe::probe_addresses;
 
 use crate::{
     error::{Error, Result},

@@ -102,6 +102,11 @@ pub struct SriovRequest {
     #[arg(long)]
     #[serde(default)]
     pub mtu: Option<u32>,
+    /// Attach without first checking that no other host on the wire
+    /// answers for --ip (an ARP probe, DAD for IPv6; 200 ms).
+    #[arg(long)]
+    #[serde(default)]
+    pub no_probe: bool,
 }
 
 impl SriovRequest {

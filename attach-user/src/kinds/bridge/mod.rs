@@ -104,6 +104,11 @@ pub struct BridgeRequest {
     #[arg(long, value_name = "IF")]
     #[serde(default)]
     pub uplink: Option<String>,
+    /// Attach without first checking that no other host on the wire
+    /// answers for --ip (an ARP probe, DAD for IPv6; 200 ms).
+    #[arg(long)]
+    #[serde(default)]
+    pub no_probe: bool,
 }
 
 impl BridgeRequest {
@@ -334,6 +339,7 @@ mod tests {
             isolated: false,
             spoofchk: None,
             uplink: None,
+            no_probe: false,
         }
     }
 
