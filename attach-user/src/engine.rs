@@ -5,6 +5,7 @@
 //! records and bpffs pins live in directories named by that namespace's
 //! cookie, so several nodes on one machine never share them.
 
+mod leases;
 mod leftovers;
 mod reconcile;
 pub mod report;
@@ -153,6 +154,12 @@ impl Engine {
         if rec.backend == Backend::Ebpf {
             Datapath::check_bpffs()?;
         }
+        // --dhcp: the lease's address stands in the record from the start,
+        // as if given (the datapath's tables get it when they are made).
+        if req.dhcp().is_some() {
+            let id = crate::dhcp::client_id(&self.node_id, rec.netns_inode, &rec.ifname);
+            kinds::acquire_lease(&self.node, req, &mut rec, id).await?;
+        }
         // Nothing is made yet either: another host's address is refused
         // before it would be taken.
         kinds::probe_addresses(&self.node, req, &rec).await?;
@@ -166,6 +173,9 @@ impl Engine {
                 journal.finish();
                 return Err(e);
             }
+        }
+        if let Some(w) = rec.dhcp.as_ref().and_then(|l| self.unrenewed_warning(l)) {
+            rec.warnings.push(w);
         }
         if let Err(e) = self.state.save(&rec) {
             self.rollback(&rec, &records).await;
@@ -355,12 +365,16 @@ impl Engine {
         for mut rec in chosen {
             records.retain(|r| *r != rec);
             self.node.take_notices();
+            // From inside the container, while its interface still has
+            // the address; never a reason to keep the attachment.
+            let unreleased = self.release_lease(&rec).await;
             let errors = kinds::teardown(&self.node, &rec, &records).await;
             if let Some(first) = errors.into_iter().next() {
                 return Err(first.context(format!("detaching {}", crate::output::what(&rec))));
             }
             self.state.remove(&rec)?;
             rec.warnings = self.node.take_notices();
+            rec.warnings.extend(unreleased);
             gone.push(rec);
         }
         self.remove_node_pins_if_idle(&records);
@@ -371,7 +385,8 @@ impl Engine {
 
     /// Checks an attachment against reality (see [`kinds::check`]).
     pub async fn check(&self, rec: &Attachment) -> Result<()> {
-        kinds::check(&self.node, rec).await
+        kinds::check(&self.node, rec).await?;
+        Self::check_lease(rec)
     }
 
     /// The records of (netns, ifname), if attached.

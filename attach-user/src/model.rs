@@ -314,6 +314,9 @@ pub struct Attachment {
     pub join: Option<JoinInfo>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sriov: Option<SriovInfo>,
+    /// `--dhcp`: the lease its IPv4 address comes from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dhcp: Option<crate::dhcp::Lease>,
 }
 
 /// Interface name recorded for kinds without an interface of their own.
@@ -560,6 +563,7 @@ impl Attachment {
             host: None,
             join: None,
             sriov: None,
+            dhcp: None,
         }
     }
 

@@ -30,6 +30,12 @@ pub const LOOPBACK_ID_PREFIX: &str = "attach-node-";
 /// records anything gives the loopback its id first).
 const UNASSIGNED: &str = "node-lo-unassigned";
 
+/// The socket of node `node_id`'s agent (`attach agent`), where the CLI
+/// and the CNI plugin find it.
+pub fn agent_socket(node_id: &str) -> std::path::PathBuf {
+    Path::new(attach_common::STATE_ROOT).join(format!("{node_id}.sock"))
+}
+
 /// The id of the calling thread's namespace; `assign` gives it one where
 /// it needs one and has none yet (only where the kernel has no cookie).
 pub fn current(assign: bool) -> Result<String> {

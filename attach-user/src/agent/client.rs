@@ -35,7 +35,7 @@ pub struct Reply {
 
 /// The agent socket of the node the caller runs in.
 pub fn socket_path(node_id: &str) -> PathBuf {
-    PathBuf::from(attach_common::STATE_ROOT).join(format!("{node_id}.sock"))
+    crate::node_id::agent_socket(node_id)
 }
 
 /// Whether commands go to a running agent (ATTACH_NO_AGENT=1: never).

@@ -48,6 +48,9 @@ impl Engine {
         // Before the records are checked: an interrupted add may have
         // rewritten what its parent's other endpoints rely on.
         let mut repairs = self.roll_back_interrupted(&records).await?;
+        // Leases past T1: renewed before anything is checked (an expired
+        // one is no drift to repair: `check` names it).
+        repairs.extend(self.renew_leases(&mut records).await?);
         let mut i = 0;
         while i < records.len() {
             let rec = records[i].clone();

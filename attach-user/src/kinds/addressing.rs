@@ -45,6 +45,21 @@ pub(crate) fn check_addressing(
     Ok(())
 }
 
+/// Refuses --dhcp beside what the lease gives: the address and gateway.
+pub(crate) fn check_dhcp(dhcp: bool, ips: &[IpNet], gateway: Option<IpAddr>) -> Result<()> {
+    if dhcp && !ips.is_empty() {
+        return Err(Error::invalid(
+            "--dhcp and --ip exclude each other: the lease gives the address",
+        ));
+    }
+    if dhcp && gateway.is_some() {
+        return Err(Error::invalid(
+            "--dhcp and --gateway exclude each other: the lease gives the gateway",
+        ));
+    }
+    Ok(())
+}
+
 /// Refuses an MTU no interface takes.
 pub(crate) fn check_mtu_max(mtu: u32) -> Result<()> {
     if mtu > MAX_MTU {

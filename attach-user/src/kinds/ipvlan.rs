@@ -101,6 +101,11 @@ pub struct IpvlanRequest {
     #[arg(long)]
     #[serde(default)]
     pub no_probe: bool,
+    /// Take the IPv4 address, gateway, DNS and MTU from a DHCP server on
+    /// the wire (instead of --ip); `attach agent` renews the lease.
+    #[arg(long)]
+    #[serde(default)]
+    pub dhcp: bool,
 }
 
 impl IpvlanRequest {
@@ -109,12 +114,20 @@ impl IpvlanRequest {
         check_ifname(&self.ifname)?;
         check_ifname(&self.parent).map_err(|e| e.context("--parent"))?;
         self.flag()?;
-        if self.ips.is_empty() {
+        if self.dhcp && self.mode != IpvlanMode::L2 {
+            return Err(Error::invalid(format!(
+                "--dhcp needs ipvlan mode l2, not {}: in l3 modes the parent neither \
+                 sends nor takes the broadcasts DHCP relies on",
+                Mode::from(self.mode).name()
+            )));
+        }
+        if self.ips.is_empty() && !self.dhcp {
             return Err(Error::invalid(
-                "ipvlan needs at least one --ip: its endpoints share the parent's MAC and are told apart by address",
+                "ipvlan needs at least one --ip (or --dhcp): its endpoints share the parent's MAC and are told apart by address",
             ));
         }
-        super::check_addressing(&self.ips, self.gateway, self.mtu)
+        super::check_addressing(&self.ips, self.gateway, self.mtu)?;
+        super::check_dhcp(self.dhcp, &self.ips, self.gateway)
     }
 
     /// The one flag the request gives (bridge if none).

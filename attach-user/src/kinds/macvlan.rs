@@ -85,6 +85,11 @@ pub struct MacvlanRequest {
     #[arg(long)]
     #[serde(default)]
     pub no_probe: bool,
+    /// Take the IPv4 address, gateway, DNS and MTU from a DHCP server on
+    /// the wire (instead of --ip); `attach agent` renews the lease.
+    #[arg(long)]
+    #[serde(default)]
+    pub dhcp: bool,
 }
 
 impl MacvlanRequest {
@@ -96,6 +101,7 @@ impl MacvlanRequest {
             m.check_unicast("--mac")?;
         }
         super::check_addressing(&self.ips, self.gateway, self.mtu)?;
+        super::check_dhcp(self.dhcp, &self.ips, self.gateway)?;
         let native = self.backend == Backend::Native;
         if native && self.datapath.is_some() {
             return Err(Error::invalid(

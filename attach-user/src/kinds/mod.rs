@@ -23,10 +23,12 @@ mod ipvlan_native;
 pub mod macvlan;
 pub mod nested;
 mod parent;
+mod lease;
 mod probe;
 pub mod router;
 pub mod sriov;
 
+pub use lease::acquire_lease;
 pub use probe::probe_addresses;
 
 use crate::{
@@ -94,6 +96,18 @@ impl AddRequest {
         }
     }
 
+    /// Whether the request asks for DHCP (`--dhcp`), and then the MTU it
+    /// gives (the lease's does not override it).
+    pub fn dhcp(&self) -> Option<Option<u32>> {
+        match self {
+            AddRequest::Macvlan(r) => r.dhcp.then_some(r.mtu),
+            AddRequest::Ipvlan(r) => r.dhcp.then_some(r.mtu),
+            AddRequest::Bridge(r) => r.dhcp.then_some(r.mtu),
+            AddRequest::Sriov(r) => r.dhcp.then_some(r.mtu),
+            _ => None,
+        }
+    }
+
     /// Checks what can be checked without looking at the system.
     pub fn validate(&self) -> Result<()> {
         // Every kind but the host side of a nested endpoint names the
@@ -125,7 +139,7 @@ pub(crate) use common::free_endpoint_id;
 pub(crate) use macvlan::{adopt_mac, drifted_parents, resync_parents};
 
 // The requests' `validate` name it `super::check_addressing`.
-pub(crate) use addressing::check_addressing;
+pub(crate) use addressing::{check_addressing, check_dhcp};
 use common::parent_gone;
 
 /// Whether `r` is the host side of a nested attachment (known by its tap,

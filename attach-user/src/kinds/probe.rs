@@ -55,14 +55,29 @@ pub async fn probe_addresses(node: &Node, req: &AddRequest, rec: &Attachment) ->
 
 /// The device whose wire the endpoint will be on, when it is probed.
 fn wire(req: &AddRequest, rec: &Attachment) -> Option<String> {
+    let skip = match req {
+        AddRequest::Macvlan(r) => r.no_probe,
+        AddRequest::Ipvlan(r) => r.no_probe,
+        AddRequest::Bridge(r) => r.no_probe,
+        AddRequest::Sriov(r) => r.no_probe,
+        _ => true,
+    };
+    if skip { None } else { wire_device(req, rec) }
+}
+
+/// The device in the node whose wire the endpoint will be on: the parent
+/// (macvlan, ipvlan), the Linux bridge or the eBPF switch's uplink
+/// (bridge), the device itself (sriov); `None` for other kinds and a
+/// switch without an uplink. DHCP speaks on it too.
+pub(super) fn wire_device(req: &AddRequest, rec: &Attachment) -> Option<String> {
     match req {
-        AddRequest::Macvlan(r) if !r.no_probe => Some(r.parent.clone()),
-        AddRequest::Ipvlan(r) if !r.no_probe => Some(r.parent.clone()),
-        AddRequest::Bridge(r) if !r.no_probe => match r.backend {
+        AddRequest::Macvlan(r) => Some(r.parent.clone()),
+        AddRequest::Ipvlan(r) => Some(r.parent.clone()),
+        AddRequest::Bridge(r) => match r.backend {
             Backend::Native => Some(r.bridge.clone()),
             Backend::Ebpf => r.uplink.clone().or_else(|| rec.uplink.clone()),
         },
-        AddRequest::Sriov(r) if !r.no_probe => r.device.clone(),
+        AddRequest::Sriov(r) => r.device.clone(),
         _ => None,
     }
 }

@@ -107,6 +107,11 @@ pub struct SriovRequest {
     #[arg(long)]
     #[serde(default)]
     pub no_probe: bool,
+    /// Take the IPv4 address, gateway, DNS and MTU from a DHCP server on
+    /// the wire (instead of --ip); `attach agent` renews the lease.
+    #[arg(long)]
+    #[serde(default)]
+    pub dhcp: bool,
 }
 
 impl SriovRequest {
@@ -149,7 +154,8 @@ impl SriovRequest {
         if let Some(m) = &self.mac {
             m.check_unicast("--mac")?;
         }
-        super::check_addressing(&self.ips, self.gateway, self.mtu)
+        super::check_addressing(&self.ips, self.gateway, self.mtu)?;
+        super::check_dhcp(self.dhcp, &self.ips, self.gateway)
     }
 
     /// The options only a VF has, as written on the command line.

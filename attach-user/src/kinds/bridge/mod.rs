@@ -109,6 +109,11 @@ pub struct BridgeRequest {
     #[arg(long)]
     #[serde(default)]
     pub no_probe: bool,
+    /// Take the IPv4 address, gateway, DNS and MTU from a DHCP server on
+    /// the wire (instead of --ip); `attach agent` renews the lease.
+    #[arg(long)]
+    #[serde(default)]
+    pub dhcp: bool,
 }
 
 impl BridgeRequest {
@@ -138,7 +143,8 @@ impl BridgeRequest {
                 "MTU {m} exceeds the largest a veth takes ({VETH_MAX_MTU})"
             )));
         }
-        super::check_addressing(&self.ips, self.gateway, self.mtu)
+        super::check_addressing(&self.ips, self.gateway, self.mtu)?;
+        super::check_dhcp(self.dhcp, &self.ips, self.gateway)
     }
 
     fn spoofchk(&self) -> bool {
@@ -340,6 +346,7 @@ mod tests {
             spoofchk: None,
             uplink: None,
             no_probe: false,
+            dhcp: false,
         }
     }
 

@@ -1,0 +1,248 @@
+//! The client's exchanges: acquiring a lease on the wire device from the
+//! node (DISCOVER, OFFER, REQUEST, ACK on a packet socket, replies asked
+//! for by broadcast), and renewing or releasing it by unicast UDP from the
+//! leased address (run inside the container's namespace).
+
+use std::{
+    io,
+    net::{Ipv4Addr, SocketAddrV4, UdpSocket},
+    os::fd::AsRawFd,
+    time::{Duration, Instant},
+};
+
+use super::{
+    lease::{Lease, now},
+    packet::{self, BROADCAST, Message, MsgType, SERVER_PORT, opt},
+};
+use crate::{
+    addr::Mac,
+    error::{Error, Result},
+    packet_socket::PacketSocket,
+};
+
+/// How long a server has to answer the DISCOVERs (sent at 0, 1 and 2.5 s).
+pub const DISCOVER_WINDOW: Duration = Duration::from_secs(4);
+const DISCOVER_AT: [u64; 3] = [0, 1000, 2500];
+/// How long the ACK of a REQUEST is awaited (sent at 0 and 1.5 s).
+const REQUEST_WINDOW: Duration = Duration::from_secs(3);
+const REQUEST_AT: [u64; 2] = [0, 1500];
+/// How long a renewal's ACK is awaited.
+const RENEW_WINDOW: Duration = Duration::from_secs(3);
+
+fn xid() -> u32 {
+    let mut b = [0u8; 4];
+    // SAFETY: `b` is valid for its length.
+    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    if n != 4 {
+        // Only needs to differ from other clients' now and then.
+        return std::process::id() ^ now() as u32;
+    }
+    u32::from_be_bytes(b)
+}
+
+/// Acquires a lease on device `ifindex` (named `device` in errors) of the
+/// calling thread's namespace, as `chaddr` with `client_id`.
+pub fn acquire(ifindex: u32, device: &str, chaddr: Mac, client_id: &[u8]) -> Result<Lease> {
+    let io = |e: io::Error| Error::system(format!("DHCP on {device}: {e}"));
+    let sock = PacketSocket::open(ifindex).map_err(io)?;
+    let xid = xid();
+    let send = |m: &Message| {
+        let f = packet::frame(
+            chaddr,
+            Mac([0xff; 6]),
+            Ipv4Addr::UNSPECIFIED,
+            Ipv4Addr::BROADCAST,
+            &m.encode(),
+        );
+        sock.send(&f)
+    };
+    let mut discover = Message::client(MsgType::Discover, xid, chaddr, client_id);
+    discover.flags = BROADCAST;
+    let offer = exchange(&sock, &send, &discover, &DISCOVER_AT, DISCOVER_WINDOW, |m| {
+        m.answers(xid, chaddr) && m.msg_type() == Some(MsgType::Offer as u8)
+    })
+    .map_err(io)?
+    .ok_or_else(|| {
+        Error::system(format!(
+            "no DHCP server answered on {device} within {} s (DISCOVER as {chaddr})",
+            DISCOVER_WINDOW.as_secs()
+        ))
+    })?
+    .0;
+    let server = offer.addr(opt::SERVER_ID).ok_or_else(|| {
+        Error::system(format!(
+            "the DHCP offer on {device} names no server (option 54)"
+        ))
+    })?;
+    let mut request = Message::client(MsgType::Request, xid, chaddr, client_id)
+        .with(opt::REQUESTED_IP, &offer.yiaddr.octets())
+        .with(opt::SERVER_ID, &server.octets());
+    request.flags = BROADCAST;
+    let (ack, server_mac) = exchange(&sock, &send, &request, &REQUEST_AT, REQUEST_WINDOW, |m| {
+        let ours = m.answers(xid, chaddr) && m.addr(opt::SERVER_ID) == Some(server);
+        let t = m.msg_type();
+        ours && (t == Some(MsgType::Ack as u8) || t == Some(MsgType::Nak as u8))
+    })
+    .map_err(io)?
+    .ok_or_else(|| {
+        Error::system(format!(
+            "DHCP server {server} offered {} on {device} but did not acknowledge the request",
+            offer.yiaddr
+        ))
+    })?;
+    if ack.msg_type() == Some(MsgType::Nak as u8) {
+        return Err(nak(server, &ack, device));
+    }
+    Ok(Lease::from_ack(&ack, server_mac, client_id, now()))
+}
+
+fn nak(server: Ipv4Addr, m: &Message, device: &str) -> Error {
+    Error::system(format!(
+        "DHCP server {server} refused the lease on {device} (DHCPNAK{})",
+        m.text(opt::MESSAGE)
+            .map(|t| format!(": {t}"))
+            .unwrap_or_default()
+    ))
+}
+
+/// Sends `m` at the offsets `at` (ms) and returns the first reply `want`
+/// accepts, with the MAC it came from; `None` when `window` ends first.
+fn exchange(
+    sock: &PacketSocket,
+    send: &dyn Fn(&Message) -> io::Result<()>,
+    m: &Message,
+    at: &[u64],
+    window: Duration,
+    want: impl Fn(&Message) -> bool,
+) -> io::Result<Option<(Message, Mac)>> {
+    let start = Instant::now();
+    let mut buf = [0u8; 2048];
+    let mut sent = 0;
+    loop {
+        if sent < at.len() && start.elapsed() >= Duration::from_millis(at[sent]) {
+            send(m)?;
+            sent += 1;
+        }
+        let next = at
+            .get(sent)
+            .map_or(start + window, |ms| start + Duration::from_millis(*ms))
+            .min(start + window);
+        match sock.recv(&mut buf, next)? {
+            Some(n) => {
+                let Some((src, payload)) = packet::client_payload(&buf[..n]) else {
+                    continue;
+                };
+                if let Some(reply) = Message::decode(payload)
+                    && want(&reply)
+                {
+                    return Ok(Some((reply, src)));
+                }
+            }
+            None if start.elapsed() >= window => return Ok(None),
+            None => {}
+        }
+    }
+}
+
+/// A UDP socket on `leased`:68 of interface `ifname` (of the calling
+/// thread's namespace).
+fn client_socket(ifname: &str, leased: Ipv4Addr) -> io::Result<UdpSocket> {
+    let sock = UdpSocket::bind(SocketAddrV4::new(leased, packet::CLIENT_PORT))?;
+    // SAFETY: the name's bytes are valid for their length.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_BINDTODEVICE,
+            ifname.as_ptr().cast(),
+            ifname.len() as u32,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(sock)
+}
+
+/// Renews `lease` by a unicast REQUEST to its server from interface
+/// `ifname`, which holds the leased address; on ACK the lease takes on its
+/// times. Runs in the container's namespace.
+pub fn renew(ifname: &str, lease: &mut Lease) -> Result<()> {
+    let io = |e: io::Error| {
+        Error::system(format!(
+            "renewing the lease of {} from {}: {e}",
+            lease.address, lease.server
+        ))
+    };
+    let sock = client_socket(ifname, lease.address).map_err(io)?;
+    let xid = xid();
+    let mut m = Message::client(
+        MsgType::Request,
+        xid,
+        lease.chaddr,
+        &lease.client_id_bytes(),
+    );
+    m.ciaddr = lease.address;
+    let to = SocketAddrV4::new(lease.server, SERVER_PORT);
+    sock.send_to(&m.encode(), to).map_err(io)?;
+    let deadline = Instant::now() + RENEW_WINDOW;
+    let mut buf = [0u8; 2048];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(Error::system(format!(
+                "renewing the lease of {}: server {} did not answer within {} s",
+                lease.address,
+                lease.server,
+                RENEW_WINDOW.as_secs()
+            )));
+        }
+        sock.set_read_timeout(Some(left)).map_err(io)?;
+        let n = match sock.recv(&mut buf) {
+            Ok(n) => n,
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                continue;
+            }
+            Err(e) => return Err(io(e)),
+        };
+        let Some(reply) = Message::decode(&buf[..n]) else {
+            continue;
+        };
+        if !reply.answers(xid, lease.chaddr) {
+            continue;
+        }
+        match reply.msg_type() {
+            Some(t) if t == MsgType::Ack as u8 => {
+                lease.renewed(&reply, now());
+                return Ok(());
+            }
+            Some(t) if t == MsgType::Nak as u8 => {
+                return Err(nak(lease.server, &reply, ifname));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Gives `lease` back to its server (DHCPRELEASE, no answer). Runs in the
+/// container's namespace.
+pub fn release(ifname: &str, lease: &Lease) -> Result<()> {
+    let io = |e: io::Error| {
+        Error::system(format!(
+            "releasing the lease of {} to {}: {e}",
+            lease.address, lease.server
+        ))
+    };
+    let sock = client_socket(ifname, lease.address).map_err(io)?;
+    let mut m = Message::client(
+        MsgType::Release,
+        xid(),
+        lease.chaddr,
+        &lease.client_id_bytes(),
+    )
+    .with(opt::SERVER_ID, &lease.server.octets());
+    m.ciaddr = lease.address;
+    sock.send_to(&m.encode(), SocketAddrV4::new(lease.server, SERVER_PORT))
+        .map_err(io)?;
+    Ok(())
+}

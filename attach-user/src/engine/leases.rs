@@ -1,0 +1,129 @@
+//! The DHCP leases of the node's endpoints over their life: renewed past
+//! T1 (by `reconcile`, which the agent runs periodically), named by
+//! `check` once expired, released on `del`, and `add` warning when no
+//! agent will renew one. Renewal and release speak from inside the
+//! container's namespace, from the leased address: that works whatever
+//! datapath carries the endpoint.
+
+use super::{Engine, report::Repair};
+use crate::{
+    dhcp::{
+        self, Lease,
+        lease::{now, utc},
+    },
+    error::{Error, Result},
+    model::Attachment,
+};
+
+/// Runs `f` inside `rec`'s namespace on a blocking thread (never a tokio
+/// worker: the thread `setns`es).
+async fn in_container<T: Send + 'static>(
+    rec: &Attachment,
+    f: impl FnOnce(&str) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let ns = rec.open_netns()?;
+    if ns.inode != rec.netns_inode {
+        return Err(Error::not_found(format!(
+            "the network namespace of {} is gone",
+            rec.ifname
+        )));
+    }
+    let ifname = rec.ifname.clone();
+    tokio::task::spawn_blocking(move || ns.run(|| f(&ifname)))
+        .await
+        .map_err(|e| Error::system(format!("{e}")))??
+}
+
+impl Engine {
+    /// Renews every lease of `records` past T1 and not expired, saving the
+    /// records it renewed; what it did, as repairs (a renewal that failed
+    /// keeps the lease as it was: `check` names it once expired).
+    pub(super) async fn renew_leases(&self, records: &mut [Attachment]) -> Result<Vec<Repair>> {
+        let mut done = Vec::new();
+        let at = now();
+        for rec in records.iter_mut() {
+            let Some(lease) = rec.dhcp.clone() else {
+                continue;
+            };
+            // A namespace gone is reconcile's to deal with.
+            if !lease.renewal_due(at)
+                || lease.expired(at)
+                || !rec.open_netns().is_ok_and(|ns| ns.inode == rec.netns_inode)
+            {
+                continue;
+            }
+            let mut renewed = lease.clone();
+            let drift = format!(
+                "lease of {} from {} due for renewal since {}",
+                lease.address,
+                lease.server,
+                utc(lease.renewed_at + lease.t1)
+            );
+            let result = in_container(rec, move |ifname| {
+                dhcp::client::renew(ifname, &mut renewed)?;
+                Ok(renewed)
+            })
+            .await;
+            let action = match result {
+                Ok(renewed) => {
+                    let action = format!("renewed until {}", utc(renewed.expires_at));
+                    rec.dhcp = Some(renewed);
+                    self.state.save(rec)?;
+                    action
+                }
+                Err(e) => format!("failed: {}; kept", e.message),
+            };
+            done.push(Repair {
+                netns: rec.netns.clone(),
+                ifname: rec.ifname.clone(),
+                drift,
+                action,
+            });
+        }
+        Ok(done)
+    }
+
+    /// Gives `rec`'s lease back to its server; a warning when it cannot.
+    pub(super) async fn release_lease(&self, rec: &Attachment) -> Option<String> {
+        let lease = rec.dhcp.clone()?;
+        let l = lease.clone();
+        match in_container(rec, move |ifname| dhcp::client::release(ifname, &l)).await {
+            Ok(()) => None,
+            Err(e) => Some(format!(
+                "the lease of {} was not released to {} (it runs out at {}): {}",
+                lease.address,
+                lease.server,
+                utc(lease.expires_at),
+                e.message
+            )),
+        }
+    }
+
+    /// Names `rec`'s lease once it has run out.
+    pub(super) fn check_lease(rec: &Attachment) -> Result<()> {
+        match &rec.dhcp {
+            Some(l) if l.expired(now()) => Err(Error::system(format!(
+                "lease of {} from {} expired at {} (not renewed: is `attach agent` running?)",
+                l.address,
+                l.server,
+                utc(l.expires_at)
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// What `add` warns of when no agent runs to renew `lease`.
+    pub(super) fn unrenewed_warning(&self, lease: &Lease) -> Option<String> {
+        let socket = crate::node_id::agent_socket(&self.node_id);
+        if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+            return None;
+        }
+        Some(format!(
+            "no agent runs on this node to renew the lease of {} from {}: it expires at {} \
+             (start `attach agent`, or run `attach reconcile` before then)",
+            lease.address,
+            lease.server,
+            utc(lease.expires_at)
+        ))
+    }
+}

@@ -1,0 +1,304 @@
+//! DHCP without a daemon, against dnsmasq on the wire (in the lab's `ext`
+//! host): macvlan and ipvlan endpoints each get their own lease (ipvlan
+//! told apart by its client identifier), the agent renews it past T1, del
+//! releases it, and the CNI plugin's `"dhcp": true` gets one whose
+//! address, gateway and DNS are in its result.
+
+use std::{
+    path::PathBuf,
+    process::{Child, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use attach_tests::{
+    cni::Call,
+    lab::{Attach, Lab, NODE_IF, Netns, ping, require_root},
+    refusal::text,
+};
+use serde_json::{Value, json};
+
+/// dnsmasq serving 10.77.0.100-150 on the ext host's wire0, killed by its
+/// PID when dropped (also on a failed assertion).
+struct Dnsmasq {
+    child: Option<Child>,
+    dir: PathBuf,
+}
+
+impl Dnsmasq {
+    fn start(lab: &Lab) -> Dnsmasq {
+        let dir = std::env::temp_dir().join(format!("attach-dhcp-{}", lab.tag()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let leases = dir.join("leases");
+        let pid = dir.join("pid");
+        let log = std::fs::File::create(dir.join("log")).unwrap();
+        // nsenter execs dnsmasq (no --fork): the child is dnsmasq itself.
+        let child = lab
+            .ext()
+            .command(&[
+                "dnsmasq",
+                "--no-daemon",
+                "--conf-file=/dev/null",
+                "--port=0",
+                "--user=root",
+                "--interface=wire0",
+                "--bind-interfaces",
+                "--dhcp-range=10.77.0.100,10.77.0.150,255.255.255.0,2m",
+                "--dhcp-option=option:router,10.77.0.1",
+                "--dhcp-option=option:dns-server,10.77.0.53",
+                "--dhcp-option=option:T1,15",
+                "--log-dhcp",
+                &format!("--dhcp-leasefile={}", leases.display()),
+                &format!("--pid-file={}", pid.display()),
+            ])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let d = Dnsmasq {
+            child: Some(child),
+            dir,
+        };
+        // In the foreground it writes no pid file: its log says when it serves.
+        d.wait_for(|| d.log().contains("DHCP, sockets bound"), "dnsmasq to start");
+        d
+    }
+
+    fn leases(&self) -> String {
+        std::fs::read_to_string(self.dir.join("leases")).unwrap_or_default()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
+    }
+
+    fn wait_for(&self, cond: impl Fn() -> bool, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !cond() {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; leases:\n{}\nlog:\n{}",
+                self.leases(),
+                self.log()
+            );
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Dnsmasq {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// An agent in the lab's node (reconciling every 2 s), killed by its PID
+/// when dropped.
+struct Agent(Option<Child>, PathBuf);
+
+impl Agent {
+    fn start(lab: &Lab) -> Agent {
+        let socket = PathBuf::from(format!(
+            "/run/attach/{}.sock",
+            lab.node_pin_dir().file_name().unwrap().to_string_lossy()
+        ));
+        let bin = Attach::bin().unwrap();
+        let child = lab
+            .node()
+            .command(&[
+                bin.to_str().unwrap(),
+                "agent",
+                "--no-metrics",
+                "--reconcile-interval",
+                "2",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+            assert!(Instant::now() < deadline, "the agent's socket never came");
+            thread::sleep(Duration::from_millis(50));
+        }
+        Agent(Some(child), socket)
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_file(&self.1);
+    }
+}
+
+/// `attach -o json add KIND --parent eth1 --netns NETNS --dhcp`: the record
+/// and the warnings.
+fn add(lab: &Lab, kind: &str, netns: &str) -> (Value, String) {
+    let out = lab
+        .attach()
+        .run(&[
+            "-o", "json", "add", kind, "--parent", NODE_IF, "--netns", netns, "--dhcp",
+        ])
+        .unwrap();
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "add {kind} --dhcp: {err}");
+    (serde_json::from_slice(&out.stdout).unwrap(), err)
+}
+
+/// Checks that `rec`'s lease is in its record and in its container.
+fn leased(lab: &Lab, rec: &Value, c: &Netns) -> String {
+    let lease = &rec["dhcp"];
+    let addr = lease["address"].as_str().expect("a lease in the record");
+    assert!(addr.starts_with("10.77.0.1"), "{rec}");
+    assert_eq!(rec["ips"], json!([format!("{addr}/24")]), "{rec}");
+    assert_eq!(rec["gateway"], "10.77.0.1", "{rec}");
+    assert_eq!(lease["server"], "10.77.0.1", "{rec}");
+    assert_eq!(lease["dns"], json!(["10.77.0.53"]), "{rec}");
+    assert_eq!(lease["t1"], 15, "{rec}");
+    let shown = c.ok(&["ip", "-4", "-o", "addr", "show", "eth0"]).unwrap();
+    assert!(shown.contains(&format!("{addr}/24")), "{shown}");
+    let route = c.ok(&["ip", "-4", "route", "show", "default"]).unwrap();
+    assert!(route.contains("via 10.77.0.1"), "{route}");
+    assert!(ping(c, "10.77.0.1"), "{addr} cannot reach the server");
+    let _ = lab;
+    addr.to_owned()
+}
+
+#[test]
+fn macvlan_and_ipvlan_get_their_own_leases_and_del_releases_them() {
+    require_root();
+    let lab = Lab::new().unwrap();
+    let dnsmasq = Dnsmasq::start(&lab);
+    let c1 = lab.container("c1").unwrap();
+    let c2 = lab.container("c2").unwrap();
+    // What the lease gives cannot be given too; ipvlan l3 has no broadcast.
+    for (args, says) in [
+        (
+            vec!["--ip", "10.77.0.9/24"],
+            "--dhcp and --ip exclude each other",
+        ),
+        (vec!["--mode", "l3"], "--dhcp needs ipvlan mode l2"),
+    ] {
+        let mut argv = vec![
+            "add", "ipvlan", "--parent", NODE_IF, "--netns", c1.name(), "--dhcp",
+        ];
+        argv.extend(args);
+        let out = lab.attach().run(&argv).unwrap();
+        assert!(!out.status.success());
+        assert!(text(&out.stderr).contains(says), "{}", text(&out.stderr));
+    }
+    let (mac_rec, warned) = add(&lab, "macvlan", c1.name());
+    // No agent runs: add says the lease will run out.
+    assert!(
+        warned.contains("attach: warning: no agent runs on this node to renew the lease"),
+        "{warned}"
+    );
+    let (ipv_rec, _) = add(&lab, "ipvlan", c2.name());
+    let a1 = leased(&lab, &mac_rec, &c1);
+    let a2 = leased(&lab, &ipv_rec, &c2);
+    assert_ne!(a1, a2);
+    // The ipvlan endpoint speaks with the parent's MAC, the macvlan one
+    // with its own: each known to the server by its client identifier.
+    assert_eq!(ipv_rec["dhcp"]["chaddr"], ipv_rec["mac"]);
+    assert_eq!(mac_rec["dhcp"]["chaddr"], mac_rec["mac"]);
+    let id1 = mac_rec["dhcp"]["client_id"].as_str().unwrap().to_owned();
+    let id2 = ipv_rec["dhcp"]["client_id"].as_str().unwrap().to_owned();
+    assert_ne!(id1, id2);
+    let leases = dnsmasq.leases();
+    for (id, addr) in [(&id1, &a1), (&id2, &a2)] {
+        assert!(
+            leases
+                .lines()
+                .any(|l| l.contains(&format!(" {addr} ")) && l.ends_with(id.as_str())),
+            "{addr} for {id} not in dnsmasq's leases:\n{leases}"
+        );
+    }
+    lab.attach()
+        .ok(&["check", "--netns", c1.name()])
+        .unwrap();
+    // del gives each lease back.
+    for (c, id) in [(&c1, &id1), (&c2, &id2)] {
+        let out = lab.attach().run(&["del", "--netns", c.name()]).unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(!text(&out.stderr).contains("warning"), "{}", text(&out.stderr));
+        dnsmasq.wait_for(|| !dnsmasq.leases().contains(id.as_str()), "the release");
+    }
+}
+
+#[test]
+fn the_agent_renews_a_lease_past_t1() {
+    require_root();
+    let lab = Lab::new().unwrap();
+    let _dnsmasq = Dnsmasq::start(&lab);
+    let c = lab.container("c1").unwrap();
+    let _agent = Agent::start(&lab);
+    let (rec, warned) = add(&lab, "macvlan", c.name());
+    assert!(!warned.contains("no agent runs"), "{warned}");
+    let first = rec["dhcp"].clone();
+    let at = |l: &Value, k: &str| l[k].as_u64().unwrap();
+    // T1 is 15 s; the agent reconciles every 2 s.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let renewed = loop {
+        let now = lab.record(&c)["dhcp"].clone();
+        if at(&now, "renewed_at") > at(&first, "renewed_at") {
+            break now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the agent did not renew the lease within 40 s: {now}"
+        );
+        thread::sleep(Duration::from_millis(500));
+    };
+    assert!(at(&renewed, "expires_at") > at(&first, "expires_at"));
+    assert!(at(&renewed, "renewed_at") >= at(&first, "renewed_at") + 15);
+    assert_eq!(renewed["address"], first["address"]);
+    lab.attach().ok(&["del", "--netns", c.name()]).unwrap();
+}
+
+#[test]
+fn the_cni_plugin_gets_a_lease_into_its_result() {
+    require_root();
+    let lab = Lab::new().unwrap();
+    let dnsmasq = Dnsmasq::start(&lab);
+    let c = lab.container("c1").unwrap();
+    let conf = json!({
+        "cniVersion": "1.0.0",
+        "name": "dhcpnet",
+        "type": "attach-cni",
+        "kind": "macvlan",
+        "parent": NODE_IF,
+        "dhcp": true,
+    })
+    .to_string();
+    let call = |command| Call {
+        node: lab.node(),
+        command,
+        container_id: "dhcp-c1",
+        netns: Some(c.path()),
+        ifname: "eth0",
+        env_extra: vec![("ATTACH_NO_AGENT", "1")],
+    };
+    let reply = call("ADD").run(&conf).unwrap();
+    assert!(reply.ok, "{}", reply.stderr);
+    let r = reply.json();
+    let addr = r["ips"][0]["address"].as_str().unwrap().to_owned();
+    assert!(addr.starts_with("10.77.0.1") && addr.ends_with("/24"), "{r}");
+    assert_eq!(r["ips"][0]["gateway"], "10.77.0.1", "{r}");
+    assert_eq!(r["dns"]["nameservers"], json!(["10.77.0.53"]), "{r}");
+    let ip = addr.trim_end_matches("/24").to_owned();
+    assert!(dnsmasq.leases().contains(&format!(" {ip} ")));
+    let reply = call("DEL").run(&conf).unwrap();
+    assert!(reply.ok, "{}", reply.stderr);
+    dnsmasq.wait_for(
+        || !dnsmasq.leases().contains(&format!(" {ip} ")),
+        "the release",
+    );
+}
