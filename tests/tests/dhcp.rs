@@ -60,7 +60,10 @@ impl Dnsmasq {
             dir,
         };
         // In the foreground it writes no pid file: its log says when it serves.
-        d.wait_for(|| d.log().contains("DHCP, sockets bound"), "dnsmasq to start");
+        d.wait_for(
+            || d.log().contains("DHCP, sockets bound"),
+            "dnsmasq to start",
+        );
         d
     }
 
@@ -188,7 +191,13 @@ fn macvlan_and_ipvlan_get_their_own_leases_and_del_releases_them() {
         (vec!["--mode", "l3"], "--dhcp needs ipvlan mode l2"),
     ] {
         let mut argv = vec![
-            "add", "ipvlan", "--parent", NODE_IF, "--netns", c1.name(), "--dhcp",
+            "add",
+            "ipvlan",
+            "--parent",
+            NODE_IF,
+            "--netns",
+            c1.name(),
+            "--dhcp",
         ];
         argv.extend(args);
         let out = lab.attach().run(&argv).unwrap();
@@ -221,14 +230,16 @@ fn macvlan_and_ipvlan_get_their_own_leases_and_del_releases_them() {
             "{addr} for {id} not in dnsmasq's leases:\n{leases}"
         );
     }
-    lab.attach()
-        .ok(&["check", "--netns", c1.name()])
-        .unwrap();
+    lab.attach().ok(&["check", "--netns", c1.name()]).unwrap();
     // del gives each lease back.
     for (c, id) in [(&c1, &id1), (&c2, &id2)] {
         let out = lab.attach().run(&["del", "--netns", c.name()]).unwrap();
         assert!(out.status.success(), "{}", text(&out.stderr));
-        assert!(!text(&out.stderr).contains("warning"), "{}", text(&out.stderr));
+        assert!(
+            !text(&out.stderr).contains("warning"),
+            "{}",
+            text(&out.stderr)
+        );
         dnsmasq.wait_for(|| !dnsmasq.leases().contains(id.as_str()), "the release");
     }
 }
@@ -290,7 +301,10 @@ fn the_cni_plugin_gets_a_lease_into_its_result() {
     assert!(reply.ok, "{}", reply.stderr);
     let r = reply.json();
     let addr = r["ips"][0]["address"].as_str().unwrap().to_owned();
-    assert!(addr.starts_with("10.77.0.1") && addr.ends_with("/24"), "{r}");
+    assert!(
+        addr.starts_with("10.77.0.1") && addr.ends_with("/24"),
+        "{r}"
+    );
     assert_eq!(r["ips"][0]["gateway"], "10.77.0.1", "{r}");
     assert_eq!(r["dns"]["nameservers"], json!(["10.77.0.53"]), "{r}");
     let ip = addr.trim_end_matches("/24").to_owned();

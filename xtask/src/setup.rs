@@ -21,6 +21,8 @@ const APT_PACKAGES: &[&str] = &[
     "iproute2",
     "iputils-ping",
     "iputils-arping",
+    // The DHCP server the --dhcp tests lease from.
+    "dnsmasq-base",
     "ethtool",
     "bpftool",
     "iperf3",

@@ -58,9 +58,14 @@ pub fn acquire(ifindex: u32, device: &str, chaddr: Mac, client_id: &[u8]) -> Res
     };
     let mut discover = Message::client(MsgType::Discover, xid, chaddr, client_id);
     discover.flags = BROADCAST;
-    let offer = exchange(&sock, &send, &discover, &DISCOVER_AT, DISCOVER_WINDOW, |m| {
-        m.answers(xid, chaddr) && m.msg_type() == Some(MsgType::Offer as u8)
-    })
+    let offer = exchange(
+        &sock,
+        &send,
+        &discover,
+        &DISCOVER_AT,
+        DISCOVER_WINDOW,
+        |m| m.answers(xid, chaddr) && m.msg_type() == Some(MsgType::Offer as u8),
+    )
     .map_err(io)?
     .ok_or_else(|| {
         Error::system(format!(
@@ -200,7 +205,12 @@ pub fn renew(ifname: &str, lease: &mut Lease) -> Result<()> {
         sock.set_read_timeout(Some(left)).map_err(io)?;
         let n = match sock.recv(&mut buf) {
             Ok(n) => n,
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
                 continue;
             }
             Err(e) => return Err(io(e)),

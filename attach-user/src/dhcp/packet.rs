@@ -176,8 +176,10 @@ impl Message {
     pub fn addrs(&self, code: u8) -> Vec<Ipv4Addr> {
         self.option(code)
             .unwrap_or_default()
-            .chunks_exact(4)
-            .map(|c| Ipv4Addr::new(c[0], c[1], c[2], c[3]))
+            .as_chunks::<4>()
+            .0
+            .iter()
+            .map(|c| Ipv4Addr::from(*c))
             .collect()
     }
 
@@ -207,13 +209,7 @@ impl Message {
 
 /// An Ethernet frame carrying `payload` in UDP from the client port to the
 /// server port.
-pub fn frame(
-    src_mac: Mac,
-    dst_mac: Mac,
-    src: Ipv4Addr,
-    dst: Ipv4Addr,
-    payload: &[u8],
-) -> Vec<u8> {
+pub fn frame(src_mac: Mac, dst_mac: Mac, src: Ipv4Addr, dst: Ipv4Addr, payload: &[u8]) -> Vec<u8> {
     let udp_len = 8 + payload.len();
     let mut udp = Vec::with_capacity(udp_len);
     udp.extend_from_slice(&CLIENT_PORT.to_be_bytes());
@@ -344,7 +340,21 @@ mod tests {
         let mut b = Message::client(MsgType::Ack, 1, US, b"id").encode();
         let end = b.iter().rposition(|x| *x == opt::END).unwrap();
         b.truncate(end);
-        b.extend_from_slice(&[opt::DNS, 4, 10, 0, 0, 53, opt::DNS, 4, 10, 0, 0, 54, opt::END]);
+        b.extend_from_slice(&[
+            opt::DNS,
+            4,
+            10,
+            0,
+            0,
+            53,
+            opt::DNS,
+            4,
+            10,
+            0,
+            0,
+            54,
+            opt::END,
+        ]);
         let d = Message::decode(&b).unwrap();
         assert_eq!(
             d.addrs(opt::DNS),

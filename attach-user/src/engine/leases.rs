@@ -127,3 +127,45 @@ impl Engine {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+    use crate::{addr::Mac, model::Kind};
+
+    #[test]
+    fn check_names_an_expired_lease_only() {
+        let mut rec = Attachment::new(Kind::Macvlan, "eth0");
+        assert!(Engine::check_lease(&rec).is_ok());
+        let mut lease = Lease {
+            address: Ipv4Addr::new(10, 0, 0, 5),
+            prefix: 24,
+            server: Ipv4Addr::new(10, 0, 0, 1),
+            server_mac: Mac::default(),
+            client_id: "00:61".into(),
+            chaddr: Mac::default(),
+            acquired_at: 0,
+            renewed_at: 0,
+            expires_at: 120,
+            t1: 60,
+            t2: 105,
+            router: None,
+            dns: Vec::new(),
+            search: Vec::new(),
+            mtu: None,
+        };
+        rec.dhcp = Some(lease.clone());
+        let e = Engine::check_lease(&rec).unwrap_err();
+        assert!(
+            e.message
+                .starts_with("lease of 10.0.0.5 from 10.0.0.1 expired at 1970-01-01T00:02:00Z"),
+            "{}",
+            e.message
+        );
+        lease.expires_at = now() + 60;
+        rec.dhcp = Some(lease);
+        assert!(Engine::check_lease(&rec).is_ok());
+    }
+}

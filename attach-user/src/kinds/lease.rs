@@ -47,11 +47,10 @@ pub async fn acquire_lease(
     };
     let index = link.index;
     let dev = device.clone();
-    let lease = tokio::task::spawn_blocking(move || {
-        dhcp::client::acquire(index, &dev, chaddr, &client_id)
-    })
-    .await
-    .map_err(|e| Error::system(format!("DHCP on {device}: {e}")))??;
+    let lease =
+        tokio::task::spawn_blocking(move || dhcp::client::acquire(index, &dev, chaddr, &client_id))
+            .await
+            .map_err(|e| Error::system(format!("DHCP on {device}: {e}")))??;
     let net = IpNet {
         addr: IpAddr::V4(lease.address),
         prefix: lease.prefix,
@@ -63,7 +62,9 @@ pub async fn acquire_lease(
     rec.gateway = lease
         .router
         .filter(|r| {
-            let mask = u32::MAX.checked_shl(32 - u32::from(lease.prefix)).unwrap_or(0);
+            let mask = u32::MAX
+                .checked_shl(32 - u32::from(lease.prefix))
+                .unwrap_or(0);
             u32::from(*r) & mask == u32::from(lease.address) & mask && *r != lease.address
         })
         .map(IpAddr::V4);
