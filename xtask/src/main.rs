@@ -209,6 +209,8 @@ fn test(root: &Path, filter: Option<&str>, no_lint: bool) -> Result<()> {
             "-D",
             "warnings",
         ]))?;
+        eprintln!("==> layout");
+        layout::check(root)?;
     }
     eprintln!("==> build");
     build(root, false)?;

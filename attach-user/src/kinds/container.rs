@@ -33,7 +33,7 @@ use crate::{
     node::Node,
 };
 
-/// Everything `attach add container` takes.
+// Everything `attach add container` takes (its help is the subcommand's, in cli.rs).
 #[derive(Clone, Debug, Default, clap::Args, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct ContainerRequest {

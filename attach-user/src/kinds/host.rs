@@ -26,7 +26,7 @@ use crate::{
     parse::{self, de},
 };
 
-/// Everything `attach add host` takes.
+// Everything `attach add host` takes (its help is the subcommand's, in cli.rs).
 #[derive(Clone, Debug, Default, clap::Args, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct HostRequest {

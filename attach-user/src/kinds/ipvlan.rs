@@ -55,7 +55,7 @@ use crate::{
     sys,
 };
 
-/// Everything `attach add ipvlan` takes.
+// Everything `attach add ipvlan` takes (its help is the subcommand's, in cli.rs).
 #[derive(Clone, Debug, clap::Args, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct IpvlanRequest {

@@ -60,7 +60,7 @@ pub fn check_vlan(vid: u16, what: &str) -> Result<()> {
     Ok(())
 }
 
-/// Everything `attach add nested` (in the VM) takes.
+// Everything `attach add nested` (in the VM) takes (its help is the subcommand's, in cli.rs).
 #[derive(Clone, Debug, clap::Args, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct NestedRequest {
@@ -121,7 +121,7 @@ impl NestedRequest {
     }
 }
 
-/// Everything `attach add nested-host` (on the host) takes.
+// Everything `attach add nested-host` (on the host) takes (its help is the subcommand's, in cli.rs).
 #[derive(Clone, Debug, clap::Args, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct NestedHostRequest {

@@ -52,7 +52,7 @@ pub const GW4: Ipv4Addr = Ipv4Addr::new(ROUTER_GW4[0], ROUTER_GW4[1], ROUTER_GW4
 pub const GW6: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1);
 const _: () = assert!(GW6.octets()[15] == ROUTER_GW6[15] && GW6.octets()[0] == ROUTER_GW6[0]);
 
-/// Everything `attach add router` takes.
+// Everything `attach add router` takes (its help is the subcommand's, in cli.rs).
 #[derive(Clone, Debug, clap::Args, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct RouterRequest {

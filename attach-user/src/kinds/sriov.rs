@@ -46,7 +46,7 @@ use crate::{
 use device::{PCI_DEVICES, find_in_node, normalize_pci, pci_of, vf_of};
 use vf::{vf_restore, vf_wanted};
 
-/// Everything `attach add sriov` takes.
+// Everything `attach add sriov` takes (its help is the subcommand's, in cli.rs).
 #[derive(Clone, Debug, Default, clap::Args, serde::Serialize, serde::Deserialize)]
 #[command(group(clap::ArgGroup::new("dev").required(true).args(["device", "pci"])))]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]

@@ -6,8 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-/// An attachment by its container (NETNS and interface), or the host side
-/// of a nested container by tap and VLAN.
+// An attachment by its container (NETNS and interface), or the host side
+// of a nested container by tap and VLAN. (No doc comment: it would replace
+// the commands' own help.)
 #[derive(Args, Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Selector {
     /// The container's network namespace: a name under /run/netns, a path, or
@@ -36,7 +37,7 @@ pub struct Selector {
     pub qinq: Option<u16>,
 }
 
-/// `check`: one attachment, or every one.
+// `check`: one attachment, or every one.
 #[derive(Args, Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckArgs {
     /// Check every attachment of the node; exits non-zero if one drifted,
@@ -49,7 +50,7 @@ pub struct CheckArgs {
     pub target: Selector,
 }
 
-/// `stats`: every attachment's counters, or one's.
+// `stats`: every attachment's counters, or one's.
 #[derive(Args, Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatsArgs {
     /// Only this container's attachment (name under /run/netns, path or pid).

@@ -49,7 +49,7 @@ const VETH_MAX_MTU: u32 = 65535;
 /// MTU of a switch port without an uplink, unless given.
 const DEFAULT_MTU: u32 = 1500;
 
-/// Everything `attach add bridge` takes.
+// Everything `attach add bridge` takes (its help is the subcommand's, in cli.rs).
 #[derive(Clone, Debug, clap::Args, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct BridgeRequest {
