@@ -160,16 +160,34 @@ impl Engine {
             let id = crate::dhcp::client_id(&self.node_id, rec.netns_inode, &rec.ifname);
             kinds::acquire_lease(&self.node, req, &mut rec, id).await?;
         }
+        let made = self.make(req, &mut rec, ns, &records).await;
+        if made.is_err() && rec.dhcp.is_some() {
+            // The lease taken for it goes back (from the node: nothing
+            // of the endpoint is left to speak from).
+            kinds::release_lease_on_wire(&self.node, req, &rec).await;
+        }
+        made.map(|()| rec)
+    }
+
+    /// The rest of `add` once the record is planned: the probe, then the
+    /// endpoint made and its record saved (rolled back on failure).
+    async fn make(
+        &self,
+        req: &AddRequest,
+        rec: &mut Attachment,
+        ns: &Netns,
+        records: &[Attachment],
+    ) -> Result<()> {
         // Nothing is made yet either: another host's address is refused
         // before it would be taken.
-        kinds::probe_addresses(&self.node, req, &rec).await?;
+        kinds::probe_addresses(&self.node, req, rec).await?;
         // Written before anything is made: if this process dies half-way,
         // it says what to roll back.
-        let journal = self.begin_journal(&rec).await?;
-        match kinds::create(&self.node, &mut rec, ns, &records).await {
+        let journal = self.begin_journal(rec).await?;
+        match kinds::create(&self.node, rec, ns, records).await {
             Ok(()) => {}
             Err(e) => {
-                self.rollback(&rec, &records).await;
+                self.rollback(rec, records).await;
                 journal.finish();
                 return Err(e);
             }
@@ -177,13 +195,13 @@ impl Engine {
         if let Some(w) = rec.dhcp.as_ref().and_then(|l| self.unrenewed_warning(l)) {
             rec.warnings.push(w);
         }
-        if let Err(e) = self.state.save(&rec) {
-            self.rollback(&rec, &records).await;
+        if let Err(e) = self.state.save(rec) {
+            self.rollback(rec, records).await;
             journal.finish();
             return Err(e.context("saving the attachment record"));
         }
         journal.finish();
-        Ok(rec)
+        Ok(())
     }
 
     /// Undoes a failed `add`; everything it made is removed, errors logged.

@@ -15,6 +15,7 @@ use attach_tests::{
     cni::Call,
     lab::{Attach, Lab, NODE_IF, Netns, ping, require_root},
     refusal::text,
+    snapshot::snapshot,
 };
 use serde_json::{Value, json};
 
@@ -315,4 +316,33 @@ fn the_cni_plugin_gets_a_lease_into_its_result() {
         || !dnsmasq.leases().contains(&format!(" {ip} ")),
         "the release",
     );
+}
+
+#[test]
+fn no_server_is_an_error_naming_the_device_and_nothing_is_left() {
+    require_root();
+    let lab = Lab::new().unwrap();
+    let c = lab.container("c1").unwrap();
+    let empty = snapshot(&lab, &[&c]);
+    let started = Instant::now();
+    let out = lab
+        .attach()
+        .run(&[
+            "add",
+            "macvlan",
+            "--parent",
+            NODE_IF,
+            "--netns",
+            c.name(),
+            "--dhcp",
+        ])
+        .unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("no DHCP server answered on {NODE_IF} within 4 s")),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(8));
+    assert_eq!(snapshot(&lab, &[&c]), empty);
 }

@@ -234,6 +234,39 @@ pub fn renew(ifname: &str, lease: &mut Lease) -> Result<()> {
     }
 }
 
+/// Gives `lease` back to its server from the node, on device `ifindex`
+/// (named `device`): the DHCPRELEASE framed as the endpoint would send
+/// it, to the MAC the server answered from.
+pub fn release_on_wire(ifindex: u32, device: &str, lease: &Lease) -> Result<()> {
+    let sock =
+        PacketSocket::open(ifindex).map_err(|e| Error::system(format!("DHCP on {device}: {e}")))?;
+    let f = packet::frame(
+        lease.chaddr,
+        lease.server_mac,
+        lease.address,
+        lease.server,
+        &release_message(lease).encode(),
+    );
+    sock.send(&f).map_err(|e| {
+        Error::system(format!(
+            "releasing the lease of {} on {device}: {e}",
+            lease.address
+        ))
+    })
+}
+
+fn release_message(lease: &Lease) -> Message {
+    let mut m = Message::client(
+        MsgType::Release,
+        xid(),
+        lease.chaddr,
+        &lease.client_id_bytes(),
+    )
+    .with(opt::SERVER_ID, &lease.server.octets());
+    m.ciaddr = lease.address;
+    m
+}
+
 /// Gives `lease` back to its server (DHCPRELEASE, no answer). Runs in the
 /// container's namespace.
 pub fn release(ifname: &str, lease: &Lease) -> Result<()> {
@@ -244,14 +277,7 @@ pub fn release(ifname: &str, lease: &Lease) -> Result<()> {
         ))
     };
     let sock = client_socket(ifname, lease.address).map_err(io)?;
-    let mut m = Message::client(
-        MsgType::Release,
-        xid(),
-        lease.chaddr,
-        &lease.client_id_bytes(),
-    )
-    .with(opt::SERVER_ID, &lease.server.octets());
-    m.ciaddr = lease.address;
+    let m = release_message(lease);
     sock.send_to(&m.encode(), SocketAddrV4::new(lease.server, SERVER_PORT))
         .map_err(io)?;
     Ok(())

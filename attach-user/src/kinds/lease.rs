@@ -15,6 +15,26 @@ use crate::{
     node::Node,
 };
 
+/// Gives back the lease of `rec` (an `add` that failed after taking it)
+/// from the node, on the wire device it was taken on; errors are logged.
+pub async fn release_lease_on_wire(node: &Node, req: &AddRequest, rec: &Attachment) {
+    let (Some(lease), Some(device)) = (rec.dhcp.clone(), wire_device(req, rec)) else {
+        return;
+    };
+    let released = match node.rtnl.link_by_name(&device).await {
+        Ok(Some(link)) => tokio::task::spawn_blocking(move || {
+            dhcp::client::release_on_wire(link.index, &device, &lease)
+        })
+        .await
+        .unwrap_or_else(|e| Err(Error::system(e.to_string()))),
+        Ok(None) => Err(Error::not_found(format!("device {device} is gone"))),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = released {
+        tracing::warn!("the lease taken for a failed add is not released: {e}");
+    }
+}
+
 /// Acquires the lease `req` asks for (if it does) into `rec`, identified
 /// by `client_id`.
 pub async fn acquire_lease(
