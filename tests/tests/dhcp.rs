@@ -13,7 +13,7 @@ use std::{
 
 use attach_tests::{
     cni::Call,
-    lab::{Attach, Lab, NODE_IF, Netns, ping, require_root},
+    lab::{Attach, EXT_IF, Lab, NODE_IF, Netns, ping, require_root},
     refusal::text,
     snapshot::snapshot,
 };
@@ -28,30 +28,40 @@ struct Dnsmasq {
 
 impl Dnsmasq {
     fn start(lab: &Lab) -> Dnsmasq {
+        Self::start_with(lab, "10.77.0.100,10.77.0.150", &[])
+    }
+
+    /// dnsmasq leasing `range` (FIRST,LAST), with `extra` options.
+    fn start_with(lab: &Lab, range: &str, extra: &[&str]) -> Dnsmasq {
         let dir = std::env::temp_dir().join(format!("attach-dhcp-{}", lab.tag()));
         std::fs::create_dir_all(&dir).unwrap();
         let leases = dir.join("leases");
         let pid = dir.join("pid");
         let log = std::fs::File::create(dir.join("log")).unwrap();
+        let range = format!("--dhcp-range={range},255.255.255.0,2m");
+        let leasefile = format!("--dhcp-leasefile={}", leases.display());
+        let pidfile = format!("--pid-file={}", pid.display());
+        let mut argv = vec![
+            "dnsmasq",
+            "--no-daemon",
+            "--conf-file=/dev/null",
+            "--port=0",
+            "--user=root",
+            "--interface=wire0",
+            "--bind-interfaces",
+            &range,
+            "--dhcp-option=option:router,10.77.0.1",
+            "--dhcp-option=option:dns-server,10.77.0.53",
+            "--dhcp-option=option:T1,15",
+            "--log-dhcp",
+            &leasefile,
+            &pidfile,
+        ];
+        argv.extend_from_slice(extra);
         // nsenter execs dnsmasq (no --fork): the child is dnsmasq itself.
         let child = lab
             .ext()
-            .command(&[
-                "dnsmasq",
-                "--no-daemon",
-                "--conf-file=/dev/null",
-                "--port=0",
-                "--user=root",
-                "--interface=wire0",
-                "--bind-interfaces",
-                "--dhcp-range=10.77.0.100,10.77.0.150,255.255.255.0,2m",
-                "--dhcp-option=option:router,10.77.0.1",
-                "--dhcp-option=option:dns-server,10.77.0.53",
-                "--dhcp-option=option:T1,15",
-                "--log-dhcp",
-                &format!("--dhcp-leasefile={}", leases.display()),
-                &format!("--pid-file={}", pid.display()),
-            ])
+            .command(&argv)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -345,4 +355,48 @@ fn no_server_is_an_error_naming_the_device_and_nothing_is_left() {
     );
     assert!(started.elapsed() < Duration::from_secs(8));
     assert_eq!(snapshot(&lab, &[&c]), empty);
+}
+
+#[test]
+fn a_leased_address_another_host_answers_for_is_refused_and_released() {
+    require_root();
+    let lab = Lab::new().unwrap();
+    // The only address to lease is another host's on the wire (a macvlan
+    // of wire0 in a namespace of its own); without its ping check,
+    // dnsmasq offers it anyway.
+    let squatter = lab.container("squatter").unwrap();
+    let ext = |argv: &[&str]| lab.ext().ok(argv).unwrap();
+    ext(&[
+        "ip", "link", "add", "sq0", "link", EXT_IF, "type", "macvlan", "mode", "bridge",
+    ]);
+    ext(&["ip", "link", "set", "sq0", "netns", squatter.name()]);
+    squatter
+        .ok(&["ip", "addr", "add", "10.77.0.100/24", "dev", "sq0"])
+        .unwrap();
+    squatter.ok(&["ip", "link", "set", "sq0", "up"]).unwrap();
+    let dnsmasq = Dnsmasq::start_with(&lab, "10.77.0.100,10.77.0.100", &["--no-ping"]);
+    let c = lab.container("c1").unwrap();
+    let empty = snapshot(&lab, &[&c]);
+    let out = lab
+        .attach()
+        .run(&[
+            "add",
+            "macvlan",
+            "--parent",
+            NODE_IF,
+            "--netns",
+            c.name(),
+            "--dhcp",
+        ])
+        .unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(err.contains("address 10.77.0.100 is in use"), "{err}");
+    assert_eq!(snapshot(&lab, &[&c]), empty);
+    // It was leased, and given back by the failed add.
+    assert!(dnsmasq.log().contains("DHCPACK"), "{}", dnsmasq.log());
+    dnsmasq.wait_for(
+        || dnsmasq.log().contains("DHCPRELEASE") && !dnsmasq.leases().contains("10.77.0.100"),
+        "the release",
+    );
 }
