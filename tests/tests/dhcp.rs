@@ -168,7 +168,7 @@ fn add(lab: &Lab, kind: &str, netns: &str) -> (Value, String) {
 }
 
 /// Checks that `rec`'s lease is in its record and in its container.
-fn leased(lab: &Lab, rec: &Value, c: &Netns) -> String {
+fn leased(rec: &Value, c: &Netns) -> String {
     let lease = &rec["dhcp"];
     let addr = lease["address"].as_str().expect("a lease in the record");
     assert!(addr.starts_with("10.77.0.1"), "{rec}");
@@ -182,7 +182,6 @@ fn leased(lab: &Lab, rec: &Value, c: &Netns) -> String {
     let route = c.ok(&["ip", "-4", "route", "show", "default"]).unwrap();
     assert!(route.contains("via 10.77.0.1"), "{route}");
     assert!(ping(c, "10.77.0.1"), "{addr} cannot reach the server");
-    let _ = lab;
     addr.to_owned()
 }
 
@@ -222,8 +221,8 @@ fn macvlan_and_ipvlan_get_their_own_leases_and_del_releases_them() {
         "{warned}"
     );
     let (ipv_rec, _) = add(&lab, "ipvlan", c2.name());
-    let a1 = leased(&lab, &mac_rec, &c1);
-    let a2 = leased(&lab, &ipv_rec, &c2);
+    let a1 = leased(&mac_rec, &c1);
+    let a2 = leased(&ipv_rec, &c2);
     assert_ne!(a1, a2);
     // The ipvlan endpoint speaks with the parent's MAC, the macvlan one
     // with its own: each known to the server by its client identifier.
@@ -399,4 +398,37 @@ fn a_leased_address_another_host_answers_for_is_refused_and_released() {
         || dnsmasq.log().contains("DHCPRELEASE") && !dnsmasq.leases().contains("10.77.0.100"),
         "the release",
     );
+}
+
+#[test]
+fn ports_of_an_ebpf_switch_lease_through_its_uplink() {
+    require_root();
+    let lab = Lab::new().unwrap();
+    let dnsmasq = Dnsmasq::start(&lab);
+    let c1 = lab.container("c1").unwrap();
+    let c2 = lab.container("c2").unwrap();
+    // The first port names the uplink; the second finds it on the switch.
+    for (c, extra) in [(&c1, vec!["--uplink", NODE_IF]), (&c2, vec![])] {
+        let mut argv = vec![
+            "-o",
+            "json",
+            "add",
+            "bridge",
+            "--bridge",
+            "swd",
+            "--netns",
+            c.name(),
+            "--dhcp",
+        ];
+        argv.extend(extra);
+        let out = lab.attach().run(&argv).unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let rec: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let addr = leased(&rec, c);
+        assert!(dnsmasq.leases().contains(&format!(" {addr} ")));
+    }
+    for c in [&c1, &c2] {
+        lab.attach().ok(&["del", "--netns", c.name()]).unwrap();
+    }
+    dnsmasq.wait_for(|| dnsmasq.leases().trim().is_empty(), "both releases");
 }

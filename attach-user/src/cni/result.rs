@@ -74,19 +74,27 @@ pub fn result(conf: &NetConf, rec: &Attachment, ipam: &IpamResult) -> Value {
     if let Some(dns) = merge_dns(conf.dns.as_ref(), ipam.dns.as_ref()) {
         out["dns"] = dns;
     }
-    // A DHCP lease's servers and search list, when nothing else gave any.
+    // A DHCP lease's servers and search list, where neither the
+    // configuration nor IPAM gave them.
     if let Some(lease) = &rec.dhcp
         && !lease.dns.is_empty()
         && out["dns"]["nameservers"]
             .as_array()
             .is_none_or(|a| a.is_empty())
     {
-        let mut dns = json!({"nameservers": lease.dns});
-        if let Some(domain) = lease.search.first() {
-            dns["domain"] = json!(domain);
-            dns["search"] = json!(lease.search);
+        if !out["dns"].is_object() {
+            out["dns"] = json!({});
         }
-        out["dns"] = dns;
+        let dns = &mut out["dns"];
+        dns["nameservers"] = json!(lease.dns);
+        if let Some(domain) = lease.search.first() {
+            if dns.get("domain").is_none() {
+                dns["domain"] = json!(domain);
+            }
+            if dns["search"].as_array().is_none_or(|a| a.is_empty()) {
+                dns["search"] = json!(lease.search);
+            }
+        }
     }
     out
 }
