@@ -133,7 +133,24 @@ pub fn attachments(list: &[Attachment]) -> String {
             "HOST_IFNAME",
         ],
         &rows,
-    )
+    ) + &leases(list)
+}
+
+/// A line per DHCP lease, under the table: its server and expiry.
+fn leases(list: &[Attachment]) -> String {
+    list.iter()
+        .filter_map(|a| {
+            let l = a.dhcp.as_ref()?;
+            Some(format!(
+                "\n{} in {}: lease of {} from {}, expires {}",
+                a.ifname,
+                netns_column(a),
+                l.address,
+                l.server,
+                crate::dhcp::lease::utc(l.expires_at)
+            ))
+        })
+        .collect()
 }
 
 pub fn stats(s: &Stats) -> String {

@@ -241,6 +241,13 @@ fn macvlan_and_ipvlan_get_their_own_leases_and_del_releases_them() {
         );
     }
     lab.attach().ok(&["check", "--netns", c1.name()]).unwrap();
+    let listed = lab.attach().ok(&["list"]).unwrap();
+    for a in [&a1, &a2] {
+        assert!(
+            listed.contains(&format!("lease of {a} from 10.77.0.1, expires 20")),
+            "{listed}"
+        );
+    }
     // del gives each lease back.
     for (c, id) in [(&c1, &id1), (&c2, &id2)] {
         let out = lab.attach().run(&["del", "--netns", c.name()]).unwrap();
