@@ -114,7 +114,7 @@ impl IpvlanRequest {
                 "ipvlan needs at least one --ip: its endpoints share the parent's MAC and are told apart by address",
             ));
         }
-        super::check_addressing(&self.ips, self.gateway, self.mtu)
+        super::addressing::check_addressing(&self.ips, self.gateway, self.mtu)
     }
 
     /// The one flag the request gives (bridge if none).

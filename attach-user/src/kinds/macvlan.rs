@@ -95,7 +95,7 @@ impl MacvlanRequest {
         if let Some(m) = &self.mac {
             m.check_unicast("--mac")?;
         }
-        super::check_addressing(&self.ips, self.gateway, self.mtu)?;
+        super::addressing::check_addressing(&self.ips, self.gateway, self.mtu)?;
         let native = self.backend == Backend::Native;
         if native && self.datapath.is_some() {
             return Err(Error::invalid(

@@ -124,8 +124,6 @@ impl AddRequest {
 pub(crate) use common::free_endpoint_id;
 pub(crate) use macvlan::{adopt_mac, drifted_parents, resync_parents};
 
-// The requests' `validate` name it `super::check_addressing`.
-pub(crate) use addressing::check_addressing;
 use common::parent_gone;
 
 /// Whether `r` is the host side of a nested attachment (known by its tap,

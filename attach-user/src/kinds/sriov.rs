@@ -149,7 +149,7 @@ impl SriovRequest {
         if let Some(m) = &self.mac {
             m.check_unicast("--mac")?;
         }
-        super::check_addressing(&self.ips, self.gateway, self.mtu)
+        super::addressing::check_addressing(&self.ips, self.gateway, self.mtu)
     }
 
     /// The options only a VF has, as written on the command line.

@@ -138,7 +138,7 @@ impl BridgeRequest {
                 "MTU {m} exceeds the largest a veth takes ({VETH_MAX_MTU})"
             )));
         }
-        super::check_addressing(&self.ips, self.gateway, self.mtu)
+        super::addressing::check_addressing(&self.ips, self.gateway, self.mtu)
     }
 
     fn spoofchk(&self) -> bool {
