@@ -81,7 +81,7 @@ pub struct MacvlanRequest {
     #[serde(default, deserialize_with = "de::on_off")]
     pub spoofchk: Option<bool>,
     /// Attach without first checking that no other host on the wire
-    /// answers for --ip (an ARP probe, DAD for IPv6; 200 ms).
+    /// answers for --ip (an ARP probe, DAD for IPv6; 60 ms).
     #[arg(long)]
     #[serde(default)]
     pub no_probe: bool,

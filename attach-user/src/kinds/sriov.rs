@@ -103,7 +103,7 @@ pub struct SriovRequest {
     #[serde(default)]
     pub mtu: Option<u32>,
     /// Attach without first checking that no other host on the wire
-    /// answers for --ip (an ARP probe, DAD for IPv6; 200 ms).
+    /// answers for --ip (an ARP probe, DAD for IPv6; 60 ms).
     #[arg(long)]
     #[serde(default)]
     pub no_probe: bool,

@@ -105,7 +105,7 @@ pub struct BridgeRequest {
     #[serde(default)]
     pub uplink: Option<String>,
     /// Attach without first checking that no other host on the wire
-    /// answers for --ip (an ARP probe, DAD for IPv6; 200 ms).
+    /// answers for --ip (an ARP probe, DAD for IPv6; 60 ms).
     #[arg(long)]
     #[serde(default)]
     pub no_probe: bool,
