@@ -93,17 +93,30 @@ pub const GUEST_SUITES: &[(&str, &[&str])] = &[
         &["--exact", "a_device_moves_in_works_and_comes_back_restored"],
     ),
     ("cni", &["--exact", "add_check_del_with_host_local"]),
+    // A taken address refused from the wire: ARP probe and DAD (packet
+    // sockets, promiscuous) on this kernel.
+    (
+        "conflict",
+        &[
+            "--exact",
+            "an_address_of_another_host_is_refused_before_anything_is_made",
+        ],
+    ),
 ];
 
 /// What a kernel without `bpf_loop` (5.10) runs instead. It gets the build
 /// whose flood walk is unrolled, which its verifier takes tens of seconds
 /// over per program under emulation (a second or so on hardware, once per
 /// node), and every test that makes a node verifies again. So: the verdict
-/// on every program, ipvlan against the driver, and each kind once (the
-/// eBPF macvlan through the CNI plugin: its differential also runs the XDP
-/// datapath, which needs 5.13 and is refused here).
+/// on every program, ipvlan against the driver, our macvlan against the
+/// kernel's (tc and xdp: here the xdp endpoints get their own XDP program),
+/// and each other kind once.
 pub const COMPAT_SUITES: &[(&str, &[&str])] = &[
     ("features", &[]),
+    (
+        "macvlan",
+        &["--exact", "mixed_modes_on_one_parent_match_native"],
+    ),
     ("cni", &["--exact", "add_check_del_with_host_local"]),
     (
         "nested",
@@ -127,6 +140,13 @@ pub const COMPAT_SUITES: &[(&str, &[&str])] = &[
     (
         "router",
         &["--exact", "ebpf_routes_without_the_nodes_forwarding"],
+    ),
+    (
+        "conflict",
+        &[
+            "--exact",
+            "an_address_of_another_host_is_refused_before_anything_is_made",
+        ],
     ),
 ];
 

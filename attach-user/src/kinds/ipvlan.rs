@@ -97,7 +97,7 @@ pub struct IpvlanRequest {
     #[serde(default)]
     pub backend: Backend,
     /// Attach without first checking that no other host on the wire
-    /// answers for --ip (an ARP probe, DAD for IPv6; 200 ms).
+    /// answers for --ip (an ARP probe, DAD for IPv6; 60 ms).
     #[arg(long)]
     #[serde(default)]
     pub no_probe: bool,
@@ -126,8 +126,8 @@ impl IpvlanRequest {
                 "ipvlan needs at least one --ip (or --dhcp): its endpoints share the parent's MAC and are told apart by address",
             ));
         }
-        super::check_addressing(&self.ips, self.gateway, self.mtu)?;
-        super::check_dhcp(self.dhcp, &self.ips, self.gateway)
+        super::addressing::check_addressing(&self.ips, self.gateway, self.mtu)?;
+        super::addressing::check_dhcp(self.dhcp, &self.ips, self.gateway)
     }
 
     /// The one flag the request gives (bridge if none).
