@@ -13,102 +13,12 @@ use std::{
 
 use attach_tests::{
     cni::Call,
+    dnsmasq::Dnsmasq,
     lab::{Attach, EXT_IF, Lab, NODE_IF, Netns, ping, require_root},
     refusal::text,
     snapshot::snapshot,
 };
 use serde_json::{Value, json};
-
-/// dnsmasq serving 10.77.0.100-150 on the ext host's wire0, killed by its
-/// PID when dropped (also on a failed assertion).
-struct Dnsmasq {
-    child: Option<Child>,
-    dir: PathBuf,
-}
-
-impl Dnsmasq {
-    fn start(lab: &Lab) -> Dnsmasq {
-        Self::start_with(lab, "10.77.0.100,10.77.0.150", &[])
-    }
-
-    /// dnsmasq leasing `range` (FIRST,LAST), with `extra` options.
-    fn start_with(lab: &Lab, range: &str, extra: &[&str]) -> Dnsmasq {
-        let dir = std::env::temp_dir().join(format!("attach-dhcp-{}", lab.tag()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let leases = dir.join("leases");
-        let pid = dir.join("pid");
-        let log = std::fs::File::create(dir.join("log")).unwrap();
-        let range = format!("--dhcp-range={range},255.255.255.0,2m");
-        let leasefile = format!("--dhcp-leasefile={}", leases.display());
-        let pidfile = format!("--pid-file={}", pid.display());
-        let mut argv = vec![
-            "dnsmasq",
-            "--no-daemon",
-            "--conf-file=/dev/null",
-            "--port=0",
-            "--user=root",
-            "--interface=wire0",
-            "--bind-interfaces",
-            &range,
-            "--dhcp-option=option:router,10.77.0.1",
-            "--dhcp-option=option:dns-server,10.77.0.53",
-            "--dhcp-option=option:T1,15",
-            "--log-dhcp",
-            &leasefile,
-            &pidfile,
-        ];
-        argv.extend_from_slice(extra);
-        // nsenter execs dnsmasq (no --fork): the child is dnsmasq itself.
-        let child = lab
-            .ext()
-            .command(&argv)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let d = Dnsmasq {
-            child: Some(child),
-            dir,
-        };
-        // In the foreground it writes no pid file: its log says when it serves.
-        d.wait_for(
-            || d.log().contains("DHCP, sockets bound"),
-            "dnsmasq to start",
-        );
-        d
-    }
-
-    fn leases(&self) -> String {
-        std::fs::read_to_string(self.dir.join("leases")).unwrap_or_default()
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
-    }
-
-    fn wait_for(&self, cond: impl Fn() -> bool, what: &str) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !cond() {
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; leases:\n{}\nlog:\n{}",
-                self.leases(),
-                self.log()
-            );
-            thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Dnsmasq {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 /// An agent in the lab's node (reconciling every 2 s), killed by its PID
 /// when dropped.
@@ -189,7 +99,7 @@ fn leased(rec: &Value, c: &Netns) -> String {
 fn macvlan_and_ipvlan_get_their_own_leases_and_del_releases_them() {
     require_root();
     let lab = Lab::new().unwrap();
-    let dnsmasq = Dnsmasq::start(&lab);
+    let dnsmasq = Dnsmasq::start(&lab).unwrap();
     let c1 = lab.container("c1").unwrap();
     let c2 = lab.container("c2").unwrap();
     // What the lease gives cannot be given too; ipvlan l3 has no broadcast.
@@ -265,7 +175,7 @@ fn macvlan_and_ipvlan_get_their_own_leases_and_del_releases_them() {
 fn the_agent_renews_a_lease_past_t1() {
     require_root();
     let lab = Lab::new().unwrap();
-    let _dnsmasq = Dnsmasq::start(&lab);
+    let _dnsmasq = Dnsmasq::start(&lab).unwrap();
     let c = lab.container("c1").unwrap();
     let _agent = Agent::start(&lab);
     let (rec, warned) = add(&lab, "macvlan", c.name());
@@ -295,7 +205,7 @@ fn the_agent_renews_a_lease_past_t1() {
 fn the_cni_plugin_gets_a_lease_into_its_result() {
     require_root();
     let lab = Lab::new().unwrap();
-    let dnsmasq = Dnsmasq::start(&lab);
+    let dnsmasq = Dnsmasq::start(&lab).unwrap();
     let c = lab.container("c1").unwrap();
     let conf = json!({
         "cniVersion": "1.0.0",
@@ -380,7 +290,7 @@ fn a_leased_address_another_host_answers_for_is_refused_and_released() {
         .ok(&["ip", "addr", "add", "10.77.0.100/24", "dev", "sq0"])
         .unwrap();
     squatter.ok(&["ip", "link", "set", "sq0", "up"]).unwrap();
-    let dnsmasq = Dnsmasq::start_with(&lab, "10.77.0.100,10.77.0.100", &["--no-ping"]);
+    let dnsmasq = Dnsmasq::start_with(&lab, "10.77.0.100,10.77.0.100", &["--no-ping"]).unwrap();
     let c = lab.container("c1").unwrap();
     let empty = snapshot(&lab, &[&c]);
     let out = lab
@@ -411,7 +321,7 @@ fn a_leased_address_another_host_answers_for_is_refused_and_released() {
 fn ports_of_an_ebpf_switch_lease_through_its_uplink() {
     require_root();
     let lab = Lab::new().unwrap();
-    let dnsmasq = Dnsmasq::start(&lab);
+    let dnsmasq = Dnsmasq::start(&lab).unwrap();
     let c1 = lab.container("c1").unwrap();
     let c2 = lab.container("c2").unwrap();
     // The first port names the uplink; the second finds it on the switch.

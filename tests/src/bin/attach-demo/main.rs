@@ -7,6 +7,7 @@
 //! host, container and sriov kinds. Everything is removed at the end.
 
 mod check;
+mod dhcp;
 mod other_kinds;
 mod sections;
 
@@ -23,14 +24,15 @@ use attach_tests::{
 };
 
 const USAGE: &str = "usage: attach-demo [--mode bridge|vepa|private|passthru]...
-                   [--only macvlan|host-access|ipvlan|bridge|router|nested|host|container|sriov]...
+                   [--only macvlan|host-access|ipvlan|bridge|router|nested|host|container|sriov|dhcp]...
 
 Builds a lab of network namespaces, attaches containers in each macvlan mode
 with native macvlan and with attach's eBPF datapath (tc and xdp), and prints
 the reachability of each, then shows --host-access, ipvlan in l2, l3 and
 l3s, bridge ports (a Linux bridge, our eBPF switch), router endpoints (eBPF and
-kernel forwarding), nested containers in VMs on VLANs, and the host, container
-and sriov kinds (--only: just those sections). Needs root; cleans up.";
+kernel forwarding), nested containers in VMs on VLANs, the host, container
+and sriov kinds, and DHCP leases with conflict detection (--only: just those
+sections). Needs root; cleans up.";
 
 fn main() -> Result<()> {
     let mut modes: Vec<String> = Vec::new();
@@ -100,6 +102,9 @@ fn main() -> Result<()> {
     }
     if ["host", "container", "sriov"].iter().any(|s| shows(s)) {
         other_kinds(&shows)?;
+    }
+    if shows("dhcp") {
+        dhcp::dhcp()?;
     }
     let mismatches = std::mem::take(&mut *MISMATCHES.lock().unwrap());
     let ok = all_same && mismatches.is_empty();
