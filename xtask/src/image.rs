@@ -134,9 +134,7 @@ fn has_interpreter(elf: &[u8]) -> Result<bool> {
     const PT_INTERP: u32 = 3;
     for i in 0..count {
         let at = phoff + i * entsize;
-        let p_type = elf
-            .get(at..at + 4)
-            .context("program header past the end")?;
+        let p_type = elf.get(at..at + 4).context("program header past the end")?;
         if u32::from_le_bytes(p_type.try_into()?) == PT_INTERP {
             return Ok(true);
         }
