@@ -121,7 +121,8 @@ impl Port for SwPort {
     }
 }
 
-/// An admitted frame: the device it came in on, its port, its header.
+/// An admitted frame: the device it came in on, its port, its header and
+/// length.
 pub struct Sent<P> {
     pub ifindex: u32,
     pub port: P,

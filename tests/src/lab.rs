@@ -20,7 +20,10 @@ pub use crate::{
     attach::Attach,
     matrix::{Matrix, Proto, Row},
     netns::{Netns, netns_list, node_id, unique_tag, wait_released_netns_destroyed},
-    probe::{UNUSED_V4, arping, broadcast_reaches, captures, ndisc, ping, ping_within},
+    probe::{
+        UNUSED_V4, arping, broadcast_reaches, captures, ndisc, ping, ping_within,
+        unreachable_within,
+    },
 };
 
 /// Every lab namespace is named `atl-<pid>-<n>-<role>`.

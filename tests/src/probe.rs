@@ -113,6 +113,14 @@ pub fn ping_within(from: &Netns, dst: &str, within: std::time::Duration) -> bool
     crate::poll::until(within, std::time::Duration::ZERO, || ping(from, dst))
 }
 
+/// [`ping`] until it goes unanswered or `within` has passed. For a path
+/// just broken on purpose (a link's pin removed): the kernel detaches the
+/// program when its last reference is released, in deferred work, so the
+/// first pings may still be switched by it.
+pub fn unreachable_within(from: &Netns, dst: &str, within: std::time::Duration) -> bool {
+    crate::poll::until(within, std::time::Duration::ZERO, || !ping(from, dst))
+}
+
 /// What arping says of an interface that does no ARP (NOARP, e.g. an
 /// ipvlan l3 endpoint): it resolves nothing, by the interface's nature.
 const NOT_ARPABLE: &str = "is not ARPable";

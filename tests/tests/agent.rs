@@ -24,6 +24,10 @@ struct Agent {
 
 impl Agent {
     fn start(lab: &Lab, interval: u32) -> Agent {
+        Self::start_with(lab, interval, &[])
+    }
+
+    fn start_with(lab: &Lab, interval: u32, extra: &[&str]) -> Agent {
         let log = std::env::temp_dir().join(format!("attach-agent-{}.log", lab.tag()));
         let socket = PathBuf::from(format!(
             "/run/attach/{}.sock",
@@ -33,14 +37,19 @@ impl Agent {
         let bin = Attach::bin().unwrap();
         let child = lab
             .node()
-            .command(&[
-                bin.to_str().unwrap(),
-                "agent",
-                "--metrics-addr",
-                "127.0.0.1:9469",
-                "--reconcile-interval",
-                &interval.to_string(),
-            ])
+            .command(
+                &[
+                    bin.to_str().unwrap(),
+                    "agent",
+                    "--metrics-addr",
+                    "127.0.0.1:9469",
+                    "--reconcile-interval",
+                    &interval.to_string(),
+                ]
+                .into_iter()
+                .chain(extra.iter().copied())
+                .collect::<Vec<_>>(),
+            )
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(file)
@@ -346,4 +355,115 @@ fn the_agent_takes_on_a_mac_set_in_the_container() {
         "the wire cannot reach c1 with its new MAC"
     );
     lab.attach().ok(&["del", "--netns", c1.ns.name()]).unwrap();
+}
+
+/// `/metrics` and `/healthz` are served as an HTTP server should: HEAD as
+/// GET without a body, other paths 404, other methods 405, a request split
+/// across writes read whole.
+#[test]
+fn the_agent_speaks_http_as_a_server_should() {
+    require_root();
+    let lab = Lab::new().unwrap();
+    let _agent = Agent::start(&lab, 0);
+    let code = |args: &[&str]| -> String {
+        let mut argv = vec!["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}"];
+        argv.extend_from_slice(args);
+        lab.node().ok(&argv).unwrap()
+    };
+    let url = "http://127.0.0.1:9469";
+    assert_eq!(code(&[&format!("{url}/metrics")]), "200");
+    assert_eq!(code(&["-I", &format!("{url}/metrics")]), "200");
+    assert_eq!(code(&["-X", "POST", &format!("{url}/metrics")]), "405");
+    assert_eq!(code(&[&format!("{url}/metricsfoo")]), "404");
+    assert_eq!(code(&[&format!("{url}/")]), "404");
+    let head = lab
+        .node()
+        .ok(&["curl", "-sI", &format!("{url}/metrics")])
+        .unwrap();
+    assert!(head.contains("text/plain"), "{head}");
+    let health = lab
+        .node()
+        .ok(&["curl", "-sf", &format!("{url}/healthz")])
+        .unwrap();
+    assert!(health.starts_with("ok: 0 attachment"), "{health}");
+    let split = lab
+        .node()
+        .ok(&[
+            "bash",
+            "-c",
+            "exec 3<>/dev/tcp/127.0.0.1/9469; printf 'GET /metr' >&3; sleep 0.3; \
+             printf 'ics HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n' >&3; \
+             head -1 <&3",
+        ])
+        .unwrap();
+    assert!(split.starts_with("HTTP/1.1 200"), "{split:?}");
+}
+
+/// The agent's socket serves root and the group it is given, checked by the
+/// caller's credentials, not only by the socket file's mode.
+#[test]
+fn the_agent_serves_root_and_its_group_only() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    require_root();
+    let lab = Lab::new().unwrap();
+    let agent = Agent::start_with(&lab, 0, &["--socket-group", "65534"]);
+    let meta = std::fs::metadata(&agent.socket).unwrap();
+    assert_eq!(meta.mode() & 0o777, 0o660);
+    assert_eq!((meta.uid(), meta.gid()), (0, 65534));
+    // Open to everyone: what is refused now is refused by the credentials.
+    std::fs::set_permissions(&agent.socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let net = format!("--net={}", lab.node().path().display());
+    let bin = Attach::bin().unwrap();
+    let list_as = |gid: &str| {
+        std::process::Command::new("nsenter")
+            .args([
+                net.as_str(),
+                "setpriv",
+                "--reuid=65534",
+                &format!("--regid={gid}"),
+                "--clear-groups",
+            ])
+            .arg(&bin)
+            .args(["list", "-o", "json"])
+            .output()
+            .unwrap()
+    };
+    let served = list_as("65534");
+    assert!(
+        served.status.success(),
+        "{}",
+        String::from_utf8_lossy(&served.stderr)
+    );
+    assert_eq!(Agent::metric(&lab, "attach_api_requests_total"), 1);
+    let refused = list_as("1");
+    let out = String::from_utf8_lossy(&refused.stdout);
+    assert_eq!(refused.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("uid 65534 (gid 1) is refused"),
+        "{out} {}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    assert_eq!(Agent::metric(&lab, "attach_api_requests_total"), 1);
+}
+
+/// The agent's systemd unit is rated OK (at most 3.0) by systemd's own
+/// exposure analysis.
+#[test]
+fn the_agent_unit_is_rated_ok_by_systemd() {
+    let unit = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../contrib/attach-agent.service"
+    );
+    let out = std::process::Command::new("systemd-analyze")
+        .args(["security", "--offline=true", "--no-pager", unit])
+        .output()
+        .expect("systemd-analyze (the systemd package)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let level: f64 = text
+        .lines()
+        .find_map(|l| l.split("attach-agent.service: ").nth(1))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no exposure level in:\n{text}"));
+    assert!(level <= 3.0, "exposure {level} > 3.0:\n{text}");
 }

@@ -14,7 +14,10 @@
 //! VLAN spans VMs; bad input is refused and changes nothing on either side.
 
 use attach_tests::{
-    lab::{EXT_V4, EXT_V6, Lab, NODE_IF, Netns, node_id, ping, ping_within, require_root},
+    lab::{
+        EXT_V4, EXT_V6, Lab, NODE_IF, Netns, node_id, ping, ping_within, require_root,
+        unreachable_within,
+    },
     reach::{Endpoint, Flavor, attach, detach},
     report::{counters_where, verdict},
     snapshot::{links, snapshot, tree},
@@ -249,7 +252,10 @@ fn check_and_reconcile_both_sides() {
         std::fs::remove_file(pin).unwrap();
     };
     unpin(lab.node_pin_dir(), "-nest");
-    assert!(!ping(&c.ns, EXT_V4), "the tap still switched");
+    assert!(
+        unreachable_within(&c.ns, EXT_V4, REPAIRED_WITHIN),
+        "the tap still switched"
+    );
     let out = lab
         .attach()
         .run(&["check", "--tap", "tap1", "--vlan", "100"])
@@ -267,7 +273,10 @@ fn check_and_reconcile_both_sides() {
         node_id(vm1.ns.path()).unwrap()
     );
     unpin(vm_pins.into(), "-nest");
-    assert!(!ping(lab.ext(), &c.v4), "the uplink still delivered");
+    assert!(
+        unreachable_within(lab.ext(), &c.v4, REPAIRED_WITHIN),
+        "the uplink still delivered"
+    );
     let repairs = vm1.engine.json(&["reconcile"]).unwrap();
     assert_eq!(repairs[0]["action"], "repaired", "{repairs}");
     assert!(

@@ -93,6 +93,15 @@ pub const GUEST_SUITES: &[(&str, &[&str])] = &[
         &["--exact", "a_device_moves_in_works_and_comes_back_restored"],
     ),
     ("cni", &["--exact", "add_check_del_with_host_local"]),
+    // A taken address refused from the wire: ARP probe and DAD (packet
+    // sockets, promiscuous) on this kernel.
+    (
+        "conflict",
+        &[
+            "--exact",
+            "an_address_of_another_host_is_refused_before_anything_is_made",
+        ],
+    ),
 ];
 
 /// What a kernel without `bpf_loop` (5.10) runs instead. It gets the build
@@ -127,6 +136,13 @@ pub const COMPAT_SUITES: &[(&str, &[&str])] = &[
     (
         "router",
         &["--exact", "ebpf_routes_without_the_nodes_forwarding"],
+    ),
+    (
+        "conflict",
+        &[
+            "--exact",
+            "an_address_of_another_host_is_refused_before_anything_is_made",
+        ],
     ),
 ];
 

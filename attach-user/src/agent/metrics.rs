@@ -1,11 +1,16 @@
-//! Prometheus text exposition of the datapath counters, on GET /metrics.
+//! Prometheus text exposition of the datapath counters on `/metrics`, and
+//! `/healthz`, served by axum.
 
 use std::{fmt::Write as _, sync::Arc};
 
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpListener,
+use axum::{
+    Router,
+    extract::State,
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::get,
 };
+use tokio::net::TcpListener;
 
 use super::shared::Shared;
 use crate::engine::Stats;
@@ -145,41 +150,47 @@ pub fn render(stats: &Stats, repairs: u64, requests: u64) -> String {
     out
 }
 
+/// Serves `/metrics` (Prometheus text) and `/healthz` over HTTP/1.1;
+/// other paths are 404, other methods 405, HEAD answers as GET without a
+/// body.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
-    loop {
-        let Ok((mut stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let s = shared.clone();
-        tokio::spawn(async move {
-            let mut buf = [0u8; 2048];
-            let n = stream.read(&mut buf).await.unwrap_or(0);
-            let req = String::from_utf8_lossy(&buf[..n]);
-            let (status, body, ctype) = if req.starts_with("GET /metrics") {
-                let stats = {
-                    let _busy = s.busy.lock().await;
-                    s.engine.stats()
-                };
-                match stats {
-                    Ok(st) => (
-                        "200 OK",
-                        render(
-                            &st,
-                            s.repairs.load(std::sync::atomic::Ordering::Relaxed),
-                            s.requests.load(std::sync::atomic::Ordering::Relaxed),
-                        ),
-                        "text/plain; version=0.0.4",
-                    ),
-                    Err(e) => ("500 Internal Server Error", format!("{e}\n"), "text/plain"),
-                }
-            } else {
-                ("404 Not Found", "try /metrics\n".to_owned(), "text/plain")
-            };
-            let resp = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = stream.write_all(resp.as_bytes()).await;
-        });
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .with_state(shared);
+    if let Err(e) = axum::serve(listener, app).await {
+        tracing::error!("metrics server stopped: {e}");
+    }
+}
+
+async fn metrics(State(s): State<Arc<Shared>>) -> Response {
+    let stats = {
+        let _busy = s.busy.lock().await;
+        s.engine.stats()
+    };
+    match stats {
+        Ok(st) => (
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            render(
+                &st,
+                s.repairs.load(std::sync::atomic::Ordering::Relaxed),
+                s.requests.load(std::sync::atomic::Ordering::Relaxed),
+            ),
+        )
+            .into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
+}
+
+/// Alive when the agent's tasks answer and the node's records can be read
+/// (the lock is not held forever).
+async fn healthz(State(s): State<Arc<Shared>>) -> Response {
+    let busy = tokio::time::timeout(std::time::Duration::from_secs(5), s.busy.lock()).await;
+    match busy {
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "busy for more than 5 s\n").into_response(),
+        Ok(_guard) => match s.engine.list() {
+            Ok(list) => format!("ok: {} attachment(s)\n", list.len()).into_response(),
+            Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
+        },
     }
 }

@@ -23,7 +23,8 @@ use crate::{Engine, Error, Result};
 
 #[derive(Args, Debug, Clone)]
 pub struct AgentArgs {
-    /// Serve Prometheus metrics on this address (GET /metrics).
+    /// Serve Prometheus metrics (/metrics) and a health check (/healthz)
+    /// on this address.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9469")]
     pub metrics_addr: SocketAddr,
     /// Do not serve metrics.
@@ -32,6 +33,11 @@ pub struct AgentArgs {
     /// Unix socket of the API (default: one per node, under /run/attach).
     #[arg(long, value_name = "PATH")]
     pub socket: Option<PathBuf>,
+    /// Also serve the API to members of this group (name or gid): the
+    /// socket becomes group-accessible, and each caller's credentials are
+    /// checked (root, or this primary group). Default: root only.
+    #[arg(long, value_name = "GROUP")]
+    pub socket_group: Option<String>,
     /// Seconds between reconcile passes (0: only at start).
     #[arg(long, value_name = "SECS", default_value_t = 30)]
     pub reconcile_interval: u64,
@@ -52,9 +58,14 @@ pub async fn run(args: &AgentArgs) -> Result<()> {
     tracing::info!(node = %shared.engine.node_id, socket = %socket.display(), "agent starting");
     reconcile_once(&shared).await;
 
-    let listener = api::bind(&socket)?;
+    let group = args
+        .socket_group
+        .as_deref()
+        .map(api::group_id)
+        .transpose()?;
+    let listener = api::bind(&socket, group)?;
     let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(api::serve(listener, shared.clone()));
+    tasks.spawn(api::serve(listener, shared.clone(), group));
     if !args.no_metrics {
         let l = tokio::net::TcpListener::bind(args.metrics_addr)
             .await

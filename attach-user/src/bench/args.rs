@@ -7,7 +7,8 @@ pub struct BenchArgs {
     /// M1, M2 and M6 only, short runs (under two minutes; what CI runs).
     #[arg(long)]
     pub quick: bool,
-    /// Rounds of every contender, interleaved (at least 3).
+    /// Rounds of every contender, interleaved (default 5, --quick 3; at
+    /// least 3). Verdicts use the middle half of the rounds.
     #[arg(long, value_name = "N")]
     pub rounds: Option<u32>,
     /// Seconds of one measured run (default 5; --quick 1).

@@ -34,7 +34,10 @@ fn secs<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, 
 
 impl Config {
     pub fn from_args(a: &BenchArgs) -> Result<Config> {
-        let rounds = a.rounds.unwrap_or(3);
+        // Five: the quartiles of the paired ratios then leave out the two
+        // extreme rounds, which is what keeps a verdict from flipping between
+        // runs on a noisy machine.
+        let rounds = a.rounds.unwrap_or(if a.quick { 3 } else { 5 });
         if rounds < 3 {
             return Err(Error::invalid(format!(
                 "--rounds {rounds}: at least 3 rounds (a median of fewer says little)"

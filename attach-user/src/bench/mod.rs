@@ -20,6 +20,7 @@ pub mod report;
 pub mod run;
 pub mod stats;
 pub mod svg;
+pub mod targets;
 pub mod topology;
 
 use std::{

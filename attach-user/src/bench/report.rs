@@ -11,6 +11,7 @@ use super::{
     machine::Machine,
     metrics::{all_cases, fmt_value, m6::M6},
     stats::{Better, Results, Series, Summary},
+    targets::{Target, targets},
     topology::{Contender, LabFacts},
 };
 
@@ -26,17 +27,6 @@ pub struct ContenderInfo {
 pub struct GeneratorInfo {
     pub kind: Generator,
     pub what: &'static str,
-}
-
-/// One performance target and whether it holds in this run.
-#[derive(Clone, Debug, Serialize)]
-pub struct Target {
-    pub metric: &'static str,
-    pub what: String,
-    pub goal: String,
-    pub value: Option<f64>,
-    /// `None`: not measured in this run.
-    pub holds: Option<bool>,
 }
 
 #[derive(Serialize)]
@@ -55,6 +45,9 @@ pub struct Doc<'a> {
     pub results: &'a [Series],
     pub m6: Option<&'a M6>,
     pub targets: Vec<Target>,
+    /// Where the rounds disagree beyond their spread (the machine's speed
+    /// moved during the run).
+    pub warnings: Vec<String>,
 }
 
 const METHOD: [&str; 8] = [
@@ -129,6 +122,7 @@ impl<'a> Doc<'a> {
             results: &results.series,
             m6,
             targets: targets(results, m6),
+            warnings: disagreements(results),
         }
     }
 
@@ -295,21 +289,32 @@ impl<'a> Doc<'a> {
                 "  (rx_broadcast: ns per broadcast/clones made; insns: upper bound over the path's branches, tracing off / all)"
             );
         }
-        if self.targets.iter().any(|t| t.holds.is_some()) {
+        if !self.targets.is_empty() {
             let _ = writeln!(o, "\nTargets");
-            for t in self.targets.iter().filter(|t| t.holds.is_some()) {
-                let mark = if t.holds == Some(true) {
-                    "holds   "
-                } else {
-                    "MISSES  "
-                };
+            let _ = writeln!(
+                o,
+                "  (verdict over the middle half of the rounds: holds, MISSES, or within noise \
+                 when the goal lies inside that spread)"
+            );
+            for t in &self.targets {
                 let v = t.value.map_or("—".to_owned(), |v| format!("{v:.3}"));
+                let spread = t
+                    .spread
+                    .map_or(String::new(), |[lo, hi]| format!("{lo:.3}–{hi:.3}"));
                 let _ = writeln!(
                     o,
-                    "  {mark} {:<3} {:<52} {:>9}  goal {}",
-                    t.metric, t.what, v, t.goal
+                    "  {:<12} {:<3} {:<52} {:>9} {:>13}  goal {}",
+                    t.verdict.word(),
+                    t.metric,
+                    t.what,
+                    v,
+                    spread,
+                    t.goal
                 );
             }
+        }
+        for w in &self.warnings {
+            let _ = writeln!(o, "\nwarning: {w}");
         }
         o
     }
@@ -395,144 +400,137 @@ fn notes(s: &Series) -> String {
     n.join(", ")
 }
 
-fn target(
-    metric: &'static str,
-    what: String,
-    goal: &str,
-    value: Option<f64>,
-    ok: impl Fn(f64) -> bool,
-) -> Target {
-    Target {
-        metric,
-        what,
-        goal: goal.to_owned(),
-        value,
-        holds: value.map(ok),
-    }
-}
-
-/// The performance targets, checked against this run.
-pub fn targets(r: &Results, m6: Option<&M6>) -> Vec<Target> {
-    let mut t = Vec::new();
-    let ours = ["ours-tc", "ours-xdp"];
-    for c in ours {
-        t.push(target(
-            "M1",
-            format!("{c}: delivered rate vs native"),
-            "≥ 0.98× native",
-            r.ratio("M1", "udp64_delivered", c, "native"),
-            |v| v >= 0.98,
-        ));
-    }
-    t.push(target(
-        "M2",
-        "ours-xdp: redirect + XDP drop in the container".into(),
-        "≥ 3.6 Mpps",
-        r.median("M2", "xdp_redirect_drop", "ours-xdp"),
-        |v| v >= 3.6,
-    ));
-    for c in ours {
-        for (case, p) in [("tcp_rr_p50", "p50"), ("tcp_rr_p99", "p99")] {
-            t.push(target(
-                "M3",
-                format!("{c}: {p} latency vs host"),
-                "≤ 1.03× host",
-                r.ratio("M3", case, c, "host"),
-                |v| v <= 1.03,
-            ));
-            t.push(target(
-                "M3",
-                format!("{c}: {p} latency vs redirect-peer"),
-                "< 1.00× redirect-peer",
-                r.ratio("M3", case, c, "redirect-peer"),
-                |v| v < 1.0,
-            ));
+/// Paired ratios whose first and second half of rounds differ by more than
+/// the ratios' interquartile range: something changed during the run.
+fn disagreements(results: &Results) -> Vec<String> {
+    let mut out = Vec::new();
+    for s in &results.series {
+        for (to, rounds) in &s.ratio_rounds {
+            if rounds.len() < 4 {
+                continue;
+            }
+            let half = rounds.len() / 2;
+            let (Some(a), Some(b), Some(all)) = (
+                Summary::of(&rounds[..half]),
+                Summary::of(&rounds[half..]),
+                Summary::of(rounds),
+            ) else {
+                continue;
+            };
+            let gap = (a.median - b.median).abs();
+            if gap > all.q3 - all.q1 {
+                out.push(format!(
+                    "{} {} {} / {to}: the first rounds give {:.3}, the last {:.3}, more apart \
+                     than the rounds' spread ({:.3}–{:.3}); the machine's speed moved during \
+                     the run: run it again, or with more --rounds",
+                    s.metric, s.case, s.contender, a.median, b.median, all.q1, all.q3
+                ));
+            }
         }
     }
-    for c in ours {
-        t.push(target(
-            "M4",
-            format!("{c}: UDP socket rate vs host"),
-            "≥ 0.95× host",
-            r.ratio("M4", "udp_socket_rate", c, "host"),
-            |v| v >= 0.95,
-        ));
-    }
-    for c in ours {
-        for (case, d) in [
-            ("tcp_wire_to_container", "wire→container"),
-            ("tcp_container_to_wire", "container→wire"),
-        ] {
-            t.push(target(
-                "M5",
-                format!("{c}: TCP {d} vs host"),
-                "≥ 1.0× host",
-                r.ratio("M5", case, c, "host"),
-                |v| v >= 1.0,
-            ));
-        }
-    }
-    // The hot path: unicast from the wire into an endpoint, both datapaths.
-    for id in ["rx_unicast", "xdp_unicast"] {
-        let p = m6.and_then(|m| m.path(id));
-        let worst = p.and_then(|p| {
-            p.at.iter()
-                .map(|a| a.ns.median)
-                .max_by(|a, b| a.total_cmp(b))
-        });
-        t.push(target(
-            "M6",
-            format!("{id}: ns/packet, worst of 1/100/1000 endpoints"),
-            "≤ 60 ns",
-            worst,
-            |v| v <= 60.0,
-        ));
-        t.push(target(
-            "M6",
-            format!("{id}: translated instructions on the path (tracing off)"),
-            "≤ 100",
-            p.and_then(|p| p.decision_insns).map(f64::from),
-            |v| v <= 100.0,
-        ));
-        // Flat: the best run at each size (the least disturbed by the rest
-        // of the machine), largest over smallest; the kernel reports whole
-        // nanoseconds, so 3 ns of difference always count as flat.
-        let flat = p.and_then(|p| {
-            let v: Vec<f64> = p.at.iter().map(|a| a.ns.min).collect();
-            let lo = v.iter().copied().reduce(f64::min)?;
-            let hi = v.iter().copied().reduce(f64::max)?;
-            (v.len() > 1 && lo > 0.0).then(|| if hi - lo <= 3.0 { 1.0 } else { hi / lo })
-        });
-        t.push(target(
-            "M6",
-            format!("{id}: flat from 1 to 1000 endpoints (best runs, max/min)"),
-            "≤ 1.10",
-            flat,
-            |v| v <= 1.10,
-        ));
-    }
-    for (who, how) in [("ours", "CLI"), ("ours-cni", "our CNI plugin")] {
-        let speedup = match (
-            r.median("M7", "attach_100", "cni"),
-            r.median("M7", "attach_100", who),
-        ) {
-            (Some(cni), Some(ours)) if ours > 0.0 => Some(cni / ours),
-            _ => None,
-        };
-        t.push(target(
-            "M7",
-            format!("{who} ({how}): attaching 100 endpoints, speed-up over CNI macvlan"),
-            "≥ 2×",
-            speedup,
-            |v| v >= 2.0,
-        ));
-    }
-    t
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bench::{
+        stats::{Case, Sample},
+        targets::Verdict,
+    };
+
+    fn series(rounds: &[(f64, f64)]) -> Results {
+        const CASE: Case = Case {
+            metric: "M3",
+            id: "tcp_rr_p50",
+            title: "t",
+            unit: "us",
+            better: Better::Lower,
+            refs: &["host"],
+        };
+        let mut r = Results::default();
+        for (i, (ours, host)) in rounds.iter().enumerate() {
+            for (who, v) in [("ours-tc", ours), ("host", host)] {
+                let sample = Sample {
+                    round: i as u32,
+                    value: *v,
+                    detail: Default::default(),
+                    busy: Vec::new(),
+                };
+                r.push(&CASE, who, sample);
+            }
+        }
+        r.finish(&[CASE]);
+        r
+    }
+
+    #[test]
+    fn a_goal_inside_the_rounds_spread_is_within_noise() {
+        let verdict = |rounds: &[(f64, f64)]| {
+            let r = series(rounds);
+            targets(&r, None)
+                .into_iter()
+                .find(|t| t.what == "ours-tc: p50 latency vs host")
+                .map(|t| t.verdict)
+        };
+        // Ratios 1.00, 1.01, 1.02, 1.02, 1.01: all under 1.03.
+        let clean = [
+            (100.0, 100.0),
+            (101.0, 100.0),
+            (102.0, 100.0),
+            (102.0, 100.0),
+            (101.0, 100.0),
+        ];
+        assert_eq!(verdict(&clean), Some(Verdict::Holds));
+        // 0.98 .. 1.10 around a median of 1.02: the goal is inside.
+        let noisy = [
+            (98.0, 100.0),
+            (102.0, 100.0),
+            (110.0, 100.0),
+            (100.0, 100.0),
+            (106.0, 100.0),
+        ];
+        assert_eq!(verdict(&noisy), Some(Verdict::WithinNoise));
+        let slow = [
+            (110.0, 100.0),
+            (111.0, 100.0),
+            (112.0, 100.0),
+            (109.0, 100.0),
+            (110.0, 100.0),
+        ];
+        assert_eq!(verdict(&slow), Some(Verdict::Misses));
+        // Unmeasured targets stay in the list, said so.
+        let r = series(&clean);
+        let t = targets(&r, None);
+        assert!(
+            t.iter()
+                .any(|t| t.metric == "M4" && t.verdict == Verdict::NotMeasured)
+        );
+    }
+
+    #[test]
+    fn rounds_that_drift_apart_are_warned_of() {
+        let steady = [
+            (101.0, 100.0),
+            (102.0, 100.0),
+            (101.0, 100.0),
+            (102.0, 100.0),
+            (101.0, 100.0),
+            (102.0, 100.0),
+        ];
+        assert!(disagreements(&series(&steady)).is_empty());
+        let drift = [
+            (100.0, 100.0),
+            (101.0, 100.0),
+            (100.0, 100.0),
+            (120.0, 100.0),
+            (121.0, 100.0),
+            (120.0, 100.0),
+        ];
+        let w = disagreements(&series(&drift));
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("ours-tc / host"), "{w:?}");
+    }
 
     #[test]
     fn the_text_report_speaks_of_the_product_only() {
@@ -555,6 +553,8 @@ mod tests {
             goal: "≥ 0.98× native".into(),
             value: Some(1.01),
             holds: Some(true),
+            spread: Some([0.99, 1.02]),
+            verdict: Verdict::WithinNoise,
         }];
         let text = doc.text();
         assert!(text.contains("\nTargets\n"), "{text}");

@@ -51,6 +51,9 @@ pub struct Summary {
     pub median: f64,
     pub min: f64,
     pub max: f64,
+    /// The quartiles: half of the values lie between them.
+    pub q1: f64,
+    pub q3: f64,
     pub n: usize,
 }
 
@@ -62,15 +65,18 @@ impl Summary {
         let mut v = values.to_vec();
         v.sort_by(|a, b| a.total_cmp(b));
         let n = v.len();
-        let median = if n % 2 == 1 {
-            v[n / 2]
-        } else {
-            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        // Linearly between the closest ranks (the common "type 7").
+        let at = |q: f64| {
+            let pos = q * (n - 1) as f64;
+            let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+            v[lo] + (v[hi] - v[lo]) * (pos - lo as f64)
         };
         Some(Summary {
-            median,
+            median: at(0.5),
             min: v[0],
             max: v[n - 1],
+            q1: at(0.25),
+            q3: at(0.75),
             n,
         })
     }
@@ -86,8 +92,16 @@ pub struct Series {
     pub better: Better,
     pub samples: Vec<Sample>,
     pub summary: Option<Summary>,
-    /// median / the reference's median, by reference contender.
+    /// The paired ratio to each reference contender (the median over
+    /// rounds of this round's sample over the reference's).
     pub ratios: Map<String, Value>,
+    /// How the paired ratios spread over the rounds, by reference.
+    #[serde(skip_serializing_if = "Map::is_empty")]
+    pub ratio_spread: Map<String, Value>,
+    /// The paired ratios round by round, by reference (for the report's
+    /// check that the rounds agree).
+    #[serde(skip)]
+    pub ratio_rounds: Vec<(String, Vec<f64>)>,
 }
 
 #[derive(Default, Debug, Serialize)]
@@ -113,6 +127,8 @@ impl Results {
                         samples: Vec::new(),
                         summary: None,
                         ratios: Map::new(),
+                        ratio_spread: Map::new(),
+                        ratio_rounds: Vec::new(),
                     });
                     self.series.len() - 1
                 }
@@ -144,10 +160,17 @@ impl Results {
                 }
             }
         }
-        for (i, r, ratio) in ratios {
-            self.series[i]
-                .ratios
-                .insert(r.to_owned(), round4(ratio).into());
+        for (i, r, (summary, rounds)) in ratios {
+            let s = &mut self.series[i];
+            s.ratios.insert(r.to_owned(), round4(summary.median).into());
+            if summary.n > 1 {
+                let spread = serde_json::json!({
+                    "min": round4(summary.min), "q1": round4(summary.q1),
+                    "q3": round4(summary.q3), "max": round4(summary.max), "n": summary.n,
+                });
+                s.ratio_spread.insert(r.to_owned(), spread);
+            }
+            s.ratio_rounds.push((r.to_owned(), rounds));
         }
     }
 
@@ -168,12 +191,31 @@ impl Results {
             .and_then(|s| s.ratios.get(to))
             .and_then(Value::as_f64)
     }
+
+    /// Where the middle half of the paired ratios to `to` lie (first to
+    /// third quartile over the rounds), when there were several rounds.
+    pub fn ratio_spread(
+        &self,
+        metric: &str,
+        case: &str,
+        contender: &str,
+        to: &str,
+    ) -> Option<(f64, f64)> {
+        let s = self.get(metric, case, contender)?.ratio_spread.get(to)?;
+        Some((s["q1"].as_f64()?, s["q3"].as_f64()?))
+    }
+
+    /// Where the middle half of a series' samples lie.
+    pub fn spread(&self, metric: &str, case: &str, contender: &str) -> Option<(f64, f64)> {
+        let s = self.get(metric, case, contender)?.summary?;
+        (s.n > 1).then_some((s.q1, s.q3))
+    }
 }
 
-/// The median over rounds of `mine`'s sample over `theirs`' of the same
-/// round; the ratio of their medians when no round has both (a series
-/// measured once, outside the rounds).
-fn paired_ratio(mine: &Series, theirs: &Series) -> Option<f64> {
+/// The summary over rounds of `mine`'s sample over `theirs`' of the same
+/// round, and those ratios in round order; the ratio of their medians when
+/// no round has both (a series measured once, outside the rounds).
+fn paired_ratio(mine: &Series, theirs: &Series) -> Option<(Summary, Vec<f64>)> {
     let per_round: Vec<f64> = mine
         .samples
         .iter()
@@ -183,10 +225,10 @@ fn paired_ratio(mine: &Series, theirs: &Series) -> Option<f64> {
         })
         .collect();
     if let Some(s) = Summary::of(&per_round) {
-        return Some(s.median);
+        return Some((s, per_round));
     }
     let (a, b) = (mine.summary?.median, theirs.summary?.median);
-    (b > 0.0 && a.is_finite()).then(|| a / b)
+    (b > 0.0 && a.is_finite()).then(|| (Summary::of(&[a / b]).expect("one value"), Vec::new()))
 }
 
 /// `items` in the order of round `round`: as given on even rounds, reversed
