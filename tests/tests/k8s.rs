@@ -144,7 +144,7 @@ fn the_daemonset_installs_the_plugin_and_runs_the_agent() {
     };
     assert!(mounted(&init[0], bin_dir), "{bin_dir} is not mounted");
 
-    // The agent: `attach agent`, privileged, probed on its metrics port.
+    // The agent: `attach agent`, privileged, probed on its HTTP port.
     let main = containers("containers");
     assert_eq!(main.len(), 1);
     let agent = &main[0];
@@ -163,7 +163,7 @@ fn the_daemonset_installs_the_plugin_and_runs_the_agent() {
         .expect("--metrics-addr");
     let port: u64 = addr.rsplit(':').next().unwrap().parse().unwrap();
     let probe = &agent["livenessProbe"]["httpGet"];
-    assert_eq!(probe["path"], "/metrics");
+    assert_eq!(probe["path"], "/healthz");
     assert_eq!(probe["port"], port);
     assert_eq!(agent["securityContext"]["privileged"], true);
     for path in ["/sys/fs/bpf", "/run/attach", "/run/netns", "/var/run/netns"] {
