@@ -64,7 +64,7 @@ pub fn build(root: &Path, save: Option<&Path>) -> Result<()> {
         .arg("--file")
         .arg(context.join("Containerfile"))
         .arg(&context))?;
-    smoke_test(&image)?;
+    smoke_test(&image, &context)?;
     if let Some(file) = save {
         let file = absolute(file)?;
         let _ = fs::remove_file(&file);
@@ -78,15 +78,15 @@ pub fn build(root: &Path, save: Option<&Path>) -> Result<()> {
     Ok(())
 }
 
-/// Both binaries start in the image (no network: nothing to reach).
-fn smoke_test(image: &str) -> Result<()> {
-    let out = podman_run(&["--rm", "--network=none", image, "--version"])?;
+/// Both binaries start in the image (no network: nothing to reach), and
+/// the DaemonSet's init container works: the plugin installs itself into a
+/// directory of the host (`context`/installed, bind-mounted).
+fn smoke_test(image: &str, context: &Path) -> Result<()> {
+    let out = podman_run(&[image, "--version"])?;
     if !out.contains(env!("CARGO_PKG_VERSION")) {
         bail!("`attach --version` in {image} said {out:?}");
     }
     let out = podman_run(&[
-        "--rm",
-        "--network=none",
         "--env",
         "CNI_COMMAND=VERSION",
         "--entrypoint",
@@ -96,12 +96,36 @@ fn smoke_test(image: &str) -> Result<()> {
     if !out.contains("supportedVersions") {
         bail!("attach-cni VERSION in {image} said {out:?}");
     }
+    let host = context.join("installed");
+    fs::create_dir_all(&host)?;
+    let volume = format!("{}:/host/opt/cni/bin", host.display());
+    podman_run(&[
+        "--volume",
+        &volume,
+        "--entrypoint",
+        "/usr/bin/attach-cni",
+        image,
+        "--install",
+        "/host/opt/cni/bin",
+    ])?;
+    if fs::read(host.join("attach-cni"))? != fs::read(context.join("attach-cni"))? {
+        bail!("attach-cni --install in {image} did not copy the plugin");
+    }
     Ok(())
 }
 
+/// `podman run --rm` without a network; the open-files and processes limits
+/// set low (podman's defaults exceed the hard limits of some hosts, this
+/// one's among them, and runc then cannot start anything).
 fn podman_run(args: &[&str]) -> Result<String> {
     let out = Command::new("podman")
-        .arg("run")
+        .args(["run", "--rm", "--network=none"])
+        .args([
+            "--ulimit",
+            "nofile=1024:1024",
+            "--ulimit",
+            "nproc=1024:1024",
+        ])
         .args(args)
         .output()
         .context("cannot start podman")?;
