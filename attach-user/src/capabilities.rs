@@ -115,75 +115,140 @@ fn capability(
     }
 }
 
+/// How one of our ways works where the kernel has what it needs.
+#[derive(Clone, Copy)]
+enum Works {
+    /// Our programs on tc hooks: tcx links or clsact filters, as the
+    /// kernel has them.
+    Hooks,
+    Says(&'static str),
+}
+
+/// One way of ours to attach: what it needs of the kernel, how it works,
+/// the programs it runs. `add` refuses a way whose needs are missing
+/// (before it makes anything) and `attach features` lists every way, from
+/// this one table.
+pub struct Way {
+    pub name: &'static str,
+    pub needs: &'static [Feature],
+    works: Works,
+    pub programs: &'static [&'static str],
+}
+
+const EBPF: &[Feature] = &[Feature::Veth, Feature::Clsact];
+
+/// Every way, in the order `attach features` lists them.
+pub const WAYS: &[Way] = {
+    use crate::datapath::progs::*;
+    &[
+        Way {
+            name: "macvlan --backend ebpf --datapath tc",
+            needs: EBPF,
+            works: Works::Hooks,
+            programs: &[PROG_RX, PROG_TX, PROG_HOST],
+        },
+        Way {
+            name: "macvlan --backend ebpf --datapath xdp",
+            needs: &[Feature::Veth, Feature::Clsact, Feature::VethGroNapi],
+            works: Works::Hooks,
+            programs: &[PROG_RX, PROG_TX, PROG_HOST, PROG_RX_XDP],
+        },
+        Way {
+            name: "macvlan --backend native",
+            needs: &[Feature::Macvlan],
+            works: Works::Says("the kernel's macvlan"),
+            programs: &[],
+        },
+        Way {
+            name: "ipvlan --backend ebpf",
+            needs: EBPF,
+            works: Works::Hooks,
+            programs: &[PROG_IPVL_RX, PROG_IPVL_TX],
+        },
+        Way {
+            name: "ipvlan --backend native",
+            needs: &[Feature::Ipvlan],
+            works: Works::Says("the kernel's ipvlan"),
+            programs: &[],
+        },
+        Way {
+            name: "bridge --backend ebpf",
+            needs: EBPF,
+            works: Works::Hooks,
+            programs: &[PROG_SW],
+        },
+        Way {
+            name: "bridge --backend native",
+            needs: &[Feature::Bridge, Feature::Veth],
+            works: Works::Says("a Linux bridge"),
+            programs: &[PROG_BR_GUARD],
+        },
+        Way {
+            name: "router --datapath ebpf",
+            needs: EBPF,
+            works: Works::Hooks,
+            programs: &[PROG_RT_TX, PROG_RT_IN],
+        },
+        Way {
+            name: "router --datapath kernel",
+            needs: &[Feature::Veth],
+            works: Works::Says("the node forwards"),
+            programs: &[],
+        },
+        Way {
+            name: "nested",
+            needs: EBPF,
+            works: Works::Hooks,
+            programs: &[PROG_NEST_TX, PROG_NEST_RX],
+        },
+        // The VM's tap is given: no veth is made.
+        Way {
+            name: "nested-host",
+            needs: &[Feature::Clsact],
+            works: Works::Hooks,
+            programs: &[PROG_NEST_TAP],
+        },
+        Way {
+            name: "host",
+            needs: &[],
+            works: Works::Says("cgroup_skb counters"),
+            programs: &[PROG_CG_IN, PROG_CG_EG],
+        },
+        Way {
+            name: "container",
+            needs: &[],
+            works: Works::Says("a bind mount holds the namespace"),
+            programs: &[],
+        },
+        Way {
+            name: "sriov",
+            needs: &[],
+            works: Works::Says("the device moves in"),
+            programs: &[],
+        },
+    ]
+};
+
+/// The way named `name` (one of [`WAYS`]).
+pub fn way(name: &str) -> &'static Way {
+    WAYS.iter()
+        .find(|w| w.name == name)
+        .unwrap_or_else(|| panic!("no way named {name:?}"))
+}
+
 /// What of ours works on this kernel, and how.
 pub fn capabilities() -> Vec<Capability> {
-    use crate::datapath::progs::*;
     let hooks = match tc_hooks() {
         TcHooks::Tcx => "tcx links",
         TcHooks::Clsact => "clsact filters",
     };
-    let ebpf = [Feature::Veth, Feature::Clsact];
-    let xdp = [Feature::Veth, Feature::Clsact, Feature::VethGroNapi];
-    let macvlan = &[PROG_RX, PROG_TX, PROG_HOST];
-    vec![
-        capability(
-            "macvlan --backend ebpf --datapath tc",
-            &ebpf,
-            hooks,
-            macvlan,
-        ),
-        capability(
-            "macvlan --backend ebpf --datapath xdp",
-            &xdp,
-            hooks,
-            &[PROG_RX, PROG_TX, PROG_HOST, PROG_RX_XDP],
-        ),
-        capability(
-            "macvlan --backend native",
-            &[Feature::Macvlan],
-            "the kernel's macvlan",
-            &[],
-        ),
-        capability(
-            "ipvlan --backend ebpf",
-            &ebpf,
-            hooks,
-            &[PROG_IPVL_RX, PROG_IPVL_TX],
-        ),
-        capability(
-            "ipvlan --backend native",
-            &[Feature::Ipvlan],
-            "the kernel's ipvlan",
-            &[],
-        ),
-        capability("bridge --backend ebpf", &ebpf, hooks, &[PROG_SW]),
-        capability(
-            "bridge --backend native",
-            &[Feature::Bridge, Feature::Veth],
-            "a Linux bridge",
-            &[PROG_BR_GUARD],
-        ),
-        capability(
-            "router --datapath ebpf",
-            &ebpf,
-            hooks,
-            &[PROG_RT_TX, PROG_RT_IN],
-        ),
-        capability(
-            "router --datapath kernel",
-            &[Feature::Veth],
-            "the node forwards",
-            &[],
-        ),
-        capability("nested", &ebpf, hooks, &[PROG_NEST_TX, PROG_NEST_RX]),
-        capability("nested-host", &ebpf, hooks, &[PROG_NEST_TAP]),
-        capability(
-            "host",
-            &[],
-            "cgroup_skb counters",
-            &[PROG_CG_IN, PROG_CG_EG],
-        ),
-        capability("container", &[], "a bind mount holds the namespace", &[]),
-        capability("sriov", &[], "the device moves in", &[]),
-    ]
+    WAYS.iter()
+        .map(|w| {
+            let works = match w.works {
+                Works::Hooks => hooks,
+                Works::Says(s) => s,
+            };
+            capability(w.name, w.needs, works, w.programs)
+        })
+        .collect()
 }

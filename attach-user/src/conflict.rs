@@ -6,9 +6,9 @@
 //!
 //! RFC 5227 waits up to 7 s (three probes 1-2 s apart, then 2 s); a node
 //! attaching containers cannot, so the window is short ([`WINDOW`]: two
-//! probes 50 ms apart, answers awaited for 200 ms): a host on the same
-//! segment answers in well under a millisecond, a busy or remote one may
-//! be missed. The wire is watched in promiscuous mode while it lasts, since
+//! probes 20 ms apart, answers awaited for 60 ms): a host on the same
+//! segment answers in well under a millisecond (a few under emulation), a
+//! busy or remote one may be missed. The wire is watched in promiscuous mode while it lasts, since
 //! answers go to the endpoint's MAC, which the NIC may not accept yet.
 
 use std::{
@@ -21,10 +21,10 @@ use std::{
 use crate::addr::Mac;
 
 /// How long answers are awaited.
-pub const WINDOW: Duration = Duration::from_millis(200);
+pub const WINDOW: Duration = Duration::from_millis(60);
 /// Probes per address, and the gap between them.
 const PROBES: u32 = 2;
-const GAP: Duration = Duration::from_millis(50);
+const GAP: Duration = Duration::from_millis(20);
 
 const ETH_P_ALL: u16 = 0x0003;
 const ETH_P_ARP: u16 = 0x0806;

@@ -294,11 +294,16 @@ fn quick_bench_completes_with_sane_numbers_and_cleans_up() {
             let v = num(&t["value"], "target value");
             assert!(v.is_finite() && v > 0.0, "target {t}");
             assert!(t["holds"].is_boolean(), "target {t}: no verdict");
+            assert!(
+                ["holds", "misses", "within_noise"].contains(&t["verdict"].as_str().unwrap()),
+                "target {t}: no verdict over the rounds"
+            );
         } else {
             assert!(
                 t["value"].is_null() && t["holds"].is_null(),
                 "target {t}: a verdict on a metric this run did not measure"
             );
+            assert_eq!(t["verdict"], "not_measured", "target {t}");
         }
     }
 }

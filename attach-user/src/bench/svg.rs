@@ -24,6 +24,7 @@ fn color(who: &str) -> &'static str {
         "bridge" => "#ff7f0e",
         "cni" => "#d62728",
         "ours-cni" => "#98df8a",
+        "ours-probed" => "#bcbd22",
         "parent-drop" => "#aaaaaa",
         "1 ep" => "#9ecae1",
         "100 ep" => "#4292c6",

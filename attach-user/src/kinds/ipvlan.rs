@@ -97,7 +97,7 @@ pub struct IpvlanRequest {
     #[serde(default)]
     pub backend: Backend,
     /// Attach without first checking that no other host on the wire
-    /// answers for --ip (an ARP probe, DAD for IPv6; 200 ms).
+    /// answers for --ip (an ARP probe, DAD for IPv6; 60 ms).
     #[arg(long)]
     #[serde(default)]
     pub no_probe: bool,
@@ -114,7 +114,7 @@ impl IpvlanRequest {
                 "ipvlan needs at least one --ip: its endpoints share the parent's MAC and are told apart by address",
             ));
         }
-        super::check_addressing(&self.ips, self.gateway, self.mtu)
+        super::addressing::check_addressing(&self.ips, self.gateway, self.mtu)
     }
 
     /// The one flag the request gives (bridge if none).

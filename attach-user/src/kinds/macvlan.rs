@@ -81,7 +81,7 @@ pub struct MacvlanRequest {
     #[serde(default, deserialize_with = "de::on_off")]
     pub spoofchk: Option<bool>,
     /// Attach without first checking that no other host on the wire
-    /// answers for --ip (an ARP probe, DAD for IPv6; 200 ms).
+    /// answers for --ip (an ARP probe, DAD for IPv6; 60 ms).
     #[arg(long)]
     #[serde(default)]
     pub no_probe: bool,
@@ -95,7 +95,7 @@ impl MacvlanRequest {
         if let Some(m) = &self.mac {
             m.check_unicast("--mac")?;
         }
-        super::check_addressing(&self.ips, self.gateway, self.mtu)?;
+        super::addressing::check_addressing(&self.ips, self.gateway, self.mtu)?;
         let native = self.backend == Backend::Native;
         if native && self.datapath.is_some() {
             return Err(Error::invalid(

@@ -31,7 +31,6 @@ pub use probe::probe_addresses;
 
 use crate::{
     error::{Error, Result},
-    features::Feature,
     model::{Attachment, Backend, Kind, NO_IFNAME},
     netns::Netns,
     node::Node,
@@ -124,8 +123,6 @@ impl AddRequest {
 pub(crate) use common::free_endpoint_id;
 pub(crate) use macvlan::{adopt_mac, drifted_parents, resync_parents};
 
-// The requests' `validate` name it `super::check_addressing`.
-pub(crate) use addressing::check_addressing;
 use common::parent_gone;
 
 /// Whether `r` is the host side of a nested attachment (known by its tap,
@@ -146,40 +143,26 @@ pub(crate) fn release_held_namespaces(state_dir: &std::path::Path) -> Vec<Error>
     container::release_leftovers(state_dir)
 }
 
-/// The kernel features `req` cannot do without, each with how to name the
-/// request in a refusal: checked before anything is made.
-fn required_features(req: &AddRequest) -> Vec<(Feature, String)> {
-    // Every eBPF kind gives its endpoint a veth and hooks ports with clsact
-    // filters where tcx is missing.
-    let ebpf = |what: &str| {
-        [Feature::Veth, Feature::Clsact]
-            .into_iter()
-            .map(|f| (f, what.to_owned()))
-            .collect::<Vec<_>>()
-    };
+/// Which of our ways (`attach features`) `req` asks for.
+fn way_of(req: &AddRequest) -> &'static str {
+    use crate::model::Datapath;
     match req {
-        AddRequest::Macvlan(r) if r.backend == Backend::Native => {
-            vec![(Feature::Macvlan, "macvlan --backend native".to_owned())]
+        AddRequest::Macvlan(r) if r.backend == Backend::Native => "macvlan --backend native",
+        AddRequest::Macvlan(r) if r.datapath == Some(Datapath::Xdp) => {
+            "macvlan --backend ebpf --datapath xdp"
         }
-        AddRequest::Macvlan(r) if r.datapath == Some(crate::model::Datapath::Xdp) => {
-            let mut needs = ebpf("macvlan --datapath xdp");
-            needs.push((Feature::VethGroNapi, "macvlan --datapath xdp".to_owned()));
-            needs
-        }
-        AddRequest::Macvlan(_) => ebpf("macvlan --backend ebpf"),
-        AddRequest::Ipvlan(r) if r.backend == Backend::Native => {
-            vec![(Feature::Ipvlan, "ipvlan --backend native".to_owned())]
-        }
-        AddRequest::Ipvlan(_) => ebpf("ipvlan --backend ebpf"),
-        AddRequest::Bridge(r) if r.backend == Backend::Native => vec![
-            (Feature::Bridge, "bridge --backend native".to_owned()),
-            (Feature::Veth, "bridge --backend native".to_owned()),
-        ],
-        AddRequest::Bridge(_) => ebpf("bridge --backend ebpf"),
-        AddRequest::Router(_) => ebpf("router"),
-        AddRequest::Nested(_) => ebpf("nested"),
-        AddRequest::NestedHost(_) => vec![(Feature::Clsact, "nested-host".to_owned())],
-        AddRequest::Host(_) | AddRequest::Container(_) | AddRequest::Sriov(_) => Vec::new(),
+        AddRequest::Macvlan(_) => "macvlan --backend ebpf --datapath tc",
+        AddRequest::Ipvlan(r) if r.backend == Backend::Native => "ipvlan --backend native",
+        AddRequest::Ipvlan(_) => "ipvlan --backend ebpf",
+        AddRequest::Bridge(r) if r.backend == Backend::Native => "bridge --backend native",
+        AddRequest::Bridge(_) => "bridge --backend ebpf",
+        AddRequest::Router(r) if r.datapath == Datapath::Kernel => "router --datapath kernel",
+        AddRequest::Router(_) => "router --datapath ebpf",
+        AddRequest::Nested(_) => "nested",
+        AddRequest::NestedHost(_) => "nested-host",
+        AddRequest::Host(_) => "host",
+        AddRequest::Container(_) => "container",
+        AddRequest::Sriov(_) => "sriov",
     }
 }
 
@@ -189,8 +172,10 @@ pub(crate) async fn plan(
     ns: &Netns,
     records: &[Attachment],
 ) -> Result<Attachment> {
-    for (feature, what) in required_features(req) {
-        feature.require(&what)?;
+    // Before anything is made: a way whose kernel features are missing.
+    let way = crate::capabilities::way(way_of(req));
+    for feature in way.needs {
+        feature.require(way.name)?;
     }
     match req {
         AddRequest::Macvlan(r) => macvlan::plan(node, r, ns, records).await,
@@ -351,5 +336,47 @@ pub(crate) async fn teardown(
         Kind::Host => host::teardown(node, rec).await,
         Kind::Container => container::teardown(node, rec, remaining).await,
         Kind::Sriov => sriov::teardown(node, rec).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::capabilities::{WAYS, way};
+
+    /// Every request names a way of the table `attach features` lists, and
+    /// every way of it is one a request can ask for: one table for both.
+    #[test]
+    fn every_request_is_one_listed_way_and_back() {
+        let requests = [
+            json!({"kind": "macvlan", "netns": "c", "parent": "p"}),
+            json!({"kind": "macvlan", "netns": "c", "parent": "p", "datapath": "xdp"}),
+            json!({"kind": "macvlan", "netns": "c", "parent": "p", "backend": "native"}),
+            json!({"kind": "ipvlan", "netns": "c", "parent": "p"}),
+            json!({"kind": "ipvlan", "netns": "c", "parent": "p", "backend": "native"}),
+            json!({"kind": "bridge", "netns": "c", "bridge": "b"}),
+            json!({"kind": "bridge", "netns": "c", "bridge": "b", "backend": "native"}),
+            json!({"kind": "router", "netns": "c"}),
+            json!({"kind": "router", "netns": "c", "datapath": "kernel"}),
+            json!({"kind": "nested", "netns": "c", "uplink": "u", "vlan": 5}),
+            json!({"kind": "nested-host", "tap": "t", "vlan": 5, "parent": "p",
+                   "mac": "02:00:00:00:00:01"}),
+            json!({"kind": "host", "netns": "1"}),
+            json!({"kind": "container", "netns": "c", "join": "d"}),
+            json!({"kind": "sriov", "netns": "c", "device": "d"}),
+        ];
+        let mut asked: Vec<&str> = requests
+            .into_iter()
+            .map(|r| {
+                let req: AddRequest = serde_json::from_value(r.clone()).expect("a request");
+                way(way_of(&req)).name
+            })
+            .collect();
+        asked.sort_unstable();
+        let mut listed: Vec<&str> = WAYS.iter().map(|w| w.name).collect();
+        listed.sort_unstable();
+        assert_eq!(asked, listed);
     }
 }

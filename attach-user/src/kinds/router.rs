@@ -127,7 +127,7 @@ impl RouterRequest {
                 )));
             }
         }
-        super::check_addressing(&self.ips, None, self.mtu)?;
+        super::addressing::check_addressing(&self.ips, None, self.mtu)?;
         let kernel = self.datapath == DatapathKind::Kernel;
         if kernel && self.uplink.is_some() {
             return Err(Error::invalid(

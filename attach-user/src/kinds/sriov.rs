@@ -103,7 +103,7 @@ pub struct SriovRequest {
     #[serde(default)]
     pub mtu: Option<u32>,
     /// Attach without first checking that no other host on the wire
-    /// answers for --ip (an ARP probe, DAD for IPv6; 200 ms).
+    /// answers for --ip (an ARP probe, DAD for IPv6; 60 ms).
     #[arg(long)]
     #[serde(default)]
     pub no_probe: bool,
@@ -149,7 +149,7 @@ impl SriovRequest {
         if let Some(m) = &self.mac {
             m.check_unicast("--mac")?;
         }
-        super::check_addressing(&self.ips, self.gateway, self.mtu)
+        super::addressing::check_addressing(&self.ips, self.gateway, self.mtu)
     }
 
     /// The options only a VF has, as written on the command line.

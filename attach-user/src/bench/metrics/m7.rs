@@ -1,10 +1,14 @@
 //! M7 — control plane: time to attach, then detach, 1, 10 and 100
 //! endpoints one after another, as a runtime would (one process per
 //! endpoint, in the node's namespace):
-//! - `ours`: `attach add macvlan … --ip …` / `attach del` (eBPF backend, tc);
+//! - `ours`: `attach add macvlan … --ip … --no-probe` / `attach del` (eBPF
+//!   backend, tc; no plugin below asks the wire about its address either);
+//! - `ours-probed`: `ours` with the address conflict probe, as `add` runs by
+//!   default (its window, `attach::conflict::WINDOW`, is most of the cost);
 //! - `ours-cni`: our CNI plugin (`attach-cni`, beside the engine's binary)
 //!   with the same eBPF macvlan, invoked exactly as the reference plugin
-//!   below, with the same IPAM (no agent runs: it works in-process);
+//!   below, with the same IPAM (no agent runs: it works in-process), no
+//!   probe (`"noProbe": true`);
 //! - `native`: `ours` with `--backend native` (a kernel macvlan);
 //! - `cni`: Debian's reference CNI macvlan plugin (`/usr/lib/cni/macvlan`,
 //!   IPAM `host-local` with a data directory of the bench's own), invoked
@@ -31,7 +35,7 @@ use crate::{
 pub const SIZES: [usize; 3] = [1, 10, 100];
 pub const CNI_PLUGIN: &str = "/usr/lib/cni/macvlan";
 const CNI_DIR: &str = "/usr/lib/cni";
-pub const IMPLS: [&str; 4] = ["ours", "ours-cni", "native", "cni"];
+pub const IMPLS: [&str; 5] = ["ours", "ours-cni", "native", "cni", "ours-probed"];
 
 const fn case(id: &'static str, title: &'static str) -> Case {
     Case {
@@ -100,6 +104,7 @@ fn cni_config(ctx: &Ctx, imp: &str) -> String {
             "kind": "macvlan",
             "parent": parent,
             "mode": "bridge",
+            "noProbe": true,
             "ipam": ipam("10.204.0.0/16"),
         })
     };
@@ -162,8 +167,9 @@ fn add(ctx: &Ctx, imp: &str, ns: &Ns, i: usize) -> Result<()> {
         &ip,
     ];
     match imp {
-        "ours" => {}
-        "native" => args.extend(["--backend", "native"]),
+        "ours" => args.push("--no-probe"),
+        "ours-probed" => {}
+        "native" => args.extend(["--backend", "native", "--no-probe"]),
         _ => return cni(ctx, imp, "ADD", ns, i),
     }
     ctx.lab.attach(&args).map(drop)

@@ -105,7 +105,7 @@ pub struct BridgeRequest {
     #[serde(default)]
     pub uplink: Option<String>,
     /// Attach without first checking that no other host on the wire
-    /// answers for --ip (an ARP probe, DAD for IPv6; 200 ms).
+    /// answers for --ip (an ARP probe, DAD for IPv6; 60 ms).
     #[arg(long)]
     #[serde(default)]
     pub no_probe: bool,
@@ -138,7 +138,7 @@ impl BridgeRequest {
                 "MTU {m} exceeds the largest a veth takes ({VETH_MAX_MTU})"
             )));
         }
-        super::check_addressing(&self.ips, self.gateway, self.mtu)
+        super::addressing::check_addressing(&self.ips, self.gateway, self.mtu)
     }
 
     fn spoofchk(&self) -> bool {
