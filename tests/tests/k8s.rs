@@ -12,7 +12,7 @@ use std::{
 
 use attach_tests::{
     cni::{Call, plugin},
-    lab::{Lab, require_root},
+    lab::{Attach, Lab, require_root},
 };
 use serde::Deserialize as _;
 use serde_json::{Value, json};
@@ -171,7 +171,7 @@ fn the_daemonset_installs_the_plugin_and_runs_the_agent() {
     }
     // `attach agent` takes these arguments (as a container would run it,
     // with the address's variable filled in).
-    let bin = plugin().unwrap().with_file_name("attach");
+    let bin = Attach::bin().unwrap();
     let mut help = Command::new(&bin);
     help.arg("agent");
     for a in &args[1..] {
@@ -385,4 +385,96 @@ fn the_pod_from_cni_args_is_recorded_and_listed() {
     // With no pod left, no POD column.
     let table = lab.attach().ok(&["list"]).unwrap();
     assert!(!table.contains("POD"), "{table}");
+}
+
+/// Through the node's agent (as the DaemonSet runs it): a pod's series are
+/// labelled by its namespace and name, not its sandbox's path, and
+/// `/healthz`, the DaemonSet's liveness probe, answers.
+#[test]
+fn the_agents_metrics_label_a_pod_by_name() {
+    require_root();
+    let lab = Lab::new().unwrap();
+    let c1 = lab.container("c1").unwrap();
+    let log = std::env::temp_dir().join(format!("attach-k8s-agent-{}.log", lab.tag()));
+    let bin = Attach::bin().unwrap();
+    let _agent = Stopped(
+        lab.node()
+            .command(&[
+                bin.to_str().unwrap(),
+                "agent",
+                "--metrics-addr",
+                "127.0.0.1:9469",
+                "--reconcile-interval",
+                "0",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let curl = |path: &str| {
+        lab.node()
+            .ok(&["curl", "-sf", &format!("http://127.0.0.1:9469{path}")])
+    };
+    let socket = format!(
+        "/run/attach/{}.sock",
+        lab.node_pin_dir().file_name().unwrap().to_string_lossy()
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::os::unix::net::UnixStream::connect(&socket).is_err() || curl("/healthz").is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the agent did not start: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+
+    let cfg = conf("k8s2");
+    let mut add = call(&lab, "ADD", "pod3", &c1);
+    add.env_extra.push((
+        "CNI_ARGS",
+        "IgnoreUnknown=1;K8S_POD_NAMESPACE=shop;K8S_POD_NAME=web-0;IP=10.77.0.52/24",
+    ));
+    let r = add.run(&cfg).unwrap();
+    let served = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(r.ok, "{} {}\nagent: {served}", r.stdout, r.stderr);
+    let metrics = curl("/metrics").unwrap();
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("attach_rx_packets_total{"))
+        .unwrap_or_else(|| panic!("no endpoint series: {metrics}"));
+    assert!(
+        line.starts_with(
+            "attach_rx_packets_total{endpoint=\"shop/web-0/net1\",netns=\"\",\
+             pod_namespace=\"shop\",pod_name=\"web-0\",ifname=\"net1\",kind=\"macvlan\""
+        ),
+        "{line}"
+    );
+    let sandbox = c1.path().display().to_string();
+    assert!(
+        !metrics.contains(&sandbox),
+        "a sandbox path in a label: {metrics}"
+    );
+    assert!(curl("/healthz").is_ok());
+
+    let r = call(&lab, "DEL", "pod3", &c1).run(&cfg).unwrap();
+    assert!(r.ok, "{} {}", r.stdout, r.stderr);
+    let metrics = curl("/metrics").unwrap();
+    assert!(
+        !metrics.contains("web-0"),
+        "series of a deleted pod: {metrics}"
+    );
+    let _ = std::fs::remove_file(&log);
+}
+
+/// A child of the test's, killed (by its pid) when the test ends, passed or
+/// not.
+struct Stopped(std::process::Child);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
