@@ -108,6 +108,14 @@ pub fn attach_rx_xdp(ctx: XdpContext) -> u32 {
     xdp_rx::run(&ctx)
 }
 
+/// On an `xdp` endpoint's container-side veth, on kernels before 5.13 only:
+/// a veth there receives redirected XDP frames only while it runs NAPI,
+/// which only an XDP program of its own turns on. It passes every frame.
+#[xdp]
+pub fn attach_ep_xdp(_ctx: XdpContext) -> u32 {
+    aya_ebpf::bindings::xdp_action::XDP_PASS
+}
+
 #[classifier]
 pub fn bench_peer(_ctx: TcContext) -> i32 {
     bench::peer()

@@ -3,6 +3,9 @@
 //! Hooks, all on devices in the node's namespace:
 //! - `attach_rx` (tcx ingress on a parent): frames from the wire.
 //! - `attach_rx_xdp` (XDP on a parent, `xdp` datapath): the unicast fast path.
+//! - `attach_ep_xdp` (XDP on an `xdp` endpoint's container-side veth, before
+//!   Linux 5.13 only): passes all; its presence turns on the veth's NAPI,
+//!   without which that kernel drops what the parent's XDP redirects in.
 //! - `attach_tx` (tcx ingress on an endpoint's host-side veth): what the
 //!   container sends.
 //! - `attach_host` (tcx egress on a parent): what the node's own stack sends,

@@ -149,9 +149,11 @@ pub const WAYS: &[Way] = {
         },
         Way {
             name: "macvlan --backend ebpf --datapath xdp",
-            needs: &[Feature::Veth, Feature::Clsact, Feature::VethGroNapi],
+            // Before 5.13 (no NAPI by GRO on a veth) the container side
+            // gets an XDP program of its own, attach_ep_xdp.
+            needs: EBPF,
             works: Works::Hooks,
-            programs: &[PROG_RX, PROG_TX, PROG_HOST, PROG_RX_XDP],
+            programs: &[PROG_RX, PROG_TX, PROG_HOST, PROG_RX_XDP, PROG_EP_XDP],
         },
         Way {
             name: "macvlan --backend native",

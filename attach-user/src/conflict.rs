@@ -67,7 +67,11 @@ pub fn probe(
         let due = start + GAP * sent;
         if sent < PROBES && Instant::now() >= due {
             for f in &frames {
-                sock.send(f)?;
+                match sock.send(f) {
+                    // A device that cannot send has nobody to answer.
+                    Err(e) if e.raw_os_error() == Some(libc::ENETDOWN) => return Ok(None),
+                    r => r?,
+                }
             }
             sent += 1;
         }

@@ -121,8 +121,10 @@ impl Feature {
             Feature::Ipvlan => ("--backend native for ipvlan", "--backend ebpf"),
             Feature::Bridge => ("--backend native for bridge", "our eBPF switch"),
             Feature::VethGroNapi => (
-                "--datapath xdp: the parent's XDP program redirects into the endpoints' veths",
-                "--datapath tc",
+                "--datapath xdp: GRO on an endpoint's container side lets the parent's XDP \
+                 program redirect into it",
+                "an XDP program that passes all (attach_ep_xdp) on each xdp endpoint's \
+                 container side turns its NAPI on",
             ),
         }
     }

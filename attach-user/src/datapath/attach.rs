@@ -11,9 +11,10 @@ use super::hook::Hook;
 use super::node::Datapath;
 use super::object::program_tag;
 use super::pins::{self, HookAt, link_program_id};
-use super::progs::PROG_RX_XDP;
+use super::progs::{PROG_EP_XDP, PROG_RX_XDP};
 use crate::error::{Error, Result};
 use crate::features::TcHooks;
+use crate::netns::Netns;
 
 /// What `attach_tc`/`attach_xdp` did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -205,6 +206,24 @@ impl Datapath {
         Ok(mode)
     }
 
+    /// Attaches XDP program `prog` (native mode) to device `ifindex` of the
+    /// namespace `ns`, its link pinned as `pin`: the link is made from
+    /// inside `ns` (an ifindex means a device of the caller's namespace),
+    /// the program loaded and the pin made here.
+    pub fn attach_xdp_in(&mut self, ns: &Netns, prog: &str, ifindex: u32, pin: &str) -> Result<()> {
+        self.unpin(pin)?;
+        let path = pins::link_path(self.dir(), pin);
+        let p = self.xdp(prog)?;
+        let id = ns
+            .run(|| p.attach(ifindex, XdpMode::Driver))?
+            .map_err(|e| {
+                Error::from(e).context(format!("attaching {prog} to ifindex {ifindex} in {ns:?}"))
+            })?;
+        let link: FdLink = p.take_link(id)?.try_into()?;
+        link.pin(&path)?;
+        Ok(())
+    }
+
     /// Switches the link pinned as `pin` to this build of `prog` in place
     /// (`bpf_link_update`: atomic, the hook never runs without a program).
     /// Without `force`, a link already running this build is kept.
@@ -221,10 +240,8 @@ impl Datapath {
             HookAt::Link(path) => path,
         };
         let link = FdLink::from(PinnedLink::from_pin(path)?);
-        let updated = if prog == PROG_RX_XDP {
-            self.xdp_program()?
-                .attach_to_link(link.try_into()?)
-                .map(drop)
+        let updated = if prog == PROG_RX_XDP || prog == PROG_EP_XDP {
+            self.xdp(prog)?.attach_to_link(link.try_into()?).map(drop)
         } else {
             self.classifier(prog)?
                 .attach_to_link(link.try_into()?)

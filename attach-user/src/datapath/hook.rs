@@ -34,6 +34,10 @@ pub enum Hook {
     /// ifindex this name carries; it names the hook in records, checks and
     /// upgrades.
     PortTx { host_ifindex: u32 },
+    /// An xdp endpoint's container side, before Linux 5.13: the program
+    /// that gives the veth its NAPI, by the host side's ifindex (the
+    /// container side's is another namespace's): `port-N-xdp`.
+    PortXdp { host_ifindex: u32 },
     /// The nested program on a VM's tap (on the host): `tap-N-nest`.
     TapNested { ifindex: u32 },
     /// A `host` attachment's cgroup ingress counter: `cgroup-N-in`.
@@ -57,6 +61,7 @@ impl Hook {
             Hook::ParentNested { ifindex } => ("parent", ifindex, "nest"),
             Hook::UplinkSwitch { ifindex } => ("uplink", ifindex, "sw"),
             Hook::PortTx { host_ifindex } => ("port", host_ifindex, "tx"),
+            Hook::PortXdp { host_ifindex } => ("port", host_ifindex, "xdp"),
             Hook::TapNested { ifindex } => ("tap", ifindex, "nest"),
             Hook::CgroupIn { counter } => ("cgroup", counter, "in"),
             Hook::CgroupEg { counter } => ("cgroup", counter, "eg"),
@@ -76,7 +81,10 @@ impl Hook {
             Hook::ParentRouter { .. } => (TcAttachType::Ingress, 5),
             Hook::UplinkSwitch { .. } => (TcAttachType::Ingress, 6),
             Hook::ParentHost { .. } => (TcAttachType::Egress, 4),
-            Hook::ParentXdp { .. } | Hook::CgroupIn { .. } | Hook::CgroupEg { .. } => {
+            Hook::ParentXdp { .. }
+            | Hook::PortXdp { .. }
+            | Hook::CgroupIn { .. }
+            | Hook::CgroupEg { .. } => {
                 return None;
             }
         };
@@ -115,6 +123,7 @@ impl FromStr for Hook {
             ("parent", "nest") => Hook::ParentNested { ifindex: n },
             ("uplink", "sw") => Hook::UplinkSwitch { ifindex: n },
             ("port", "tx") => Hook::PortTx { host_ifindex: n },
+            ("port", "xdp") => Hook::PortXdp { host_ifindex: n },
             ("tap", "nest") => Hook::TapNested { ifindex: n },
             ("cgroup", "in") => Hook::CgroupIn { counter: n },
             ("cgroup", "eg") => Hook::CgroupEg { counter: n },
@@ -153,6 +162,12 @@ pub fn uplink_link(ifindex: u32) -> String {
 /// Name of an endpoint port's transmit hook (see [`Hook::PortTx`]).
 pub fn port_link(host_ifindex: u32) -> String {
     Hook::PortTx { host_ifindex }.to_string()
+}
+
+/// Pin name of an xdp endpoint's container-side program (see
+/// [`Hook::PortXdp`]).
+pub fn port_xdp_link(host_ifindex: u32) -> String {
+    Hook::PortXdp { host_ifindex }.to_string()
 }
 
 /// Pin name of the router's inbound program on an uplink.
@@ -195,6 +210,7 @@ mod tests {
             (Hook::ParentRx { ifindex: 7 }, "parent-7-rx"),
             (Hook::ParentHost { ifindex: 7 }, "parent-7-host"),
             (Hook::ParentXdp { ifindex: 7 }, "parent-7-xdp"),
+            (Hook::PortXdp { host_ifindex: 9 }, "port-9-xdp"),
             (Hook::ParentIpvlan { ifindex: 7 }, "parent-7-ipvl"),
             (Hook::ParentRouter { ifindex: 7 }, "parent-7-rt"),
             (Hook::ParentNested { ifindex: 7 }, "parent-7-nest"),

@@ -28,7 +28,7 @@ mod unowned;
 pub use attach::Attached;
 pub use hook::{
     Hook, NotAHook, cgroup_links, ipvlan_parent_link, nested_uplink_link, parent_links, port_link,
-    router_uplink_link, tap_link, tc_place, uplink_link,
+    port_xdp_link, router_uplink_link, tap_link, tc_place, uplink_link,
 };
 pub use node::Datapath;
 pub(crate) use object::load_program;

@@ -6,6 +6,8 @@ pub const PROG_RX: &str = "attach_rx";
 pub const PROG_TX: &str = "attach_tx";
 pub const PROG_HOST: &str = "attach_host";
 pub const PROG_RX_XDP: &str = "attach_rx_xdp";
+/// Passes all, on an xdp endpoint's container side before Linux 5.13.
+pub const PROG_EP_XDP: &str = "attach_ep_xdp";
 pub const PROG_IPVL_RX: &str = "attach_ipvl_rx";
 pub const PROG_IPVL_TX: &str = "attach_ipvl_tx";
 pub const PROG_SW: &str = "attach_sw";

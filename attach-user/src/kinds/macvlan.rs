@@ -14,9 +14,10 @@ pub(crate) use resync::{drifted_parents, resync_parents};
 use super::{common, parent};
 use crate::{
     addr::{IpNet, Mac, check_ifname},
-    datapath::{self, PROG_HOST, PROG_RX, PROG_TX},
+    datapath::{self, PROG_EP_XDP, PROG_HOST, PROG_RX, PROG_TX},
     endpoint,
     error::{Context as _, Error, ErrorKind, Result},
+    features::Feature,
     inside,
     model::{Attachment, Backend, Datapath as DatapathKind, Kind, MacvlanMode, Mode, SavedParent},
     naming,
@@ -296,6 +297,9 @@ async fn create_ebpf(
     let mut with_this: Vec<Attachment> = records.to_vec();
     with_this.push(rec.clone());
     rec.xdp_mode = parent::setup_parent(node, &mut dp, rec, &with_this).await?;
+    if needs_endpoint_xdp(rec) {
+        attach_endpoint_xdp(node, ns, rec)?;
+    }
 
     endpoint::host_up(node, rec).await?;
     if rec.datapath == Some(DatapathKind::Xdp) {
@@ -323,6 +327,23 @@ fn xdp_receive_offloads(ns: &Netns, rec: &Attachment) -> Result<()> {
         tracing::warn!("{e}: UDP datagrams into {} go one by one", rec.ifname);
     }
     Ok(())
+}
+
+/// Whether the container side needs an XDP program of its own: before
+/// Linux 5.13 a veth runs NAPI (and receives what XDP redirects into it)
+/// only with one, GRO does not turn it on.
+fn needs_endpoint_xdp(rec: &Attachment) -> bool {
+    rec.datapath == Some(DatapathKind::Xdp) && !Feature::VethGroNapi.present()
+}
+
+/// Attaches `attach_ep_xdp` (passes all) to the container side.
+fn attach_endpoint_xdp(node: &Node, ns: &Netns, rec: &Attachment) -> Result<()> {
+    let (Some(host), Some(inside)) = (rec.host_ifindex, rec.ifindex) else {
+        return Err(Error::system("the record has no interface indexes"));
+    };
+    node.datapath()?
+        .attach_xdp_in(ns, PROG_EP_XDP, inside, &datapath::port_xdp_link(host))
+        .map_err(|e| e.context(format!("the container side's NAPI (XDP) in {}", rec.netns)))
 }
 
 /// Fraglist GRO's feature name (`ethtool -k`).
@@ -439,6 +460,7 @@ async fn teardown_datapath(node: &Node, rec: &Attachment, remaining: &[Attachmen
         dp.remove_endpoint(rec.parent_ifindex, rec.mac.0, h)?;
         dp.remove_endpoint_ips(h, &addrs(rec))?;
         dp.unpin(&datapath::port_link(h))?;
+        dp.unpin(&datapath::port_xdp_link(h))?;
     }
     parent::release_parent(&mut dp, rec, remaining)
 }
@@ -486,6 +508,16 @@ pub async fn check(node: &Node, rec: &Attachment) -> Result<()> {
         "transmit",
     )?;
     let [_, _, xdp] = datapath::parent_links(rec.parent_ifindex);
+    if needs_endpoint_xdp(rec) {
+        let pin = datapath::port_xdp_link(host_index);
+        if !dp.has_link(&pin) || !dp.pin_runs_current(PROG_EP_XDP, &pin)? {
+            return Err(Error::system(format!(
+                "the XDP program of {} in {} is missing or not this build's (its link {pin}): \
+                 this kernel drops what the parent redirects into it",
+                rec.ifname, rec.netns
+            )));
+        }
+    }
     if rec.datapath == Some(DatapathKind::Xdp) {
         check_xdp_gro(rec)?;
         if !dp.has_link(&xdp) {
@@ -543,6 +575,9 @@ pub async fn repair(node: &Node, rec: &Attachment, others: &[Attachment]) -> Res
     if rec.datapath == Some(DatapathKind::Xdp) {
         let ns = rec.open_netns()?;
         xdp_receive_offloads(&ns, rec)?;
+        if needs_endpoint_xdp(rec) {
+            attach_endpoint_xdp(node, &ns, rec)?;
+        }
     }
     endpoint::host_up(node, rec).await
 }
@@ -555,6 +590,9 @@ pub fn links(rec: &Attachment) -> Vec<(&'static str, String)> {
     let mut out = parent::parent_hooks(rec);
     if let Some(h) = rec.host_ifindex {
         out.push((PROG_TX, datapath::port_link(h)));
+        if needs_endpoint_xdp(rec) {
+            out.push((PROG_EP_XDP, datapath::port_xdp_link(h)));
+        }
     }
     out
 }

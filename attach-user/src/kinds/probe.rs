@@ -28,9 +28,13 @@ pub async fn probe_addresses(node: &Node, req: &AddRequest, rec: &Attachment) ->
     if addrs.is_empty() {
         return Ok(());
     }
+    // Missing or down: nothing can answer there (yet).
     let Some(link) = node.rtnl.link_by_name(&device).await? else {
         return Ok(());
     };
+    if !link.up {
+        return Ok(());
+    }
     // ipvlan endpoints speak with the parent's MAC.
     let mac: Mac = if rec.kind == Kind::Ipvlan {
         link.mac
