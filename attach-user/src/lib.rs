@@ -11,6 +11,7 @@ pub mod bench;
 pub mod capabilities;
 pub mod cli;
 pub mod cni;
+pub mod cni_ref;
 pub mod conflict;
 pub mod datapath;
 pub mod dhcp;

@@ -508,13 +508,7 @@ mod zero_mac_is_null {
     }
 }
 
-/// The CNI identity of an attachment: (network name, container id); the
-/// interface name is the attachment's own.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CniRef {
-    pub network: String,
-    pub container_id: String,
-}
+pub use crate::cni_ref::CniRef;
 
 impl Attachment {
     /// A record of `kind` for `ifname` with nothing planned yet, made now:

@@ -84,10 +84,14 @@ fn parent_col(a: &Attachment) -> String {
 }
 
 pub fn attachments(list: &[Attachment]) -> String {
+    let pod = |a: &Attachment| a.cni.as_ref().and_then(|c| c.pod());
+    // Kubernetes pods (from the CNI plugin's CNI_ARGS): a last column, only
+    // when there are any.
+    let pods = list.iter().any(|a| pod(a).is_some());
     let rows: Vec<Vec<String>> = list
         .iter()
         .map(|a| {
-            vec![
+            let mut row = vec![
                 netns_column(a),
                 a.ifname.clone(),
                 a.kind.name().into(),
@@ -115,25 +119,30 @@ pub fn attachments(list: &[Attachment]) -> String {
                     a.mtu.to_string()
                 },
                 dash(a.host_ifname.clone()),
-            ]
+            ];
+            if pods {
+                row.push(dash(pod(a)));
+            }
+            row
         })
         .collect();
-    table(
-        &[
-            "NETNS",
-            "IFNAME",
-            "KIND",
-            "MODE",
-            "BACKEND",
-            "DATAPATH",
-            "PARENT",
-            "MAC",
-            "IPS",
-            "MTU",
-            "HOST_IFNAME",
-        ],
-        &rows,
-    ) + &leases(list)
+    let mut header = vec![
+        "NETNS",
+        "IFNAME",
+        "KIND",
+        "MODE",
+        "BACKEND",
+        "DATAPATH",
+        "PARENT",
+        "MAC",
+        "IPS",
+        "MTU",
+        "HOST_IFNAME",
+    ];
+    if pods {
+        header.push("POD");
+    }
+    table(&header, &rows) + &leases(list)
 }
 
 /// A line per DHCP lease, under the table: its server and expiry.

@@ -1,6 +1,7 @@
 //! Project tasks. Run with the machine's stock toolchain:
 //! `cargo +stable xtask <task>`; every task first installs what it needs.
 
+mod image;
 mod layout;
 mod setup;
 mod vm;
@@ -51,6 +52,15 @@ enum Task {
         /// Extra arguments for the demo binary (see `--help` after `--`).
         #[arg(last = true)]
         args: Vec<String>,
+    },
+    /// Build the node image for Kubernetes (contrib/k8s), offline with podman:
+    /// FROM scratch, the static release binaries only, tagged
+    /// localhost/attach:<version>; checked to run.
+    Image {
+        /// Also write the image to FILE as an OCI archive (for `ctr images
+        /// import`, `podman load`, or a registry).
+        #[arg(long, value_name = "FILE")]
+        save: Option<PathBuf>,
     },
     /// Run the benchmark (`attach bench`) in a fresh lab.
     Bench {
@@ -104,6 +114,11 @@ fn main() -> Result<()> {
         Task::Demo { args } => {
             setup::all()?;
             demo(&root, &args)
+        }
+        Task::Image { save } => {
+            setup::all()?;
+            build(&root, true)?;
+            image::build(&root, save.as_deref())
         }
         Task::Bench { args } => {
             setup::all()?;

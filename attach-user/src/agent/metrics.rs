@@ -82,17 +82,15 @@ pub fn render(stats: &Stats, repairs: u64, requests: u64) -> String {
         let _ = writeln!(out, "# TYPE attach_{name}_total counter");
         for a in &stats.attachments {
             let Some(c) = &a.counters else { continue };
-            let r = &a.attachment;
+            // Bounded labels (see labels.rs): pods by name, not sandbox.
+            let labels: Vec<String> = super::labels::endpoint(&a.attachment)
+                .iter()
+                .map(|(k, v)| format!("{k}=\"{}\"", esc(v)))
+                .collect();
             let _ = writeln!(
                 out,
-                "attach_{name}_total{{endpoint=\"{}/{}\",netns=\"{}\",ifname=\"{}\",kind=\"{}\",mode=\"{}\",parent=\"{}\"}} {}",
-                esc(&r.netns),
-                esc(&r.ifname),
-                esc(&r.netns),
-                esc(&r.ifname),
-                r.kind.name(),
-                r.mode_name(),
-                esc(&r.parent),
+                "attach_{name}_total{{{}}} {}",
+                labels.join(","),
                 get(c)
             );
         }

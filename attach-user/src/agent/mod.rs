@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod client;
+mod labels;
 mod link_watch;
 mod logs;
 mod mac_watch;

@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::{
     ipam::Ipam,
-    request::request,
+    request::{cni_args, request},
     result::result,
     types::{CniError, Env, IpamResult, NetConf, code},
 };
@@ -86,9 +86,27 @@ fn identity(env: &Env, conf: &NetConf) -> Result<(CniRef, String), CniError> {
         CniRef {
             network: conf.name.clone(),
             container_id,
+            pod_namespace: pod_arg(env, "K8S_POD_NAMESPACE"),
+            pod_name: pod_arg(env, "K8S_POD_NAME"),
         },
         ifname,
     ))
+}
+
+/// A pod's namespace or name from CNI_ARGS, if it is a Kubernetes name (a
+/// DNS subdomain: at most 253 of `a-z0-9.-`); anything else is left out, not
+/// refused: it is a note for `list` and the metrics' labels, which must not
+/// carry arbitrary text.
+fn pod_arg(env: &Env, key: &str) -> Option<String> {
+    let v = cni_args(env).into_iter().find(|(k, _)| k == key)?.1;
+    let ok = !v.is_empty()
+        && v.len() <= 253
+        && v.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+    if !ok {
+        tracing::warn!("CNI_ARGS {key}={v:?} is not a Kubernetes name: not recorded");
+    }
+    ok.then_some(v)
 }
 
 pub async fn add(

@@ -12,6 +12,7 @@
 //! Results and errors go to stdout, logs to stderr.
 
 mod commands;
+pub mod install;
 mod ipam;
 mod request;
 mod result;
@@ -30,6 +31,10 @@ use self::{
 /// the node's agent when one runs, else here.
 pub fn main() -> ExitCode {
     crate::logging::init(crate::cli::LogFormat::Text);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(install) = install::Install::from_args(&args) {
+        return run_install(install);
+    }
     let env = Env::from_process();
     let mut stdin = String::new();
     let _ = std::io::stdin().read_to_string(&mut stdin);
@@ -61,6 +66,43 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// `attach-cni --install ...` (see install.rs): one line per file written.
+fn run_install(install: Result<install::Install, String>) -> ExitCode {
+    let done = install.and_then(|i| {
+        let exe = std::env::current_exe().map_err(|e| format!("cannot find myself: {e}"))?;
+        i.run(&exe).map_err(|e| format!("installing: {e}"))
+    });
+    match done {
+        Ok(wrote) => {
+            for path in wrote {
+                println!("installed {}", path.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("attach-cni: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Checks a network configuration as ADD would read it, without running
+/// anything: JSON, `cniVersion`/`name`/`type`, the kind and its settings
+/// (the container's namespace, interface and addresses, which come from
+/// the runtime and IPAM, stand in). For manifests shipped with it (the
+/// Kubernetes NetworkAttachmentDefinitions) and tools that write them.
+pub fn validate(config: &str) -> Result<(), CniError> {
+    let (_, conf) = parse(config)?;
+    request::request(
+        &conf,
+        &Env::default(),
+        "/run/netns/validate",
+        "net1",
+        &types::IpamResult::default(),
+    )
+    .map(drop)
+}
+
 /// The error object in the configuration's version, if it is one we know.
 fn error_json(mut e: CniError, stdin: &str) -> String {
     if let Some(v) = serde_json::from_str::<Value>(stdin)
@@ -83,6 +125,24 @@ async fn run(env: &Env, stdin: &str, node: &mut Node) -> Result<Option<String>, 
             json!({"cniVersion": LATEST, "supportedVersions": SUPPORTED_VERSIONS}).to_string(),
         ));
     }
+    let (raw, conf) = parse(stdin)?;
+    match env.command.as_str() {
+        "ADD" => add(node, env, &conf, &raw).await.map(Some),
+        "DEL" => del(node, env, &conf, &raw).await.map(|()| None),
+        "CHECK" => check(node, env, &conf, &raw).await.map(|()| None),
+        "STATUS" => status(node, env, &conf, &raw).await.map(|()| None),
+        "GC" => gc(node, env, &conf, &raw).await.map(|()| None),
+        "" => Err(CniError::new(code::INVALID_ENV, "CNI_COMMAND is not set")),
+        other => Err(CniError::new(
+            code::INVALID_ENV,
+            format!("unknown CNI_COMMAND {other:?}"),
+        )),
+    }
+}
+
+/// The network configuration, raw and read, with its required keys and a
+/// supported version.
+fn parse(stdin: &str) -> Result<(Value, NetConf), CniError> {
     let raw: Value = serde_json::from_str(stdin).map_err(|e| {
         CniError::new(
             code::DECODE,
@@ -130,16 +190,5 @@ async fn run(env: &Env, stdin: &str, node: &mut Node) -> Result<Option<String>, 
             ),
         ));
     }
-    match env.command.as_str() {
-        "ADD" => add(node, env, &conf, &raw).await.map(Some),
-        "DEL" => del(node, env, &conf, &raw).await.map(|()| None),
-        "CHECK" => check(node, env, &conf, &raw).await.map(|()| None),
-        "STATUS" => status(node, env, &conf, &raw).await.map(|()| None),
-        "GC" => gc(node, env, &conf, &raw).await.map(|()| None),
-        "" => Err(CniError::new(code::INVALID_ENV, "CNI_COMMAND is not set")),
-        other => Err(CniError::new(
-            code::INVALID_ENV,
-            format!("unknown CNI_COMMAND {other:?}"),
-        )),
-    }
+    Ok((raw, conf))
 }
