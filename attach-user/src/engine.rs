@@ -474,6 +474,10 @@ impl Engine {
             Err(e) => errors.push(e.context("rolling back interrupted adds")),
         }
         while let Some(rec) = records.pop() {
+            // Its lease back to the server first, from inside the container.
+            if let Some(w) = self.release_lease(&rec).await {
+                tracing::warn!("{w}");
+            }
             errors.extend(kinds::teardown(&self.node, &rec, &records).await);
             for n in self.node.take_notices() {
                 tracing::warn!("{n}");

@@ -1,7 +1,7 @@
 //! DHCP without a daemon, against dnsmasq on the wire (in the lab's `ext`
 //! host): macvlan and ipvlan endpoints each get their own lease (ipvlan
 //! told apart by its client identifier), the agent renews it past T1, del
-//! releases it, and the CNI plugin's `"dhcp": true` gets one whose
+//! releases it (reset too), and the CNI plugin's `"dhcp": true` gets one whose
 //! address, gateway and DNS are in its result.
 
 use std::{
@@ -348,4 +348,18 @@ fn ports_of_an_ebpf_switch_lease_through_its_uplink() {
         lab.attach().ok(&["del", "--netns", c.name()]).unwrap();
     }
     dnsmasq.wait_for(|| dnsmasq.leases().trim().is_empty(), "both releases");
+}
+
+/// `attach reset` gives every lease back before it removes the endpoints.
+#[test]
+fn reset_releases_every_lease() {
+    require_root();
+    let lab = Lab::new().unwrap();
+    let dnsmasq = Dnsmasq::start(&lab).unwrap();
+    let c1 = lab.container("c1").unwrap();
+    let (rec, _) = add(&lab, "macvlan", c1.name());
+    let id = rec["dhcp"]["client_id"].as_str().unwrap().to_owned();
+    assert!(dnsmasq.leases().contains(&id), "{}", dnsmasq.leases());
+    lab.attach().ok(&["reset"]).unwrap();
+    dnsmasq.wait_for(|| !dnsmasq.leases().contains(&id), "the release on reset");
 }
