@@ -17,7 +17,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::{addr::Mac, packet_socket::PacketSocket};
+use crate::{addr::Mac, checksum, packet_socket::PacketSocket};
 
 /// How long answers are awaited.
 pub const WINDOW: Duration = Duration::from_millis(60);
@@ -178,22 +178,11 @@ fn dad_solicitation(mac: Mac, target: Ipv6Addr) -> Vec<u8> {
     f
 }
 
+/// The ICMPv6 checksum of `icmp` (its checksum field zero) from `src` to
+/// `dst`.
 fn icmpv6_checksum(src: &Ipv6Addr, dst: &Ipv6Addr, icmp: &[u8]) -> u16 {
-    let mut sum: u32 = 0;
-    let mut add = |b: &[u8]| {
-        for c in b.chunks(2) {
-            sum += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
-        }
-    };
-    add(&src.octets());
-    add(&dst.octets());
-    add(&(icmp.len() as u32).to_be_bytes());
-    add(&[0, 0, 0, ICMPV6]);
-    add(icmp);
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
+    let pseudo = checksum::ipv6_pseudo_header(*src, *dst, icmp.len(), ICMPV6);
+    checksum::internet(&[pseudo.as_slice(), icmp].concat())
 }
 
 #[cfg(test)]

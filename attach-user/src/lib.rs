@@ -9,6 +9,7 @@ pub mod agent;
 pub mod announce;
 pub mod bench;
 pub mod capabilities;
+pub mod checksum;
 pub mod cli;
 pub mod cni;
 pub mod cni_ref;

@@ -45,6 +45,7 @@ use super::{
     run::{Ns, high_priority, pin_to},
 };
 use crate::{
+    checksum::{ones_sum, udp_pseudo_header},
     datapath::load_program,
     error::{Error, Result},
 };
@@ -216,30 +217,6 @@ impl Programs {
         Array::<_, [u64; GEN_FRAME_WORDS]>::try_from(map)?.set(0, &words, 0)?;
         Ok(&*self.xdp(PROG_GEN)?)
     }
-}
-
-/// The one's-complement sum of `data` as 16-bit big-endian words (an odd
-/// last byte padded with zero), folded to 16 bits.
-fn ones_sum(data: &[u8]) -> u16 {
-    let mut sum: u32 = data
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], c.get(1).copied().unwrap_or(0)])))
-        .sum();
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    sum as u16
-}
-
-/// The UDP/IPv4 pseudo-header a UDP checksum covers: addresses, protocol,
-/// and the datagram's length.
-fn udp_pseudo_header(sip: Ipv4Addr, dip: Ipv4Addr, udp_len: usize) -> [u8; 12] {
-    let mut pseudo = [0u8; 12];
-    pseudo[..4].copy_from_slice(&sip.octets());
-    pseudo[4..8].copy_from_slice(&dip.octets());
-    pseudo[9] = 17;
-    pseudo[10..].copy_from_slice(&(udp_len as u16).to_be_bytes());
-    pseudo
 }
 
 /// A 64-byte Ethernet frame on the wire (60 bytes without the FCS): IPv4,

@@ -4,7 +4,10 @@
 
 use std::net::Ipv4Addr;
 
-use crate::addr::Mac;
+use crate::{
+    addr::Mac,
+    checksum::{internet, udp_pseudo_header},
+};
 
 pub const SERVER_PORT: u16 = 67;
 pub const CLIENT_PORT: u16 = 68;
@@ -217,13 +220,8 @@ pub fn frame(src_mac: Mac, dst_mac: Mac, src: Ipv4Addr, dst: Ipv4Addr, payload: 
     udp.extend_from_slice(&(udp_len as u16).to_be_bytes());
     udp.extend_from_slice(&[0, 0]);
     udp.extend_from_slice(payload);
-    let mut pseudo = Vec::with_capacity(12 + udp.len());
-    pseudo.extend_from_slice(&src.octets());
-    pseudo.extend_from_slice(&dst.octets());
-    pseudo.extend_from_slice(&[0, UDP]);
-    pseudo.extend_from_slice(&(udp_len as u16).to_be_bytes());
-    pseudo.extend_from_slice(&udp);
-    let sum = match checksum(&pseudo) {
+    let pseudo = udp_pseudo_header(src, dst, udp_len);
+    let sum = match internet(&[pseudo.as_slice(), &udp].concat()) {
         // 0 means "no checksum" in UDP: all ones stands for it.
         0 => 0xffff,
         s => s,
@@ -234,7 +232,7 @@ pub fn frame(src_mac: Mac, dst_mac: Mac, src: Ipv4Addr, dst: Ipv4Addr, payload: 
     ip.extend_from_slice(&[0, 0, 0, 0, 64, UDP, 0, 0]);
     ip.extend_from_slice(&src.octets());
     ip.extend_from_slice(&dst.octets());
-    let sum = checksum(&ip);
+    let sum = internet(&ip);
     ip[10..12].copy_from_slice(&sum.to_be_bytes());
     let mut f = Vec::with_capacity(14 + ip.len() + udp.len());
     f.extend_from_slice(&dst_mac.0);
@@ -265,18 +263,6 @@ pub fn client_payload(f: &[u8]) -> Option<(Mac, &[u8])> {
     }
     let len = usize::from(u16::from_be_bytes([udp[4], udp[5]])).min(udp.len());
     Some((Mac(f[6..12].try_into().ok()?), udp.get(8..len)?))
-}
-
-/// The Internet checksum (RFC 1071) of `b`.
-pub fn checksum(b: &[u8]) -> u16 {
-    let mut sum: u32 = 0;
-    for c in b.chunks(2) {
-        sum += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
-    }
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
 }
 
 /// The domain names of a domain search option (RFC 3397: DNS wire format,
@@ -374,12 +360,12 @@ mod tests {
             &payload,
         );
         // A right checksum sums (with its header) to zero.
-        assert_eq!(checksum(&f[14..34]), 0);
+        assert_eq!(internet(&f[14..34]), 0);
         let udp = &f[34..];
         let mut pseudo = vec![0, 0, 0, 0, 255, 255, 255, 255, 0, UDP];
         pseudo.extend_from_slice(&(udp.len() as u16).to_be_bytes());
         pseudo.extend_from_slice(udp);
-        assert_eq!(checksum(&pseudo), 0);
+        assert_eq!(internet(&pseudo), 0);
         // Sent to the server port: not a frame for the client.
         assert!(client_payload(&f).is_none());
         let mut back = f.clone();
