@@ -53,7 +53,7 @@ fn main() -> ExitCode {
         // A running agent serves the node's operations; without one, the
         // CLI does the work itself.
         let mut engine = None;
-        agent::client::run(&op, cli.output, &mut engine)
+        agent::client::run(&op, cli.output, &mut engine, false)
             .await
             .map(warn)
     });

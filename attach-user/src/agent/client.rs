@@ -71,20 +71,31 @@ async fn exchange(stream: tokio::net::UnixStream, req: &Request) -> Result<Reply
     Ok(serde_json::from_str(&answer)?)
 }
 
+/// What became of an operation sent to the node's agent.
+pub enum Forwarded {
+    /// No agent runs (or ATTACH_NO_AGENT asks not to use one).
+    NoAgent,
+    /// An agent's socket took the request but no answer came back.
+    Unanswered(Error),
+    /// The agent's answer: its output, or the operation's error.
+    Answered(Result<Done>),
+}
+
 /// Runs `op` through the node's agent, if one is running.
-pub async fn forward(op: &Op, format: Format) -> Option<Result<Done>> {
+pub async fn forward(op: &Op, format: Format) -> Forwarded {
     if !wanted() {
-        return None;
+        return Forwarded::NoAgent;
     }
     let req = Request {
         op: op.clone(),
         format,
     };
-    let reply = match call(&req).await? {
-        Ok(r) => r,
-        Err(e) => return Some(Err(e)),
+    let reply = match call(&req).await {
+        None => return Forwarded::NoAgent,
+        Some(Err(e)) => return Forwarded::Unanswered(e),
+        Some(Ok(r)) => r,
     };
-    Some(match reply.error {
+    Forwarded::Answered(match reply.error {
         None => Ok(Done {
             stdout: reply.stdout,
             warnings: reply.warnings,
@@ -94,10 +105,21 @@ pub async fn forward(op: &Op, format: Format) -> Option<Result<Done>> {
 }
 
 /// Runs `op` through the node's agent when one runs, else on `engine`
-/// (made on first use).
-pub async fn run(op: &Op, format: Format, engine: &mut Option<crate::Engine>) -> Result<Done> {
-    if let Some(reply) = forward(op, format).await {
-        return reply;
+/// (made on first use). An agent that takes the request but does not
+/// answer is an error, or with `fall_back` a warning and the work done here.
+pub async fn run(
+    op: &Op,
+    format: Format,
+    engine: &mut Option<crate::Engine>,
+    fall_back: bool,
+) -> Result<Done> {
+    match forward(op, format).await {
+        Forwarded::Answered(done) => return done,
+        Forwarded::Unanswered(e) if !fall_back => return Err(e),
+        Forwarded::Unanswered(e) => {
+            tracing::warn!("the agent did not answer ({e}); working without it")
+        }
+        Forwarded::NoAgent => {}
     }
     let engine = match engine {
         Some(e) => e,

@@ -33,21 +33,10 @@ pub struct Node {
 }
 
 impl Node {
-    /// Runs `op` (rendered as JSON).
+    /// Runs `op` (rendered as JSON); an agent that does not answer is
+    /// worked around, not an error for the runtime.
     async fn run(&mut self, op: &Op) -> crate::Result<crate::op::Done> {
-        if let Some(reply) = crate::agent::client::forward(op, Format::Json).await {
-            match reply {
-                Err(e) if e.kind == crate::ErrorKind::System && e.message.contains("the agent") => {
-                    tracing::warn!("the agent did not answer ({e}); working without it")
-                }
-                done => return done,
-            }
-        }
-        let engine = match &mut self.engine {
-            Some(e) => e,
-            None => self.engine.insert(Engine::new()?),
-        };
-        crate::op::run(op, engine, Format::Json).await
+        crate::agent::client::run(op, Format::Json, &mut self.engine, true).await
     }
 
     /// Runs `op` and reads its JSON result as `T`.
