@@ -43,7 +43,11 @@ impl Sources {
     }
 }
 
-/// The kinds a runtime may ask for: those with a container interface.
+/// The kinds a runtime may ask for: those with an interface of their own
+/// (a runtime asks for CNI_IFNAME), each with its [`form`].
+const KINDS: [&str; 6] = ["macvlan", "ipvlan", "bridge", "router", "nested", "sriov"];
+
+/// The kind the configuration asks for, one of [`KINDS`].
 fn kind_of(conf: &NetConf) -> Result<String, CniError> {
     let kind = match conf.options.get("kind") {
         None => return Ok("macvlan".into()),
@@ -55,9 +59,7 @@ fn kind_of(conf: &NetConf) -> Result<String, CniError> {
             ));
         }
     };
-    // Those with an interface of their own: a runtime asks for CNI_IFNAME.
-    const KINDS: [&str; 6] = ["macvlan", "ipvlan", "bridge", "router", "nested", "sriov"];
-    if !KINDS.contains(&kind.as_str()) {
+    if form(&kind).is_none() {
         return Err(CniError::new(
             code::INVALID_CONFIG,
             format!(
@@ -70,21 +72,52 @@ fn kind_of(conf: &NetConf) -> Result<String, CniError> {
     Ok(kind)
 }
 
+/// How a request of `kind` is read from its JSON form.
+type Reader = fn(&Value, &Sources) -> Result<AddRequest, CniError>;
+
+/// A kind of [`KINDS`]: its `attach add` arguments (clap) and how its
+/// request is read. Kind by kind: through the tagged enum, serde would lose
+/// which key failed.
+fn form(kind: &str) -> Option<(clap::Command, Reader)> {
+    use clap::Args;
+
+    use crate::kinds::{bridge, ipvlan, macvlan, nested, router, sriov};
+    fn read<T: serde::de::DeserializeOwned>(
+        given: &Value,
+        from: &Sources,
+        wrap: fn(T) -> AddRequest,
+    ) -> Result<AddRequest, CniError> {
+        serde_path_to_error::deserialize(given)
+            .map(wrap)
+            .map_err(|e| CniError::new(code::INVALID_CONFIG, read_error(&e, given, from)))
+    }
+    let cmd = clap::Command::new("add");
+    Some(match kind {
+        "macvlan" => (macvlan::MacvlanRequest::augment_args(cmd), |g, f| {
+            read(g, f, AddRequest::Macvlan)
+        }),
+        "ipvlan" => (ipvlan::IpvlanRequest::augment_args(cmd), |g, f| {
+            read(g, f, AddRequest::Ipvlan)
+        }),
+        "bridge" => (bridge::BridgeRequest::augment_args(cmd), |g, f| {
+            read(g, f, AddRequest::Bridge)
+        }),
+        "router" => (router::RouterRequest::augment_args(cmd), |g, f| {
+            read(g, f, AddRequest::Router)
+        }),
+        "nested" => (nested::NestedRequest::augment_args(cmd), |g, f| {
+            read(g, f, AddRequest::Nested)
+        }),
+        "sriov" => (sriov::SriovRequest::augment_args(cmd), |g, f| {
+            read(g, f, AddRequest::Sriov)
+        }),
+        _ => return None,
+    })
+}
+
 /// The options of `attach add KIND`, as named on the command line and in
 /// JSON (hidden ones and help excepted).
-fn options_of(kind: &str) -> Vec<String> {
-    use crate::kinds::{bridge, ipvlan, macvlan, nested, router, sriov};
-    use clap::Args;
-    let cmd = clap::Command::new("add");
-    let cmd = match kind {
-        "macvlan" => macvlan::MacvlanRequest::augment_args(cmd),
-        "ipvlan" => ipvlan::IpvlanRequest::augment_args(cmd),
-        "bridge" => bridge::BridgeRequest::augment_args(cmd),
-        "router" => router::RouterRequest::augment_args(cmd),
-        "nested" => nested::NestedRequest::augment_args(cmd),
-        "sriov" => sriov::SriovRequest::augment_args(cmd),
-        _ => cmd,
-    };
+fn options_of(cmd: &clap::Command) -> Vec<String> {
     cmd.get_arguments()
         .filter(|a| !a.is_hide_set())
         .filter_map(|a| a.get_long().map(str::to_owned))
@@ -115,9 +148,9 @@ pub fn request(
     ipam: &IpamResult,
 ) -> Result<AddRequest, CniError> {
     let kind = kind_of(conf)?;
-    let options = options_of(&kind);
+    let (args, read) = form(&kind).expect("kind_of gives a kind with a form");
+    let options = options_of(&args);
     let mut obj = serde_json::Map::new();
-    obj.insert("kind".into(), json!(kind));
     obj.insert("netns".into(), json!(netns));
     obj.insert("ifname".into(), json!(ifname));
     let mut from = Sources::default();
@@ -204,27 +237,7 @@ pub fn request(
         from.note("gateway", "the ipam result's gateway".into());
         obj.insert("gateway".into(), json!(gw.to_string()));
     }
-    obj.remove("kind");
-    let given = Value::Object(obj);
-    // Kind by kind: through the tagged enum, serde would lose which key
-    // failed.
-    fn read<T: serde::de::DeserializeOwned>(
-        given: &Value,
-        from: &Sources,
-        wrap: fn(T) -> AddRequest,
-    ) -> Result<AddRequest, CniError> {
-        serde_path_to_error::deserialize(given)
-            .map(wrap)
-            .map_err(|e| CniError::new(code::INVALID_CONFIG, read_error(&e, given, from)))
-    }
-    match kind.as_str() {
-        "macvlan" => read(&given, &from, AddRequest::Macvlan),
-        "ipvlan" => read(&given, &from, AddRequest::Ipvlan),
-        "bridge" => read(&given, &from, AddRequest::Bridge),
-        "router" => read(&given, &from, AddRequest::Router),
-        "nested" => read(&given, &from, AddRequest::Nested),
-        _ => read(&given, &from, AddRequest::Sriov),
-    }
+    read(&Value::Object(obj), &from)
 }
 
 /// A request that could not be read, in the configuration's terms.
