@@ -101,31 +101,7 @@ impl Ns {
 
     /// `ip -batch` of these commands in the namespace.
     pub fn ip(&self, cmds: &[&str]) -> Result<()> {
-        let mut child = Command::new("ip")
-            .args(["-n", &self.name, "-batch", "-"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| Error::system(format!("cannot run ip: {e}")))?;
-        child
-            .stdin
-            .take()
-            .expect("piped stdin")
-            .write_all(cmds.join("\n").as_bytes())
-            .map_err(|e| Error::system(format!("writing to ip: {e}")))?;
-        let out = child
-            .wait_with_output()
-            .map_err(|e| Error::system(format!("waiting for ip: {e}")))?;
-        if !out.status.success() {
-            return Err(Error::system(format!(
-                "ip -n {} -batch failed: {}\ncommands:\n{}",
-                self.name,
-                String::from_utf8_lossy(&out.stderr).trim(),
-                cmds.join("\n")
-            )));
-        }
-        Ok(())
+        ip_batch(Some(&self.name), cmds)
     }
 
     /// Runs `f` on a thread inside the namespace.
@@ -370,4 +346,41 @@ impl Drop for Proc {
             drop(child);
         }
     }
+}
+
+/// `ip -batch` of `cmds`, in namespace `netns` (`ip -n`) or this process's.
+pub fn ip_batch<S: AsRef<str>>(netns: Option<&str>, cmds: &[S]) -> Result<()> {
+    let script = cmds
+        .iter()
+        .map(AsRef::as_ref)
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mut ip = Command::new("ip");
+    if let Some(ns) = netns {
+        ip.args(["-n", ns]);
+    }
+    let mut child = ip
+        .args(["-batch", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| Error::system(format!("cannot run ip: {e}")))?;
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(script.as_bytes())
+        .map_err(|e| Error::system(format!("writing to ip: {e}")))?;
+    let out = child
+        .wait_with_output()
+        .map_err(|e| Error::system(format!("waiting for ip: {e}")))?;
+    if !out.status.success() {
+        return Err(Error::system(format!(
+            "ip{} -batch failed: {}\ncommands:\n{script}",
+            netns.map(|n| format!(" -n {n}")).unwrap_or_default(),
+            String::from_utf8_lossy(&out.stderr).trim(),
+        )));
+    }
+    Ok(())
 }

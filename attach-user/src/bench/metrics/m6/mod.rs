@@ -20,9 +20,7 @@
 
 use std::{
     collections::HashMap as StdHashMap,
-    io::Write as _,
     path::{Path, PathBuf},
-    process::{Command, Stdio},
 };
 
 use attach_common::{
@@ -137,32 +135,6 @@ fn arp_broadcast(src: MacAddr) -> Vec<u8> {
     f.extend_from_slice(&[10, 0, 0, 2]);
     f.resize(60, 0);
     f
-}
-
-fn ip_batch(cmds: &[String]) -> Result<()> {
-    let mut child = Command::new("ip")
-        .args(["-batch", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| Error::system(format!("cannot run ip: {e}")))?;
-    child
-        .stdin
-        .take()
-        .expect("piped")
-        .write_all(cmds.join("\n").as_bytes())
-        .map_err(|e| Error::system(format!("writing to ip: {e}")))?;
-    let out = child
-        .wait_with_output()
-        .map_err(|e| Error::system(format!("waiting for ip: {e}")))?;
-    if !out.status.success() {
-        return Err(Error::system(format!(
-            "ip -batch: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    Ok(())
 }
 
 fn ifindex(name: &str) -> Result<u32> {
@@ -407,7 +379,7 @@ fn measure(
         cmds.push(format!("link set e{i} up"));
         cmds.push(format!("link set e{i}x up"));
     }
-    ip_batch(&cmds)?;
+    crate::bench::run::ip_batch(None, &cmds)?;
     let parents: Vec<u32> = (0..nparents)
         .map(|p| ifindex(&format!("m6p{p}")))
         .collect::<Result<_>>()?;
