@@ -63,15 +63,18 @@ impl Drop for Agent {
     }
 }
 
+/// `attach ARGS --parent eth1 --netns NETNS --dhcp` (ARGS: `add KIND`, with
+/// global options), as it ended.
+fn run_add(lab: &Lab, args: &[&str], netns: &str) -> std::process::Output {
+    let mut argv = args.to_vec();
+    argv.extend(["--parent", NODE_IF, "--netns", netns, "--dhcp"]);
+    lab.attach().run(&argv).unwrap()
+}
+
 /// `attach -o json add KIND --parent eth1 --netns NETNS --dhcp`: the record
 /// and the warnings.
 fn add(lab: &Lab, kind: &str, netns: &str) -> (Value, String) {
-    let out = lab
-        .attach()
-        .run(&[
-            "-o", "json", "add", kind, "--parent", NODE_IF, "--netns", netns, "--dhcp",
-        ])
-        .unwrap();
+    let out = run_add(lab, &["-o", "json", "add", kind], netns);
     let err = text(&out.stderr);
     assert!(out.status.success(), "add {kind} --dhcp: {err}");
     (serde_json::from_slice(&out.stdout).unwrap(), err)
@@ -251,18 +254,7 @@ fn no_server_is_an_error_naming_the_device_and_nothing_is_left() {
     let c = lab.container("c1").unwrap();
     let empty = snapshot(&lab, &[&c]);
     let started = Instant::now();
-    let out = lab
-        .attach()
-        .run(&[
-            "add",
-            "macvlan",
-            "--parent",
-            NODE_IF,
-            "--netns",
-            c.name(),
-            "--dhcp",
-        ])
-        .unwrap();
+    let out = run_add(&lab, &["add", "macvlan"], c.name());
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
@@ -293,18 +285,7 @@ fn a_leased_address_another_host_answers_for_is_refused_and_released() {
     let dnsmasq = Dnsmasq::start_with(&lab, "10.77.0.100,10.77.0.100", &["--no-ping"]).unwrap();
     let c = lab.container("c1").unwrap();
     let empty = snapshot(&lab, &[&c]);
-    let out = lab
-        .attach()
-        .run(&[
-            "add",
-            "macvlan",
-            "--parent",
-            NODE_IF,
-            "--netns",
-            c.name(),
-            "--dhcp",
-        ])
-        .unwrap();
+    let out = run_add(&lab, &["add", "macvlan"], c.name());
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(4), "{err}");
     assert!(err.contains("address 10.77.0.100 is in use"), "{err}");
