@@ -232,6 +232,18 @@ pub async fn plan(
             flag.name()
         )));
     }
+    if !native {
+        let members = on_parent
+            .iter()
+            .filter(|r| is_ipvlan_ebpf_on(r, parent.index))
+            .count();
+        datapath::check_row_len(
+            members + 1,
+            attach_common::MAX_PORTS_PER_PARENT,
+            &format!("the ipvlan port of {}", parent.name),
+            "eBPF endpoints",
+        )?;
+    }
     common::check_addresses_free(node, &parent, &req.ips, &on_parent).await?;
     Ok(Attachment {
         mode: Some(mode),
@@ -256,7 +268,10 @@ fn endpoint_of(rec: &Attachment) -> Option<Endpoint> {
         id: rec.endpoint_id?,
         mac: rec.mac.0,
         mode: mode_bit(rec.mode?),
-        flags: flag_bits(rec.flag?),
+        // The port's flag (private, vepa) lives in its `IpvlanParent`;
+        // an endpoint's flags are `EP_F_*` bits, which the `IPVL_F_*`
+        // values would alias (private as down, vepa as router).
+        flags: 0,
     })
 }
 
