@@ -125,6 +125,21 @@ pub const COMPAT_SUITES: &[(&str, &[&str])] = &[
     ),
     ("cni", &["--exact", "add_check_del_with_host_local"]),
     (
+        "host",
+        &["--exact", "host_counts_its_cgroup_traffic_on_v4_and_v6"],
+    ),
+    (
+        "container",
+        &[
+            "--exact",
+            "joiner_keeps_its_network_when_the_first_container_exits",
+        ],
+    ),
+    (
+        "sriov",
+        &["--exact", "a_device_moves_in_works_and_comes_back_restored"],
+    ),
+    (
         "nested",
         &[
             "--exact",
