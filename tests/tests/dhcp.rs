@@ -2,7 +2,9 @@
 //! host): macvlan and ipvlan endpoints each get their own lease (ipvlan
 //! told apart by its client identifier), the agent renews it past T1, del
 //! releases it (reset too), and the CNI plugin's `"dhcp": true` gets one whose
-//! address, gateway and DNS are in its result.
+//! address, gateway and DNS are in its result. Containers in a VM (nested)
+//! lease on their VLAN of the VM's uplink, through the host's switch,
+//! renewed by the VM's agent.
 
 use std::{
     path::PathBuf,
@@ -14,25 +16,30 @@ use std::{
 use attach_tests::{
     cni::Call,
     dnsmasq::Dnsmasq,
-    lab::{Attach, EXT_IF, Lab, NODE_IF, Netns, ping, require_root},
+    lab::{Attach, EXT_IF, Lab, NODE_IF, Netns, node_id, ping, require_root},
     refusal::text,
     snapshot::snapshot,
+    vm::{nested_mac, vm},
 };
 use serde_json::{Value, json};
 
-/// An agent in the lab's node (reconciling every 2 s), killed by its PID
-/// when dropped.
+/// An agent (reconciling every 2 s), killed by its PID when dropped.
 struct Agent(Option<Child>, PathBuf);
 
 impl Agent {
+    /// The agent of the lab's node.
     fn start(lab: &Lab) -> Agent {
+        Self::start_in(lab.node())
+    }
+
+    /// The agent of the node `ns` (a VM's, for one).
+    fn start_in(ns: &Netns) -> Agent {
         let socket = PathBuf::from(format!(
-            "/run/attach/{}.sock",
-            lab.node_pin_dir().file_name().unwrap().to_string_lossy()
+            "/run/attach/node-{}.sock",
+            node_id(ns.path()).unwrap()
         ));
         let bin = Attach::bin().unwrap();
-        let child = lab
-            .node()
+        let child = ns
             .command(&[
                 bin.to_str().unwrap(),
                 "agent",
@@ -343,4 +350,87 @@ fn reset_releases_every_lease() {
     assert!(dnsmasq.leases().contains(&id), "{}", dnsmasq.leases());
     lab.attach().ok(&["reset"]).unwrap();
     dnsmasq.wait_for(|| !dnsmasq.leases().contains(&id), "the release on reset");
+}
+
+/// Containers in a VM lease on their VLAN: the VM's engine speaks DHCP on
+/// its uplink in frames tagged as the container's (VLAN 100; S-tag 10
+/// around VLAN 100 for a second VM's), the host side takes the tags off
+/// towards the wire; each gets its own lease, the VM's agent renews it
+/// past T1, `check` is clean, `del` in the VM releases it.
+#[test]
+fn nested_endpoints_lease_on_their_vlan_renew_and_release() {
+    require_root();
+    let lab = Lab::new().unwrap();
+    let dnsmasq = Dnsmasq::start(&lab).unwrap();
+    let vm1 = vm(&lab, "vm1", "tap1").unwrap();
+    let vm3 = vm(&lab, "vm3", "tap3").unwrap();
+    let mut endpoints = Vec::new();
+    for (vm, name, qinq, last) in [(&vm1, "vm1c", None, 31), (&vm3, "vm3c", Some("10"), 51)] {
+        let c = lab.container(name).unwrap();
+        let mac = nested_mac(last);
+        // The host side first: its VLAN reaches the wire, for the MAC the
+        // VM side will have. No addresses: the lease is not known yet.
+        let mut host = vec![
+            "add", "nested-host", "--tap", &vm.tap, "--vlan", "100", "--parent", NODE_IF,
+            "--mac", &mac,
+        ];
+        let mut guest = vec![
+            "-o", "json", "add", "nested", "--netns", c.name(), "--uplink", "eth0", "--vlan",
+            "100", "--mac", &mac, "--dhcp",
+        ];
+        if let Some(q) = qinq {
+            host.extend(["--qinq", q]);
+            guest.extend(["--qinq", q]);
+        }
+        lab.attach().ok(&host).unwrap();
+        let agent = qinq.is_none().then(|| Agent::start_in(&vm.ns));
+        let out = vm.engine.run(&guest).unwrap();
+        assert!(out.status.success(), "{name}: {}", text(&out.stderr));
+        let rec: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let addr = leased(&rec, &c);
+        assert_eq!(rec["dhcp"]["chaddr"], json!(mac), "{rec}");
+        let id = rec["dhcp"]["client_id"].as_str().unwrap().to_owned();
+        assert!(
+            dnsmasq
+                .leases()
+                .lines()
+                .any(|l| l.contains(&format!(" {addr} ")) && l.ends_with(id.as_str())),
+            "{addr} for {id} not in dnsmasq's leases:\n{}",
+            dnsmasq.leases()
+        );
+        vm.engine.ok(&["check", "--netns", c.name()]).unwrap();
+        endpoints.push((vm, c, rec, agent));
+    }
+    assert_ne!(endpoints[0].2["ips"], endpoints[1].2["ips"]);
+
+    // The VM's agent renews its container's lease past T1 (15 s; it
+    // reconciles every 2 s), from inside the container, through the VLAN.
+    let (vm, c, first, _agent) = &endpoints[0];
+    let at = |l: &Value, k: &str| l[k].as_u64().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let renewed = loop {
+        let list = vm.engine.json(&["list"]).unwrap();
+        let now = list.as_array().unwrap().iter().find(|r| r["netns"] == c.name()).unwrap()
+            ["dhcp"]
+            .clone();
+        if at(&now, "renewed_at") > at(&first["dhcp"], "renewed_at") {
+            break now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the VM's agent did not renew the lease within 40 s: {now}"
+        );
+        thread::sleep(Duration::from_millis(500));
+    };
+    assert!(at(&renewed, "expires_at") > at(&first["dhcp"], "expires_at"));
+    assert_eq!(renewed["address"], first["dhcp"]["address"]);
+
+    // del in the VM gives each lease back, from inside the container.
+    for (vm, c, rec, _) in &endpoints {
+        let out = vm.engine.run(&["del", "--netns", c.name()]).unwrap();
+        let err = text(&out.stderr);
+        assert!(out.status.success() && !err.contains("warning"), "{err}");
+        let id = rec["dhcp"]["client_id"].as_str().unwrap();
+        dnsmasq.wait_for(|| !dnsmasq.leases().contains(id), "the release");
+    }
 }

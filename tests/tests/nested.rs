@@ -21,7 +21,7 @@ use attach_tests::{
     reach::{Endpoint, Flavor, attach, detach},
     report::{counters_where, verdict},
     snapshot::{links, snapshot, tree},
-    vm::{Vm, attach_nested, capture, nested_mac as mac, vm},
+    vm::{Vm, attach_nested, capture, nested_mac as mac, vm, vm_state},
 };
 use serde_json::{Value, json};
 
@@ -284,18 +284,6 @@ fn check_and_reconcile_both_sides() {
             && ping_within(lab.ext(), &c.v6, REPAIRED_WITHIN),
         "after the VM's repair"
     );
-}
-
-/// What a refused command in the VM could change there.
-fn vm_state(vm: &Vm, containers: &[&Netns]) -> Value {
-    let id = node_id(vm.ns.path()).unwrap();
-    json!({
-        "links": links(&vm.ns),
-        "pins": tree(std::path::Path::new(&format!("/sys/fs/bpf/attach/node-{id}"))),
-        "records": tree(std::path::Path::new(&format!("/run/attach/node-{id}"))),
-        "list": vm.engine.json(&["list"]).unwrap(),
-        "containers": containers.iter().map(|c| json!(links(c))).collect::<Vec<_>>(),
-    })
 }
 
 /// Bad input on either side: a clear error naming the value, the

@@ -17,7 +17,7 @@ use super::{
 use crate::{
     addr::Mac,
     error::{Error, Result},
-    packet_socket::PacketSocket,
+    packet_socket::{PacketSocket, Tag},
 };
 
 /// How long a server has to answer the DISCOVERs (sent at 0, 1 and 2.5 s).
@@ -41,10 +41,17 @@ fn xid() -> u32 {
 }
 
 /// Acquires a lease on device `ifindex` (named `device` in errors) of the
-/// calling thread's namespace, as `chaddr` with `client_id`.
-pub fn acquire(ifindex: u32, device: &str, chaddr: Mac, client_id: &[u8]) -> Result<Lease> {
+/// calling thread's namespace, in frames tagged `tags` (outermost first;
+/// none: untagged), as `chaddr` with `client_id`.
+pub fn acquire(
+    ifindex: u32,
+    tags: &[Tag],
+    device: &str,
+    chaddr: Mac,
+    client_id: &[u8],
+) -> Result<Lease> {
     let io = |e: io::Error| Error::system(format!("DHCP on {device}: {e}"));
-    let sock = PacketSocket::open(ifindex).map_err(io)?;
+    let sock = PacketSocket::open(ifindex, tags).map_err(io)?;
     let xid = xid();
     let send = |m: &Message| {
         let f = packet::frame(
@@ -235,11 +242,11 @@ pub fn renew(ifname: &str, lease: &mut Lease) -> Result<()> {
 }
 
 /// Gives `lease` back to its server from the node, on device `ifindex`
-/// (named `device`): the DHCPRELEASE framed as the endpoint would send
-/// it, to the MAC the server answered from.
-pub fn release_on_wire(ifindex: u32, device: &str, lease: &Lease) -> Result<()> {
-    let sock =
-        PacketSocket::open(ifindex).map_err(|e| Error::system(format!("DHCP on {device}: {e}")))?;
+/// (named `device`) in frames tagged `tags`: the DHCPRELEASE framed as the
+/// endpoint would send it, to the MAC the server answered from.
+pub fn release_on_wire(ifindex: u32, tags: &[Tag], device: &str, lease: &Lease) -> Result<()> {
+    let sock = PacketSocket::open(ifindex, tags)
+        .map_err(|e| Error::system(format!("DHCP on {device}: {e}")))?;
     let f = packet::frame(
         lease.chaddr,
         lease.server_mac,

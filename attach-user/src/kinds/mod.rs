@@ -103,6 +103,7 @@ impl AddRequest {
             AddRequest::Ipvlan(r) => r.dhcp.then_some(r.mtu),
             AddRequest::Bridge(r) => r.dhcp.then_some(r.mtu),
             AddRequest::Sriov(r) => r.dhcp.then_some(r.mtu),
+            AddRequest::Nested(r) => r.dhcp.then_some(r.mtu),
             _ => None,
         }
     }
