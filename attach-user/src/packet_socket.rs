@@ -336,20 +336,32 @@ mod tests {
         assert_eq!(&f[..n], &plain[..]);
         // A single 802.1Q tag, in the metadata.
         let mut f = plain.clone();
-        assert_eq!(untag(&mut f, Some(Tag::q(100)), &[Tag::q(100)]), Some(plain.len()));
+        assert_eq!(
+            untag(&mut f, Some(Tag::q(100)), &[Tag::q(100)]),
+            Some(plain.len())
+        );
     }
 
     #[test]
     fn frames_of_another_vlan_path_are_not_received() {
         let plain = frame(0x0806);
         // Another VLAN, a missing or extra tag.
-        assert_eq!(untag(&mut plain.clone(), Some(Tag::q(200)), &[Tag::q(100)]), None);
+        assert_eq!(
+            untag(&mut plain.clone(), Some(Tag::q(200)), &[Tag::q(100)]),
+            None
+        );
         assert_eq!(untag(&mut plain.clone(), None, &[Tag::q(100)]), None);
         assert_eq!(untag(&mut plain.clone(), Some(Tag::q(100)), &[]), None);
         let mut f = push_tags(&plain, &[Tag::q(100)]);
-        assert_eq!(untag(&mut f, Some(Tag::ad(11)), &[Tag::ad(10), Tag::q(100)]), None);
+        assert_eq!(
+            untag(&mut f, Some(Tag::ad(11)), &[Tag::ad(10), Tag::q(100)]),
+            None
+        );
         // Untagged, and priority-tagged (VLAN 0), are the untagged path.
         assert_eq!(untag(&mut plain.clone(), None, &[]), Some(plain.len()));
-        assert_eq!(untag(&mut plain.clone(), Some(Tag::q(0)), &[]), Some(plain.len()));
+        assert_eq!(
+            untag(&mut plain.clone(), Some(Tag::q(0)), &[]),
+            Some(plain.len())
+        );
     }
 }

@@ -92,8 +92,16 @@ fn a_nested_address_in_use_on_its_vlan_is_refused() {
         let c = lab.container(name).unwrap();
         let mac = nested_mac(last);
         let mut host = vec![
-            "add", "nested-host", "--tap", &vm.tap, "--vlan", "100", "--parent", NODE_IF,
-            "--mac", &mac,
+            "add",
+            "nested-host",
+            "--tap",
+            &vm.tap,
+            "--vlan",
+            "100",
+            "--parent",
+            NODE_IF,
+            "--mac",
+            &mac,
         ];
         if let Some(q) = qinq {
             host.extend(["--qinq", q]);
@@ -101,8 +109,18 @@ fn a_nested_address_in_use_on_its_vlan_is_refused() {
         lab.attach().ok(&host).unwrap();
         let add = |ip: &str, extra: &[&str]| {
             let mut argv = vec![
-                "add", "nested", "--netns", c.name(), "--uplink", "eth0", "--vlan", "100",
-                "--mac", &mac, "--ip", ip,
+                "add",
+                "nested",
+                "--netns",
+                c.name(),
+                "--uplink",
+                "eth0",
+                "--vlan",
+                "100",
+                "--mac",
+                &mac,
+                "--ip",
+                ip,
             ];
             if let Some(q) = qinq {
                 argv.extend(["--qinq", q]);
@@ -111,7 +129,10 @@ fn a_nested_address_in_use_on_its_vlan_is_refused() {
             vm.engine.run(&argv).unwrap()
         };
         let (vm_before, host_before) = (vm_state(vm, &[&c]), snapshot(&lab, &[]));
-        for (ip, addr) in [(format!("{EXT_V4}/24"), EXT_V4), (format!("{EXT_V6}/64"), EXT_V6)] {
+        for (ip, addr) in [
+            (format!("{EXT_V4}/24"), EXT_V4),
+            (format!("{EXT_V6}/64"), EXT_V6),
+        ] {
             let out = add(&ip, &[]);
             let err = text(&out.stderr);
             assert_eq!(out.status.code(), Some(4), "{name} {ip}: {err}");
@@ -121,11 +142,22 @@ fn a_nested_address_in_use_on_its_vlan_is_refused() {
                     && err.contains(&format!("on {on} ")),
                 "{name} {ip}: {err}"
             );
-            assert_eq!(vm_state(vm, &[&c]), vm_before, "{name} {ip} left something in the VM");
-            assert_eq!(snapshot(&lab, &[]), host_before, "{name} {ip} changed the host");
+            assert_eq!(
+                vm_state(vm, &[&c]),
+                vm_before,
+                "{name} {ip} left something in the VM"
+            );
+            assert_eq!(
+                snapshot(&lab, &[]),
+                host_before,
+                "{name} {ip} changed the host"
+            );
         }
         // A free address attaches; --no-probe takes the external host's.
-        for (ip, extra) in [("10.77.0.62/24", vec![]), ("10.77.0.1/24", vec!["--no-probe"])] {
+        for (ip, extra) in [
+            ("10.77.0.62/24", vec![]),
+            ("10.77.0.1/24", vec!["--no-probe"]),
+        ] {
             let out = add(ip, &extra);
             assert!(out.status.success(), "{name} {ip}: {}", text(&out.stderr));
             vm.engine.ok(&["del", "--netns", c.name()]).unwrap();

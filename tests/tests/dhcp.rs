@@ -2,7 +2,8 @@
 //! host): macvlan and ipvlan endpoints each get their own lease (ipvlan
 //! told apart by its client identifier), the agent renews it past T1, del
 //! releases it (reset too), and the CNI plugin's `"dhcp": true` gets one whose
-//! address, gateway and DNS are in its result. Containers in a VM (nested)
+//! address, gateway and DNS are in its result; a leased address another host
+//! answers for is refused and declined. Containers in a VM (nested)
 //! lease on their VLAN of the VM's uplink, through the host's switch,
 //! renewed by the VM's agent.
 
@@ -19,7 +20,7 @@ use attach_tests::{
     lab::{Attach, EXT_IF, Lab, NODE_IF, Netns, node_id, ping, require_root},
     refusal::text,
     snapshot::snapshot,
-    vm::{nested_mac, vm},
+    vm::{nested_mac, vm, vm_state},
 };
 use serde_json::{Value, json};
 
@@ -272,13 +273,10 @@ fn no_server_is_an_error_naming_the_device_and_nothing_is_left() {
     assert_eq!(snapshot(&lab, &[&c]), empty);
 }
 
-#[test]
-fn a_leased_address_another_host_answers_for_is_refused_and_released() {
-    require_root();
-    let lab = Lab::new().unwrap();
-    // The only address to lease is another host's on the wire (a macvlan
-    // of wire0 in a namespace of its own); without its ping check,
-    // dnsmasq offers it anyway.
+/// dnsmasq whose only address to lease is another host's on the wire (a
+/// macvlan of wire0 in a namespace of its own, returned to be kept); without
+/// its ping check, dnsmasq offers it anyway.
+fn squatted_server(lab: &Lab) -> (Dnsmasq, std::sync::Arc<Netns>) {
     let squatter = lab.container("squatter").unwrap();
     let ext = |argv: &[&str]| lab.ext().ok(argv).unwrap();
     ext(&[
@@ -289,19 +287,97 @@ fn a_leased_address_another_host_answers_for_is_refused_and_released() {
         .ok(&["ip", "addr", "add", "10.77.0.100/24", "dev", "sq0"])
         .unwrap();
     squatter.ok(&["ip", "link", "set", "sq0", "up"]).unwrap();
-    let dnsmasq = Dnsmasq::start_with(&lab, "10.77.0.100,10.77.0.100", &["--no-ping"]).unwrap();
+    let dnsmasq = Dnsmasq::start_with(lab, "10.77.0.100,10.77.0.100", &["--no-ping"]).unwrap();
+    (dnsmasq, squatter)
+}
+
+/// The lease's address is another host's: `add` refuses it (exit 4),
+/// leaves nothing, and declines it to the server (DHCPDECLINE, RFC 2131
+/// 3.1.5), which drops the lease.
+#[test]
+fn a_leased_address_another_host_answers_for_is_refused_and_declined() {
+    require_root();
+    let lab = Lab::new().unwrap();
+    let (dnsmasq, _squatter) = squatted_server(&lab);
     let c = lab.container("c1").unwrap();
     let empty = snapshot(&lab, &[&c]);
     let out = run_add(&lab, &["add", "macvlan"], c.name());
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(4), "{err}");
-    assert!(err.contains("address 10.77.0.100 is in use"), "{err}");
+    assert!(
+        err.contains("address 10.77.0.100 is in use")
+            && err.contains("the lease from 10.77.0.1 is declined"),
+        "{err}"
+    );
     assert_eq!(snapshot(&lab, &[&c]), empty);
-    // It was leased, and given back by the failed add.
+    // It was leased, and declined by the failed add.
     assert!(dnsmasq.log().contains("DHCPACK"), "{}", dnsmasq.log());
     dnsmasq.wait_for(
-        || dnsmasq.log().contains("DHCPRELEASE") && !dnsmasq.leases().contains("10.77.0.100"),
-        "the release",
+        || {
+            dnsmasq.log().contains("DHCPDECLINE(wire0) 10.77.0.100")
+                && !dnsmasq.leases().contains("10.77.0.100")
+        },
+        "the decline",
+    );
+    assert!(!dnsmasq.log().contains("DHCPRELEASE"), "{}", dnsmasq.log());
+}
+
+/// The same for a VM's container: the decline leaves the VM's uplink on
+/// the container's VLAN, like its DISCOVER, and nothing is left in the VM.
+#[test]
+fn a_nested_leased_address_in_use_is_declined_on_its_vlan() {
+    require_root();
+    let lab = Lab::new().unwrap();
+    let (dnsmasq, _squatter) = squatted_server(&lab);
+    let vm1 = vm(&lab, "vm1", "tap1").unwrap();
+    let c = lab.container("vm1c").unwrap();
+    let mac = nested_mac(31);
+    lab.attach()
+        .ok(&[
+            "add",
+            "nested-host",
+            "--tap",
+            "tap1",
+            "--vlan",
+            "100",
+            "--parent",
+            NODE_IF,
+            "--mac",
+            &mac,
+        ])
+        .unwrap();
+    let before = vm_state(&vm1, &[&c]);
+    let out = vm1
+        .engine
+        .run(&[
+            "add",
+            "nested",
+            "--netns",
+            c.name(),
+            "--uplink",
+            "eth0",
+            "--vlan",
+            "100",
+            "--mac",
+            &mac,
+            "--dhcp",
+        ])
+        .unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(
+        err.contains("address 10.77.0.100 is in use") && err.contains("on eth0 VLAN 100 "),
+        "{err}"
+    );
+    assert_eq!(vm_state(&vm1, &[&c]), before);
+    dnsmasq.wait_for(
+        || {
+            dnsmasq
+                .log()
+                .contains(&format!("DHCPDECLINE(wire0) 10.77.0.100 {mac}"))
+                && !dnsmasq.leases().contains("10.77.0.100")
+        },
+        "the decline",
     );
 }
 
@@ -371,12 +447,31 @@ fn nested_endpoints_lease_on_their_vlan_renew_and_release() {
         // The host side first: its VLAN reaches the wire, for the MAC the
         // VM side will have. No addresses: the lease is not known yet.
         let mut host = vec![
-            "add", "nested-host", "--tap", &vm.tap, "--vlan", "100", "--parent", NODE_IF,
-            "--mac", &mac,
+            "add",
+            "nested-host",
+            "--tap",
+            &vm.tap,
+            "--vlan",
+            "100",
+            "--parent",
+            NODE_IF,
+            "--mac",
+            &mac,
         ];
         let mut guest = vec![
-            "-o", "json", "add", "nested", "--netns", c.name(), "--uplink", "eth0", "--vlan",
-            "100", "--mac", &mac, "--dhcp",
+            "-o",
+            "json",
+            "add",
+            "nested",
+            "--netns",
+            c.name(),
+            "--uplink",
+            "eth0",
+            "--vlan",
+            "100",
+            "--mac",
+            &mac,
+            "--dhcp",
         ];
         if let Some(q) = qinq {
             host.extend(["--qinq", q]);
@@ -410,8 +505,12 @@ fn nested_endpoints_lease_on_their_vlan_renew_and_release() {
     let deadline = Instant::now() + Duration::from_secs(40);
     let renewed = loop {
         let list = vm.engine.json(&["list"]).unwrap();
-        let now = list.as_array().unwrap().iter().find(|r| r["netns"] == c.name()).unwrap()
-            ["dhcp"]
+        let now = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["netns"] == c.name())
+            .unwrap()["dhcp"]
             .clone();
         if at(&now, "renewed_at") > at(&first["dhcp"], "renewed_at") {
             break now;

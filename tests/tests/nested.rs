@@ -15,15 +15,14 @@
 
 use attach_tests::{
     lab::{
-        EXT_V4, EXT_V6, Lab, NODE_IF, Netns, node_id, ping, ping_within, require_root,
-        unreachable_within,
+        EXT_V4, EXT_V6, Lab, NODE_IF, node_id, ping, ping_within, require_root, unreachable_within,
     },
     reach::{Endpoint, Flavor, attach, detach},
     report::{counters_where, verdict},
-    snapshot::{links, snapshot, tree},
-    vm::{Vm, attach_nested, capture, nested_mac as mac, vm, vm_state},
+    snapshot::{snapshot, tree},
+    vm::{attach_nested, capture, nested_mac as mac, vm, vm_state},
 };
-use serde_json::{Value, json};
+use serde_json::json;
 
 fn reaches(from: &Endpoint, to: &Endpoint) -> (bool, bool) {
     (ping(&from.ns, &to.v4), ping(&from.ns, &to.v6))

@@ -19,24 +19,43 @@ use crate::{
     node::Node,
 };
 
+/// How an `add` that failed after taking a lease gives it back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GiveBack {
+    /// DHCPRELEASE: the address may be offered again.
+    Release,
+    /// DHCPDECLINE (RFC 2131 3.1.5): another host on the wire answers for
+    /// the address; the server marks it as not to be offered.
+    Decline,
+}
+
 /// Gives back the lease of `rec` (an `add` that failed after taking it)
-/// from the node, on the wire device it was taken on; errors are logged.
-pub async fn release_lease_on_wire(node: &Node, req: &AddRequest, rec: &Attachment) {
+/// from the node, on the wire it was taken on; errors are logged.
+pub async fn give_back_lease_on_wire(
+    node: &Node,
+    req: &AddRequest,
+    rec: &Attachment,
+    how: GiveBack,
+) {
     let (Some(lease), Some(Wire { device, tags })) = (rec.dhcp.clone(), wire_device(req, rec))
     else {
         return;
     };
-    let released = match node.rtnl.link_by_name(&device).await {
+    let done = match node.rtnl.link_by_name(&device).await {
         Ok(Some(link)) => tokio::task::spawn_blocking(move || {
-            dhcp::client::release_on_wire(link.index, &tags, &wire_name(&device, &tags), &lease)
+            let on = wire_name(&device, &tags);
+            match how {
+                GiveBack::Release => dhcp::client::release_on_wire(link.index, &tags, &on, &lease),
+                GiveBack::Decline => dhcp::client::decline_on_wire(link.index, &tags, &on, &lease),
+            }
         })
         .await
         .unwrap_or_else(|e| Err(Error::system(e.to_string()))),
         Ok(None) => Err(Error::not_found(format!("device {device} is gone"))),
         Err(e) => Err(e),
     };
-    if let Err(e) = released {
-        tracing::warn!("the lease taken for a failed add is not released: {e}");
+    if let Err(e) = done {
+        tracing::warn!("the lease taken for a failed add is not given back: {e}");
     }
 }
 

@@ -28,7 +28,7 @@ mod probe;
 pub mod router;
 pub mod sriov;
 
-pub use lease::{acquire_lease, release_lease_on_wire};
+pub use lease::{GiveBack, acquire_lease, give_back_lease_on_wire};
 pub use probe::probe_addresses;
 
 use crate::{

@@ -51,14 +51,21 @@ pub async fn probe_addresses(node: &Node, req: &AddRequest, rec: &Attachment) ->
     .await
     .map_err(|e| Error::system(format!("probing the addresses on {on}: {e}")))?
     .map_err(|e| Error::system(format!("probing the addresses on {on}: {e}")))?;
-    match found {
-        None => Ok(()),
-        Some(c) => Err(Error::conflict(format!(
-            "address {} is in use on the wire: {} answered for it on {on} \
-             (give another address, or --no-probe to attach without this check)",
-            c.addr, c.mac
-        ))),
-    }
+    let Some(c) = found else {
+        return Ok(());
+    };
+    let what = match &rec.dhcp {
+        // The engine declines it (DHCPDECLINE), which tells the server.
+        Some(l) => format!(
+            "(the lease from {} is declined, DHCPDECLINE: attach again for another address)",
+            l.server
+        ),
+        None => "(give another address, or --no-probe to attach without this check)".to_owned(),
+    };
+    Err(Error::conflict(format!(
+        "address {} is in use on the wire: {} answered for it on {on} {what}",
+        c.addr, c.mac
+    )))
 }
 
 /// Where an endpoint meets its wire, as seen from the node: a device, and
