@@ -212,6 +212,38 @@ fn the_agent_renews_a_lease_past_t1() {
     lab.attach().ok(&["del", "--netns", c.name()]).unwrap();
 }
 
+/// CNI ADD with configuration `conf` from the node `node` for container
+/// `c` gets a lease from `dnsmasq` into its result; DEL releases it.
+fn cni_leases(node: &Netns, conf: &str, c: &Netns, dnsmasq: &Dnsmasq) {
+    let call = |command| Call {
+        node,
+        command,
+        container_id: "dhcp-c1",
+        netns: Some(c.path()),
+        ifname: "eth0",
+        env_extra: vec![("ATTACH_NO_AGENT", "1")],
+    };
+    let reply = call("ADD").run(conf).unwrap();
+    assert!(reply.ok, "{}", reply.stderr);
+    let r = reply.json();
+    let addr = r["ips"][0]["address"].as_str().unwrap().to_owned();
+    assert!(
+        addr.starts_with("10.77.0.1") && addr.ends_with("/24"),
+        "{r}"
+    );
+    assert_eq!(r["ips"][0]["gateway"], "10.77.0.1", "{r}");
+    assert_eq!(r["dns"]["nameservers"], json!(["10.77.0.53"]), "{r}");
+    let ip = addr.trim_end_matches("/24").to_owned();
+    assert!(dnsmasq.leases().contains(&format!(" {ip} ")));
+    assert!(ping(c, "10.77.0.1"), "{ip} cannot reach the server");
+    let reply = call("DEL").run(conf).unwrap();
+    assert!(reply.ok, "{}", reply.stderr);
+    dnsmasq.wait_for(
+        || !dnsmasq.leases().contains(&format!(" {ip} ")),
+        "the release",
+    );
+}
+
 #[test]
 fn the_cni_plugin_gets_a_lease_into_its_result() {
     require_root();
@@ -227,32 +259,45 @@ fn the_cni_plugin_gets_a_lease_into_its_result() {
         "dhcp": true,
     })
     .to_string();
-    let call = |command| Call {
-        node: lab.node(),
-        command,
-        container_id: "dhcp-c1",
-        netns: Some(c.path()),
-        ifname: "eth0",
-        env_extra: vec![("ATTACH_NO_AGENT", "1")],
-    };
-    let reply = call("ADD").run(&conf).unwrap();
-    assert!(reply.ok, "{}", reply.stderr);
-    let r = reply.json();
-    let addr = r["ips"][0]["address"].as_str().unwrap().to_owned();
-    assert!(
-        addr.starts_with("10.77.0.1") && addr.ends_with("/24"),
-        "{r}"
-    );
-    assert_eq!(r["ips"][0]["gateway"], "10.77.0.1", "{r}");
-    assert_eq!(r["dns"]["nameservers"], json!(["10.77.0.53"]), "{r}");
-    let ip = addr.trim_end_matches("/24").to_owned();
-    assert!(dnsmasq.leases().contains(&format!(" {ip} ")));
-    let reply = call("DEL").run(&conf).unwrap();
-    assert!(reply.ok, "{}", reply.stderr);
-    dnsmasq.wait_for(
-        || !dnsmasq.leases().contains(&format!(" {ip} ")),
-        "the release",
-    );
+    cni_leases(lab.node(), &conf, &c, &dnsmasq);
+}
+
+/// The CNI plugin in a VM: `"kind": "nested"` with `"dhcp": true` leases on
+/// the container's VLAN (its host side attached first, by its MAC).
+#[test]
+fn the_cni_plugin_leases_for_a_nested_container() {
+    require_root();
+    let lab = Lab::new().unwrap();
+    let dnsmasq = Dnsmasq::start(&lab).unwrap();
+    let vm1 = vm(&lab, "vm1", "tap1").unwrap();
+    let c = lab.container("vm1c").unwrap();
+    let mac = nested_mac(31);
+    lab.attach()
+        .ok(&[
+            "add",
+            "nested-host",
+            "--tap",
+            "tap1",
+            "--vlan",
+            "100",
+            "--parent",
+            NODE_IF,
+            "--mac",
+            &mac,
+        ])
+        .unwrap();
+    let conf = json!({
+        "cniVersion": "1.0.0",
+        "name": "nestnet",
+        "type": "attach-cni",
+        "kind": "nested",
+        "uplink": "eth0",
+        "vlan": 100,
+        "mac": mac,
+        "dhcp": true,
+    })
+    .to_string();
+    cni_leases(&vm1.ns, &conf, &c, &dnsmasq);
 }
 
 #[test]
