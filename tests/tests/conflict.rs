@@ -75,7 +75,8 @@ fn a_free_address_attaches_and_no_probe_skips_the_check() {
 /// A VM's container is probed on its VLAN: the probe leaves the VM's
 /// uplink tagged as the container's frames will be (VLAN 100; S-tag 10
 /// around VLAN 100 for a second VM), the host side switches it to the
-/// wire, and the external host's answer comes back tagged. Its address is
+/// wire, and the external host's answer comes back tagged (past the
+/// uplink's receive program, there for another container). Its address is
 /// refused with exit 4 and nothing is made in the VM nor on the host; a
 /// free address attaches; --no-probe skips the check.
 #[test]
@@ -107,6 +108,23 @@ fn a_nested_address_in_use_on_its_vlan_is_refused() {
             host.extend(["--qinq", q]);
         }
         lab.attach().ok(&host).unwrap();
+        // Another container of the VM (VLAN 300) puts the uplink's
+        // receive program in place: the answers are read before it runs.
+        let other = lab.container(&format!("{name}-300")).unwrap();
+        vm.engine
+            .ok(&[
+                "add",
+                "nested",
+                "--netns",
+                other.name(),
+                "--uplink",
+                "eth0",
+                "--vlan",
+                "300",
+                "--ip",
+                "10.77.3.1/24",
+            ])
+            .unwrap();
         let add = |ip: &str, extra: &[&str]| {
             let mut argv = vec![
                 "add",

@@ -338,6 +338,12 @@ fn bad_input_is_refused_and_leaves_nothing() {
         "9000",
     );
     in_vm(&["--vlan", "100"], 2, "--uplink");
+    // The lease gives the address: --ip (always given here) excludes --dhcp.
+    in_vm(
+        &[&up[..], &["--vlan", "100", "--dhcp"]].concat(),
+        2,
+        "--dhcp and --ip exclude each other",
+    );
     let args = [
         "add",
         "nested",

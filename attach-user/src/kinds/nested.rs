@@ -8,6 +8,9 @@
 //! uplink; `attach_nest_rx` on the uplink pops the tags of frames for its
 //! VLANs and delivers each into its container. One VLAN is one container
 //! of the uplink; untagged frames and other VLANs are the VM's own.
+//! Before it is made, its addresses are probed and its `--dhcp` lease
+//! taken on that VLAN of the uplink, in frames tagged as the container's
+//! will be (see [`super::probe`], [`super::lease`]).
 //!
 //! On the host (`attach add nested-host`, role `host`): each (tap, S-tag,
 //! VLAN) is an endpoint of a parent's macvlan switch, as a macvlan
