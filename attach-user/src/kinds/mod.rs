@@ -28,7 +28,7 @@ mod probe;
 pub mod router;
 pub mod sriov;
 
-pub use lease::{acquire_lease, release_lease_on_wire};
+pub use lease::{GiveBack, acquire_lease, give_back_lease_on_wire};
 pub use probe::probe_addresses;
 
 use crate::{
@@ -103,6 +103,7 @@ impl AddRequest {
             AddRequest::Ipvlan(r) => r.dhcp.then_some(r.mtu),
             AddRequest::Bridge(r) => r.dhcp.then_some(r.mtu),
             AddRequest::Sriov(r) => r.dhcp.then_some(r.mtu),
+            AddRequest::Nested(r) => r.dhcp.then_some(r.mtu),
             _ => None,
         }
     }
