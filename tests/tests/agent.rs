@@ -287,7 +287,12 @@ fn the_agent_repairs_on_link_events() {
         "{}",
         agent.log()
     );
-    assert!(ping(c1, "10.78.0.3"), "not back on the new parent");
+    assert!(
+        ping(c1, "10.78.0.3"),
+        "not back on the new parent: {}\n{}",
+        agent.log(),
+        c1.ok(&["ip", "link"]).unwrap()
+    );
 
     let host = lab.attach().json(&["list"]).unwrap()[0]["host_ifname"]
         .as_str()

@@ -42,9 +42,12 @@ pub async fn watch(shared: Arc<Shared>) {
         // A parent's carrier or admin state: its endpoints follow at once
         // (nothing to settle, and a container should see it within a
         // second, as with the kernel's macvlan).
-        if let Some(why) = parents.changed(&shared, &change) {
-            tracing::info!("{why}: reconciling");
-            reconcile_once(&shared).await;
+        if let Some((index, why)) = parents.changed(&shared, &change) {
+            let _busy = shared.busy.lock().await;
+            match shared.engine.follow_parent(index).await {
+                Ok(n) => tracing::info!("{why}: {n} endpoint(s) follow"),
+                Err(e) => tracing::warn!("{why}: following it failed: {e}"),
+            }
             continue;
         }
         if concerns_now(&shared, &change).is_none() {
@@ -79,7 +82,7 @@ struct ParentStates(HashMap<u32, bool>);
 impl ParentStates {
     /// Why `change` makes endpoints follow their parent, if it does: a
     /// parent of such endpoints went down or up (or lost or got carrier).
-    fn changed(&mut self, shared: &Shared, change: &RouteNetlinkMessage) -> Option<String> {
+    fn changed(&mut self, shared: &Shared, change: &RouteNetlinkMessage) -> Option<(u32, String)> {
         let RouteNetlinkMessage::NewLink(m) = change else {
             return None;
         };
@@ -90,15 +93,12 @@ impl ParentStates {
             .find(|r| r.parent_ifindex == link.index && endpoint::follows_parent(r))?;
         let now = link.up && link.carrier;
         (self.0.insert(link.index, now) != Some(now)).then(|| {
-            format!(
-                "parent {} {}",
-                r.parent,
-                if now {
-                    "is up with carrier"
-                } else {
-                    "is down or has no carrier"
-                }
-            )
+            let state = if now {
+                "is up with carrier"
+            } else {
+                "is down or has no carrier"
+            };
+            (link.index, format!("parent {} {state}", r.parent))
         })
     }
 }

@@ -307,6 +307,25 @@ pub(crate) async fn repair(node: &Node, rec: &Attachment, others: &[Attachment])
     }
 }
 
+/// Brings the host sides of the endpoints that follow parent `ifindex`
+/// (see [`crate::endpoint::follows_parent`]) to the parent's state; how
+/// many there were.
+pub(crate) async fn follow_parent(
+    node: &Node,
+    ifindex: u32,
+    records: &[Attachment],
+) -> Result<usize> {
+    let mut n = 0;
+    for rec in records
+        .iter()
+        .filter(|r| r.parent_ifindex == ifindex && crate::endpoint::follows_parent(r))
+    {
+        crate::endpoint::host_up(node, rec).await?;
+        n += 1;
+    }
+    Ok(n)
+}
+
 /// Whether `reconcile` may tear an attachment down and create it again
 /// when `repair` cannot fix it. Not a `container`: its NETNS, made by the
 /// engine, goes with the teardown, and with it the way to the namespace.
