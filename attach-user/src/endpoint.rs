@@ -54,13 +54,12 @@ pub async fn create_veth(node: &Node, rec: &mut Attachment, ns: &Netns) -> Resul
 }
 
 /// Whether `rec`'s host side follows its parent's state: the kernel's
-/// macvlan passes its lower device's operational state on to its devices
-/// (`netif_stacked_transfer_operstate`), so a container sees NO-CARRIER
-/// while the parent is down or has no carrier; ours does the same by taking
-/// the host side down (a veth's carrier is its peer's state). Not ipvlan
-/// yet: a host side set down loses the host routes its "up" test reads.
+/// macvlan and ipvlan pass their lower device's operational state on to
+/// their devices (`netif_stacked_transfer_operstate`), so a container sees
+/// NO-CARRIER while the parent is down or has no carrier; ours do the same
+/// by taking the host side down (a veth's carrier is its peer's state).
 pub fn follows_parent(rec: &Attachment) -> bool {
-    rec.is_ebpf() && rec.kind == Kind::Macvlan
+    rec.is_ebpf() && matches!(rec.kind, Kind::Macvlan | Kind::Ipvlan)
 }
 
 /// The state `rec`'s host side should have now: up, but down while a

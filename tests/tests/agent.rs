@@ -485,8 +485,8 @@ fn has_carrier(ns: &attach_tests::lab::Netns) -> bool {
         .any(|f| f == "LOWER_UP")
 }
 
-/// An eBPF macvlan endpoint follows its parent's state as the kernel's
-/// macvlan does (beside it, on a parent of its own): NO-CARRIER in the
+/// eBPF macvlan and ipvlan endpoints follow their parent's state as the
+/// kernel's macvlan does (beside them, on a parent of its own): NO-CARRIER in the
 /// container while the parent has no carrier or is down, within about a
 /// second with the agent; without it, `check` names the difference and
 /// `reconcile` mends it.
@@ -494,30 +494,33 @@ fn has_carrier(ns: &attach_tests::lab::Netns) -> bool {
 fn endpoints_follow_their_parents_carrier_as_the_kernels_macvlan() {
     require_root();
     let lab = Lab::new().unwrap();
-    for dev in ["pa", "pb"] {
+    for dev in ["pa", "pb", "pc"] {
         lab.add_veth(dev).unwrap();
     }
-    let [ours, native] = [lab.container("c1").unwrap(), lab.container("c2").unwrap()];
-    for (ns, parent, backend) in [(&ours, "pa", "ebpf"), (&native, "pb", "native")] {
-        lab.attach()
-            .ok(&[
-                "add",
-                "macvlan",
-                "--parent",
-                parent,
-                "--backend",
-                backend,
-                "--netns",
-                ns.name(),
-                "--ip",
-                "10.99.0.1/24",
-                "--no-probe",
-            ])
-            .unwrap();
-        assert!(has_carrier(ns), "{backend}: no carrier at first");
+    let [ours, native, ipvl] = ["c1", "c2", "c3"].map(|c| lab.container(c).unwrap());
+    for (ns, kind, parent, backend) in [
+        (&ours, "macvlan", "pa", "ebpf"),
+        (&native, "macvlan", "pb", "native"),
+        (&ipvl, "ipvlan", "pc", "ebpf"),
+    ] {
+        let add = [
+            "add",
+            kind,
+            "--parent",
+            parent,
+            "--backend",
+            backend,
+            "--netns",
+            ns.name(),
+            "--ip",
+            "10.99.0.1/24",
+            "--no-probe",
+        ];
+        lab.attach().ok(&add).unwrap();
+        assert!(has_carrier(ns), "{kind} {backend}: no carrier at first");
     }
     let set = |what: &str| {
-        for cmd in [what.replace('X', "a"), what.replace('X', "b")] {
+        for cmd in ["a", "b", "c"].map(|p| what.replace('X', p)) {
             let argv: Vec<&str> = cmd.split(' ').collect();
             lab.node().ok(&argv).unwrap();
         }
@@ -530,7 +533,7 @@ fn endpoints_follow_their_parents_carrier_as_the_kernels_macvlan() {
         .expect("the kernel's macvlan did not follow");
         let since = Instant::now();
         let followed = until(Duration::from_secs(5), Duration::from_millis(20), || {
-            has_carrier(&ours) == want
+            has_carrier(&ours) == want && has_carrier(&ipvl) == want
         });
         (followed, since.elapsed())
     };
@@ -578,14 +581,16 @@ fn endpoints_follow_their_parents_carrier_as_the_kernels_macvlan() {
         err.contains("while parent pa is down or has no carrier"),
         "{err}"
     );
-    assert!(has_carrier(&ours));
+    assert!(has_carrier(&ours) && has_carrier(&ipvl));
     lab.attach().ok(&["reconcile"]).unwrap();
-    assert!(!has_carrier(&ours));
+    assert!(!has_carrier(&ours) && !has_carrier(&ipvl));
     lab.attach().ok(&["check", "--all"]).unwrap();
     set("ip link set pXp up");
     lab.attach().ok(&["reconcile"]).unwrap();
-    assert!(has_carrier(&ours));
-    for ns in [&ours, &native] {
+    assert!(has_carrier(&ours) && has_carrier(&ipvl));
+    // The ipvlan host routes came back with the host side.
+    lab.attach().ok(&["check", "--all"]).unwrap();
+    for ns in [&ours, &native, &ipvl] {
         lab.attach().ok(&["del", "--netns", ns.name()]).unwrap();
     }
 }

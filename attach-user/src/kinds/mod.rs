@@ -320,7 +320,13 @@ pub(crate) async fn follow_parent(
         .iter()
         .filter(|r| r.parent_ifindex == ifindex && crate::endpoint::follows_parent(r))
     {
-        crate::endpoint::host_up(node, rec).await?;
+        if rec.kind == Kind::Ipvlan {
+            // Its routes and its "down" flag go with the host side.
+            let others: Vec<Attachment> = records.iter().filter(|r| *r != rec).cloned().collect();
+            ipvlan::repair(node, rec, &others).await?;
+        } else {
+            crate::endpoint::host_up(node, rec).await?;
+        }
         n += 1;
     }
     Ok(n)
