@@ -22,6 +22,7 @@ pub mod bridge;
 pub mod frames;
 pub mod ipvlan;
 pub mod lab;
+pub mod live;
 pub mod model;
 pub mod nested;
 pub mod outcome;

@@ -3,7 +3,12 @@
 
 use attach_common::{Direction, EndpointStats, Verdict};
 
-use super::*;
+pub use super::live::Target;
+use super::{
+    lab::Lab,
+    live::{Replay, describe_arrivals, live_frames_kernel},
+    *,
+};
 
 pub fn fmt_verdicts(v: &[(Direction, Verdict, u64)]) -> String {
     if v.is_empty() {
@@ -38,6 +43,8 @@ pub struct Outcome {
     pub bystander: EndpointStats,
     /// Verdict counters that moved, in slot order.
     pub verdicts: Vec<(Direction, Verdict, u64)>,
+    /// The run, to run it again for real ([`Self::arrives_at`]).
+    pub replay: Option<Replay>,
 }
 
 pub fn ret_name(r: u32) -> String {
@@ -140,6 +147,52 @@ impl Outcome {
     #[track_caller]
     pub fn nothing_counted(&self) -> &Self {
         self.verdicts(&[]).only(&[])
+    }
+
+    /// The frame, run again for real (see [`super::live`]), arrives at
+    /// `want` once, as the test run left it, and at no other place of the
+    /// lab: where a redirect really sends it, seen on the devices, not read
+    /// from the map value the redirect's ifindex came from.
+    #[track_caller]
+    pub fn arrives_at(&self, lab: &mut Lab, want: Target) -> &Self {
+        let replay = self
+            .replay
+            .as_ref()
+            .unwrap_or_else(|| panic!("{}: this run cannot be run again", self.what));
+        let expected = match replay {
+            Replay::Tc { out, .. } => out.clone(),
+            Replay::Xdp { ctx, frame } => {
+                if !live_frames_kernel() {
+                    // Not silent: the run's output says what was not seen.
+                    eprintln!(
+                        "NOT OBSERVED {}: where XDP_REDIRECT sends the frame needs \
+                         BPF_F_TEST_XDP_LIVE_FRAMES (Linux 5.18); this kernel is {}",
+                        self.what,
+                        attach::features::kernel_release()
+                    );
+                    return self;
+                }
+                let data = u32::from_ne_bytes(ctx[XDP_DATA..][..4].try_into().unwrap());
+                frame[data as usize..].to_vec()
+            }
+        };
+        let got = lab.arrivals(replay, want);
+        let ok = got.iter().all(|(t, _, f)| {
+            if *t == want {
+                f.len() == 1 && f[0] == expected
+            } else {
+                f.is_empty()
+            }
+        });
+        assert!(
+            ok,
+            "{}: run for real, expected once at {want:?} as {} bytes {}; arrived: {}",
+            self.what,
+            expected.len(),
+            frames::describe(&expected),
+            describe_arrivals(&got)
+        );
+        self
     }
 
     #[track_caller]

@@ -30,7 +30,8 @@ fn rx_unicast_to(mode: u8) {
             lab.rx(&f)
                 .ret(TC_ACT_REDIRECT)
                 .verdicts(&[(RX, Verdict::ToEndpoint, 1)])
-                .only(&[(0, rx_uc(len(&f)))]);
+                .only(&[(0, rx_uc(len(&f)))])
+                .arrives_at(&mut lab, Target::Endpoint(0));
         }
     });
 }

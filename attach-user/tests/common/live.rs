@@ -1,0 +1,622 @@
+//! Where a redirected frame really goes. A tc test run only returns
+//! TC_ACT_REDIRECT (the kernel does not carry out `bpf_redirect` there), and
+//! the endpoint counters are keyed by the same map value that holds the
+//! redirect's ifindex, so neither shows where the frame would go. Here the
+//! frame is run again for real: the program under test is hooked on the
+//! device its test run named, by the engine's own code (tcx links, or clsact
+//! filters on kernels without tcx and for ports), the same frame is sent so
+//! that it meets the program (from the device's veth peer for an ingress
+//! hook, out of the device for an egress one), and packet sockets on every
+//! place it could arrive see where it does. An XDP frame is run again with
+//! BPF_F_TEST_XDP_LIVE_FRAMES (Linux 5.18), which really sends what the
+//! program redirects through the devmap.
+
+use std::{
+    ffi::CString,
+    process::Command,
+    sync::atomic::{AtomicU32, Ordering},
+    mem::{size_of, zeroed},
+    os::fd::{AsFd as _, AsRawFd as _, FromRawFd as _, OwnedFd},
+    time::{Duration, Instant},
+};
+
+use attach::datapath::{
+    Hook, PROG_HOST, PROG_IPVL_RX, PROG_NEST_RX, PROG_NEST_TAP, PROG_RT_IN, PROG_RX, PROG_SW,
+    port_link,
+};
+use aya::programs::TcAttachType;
+
+use super::{fmt_mac, frames, ip_batch, lab::Lab, run_with_input};
+
+/// Where a frame can arrive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// Endpoint `i`'s container side (the peer of its host veth `h{i+1}`):
+    /// the frame left by the host veth.
+    Endpoint(usize),
+    /// The wire: the peer of the parent (or uplink), the frame left by it.
+    Wire,
+    /// The VM's side of the tap `t0` (nested labs).
+    Tap,
+    /// The node's stack on the parent: the frame entered the parent.
+    Node,
+    /// The node's stack on endpoint `i`'s host veth: the frame entered it.
+    NodeVia(usize),
+}
+
+/// What a run needs to be run again for real.
+#[derive(Clone, Debug)]
+pub enum Replay {
+    /// A tc program on `ifindex`; `out` is the frame as the test run left it.
+    Tc {
+        prog: String,
+        ifindex: u32,
+        mark: u32,
+        frame: Vec<u8>,
+        out: Vec<u8>,
+    },
+    /// `attach_rx_xdp` with this `struct xdp_md`.
+    Xdp { ctx: Vec<u8>, frame: Vec<u8> },
+}
+
+/// How long a frame may take to arrive (the whole path is softirq work
+/// done by the time the send returns, natively; emulated kernels are slow).
+const DEADLINE: Duration = Duration::from_secs(3);
+
+/// `struct tpacket_auxdata` (UAPI).
+#[repr(C)]
+#[derive(Default, Clone, Copy)]
+struct AuxData {
+    status: u32,
+    len: u32,
+    snaplen: u32,
+    mac: u16,
+    net: u16,
+    vlan_tci: u16,
+    vlan_tpid: u16,
+}
+const TP_STATUS_VLAN_VALID: u32 = 1 << 4;
+const TP_STATUS_VLAN_TPID_VALID: u32 = 1 << 6;
+
+fn check(rc: libc::c_int, what: &str) {
+    assert!(
+        rc >= 0,
+        "{what}: {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+fn dev_index(name: &str) -> Option<u32> {
+    let c = CString::new(name).expect("no NUL in a device name");
+    // SAFETY: valid C string.
+    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    (i != 0).then_some(i)
+}
+
+fn dev_name(ifindex: u32) -> String {
+    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: the buffer holds IF_NAMESIZE bytes.
+    let p = unsafe { libc::if_indextoname(ifindex, buf.as_mut_ptr()) };
+    assert!(!p.is_null(), "no device with ifindex {ifindex}");
+    // SAFETY: if_indextoname wrote a NUL-terminated name.
+    unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// A packet socket: for `protocol` 0 it receives nothing (a sender).
+fn packet_socket(protocol: u16) -> OwnedFd {
+    // SAFETY: plain syscall; the fd is owned below.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            i32::from(protocol.to_be()),
+        )
+    };
+    check(fd, "socket(AF_PACKET)");
+    // SAFETY: a new fd of ours.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+fn sockaddr(ifindex: u32, protocol: u16) -> libc::sockaddr_ll {
+    // SAFETY: all-zero is a valid sockaddr_ll.
+    let mut sa: libc::sockaddr_ll = unsafe { zeroed() };
+    sa.sll_family = libc::AF_PACKET as u16;
+    sa.sll_protocol = protocol.to_be();
+    sa.sll_ifindex = ifindex as i32;
+    sa
+}
+
+/// Receives what arrives on one device (not what it sends), from the
+/// moment it is made: made with protocol 0 (nothing) and bound to the
+/// device before it asks for every protocol, so no other device's frame
+/// slips in between.
+struct Capture {
+    target: Target,
+    dev: String,
+    fd: OwnedFd,
+}
+
+impl Capture {
+    fn new(target: Target, dev: String, ifindex: u32) -> Capture {
+        let fd = packet_socket(0);
+        let on: libc::c_int = 1;
+        // SAFETY: valid fd and option value.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                libc::PACKET_AUXDATA,
+                (&on as *const libc::c_int).cast(),
+                size_of::<libc::c_int>() as u32,
+            )
+        };
+        check(rc, "PACKET_AUXDATA");
+        let sa = sockaddr(ifindex, libc::ETH_P_ALL as u16);
+        // SAFETY: valid fd and address.
+        let rc = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&sa as *const libc::sockaddr_ll).cast(),
+                size_of::<libc::sockaddr_ll>() as u32,
+            )
+        };
+        check(rc, &format!("bind a packet socket to {dev}"));
+        Capture { target, dev, fd }
+    }
+
+    /// The frames received so far (a VLAN tag the device took out of the
+    /// frame is put back, as it was on the wire).
+    fn drain(&self) -> Vec<Vec<u8>> {
+        let mut got = Vec::new();
+        loop {
+            let mut buf = vec![0u8; 65536];
+            let mut iov = libc::iovec {
+                iov_base: buf.as_mut_ptr().cast(),
+                iov_len: buf.len(),
+            };
+            // SAFETY: all-zero is a valid sockaddr_ll.
+            let mut from: libc::sockaddr_ll = unsafe { zeroed() };
+            let mut cbuf = [0u64; 16];
+            // SAFETY: all-zero is a valid msghdr; pointers set below.
+            let mut msg: libc::msghdr = unsafe { zeroed() };
+            msg.msg_name = (&mut from as *mut libc::sockaddr_ll).cast();
+            msg.msg_namelen = size_of::<libc::sockaddr_ll>() as u32;
+            msg.msg_iov = &mut iov;
+            msg.msg_iovlen = 1;
+            msg.msg_control = cbuf.as_mut_ptr().cast();
+            msg.msg_controllen = size_of::<[u64; 16]>();
+            // SAFETY: msg points at live buffers.
+            let n = unsafe { libc::recvmsg(self.fd.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT) };
+            if n < 0 {
+                let e = std::io::Error::last_os_error();
+                assert_eq!(
+                    e.raw_os_error(),
+                    Some(libc::EAGAIN),
+                    "recvmsg on {}: {e}",
+                    self.dev
+                );
+                return got;
+            }
+            if from.sll_pkttype == libc::PACKET_OUTGOING as u8 {
+                continue;
+            }
+            buf.truncate(n as usize);
+            let mut aux = AuxData::default();
+            // SAFETY: walking the control messages recvmsg wrote.
+            unsafe {
+                let mut c = libc::CMSG_FIRSTHDR(&msg);
+                while !c.is_null() {
+                    if (*c).cmsg_level == libc::SOL_PACKET && (*c).cmsg_type == libc::PACKET_AUXDATA
+                    {
+                        aux = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
+                    }
+                    c = libc::CMSG_NXTHDR(&msg, c);
+                }
+            }
+            if aux.status & TP_STATUS_VLAN_VALID != 0 && buf.len() >= 12 {
+                let tpid = if aux.status & TP_STATUS_VLAN_TPID_VALID != 0 {
+                    aux.vlan_tpid
+                } else {
+                    0x8100
+                };
+                let tag = [tpid.to_be_bytes(), aux.vlan_tci.to_be_bytes()].concat();
+                buf.splice(12..12, tag);
+            }
+            got.push(buf);
+        }
+    }
+
+    /// Waits until a frame is readable, or the deadline.
+    fn wait(&self, until: Instant) {
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            let mut p = libc::pollfd {
+                fd: self.fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd.
+            let rc = unsafe { libc::poll(&mut p, 1, left.as_millis() as i32) };
+            if rc > 0 || left.is_zero() {
+                return;
+            }
+            if rc < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+                panic!("poll on {}: {}", self.dev, std::io::Error::last_os_error());
+            }
+        }
+    }
+}
+
+/// Sends `frame` out of device `ifindex` (through its tc egress hook).
+fn send(ifindex: u32, frame: &[u8]) {
+    let fd = packet_socket(0);
+    let proto = u16::from_be_bytes([frame[12], frame[13]]);
+    let sa = sockaddr(ifindex, proto);
+    // SAFETY: valid fd, buffer and address.
+    let n = unsafe {
+        libc::sendto(
+            fd.as_raw_fd(),
+            frame.as_ptr().cast(),
+            frame.len(),
+            0,
+            (&sa as *const libc::sockaddr_ll).cast(),
+            size_of::<libc::sockaddr_ll>() as u32,
+        )
+    };
+    check(n as i32, &format!("send {} bytes on ifindex {ifindex}", frame.len()));
+}
+
+/// The containers' side of the endpoints' veths: a network namespace of
+/// its own, as in a real node (`bpf_redirect_peer` drops a frame whose
+/// peer is in the namespace it comes from). Made on the first live run of
+/// a lab, deleted with it.
+pub struct Containers {
+    pub name: String,
+}
+
+impl Drop for Containers {
+    fn drop(&mut self) {
+        let ok = std::process::Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!("cleanup: ip netns del {} failed", self.name);
+        }
+    }
+}
+
+/// Runs `f` with the calling thread in network namespace `name`
+/// (/run/netns), back in its own after.
+fn in_ns<R>(name: &str, f: impl FnOnce() -> R) -> R {
+    let open = |p: &str| {
+        std::fs::File::open(p).unwrap_or_else(|e| panic!("open {p}: {e}"))
+    };
+    let home = open("/proc/thread-self/ns/net");
+    let there = open(&format!("/run/netns/{name}"));
+    let set = |f: &std::fs::File, what: &str| {
+        // SAFETY: plain syscall on an open namespace file.
+        let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
+        check(rc, &format!("setns into {what}"));
+    };
+    set(&there, name);
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    set(&home, "the test's namespace");
+    r.unwrap_or_else(|p| std::panic::resume_unwind(p))
+}
+
+/// `union bpf_attr` for BPF_PROG_TEST_RUN (UAPI `test`).
+#[repr(C)]
+#[derive(Default)]
+struct TestRunAttr {
+    prog_fd: u32,
+    retval: u32,
+    data_size_in: u32,
+    data_size_out: u32,
+    data_in: u64,
+    data_out: u64,
+    repeat: u32,
+    duration: u32,
+    ctx_size_in: u32,
+    ctx_size_out: u32,
+    ctx_in: u64,
+    ctx_out: u64,
+    flags: u32,
+    cpu: u32,
+    batch_size: u32,
+    _pad: u32,
+}
+const BPF_PROG_TEST_RUN: libc::c_long = 10;
+const BPF_F_TEST_XDP_LIVE_FRAMES: u32 = 1 << 1;
+
+/// Whether this kernel has BPF_F_TEST_XDP_LIVE_FRAMES (5.18).
+pub fn live_frames_kernel() -> bool {
+    let release = attach::features::kernel_release();
+    let mut it = release
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|s| s.parse::<u32>().unwrap_or(0));
+    let v = (it.next().unwrap_or(0), it.next().unwrap_or(0));
+    v >= (5, 18)
+}
+
+impl Lab {
+    /// The containers' namespace, made (and the endpoints' container sides
+    /// moved into it, up as they were) on first use.
+    fn containers(&mut self) -> String {
+        if let Some(c) = &self.containers {
+            return c.name.clone();
+        }
+        static N: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "attach-live-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        let out = Command::new("ip")
+            .args(["netns", "add", &name])
+            .output()
+            .expect("run ip netns add");
+        assert!(
+            out.status.success(),
+            "ip netns add {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.containers = Some(Containers { name: name.clone() });
+        // No IPv6 there: its solicitations and reports would arrive at the
+        // host sides as frames no program sent.
+        run_with_input(
+            "ip",
+            &["netns", "exec", &name, "sh", "-es"],
+            "echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6\n\
+             echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6\n",
+        );
+        let peers: Vec<String> = (1..=self.eps.len()).map(|n| format!("h{n}peer")).collect();
+        let up: Vec<bool> = peers.iter().map(|p| is_up(p)).collect();
+        ip_batch(
+            &peers
+                .iter()
+                .map(|p| format!("link set {p} netns {name}"))
+                .collect::<Vec<_>>(),
+        );
+        let ups: Vec<String> = peers
+            .iter()
+            .zip(&up)
+            .filter(|(_, up)| **up)
+            .map(|(p, _)| format!("link set {p} up"))
+            .collect();
+        if !ups.is_empty() {
+            run_with_input("ip", &["-n", &name, "-batch", "-"], &ups.join("\n"));
+        }
+        // The host sides' carrier came back when their peers went up: have
+        // the kernel's link watch run now, so they can transmit at once.
+        for n in 1..=self.eps.len() {
+            let _ = attach::sys::link_detected(&format!("h{n}"));
+        }
+        name
+    }
+
+    /// Every place a frame can arrive in this lab but `except` (the device
+    /// the frame is sent to or from): the place, its device, and the
+    /// namespace of the device (None: the lab's).
+    fn places(&self, except: u32, ns: &str) -> Vec<(Target, String, Option<String>)> {
+        let mut v = Vec::new();
+        for (i, _) in self.eps.iter().enumerate() {
+            v.push((
+                Target::Endpoint(i),
+                format!("h{}peer", i + 1),
+                Some(ns.to_owned()),
+            ));
+        }
+        let p = dev_name(self.parents[0].ifindex);
+        v.push((Target::Wire, format!("{p}peer"), None));
+        if dev_index("t0peer").is_some() {
+            v.push((Target::Tap, "t0peer".into(), None));
+        }
+        if self.parents[0].ifindex != except {
+            v.push((Target::Node, p, None));
+        }
+        for (i, e) in self.eps.iter().enumerate() {
+            if e.host_ifindex != except {
+                v.push((Target::NodeVia(i), format!("h{}", i + 1), None));
+            }
+        }
+        v
+    }
+
+    fn captures(&mut self, except: u32) -> Vec<Capture> {
+        let ns = self.containers();
+        self.places(except, &ns)
+            .into_iter()
+            .map(|(t, dev, ns)| {
+                let open = || {
+                    let i = dev_index(&dev).unwrap_or_else(|| panic!("no device {dev}"));
+                    Capture::new(t, dev.clone(), i)
+                };
+                match ns {
+                    Some(ns) => in_ns(&ns, open),
+                    None => open(),
+                }
+            })
+            .collect()
+    }
+
+    /// Hooks `prog` on `ifindex` for real as the engine would (the same
+    /// hook names, so tcx or clsact as the node hooks); returns the hook's
+    /// name (to unhook it) and whether it is an egress hook.
+    fn hook_live(&mut self, prog: &str, ifindex: u32) -> (String, bool) {
+        if self.eps.iter().any(|e| e.host_ifindex == ifindex) {
+            // Ports are always hooked with a filter.
+            self.dp
+                .hook_new_port(prog, ifindex)
+                .unwrap_or_else(|e| panic!("hook {prog} on port {ifindex}: {e}"));
+            return (port_link(ifindex), false);
+        }
+        let (hook, at) = match prog {
+            PROG_RX => (Hook::ParentRx { ifindex }, TcAttachType::Ingress),
+            PROG_HOST => (Hook::ParentHost { ifindex }, TcAttachType::Egress),
+            PROG_IPVL_RX => (Hook::ParentIpvlan { ifindex }, TcAttachType::Ingress),
+            PROG_RT_IN => (Hook::ParentRouter { ifindex }, TcAttachType::Ingress),
+            PROG_NEST_RX => (Hook::ParentNested { ifindex }, TcAttachType::Ingress),
+            PROG_NEST_TAP => (Hook::TapNested { ifindex }, TcAttachType::Ingress),
+            PROG_SW => (Hook::UplinkSwitch { ifindex }, TcAttachType::Ingress),
+            p => panic!("no live hook for {p} on ifindex {ifindex}"),
+        };
+        let pin = hook.to_string();
+        self.dp
+            .attach_tc(prog, ifindex, at, &pin)
+            .unwrap_or_else(|e| panic!("hook {prog} on {ifindex} ({pin}): {e}"));
+        (pin, at == TcAttachType::Egress)
+    }
+
+    /// Runs `replay` for real; the frames that arrived, by place.
+    pub fn arrivals(
+        &mut self,
+        replay: &Replay,
+        want: Target,
+    ) -> Vec<(Target, String, Vec<Vec<u8>>)> {
+        match replay {
+            Replay::Tc {
+                prog,
+                ifindex,
+                mark,
+                frame,
+                ..
+            } => {
+                assert_eq!(*mark, 0, "a frame sent for real carries no mark");
+                let caps = self.captures(*ifindex);
+                let ns = self.containers();
+                let (pin, egress) = self.hook_live(prog, *ifindex);
+                let port = self.eps.iter().any(|e| e.host_ifindex == *ifindex);
+                if egress {
+                    send(*ifindex, frame);
+                } else {
+                    let peer = format!("{}peer", dev_name(*ifindex));
+                    let from = || {
+                        let i = dev_index(&peer).unwrap_or_else(|| panic!("no device {peer}"));
+                        send(i, frame)
+                    };
+                    // A port's peer is a container's.
+                    if port { in_ns(&ns, from) } else { from() }
+                }
+                let done = collect(&caps, want);
+                self.dp
+                    .unpin(&pin)
+                    .unwrap_or_else(|e| panic!("unhook {pin}: {e}"));
+                done
+            }
+            Replay::Xdp { ctx, frame } => {
+                let ingress = u32::from_ne_bytes(ctx[12..16].try_into().unwrap());
+                let caps = self.captures(ingress);
+                // Frames redirected into a veth arrive only where its peer
+                // runs NAPI, which GRO turns on (as the engine does).
+                let ns = self.containers();
+                in_ns(&ns, || {
+                    for i in 0..self.eps.len() {
+                        attach::sys::set_gro(&format!("h{}peer", i + 1), true)
+                            .unwrap_or_else(|e| panic!("{e}"));
+                    }
+                });
+                self.xdp_live(ctx, frame);
+                collect(&caps, want)
+            }
+        }
+    }
+
+    /// Frames the container side of endpoint `i` has received, wherever
+    /// it is (see [`Self::delivered`]).
+    pub(crate) fn container_rx_packets(&self, i: usize) -> u64 {
+        let name = format!("h{}peer", i + 1);
+        let mut args = vec![];
+        if let Some(c) = &self.containers {
+            args.extend(["-n".to_owned(), c.name.clone()]);
+        }
+        args.extend(["-j", "-s", "link", "show", "dev", &name].map(str::to_owned));
+        let out = Command::new("ip").args(&args).output().expect("run ip");
+        assert!(out.status.success(), "ip link show {name}");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ip -j output");
+        v[0]["stats64"]["rx"]["packets"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no rx packet count for {name}: {v}"))
+    }
+
+    /// BPF_PROG_TEST_RUN of `attach_rx_xdp` in live-frames mode: what the
+    /// program redirects is really sent.
+    fn xdp_live(&mut self, ctx: &[u8], frame: &[u8]) {
+        let prog = self.dp.xdp_program().expect("load XDP");
+        let fd = prog.fd().expect("XDP program fd").as_fd().as_raw_fd();
+        let attr = TestRunAttr {
+            prog_fd: fd as u32,
+            data_size_in: frame.len() as u32,
+            data_in: frame.as_ptr() as u64,
+            repeat: 1,
+            ctx_size_in: ctx.len() as u32,
+            ctx_in: ctx.as_ptr() as u64,
+            flags: BPF_F_TEST_XDP_LIVE_FRAMES,
+            ..Default::default()
+        };
+        // SAFETY: attr points at live buffers for the call's duration.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_PROG_TEST_RUN,
+                &attr as *const TestRunAttr,
+                size_of::<TestRunAttr>(),
+            )
+        };
+        assert!(
+            rc == 0,
+            "XDP test run with BPF_F_TEST_XDP_LIVE_FRAMES refused: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+/// Whether device `name` (of the calling thread's namespace) is up.
+fn is_up(name: &str) -> bool {
+    let out = Command::new("ip")
+        .args(["-j", "link", "show", "dev", name])
+        .output()
+        .expect("run ip");
+    assert!(out.status.success(), "ip link show {name}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ip -j output");
+    v[0]["flags"]
+        .as_array()
+        .is_some_and(|f| f.iter().any(|f| f == "UP"))
+}
+
+/// Waits for a frame at `want` (or the deadline), then takes what every
+/// place has. A unicast redirect is one transmit: once its frame is at one
+/// place it is at no other, so nothing is waited for after it arrives.
+fn collect(caps: &[Capture], want: Target) -> Vec<(Target, String, Vec<Vec<u8>>)> {
+    let until = Instant::now() + DEADLINE;
+    if let Some(c) = caps.iter().find(|c| c.target == want) {
+        c.wait(until);
+    }
+    caps.iter()
+        .map(|c| (c.target, c.dev.clone(), c.drain()))
+        .collect()
+}
+
+/// What a frame list says, for failure messages.
+pub fn describe_arrivals(got: &[(Target, String, Vec<Vec<u8>>)]) -> String {
+    let seen: Vec<String> = got
+        .iter()
+        .filter(|(_, _, f)| !f.is_empty())
+        .map(|(t, dev, f)| {
+            format!(
+                "{t:?} ({dev}): {}",
+                f.iter()
+                    .map(|f| format!("{} bytes to {}: {}", f.len(), fmt_mac(f[..6].try_into().unwrap()), frames::describe(f)))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )
+        })
+        .collect();
+    if seen.is_empty() {
+        "nowhere".into()
+    } else {
+        seen.join(", ")
+    }
+}
