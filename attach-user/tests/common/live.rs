@@ -13,10 +13,10 @@
 
 use std::{
     ffi::CString,
-    process::Command,
-    sync::atomic::{AtomicU32, Ordering},
     mem::{size_of, zeroed},
     os::fd::{AsFd as _, AsRawFd as _, FromRawFd as _, OwnedFd},
+    process::Command,
+    sync::atomic::{AtomicU32, Ordering},
     time::{Duration, Instant},
 };
 
@@ -79,11 +79,7 @@ const TP_STATUS_VLAN_VALID: u32 = 1 << 4;
 const TP_STATUS_VLAN_TPID_VALID: u32 = 1 << 6;
 
 fn check(rc: libc::c_int, what: &str) {
-    assert!(
-        rc >= 0,
-        "{what}: {}",
-        std::io::Error::last_os_error()
-    );
+    assert!(rc >= 0, "{what}: {}", std::io::Error::last_os_error());
 }
 
 fn dev_index(name: &str) -> Option<u32> {
@@ -265,7 +261,10 @@ fn send(ifindex: u32, frame: &[u8]) {
             size_of::<libc::sockaddr_ll>() as u32,
         )
     };
-    check(n as i32, &format!("send {} bytes on ifindex {ifindex}", frame.len()));
+    check(
+        n as i32,
+        &format!("send {} bytes on ifindex {ifindex}", frame.len()),
+    );
 }
 
 /// The containers' side of the endpoints' veths: a network namespace of
@@ -291,9 +290,7 @@ impl Drop for Containers {
 /// Runs `f` with the calling thread in network namespace `name`
 /// (/run/netns), back in its own after.
 fn in_ns<R>(name: &str, f: impl FnOnce() -> R) -> R {
-    let open = |p: &str| {
-        std::fs::File::open(p).unwrap_or_else(|e| panic!("open {p}: {e}"))
-    };
+    let open = |p: &str| std::fs::File::open(p).unwrap_or_else(|e| panic!("open {p}: {e}"));
     let home = open("/proc/thread-self/ns/net");
     let there = open(&format!("/run/netns/{name}"));
     let set = |f: &std::fs::File, what: &str| {
@@ -508,20 +505,55 @@ impl Lab {
             }
             Replay::Xdp { ctx, frame } => {
                 let ingress = u32::from_ne_bytes(ctx[12..16].try_into().unwrap());
-                let caps = self.captures(ingress);
-                // Frames redirected into a veth arrive only where its peer
-                // runs NAPI, which GRO turns on (as the engine does).
-                let ns = self.containers();
-                in_ns(&ns, || {
-                    for i in 0..self.eps.len() {
-                        attach::sys::set_gro(&format!("h{}peer", i + 1), true)
-                            .unwrap_or_else(|e| panic!("{e}"));
-                    }
-                });
-                self.xdp_live(ctx, frame);
-                collect(&caps, want)
+                let caps = self.xdp_captures(ingress);
+                let pin = Hook::ParentXdp { ifindex: ingress }.to_string();
+                self.dp
+                    .attach_xdp(ingress, &pin)
+                    .unwrap_or_else(|e| panic!("attach XDP on {ingress}: {e}"));
+                let peer = format!("{}peer", dev_name(ingress));
+                send(
+                    dev_index(&peer).unwrap_or_else(|| panic!("no device {peer}")),
+                    frame,
+                );
+                let done = collect(&caps, want);
+                self.dp
+                    .unpin(&pin)
+                    .unwrap_or_else(|e| panic!("unhook {pin}: {e}"));
+                done
             }
         }
+    }
+
+    /// Captures for an XDP run on `ingress`: frames redirected into a veth
+    /// arrive only where its peer runs NAPI, which GRO turns on (as the
+    /// engine does).
+    fn xdp_captures(&mut self, ingress: u32) -> Vec<Capture> {
+        let caps = self.captures(ingress);
+        let ns = self.containers();
+        in_ns(&ns, || {
+            for i in 0..self.eps.len() {
+                attach::sys::set_gro(&format!("h{}peer", i + 1), true)
+                    .unwrap_or_else(|e| panic!("{e}"));
+            }
+        });
+        caps
+    }
+
+    /// The XDP run `replay` again in live-frames mode (the program not
+    /// attached anywhere): what it redirects leaves through the devmap.
+    pub fn live_frame_arrivals(
+        &mut self,
+        replay: &Replay,
+        want: Target,
+    ) -> Vec<(Target, String, Vec<Vec<u8>>)> {
+        let Replay::Xdp { ctx, frame } = replay else {
+            panic!("live frames are an XDP test run's");
+        };
+        let ingress = u32::from_ne_bytes(ctx[12..16].try_into().unwrap());
+        let caps = self.xdp_captures(ingress);
+        self.xdp_live(ctx, frame)
+            .unwrap_or_else(|e| panic!("XDP test run with BPF_F_TEST_XDP_LIVE_FRAMES: {e}"));
+        collect(&caps, want)
     }
 
     /// Frames the container side of endpoint `i` has received, wherever
@@ -543,7 +575,7 @@ impl Lab {
 
     /// BPF_PROG_TEST_RUN of `attach_rx_xdp` in live-frames mode: what the
     /// program redirects is really sent.
-    fn xdp_live(&mut self, ctx: &[u8], frame: &[u8]) {
+    fn xdp_live(&mut self, ctx: &[u8], frame: &[u8]) -> Result<(), std::io::Error> {
         let prog = self.dp.xdp_program().expect("load XDP");
         let fd = prog.fd().expect("XDP program fd").as_fd().as_raw_fd();
         let attr = TestRunAttr {
@@ -552,7 +584,11 @@ impl Lab {
             data_in: frame.as_ptr() as u64,
             repeat: 1,
             ctx_size_in: ctx.len() as u32,
-            ctx_in: ctx.as_ptr() as u64,
+            ctx_in: if ctx.is_empty() {
+                0
+            } else {
+                ctx.as_ptr() as u64
+            },
             flags: BPF_F_TEST_XDP_LIVE_FRAMES,
             ..Default::default()
         };
@@ -565,11 +601,32 @@ impl Lab {
                 size_of::<TestRunAttr>(),
             )
         };
-        assert!(
-            rc == 0,
-            "XDP test run with BPF_F_TEST_XDP_LIVE_FRAMES refused: {}",
-            std::io::Error::last_os_error()
-        );
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    }
+
+    /// Whether this kernel runs XDP test runs in live-frames mode: Err
+    /// says why not (asked once per process, with a frame the program
+    /// passes on the loopback device).
+    pub fn live_frames(&mut self) -> Result<(), String> {
+        static ANSWER: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+        if let Some(a) = ANSWER.get() {
+            return a.clone();
+        }
+        let release = attach::features::kernel_release();
+        let a = if !live_frames_kernel() {
+            Err(format!(
+                "BPF_F_TEST_XDP_LIVE_FRAMES needs Linux 5.18; this kernel is {release}"
+            ))
+        } else {
+            self.xdp_live(&[], &[0u8; 14]).map_err(|e| {
+                format!("this kernel ({release}) refuses BPF_F_TEST_XDP_LIVE_FRAMES: {e}")
+            })
+        };
+        ANSWER.get_or_init(|| a).clone()
     }
 }
 
@@ -608,7 +665,12 @@ pub fn describe_arrivals(got: &[(Target, String, Vec<Vec<u8>>)]) -> String {
             format!(
                 "{t:?} ({dev}): {}",
                 f.iter()
-                    .map(|f| format!("{} bytes to {}: {}", f.len(), fmt_mac(f[..6].try_into().unwrap()), frames::describe(f)))
+                    .map(|f| format!(
+                        "{} bytes to {}: {}",
+                        f.len(),
+                        fmt_mac(f[..6].try_into().unwrap()),
+                        frames::describe(f)
+                    ))
                     .collect::<Vec<_>>()
                     .join("; ")
             )

@@ -15,13 +15,15 @@ fn xdp_unicast_to_an_endpoint_is_redirected() {
             lab.xdp(&f)
                 .ret(XDP_REDIRECT)
                 .verdicts(&[(RX, Verdict::ToEndpoint, 1)])
-                .only(&[(i, rx_uc(len(&f)))]);
+                .only(&[(i, rx_uc(len(&f)))])
+                .arrives_at(&mut lab, Target::Endpoint(i));
         }
         let f = vlan_tagged(&ipv6_icmpv6(C, OUTSIDE, ll6(9), ll6(3), 128, b"x"), 7);
         lab.xdp(&f)
             .ret(XDP_REDIRECT)
             .verdicts(&[(RX, Verdict::ToEndpoint, 1)])
-            .only(&[(2, rx_uc(len(&f)))]);
+            .only(&[(2, rx_uc(len(&f)))])
+            .arrives_at(&mut lab, Target::Endpoint(2));
     });
 }
 
@@ -63,7 +65,8 @@ fn xdp_passthru_parent_redirects_any_unicast() {
             lab.xdp(&f)
                 .ret(XDP_REDIRECT)
                 .verdicts(&[(RX, Verdict::ToEndpoint, 1)])
-                .only(&[(0, rx_uc(len(&f)))]);
+                .only(&[(0, rx_uc(len(&f)))])
+                .arrives_at(&mut lab, Target::Endpoint(0));
         }
         lab.xdp(&arp_request(OUTSIDE, ip4(1), ip4(2)))
             .ret(XDP_PASS)
