@@ -245,9 +245,23 @@ impl Capture {
     }
 }
 
-/// Sends `frame` out of device `ifindex` (through its tc egress hook).
-fn send(ifindex: u32, frame: &[u8]) {
+/// Sends `frame` out of device `ifindex` (through its tc egress hook),
+/// with `mark` (a veth keeps it into a peer of the same namespace).
+fn send(ifindex: u32, frame: &[u8], mark: u32) {
     let fd = packet_socket(0);
+    if mark != 0 {
+        // SAFETY: valid fd and option value.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_MARK,
+                (&mark as *const u32).cast(),
+                size_of::<u32>() as u32,
+            )
+        };
+        check(rc, "SO_MARK");
+    }
     let proto = u16::from_be_bytes([frame[12], frame[13]]);
     let sa = sockaddr(ifindex, proto);
     // SAFETY: valid fd, buffer and address.
@@ -481,18 +495,22 @@ impl Lab {
                 frame,
                 ..
             } => {
-                assert_eq!(*mark, 0, "a frame sent for real carries no mark");
                 let caps = self.captures(*ifindex);
                 let ns = self.containers();
                 let (pin, egress) = self.hook_live(prog, *ifindex);
                 let port = self.eps.iter().any(|e| e.host_ifindex == *ifindex);
+                // Into a container's namespace a veth clears the mark.
+                assert!(
+                    !port || *mark == 0,
+                    "a frame from a container carries no mark"
+                );
                 if egress {
-                    send(*ifindex, frame);
+                    send(*ifindex, frame, *mark);
                 } else {
                     let peer = format!("{}peer", dev_name(*ifindex));
                     let from = || {
                         let i = dev_index(&peer).unwrap_or_else(|| panic!("no device {peer}"));
-                        send(i, frame)
+                        send(i, frame, *mark)
                     };
                     // A port's peer is a container's.
                     if port { in_ns(&ns, from) } else { from() }
@@ -514,6 +532,7 @@ impl Lab {
                 send(
                     dev_index(&peer).unwrap_or_else(|| panic!("no device {peer}")),
                     frame,
+                    0,
                 );
                 let done = collect(&caps, want);
                 self.dp

@@ -90,7 +90,8 @@ fn rx_passthru_parent_takes_any_unicast() {
             lab.rx(&f)
                 .ret(TC_ACT_REDIRECT)
                 .verdicts(&[(RX, Verdict::ToEndpoint, 1)])
-                .only(&[(0, rx_uc(len(&f)))]);
+                .only(&[(0, rx_uc(len(&f)))])
+                .arrives_at(&mut lab, Target::Endpoint(0));
         }
     });
 }
@@ -124,7 +125,8 @@ fn rx_unicast_to_an_endpoint_of_another_parent_goes_to_host() {
             .only(&[(1, rx_bc(len(&f))), (2, rx_bc(len(&f)))]);
         lab.tc(PROG_RX, p1, 0, &udp_to(C, OUTSIDE))
             .ret(TC_ACT_REDIRECT)
-            .verdicts(&[(RX, Verdict::ToEndpoint, 1)]);
+            .verdicts(&[(RX, Verdict::ToEndpoint, 1)])
+            .arrives_at(&mut lab, Target::Endpoint(2));
     });
 }
 
@@ -169,7 +171,8 @@ fn rx_reflected_broadcast_of_a_private_sender_goes_back_to_it_alone() {
         lab.rx(&f)
             .ret(TC_ACT_REDIRECT)
             .verdicts(&[(RX, Verdict::ToSender, 1)])
-            .only(&[(3, rx_bc(len(&f)))]);
+            .only(&[(3, rx_bc(len(&f)))])
+            .arrives_at(&mut lab, Target::Endpoint(3));
     });
 }
 
@@ -184,7 +187,8 @@ fn rx_reflected_broadcast_of_a_passthru_sender_goes_back_to_it_alone() {
         lab.rx(&f)
             .ret(TC_ACT_REDIRECT)
             .verdicts(&[(RX, Verdict::ToSender, 1)])
-            .only(&[(0, rx_bc(len(&f)))]);
+            .only(&[(0, rx_bc(len(&f)))])
+            .arrives_at(&mut lab, Target::Endpoint(0));
     });
 }
 
@@ -270,7 +274,8 @@ fn rx_reflected_multicast_follows_the_broadcast_rules() {
         lab.rx(&f)
             .ret(TC_ACT_REDIRECT)
             .verdicts(&[(RX, Verdict::ToSender, 1)])
-            .only(&[(3, rx_mc(len(&f)))]);
+            .only(&[(3, rx_mc(len(&f)))])
+            .arrives_at(&mut lab, Target::Endpoint(3));
         // VEPA sender C: the bridge ports A and B.
         let f = ipv6_icmpv6(dst, C, ll6(3), ALL_NODES, 133, &[]);
         let n = len(&f);
@@ -296,7 +301,8 @@ fn rx_vlan_tagged_frames_are_switched_by_mac() {
         lab.rx(&f)
             .ret(TC_ACT_REDIRECT)
             .verdicts(&[(RX, Verdict::ToEndpoint, 1)])
-            .only(&[(2, rx_uc(len(&f)))]);
+            .only(&[(2, rx_uc(len(&f)))])
+            .arrives_at(&mut lab, Target::Endpoint(2));
         let f = vlan_tagged(&arp_request(OUTSIDE, ip4(1), ip4(2)), 42);
         let n = len(&f);
         lab.rx(&f)
@@ -315,7 +321,8 @@ fn rx_ipv6_unicast_to_an_endpoint() {
         lab.rx(&f)
             .ret(TC_ACT_REDIRECT)
             .verdicts(&[(RX, Verdict::ToEndpoint, 1)])
-            .only(&[(1, rx_uc(len(&f)))]);
+            .only(&[(1, rx_uc(len(&f)))])
+            .arrives_at(&mut lab, Target::Endpoint(1));
     });
 }
 
@@ -341,6 +348,7 @@ fn rx_datapath_mark_passes_untouched() {
             .ret(TC_ACT_REDIRECT)
             .verdicts(&[(RX, Verdict::ToEndpoint, 1)])
             .only(&[(0, rx_uc(len(&f)))])
+            .arrives_at(&mut lab, Target::Endpoint(0))
             .mark(0x1234);
     });
 }
