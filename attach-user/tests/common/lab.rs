@@ -10,7 +10,7 @@ use attach_common::{
 use aya::programs::{ProgramError, TestRun, TestRunOptions};
 
 use super::{
-    live::{Containers, Replay},
+    live::{Containers, LiveHook, Replay},
     outcome::*,
     *,
 };
@@ -36,6 +36,8 @@ pub struct Lab {
     /// Where the endpoints' container sides are once a frame has been run
     /// for real (see [`super::live`]); before, in the lab's namespace.
     pub(crate) containers: Option<Containers>,
+    /// The hooks made for runs for real (see [`super::live`]).
+    pub(crate) live_hooks: Vec<LiveHook>,
 }
 
 /// Counters at one moment.
@@ -84,6 +86,7 @@ impl Lab {
             up,
             stray: ifindex("x0"),
             containers: None,
+            live_hooks: Vec::new(),
         }
     }
 

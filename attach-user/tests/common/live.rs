@@ -21,10 +21,10 @@ use std::{
 };
 
 use attach::datapath::{
-    Hook, PROG_HOST, PROG_IPVL_RX, PROG_NEST_RX, PROG_NEST_TAP, PROG_RT_IN, PROG_RX, PROG_SW,
-    port_link,
+    Hook, PROG_HOST, PROG_IPVL_RX, PROG_NEST_RX, PROG_NEST_TAP, PROG_RT_IN, PROG_RX, PROG_RX_XDP,
+    PROG_SW, port_link,
 };
-use aya::programs::TcAttachType;
+use aya::programs::{SchedClassifier, TcAttachType};
 
 use super::{fmt_mac, frames, ip_batch, lab::Lab, run_with_input};
 
@@ -187,9 +187,9 @@ impl Capture {
             let n = unsafe { libc::recvmsg(self.fd.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT) };
             if n < 0 {
                 let e = std::io::Error::last_os_error();
-                assert_eq!(
-                    e.raw_os_error(),
-                    Some(libc::EAGAIN),
+                // A device that is down receives nothing.
+                assert!(
+                    matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::ENETDOWN)),
                     "recvmsg on {}: {e}",
                     self.dev
                 );
@@ -454,31 +454,74 @@ impl Lab {
     }
 
     /// Hooks `prog` on `ifindex` for real as the engine would (the same
-    /// hook names, so tcx or clsact as the node hooks); returns the hook's
-    /// name (to unhook it) and whether it is an egress hook.
-    fn hook_live(&mut self, prog: &str, ifindex: u32) -> (String, bool) {
-        if self.eps.iter().any(|e| e.host_ifindex == ifindex) {
-            // Ports are always hooked with a filter.
-            self.dp
-                .hook_new_port(prog, ifindex)
-                .unwrap_or_else(|e| panic!("hook {prog} on port {ifindex}: {e}"));
-            return (port_link(ifindex), false);
-        }
-        let (hook, at) = match prog {
-            PROG_RX => (Hook::ParentRx { ifindex }, TcAttachType::Ingress),
-            PROG_HOST => (Hook::ParentHost { ifindex }, TcAttachType::Egress),
-            PROG_IPVL_RX => (Hook::ParentIpvlan { ifindex }, TcAttachType::Ingress),
-            PROG_RT_IN => (Hook::ParentRouter { ifindex }, TcAttachType::Ingress),
-            PROG_NEST_RX => (Hook::ParentNested { ifindex }, TcAttachType::Ingress),
-            PROG_NEST_TAP => (Hook::TapNested { ifindex }, TcAttachType::Ingress),
-            PROG_SW => (Hook::UplinkSwitch { ifindex }, TcAttachType::Ingress),
-            p => panic!("no live hook for {p} on ifindex {ifindex}"),
+    /// hook names, so tcx or clsact as the node hooks), and nothing else:
+    /// a hook made for an earlier run stays while the same one is wanted.
+    /// Returns whether it is an egress hook.
+    fn hook_live(&mut self, prog: &str, ifindex: u32) -> bool {
+        let port = self.eps.iter().any(|e| e.host_ifindex == ifindex);
+        let (pin, at) = if port {
+            (port_link(ifindex), TcAttachType::Ingress)
+        } else {
+            let (hook, at) = match prog {
+                PROG_RX => (Hook::ParentRx { ifindex }, TcAttachType::Ingress),
+                PROG_HOST => (Hook::ParentHost { ifindex }, TcAttachType::Egress),
+                PROG_IPVL_RX => (Hook::ParentIpvlan { ifindex }, TcAttachType::Ingress),
+                PROG_RT_IN => (Hook::ParentRouter { ifindex }, TcAttachType::Ingress),
+                PROG_NEST_RX => (Hook::ParentNested { ifindex }, TcAttachType::Ingress),
+                PROG_NEST_TAP => (Hook::TapNested { ifindex }, TcAttachType::Ingress),
+                PROG_SW => (Hook::UplinkSwitch { ifindex }, TcAttachType::Ingress),
+                PROG_RX_XDP => (Hook::ParentXdp { ifindex }, TcAttachType::Ingress),
+                p => panic!("no live hook for {p} on ifindex {ifindex}"),
+            };
+            (hook.to_string(), at)
         };
-        let pin = hook.to_string();
+        let key = LiveHook {
+            prog: prog.to_owned(),
+            pin: pin.clone(),
+            ifindex,
+            at,
+        };
+        if self.live_hooks.contains(&key) {
+            return at == TcAttachType::Egress;
+        }
+        for h in std::mem::take(&mut self.live_hooks) {
+            self.unhook(&h);
+        }
+        let r = if prog == PROG_RX_XDP {
+            self.dp.attach_xdp(ifindex, &pin).map(drop)
+        } else if port {
+            // Ports are always hooked with a filter.
+            self.dp.hook_new_port(prog, ifindex)
+        } else {
+            self.dp.attach_tc(prog, ifindex, at, &pin).map(drop)
+        };
+        r.unwrap_or_else(|e| panic!("hook {prog} on {ifindex} ({pin}): {e}"));
+        self.live_hooks.push(key);
+        at == TcAttachType::Egress
+    }
+
+    /// Removes a hook and waits until the kernel has let go of it (a
+    /// pinned link is released after an RCU grace period, not at unlink).
+    fn unhook(&mut self, h: &LiveHook) {
         self.dp
-            .attach_tc(prog, ifindex, at, &pin)
-            .unwrap_or_else(|e| panic!("hook {prog} on {ifindex} ({pin}): {e}"));
-        (pin, at == TcAttachType::Egress)
+            .unpin(&h.pin)
+            .unwrap_or_else(|e| panic!("unhook {}: {e}", h.pin));
+        let until = Instant::now() + DEADLINE;
+        loop {
+            let gone = if h.prog == PROG_RX_XDP {
+                !has_xdp(h.ifindex)
+            } else {
+                // A filter goes at once; a tcx link when released.
+                SchedClassifier::query_tcx(h.ifindex, h.at)
+                    .map(|(_, progs)| progs.is_empty())
+                    .unwrap_or(true)
+            };
+            if gone {
+                return;
+            }
+            assert!(Instant::now() < until, "{} still hooked", h.pin);
+            std::thread::yield_now();
+        }
     }
 
     /// Runs `replay` for real; the frames that arrived, by place.
@@ -497,7 +540,7 @@ impl Lab {
             } => {
                 let caps = self.captures(*ifindex);
                 let ns = self.containers();
-                let (pin, egress) = self.hook_live(prog, *ifindex);
+                let egress = self.hook_live(prog, *ifindex);
                 let port = self.eps.iter().any(|e| e.host_ifindex == *ifindex);
                 // Into a container's namespace a veth clears the mark.
                 assert!(
@@ -515,30 +558,19 @@ impl Lab {
                     // A port's peer is a container's.
                     if port { in_ns(&ns, from) } else { from() }
                 }
-                let done = collect(&caps, want);
-                self.dp
-                    .unpin(&pin)
-                    .unwrap_or_else(|e| panic!("unhook {pin}: {e}"));
-                done
+                collect(&caps, want)
             }
             Replay::Xdp { ctx, frame } => {
                 let ingress = u32::from_ne_bytes(ctx[12..16].try_into().unwrap());
                 let caps = self.xdp_captures(ingress);
-                let pin = Hook::ParentXdp { ifindex: ingress }.to_string();
-                self.dp
-                    .attach_xdp(ingress, &pin)
-                    .unwrap_or_else(|e| panic!("attach XDP on {ingress}: {e}"));
+                self.hook_live(PROG_RX_XDP, ingress);
                 let peer = format!("{}peer", dev_name(ingress));
                 send(
                     dev_index(&peer).unwrap_or_else(|| panic!("no device {peer}")),
                     frame,
                     0,
                 );
-                let done = collect(&caps, want);
-                self.dp
-                    .unpin(&pin)
-                    .unwrap_or_else(|e| panic!("unhook {pin}: {e}"));
-                done
+                collect(&caps, want)
             }
         }
     }
@@ -570,6 +602,10 @@ impl Lab {
         };
         let ingress = u32::from_ne_bytes(ctx[12..16].try_into().unwrap());
         let caps = self.xdp_captures(ingress);
+        // The program on no device: only the test run sends.
+        for h in std::mem::take(&mut self.live_hooks) {
+            self.unhook(&h);
+        }
         self.xdp_live(ctx, frame)
             .unwrap_or_else(|e| panic!("XDP test run with BPF_F_TEST_XDP_LIVE_FRAMES: {e}"));
         collect(&caps, want)
@@ -647,6 +683,26 @@ impl Lab {
         };
         ANSWER.get_or_init(|| a).clone()
     }
+}
+
+/// A hook made for a run for real.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LiveHook {
+    prog: String,
+    pin: String,
+    ifindex: u32,
+    at: TcAttachType,
+}
+
+/// Whether device `ifindex` has an XDP program.
+fn has_xdp(ifindex: u32) -> bool {
+    let name = dev_name(ifindex);
+    let out = Command::new("ip")
+        .args(["-j", "link", "show", "dev", &name])
+        .output()
+        .expect("run ip");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ip -j output");
+    v[0].get("xdp").is_some()
 }
 
 /// Whether device `name` (of the calling thread's namespace) is up.
