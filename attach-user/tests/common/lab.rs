@@ -1,8 +1,6 @@
 //! [`Lab`]: a built scenario, and running one program on one frame in it
 //! with BPF_PROG_TEST_RUN, counters read before and after.
 
-use std::process::Command;
-
 use attach::datapath::{Datapath, PROG_HOST, PROG_RX, PROG_TX};
 use attach_common::{
     Direction, Endpoint, EndpointStats, MacAddr, VERDICT_SLOTS, VERDICT_STRIDE, Verdict,
