@@ -353,6 +353,17 @@ pub fn live_frames_kernel() -> bool {
 }
 
 impl Lab {
+    /// Whether endpoint `i` has a veth of its own (`h{i+1}`, its container
+    /// side `h{i+1}peer`): a nested endpoint's is the VM's tap.
+    fn own_veth(&self, i: usize) -> bool {
+        dev_index(&format!("h{}", i + 1)) == Some(self.eps[i].host_ifindex)
+    }
+
+    /// Whether `ifindex` is an endpoint's own veth (a port).
+    fn port(&self, ifindex: u32) -> bool {
+        (0..self.eps.len()).any(|i| self.eps[i].host_ifindex == ifindex && self.own_veth(i))
+    }
+
     /// The containers' namespace, made (and the endpoints' container sides
     /// moved into it, up as they were) on first use.
     fn containers(&mut self) -> String {
@@ -383,7 +394,10 @@ impl Lab {
             "echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6\n\
              echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6\n",
         );
-        let peers: Vec<String> = (1..=self.eps.len()).map(|n| format!("h{n}peer")).collect();
+        let peers: Vec<String> = (0..self.eps.len())
+            .filter(|i| self.own_veth(*i))
+            .map(|i| format!("h{}peer", i + 1))
+            .collect();
         let up: Vec<bool> = peers.iter().map(|p| is_up(p)).collect();
         ip_batch(
             &peers
@@ -402,8 +416,8 @@ impl Lab {
         }
         // The host sides' carrier came back when their peers went up: have
         // the kernel's link watch run now, so they can transmit at once.
-        for n in 1..=self.eps.len() {
-            let _ = attach::sys::link_detected(&format!("h{n}"));
+        for p in &peers {
+            let _ = attach::sys::link_detected(p.trim_end_matches("peer"));
         }
         name
     }
@@ -413,7 +427,7 @@ impl Lab {
     /// namespace of the device (None: the lab's).
     fn places(&self, except: u32, ns: &str) -> Vec<(Target, String, Option<String>)> {
         let mut v = Vec::new();
-        for (i, _) in self.eps.iter().enumerate() {
+        for i in (0..self.eps.len()).filter(|i| self.own_veth(*i)) {
             v.push((
                 Target::Endpoint(i),
                 format!("h{}peer", i + 1),
@@ -429,7 +443,7 @@ impl Lab {
             v.push((Target::Node, p, None));
         }
         for (i, e) in self.eps.iter().enumerate() {
-            if e.host_ifindex != except {
+            if e.host_ifindex != except && self.own_veth(i) {
                 v.push((Target::NodeVia(i), format!("h{}", i + 1), None));
             }
         }
@@ -458,7 +472,7 @@ impl Lab {
     /// a hook made for an earlier run stays while the same one is wanted.
     /// Returns whether it is an egress hook.
     fn hook_live(&mut self, prog: &str, ifindex: u32) -> bool {
-        let port = self.eps.iter().any(|e| e.host_ifindex == ifindex);
+        let port = self.port(ifindex);
         let (pin, at) = if port {
             (port_link(ifindex), TcAttachType::Ingress)
         } else {
@@ -541,7 +555,7 @@ impl Lab {
                 let caps = self.captures(*ifindex);
                 let ns = self.containers();
                 let egress = self.hook_live(prog, *ifindex);
-                let port = self.eps.iter().any(|e| e.host_ifindex == *ifindex);
+                let port = self.port(*ifindex);
                 // Into a container's namespace a veth clears the mark.
                 assert!(
                     !port || *mark == 0,
@@ -581,8 +595,9 @@ impl Lab {
     fn xdp_captures(&mut self, ingress: u32) -> Vec<Capture> {
         let caps = self.captures(ingress);
         let ns = self.containers();
+        let own: Vec<usize> = (0..self.eps.len()).filter(|i| self.own_veth(*i)).collect();
         in_ns(&ns, || {
-            for i in 0..self.eps.len() {
+            for i in own {
                 attach::sys::set_gro(&format!("h{}peer", i + 1), true)
                     .unwrap_or_else(|e| panic!("{e}"));
             }
