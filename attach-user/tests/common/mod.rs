@@ -19,6 +19,7 @@ use attach_common::{MODE_BRIDGE, MODE_PASSTHRU, MODE_PRIVATE, MODE_VEPA, MacAddr
 use aya::programs::ProgramError;
 
 pub mod bridge;
+pub mod capture;
 pub mod frames;
 pub mod ipvlan;
 pub mod lab;
