@@ -6,7 +6,9 @@
 //! Needs root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN) and bpffs on
 //! /sys/fs/bpf. Each test runs in its own network namespace with real veth
 //! devices (floods use `bpf_clone_redirect`, which really transmits), and its
-//! own pinned maps, removed afterwards.
+//! own pinned maps, removed afterwards. A unicast redirect is run again for
+//! real to see where the frame arrives (`Outcome::arrives_at`, common/live.rs;
+//! docs/testing.md).
 
 mod bridge;
 mod common;
