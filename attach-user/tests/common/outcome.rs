@@ -201,7 +201,7 @@ impl Outcome {
                 "{}: {how}, expected once at {want:?} as {} bytes {}; arrived: {}",
                 self.what,
                 expected.len(),
-                frames::describe(&expected),
+                frames::describe(expected),
                 describe_arrivals(&got)
             );
         };
