@@ -197,6 +197,40 @@ fn rx_unicast_cost_per_packet() {
     });
 }
 
+/// The harness sees where a redirect really goes: with a wrong ifindex in
+/// A's map value (B's host veth), the counters keyed by that value say A,
+/// and `arrives_at` finds the frame in B's container (tc and XDP).
+#[test]
+fn a_wrong_redirect_target_is_seen() {
+    in_netns(|| {
+        let mut lab = four_modes();
+        let mut wrong = lab.eps[0];
+        wrong.host_ifindex = lab.eps[1].host_ifindex;
+        lab.dp.put_endpoint(&wrong).expect("put_endpoint");
+        let f = udp_to(A, OUTSIDE);
+        let tc = lab.rx(&f);
+        tc.ret(TC_ACT_REDIRECT)
+            .verdicts(&[(RX, Verdict::ToEndpoint, 1)])
+            .only(&[(0, rx_uc(len(&f)))]);
+        let xdp = lab.xdp(&f);
+        xdp.ret(XDP_REDIRECT).only(&[(0, rx_uc(len(&f)))]);
+        for out in [tc, xdp] {
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                out.arrives_at(&mut lab, Target::Endpoint(0));
+            }));
+            let msg = r.expect_err("arrives_at must fail");
+            let msg = msg
+                .downcast_ref::<String>()
+                .expect("a formatted panic message");
+            assert!(
+                msg.contains("arrived: Endpoint(1) (h2peer)"),
+                "{}: {msg}",
+                out.what
+            );
+        }
+    });
+}
+
 #[test]
 fn pin_dirs_are_removed_even_on_panic() {
     let (tx, rx) = std::sync::mpsc::channel();

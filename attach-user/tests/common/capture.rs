@@ -176,25 +176,27 @@ impl Capture {
             got.push(buf);
         }
     }
+}
 
-    /// Waits until a frame is readable, or the deadline.
-    pub(crate) fn wait(&self, until: Instant) {
-        loop {
-            let left = until.saturating_duration_since(Instant::now());
-            let mut p = libc::pollfd {
-                fd: self.fd.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // SAFETY: one valid pollfd.
-            let rc = unsafe { libc::poll(&mut p, 1, left.as_millis() as i32) };
-            if rc > 0 || left.is_zero() {
-                return;
-            }
-            if rc < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-                panic!("poll on {}: {}", self.dev, std::io::Error::last_os_error());
-            }
+/// Waits until one of `caps` has a frame to read, or the deadline.
+pub(crate) fn wait_any(caps: &[Capture], until: Instant) {
+    let mut fds: Vec<libc::pollfd> = caps
+        .iter()
+        .map(|c| libc::pollfd {
+            fd: c.fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        // SAFETY: valid pollfds.
+        let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as _, left.as_millis() as i32) };
+        if rc >= 0 {
+            return;
         }
+        let e = std::io::Error::last_os_error();
+        assert_eq!(e.raw_os_error(), Some(libc::EINTR), "poll: {e}");
     }
 }
 

@@ -26,7 +26,7 @@ use attach::datapath::{
 use aya::programs::{SchedClassifier, TcAttachType};
 
 use super::{
-    capture::{Capture, DEADLINE, check, dev_index, dev_name, send},
+    capture::{Capture, DEADLINE, check, dev_index, dev_name, send, wait_any},
     fmt_mac, frames, ip_batch,
     lab::Lab,
     run_with_input,
@@ -320,12 +320,9 @@ impl Lab {
         }
     }
 
-    /// Runs `replay` for real; the frames that arrived, by place.
-    pub fn arrivals(
-        &mut self,
-        replay: &Replay,
-        want: Target,
-    ) -> Vec<(Target, String, Vec<Vec<u8>>)> {
+    /// Runs `replay` for real; the frames that arrived, by place, until a
+    /// copy of the frame (`is_copy`) did.
+    pub fn arrivals(&mut self, replay: &Replay, is_copy: &dyn Fn(&[u8]) -> bool) -> Arrivals {
         match replay {
             Replay::Tc {
                 prog,
@@ -354,7 +351,7 @@ impl Lab {
                     // A port's peer is a container's.
                     if port { in_ns(&ns, from) } else { from() }
                 }
-                collect(&caps, want)
+                collect(&caps, is_copy)
             }
             Replay::Xdp { ctx, frame } => {
                 let ingress = u32::from_ne_bytes(ctx[12..16].try_into().unwrap());
@@ -366,7 +363,7 @@ impl Lab {
                     frame,
                     0,
                 );
-                collect(&caps, want)
+                collect(&caps, is_copy)
             }
         }
     }
@@ -392,8 +389,8 @@ impl Lab {
     pub fn live_frame_arrivals(
         &mut self,
         replay: &Replay,
-        want: Target,
-    ) -> Vec<(Target, String, Vec<Vec<u8>>)> {
+        is_copy: &dyn Fn(&[u8]) -> bool,
+    ) -> Arrivals {
         let Replay::Xdp { ctx, frame } = replay else {
             panic!("live frames are an XDP test run's");
         };
@@ -405,7 +402,7 @@ impl Lab {
         }
         self.xdp_live(ctx, frame)
             .unwrap_or_else(|e| panic!("XDP test run with BPF_F_TEST_XDP_LIVE_FRAMES: {e}"));
-        collect(&caps, want)
+        collect(&caps, is_copy)
     }
 
     /// Frames the container side of endpoint `i` has received, wherever
@@ -515,18 +512,30 @@ fn is_up(name: &str) -> bool {
         .is_some_and(|f| f.iter().any(|f| f == "UP"))
 }
 
-/// Waits for a frame at `want` (or the deadline), then takes what every
-/// place has. A unicast redirect is one transmit: once its frame is at one
-/// place it is at no other, so nothing is waited for after it arrives.
-fn collect(caps: &[Capture], want: Target) -> Vec<(Target, String, Vec<Vec<u8>>)> {
+/// What every place received until a copy of the frame (`is_copy`)
+/// arrived somewhere, or the deadline. A unicast redirect is one transmit,
+/// done by the time the send returns: once its frame is at one place it is
+/// at no other, so nothing is waited for after it arrives.
+fn collect(caps: &[Capture], is_copy: &dyn Fn(&[u8]) -> bool) -> Arrivals {
     let until = Instant::now() + DEADLINE;
-    if let Some(c) = caps.iter().find(|c| c.target == want) {
-        c.wait(until);
+    let mut got = vec![Vec::new(); caps.len()];
+    loop {
+        for (c, g) in caps.iter().zip(&mut got) {
+            g.extend(c.drain());
+        }
+        if got.iter().flatten().any(|f| is_copy(f)) || Instant::now() >= until {
+            break;
+        }
+        wait_any(caps, until);
     }
     caps.iter()
-        .map(|c| (c.target, c.dev.clone(), c.drain()))
+        .zip(got)
+        .map(|(c, g)| (c.target, c.dev.clone(), g))
         .collect()
 }
+
+/// The frames each place received: the place, its device, the frames.
+pub type Arrivals = Vec<(Target, String, Vec<Vec<u8>>)>;
 
 /// What a frame list says, for failure messages.
 pub fn describe_arrivals(got: &[(Target, String, Vec<Vec<u8>>)]) -> String {

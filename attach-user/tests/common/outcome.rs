@@ -6,7 +6,7 @@ use attach_common::{Direction, EndpointStats, Verdict};
 pub use super::live::Target;
 use super::{
     lab::Lab,
-    live::{Replay, describe_arrivals},
+    live::{Arrivals, Replay, describe_arrivals},
     *,
 };
 
@@ -187,7 +187,15 @@ impl Outcome {
         // the program left it) anywhere else. Other frames do not count:
         // the node's stack answers what it is given (an ICMP error, the
         // ARP request before it).
-        let check = |how: &str, got: Vec<(Target, String, Vec<Vec<u8>>)>| {
+        let is_copy = |f: &[u8]| f == expected || f == sent.as_slice();
+        let check = |how: &str, got: Arrivals| {
+            // The place must be watched (not the device the frame is sent
+            // from or to), or nothing could fail.
+            assert!(
+                got.iter().any(|(t, _, _)| *t == want),
+                "{}: {want:?} is not a place this run can be seen at",
+                self.what
+            );
             let ok = got.iter().all(|(t, _, f)| {
                 let copies = f.iter().filter(|f| **f == expected || **f == sent).count();
                 if *t == want {
@@ -205,10 +213,13 @@ impl Outcome {
                 describe_arrivals(&got)
             );
         };
-        check("run for real", lab.arrivals(replay, want));
+        check("run for real", lab.arrivals(replay, &is_copy));
         if let Replay::Xdp { .. } = replay {
             match lab.live_frames() {
-                Ok(()) => check("in live-frames mode", lab.live_frame_arrivals(replay, want)),
+                Ok(()) => check(
+                    "in live-frames mode",
+                    lab.live_frame_arrivals(replay, &is_copy),
+                ),
                 // Not silent: the run's output says what was not seen.
                 Err(why) => eprintln!("NOT OBSERVED in live-frames mode ({}): {why}", self.what),
             }
