@@ -32,6 +32,11 @@ use super::{
     run_with_input,
 };
 
+/// How many redirects of a random-frame case are run again for real: the
+/// first few (each costs a hook, sockets and a wait; the cases with fixed
+/// frames observe every decision the random ones can take).
+pub const FUZZ_OBSERVED: u32 = 8;
+
 /// Where a frame can arrive.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Target {

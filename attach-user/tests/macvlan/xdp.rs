@@ -93,6 +93,7 @@ fn xdp_random_frames_follow_the_rules() {
         let macs = [A, B, C, D];
         let mut rng = XorShift::new(0xd0_0d_f0_0d);
         let mut failures = Vec::new();
+        let mut observed = 0;
         for i in 0..300 {
             let n = rng.range(14, 1514) as usize;
             let mut f = vec![0u8; n];
@@ -103,6 +104,18 @@ fn xdp_random_frames_follow_the_rules() {
             let want = lab.model_xdp(&f);
             let got = lab.xdp(&f);
             let d = got.diff(&want);
+            if got.ret == XDP_REDIRECT
+                && d.is_empty()
+                && observed < crate::common::live::FUZZ_OBSERVED
+            {
+                // The first few, run for real: where the model says.
+                observed += 1;
+                let to = want.eps.iter().find(|(_, s)| s.rx_packets > 0).map(|e| e.0);
+                got.arrives_at(
+                    &mut lab,
+                    Target::Endpoint(to.expect("a redirect's endpoint")),
+                );
+            }
             if !d.is_empty() {
                 failures.push(format!("frame {i}: {}\n    {}", got.what, d.join("\n    ")));
             }
