@@ -17,7 +17,7 @@ use super::{
 use crate::{
     addr::Mac,
     error::{Error, Result},
-    packet_socket::PacketSocket,
+    packet_socket::{PacketSocket, Tag},
 };
 
 /// How long a server has to answer the DISCOVERs (sent at 0, 1 and 2.5 s).
@@ -41,10 +41,17 @@ fn xid() -> u32 {
 }
 
 /// Acquires a lease on device `ifindex` (named `device` in errors) of the
-/// calling thread's namespace, as `chaddr` with `client_id`.
-pub fn acquire(ifindex: u32, device: &str, chaddr: Mac, client_id: &[u8]) -> Result<Lease> {
+/// calling thread's namespace, in frames tagged `tags` (outermost first;
+/// none: untagged), as `chaddr` with `client_id`.
+pub fn acquire(
+    ifindex: u32,
+    tags: &[Tag],
+    device: &str,
+    chaddr: Mac,
+    client_id: &[u8],
+) -> Result<Lease> {
     let io = |e: io::Error| Error::system(format!("DHCP on {device}: {e}"));
-    let sock = PacketSocket::open(ifindex).map_err(io)?;
+    let sock = PacketSocket::open(ifindex, tags).map_err(io)?;
     let xid = xid();
     let send = |m: &Message| {
         let f = packet::frame(
@@ -235,11 +242,9 @@ pub fn renew(ifname: &str, lease: &mut Lease) -> Result<()> {
 }
 
 /// Gives `lease` back to its server from the node, on device `ifindex`
-/// (named `device`): the DHCPRELEASE framed as the endpoint would send
-/// it, to the MAC the server answered from.
-pub fn release_on_wire(ifindex: u32, device: &str, lease: &Lease) -> Result<()> {
-    let sock =
-        PacketSocket::open(ifindex).map_err(|e| Error::system(format!("DHCP on {device}: {e}")))?;
+/// (named `device`) in frames tagged `tags`: the DHCPRELEASE framed as the
+/// endpoint would send it, to the MAC the server answered from.
+pub fn release_on_wire(ifindex: u32, tags: &[Tag], device: &str, lease: &Lease) -> Result<()> {
     let f = packet::frame(
         lease.chaddr,
         lease.server_mac,
@@ -247,12 +252,48 @@ pub fn release_on_wire(ifindex: u32, device: &str, lease: &Lease) -> Result<()> 
         lease.server,
         &release_message(lease).encode(),
     );
-    sock.send(&f).map_err(|e| {
+    send_on_wire(ifindex, tags, &f).map_err(|e| {
         Error::system(format!(
             "releasing the lease of {} on {device}: {e}",
             lease.address
         ))
     })
+}
+
+/// Tells `lease`'s server from the node, on device `ifindex` (named
+/// `device`) in frames tagged `tags`, that its address is in use by
+/// another host (RFC 2131 3.1.5): a DHCPDECLINE, broadcast from 0.0.0.0
+/// as the endpoint has no address. The server then holds the address back
+/// instead of offering it again.
+pub fn decline_on_wire(ifindex: u32, tags: &[Tag], device: &str, lease: &Lease) -> Result<()> {
+    let f = packet::frame(
+        lease.chaddr,
+        Mac([0xff; 6]),
+        Ipv4Addr::UNSPECIFIED,
+        Ipv4Addr::BROADCAST,
+        &decline_message(lease).encode(),
+    );
+    send_on_wire(ifindex, tags, &f).map_err(|e| {
+        Error::system(format!(
+            "declining the lease of {} on {device}: {e}",
+            lease.address
+        ))
+    })
+}
+
+fn send_on_wire(ifindex: u32, tags: &[Tag], frame: &[u8]) -> io::Result<()> {
+    PacketSocket::open(ifindex, tags)?.send(frame)
+}
+
+fn decline_message(lease: &Lease) -> Message {
+    Message::client(
+        MsgType::Decline,
+        xid(),
+        lease.chaddr,
+        &lease.client_id_bytes(),
+    )
+    .with(opt::REQUESTED_IP, &lease.address.octets())
+    .with(opt::SERVER_ID, &lease.server.octets())
 }
 
 fn release_message(lease: &Lease) -> Message {
@@ -281,4 +322,40 @@ pub fn release(ifname: &str, lease: &Lease) -> Result<()> {
     sock.send_to(&m.encode(), SocketAddrV4::new(lease.server, SERVER_PORT))
         .map_err(io)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_decline_names_the_address_and_server_from_no_address() {
+        let lease = Lease {
+            address: Ipv4Addr::new(10, 0, 0, 5),
+            prefix: 24,
+            server: Ipv4Addr::new(10, 0, 0, 1),
+            server_mac: Mac([2, 0, 0, 0, 0, 9]),
+            client_id: "00:61".into(),
+            chaddr: Mac([2, 0, 0, 0, 0, 1]),
+            acquired_at: 0,
+            renewed_at: 0,
+            expires_at: 120,
+            t1: 60,
+            t2: 105,
+            router: None,
+            dns: Vec::new(),
+            search: Vec::new(),
+            mtu: None,
+        };
+        let m = Message::decode(&decline_message(&lease).encode()).unwrap();
+        assert_eq!(m.msg_type(), Some(MsgType::Decline as u8));
+        // RFC 2131 table 5: ciaddr 0, the address in option 50, the
+        // server in 54, no parameter request list.
+        assert_eq!(m.ciaddr, Ipv4Addr::UNSPECIFIED);
+        assert_eq!(m.addr(opt::REQUESTED_IP), Some(lease.address));
+        assert_eq!(m.addr(opt::SERVER_ID), Some(lease.server));
+        assert_eq!(m.option(opt::CLIENT_ID), Some(&[0x00, 0x61][..]));
+        assert!(m.option(opt::PARAMS).is_none());
+        assert_eq!(m.chaddr, lease.chaddr);
+    }
 }
