@@ -8,8 +8,10 @@
 //! that it meets the program (from the device's veth peer for an ingress
 //! hook, out of the device for an egress one), and packet sockets on every
 //! place it could arrive see where it does. An XDP frame is run again with
-//! BPF_F_TEST_XDP_LIVE_FRAMES (Linux 5.18), which really sends what the
-//! program redirects through the devmap.
+//! `attach_rx_xdp` attached to the parent and the frame sent from the wire,
+//! and, where the kernel accepts it, with BPF_F_TEST_XDP_LIVE_FRAMES (Linux
+//! 5.18), which really sends what the program redirects through the devmap.
+//! docs/testing.md says what is checked and what is not.
 
 use std::{
     mem::size_of,
