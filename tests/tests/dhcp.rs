@@ -228,9 +228,35 @@ fn rebinding_server(dns: &str) -> Vec<String> {
 }
 
 fn start_server(lab: &Lab, ns: &Netns, iface: &str, name: &str, dns: &str) -> Dnsmasq {
+    start_leasing(lab, ns, iface, name, dns, "10.77.0.100,10.77.0.150")
+}
+
+fn start_leasing(
+    lab: &Lab,
+    ns: &Netns,
+    iface: &str,
+    name: &str,
+    dns: &str,
+    range: &str,
+) -> Dnsmasq {
     let options = rebinding_server(dns);
     let options: Vec<&str> = options.iter().map(String::as_str).collect();
-    Dnsmasq::start_on(lab, ns, iface, name, "10.77.0.100,10.77.0.150", &options).unwrap()
+    Dnsmasq::start_on(lab, ns, iface, name, range, &options).unwrap()
+}
+
+/// The host of a second server: 10.77.0.2 on interface `dhcpb0` (a
+/// macvlan of the ext host's wire0) in a namespace of its own.
+fn second_server_host(lab: &Lab) -> std::sync::Arc<Netns> {
+    let ns = lab.container("dhcpb").unwrap();
+    let ext = |argv: &[&str]| lab.ext().ok(argv).unwrap();
+    ext(&[
+        "ip", "link", "add", "dhcpb0", "link", EXT_IF, "type", "macvlan", "mode", "bridge",
+    ]);
+    ext(&["ip", "link", "set", "dhcpb0", "netns", ns.name()]);
+    ns.ok(&["ip", "addr", "add", "10.77.0.2/24", "dev", "dhcpb0"])
+        .unwrap();
+    ns.ok(&["ip", "link", "set", "dhcpb0", "up"]).unwrap();
+    ns
 }
 
 /// Waits (20 s at most) for `c`'s lease to name `server` with a renewal
@@ -272,15 +298,7 @@ fn past_t2_a_lease_is_rebound_to_another_server() {
     let lab = Lab::new().unwrap();
     // Server B: 10.77.0.2 on the same wire (a macvlan of the ext host's
     // wire0, in a namespace of its own).
-    let b_ns = lab.container("dhcpb").unwrap();
-    let ext = |argv: &[&str]| lab.ext().ok(argv).unwrap();
-    ext(&[
-        "ip", "link", "add", "dhcpb0", "link", EXT_IF, "type", "macvlan", "mode", "bridge",
-    ]);
-    ext(&["ip", "link", "set", "dhcpb0", "netns", b_ns.name()]);
-    b_ns.ok(&["ip", "addr", "add", "10.77.0.2/24", "dev", "dhcpb0"])
-        .unwrap();
-    b_ns.ok(&["ip", "link", "set", "dhcpb0", "up"]).unwrap();
+    let b_ns = second_server_host(&lab);
 
     let a = start_server(&lab, lab.ext(), EXT_IF, "", "10.77.0.53");
     let c = lab.container("c1").unwrap();
@@ -358,6 +376,66 @@ fn past_t2_a_lease_is_rebound_to_another_server() {
     let out = lab.attach().run(&["del", "--netns", c.name()]).unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
     a.wait_for(|| !a.leases().contains(&id), "the release to A");
+}
+
+/// A server that answers the rebinding with a DHCPNAK (authoritative, the
+/// address outside what it leases) ends the lease: the record says so,
+/// `check` names it as expired with the server's reason, later passes
+/// leave it, `del` releases nothing.
+#[test]
+fn a_rebinding_refused_ends_the_lease() {
+    require_root();
+    let lab = Lab::new().unwrap();
+    let b_ns = second_server_host(&lab);
+    let a = start_server(&lab, lab.ext(), EXT_IF, "", "10.77.0.53");
+    let c = lab.container("c1").unwrap();
+    let (rec, _) = add(&lab, "macvlan", c.name());
+    let addr = rec["dhcp"]["address"].as_str().unwrap().to_owned();
+    drop(a);
+    let b = start_leasing(
+        &lab,
+        &b_ns,
+        "dhcpb0",
+        "b",
+        "10.77.0.54",
+        "10.77.0.200,10.77.0.210",
+    );
+    let mut said = String::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let ended = loop {
+        let lease = lab.record(&c)["dhcp"].clone();
+        if !lease["refused"].is_null() {
+            break lease;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no DHCPNAK ended the lease within 20 s: {lease}\n{said}\n{}",
+            b.log()
+        );
+        said += &lab.attach().ok(&["reconcile"]).unwrap();
+    };
+    assert!(
+        said.contains("ended: DHCP server 10.77.0.2 refused"),
+        "{said}"
+    );
+    assert!(b.log().contains("DHCPNAK"), "{}", b.log());
+    assert_eq!(ended["server"], "10.77.0.2", "{ended}");
+    let out = lab.attach().run(&["check", "--netns", c.name()]).unwrap();
+    let err = text(&out.stderr);
+    assert!(!out.status.success(), "check passed an ended lease");
+    assert!(
+        err.contains(&format!("lease of {addr} from 10.77.0.2 expired at "))
+            && err.contains("(the server refused it: DHCPNAK"),
+        "{err}"
+    );
+    // Over: not asked for again, not released.
+    let again = lab.attach().ok(&["reconcile"]).unwrap();
+    assert!(!again.contains("lease of"), "{again}");
+    assert_eq!(lab.record(&c)["dhcp"], ended);
+    let out = lab.attach().run(&["del", "--netns", c.name()]).unwrap();
+    let err = text(&out.stderr);
+    assert!(out.status.success() && !err.contains("warning"), "{err}");
+    assert!(!b.log().contains("DHCPRELEASE"), "{}", b.log());
 }
 
 /// CNI ADD with configuration `conf` from the node `node` for container
