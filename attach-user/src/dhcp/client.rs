@@ -207,7 +207,7 @@ fn set_flag(sock: &UdpSocket, opt: libc::c_int) -> io::Result<()> {
 /// to 255.255.255.255 when no relay is in between); what it sends leaves
 /// from the interface's address, the leased one. Broadcasts allowed.
 fn lease_socket(ifname: &str) -> io::Result<UdpSocket> {
-    let sock = socket2_udp()?;
+    let sock = udp_socket()?;
     set_flag(&sock, libc::SO_REUSEADDR)?;
     set_flag(&sock, libc::SO_BROADCAST)?;
     bind_to_device(&sock, ifname)?;
@@ -233,7 +233,7 @@ fn lease_socket(ifname: &str) -> io::Result<UdpSocket> {
 
 /// An unbound UDP socket (the std one binds as it is made; SO_REUSEADDR
 /// and the device must come first).
-fn socket2_udp() -> io::Result<UdpSocket> {
+fn udp_socket() -> io::Result<UdpSocket> {
     // SAFETY: plain socket(2); the fd is owned by the UdpSocket made of it.
     let fd = unsafe {
         libc::socket(
@@ -343,13 +343,7 @@ pub fn renew(ifname: &str, lease: &mut Lease) -> Result<Outcome> {
         ))
     };
     let sock = lease_socket(ifname).map_err(io)?;
-    let mut m = Message::client(
-        MsgType::Request,
-        xid(),
-        lease.chaddr,
-        &lease.client_id_bytes(),
-    );
-    m.ciaddr = lease.address;
+    let m = extend_message(lease);
     let to = SocketAddrV4::new(lease.server, SERVER_PORT);
     match ask(&sock, &m, to, lease).map_err(io)? {
         Some(Answer::Ack(ack, _)) => {
@@ -380,7 +374,7 @@ pub fn rebind(ifname: &str, lease: &mut Lease) -> Result<Outcome> {
         ))
     };
     let sock = lease_socket(ifname).map_err(io)?;
-    let m = rebind_message(lease);
+    let m = extend_message(lease);
     let to = SocketAddrV4::new(Ipv4Addr::BROADCAST, SERVER_PORT);
     match ask(&sock, &m, to, lease).map_err(io)? {
         Some(Answer::Ack(ack, from)) => {
@@ -405,7 +399,10 @@ pub fn rebind(ifname: &str, lease: &mut Lease) -> Result<Outcome> {
     }
 }
 
-fn rebind_message(lease: &Lease) -> Message {
+/// The REQUEST of a renewal or a rebinding (RFC 2131 table 5: they differ
+/// only in where it goes): the leased address in ciaddr, neither a server
+/// identifier nor a requested address.
+fn extend_message(lease: &Lease) -> Message {
     let mut m = Message::client(
         MsgType::Request,
         xid(),
@@ -529,7 +526,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_decline_and_a_rebinding_say_what_rfc_2131_asks() {
+    fn a_decline_and_a_renewal_say_what_rfc_2131_asks() {
         let lease = Lease {
             address: Ipv4Addr::new(10, 0, 0, 5),
             prefix: 24,
@@ -558,9 +555,9 @@ mod tests {
         assert_eq!(m.option(opt::CLIENT_ID), Some(&[0x00, 0x61][..]));
         assert!(m.option(opt::PARAMS).is_none());
         assert_eq!(m.chaddr, lease.chaddr);
-        // RFC 2131 table 5, REQUEST when rebinding: ciaddr the leased
-        // address, neither the server nor a requested address.
-        let m = Message::decode(&rebind_message(&lease).encode()).unwrap();
+        // RFC 2131 table 5, REQUEST when renewing or rebinding: ciaddr the
+        // leased address, neither the server nor a requested address.
+        let m = Message::decode(&extend_message(&lease).encode()).unwrap();
         assert_eq!(m.msg_type(), Some(MsgType::Request as u8));
         assert_eq!(m.ciaddr, lease.address);
         assert_eq!((m.flags, m.chaddr), (0, lease.chaddr));
