@@ -85,7 +85,9 @@ over the rounds; a ratio is the median over rounds of the contender's sample ove
 reference's sample of the same round (this VM's speed moves from one second to the next).
 
 --quick runs M1, M2 and M6 only, with short runs (under two minutes; CI runs it so the harness \
-never rots). Progress goes to stderr, the table (or with -o json one JSON document) to stdout.
+never rots). --contenders and --m7-endpoints narrow a run to some contenders and to some of M7's \
+sizes (CI runs every metric that way, with the shortest runs, so none of them rots). Progress \
+goes to stderr, the table (or with -o json one JSON document) to stdout.
 
 Needs root, bpffs on /sys/fs/bpf, and iproute2, ethtool, bpftool, iperf3, sockperf and \
 (for M7's CNI numbers) Debian's containernetworking-plugins.";
@@ -163,7 +165,7 @@ pub fn run(args: &BenchArgs, json: bool) -> Result<String> {
     ));
 
     let contenders: &[Contender] = if cfg.needs_contenders() {
-        &Contender::ALL
+        &cfg.contenders
     } else {
         &[]
     };
