@@ -269,6 +269,28 @@ fn quick_bench_completes_with_sane_numbers_and_cleans_up() {
         }
     }
 
+    // The bound against an execution: each XDP path's frame stepped through
+    // the program's translated instructions with the kernel's maps returned
+    // the verdict BPF_PROG_TEST_RUN returned, in no more instructions than
+    // the bound searched for it (tracing off).
+    for id in ["xdp_unicast", "xdp_uncached", "xdp_broadcast", "ref_xdp_tx"] {
+        let p = paths
+            .iter()
+            .find(|p| p["id"] == id)
+            .unwrap_or_else(|| panic!("M6 has no {id}"));
+        let ran = p["executed_insns"].as_f64().unwrap_or_else(|| {
+            panic!(
+                "M6 {id}: no execution counted: {}",
+                p["not_executed"].as_str().unwrap_or("(no reason given)")
+            )
+        });
+        let bound = num(&p["decision_insns"], "decision_insns");
+        assert!(
+            ran > 0.0 && ran <= bound,
+            "M6 {id}: {ran} instructions executed, the bound says at most {bound}"
+        );
+    }
+
     // Targets: every one is listed; those of the metrics this run measured
     // (M1, M2, M6) have a value and a verdict, the others (M3, M4, M5, M7)
     // neither. M2's needs live frames.

@@ -283,6 +283,23 @@ impl<'a> Doc<'a> {
                     )
                 })
                 .collect();
+            let ran: Vec<String> = m6
+                .paths
+                .iter()
+                .map(|p| match (p.executed_insns, &p.not_executed) {
+                    (Some(n), _) => format!("{} {n}", p.id),
+                    (None, Some(why)) => format!("{} not executed ({why})", p.id),
+                    (None, None) => String::new(),
+                })
+                .filter(|s| !s.is_empty())
+                .collect();
+            if !ran.is_empty() {
+                let _ = writeln!(
+                    o,
+                    "  insns executed by the path's frame (XDP, the translated program stepped with the kernel's maps): {}",
+                    ran.join(", ")
+                );
+            }
             let _ = writeln!(o, "  program sizes: {}", sizes.join(", "));
             let _ = writeln!(
                 o,
