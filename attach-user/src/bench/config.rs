@@ -4,12 +4,14 @@ use std::{collections::BTreeSet, path::PathBuf, time::Duration};
 
 use serde::Serialize;
 
-use super::{BenchArgs, machine, metrics::m7, topology::Contender};
+use super::{BenchArgs, machine, topology::Contender};
 use crate::error::{Error, Result};
 
 /// Every metric, in the order they run.
 pub const METRICS: [&str; 7] = ["m1", "m2", "m3", "m4", "m5", "m6", "m7"];
 const QUICK: [&str; 3] = ["m1", "m2", "m6"];
+/// M7's numbers of endpoints, attached one after another.
+pub const M7_SIZES: [usize; 3] = [1, 10, 100];
 /// The metrics that run the contenders.
 const CONTENDED: [&str; 5] = ["m1", "m2", "m3", "m4", "m5"];
 
@@ -63,13 +65,13 @@ fn contenders(wanted: &[String]) -> Result<Vec<Contender>> {
 
 /// M7's sizes named in `wanted` (all when it is empty).
 fn m7_endpoints(wanted: &[usize]) -> Result<Vec<usize>> {
-    if let Some(bad) = wanted.iter().find(|n| !m7::SIZES.contains(n)) {
+    if let Some(bad) = wanted.iter().find(|n| !M7_SIZES.contains(n)) {
         return Err(Error::invalid(format!(
             "--m7-endpoints: {bad} is not one of {:?}",
-            m7::SIZES
+            M7_SIZES
         )));
     }
-    Ok(m7::SIZES
+    Ok(M7_SIZES
         .into_iter()
         .filter(|n| wanted.is_empty() || wanted.contains(n))
         .collect())

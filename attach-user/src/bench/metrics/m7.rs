@@ -32,7 +32,7 @@ use crate::{
     error::{Error, Result},
 };
 
-pub const SIZES: [usize; 3] = [1, 10, 100];
+pub const SIZES: [usize; 3] = crate::bench::config::M7_SIZES;
 pub const CNI_PLUGIN: &str = "/usr/lib/cni/macvlan";
 const CNI_DIR: &str = "/usr/lib/cni";
 pub const IMPLS: [&str; 5] = ["ours", "ours-cni", "native", "cni", "ours-probed"];

@@ -487,7 +487,7 @@ pub fn run_xdp(insns: &[Insn], frame: &[u8], ifindex: u32) -> Result<Execution, 
                 };
             }
             // LDX MEM, STX MEM, ST MEM
-            0x01 | 0x02 | 0x03 if x.code & 0xe0 == 0x60 => {
+            0x01..=0x03 if x.code & 0xe0 == 0x60 => {
                 let size = match x.code & 0x18 {
                     0x00 => 4,
                     0x08 => 2,
