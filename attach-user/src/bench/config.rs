@@ -152,3 +152,41 @@ impl Config {
         CONTENDED.iter().any(|m| self.wants(m))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(metrics: &[&str], contenders: &[&str], m7: &[usize]) -> BenchArgs {
+        BenchArgs {
+            quick: false,
+            rounds: None,
+            duration: None,
+            svg: None,
+            metrics: metrics.iter().map(|m| (*m).to_owned()).collect(),
+            contenders: contenders.iter().map(|c| (*c).to_owned()).collect(),
+            m7_endpoints: m7.to_vec(),
+            parent_gro_list: false,
+            listing: None,
+        }
+    }
+
+    #[test]
+    fn contenders_and_m7_sizes_narrow_a_run_in_their_own_order() {
+        let c = Config::from_args(&args(&["m3", "m7"], &["ours-tc", "host"], &[10, 1])).unwrap();
+        assert_eq!(c.contenders, [Contender::Host, Contender::OursTc]);
+        assert_eq!(c.m7_endpoints, [1, 10]);
+        let c = Config::from_args(&args(&["m3", "m7"], &[], &[])).unwrap();
+        assert_eq!(c.contenders, Contender::ALL);
+        assert_eq!(c.m7_endpoints, M7_SIZES);
+        for (a, word) in [
+            (args(&["m3"], &["macvtap"], &[]), "unknown contender"),
+            (args(&["m7"], &[], &[50]), "not one of"),
+            (args(&["m6"], &["host"], &[]), "--contenders"),
+            (args(&["m3"], &[], &[10]), "--m7-endpoints"),
+        ] {
+            let e = Config::from_args(&a).unwrap_err().to_string();
+            assert!(e.contains(word), "{e}");
+        }
+    }
+}
