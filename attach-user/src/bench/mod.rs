@@ -70,7 +70,9 @@ reports half the round trip).
   M5  TCP stream throughput (iperf3, one stream): wire→container, container→wire, and \
 container→container on one parent.
   M6  Per-program cost of every decision path: ns/packet (BPF_PROG_TEST_RUN, repeated) and \
-translated instructions, with 1, 100 and 1000 endpoints in the tables.
+translated instructions (an upper bound searched on the program; on the XDP paths checked against \
+the instructions one execution of the path's frame runs), with 1, 100 and 1000 endpoints in the \
+tables.
   M7  Control plane: time to attach, then detach, 1, 10 and 100 endpoints one after another: \
 ours (the CLI, and our CNI plugin attach-cni), native macvlan, and the reference CNI macvlan \
 plugin (/usr/lib/cni/macvlan); both plugins with host-local IPAM, invoked as a runtime would \
