@@ -65,7 +65,7 @@ of slices of at least 0.25 s taken in turn with the other contenders'.
   M2  The XDP datapath's ceiling: the same frames redirected to the container veth and dropped \
 there by XDP (no skb). Reference: dropping them on a parent itself.
   M3  TCP request/response latency, p50 and p99 (sockperf ping-pong, 64-byte messages; sockperf \
-reports half the round trip).
+reports half the round trip; runs of at least 2 s, as it leaves its first 0.4 s out).
   M4  UDP socket packet rate (iperf3 -u, unpaced, 18-byte payload = 64-byte frames), received.
   M5  TCP stream throughput (iperf3, one stream): wire→container, container→wire, and \
 container→container on one parent.
