@@ -70,8 +70,8 @@ reports half the round trip; runs of at least 2 s, as it leaves its first 0.4 s 
   M5  TCP stream throughput (iperf3, one stream): wire→container, container→wire, and \
 container→container on one parent.
   M6  Per-program cost of every decision path: ns/packet (BPF_PROG_TEST_RUN, repeated) and \
-translated instructions (an upper bound searched on the program; on the XDP paths checked against \
-the instructions one execution of the path's frame runs), with 1, 100 and 1000 endpoints in the \
+translated instructions (an upper bound searched on the program, checked against the \
+instructions one execution of the path's frame runs), with 1, 100 and 1000 endpoints in the \
 tables.
   M7  Control plane: time to attach, then detach, 1, 10 and 100 endpoints one after another: \
 ours (the CLI, and our CNI plugin attach-cni), native macvlan, and the reference CNI macvlan \

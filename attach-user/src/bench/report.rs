@@ -296,7 +296,7 @@ impl<'a> Doc<'a> {
             if !ran.is_empty() {
                 let _ = writeln!(
                     o,
-                    "  insns executed by the path's frame (XDP, the translated program stepped with the kernel's maps): {}",
+                    "  insns executed by the path's frame (the translated program stepped with the kernel's maps): {}",
                     ran.join(", ")
                 );
             }

@@ -1,5 +1,5 @@
-//! M6's cross-check of its instruction bound: one execution of an XDP
-//! program's translated instructions (the dump the bound is searched on),
+//! M6's cross-check of its instruction bound: one execution of an XDP or
+//! tc program's translated instructions (the dump the bound is searched on),
 //! on the path's own frame, with the maps as the kernel holds them, counting
 //! the instructions it executes.
 //!
@@ -8,8 +8,9 @@
 //! so the count comes from stepping the translated program here: registers
 //! are numbers or pointers into a region (the frame, the stack, the XDP
 //! context, a map's element), every load from a map reads the element the
-//! kernel holds, and the one helper an XDP delivery calls (the devmap
-//! redirect) looks its key up in the device map. Its verdict must be the
+//! kernel holds, the devmap redirect looks its key up in the device map,
+//! a hash map's lookup reads the kernel's element, and `bpf_redirect_peer`
+//! returns TC_ACT_REDIRECT (a tc context's fields: `skb_layout`). Its verdict must be the
 //! one `BPF_PROG_TEST_RUN` returned on the same frame (the caller checks),
 //! and its count must lie within the searched bound: a path the search
 //! missed, or an execution longer than the bound, shows as a count above it.
@@ -17,14 +18,23 @@
 //! instruction class the XDP programs do not use) ends the emulation with
 //! the reason, never with a guess.
 
-use std::{
-    collections::HashMap,
-    os::fd::{AsFd as _, AsRawFd as _},
+use std::collections::HashMap;
+
+use aya::maps::MapType;
+
+use super::{
+    graph::Insn,
+    kernel_maps::Maps,
+    skb_layout::{Field, SkbLayout},
 };
 
-use aya::maps::{MapInfo, MapType};
-
-use super::graph::Insn;
+/// The program's context: an XDP frame's `xdp_buff`, or a tc frame's
+/// `sk_buff` (its fields where this kernel keeps them).
+#[derive(Clone, Copy, Debug)]
+pub enum Context<'a> {
+    Xdp,
+    Tc(&'a SkbLayout),
+}
 
 /// What one emulated execution did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,92 +73,6 @@ enum Val {
     Ptr(Region, i64),
 }
 
-struct Maps {
-    info: HashMap<u32, (MapType, u32, u32)>,
-    /// The offset of an array's first element in the map (learned from the
-    /// inlined lookup's `rX = map[id:N]; rX += K`).
-    base: HashMap<u32, i64>,
-    elems: HashMap<(u32, u32), Vec<u8>>,
-    found: Vec<Vec<u8>>,
-}
-
-const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
-
-#[repr(C)]
-#[derive(Default)]
-struct ElemAttr {
-    map_fd: u32,
-    _pad: u32,
-    key: u64,
-    value: u64,
-    flags: u64,
-}
-
-impl Maps {
-    fn info(&mut self, id: u32) -> Result<(MapType, u32, u32), String> {
-        if let Some(i) = self.info.get(&id) {
-            return Ok(*i);
-        }
-        let m = MapInfo::from_id(id).map_err(|e| format!("map {id}: {e}"))?;
-        let t = m.map_type().map_err(|e| format!("map {id}: {e}"))?;
-        let i = (t, m.key_size(), m.value_size());
-        self.info.insert(id, i);
-        Ok(i)
-    }
-
-    /// The kernel's value of `key` in map `id` (this CPU's slot of a
-    /// per-CPU map is the first; none of the programs' branches depends on
-    /// a counter), `None` if it has no entry.
-    fn lookup(&mut self, id: u32, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
-        let (t, _, value_size) = self.info(id)?;
-        let m = MapInfo::from_id(id).map_err(|e| format!("map {id}: {e}"))?;
-        let fd = m.fd().map_err(|e| format!("map {id}: {e}"))?;
-        let per_cpu = matches!(t, MapType::PerCpuArray | MapType::PerCpuHash);
-        let cpus = if per_cpu {
-            std::thread::available_parallelism().map_or(1, |n| n.get()) * 4 + 64
-        } else {
-            1
-        };
-        let mut value = vec![0u8; (value_size as usize).next_multiple_of(8) * cpus];
-        let mut a = ElemAttr {
-            map_fd: fd.as_fd().as_raw_fd() as u32,
-            key: key.as_ptr() as u64,
-            value: value.as_mut_ptr() as u64,
-            ..Default::default()
-        };
-        // SAFETY: a valid bpf_attr for BPF_MAP_LOOKUP_ELEM; key and value
-        // outlive the call and the value buffer holds every CPU's slot of
-        // the possible CPUs (fewer than the buffer's).
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_MAP_LOOKUP_ELEM,
-                &mut a as *mut ElemAttr,
-                std::mem::size_of::<ElemAttr>(),
-            )
-        };
-        if r < 0 {
-            let e = std::io::Error::last_os_error();
-            return match e.raw_os_error() {
-                Some(libc::ENOENT) => Ok(None),
-                _ => Err(format!("map {id}: lookup: {e}")),
-            };
-        }
-        value.truncate(value_size as usize);
-        Ok(Some(value))
-    }
-
-    fn elem(&mut self, id: u32, index: u32) -> Result<&mut Vec<u8>, String> {
-        if !self.elems.contains_key(&(id, index)) {
-            let v = self
-                .lookup(id, &index.to_ne_bytes())?
-                .ok_or_else(|| format!("map {id} has no element {index}"))?;
-            self.elems.insert((id, index), v);
-        }
-        Ok(self.elems.get_mut(&(id, index)).expect("inserted"))
-    }
-}
-
 struct Machine<'a> {
     reg: [Val; 11],
     stack: [u8; 512],
@@ -156,6 +80,7 @@ struct Machine<'a> {
     spills: HashMap<i64, Val>,
     frame: Vec<u8>,
     ifindex: u32,
+    ctx: Context<'a>,
     maps: &'a mut Maps,
 }
 
@@ -178,17 +103,38 @@ impl Machine<'_> {
                 .ok_or_else(|| format!("{region:?}+{o} ({size} bytes): out of bounds"))
         };
         Ok(match region {
-            Region::Ctx => match (o, size) {
-                (0, 8) => Val::Ptr(Region::Packet, 0),
-                (8, 8) => Val::Ptr(Region::Packet, self.frame.len() as i64),
-                (16, 8) => Val::Ptr(Region::Packet, 0),
-                (32, 8) => Val::Ptr(Region::Rxq, 0),
-                _ => return Err(format!("xdp_buff field {o} ({size} bytes)")),
-            },
+            Region::Ctx => {
+                let end = Val::Ptr(Region::Packet, self.frame.len() as i64);
+                match self.ctx {
+                    Context::Xdp => match (o, size) {
+                        (0, 8) | (16, 8) => Val::Ptr(Region::Packet, 0),
+                        (8, 8) => end,
+                        (32, 8) => Val::Ptr(Region::Rxq, 0),
+                        _ => return Err(format!("xdp_buff field {o} ({size} bytes)")),
+                    },
+                    Context::Tc(l) => match l.fields.iter().find(|f| (f.0, f.1) == (o, size)) {
+                        // As BPF_PROG_TEST_RUN's context: no mark.
+                        Some((_, _, Field::Mark)) => Val::Num(0),
+                        Some((_, _, Field::Len)) => Val::Num(self.frame.len() as u64),
+                        Some((_, _, Field::Data)) => Val::Ptr(Region::Packet, 0),
+                        Some((_, _, Field::DataEnd)) => end,
+                        Some((_, _, Field::Dev)) => Val::Ptr(Region::Dev, 0),
+                        None => return Err(format!("sk_buff field {o} ({size} bytes)")),
+                    },
+                }
+            }
             Region::Rxq if o == 0 && size == 8 => Val::Ptr(Region::Dev, 0),
-            // The only device field an XDP program's context rewrite reads
-            // is the receiving device's ifindex.
-            Region::Dev if size == 4 => Val::Num(u64::from(self.ifindex)),
+            // The only device field the context rewrites read is the
+            // receiving device's ifindex (XDP's; tc's where it was learned).
+            Region::Dev
+                if size == 4
+                    && match self.ctx {
+                        Context::Xdp => true,
+                        Context::Tc(l) => l.dev_ifindex == Some(o),
+                    } =>
+            {
+                Val::Num(u64::from(self.ifindex))
+            }
             Region::Packet => Val::Num(slice(&self.frame, o)?),
             Region::Stack => {
                 if size == 8
@@ -279,6 +225,37 @@ impl Machine<'_> {
     fn call(&mut self, x: &Insn, then: &[Insn], redirect: &mut Option<u32>) -> Result<(), String> {
         if x.disasm.contains("__htab_map_lookup_elem") {
             return self.htab_lookup(then);
+        }
+        if x.disasm.contains("call bpf_skb_load_bytes#") {
+            // Copies frame bytes to the stack: 0, or -EFAULT past the end.
+            let (Val::Num(off), to, Val::Num(len)) = (self.reg[2], self.reg[3], self.reg[4]) else {
+                return Err(format!("bpf_skb_load_bytes with {:?}", &self.reg[1..5]));
+            };
+            let (off, len) = (off as usize, len as usize);
+            let ok = off.checked_add(len).is_some_and(|e| e <= self.frame.len());
+            if ok {
+                for k in 0..len {
+                    let b = Val::Num(u64::from(self.frame[off + k]));
+                    self.store(to, k as i16, 1, b)?;
+                }
+            }
+            self.reg[0] = Val::Num(if ok { 0 } else { (-14i64) as u64 });
+            for r in 1..=5 {
+                self.reg[r] = Val::Num(0);
+            }
+            return Ok(());
+        }
+        if x.disasm.contains("call bpf_redirect_peer#") || x.disasm.contains("call bpf_redirect#") {
+            // TC_ACT_REDIRECT; where to is the ifindex asked for.
+            let Val::Num(ifindex) = self.reg[1] else {
+                return Err(format!("redirect to {:?}", self.reg[1]));
+            };
+            *redirect = Some(ifindex as u32);
+            self.reg[0] = Val::Num(7);
+            for r in 1..=5 {
+                self.reg[r] = Val::Num(0);
+            }
+            return Ok(());
         }
         if !x.disasm.contains("map_redirect") {
             return Err(format!("call not emulated: {}", x.disasm));
@@ -409,19 +386,21 @@ fn compare(op: u8, a: Val, b: Val, wide: bool) -> Result<bool, String> {
 /// Runs the main program of `insns` (an XDP program's translated dump) on
 /// `frame` arriving on `ifindex`.
 pub fn run_xdp(insns: &[Insn], frame: &[u8], ifindex: u32) -> Result<Execution, String> {
+    run(insns, frame, ifindex, Context::Xdp)
+}
+
+/// Runs the main program of `insns` (a translated dump) on `frame`
+/// arriving on `ifindex`, with the context `ctx`.
+pub fn run(insns: &[Insn], frame: &[u8], ifindex: u32, ctx: Context) -> Result<Execution, String> {
     let at: HashMap<usize, usize> = insns.iter().enumerate().map(|(i, x)| (x.pc, i)).collect();
-    let mut maps = Maps {
-        info: HashMap::new(),
-        base: HashMap::new(),
-        elems: HashMap::new(),
-        found: Vec::new(),
-    };
+    let mut maps = Maps::default();
     let mut m = Machine {
         reg: [Val::Num(0); 11],
         stack: [0; 512],
         spills: HashMap::new(),
         frame: frame.to_vec(),
         ifindex,
+        ctx,
         maps: &mut maps,
     };
     m.reg[1] = Val::Ptr(Region::Ctx, 0);
@@ -443,7 +422,23 @@ pub fn run_xdp(insns: &[Insn], frame: &[u8], ifindex: u32) -> Result<Execution, 
                 let wide = class == 0x07;
                 let op = x.code & 0xf0;
                 if op == 0xd0 {
-                    return Err(format!("byte swap not emulated: {}", x.disasm));
+                    // Byte order: to little endian (this host's: a
+                    // truncation), to big endian or unconditional (a swap).
+                    let Val::Num(v) = m.reg[dst] else {
+                        return Err(format!("{}: {:?}", x.disasm, m.reg[dst]));
+                    };
+                    let swap = wide || x.code & 0x08 != 0;
+                    m.reg[dst] = Val::Num(match (x.imm, swap) {
+                        (16, false) => v & 0xffff,
+                        (32, false) => v & 0xffff_ffff,
+                        (64, false) => v,
+                        (16, true) => u64::from((v as u16).swap_bytes()),
+                        (32, true) => u64::from((v as u32).swap_bytes()),
+                        (64, true) => v.swap_bytes(),
+                        _ => return Err(format!("byte swap of {} bits", x.imm)),
+                    });
+                    i += 1;
+                    continue;
                 }
                 let b = if x.code & 0x08 != 0 {
                     m.reg[src]
@@ -586,6 +581,17 @@ mod tests {
         // A frame shorter than the header jumps over the load.
         let x = run_xdp(&program(), &frame[..10], 7).unwrap();
         assert_eq!((x.insns, x.verdict), (7, 2));
+    }
+
+    #[test]
+    fn swaps_bytes_to_network_order() {
+        let p = [
+            insn(0, 0xb7, 0, 0, 0, 0x1234),
+            insn(1, 0xdc, 0, 0, 0, 16),
+            insn(2, 0x95, 0, 0, 0, 0),
+        ];
+        let x = run_xdp(&p, &[0u8; 64], 7).unwrap();
+        assert_eq!((x.insns, x.verdict), (3, 0x3412));
     }
 
     #[test]

@@ -46,6 +46,8 @@ use crate::{
 
 mod emulate;
 mod graph;
+mod kernel_maps;
+mod skb_layout;
 
 pub use graph::{Insn, longest_path};
 mod paths;
@@ -94,12 +96,11 @@ pub struct PathResult {
     pub decision_insns: Option<u32>,
     /// Translated instructions one execution of the path's frame ran,
     /// stepped through the program's translated dump with the maps the
-    /// kernel holds (see `emulate`; XDP programs), its verdict the one
-    /// BPF_PROG_TEST_RUN returned. Within `decision_insns`, or the bound
-    /// is wrong.
+    /// kernel holds (see `emulate`), its verdict the one BPF_PROG_TEST_RUN
+    /// returned. Within `decision_insns`, or the bound is wrong.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub executed_insns: Option<u32>,
-    /// Why an XDP path has no `executed_insns`.
+    /// Why a path has no `executed_insns` (what the emulation met).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub not_executed: Option<String>,
 }
@@ -468,14 +469,21 @@ fn measure(
             write_listing(dir, p, &dumps[p.prog], decision.as_ref())?;
         }
     }
-    // The bound against an execution: each XDP path's frame stepped
-    // through the translated program, its verdict the kernel's.
+    // The bound against an execution: each path's frame stepped through
+    // the translated program, its verdict the kernel's.
+    let skb = skb_layout::learn();
     for (r, p) in results.iter_mut().zip(&PATHS) {
-        if p.hook != Hook::Xdp || first.eps.len() < p.min_endpoints {
+        if first.eps.len() < p.min_endpoints {
             continue;
         }
         let (frame, ifindex) = input(first, p.frame);
-        let ran = emulate::run_xdp(&dumps[p.prog], &frame, ifindex);
+        let ran = match (p.hook, &skb) {
+            (Hook::Xdp, _) => emulate::run_xdp(&dumps[p.prog], &frame, ifindex),
+            (Hook::Tc, Ok(l)) => {
+                emulate::run(&dumps[p.prog], &frame, ifindex, emulate::Context::Tc(l))
+            }
+            (Hook::Tc, Err(e)) => Err(format!("this kernel's sk_buff layout: {e}")),
+        };
         let (_, kernel) = test_run(first, p, 1)?;
         match ran {
             Ok(x) if x.verdict == kernel => r.executed_insns = Some(x.insns),
