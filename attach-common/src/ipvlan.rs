@@ -3,7 +3,8 @@
 //! Endpoints are the same [`crate::Endpoint`] values as macvlan's (in
 //! `attach_ports` by host-side veth, in the flood table); ipvlan ones carry
 //! an `IPVL_MODE_*` bit in `mode` (disjoint from the macvlan bits, so the
-//! macvlan flood rules never select them) and `IPVL_F_*` bits in `flags`.
+//! macvlan flood rules never select them); the port's `IPVL_F_*` flags are
+//! in its [`IpvlanParent`] only (an endpoint's `flags` are `EP_F_*` bits).
 
 use crate::{Endpoint, MacAddr, TableDef};
 
@@ -25,7 +26,7 @@ pub const IPVL_MODE_L3: u8 = 0x20;
 pub const IPVL_MODE_L3S: u8 = 0x40;
 pub const IPVL_MODES: u8 = IPVL_MODE_L2 | IPVL_MODE_L3 | IPVL_MODE_L3S;
 
-/// ipvlan flags (as `IpvlanParent::flags` and `Endpoint::flags`); bridge is
+/// ipvlan flags (as `IpvlanParent::flags`, never `Endpoint::flags`); bridge is
 /// the absence of both, as in the kernel.
 pub const IPVL_F_PRIVATE: u8 = 0x10;
 pub const IPVL_F_VEPA: u8 = 0x20;

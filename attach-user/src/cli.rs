@@ -259,7 +259,8 @@ pub enum AddKind {
     /// the 802.1ad S-tag --qinq when the uplink is itself tagged); frames on
     /// the uplink tagged so are delivered to it. No 802.1Q devices are
     /// needed: eBPF pushes and pops the tags. The host-side engine attaches
-    /// the same VLAN with `nested-host`.
+    /// the same VLAN with `nested-host`. --ip addresses are first probed on
+    /// the VLAN (an ARP probe, DAD for IPv6); --dhcp takes a lease there.
     Nested(NestedRequest),
     /// The host side of a nested container: VLAN --vlan (in S-tag --qinq) of
     /// a VM's --tap becomes its own endpoint of --parent's switch (run on

@@ -17,7 +17,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::{addr::Mac, checksum, packet_socket::PacketSocket};
+use crate::{
+    addr::Mac,
+    checksum,
+    packet_socket::{PacketSocket, Tag},
+};
 
 /// How long answers are awaited.
 pub const WINDOW: Duration = Duration::from_millis(60);
@@ -39,10 +43,12 @@ pub struct Conflict {
     pub mac: Mac,
 }
 
-/// Probes `addrs` on device `ifindex` (of the calling thread's namespace)
-/// as `mac`: the first address another host answers for, if any.
+/// Probes `addrs` on device `ifindex` (of the calling thread's namespace),
+/// in frames tagged `tags` (outermost first; none: untagged), as `mac`:
+/// the first address another host on that VLAN answers for, if any.
 pub fn probe(
     ifindex: u32,
+    tags: &[Tag],
     mac: Mac,
     addrs: &[IpAddr],
     window: Duration,
@@ -50,7 +56,7 @@ pub fn probe(
     if addrs.is_empty() {
         return Ok(None);
     }
-    let sock = PacketSocket::open(ifindex)?;
+    let sock = PacketSocket::open(ifindex, tags)?;
     let frames: Vec<Vec<u8>> = addrs
         .iter()
         .map(|a| match a {

@@ -6,7 +6,7 @@
 use crate::{
     error::{Context as _, Error, Result},
     inside,
-    model::Attachment,
+    model::{Attachment, Kind},
     naming,
     netlink::{Link, LinkChange, Rtnl},
     netns::Netns,
@@ -53,23 +53,50 @@ pub async fn create_veth(node: &Node, rec: &mut Attachment, ns: &Netns) -> Resul
     Ok(c)
 }
 
-/// Brings the host side up: the last step, once the datapath is ready.
+/// Whether `rec`'s host side follows its parent's state: the kernel's
+/// macvlan and ipvlan pass their lower device's operational state on to
+/// their devices (`netif_stacked_transfer_operstate`), so a container sees
+/// NO-CARRIER while the parent is down or has no carrier; ours do the same
+/// by taking the host side down (a veth's carrier is its peer's state).
+pub fn follows_parent(rec: &Attachment) -> bool {
+    rec.is_ebpf() && matches!(rec.kind, Kind::Macvlan | Kind::Ipvlan)
+}
+
+/// The state `rec`'s host side should have now: up, but down while a
+/// parent it follows is down or has no carrier (a parent gone: up, the
+/// reconcile deals with that).
+pub async fn host_side_wanted_up(node: &Node, rec: &Attachment) -> Result<bool> {
+    if !follows_parent(rec) {
+        return Ok(true);
+    }
+    Ok(node
+        .rtnl
+        .link_by_index(rec.parent_ifindex)
+        .await?
+        .is_none_or(|p| p.up && p.carrier))
+}
+
+/// Brings the host side up (down instead while a parent it follows has no
+/// carrier: [`follows_parent`]): the last step, once the datapath is ready.
 /// The container can send when this returns (see [`settle_container_side`]).
 pub async fn host_up(node: &Node, rec: &Attachment) -> Result<()> {
     let (Some(index), Some(name)) = (rec.host_ifindex, &rec.host_ifname) else {
         return Err(Error::system("no host-side interface to bring up"));
     };
+    let up = host_side_wanted_up(node, rec).await?;
     node.rtnl
         .set_link(
             index,
             &LinkChange {
-                up: Some(true),
+                up: Some(up),
                 ..Default::default()
             },
         )
         .await
-        .with_context(|| format!("bringing {name} up"))?;
-    settle_container_side(rec);
+        .with_context(|| format!("bringing {name} {}", if up { "up" } else { "down" }))?;
+    if up {
+        settle_container_side(rec);
+    }
     Ok(())
 }
 
@@ -103,15 +130,39 @@ pub async fn delete_veth(node: &Node, rec: &Attachment) -> Result<()> {
 }
 
 /// Checks that the attachment's host-side interface is still there under
-/// its recorded name, and up; returns it.
+/// its recorded name, and up (or, following a parent without carrier,
+/// down); returns it.
 pub async fn check_host_link(node: &Node, rec: &Attachment) -> Result<Link> {
-    check_link(
-        node,
-        rec.host_ifindex,
-        rec.host_ifname.as_deref(),
-        "host-side interface",
-    )
-    .await
+    if !follows_parent(rec) {
+        return check_link(
+            node,
+            rec.host_ifindex,
+            rec.host_ifname.as_deref(),
+            "host-side interface",
+        )
+        .await;
+    }
+    let (Some(index), Some(name)) = (rec.host_ifindex, rec.host_ifname.as_deref()) else {
+        return Err(Error::system("the record has no host-side interface"));
+    };
+    let link = match node.rtnl.link_by_index(index).await? {
+        Some(l) if l.name == name => l,
+        _ => {
+            return Err(Error::not_found(format!(
+                "host-side interface {name} is gone"
+            )));
+        }
+    };
+    let wanted = host_side_wanted_up(node, rec).await?;
+    match (link.up, wanted) {
+        (true, false) => Err(Error::system(format!(
+            "host-side interface {name} is up while parent {} is down or has no carrier: \
+             the container would not see the parent's state",
+            rec.parent
+        ))),
+        (false, true) => Err(Error::system(format!("host-side interface {name} is down"))),
+        _ => Ok(link),
+    }
 }
 
 /// Checks that `what` — `index`, named `name` in the record — is still

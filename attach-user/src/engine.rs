@@ -19,8 +19,8 @@ use attach_common::{PIN_ROOT, STATE_ROOT};
 
 use crate::{
     datapath::Datapath,
-    error::{Error, Result},
-    kinds::{self, AddRequest},
+    error::{Error, ErrorKind, Result},
+    kinds::{self, AddRequest, GiveBack},
     model::{Attachment, Backend, CniRef, NO_IFNAME},
     netns::Netns,
     node::Node,
@@ -160,27 +160,31 @@ impl Engine {
             let id = crate::dhcp::client_id(&self.node_id, rec.netns_inode, &rec.ifname);
             kinds::acquire_lease(&self.node, req, &mut rec, id).await?;
         }
-        let made = self.make(req, &mut rec, ns, &records).await;
-        if made.is_err() && rec.dhcp.is_some() {
+        // Nothing is made yet either: another host's address is refused
+        // before it would be taken. A leased one is declined (RFC 2131
+        // 3.1.5), so that its server holds it back.
+        if let Err(e) = kinds::probe_addresses(&self.node, req, &rec).await {
+            let how = if e.kind == ErrorKind::Conflict {
+                GiveBack::Decline
+            } else {
+                GiveBack::Release
+            };
+            kinds::give_back_lease_on_wire(&self.node, req, &rec, how).await;
+            return Err(e);
+        }
+        let made = self.make(&mut rec, ns, &records).await;
+        if made.is_err() {
             // The lease taken for it goes back (from the node: nothing
             // of the endpoint is left to speak from).
-            kinds::release_lease_on_wire(&self.node, req, &rec).await;
+            kinds::give_back_lease_on_wire(&self.node, req, &rec, GiveBack::Release).await;
         }
         made.map(|()| rec)
     }
 
-    /// The rest of `add` once the record is planned: the probe, then the
-    /// endpoint made and its record saved (rolled back on failure).
-    async fn make(
-        &self,
-        req: &AddRequest,
-        rec: &mut Attachment,
-        ns: &Netns,
-        records: &[Attachment],
-    ) -> Result<()> {
-        // Nothing is made yet either: another host's address is refused
-        // before it would be taken.
-        kinds::probe_addresses(&self.node, req, rec).await?;
+    /// The rest of `add` once the record is planned and its addresses
+    /// probed: the endpoint made and its record saved (rolled back on
+    /// failure).
+    async fn make(&self, rec: &mut Attachment, ns: &Netns, records: &[Attachment]) -> Result<()> {
         // Written before anything is made: if this process dies half-way,
         // it says what to roll back.
         let journal = self.begin_journal(rec).await?;

@@ -37,7 +37,7 @@ pub mod node;
 pub mod node_id;
 pub mod op;
 pub mod output;
-pub(crate) mod packet_socket;
+pub mod packet_socket;
 pub mod parse;
 pub mod privileges;
 pub mod state;

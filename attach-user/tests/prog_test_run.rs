@@ -6,7 +6,9 @@
 //! Needs root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN) and bpffs on
 //! /sys/fs/bpf. Each test runs in its own network namespace with real veth
 //! devices (floods use `bpf_clone_redirect`, which really transmits), and its
-//! own pinned maps, removed afterwards.
+//! own pinned maps, removed afterwards. A unicast redirect is run again for
+//! real to see where the frame arrives (`Outcome::arrives_at`, common/live.rs;
+//! docs/testing.md).
 
 mod bridge;
 mod common;
@@ -192,6 +194,40 @@ fn rx_unicast_cost_per_packet() {
             "attach_rx broadcast to 4 endpoints (4 clones, really sent): {} ns/packet",
             per_flood.as_nanos()
         );
+    });
+}
+
+/// The harness sees where a redirect really goes: with a wrong ifindex in
+/// A's map value (B's host veth), the counters keyed by that value say A,
+/// and `arrives_at` finds the frame in B's container (tc and XDP).
+#[test]
+fn a_wrong_redirect_target_is_seen() {
+    in_netns(|| {
+        let mut lab = four_modes();
+        let mut wrong = lab.eps[0];
+        wrong.host_ifindex = lab.eps[1].host_ifindex;
+        lab.dp.put_endpoint(&wrong).expect("put_endpoint");
+        let f = udp_to(A, OUTSIDE);
+        let tc = lab.rx(&f);
+        tc.ret(TC_ACT_REDIRECT)
+            .verdicts(&[(RX, Verdict::ToEndpoint, 1)])
+            .only(&[(0, rx_uc(len(&f)))]);
+        let xdp = lab.xdp(&f);
+        xdp.ret(XDP_REDIRECT).only(&[(0, rx_uc(len(&f)))]);
+        for out in [tc, xdp] {
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                out.arrives_at(&mut lab, Target::Endpoint(0));
+            }));
+            let msg = r.expect_err("arrives_at must fail");
+            let msg = msg
+                .downcast_ref::<String>()
+                .expect("a formatted panic message");
+            assert!(
+                msg.contains("arrived: Endpoint(1) (h2peer)"),
+                "{}: {msg}",
+                out.what
+            );
+        }
     });
 }
 

@@ -13,6 +13,7 @@ use crate::netns::{Netns, checked};
 #[derive(Debug)]
 pub struct Attach {
     node: PathBuf,
+    env: Vec<(String, String)>,
 }
 
 impl Attach {
@@ -20,12 +21,26 @@ impl Attach {
     pub fn new(node: &Netns) -> Attach {
         Attach {
             node: node.path().to_owned(),
+            env: Vec::new(),
+        }
+    }
+
+    /// The same runner, with `key=value` in every command's environment.
+    pub fn with_env(&self, key: &str, value: &str) -> Attach {
+        let mut env = self.env.clone();
+        env.push((key.to_owned(), value.to_owned()));
+        Attach {
+            node: self.node.clone(),
+            env,
         }
     }
 
     /// Runs `attach` in the network namespace at `path`.
     pub fn at(path: PathBuf) -> Attach {
-        Attach { node: path }
+        Attach {
+            node: path,
+            env: Vec::new(),
+        }
     }
 
     /// `$ATTACH_BIN`, else `target/debug/attach` of this workspace.
@@ -50,6 +65,7 @@ impl Attach {
             .arg("--")
             .arg(Attach::bin()?)
             .args(args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null());
         Ok(cmd)
     }

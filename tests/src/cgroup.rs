@@ -105,3 +105,60 @@ impl Drop for Cgroup {
         }
     }
 }
+
+/// The names of the programs attached to cgroup `path` for its ingress and
+/// egress (`BPF_PROG_QUERY`, which every kernel of the matrix has; bpftool's
+/// `cgroup show` asks for attach types 5.10 does not know, and fails).
+pub fn attached_programs(path: &Path) -> Result<Vec<(String, &'static str)>> {
+    const BPF_PROG_QUERY: libc::c_long = 16;
+    #[repr(C)]
+    #[derive(Default)]
+    struct Query {
+        target_fd: u32,
+        attach_type: u32,
+        query_flags: u32,
+        attach_flags: u32,
+        prog_ids: u64,
+        prog_cnt: u32,
+        _pad: [u32; 9],
+    }
+    use std::os::fd::AsRawFd as _;
+    let dir = fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let names: std::collections::HashMap<u32, String> = aya::programs::loaded_programs()
+        .filter_map(|p| p.ok())
+        .map(|p| (p.id(), p.name_as_str().unwrap_or("?").to_owned()))
+        .collect();
+    let mut out = Vec::new();
+    for (attach_type, what) in [(0, "ingress"), (1, "egress")] {
+        let mut ids = [0u32; 64];
+        let mut q = Query {
+            target_fd: dir.as_raw_fd() as u32,
+            attach_type,
+            prog_ids: ids.as_mut_ptr() as u64,
+            prog_cnt: ids.len() as u32,
+            ..Default::default()
+        };
+        // SAFETY: `q` and `ids` outlive the call; the size is `q`'s.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_PROG_QUERY,
+                &mut q as *mut Query,
+                std::mem::size_of::<Query>(),
+            )
+        };
+        if r != 0 {
+            bail!(
+                "BPF_PROG_QUERY {what} on {}: {}",
+                path.display(),
+                std::io::Error::last_os_error()
+            );
+        }
+        for id in &ids[..q.prog_cnt as usize] {
+            let name = names.get(id).cloned().unwrap_or_else(|| format!("id {id}"));
+            out.push((name, what));
+        }
+    }
+    out.sort();
+    Ok(out)
+}

@@ -1,4 +1,5 @@
-//! A DHCP server on the lab's wire: Debian's dnsmasq in the `ext` host.
+//! A DHCP server on the lab's wire: Debian's dnsmasq in the `ext` host (or
+//! in a namespace of its own, on a macvlan of the wire: a second server).
 
 use std::{
     path::PathBuf,
@@ -9,7 +10,7 @@ use std::{
 
 use anyhow::Result;
 
-use crate::lab::Lab;
+use crate::lab::{EXT_IF, Lab, Netns};
 
 /// dnsmasq serving 10.77.0.100-150 on the ext host's wire0, killed by its
 /// PID when dropped (also on a failed assertion).
@@ -25,7 +26,27 @@ impl Dnsmasq {
 
     /// dnsmasq leasing `range` (FIRST,LAST), with `extra` options.
     pub fn start_with(lab: &Lab, range: &str, extra: &[&str]) -> Result<Dnsmasq> {
-        let dir = std::env::temp_dir().join(format!("attach-dhcp-{}", lab.tag()));
+        let mut options = vec![
+            "--dhcp-option=option:router,10.77.0.1",
+            "--dhcp-option=option:dns-server,10.77.0.53",
+            "--dhcp-option=option:T1,15",
+        ];
+        options.extend_from_slice(extra);
+        Self::start_on(lab, lab.ext(), EXT_IF, "", range, &options)
+    }
+
+    /// dnsmasq in namespace `ns` on its interface `iface`, leasing `range`
+    /// (FIRST,LAST) with these `options` only (router, DNS, times); `name`
+    /// tells its files from another server's of the same lab.
+    pub fn start_on(
+        lab: &Lab,
+        ns: &Netns,
+        iface: &str,
+        name: &str,
+        range: &str,
+        options: &[&str],
+    ) -> Result<Dnsmasq> {
+        let dir = std::env::temp_dir().join(format!("attach-dhcp-{}{name}", lab.tag()));
         std::fs::create_dir_all(&dir)?;
         let leases = dir.join("leases");
         let pid = dir.join("pid");
@@ -33,26 +54,23 @@ impl Dnsmasq {
         let range = format!("--dhcp-range={range},255.255.255.0,2m");
         let leasefile = format!("--dhcp-leasefile={}", leases.display());
         let pidfile = format!("--pid-file={}", pid.display());
+        let interface = format!("--interface={iface}");
         let mut argv = vec![
             "dnsmasq",
             "--no-daemon",
             "--conf-file=/dev/null",
             "--port=0",
             "--user=root",
-            "--interface=wire0",
+            &interface,
             "--bind-interfaces",
             &range,
-            "--dhcp-option=option:router,10.77.0.1",
-            "--dhcp-option=option:dns-server,10.77.0.53",
-            "--dhcp-option=option:T1,15",
             "--log-dhcp",
             &leasefile,
             &pidfile,
         ];
-        argv.extend_from_slice(extra);
+        argv.extend_from_slice(options);
         // nsenter execs dnsmasq (no --fork): the child is dnsmasq itself.
-        let child = lab
-            .ext()
+        let child = ns
             .command(&argv)
             .stdout(Stdio::null())
             .stderr(log)

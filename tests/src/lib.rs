@@ -4,6 +4,7 @@
 mod attach;
 pub mod cgroup;
 pub mod cni;
+pub mod dhcp;
 pub mod dnsmasq;
 pub mod flow;
 pub mod kinds;

@@ -308,20 +308,14 @@ pub fn snapshot_with(lab: &Lab, scope: &Scope) -> State {
     s.insert("named namespaces".into(), json!(named));
     for cg in &scope.cgroups {
         let progs = if cg.exists() {
-            let mut v = json_cmd(
-                Command::new("bpftool")
-                    .args(["-j", "cgroup", "show"])
-                    .arg(cg),
-                "bpftool cgroup show",
-            );
-            // Program ids change from load to load: keep what identifies.
-            if let Value::Array(a) = &mut v {
-                for p in a.iter_mut() {
-                    *p = json!({"name": p["name"], "attach_type": p["attach_type"]});
-                }
+            // Names and attach types: ids change from load to load.
+            match crate::cgroup::attached_programs(cg) {
+                Ok(progs) => progs
+                    .into_iter()
+                    .map(|(name, what)| json!({"name": name, "attach_type": what}))
+                    .collect(),
+                Err(e) => json!(format!("{e:#}")),
             }
-            sort(&mut v);
-            v
         } else {
             Value::Null
         };

@@ -5,6 +5,7 @@
 
 use std::{
     io::{BufRead, BufReader},
+    path::Path,
     process::Stdio,
     sync::Arc,
     thread,
@@ -12,12 +13,14 @@ use std::{
 };
 
 use anyhow::{Context as _, Result};
+use serde_json::{Value, json};
 
 use crate::{
     attach::Attach,
-    lab::{Lab, NODE_IF},
+    lab::{Lab, NODE_IF, node_id},
     netns::Netns,
     reach::Endpoint,
+    snapshot::{links, tree},
 };
 
 /// A VM; its engine is reset (pins and records gone) when dropped, so
@@ -187,4 +190,17 @@ pub fn capture(ns: &Netns, dev: &str, filter: &str, count: u32, action: impl FnO
         .unwrap_or_default();
     drop(err);
     out
+}
+
+/// What a refused command in `vm` could change there (and in
+/// `containers`), as comparable JSON.
+pub fn vm_state(vm: &Vm, containers: &[&Netns]) -> Value {
+    let id = node_id(vm.ns.path()).unwrap();
+    json!({
+        "links": links(&vm.ns),
+        "pins": tree(Path::new(&format!("/sys/fs/bpf/attach/node-{id}"))),
+        "records": tree(Path::new(&format!("/run/attach/node-{id}"))),
+        "list": vm.engine.json(&["list"]).unwrap(),
+        "containers": containers.iter().map(|c| json!(links(c))).collect::<Vec<_>>(),
+    })
 }

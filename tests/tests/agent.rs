@@ -12,6 +12,7 @@ use attach_tests::{
     flow::{UdpFlow, rx_packets},
     kinds::add_macvlan,
     lab::{Attach, EXT_V4, Lab, ping, require_root},
+    poll::until,
     reach::{Flavor, attach},
 };
 
@@ -286,7 +287,12 @@ fn the_agent_repairs_on_link_events() {
         "{}",
         agent.log()
     );
-    assert!(ping(c1, "10.78.0.3"), "not back on the new parent");
+    assert!(
+        ping(c1, "10.78.0.3"),
+        "not back on the new parent: {}\n{}",
+        agent.log(),
+        c1.ok(&["ip", "link"]).unwrap()
+    );
 
     let host = lab.attach().json(&["list"]).unwrap()[0]["host_ifname"]
         .as_str()
@@ -466,4 +472,125 @@ fn the_agent_unit_is_rated_ok_by_systemd() {
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no exposure level in:\n{text}"));
     assert!(level <= 3.0, "exposure {level} > 3.0:\n{text}");
+}
+
+/// Whether `eth0` in `ns` has carrier (`LOWER_UP`).
+fn has_carrier(ns: &attach_tests::lab::Netns) -> bool {
+    let out = ns.ok(&["ip", "-j", "link", "show", "eth0"]).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v[0]["flags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f == "LOWER_UP")
+}
+
+/// eBPF macvlan and ipvlan endpoints follow their parent's state as the
+/// kernel's macvlan does (beside them, on a parent of its own): NO-CARRIER in the
+/// container while the parent has no carrier or is down, within about a
+/// second with the agent; without it, `check` names the difference and
+/// `reconcile` mends it.
+#[test]
+fn endpoints_follow_their_parents_carrier_as_the_kernels_macvlan() {
+    require_root();
+    let lab = Lab::new().unwrap();
+    for dev in ["pa", "pb", "pc"] {
+        lab.add_veth(dev).unwrap();
+    }
+    let [ours, native, ipvl] = ["c1", "c2", "c3"].map(|c| lab.container(c).unwrap());
+    for (ns, kind, parent, backend) in [
+        (&ours, "macvlan", "pa", "ebpf"),
+        (&native, "macvlan", "pb", "native"),
+        (&ipvl, "ipvlan", "pc", "ebpf"),
+    ] {
+        let add = [
+            "add",
+            kind,
+            "--parent",
+            parent,
+            "--backend",
+            backend,
+            "--netns",
+            ns.name(),
+            "--ip",
+            "10.99.0.1/24",
+            "--no-probe",
+        ];
+        lab.attach().ok(&add).unwrap();
+        assert!(has_carrier(ns), "{kind} {backend}: no carrier at first");
+    }
+    let set = |what: &str| {
+        for cmd in ["a", "b", "c"].map(|p| what.replace('X', p)) {
+            let argv: Vec<&str> = cmd.split(' ').collect();
+            lab.node().ok(&argv).unwrap();
+        }
+    };
+    let both = |want: bool| {
+        until(Duration::from_secs(5), Duration::from_millis(20), || {
+            has_carrier(&native) == want
+        })
+        .then_some(())
+        .expect("the kernel's macvlan did not follow");
+        let since = Instant::now();
+        let followed = until(Duration::from_secs(5), Duration::from_millis(20), || {
+            has_carrier(&ours) == want && has_carrier(&ipvl) == want
+        });
+        (followed, since.elapsed())
+    };
+
+    let mut agent = Agent::start(&lab, 0);
+    // The wire side cut (no carrier), then the parent set down.
+    for (cut, mend) in [
+        ("ip link set pXp down", "ip link set pXp up"),
+        ("ip link set pX down", "ip link set pX up"),
+    ] {
+        set(cut);
+        let (followed, took) = both(false);
+        assert!(
+            followed,
+            "after `{cut}` ours kept carrier:\n{}",
+            agent.log()
+        );
+        assert!(
+            took < Duration::from_secs(2),
+            "took {took:?}:\n{}",
+            agent.log()
+        );
+        lab.attach().ok(&["check", "--all"]).unwrap();
+        set(mend);
+        let (followed, took) = both(true);
+        assert!(
+            followed,
+            "after `{mend}` ours has no carrier:\n{}",
+            agent.log()
+        );
+        assert!(
+            took < Duration::from_secs(2),
+            "took {took:?}:\n{}",
+            agent.log()
+        );
+    }
+    agent.stop();
+
+    // Without the agent: found by check, mended by reconcile.
+    set("ip link set pXp down");
+    let out = lab.attach().run(&["check", "--all"]).unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("while parent pa is down or has no carrier"),
+        "{err}"
+    );
+    assert!(has_carrier(&ours) && has_carrier(&ipvl));
+    lab.attach().ok(&["reconcile"]).unwrap();
+    assert!(!has_carrier(&ours) && !has_carrier(&ipvl));
+    lab.attach().ok(&["check", "--all"]).unwrap();
+    set("ip link set pXp up");
+    lab.attach().ok(&["reconcile"]).unwrap();
+    assert!(has_carrier(&ours) && has_carrier(&ipvl));
+    // The ipvlan host routes came back with the host side.
+    lab.attach().ok(&["check", "--all"]).unwrap();
+    for ns in [&ours, &native, &ipvl] {
+        lab.attach().ok(&["del", "--netns", ns.name()]).unwrap();
+    }
 }

@@ -185,3 +185,56 @@ fn a_kind_the_kernel_lacks_is_refused_before_anything_is_made() {
     let list = lab.attach().json(&["list"]).unwrap();
     assert_eq!(list.as_array().map(Vec::len), Some(0), "{list}");
 }
+
+/// A kernel without `bpf_loop` (before 5.17) gets the build whose flood walk
+/// is unrolled, for at most 16 ports a row: the 17th eBPF endpoint of a
+/// parent is refused before anything is made, naming the helper, the
+/// kernel that lifts the limit and the backend without it. Here the engine
+/// is told to load that build (on 5.10 it takes it anyway).
+#[test]
+fn past_the_compat_builds_flood_row_an_endpoint_is_refused_before_anything_is_made() {
+    require_root();
+    let lab = Lab::new().unwrap();
+    let attach = lab.attach().with_env("ATTACH_EBPF_BUILD", "compat");
+    let cs = lab.containers(17).unwrap();
+    let add = |c: &Netns| {
+        attach.run(&[
+            "add",
+            "macvlan",
+            "--parent",
+            NODE_IF,
+            "--netns",
+            c.name(),
+            "--no-probe",
+        ])
+    };
+    for c in &cs[..16] {
+        let out = add(c).unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let node_links = lab.node().ok(&["ip", "-o", "link"]).unwrap();
+    let pins = std::fs::read_dir(lab.node_pin_dir()).unwrap().count();
+    let out = add(&cs[16]).unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    for part in [
+        "at most 16 eBPF endpoints",
+        "bpf_loop",
+        "5.17",
+        "--backend native",
+    ] {
+        assert!(err.contains(part), "{part:?} not in: {err}");
+    }
+    assert_eq!(lab.node().ok(&["ip", "-o", "link"]).unwrap(), node_links);
+    assert_eq!(std::fs::read_dir(lab.node_pin_dir()).unwrap().count(), pins);
+    assert_eq!(cs[16].ok(&["ip", "-o", "link"]).unwrap().lines().count(), 1);
+    let list = attach.json(&["list"]).unwrap();
+    assert_eq!(list.as_array().map(Vec::len), Some(16), "{list}");
+    for c in &cs[..16] {
+        attach.ok(&["del", "--netns", c.name()]).unwrap();
+    }
+}

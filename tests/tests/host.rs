@@ -4,10 +4,10 @@
 //! already have. Bad input is refused with the documented exit code, names
 //! the value and changes nothing.
 
-use std::{io::Read, process::Stdio};
+use std::{io::Read, path::Path, process::Stdio};
 
 use attach_tests::{
-    cgroup::Cgroup,
+    cgroup::{Cgroup, attached_programs},
     kinds::listen_in,
     lab::{EXT_V4, EXT_V6, Lab, NODE_V4, NODE_V6, ping, require_root},
     refusal::{Bad, CONFLICT, INVALID, NOT_FOUND, check_rejected},
@@ -85,13 +85,14 @@ fn host_counts_its_cgroup_traffic_on_v4_and_v6() {
     assert_eq!(rec["host"]["cgroup"], cgroup.as_str());
     assert_eq!(rec["host"]["counter_id"], 0);
     assert_eq!(rec["warnings"], json!([]));
-    let progs = lab
-        .node()
-        .ok(&["bpftool", "cgroup", "show", &cgroup])
-        .unwrap();
-    assert!(
-        progs.contains("attach_cg_in") && progs.contains("attach_cg_eg"),
-        "{progs}"
+    let progs = attached_programs(Path::new(&cgroup)).unwrap();
+    assert_eq!(
+        progs,
+        [
+            ("attach_cg_eg".to_owned(), "egress"),
+            ("attach_cg_in".to_owned(), "ingress")
+        ],
+        "{progs:?}"
     );
     assert_eq!(counters(&lab, &node)["tx_packets"], 0);
 
@@ -165,11 +166,8 @@ fn host_counts_its_cgroup_traffic_on_v4_and_v6() {
     assert_eq!(out["detached"]["kind"], "host", "{out}");
     let after = snapshot_with(&lab, &scope);
     assert_eq!(after, empty, "\n{}", empty.diff(&after));
-    let progs = lab
-        .node()
-        .ok(&["bpftool", "cgroup", "show", &cgroup])
-        .unwrap();
-    assert!(!progs.contains("attach_cg"), "{progs}");
+    let progs = attached_programs(Path::new(&cgroup)).unwrap();
+    assert!(progs.is_empty(), "{progs:?}");
     assert!(!lab.node_pin_dir().exists());
 }
 

@@ -15,15 +15,14 @@
 
 use attach_tests::{
     lab::{
-        EXT_V4, EXT_V6, Lab, NODE_IF, Netns, node_id, ping, ping_within, require_root,
-        unreachable_within,
+        EXT_V4, EXT_V6, Lab, NODE_IF, node_id, ping, ping_within, require_root, unreachable_within,
     },
     reach::{Endpoint, Flavor, attach, detach},
     report::{counters_where, verdict},
-    snapshot::{links, snapshot, tree},
-    vm::{Vm, attach_nested, capture, nested_mac as mac, vm},
+    snapshot::{snapshot, tree},
+    vm::{attach_nested, capture, nested_mac as mac, vm, vm_state},
 };
-use serde_json::{Value, json};
+use serde_json::json;
 
 fn reaches(from: &Endpoint, to: &Endpoint) -> (bool, bool) {
     (ping(&from.ns, &to.v4), ping(&from.ns, &to.v6))
@@ -286,18 +285,6 @@ fn check_and_reconcile_both_sides() {
     );
 }
 
-/// What a refused command in the VM could change there.
-fn vm_state(vm: &Vm, containers: &[&Netns]) -> Value {
-    let id = node_id(vm.ns.path()).unwrap();
-    json!({
-        "links": links(&vm.ns),
-        "pins": tree(std::path::Path::new(&format!("/sys/fs/bpf/attach/node-{id}"))),
-        "records": tree(std::path::Path::new(&format!("/run/attach/node-{id}"))),
-        "list": vm.engine.json(&["list"]).unwrap(),
-        "containers": containers.iter().map(|c| json!(links(c))).collect::<Vec<_>>(),
-    })
-}
-
 /// Bad input on either side: a clear error naming the value, the
 /// documented exit code, and nothing changed in the VM or on the host.
 #[test]
@@ -351,6 +338,12 @@ fn bad_input_is_refused_and_leaves_nothing() {
         "9000",
     );
     in_vm(&["--vlan", "100"], 2, "--uplink");
+    // The lease gives the address: --ip (always given here) excludes --dhcp.
+    in_vm(
+        &[&up[..], &["--vlan", "100", "--dhcp"]].concat(),
+        2,
+        "--dhcp and --ip exclude each other",
+    );
     let args = [
         "add",
         "nested",

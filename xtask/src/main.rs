@@ -89,7 +89,7 @@ enum Task {
         /// Echo every guest's console, each line prefixed with its kernel.
         #[arg(long)]
         console: bool,
-        /// Suites to run instead of the default list (GUEST_SUITES in xtask/src/vm.rs):
+        /// Suites to run instead of the default list (GUEST_SUITES in xtask/src/vm/suites.rs):
         /// TARGET (a test target, e.g. macvlan) or TARGET:PATTERN (only its tests whose name
         /// contains PATTERN).
         #[arg(last = true, value_name = "FILTER")]

@@ -8,6 +8,7 @@ mod initramfs;
 mod json;
 mod kernel;
 mod machine;
+mod suites;
 
 use std::{
     collections::HashMap,
@@ -28,136 +29,9 @@ use anyhow::{Context as _, Result, bail};
 use json::Json;
 use kernel::Kernel;
 use machine::{Outcome, WorkDir};
-
-/// What each guest runs: (test target, libtest arguments), each with
-/// `--test-threads=1`. `vm-test -- TARGET[:PATTERN]` picks from these (or
-/// any other test target). Chosen to fit CI: under TCG on 2 cores, three
-/// kernels at once, a test takes 15-25 times its native time where it
-/// computes and less where it waits, so every kind gets its main
-/// reachability test, macvlan and ipvlan their differentials against the
-/// kernel's drivers (every mode, both datapaths), and the programs their
-/// whole PROG_TEST_RUN suite.
-pub const GUEST_SUITES: &[(&str, &[&str])] = &[
-    // What the kernel offers, and every program past its verifier.
-    ("features", &[]),
-    // attach-user/tests/prog_test_run.rs and its modules: the programs under
-    // BPF_PROG_TEST_RUN.
-    ("prog_test_run", &[]),
-    // Our macvlan ≡ the kernel's: bridge, vepa and private on one parent;
-    // native, tc and xdp each (passthru: `vm-test -- macvlan`).
-    (
-        "macvlan",
-        &["--exact", "mixed_modes_on_one_parent_match_native"],
-    ),
-    // Our ipvlan ≡ the kernel's driver, but for the documented deviations:
-    // each mode (every flag: `vm-test -- kernels`), and the driver is real.
-    (
-        "kernels",
-        &[
-            "--exact",
-            "l2_bridge_matches_the_driver",
-            "l3_bridge_matches_the_driver",
-            "l3s_bridge_matches_the_driver",
-            "the_native_backend_is_the_kernels_ipvlan",
-        ],
-    ),
-    ("ipvlan", &["--exact", "ipvlan_and_macvlan_share_a_parent"]),
-    (
-        "bridge",
-        &["--exact", "ports::ports_of_one_bridge_reach_each_other"],
-    ),
-    (
-        "router",
-        &["--exact", "ebpf_routes_without_the_nodes_forwarding"],
-    ),
-    (
-        "nested",
-        &[
-            "--exact",
-            "vm_container_reaches_the_wire_and_a_host_container",
-        ],
-    ),
-    (
-        "host",
-        &["--exact", "host_counts_its_cgroup_traffic_on_v4_and_v6"],
-    ),
-    (
-        "container",
-        &[
-            "--exact",
-            "joiner_keeps_its_network_when_the_first_container_exits",
-        ],
-    ),
-    (
-        "sriov",
-        &["--exact", "a_device_moves_in_works_and_comes_back_restored"],
-    ),
-    ("cni", &["--exact", "add_check_del_with_host_local"]),
-    // A taken address refused from the wire: ARP probe and DAD (packet
-    // sockets, promiscuous) on this kernel.
-    (
-        "conflict",
-        &[
-            "--exact",
-            "an_address_of_another_host_is_refused_before_anything_is_made",
-        ],
-    ),
-];
-
-/// What a kernel without `bpf_loop` (5.10) runs instead. It gets the build
-/// whose flood walk is unrolled, which its verifier takes tens of seconds
-/// over per program under emulation (a second or so on hardware, once per
-/// node), and every test that makes a node verifies again. So: the verdict
-/// on every program, ipvlan against the driver, our macvlan against the
-/// kernel's (tc and xdp: here the xdp endpoints get their own XDP program),
-/// and each other kind once.
-pub const COMPAT_SUITES: &[(&str, &[&str])] = &[
-    ("features", &[]),
-    (
-        "macvlan",
-        &["--exact", "mixed_modes_on_one_parent_match_native"],
-    ),
-    ("cni", &["--exact", "add_check_del_with_host_local"]),
-    (
-        "nested",
-        &[
-            "--exact",
-            "vm_container_reaches_the_wire_and_a_host_container",
-        ],
-    ),
-    (
-        "kernels",
-        &[
-            "--exact",
-            "l2_bridge_matches_the_driver",
-            "l3_bridge_matches_the_driver",
-        ],
-    ),
-    (
-        "bridge",
-        &["--exact", "ports::ports_of_one_bridge_reach_each_other"],
-    ),
-    (
-        "router",
-        &["--exact", "ebpf_routes_without_the_nodes_forwarding"],
-    ),
-    (
-        "conflict",
-        &[
-            "--exact",
-            "an_address_of_another_host_is_refused_before_anything_is_made",
-        ],
-    ),
-];
-
-/// The suites a kernel line runs by default.
-fn suites_of(line: &str) -> &'static [(&'static str, &'static [&'static str])] {
-    if line == "5.10" {
-        COMPAT_SUITES
-    } else {
-        GUEST_SUITES
-    }
-}
+use suites::suites_of;
+#[cfg(test)]
+use suites::{COMPAT_SUITES, GUEST_SUITES};
 
 /// Lines the guest prints on its console for the host.
 mod marker {

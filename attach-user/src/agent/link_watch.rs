@@ -1,9 +1,11 @@
 //! Reconciles as soon as a link an attachment stands on changes: its
 //! parent deleted, or made again under its name (a NIC reset, a VF made
 //! anew: a new ifindex), or its host-side veth deleted behind the engine's
-//! back. The periodic pass finds the same, up to its interval later.
+//! back; and at once when a parent that endpoints follow changes state
+//! (down, up, carrier). The periodic pass finds the same, up to its
+//! interval later.
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use futures::StreamExt;
 use netlink_packet_route::RouteNetlinkMessage;
@@ -11,6 +13,7 @@ use rtnetlink::{MulticastGroup, new_multicast_connection};
 
 use super::shared::{Shared, reconcile_once};
 use crate::{
+    endpoint,
     model::{Attachment, Kind},
     netlink::Link,
 };
@@ -30,11 +33,23 @@ pub async fn watch(shared: Arc<Shared>) {
         }
     };
     tokio::spawn(conn);
+    let mut parents = ParentStates::default();
     while let Some((msg, _)) = events.next().await {
         let change = match msg.payload {
             netlink_packet_core::NetlinkPayload::InnerMessage(m) => m,
             _ => continue,
         };
+        // A parent's carrier or admin state: its endpoints follow at once
+        // (nothing to settle, and a container should see it within a
+        // second, as with the kernel's macvlan).
+        if let Some((index, why)) = parents.changed(&shared, &change) {
+            let _busy = shared.busy.lock().await;
+            match shared.engine.follow_parent(index).await {
+                Ok(n) => tracing::info!("{why}: {n} endpoint(s) follow"),
+                Err(e) => tracing::warn!("{why}: following it failed: {e}"),
+            }
+            continue;
+        }
         if concerns_now(&shared, &change).is_none() {
             continue;
         }
@@ -56,6 +71,35 @@ fn concerns_now(shared: &Shared, change: &RouteNetlinkMessage) -> Option<String>
             tracing::warn!("link event: cannot read the records: {e}");
             None
         }
+    }
+}
+
+/// The last seen "up with carrier" of each parent whose endpoints follow
+/// it ([`endpoint::follows_parent`]).
+#[derive(Default)]
+struct ParentStates(HashMap<u32, bool>);
+
+impl ParentStates {
+    /// Why `change` makes endpoints follow their parent, if it does: a
+    /// parent of such endpoints went down or up (or lost or got carrier).
+    fn changed(&mut self, shared: &Shared, change: &RouteNetlinkMessage) -> Option<(u32, String)> {
+        let RouteNetlinkMessage::NewLink(m) = change else {
+            return None;
+        };
+        let link = Link::from_message(m);
+        let records = shared.engine.list().ok()?;
+        let r = records
+            .iter()
+            .find(|r| r.parent_ifindex == link.index && endpoint::follows_parent(r))?;
+        let now = link.up && link.carrier;
+        (self.0.insert(link.index, now) != Some(now)).then(|| {
+            let state = if now {
+                "is up with carrier"
+            } else {
+                "is down or has no carrier"
+            };
+            (link.index, format!("parent {} {state}", r.parent))
+        })
     }
 }
 

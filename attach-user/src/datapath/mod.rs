@@ -33,7 +33,8 @@ pub use hook::{
 pub use node::Datapath;
 pub(crate) use object::load_program;
 pub use object::{
-    EBPF_BUILD_ENV, EBPF_OBJECT, EBPF_OBJECT_COMPAT, LOG_PIN, compat_build, ebpf_object,
+    EBPF_BUILD_ENV, EBPF_OBJECT, EBPF_OBJECT_COMPAT, LOG_PIN, check_row_len, compat_build,
+    ebpf_object,
 };
 pub use progs::*;
 pub use table::Table;

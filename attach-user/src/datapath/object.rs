@@ -69,8 +69,9 @@ pub(super) fn program_tag(id: u32) -> Option<u64> {
 }
 
 /// Refuses a flood row longer than `max`, or than the programs walk on a
-/// kernel without `bpf_loop`.
-pub(super) fn check_row_len(len: usize, max: u32, who: &str, what: &str) -> Result<()> {
+/// kernel without `bpf_loop`. Kinds ask before they make anything; writing
+/// a row asks again.
+pub fn check_row_len(len: usize, max: u32, who: &str, what: &str) -> Result<()> {
     if len > max as usize {
         return Err(Error::conflict(format!(
             "{who} can carry at most {max} {what}"
@@ -80,7 +81,8 @@ pub(super) fn check_row_len(len: usize, max: u32, who: &str, what: &str) -> Resu
     if len > open as usize && compat_build() {
         return Err(Error::conflict(format!(
             "{who} can carry at most {open} {what} on this kernel ({}): longer flood \
-             rows need the bpf_loop helper (Linux 5.17 and later, {max} there)",
+             rows need the bpf_loop helper (Linux 5.17 and later, {max} there); \
+             `--backend native` has no such limit",
             crate::features::kernel_release()
         )));
     }

@@ -14,9 +14,11 @@ pub struct Lease {
     /// The leased address and its prefix length (option 1).
     pub address: Ipv4Addr,
     pub prefix: u8,
-    /// The server's identifier (option 54), where renewals go.
+    /// The server's identifier (option 54), where renewals go: the one
+    /// that last acknowledged the lease (another after a rebinding).
     pub server: Ipv4Addr,
-    /// The MAC the server's ACK came from.
+    /// The MAC the server's ACK came from (after a rebinding: the one the
+    /// container's neighbour table has for it; zero when it has none).
     pub server_mac: Mac,
     /// The client identifier (option 61), as dnsmasq writes it: hex bytes
     /// joined by ':'.
@@ -39,6 +41,10 @@ pub struct Lease {
     pub search: Vec<String>,
     #[serde(default)]
     pub mtu: Option<u16>,
+    /// Why the lease ended before its time: the server's DHCPNAK to a
+    /// renewal or rebinding (`expires_at` is then when it came).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
 }
 
 /// Unix seconds now.
@@ -57,16 +63,10 @@ impl Lease {
             .and_then(|m| <[u8; 4]>::try_from(m).ok())
             .map(|m| u32::from_be_bytes(m).leading_ones() as u8)
             .unwrap_or_else(|| classful(address));
-        let mut search: Vec<String> = ack.text(opt::DOMAIN).into_iter().collect();
-        for s in search_list(ack.option(opt::SEARCH).unwrap_or_default()) {
-            if !search.contains(&s) {
-                search.push(s);
-            }
-        }
         let mut lease = Self {
             address,
             prefix,
-            server: ack.addr(opt::SERVER_ID).unwrap_or(Ipv4Addr::UNSPECIFIED),
+            server: Ipv4Addr::UNSPECIFIED,
             server_mac,
             client_id: hex(client_id),
             chaddr: ack.chaddr,
@@ -75,13 +75,40 @@ impl Lease {
             expires_at: at,
             t1: 0,
             t2: 0,
-            router: ack.addr(opt::ROUTER),
-            dns: ack.addrs(opt::DNS),
-            search,
-            mtu: ack.u16(opt::MTU),
+            router: None,
+            dns: Vec::new(),
+            search: Vec::new(),
+            mtu: None,
+            refused: None,
         };
-        lease.renewed(ack, at);
+        lease.rebound(ack, server_mac, at);
         lease
+    }
+
+    /// Takes on a rebinding's ACK (RFC 2131 4.4.5), from any server,
+    /// received at `at` from `server_mac`: that server is the lease's now,
+    /// with its times, router, DNS servers, search domains and MTU.
+    pub fn rebound(&mut self, ack: &Message, server_mac: Mac, at: u64) {
+        self.server = ack.addr(opt::SERVER_ID).unwrap_or(Ipv4Addr::UNSPECIFIED);
+        self.server_mac = server_mac;
+        self.router = ack.addr(opt::ROUTER);
+        self.dns = ack.addrs(opt::DNS);
+        let mut search: Vec<String> = ack.text(opt::DOMAIN).into_iter().collect();
+        for s in search_list(ack.option(opt::SEARCH).unwrap_or_default()) {
+            if !search.contains(&s) {
+                search.push(s);
+            }
+        }
+        self.search = search;
+        self.mtu = ack.u16(opt::MTU);
+        self.renewed(ack, at);
+    }
+
+    /// Ends the lease at `at`: the server refused it (DHCPNAK, with its
+    /// message `why`). It is then expired, as one nobody renewed.
+    pub fn end(&mut self, why: String, at: u64) {
+        self.expires_at = at.min(self.expires_at);
+        self.refused = Some(why);
     }
 
     /// Takes on the times of a renewal's ACK, received at `at`.
@@ -98,6 +125,12 @@ impl Lease {
     /// Whether renewal is due at `at` (T1 passed).
     pub fn renewal_due(&self, at: u64) -> bool {
         at >= self.renewed_at.saturating_add(self.t1)
+    }
+
+    /// Whether rebinding is due at `at` (T2 passed): the lease's server has
+    /// not renewed it, any server may.
+    pub fn rebinding_due(&self, at: u64) -> bool {
+        at >= self.renewed_at.saturating_add(self.t2)
     }
 
     pub fn expired(&self, at: u64) -> bool {
@@ -179,6 +212,48 @@ mod tests {
         assert_eq!(l.search, ["lab.test"]);
         assert!(!l.renewal_due(1014) && l.renewal_due(1015));
         assert!(l.expired(1120));
+        assert!(!l.rebinding_due(1104) && l.rebinding_due(1105));
+    }
+
+    #[test]
+    fn a_rebinding_takes_on_the_new_server_and_what_it_gives() {
+        let mut ack = Message::client(MsgType::Ack, 1, Mac([2, 0, 0, 0, 0, 1]), b"x");
+        ack.op = 2;
+        ack.yiaddr = Ipv4Addr::new(10, 77, 0, 120);
+        let first = ack
+            .clone()
+            .with(opt::SUBNET_MASK, &[255, 255, 255, 0])
+            .with(opt::SERVER_ID, &[10, 77, 0, 1])
+            .with(opt::ROUTER, &[10, 77, 0, 1])
+            .with(opt::DNS, &[10, 77, 0, 53])
+            .with(opt::LEASE_TIME, &120u32.to_be_bytes());
+        let mut l = Lease::from_ack(&first, Mac([2, 0, 0, 0, 0, 9]), &[0, 0x61], 1000);
+        let other = ack
+            .with(opt::SERVER_ID, &[10, 77, 0, 2])
+            .with(opt::ROUTER, &[10, 77, 0, 254])
+            .with(opt::DNS, &[10, 77, 0, 54])
+            .with(opt::LEASE_TIME, &300u32.to_be_bytes())
+            .with(opt::T1, &100u32.to_be_bytes())
+            .with(opt::T2, &200u32.to_be_bytes());
+        l.rebound(&other, Mac([2, 0, 0, 0, 0, 10]), 1110);
+        assert_eq!(l.server, Ipv4Addr::new(10, 77, 0, 2));
+        assert_eq!(l.server_mac, Mac([2, 0, 0, 0, 0, 10]));
+        assert_eq!(l.router, Some(Ipv4Addr::new(10, 77, 0, 254)));
+        assert_eq!(l.dns, [Ipv4Addr::new(10, 77, 0, 54)]);
+        assert_eq!(
+            (l.renewed_at, l.expires_at, l.t1, l.t2),
+            (1110, 1410, 100, 200)
+        );
+        // What the lease is stays: address, prefix, when it was acquired.
+        assert_eq!((l.address, l.prefix, l.acquired_at), (ack_addr(), 24, 1000));
+        assert!(!l.rebinding_due(1309) && l.rebinding_due(1310));
+        l.end("DHCPNAK: wrong network".into(), 1200);
+        assert!(l.expired(1200) && !l.expired(1199));
+        assert_eq!(l.refused.as_deref(), Some("DHCPNAK: wrong network"));
+    }
+
+    fn ack_addr() -> Ipv4Addr {
+        Ipv4Addr::new(10, 77, 0, 120)
     }
 
     #[test]

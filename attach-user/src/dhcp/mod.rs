@@ -3,7 +3,8 @@
 //! device, replies by broadcast and a per-endpoint client identifier, so
 //! ipvlan endpoints sharing a MAC get their own), the record keeps it
 //! ([`Lease`]), `attach agent` and `attach reconcile` renew it from inside
-//! the container ([`client::renew`]) and `del` gives it back
+//! the container ([`client::renew`]; past T2 [`client::rebind`], with any
+//! server) and `del` gives it back
 //! ([`client::release`]).
 
 pub mod client;

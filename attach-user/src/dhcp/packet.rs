@@ -27,6 +27,7 @@ pub enum MsgType {
     Discover = 1,
     Offer = 2,
     Request = 3,
+    Decline = 4,
     Ack = 5,
     Nak = 6,
     Release = 7,
@@ -95,7 +96,8 @@ impl Message {
                 (opt::CLIENT_ID, client_id.to_vec()),
             ],
         };
-        if kind != MsgType::Release {
+        // Giving an address back asks for no parameters.
+        if !matches!(kind, MsgType::Release | MsgType::Decline) {
             m.options.push((opt::PARAMS, WANTED.to_vec()));
         }
         m

@@ -1,7 +1,8 @@
 //! The DHCP leases of the node's endpoints over their life: renewed past
-//! T1 (by `reconcile`, which the agent runs periodically), named by
+//! T1 and rebound with any server past T2 (by `reconcile`, which the agent
+//! runs periodically), ended by a server's DHCPNAK, named by
 //! `check` once expired, released on `del`, and `add` warning when no
-//! agent will renew one. Renewal and release speak from inside the
+//! agent will renew one. Renewal, rebinding and release speak from inside the
 //! container's namespace, from the leased address: that works whatever
 //! datapath carries the endpoint.
 
@@ -9,6 +10,7 @@ use super::{Engine, report::Repair};
 use crate::{
     dhcp::{
         self, Lease,
+        client::Outcome,
         lease::{now, utc},
     },
     error::{Error, Result},
@@ -35,9 +37,11 @@ async fn in_container<T: Send + 'static>(
 }
 
 impl Engine {
-    /// Renews every lease of `records` past T1 and not expired, saving the
-    /// records it renewed; what it did, as repairs (a renewal that failed
-    /// keeps the lease as it was: `check` names it once expired).
+    /// Renews every lease of `records` past T1 and not expired (past T2:
+    /// rebinds it, with any server), saving the records whose lease changed;
+    /// what it did, as repairs. A renewal or rebinding nobody answered keeps
+    /// the lease as it was (`check` names it once expired); one refused
+    /// (DHCPNAK) ends it, and `check` names it then.
     pub(super) async fn renew_leases(&self, records: &mut [Attachment]) -> Result<Vec<Repair>> {
         let mut done = Vec::new();
         let at = now();
@@ -52,26 +56,48 @@ impl Engine {
             {
                 continue;
             }
-            let mut renewed = lease.clone();
-            let drift = format!(
-                "lease of {} from {} due for renewal since {}",
-                lease.address,
-                lease.server,
-                utc(lease.renewed_at + lease.t1)
-            );
+            let rebinding = lease.rebinding_due(at);
+            let drift = if rebinding {
+                format!(
+                    "lease of {} from {} not renewed by T2 ({}): rebinding",
+                    lease.address,
+                    lease.server,
+                    utc(lease.renewed_at + lease.t2)
+                )
+            } else {
+                format!(
+                    "lease of {} from {} due for renewal since {}",
+                    lease.address,
+                    lease.server,
+                    utc(lease.renewed_at + lease.t1)
+                )
+            };
+            let mut asked = lease.clone();
             let result = in_container(rec, move |ifname| {
-                dhcp::client::renew(ifname, &mut renewed)?;
-                Ok(renewed)
+                let outcome = if rebinding {
+                    dhcp::client::rebind(ifname, &mut asked)
+                } else {
+                    dhcp::client::renew(ifname, &mut asked)
+                };
+                Ok((asked, outcome))
             })
             .await;
             let action = match result {
-                Ok(renewed) => {
-                    let action = format!("renewed until {}", utc(renewed.expires_at));
-                    rec.dhcp = Some(renewed);
+                Ok((after, Ok(outcome))) => {
+                    let action = match &outcome {
+                        Outcome::Extended if after.server != lease.server => format!(
+                            "rebound to {} until {}",
+                            after.server,
+                            utc(after.expires_at)
+                        ),
+                        Outcome::Extended => format!("renewed until {}", utc(after.expires_at)),
+                        Outcome::Ended(e) => format!("ended: {}", e.message),
+                    };
+                    rec.dhcp = Some(after);
                     self.state.save(rec)?;
                     action
                 }
-                Err(e) => format!("failed: {}; kept", e.message),
+                Ok((_, Err(e))) | Err(e) => format!("failed: {}; kept", e.message),
             };
             done.push(Repair {
                 netns: rec.netns.clone(),
@@ -85,7 +111,8 @@ impl Engine {
 
     /// Gives `rec`'s lease back to its server; a warning when it cannot.
     pub(super) async fn release_lease(&self, rec: &Attachment) -> Option<String> {
-        let lease = rec.dhcp.clone()?;
+        // A lease the server refused is not its to take back.
+        let lease = rec.dhcp.clone().filter(|l| l.refused.is_none())?;
         let l = lease.clone();
         match in_container(rec, move |ifname| dhcp::client::release(ifname, &l)).await {
             Ok(()) => None,
@@ -103,10 +130,14 @@ impl Engine {
     pub(super) fn check_lease(rec: &Attachment) -> Result<()> {
         match &rec.dhcp {
             Some(l) if l.expired(now()) => Err(Error::system(format!(
-                "lease of {} from {} expired at {} (not renewed: is `attach agent` running?)",
+                "lease of {} from {} expired at {} ({})",
                 l.address,
                 l.server,
-                utc(l.expires_at)
+                utc(l.expires_at),
+                match &l.refused {
+                    Some(why) => format!("the server refused it: {why}"),
+                    None => "not renewed: is `attach agent` running?".to_owned(),
+                }
             ))),
             _ => Ok(()),
         }
@@ -155,6 +186,7 @@ mod tests {
             dns: Vec::new(),
             search: Vec::new(),
             mtu: None,
+            refused: None,
         };
         rec.dhcp = Some(lease.clone());
         let e = Engine::check_lease(&rec).unwrap_err();
@@ -165,7 +197,19 @@ mod tests {
             e.message
         );
         lease.expires_at = now() + 60;
-        rec.dhcp = Some(lease);
+        rec.dhcp = Some(lease.clone());
         assert!(Engine::check_lease(&rec).is_ok());
+        // A lease the server refused (DHCPNAK) is over: named, with why.
+        lease.end("DHCPNAK: wrong address".into(), now());
+        rec.dhcp = Some(lease);
+        let e = Engine::check_lease(&rec).unwrap_err();
+        assert!(
+            e.message
+                .starts_with("lease of 10.0.0.5 from 10.0.0.1 expired at ")
+                && e.message
+                    .ends_with("(the server refused it: DHCPNAK: wrong address)"),
+            "{}",
+            e.message
+        );
     }
 }

@@ -37,6 +37,15 @@ impl Engine {
         }
     }
 
+    /// The endpoints that follow parent `ifindex` take its state now (the
+    /// agent, on the parent's link event); nothing else is checked, so a
+    /// parent going away is left to `reconcile`. How many followed.
+    pub async fn follow_parent(&self, ifindex: u32) -> Result<usize> {
+        let _lock = self.state.lock()?;
+        let records = self.state.all()?;
+        kinds::follow_parent(&self.node, ifindex, &records).await
+    }
+
     /// Re-adopts every record and pin and repairs drift: a datapath piece
     /// missing (map entry, program) is put back; an interface deleted behind
     /// the engine's back is recreated; an attachment whose namespace is gone

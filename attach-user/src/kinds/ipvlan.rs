@@ -232,6 +232,18 @@ pub async fn plan(
             flag.name()
         )));
     }
+    if !native {
+        let members = on_parent
+            .iter()
+            .filter(|r| is_ipvlan_ebpf_on(r, parent.index))
+            .count();
+        datapath::check_row_len(
+            members + 1,
+            attach_common::MAX_PORTS_PER_PARENT,
+            &format!("the ipvlan port of {}", parent.name),
+            "eBPF endpoints",
+        )?;
+    }
     common::check_addresses_free(node, &parent, &req.ips, &on_parent).await?;
     Ok(Attachment {
         mode: Some(mode),
@@ -256,7 +268,10 @@ fn endpoint_of(rec: &Attachment) -> Option<Endpoint> {
         id: rec.endpoint_id?,
         mac: rec.mac.0,
         mode: mode_bit(rec.mode?),
-        flags: flag_bits(rec.flag?),
+        // The port's flag (private, vepa) lives in its `IpvlanParent`;
+        // an endpoint's flags are `EP_F_*` bits, which the `IPVL_F_*`
+        // values would alias (private as down, vepa as router).
+        flags: 0,
     })
 }
 
@@ -359,12 +374,7 @@ pub async fn create(
     .with_context(|| format!("attaching the ipvlan receive program to {}", rec.parent))?;
 
     endpoint::host_up(node, rec).await?;
-    for ip in &rec.ips {
-        node.rtnl
-            .add_host_route(host_index, ip.addr, IPVL_ROUTE_TABLE)
-            .await
-            .with_context(|| format!("adding the route to {} via {host}", ip.addr))?;
-    }
+    sync_host_routes(node, rec).await?;
     if l3s {
         for v6 in [false, true] {
             node.rtnl
@@ -504,6 +514,22 @@ pub async fn check(node: &Node, rec: &Attachment) -> Result<()> {
     }
     let link = endpoint::check_host_link(node, rec).await?;
     let (host_index, host_name) = (link.index, &link.name);
+    if link.up {
+        let routes = node
+            .rtnl
+            .routes_via_in(host_index, IPVL_ROUTE_TABLE)
+            .await?;
+        if let Some(ip) = rec
+            .ips
+            .iter()
+            .find(|ip| !routes.iter().any(|r| r.0 == ip.addr))
+        {
+            return Err(Error::system(format!(
+                "the host route of {} via {host_name} (table {IPVL_ROUTE_TABLE}) is missing",
+                ip.addr
+            )));
+        }
+    }
     let want = live_endpoint(node, rec).await?;
     let mut dp = node.datapath()?;
     if dp.port(host_index)? != Some(want) {
@@ -560,8 +586,10 @@ pub async fn repair(node: &Node, rec: &Attachment, others: &[Attachment]) -> Res
     if rec.backend == Backend::Native {
         return Err(Error::system("a kernel ipvlan has no datapath to repair"));
     }
-    // Up first: the entries then say what the carrier says.
+    // Up first (or down, following the parent): the entries then say
+    // what the carrier says.
     endpoint::host_up(node, rec).await?;
+    sync_host_routes(node, rec).await?;
     let ep = live_endpoint(node, rec).await?;
     let mut dp = node.datapath()?;
     dp.put_port(&ep)?;
@@ -586,6 +614,26 @@ pub async fn repair(node: &Node, rec: &Attachment, others: &[Attachment]) -> Res
     )?;
     for ip in &rec.ips {
         dp.put_ip(ip.addr, &ep)?;
+    }
+    Ok(())
+}
+
+/// The host routes of the endpoint's addresses in [`IPVL_ROUTE_TABLE`]
+/// (the programs' "is it up" test), while its host side is up: a device
+/// set down loses its routes (the endpoint following its parent), so they
+/// are put back when it comes up.
+async fn sync_host_routes(node: &Node, rec: &Attachment) -> Result<()> {
+    let (Some(index), Some(host)) = (rec.host_ifindex, &rec.host_ifname) else {
+        return Err(Error::system("the record has no host-side interface"));
+    };
+    if !node.rtnl.link_by_index(index).await?.is_some_and(|l| l.up) {
+        return Ok(());
+    }
+    for ip in &rec.ips {
+        node.rtnl
+            .add_host_route(index, ip.addr, IPVL_ROUTE_TABLE)
+            .await
+            .with_context(|| format!("adding the route to {} via {host}", ip.addr))?;
     }
     Ok(())
 }

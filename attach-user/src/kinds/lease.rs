@@ -1,12 +1,16 @@
 //! Before an endpoint facing the wire is made: its IPv4 lease from a DHCP
 //! server on that wire (see [`crate::dhcp`]), taken from the node on the
-//! device [`super::probe`] probes, as the endpoint's MAC (ipvlan: the
+//! wire [`super::probe`] probes (nested: the VM's uplink, in frames tagged
+//! as the container's will be), as the endpoint's MAC (ipvlan: the
 //! parent's, told apart by the client identifier). The lease then stands
 //! in the record as if its address, gateway and MTU had been given.
 
 use std::net::IpAddr;
 
-use super::{AddRequest, probe::wire_device};
+use super::{
+    AddRequest,
+    probe::{Wire, wire_device, wire_name},
+};
 use crate::{
     addr::{IpNet, Mac},
     dhcp,
@@ -15,23 +19,43 @@ use crate::{
     node::Node,
 };
 
+/// How an `add` that failed after taking a lease gives it back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GiveBack {
+    /// DHCPRELEASE: the address may be offered again.
+    Release,
+    /// DHCPDECLINE (RFC 2131 3.1.5): another host on the wire answers for
+    /// the address; the server marks it as not to be offered.
+    Decline,
+}
+
 /// Gives back the lease of `rec` (an `add` that failed after taking it)
-/// from the node, on the wire device it was taken on; errors are logged.
-pub async fn release_lease_on_wire(node: &Node, req: &AddRequest, rec: &Attachment) {
-    let (Some(lease), Some(device)) = (rec.dhcp.clone(), wire_device(req, rec)) else {
+/// from the node, on the wire it was taken on; errors are logged.
+pub async fn give_back_lease_on_wire(
+    node: &Node,
+    req: &AddRequest,
+    rec: &Attachment,
+    how: GiveBack,
+) {
+    let (Some(lease), Some(Wire { device, tags })) = (rec.dhcp.clone(), wire_device(req, rec))
+    else {
         return;
     };
-    let released = match node.rtnl.link_by_name(&device).await {
+    let done = match node.rtnl.link_by_name(&device).await {
         Ok(Some(link)) => tokio::task::spawn_blocking(move || {
-            dhcp::client::release_on_wire(link.index, &device, &lease)
+            let on = wire_name(&device, &tags);
+            match how {
+                GiveBack::Release => dhcp::client::release_on_wire(link.index, &tags, &on, &lease),
+                GiveBack::Decline => dhcp::client::decline_on_wire(link.index, &tags, &on, &lease),
+            }
         })
         .await
         .unwrap_or_else(|e| Err(Error::system(e.to_string()))),
         Ok(None) => Err(Error::not_found(format!("device {device} is gone"))),
         Err(e) => Err(e),
     };
-    if let Err(e) = released {
-        tracing::warn!("the lease taken for a failed add is not released: {e}");
+    if let Err(e) = done {
+        tracing::warn!("the lease taken for a failed add is not given back: {e}");
     }
 }
 
@@ -46,7 +70,7 @@ pub async fn acquire_lease(
     let Some(mtu_given) = req.dhcp() else {
         return Ok(());
     };
-    let device = wire_device(req, rec).ok_or_else(|| {
+    let Wire { device, tags } = wire_device(req, rec).ok_or_else(|| {
         Error::invalid(match req {
             AddRequest::Bridge(_) => {
                 "--dhcp needs a wire: the switch has no uplink (give it one with --uplink)"
@@ -66,11 +90,13 @@ pub async fn acquire_lease(
         rec.mac
     };
     let index = link.index;
-    let dev = device.clone();
-    let lease =
-        tokio::task::spawn_blocking(move || dhcp::client::acquire(index, &dev, chaddr, &client_id))
-            .await
-            .map_err(|e| Error::system(format!("DHCP on {device}: {e}")))??;
+    let on = wire_name(&device, &tags);
+    let named = on.clone();
+    let lease = tokio::task::spawn_blocking(move || {
+        dhcp::client::acquire(index, &tags, &named, chaddr, &client_id)
+    })
+    .await
+    .map_err(|e| Error::system(format!("DHCP on {on}: {e}")))??;
     let net = IpNet {
         addr: IpAddr::V4(lease.address),
         prefix: lease.prefix,

@@ -178,6 +178,9 @@ pub async fn plan(
     }
     common::check_addresses_free(node, &parent, &req.ips, &on_parent).await?;
     let ebpf = req.backend == Backend::Ebpf;
+    if ebpf {
+        parent::check_room(&parent.name, parent.index, records)?;
+    }
     let datapath = ebpf.then(|| req.datapath.unwrap_or_default());
     if let Some(dp) = datapath
         && let Some(other) = on_parent

@@ -28,7 +28,7 @@ mod probe;
 pub mod router;
 pub mod sriov;
 
-pub use lease::{acquire_lease, release_lease_on_wire};
+pub use lease::{GiveBack, acquire_lease, give_back_lease_on_wire};
 pub use probe::probe_addresses;
 
 use crate::{
@@ -103,6 +103,7 @@ impl AddRequest {
             AddRequest::Ipvlan(r) => r.dhcp.then_some(r.mtu),
             AddRequest::Bridge(r) => r.dhcp.then_some(r.mtu),
             AddRequest::Sriov(r) => r.dhcp.then_some(r.mtu),
+            AddRequest::Nested(r) => r.dhcp.then_some(r.mtu),
             _ => None,
         }
     }
@@ -304,6 +305,31 @@ pub(crate) async fn repair(node: &Node, rec: &Attachment, others: &[Attachment])
         // Nothing to put back in place: moved back and handed over again.
         Kind::Sriov => Err(Error::system("an sriov attachment is recreated")),
     }
+}
+
+/// Brings the host sides of the endpoints that follow parent `ifindex`
+/// (see [`crate::endpoint::follows_parent`]) to the parent's state; how
+/// many there were.
+pub(crate) async fn follow_parent(
+    node: &Node,
+    ifindex: u32,
+    records: &[Attachment],
+) -> Result<usize> {
+    let mut n = 0;
+    for rec in records
+        .iter()
+        .filter(|r| r.parent_ifindex == ifindex && crate::endpoint::follows_parent(r))
+    {
+        if rec.kind == Kind::Ipvlan {
+            // Its routes and its "down" flag go with the host side.
+            let others: Vec<Attachment> = records.iter().filter(|r| *r != rec).cloned().collect();
+            ipvlan::repair(node, rec, &others).await?;
+        } else {
+            crate::endpoint::host_up(node, rec).await?;
+        }
+        n += 1;
+    }
+    Ok(n)
 }
 
 /// Whether `reconcile` may tear an attachment down and create it again

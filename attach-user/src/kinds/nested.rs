@@ -8,6 +8,9 @@
 //! uplink; `attach_nest_rx` on the uplink pops the tags of frames for its
 //! VLANs and delivers each into its container. One VLAN is one container
 //! of the uplink; untagged frames and other VLANs are the VM's own.
+//! Before it is made, its addresses are probed and its `--dhcp` lease
+//! taken on that VLAN of the uplink, in frames tagged as the container's
+//! will be (see [`super::probe`], [`super::lease`]).
 //!
 //! On the host (`attach add nested-host`, role `host`): each (tap, S-tag,
 //! VLAN) is an endpoint of a parent's macvlan switch, as a macvlan
@@ -39,7 +42,7 @@ use self::{
     host_side::{create_host, teardown_host},
 };
 pub use self::{
-    common::{check_vlan, vlan_ifname},
+    common::{check_vlan, tags, vlan_ifname},
     host_side::{NestedHostRequest, plan_host},
 };
 use super::{common as kinds_common, parent};
@@ -98,6 +101,18 @@ pub struct NestedRequest {
     #[arg(long, value_parser = parse::on_off())]
     #[serde(default, deserialize_with = "de::on_off")]
     pub spoofchk: Option<bool>,
+    /// Attach without first checking that no other host on the VLAN
+    /// answers for --ip (an ARP probe, DAD for IPv6, tagged as the
+    /// container's frames; 60 ms).
+    #[arg(long)]
+    #[serde(default)]
+    pub no_probe: bool,
+    /// Take the IPv4 address, gateway, DNS and MTU from a DHCP server on
+    /// the container's VLAN (instead of --ip); `attach agent` renews the
+    /// lease. Give --mac too: the host side needs it.
+    #[arg(long)]
+    #[serde(default)]
+    pub dhcp: bool,
 }
 
 impl NestedRequest {
@@ -112,7 +127,8 @@ impl NestedRequest {
         if let Some(m) = &self.mac {
             m.check_unicast("--mac")?;
         }
-        super::addressing::check_addressing(&self.ips, self.gateway, self.mtu)
+        super::addressing::check_addressing(&self.ips, self.gateway, self.mtu)?;
+        super::addressing::check_dhcp(self.dhcp, &self.ips, self.gateway)
     }
 }
 

@@ -93,6 +93,18 @@ pub(crate) fn switch_member(r: &Attachment, ifindex: u32) -> bool {
     r.is_ebpf() && r.parent_ifindex == ifindex && (r.kind == Kind::Macvlan || is_nested_host(r))
 }
 
+/// Refuses, before anything is made, one more member of parent `name`'s
+/// switch than its flood row holds (fewer on kernels without `bpf_loop`).
+pub(crate) fn check_room(name: &str, ifindex: u32, records: &[Attachment]) -> Result<()> {
+    let members = records.iter().filter(|r| switch_member(r, ifindex)).count();
+    datapath::check_row_len(
+        members + 1,
+        attach_common::MAX_PORTS_PER_PARENT,
+        &format!("parent {name}"),
+        "eBPF endpoints",
+    )
+}
+
 /// The datapath's view of a member of a parent's switch.
 pub(crate) fn member_endpoint(r: &Attachment) -> Option<Endpoint> {
     if r.kind == Kind::Nested {

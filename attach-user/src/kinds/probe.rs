@@ -3,10 +3,11 @@
 //! solicitation from the endpoint's MAC, see [`crate::conflict`].)
 //!
 //! The wire is the parent (macvlan, ipvlan), the Linux bridge or the eBPF
-//! switch's uplink (bridge), or the device itself (sriov, by --device).
-//! Not probed: nested (its wire is a VLAN of the VM's uplink; the host
-//! side's switch sees the addresses), a switch without an uplink, and
-//! `--no-probe`.
+//! switch's uplink (bridge), the device itself (sriov, by --device), or
+//! the container's VLAN of the VM's uplink (nested, in the VM: the frames
+//! carry its tags, as its datapath will push them). Not probed: the host
+//! side of a nested endpoint (it has no address of its own to take), a
+//! switch without an uplink, and `--no-probe`.
 
 use std::net::IpAddr;
 
@@ -17,11 +18,12 @@ use crate::{
     error::{Error, Result},
     model::{Attachment, Backend, Kind},
     node::Node,
+    packet_socket::Tag,
 };
 
 /// Refuses `rec`'s addresses when another host on its wire answers for one.
 pub async fn probe_addresses(node: &Node, req: &AddRequest, rec: &Attachment) -> Result<()> {
-    let Some(device) = wire(req, rec) else {
+    let Some(Wire { device, tags }) = wire(req, rec) else {
         return Ok(());
     };
     let addrs: Vec<IpAddr> = rec.ips.iter().map(|n| n.addr).collect();
@@ -42,46 +44,83 @@ pub async fn probe_addresses(node: &Node, req: &AddRequest, rec: &Attachment) ->
         rec.mac
     };
     let index = link.index;
-    let found =
-        tokio::task::spawn_blocking(move || conflict::probe(index, mac, &addrs, conflict::WINDOW))
-            .await
-            .map_err(|e| Error::system(format!("probing the addresses on {device}: {e}")))?
-            .map_err(|e| Error::system(format!("probing the addresses on {device}: {e}")))?;
-    match found {
-        None => Ok(()),
-        Some(c) => Err(Error::conflict(format!(
-            "address {} is in use on the wire: {} answered for it on {device} \
-             (give another address, or --no-probe to attach without this check)",
-            c.addr, c.mac
-        ))),
+    let on = wire_name(&device, &tags);
+    let found = tokio::task::spawn_blocking(move || {
+        conflict::probe(index, &tags, mac, &addrs, conflict::WINDOW)
+    })
+    .await
+    .map_err(|e| Error::system(format!("probing the addresses on {on}: {e}")))?
+    .map_err(|e| Error::system(format!("probing the addresses on {on}: {e}")))?;
+    let Some(c) = found else {
+        return Ok(());
+    };
+    let what = match &rec.dhcp {
+        // The engine declines it (DHCPDECLINE), which tells the server.
+        Some(l) => format!(
+            "(the lease from {} is declined, DHCPDECLINE: attach again for another address)",
+            l.server
+        ),
+        None => "(give another address, or --no-probe to attach without this check)".to_owned(),
+    };
+    Err(Error::conflict(format!(
+        "address {} is in use on the wire: {} answered for it on {on} {what}",
+        c.addr, c.mac
+    )))
+}
+
+/// Where an endpoint meets its wire, as seen from the node: a device, and
+/// the VLAN tags its frames carry there (outermost first; none: untagged).
+pub(super) struct Wire {
+    pub device: String,
+    pub tags: Vec<Tag>,
+}
+
+/// How errors name a wire: the device, and its VLAN if tagged.
+pub(super) fn wire_name(device: &str, tags: &[Tag]) -> String {
+    match tags {
+        [] => device.to_owned(),
+        [q] => format!("{device} VLAN {}", q.vid),
+        [s, q, ..] => format!("{device} VLAN {} in S-tag {}", q.vid, s.vid),
     }
 }
 
-/// The device whose wire the endpoint will be on, when it is probed.
-fn wire(req: &AddRequest, rec: &Attachment) -> Option<String> {
+/// The wire the endpoint will be on, when it is probed.
+fn wire(req: &AddRequest, rec: &Attachment) -> Option<Wire> {
     let skip = match req {
         AddRequest::Macvlan(r) => r.no_probe,
         AddRequest::Ipvlan(r) => r.no_probe,
         AddRequest::Bridge(r) => r.no_probe,
         AddRequest::Sriov(r) => r.no_probe,
+        AddRequest::Nested(r) => r.no_probe,
         _ => true,
     };
     if skip { None } else { wire_device(req, rec) }
 }
 
-/// The device in the node whose wire the endpoint will be on: the parent
-/// (macvlan, ipvlan), the Linux bridge or the eBPF switch's uplink
-/// (bridge), the device itself (sriov); `None` for other kinds and a
-/// switch without an uplink. DHCP speaks on it too.
-pub(super) fn wire_device(req: &AddRequest, rec: &Attachment) -> Option<String> {
-    match req {
-        AddRequest::Macvlan(r) => Some(r.parent.clone()),
-        AddRequest::Ipvlan(r) => Some(r.parent.clone()),
+/// The wire the endpoint will be on, from the node: the parent (macvlan,
+/// ipvlan), the Linux bridge or the eBPF switch's uplink (bridge), the
+/// device itself (sriov), the VM's uplink with the container's tags
+/// (nested, in the VM); `None` for other kinds and a switch without an
+/// uplink. DHCP speaks on it too.
+pub(super) fn wire_device(req: &AddRequest, rec: &Attachment) -> Option<Wire> {
+    let device = match req {
+        AddRequest::Macvlan(r) => r.parent.clone(),
+        AddRequest::Ipvlan(r) => r.parent.clone(),
         AddRequest::Bridge(r) => match r.backend {
-            Backend::Native => Some(r.bridge.clone()),
-            Backend::Ebpf => r.uplink.clone().or_else(|| rec.uplink.clone()),
+            Backend::Native => r.bridge.clone(),
+            Backend::Ebpf => r.uplink.clone().or_else(|| rec.uplink.clone())?,
         },
-        AddRequest::Sriov(r) => r.device.clone(),
-        _ => None,
-    }
+        AddRequest::Sriov(r) => r.device.clone()?,
+        AddRequest::Nested(r) => {
+            return Some(Wire {
+                device: r.uplink.clone(),
+                tags: super::nested::tags(r.qinq, r.vlan),
+            });
+        }
+        _ => return None,
+    };
+    Some(Wire {
+        device,
+        tags: Vec::new(),
+    })
 }

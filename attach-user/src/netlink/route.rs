@@ -78,7 +78,8 @@ impl Rtnl {
                 .table_id(table)
                 .build(),
         };
-        self.handle.route().add(msg).execute().await?;
+        // Replace: idempotent, for repairs.
+        self.handle.route().add(msg).replace().execute().await?;
         Ok(())
     }
 
@@ -151,6 +152,11 @@ impl Rtnl {
     /// The destinations of the main table's routes out of device `index`,
     /// as (address, prefix length).
     pub async fn routes_via(&self, index: u32) -> Result<Vec<(IpAddr, u8)>> {
+        self.routes_via_in(index, 254).await
+    }
+
+    /// [`Self::routes_via`] in routing table `table_id`.
+    pub async fn routes_via_in(&self, index: u32, table_id: u32) -> Result<Vec<(IpAddr, u8)>> {
         use netlink_packet_route::route::{RouteAddress, RouteAttribute};
         let mut out = Vec::new();
         for msg in [
@@ -177,7 +183,7 @@ impl Rtnl {
                 }
                 if let (Some(d), Some(i)) = (dst, oif)
                     && i == index
-                    && table == 254
+                    && table == table_id
                 {
                     out.push((d, m.header.destination_prefix_length));
                 }

@@ -94,7 +94,8 @@ fn sw_known_unicast_goes_to_its_port_only() {
             lab.sw(0, &f)
                 .ret(TC_ACT_REDIRECT)
                 .verdicts(&[(TX, Verdict::ToEndpoint, 1)])
-                .only(&[(0, tx_uc(n)), (1, rx_uc(n))]);
+                .only(&[(0, tx_uc(n)), (1, rx_uc(n))])
+                .arrives_at(&mut lab, Target::Endpoint(1));
         }
     });
 }
@@ -159,7 +160,8 @@ fn sw_vlans_are_separate() {
         // Within VLAN 20, delivered.
         lab.sw(3, &udp(C, D))
             .ret(TC_ACT_REDIRECT)
-            .verdicts(&[(TX, Verdict::ToEndpoint, 1)]);
+            .verdicts(&[(TX, Verdict::ToEndpoint, 1)])
+            .arrives_at(&mut lab, Target::Endpoint(2));
         // Tagged on an access port: refused; on the untagged port: carried.
         let f = vlan_tagged(&bcast(A), 20);
         lab.sw(0, &f)
@@ -199,7 +201,8 @@ fn sw_isolated_ports_reach_non_isolated_ones_only() {
         lab.sw(0, &f)
             .ret(TC_ACT_REDIRECT)
             .verdicts(&[(TX, Verdict::ToEndpoint, 1)])
-            .only(&[(0, tx_uc(n)), (2, rx_uc(n))]);
+            .only(&[(0, tx_uc(n)), (2, rx_uc(n))])
+            .arrives_at(&mut lab, Target::Endpoint(2));
         // The non-isolated port reaches both.
         let f = bcast(C);
         let n = len(&f);
@@ -209,7 +212,8 @@ fn sw_isolated_ports_reach_non_isolated_ones_only() {
         let n = len(&f);
         lab.sw(2, &f)
             .ret(TC_ACT_REDIRECT)
-            .only(&[(2, tx_uc(n)), (0, rx_uc(n))]);
+            .only(&[(2, tx_uc(n)), (0, rx_uc(n))])
+            .arrives_at(&mut lab, Target::Endpoint(0));
     });
 }
 
@@ -306,7 +310,8 @@ fn sw_a_moved_mac_is_relearned_unless_static() {
         let n = len(&f);
         lab.sw(0, &f)
             .ret(TC_ACT_REDIRECT)
-            .only(&[(0, tx_uc(n)), (2, rx_uc(n))]);
+            .only(&[(0, tx_uc(n)), (2, rx_uc(n))])
+            .arrives_at(&mut lab, Target::Endpoint(2));
         let hb = lab.eps[1].host_ifindex;
         lab.put_fdb(
             0,
@@ -322,7 +327,8 @@ fn sw_a_moved_mac_is_relearned_unless_static() {
         assert_eq!(lab.fdb(0, 0, M).unwrap().port, hb, "a static entry moved");
         lab.sw(0, &f)
             .ret(TC_ACT_REDIRECT)
-            .only(&[(0, tx_uc(n)), (1, rx_uc(n))]);
+            .only(&[(0, tx_uc(n)), (1, rx_uc(n))])
+            .arrives_at(&mut lab, Target::Endpoint(1));
     });
 }
 
@@ -427,14 +433,21 @@ fn sw_uplink_is_a_trunk() {
         lab.sw(0, &f)
             .ret(TC_ACT_REDIRECT)
             .verdicts(&[(TX, Verdict::ToParent, 1)])
-            .only(&[(0, tx_uc(n))]);
+            .only(&[(0, tx_uc(n))])
+            .arrives_at(&mut lab, Target::Wire);
         let f = udp(A, OUTSIDE);
         lab.sw_uplink(&f)
             .ret(TC_ACT_REDIRECT)
             .verdicts(&[(RX, Verdict::ToEndpoint, 1)])
-            .only(&[(0, rx_uc(n))]);
+            .only(&[(0, rx_uc(n))])
+            .arrives_at(&mut lab, Target::Endpoint(0));
         teach(&mut lab, 1, B, 10);
         let f = vlan_tagged(&udp(B, OUTSIDE), 10);
+        // Run for real first: the deliveries below are the test runs'.
+        lab.sw_uplink(&f)
+            .ret(TC_ACT_REDIRECT)
+            .verdicts(&[(RX, Verdict::ToEndpoint, 1)])
+            .arrives_at(&mut lab, Target::Endpoint(1));
         let before = lab.deliveries();
         lab.sw_uplink(&f)
             .ret(TC_ACT_REDIRECT)
@@ -451,7 +464,9 @@ fn sw_uplink_is_a_trunk() {
         let f = udp(OUTSIDE, C);
         lab.sw(2, &f)
             .ret(TC_ACT_REDIRECT)
-            .verdicts(&[(TX, Verdict::ToParent, 1)]);
+            .verdicts(&[(TX, Verdict::ToParent, 1)])
+            // With its VLAN's tag (pushed into the metadata).
+            .arrives_as(&mut lab, Target::Wire, &vlan_tagged(&f, 10));
         // The node's own traffic on the uplink, and frames between hosts
         // of the wire: the node's.
         lab.sw_uplink(&udp(UPLINK_MAC, OUTSIDE))

@@ -7,7 +7,7 @@
 use std::net::IpAddr;
 
 use attach::datapath::{Datapath, PROG_IPVL_RX, PROG_IPVL_TX};
-use attach_common::{Endpoint, IPVL_ROUTE_TABLE, IpvlanParent, MacAddr};
+use attach_common::{EP_F_DOWN, Endpoint, IPVL_ROUTE_TABLE, IpvlanParent, MacAddr};
 
 use super::{
     PinGuard, fmt_mac, ifindex, ip_batch,
@@ -133,7 +133,9 @@ impl IpvlanScenario {
                 id: j as u32 + 1,
                 mac: pmac,
                 mode: self.mode,
-                flags: self.flags,
+                // As the engine keeps it for kernels whose FIB lookup
+                // cannot name a table (before 6.8).
+                flags: if self.eps[j].1 { 0 } else { EP_F_DOWN },
             })
             .collect();
         let dir = pin_dir();

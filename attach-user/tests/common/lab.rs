@@ -1,15 +1,17 @@
 //! [`Lab`]: a built scenario, and running one program on one frame in it
 //! with BPF_PROG_TEST_RUN, counters read before and after.
 
-use std::process::Command;
-
 use attach::datapath::{Datapath, PROG_HOST, PROG_RX, PROG_TX};
 use attach_common::{
     Direction, Endpoint, EndpointStats, MacAddr, VERDICT_SLOTS, VERDICT_STRIDE, Verdict,
 };
 use aya::programs::{ProgramError, TestRun, TestRunOptions};
 
-use super::{outcome::*, *};
+use super::{
+    live::{Containers, LiveHook, Replay},
+    outcome::*,
+    *,
+};
 
 pub struct Parent {
     pub ifindex: u32,
@@ -29,6 +31,11 @@ pub struct Lab {
     pub(crate) up: Vec<bool>,
     /// A device in no map.
     pub stray: u32,
+    /// Where the endpoints' container sides are once a frame has been run
+    /// for real (see [`super::live`]); before, in the lab's namespace.
+    pub(crate) containers: Option<Containers>,
+    /// The hooks made for runs for real (see [`super::live`]).
+    pub(crate) live_hooks: Vec<LiveHook>,
 }
 
 /// Counters at one moment.
@@ -76,6 +83,8 @@ impl Lab {
             eps,
             up,
             stray: ifindex("x0"),
+            containers: None,
+            live_hooks: Vec::new(),
         }
     }
 
@@ -134,6 +143,7 @@ impl Lab {
                 .collect(),
             bystander: sub(&b.bystander, &a.bystander),
             verdicts,
+            replay: None,
         }
     }
 
@@ -161,6 +171,7 @@ impl Lab {
         let ifindex = u32::from_ne_bytes(ctx[SKB_IFINDEX..][..4].try_into().unwrap());
         let mark = u32::from_ne_bytes(ctx[SKB_MARK..][..4].try_into().unwrap());
         let mut ctx_out = [0u8; SKB_CTX_LEN];
+        let mut data = vec![0u8; frame.len() + 256];
         let before = self.snapshot();
         let r = self
             .dp
@@ -168,22 +179,29 @@ impl Lab {
             .expect("load program")
             .test_run(TestRunOptions {
                 data_in: Some(frame),
+                data_out: Some(&mut data),
                 ctx_in: Some(ctx),
                 ctx_out: Some(&mut ctx_out),
                 repeat,
                 ..Default::default()
             })?;
         let after = self.snapshot();
+        data.truncate(r.data_size_out as usize);
         let mark_out = u32::from_ne_bytes(ctx_out[SKB_MARK..SKB_MARK + 4].try_into().unwrap());
         let what = format!(
             "{prog} on ifindex {ifindex} (mark {mark:#x}), {} bytes {}",
             frame.len(),
             frames::describe(frame)
         );
-        Ok((
-            self.outcome(what, r.return_value, Some(mark_out), before, after),
-            r.duration,
-        ))
+        let mut out = self.outcome(what, r.return_value, Some(mark_out), before, after);
+        out.replay = Some(Replay::Tc {
+            prog: prog.to_owned(),
+            ifindex,
+            mark,
+            frame: frame.to_vec(),
+            out: data,
+        });
+        Ok((out, r.duration))
     }
 
     /// Runs tc program `prog` on `frame` from `ifindex`; also returns the
@@ -213,10 +231,15 @@ impl Lab {
             frame.len(),
             frames::describe(frame)
         );
-        (
-            self.outcome(what, r.return_value, Some(mark), before, after),
-            data,
-        )
+        let mut out = self.outcome(what, r.return_value, Some(mark), before, after);
+        out.replay = Some(Replay::Tc {
+            prog: prog.to_owned(),
+            ifindex,
+            mark: 0,
+            frame: frame.to_vec(),
+            out: data.clone(),
+        });
+        (out, data)
     }
 
     pub fn tc(&mut self, prog: &str, ifindex: u32, mark: u32, frame: &[u8]) -> Outcome {
@@ -267,7 +290,12 @@ impl Lab {
             frame.len(),
             frames::describe(frame)
         );
-        Ok(self.outcome(what, r.return_value, None, before, after))
+        let mut out = self.outcome(what, r.return_value, None, before, after);
+        out.replay = Some(Replay::Xdp {
+            ctx: ctx.to_vec(),
+            frame: frame.to_vec(),
+        });
+        Ok(out)
     }
 
     /// `attach_rx_xdp` on parent 0.
@@ -280,16 +308,7 @@ impl Lab {
     /// Frames the container side of endpoint `i` (the peer of its host
     /// veth) has received: proof that a clone was really transmitted.
     pub fn delivered(&self, i: usize) -> u64 {
-        let name = format!("h{}peer", i + 1);
-        let out = Command::new("ip")
-            .args(["-j", "-s", "link", "show", "dev", &name])
-            .output()
-            .expect("run ip");
-        assert!(out.status.success(), "ip link show {name}");
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ip -j output");
-        v[0]["stats64"]["rx"]["packets"]
-            .as_u64()
-            .unwrap_or_else(|| panic!("no rx packet count for {name}: {v}"))
+        self.container_rx_packets(i)
     }
 
     /// [`Self::delivered`] of every endpoint.

@@ -4,7 +4,9 @@
 //! ([`in_netns`]), builds its devices and maps from a [`Scenario`], runs one
 //! program on one frame ([`Lab::rx`], [`Lab::tx`], ...), and checks the
 //! [`Outcome`]: the return code, the verdict counters that moved, and the
-//! per-endpoint counters that moved (every endpoint not named must not move).
+//! per-endpoint counters that moved (every endpoint not named must not move);
+//! and, for a redirect, where the frame really arrives when run again with
+//! the program hooked for real ([`live`], [`capture`]).
 
 use std::{
     ffi::CString,
@@ -19,9 +21,11 @@ use attach_common::{MODE_BRIDGE, MODE_PASSTHRU, MODE_PRIVATE, MODE_VEPA, MacAddr
 use aya::programs::ProgramError;
 
 pub mod bridge;
+pub mod capture;
 pub mod frames;
 pub mod ipvlan;
 pub mod lab;
+pub mod live;
 pub mod model;
 pub mod nested;
 pub mod outcome;

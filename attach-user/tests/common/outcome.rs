@@ -3,7 +3,12 @@
 
 use attach_common::{Direction, EndpointStats, Verdict};
 
-use super::*;
+pub use super::live::Target;
+use super::{
+    lab::Lab,
+    live::{Arrivals, Replay, describe_arrivals},
+    *,
+};
 
 pub fn fmt_verdicts(v: &[(Direction, Verdict, u64)]) -> String {
     if v.is_empty() {
@@ -38,6 +43,8 @@ pub struct Outcome {
     pub bystander: EndpointStats,
     /// Verdict counters that moved, in slot order.
     pub verdicts: Vec<(Direction, Verdict, u64)>,
+    /// The run, to run it again for real ([`Self::arrives_at`]).
+    pub replay: Option<Replay>,
 }
 
 pub fn ret_name(r: u32) -> String {
@@ -140,6 +147,84 @@ impl Outcome {
     #[track_caller]
     pub fn nothing_counted(&self) -> &Self {
         self.verdicts(&[]).only(&[])
+    }
+
+    /// The frame, run again for real (see [`super::live`]), arrives at
+    /// `want` once, as the test run left it, and at no other place of the
+    /// lab: where a redirect really sends it, seen on the devices, not read
+    /// from the map value the redirect's ifindex came from. An XDP run is
+    /// run again twice where the kernel can: with the program attached to
+    /// the device, and in live-frames mode.
+    #[track_caller]
+    pub fn arrives_at(&self, lab: &mut Lab, want: Target) -> &Self {
+        let expected = match self.replay() {
+            Replay::Tc { out, .. } => out.clone(),
+            Replay::Xdp { ctx, frame } => {
+                let data = u32::from_ne_bytes(ctx[XDP_DATA..][..4].try_into().unwrap());
+                frame[data as usize..].to_vec()
+            }
+        };
+        self.arrives_as(lab, want, &expected)
+    }
+
+    #[track_caller]
+    fn replay(&self) -> &Replay {
+        self.replay
+            .as_ref()
+            .unwrap_or_else(|| panic!("{}: this run cannot be run again", self.what))
+    }
+
+    /// [`Self::arrives_at`], arriving as `expected`: for what the kernel
+    /// changes after the program (the neighbour's MAC of a
+    /// `bpf_redirect_neigh`).
+    #[track_caller]
+    pub fn arrives_as(&self, lab: &mut Lab, want: Target, expected: &[u8]) -> &Self {
+        let replay = self.replay();
+        let sent = match replay {
+            Replay::Tc { frame, .. } | Replay::Xdp { frame, .. } => frame.clone(),
+        };
+        // Exactly one copy where it is wanted, and no copy (as sent or as
+        // the program left it) anywhere else. Other frames do not count:
+        // the node's stack answers what it is given (an ICMP error, the
+        // ARP request before it).
+        let is_copy = |f: &[u8]| f == expected || f == sent.as_slice();
+        let check = |how: &str, got: Arrivals| {
+            // The place must be watched (not the device the frame is sent
+            // from or to), or nothing could fail.
+            assert!(
+                got.iter().any(|(t, _, _)| *t == want),
+                "{}: {want:?} is not a place this run can be seen at",
+                self.what
+            );
+            let ok = got.iter().all(|(t, _, f)| {
+                let copies = f.iter().filter(|f| **f == expected || **f == sent).count();
+                if *t == want {
+                    copies == 1 && f.iter().any(|f| f == expected)
+                } else {
+                    copies == 0
+                }
+            });
+            assert!(
+                ok,
+                "{}: {how}, expected once at {want:?} as {} bytes {}; arrived: {}",
+                self.what,
+                expected.len(),
+                frames::describe(expected),
+                describe_arrivals(&got)
+            );
+        };
+        check("run for real", lab.arrivals(replay, &is_copy));
+        if let Replay::Xdp { .. } = replay {
+            match lab.live_frames() {
+                Ok(()) => check(
+                    "in live-frames mode",
+                    lab.live_frame_arrivals(replay, &is_copy),
+                ),
+                // Not silent: the run's output says what was not seen.
+                Err(why) => eprintln!("NOT OBSERVED in live-frames mode ({}): {why}", self.what),
+            }
+        }
+        self
     }
 
     #[track_caller]

@@ -5,7 +5,7 @@
 //! Same harness as the macvlan tests: root, bpffs, a fresh network
 //! namespace per test with real devices, routes and neighbours.
 
-use crate::common::{frames::*, ipvlan::*, lab::*, outcome::*, *};
+use crate::common::{frames::*, ipvlan::*, lab::*, live::FUZZ_OBSERVED, outcome::*, *};
 use attach_common::{
     DATAPATH_MARK, Direction::Rx as RX, Direction::Tx as TX, EndpointStats, IPVL_F_PRIVATE,
     IPVL_F_VEPA, IPVL_MODE_L2, IPVL_MODE_L3, IPVL_MODE_L3S, MacAddr, Verdict,
@@ -61,7 +61,8 @@ fn rx_unicast_is_demuxed_by_destination_ip() {
                 lab.ipvl_rx(&f)
                     .ret(TC_ACT_REDIRECT)
                     .verdicts(&[(RX, Verdict::ToEndpoint, 1)])
-                    .only(&[(i, rx_uc(len(&f)))]);
+                    .only(&[(i, rx_uc(len(&f)))])
+                    .arrives_at(&mut lab, Target::Endpoint(i));
             }
             // Nobody's address: the node's.
             for f in [
@@ -89,7 +90,8 @@ fn rx_arp_is_demuxed_by_target_ip() {
         lab.ipvl_rx(&f)
             .ret(TC_ACT_REDIRECT)
             .verdicts(&[(RX, Verdict::ToEndpoint, 1)])
-            .only(&[(1, rx_uc(len(&f)))]);
+            .only(&[(1, rx_uc(len(&f)))])
+            .arrives_at(&mut lab, Target::Endpoint(1));
     });
     in_netns(|| {
         let mut lab = port(IPVL_MODE_L3, 0);
@@ -98,7 +100,8 @@ fn rx_arp_is_demuxed_by_target_ip() {
         lab.ipvl_rx(&f)
             .ret(TC_ACT_REDIRECT)
             .verdicts(&[(RX, Verdict::ToEndpoint, 1)])
-            .only(&[(0, rx_bc(len(&f)))]);
+            .only(&[(0, rx_bc(len(&f)))])
+            .arrives_at(&mut lab, Target::Endpoint(0));
     });
 }
 
@@ -112,7 +115,8 @@ fn rx_dad_solicitation_is_demuxed_by_target() {
         lab.ipvl_rx(&f)
             .ret(TC_ACT_REDIRECT)
             .verdicts(&[(RX, Verdict::ToEndpoint, 1)])
-            .only(&[(1, rx_mc(len(&f)))]);
+            .only(&[(1, rx_mc(len(&f)))])
+            .arrives_at(&mut lab, Target::Endpoint(1));
         // Another ICMPv6 message from `::` is looked up by nothing.
         let all = ALL_NODES;
         let f = ipv6_icmpv6(ipv6_multicast_mac(all), OUTSIDE, [0; 16], all, 143, &[0; 4]);
@@ -217,7 +221,9 @@ fn rx_a_down_endpoints_address_goes_to_the_node() {
                 .only(&[]);
         }
         let f = udp4(pm, OUTSIDE, EXT_V4, v4(11));
-        lab.ipvl_rx(&f).ret(TC_ACT_REDIRECT);
+        lab.ipvl_rx(&f)
+            .ret(TC_ACT_REDIRECT)
+            .arrives_at(&mut lab, Target::Endpoint(0));
     });
 }
 
@@ -233,7 +239,8 @@ fn rx_l3s_goes_through_the_nodes_stack() {
             .ret(TC_ACT_REDIRECT)
             .verdicts(&[(RX, Verdict::ToHost, 1)])
             .only(&[(1, rx_uc(len(&f)))])
-            .mark(DATAPATH_MARK);
+            .mark(DATAPATH_MARK)
+            .arrives_at(&mut lab, Target::NodeVia(1));
     });
 }
 
@@ -268,7 +275,8 @@ fn rx_l3_arp_requests_are_answered() {
         let (out, reply) = lab.ipvl_rx_out(&f);
         out.ret(TC_ACT_REDIRECT)
             .verdicts(&[(RX, Verdict::NeighReply, 1)])
-            .only(&[]);
+            .only(&[])
+            .arrives_at(&mut lab, Target::Wire);
         assert_eq!(reply[..42], arp_reply(OUTSIDE, pm, v4(12), EXT_V4)[..42]);
         // Nobody's address: no answer, the node has it.
         let f = arp_request(OUTSIDE, EXT_V4, v4(99));
@@ -295,7 +303,8 @@ fn rx_l3_neighbour_solicitations_are_answered() {
         let (out, na) = lab.ipvl_rx_out(&f);
         out.ret(TC_ACT_REDIRECT)
             .verdicts(&[(RX, Verdict::NeighReply, 1)])
-            .only(&[]);
+            .only(&[])
+            .arrives_at(&mut lab, Target::Wire);
         let mut body = v6(11).to_vec();
         body.extend_from_slice(&[2, 1]);
         body.extend_from_slice(&pm);
@@ -337,7 +346,8 @@ fn tx_l2_to_another_endpoints_address() {
                     lab.ipvl_tx(0, &f)
                         .ret(TC_ACT_REDIRECT)
                         .verdicts(&[(TX, Verdict::ToEndpoint, 1)])
-                        .only(&[(0, tx_uc(n)), (1, rx_uc(n))]);
+                        .only(&[(0, tx_uc(n)), (1, rx_uc(n))])
+                        .arrives_at(&mut lab, Target::Endpoint(1));
                 }
             }
         });
@@ -364,7 +374,8 @@ fn tx_l2_miss_goes_to_the_node() {
                 .ret(TC_ACT_REDIRECT)
                 .verdicts(&[(TX, Verdict::ToHost, 1)])
                 .only(&[(0, tx_uc(len(&f)))])
-                .mark(DATAPATH_MARK);
+                .mark(DATAPATH_MARK)
+                .arrives_at(&mut lab, Target::Node);
         }
     });
 }
@@ -383,7 +394,8 @@ fn tx_l2_vepa_sends_everything_out() {
                 .ret(TC_ACT_REDIRECT)
                 .verdicts(&[(TX, Verdict::ToParent, 1)])
                 .only(&[(0, tx_uc(len(&f)))])
-                .mark(DATAPATH_MARK);
+                .mark(DATAPATH_MARK)
+                .arrives_at(&mut lab, Target::Wire);
         }
     });
 }
@@ -411,7 +423,8 @@ fn tx_l2_multicast_reaches_the_others_and_the_wire() {
             lab.ipvl_tx(0, &f)
                 .ret(TC_ACT_REDIRECT)
                 .verdicts(&[(TX, Verdict::ToParent, 1)])
-                .only(&[(0, tx_uc(len(&f)))]);
+                .only(&[(0, tx_uc(len(&f)))])
+                .arrives_at(&mut lab, Target::Wire);
         });
     }
 }
@@ -441,7 +454,8 @@ fn tx_l3_local_delivery() {
                     lab.ipvl_tx(0, &f)
                         .ret(TC_ACT_REDIRECT)
                         .verdicts(&[(TX, Verdict::ToEndpoint, 1)])
-                        .only(&[(0, tx_uc(n)), (1, rx_uc(n))]);
+                        .only(&[(0, tx_uc(n)), (1, rx_uc(n))])
+                        .arrives_at(&mut lab, Target::Endpoint(1));
                 }
             }
         });
@@ -459,16 +473,24 @@ fn tx_l3_routes_through_the_node() {
         let mut lab = port(IPVL_MODE_L3, IPVL_F_VEPA);
         let pm = lab.parent_mac();
         let ext6: [u8; 16] = EXT_V6.parse::<std::net::Ipv6Addr>().unwrap().octets();
-        for f in [
-            udp4(pm, pm, v4(11), EXT_V4),
-            ping6(pm, pm, v6(11), ext6),
-            // VEPA: another endpoint, routed too.
-            udp4(pm, pm, v4(11), v4(12)),
+        for (f, neighbour) in [
+            (udp4(pm, pm, v4(11), EXT_V4), true),
+            (ping6(pm, pm, v6(11), ext6), true),
+            // VEPA: another endpoint, routed too. The node has no
+            // neighbour entry for it: for real, an ARP request would leave
+            // in its place, so it is not run again.
+            (udp4(pm, pm, v4(11), v4(12)), false),
         ] {
-            lab.ipvl_tx(0, &f)
-                .ret(TC_ACT_REDIRECT)
+            let out = lab.ipvl_tx(0, &f);
+            out.ret(TC_ACT_REDIRECT)
                 .verdicts(&[(TX, Verdict::Routed, 1)])
                 .only(&[(0, tx_uc(len(&f)))]);
+            if neighbour {
+                // Out of the parent with the neighbour's MAC.
+                let mut routed = f.clone();
+                routed[..6].copy_from_slice(&[0x52, 0x54, 0, 0x12, 0x34, 0x56]);
+                out.arrives_as(&mut lab, Target::Wire, &routed);
+            }
         }
         // The node's own address, and one it has no route for: its stack
         // decides (delivers the first, drops the second).
@@ -477,7 +499,8 @@ fn tx_l3_routes_through_the_node() {
             lab.ipvl_tx(0, &f)
                 .ret(TC_ACT_REDIRECT)
                 .verdicts(&[(TX, Verdict::ToHost, 1)])
-                .mark(DATAPATH_MARK);
+                .mark(DATAPATH_MARK)
+                .arrives_at(&mut lab, Target::Node);
         }
         let f = udp4(pm, pm, v4(11), BLACKHOLE_V4);
         lab.ipvl_tx(0, &f)
@@ -561,6 +584,7 @@ fn random_frames_are_never_misdelivered() {
             let mut rng = XorShift::new(0x1b71 + u64::from(mode));
             let mut bad = Vec::new();
             let mut delivered = 0;
+            let mut observed = 0;
             for k in 0..300 {
                 let n = rng.range(14, 200) as usize;
                 let mut f = vec![0u8; n];
@@ -609,6 +633,10 @@ fn random_frames_are_never_misdelivered() {
                         delivered += 1;
                         if !owner(i) {
                             bad.push(format!("frame {k}: {} went to ep{i}", got.what));
+                        } else if got.ret == TC_ACT_REDIRECT && observed < FUZZ_OBSERVED {
+                            // Where it really goes, not only what counted.
+                            observed += 1;
+                            got.arrives_at(&mut lab, Target::Endpoint(i));
                         }
                     }
                 }

@@ -31,7 +31,8 @@ fn host_unicast_to_a_host_access_endpoint_is_redirected() {
             lab.host(&f)
                 .ret(TC_ACT_REDIRECT)
                 .verdicts(&[(HOST, Verdict::ToEndpoint, 1)])
-                .only(&[(i, rx_uc(len(&f)))]);
+                .only(&[(i, rx_uc(len(&f)))])
+                .arrives_at(&mut lab, Target::Endpoint(i));
         }
     });
 }

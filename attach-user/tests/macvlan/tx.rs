@@ -21,6 +21,7 @@ fn tx_bridge_unicast_to_a_bridge_peer_stays_local() {
             .ret(TC_ACT_REDIRECT)
             .verdicts(&[(TX, Verdict::ToEndpoint, 1)])
             .only(&[(0, tx_uc(n)), (1, rx_uc(n))])
+            .arrives_at(&mut lab, Target::Endpoint(1))
             .mark(0);
     });
 }
@@ -35,6 +36,7 @@ fn tx_bridge_unicast_to_a_vepa_or_private_peer_goes_out_the_parent() {
                 .ret(TC_ACT_REDIRECT)
                 .verdicts(&[(TX, Verdict::ToParent, 1)])
                 .only(&[(0, tx_uc(len(&f)))])
+                .arrives_at(&mut lab, Target::Wire)
                 .mark(DATAPATH_MARK);
         }
     });
@@ -62,6 +64,7 @@ fn tx_always_out_the_parent(mode: u8) {
                 .ret(TC_ACT_REDIRECT)
                 .verdicts(&[(TX, Verdict::ToParent, 1)])
                 .only(&[(0, tx_uc(len(&f)))])
+                .arrives_at(&mut lab, Target::Wire)
                 .mark(DATAPATH_MARK);
         }
     });
@@ -187,7 +190,8 @@ fn tx_spoofed_source_is_dropped_with_spoofchk() {
         lab.tx(0, &f)
             .ret(TC_ACT_REDIRECT)
             .verdicts(&[(TX, Verdict::ToEndpoint, 1)])
-            .only(&[(0, tx_uc(len(&f))), (1, rx_uc(len(&f)))]);
+            .only(&[(0, tx_uc(len(&f))), (1, rx_uc(len(&f)))])
+            .arrives_at(&mut lab, Target::Endpoint(1));
     });
 }
 
@@ -286,12 +290,14 @@ fn tx_spoofed_source_is_forwarded_without_spoofchk() {
         lab.tx(0, &f)
             .ret(TC_ACT_REDIRECT)
             .verdicts(&[(TX, Verdict::ToEndpoint, 1)])
-            .only(&[(0, tx_uc(len(&f))), (1, rx_uc(len(&f)))]);
+            .only(&[(0, tx_uc(len(&f))), (1, rx_uc(len(&f)))])
+            .arrives_at(&mut lab, Target::Endpoint(1));
         let f = udp_to(OUTSIDE, UNKNOWN);
         lab.tx(0, &f)
             .ret(TC_ACT_REDIRECT)
             .verdicts(&[(TX, Verdict::ToParent, 1)])
-            .only(&[(0, tx_uc(len(&f)))]);
+            .only(&[(0, tx_uc(len(&f)))])
+            .arrives_at(&mut lab, Target::Wire);
     });
 }
 
@@ -309,6 +315,7 @@ fn tx_host_access_unicast_to_the_parent_goes_to_the_host() {
             .ret(TC_ACT_REDIRECT)
             .verdicts(&[(TX, Verdict::ToHost, 1)])
             .only(&[(0, tx_uc(len(&f)))])
+            .arrives_at(&mut lab, Target::Node)
             // So attach_rx on the parent's ingress lets it through.
             .mark(DATAPATH_MARK);
         // Without the flag the same frame leaves by the wire.
@@ -317,6 +324,7 @@ fn tx_host_access_unicast_to_the_parent_goes_to_the_host() {
             .ret(TC_ACT_REDIRECT)
             .verdicts(&[(TX, Verdict::ToParent, 1)])
             .only(&[(1, tx_uc(len(&f)))])
+            .arrives_at(&mut lab, Target::Wire)
             .mark(DATAPATH_MARK);
     });
 }

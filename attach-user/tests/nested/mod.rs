@@ -51,13 +51,16 @@ fn vm_transmit_pushes_the_tags() {
         out.ret(TC_ACT_REDIRECT)
             .verdicts(&[(TX, Verdict::ToParent, 1)])
             .only(&[(0, tx_uc(len(&f)))])
-            .mark(DATAPATH_MARK);
+            .mark(DATAPATH_MARK)
+            // On the wire with its tag (the metadata's).
+            .arrives_as(&mut lab, Target::Wire, &vlan_tagged(&f, 100));
         assert_eq!(after, f, "one tag: in the metadata");
         let f = udp(OUTSIDE, N2);
         let (out, after) = lab.nest_tx(1, &f);
         out.ret(TC_ACT_REDIRECT)
             .verdicts(&[(TX, Verdict::ToParent, 1)])
-            .only(&[(1, tx_uc(len(&f)))]);
+            .only(&[(1, tx_uc(len(&f)))])
+            .arrives_as(&mut lab, Target::Wire, &qinq_tagged(&f, 10, 200));
         assert_eq!(
             after,
             vlan_tagged(&f, 200),
@@ -91,12 +94,15 @@ fn vm_receive_pops_and_demuxes_by_vlan() {
             let (out, after) = lab.nest_rx(&tagged);
             out.ret(TC_ACT_REDIRECT)
                 .verdicts(&[(RX, Verdict::ToEndpoint, 1)])
-                .only(&[(i, rx_uc(len(&f)))]);
+                .only(&[(i, rx_uc(len(&f)))])
+                .arrives_at(&mut lab, Target::Endpoint(i));
             assert_eq!(after, f, "untagged");
         }
         let bc = arp_request(OUTSIDE, [10, 77, 0, 1], [10, 77, 0, 31]);
         let (out, after) = lab.nest_rx(&vlan_tagged(&bc, 100));
-        out.ret(TC_ACT_REDIRECT).only(&[(0, rx_bc(len(&bc)))]);
+        out.ret(TC_ACT_REDIRECT)
+            .only(&[(0, rx_bc(len(&bc)))])
+            .arrives_at(&mut lab, Target::Endpoint(0));
         assert_eq!(after, bc);
     });
 }
@@ -157,7 +163,8 @@ fn tap_pops_and_switches_to_a_host_endpoint() {
         let (out, after) = lab.nest_tap(&vlan_tagged(&f, 100));
         out.ret(TC_ACT_REDIRECT)
             .verdicts(&[(TX, Verdict::ToEndpoint, 1)])
-            .only(&[(1, tx_uc(n)), (0, rx_uc(n))]);
+            .only(&[(1, tx_uc(n)), (0, rx_uc(n))])
+            .arrives_at(&mut lab, Target::Endpoint(0));
         assert_eq!(after, f, "untagged");
     });
 }
@@ -172,7 +179,8 @@ fn tap_pops_both_tags_of_qinq() {
         out.ret(TC_ACT_REDIRECT)
             .verdicts(&[(TX, Verdict::ToParent, 1)])
             .only(&[(3, tx_uc(len(&f)))])
-            .mark(DATAPATH_MARK);
+            .mark(DATAPATH_MARK)
+            .arrives_at(&mut lab, Target::Wire);
         assert_eq!(after, f);
     });
 }
@@ -218,7 +226,7 @@ fn tap_drops_spoofed_sources() {
         }
         let ok = udp(OUTSIDE, N1);
         let (out, _) = lab.nest_tap(&vlan_tagged(&ok, 100));
-        out.ret(TC_ACT_REDIRECT);
+        out.ret(TC_ACT_REDIRECT).arrives_at(&mut lab, Target::Wire);
     });
 }
 
@@ -265,7 +273,9 @@ fn vlans_are_isolated_on_the_switch() {
         let (out, after) = lab.nest_tap(&vlan_tagged(&f, 100));
         out.ret(TC_ACT_REDIRECT)
             .verdicts(&[(TX, Verdict::ToEndpoint, 1)])
-            .only(&[(1, tx_uc(n)), (3, rx_uc(n))]);
+            .only(&[(1, tx_uc(n)), (3, rx_uc(n))])
+            // Into the VM with both tags (the S-tag the metadata's).
+            .arrives_as(&mut lab, Target::Tap, &qinq_tagged(&f, 10, 100));
         assert_eq!(after, vlan_tagged(&f, 100), "N3's tags pushed");
     });
 }
@@ -282,15 +292,20 @@ fn wire_frames_get_the_endpoints_tags() {
         let (out, after) = lab.tc_out(attach::datapath::PROG_RX, lab.parent(), &f1);
         out.ret(TC_ACT_REDIRECT)
             .verdicts(&[(RX, Verdict::ToEndpoint, 1)])
-            .only(&[(1, rx_uc(len(&f1)))]);
+            .only(&[(1, rx_uc(len(&f1)))])
+            .arrives_as(&mut lab, Target::Tap, &vlan_tagged(&f1, 100));
         assert_eq!(after, f1, "one tag: in the metadata");
         let f3 = udp(N3, OUTSIDE);
         let (out, after) = lab.tc_out(attach::datapath::PROG_RX, lab.parent(), &f3);
-        out.ret(TC_ACT_REDIRECT).only(&[(3, rx_uc(len(&f3)))]);
+        out.ret(TC_ACT_REDIRECT)
+            .only(&[(3, rx_uc(len(&f3)))])
+            .arrives_as(&mut lab, Target::Tap, &qinq_tagged(&f3, 10, 100));
         assert_eq!(after, vlan_tagged(&f3, 100), "QinQ: VLAN 100 in the bytes");
         let f2 = vlan_tagged(&udp(N2, OUTSIDE), 200);
         let (out, after) = lab.tc_out(attach::datapath::PROG_RX, lab.parent(), &f2);
-        out.ret(TC_ACT_REDIRECT).only(&[(2, rx_uc(len(&f2)))]);
+        out.ret(TC_ACT_REDIRECT)
+            .only(&[(2, rx_uc(len(&f2)))])
+            .arrives_at(&mut lab, Target::Tap);
         assert_eq!(after, f2, "kept as it came");
         for (i, f) in [
             (2, udp(N2, OUTSIDE)),

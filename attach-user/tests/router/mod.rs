@@ -46,7 +46,8 @@ fn gateway_arp_is_answered_byte_for_byte() {
             let (out, reply) = lab.rt_tx(0, &f);
             out.ret(TC_ACT_REDIRECT)
                 .verdicts(&[(TX, Verdict::NeighReply, 1)])
-                .only(&[(0, tx_bc(len(&f), 0))]);
+                .only(&[(0, tx_bc(len(&f), 0))])
+                .arrives_at(&mut lab, Target::Endpoint(0));
             assert_eq!(
                 reply,
                 arp_reply(c1, gw_mac(0), target, v4(11)),
@@ -87,7 +88,8 @@ fn gateway_neighbour_solicitation_is_answered_byte_for_byte() {
         let (out, na) = lab.rt_tx(0, &f);
         out.ret(TC_ACT_REDIRECT)
             .verdicts(&[(TX, Verdict::NeighReply, 1)])
-            .only(&[(0, tx_mc(len(&f), 0))]);
+            .only(&[(0, tx_mc(len(&f), 0))])
+            .arrives_at(&mut lab, Target::Endpoint(0));
         let mut body = GW6.to_vec();
         body.extend_from_slice(&[2, 1]);
         body.extend_from_slice(&gw_mac(0));
@@ -97,7 +99,8 @@ fn gateway_neighbour_solicitation_is_answered_byte_for_byte() {
         let mut uni = f.clone();
         uni[..6].copy_from_slice(&gw_mac(0));
         let (out, na) = lab.rt_tx(0, &uni);
-        out.ret(TC_ACT_REDIRECT);
+        out.ret(TC_ACT_REDIRECT)
+            .arrives_at(&mut lab, Target::Endpoint(0));
         assert_eq!(na, want, "the advertisement to a unicast solicitation");
         let dad = ns(c1, [0; 16], v6("fd88::11"));
         let (out, _) = lab.rt_tx(0, &dad);
@@ -115,12 +118,14 @@ fn gateway_neighbour_solicitation_is_answered_byte_for_byte() {
 fn forward_out_of_the_uplink_decrements_ttl() {
     in_netns(|| {
         let mut lab = two();
+        let pm = lab.parents[0].mac;
         let (c1, gw) = (ep_mac(0), gw_mac(0));
         let f = ipv4_udp(gw, c1, v4(11), EXT4, 7, b"out");
         let (out, after) = lab.rt_tx(0, &f);
         out.ret(TC_ACT_REDIRECT)
             .verdicts(&[(TX, Verdict::Routed, 1)])
-            .only(&[(0, tx_uc(len(&f)))]);
+            .only(&[(0, tx_uc(len(&f)))])
+            .arrives_as(&mut lab, Target::Wire, &by_neighbour(&after, pm));
         assert_eq!(after[22], 63, "TTL");
         assert!(ipv4_csum_ok(&after, 14), "checksum after the TTL change");
         assert_eq!(after[..22], f[..22], "only the TTL and checksum change");
@@ -129,7 +134,8 @@ fn forward_out_of_the_uplink_decrements_ttl() {
         let f = ping6(gw, c1, v6("fd88::11"), v6("fd77::1"));
         let (out, after) = lab.rt_tx(0, &f);
         out.ret(TC_ACT_REDIRECT)
-            .verdicts(&[(TX, Verdict::Routed, 1)]);
+            .verdicts(&[(TX, Verdict::Routed, 1)])
+            .arrives_as(&mut lab, Target::Wire, &by_neighbour(&after, pm));
         assert_eq!(after[21], f[21] - 1, "hop limit");
         assert_eq!(after[..21], f[..21]);
         assert_eq!(after[22..], f[22..]);
@@ -152,7 +158,8 @@ fn forward_to_another_endpoint_rewrites_macs_and_ttl() {
             let (out, after) = lab.rt_tx(0, &f);
             out.ret(TC_ACT_REDIRECT)
                 .verdicts(&[(TX, Verdict::ToEndpoint, 1)])
-                .only(&[(0, tx_uc(n)), (1, rx_uc(n))]);
+                .only(&[(0, tx_uc(n)), (1, rx_uc(n))])
+                .arrives_at(&mut lab, Target::Endpoint(1));
             assert_eq!(after[..6], ep_mac(1), "destination: c2's MAC");
             assert_eq!(after[6..12], gw_mac(1), "source: c2's gateway");
             if f[12..14] == [8, 0] {
@@ -261,7 +268,8 @@ fn inbound_to_an_endpoint_is_pushed_in() {
             let (out, after) = lab.rt_in(&f);
             out.ret(TC_ACT_REDIRECT)
                 .verdicts(&[(RX, Verdict::ToEndpoint, 1)])
-                .only(&[(i, rx_uc(n))]);
+                .only(&[(i, rx_uc(n))])
+                .arrives_at(&mut lab, Target::Endpoint(i));
             assert_eq!(after[..6], ep_mac(i));
             assert_eq!(after[6..12], gw_mac(i));
             if f[12..14] == [8, 0] {
@@ -349,4 +357,13 @@ fn random_frames_from_a_container() {
         }
         assert!(bad.is_empty(), "{}", bad.join("\n"));
     });
+}
+
+/// A routed frame as it leaves the uplink: `bpf_redirect_neigh` gives it
+/// the neighbour's MAC and the uplink's.
+fn by_neighbour(after: &[u8], uplink: MacAddr) -> Vec<u8> {
+    let mut f = after.to_vec();
+    f[..6].copy_from_slice(&EXT_MAC);
+    f[6..12].copy_from_slice(&uplink);
+    f
 }

@@ -14,6 +14,7 @@ use crate::{
     naming,
     netlink::Link,
     node::Node,
+    packet_socket::Tag,
 };
 
 /// Checks a VLAN id a user gave (`what`: the option).
@@ -31,6 +32,15 @@ pub fn vlan_ifname(qinq: Option<u16>, vlan: u16) -> String {
         Some(q) => format!("vlan{q}.{vlan}"),
         None => format!("vlan{vlan}"),
     }
+}
+
+/// The tags a VM-side endpoint's frames carry on its uplink, outermost
+/// first: the S-tag (`--qinq`), then its VLAN.
+pub fn tags(qinq: Option<u16>, vlan: u16) -> Vec<Tag> {
+    qinq.map(Tag::ad)
+        .into_iter()
+        .chain([Tag::q(vlan)])
+        .collect()
 }
 
 pub(super) fn is_vm_side(r: &Attachment) -> bool {

@@ -153,6 +153,7 @@ pub async fn plan_host(
             r.ifname
         )));
     }
+    parent::check_room(&parent.name, parent.index, records)?;
     common::check_addresses_free(node, &parent, &req.ips, &on_parent).await?;
     // The switch of a parent has one receive path: join the one its
     // macvlan endpoints use.
