@@ -20,6 +20,18 @@ pub struct BenchArgs {
     /// Run only these metrics (comma-separated, e.g. m1,m3).
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     pub metrics: Vec<String>,
+    /// M1-M5 with only these contenders (comma-separated, e.g.
+    /// host,native,ours-tc; default all six).
+    ///
+    /// A ratio needs its reference (host, native, redirect-peer) among
+    /// them; a target whose contender or reference did not run is shown as
+    /// not measured.
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub contenders: Vec<String>,
+    /// M7 with only these numbers of endpoints (comma-separated, of 1, 10
+    /// and 100; default all three). Its target is the 100 endpoints' case.
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub m7_endpoints: Vec<usize>,
     /// Turn on fraglist GRO (rx-gro-list) on every parent, the NIC stand-in.
     ///
     /// Off by default, as on most NICs. With it the parent chains a UDP

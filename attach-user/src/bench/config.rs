@@ -4,12 +4,16 @@ use std::{collections::BTreeSet, path::PathBuf, time::Duration};
 
 use serde::Serialize;
 
-use super::{BenchArgs, machine};
+use super::{BenchArgs, machine, topology::Contender};
 use crate::error::{Error, Result};
 
 /// Every metric, in the order they run.
 pub const METRICS: [&str; 7] = ["m1", "m2", "m3", "m4", "m5", "m6", "m7"];
 const QUICK: [&str; 3] = ["m1", "m2", "m6"];
+/// M7's numbers of endpoints, attached one after another.
+pub const M7_SIZES: [usize; 3] = [1, 10, 100];
+/// The metrics that run the contenders.
+const CONTENDED: [&str; 5] = ["m1", "m2", "m3", "m4", "m5"];
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Config {
@@ -18,6 +22,11 @@ pub struct Config {
     #[serde(serialize_with = "secs")]
     pub duration: Duration,
     pub metrics: Vec<String>,
+    /// The contenders of M1-M5, in the order of `Contender::ALL`.
+    #[serde(serialize_with = "names")]
+    pub contenders: Vec<Contender>,
+    /// M7's numbers of endpoints, ascending.
+    pub m7_endpoints: Vec<usize>,
     pub measured_cpu: usize,
     pub receiver_cpu: usize,
     /// rx-gro-list on every parent (`--parent-gro-list`).
@@ -30,6 +39,42 @@ pub struct Config {
 
 fn secs<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
     s.serialize_f64(d.as_secs_f64())
+}
+
+fn names<S: serde::Serializer>(c: &[Contender], s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.collect_seq(c.iter().map(|c| c.name()))
+}
+
+/// The contenders named in `wanted` (all when it is empty).
+fn contenders(wanted: &[String]) -> Result<Vec<Contender>> {
+    if let Some(bad) = wanted
+        .iter()
+        .find(|w| !Contender::ALL.iter().any(|c| c.name() == w.as_str()))
+    {
+        let known: Vec<&str> = Contender::ALL.iter().map(|c| c.name()).collect();
+        return Err(Error::invalid(format!(
+            "--contenders: unknown contender {bad:?} (known: {})",
+            known.join(", ")
+        )));
+    }
+    Ok(Contender::ALL
+        .into_iter()
+        .filter(|c| wanted.is_empty() || wanted.iter().any(|w| w == c.name()))
+        .collect())
+}
+
+/// M7's sizes named in `wanted` (all when it is empty).
+fn m7_endpoints(wanted: &[usize]) -> Result<Vec<usize>> {
+    if let Some(bad) = wanted.iter().find(|n| !M7_SIZES.contains(n)) {
+        return Err(Error::invalid(format!(
+            "--m7-endpoints: {bad} is not one of {:?}",
+            M7_SIZES
+        )));
+    }
+    Ok(M7_SIZES
+        .into_iter()
+        .filter(|n| wanted.is_empty() || wanted.contains(n))
+        .collect())
 }
 
 impl Config {
@@ -72,12 +117,24 @@ impl Config {
                 "--listing: the listings are M6's, and M6 is not among the metrics to run",
             ));
         }
+        if !a.contenders.is_empty() && !metrics.iter().any(|m| CONTENDED.contains(&m.as_str())) {
+            return Err(Error::invalid(
+                "--contenders: they are M1-M5's, and none of those is among the metrics to run",
+            ));
+        }
+        if !a.m7_endpoints.is_empty() && !metrics.iter().any(|m| m == "m7") {
+            return Err(Error::invalid(
+                "--m7-endpoints: M7 is not among the metrics to run",
+            ));
+        }
         let n = machine::nproc();
         Ok(Config {
             quick: a.quick,
             rounds,
             duration: Duration::from_secs_f64(duration),
             metrics,
+            contenders: contenders(&a.contenders)?,
+            m7_endpoints: m7_endpoints(&a.m7_endpoints)?,
             measured_cpu: n.saturating_sub(1),
             receiver_cpu: 0,
             parent_gro_list: a.parent_gro_list,
@@ -92,6 +149,44 @@ impl Config {
 
     /// Metrics that need the contenders' wires and containers.
     pub fn needs_contenders(&self) -> bool {
-        ["m1", "m2", "m3", "m4", "m5"].iter().any(|m| self.wants(m))
+        CONTENDED.iter().any(|m| self.wants(m))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(metrics: &[&str], contenders: &[&str], m7: &[usize]) -> BenchArgs {
+        BenchArgs {
+            quick: false,
+            rounds: None,
+            duration: None,
+            svg: None,
+            metrics: metrics.iter().map(|m| (*m).to_owned()).collect(),
+            contenders: contenders.iter().map(|c| (*c).to_owned()).collect(),
+            m7_endpoints: m7.to_vec(),
+            parent_gro_list: false,
+            listing: None,
+        }
+    }
+
+    #[test]
+    fn contenders_and_m7_sizes_narrow_a_run_in_their_own_order() {
+        let c = Config::from_args(&args(&["m3", "m7"], &["ours-tc", "host"], &[10, 1])).unwrap();
+        assert_eq!(c.contenders, [Contender::Host, Contender::OursTc]);
+        assert_eq!(c.m7_endpoints, [1, 10]);
+        let c = Config::from_args(&args(&["m3", "m7"], &[], &[])).unwrap();
+        assert_eq!(c.contenders, Contender::ALL);
+        assert_eq!(c.m7_endpoints, M7_SIZES);
+        for (a, word) in [
+            (args(&["m3"], &["macvtap"], &[]), "unknown contender"),
+            (args(&["m7"], &[], &[50]), "not one of"),
+            (args(&["m6"], &["host"], &[]), "--contenders"),
+            (args(&["m3"], &[], &[10]), "--m7-endpoints"),
+        ] {
+            let e = Config::from_args(&a).unwrap_err().to_string();
+            assert!(e.contains(word), "{e}");
+        }
     }
 }

@@ -65,12 +65,14 @@ of slices of at least 0.25 s taken in turn with the other contenders'.
   M2  The XDP datapath's ceiling: the same frames redirected to the container veth and dropped \
 there by XDP (no skb). Reference: dropping them on a parent itself.
   M3  TCP request/response latency, p50 and p99 (sockperf ping-pong, 64-byte messages; sockperf \
-reports half the round trip).
+reports half the round trip; runs of at least 2 s, as it leaves its first 0.4 s out).
   M4  UDP socket packet rate (iperf3 -u, unpaced, 18-byte payload = 64-byte frames), received.
   M5  TCP stream throughput (iperf3, one stream): wire→container, container→wire, and \
 container→container on one parent.
   M6  Per-program cost of every decision path: ns/packet (BPF_PROG_TEST_RUN, repeated) and \
-translated instructions, with 1, 100 and 1000 endpoints in the tables.
+translated instructions (an upper bound searched on the program, checked against the \
+instructions one execution of the path's frame runs), with 1, 100 and 1000 endpoints in the \
+tables.
   M7  Control plane: time to attach, then detach, 1, 10 and 100 endpoints one after another: \
 ours (the CLI, and our CNI plugin attach-cni), native macvlan, and the reference CNI macvlan \
 plugin (/usr/lib/cni/macvlan); both plugins with host-local IPAM, invoked as a runtime would \
@@ -85,7 +87,9 @@ over the rounds; a ratio is the median over rounds of the contender's sample ove
 reference's sample of the same round (this VM's speed moves from one second to the next).
 
 --quick runs M1, M2 and M6 only, with short runs (under two minutes; CI runs it so the harness \
-never rots). Progress goes to stderr, the table (or with -o json one JSON document) to stdout.
+never rots). --contenders and --m7-endpoints narrow a run to some contenders and to some of M7's \
+sizes (CI runs every metric that way, with the shortest runs, so none of them rots). Progress \
+goes to stderr, the table (or with -o json one JSON document) to stdout.
 
 Needs root, bpffs on /sys/fs/bpf, and iproute2, ethtool, bpftool, iperf3, sockperf and \
 (for M7's CNI numbers) Debian's containernetworking-plugins.";
@@ -163,7 +167,7 @@ pub fn run(args: &BenchArgs, json: bool) -> Result<String> {
     ));
 
     let contenders: &[Contender] = if cfg.needs_contenders() {
-        &Contender::ALL
+        &cfg.contenders
     } else {
         &[]
     };

@@ -283,6 +283,23 @@ impl<'a> Doc<'a> {
                     )
                 })
                 .collect();
+            let ran: Vec<String> = m6
+                .paths
+                .iter()
+                .map(|p| match (p.executed_insns, &p.not_executed) {
+                    (Some(n), _) => format!("{} {n}", p.id),
+                    (None, Some(why)) => format!("{} not executed ({why})", p.id),
+                    (None, None) => String::new(),
+                })
+                .filter(|s| !s.is_empty())
+                .collect();
+            if !ran.is_empty() {
+                let _ = writeln!(
+                    o,
+                    "  insns executed by the path's frame (the translated program stepped with the kernel's maps): {}",
+                    ran.join(", ")
+                );
+            }
             let _ = writeln!(o, "  program sizes: {}", sizes.join(", "));
             let _ = writeln!(
                 o,
@@ -532,6 +549,59 @@ mod tests {
         assert!(w[0].contains("ours-tc / host"), "{w:?}");
     }
 
+    /// A target whose metric did not run stays in the text's table, said
+    /// so, beside the measured ones: one line per target, none vanishes.
+    #[test]
+    fn the_text_report_lists_every_target_measured_or_not() {
+        let config = Config {
+            quick: false,
+            rounds: 5,
+            duration: std::time::Duration::from_secs(1),
+            metrics: vec!["m3".into()],
+            contenders: Contender::ALL.to_vec(),
+            m7_endpoints: vec![1, 10, 100],
+            measured_cpu: 0,
+            receiver_cpu: 0,
+            parent_gro_list: false,
+            svg: None,
+            listing: None,
+        };
+        let results = series(&[
+            (100.0, 100.0),
+            (101.0, 100.0),
+            (102.0, 100.0),
+            (102.0, 100.0),
+            (101.0, 100.0),
+        ]);
+        let doc = Doc::new(&config, Machine::now(0, 0), None, &results, None, None);
+        let text = doc.text();
+        let table = &text[text.find("\nTargets\n").expect("a targets table")..];
+        // Up to the warnings that follow it.
+        let lines: Vec<&str> = table
+            .lines()
+            .skip(3)
+            .take_while(|l| !l.is_empty())
+            .collect();
+        assert_eq!(lines.len(), doc.targets.len(), "{table}");
+        assert_eq!(doc.targets.len(), 25);
+        for t in &doc.targets {
+            let line = lines
+                .iter()
+                .find(|l| l.contains(t.what.as_str()))
+                .unwrap_or_else(|| panic!("no line for {}:\n{table}", t.what));
+            let measured = t.what == "ours-tc: p50 latency vs host";
+            assert_eq!(
+                line.trim_start().starts_with("not measured"),
+                !measured,
+                "{line}"
+            );
+            if measured {
+                assert!(line.trim_start().starts_with("holds"), "{line}");
+                assert!(line.contains("1.010"), "{line}");
+            }
+        }
+    }
+
     #[test]
     fn the_text_report_speaks_of_the_product_only() {
         let config = Config {
@@ -539,6 +609,8 @@ mod tests {
             rounds: 3,
             duration: std::time::Duration::from_secs(1),
             metrics: vec!["m1".into()],
+            contenders: Contender::ALL.to_vec(),
+            m7_endpoints: vec![1, 10, 100],
             measured_cpu: 0,
             receiver_cpu: 0,
             parent_gro_list: false,

@@ -3,11 +3,13 @@
 //! promises: ports reach each other (IPv4, IPv6, ARP, ND, broadcast), VLAN
 //! access ports only their VLAN, isolated ports only non-isolated ones,
 //! spoofed sources are dropped, the wire is reached through the node's NIC
-//! (a bridge port, or the switch's uplink, a trunk). Bad input leaves the
-//! node as it was; `check`/`reconcile` see and repair drift.
+//! (a bridge port, or the switch's uplink, a trunk). The two backends are
+//! also compared with each other on one matrix. Bad input leaves the node
+//! as it was; `check`/`reconcile` see and repair drift.
 
 mod bad_input;
 mod del;
+mod differential;
 mod ports;
 mod repair;
 

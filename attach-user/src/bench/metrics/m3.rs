@@ -78,8 +78,18 @@ fn port(site: &Site) -> u16 {
     PORT_BASE + u16::from(site.contender.k())
 }
 
+/// sockperf leaves the first 0.4 s and the last 0.05 s of a run out of its
+/// statistics; in a run of 1 s a stall of the busy machine can leave it no
+/// observation at all, so a measured run takes at least this long.
+const MIN_SECS: u64 = 2;
+
 fn ping_pong(ctx: &Ctx, site: &Site, secs: u64) -> Result<(f64, f64, f64, f64)> {
-    let out = client(
+    parse(&sockperf(ctx, site, secs)?)
+}
+
+/// One sockperf ping-pong run's output.
+fn sockperf(ctx: &Ctx, site: &Site, secs: u64) -> Result<String> {
+    client(
         ctx,
         &ctx.lab.source,
         &[
@@ -96,8 +106,7 @@ fn ping_pong(ctx: &Ctx, site: &Site, secs: u64) -> Result<(f64, f64, f64, f64)> 
             "64",
         ],
         &format!("m3-{}", site.contender.name()),
-    )?;
-    parse(&out)
+    )
 }
 
 pub fn run(ctx: &mut Ctx) -> Result<()> {
@@ -121,9 +130,10 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
     }
     (ctx.progress)("M3 warm-up (discarded)");
     for s in &sites {
-        ping_pong(ctx, s, 1)?;
+        // Discarded, its statistics too (sockperf may have none to give).
+        sockperf(ctx, s, 1)?;
     }
-    let secs = ctx.whole_secs();
+    let secs = ctx.whole_secs().max(MIN_SECS);
     for round in 0..ctx.cfg.rounds {
         for s in in_round_order(&sites, round) {
             let ((p50, p99, avg, obs), busy) = watched(|| ping_pong(ctx, s, secs))?;

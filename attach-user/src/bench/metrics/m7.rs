@@ -32,7 +32,7 @@ use crate::{
     error::{Error, Result},
 };
 
-pub const SIZES: [usize; 3] = [1, 10, 100];
+pub const SIZES: [usize; 3] = crate::bench::config::M7_SIZES;
 pub const CNI_PLUGIN: &str = "/usr/lib/cni/macvlan";
 const CNI_DIR: &str = "/usr/lib/cni";
 pub const IMPLS: [&str; 5] = ["ours", "ours-cni", "native", "cni", "ours-probed"];
@@ -219,7 +219,8 @@ pub fn run(ctx: &mut Ctx, cleanup: &Cleanup) -> Result<()> {
             ),
         });
     }
-    let max = *SIZES.iter().max().expect("sizes");
+    let sizes = &ctx.cfg.m7_endpoints;
+    let max = *sizes.iter().max().expect("sizes");
     (ctx.progress)(&format!(
         "M7: creating {max} container namespaces (not timed)"
     ));
@@ -236,7 +237,11 @@ pub fn run(ctx: &mut Ctx, cleanup: &Cleanup) -> Result<()> {
         }
         let cases = cases();
         for round in 0..ctx.cfg.rounds {
-            for (k, &n) in SIZES.iter().enumerate() {
+            for &n in sizes {
+                let k = SIZES
+                    .iter()
+                    .position(|s| *s == n)
+                    .expect("one of the sizes");
                 for imp in in_round_order(&impls, round) {
                     let ((a, d), busy) = watched(|| cycle(ctx, &c, imp, n))?;
                     let per = |ms: f64| {

@@ -16,6 +16,10 @@ pub struct Insn {
     pub code: u8,
     pub off: i16,
     pub imm: i32,
+    pub dst: u8,
+    pub src: u8,
+    /// A 64-bit immediate load's value (`imm` and the next slot's `imm`).
+    pub imm64: u64,
     /// 2 for a 64-bit immediate load, else 1 (as counted in the xlated size).
     pub slots: u32,
     pub disasm: String,
@@ -59,11 +63,15 @@ pub(super) fn xlated_dump(id: u32) -> Result<Vec<Insn>> {
         let off = i16::from_le_bytes([b("off", 0), b("off", 1)]);
         let imm = i32::from_le_bytes([b("imm", 0), b("imm", 1), b("imm", 2), b("imm", 3)]);
         let slots = if code == 0x18 { 2 } else { 1 };
+        let hi = u32::from_le_bytes([b("imm", 8), b("imm", 9), b("imm", 10), b("imm", 11)]);
         insns.push(Insn {
             pc,
             code,
             off,
             imm,
+            dst: hex(&op["dst_reg"]),
+            src: hex(&op["src_reg"]),
+            imm64: u64::from(imm as u32) | (u64::from(hi) << 32),
             slots,
             disasm: e["disasm"].as_str().unwrap_or_default().to_owned(),
         });
@@ -327,6 +335,9 @@ mod tests {
             code,
             off,
             imm: 0,
+            dst: 0,
+            src: 0,
+            imm64: 0,
             slots: if code == 0x18 { 2 } else { 1 },
             disasm: disasm.into(),
         }

@@ -44,7 +44,10 @@ use crate::{
     error::{Error, Result},
 };
 
+mod emulate;
 mod graph;
+mod kernel_maps;
+mod skb_layout;
 
 pub use graph::{Insn, longest_path};
 mod paths;
@@ -91,6 +94,15 @@ pub struct PathResult {
     /// (the event, `bpf_ringbuf_output`) and that only a failed helper
     /// takes (its log line, `bpf_perf_event_output`).
     pub decision_insns: Option<u32>,
+    /// Translated instructions one execution of the path's frame ran,
+    /// stepped through the program's translated dump with the maps the
+    /// kernel holds (see `emulate`), its verdict the one BPF_PROG_TEST_RUN
+    /// returned. Within `decision_insns`, or the bound is wrong.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub executed_insns: Option<u32>,
+    /// Why a path has no `executed_insns` (what the emulation met).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_executed: Option<String>,
 }
 
 /// Calls a frame that is delivered, with tracing off, never makes.
@@ -397,6 +409,8 @@ fn measure(
             at: Vec::new(),
             max_insns: None,
             decision_insns: None,
+            executed_insns: None,
+            not_executed: None,
         })
         .collect();
     // Every table size at once, so sizes can be interleaved like contenders.
@@ -453,6 +467,33 @@ fn measure(
         r.decision_insns = decision.as_ref().map(|(n, _)| *n);
         if let Some(dir) = listing {
             write_listing(dir, p, &dumps[p.prog], decision.as_ref())?;
+        }
+    }
+    // The bound against an execution: each path's frame stepped through
+    // the translated program, its verdict the kernel's.
+    let skb = skb_layout::learn();
+    for (r, p) in results.iter_mut().zip(&PATHS) {
+        if first.eps.len() < p.min_endpoints {
+            continue;
+        }
+        let (frame, ifindex) = input(first, p.frame);
+        let ran = match (p.hook, &skb) {
+            (Hook::Xdp, _) => emulate::run_xdp(&dumps[p.prog], &frame, ifindex),
+            (Hook::Tc, Ok(l)) => {
+                emulate::run(&dumps[p.prog], &frame, ifindex, emulate::Context::Tc(l))
+            }
+            (Hook::Tc, Err(e)) => Err(format!("this kernel's sk_buff layout: {e}")),
+        };
+        let (_, kernel) = test_run(first, p, 1)?;
+        match ran {
+            Ok(x) if x.verdict == kernel => r.executed_insns = Some(x.insns),
+            Ok(x) => {
+                r.not_executed = Some(format!(
+                    "the emulated execution returned {}, BPF_PROG_TEST_RUN {kernel}",
+                    x.verdict
+                ));
+            }
+            Err(e) => r.not_executed = Some(e),
         }
     }
     if let Some(dir) = listing {

@@ -10,6 +10,8 @@ use std::{
 use attach_tests::lab::{Attach, netns_list, require_root};
 use serde_json::Value;
 
+mod metrics;
+
 fn series<'a>(doc: &'a Value, metric: &str) -> Vec<&'a Value> {
     doc["results"]
         .as_array()
@@ -267,6 +269,42 @@ fn quick_bench_completes_with_sane_numbers_and_cleans_up() {
                 );
             }
         }
+    }
+
+    // The bound against an execution: a path's frame stepped through the
+    // program's translated instructions with the kernel's maps returned the
+    // verdict BPF_PROG_TEST_RUN returned, in no more instructions than the
+    // bound searched for it (tracing off). Both hot paths and the
+    // references must have been executed; any other path executed must
+    // keep within its bound too.
+    let required = [
+        "rx_unicast",
+        "xdp_unicast",
+        "xdp_uncached",
+        "ref_redirect_peer",
+        "ref_xdp_tx",
+    ];
+    for id in required {
+        let p = paths
+            .iter()
+            .find(|p| p["id"] == id)
+            .unwrap_or_else(|| panic!("M6 has no {id}"));
+        assert!(
+            p["executed_insns"].is_number(),
+            "M6 {id}: no execution counted: {}",
+            p["not_executed"].as_str().unwrap_or("(no reason given)")
+        );
+    }
+    for p in paths {
+        let id = p["id"].as_str().unwrap();
+        let Some(ran) = p["executed_insns"].as_f64() else {
+            continue;
+        };
+        let bound = num(&p["decision_insns"], "decision_insns");
+        assert!(
+            ran > 0.0 && ran <= bound,
+            "M6 {id}: {ran} instructions executed, the bound says at most {bound}"
+        );
     }
 
     // Targets: every one is listed; those of the metrics this run measured
