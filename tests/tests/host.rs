@@ -37,7 +37,7 @@ fn served_from_ext(lab: &Lab, cg: &Cgroup, addr: &str, port: &str) -> bool {
     let mut server = cg
         .command(
             lab.node(),
-            &["timeout", "5", "busybox", "nc", "-l", "-p", port],
+            &["timeout", "8", "busybox", "nc", "-l", "-p", port],
         )
         .stdout(Stdio::piped())
         .spawn()
@@ -45,7 +45,7 @@ fn served_from_ext(lab: &Lab, cg: &Cgroup, addr: &str, port: &str) -> bool {
     lab.node().wait_listening(port.parse().unwrap()).unwrap();
     let sent = lab
         .ext()
-        .sh(&format!("echo hello | timeout 3 busybox nc {addr} {port}"))
+        .sh(&format!("echo hello | timeout 6 busybox nc {addr} {port}"))
         .is_ok_and(|o| o.status.success());
     let mut got = String::new();
     if let Some(mut out) = server.stdout.take() {
