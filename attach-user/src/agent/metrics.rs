@@ -119,6 +119,13 @@ pub fn render(stats: &Stats, repairs: u64, requests: u64) -> String {
             v.verdict, v.direction, v.packets
         );
     }
+    let _ = writeln!(
+        out,
+        "# HELP attach_events_lost_total Datapath events (drops, and decisions while tracing) \
+         lost because the event buffer was full."
+    );
+    let _ = writeln!(out, "# TYPE attach_events_lost_total counter");
+    let _ = writeln!(out, "attach_events_lost_total {}", stats.events_lost);
     let _ = writeln!(out, "# HELP attach_attachments Attachments of this node.");
     let _ = writeln!(out, "# TYPE attach_attachments gauge");
     let mut by: std::collections::BTreeMap<(String, String), u64> = Default::default();
