@@ -202,41 +202,42 @@ fn stats_count_per_endpoint() {
 /// Sends `n` broadcast frames from `ns`'s eth0 with a source MAC that is not
 /// the endpoint's: the datapath drops (and reports) each one it sees.
 fn spoofed_burst(ep: &attach_tests::reach::Endpoint, n: usize) {
-    ep.ns.run(move || {
-        // SAFETY: plain socket calls on a socket this closure owns.
-        unsafe {
-            let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
-            anyhow::ensure!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
-            let mut addr: libc::sockaddr_ll = std::mem::zeroed();
-            addr.sll_family = libc::AF_PACKET as u16;
-            addr.sll_ifindex = libc::if_nametoindex(c"eth0".as_ptr()) as i32;
-            addr.sll_halen = 6;
-            let mut frame = [0u8; 60];
-            frame[..6].copy_from_slice(&[0xff; 6]);
-            frame[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0x0e, 0x99]);
-            frame[12..14].copy_from_slice(&[0x08, 0x00]);
-            let mut sent = 0;
-            while sent < n {
-                let r = libc::sendto(
-                    fd,
-                    frame.as_ptr().cast(),
-                    frame.len(),
-                    0,
-                    (&raw const addr).cast(),
-                    std::mem::size_of::<libc::sockaddr_ll>() as u32,
-                );
-                if r < 0 {
-                    // A full queue: let it drain.
-                    std::thread::yield_now();
-                    continue;
+    ep.ns
+        .run(move || {
+            // SAFETY: plain socket calls on a socket this closure owns.
+            unsafe {
+                let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
+                anyhow::ensure!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+                let mut addr: libc::sockaddr_ll = std::mem::zeroed();
+                addr.sll_family = libc::AF_PACKET as u16;
+                addr.sll_ifindex = libc::if_nametoindex(c"eth0".as_ptr()) as i32;
+                addr.sll_halen = 6;
+                let mut frame = [0u8; 60];
+                frame[..6].copy_from_slice(&[0xff; 6]);
+                frame[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0x0e, 0x99]);
+                frame[12..14].copy_from_slice(&[0x08, 0x00]);
+                let mut sent = 0;
+                while sent < n {
+                    let r = libc::sendto(
+                        fd,
+                        frame.as_ptr().cast(),
+                        frame.len(),
+                        0,
+                        (&raw const addr).cast(),
+                        std::mem::size_of::<libc::sockaddr_ll>() as u32,
+                    );
+                    if r < 0 {
+                        // A full queue: let it drain.
+                        std::thread::yield_now();
+                        continue;
+                    }
+                    sent += 1;
                 }
-                sent += 1;
+                libc::close(fd);
             }
-            libc::close(fd);
-        }
-        Ok(())
-    })
-    .unwrap();
+            Ok(())
+        })
+        .unwrap();
 }
 
 /// The node's verdict counters and lost events, from `attach stats`.
@@ -277,7 +278,11 @@ fn lost_events_are_counted_and_add_up() {
     assert!(generated >= 10_000, "only {generated} drops");
     assert_eq!(of_type(&r, "event").len() as u64, printed);
     assert_eq!(suppressed, 0);
-    assert!(lost > 0, "a held-up monitor lost nothing: {:?}", summary(&r));
+    assert!(
+        lost > 0,
+        "a held-up monitor lost nothing: {:?}",
+        summary(&r)
+    );
     assert_eq!(printed + lost + earlier, generated, "{:?}", summary(&r));
     // `attach stats` counts them too, and the reports while it ran add up
     // to the summary's.
@@ -303,6 +308,7 @@ fn a_new_monitor_shows_nothing_from_before_it() {
     let (before, _) = drops_and_lost(&lab);
     spoofed_burst(&c1, 1000);
     let (after, _) = drops_and_lost(&lab);
+    assert!(after - before >= 500, "only {} drops", after - before);
     let m = monitor(&lab, &["--timeout", "1"]);
     let r = records(m);
     let [printed, lost, _, earlier] = summary(&r);

@@ -201,3 +201,32 @@ async fn healthz(State(s): State<Arc<Shared>>) -> Response {
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::render;
+    use crate::engine::{Stats, VerdictCount};
+
+    #[test]
+    fn lost_events_and_failed_flood_copies_are_exposed() {
+        let stats = Stats {
+            attachments: Vec::new(),
+            verdicts: vec![VerdictCount {
+                direction: "rx",
+                verdict: attach_common::Verdict::DropFloodCopy.name(),
+                drop: true,
+                packets: 3,
+            }],
+            events_lost: 7,
+        };
+        let text = render(&stats, 0, 0);
+        assert!(text.contains("\nattach_events_lost_total 7\n"), "{text}");
+        assert!(text.contains("# TYPE attach_events_lost_total counter"));
+        assert!(
+            text.contains(
+                "attach_drop_packets_total{reason=\"flood_copy_failed\",direction=\"rx\"} 3"
+            ),
+            "{text}"
+        );
+    }
+}
