@@ -21,8 +21,13 @@ struct Monitor {
 /// Starts `attach -o json monitor` in the node and returns once it listens
 /// (its first stderr line), so no event of the test can precede it.
 fn monitor(lab: &Lab, extra: &[&str]) -> Monitor {
+    monitor_as(lab, "json", extra)
+}
+
+/// [`monitor`] with output `format` (`text` or `json`).
+fn monitor_as(lab: &Lab, format: &str, extra: &[&str]) -> Monitor {
     let bin = Attach::bin().unwrap();
-    let mut argv = vec![bin.to_str().unwrap(), "-o", "json", "monitor"];
+    let mut argv = vec![bin.to_str().unwrap(), "-o", format, "monitor"];
     if !extra.contains(&"--timeout") {
         argv.extend(["--timeout", "10"]);
     }
@@ -42,6 +47,16 @@ fn monitor(lab: &Lab, extra: &[&str]) -> Monitor {
         "the monitor did not start: {first}"
     );
     Monitor { child, stderr }
+}
+
+/// The monitor's stdout, and its stderr after the first line.
+fn output(m: Monitor) -> (String, String) {
+    let Monitor { child, mut stderr } = m;
+    let out = child.wait_with_output().unwrap();
+    let mut rest = String::new();
+    stderr.read_to_string(&mut rest).unwrap();
+    assert!(out.status.success(), "monitor: {rest}");
+    (String::from_utf8(out.stdout).unwrap(), rest)
 }
 
 /// Every record the monitor printed: its header, events, reports, summary.
@@ -355,4 +370,37 @@ fn sampling_and_rate_are_stated_and_hold() {
         assert!(window.1 <= 50, "more than 50 events in a second");
     }
     assert!(printed <= (printed + suppressed).div_ceil(4));
+}
+
+/// In text mode the limits come first, as a comment line, and the totals
+/// last; the line on stderr states the limits too.
+#[test]
+fn text_mode_states_limits_and_totals() {
+    require_root();
+    let lab = Lab::new().unwrap();
+    let c1 = attach(&lab, 1, "bridge", Flavor::EbpfTc, &[]).unwrap();
+    let m = monitor_as(&lab, "text", &["--sample", "3", "--timeout", "2"]);
+    spoofed_burst(&c1, 30);
+    let (out, _) = output(m);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines.len() >= 3, "{out}");
+    assert!(lines[0].starts_with("# drops from "), "{out}");
+    assert!(
+        lines[0].contains("one event in 3 printed (--sample 3)"),
+        "{out}"
+    );
+    let events = lines.iter().filter(|l| !l.starts_with('#')).count();
+    assert!(events >= 10, "{out}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.starts_with('#') || l.contains("spoofed_source"))
+    );
+    let last = lines.last().unwrap();
+    assert!(
+        last.starts_with(&format!(
+            "# {events} events printed, 0 lost (event buffer full), "
+        )),
+        "{out}"
+    );
 }
