@@ -6,6 +6,7 @@ use std::{
 };
 
 use attach_tests::{
+    burst,
     cgroup::Cgroup,
     lab::{Attach, EXT_V4, Lab, require_root},
     reach::{Flavor, attach},
@@ -214,47 +215,6 @@ fn stats_count_per_endpoint() {
     );
 }
 
-/// Sends `n` broadcast frames from `ns`'s eth0 with a source MAC that is not
-/// the endpoint's: the datapath drops (and reports) each one it sees.
-fn spoofed_burst(ep: &attach_tests::reach::Endpoint, n: usize) {
-    ep.ns
-        .run(move || {
-            // SAFETY: plain socket calls on a socket this closure owns.
-            unsafe {
-                let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
-                anyhow::ensure!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
-                let mut addr: libc::sockaddr_ll = std::mem::zeroed();
-                addr.sll_family = libc::AF_PACKET as u16;
-                addr.sll_ifindex = libc::if_nametoindex(c"eth0".as_ptr()) as i32;
-                addr.sll_halen = 6;
-                let mut frame = [0u8; 60];
-                frame[..6].copy_from_slice(&[0xff; 6]);
-                frame[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0x0e, 0x99]);
-                frame[12..14].copy_from_slice(&[0x08, 0x00]);
-                let mut sent = 0;
-                while sent < n {
-                    let r = libc::sendto(
-                        fd,
-                        frame.as_ptr().cast(),
-                        frame.len(),
-                        0,
-                        (&raw const addr).cast(),
-                        std::mem::size_of::<libc::sockaddr_ll>() as u32,
-                    );
-                    if r < 0 {
-                        // A full queue: let it drain.
-                        std::thread::yield_now();
-                        continue;
-                    }
-                    sent += 1;
-                }
-                libc::close(fd);
-            }
-            Ok(())
-        })
-        .unwrap();
-}
-
 /// The node's verdict counters and lost events, from `attach stats`.
 fn drops_and_lost(lab: &Lab) -> (u64, u64) {
     let s = lab.attach().json(&["stats"]).unwrap();
@@ -285,7 +245,7 @@ fn lost_events_are_counted_and_add_up() {
     let c1 = attach(&lab, 1, "bridge", Flavor::EbpfTc, &[]).unwrap();
     let (drops_before, lost_before) = drops_and_lost(&lab);
     let m = monitor(&lab, &["--timeout", "3"]);
-    spoofed_burst(&c1, 30_000);
+    burst::spoofed(&c1, 30_000);
     let r = records(m);
     let (drops_after, lost_after) = drops_and_lost(&lab);
     let [printed, lost, suppressed, earlier] = summary(&r);
@@ -321,7 +281,7 @@ fn a_new_monitor_shows_nothing_from_before_it() {
     let lab = Lab::new().unwrap();
     let c1 = attach(&lab, 1, "bridge", Flavor::EbpfTc, &[]).unwrap();
     let (before, _) = drops_and_lost(&lab);
-    spoofed_burst(&c1, 1000);
+    burst::spoofed(&c1, 1000);
     let (after, _) = drops_and_lost(&lab);
     assert!(after - before >= 500, "only {} drops", after - before);
     let m = monitor(&lab, &["--timeout", "1"]);
@@ -340,7 +300,7 @@ fn sampling_and_rate_are_stated_and_hold() {
     let c1 = attach(&lab, 1, "bridge", Flavor::EbpfTc, &[]).unwrap();
     let (before, _) = drops_and_lost(&lab);
     let m = monitor(&lab, &["--sample", "4", "--rate", "50", "--timeout", "2"]);
-    spoofed_burst(&c1, 1000);
+    burst::spoofed(&c1, 1000);
     let r = records(m);
     let (after, _) = drops_and_lost(&lab);
     let header = of_type(&r, "header");
@@ -380,7 +340,7 @@ fn text_mode_states_limits_and_totals() {
     let lab = Lab::new().unwrap();
     let c1 = attach(&lab, 1, "bridge", Flavor::EbpfTc, &[]).unwrap();
     let m = monitor_as(&lab, "text", &["--sample", "3", "--timeout", "2"]);
-    spoofed_burst(&c1, 30);
+    burst::spoofed(&c1, 30);
     let (out, _) = output(m);
     let lines: Vec<&str> = out.lines().collect();
     assert!(lines.len() >= 3, "{out}");
