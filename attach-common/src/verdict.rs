@@ -98,7 +98,18 @@ pub const VERDICT_COUNT: u32 = 24;
 pub const VERDICT_STRIDE: u32 = 64;
 /// Size of the verdict counter table.
 pub const VERDICT_SLOTS: u32 = VERDICT_STRIDE * 3;
-const _: () = assert!(VERDICT_COUNT <= VERDICT_STRIDE);
+const _: () = assert!(VERDICT_COUNT <= EVENTS_LOST_INDEX);
+/// The last slot of each direction's stride in the verdict table counts
+/// events the ring buffer had no room for (`attach monitor` was not reading
+/// fast enough, or nobody was): not a verdict, so no `Verdict` value names it,
+/// and the table keeps its shape.
+pub const EVENTS_LOST_INDEX: u32 = VERDICT_STRIDE - 1;
+
+/// Index of the lost-events counter of `dir` in the verdict table.
+#[inline(always)]
+pub const fn events_lost_slot(dir: Direction) -> u32 {
+    dir as u32 * VERDICT_STRIDE + EVENTS_LOST_INDEX
+}
 
 impl Verdict {
     pub const ALL: [Verdict; VERDICT_COUNT as usize] = [

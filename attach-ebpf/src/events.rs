@@ -44,7 +44,11 @@ pub fn report(dir: Direction, v: Verdict, p: &Pkt) {
             dst: p.eth.dst,
             _pad: [0; 4],
         };
-        // A full buffer loses the event, never the frame.
-        let _ = EVENTS.output(&e, 0);
+        // A full buffer loses the event, never the frame; the loss is
+        // counted, so `attach monitor`, `attach stats` and the metrics can
+        // say how many events they did not see.
+        if EVENTS.output(&e, 0).is_err() {
+            stats::events_lost(dir);
+        }
     }
 }

@@ -1,4 +1,4 @@
-//! Counters: verdicts by direction, and per-endpoint traffic.
+//! Counters: verdicts by direction, events lost, and per-endpoint traffic.
 
 use attach_common::{Direction, EndpointStats, Verdict};
 
@@ -10,6 +10,15 @@ use crate::{
 #[inline(always)]
 pub fn verdict(dir: Direction, v: Verdict) {
     if let Some(p) = VERDICTS.get_ptr_mut(v.slot(dir)) {
+        // SAFETY: per-CPU slot, no concurrent writer on this CPU.
+        unsafe { *p += 1 }
+    }
+}
+
+/// An event the ring buffer had no room for.
+#[inline(always)]
+pub fn events_lost(dir: Direction) {
+    if let Some(p) = VERDICTS.get_ptr_mut(attach_common::events_lost_slot(dir)) {
         // SAFETY: per-CPU slot, no concurrent writer on this CPU.
         unsafe { *p += 1 }
     }

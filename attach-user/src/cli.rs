@@ -158,8 +158,10 @@ pub enum Command {
     /// Show datapath counters: per attachment (or only one), and verdicts by
     /// reason.
     Stats(StatsArgs),
-    /// Stream the datapath's events: every drop with its reason, and with
-    /// --trace every decision (JSON Lines with -o json).
+    /// Stream the datapath's events from now on: every drop with its reason,
+    /// and with --trace every decision (JSON Lines with -o json). Events lost
+    /// to a full buffer, and those --sample or --rate leave out, are counted
+    /// and reported each second and in a summary at exit.
     Monitor(crate::monitor::MonitorArgs),
     /// Detach everything on this node and remove all its pins and state.
     Reset,

@@ -454,9 +454,14 @@ impl Engine {
                 .collect(),
             None => Vec::new(),
         };
+        let events_lost = match &mut dp {
+            Some(dp) => dp.events_lost()?,
+            None => 0,
+        };
         Ok(Stats {
             attachments,
             verdicts,
+            events_lost,
         })
     }
 

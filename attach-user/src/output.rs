@@ -202,6 +202,10 @@ pub fn stats(s: &Stats) -> String {
         .collect();
     out.push_str("\n\n");
     out.push_str(&table(&["DIRECTION", "VERDICT", "PACKETS"], &verdicts));
+    out.push_str(&format!(
+        "\n\nevents lost (event buffer full): {}",
+        s.events_lost
+    ));
     out
 }
 

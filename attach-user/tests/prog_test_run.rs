@@ -17,10 +17,13 @@ mod macvlan;
 mod nested;
 mod router;
 
-use attach::datapath::PROG_RX;
-use attach_common::{Direction::Rx as RX, EndpointStats, MODE_BRIDGE, Verdict};
+use attach::datapath::{PROG_RX, PROG_TX};
+use attach_common::{
+    Direction::{self, Rx as RX},
+    EP_F_SPOOFCHK, EndpointStats, MODE_BRIDGE, Verdict,
+};
 use common::{frames::*, outcome::*, scenario::*, *};
-use macvlan::{four_modes, ip4, udp_to};
+use macvlan::{UNKNOWN, four_modes, ip4, udp_to};
 
 // ---------------------------------------------------------------------------
 // What the kernel accepts in a test run's context.
@@ -142,6 +145,40 @@ fn tc_test_run_context_rules() {
                 .verdicts(&[(RX, Verdict::NotOurs, 1)])
                 .only(&[]);
         }
+    });
+}
+
+// ---------------------------------------------------------------------------
+// Events.
+
+/// Drops beyond what the event ring holds, with nobody reading it: every
+/// one is either in the ring or counted as lost, in its direction.
+#[test]
+fn events_the_ring_has_no_room_for_are_counted() {
+    in_netns(|| {
+        let mut lab = Scenario::new()
+            .parent()
+            .endpoint_with(MODE_BRIDGE, A, EP_F_SPOOFCHK)
+            .endpoint(MODE_BRIDGE, B)
+            .build();
+        let h = lab.eps[0].host_ifindex;
+        // Twice what 256 KiB holds of 48-byte records.
+        let repeat = 2 * attach_common::EVENTS_BYTES / 48;
+        let lost_before = lab.dp.events_lost().unwrap();
+        let (out, _) = lab
+            .try_tc(PROG_TX, h, 0, &udp_to(B, UNKNOWN), repeat)
+            .expect("test run with repeat");
+        out.ret(TC_ACT_SHOT)
+            .verdicts(&[(Direction::Tx, Verdict::DropSpoofed, u64::from(repeat))]);
+        let lost = lab.dp.events_lost().unwrap() - lost_before;
+        let mut ring = lab.dp.events().unwrap();
+        let mut kept = 0u64;
+        while let Some(item) = ring.next() {
+            assert_eq!(item.len(), std::mem::size_of::<attach_common::Event>());
+            kept += 1;
+        }
+        assert!(kept > 0 && lost > 0, "kept {kept}, lost {lost}");
+        assert_eq!(kept + lost, u64::from(repeat), "kept {kept}, lost {lost}");
     });
 }
 

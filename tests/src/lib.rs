@@ -2,6 +2,7 @@
 //! result matrices. Everything lives under [`lab`].
 
 mod attach;
+pub mod burst;
 pub mod cgroup;
 pub mod cni;
 pub mod dhcp;

@@ -9,6 +9,7 @@ use std::{
 };
 
 use attach_tests::{
+    burst,
     flow::{UdpFlow, rx_packets},
     kinds::add_macvlan,
     lab::{Attach, EXT_V4, Lab, ping, require_root},
@@ -182,6 +183,24 @@ fn the_agent_serves_the_cli_the_cni_plugin_and_metrics() {
     agent.stop();
     assert!(!agent.socket.exists());
     lab.attach().ok(&["del", "--netns", c1.ns.name()]).unwrap();
+}
+
+/// Events the ring had no room for (nobody reads it here) are exported as
+/// `attach_events_lost_total`, the count `attach stats` gives.
+#[test]
+fn lost_events_show_in_the_metrics() {
+    require_root();
+    let lab = Lab::new().unwrap();
+    let _agent = Agent::start(&lab, 0);
+    let c1 = attach(&lab, 1, "bridge", Flavor::EbpfTc, &[]).unwrap();
+    assert_eq!(Agent::metric(&lab, "attach_events_lost_total"), 0);
+    // Twice what the ring holds, all dropped as spoofed.
+    burst::spoofed(&c1, 12_000);
+    let lost = lab.attach().json(&["stats"]).unwrap()["events_lost"]
+        .as_u64()
+        .unwrap();
+    assert!(lost > 0, "nothing lost");
+    assert_eq!(Agent::metric(&lab, "attach_events_lost_total"), lost);
 }
 
 #[test]

@@ -119,6 +119,13 @@ pub fn render(stats: &Stats, repairs: u64, requests: u64) -> String {
             v.verdict, v.direction, v.packets
         );
     }
+    let _ = writeln!(
+        out,
+        "# HELP attach_events_lost_total Datapath events (drops, and decisions while tracing) \
+         lost because the event buffer was full."
+    );
+    let _ = writeln!(out, "# TYPE attach_events_lost_total counter");
+    let _ = writeln!(out, "attach_events_lost_total {}", stats.events_lost);
     let _ = writeln!(out, "# HELP attach_attachments Attachments of this node.");
     let _ = writeln!(out, "# TYPE attach_attachments gauge");
     let mut by: std::collections::BTreeMap<(String, String), u64> = Default::default();
@@ -192,5 +199,34 @@ async fn healthz(State(s): State<Arc<Shared>>) -> Response {
             Ok(list) => format!("ok: {} attachment(s)\n", list.len()).into_response(),
             Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::render;
+    use crate::engine::{Stats, VerdictCount};
+
+    #[test]
+    fn lost_events_and_failed_flood_copies_are_exposed() {
+        let stats = Stats {
+            attachments: Vec::new(),
+            verdicts: vec![VerdictCount {
+                direction: "rx",
+                verdict: attach_common::Verdict::DropFloodCopy.name(),
+                drop: true,
+                packets: 3,
+            }],
+            events_lost: 7,
+        };
+        let text = render(&stats, 0, 0);
+        assert!(text.contains("\nattach_events_lost_total 7\n"), "{text}");
+        assert!(text.contains("# TYPE attach_events_lost_total counter"));
+        assert!(
+            text.contains(
+                "attach_drop_packets_total{reason=\"flood_copy_failed\",direction=\"rx\"} 3"
+            ),
+            "{text}"
+        );
     }
 }

@@ -278,4 +278,16 @@ impl Datapath {
         }
         Ok(out)
     }
+
+    /// Events the programs had no room for in the ring buffer, summed over
+    /// directions and CPUs (since the verdict table was made).
+    pub fn events_lost(&mut self) -> Result<u64> {
+        let counters = self.per_cpu(VERDICTS)?;
+        let mut n = 0u64;
+        for dir in Direction::ALL {
+            let slot = attach_common::events_lost_slot(dir);
+            n += counters.get(&slot, 0)?.iter().sum::<u64>();
+        }
+        Ok(n)
+    }
 }

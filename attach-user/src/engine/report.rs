@@ -105,6 +105,10 @@ pub struct VerdictCount {
 pub struct Stats {
     pub attachments: Vec<AttachmentStats>,
     pub verdicts: Vec<VerdictCount>,
+    /// Events (drops, and decisions while tracing) the ring buffer had no
+    /// room for, so no `attach monitor` saw them; the frames themselves
+    /// were counted in `verdicts` all the same.
+    pub events_lost: u64,
 }
 
 #[cfg(test)]
