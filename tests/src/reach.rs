@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use anyhow::{Context as _, Result};
+use anyhow::{Context as _, Result, bail};
 
 use crate::{
     lab::{EXT_IF, EXT_V4, EXT_V6, Lab, NODE_IF, NODE_V4, NODE_V6},
@@ -64,12 +64,39 @@ pub fn attach(lab: &Lab, i: u8, mode: &str, flavor: Flavor, extra: &[&str]) -> R
     lab.attach()
         .ok(&args)
         .with_context(|| format!("attaching {label} ({mode}, {})", flavor.name()))?;
+    check_device_kind(&ns, mode, flavor)?;
     Ok(Endpoint {
         label,
         ns,
         v4: v4.split('/').next().unwrap_or_default().to_owned(),
         v6: v6.split('/').next().unwrap_or_default().to_owned(),
     })
+}
+
+/// The container's interface is what the flavor says: the kernel's own
+/// macvlan in `mode` for the native backend (so a differential compares
+/// with the real driver), a veth for ours.
+fn check_device_kind(ns: &Netns, mode: &str, flavor: Flavor) -> Result<()> {
+    let out = ns.ok(&["ip", "-d", "-j", "link", "show", "eth0"])?;
+    let link: serde_json::Value = serde_json::from_str(&out)?;
+    let info = &link[0]["linkinfo"];
+    let (kind, want_kind) = (
+        info["info_kind"].as_str(),
+        match flavor {
+            Flavor::Native => "macvlan",
+            _ => "veth",
+        },
+    );
+    if kind != Some(want_kind) {
+        bail!(
+            "{} eth0 is {kind:?}, not a {want_kind}: {out}",
+            flavor.name()
+        );
+    }
+    if flavor == Flavor::Native && info["info_data"]["mode"].as_str() != Some(mode) {
+        bail!("the kernel macvlan's mode is not {mode}: {out}");
+    }
+    Ok(())
 }
 
 /// `attach add macvlan` of container `i` as [`attach`] makes it.
