@@ -29,6 +29,8 @@ pub struct Lab {
     /// Endpoint `i` (in the order added) has id `i + 1` and host veth `h{i+1}`.
     pub eps: Vec<Endpoint>,
     pub(crate) up: Vec<bool>,
+    /// Endpoint `i`'s addresses, as [`Lab::set_ips`] put them.
+    pub ips: Vec<Vec<std::net::IpAddr>>,
     /// A device in no map.
     pub stray: u32,
     /// Where the endpoints' container sides are once a frame has been run
@@ -80,12 +82,22 @@ impl Lab {
             dp,
             _pins: pins,
             parents,
+            ips: vec![Vec::new(); eps.len()],
             eps,
             up,
             stray: ifindex("x0"),
             containers: None,
             live_hooks: Vec::new(),
         }
+    }
+
+    /// Gives endpoint `i` the addresses `ips` (its `attach_ep_ips`).
+    pub fn set_ips(&mut self, i: usize, ips: &[std::net::IpAddr]) {
+        let h = self.eps[i].host_ifindex;
+        self.dp
+            .put_endpoint_ips(h, ips)
+            .expect("endpoint addresses");
+        self.ips[i] = ips.to_vec();
     }
 
     pub fn parent(&self) -> u32 {
