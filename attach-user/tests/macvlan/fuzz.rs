@@ -186,6 +186,7 @@ impl Tally {
 fn fuzz_rx_from_the_wire() {
     in_netns(|| {
         let mut lab = mixed_lab();
+        lab.chain_runs();
         let cast = cast(&lab);
         let mut g = Gen::new(seed(), &cast);
         let mut t = Tally::new("rx");
@@ -209,6 +210,7 @@ fn fuzz_rx_passthru() {
             .passthru_parent()
             .endpoint_with(MODE_PASSTHRU, A, EP_F_SPOOFCHK)
             .build();
+        lab.chain_runs();
         let cast = cast(&lab);
         let mut g = Gen::new(seed() ^ 0x9a55, &cast);
         let mut t = Tally::new("rx-passthru");
@@ -229,6 +231,7 @@ fn fuzz_rx_passthru() {
 fn fuzz_tx_from_each_endpoint() {
     in_netns(|| {
         let mut lab = mixed_lab();
+        lab.chain_runs();
         let cast = cast(&lab);
         let mut g = Gen::new(seed() ^ 0x7a7a, &cast);
         let mut t = Tally::new("tx");
@@ -252,6 +255,7 @@ fn fuzz_tx_from_each_endpoint() {
 fn fuzz_xdp_from_the_wire() {
     in_netns(|| {
         let mut lab = mixed_lab();
+        lab.chain_runs();
         let cast = cast(&lab);
         let mut g = Gen::new(seed() ^ 0x0d0d, &cast);
         let mut t = Tally::new("xdp");
