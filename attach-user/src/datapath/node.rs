@@ -201,8 +201,10 @@ impl Datapath {
         let mut out = vec![0u64; len];
         for (k, v) in keys.iter().zip(values.chunks_exact(cpus * 8)).take(n) {
             let sum = v
-                .chunks_exact(8)
-                .map(|c| u64::from_ne_bytes(c.try_into().expect("8 bytes")))
+                .as_chunks::<8>()
+                .0
+                .iter()
+                .map(|c| u64::from_ne_bytes(*c))
                 .fold(0u64, u64::wrapping_add);
             if let Some(slot) = out.get_mut(*k as usize) {
                 *slot = sum;
