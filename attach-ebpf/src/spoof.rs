@@ -169,7 +169,18 @@ fn ipv6(ctx: &TcContext, g: &Guard, l3: usize) -> Result<(), Verdict> {
             _ => break,
         }
     }
-    // Offsets beyond a jumbo header chain are not ours to follow.
+    // A chain reaching past 2 KiB (a jumbo frame's): what it leads to is
+    // not read (the mask below bounds the offset for the verifier, and
+    // would read the wrong bytes), so it is dropped as unreadable.
+    if off > 0x7ff {
+        return match next {
+            IPPROTO_ICMPV6 | NEXTHDR_HOP | NEXTHDR_ROUTING | NEXTHDR_DEST | NEXTHDR_FRAGMENT => {
+                Err(Verdict::DropParse)
+            }
+            IPPROTO_UDP if !g.has(EP_F_DHCP_SERVER) => Err(Verdict::DropParse),
+            _ => Ok(()),
+        };
+    }
     let off = off & 0x7ff;
     match next {
         IPPROTO_ICMPV6 => icmp6(ctx, g, off),
@@ -218,6 +229,11 @@ fn icmp6(ctx: &TcContext, g: &Guard, off: usize) -> Result<(), Verdict> {
     }
     let mut at = off + opts;
     for _ in 0..ND_OPTS_MAX {
+        if at > 0xfff {
+            // Past 4 KiB (a jumbo frame's options, or a length running
+            // past the end): not read, dropped.
+            return Err(Verdict::DropSpoofedNd);
+        }
         let Ok(o) = ctx.load::<[u8; 8]>(at & 0xfff) else {
             // No more options.
             return Ok(());
@@ -232,6 +248,10 @@ fn icmp6(ctx: &TcContext, g: &Guard, off: usize) -> Result<(), Verdict> {
         }
         at += usize::from(o[1]) * 8;
     }
+    if at > 0xfff {
+        return Err(Verdict::DropSpoofedNd);
+    }
+    // More options than read.
     match ctx.load::<[u8; 8]>(at & 0xfff) {
         Ok(_) => Err(Verdict::DropSpoofedNd),
         Err(_) => Ok(()),

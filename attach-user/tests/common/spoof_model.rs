@@ -12,7 +12,8 @@
 //! ([`IPV6_EXT_WALKED`] extension headers, two VLAN tags,
 //! [`ND_OPTS_WALKED`] neighbour-discovery options: dropped as a spoof). A frame every
 //! receiver discards anyway (a malformed IPv4, IPv6 or ARP header) may
-//! pass or be dropped: the model then allows both.
+//! pass or be dropped: the model then allows both; so may a neighbour
+//! discovery message whose last option runs past its end.
 
 use std::net::IpAddr;
 
@@ -155,6 +156,8 @@ fn ipv6(p: &Port, b: &[u8]) -> Answers {
         return vec![None, Some(Verdict::DropParse), Some(Verdict::DropSpoofed)];
     }
     let valid = b[0] >> 4 == 6;
+    // Whether an ND option runs past the end: the message is invalid.
+    let mut overrun = false;
     let r = (|| {
         let src: [u8; 16] = b[8..24].try_into().unwrap();
         let link_local = src[0] == 0xfe && src[1] & 0xc0 == 0x80;
@@ -188,7 +191,7 @@ fn ipv6(p: &Port, b: &[u8]) -> Answers {
             walked += 1;
         }
         match next {
-            58 => icmp6(p, b, off),
+            58 => icmp6(p, b, off, &mut overrun),
             17 if !p.has(EP_F_DHCP_SERVER) => {
                 if be16(b, off).ok_or(Verdict::DropParse)? == 547 {
                     return Err(Verdict::DropRogueDhcp);
@@ -198,10 +201,14 @@ fn ipv6(p: &Port, b: &[u8]) -> Answers {
             _ => Ok(()),
         }
     })();
-    one(r, !valid)
+    let mut a = one(r, !valid);
+    if overrun {
+        a.extend([None, Some(Verdict::DropSpoofedNd)]);
+    }
+    a
 }
 
-fn icmp6(p: &Port, b: &[u8], off: usize) -> Result<(), Verdict> {
+fn icmp6(p: &Port, b: &[u8], off: usize, overrun: &mut bool) -> Result<(), Verdict> {
     let ty = *b.get(off).ok_or(Verdict::DropParse)?;
     let opts = match ty {
         134 | 137 if !p.has(EP_F_ROUTER) => return Err(Verdict::DropRogueRouter),
@@ -241,5 +248,6 @@ fn icmp6(p: &Port, b: &[u8], off: usize) -> Result<(), Verdict> {
         }
         at += usize::from(o[1]) * 8;
     }
+    *overrun = at > b.len();
     Ok(())
 }

@@ -227,6 +227,27 @@ fn tagged(f: &[u8], tags: &[(u16, u16)]) -> Vec<u8> {
     out
 }
 
+/// `f` (untagged IPv6) with a hop-by-hop header of 2048 bytes (the
+/// longest) before its upper layer.
+fn behind_long_hop_by_hop(f: &[u8]) -> Vec<u8> {
+    let mut out = f[..54].to_vec();
+    let next = out[20];
+    out[20] = 0;
+    let plen = u16::from_be_bytes([out[18], out[19]]) + 2048;
+    out[18..20].copy_from_slice(&plen.to_be_bytes());
+    // Next header, length 255 ((255 + 1) * 8 bytes), then PadN options.
+    out.extend_from_slice(&[next, 255]);
+    for _ in 0..(2046 / 257) {
+        out.extend_from_slice(&[1, 255]);
+        out.extend_from_slice(&[0; 255]);
+    }
+    let rest = 2046 - 2046 / 257 * 257;
+    out.extend_from_slice(&[1, rest as u8 - 2]);
+    out.resize(out.len() + rest - 2, 0);
+    out.extend_from_slice(&f[54..]);
+    out
+}
+
 /// A neighbour solicitation whose first `n` options are nonces and whose
 /// last is a source link-layer option carrying `mac`.
 fn ns_after_options(n: usize, mac: MacAddr) -> Vec<u8> {
@@ -283,6 +304,18 @@ fn tx_forgeries_under_qinq_or_after_many_nd_options_are_dropped() {
                 "NS with more options than are read",
                 ns_after_options(16, A),
                 Verdict::DropSpoofedNd,
+            ),
+            (
+                "router advertisement behind a 2 KiB hop-by-hop header (a jumbo frame)",
+                behind_long_hop_by_hop(&ipv6_icmpv6(
+                    B,
+                    A,
+                    a_link_local(),
+                    ALL_NODES,
+                    134,
+                    &ra_body(A),
+                )),
+                Verdict::DropParse,
             ),
         ] {
             let o = lab.tx(0, &f);
