@@ -10,7 +10,8 @@
 //! DHCP / DHCPv6 server messages are dropped unless the port allows them
 //! (`EP_F_ROUTER`, `EP_F_DHCP_SERVER`: a router or DHCP server container).
 //! Each has its drop reason. A frame too short to read what is checked is
-//! dropped.
+//! dropped, and so is one hiding what is checked behind more VLAN tags,
+//! IPv6 extension headers or ND options than are walked.
 
 use attach_common::{
     EP_F_DHCP_SERVER, EP_F_IPCHK, EP_F_ROUTER, EP_F_SPOOFCHK, EpIpKey, MacAddr, Verdict,
@@ -50,6 +51,9 @@ fn owns(key: &EpIpKey) -> bool {
     unsafe { EP_IPS.get(key) }.is_some()
 }
 
+/// VLAN tags walked to the frame's protocol (802.1Q, or QinQ: two).
+const VLAN_TAGS_MAX: usize = 2;
+
 /// Checks a frame a port's container sent; the drop reason if it fails.
 #[inline(always)]
 pub fn check(ctx: &TcContext, g: &Guard, eth: &EthHdr) -> Result<(), Verdict> {
@@ -61,10 +65,12 @@ pub fn check(ctx: &TcContext, g: &Guard, eth: &EthHdr) -> Result<(), Verdict> {
     }
     let mut proto = u16::from_be(eth.proto);
     let mut l3 = ETH_HLEN;
-    if proto == ETH_P_8021Q || proto == ETH_P_8021AD {
-        let inner = ctx
-            .load::<u16>(ETH_HLEN + 2)
-            .map_err(|_| Verdict::DropParse)?;
+    // Under 802.1Q and QinQ tags, as a receiver on a VLAN reads it.
+    for _ in 0..VLAN_TAGS_MAX {
+        if proto != ETH_P_8021Q && proto != ETH_P_8021AD {
+            break;
+        }
+        let inner = ctx.load::<u16>(l3 + 2).map_err(|_| Verdict::DropParse)?;
         proto = u16::from_be(inner);
         l3 += 4;
     }
@@ -72,6 +78,8 @@ pub fn check(ctx: &TcContext, g: &Guard, eth: &EthHdr) -> Result<(), Verdict> {
         ETH_P_ARP => arp(ctx, g, l3),
         ETH_P_IP => ipv4(ctx, g, l3),
         ETH_P_IPV6 => ipv6(ctx, g, l3),
+        // More tags than walked: could hide anything.
+        ETH_P_8021Q | ETH_P_8021AD => Err(Verdict::DropParse),
         _ => Ok(()),
     }
 }
@@ -161,7 +169,18 @@ fn ipv6(ctx: &TcContext, g: &Guard, l3: usize) -> Result<(), Verdict> {
             _ => break,
         }
     }
-    // Offsets beyond a jumbo header chain are not ours to follow.
+    // A chain reaching past 2 KiB (a jumbo frame's): what it leads to is
+    // not read (the mask below bounds the offset for the verifier, and
+    // would read the wrong bytes), so it is dropped as unreadable.
+    if off > 0x7ff {
+        return match next {
+            IPPROTO_ICMPV6 | NEXTHDR_HOP | NEXTHDR_ROUTING | NEXTHDR_DEST | NEXTHDR_FRAGMENT => {
+                Err(Verdict::DropParse)
+            }
+            IPPROTO_UDP if !g.has(EP_F_DHCP_SERVER) => Err(Verdict::DropParse),
+            _ => Ok(()),
+        };
+    }
     let off = off & 0x7ff;
     match next {
         IPPROTO_ICMPV6 => icmp6(ctx, g, off),
@@ -180,8 +199,9 @@ fn ipv6(ctx: &TcContext, g: &Guard, l3: usize) -> Result<(), Verdict> {
     }
 }
 
-/// Link-layer address options looked at per ND message.
-const ND_OPTS_MAX: usize = 4;
+/// Options looked at per ND message; a message with more is dropped (what
+/// lies beyond could carry another MAC, and the kernel reads them all).
+const ND_OPTS_MAX: usize = 16;
 
 #[inline(always)]
 fn icmp6(ctx: &TcContext, g: &Guard, off: usize) -> Result<(), Verdict> {
@@ -209,6 +229,11 @@ fn icmp6(ctx: &TcContext, g: &Guard, off: usize) -> Result<(), Verdict> {
     }
     let mut at = off + opts;
     for _ in 0..ND_OPTS_MAX {
+        if at > 0xfff {
+            // Past 4 KiB (a jumbo frame's options, or a length running
+            // past the end): not read, dropped.
+            return Err(Verdict::DropSpoofedNd);
+        }
         let Ok(o) = ctx.load::<[u8; 8]>(at & 0xfff) else {
             // No more options.
             return Ok(());
@@ -223,7 +248,14 @@ fn icmp6(ctx: &TcContext, g: &Guard, off: usize) -> Result<(), Verdict> {
         }
         at += usize::from(o[1]) * 8;
     }
-    Ok(())
+    if at > 0xfff {
+        return Err(Verdict::DropSpoofedNd);
+    }
+    // More options than read.
+    match ctx.load::<[u8; 8]>(at & 0xfff) {
+        Ok(_) => Err(Verdict::DropSpoofedNd),
+        Err(_) => Ok(()),
+    }
 }
 
 /// Whether `a` is the link-local address the kernel makes from `mac`

@@ -211,7 +211,7 @@ pub fn set_feature(ifname: &str, name: &str, on: bool) -> Result<()> {
     Ok(())
 }
 
-/// `BPF_MAP_UPDATE_BATCH`'s part of `union bpf_attr`.
+/// `BPF_MAP_*_BATCH`'s part of `union bpf_attr`.
 #[repr(C)]
 #[derive(Default)]
 struct BatchAttr {
@@ -259,6 +259,47 @@ pub fn bpf_update_batch<K: Copy, V: Copy>(
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
+
+/// Reads the first `keys.len()` entries of array map `fd` with one
+/// syscall: their keys into `keys`, their values (each `value_len` bytes,
+/// per CPU for a per-CPU map) into `values`. Returns how many were read.
+pub fn bpf_lookup_batch(
+    fd: BorrowedFd<'_>,
+    keys: &mut [u32],
+    values: &mut [u8],
+    value_len: usize,
+) -> io::Result<usize> {
+    assert!(
+        values.len() >= keys.len() * value_len,
+        "room for every value"
+    );
+    let mut next = 0u32;
+    let mut attr = BatchAttr {
+        out_batch: &mut next as *mut u32 as u64,
+        keys: keys.as_mut_ptr() as u64,
+        values: values.as_mut_ptr() as u64,
+        count: keys.len() as u32,
+        map_fd: fd.as_raw_fd() as u32,
+        ..Default::default()
+    };
+    // SAFETY: `attr` points at room for `count` keys and values of the
+    // map's sizes and an array map's 4-byte batch token, alive for the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_MAP_LOOKUP_BATCH,
+            &mut attr as *mut BatchAttr,
+            std::mem::size_of::<BatchAttr>() as u32,
+        )
+    };
+    // ENOENT: the map's end was reached; `count` says how far.
+    if r < 0 && io::Error::last_os_error().raw_os_error() != Some(libc::ENOENT) {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(attr.count as usize)
 }
 
 #[cfg(test)]

@@ -62,6 +62,20 @@ enum Task {
         #[arg(long, value_name = "FILE")]
         save: Option<PathBuf>,
     },
+    /// Run the datapath fuzzer: structured and random frames through the receive, passthru
+    /// receive, transmit and XDP programs with BPF_PROG_TEST_RUN, each checked against the
+    /// reference model of the kernel's rules; reports frames and disagreements per mode.
+    Fuzz {
+        /// Frames per mode.
+        #[arg(long, default_value_t = 1_000_000)]
+        frames: u64,
+        /// Seed of the frame generator (the CI run's fixed one by default).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// The build of the programs older kernels get.
+        #[arg(long)]
+        compat: bool,
+    },
     /// Run the benchmark (`attach bench`) in a fresh lab.
     Bench {
         #[arg(last = true)]
@@ -119,6 +133,14 @@ fn main() -> Result<()> {
             setup::all()?;
             build(&root, true)?;
             image::build(&root, save.as_deref())
+        }
+        Task::Fuzz {
+            frames,
+            seed,
+            compat,
+        } => {
+            setup::all()?;
+            fuzz(&root, frames, seed, compat)
         }
         Task::Bench { args } => {
             setup::all()?;
@@ -265,6 +287,28 @@ fn demo(root: &Path, args: &[String]) -> Result<()> {
     run(Command::new(bin.join("attach-demo"))
         .args(args)
         .env("ATTACH_BIN", bin.join("attach")))
+}
+
+/// The fuzz cases of the BPF_PROG_TEST_RUN suite, at `frames` per mode.
+fn fuzz(root: &Path, frames: u64, seed: Option<u64>, compat: bool) -> Result<()> {
+    let mut cmd = cargo(root);
+    cmd.args([
+        "test",
+        "-p",
+        "attach-user",
+        "--test",
+        "prog_test_run",
+        "fuzz_",
+    ])
+    .args(["--", "--nocapture"])
+    .env("ATTACH_FUZZ_FRAMES", frames.to_string());
+    if let Some(seed) = seed {
+        cmd.env("ATTACH_FUZZ_SEED", seed.to_string());
+    }
+    if compat {
+        cmd.env("ATTACH_EBPF_BUILD", "compat");
+    }
+    run(&mut cmd)
 }
 
 pub fn run(cmd: &mut Command) -> Result<()> {

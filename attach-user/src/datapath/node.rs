@@ -179,6 +179,40 @@ impl Datapath {
         Ok(PerCpuArray::try_from(self.map_mut(def.name)?)?)
     }
 
+    /// Every entry of per-CPU array map `def` of counters, summed over the
+    /// CPUs, in one `BPF_MAP_LOOKUP_BATCH`.
+    pub(super) fn sum_per_cpu_u64(&mut self, def: TableDef<u32, u64>) -> Result<Vec<u64>> {
+        use std::os::fd::AsFd;
+        let name = def.name;
+        let cpus = aya::util::nr_cpus()
+            .map(|n| n.get() as usize)
+            .map_err(|(_, e)| Error::system(format!("possible CPUs: {e}")))?;
+        let map = self.map_mut(name)?;
+        // Checks the map's type and value size.
+        PerCpuArray::<_, u64>::try_from(&mut *map)?;
+        let Map::PerCpuArray(data) = map else {
+            return Err(Error::system(format!("map {name} is not a per-CPU array")));
+        };
+        let len = data.info()?.max_entries() as usize;
+        let mut keys = vec![0u32; len];
+        let mut values = vec![0u8; len * cpus * 8];
+        let n = crate::sys::bpf_lookup_batch(data.fd().as_fd(), &mut keys, &mut values, cpus * 8)
+            .map_err(|e| Error::system(format!("reading {name}: {e}")))?;
+        let mut out = vec![0u64; len];
+        for (k, v) in keys.iter().zip(values.chunks_exact(cpus * 8)).take(n) {
+            let sum = v
+                .as_chunks::<8>()
+                .0
+                .iter()
+                .map(|c| u64::from_ne_bytes(*c))
+                .fold(0u64, u64::wrapping_add);
+            if let Some(slot) = out.get_mut(*k as usize) {
+                *slot = sum;
+            }
+        }
+        Ok(out)
+    }
+
     /// Writes `values` into array map `def` at `first`, `first + 1`, … in
     /// one `BPF_MAP_UPDATE_BATCH`: a flood row holds an entry per endpoint,
     /// rewritten whole on every change (a syscall per entry cost a tenth of

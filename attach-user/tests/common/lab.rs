@@ -29,6 +29,8 @@ pub struct Lab {
     /// Endpoint `i` (in the order added) has id `i + 1` and host veth `h{i+1}`.
     pub eps: Vec<Endpoint>,
     pub(crate) up: Vec<bool>,
+    /// Endpoint `i`'s addresses, as [`Lab::set_ips`] put them.
+    pub ips: Vec<Vec<std::net::IpAddr>>,
     /// A device in no map.
     pub stray: u32,
     /// Where the endpoints' container sides are once a frame has been run
@@ -36,9 +38,13 @@ pub struct Lab {
     pub(crate) containers: Option<Containers>,
     /// The hooks made for runs for real (see [`super::live`]).
     pub(crate) live_hooks: Vec<LiveHook>,
+    /// The counters after the last run, when runs are chained (see
+    /// [`Lab::chain_runs`]).
+    chained: Option<Option<Snapshot>>,
 }
 
 /// Counters at one moment.
+#[derive(Clone)]
 struct Snapshot {
     eps: Vec<EndpointStats>,
     bystander: EndpointStats,
@@ -80,16 +86,51 @@ impl Lab {
             dp,
             _pins: pins,
             parents,
+            ips: vec![Vec::new(); eps.len()],
             eps,
             up,
             stray: ifindex("x0"),
             containers: None,
             live_hooks: Vec::new(),
+            chained: None,
         }
+    }
+
+    /// Gives endpoint `i` the addresses `ips` (its `attach_ep_ips`).
+    pub fn set_ips(&mut self, i: usize, ips: &[std::net::IpAddr]) {
+        let h = self.eps[i].host_ifindex;
+        self.dp
+            .put_endpoint_ips(h, ips)
+            .expect("endpoint addresses");
+        self.ips[i] = ips.to_vec();
     }
 
     pub fn parent(&self) -> u32 {
         self.parents[0].ifindex
+    }
+
+    /// Takes each run's counters before from the last run's after, halving
+    /// the map reads per run: for runs back to back with nothing else
+    /// moving the counters (the fuzzer's million frames).
+    pub fn chain_runs(&mut self) {
+        self.chained = Some(None);
+    }
+
+    /// The counters before a run.
+    fn before(&mut self) -> Snapshot {
+        match self.chained.as_mut().and_then(Option::take) {
+            Some(s) => s,
+            None => self.snapshot(),
+        }
+    }
+
+    /// The counters after a run (kept for the next when chained).
+    fn after(&mut self) -> Snapshot {
+        let s = self.snapshot();
+        if let Some(last) = self.chained.as_mut() {
+            *last = Some(s.clone());
+        }
+        s
     }
 
     fn snapshot(&mut self) -> Snapshot {
@@ -172,7 +213,7 @@ impl Lab {
         let mark = u32::from_ne_bytes(ctx[SKB_MARK..][..4].try_into().unwrap());
         let mut ctx_out = [0u8; SKB_CTX_LEN];
         let mut data = vec![0u8; frame.len() + 256];
-        let before = self.snapshot();
+        let before = self.before();
         let r = self
             .dp
             .classifier(prog)
@@ -185,7 +226,7 @@ impl Lab {
                 repeat,
                 ..Default::default()
             })?;
-        let after = self.snapshot();
+        let after = self.after();
         data.truncate(r.data_size_out as usize);
         let mark_out = u32::from_ne_bytes(ctx_out[SKB_MARK..SKB_MARK + 4].try_into().unwrap());
         let what = format!(
@@ -210,7 +251,7 @@ impl Lab {
         let ctx = skb_ctx(ifindex, 0);
         let mut ctx_out = [0u8; SKB_CTX_LEN];
         let mut data = vec![0u8; frame.len() + 256];
-        let before = self.snapshot();
+        let before = self.before();
         let r = self
             .dp
             .classifier(prog)
@@ -223,7 +264,7 @@ impl Lab {
                 ..Default::default()
             })
             .unwrap_or_else(|e| panic!("test run of {prog} refused: {e:?}"));
-        let after = self.snapshot();
+        let after = self.after();
         data.truncate(r.data_size_out as usize);
         let mark = u32::from_ne_bytes(ctx_out[SKB_MARK..SKB_MARK + 4].try_into().unwrap());
         let what = format!(
@@ -274,7 +315,7 @@ impl Lab {
     /// `attach_rx_xdp` with this context.
     pub fn try_xdp_ctx(&mut self, ctx: &[u8], frame: &[u8]) -> Result<Outcome, ProgramError> {
         let ifindex = u32::from_ne_bytes(ctx[XDP_INGRESS_IFINDEX..][..4].try_into().unwrap());
-        let before = self.snapshot();
+        let before = self.before();
         let r = self
             .dp
             .xdp_program()
@@ -284,7 +325,7 @@ impl Lab {
                 ctx_in: Some(ctx),
                 ..Default::default()
             })?;
-        let after = self.snapshot();
+        let after = self.after();
         let what = format!(
             "attach_rx_xdp on ifindex {ifindex}, {} bytes {}",
             frame.len(),

@@ -23,6 +23,7 @@ use aya::programs::ProgramError;
 pub mod bridge;
 pub mod capture;
 pub mod frames;
+pub mod fuzz;
 pub mod ipvlan;
 pub mod lab;
 pub mod live;
@@ -31,6 +32,7 @@ pub mod nested;
 pub mod outcome;
 pub mod router;
 pub mod scenario;
+pub mod spoof_model;
 
 /// tc return codes (`TC_ACT_UNSPEC` is -1, seen as a u32).
 pub const TC_ACT_UNSPEC: u32 = u32::MAX;

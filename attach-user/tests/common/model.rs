@@ -98,6 +98,27 @@ impl Lab {
     /// What `attach_tx` must do with `frame` sent by endpoint `i`: the
     /// kernel's macvlan transmit rules (semantics.md) plus the two flags.
     pub fn model_tx(&self, i: usize, frame: &[u8]) -> Expect {
+        self.model_tx_any(i, frame).swap_remove(0)
+    }
+
+    /// Every answer [`Self::model_tx`] allows: the guard's rules
+    /// ([`Self::model_guard`]) may leave a malformed frame's fate open.
+    pub fn model_tx_any(&self, i: usize, frame: &[u8]) -> Vec<Expect> {
+        self.model_guard(i, frame)
+            .into_iter()
+            .map(|g| match g {
+                Some(why) => Expect {
+                    ret: TC_ACT_SHOT,
+                    verdicts: vec![(Direction::Tx, why, 1)],
+                    eps: vec![(i, tx_dropped())],
+                },
+                None => self.model_tx_passed(i, frame),
+            })
+            .collect()
+    }
+
+    /// What `attach_tx` must do with a frame endpoint `i` may send.
+    fn model_tx_passed(&self, i: usize, frame: &[u8]) -> Expect {
         let ep = self.eps[i];
         let cfg = self
             .parents
@@ -106,14 +127,6 @@ impl Lab {
             .expect("the sender's parent");
         let len = frame.len() as u64;
         let dst: MacAddr = frame[0..6].try_into().unwrap();
-        let src: MacAddr = frame[6..12].try_into().unwrap();
-        if ep.flags & attach_common::EP_F_SPOOFCHK != 0 && src != ep.mac {
-            return Expect {
-                ret: TC_ACT_SHOT,
-                verdicts: vec![(Direction::Tx, Verdict::DropSpoofed, 1)],
-                eps: vec![(i, tx_dropped())],
-            };
-        }
         let host_access = ep.flags & attach_common::EP_F_HOST_ACCESS != 0;
         let out = |mut verdicts: Vec<(Direction, Verdict, u64)>, eps| {
             verdicts.push((Direction::Tx, Verdict::ToParent, 1));

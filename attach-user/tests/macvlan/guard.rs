@@ -215,3 +215,129 @@ fn tx_router_and_dhcp_server_messages_pass_where_allowed() {
             .only(&[(0, tx_dropped())]);
     });
 }
+
+/// `f` with VLAN tags `tags` (TPID, VID) inserted after the addresses.
+fn tagged(f: &[u8], tags: &[(u16, u16)]) -> Vec<u8> {
+    let mut out = f[..12].to_vec();
+    for (tpid, vid) in tags {
+        out.extend_from_slice(&tpid.to_be_bytes());
+        out.extend_from_slice(&vid.to_be_bytes());
+    }
+    out.extend_from_slice(&f[12..]);
+    out
+}
+
+/// `f` (untagged IPv6) with a hop-by-hop header of 2048 bytes (the
+/// longest) before its upper layer.
+fn behind_long_hop_by_hop(f: &[u8]) -> Vec<u8> {
+    let mut out = f[..54].to_vec();
+    let next = out[20];
+    out[20] = 0;
+    let plen = u16::from_be_bytes([out[18], out[19]]) + 2048;
+    out[18..20].copy_from_slice(&plen.to_be_bytes());
+    // Next header, length 255 ((255 + 1) * 8 bytes), then PadN options.
+    out.extend_from_slice(&[next, 255]);
+    for _ in 0..(2046 / 257) {
+        out.extend_from_slice(&[1, 255]);
+        out.extend_from_slice(&[0; 255]);
+    }
+    let rest = 2046 - 2046 / 257 * 257;
+    out.extend_from_slice(&[1, rest as u8 - 2]);
+    out.resize(out.len() + rest - 2, 0);
+    out.extend_from_slice(&f[54..]);
+    out
+}
+
+/// A neighbour solicitation whose first `n` options are nonces and whose
+/// last is a source link-layer option carrying `mac`.
+fn ns_after_options(n: usize, mac: MacAddr) -> Vec<u8> {
+    let mut b = v6(2).to_vec();
+    for _ in 0..n {
+        b.extend_from_slice(&[14, 1, 1, 2, 3, 4, 5, 6]);
+    }
+    b.extend_from_slice(&[1, 1]);
+    b.extend_from_slice(&mac);
+    ipv6_icmpv6(B, A, v6(1), v6(2), 135, &b)
+}
+
+/// What the checks read is found under QinQ tags and after any number of
+/// ND options, as a receiver reads it; what hides behind more than is
+/// walked is dropped.
+#[test]
+fn tx_forgeries_under_qinq_or_after_many_nd_options_are_dropped() {
+    in_netns(|| {
+        let mut lab = ipchk_lab();
+        let forged_arp = arp_from(2, A, UNKNOWN, ip4(1), ip4(2));
+        for (what, f, why) in [
+            (
+                "forged ARP reply under 802.1ad + 802.1Q",
+                tagged(&forged_arp, &[(0x88a8, 5), (0x8100, 7)]),
+                Verdict::DropSpoofedArp,
+            ),
+            (
+                "forged ARP reply under 802.1Q + 802.1Q",
+                tagged(&forged_arp, &[(0x8100, 5), (0x8100, 7)]),
+                Verdict::DropSpoofedArp,
+            ),
+            (
+                "router advertisement under QinQ",
+                tagged(
+                    &ipv6_icmpv6(B, A, a_link_local(), ALL_NODES, 134, &ra_body(A)),
+                    &[(0x88a8, 5), (0x8100, 7)],
+                ),
+                Verdict::DropRogueRouter,
+            ),
+            (
+                "three tags",
+                tagged(
+                    &arp_from(2, A, A, ip4(1), ip4(2)),
+                    &[(0x88a8, 5), (0x8100, 7), (0x8100, 9)],
+                ),
+                Verdict::DropParse,
+            ),
+            (
+                "NS with a forged source link-layer option after four others",
+                ns_after_options(4, UNKNOWN),
+                Verdict::DropSpoofedNd,
+            ),
+            (
+                "NS with more options than are read",
+                ns_after_options(16, A),
+                Verdict::DropSpoofedNd,
+            ),
+            (
+                "router advertisement behind a 2 KiB hop-by-hop header (a jumbo frame)",
+                behind_long_hop_by_hop(&ipv6_icmpv6(
+                    B,
+                    A,
+                    a_link_local(),
+                    ALL_NODES,
+                    134,
+                    &ra_body(A),
+                )),
+                Verdict::DropParse,
+            ),
+        ] {
+            let o = lab.tx(0, &f);
+            assert_eq!(o.ret, TC_ACT_SHOT, "{what}: passed");
+            o.verdicts(&[(TX, why, 1)]).only(&[(0, tx_dropped())]);
+        }
+        // Its own, under QinQ and after a few options: passed.
+        for (what, f) in [
+            (
+                "ARP reply from itself under QinQ",
+                tagged(
+                    &arp_from(2, A, A, ip4(1), ip4(2)),
+                    &[(0x88a8, 5), (0x8100, 7)],
+                ),
+            ),
+            (
+                "NS with its own MAC after 14 options",
+                ns_after_options(14, A),
+            ),
+        ] {
+            let o = lab.tx(0, &f);
+            assert_ne!(o.ret, TC_ACT_SHOT, "{what} was dropped");
+        }
+    });
+}

@@ -6,6 +6,7 @@ use attach_common::{EP_F_IPCHK, EP_F_SPOOFCHK, MODE_BRIDGE, MODE_PRIVATE, MODE_V
 
 use crate::common::{frames::*, lab::Lab, scenario::Scenario};
 
+mod fuzz;
 mod guard;
 mod host;
 mod rx;
