@@ -329,7 +329,7 @@ pub async fn create(
         rec.forwarding_enabled = common::enable_forwarding(&v6, "ipvlan l3s endpoints")?;
     }
 
-    let mut dp = node.datapath()?;
+    let mut dp = node.datapath_for(rec)?;
     rec.endpoint_id = Some(common::free_endpoint_id(records)?);
     let ep = endpoint_of(rec).expect("ids are set");
     dp.zero_stats(ep.id)?;
@@ -476,7 +476,7 @@ pub async fn teardown(node: &Node, rec: &Attachment, remaining: &[Attachment]) -
 }
 
 fn teardown_datapath(node: &Node, rec: &Attachment, remaining: &[Attachment]) -> Result<()> {
-    let mut dp = node.datapath()?;
+    let mut dp = node.datapath_for(rec)?;
     if let Some(h) = rec.host_ifindex {
         for ip in &rec.ips {
             dp.remove_ip(rec.parent_ifindex, ip.addr, h)?;
@@ -505,7 +505,7 @@ pub async fn check(node: &Node, rec: &Attachment) -> Result<()> {
     let link = endpoint::check_host_link(node, rec).await?;
     let (host_index, host_name) = (link.index, &link.name);
     let want = live_endpoint(node, rec).await?;
-    let mut dp = node.datapath()?;
+    let mut dp = node.datapath_for(rec)?;
     if dp.port(host_index)? != Some(want) {
         return Err(Error::system(format!(
             "the port entry of {host_name} is missing or stale (or its up/down state)"
@@ -563,7 +563,7 @@ pub async fn repair(node: &Node, rec: &Attachment, others: &[Attachment]) -> Res
     // Up first: the entries then say what the carrier says.
     endpoint::host_up(node, rec).await?;
     let ep = live_endpoint(node, rec).await?;
-    let mut dp = node.datapath()?;
+    let mut dp = node.datapath_for(rec)?;
     dp.put_port(&ep)?;
     dp.attach_tc(
         PROG_IPVL_TX,

@@ -321,7 +321,7 @@ pub async fn create(
     prepare_host_side(&host)?;
 
     if rec.backend == Backend::Ebpf {
-        let mut dp = node.datapath()?;
+        let mut dp = node.datapath_for(rec)?;
         rec.endpoint_id = Some(common::free_endpoint_id(records)?);
         let gw_mac = host_mac(node, host_index).await?;
         let port = port_of(rec, gw_mac).expect("ids are set");
@@ -464,7 +464,7 @@ pub async fn teardown(node: &Node, rec: &Attachment, remaining: &[Attachment]) -
 }
 
 fn teardown_datapath(node: &Node, rec: &Attachment, remaining: &[Attachment]) -> Result<()> {
-    let mut dp = node.datapath()?;
+    let mut dp = node.datapath_for(rec)?;
     if let Some(h) = rec.host_ifindex {
         dp.remove_router_port(h)?;
         dp.remove_endpoint_ips(h, &addrs(rec))?;
@@ -499,7 +499,7 @@ pub async fn check(node: &Node, rec: &Attachment) -> Result<()> {
     if rec.backend != Backend::Ebpf {
         return Ok(());
     }
-    let mut dp = node.datapath()?;
+    let mut dp = node.datapath_for(rec)?;
     let gw_mac = host_mac(node, host_index).await?;
     let want =
         port_of(rec, gw_mac).ok_or_else(|| Error::system("the record has no endpoint id"))?;
@@ -546,7 +546,7 @@ pub async fn repair(node: &Node, rec: &Attachment, _others: &[Attachment]) -> Re
         .host_ifindex
         .ok_or_else(|| Error::system("the record has no host-side interface"))?;
     if rec.backend == Backend::Ebpf {
-        let mut dp = node.datapath()?;
+        let mut dp = node.datapath_for(rec)?;
         let gw_mac = host_mac(node, host_index).await?;
         let port =
             port_of(rec, gw_mac).ok_or_else(|| Error::system("the record has no endpoint id"))?;
