@@ -141,7 +141,7 @@ impl Chain<'_> {
     }
 
     /// Plugin `i`'s configuration, as the runtime hands it over.
-    fn conf(&self, i: usize, prev: Option<&Value>) -> Value {
+    pub fn conf_of(&self, i: usize, prev: Option<&Value>) -> Value {
         let mut c = self.plugins()[i].clone();
         c["cniVersion"] = self.list["cniVersion"].clone();
         c["name"] = self.list["name"].clone();
@@ -172,7 +172,7 @@ impl Chain<'_> {
             env_extra: self.call.env_extra.clone(),
             ..self.call
         };
-        let r = call.run_plugin(&Self::binary(&ty)?, &self.conf(i, prev).to_string())?;
+        let r = call.run_plugin(&Self::binary(&ty)?, &self.conf_of(i, prev).to_string())?;
         anyhow::ensure!(
             r.ok,
             "{command} of {ty} failed: {}\nstderr: {}",

@@ -47,7 +47,21 @@ fn chain<'a>(
     next: Value,
     runtime_config: Value,
 ) -> Chain<'a> {
-    let attach = json!({
+    chain_of(lab, c, dir, net, json!({}), next, runtime_config)
+}
+
+/// [`chain`] with attach-cni's keys in `kind` over the macvlan ones (a
+/// null leaves the key out).
+fn chain_of<'a>(
+    lab: &'a Lab,
+    c: &'a Netns,
+    dir: &Dir,
+    net: &str,
+    kind: Value,
+    next: Value,
+    runtime_config: Value,
+) -> Chain<'a> {
+    let mut attach = json!({
         "type": "attach-cni",
         "kind": "macvlan", "mode": "bridge", "parent": "eth1",
         "backend": "ebpf", "datapath": "tc",
@@ -62,6 +76,13 @@ fn chain<'a>(
             "routes": [{"dst": "0.0.0.0/0"}]
         }
     });
+    let a = attach.as_object_mut().unwrap();
+    for (k, v) in kind.as_object().unwrap() {
+        match v {
+            Value::Null => a.remove(k),
+            v => a.insert(k.clone(), v.clone()),
+        };
+    }
     Chain {
         call: Call {
             node: lab.node(),
@@ -113,37 +134,71 @@ fn nothing_left(lab: &Lab, c: &Netns, host: &str) {
 
 /// The result lists the host side of the veth the way the spec marks an
 /// interface on the host: a name and MAC, no sandbox; the container's stays
-/// first, the one every IP points at.
+/// first, the one every IP points at. For every kind with a veth, with
+/// `bandwidth` after it: its shapers go on that host side (the port's hook
+/// leaves the veth's ingress qdisc slot free), and everything goes on DEL.
 #[test]
-fn the_result_lists_the_host_side() {
+fn the_result_lists_the_host_side_of_every_veth_kind() {
     require_root();
     let lab = Lab::new().unwrap();
     let dir = Dir::new(&lab);
-    let c1 = lab.container("c1").unwrap();
-    let ch = chain(&lab, &c1, &dir, "ch0", json!({"type": "sbr"}), json!({}));
-    let res = ch.add().unwrap();
-    let ifaces = res["interfaces"].as_array().unwrap();
-    assert_eq!(ifaces[0]["name"], "eth0", "{res}");
-    assert_eq!(ifaces[0]["sandbox"], c1.path().display().to_string());
-    let list = lab.attach().json(&["list"]).unwrap();
-    let rec = &list[0];
-    let host = host_side(&res);
-    assert_eq!(rec["host_ifname"], host.as_str());
-    let link = lab.node().ok(&["ip", "-j", "link", "show", &host]).unwrap();
-    let link: Value = serde_json::from_str(&link).unwrap();
-    assert_eq!(
-        ifaces[1]["mac"], link[0]["address"],
-        "the host side's MAC: {res}"
-    );
-    assert!(
-        res["ips"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|ip| ip["interface"] == 0)
-    );
-    ch.del(Some(&res), |_| {}).unwrap();
-    nothing_left(&lab, &c1, &host);
+    let router_ipam = json!({
+        "type": "host-local", "dataDir": dir.0,
+        "ranges": [[{"subnet": "10.78.0.0/24", "rangeStart": "10.78.0.150", "rangeEnd": "10.78.0.160"}]]
+    });
+    let kinds = [
+        json!({}),
+        json!({"datapath": "xdp"}),
+        json!({"kind": "ipvlan", "mode": "l2", "datapath": null}),
+        json!({"kind": "bridge", "mode": null, "parent": null, "datapath": null,
+               "bridge": "sw0", "uplink": "eth1"}),
+        json!({"kind": "router", "mode": null, "parent": null, "backend": null,
+               "datapath": "ebpf", "uplink": "eth1", "ipam": router_ipam}),
+    ];
+    let bw = json!({"type": "bandwidth", "capabilities": {"bandwidth": true}});
+    let limits = json!({"bandwidth": {
+        "ingressRate": 20_000_000, "ingressBurst": 2_000_000,
+        "egressRate": 20_000_000, "egressBurst": 2_000_000,
+    }});
+    for (i, kind) in kinds.iter().enumerate() {
+        let c = lab.container(&format!("k{i}")).unwrap();
+        let net = format!("ck{i}");
+        let ch = chain_of(
+            &lab,
+            &c,
+            &dir,
+            &net,
+            kind.clone(),
+            bw.clone(),
+            limits.clone(),
+        );
+        let res = ch.add().unwrap_or_else(|e| panic!("{kind}: {e:#}"));
+        let ifaces = res["interfaces"].as_array().unwrap();
+        assert_eq!(ifaces[0]["name"], "eth0", "{kind}: {res}");
+        assert_eq!(ifaces[0]["sandbox"], c.path().display().to_string());
+        let list = lab.attach().json(&["list"]).unwrap();
+        let host = host_side(&res);
+        assert_eq!(list[0]["host_ifname"], host.as_str(), "{kind}");
+        let link = lab.node().ok(&["ip", "-j", "link", "show", &host]).unwrap();
+        let link: Value = serde_json::from_str(&link).unwrap();
+        assert_eq!(ifaces[1]["mac"], link[0]["address"], "{kind}: {res}");
+        assert!(
+            res["ips"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|ip| ip["interface"] == 0),
+            "{kind}: {res}"
+        );
+        let qdiscs = lab
+            .node()
+            .ok(&["tc", "qdisc", "show", "dev", &host])
+            .unwrap();
+        assert!(qdiscs.contains("tbf"), "{kind}: no tbf on {host}: {qdiscs}");
+        ch.check(&res).unwrap_or_else(|e| panic!("{kind}: {e:#}"));
+        ch.del(Some(&res), |_| {}).unwrap();
+        nothing_left(&lab, &c, &host);
+    }
 }
 
 /// sbr moves the container's routes into a table of their own, chosen by
@@ -241,6 +296,30 @@ fn bandwidth_after_attach() {
     assert!(!ifbs().trim().is_empty(), "no ifb for the egress limit");
     assert!(ping(&c1, EXT_V4), "no IPv4 with bandwidth's qdiscs");
     ch.check(&res).unwrap();
+
+    // The port's hook removed behind the engine's back: CHECK says so, and
+    // reconcile puts it back beside bandwidth's ingress qdisc.
+    attach_tests::kinds::detach_port_hook(lab.node().path(), &host);
+    let check = ch.conf_of(0, Some(&res));
+    let r = Call {
+        command: "CHECK",
+        env_extra: Vec::new(),
+        ..ch.call
+    }
+    .run(&check.to_string())
+    .unwrap();
+    assert_eq!(r.code(), 102, "{}", r.stdout);
+    lab.attach().ok(&["reconcile"]).unwrap();
+    ch.check(&res).unwrap();
+    let qdiscs = lab
+        .node()
+        .ok(&["tc", "qdisc", "show", "dev", &host])
+        .unwrap();
+    assert!(
+        qdiscs.contains("tbf") && qdiscs.contains("ingress"),
+        "bandwidth's qdiscs after reconcile: {qdiscs}"
+    );
+    assert!(ping(&c1, EXT_V4), "no IPv4 after reconcile");
     ch.del(Some(&res), |ty| {
         if ty == "bandwidth" {
             assert!(ifbs().trim().is_empty(), "ifb left: {}", ifbs());
