@@ -38,7 +38,7 @@ impl Drop for Dir {
 }
 
 /// attach-cni (macvlan on the eBPF datapath, host-local IPAM) followed by
-/// `next`.
+/// `next` (a plugin, or an array of them).
 fn chain<'a>(
     lab: &'a Lab,
     c: &'a Netns,
@@ -83,6 +83,12 @@ fn chain_of<'a>(
             v => a.insert(k.clone(), v.clone()),
         };
     }
+    // `next`: one plugin, or several in order.
+    let mut plugins = vec![attach];
+    match next {
+        Value::Array(more) => plugins.extend(more),
+        one => plugins.push(one),
+    }
     Chain {
         call: Call {
             node: lab.node(),
@@ -92,7 +98,7 @@ fn chain_of<'a>(
             ifname: "eth0",
             env_extra: Vec::new(),
         },
-        list: json!({"cniVersion": "1.0.0", "name": net, "plugins": [attach, next]}),
+        list: json!({"cniVersion": "1.0.0", "name": net, "plugins": plugins}),
         runtime_config,
     }
 }
@@ -418,5 +424,67 @@ fn firewall_after_attach() {
         }
     })
     .unwrap();
+    nothing_left(&lab, &c1, &host);
+}
+
+/// The five in one conflist after attach-cni, as a runtime would run it:
+/// each finds what it needs in the result the ones before it passed on,
+/// and the whole chain's DEL leaves the node and the container as before.
+#[test]
+fn all_five_in_one_conflist() {
+    require_root();
+    let lab = Lab::new().unwrap();
+    let dir = Dir::new(&lab);
+    let c1 = lab.container("c1").unwrap();
+    let key = "net.ipv4.conf.eth0.accept_local";
+    let next = json!([
+        {"type": "tuning", "dataDir": dir.0.join("tuning"), "sysctl": {key: "1"}},
+        {"type": "portmap", "capabilities": {"portMappings": true}, "snat": true},
+        {"type": "firewall", "backend": "iptables"},
+        {"type": "bandwidth", "capabilities": {"bandwidth": true}},
+        {"type": "sbr"},
+    ]);
+    let rc = json!({
+        "portMappings": [{"hostPort": 18081, "containerPort": 8081, "protocol": "tcp"}],
+        "bandwidth": {"ingressRate": 20_000_000, "ingressBurst": 2_000_000,
+                      "egressRate": 20_000_000, "egressBurst": 2_000_000},
+    });
+    let ch = chain(&lab, &c1, &dir, "ch6", next, rc);
+    let res = ch.add().unwrap();
+    let ip = ipv4(&res);
+    let host = host_side(&res);
+    assert_eq!(c1.ok(&["sysctl", "-n", key]).unwrap().trim(), "1");
+    let nat = lab.node().ok(&["iptables", "-t", "nat", "-S"]).unwrap();
+    assert!(
+        nat.contains(&format!("--to-destination {ip}:8081")),
+        "{nat}"
+    );
+    let filter = lab.node().ok(&["iptables", "-S"]).unwrap();
+    assert!(filter.contains(&format!("-s {ip}/32")), "{filter}");
+    let qdiscs = lab
+        .node()
+        .ok(&["tc", "qdisc", "show", "dev", &host])
+        .unwrap();
+    assert!(qdiscs.contains("tbf"), "{qdiscs}");
+    let rules = c1.ok(&["ip", "-4", "rule", "show"]).unwrap();
+    assert!(rules.contains(&format!("from {ip} lookup 100")), "{rules}");
+    let from_ip = || {
+        c1.sh(&format!("ping -c 1 -W 1 -I {ip} {EXT_V4}"))
+            .is_ok_and(|o| o.status.success())
+    };
+    assert!((0..5).any(|_| from_ip()), "no IPv4 from {ip} in the chain");
+    ch.check_except(&res, &["portmap"]).unwrap();
+    ch.del(Some(&res), |_| {}).unwrap();
+    let nat = lab.node().ok(&["iptables", "-t", "nat", "-S"]).unwrap();
+    let filter = lab.node().ok(&["iptables", "-S"]).unwrap();
+    assert!(
+        !nat.contains(&ip) && !filter.contains(&ip),
+        "{nat}\n{filter}"
+    );
+    let ifbs = lab
+        .node()
+        .ok(&["ip", "-o", "link", "show", "type", "ifb"])
+        .unwrap();
+    assert!(ifbs.trim().is_empty(), "ifb left: {ifbs}");
     nothing_left(&lab, &c1, &host);
 }
