@@ -10,12 +10,13 @@ use std::{
     io::{Read, Write},
     net::{TcpListener, TcpStream},
     path::PathBuf,
+    process::{Child, Stdio},
     time::Duration,
 };
 
 use attach_tests::{
     cni::{Call, Chain},
-    lab::{EXT_V4, Lab, NODE_V4, Netns, ping, require_root},
+    lab::{Attach, EXT_V4, Lab, NODE_V4, Netns, ping, require_root},
 };
 use serde_json::{Value, json};
 
@@ -486,5 +487,82 @@ fn all_five_in_one_conflist() {
         .ok(&["ip", "-o", "link", "show", "type", "ifb"])
         .unwrap();
     assert!(ifbs.trim().is_empty(), "ifb left: {ifbs}");
+    nothing_left(&lab, &c1, &host);
+}
+
+/// The node's agent (`attach agent`, periodic reconcile every second, no
+/// metrics), killed by its pid on drop.
+struct NodeAgent {
+    child: Child,
+    socket: PathBuf,
+}
+
+impl NodeAgent {
+    fn start(lab: &Lab) -> Self {
+        let bin = Attach::bin().unwrap();
+        let child = lab
+            .node()
+            .command(&[
+                bin.to_str().unwrap(),
+                "agent",
+                "--no-metrics",
+                "--reconcile-interval",
+                "1",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let socket = PathBuf::from(format!(
+            "/run/attach/{}.sock",
+            lab.node_pin_dir().file_name().unwrap().to_string_lossy()
+        ));
+        let agent = Self { child, socket };
+        let up =
+            attach_tests::poll::until(Duration::from_secs(10), Duration::from_millis(50), || {
+                std::os::unix::net::UnixStream::connect(&agent.socket).is_ok()
+            });
+        assert!(up, "the agent's socket did not open");
+        agent
+    }
+}
+
+impl Drop for NodeAgent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.socket);
+    }
+}
+
+/// tuning's `mac` after attach-cni: the container's interface takes the new
+/// MAC, which our datapath's source check drops until the node's agent
+/// takes it on (its watch of the container's links, or its periodic pass);
+/// then the container reaches the wire with it and the chain's CHECK, with
+/// tuning's MAC in the result, holds.
+#[test]
+fn tuning_mac_after_attach_with_the_agent() {
+    require_root();
+    let lab = Lab::new().unwrap();
+    let dir = Dir::new(&lab);
+    let c1 = lab.container("c1").unwrap();
+    let _agent = NodeAgent::start(&lab);
+    let new = "02:aa:bb:cc:dd:42";
+    let tuning = json!({"type": "tuning", "dataDir": dir.0.join("tuning"), "mac": new});
+    let ch = chain(&lab, &c1, &dir, "ch7", tuning, json!({}));
+    let res = ch.add().unwrap();
+    assert_eq!(res["interfaces"][0]["mac"], new, "{res}");
+    let link = c1.ok(&["ip", "link", "show", "eth0"]).unwrap();
+    assert!(link.contains(new), "{link}");
+    let taken_on =
+        attach_tests::poll::until(Duration::from_secs(10), Duration::from_millis(100), || {
+            lab.attach().json(&["list"]).unwrap()[0]["mac"] == new
+                && lab.attach().ok(&["check", "--all"]).is_ok()
+        });
+    assert!(taken_on, "the agent did not take on {new}");
+    assert!(ping(&c1, EXT_V4), "no IPv4 with the new MAC");
+    ch.check(&res).unwrap();
+    let host = host_side(&res);
+    ch.del(Some(&res), |_| {}).unwrap();
     nothing_left(&lab, &c1, &host);
 }
