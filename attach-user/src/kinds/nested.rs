@@ -93,6 +93,26 @@ pub struct NestedRequest {
     #[arg(long)]
     #[serde(default)]
     pub mtu: Option<u32>,
+    /// Limit what reaches the container to this many bits/s (k, M, G:
+    /// thousands), dropping the rest (eBPF datapath).
+    #[arg(long, value_name = "BITS", value_parser = crate::bandwidth::parse_bits)]
+    #[serde(default)]
+    pub ingress_rate: Option<u64>,
+    /// Bits the ingress limit lets through at once (default: a tenth of a
+    /// second at the rate, at least 512k).
+    #[arg(long, value_name = "BITS", value_parser = crate::bandwidth::parse_bits)]
+    #[serde(default)]
+    pub ingress_burst: Option<u64>,
+    /// Limit what the container sends to this many bits/s (k, M, G:
+    /// thousands), dropping the rest (eBPF datapath).
+    #[arg(long, value_name = "BITS", value_parser = crate::bandwidth::parse_bits)]
+    #[serde(default)]
+    pub egress_rate: Option<u64>,
+    /// Bits the egress limit lets through at once (default: a tenth of a
+    /// second at the rate, at least 512k).
+    #[arg(long, value_name = "BITS", value_parser = crate::bandwidth::parse_bits)]
+    #[serde(default)]
+    pub egress_burst: Option<u64>,
     /// Drop frames the container sends with a source MAC or address not its
     /// own (default on).
     #[arg(long, value_parser = parse::on_off())]

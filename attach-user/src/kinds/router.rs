@@ -76,6 +76,26 @@ pub struct RouterRequest {
     #[arg(long)]
     #[serde(default)]
     pub mtu: Option<u32>,
+    /// Limit what reaches the container to this many bits/s (k, M, G:
+    /// thousands), dropping the rest (eBPF datapath).
+    #[arg(long, value_name = "BITS", value_parser = crate::bandwidth::parse_bits)]
+    #[serde(default)]
+    pub ingress_rate: Option<u64>,
+    /// Bits the ingress limit lets through at once (default: a tenth of a
+    /// second at the rate, at least 512k).
+    #[arg(long, value_name = "BITS", value_parser = crate::bandwidth::parse_bits)]
+    #[serde(default)]
+    pub ingress_burst: Option<u64>,
+    /// Limit what the container sends to this many bits/s (k, M, G:
+    /// thousands), dropping the rest (eBPF datapath).
+    #[arg(long, value_name = "BITS", value_parser = crate::bandwidth::parse_bits)]
+    #[serde(default)]
+    pub egress_rate: Option<u64>,
+    /// Bits the egress limit lets through at once (default: a tenth of a
+    /// second at the rate, at least 512k).
+    #[arg(long, value_name = "BITS", value_parser = crate::bandwidth::parse_bits)]
+    #[serde(default)]
+    pub egress_burst: Option<u64>,
     /// Who forwards: our eBPF programs or the node's stack.
     #[arg(long, default_value = "ebpf", value_parser = parse::forwarder())]
     #[serde(default = "de::ebpf", deserialize_with = "de::forwarder")]
