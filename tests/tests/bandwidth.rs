@@ -1,8 +1,9 @@
 //! Per-endpoint rate limits (`--ingress-rate`, `--egress-rate` and their
 //! bursts; in CNI, `runtimeConfig.bandwidth`), enforced by our programs on
 //! every eBPF kind: a UDP stream offered at twice the limit arrives at the
-//! limit, within 20%, into the container and out of it; the limits are
-//! recorded, listed, checked, repaired and gone with the endpoint.
+//! limit, within 20%, into the container and out of it, and so does a TCP
+//! flow with the default burst; the limits are recorded, listed, checked,
+//! repaired and gone with the endpoint.
 
 use std::{
     net::UdpSocket,
@@ -214,6 +215,39 @@ fn limits_hold_in_a_vm() {
         .unwrap();
 }
 
+/// TCP (iperf3) through a policer: with the default burst a flow reaches
+/// the limit, within 20%, both ways.
+#[test]
+fn tcp_reaches_the_limit_with_the_default_burst() {
+    require_root();
+    let lab = Lab::new().unwrap();
+    let rate = LIMIT.to_string();
+    let opts = ["--ingress-rate", &rate, "--egress-rate", &rate];
+    let c = attach(&lab, 1, "bridge", Flavor::EbpfTc, &opts).unwrap();
+    for (way, reverse) in [("ingress", false), ("egress", true)] {
+        let mut server = c.ns.command(&["iperf3", "-s", "-1"]).spawn().unwrap();
+        c.ns.wait_listening(5201).unwrap();
+        let mut argv = vec!["iperf3", "-c", &c.v4, "-t", "4", "-J"];
+        if reverse {
+            argv.push("-R");
+        }
+        let out = lab.ext().ok(&argv);
+        let _ = server.kill();
+        let _ = server.wait();
+        let report: Value = serde_json::from_str(&out.unwrap()).unwrap();
+        let got = report["end"]["sum_received"]["bits_per_second"]
+            .as_f64()
+            .unwrap();
+        eprintln!("TCP {way}: {:.1} Mbit/s", got / 1e6);
+        let ratio = got / LIMIT as f64;
+        assert!(
+            (0.8..=1.2).contains(&ratio),
+            "TCP {way}: {got:.0} bits/s, limit {LIMIT}"
+        );
+    }
+    lab.attach().ok(&["del", "--netns", c.ns.name()]).unwrap();
+}
+
 /// Without limits the same stream arrives whole: what holds it back above
 /// is the limit.
 #[test]
@@ -248,7 +282,7 @@ fn limits_are_checked_repaired_and_refused_when_bad() {
     let rec = lab.attach().json(&["list"]).unwrap()[0].clone();
     assert_eq!(
         rec["bandwidth"],
-        json!({"ingress_rate": 10_000_000, "ingress_burst": 1_000_000})
+        json!({"ingress_rate": 10_000_000, "ingress_burst": 5_000_000})
     );
     lab.attach().ok(&["check", "--all"]).unwrap();
     // The entry cleared behind the engine's back.

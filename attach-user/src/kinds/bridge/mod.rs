@@ -85,8 +85,8 @@ pub struct BridgeRequest {
     #[arg(long, value_name = "BITS", value_parser = crate::bandwidth::parse_bits)]
     #[serde(default)]
     pub ingress_rate: Option<u64>,
-    /// Bits the ingress limit lets through at once (default: a tenth of a
-    /// second at the rate, at least 512k).
+    /// Bits the ingress limit lets through at once (default: half a second
+    /// at the rate, at least 512k).
     #[arg(long, value_name = "BITS", value_parser = crate::bandwidth::parse_bits)]
     #[serde(default)]
     pub ingress_burst: Option<u64>,
@@ -95,8 +95,8 @@ pub struct BridgeRequest {
     #[arg(long, value_name = "BITS", value_parser = crate::bandwidth::parse_bits)]
     #[serde(default)]
     pub egress_rate: Option<u64>,
-    /// Bits the egress limit lets through at once (default: a tenth of a
-    /// second at the rate, at least 512k).
+    /// Bits the egress limit lets through at once (default: half a second
+    /// at the rate, at least 512k).
     #[arg(long, value_name = "BITS", value_parser = crate::bandwidth::parse_bits)]
     #[serde(default)]
     pub egress_burst: Option<u64>,
