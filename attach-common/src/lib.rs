@@ -5,6 +5,7 @@
 //! names are defined once, here.
 #![no_std]
 
+pub mod bandwidth;
 pub mod bridge;
 pub mod ipvlan;
 pub mod maps;
@@ -14,6 +15,7 @@ pub mod router;
 pub mod table;
 pub mod verdict;
 
+pub use bandwidth::*;
 pub use bridge::*;
 pub use ipvlan::*;
 pub use maps::*;
@@ -56,6 +58,7 @@ pub fn pinned_maps() -> impl Iterator<Item = &'static str> {
         .chain(&BRIDGE_MAPS)
         .chain(&ROUTER_MAPS)
         .chain(&NESTED_MAPS)
+        .chain(&BW_MAPS)
         .copied()
 }
 
@@ -97,6 +100,7 @@ mod tests {
             SWITCHES.name,
             SW_FLOOD.name,
             SW_FDB.name,
+            BW.name,
         ];
         for name in names {
             assert!(pinned_maps().any(|m| m == name), "{name} is not pinned");

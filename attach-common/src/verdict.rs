@@ -88,10 +88,13 @@ pub enum Verdict {
     DropRogueDhcp = 22,
     /// A flood copy the clone helper failed to make (counted per copy).
     DropFloodCopy = 23,
+    /// Over the endpoint's rate limit in this direction (its token bucket,
+    /// `attach_bw`, is empty).
+    DropRateLimit = 24,
 }
 
 /// Number of `Verdict` values.
-pub const VERDICT_COUNT: u32 = 24;
+pub const VERDICT_COUNT: u32 = 25;
 /// Counter slots per direction in the verdict table: room for verdicts to
 /// come, so the table keeps its size (a pinned map of another size cannot
 /// be reused across an upgrade).
@@ -137,6 +140,7 @@ impl Verdict {
         Verdict::DropRogueRouter,
         Verdict::DropRogueDhcp,
         Verdict::DropFloodCopy,
+        Verdict::DropRateLimit,
     ];
 
     /// Index of this verdict's counter for `dir`.
@@ -163,6 +167,7 @@ impl Verdict {
                 | Verdict::DropRogueRouter
                 | Verdict::DropRogueDhcp
                 | Verdict::DropFloodCopy
+                | Verdict::DropRateLimit
         )
     }
 
@@ -193,6 +198,7 @@ impl Verdict {
             Verdict::DropRogueRouter => "rogue_router",
             Verdict::DropRogueDhcp => "rogue_dhcp_server",
             Verdict::DropFloodCopy => "flood_copy_failed",
+            Verdict::DropRateLimit => "rate_limited",
         }
     }
 }

@@ -19,6 +19,7 @@ use aya_ebpf::{
 };
 
 use crate::{
+    bw::{self, Way},
     eth::{self, EthHdr},
     events::{Pkt, report},
     maps::{NEST_PORTS, PORTS, RT_PORTS, SW_PORTS},
@@ -181,6 +182,15 @@ pub fn admit<P: Port>(ctx: &TcContext, ifindex: u32, port: &P) -> Result<(EthHdr
             eth: &eth,
         };
         return Err(drop(&pkt, why));
+    }
+    if !bw::pass(port.id(), Way::Out, len) {
+        let pkt = Pkt {
+            ifindex,
+            endpoint: port.id(),
+            len,
+            eth: &eth,
+        };
+        return Err(drop(&pkt, Verdict::DropRateLimit));
     }
     Ok((eth, len))
 }

@@ -5,6 +5,7 @@
 
 mod admit;
 mod bench;
+mod bw;
 mod cgroup;
 mod eth;
 mod events;

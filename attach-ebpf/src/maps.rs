@@ -2,7 +2,7 @@
 //! them. Names match `attach_common::maps::MAP_*`.
 
 use attach_common::{
-    CgroupStats, EP_CACHE_FLAGS, EP_CACHE_SLOTS, EVENTS_BYTES, Endpoint, EndpointKey,
+    BwLimits, CgroupStats, EP_CACHE_FLAGS, EP_CACHE_SLOTS, EVENTS_BYTES, Endpoint, EndpointKey,
     EndpointStats, EpCacheSlot, EpIpKey, Event, FLOOD_TABLE_SIZE, FdbEntry, FdbKey, Ip4Key, Ip6Key,
     IpvlanParent, MAX_CG_COUNTERS, MAX_ENDPOINTS, MAX_PARENTS, MAX_SWITCHES, NestKey, NestedEp,
     ParentCfg, RouterPort, SW_FDB_SIZE, SW_FLOOD_SIZE, SwPort, Switch, VERDICT_SLOTS,
@@ -102,3 +102,7 @@ pub static NEST_IDS: HashMap<u32, NestedEp, EPS> = HashMap::new();
 
 #[btf_map(name = "attach_cg_stats", pin_by_name)]
 pub static CG_STATS: PerCpuArray<CgroupStats, { MAX_CG_COUNTERS as usize }> = PerCpuArray::new();
+
+/// Per-endpoint rate limits by endpoint id (`attach_common::bandwidth`).
+#[btf_map(name = "attach_bw", pin_by_name)]
+pub static BW: Array<BwLimits, EPS> = Array::new();

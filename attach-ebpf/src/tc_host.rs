@@ -8,6 +8,7 @@ use attach_common::{
 use aya_ebpf::{bindings::TC_ACT_UNSPEC, helpers::bpf_redirect, programs::TcContext};
 
 use crate::{
+    bw::{self, Way},
     eth,
     events::{Pkt, report},
     flood::{Rule, flood},
@@ -48,6 +49,11 @@ pub fn run(ctx: &TcContext) -> i32 {
             len,
             eth: &eth,
         };
+        if !bw::pass(ep.id, Way::In, len) {
+            report(DIR, Verdict::DropRateLimit, &pkt);
+            stats::rx_dropped(ep.id);
+            return aya_ebpf::bindings::TC_ACT_SHOT as i32;
+        }
         if ep.has(EP_F_NESTED) {
             return match nested::deliver(ctx, &ep) {
                 Ok(ret) => {

@@ -11,6 +11,7 @@ use aya_ebpf::{
 };
 
 use crate::{
+    bw::{self, Way},
     eth::{self, mac_eq},
     flood::flood_ipvlan,
     ipvlan,
@@ -85,6 +86,11 @@ pub fn run(ctx: &TcContext) -> i32 {
         return TC_ACT_UNSPEC;
     };
     let len = ctx.len() as u64;
+    if !bw::pass(ep.id, Way::In, len as u32) {
+        stats::verdict(DIR, Verdict::DropRateLimit);
+        stats::rx_dropped(ep.id);
+        return TC_ACT_SHOT as i32;
+    }
     if port.mode == IPVL_MODE_L3S && addr.is_ip() {
         // l3s: through the node's stack (its netfilter hooks see it),
         // entering from the endpoint's veth; the mark selects the table

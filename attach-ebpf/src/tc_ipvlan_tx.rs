@@ -14,6 +14,7 @@ use aya_ebpf::{
 };
 
 use crate::{
+    bw::{self, Way},
     eth::{self, EthHdr, mac_eq},
     fib::redirect_neigh,
     flood::flood_ipvlan,
@@ -43,6 +44,9 @@ pub fn run(ctx: &TcContext) -> i32 {
         return drop(ep.id, Verdict::DropRedirect);
     };
     let len = ctx.len() as u64;
+    if !bw::pass(ep.id, Way::Out, len as u32) {
+        return drop(ep.id, Verdict::DropRateLimit);
+    }
     stats::tx(ep.id, len, &eth);
     let vepa = port.flags & IPVL_F_VEPA != 0;
     let private = port.flags & IPVL_F_PRIVATE != 0;
@@ -110,6 +114,10 @@ pub fn run(ctx: &TcContext) -> i32 {
 fn deliver(ep: &Endpoint, dest: &Endpoint, private: bool, len: u64, eth: &EthHdr) -> i32 {
     if private {
         return drop(ep.id, Verdict::DropPrivate);
+    }
+    if !bw::pass(dest.id, Way::In, len as u32) {
+        stats::rx_dropped(dest.id);
+        return drop(ep.id, Verdict::DropRateLimit);
     }
     let ret = crate::kernel::redirect_into(dest.host_ifindex);
     if ret != TC_ACT_REDIRECT as i32 {

@@ -10,6 +10,7 @@ use aya_ebpf::{
 };
 
 use crate::{
+    bw::{self, Way},
     eth,
     events::{Pkt, report},
     nested, skb, stats,
@@ -47,6 +48,11 @@ pub fn run(ctx: &TcContext) -> i32 {
         len,
         eth: &eth,
     };
+    if !bw::pass(ep.id, Way::In, len) {
+        report(DIR, Verdict::DropRateLimit, &pkt);
+        stats::rx_dropped(ep.id);
+        return TC_ACT_SHOT as i32;
+    }
     let ret = crate::kernel::peer_into(skb, ep.host_ifindex) as i32;
     if ret == TC_ACT_REDIRECT as i32 {
         report(DIR, Verdict::ToEndpoint, &pkt);

@@ -11,6 +11,7 @@ use aya_ebpf::{
 };
 
 use crate::{
+    bw::{self, Way},
     eth,
     events::{NO_ENDPOINT, Pkt, report},
     proto::PACKET_HOST,
@@ -37,6 +38,11 @@ pub fn run(ctx: &TcContext) -> i32 {
                 len,
                 eth: &eth,
             };
+            if !bw::pass(id, Way::In, len) {
+                report(DIR, Verdict::DropRateLimit, &pkt);
+                stats::rx_dropped(id);
+                return TC_ACT_SHOT as i32;
+            }
             report(DIR, Verdict::ToEndpoint, &pkt);
             stats::rx(id, len as u64, &eth);
             TC_ACT_REDIRECT as i32

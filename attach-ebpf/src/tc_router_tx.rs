@@ -7,6 +7,7 @@ use attach_common::{Direction::Tx as DIR, RouterPort, Verdict};
 use aya_ebpf::{bindings::TC_ACT_UNSPEC, helpers::bpf_redirect, programs::TcContext};
 
 use crate::{
+    bw::{self, Way},
     admit::{self, Sent, drop},
     eth::mac_eq,
     events::report,
@@ -52,6 +53,10 @@ fn send(ctx: &TcContext, s: &Sent<RouterPort>) -> i32 {
     }
     match router::forward(ctx, eth, ifindex, true) {
         Fwd::Endpoint(id) => {
+            if !bw::pass(id, Way::In, len) {
+                stats::rx_dropped(id);
+                return drop(&pkt, Verdict::DropRateLimit);
+            }
             report(DIR, Verdict::ToEndpoint, &pkt);
             stats::rx(id, len as u64, eth);
             aya_ebpf::bindings::TC_ACT_REDIRECT as i32

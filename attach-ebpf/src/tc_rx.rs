@@ -8,6 +8,7 @@ use aya_ebpf::{
 };
 
 use crate::{
+    bw::{self, Way},
     eth::{self, EthHdr},
     events::{NO_ENDPOINT, Pkt, report},
     flood::{Rule, flood},
@@ -112,6 +113,11 @@ pub fn run(ctx: &TcContext) -> i32 {
 /// of its host-side veth), or, for a nested one, out of its VM's tap.
 #[inline(always)]
 fn to_endpoint(ctx: &TcContext, ep: &Endpoint, pkt: &Pkt) -> i32 {
+    if !bw::pass(ep.id, Way::In, pkt.len) {
+        report(DIR, Verdict::DropRateLimit, pkt);
+        stats::rx_dropped(ep.id);
+        return TC_ACT_SHOT as i32;
+    }
     if ep.has(EP_F_NESTED) {
         return nested_delivery(ctx, ep, pkt, Verdict::ToEndpoint);
     }

@@ -25,6 +25,7 @@ use aya_ebpf::{
 };
 
 use crate::{
+    bw::{self, Way},
     admit::{Port, drop},
     eth::{self, EthHdr, mac_eq},
     events::{NO_ENDPOINT, Pkt, report},
@@ -79,6 +80,9 @@ fn from_port(ctx: &TcContext, skb: *mut __sk_buff, port: &SwPort) -> i32 {
     if let Err(why) = spoof::check(ctx, &port.guard(), &eth) {
         return drop(&pkt, why);
     }
+    if !bw::pass(port.id, Way::Out, len) {
+        return drop(&pkt, Verdict::DropRateLimit);
+    }
     if port.vlan != 0 && tagged(skb, &eth) {
         // An access port carries its VLAN untagged only.
         return drop(&pkt, Verdict::DropVlan);
@@ -114,6 +118,10 @@ fn from_port(ctx: &TcContext, skb: *mut __sk_buff, port: &SwPort) -> i32 {
     if known {
         if dst.has(SW_F_UPLINK) {
             return to_uplink(skb, dst.ifindex, port.vlan, &pkt);
+        }
+        if !bw::pass(dst.id, Way::In, len) {
+            stats::rx_dropped(dst.id);
+            return drop(&pkt, Verdict::DropRateLimit);
         }
         let ret = crate::kernel::redirect_into(dst.ifindex);
         if ret != TC_ACT_REDIRECT as i32 {
@@ -212,6 +220,11 @@ fn from_uplink(ctx: &TcContext, skb: *mut __sk_buff, up: &SwPort) -> i32 {
             // A host on the wire: not the switch's to deliver.
             report(Rx, Verdict::ToHost, &pkt(NO_ENDPOINT));
             return TC_ACT_UNSPEC;
+        }
+        if !bw::pass(dst.id, Way::In, len) {
+            report(Rx, Verdict::DropRateLimit, &pkt(dst.id));
+            stats::rx_dropped(dst.id);
+            return TC_ACT_SHOT as i32;
         }
         // SAFETY: plain helper call on the program's context.
         if tagged && unsafe { bpf_skb_vlan_pop(skb) } != 0 {

@@ -10,12 +10,13 @@
 
 use attach_common::{Direction::Rx as DIR, PARENT_F_PASSTHRU, Verdict};
 use aya_ebpf::{
-    bindings::xdp_action::{XDP_PASS, XDP_REDIRECT},
+    bindings::xdp_action::{XDP_DROP, XDP_PASS, XDP_REDIRECT},
     helpers::bpf_redirect_map,
     programs::XdpContext,
 };
 
 use crate::{
+    bw::{self, Way},
     eth,
     events::{Pkt, report},
     macvlan,
@@ -63,6 +64,11 @@ pub fn run(ctx: &XdpContext) -> u32 {
         len: len as u32,
         eth,
     };
+    if !bw::pass(target.id, Way::In, len as u32) {
+        report(DIR, Verdict::DropRateLimit, &pkt);
+        stats::rx_dropped(target.id);
+        return XDP_DROP;
+    }
     report(DIR, Verdict::ToEndpoint, &pkt);
     stats::rx_unicast(target.id, len);
     XDP_REDIRECT

@@ -17,6 +17,7 @@ use aya_ebpf::{
 
 use crate::{
     admit::drop,
+    bw::{self, Way},
     eth::{ETH_HLEN, EthHdr, mac_eq},
     events::{Pkt, report},
     flood::{Rule, flood},
@@ -86,6 +87,10 @@ pub fn switch(ctx: &TcContext, ifindex: u32, ep: &Endpoint, eth: &EthHdr) -> i32
         // SAFETY: plain helper call.
         return unsafe { bpf_redirect(ep.parent_ifindex, BPF_F_INGRESS as u64) as i32 };
     } else if let Some(dest) = macvlan::tx_local_target(&ep, &eth) {
+        if !bw::pass(dest.id, Way::In, len) {
+            stats::rx_dropped(dest.id);
+            return drop(&pkt, Verdict::DropRateLimit);
+        }
         if dest.has(EP_F_NESTED) {
             return match nested::deliver(ctx, &dest) {
                 Ok(ret) => {

@@ -7,6 +7,7 @@
 pub mod addr;
 pub mod agent;
 pub mod announce;
+pub mod bandwidth;
 pub mod bench;
 pub mod capabilities;
 pub mod checksum;

@@ -317,6 +317,9 @@ pub struct Attachment {
     /// `--dhcp`: the lease its IPv4 address comes from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dhcp: Option<crate::dhcp::Lease>,
+    /// Rate limits our programs enforce (`--ingress-rate`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bandwidth: Option<crate::bandwidth::Bandwidth>,
 }
 
 /// Interface name recorded for kinds without an interface of their own.
@@ -558,6 +561,7 @@ impl Attachment {
             join: None,
             sriov: None,
             dhcp: None,
+            bandwidth: None,
         }
     }
 

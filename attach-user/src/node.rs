@@ -8,7 +8,7 @@ use std::{
     sync::Mutex,
 };
 
-use crate::{datapath::Datapath, error::Result, netlink::Rtnl};
+use crate::{datapath::Datapath, error::Result, model::Attachment, netlink::Rtnl};
 
 pub struct Node {
     pin_dir: PathBuf,
@@ -43,6 +43,13 @@ impl Node {
     /// The node's pinned maps and programs.
     pub(crate) fn datapath(&self) -> Result<Datapath> {
         Datapath::open(&self.pin_dir)
+    }
+
+    /// The datapath as attachment `rec` hooks its port: a CNI runtime's
+    /// attachment by a tcx link, leaving the port's qdisc slots to the
+    /// plugins chained after ours (see `Datapath::with_port_links`).
+    pub(crate) fn datapath_for(&self, rec: &Attachment) -> Result<Datapath> {
+        Ok(self.datapath()?.with_port_links(rec.cni.is_some()))
     }
 
     /// Notes something a teardown let pass (logged, and returned in the

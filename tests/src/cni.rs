@@ -60,14 +60,19 @@ pub struct Call<'a> {
 
 impl Call<'_> {
     pub fn run(&self, conf: &str) -> Result<Reply> {
-        let plugin = plugin()?;
+        self.run_plugin(&plugin()?, conf)
+    }
+
+    /// Runs `bin` (attach-cni or a reference plugin) as the runtime would.
+    pub fn run_plugin(&self, bin: &Path, conf: &str) -> Result<Reply> {
+        let plugin = self::plugin()?;
         let dir = plugin.parent().expect("plugin dir").to_owned();
         let cni_path = format!("{}:{SYSTEM_CNI_DIR}", dir.display());
         let netns = self
             .netns
             .map(|p| p.display().to_string())
             .unwrap_or_default();
-        let mut cmd = self.node.command(&[plugin.to_str().expect("utf-8 path")]);
+        let mut cmd = self.node.command(&[bin.to_str().expect("utf-8 path")]);
         cmd.env_clear()
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
             .env("CNI_COMMAND", self.command)
@@ -84,7 +89,7 @@ impl Call<'_> {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .context("starting attach-cni")?;
+            .with_context(|| format!("starting {}", bin.display()))?;
         child
             .stdin
             .take()
@@ -96,5 +101,121 @@ impl Call<'_> {
             stdout: String::from_utf8_lossy(&out.stdout).trim().to_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         })
+    }
+}
+
+/// A plugin chain (a conflist's `plugins`) run as a runtime runs one: each
+/// plugin gets the list's `cniVersion` and `name`, the `runtimeConfig` keys
+/// its `capabilities` ask for, and the previous plugin's result as
+/// `prevResult`; DEL goes in reverse order with the ADD's final result.
+pub struct Chain<'a> {
+    pub call: Call<'a>,
+    /// `{"cniVersion", "name", "plugins": [...]}`.
+    pub list: Value,
+    /// What the runtime offers, by capability (`portMappings`, `bandwidth`, ...).
+    pub runtime_config: Value,
+}
+
+impl Chain<'_> {
+    /// The binary of a plugin `type`: ours beside `attach`, the others
+    /// Debian's.
+    fn binary(ty: &str) -> Result<PathBuf> {
+        if ty == "attach-cni" {
+            return plugin();
+        }
+        let p = Path::new(SYSTEM_CNI_DIR).join(ty);
+        anyhow::ensure!(p.is_file(), "reference plugin {} missing", p.display());
+        Ok(p)
+    }
+
+    /// The plugins' types, in order.
+    pub fn types(&self) -> Vec<String> {
+        self.plugins()
+            .iter()
+            .map(|p| p["type"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+
+    fn plugins(&self) -> &[Value] {
+        self.list["plugins"].as_array().map_or(&[], Vec::as_slice)
+    }
+
+    /// Plugin `i`'s configuration, as the runtime hands it over.
+    pub fn conf_of(&self, i: usize, prev: Option<&Value>) -> Value {
+        let mut c = self.plugins()[i].clone();
+        c["cniVersion"] = self.list["cniVersion"].clone();
+        c["name"] = self.list["name"].clone();
+        let mut rc = serde_json::Map::new();
+        if let (Some(caps), Some(offered)) = (
+            c.get("capabilities").and_then(Value::as_object),
+            self.runtime_config.as_object(),
+        ) {
+            for (k, v) in offered {
+                if caps.get(k) == Some(&Value::Bool(true)) {
+                    rc.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        if !rc.is_empty() {
+            c["runtimeConfig"] = Value::Object(rc);
+        }
+        if let Some(p) = prev {
+            c["prevResult"] = p.clone();
+        }
+        c
+    }
+
+    fn step(&self, command: &str, i: usize, prev: Option<&Value>) -> Result<Reply> {
+        let ty = self.types()[i].clone();
+        let call = Call {
+            command,
+            env_extra: self.call.env_extra.clone(),
+            ..self.call
+        };
+        let r = call.run_plugin(&Self::binary(&ty)?, &self.conf_of(i, prev).to_string())?;
+        anyhow::ensure!(
+            r.ok,
+            "{command} of {ty} failed: {}\nstderr: {}",
+            r.stdout,
+            r.stderr
+        );
+        Ok(r)
+    }
+
+    /// ADD through the chain; the final result (the runtime caches it).
+    pub fn add(&self) -> Result<Value> {
+        let mut prev: Option<Value> = None;
+        for i in 0..self.plugins().len() {
+            let r = self.step("ADD", i, prev.as_ref())?;
+            prev = Some(r.json());
+        }
+        prev.context("an empty chain")
+    }
+
+    /// CHECK of every plugin, in order, with the ADD's final result.
+    pub fn check(&self, result: &Value) -> Result<()> {
+        self.check_except(result, &[])
+    }
+
+    /// [`Chain::check`] leaving out the plugins of types `skip` (a plugin
+    /// whose own CHECK is broken).
+    pub fn check_except(&self, result: &Value, skip: &[&str]) -> Result<()> {
+        let types = self.types();
+        for (i, ty) in types.iter().enumerate() {
+            if !skip.contains(&ty.as_str()) {
+                self.step("CHECK", i, Some(result))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// DEL in reverse order; `after(type)` runs once each plugin's DEL
+    /// succeeded (to see what that plugin removed before the next goes).
+    pub fn del(&self, result: Option<&Value>, mut after: impl FnMut(&str)) -> Result<()> {
+        for i in (0..self.plugins().len()).rev() {
+            self.step("DEL", i, result)?;
+            after(&self.types()[i]);
+        }
+        Ok(())
     }
 }

@@ -126,8 +126,18 @@ pub fn port_hook_prog(node: &Path, host_ifname: &str) -> Option<u64> {
         .find_map(|f| f["options"]["prog"]["id"].as_u64())
 }
 
-/// Removes an endpoint port's transmit hook behind the engine's back.
+/// Removes an endpoint port's transmit hook behind the engine's back: its
+/// tcx link (a CNI runtime's attachment) by its pin, else its filter.
 pub fn detach_port_hook(node: &Path, host_ifname: &str) {
+    let show = in_ns(node, &["ip", "-j", "link", "show", host_ifname]);
+    let link: serde_json::Value = serde_json::from_slice(&show.stdout).expect("ip -j link");
+    let ifindex = link[0]["ifindex"].as_u64().expect("the port's ifindex");
+    let id = crate::netns::node_id(node).expect("node id");
+    let pin = format!("/sys/fs/bpf/attach/node-{id}/links/port-{ifindex}-tx");
+    if Path::new(&pin).exists() {
+        std::fs::remove_file(&pin).unwrap();
+        return;
+    }
     let del = [
         "tc",
         "filter",

@@ -7,7 +7,7 @@ use serde_json::Value;
 use super::{
     ipam::Ipam,
     request::{cni_args, request},
-    result::result,
+    result::{HostSide, result},
     types::{CniError, Env, IpamResult, NetConf, code},
 };
 use crate::{
@@ -123,7 +123,10 @@ pub async fn add(
         Err(e) => Err(e),
     };
     match added {
-        Ok(rec) => Ok(result(conf, &rec, &leased).to_string()),
+        Ok(rec) => {
+            let host = host_side(&rec).await;
+            Ok(result(conf, &rec, &leased, host.as_ref()).to_string())
+        }
         Err(e) => {
             // ADD rolls back completely: the lease too.
             if let Some(i) = &ipam
@@ -132,6 +135,33 @@ pub async fn add(
                 tracing::warn!("releasing the address after a failed ADD: {}", d.msg);
             }
             Err(e)
+        }
+    }
+}
+
+/// The host side of `rec`'s veth as this process (in the runtime's
+/// namespace, the node's) sees it, for the result. Not finding it is not an
+/// ADD failure (the attachment is made and works): the result then lists
+/// the container's interface only, and a chained plugin that needs the host
+/// side says so.
+async fn host_side(rec: &Attachment) -> Option<HostSide> {
+    let name = rec.host_ifname.as_ref()?;
+    let found = match crate::netlink::Rtnl::here() {
+        Ok(rtnl) => rtnl.link_by_name(name).await,
+        Err(e) => Err(e),
+    };
+    match found {
+        Ok(Some(link)) => Some(HostSide {
+            name: link.name,
+            mac: link.mac.to_string(),
+        }),
+        Ok(None) => {
+            tracing::warn!("host-side interface {name} not found: left out of the result");
+            None
+        }
+        Err(e) => {
+            tracing::warn!("reading host-side interface {name}: {}", e.message);
+            None
         }
     }
 }

@@ -197,6 +197,36 @@ pub fn request(
             obj.insert("mac".into(), json!(mac));
         }
     }
+    // The `bandwidth` capability: enforced by our programs, as the
+    // configuration's own `ingressRate`... would be (which win).
+    for (key, value) in conf.runtime_config.bandwidth.iter().flatten() {
+        let option = kebab(key);
+        if ![
+            "ingress-rate",
+            "ingress-burst",
+            "egress-rate",
+            "egress-burst",
+        ]
+        .contains(&option.as_str())
+        {
+            return Err(CniError::new(
+                code::INVALID_CONFIG,
+                format!(
+                    "runtimeConfig.bandwidth.{key} is not a limit (ingressRate, ingressBurst, egressRate, egressBurst)"
+                ),
+            ));
+        }
+        if !options.contains(&option) {
+            return Err(CniError::new(
+                code::INVALID_CONFIG,
+                format!("runtimeConfig.bandwidth: kind {kind} has no rate limits"),
+            ));
+        }
+        if !obj.contains_key(&option) && !value.is_null() {
+            from.note(&option, format!("runtimeConfig.bandwidth.{key}"));
+            obj.insert(option, value.clone());
+        }
+    }
     let mut ips: Vec<String> = ipam.ips.iter().map(|ip| ip.address.clone()).collect();
     if !ips.is_empty() {
         from.note("ip", "the ipam result's address".into());

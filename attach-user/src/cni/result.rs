@@ -1,4 +1,5 @@
-//! The CNI result of an attachment: its interface, addresses, routes and
+//! The CNI result of an attachment: its interfaces (the container's, and
+//! the host side of its veth where the kind has one), addresses, routes and
 //! DNS, in the configuration's version.
 
 use serde_json::{Value, json};
@@ -30,8 +31,25 @@ fn merge_dns(conf: Option<&Value>, ipam: Option<&Value>) -> Option<Value> {
     (conf.is_some() || ipam.is_some()).then_some(Value::Object(out))
 }
 
+/// The host side of an attachment's veth, as the result lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostSide {
+    pub name: String,
+    pub mac: String,
+}
+
 /// The CNI result for an attachment, in the configuration's version.
-pub fn result(conf: &NetConf, rec: &Attachment, ipam: &IpamResult) -> Value {
+///
+/// `interfaces[0]` is the container's (every IP's `interface` points at
+/// it); the host side of its veth, where there is one, follows without a
+/// `sandbox` (the spec's mark of an interface on the host), which is how
+/// chained plugins (`bandwidth`, `portmap`, `firewall`) find it.
+pub fn result(
+    conf: &NetConf,
+    rec: &Attachment,
+    ipam: &IpamResult,
+    host: Option<&HostSide>,
+) -> Value {
     let old = pre_1_0(&conf.cni_version);
     let ips: Vec<Value> = rec
         .ips
@@ -65,6 +83,15 @@ pub fn result(conf: &NetConf, rec: &Attachment, ipam: &IpamResult) -> Value {
         "ips": ips,
         "routes": routes,
     });
+    if let Some(h) = host {
+        let mut iface = json!({"name": h.name, "mac": h.mac});
+        if !old {
+            iface["mtu"] = json!(rec.mtu);
+        }
+        if let Some(ifaces) = out["interfaces"].as_array_mut() {
+            ifaces.push(iface);
+        }
+    }
     if old {
         // "mtu" on interfaces arrived in 1.0.0.
         out["interfaces"][0]
@@ -122,13 +149,45 @@ mod tests {
             "created": 0
         }))
         .unwrap();
-        let r = result(&c, &rec, &IpamResult::default());
+        let r = result(&c, &rec, &IpamResult::default(), None);
+        assert_eq!(r["interfaces"].as_array().unwrap().len(), 1);
         assert_eq!(r["ips"][0]["version"], "4");
         assert_eq!(r["ips"][1]["version"], "6");
         assert_eq!(r["ips"][0]["gateway"], "10.10.0.1");
         assert!(r["ips"][1].get("gateway").is_none());
         assert_eq!(r["routes"][0]["dst"], "0.0.0.0/0");
         assert!(r["interfaces"][0].get("mtu").is_none());
+    }
+
+    #[test]
+    fn the_host_side_follows_the_container_without_a_sandbox() {
+        let c: NetConf = serde_json::from_str(
+            r#"{"cniVersion":"1.0.0","name":"n","type":"attach-cni","parent":"eth1"}"#,
+        )
+        .unwrap();
+        let rec: Attachment = serde_json::from_value(json!({
+            "netns": "x", "netns_path": "/run/netns/x", "netns_inode": 1, "ifname": "eth0",
+            "kind": "macvlan", "mode": "bridge", "backend": "ebpf", "datapath": "tc",
+            "parent": "eth1", "parent_ifindex": 2, "mac": "02:00:00:00:00:01",
+            "ips": ["10.10.0.5/24"], "gateway": null, "mtu": 1500,
+            "host_ifname": "atk0000000001", "host_ifindex": 9, "ifindex": 3,
+            "host_access": false, "spoofchk": true, "endpoint_id": 0, "xdp_mode": null,
+            "saved_parent": null, "created": 0
+        }))
+        .unwrap();
+        let host = HostSide {
+            name: "atk0000000001".into(),
+            mac: "02:00:00:00:00:02".into(),
+        };
+        let r = result(&c, &rec, &IpamResult::default(), Some(&host));
+        let ifaces = r["interfaces"].as_array().unwrap();
+        assert_eq!(ifaces.len(), 2);
+        assert_eq!(ifaces[0]["sandbox"], "/run/netns/x");
+        assert_eq!(
+            ifaces[1],
+            json!({"name": "atk0000000001", "mac": "02:00:00:00:00:02", "mtu": 1500})
+        );
+        assert_eq!(r["ips"][0]["interface"], 0);
     }
 
     #[test]

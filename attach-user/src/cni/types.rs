@@ -141,6 +141,10 @@ pub struct RuntimeConfig {
     pub mac: Option<String>,
     #[serde(default)]
     pub ips: Vec<String>,
+    /// The `bandwidth` capability: `ingressRate`, `ingressBurst`,
+    /// `egressRate`, `egressBurst` (bits per second, bits).
+    #[serde(default)]
+    pub bandwidth: Option<serde_json::Map<String, Value>>,
 }
 
 /// A network configuration. Keys other than the CNI ones are the `attach

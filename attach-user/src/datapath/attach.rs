@@ -7,7 +7,7 @@ use aya::programs::{
     links::{FdLink, PinnedLink},
 };
 
-use super::hook::Hook;
+use super::hook::{Hook, PORT_PRIORITY};
 use super::node::Datapath;
 use super::object::program_tag;
 use super::pins::{self, HookAt, link_program_id};
@@ -32,9 +32,15 @@ impl Datapath {
         pins::link_pinned_in(self.dir(), name)
     }
 
-    /// Where hook `pin` of this node is.
+    /// Where hook `pin` of this node is (a port not hooked yet: where
+    /// this instance hooks new ports).
     pub(super) fn hook(&self, pin: &str) -> HookAt {
-        pins::hook_in(self.dir(), pin)
+        match pins::hook_in(self.dir(), pin) {
+            HookAt::Filter(f) if self.port_links() && f.priority == PORT_PRIORITY => {
+                HookAt::Link(pins::link_path(self.dir(), pin))
+            }
+            at => at,
+        }
     }
 
     /// Whether hook `pin` still has its program on `ifindex` (a link or a
@@ -173,11 +179,16 @@ impl Datapath {
     /// Hooks `prog` on port `ifindex`, a host-side veth this add has just
     /// made: nothing can be on it yet, so no query first.
     pub fn hook_new_port(&mut self, prog: &str, ifindex: u32) -> Result<()> {
-        let place = Hook::PortTx {
+        let hook = Hook::PortTx {
             host_ifindex: ifindex,
+        };
+        if self.port_links() {
+            let pin = hook.to_string();
+            return self
+                .attach_tc(prog, ifindex, TcAttachType::Ingress, &pin)
+                .map(drop);
         }
-        .tc_place()
-        .expect("a port's hook has a place");
+        let place = hook.tc_place().expect("a port's hook has a place");
         place
             .attach(self.classifier(prog)?)
             .map_err(|e| e.context(format!("attaching {prog} to ifindex {ifindex}")))

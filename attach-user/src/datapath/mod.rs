@@ -12,6 +12,7 @@
 //!   the kinds read and write them.
 
 mod attach;
+mod bandwidth;
 mod cgroup;
 pub(crate) mod devmap;
 mod endpoints;

@@ -48,6 +48,9 @@ pub struct Datapath {
     /// Whether this instance may use the cache: not for the per-attachment
     /// instances of `host` counters (their globals differ).
     caches: bool,
+    /// Whether new endpoint ports are hooked by tcx links rather than
+    /// clsact filters (see [`Datapath::with_port_links`]).
+    port_links: bool,
 }
 
 /// The cache directory of a node's pins.
@@ -110,12 +113,29 @@ impl Datapath {
             dir: dir.to_owned(),
             cached: StdHashMap::new(),
             caches: counter.is_none(),
+            port_links: false,
         };
         // Creating the maps that are not pinned yet takes the object.
         if counter.is_some() || !maps_pinned || !dir.join(LOG_PIN).exists() {
             dp.ebpf()?;
         }
         Ok(dp)
+    }
+
+    /// New endpoint ports hooked by tcx links (pinned like any other hook)
+    /// where the node hooks by tcx, instead of the clsact filter a port
+    /// gets otherwise: a port's clsact qdisc takes the device's ingress
+    /// qdisc slot, which a chained CNI plugin needs (`bandwidth` adds an
+    /// `ingress` qdisc there); tcx sits beside qdiscs. A filter is quicker
+    /// to publish (no RCU grace period), which is why it stays the default.
+    pub fn with_port_links(mut self, on: bool) -> Self {
+        self.port_links = on && pins::tc_hooks_in(&self.dir) == TcHooks::Tcx;
+        self
+    }
+
+    /// Whether new ports are hooked by links.
+    pub(super) fn port_links(&self) -> bool {
+        self.port_links
     }
 
     /// The object, loaded (its maps taken from, or pinned at, the pins).

@@ -43,11 +43,12 @@ pub(super) fn link_path(dir: &Path, name: &str) -> PathBuf {
 }
 
 /// Where hook `pin` of the node pinned in `dir` is. A link pin that
-/// exists is the hook whatever the node's way.
+/// exists is the hook whatever the node's way (a port is a filter unless
+/// it was hooked by a link, see `Datapath::with_port_links`).
 pub(super) fn hook_in(dir: &Path, pin: &str) -> HookAt {
     let link = link_path(dir, pin);
     match tc_place(pin) {
-        Some(f) if f.priority == PORT_PRIORITY => HookAt::Filter(f),
+        Some(f) if f.priority == PORT_PRIORITY && !link.exists() => HookAt::Filter(f),
         Some(f) if tc_hooks_in(dir) == TcHooks::Clsact && !link.exists() => HookAt::Filter(f),
         _ => HookAt::Link(link),
     }

@@ -91,6 +91,26 @@ pub struct IpvlanRequest {
     #[arg(long)]
     #[serde(default)]
     pub mtu: Option<u32>,
+    /// Limit what reaches the container to this many bits/s (k, M, G:
+    /// thousands), dropping the rest (eBPF datapath).
+    #[arg(long, value_name = "BITS", value_parser = crate::bandwidth::parse_bits)]
+    #[serde(default)]
+    pub ingress_rate: Option<u64>,
+    /// Bits the ingress limit lets through at once (default: half a second
+    /// at the rate, at least 512k).
+    #[arg(long, value_name = "BITS", value_parser = crate::bandwidth::parse_bits)]
+    #[serde(default)]
+    pub ingress_burst: Option<u64>,
+    /// Limit what the container sends to this many bits/s (k, M, G:
+    /// thousands), dropping the rest (eBPF datapath).
+    #[arg(long, value_name = "BITS", value_parser = crate::bandwidth::parse_bits)]
+    #[serde(default)]
+    pub egress_rate: Option<u64>,
+    /// Bits the egress limit lets through at once (default: half a second
+    /// at the rate, at least 512k).
+    #[arg(long, value_name = "BITS", value_parser = crate::bandwidth::parse_bits)]
+    #[serde(default)]
+    pub egress_burst: Option<u64>,
     /// ebpf: our programs; native: the kernel's ipvlan driver (where the
     /// kernel has it: see `attach features`).
     #[arg(long, value_enum, default_value_t = Backend::Ebpf)]
@@ -344,7 +364,7 @@ pub async fn create(
         rec.forwarding_enabled = common::enable_forwarding(&v6, "ipvlan l3s endpoints")?;
     }
 
-    let mut dp = node.datapath()?;
+    let mut dp = node.datapath_for(rec)?;
     rec.endpoint_id = Some(common::free_endpoint_id(records)?);
     let ep = endpoint_of(rec).expect("ids are set");
     dp.zero_stats(ep.id)?;
@@ -486,7 +506,7 @@ pub async fn teardown(node: &Node, rec: &Attachment, remaining: &[Attachment]) -
 }
 
 fn teardown_datapath(node: &Node, rec: &Attachment, remaining: &[Attachment]) -> Result<()> {
-    let mut dp = node.datapath()?;
+    let mut dp = node.datapath_for(rec)?;
     if let Some(h) = rec.host_ifindex {
         for ip in &rec.ips {
             dp.remove_ip(rec.parent_ifindex, ip.addr, h)?;
@@ -531,7 +551,7 @@ pub async fn check(node: &Node, rec: &Attachment) -> Result<()> {
         }
     }
     let want = live_endpoint(node, rec).await?;
-    let mut dp = node.datapath()?;
+    let mut dp = node.datapath_for(rec)?;
     if dp.port(host_index)? != Some(want) {
         return Err(Error::system(format!(
             "the port entry of {host_name} is missing or stale (or its up/down state)"
@@ -591,7 +611,7 @@ pub async fn repair(node: &Node, rec: &Attachment, others: &[Attachment]) -> Res
     endpoint::host_up(node, rec).await?;
     sync_host_routes(node, rec).await?;
     let ep = live_endpoint(node, rec).await?;
-    let mut dp = node.datapath()?;
+    let mut dp = node.datapath_for(rec)?;
     dp.put_port(&ep)?;
     dp.attach_tc(
         PROG_IPVL_TX,

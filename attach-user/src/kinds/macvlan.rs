@@ -62,6 +62,26 @@ pub struct MacvlanRequest {
     #[arg(long)]
     #[serde(default)]
     pub mtu: Option<u32>,
+    /// Limit what reaches the container to this many bits/s (k, M, G:
+    /// thousands), dropping the rest (eBPF datapath).
+    #[arg(long, value_name = "BITS", value_parser = crate::bandwidth::parse_bits)]
+    #[serde(default)]
+    pub ingress_rate: Option<u64>,
+    /// Bits the ingress limit lets through at once (default: half a second
+    /// at the rate, at least 512k).
+    #[arg(long, value_name = "BITS", value_parser = crate::bandwidth::parse_bits)]
+    #[serde(default)]
+    pub ingress_burst: Option<u64>,
+    /// Limit what the container sends to this many bits/s (k, M, G:
+    /// thousands), dropping the rest (eBPF datapath).
+    #[arg(long, value_name = "BITS", value_parser = crate::bandwidth::parse_bits)]
+    #[serde(default)]
+    pub egress_rate: Option<u64>,
+    /// Bits the egress limit lets through at once (default: half a second
+    /// at the rate, at least 512k).
+    #[arg(long, value_name = "BITS", value_parser = crate::bandwidth::parse_bits)]
+    #[serde(default)]
+    pub egress_burst: Option<u64>,
     /// ebpf: a veth switched by our programs; native: the kernel's macvlan.
     #[arg(long, value_enum, default_value_t = Backend::Ebpf)]
     #[serde(default)]
@@ -277,7 +297,7 @@ async fn create_ebpf(
 ) -> Result<()> {
     endpoint::create_veth(node, rec, ns).await?;
 
-    let mut dp = node.datapath()?;
+    let mut dp = node.datapath_for(rec)?;
     rec.endpoint_id = Some(common::free_endpoint_id(records)?);
     let ep = parent::macvlan_endpoint_of(rec).expect("ids are set");
     dp.zero_stats(ep.id)?;
@@ -350,7 +370,7 @@ fn attach_endpoint_xdp(node: &Node, ns: &Netns, rec: &Attachment) -> Result<()> 
     let (Some(host), Some(inside)) = (rec.host_ifindex, rec.ifindex) else {
         return Err(Error::system("the record has no interface indexes"));
     };
-    node.datapath()?
+    node.datapath_for(rec)?
         .attach_xdp_in(ns, PROG_EP_XDP, inside, &datapath::port_xdp_link(host))
         .map_err(|e| e.context(format!("the container side's NAPI (XDP) in {}", rec.netns)))
 }
@@ -464,7 +484,7 @@ pub async fn teardown(node: &Node, rec: &Attachment, remaining: &[Attachment]) -
 }
 
 async fn teardown_datapath(node: &Node, rec: &Attachment, remaining: &[Attachment]) -> Result<()> {
-    let mut dp = node.datapath()?;
+    let mut dp = node.datapath_for(rec)?;
     if let Some(h) = rec.host_ifindex {
         dp.remove_endpoint(rec.parent_ifindex, rec.mac.0, h)?;
         dp.remove_endpoint_ips(h, &addrs(rec))?;
@@ -483,7 +503,7 @@ pub async fn check(node: &Node, rec: &Attachment) -> Result<()> {
     }
     let link = endpoint::check_host_link(node, rec).await?;
     let (host_index, host_name) = (link.index, &link.name);
-    let mut dp = node.datapath()?;
+    let mut dp = node.datapath_for(rec)?;
     let want = parent::macvlan_endpoint_of(rec)
         .ok_or_else(|| Error::system("the record has no endpoint id"))?;
     if dp.port(host_index)? != Some(want) {
@@ -564,7 +584,7 @@ pub async fn repair(node: &Node, rec: &Attachment, others: &[Attachment]) -> Res
     if rec.backend == Backend::Native {
         return Err(Error::system("a native macvlan has no datapath to repair"));
     }
-    let mut dp = node.datapath()?;
+    let mut dp = node.datapath_for(rec)?;
     let ep = parent::macvlan_endpoint_of(rec)
         .ok_or_else(|| Error::system("the record has no endpoint id"))?;
     dp.put_endpoint_ips(ep.host_ifindex, &addrs(rec))?;

@@ -14,6 +14,7 @@
 //! and its macvlan switch, for macvlan, ipvlan and nested).
 
 mod addressing;
+mod bandwidth;
 pub mod bridge;
 mod common;
 pub mod container;
@@ -108,8 +109,52 @@ impl AddRequest {
         }
     }
 
+    /// The rate limits the request asks for (checked, bursts given).
+    pub fn bandwidth(&self) -> Result<Option<crate::bandwidth::Bandwidth>> {
+        use crate::bandwidth::Bandwidth;
+        macro_rules! of {
+            ($r:expr) => {
+                Bandwidth::of(
+                    $r.ingress_rate,
+                    $r.ingress_burst,
+                    $r.egress_rate,
+                    $r.egress_burst,
+                )
+            };
+        }
+        match self {
+            AddRequest::Macvlan(r) => of!(r),
+            AddRequest::Ipvlan(r) => of!(r),
+            AddRequest::Bridge(r) => of!(r),
+            AddRequest::Router(r) => of!(r),
+            AddRequest::Nested(r) => of!(r),
+            _ => Ok(None),
+        }
+    }
+
+    /// Whether our programs carry the endpoint's frames (what enforces
+    /// rate limits).
+    fn on_our_datapath(&self) -> bool {
+        use crate::model::Datapath;
+        match self {
+            AddRequest::Macvlan(r) => r.backend == Backend::Ebpf,
+            AddRequest::Ipvlan(r) => r.backend == Backend::Ebpf,
+            AddRequest::Bridge(r) => r.backend == Backend::Ebpf,
+            AddRequest::Router(r) => r.datapath == Datapath::Ebpf,
+            AddRequest::Nested(_) => true,
+            _ => false,
+        }
+    }
+
     /// Checks what can be checked without looking at the system.
     pub fn validate(&self) -> Result<()> {
+        if self.bandwidth()?.is_some() && !self.on_our_datapath() {
+            return Err(Error::invalid(format!(
+                "--ingress-rate/--egress-rate: rate limits are enforced by the eBPF datapath, \
+                 which `{}` does not use",
+                way_of(self)
+            )));
+        }
         // Every kind but the host side of a nested endpoint names the
         // container: empty would make the node itself the container.
         if !matches!(self, AddRequest::NestedHost(_)) && self.target().0.trim().is_empty() {
@@ -192,7 +237,7 @@ pub(crate) async fn plan(
     for feature in way.needs {
         feature.require(way.name)?;
     }
-    match req {
+    let mut rec = match req {
         AddRequest::Macvlan(r) => macvlan::plan(node, r, ns, records).await,
         AddRequest::Ipvlan(r) => ipvlan::plan(node, r, ns, records).await,
         AddRequest::Bridge(r) => bridge::plan(node, r, ns, records).await,
@@ -202,7 +247,9 @@ pub(crate) async fn plan(
         AddRequest::Host(r) => host::plan(node, r, ns, records).await,
         AddRequest::Container(r) => container::plan(node, r, ns, records).await,
         AddRequest::Sriov(r) => sriov::plan(node, r, ns, records).await,
-    }
+    }?;
+    rec.bandwidth = req.bandwidth()?;
+    Ok(rec)
 }
 
 pub(crate) async fn create(
@@ -220,7 +267,8 @@ pub(crate) async fn create(
         Kind::Host => host::create(node, rec, records).await,
         Kind::Container => container::create(node, rec, ns, records).await,
         Kind::Sriov => sriov::create(node, rec, ns).await,
-    }
+    }?;
+    bandwidth::put(node, rec)
 }
 
 /// Checks that what `rec` describes really exists and works as recorded:
@@ -249,7 +297,8 @@ pub(crate) async fn check(node: &Node, rec: &Attachment) -> Result<()> {
         Kind::Host => host::check(node, rec).await,
         Kind::Container => container::check(rec).await,
         Kind::Sriov => sriov::check(node, rec).await,
-    }
+    }?;
+    bandwidth::check(node, rec)
 }
 
 /// Where the device an attachment hangs off is now.
@@ -304,7 +353,8 @@ pub(crate) async fn repair(node: &Node, rec: &Attachment, others: &[Attachment])
         Kind::Container => container::repair(node, rec).await,
         // Nothing to put back in place: moved back and handed over again.
         Kind::Sriov => Err(Error::system("an sriov attachment is recreated")),
-    }
+    }?;
+    bandwidth::put(node, rec)
 }
 
 /// Brings the host sides of the endpoints that follow parent `ifindex`
@@ -367,7 +417,10 @@ pub(crate) async fn teardown(
     rec: &Attachment,
     remaining: &[Attachment],
 ) -> Vec<Error> {
-    match rec.kind {
+    // First, while the node's maps are pinned (the last endpoint's
+    // teardown removes them): the id goes to another endpoint later.
+    let mut errors: Vec<Error> = bandwidth::clear(node, rec).err().into_iter().collect();
+    errors.extend(match rec.kind {
         Kind::Macvlan => macvlan::teardown(node, rec, remaining).await,
         Kind::Ipvlan => ipvlan::teardown(node, rec, remaining).await,
         Kind::Bridge => bridge::teardown(node, rec, remaining).await,
@@ -376,7 +429,8 @@ pub(crate) async fn teardown(
         Kind::Host => host::teardown(node, rec).await,
         Kind::Container => container::teardown(node, rec, remaining).await,
         Kind::Sriov => sriov::teardown(node, rec).await,
-    }
+    });
+    errors
 }
 
 #[cfg(test)]

@@ -96,6 +96,26 @@ pub struct NestedRequest {
     #[arg(long)]
     #[serde(default)]
     pub mtu: Option<u32>,
+    /// Limit what reaches the container to this many bits/s (k, M, G:
+    /// thousands), dropping the rest (eBPF datapath).
+    #[arg(long, value_name = "BITS", value_parser = crate::bandwidth::parse_bits)]
+    #[serde(default)]
+    pub ingress_rate: Option<u64>,
+    /// Bits the ingress limit lets through at once (default: half a second
+    /// at the rate, at least 512k).
+    #[arg(long, value_name = "BITS", value_parser = crate::bandwidth::parse_bits)]
+    #[serde(default)]
+    pub ingress_burst: Option<u64>,
+    /// Limit what the container sends to this many bits/s (k, M, G:
+    /// thousands), dropping the rest (eBPF datapath).
+    #[arg(long, value_name = "BITS", value_parser = crate::bandwidth::parse_bits)]
+    #[serde(default)]
+    pub egress_rate: Option<u64>,
+    /// Bits the egress limit lets through at once (default: half a second
+    /// at the rate, at least 512k).
+    #[arg(long, value_name = "BITS", value_parser = crate::bandwidth::parse_bits)]
+    #[serde(default)]
+    pub egress_burst: Option<u64>,
     /// Drop frames the container sends with a source MAC or address not its
     /// own (default on).
     #[arg(long, value_parser = parse::on_off())]
@@ -200,7 +220,7 @@ pub async fn create(
     }
     endpoint::create_veth(node, rec, ns).await?;
     let host_index = rec.host_ifindex.expect("set by create_veth");
-    let mut dp = node.datapath()?;
+    let mut dp = node.datapath_for(rec)?;
     rec.endpoint_id = Some(kinds_common::free_endpoint_id(records)?);
     let n = vm_port_of(rec).expect("ids are set");
     dp.zero_stats(n.ep.id)?;
@@ -256,7 +276,7 @@ pub async fn teardown(node: &Node, rec: &Attachment, remaining: &[Attachment]) -
 }
 
 fn teardown_vm(node: &Node, rec: &Attachment, remaining: &[Attachment]) -> Result<()> {
-    let mut dp = node.datapath()?;
+    let mut dp = node.datapath_for(rec)?;
     if let (Some(id), Some(vid)) = (rec.endpoint_id, rec.vlan) {
         dp.remove_nest_vlan(&key_of(rec.parent_ifindex, rec.qinq, vid), id)?;
     }
@@ -280,7 +300,7 @@ pub async fn check(node: &Node, rec: &Attachment) -> Result<()> {
     let mut dp;
     if parent::is_nested_host(rec) {
         endpoint::check_link(node, rec.tap_ifindex, rec.tap.as_deref(), "tap").await?;
-        dp = node.datapath()?;
+        dp = node.datapath_for(rec)?;
         let want =
             host_nested_of(rec).ok_or_else(|| Error::system("the record has no endpoint id"))?;
         let tap = want.ep.host_ifindex;
@@ -328,7 +348,7 @@ pub async fn check(node: &Node, rec: &Attachment) -> Result<()> {
     }
     kinds_common::check_container_side(rec).await?;
     endpoint::check_host_link(node, rec).await?;
-    dp = node.datapath()?;
+    dp = node.datapath_for(rec)?;
     let want = vm_port_of(rec).ok_or_else(|| Error::system("the record has no endpoint id"))?;
     let h = want.ep.host_ifindex;
     if dp.nest_port(h)? != Some(want) {
@@ -368,7 +388,7 @@ pub async fn check(node: &Node, rec: &Attachment) -> Result<()> {
 /// Puts the datapath state back as the record says; links are left as
 /// they are.
 pub async fn repair(node: &Node, rec: &Attachment, others: &[Attachment]) -> Result<()> {
-    let mut dp = node.datapath()?;
+    let mut dp = node.datapath_for(rec)?;
     if parent::is_nested_host(rec) {
         let n =
             host_nested_of(rec).ok_or_else(|| Error::system("the record has no endpoint id"))?;

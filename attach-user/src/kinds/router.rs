@@ -76,6 +76,26 @@ pub struct RouterRequest {
     #[arg(long)]
     #[serde(default)]
     pub mtu: Option<u32>,
+    /// Limit what reaches the container to this many bits/s (k, M, G:
+    /// thousands), dropping the rest (eBPF datapath).
+    #[arg(long, value_name = "BITS", value_parser = crate::bandwidth::parse_bits)]
+    #[serde(default)]
+    pub ingress_rate: Option<u64>,
+    /// Bits the ingress limit lets through at once (default: half a second
+    /// at the rate, at least 512k).
+    #[arg(long, value_name = "BITS", value_parser = crate::bandwidth::parse_bits)]
+    #[serde(default)]
+    pub ingress_burst: Option<u64>,
+    /// Limit what the container sends to this many bits/s (k, M, G:
+    /// thousands), dropping the rest (eBPF datapath).
+    #[arg(long, value_name = "BITS", value_parser = crate::bandwidth::parse_bits)]
+    #[serde(default)]
+    pub egress_rate: Option<u64>,
+    /// Bits the egress limit lets through at once (default: half a second
+    /// at the rate, at least 512k).
+    #[arg(long, value_name = "BITS", value_parser = crate::bandwidth::parse_bits)]
+    #[serde(default)]
+    pub egress_burst: Option<u64>,
     /// Who forwards: our eBPF programs or the node's stack.
     #[arg(long, default_value = "ebpf", value_parser = parse::forwarder())]
     #[serde(default = "de::ebpf", deserialize_with = "de::forwarder")]
@@ -321,7 +341,7 @@ pub async fn create(
     prepare_host_side(&host)?;
 
     if rec.backend == Backend::Ebpf {
-        let mut dp = node.datapath()?;
+        let mut dp = node.datapath_for(rec)?;
         rec.endpoint_id = Some(common::free_endpoint_id(records)?);
         let gw_mac = host_mac(node, host_index).await?;
         let port = port_of(rec, gw_mac).expect("ids are set");
@@ -464,7 +484,7 @@ pub async fn teardown(node: &Node, rec: &Attachment, remaining: &[Attachment]) -
 }
 
 fn teardown_datapath(node: &Node, rec: &Attachment, remaining: &[Attachment]) -> Result<()> {
-    let mut dp = node.datapath()?;
+    let mut dp = node.datapath_for(rec)?;
     if let Some(h) = rec.host_ifindex {
         dp.remove_router_port(h)?;
         dp.remove_endpoint_ips(h, &addrs(rec))?;
@@ -499,7 +519,7 @@ pub async fn check(node: &Node, rec: &Attachment) -> Result<()> {
     if rec.backend != Backend::Ebpf {
         return Ok(());
     }
-    let mut dp = node.datapath()?;
+    let mut dp = node.datapath_for(rec)?;
     let gw_mac = host_mac(node, host_index).await?;
     let want =
         port_of(rec, gw_mac).ok_or_else(|| Error::system("the record has no endpoint id"))?;
@@ -546,7 +566,7 @@ pub async fn repair(node: &Node, rec: &Attachment, _others: &[Attachment]) -> Re
         .host_ifindex
         .ok_or_else(|| Error::system("the record has no host-side interface"))?;
     if rec.backend == Backend::Ebpf {
-        let mut dp = node.datapath()?;
+        let mut dp = node.datapath_for(rec)?;
         let gw_mac = host_mac(node, host_index).await?;
         let port =
             port_of(rec, gw_mac).ok_or_else(|| Error::system("the record has no endpoint id"))?;

@@ -77,7 +77,7 @@ pub(super) async fn create_native(
     if rec.spoofchk {
         // Before the port joins: no frame reaches the bridge unchecked.
         rec.endpoint_id = Some(common::free_endpoint_id(records)?);
-        put_guard(&mut node.datapath()?, rec)?;
+        put_guard(&mut node.datapath_for(rec)?, rec)?;
     }
     join_native(node, rec, &bridge).await?;
     endpoint::host_up(node, rec).await?;
@@ -152,7 +152,7 @@ pub(super) fn put_guard(dp: &mut Datapath, rec: &Attachment) -> Result<()> {
 }
 
 pub(super) fn teardown_guard(node: &Node, rec: &Attachment) -> Result<()> {
-    let mut dp = node.datapath()?;
+    let mut dp = node.datapath_for(rec)?;
     let h = rec.host_ifindex.expect("checked");
     dp.unpin(&datapath::port_link(h))?;
     dp.remove_sw_port(h)?;
@@ -186,7 +186,7 @@ pub(super) async fn check_native(node: &Node, rec: &Attachment, link: &Link) -> 
         }
     }
     if rec.endpoint_id.is_some() {
-        let mut dp = node.datapath()?;
+        let mut dp = node.datapath_for(rec)?;
         let want = guard_port_of(rec).expect("ids are set");
         if dp.sw_port(link.index)? != Some(want) {
             return Err(Error::system(format!(
@@ -214,7 +214,7 @@ pub(super) async fn check_native(node: &Node, rec: &Attachment, link: &Link) -> 
 pub(super) async fn repair(node: &Node, rec: &Attachment) -> Result<()> {
     let bridge = native_bridge(node, &rec.parent, rec.vlan).await?;
     if rec.endpoint_id.is_some() {
-        put_guard(&mut node.datapath()?, rec)?;
+        put_guard(&mut node.datapath_for(rec)?, rec)?;
     }
     join_native(node, rec, &bridge).await?;
     Ok(())

@@ -80,6 +80,26 @@ pub struct BridgeRequest {
     #[arg(long)]
     #[serde(default)]
     pub mtu: Option<u32>,
+    /// Limit what reaches the container to this many bits/s (k, M, G:
+    /// thousands), dropping the rest (eBPF datapath).
+    #[arg(long, value_name = "BITS", value_parser = crate::bandwidth::parse_bits)]
+    #[serde(default)]
+    pub ingress_rate: Option<u64>,
+    /// Bits the ingress limit lets through at once (default: half a second
+    /// at the rate, at least 512k).
+    #[arg(long, value_name = "BITS", value_parser = crate::bandwidth::parse_bits)]
+    #[serde(default)]
+    pub ingress_burst: Option<u64>,
+    /// Limit what the container sends to this many bits/s (k, M, G:
+    /// thousands), dropping the rest (eBPF datapath).
+    #[arg(long, value_name = "BITS", value_parser = crate::bandwidth::parse_bits)]
+    #[serde(default)]
+    pub egress_rate: Option<u64>,
+    /// Bits the egress limit lets through at once (default: half a second
+    /// at the rate, at least 512k).
+    #[arg(long, value_name = "BITS", value_parser = crate::bandwidth::parse_bits)]
+    #[serde(default)]
+    pub egress_burst: Option<u64>,
     /// Access VLAN, 1 to 4094: the port carries it untagged, and reaches
     /// ports of the same VLAN only.
     #[arg(long, value_name = "N", value_parser = parse::vlan)]
@@ -340,6 +360,10 @@ mod tests {
             ips: Vec::new(),
             gateway: None,
             mtu: None,
+            ingress_rate: None,
+            ingress_burst: None,
+            egress_rate: None,
+            egress_burst: None,
             vlan: None,
             backend,
             isolated: false,

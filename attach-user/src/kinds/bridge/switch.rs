@@ -171,7 +171,7 @@ pub(super) async fn create_switch_port(
         // restores it.
         rec.saved_parent = others.iter().find_map(|o| o.saved_parent.clone());
     }
-    let mut dp = node.datapath()?;
+    let mut dp = node.datapath_for(rec)?;
     rec.endpoint_id = Some(common::free_endpoint_id(records)?);
     let port = switch_port_of(rec).expect("ids are set");
     dp.zero_stats(port.id)?;
@@ -281,7 +281,7 @@ pub(super) async fn teardown_switch_port(
     rec: &Attachment,
     remaining: &[Attachment],
 ) -> Result<()> {
-    let mut dp = node.datapath()?;
+    let mut dp = node.datapath_for(rec)?;
     let id = rec.switch_id.expect("checked");
     if let Some(h) = rec.host_ifindex {
         dp.unpin(&datapath::port_link(h))?;
@@ -341,7 +341,7 @@ pub(super) async fn release_uplink(node: &Node, dp: &mut Datapath, rec: &Attachm
 }
 
 pub(super) fn check_switch_port(node: &Node, rec: &Attachment) -> Result<()> {
-    let mut dp = node.datapath()?;
+    let mut dp = node.datapath_for(rec)?;
     let want = switch_port_of(rec).ok_or_else(|| Error::system("the record has no switch port"))?;
     let host_name = rec.host_ifname.as_deref().unwrap_or("?");
     if dp.sw_port(want.ifindex)? != Some(want) {
@@ -444,7 +444,7 @@ pub(super) fn monotonic_ns() -> u64 {
 /// `repair` of a switch port: its port entry, static FDB entry, program
 /// and uplink put back, and the switch rewritten with it.
 pub(super) async fn repair(node: &Node, rec: &Attachment, others: &[Attachment]) -> Result<()> {
-    let mut dp = node.datapath()?;
+    let mut dp = node.datapath_for(rec)?;
     let port = switch_port_of(rec).ok_or_else(|| Error::system("the record has no switch port"))?;
     if rec.spoofchk {
         dp.put_endpoint_ips(port.ifindex, &addrs(rec))?;

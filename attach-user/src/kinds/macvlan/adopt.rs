@@ -75,7 +75,7 @@ pub(crate) async fn adopt_mac(
             .ok_or_else(|| Error::system("the record has no host-side interface"))?;
         let ep = macvlan_endpoint_of(&adopted)
             .ok_or_else(|| Error::system("the record has no endpoint id"))?;
-        let mut dp = node.datapath()?;
+        let mut dp = node.datapath_for(rec)?;
         // The new MAC's entries first: from here the endpoint's frames pass.
         node.rtnl.fdb_self_add(rec.parent_ifindex, new).await?;
         dp.remove_endpoint(rec.parent_ifindex, rec.mac.0, host)?;

@@ -192,7 +192,7 @@ pub(super) async fn create_host(
     // with another index.
     let tap_name = rec.tap.clone().unwrap_or_default();
     rec.tap_ifindex = Some(device(node, &tap_name, "tap").await?.index);
-    let mut dp = node.datapath()?;
+    let mut dp = node.datapath_for(rec)?;
     rec.endpoint_id = Some(common::free_endpoint_id(records)?);
     let n = host_nested_of(rec).expect("ids are set");
     let tap = n.ep.host_ifindex;
@@ -227,7 +227,7 @@ pub(super) async fn create_host(
 }
 
 pub(super) fn teardown_host(node: &Node, rec: &Attachment, remaining: &[Attachment]) -> Result<()> {
-    let mut dp = node.datapath()?;
+    let mut dp = node.datapath_for(rec)?;
     let (Some(id), Some(tap), Some(vid)) = (rec.endpoint_id, rec.tap_ifindex, rec.vlan) else {
         return Ok(());
     };
