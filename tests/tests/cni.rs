@@ -549,3 +549,67 @@ fn dns_and_cni_args_are_honoured() {
     assert_eq!(lab.attach().json(&["list"]).unwrap(), json!([]));
     assert!(leases.leased("n10").is_empty());
 }
+
+/// Two networks in one pod (as Multus adds them: `eth0`, then `net1`):
+/// each its own attachment, checked and deleted on its own; the first keeps
+/// working when the second goes.
+#[test]
+fn a_second_attachment_in_one_namespace_works() {
+    require_root();
+    let lab = Lab::new().unwrap();
+    let leases = Leases::new(&lab);
+    let c1 = lab.container("c1").unwrap();
+    let first = conf("n1", "1.0.0", &leases.0, json!({}));
+    let second = conf(
+        "n2",
+        "1.0.0",
+        &leases.0,
+        json!({"ipam": {
+            "type": "host-local",
+            "dataDir": leases.0,
+            "ranges": [[{"subnet": "10.77.0.0/24", "rangeStart": "10.77.0.130", "rangeEnd": "10.77.0.140"}]]
+        }}),
+    );
+    let add = |cfg: &str, ifname: &'static str| {
+        let mut c = call(&lab, "ADD", "pod1", Some(&c1));
+        c.ifname = ifname;
+        let r = c.run(cfg).unwrap();
+        assert!(r.ok, "ADD {ifname}: {} {}", r.stdout, r.stderr);
+        r.json()
+    };
+    let run = |command: &'static str, cfg: &str, ifname: &'static str| {
+        let mut c = call(&lab, command, "pod1", Some(&c1));
+        c.ifname = ifname;
+        let r = c.run(cfg).unwrap();
+        assert!(r.ok, "{command} {ifname}: {} {}", r.stdout, r.stderr);
+    };
+    let res0 = add(&first, "eth0");
+    let res1 = add(&second, "net1");
+    assert_eq!(res1["interfaces"][0]["name"], "net1", "{res1}");
+    for ifname in ["eth0", "net1"] {
+        c1.ok(&["ip", "link", "show", ifname]).unwrap();
+    }
+    let list = lab.attach().json(&["list"]).unwrap();
+    let mut names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["ifname"].as_str().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["eth0", "net1"], "{list}");
+    for (cfg, res, ifname) in [(&first, &res0, "eth0"), (&second, &res1, "net1")] {
+        let mut check: Value = serde_json::from_str(cfg).unwrap();
+        check["prevResult"] = res.clone();
+        run("CHECK", &check.to_string(), ifname);
+    }
+    run("DEL", &second, "net1");
+    assert!(c1.ok(&["ip", "link", "show", "net1"]).is_err(), "net1 left");
+    assert!(ping(&c1, EXT_V4), "eth0 no longer reaches the wire");
+    let mut check: Value = serde_json::from_str(&first).unwrap();
+    check["prevResult"] = res0;
+    run("CHECK", &check.to_string(), "eth0");
+    run("DEL", &first, "eth0");
+    assert!(leases.leased("n1").is_empty() && leases.leased("n2").is_empty());
+    assert!(!lab.node_pin_dir().exists(), "pins left after the last DEL");
+}

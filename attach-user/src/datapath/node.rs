@@ -200,8 +200,31 @@ impl Datapath {
     }
 
     /// Every entry of per-CPU array map `def` of counters, summed over the
-    /// CPUs, in one `BPF_MAP_LOOKUP_BATCH`.
+    /// CPUs, in one `BPF_MAP_LOOKUP_BATCH`; a lookup per entry where the
+    /// kernel has no batch lookup for per-CPU arrays (5.10 says ENOTSUPP).
     pub(super) fn sum_per_cpu_u64(&mut self, def: TableDef<u32, u64>) -> Result<Vec<u64>> {
+        match self.sum_per_cpu_u64_batched(def) {
+            Err(Batch::Unsupported) => {
+                let counters = self.per_cpu(def)?;
+                let len = counters.len();
+                (0..len)
+                    .map(|k| {
+                        Ok(counters
+                            .get(&k, 0)?
+                            .iter()
+                            .fold(0u64, |a, v| a.wrapping_add(*v)))
+                    })
+                    .collect()
+            }
+            Err(Batch::Failed(e)) => Err(e),
+            Ok(v) => Ok(v),
+        }
+    }
+
+    fn sum_per_cpu_u64_batched(
+        &mut self,
+        def: TableDef<u32, u64>,
+    ) -> std::result::Result<Vec<u64>, Batch> {
         use std::os::fd::AsFd;
         let name = def.name;
         let cpus = aya::util::nr_cpus()
@@ -211,13 +234,16 @@ impl Datapath {
         // Checks the map's type and value size.
         PerCpuArray::<_, u64>::try_from(&mut *map)?;
         let Map::PerCpuArray(data) = map else {
-            return Err(Error::system(format!("map {name} is not a per-CPU array")));
+            return Err(Error::system(format!("map {name} is not a per-CPU array")).into());
         };
         let len = data.info()?.max_entries() as usize;
         let mut keys = vec![0u32; len];
         let mut values = vec![0u8; len * cpus * 8];
         let n = crate::sys::bpf_lookup_batch(data.fd().as_fd(), &mut keys, &mut values, cpus * 8)
-            .map_err(|e| Error::system(format!("reading {name}: {e}")))?;
+            .map_err(|e| match e.raw_os_error() {
+            Some(ENOTSUPP | libc::EOPNOTSUPP | libc::EINVAL) => Batch::Unsupported,
+            _ => Batch::Failed(Error::system(format!("reading {name}: {e}"))),
+        })?;
         let mut out = vec![0u64; len];
         for (k, v) in keys.iter().zip(values.chunks_exact(cpus * 8)).take(n) {
             let sum = v
@@ -432,3 +458,19 @@ impl Datapath {
         }
     }
 }
+
+/// Why a batched read gave nothing.
+enum Batch {
+    /// The kernel has no batch lookup for this map's type.
+    Unsupported,
+    Failed(Error),
+}
+
+impl<E: Into<Error>> From<E> for Batch {
+    fn from(e: E) -> Self {
+        Batch::Failed(e.into())
+    }
+}
+
+/// The kernel's internal "operation not supported" (not in libc).
+const ENOTSUPP: i32 = 524;
