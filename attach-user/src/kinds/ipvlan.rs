@@ -257,12 +257,7 @@ pub async fn plan(
             .iter()
             .filter(|r| is_ipvlan_ebpf_on(r, parent.index))
             .count();
-        datapath::check_row_len(
-            members + 1,
-            attach_common::MAX_PORTS_PER_PARENT,
-            &format!("the ipvlan port of {}", parent.name),
-            "eBPF endpoints",
-        )?;
+        parent::check_row_room(&format!("the ipvlan port of {}", parent.name), members)?;
     }
     common::check_addresses_free(node, &parent, &req.ips, &on_parent).await?;
     Ok(Attachment {

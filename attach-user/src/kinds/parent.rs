@@ -97,10 +97,16 @@ pub(crate) fn switch_member(r: &Attachment, ifindex: u32) -> bool {
 /// switch than its flood row holds (fewer on kernels without `bpf_loop`).
 pub(crate) fn check_room(name: &str, ifindex: u32, records: &[Attachment]) -> Result<()> {
     let members = records.iter().filter(|r| switch_member(r, ifindex)).count();
+    check_row_room(&format!("parent {name}"), members)
+}
+
+/// Refuses one more eBPF endpoint in the flood row of `who`, which holds
+/// `members` now.
+pub(crate) fn check_row_room(who: &str, members: usize) -> Result<()> {
     datapath::check_row_len(
         members + 1,
         attach_common::MAX_PORTS_PER_PARENT,
-        &format!("parent {name}"),
+        who,
         "eBPF endpoints",
     )
 }
