@@ -182,48 +182,37 @@ impl Tally {
     }
 }
 
+/// `attach_rx` on `lab`'s parent against the model, for frames from the wire.
+fn fuzz_rx(mut lab: Lab, seed: u64, mode: &'static str) {
+    lab.chain_runs();
+    let cast = cast(&lab);
+    let mut g = Gen::new(seed, &cast);
+    let mut t = Tally::new(mode);
+    for k in 0..frames() {
+        let f = g.frame(None);
+        let want = lab.model_rx(&f);
+        let p = lab.parent();
+        let Some(got) = t.run(&mut lab, PROG_RX, p, &f) else {
+            continue;
+        };
+        t.judge(k, &f, &got, &[want]);
+    }
+    t.finish();
+}
+
 #[test]
 fn fuzz_rx_from_the_wire() {
-    in_netns(|| {
-        let mut lab = mixed_lab();
-        lab.chain_runs();
-        let cast = cast(&lab);
-        let mut g = Gen::new(seed(), &cast);
-        let mut t = Tally::new("rx");
-        for k in 0..frames() {
-            let f = g.frame(None);
-            let want = lab.model_rx(&f);
-            let p = lab.parent();
-            let Some(got) = t.run(&mut lab, PROG_RX, p, &f) else {
-                continue;
-            };
-            t.judge(k, &f, &got, &[want]);
-        }
-        t.finish();
-    });
+    in_netns(|| fuzz_rx(mixed_lab(), seed(), "rx"));
 }
 
 #[test]
 fn fuzz_rx_passthru() {
     in_netns(|| {
-        let mut lab = Scenario::new()
+        let lab = Scenario::new()
             .passthru_parent()
             .endpoint_with(MODE_PASSTHRU, A, EP_F_SPOOFCHK)
             .build();
-        lab.chain_runs();
-        let cast = cast(&lab);
-        let mut g = Gen::new(seed() ^ 0x9a55, &cast);
-        let mut t = Tally::new("rx-passthru");
-        for k in 0..frames() {
-            let f = g.frame(None);
-            let want = lab.model_rx(&f);
-            let p = lab.parent();
-            let Some(got) = t.run(&mut lab, PROG_RX, p, &f) else {
-                continue;
-            };
-            t.judge(k, &f, &got, &[want]);
-        }
-        t.finish();
+        fuzz_rx(lab, seed() ^ 0x9a55, "rx-passthru");
     });
 }
 
