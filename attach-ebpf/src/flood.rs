@@ -28,6 +28,9 @@ pub enum Rule {
     Tx { sender: Endpoint },
     /// The node's own frame: endpoints with host access.
     HostAccess,
+    /// An ipvlan endpoint's transmit on the same parent: every bridge port
+    /// (`peers.rs`).
+    Peer,
 }
 
 /// `Rule` flattened to plain integers: an enum copied into the loop context
@@ -53,6 +56,7 @@ impl Rule {
             Rule::Rx { mode, id } => (RULE_RX, *mode, *id),
             Rule::Tx { sender } => (RULE_TX, sender.mode, sender.id),
             Rule::HostAccess => (RULE_HOST, 0, macvlan::NO_SENDER),
+            Rule::Peer => (RULE_TX, 0, macvlan::NO_SENDER),
         };
         Sender {
             rule,

@@ -18,6 +18,7 @@ mod macvlan;
 mod maps;
 mod neigh;
 mod nested;
+mod peers;
 mod proto;
 mod router;
 mod skb;

@@ -120,6 +120,9 @@ pub fn rx_multicast(parent_ifindex: u32, eth: &EthHdr) -> Rx {
 
 /// Sender id of a frame from outside (no endpoint has it).
 pub const NO_SENDER: u32 = u32::MAX;
+/// Sender id of a frame an ipvlan endpoint of the same parent sent and the
+/// wire reflected: flooded as a bridge port's (`peers.rs`).
+pub const PEER_SENDER: u32 = u32::MAX - 1;
 
 /// macvlan_process_broadcast: who gets a flooded frame, by the sender's mode
 /// (`sender_mode` 0 and `sender_id` NO_SENDER: from outside).

@@ -18,6 +18,7 @@ use crate::{
     l3::{L3_MALFORMED, l3_addr},
     macvlan::NO_SENDER,
     maps::{IPVL_PARENTS, PARENTS},
+    peers,
     proto::{ETH_P_ARP, ETH_P_IPV6},
     skb, stats,
 };
@@ -45,9 +46,13 @@ pub fn run(ctx: &TcContext) -> i32 {
     let l2 = ipvlan::is_l2(&port);
     if eth.is_multicast() {
         if l2 {
-            // Cloned to the endpoints unless an endpoint sent it (they had
-            // it on transmit); the node always gets it.
-            if ipvlan::external(ctx, &port, ifindex, &eth) {
+            // Cloned to the endpoints unless an endpoint, or a macvlan
+            // bridge port of this parent, sent it (they had it on
+            // transmit); the node always gets it.
+            if ipvlan::external(ctx, &port, ifindex, &eth)
+                && !(peers::port_is_bridge_like(&port)
+                    && peers::sent_by_macvlan_bridge_port(ifindex, &eth))
+            {
                 flood_ipvlan(ctx, port.slot, port.nports, &eth, NO_SENDER);
                 stats::verdict(DIR, Verdict::Flood);
             } else {

@@ -1,7 +1,9 @@
 //! Endpoint transmit (tcx ingress on the host-side veth), ipvlan ports:
 //! `ipvlan_xmit_mode_l2/l3`. The sender's port decides: local delivery by
 //! destination IP (unless private or VEPA), the node's stack, flooding,
-//! routing through the node's tables, or out of the parent.
+//! routing through the node's tables, or out of the parent. An l2 port that
+//! is neither private nor VEPA also reaches the macvlan bridge ports of its
+//! parent locally (`peers.rs`).
 
 use attach_common::{
     DATAPATH_MARK, Direction::Tx as DIR, Endpoint, IPVL_F_PRIVATE, IPVL_F_VEPA, IPVL_MODE_L3S,
@@ -21,7 +23,7 @@ use crate::{
     ipvlan::{self, Route},
     l3::l3_addr,
     maps::{IPVL_PARENTS, PORTS},
-    skb, stats,
+    peers, skb, stats,
 };
 
 pub fn run(ctx: &TcContext) -> i32 {
@@ -63,10 +65,18 @@ pub fn run(ctx: &TcContext) -> i32 {
             // SAFETY: plain helper call.
             return unsafe { bpf_redirect(ep.parent_ifindex, BPF_F_INGRESS as u64) as i32 };
         }
+        let peers = peers::port_is_bridge_like(&port);
         if eth.is_multicast() {
-            // The other endpoints (private or not), then the wire.
-            let copies = flood_ipvlan(ctx, port.slot, port.nports, &eth, ep.id);
+            // The other endpoints (private or not), the macvlan bridge
+            // ports of a bridge-like port, then the wire.
+            let mut copies = flood_ipvlan(ctx, port.slot, port.nports, &eth, ep.id);
+            if peers {
+                copies += peers::flood_to_macvlan(ctx, ep.parent_ifindex, &eth);
+            }
             stats::flood_copies(ep.id, copies);
+        } else if peers && let Some(dest) = peers::macvlan_target(ep.parent_ifindex, &eth) {
+            // A macvlan bridge port of this parent.
+            return deliver(&ep, &dest, false, len, &eth);
         }
         return out_parent(ctx, &ep);
     }

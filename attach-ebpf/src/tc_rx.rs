@@ -1,6 +1,8 @@
 //! Parent ingress (tcx): frames from the wire, switched by destination MAC.
 
-use attach_common::{DATAPATH_MARK, Direction::Rx as DIR, EP_F_NESTED, Endpoint, Verdict};
+use attach_common::{
+    DATAPATH_MARK, Direction::Rx as DIR, EP_F_NESTED, Endpoint, MODE_BRIDGE, Verdict,
+};
 use aya_ebpf::{
     bindings::{TC_ACT_REDIRECT, TC_ACT_SHOT, TC_ACT_UNSPEC},
     helpers::bpf_redirect,
@@ -14,7 +16,7 @@ use crate::{
     flood::{Rule, flood},
     macvlan::{self, Rx},
     maps::PARENTS,
-    nested, skb, stats,
+    nested, peers, skb, stats,
 };
 
 pub fn run(ctx: &TcContext) -> i32 {
@@ -65,7 +67,15 @@ pub fn run(ctx: &TcContext) -> i32 {
         return TC_ACT_UNSPEC;
     };
     let decision = if eth.is_multicast() {
-        macvlan::rx_multicast(ifindex, &eth)
+        if peers::sent_by_ipvlan_endpoint(ctx, &cfg, ifindex, &eth) {
+            // The bridge ports had it on the ipvlan endpoint's transmit.
+            Rx::Flood {
+                sender_mode: MODE_BRIDGE,
+                sender_id: macvlan::PEER_SENDER,
+            }
+        } else {
+            macvlan::rx_multicast(ifindex, &eth)
+        }
     } else {
         macvlan::rx_unicast_miss(&cfg)
     };
@@ -98,12 +108,13 @@ pub fn run(ctx: &TcContext) -> i32 {
                     id: sender_id,
                 },
             );
-            report(
-                DIR,
-                Verdict::Flood,
-                // NO_SENDER is NO_ENDPOINT: no endpoint.
-                &pkt(sender_id),
-            );
+            // NO_SENDER is NO_ENDPOINT: no endpoint; nor is an ipvlan one.
+            let sender = if sender_id == macvlan::PEER_SENDER {
+                NO_ENDPOINT
+            } else {
+                sender_id
+            };
+            report(DIR, Verdict::Flood, &pkt(sender));
             TC_ACT_UNSPEC
         }
     }

@@ -23,7 +23,7 @@ use crate::{
     flood::{Rule, flood},
     macvlan,
     maps::PARENTS,
-    nested,
+    nested, peers,
     proto::{ETH_P_8021AD, ETH_P_8021Q},
     skb, stats,
 };
@@ -69,7 +69,8 @@ pub fn switch(ctx: &TcContext, ifindex: u32, ep: &Endpoint, eth: &EthHdr) -> i32
         // Only bridge ports flood locally; the others' broadcasts meet their
         // peers, if at all, when the switch reflects them.
         if ep.mode == MODE_BRIDGE {
-            let copies = flood(ctx, &cfg, &eth, Rule::Tx { sender: ep });
+            let copies = flood(ctx, &cfg, &eth, Rule::Tx { sender: ep })
+                + peers::flood_to_ipvlan(ctx, &ep, &eth);
             stats::flood_copies(ep.id, copies);
         }
         // Marked, so the parent's ingress passes it to the node unswitched.
@@ -81,40 +82,50 @@ pub fn switch(ctx: &TcContext, ifindex: u32, ep: &Endpoint, eth: &EthHdr) -> i32
         {
             stats::verdict(DIR, Verdict::ToHost);
         }
+    } else if let Some(dest) = peers::ipvlan_target(ctx, &ep, &eth) {
+        // The shared MAC of an ipvlan port on this parent: its endpoint.
+        return deliver_local(ctx, &pkt, &dest);
     } else if host_access && mac_eq(&eth.dst, &cfg.mac) {
         ctx.set_mark(DATAPATH_MARK);
         report(DIR, Verdict::ToHost, &pkt);
         // SAFETY: plain helper call.
         return unsafe { bpf_redirect(ep.parent_ifindex, BPF_F_INGRESS as u64) as i32 };
     } else if let Some(dest) = macvlan::tx_local_target(&ep, &eth) {
-        if !bw::pass(dest.id, Way::In, len) {
-            stats::rx_dropped(dest.id);
-            return drop(&pkt, Verdict::DropRateLimit);
-        }
-        if dest.has(EP_F_NESTED) {
-            return match nested::deliver(ctx, &dest) {
-                Ok(ret) => {
-                    report(DIR, Verdict::ToEndpoint, &pkt);
-                    stats::rx(dest.id, len as u64, &eth);
-                    ret
-                }
-                Err(why) => {
-                    stats::rx_dropped(dest.id);
-                    drop(&pkt, why)
-                }
-            };
-        }
-        let ret = crate::kernel::redirect_into(dest.host_ifindex);
-        if ret == TC_ACT_REDIRECT as i32 {
-            report(DIR, Verdict::ToEndpoint, &pkt);
-            stats::rx(dest.id, len as u64, &eth);
-            return ret;
-        }
-        return drop(&pkt, Verdict::DropRedirect);
+        return deliver_local(ctx, &pkt, &dest);
     }
     // Marked, so the parent's egress program sends it on unswitched.
     ctx.set_mark(DATAPATH_MARK);
     report(DIR, Verdict::ToParent, &pkt);
     // SAFETY: plain helper call.
     unsafe { bpf_redirect(ep.parent_ifindex, 0) as i32 }
+}
+
+/// Local delivery to `dest` (another endpoint of the parent), within its
+/// rate limit: into its namespace, or out of its VM's tap.
+#[inline(always)]
+fn deliver_local(ctx: &TcContext, pkt: &Pkt, dest: &Endpoint) -> i32 {
+    if !bw::pass(dest.id, Way::In, pkt.len) {
+        stats::rx_dropped(dest.id);
+        return drop(pkt, Verdict::DropRateLimit);
+    }
+    if dest.has(EP_F_NESTED) {
+        return match nested::deliver(ctx, dest) {
+            Ok(ret) => {
+                report(DIR, Verdict::ToEndpoint, pkt);
+                stats::rx(dest.id, pkt.len as u64, pkt.eth);
+                ret
+            }
+            Err(why) => {
+                stats::rx_dropped(dest.id);
+                drop(pkt, why)
+            }
+        };
+    }
+    let ret = crate::kernel::redirect_into(dest.host_ifindex);
+    if ret == TC_ACT_REDIRECT as i32 {
+        report(DIR, Verdict::ToEndpoint, pkt);
+        stats::rx(dest.id, pkt.len as u64, pkt.eth);
+        return ret;
+    }
+    drop(pkt, Verdict::DropRedirect)
 }

@@ -8,8 +8,11 @@
 use std::time::Duration;
 
 use attach_tests::{
-    lab::{EXT_V4, EXT_V6, Lab, Matrix, NODE_IF, Netns, Proto, ping, require_root},
-    reach::{Endpoint, attach, attach_ipvlan, detach, measure},
+    lab::{
+        EXT_V4, EXT_V6, Lab, LabOptions, Matrix, NODE_IF, Netns, Proto, UNUSED_V4, arping,
+        broadcast_reaches, ndisc, ping, require_root,
+    },
+    reach::{Endpoint, Flavor, attach, attach_ipvlan, detach, measure},
     report::{counters, link_mac, verdict},
     snapshot::snapshot,
 };
@@ -405,6 +408,87 @@ fn ipvlan_and_macvlan_share_a_parent() {
         let i3 = attach_ipvlan(&lab, 3, "l3", "bridge", &[]).unwrap();
         assert!(ping(lab.ext(), &i3.v4) && ping(&m.ns, EXT_V6));
         detach(&lab, &i3).unwrap();
+        detach(&lab, &m).unwrap();
+    }
+}
+
+/// Without a reflecting switch, macvlan bridge ports and an l2 ipvlan port
+/// that is neither private nor VEPA, on one parent, reach each other as
+/// hosts on one switch: unicast, ARP, ND and broadcast, both ways, both
+/// datapaths. Private or VEPA on either side leaves it to the wire, which
+/// here does not reflect: nothing crosses.
+#[test]
+fn ipvlan_and_macvlan_share_a_parent_without_the_wire() {
+    require_root();
+    let lab = Lab::with_options(LabOptions { hairpin: false }).unwrap();
+    for flavor in [Flavor::EbpfTc, Flavor::EbpfXdp] {
+        for (mmode, iflag, local) in [
+            ("bridge", "bridge", true),
+            ("private", "bridge", false),
+            ("vepa", "bridge", false),
+            ("bridge", "private", false),
+            ("bridge", "vepa", false),
+        ] {
+            let case = format!("macvlan {mmode} + ipvlan l2 {iflag} ({})", flavor.name());
+            let m = attach(&lab, 1, mmode, flavor, &[]).unwrap();
+            let i = attach_ipvlan(&lab, 2, "l2", iflag, &[]).unwrap();
+            for (a, b) in [(&m, &i), (&i, &m)] {
+                let what = |p: &str| format!("{case}: {} -> {} {p}", a.label, b.label);
+                assert_eq!(ping(&a.ns, &b.v4), local, "{}", what("v4"));
+                if !local {
+                    // A failed ping means its ARP broadcast or the answer
+                    // did not cross: enough for the negative cases.
+                    continue;
+                }
+                assert!(ping(&a.ns, &b.v6), "{}", what("v6"));
+                assert!(arping(&a.ns, "eth0", &b.v4), "{}", what("arp"));
+                assert!(ndisc(&a.ns, "eth0", &b.v6), "{}", what("ndisc"));
+                assert!(
+                    broadcast_reaches(&a.ns, "eth0", &b.ns, "eth0"),
+                    "{}",
+                    what("broadcast")
+                );
+            }
+            detach(&lab, &i).unwrap();
+            detach(&lab, &m).unwrap();
+        }
+    }
+}
+
+/// With a reflecting switch, a broadcast one kind delivered locally to the
+/// other comes back from the wire: it is not delivered a second time.
+#[test]
+fn ipvlan_and_macvlan_share_a_parent_without_duplicates() {
+    require_root();
+    let lab = Lab::new().unwrap();
+    const SENT: u64 = 3;
+    let rx_broadcast = |ep: &Endpoint| -> u64 {
+        let stats = lab.attach().json(&["stats"]).unwrap();
+        counters(&stats, ep.ns.name())["rx_broadcast"]
+            .as_u64()
+            .unwrap()
+    };
+    for flavor in [Flavor::EbpfTc, Flavor::EbpfXdp] {
+        let m = attach(&lab, 1, "bridge", flavor, &[]).unwrap();
+        let i = attach_ipvlan(&lab, 2, "l2", "bridge", &[]).unwrap();
+        for (a, b) in [(&m, &i), (&i, &m)] {
+            let before = rx_broadcast(b);
+            for _ in 0..SENT {
+                // Nobody has the address: each request is one broadcast.
+                arping(&a.ns, "eth0", UNUSED_V4);
+            }
+            let got = rx_broadcast(b) - before;
+            // At least every one once; fewer than twice each (the node
+            // may broadcast too meanwhile).
+            assert!(
+                (SENT..2 * SENT).contains(&got),
+                "{} -> {} ({}): {SENT} broadcasts arrived {got} times",
+                a.label,
+                b.label,
+                flavor.name()
+            );
+        }
+        detach(&lab, &i).unwrap();
         detach(&lab, &m).unwrap();
     }
 }
