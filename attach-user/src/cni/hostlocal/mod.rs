@@ -470,3 +470,60 @@ fn resolv_conf(path: &Path) -> Result<Value, CniError> {
     }
     Ok(Value::Object(out))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(ipam: Value, args: Option<&str>) -> Result<Config, String> {
+        let raw = json!({"cniVersion": "1.0.0", "name": "n", "type": "attach-cni", "ipam": ipam,
+                         "runtimeConfig": {"ips": ["10.0.0.9/24"]}});
+        let env = Env {
+            args: args.map(str::to_owned),
+            ..Env::default()
+        };
+        Config::load(&raw, &env)
+    }
+
+    #[test]
+    fn reads_host_locals_forms() {
+        let c = load(
+            json!({"type": "host-local", "subnet": "10.0.0.0/24",
+                   "ranges": [[{"subnet": "fd00::/64"}]], "routes": [{"dst": "0.0.0.0/0"}]}),
+            Some("IgnoreUnknown=1;K8S_POD_NAME=p;IP=10.0.0.7"),
+        )
+        .unwrap();
+        // The legacy range comes first, `ranges` after it.
+        assert_eq!(c.sets.len(), 2);
+        assert_eq!(c.sets[0].name(), "10.0.0.1-10.0.0.254");
+        assert_eq!(c.data_dir, Path::new(DEFAULT_DATA_DIR));
+        assert_eq!(c.routes[0].dst, "0.0.0.0/0");
+        let want: Vec<IpAddr> = vec!["10.0.0.7".parse().unwrap(), "10.0.0.9".parse().unwrap()];
+        assert_eq!(c.requested, want);
+    }
+
+    #[test]
+    fn leaves_what_it_does_not_read_exactly_to_the_binary() {
+        let ranges = json!([[{"subnet": "10.0.0.0/24"}]]);
+        for (ipam, args) in [
+            // Go's decoder takes another case; unknown CNI_ARGS without IgnoreUnknown.
+            (json!({"Ranges": ranges}), None),
+            (
+                json!({"ranges": [[{"subnet": "10.0.0.0/24", "RangeEnd": "10.0.0.9"}]]}),
+                None,
+            ),
+            (json!({"ranges": ranges}), Some("K8S_POD_NAME=p")),
+            (json!({"ranges": ranges}), Some("IP=10.0.0.1,10.0.0.2")),
+            // Invalid: host-local gives its own error.
+            (json!({"ranges": [[{"subnet": "10.0.0.1/24"}]]}), None),
+            (
+                json!({"ranges": [[{"subnet": "10.0.0.0/24"}], [{"subnet": "10.0.0.0/25"}]]}),
+                None,
+            ),
+            (json!({"subnet": "::ffff:10.0.0.0/120"}), None),
+            (json!({}), None),
+        ] {
+            assert!(load(ipam.clone(), args).is_err(), "{ipam} {args:?}");
+        }
+    }
+}
