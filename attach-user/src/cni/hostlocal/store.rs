@@ -155,15 +155,20 @@ impl Locked<'_> {
     }
 }
 
-/// host-local's `ioutil.WriteFile`: create or truncate, 0644.
+/// What host-local's `ioutil.WriteFile` leaves (the file holding `data`,
+/// made 0644), written over in place and then cut to length rather than
+/// truncated first: readers hold the lock, so they never see the
+/// difference, and the file keeps its block (on a filesystem mounted with
+/// `discard`, freeing it costs a synchronous discard, about a millisecond).
 fn write_file(path: &Path, data: &[u8]) -> io::Result<()> {
-    OpenOptions::new()
+    let mut f = OpenOptions::new()
         .write(true)
         .create(true)
-        .truncate(true)
+        .truncate(false)
         .mode(0o644)
-        .open(path)?
-        .write_all(data)
+        .open(path)?;
+    f.write_all(data)?;
+    f.set_len(data.len() as u64)
 }
 
 /// Every readable file under `dir` (recursively, not through symbolic links
