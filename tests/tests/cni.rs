@@ -263,10 +263,13 @@ fn malformed_input_gets_the_right_code_and_leaves_nothing() {
         4,
         "no CNI_NETNS"
     );
-    // IPAM needed, CNI_PATH not set: the environment is at fault.
+    // An IPAM binary needed (host-local run as its binary), CNI_PATH not
+    // set: the environment is at fault.
+    let mut exec = serde_json::from_str::<Value>(&good).unwrap();
+    exec["ipam"]["inProcess"] = json!(false);
     let mut no_path = call(&lab, "ADD", "x", Some(&c1));
     no_path.env_extra.push(("CNI_PATH", ""));
-    let r = no_path.run(&good).unwrap();
+    let r = no_path.run(&exec.to_string()).unwrap();
     assert_eq!(r.code(), 4, "no CNI_PATH: {}", r.stdout);
     assert!(r.stdout.contains("CNI_PATH"), "{}", r.stdout);
     assert!(c1.ok(&["ip", "link", "show", "eth0"]).is_err());

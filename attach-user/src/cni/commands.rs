@@ -220,7 +220,7 @@ pub async fn check(
         .await
         .map_err(|e| CniError::new(code::DRIFT, e.message))?;
     if let Some(i) = Ipam::of(conf, raw, env)? {
-        i.check(env)?;
+        i.check(conf, env)?;
     }
     Ok(())
 }

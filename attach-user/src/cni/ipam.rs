@@ -1,5 +1,7 @@
-//! Delegating address management to the IPAM plugin named in `ipam.type`,
-//! as the spec asks: same environment, the network configuration on stdin.
+//! Address management: host-local in this process (see `hostlocal`), or
+//! the IPAM plugin named in `ipam.type` run as the spec asks: same
+//! environment, the network configuration on stdin. `"inProcess": false`
+//! in the `ipam` object runs the host-local binary instead.
 
 use std::{
     io::Write,
@@ -9,12 +11,35 @@ use std::{
 
 use serde_json::Value;
 
-use super::types::{CniError, Env, IpamResult, LATEST, NetConf, code, version_lt};
+use super::{
+    hostlocal,
+    types::{CniError, Env, IpamResult, LATEST, NetConf, code, version_lt},
+};
 
-pub struct Ipam {
+/// The `ipam` key that, false, runs the host-local binary rather than this
+/// process's host-local.
+pub const IN_PROCESS: &str = "inProcess";
+
+pub enum Ipam {
+    /// host-local, here.
+    HostLocal(hostlocal::Config),
+    /// A plugin binary.
+    Exec(Exec),
+}
+
+pub struct Exec {
     plugin: PathBuf,
     /// The configuration as given.
     conf: Value,
+}
+
+/// The container's ID and interface, which IPAM keys its leases by (the
+/// commands have made sure both are set).
+fn who(env: &Env) -> (&str, &str) {
+    (
+        env.container_id.as_deref().unwrap_or(""),
+        env.ifname.as_deref().unwrap_or(""),
+    )
 }
 
 impl Ipam {
@@ -33,13 +58,68 @@ impl Ipam {
                 format!("ipam type {ty:?} is not a plugin name"),
             ));
         }
+        if ty == "host-local" {
+            let in_process = match ipam.get(IN_PROCESS) {
+                None | Some(Value::Bool(true)) => true,
+                Some(Value::Bool(false)) => false,
+                Some(v) => {
+                    return Err(CniError::new(
+                        code::INVALID_CONFIG,
+                        format!("ipam key {IN_PROCESS:?} must be true or false, not {v}"),
+                    ));
+                }
+            };
+            if in_process {
+                match hostlocal::Config::load(raw, env) {
+                    Ok(c) => return Ok(Some(Self::HostLocal(c))),
+                    // Never a guess: the binary reads what this does not.
+                    Err(why) => tracing::debug!("host-local runs as its binary: {why}"),
+                }
+            }
+        }
         let plugin = find(env, ty)?;
-        Ok(Some(Self {
+        Ok(Some(Self::Exec(Exec {
             plugin,
             conf: raw.clone(),
-        }))
+        })))
     }
 
+    pub fn add(&self, env: &Env) -> Result<IpamResult, CniError> {
+        match self {
+            Self::HostLocal(c) => {
+                let (id, ifname) = who(env);
+                c.add(id, ifname)
+            }
+            Self::Exec(e) => e.add(env),
+        }
+    }
+
+    pub fn del(&self, env: &Env) -> Result<(), CniError> {
+        match self {
+            Self::HostLocal(c) => {
+                let (id, ifname) = who(env);
+                c.del(id, ifname)
+            }
+            Self::Exec(e) => e.del(env),
+        }
+    }
+
+    /// CHECK needs a version that has it (0.4.0+); older configurations skip it.
+    pub fn check(&self, conf: &NetConf, env: &Env) -> Result<(), CniError> {
+        if version_lt(&conf.cni_version, "0.4.0") {
+            return Ok(());
+        }
+        match self {
+            Self::HostLocal(c) => {
+                let (id, ifname) = who(env);
+                c.check(id, ifname)
+            }
+            Self::Exec(e) => e.call("CHECK", env).map(drop),
+        }
+    }
+}
+
+impl Exec {
     /// Runs `command` with the runtime's version; if the plugin does not
     /// speak it (Debian's host-local stops at 1.0.0), again with the highest
     /// version both speak. Asking first spares a VERSION exec per call in
@@ -101,14 +181,6 @@ impl Ipam {
 
     pub fn del(&self, env: &Env) -> Result<(), CniError> {
         self.call("DEL", env).map(drop)
-    }
-
-    pub fn check(&self, env: &Env) -> Result<(), CniError> {
-        // CHECK needs a version that has it (0.4.0+); older plugins skip it.
-        if version_lt(self.conf["cniVersion"].as_str().unwrap_or("0.0.0"), "0.4.0") {
-            return Ok(());
-        }
-        self.call("CHECK", env).map(drop)
     }
 
     fn exec(&self, command: &str, env: &Env, conf: &Value) -> Result<Value, CniError> {

@@ -12,6 +12,7 @@
 //! Results and errors go to stdout, logs to stderr.
 
 mod commands;
+mod hostlocal;
 pub mod install;
 mod ipam;
 mod request;

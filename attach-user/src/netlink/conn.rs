@@ -112,7 +112,11 @@ impl Rtnl {
     }
 
     /// Creates a veth pair (both ends down): `host` here, `peer` directly
-    /// inside `peer_ns`.
+    /// inside `peer_ns`. One queue each way on both ends, said outright: the
+    /// kernel's default makes one queue per CPU and then brings the number in
+    /// use down to one, and each end's lowering waits for an RCU grace period
+    /// (two per attach, several milliseconds on a busy node); the pair works
+    /// the same (one queue in use either way).
     pub async fn add_veth(
         &self,
         host: &str,
@@ -127,10 +131,14 @@ impl Rtnl {
             .address(peer_mac.0.to_vec())
             .mtu(mtu)
             .setns_by_fd(peer_ns.fd().as_raw_fd())
+            .append_extra_attribute(LinkAttribute::NumTxQueues(1))
+            .append_extra_attribute(LinkAttribute::NumRxQueues(1))
             .build();
         let msg = LinkMessageBuilder::<LinkUnspec>::new_with_info_kind(InfoKind::Veth)
             .name(host.to_owned())
             .mtu(mtu)
+            .append_extra_attribute(LinkAttribute::NumTxQueues(1))
+            .append_extra_attribute(LinkAttribute::NumRxQueues(1))
             .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg)))
             .build();
         self.handle.link().add(msg).execute().await?;
