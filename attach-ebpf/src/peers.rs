@@ -11,6 +11,10 @@
 //! the wire decides (a reflecting switch brings it back), as between two
 //! endpoints of one kind. Frames one side already delivered locally and the
 //! wire reflects are not delivered again.
+//!
+//! Not in the compat build (kernels without `bpf_loop`): a second
+//! open-coded flood walk in one program takes their verifier minutes, so
+//! there the kinds meet through the wire only, as before.
 
 use attach_common::{
     EP_F_NESTED, Endpoint, IPVL_F_PRIVATE, IPVL_F_VEPA, IpvlanParent, MODE_BRIDGE, ParentCfg,
@@ -29,6 +33,9 @@ use crate::{
 /// VEPA).
 #[inline(always)]
 fn bridge_like_port(parent_ifindex: u32) -> Option<IpvlanParent> {
+    if crate::OPEN_WALK {
+        return None;
+    }
     // SAFETY: copied out at once.
     (unsafe { IPVL_PARENTS.get(&parent_ifindex) })
         .copied()
@@ -38,7 +45,7 @@ fn bridge_like_port(parent_ifindex: u32) -> Option<IpvlanParent> {
 /// Whether a port's flags let its endpoints reach the other kind locally.
 #[inline(always)]
 pub fn port_is_bridge_like(port: &IpvlanParent) -> bool {
-    ipvlan::is_l2(port) && port.flags & (IPVL_F_PRIVATE | IPVL_F_VEPA) == 0
+    !crate::OPEN_WALK && ipvlan::is_l2(port) && port.flags & (IPVL_F_PRIVATE | IPVL_F_VEPA) == 0
 }
 
 /// macvlan transmit, unicast to the parent's MAC (which the ipvlan
@@ -75,6 +82,9 @@ pub fn flood_to_ipvlan(ctx: &TcContext, sender: &Endpoint, eth: &EthHdr) -> u64 
 /// macvlan bridge port owning it (a nested endpoint is left to the wire).
 #[inline(always)]
 pub fn macvlan_target(parent_ifindex: u32, eth: &EthHdr) -> Option<Endpoint> {
+    if crate::OPEN_WALK {
+        return None;
+    }
     macvlan::lookup(parent_ifindex, &eth.dst)
         .filter(|d| d.mode == MODE_BRIDGE && !d.has(EP_F_NESTED))
 }
@@ -83,6 +93,9 @@ pub fn macvlan_target(parent_ifindex: u32, eth: &EthHdr) -> Option<Endpoint> {
 /// every macvlan bridge port of the parent; the number of copies.
 #[inline(always)]
 pub fn flood_to_macvlan(ctx: &TcContext, parent_ifindex: u32, eth: &EthHdr) -> u64 {
+    if crate::OPEN_WALK {
+        return 0;
+    }
     // SAFETY: copied out at once.
     match (unsafe { PARENTS.get(&parent_ifindex) }).copied() {
         Some(cfg) => flood(ctx, &cfg, eth, Rule::Peer),
@@ -95,6 +108,9 @@ pub fn flood_to_macvlan(ctx: &TcContext, parent_ifindex: u32, eth: &EthHdr) -> u
 /// this is the wire's reflection).
 #[inline(always)]
 pub fn sent_by_macvlan_bridge_port(parent_ifindex: u32, eth: &EthHdr) -> bool {
+    if crate::OPEN_WALK {
+        return false;
+    }
     macvlan::lookup(parent_ifindex, &eth.src).is_some_and(|s| s.mode == MODE_BRIDGE)
 }
 
