@@ -24,6 +24,12 @@ impl Engine {
         // Endpoints made by a build without the endpoint cache enter it
         // before this build's programs, which read it, take the hooks.
         let ep_cache = dp.sync_ep_cache()?;
+        // Flood rows made by a build with the table of whole endpoints are
+        // written into this build's before its programs read them.
+        let old_flood = dp.has_v1_flood();
+        if old_flood {
+            kinds::rewrite_flood_rows(&mut dp, &records)?;
+        }
         let mut out = Vec::new();
         // A host attachment's cgroup programs carry its counter slot: each is
         // updated from an instance loaded with it.
@@ -56,6 +62,9 @@ impl Engine {
                 _ => "updated",
             };
             out.push((pin, what));
+        }
+        if old_flood {
+            dp.remove_v1_flood()?;
         }
         let mut containers = Vec::new();
         for rec in &records {
