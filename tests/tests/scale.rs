@@ -66,7 +66,11 @@ fn a_parent_floods_to_300_ebpf_endpoints_also_after_deletes_from_the_middle() {
         lab.attach().ok(&["del", "--netns", cs[i].name()]).unwrap();
     }
     let list = lab.attach().json(&["list"]).unwrap();
-    assert_eq!(list.as_array().map(Vec::len), Some(N - gone.len()), "{list}");
+    assert_eq!(
+        list.as_array().map(Vec::len),
+        Some(N - gone.len()),
+        "{list}"
+    );
     // The moved ones (the last ten), one beside the holes, and the rest.
     broadcasts_reach(&lab, &cs, &[N - 1, N - 10, 99, 110, 1, 256]);
     for &i in &gone[..2] {

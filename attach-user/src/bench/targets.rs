@@ -6,7 +6,7 @@
 use serde::Serialize;
 
 use super::{
-    metrics::m6::M6,
+    metrics::{m6::M6, m7_scale},
     stats::{Results, round4},
 };
 
@@ -214,6 +214,16 @@ pub fn targets(r: &Results, m6: Option<&M6>) -> Vec<Target> {
             |v| v >= 2.0,
         ));
     }
+    // Paired by round: the time of one add with many endpoints on the
+    // parent over that with few, in the same round.
+    t.push(target(
+        "M7",
+        "ours (CLI): one add with many endpoints on the parent vs few (1000 vs 10 by default)"
+            .into(),
+        "≤ 1.15×",
+        ratio(r, "M7", m7_scale::CASE.id, m7_scale::MANY, m7_scale::FEW),
+        |v| v <= 1.15,
+    ));
     t
 }
 

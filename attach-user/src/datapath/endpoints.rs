@@ -7,8 +7,8 @@ use std::net::IpAddr;
 
 use attach_common::{
     CG_STATS, CgroupStats, Direction, ENDPOINTS, EP_IPS, EP_STATS, Endpoint, EndpointKey,
-    EndpointStats, EpIpKey, IPVL_PARENTS, MAP_DEVS, MAP_EP_CACHE,
-    MAX_PARENTS, PARENTS, PORTS, ParentCfg, TableDef, VERDICTS, Verdict,
+    EndpointStats, EpIpKey, IPVL_PARENTS, MAP_DEVS, MAP_EP_CACHE, MAX_PARENTS, PARENTS, PORTS,
+    ParentCfg, TableDef, VERDICTS, Verdict,
 };
 use aya::{
     Pod,
