@@ -120,12 +120,10 @@ impl Rtnl {
     /// The addresses configured on a link.
     pub async fn addresses(&self, index: u32) -> Result<Vec<IpAddr>> {
         let mut out = Vec::new();
-        let mut s = self
-            .strict
-            .address()
-            .get()
-            .set_link_index_filter(index)
-            .execute();
+        let mut req = self.strict.address().get().set_link_index_filter(index);
+        // The kernel's filter (rtnetlink's own is applied to what comes back).
+        req.message_mut().header.index = index;
+        let mut s = req.execute();
         while let Some(m) = s.try_next().await? {
             for a in &m.attributes {
                 if let AddressAttribute::Address(ip) = a {
