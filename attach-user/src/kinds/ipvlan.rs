@@ -456,14 +456,15 @@ async fn prepare_host_side(
 /// publishes its count (rows a build with another flood table made).
 pub(crate) fn rewrite_rows(dp: &mut Datapath, records: &[Attachment]) -> Result<()> {
     let mut done: Vec<u32> = Vec::new();
-    for rec in records {
-        let ifindex = rec.parent_ifindex;
-        if !is_ipvlan_ebpf_on(rec, ifindex) || done.contains(&ifindex) {
-            continue;
-        }
-        done.push(ifindex);
-        if let Some(port) = dp.ipvlan_parent(ifindex)? {
-            write_port(dp, rec, port.slot, records, None)?;
+    for rec in records
+        .iter()
+        .filter(|r| is_ipvlan_ebpf_on(r, r.parent_ifindex))
+    {
+        if !done.contains(&rec.parent_ifindex) {
+            done.push(rec.parent_ifindex);
+            if let Some(port) = dp.ipvlan_parent(rec.parent_ifindex)? {
+                write_port(dp, rec, port.slot, records, None)?;
+            }
         }
     }
     Ok(())
@@ -484,14 +485,9 @@ fn write_port(
         .filter(|r| is_ipvlan_ebpf_on(r, rec.parent_ifindex))
         .filter_map(endpoint_of)
         .collect();
-    let now = dp
-        .ipvlan_parent(rec.parent_ifindex)?
-        .map(|p| (p.slot, p.nports));
-    let change = match (endpoint_of(rec), joined) {
-        (Some(ep), Some(true)) => parent::RowChange::Joined(ep),
-        (Some(ep), Some(false)) => parent::RowChange::Left(ep.id),
-        _ => parent::RowChange::Rebuild,
-    };
+    let now = dp.ipvlan_parent(rec.parent_ifindex)?;
+    let now = now.map(|p| (p.slot, p.nports));
+    let change = parent::RowChange::of(endpoint_of(rec), joined);
     parent::write_row(dp, now, slot, &eps, change)?;
     dp.put_ipvlan_parent(
         rec.parent_ifindex,

@@ -237,6 +237,18 @@ pub(crate) enum RowChange {
     Left(u32),
 }
 
+impl RowChange {
+    /// `ep` joined (`Some(true)`) or left (`Some(false)`); else, or
+    /// without an endpoint, a rebuild.
+    pub(crate) fn of(ep: Option<Endpoint>, joined: Option<bool>) -> Self {
+        match (ep, joined) {
+            (Some(ep), Some(true)) => Self::Joined(ep),
+            (Some(ep), Some(false)) => Self::Left(ep.id),
+            _ => Self::Rebuild,
+        }
+    }
+}
+
 /// Writes a parent's flood row, then its config (which publishes the row).
 /// A member joining or leaving a row that holds the other members is one
 /// write to it (see [`Datapath::flood_append`]), not a rewrite.
