@@ -39,10 +39,12 @@ pub const DATAPATH_MARK: u32 = 0xa77a_c4ed;
 pub const MAX_ENDPOINTS: u32 = 4096;
 /// Most parent devices one node can hold.
 pub const MAX_PARENTS: u32 = 64;
-/// Most endpoints one parent can flood to. A flood clones the frame once per
-/// port, so this also bounds the work of one broadcast.
-pub const MAX_PORTS_PER_PARENT: u32 = 256;
-/// Size of the flood table: one row of `MAX_PORTS_PER_PARENT` per parent slot.
+/// Most endpoints one parent can flood to (as many as the node holds). A
+/// flood clones the frame once per port, so this also bounds the work of one
+/// broadcast. Kernels without `bpf_loop` hold far fewer ([`OPEN_WALK_MAX`]).
+pub const MAX_PORTS_PER_PARENT: u32 = MAX_ENDPOINTS;
+/// Size of the flood table: one row of `MAX_PORTS_PER_PARENT` endpoint ids
+/// (4 bytes each: 1 MiB in all) per parent slot.
 pub const FLOOD_TABLE_SIZE: u32 = MAX_PARENTS * MAX_PORTS_PER_PARENT;
 
 /// Root of every bpffs pin the engine makes; one directory per node below it.
@@ -84,6 +86,7 @@ mod tests {
             PORTS.name,
             PARENTS.name,
             FLOOD.name,
+            FLOOD_EPS.name,
             EP_IPS.name,
             CONFIG.name,
             EP_STATS.name,

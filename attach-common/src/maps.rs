@@ -15,10 +15,23 @@ pub const PORTS: TableDef<u32, Endpoint> = TableDef::new(MAP_PORTS);
 /// Per-parent configuration by parent ifindex.
 pub const MAP_PARENTS: &str = "attach_parents";
 pub const PARENTS: TableDef<u32, ParentCfg> = TableDef::new(MAP_PARENTS);
-/// Flood lists: row `slot` holds the endpoints of the parent in that slot.
-pub const MAP_FLOOD: &str = "attach_flood";
+/// Flood lists: row `slot` holds the ids of the endpoints of the parent in
+/// that slot; each id's endpoint is entry `id` of [`MAP_FLOOD_EPS`]. A row
+/// of ids, not of endpoints, keeps a row of every endpoint of the node for
+/// each parent small, and lets an endpoint join or leave a row with one
+/// write (append, or the last id moved into its place).
+pub const MAP_FLOOD: &str = "attach_flood_id";
 /// An array: entry `slot * MAX_PORTS_PER_PARENT + i`.
-pub const FLOOD: TableDef<u32, Endpoint> = TableDef::new(MAP_FLOOD);
+pub const FLOOD: TableDef<u32, u32> = TableDef::new(MAP_FLOOD);
+/// The flood rows' endpoints by endpoint id, each with its place in its row
+/// ([`FloodEp`]).
+pub const MAP_FLOOD_EPS: &str = "attach_flood_ep";
+/// An array of [`crate::MAX_ENDPOINTS`] entries.
+pub const FLOOD_EPS: TableDef<u32, FloodEp> = TableDef::new(MAP_FLOOD_EPS);
+/// The flood table of builds before [`MAP_FLOOD`] (rows of whole
+/// endpoints, 256 to a parent): unused, its pin removed once the rows are
+/// written anew.
+pub const MAP_FLOOD_V1: &str = "attach_flood";
 /// XDP redirect targets (host-side veths) by ifindex.
 pub const MAP_DEVS: &str = "attach_devs";
 /// The addresses an endpoint may send from, by (host ifindex, address).
@@ -71,7 +84,7 @@ pub const MAP_CG_STATS: &str = "attach_cg_stats";
 /// A per-CPU array.
 pub const CG_STATS: TableDef<u32, CgroupStats> = TableDef::new(MAP_CG_STATS);
 
-pub const ALL_MAPS: [&str; 12] = [
+pub const ALL_MAPS: [&str; 13] = [
     MAP_EVENTS,
     MAP_CONFIG,
     MAP_ENDPOINTS,
@@ -80,6 +93,7 @@ pub const ALL_MAPS: [&str; 12] = [
     MAP_EP_IPS,
     MAP_PARENTS,
     MAP_FLOOD,
+    MAP_FLOOD_EPS,
     MAP_DEVS,
     MAP_EP_STATS,
     MAP_VERDICTS,
@@ -114,8 +128,8 @@ impl EndpointKey {
     }
 }
 
-/// One endpoint: the value of [`MAP_ENDPOINTS`], [`MAP_PORTS`] and each
-/// [`MAP_FLOOD`] entry.
+/// One endpoint: the value of [`MAP_ENDPOINTS`] and [`MAP_PORTS`], and in
+/// each [`MAP_FLOOD_EPS`] entry.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Endpoint {
@@ -151,6 +165,19 @@ impl Endpoint {
         }
     }
 }
+
+/// Entry of [`MAP_FLOOD_EPS`]: an endpoint of a flood row, and where in
+/// its row its id is (for user space, which moves the row's last id there
+/// when it leaves). The programs skip an entry whose `ep.id` is not the id
+/// they looked up, or with no host ifindex (never written: all zeros).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct FloodEp {
+    pub ep: Endpoint,
+    /// Index of the id in its row.
+    pub pos: u32,
+}
+const _: () = assert!(core::mem::size_of::<FloodEp>() == 24);
 
 /// Slots of [`MAP_EP_CACHE`] (a power of two): 768 KiB, so that of
 /// [`MAX_ENDPOINTS`] endpoints with random MACs about one in sixteen finds
@@ -368,6 +395,7 @@ mod pod {
     unsafe impl aya::Pod for EndpointKey {}
     unsafe impl aya::Pod for EpIpKey {}
     unsafe impl aya::Pod for Endpoint {}
+    unsafe impl aya::Pod for FloodEp {}
     unsafe impl aya::Pod for EpCacheSlot {}
     unsafe impl aya::Pod for ParentCfg {}
     unsafe impl aya::Pod for EndpointStats {}

@@ -1,7 +1,8 @@
 //! Flooding from tc: one clone per accepted port of the parent's flood row.
 //!
-//! The row is walked with `bpf_loop`, which the verifier checks once; an
-//! open-coded loop over 256 ports exceeds its one-million-instruction budget
+//! A row holds endpoint ids, each looked up in `FLOOD_EPS`. The row is
+//! walked with `bpf_loop`, which the verifier checks once; an open-coded
+//! loop over 256 ports exceeds its one-million-instruction budget
 //! (kernels without `bpf_loop` walk a shorter row: [`crate::kernel::walk`]).
 
 use core::ffi::c_void;
@@ -14,7 +15,7 @@ use aya_ebpf::{
 use crate::{
     eth::EthHdr,
     macvlan,
-    maps::FLOOD,
+    maps::{FLOOD, FLOOD_EPS},
     nested::{self, Tag},
     stats,
 };
@@ -142,9 +143,17 @@ impl crate::kernel::Walker for Walk {
 fn flood_one(i: u64, walk: *mut c_void) -> i64 {
     // SAFETY: the walk passes back the pointer `flood` gave it.
     let walk = unsafe { &mut *(walk as *mut Walk) };
-    let Some(ep) = FLOOD.get(walk.base.wrapping_add(i as u32)) else {
+    let Some(&id) = FLOOD.get(walk.base.wrapping_add(i as u32)) else {
         return 1;
     };
+    let Some(entry) = FLOOD_EPS.get(id) else {
+        return 0;
+    };
+    let ep = &entry.ep;
+    // Never written, or another endpoint's since: no copy.
+    if ep.id != id || ep.host_ifindex == 0 {
+        return 0;
+    }
     if !accepts(&walk.sender, ep) {
         return 0;
     }

@@ -3,7 +3,7 @@
 
 use attach_common::{
     BwLimits, CgroupStats, EP_CACHE_FLAGS, EP_CACHE_SLOTS, EVENTS_BYTES, Endpoint, EndpointKey,
-    EndpointStats, EpCacheSlot, EpIpKey, Event, FLOOD_TABLE_SIZE, FdbEntry, FdbKey, Ip4Key, Ip6Key,
+    EndpointStats, EpCacheSlot, EpIpKey, Event, FLOOD_TABLE_SIZE, FdbEntry, FloodEp, FdbKey, Ip4Key, Ip6Key,
     IpvlanParent, MAX_CG_COUNTERS, MAX_ENDPOINTS, MAX_PARENTS, MAX_SWITCHES, NestKey, NestedEp,
     ParentCfg, RouterPort, SW_FDB_SIZE, SW_FLOOD_SIZE, SwPort, Switch, VERDICT_SLOTS,
 };
@@ -32,8 +32,13 @@ pub static EP_IPS: HashMap<EpIpKey, u8, { 4 * MAX_ENDPOINTS as usize }> = HashMa
 #[btf_map(name = "attach_parents", pin_by_name)]
 pub static PARENTS: HashMap<u32, ParentCfg, { MAX_PARENTS as usize }> = HashMap::new();
 
-#[btf_map(name = "attach_flood", pin_by_name)]
-pub static FLOOD: Array<Endpoint, { FLOOD_TABLE_SIZE as usize }> = Array::new();
+/// Flood rows of endpoint ids (see `attach_common::MAP_FLOOD`).
+#[btf_map(name = "attach_flood_id", pin_by_name)]
+pub static FLOOD: Array<u32, { FLOOD_TABLE_SIZE as usize }> = Array::new();
+
+/// The flood rows' endpoints by id.
+#[btf_map(name = "attach_flood_ep", pin_by_name)]
+pub static FLOOD_EPS: Array<FloodEp, EPS> = Array::new();
 
 #[btf_map(name = "attach_devs", pin_by_name)]
 pub static DEVS: DevMapHash<EPS> = DevMapHash::new();

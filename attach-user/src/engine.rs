@@ -123,6 +123,7 @@ impl Engine {
         // An add killed before this one may have left what it made (a
         // runtime retrying it, for one): rolled back first.
         self.roll_back_quietly(&records).await;
+        self.migrate_flood_rows_if_needed(&records)?;
         let (netns, ifname) = req.target();
         if req.kind().has_interface() {
             if let Some(r) = records
@@ -382,6 +383,7 @@ impl Engine {
         let _lock = self.state.lock()?;
         let mut records = self.state.all()?;
         self.roll_back_quietly(&records).await;
+        self.migrate_flood_rows_if_needed(&records)?;
         let chosen = pick(&records);
         let mut gone = Vec::new();
         for mut rec in chosen {

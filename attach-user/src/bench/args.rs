@@ -32,6 +32,11 @@ pub struct BenchArgs {
     /// and 100; default all three). Its target is the 100 endpoints' case.
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     pub m7_endpoints: Vec<usize>,
+    /// Endpoints on one parent for M7's scale row, which times one add
+    /// (and its del) with 10 endpoints already on the parent and with this
+    /// many (default 1000; at most 4000); 0 leaves the row out.
+    #[arg(long, value_name = "N")]
+    pub m7_scale: Option<usize>,
     /// Turn on fraglist GRO (rx-gro-list) on every parent, the NIC stand-in.
     ///
     /// Off by default, as on most NICs. With it the parent chains a UDP

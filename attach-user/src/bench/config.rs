@@ -12,6 +12,12 @@ pub const METRICS: [&str; 7] = ["m1", "m2", "m3", "m4", "m5", "m6", "m7"];
 const QUICK: [&str; 3] = ["m1", "m2", "m6"];
 /// M7's numbers of endpoints, attached one after another.
 pub const M7_SIZES: [usize; 3] = [1, 10, 100];
+/// M7's scale row: endpoints already on the parent for the first timing,
+/// and by default for the second (`--m7-scale`).
+pub const M7_SCALE: [usize; 2] = [10, 1000];
+/// Most endpoints `--m7-scale` takes (under the node's 4096, with room for
+/// the rest of M7's).
+const M7_SCALE_MAX: usize = 4000;
 /// The metrics that run the contenders.
 const CONTENDED: [&str; 5] = ["m1", "m2", "m3", "m4", "m5"];
 
@@ -27,6 +33,9 @@ pub struct Config {
     pub contenders: Vec<Contender>,
     /// M7's numbers of endpoints, ascending.
     pub m7_endpoints: Vec<usize>,
+    /// M7's scale row: endpoints on the parent at its two timings (none:
+    /// the row is left out).
+    pub m7_scale: Option<[usize; 2]>,
     pub measured_cpu: usize,
     pub receiver_cpu: usize,
     /// rx-gro-list on every parent (`--parent-gro-list`).
@@ -127,6 +136,21 @@ impl Config {
                 "--m7-endpoints: M7 is not among the metrics to run",
             ));
         }
+        if a.m7_scale.is_some() && !metrics.iter().any(|m| m == "m7") {
+            return Err(Error::invalid(
+                "--m7-scale: M7 is not among the metrics to run",
+            ));
+        }
+        let m7_scale = match a.m7_scale.unwrap_or(M7_SCALE[1]) {
+            0 => None,
+            n if n > M7_SCALE[0] && n <= M7_SCALE_MAX => Some([M7_SCALE[0], n]),
+            n => {
+                return Err(Error::invalid(format!(
+                    "--m7-scale {n}: more than {} and at most {M7_SCALE_MAX} (0: no scale row)",
+                    M7_SCALE[0]
+                )));
+            }
+        };
         let n = machine::nproc();
         Ok(Config {
             quick: a.quick,
@@ -135,6 +159,7 @@ impl Config {
             metrics,
             contenders: contenders(&a.contenders)?,
             m7_endpoints: m7_endpoints(&a.m7_endpoints)?,
+            m7_scale,
             measured_cpu: n.saturating_sub(1),
             receiver_cpu: 0,
             parent_gro_list: a.parent_gro_list,
@@ -166,6 +191,7 @@ mod tests {
             metrics: metrics.iter().map(|m| (*m).to_owned()).collect(),
             contenders: contenders.iter().map(|c| (*c).to_owned()).collect(),
             m7_endpoints: m7.to_vec(),
+            m7_scale: None,
             parent_gro_list: false,
             listing: None,
         }
@@ -179,11 +205,19 @@ mod tests {
         let c = Config::from_args(&args(&["m3", "m7"], &[], &[])).unwrap();
         assert_eq!(c.contenders, Contender::ALL);
         assert_eq!(c.m7_endpoints, M7_SIZES);
+        assert_eq!(c.m7_scale, Some(M7_SCALE));
         for (a, word) in [
             (args(&["m3"], &["macvtap"], &[]), "unknown contender"),
             (args(&["m7"], &[], &[50]), "not one of"),
             (args(&["m6"], &["host"], &[]), "--contenders"),
             (args(&["m3"], &[], &[10]), "--m7-endpoints"),
+            (
+                BenchArgs {
+                    m7_scale: Some(5),
+                    ..args(&["m7"], &[], &[])
+                },
+                "--m7-scale 5",
+            ),
         ] {
             let e = Config::from_args(&a).unwrap_err().to_string();
             assert!(e.contains(word), "{e}");

@@ -560,6 +560,7 @@ mod tests {
             metrics: vec!["m3".into()],
             contenders: Contender::ALL.to_vec(),
             m7_endpoints: vec![1, 10, 100],
+            m7_scale: None,
             measured_cpu: 0,
             receiver_cpu: 0,
             parent_gro_list: false,
@@ -583,7 +584,7 @@ mod tests {
             .take_while(|l| !l.is_empty())
             .collect();
         assert_eq!(lines.len(), doc.targets.len(), "{table}");
-        assert_eq!(doc.targets.len(), 25);
+        assert_eq!(doc.targets.len(), 26);
         for t in &doc.targets {
             let line = lines
                 .iter()
@@ -611,6 +612,7 @@ mod tests {
             metrics: vec!["m1".into()],
             contenders: Contender::ALL.to_vec(),
             m7_endpoints: vec![1, 10, 100],
+            m7_scale: None,
             measured_cpu: 0,
             receiver_cpu: 0,
             parent_gro_list: false,

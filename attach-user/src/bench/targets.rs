@@ -6,7 +6,7 @@
 use serde::Serialize;
 
 use super::{
-    metrics::m6::M6,
+    metrics::{m6::M6, m7_scale},
     stats::{Results, round4},
 };
 
@@ -214,6 +214,16 @@ pub fn targets(r: &Results, m6: Option<&M6>) -> Vec<Target> {
             |v| v >= 2.0,
         ));
     }
+    // Paired by round: the time of one add with many endpoints on the
+    // parent over that with few, in the same round.
+    t.push(target(
+        "M7",
+        "ours (CLI): one add with many endpoints on the parent vs few (1000 vs 10 by default)"
+            .into(),
+        "≤ 1.15×",
+        ratio(r, "M7", m7_scale::CASE.id, m7_scale::MANY, m7_scale::FEW),
+        |v| v <= 1.15,
+    ));
     t
 }
 
@@ -280,5 +290,41 @@ mod tests {
         r.finish(&m7::cases());
         assert_eq!(m7(&r).verdict, Verdict::NotMeasured);
         assert_eq!(m7(&r).value, None);
+    }
+
+    /// The scale row's target: many over few, paired by round.
+    fn scale(rounds: &[(f64, f64)]) -> Target {
+        let mut r = Results::default();
+        for (i, (few, many)) in rounds.iter().enumerate() {
+            for (who, v) in [(m7_scale::FEW, few), (m7_scale::MANY, many)] {
+                let sample = Sample {
+                    round: i as u32,
+                    value: *v,
+                    detail: Default::default(),
+                    busy: Vec::new(),
+                };
+                r.push(&m7_scale::CASE, who, sample);
+            }
+        }
+        r.finish(&[m7_scale::CASE]);
+        targets(&r, None)
+            .into_iter()
+            .find(|t| t.what.contains("many endpoints on the parent"))
+            .expect("the scale target")
+    }
+
+    #[test]
+    fn the_scale_target_holds_within_15_percent_and_says_when_noise_decides() {
+        // 1.0, 1.1, 1.05: holds across the rounds' spread.
+        let t = scale(&[(10.0, 10.0), (10.0, 11.0), (10.0, 10.5)]);
+        assert_eq!((t.value, t.verdict), (Some(1.05), Verdict::Holds));
+        // 2.0, 1.5, 1.6: misses.
+        let t = scale(&[(10.0, 20.0), (10.0, 15.0), (10.0, 16.0)]);
+        assert_eq!(t.verdict, Verdict::Misses);
+        assert_eq!(t.holds, Some(false));
+        // 1.0, 1.3, 1.1 (quartiles 1.05 and 1.2): the goal lies between.
+        let t = scale(&[(10.0, 10.0), (10.0, 13.0), (10.0, 11.0)]);
+        assert_eq!(t.verdict, Verdict::WithinNoise);
+        assert_eq!(scale(&[]).verdict, Verdict::NotMeasured);
     }
 }

@@ -7,8 +7,8 @@ use std::net::IpAddr;
 
 use attach_common::{
     CG_STATS, CgroupStats, Direction, ENDPOINTS, EP_IPS, EP_STATS, Endpoint, EndpointKey,
-    EndpointStats, EpIpKey, FLOOD, FLOOD_TABLE_SIZE, IPVL_PARENTS, MAP_DEVS, MAP_EP_CACHE,
-    MAX_PARENTS, MAX_PORTS_PER_PARENT, PARENTS, PORTS, ParentCfg, TableDef, VERDICTS, Verdict,
+    EndpointStats, EpIpKey, IPVL_PARENTS, MAP_DEVS, MAP_EP_CACHE, MAX_PARENTS, PARENTS, PORTS,
+    ParentCfg, TableDef, VERDICTS, Verdict,
 };
 use aya::{
     Pod,
@@ -17,7 +17,6 @@ use aya::{
 
 use super::devmap;
 use super::node::Datapath;
-use super::object::check_row_len;
 use crate::ep_cache::EpCache;
 use crate::error::{Error, Result};
 
@@ -201,20 +200,6 @@ impl Datapath {
 
     pub fn remove_parent(&mut self, ifindex: u32) -> Result<()> {
         self.table(PARENTS)?.remove(&ifindex)
-    }
-
-    /// Writes a parent's flood row. Callers then publish the new count in
-    /// the parent's config, so a flood never reads a half-written row.
-    pub fn write_flood_row(&mut self, slot: u32, eps: &[Endpoint]) -> Result<()> {
-        check_row_len(
-            eps.len(),
-            MAX_PORTS_PER_PARENT,
-            "a parent",
-            "eBPF endpoints",
-        )?;
-        let base = slot * MAX_PORTS_PER_PARENT;
-        debug_assert!(base + MAX_PORTS_PER_PARENT <= FLOOD_TABLE_SIZE);
-        self.write_array(FLOOD, base, eps)
     }
 
     /// Zeroes entry `id` of per-CPU array `def` on every CPU.

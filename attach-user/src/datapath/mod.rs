@@ -16,6 +16,7 @@ mod bandwidth;
 mod cgroup;
 pub(crate) mod devmap;
 mod endpoints;
+mod flood;
 mod hook;
 mod node;
 mod object;

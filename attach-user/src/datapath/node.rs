@@ -260,25 +260,34 @@ impl Datapath {
     }
 
     /// Writes `values` into array map `def` at `first`, `first + 1`, … in
-    /// one `BPF_MAP_UPDATE_BATCH`: a flood row holds an entry per endpoint,
-    /// rewritten whole on every change (a syscall per entry cost a tenth of
-    /// a millisecond per add with a hundred endpoints).
+    /// one `BPF_MAP_UPDATE_BATCH` (a syscall per entry cost a tenth of a
+    /// millisecond per add when flood rows were rewritten whole).
     pub(super) fn write_array<V: Pod>(
         &mut self,
         def: TableDef<u32, V>,
         first: u32,
         values: &[V],
     ) -> Result<()> {
+        let keys: Vec<u32> = (first..).take(values.len()).collect();
+        self.write_array_keys(def, &keys, values)
+    }
+
+    /// Writes `values[i]` into array map `def` at `keys[i]`, in one
+    /// `BPF_MAP_UPDATE_BATCH`.
+    pub(super) fn write_array_keys<V: Pod>(
+        &mut self,
+        def: TableDef<u32, V>,
+        keys: &[u32],
+        values: &[V],
+    ) -> Result<()> {
         use std::os::fd::AsFd;
         let name = def.name;
         let map = self.map_mut(name)?;
-        // Checks the map's type and value size against `V`.
         Array::<_, V>::try_from(&mut *map)?;
         let Map::Array(data) = map else {
             return Err(Error::system(format!("map {name} is not an array")));
         };
-        let keys: Vec<u32> = (first..).take(values.len()).collect();
-        crate::sys::bpf_update_batch(data.fd().as_fd(), &keys, values)
+        crate::sys::bpf_update_batch(data.fd().as_fd(), keys, values)
             .map_err(|e| Error::system(format!("writing {} entries of {name}: {e}", values.len())))
     }
 

@@ -6,6 +6,30 @@ use super::{Engine, report::Upgraded};
 use crate::{datapath::Datapath, error::Result, kinds, model::Attachment};
 
 impl Engine {
+    /// Writes the flood rows of a build whose flood table held whole
+    /// endpoints (`attach_flood`) into this build's rows of ids, from the
+    /// records, then removes that table's pin (the older programs still
+    /// using it keep it until their links are updated). Run by `upgrade`
+    /// and before `add` and `del` change a row, so that a row is never
+    /// appended to before it holds the endpoints made by the older build.
+    pub(super) fn migrate_flood_rows(dp: &mut Datapath, records: &[Attachment]) -> Result<()> {
+        if !dp.has_v1_flood() {
+            return Ok(());
+        }
+        kinds::rewrite_flood_rows(dp, records)?;
+        dp.remove_v1_flood()
+    }
+
+    /// [`Self::migrate_flood_rows`] where the node has eBPF endpoints and
+    /// the older table's pin (one `stat` otherwise).
+    pub(super) fn migrate_flood_rows_if_needed(&self, records: &[Attachment]) -> Result<()> {
+        let old = self.node.pin_dir().join(attach_common::MAP_FLOOD_V1);
+        if !old.exists() || !records.iter().any(Attachment::is_ebpf) {
+            return Ok(());
+        }
+        Self::migrate_flood_rows(&mut self.datapath()?, records)
+    }
+
     /// Switches every pinned link to this build's programs in place
     /// (`bpf_link_update`), so an upgrade never leaves a hook without a
     /// program; `force` updates links that already run this build too. Then
@@ -24,6 +48,9 @@ impl Engine {
         // Endpoints made by a build without the endpoint cache enter it
         // before this build's programs, which read it, take the hooks.
         let ep_cache = dp.sync_ep_cache()?;
+        // Flood rows made by a build with the table of whole endpoints are
+        // written into this build's before its programs read them.
+        Self::migrate_flood_rows(&mut dp, &records)?;
         let mut out = Vec::new();
         // A host attachment's cgroup programs carry its counter slot: each is
         // updated from an instance loaded with it.

@@ -378,7 +378,7 @@ pub async fn create(
         Some(p) => p.slot,
         None => dp.free_flood_slot()?,
     };
-    write_port(&mut dp, rec, slot, &all)?;
+    write_port(&mut dp, rec, slot, &all, Some(true))?;
     // Before the macvlan program: this one passes on what is not its own.
     dp.attach_tc_first(
         PROG_IPVL_RX,
@@ -452,13 +452,43 @@ async fn prepare_host_side(
 
 /// Writes the parent's ipvlan flood row, then its port (which publishes the
 /// row), from the ipvlan endpoints of the parent in `all`.
-fn write_port(dp: &mut Datapath, rec: &Attachment, slot: u32, all: &[Attachment]) -> Result<()> {
+/// Writes every ipvlan port's flood row whole from `records`, and
+/// publishes its count (rows a build with another flood table made).
+pub(crate) fn rewrite_rows(dp: &mut Datapath, records: &[Attachment]) -> Result<()> {
+    let mut done: Vec<u32> = Vec::new();
+    for rec in records
+        .iter()
+        .filter(|r| is_ipvlan_ebpf_on(r, r.parent_ifindex))
+    {
+        if !done.contains(&rec.parent_ifindex) {
+            done.push(rec.parent_ifindex);
+            if let Some(port) = dp.ipvlan_parent(rec.parent_ifindex)? {
+                write_port(dp, rec, port.slot, records, None)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `joined`: `rec` joined the port (`Some(false)`: left it; `None`: the
+/// row is written whole). A join or leave is one write to a row that holds
+/// the other endpoints (see [`parent::write_row`]).
+fn write_port(
+    dp: &mut Datapath,
+    rec: &Attachment,
+    slot: u32,
+    all: &[Attachment],
+    joined: Option<bool>,
+) -> Result<()> {
     let eps: Vec<Endpoint> = all
         .iter()
         .filter(|r| is_ipvlan_ebpf_on(r, rec.parent_ifindex))
         .filter_map(endpoint_of)
         .collect();
-    dp.write_flood_row(slot, &eps)?;
+    let now = dp.ipvlan_parent(rec.parent_ifindex)?;
+    let now = now.map(|p| (p.slot, p.nports));
+    let change = parent::RowChange::of(endpoint_of(rec), joined);
+    parent::write_row(dp, now, slot, &eps, change)?;
     dp.put_ipvlan_parent(
         rec.parent_ifindex,
         &IpvlanParent {
@@ -512,7 +542,7 @@ fn teardown_datapath(node: &Node, rec: &Attachment, remaining: &[Attachment]) ->
     let ifindex = rec.parent_ifindex;
     let others = remaining.iter().any(|r| is_ipvlan_ebpf_on(r, ifindex));
     match dp.ipvlan_parent(ifindex)? {
-        Some(port) if others => write_port(&mut dp, rec, port.slot, remaining),
+        Some(port) if others => write_port(&mut dp, rec, port.slot, remaining, Some(false)),
         _ => {
             dp.remove_ipvlan_parent(ifindex)?;
             dp.unpin(&datapath::ipvlan_parent_link(ifindex))
@@ -620,7 +650,7 @@ pub async fn repair(node: &Node, rec: &Attachment, others: &[Attachment]) -> Res
         Some(p) => p.slot,
         None => dp.free_flood_slot()?,
     };
-    write_port(&mut dp, rec, slot, &all)?;
+    write_port(&mut dp, rec, slot, &all, Some(true))?;
     dp.attach_tc_first(
         PROG_IPVL_RX,
         rec.parent_ifindex,

@@ -187,6 +187,16 @@ use common::parent_gone;
 
 /// Whether `r` is the host side of a nested attachment (known by its tap,
 /// S-tag and VLAN rather than a namespace).
+/// Writes every flood row whole from `records` (made by a build with
+/// another flood table), macvlan parents' and ipvlan ports'.
+pub(crate) fn rewrite_flood_rows(
+    dp: &mut crate::datapath::Datapath,
+    records: &[Attachment],
+) -> Result<()> {
+    parent::rewrite_rows(dp, records)?;
+    ipvlan::rewrite_rows(dp, records)
+}
+
 pub(crate) fn is_nested_host_side(r: &Attachment) -> bool {
     parent::is_nested_host(r)
 }

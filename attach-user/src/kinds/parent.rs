@@ -146,6 +146,7 @@ pub(crate) async fn setup_parent(
         (parent.mac, parent.mtu),
         rec.datapath.unwrap_or_default(),
         all,
+        member_endpoint(rec).map_or(RowChange::Rebuild, RowChange::Joined),
     )?;
     let [rx, _, xdp] = datapath::parent_links(ifindex);
     dp.attach_tc(PROG_RX, ifindex, TcAttachType::Ingress, &rx)
@@ -226,7 +227,31 @@ pub(crate) fn check_parent_tc(dp: &mut Datapath, rec: &Attachment) -> Result<()>
     Ok(())
 }
 
+/// What changed in a parent's switch since its flood row was written.
+pub(crate) enum RowChange {
+    /// Unknown (or a member changed): the row is written whole.
+    Rebuild,
+    /// This member joined.
+    Joined(Endpoint),
+    /// The member with this endpoint id left.
+    Left(u32),
+}
+
+impl RowChange {
+    /// `ep` joined (`Some(true)`) or left (`Some(false)`); else, or
+    /// without an endpoint, a rebuild.
+    pub(crate) fn of(ep: Option<Endpoint>, joined: Option<bool>) -> Self {
+        match (ep, joined) {
+            (Some(ep), Some(true)) => Self::Joined(ep),
+            (Some(ep), Some(false)) => Self::Left(ep.id),
+            _ => Self::Rebuild,
+        }
+    }
+}
+
 /// Writes a parent's flood row, then its config (which publishes the row).
+/// A member joining or leaving a row that holds the other members is one
+/// write to it (see [`Datapath::flood_append`]), not a rewrite.
 pub(crate) fn write_parent(
     dp: &mut Datapath,
     ifindex: u32,
@@ -234,13 +259,15 @@ pub(crate) fn write_parent(
     (mac, mtu): (Mac, u32),
     kind: DatapathKind,
     all: &[Attachment],
+    change: RowChange,
 ) -> Result<()> {
     let eps: Vec<Endpoint> = all
         .iter()
         .filter(|r| switch_member(r, ifindex))
         .filter_map(member_endpoint)
         .collect();
-    dp.write_flood_row(slot, &eps)?;
+    let now = dp.parent(ifindex)?.map(|c| (c.slot, c.nports));
+    write_row(dp, now, slot, &eps, change)?;
     let passthru = eps.iter().find(|e| e.mode == MODE_PASSTHRU).copied();
     let cfg = ParentCfg {
         slot,
@@ -259,6 +286,53 @@ pub(crate) fn write_parent(
         mtu,
     };
     dp.put_parent(ifindex, &cfg)
+}
+
+/// Brings row `slot` (published as `now`: its slot and count, if it is
+/// published at all) to `eps`: by `change` when the row holds exactly the
+/// other members, else whole. The caller publishes `eps.len()`.
+pub(crate) fn write_row(
+    dp: &mut Datapath,
+    now: Option<(u32, u32)>,
+    slot: u32,
+    eps: &[Endpoint],
+    change: RowChange,
+) -> Result<()> {
+    let n = eps.len();
+    let done = match (now, change) {
+        (Some((s, nports)), RowChange::Joined(ep)) if s == slot && nports as usize + 1 == n => {
+            if dp.flood_place(slot, nports, ep.id)?.is_some() {
+                false
+            } else {
+                dp.flood_append(slot, nports, &ep)?;
+                true
+            }
+        }
+        (Some((s, nports)), RowChange::Left(id)) if s == slot && nports as usize == n + 1 => {
+            dp.flood_remove(slot, nports, id)?
+        }
+        _ => false,
+    };
+    if !done {
+        dp.write_flood_row(slot, eps)?;
+    }
+    Ok(())
+}
+
+/// Writes every parent's flood row whole from `records`, and publishes its
+/// count (rows a build with another flood table made).
+pub(crate) fn rewrite_rows(dp: &mut Datapath, records: &[Attachment]) -> Result<()> {
+    for (ifindex, cfg) in dp.parents()? {
+        let eps: Vec<Endpoint> = records
+            .iter()
+            .filter(|r| switch_member(r, ifindex))
+            .filter_map(member_endpoint)
+            .collect();
+        dp.write_flood_row(cfg.slot, &eps)?;
+        let nports = eps.len() as u32;
+        dp.put_parent(ifindex, &ParentCfg { nports, ..cfg })?;
+    }
+    Ok(())
 }
 
 /// The parent's side of removing `rec` from its switch: the flood row and
@@ -281,6 +355,7 @@ pub(crate) fn release_parent(
                 (Mac(cfg.mac), cfg.mtu),
                 kind,
                 remaining,
+                member_endpoint(rec).map_or(RowChange::Rebuild, |ep| RowChange::Left(ep.id)),
             )?;
             set_host_hook(dp, rec, remaining)?;
         }

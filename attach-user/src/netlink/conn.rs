@@ -25,6 +25,29 @@ use crate::{
 #[derive(Clone)]
 pub struct Rtnl {
     pub(super) handle: Handle,
+    /// A second socket with strict checking (`NETLINK_GET_STRICT_CHK`), for
+    /// the address dumps of one link: without it the kernel walks every
+    /// link of the namespace (thousands beside endpoints' host sides) and
+    /// the filter is applied here. Only these dumps use it: strict checking
+    /// refuses requests the kernel otherwise lets through.
+    strict: Handle,
+}
+
+/// A connection made in the calling thread's namespace: (ours, strict).
+fn connect() -> std::io::Result<(
+    rtnetlink::proto::Connection<netlink_packet_route::RouteNetlinkMessage>,
+    Handle,
+    rtnetlink::proto::Connection<netlink_packet_route::RouteNetlinkMessage>,
+    Handle,
+)> {
+    let (conn, handle, _) = rtnetlink::new_connection()?;
+    let (mut strict_conn, strict, _) = rtnetlink::new_connection()?;
+    use netlink_sys::AsyncSocket;
+    strict_conn
+        .socket_mut()
+        .socket_mut()
+        .set_netlink_get_strict_chk(true)?;
+    Ok((conn, handle, strict_conn, strict))
 }
 
 /// A deletion's result, where "already gone" counts as done.
@@ -38,20 +61,22 @@ pub(super) fn gone_ok(r: std::result::Result<(), rtnetlink::Error>) -> Result<()
 impl Rtnl {
     /// A connection in the calling thread's namespace (the node's).
     pub fn here() -> Result<Self> {
-        let (conn, handle, _) = rtnetlink::new_connection()?;
+        let (conn, handle, strict_conn, strict) = connect()?;
         tokio::spawn(conn);
-        Ok(Self { handle })
+        tokio::spawn(strict_conn);
+        Ok(Self { handle, strict })
     }
 
     /// A connection in `ns`: the socket is made on a thread inside it.
     pub fn in_netns(ns: &Netns) -> Result<Self> {
         let rt = tokio::runtime::Handle::current();
-        let (conn, handle, _) = ns.run(move || {
+        let (conn, handle, strict_conn, strict) = ns.run(move || {
             let _guard = rt.enter();
-            rtnetlink::new_connection()
+            connect()
         })??;
         tokio::spawn(conn);
-        Ok(Self { handle })
+        tokio::spawn(strict_conn);
+        Ok(Self { handle, strict })
     }
 
     async fn get_one(&self, mut req: rtnetlink::LinkGetRequest) -> Result<Option<Link>> {
@@ -95,12 +120,10 @@ impl Rtnl {
     /// The addresses configured on a link.
     pub async fn addresses(&self, index: u32) -> Result<Vec<IpAddr>> {
         let mut out = Vec::new();
-        let mut s = self
-            .handle
-            .address()
-            .get()
-            .set_link_index_filter(index)
-            .execute();
+        let mut req = self.strict.address().get().set_link_index_filter(index);
+        // The kernel's filter (rtnetlink's own is applied to what comes back).
+        req.message_mut().header.index = index;
+        let mut s = req.execute();
         while let Some(m) = s.try_next().await? {
             for a in &m.attributes {
                 if let AddressAttribute::Address(ip) = a {

@@ -70,7 +70,8 @@ fn check_paired_ratios(doc: &Value) {
 
 /// Every metric the quick run leaves out (M3, M4, M5, M7), with the
 /// shortest runs the bench takes, two contenders (host and ours-tc: the
-/// harness, not the comparison) and M7's 1- and 10-endpoint cases: every
+/// harness, not the comparison), M7's 1- and 10-endpoint cases and its
+/// scale row with 10 and 200 endpoints on the parent: every
 /// case has the rows expected with finite positive samples in every round,
 /// ratios paired per round, the targets of what ran get a value and the
 /// others say "not measured", and the chart has a panel for each.
@@ -98,6 +99,8 @@ fn every_other_metric_runs_with_targets_json_and_chart() {
             "host,ours-tc",
             "--m7-endpoints",
             "1,10",
+            "--m7-scale",
+            "200",
             "--rounds",
             "3",
             "--duration",
@@ -105,7 +108,7 @@ fn every_other_metric_runs_with_targets_json_and_chart() {
             "--svg",
             svg.to_str().unwrap(),
         ],
-        Duration::from_secs(150),
+        Duration::from_secs(240),
     );
     let chart = std::fs::read_to_string(&svg);
     let _ = std::fs::remove_file(&svg);
@@ -120,6 +123,7 @@ fn every_other_metric_runs_with_targets_json_and_chart() {
         serde_json::json!(["host", "ours-tc"])
     );
     assert_eq!(doc["config"]["m7_endpoints"], serde_json::json!([1, 10]));
+    assert_eq!(doc["config"]["m7_scale"], serde_json::json!([10, 200]));
     assert!(
         doc["generator"].is_null(),
         "no metric here generates frames: {}",
@@ -140,6 +144,7 @@ fn every_other_metric_runs_with_targets_json_and_chart() {
         ("M7", "attach_10", m7.to_vec()),
         ("M7", "detach_1", m7.to_vec()),
         ("M7", "detach_10", m7.to_vec()),
+        ("M7", "add_at_scale", vec!["ours-few", "ours-many"]),
     ];
     let results = doc["results"].as_array().expect("results");
     let mut got: Vec<(String, String, String)> = results
@@ -187,6 +192,7 @@ fn every_other_metric_runs_with_targets_json_and_chart() {
             "M3" | "M4" => &["host"],
             "M5" if s["case"] == "tcp_container_to_container" => &[],
             "M5" => &["host"],
+            _ if s["case"] == "add_at_scale" => &["ours-few"],
             _ => &["cni", "native"],
         };
         let mut have: Vec<&str> = s["ratios"]
@@ -221,6 +227,16 @@ fn every_other_metric_runs_with_targets_json_and_chart() {
                     assert!((0.0..=100.0).contains(&loss), "{what}: loss {loss}%");
                 }
                 "M5" => assert!(num(&d["retransmits"], "retransmits") >= 0.0, "{what}: {x}"),
+                _ if s["case"] == "add_at_scale" => {
+                    let on = num(&d["endpoints_on_parent"], "endpoints_on_parent");
+                    let want = if s["contender"] == "ours-few" {
+                        10.0
+                    } else {
+                        200.0
+                    };
+                    assert_eq!(on, want, "{what}: {x}");
+                    assert!(num(&d["del_ms"], "del_ms") > 0.0, "{what}: {x}");
+                }
                 _ => {
                     let n = num(&d["endpoints"], "endpoints");
                     let c = s["case"].as_str().unwrap();
@@ -256,17 +272,18 @@ fn every_other_metric_runs_with_targets_json_and_chart() {
         }
     }
 
-    // Targets: every one listed; ours-tc's against host have a value and a
-    // verdict, every other (a contender or reference that did not run, a
+    // Targets: every one listed; ours-tc's against host and M7's scale row
+    // have a value and a verdict, every other (a contender or reference that did not run, a
     // metric that did not run, M7's 100 endpoints) says not measured.
     let targets = doc["targets"].as_array().expect("targets");
-    assert_eq!(targets.len(), 25, "targets: {targets:?}");
+    assert_eq!(targets.len(), 26, "targets: {targets:?}");
     let measured = [
         "ours-tc: p50 latency vs host",
         "ours-tc: p99 latency vs host",
         "ours-tc: UDP socket rate vs host",
         "ours-tc: TCP wire→container vs host",
         "ours-tc: TCP container→wire vs host",
+        "ours (CLI): one add with many endpoints on the parent vs few (1000 vs 10 by default)",
     ];
     for t in targets {
         let what = t["what"].as_str().unwrap();

@@ -256,5 +256,6 @@ pub fn run(ctx: &mut Ctx, cleanup: &Cleanup) -> Result<()> {
     })();
     // A hundred namespaces are not kept for the rest of the run.
     cleanup.release_netns_from(mark);
-    result
+    result?;
+    super::m7_scale::run(ctx, cleanup)
 }

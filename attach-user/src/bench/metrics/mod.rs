@@ -9,6 +9,7 @@ pub mod m4;
 pub mod m5;
 pub mod m6;
 pub mod m7;
+pub mod m7_scale;
 
 mod harness;
 
@@ -23,5 +24,6 @@ pub fn all_cases() -> Vec<Case> {
     v.push(m4::CASE);
     v.extend(m5::CASES);
     v.extend(m7::cases());
+    v.push(m7_scale::CASE);
     v
 }

@@ -3,7 +3,7 @@
 //! counts a port no attachment has. Found by the node's leftover scan and
 //! rewritten from the records.
 
-use crate::kinds::parent::{set_host_hook, switch_member, write_parent};
+use crate::kinds::parent::{RowChange, set_host_hook, switch_member, write_parent};
 use crate::{
     addr::Mac,
     datapath::{self, Datapath},
@@ -60,6 +60,7 @@ pub(crate) fn resync_parents(dp: &mut Datapath, records: &[Attachment]) -> Resul
                     (Mac(cfg.mac), cfg.mtu),
                     member.datapath.unwrap_or_default(),
                     records,
+                    RowChange::Rebuild,
                 )?;
                 set_host_hook(dp, member, records)?;
             }

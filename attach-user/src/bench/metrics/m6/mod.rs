@@ -56,7 +56,7 @@ use graph::{search, xlated_dump};
 use paths::{ENDPOINTS_MAP, Frame, Hook, PARENTS_MAP, PATHS, PathDef};
 
 pub const SIZES: [usize; 3] = [1, 100, 1000];
-/// Endpoints per parent (a parent floods to at most 256).
+/// Endpoints per parent (the layout M6 has always measured).
 const PER_PARENT: usize = 250;
 /// Target time of one measured test run.
 const RUN_NS: f64 = 150e6;
