@@ -158,7 +158,7 @@ impl Feature {
             | Feature::Veth
             | Feature::Macvlan
             | Feature::Ipvlan
-            | Feature::Bridge => scratch::probe().contains(&self),
+            | Feature::Bridge => scratch::has(self),
         }
     }
 
@@ -244,6 +244,8 @@ pub fn kernel_release() -> String {
         .into_owned()
 }
 
+mod driver_cache;
+
 /// The drivers and tc hooks, tried in a namespace of their own.
 mod scratch {
     use std::sync::OnceLock;
@@ -263,10 +265,23 @@ mod scratch {
     use super::Feature;
     use crate::nlsync;
 
-    /// The features found, probed once per process.
-    pub fn probe() -> &'static [Feature] {
+    /// Whether the kernel has `f`: found earlier in this boot, else
+    /// probed (once per process; what is found is kept for the boot).
+    pub fn has(f: Feature) -> bool {
+        super::driver_cache::read().is_some_and(|kept| kept.contains(&f)) || probe().contains(&f)
+    }
+
+    fn probe() -> &'static [Feature] {
         static FOUND: OnceLock<Vec<Feature>> = OnceLock::new();
         FOUND.get_or_init(|| {
+            let found = in_a_namespace_of_its_own();
+            super::driver_cache::write(&found);
+            found
+        })
+    }
+
+    fn in_a_namespace_of_its_own() -> Vec<Feature> {
+        {
             // unshare(CLONE_NEWNET) moves only the calling thread: a thread
             // of its own, whose namespace (and all made in it) goes with it.
             std::thread::spawn(|| {
@@ -282,7 +297,7 @@ mod scratch {
             })
             .join()
             .unwrap_or_default()
-        })
+        }
     }
 
     fn create(msg: LinkMessage) -> bool {
