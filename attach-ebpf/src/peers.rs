@@ -50,16 +50,20 @@ pub fn port_is_bridge_like(port: &IpvlanParent) -> bool {
 
 /// macvlan transmit, unicast to the parent's MAC (which the ipvlan
 /// endpoints share): the up ipvlan endpoint owning the destination
-/// address, if the sender is a bridge port and the port bridge-like.
+/// address, if the sender is a bridge port and the port bridge-like. The
+/// parent's MAC (`cfg`, already read) is compared first, so a frame for
+/// any other MAC costs no lookup.
 #[inline(always)]
-pub fn ipvlan_target(ctx: &TcContext, sender: &Endpoint, eth: &EthHdr) -> Option<Endpoint> {
-    if sender.mode != MODE_BRIDGE {
+pub fn ipvlan_target(
+    ctx: &TcContext,
+    sender: &Endpoint,
+    cfg: &ParentCfg,
+    eth: &EthHdr,
+) -> Option<Endpoint> {
+    if sender.mode != MODE_BRIDGE || !mac_eq(&eth.dst, &cfg.mac) {
         return None;
     }
-    let port = bridge_like_port(sender.parent_ifindex)?;
-    if !mac_eq(&eth.dst, &port.mac) {
-        return None;
-    }
+    bridge_like_port(sender.parent_ifindex)?;
     ipvlan::lookup(ctx, sender.parent_ifindex, &l3_addr(ctx, eth, true))
 }
 

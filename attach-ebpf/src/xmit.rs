@@ -82,7 +82,7 @@ pub fn switch(ctx: &TcContext, ifindex: u32, ep: &Endpoint, eth: &EthHdr) -> i32
         {
             stats::verdict(DIR, Verdict::ToHost);
         }
-    } else if let Some(dest) = peers::ipvlan_target(ctx, &ep, &eth) {
+    } else if let Some(dest) = peers::ipvlan_target(ctx, &ep, &cfg, &eth) {
         // The shared MAC of an ipvlan port on this parent: its endpoint.
         return deliver_local(ctx, &pkt, &dest);
     } else if host_access && mac_eq(&eth.dst, &cfg.mac) {

@@ -268,7 +268,13 @@ mod scratch {
     /// Whether the kernel has `f`: found earlier in this boot, else
     /// probed (once per process; what is found is kept for the boot).
     pub fn has(f: Feature) -> bool {
-        super::driver_cache::read().is_some_and(|kept| kept.contains(&f)) || probe().contains(&f)
+        kept().contains(&f) || probe().contains(&f)
+    }
+
+    /// What an earlier process of this boot found (read once).
+    fn kept() -> &'static [Feature] {
+        static KEPT: OnceLock<Vec<Feature>> = OnceLock::new();
+        KEPT.get_or_init(|| super::driver_cache::read().unwrap_or_default())
     }
 
     fn probe() -> &'static [Feature] {
