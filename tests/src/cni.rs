@@ -219,3 +219,51 @@ impl Chain<'_> {
         Ok(())
     }
 }
+
+/// A host-local data directory of a test's own (never /var/lib/cni):
+/// `attach-<purpose>-<lab tag>` under the temporary directory, removed on
+/// drop. Host-local keeps one directory per network name in it.
+pub struct Leases(pub PathBuf);
+
+impl Leases {
+    pub fn new(purpose: &str, lab_tag: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("attach-{purpose}-{lab_tag}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    /// Lease files of network `net`: (address, content), by address.
+    pub fn leased(&self, net: &str) -> Vec<(String, String)> {
+        let Ok(entries) = std::fs::read_dir(self.0.join(net)) else {
+            return Vec::new();
+        };
+        let mut out: Vec<(String, String)> = entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.parse::<std::net::IpAddr>().is_ok())
+            .map(|n| {
+                let content = std::fs::read_to_string(self.0.join(net).join(&n)).unwrap();
+                (n, content)
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Addresses leased in network `net`.
+    pub fn addresses(&self, net: &str) -> Vec<String> {
+        self.leased(net).into_iter().map(|(a, _)| a).collect()
+    }
+
+    /// Range set `set`'s `last_reserved_ip` in network `net` ("" if none).
+    pub fn last(&self, net: &str, set: usize) -> String {
+        std::fs::read_to_string(self.0.join(net).join(format!("last_reserved_ip.{set}")))
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Leases {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

@@ -4,40 +4,11 @@
 use std::path::{Path, PathBuf};
 
 use attach_tests::{
-    cni::Call,
+    cni::{Call, Leases},
     kinds::detach_port_hook,
     lab::{EXT_V4, EXT_V6, Lab, Netns, ping, require_root},
 };
 use serde_json::{Value, json};
-
-/// A host-local lease directory of the test's own (never /var/lib/cni).
-struct Leases(PathBuf);
-
-impl Leases {
-    fn new(lab: &Lab) -> Self {
-        let dir = std::env::temp_dir().join(format!("attach-cni-{}", lab.tag()));
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-
-    /// Addresses leased in network `net`.
-    fn leased(&self, net: &str) -> Vec<String> {
-        let Ok(entries) = std::fs::read_dir(self.0.join(net)) else {
-            return Vec::new();
-        };
-        entries
-            .filter_map(|e| e.ok())
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n.parse::<std::net::IpAddr>().is_ok())
-            .collect()
-    }
-}
-
-impl Drop for Leases {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn conf(net: &str, version: &str, leases: &Path, extra: Value) -> String {
     let mut c = json!({
@@ -80,7 +51,7 @@ fn call<'a>(lab: &'a Lab, command: &'a str, id: &'a str, ns: Option<&'a Netns>) 
 fn add_check_del_with_host_local() {
     require_root();
     let lab = Lab::new().unwrap();
-    let leases = Leases::new(&lab);
+    let leases = Leases::new("cni", lab.tag());
     let c1 = lab.container("c1").unwrap();
     for version in ["1.1.0", "1.0.0", "0.4.0", "0.3.1"] {
         let id = format!("c1-{}", version.replace('.', ""));
@@ -129,7 +100,7 @@ fn add_check_del_with_host_local() {
 fn runtime_config_mac_and_ips_are_honoured() {
     require_root();
     let lab = Lab::new().unwrap();
-    let leases = Leases::new(&lab);
+    let leases = Leases::new("cni", lab.tag());
     let c1 = lab.container("c1").unwrap();
     let cfg = conf(
         "n2",
@@ -152,7 +123,7 @@ fn runtime_config_mac_and_ips_are_honoured() {
 fn del_succeeds_when_the_namespace_is_gone() {
     require_root();
     let lab = Lab::new().unwrap();
-    let leases = Leases::new(&lab);
+    let leases = Leases::new("cni", lab.tag());
     let gone = Netns::new("atl-gone").unwrap();
     let cfg = conf("n3", "1.1.0", &leases.0, json!({}));
     assert!(call(&lab, "ADD", "g1", Some(&gone)).run(&cfg).unwrap().ok);
@@ -173,7 +144,7 @@ fn del_succeeds_when_the_namespace_is_gone() {
 fn malformed_input_gets_the_right_code_and_leaves_nothing() {
     require_root();
     let lab = Lab::new().unwrap();
-    let leases = Leases::new(&lab);
+    let leases = Leases::new("cni", lab.tag());
     let c1 = lab.container("c1").unwrap();
     let good = conf("n4", "1.1.0", &leases.0, json!({}));
     let with = |extra: Value| conf("n4", "1.1.0", &leases.0, extra);
@@ -292,7 +263,7 @@ fn malformed_input_gets_the_right_code_and_leaves_nothing() {
 fn version_and_status() {
     require_root();
     let lab = Lab::new().unwrap();
-    let leases = Leases::new(&lab);
+    let leases = Leases::new("cni", lab.tag());
     let r = call(&lab, "VERSION", "", None)
         .run(r#"{"cniVersion":"1.1.0"}"#)
         .unwrap();
@@ -318,7 +289,7 @@ fn version_and_status() {
 fn check_finds_drift() {
     require_root();
     let lab = Lab::new().unwrap();
-    let leases = Leases::new(&lab);
+    let leases = Leases::new("cni", lab.tag());
     let c1 = lab.container("c1").unwrap();
     let cfg = conf("n6", "1.1.0", &leases.0, json!({}));
     let add = call(&lab, "ADD", "d1", Some(&c1)).run(&cfg).unwrap();
@@ -356,7 +327,7 @@ fn check_finds_drift() {
 fn gc_removes_what_is_not_valid() {
     require_root();
     let lab = Lab::new().unwrap();
-    let leases = Leases::new(&lab);
+    let leases = Leases::new("cni", lab.tag());
     let cfg = conf("n7", "1.1.0", &leases.0, json!({}));
     let names = ["g1", "g2", "g3"];
     let nss: Vec<_> = names.iter().map(|n| lab.container(n).unwrap()).collect();
@@ -395,7 +366,7 @@ fn gc_removes_what_is_not_valid() {
 fn status_reports_limited_connectivity_when_the_datapath_breaks() {
     require_root();
     let lab = Lab::new().unwrap();
-    let leases = Leases::new(&lab);
+    let leases = Leases::new("cni", lab.tag());
     let c1 = lab.container("c1").unwrap();
     let cfg = conf("n8", "1.1.0", &leases.0, json!({}));
     assert!(call(&lab, "ADD", "s1", Some(&c1)).run(&cfg).unwrap().ok);
@@ -444,7 +415,7 @@ impl Drop for FakeIpam {
 fn ipam_errors_keep_their_code_and_message() {
     require_root();
     let lab = Lab::new().unwrap();
-    let leases = Leases::new(&lab);
+    let leases = Leases::new("cni", lab.tag());
     let c1 = lab.container("c1").unwrap();
     let fake = FakeIpam::failing(
         &lab,
@@ -500,7 +471,7 @@ fn ipam_errors_keep_their_code_and_message() {
 fn dns_and_cni_args_are_honoured() {
     require_root();
     let lab = Lab::new().unwrap();
-    let leases = Leases::new(&lab);
+    let leases = Leases::new("cni", lab.tag());
     let c1 = lab.container("c1").unwrap();
     let dns = json!({"nameservers": ["10.77.0.53"], "search": ["example.test"]});
     let cfg = conf("n10", "1.0.0", &leases.0, json!({"dns": dns}));
@@ -560,7 +531,7 @@ fn dns_and_cni_args_are_honoured() {
 fn a_second_attachment_in_one_namespace_works() {
     require_root();
     let lab = Lab::new().unwrap();
-    let leases = Leases::new(&lab);
+    let leases = Leases::new("cni", lab.tag());
     let c1 = lab.container("c1").unwrap();
     let first = conf("n1", "1.0.0", &leases.0, json!({}));
     let second = conf(

@@ -15,35 +15,17 @@ use std::{
 };
 
 use attach_tests::{
-    cni::{Call, Chain},
+    cni::{Call, Chain, Leases},
     lab::{Attach, EXT_V4, Lab, NODE_V4, Netns, ping, require_root},
 };
 use serde_json::{Value, json};
-
-/// A directory of the test's own for host-local's leases and tuning's
-/// saved state (never /var/lib/cni); removed on drop.
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(lab: &Lab) -> Self {
-        let dir = std::env::temp_dir().join(format!("attach-chain-{}", lab.tag()));
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// attach-cni (macvlan on the eBPF datapath, host-local IPAM) followed by
 /// `next` (a plugin, or an array of them).
 fn chain<'a>(
     lab: &'a Lab,
     c: &'a Netns,
-    dir: &Dir,
+    dir: &Leases,
     net: &str,
     next: Value,
     runtime_config: Value,
@@ -56,7 +38,7 @@ fn chain<'a>(
 fn chain_of<'a>(
     lab: &'a Lab,
     c: &'a Netns,
-    dir: &Dir,
+    dir: &Leases,
     net: &str,
     kind: Value,
     next: Value,
@@ -148,7 +130,7 @@ fn nothing_left(lab: &Lab, c: &Netns, host: &str) {
 fn the_result_lists_the_host_side_of_every_veth_kind() {
     require_root();
     let lab = Lab::new().unwrap();
-    let dir = Dir::new(&lab);
+    let dir = Leases::new("chain", lab.tag());
     let router_ipam = json!({
         "type": "host-local", "dataDir": dir.0,
         "ranges": [[{"subnet": "10.78.0.0/24", "rangeStart": "10.78.0.150", "rangeEnd": "10.78.0.160"}]]
@@ -215,7 +197,7 @@ fn the_result_lists_the_host_side_of_every_veth_kind() {
 fn sbr_after_attach() {
     require_root();
     let lab = Lab::new().unwrap();
-    let dir = Dir::new(&lab);
+    let dir = Leases::new("chain", lab.tag());
     let c1 = lab.container("c1").unwrap();
     let ch = chain(&lab, &c1, &dir, "ch1", json!({"type": "sbr"}), json!({}));
     let res = ch.add().unwrap();
@@ -255,7 +237,7 @@ fn sbr_after_attach() {
 fn tuning_after_attach() {
     require_root();
     let lab = Lab::new().unwrap();
-    let dir = Dir::new(&lab);
+    let dir = Leases::new("chain", lab.tag());
     let c1 = lab.container("c1").unwrap();
     let key = "net.ipv4.conf.eth0.accept_local";
     let tuning = json!({
@@ -280,7 +262,7 @@ fn tuning_after_attach() {
 fn bandwidth_after_attach() {
     require_root();
     let lab = Lab::new().unwrap();
-    let dir = Dir::new(&lab);
+    let dir = Leases::new("chain", lab.tag());
     let c1 = lab.container("c1").unwrap();
     let bw = json!({"type": "bandwidth", "capabilities": {"bandwidth": true}});
     let limits = json!({"bandwidth": {
@@ -342,7 +324,7 @@ fn bandwidth_after_attach() {
 fn portmap_after_attach() {
     require_root();
     let lab = Lab::new().unwrap();
-    let dir = Dir::new(&lab);
+    let dir = Leases::new("chain", lab.tag());
     let c1 = lab.container("c1").unwrap();
     let pm = json!({"type": "portmap", "capabilities": {"portMappings": true}, "snat": true});
     let maps = json!({"portMappings": [
@@ -400,7 +382,7 @@ fn portmap_after_attach() {
 fn firewall_after_attach() {
     require_root();
     let lab = Lab::new().unwrap();
-    let dir = Dir::new(&lab);
+    let dir = Leases::new("chain", lab.tag());
     let c1 = lab.container("c1").unwrap();
     let fw = json!({"type": "firewall", "backend": "iptables"});
     let ch = chain(&lab, &c1, &dir, "ch5", fw, json!({}));
@@ -435,7 +417,7 @@ fn firewall_after_attach() {
 fn all_five_in_one_conflist() {
     require_root();
     let lab = Lab::new().unwrap();
-    let dir = Dir::new(&lab);
+    let dir = Leases::new("chain", lab.tag());
     let c1 = lab.container("c1").unwrap();
     let key = "net.ipv4.conf.eth0.accept_local";
     let next = json!([
@@ -544,7 +526,7 @@ impl Drop for NodeAgent {
 fn tuning_mac_after_attach_with_the_agent() {
     require_root();
     let lab = Lab::new().unwrap();
-    let dir = Dir::new(&lab);
+    let dir = Leases::new("chain", lab.tag());
     let c1 = lab.container("c1").unwrap();
     let _agent = NodeAgent::start(&lab);
     let new = "02:aa:bb:cc:dd:42";

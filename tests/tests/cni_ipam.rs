@@ -6,54 +6,10 @@
 use std::path::{Path, PathBuf};
 
 use attach_tests::{
-    cni::{Call, SYSTEM_CNI_DIR},
+    cni::{Call, Leases, SYSTEM_CNI_DIR},
     lab::{Lab, Netns, require_root},
 };
 use serde_json::{Value, json};
-
-/// A lease directory of the test's own (never /var/lib/cni).
-struct Leases(PathBuf);
-
-impl Leases {
-    fn new(lab: &Lab) -> Self {
-        let dir = std::env::temp_dir().join(format!("attach-ipam-{}", lab.tag()));
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-
-    /// Lease files of network `net`: (address, content).
-    fn leased(&self, net: &str) -> Vec<(String, String)> {
-        let Ok(entries) = std::fs::read_dir(self.0.join(net)) else {
-            return Vec::new();
-        };
-        let mut out: Vec<(String, String)> = entries
-            .filter_map(|e| e.ok())
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n.parse::<std::net::IpAddr>().is_ok())
-            .map(|n| {
-                let content = std::fs::read_to_string(self.0.join(net).join(&n)).unwrap();
-                (n, content)
-            })
-            .collect();
-        out.sort();
-        out
-    }
-
-    fn addresses(&self, net: &str) -> Vec<String> {
-        self.leased(net).into_iter().map(|(a, _)| a).collect()
-    }
-
-    fn last(&self, net: &str, set: usize) -> String {
-        std::fs::read_to_string(self.0.join(net).join(format!("last_reserved_ip.{set}")))
-            .unwrap_or_default()
-    }
-}
-
-impl Drop for Leases {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// A macvlan network with `ipam` (the data directory filled in).
 fn conf(net: &str, leases: &Path, mut ipam: Value) -> String {
@@ -117,7 +73,7 @@ fn addresses(res: &Value) -> Vec<String> {
 fn shares_a_data_directory_with_the_binary_both_ways() {
     require_root();
     let lab = Lab::new().unwrap();
-    let leases = Leases::new(&lab);
+    let leases = Leases::new("ipam", lab.tag());
     let (c1, c2) = (lab.container("c1").unwrap(), lab.container("c2").unwrap());
     let cfg = conf("i1", &leases.0, dual_stack());
 
@@ -205,7 +161,7 @@ fn shares_a_data_directory_with_the_binary_both_ways() {
 fn exhaustion_names_the_range_and_del_twice_is_fine() {
     require_root();
     let lab = Lab::new().unwrap();
-    let leases = Leases::new(&lab);
+    let leases = Leases::new("ipam", lab.tag());
     let (c1, c2) = (lab.container("c1").unwrap(), lab.container("c2").unwrap());
     let one = json!({"ranges": [
         [{"subnet": "fd79::/64", "rangeStart": "fd79::5", "rangeEnd": "fd79::7", "gateway": "fd79::6"}],
@@ -245,7 +201,7 @@ fn exhaustion_names_the_range_and_del_twice_is_fine() {
 fn parallel_adds_get_unique_addresses() {
     require_root();
     let lab = Lab::new().unwrap();
-    let leases = Leases::new(&lab);
+    let leases = Leases::new("ipam", lab.tag());
     let containers = lab.containers(20).unwrap();
     let cfg = conf(
         "i4",
@@ -308,7 +264,7 @@ fn parallel_adds_get_unique_addresses() {
 fn the_opt_out_and_unknown_forms_run_the_binary() {
     require_root();
     let lab = Lab::new().unwrap();
-    let leases = Leases::new(&lab);
+    let leases = Leases::new("ipam", lab.tag());
     let c1 = lab.container("c1").unwrap();
     // In process by default: no binary needed.
     let cfg = conf("i5", &leases.0, dual_stack());
