@@ -98,19 +98,29 @@ impl L3 {
 pub fn l3_addr(ctx: &TcContext, eth: &EthHdr, dest: bool) -> L3 {
     match u16::from_be(eth.proto) {
         ETH_P_IP => {
-            let Ok(vihl) = ctx.load::<u8>(ETH_HLEN) else {
+            let Ok(h) = ctx.load::<[u8; 4]>(ETH_HLEN) else {
                 return L3::MALFORMED;
             };
+            let vihl = h[0];
             if vihl >> 4 != 4 || vihl & 0xf < 5 {
+                return L3::MALFORMED;
+            }
+            // The total length must cover the header and fit in the frame
+            // (`skb_ip_totlen`: 0 in a BIG TCP packet over 64 KiB).
+            let tot = u16::from_be_bytes([h[2], h[3]]) as u32;
+            let l3_len = ctx.len().saturating_sub(ETH_HLEN as u32);
+            let big = tot == 0 && l3_len > 0xffff;
+            if !big && (l3_len < tot || tot < (vihl & 0xf) as u32 * 4) {
                 return L3::MALFORMED;
             }
             let off = ETH_HLEN + if dest { 16 } else { 12 };
             ctx.load::<[u8; 4]>(off)
                 .map_or(L3::MALFORMED, |a| L3::v4(L3_V4, a))
         }
+        // The kernel reads the addresses at their Ethernet/IPv4 offsets
+        // whatever the header's types and lengths say.
         ETH_P_ARP => match ctx.load::<ArpHdr>(ETH_HLEN) {
-            Ok(a) if a.is_eth_ip() => L3::v4(L3_ARP, if dest { a.tpa } else { a.spa }),
-            Ok(_) => L3::NONE,
+            Ok(a) => L3::v4(L3_ARP, if dest { a.tpa } else { a.spa }),
             Err(_) => L3::MALFORMED,
         },
         ETH_P_IPV6 => {
@@ -140,4 +150,29 @@ pub fn l3_addr(ctx: &TcContext, eth: &EthHdr, dest: bool) -> L3 {
         }
         _ => L3::NONE,
     }
+}
+
+/// What an l3 port routes a packet by (`ipvlan_process_outbound`): its IP
+/// source and destination, given `dst`, its demux address. An ICMPv6
+/// message from `::` (demuxed by a solicitation's target, or not at all,
+/// or cut short after the IPv6 header) is routed by its destination like
+/// any IPv6 packet. None: not IPv4/IPv6, or an IP header of the wrong
+/// version or an IPv4 one whose lengths do not hold.
+#[inline(always)]
+pub fn route_addrs(ctx: &TcContext, eth: &EthHdr, dst: &L3) -> Option<(L3, L3)> {
+    if dst.is_ip() {
+        return Some((l3_addr(ctx, eth, false), *dst));
+    }
+    if u16::from_be(eth.proto) != ETH_P_IPV6 {
+        return None;
+    }
+    let h = ctx.load::<[u8; 40]>(ETH_HLEN).ok()?;
+    if h[0] >> 4 != 6 {
+        return None;
+    }
+    let mut saddr = [0u8; 16];
+    saddr.copy_from_slice(&h[8..24]);
+    let mut daddr = [0u8; 16];
+    daddr.copy_from_slice(&h[24..40]);
+    Some((L3::v6(L3_V6, saddr), L3::v6(L3_V6, daddr)))
 }

@@ -21,7 +21,7 @@ use crate::{
     fib::redirect_neigh,
     flood::flood_ipvlan,
     ipvlan::{self, Route},
-    l3::l3_addr,
+    l3::{l3_addr, route_addrs},
     maps::{IPVL_PARENTS, PORTS},
     peers, skb, stats,
 };
@@ -89,16 +89,15 @@ pub fn run(ctx: &TcContext) -> i32 {
     if eth.is_multicast() {
         return drop(ep.id, Verdict::DropMulticast);
     }
-    if !dst.is_ip() {
-        // Not IPv4/IPv6: nothing to route.
+    let Some((src, dst)) = route_addrs(ctx, &eth, &dst) else {
+        // Not IPv4/IPv6 (or unreadable): nothing to route.
         return drop(ep.id, Verdict::DropParse);
-    }
+    };
     if port.mode == IPVL_MODE_L3S {
         // Through the node's stack: routed, its netfilter hooks see it.
         stats::verdict(DIR, Verdict::ToHost);
         return TC_ACT_UNSPEC;
     }
-    let src = l3_addr(ctx, &eth, false);
     match ipvlan::route(ctx, &ep, &src, &dst) {
         Route::Via(nh) => {
             let ret = redirect_neigh(ep.parent_ifindex, &nh);

@@ -17,6 +17,8 @@ pub struct Cast {
     /// Addresses some endpoint owns (v4, v6).
     pub own4: Vec<[u8; 4]>,
     pub own6: Vec<[u8; 16]>,
+    /// The subnet's /24 prefix, for other hosts on it.
+    pub net4: [u8; 3],
 }
 
 /// The modified EUI-64 link-local address the kernel gives `mac`.
@@ -84,7 +86,10 @@ impl<'a> Gen<'a> {
         match self.rng.range(0, 5) {
             0..=2 => self.pick(&self.cast.own4.clone()),
             3 => [0; 4],
-            4 => [10, 0, 0, self.rng.range(1, 254) as u8],
+            4 => {
+                let [a, b, c] = self.cast.net4;
+                [a, b, c, self.rng.range(1, 254) as u8]
+            }
             _ => {
                 let mut a = [0; 4];
                 self.rng.fill(&mut a);

@@ -159,13 +159,16 @@ impl IpvlanScenario {
             },
         )
         .expect("put_ipvlan_parent");
-        Lab::new(
+        let mut lab = Lab::new(
             dp,
             pins,
             vec![p],
             eps,
             self.eps.iter().map(|e| e.1).collect(),
-        )
+        );
+        // What the models read: the addresses each endpoint owns.
+        lab.ips = self.eps.into_iter().map(|e| e.0).collect();
+        lab
     }
 }
 

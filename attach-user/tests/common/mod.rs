@@ -25,6 +25,7 @@ pub mod capture;
 pub mod frames;
 pub mod fuzz;
 pub mod ipvlan;
+pub mod ipvlan_model;
 pub mod lab;
 pub mod live;
 pub mod model;
@@ -33,6 +34,7 @@ pub mod outcome;
 pub mod router;
 pub mod scenario;
 pub mod spoof_model;
+pub mod tally;
 
 /// tc return codes (`TC_ACT_UNSPEC` is -1, seen as a u32).
 pub const TC_ACT_UNSPEC: u32 = u32::MAX;

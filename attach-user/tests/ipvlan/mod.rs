@@ -5,6 +5,8 @@
 //! Same harness as the macvlan tests: root, bpffs, a fresh network
 //! namespace per test with real devices, routes and neighbours.
 
+mod fuzz;
+
 use crate::common::{frames::*, ipvlan::*, lab::*, live::FUZZ_OBSERVED, outcome::*, *};
 use attach_common::{
     DATAPATH_MARK, Direction::Rx as RX, Direction::Tx as TX, EndpointStats, IPVL_F_PRIVATE,
