@@ -8,8 +8,13 @@
 //! `ATTACH_FUZZ_FRAMES` frames per mode (default 3000) from seed
 //! `ATTACH_FUZZ_SEED`; `cargo xtask fuzz` runs a million.
 
+use std::collections::BTreeSet;
+
 use attach::datapath::{PROG_IPVL_RX, PROG_IPVL_TX};
-use attach_common::{IPVL_F_PRIVATE, IPVL_F_VEPA, IPVL_MODE_L2, IPVL_MODE_L3, IPVL_MODE_L3S};
+use attach_common::{
+    IPVL_F_PRIVATE, IPVL_F_VEPA, IPVL_MODE_L2, IPVL_MODE_L3, IPVL_MODE_L3S,
+    Verdict::{self, *},
+};
 
 use super::{v4, v6};
 use crate::common::{
@@ -17,6 +22,7 @@ use crate::common::{
     ipvlan::*,
     ipvlan_model::Port,
     lab::Lab,
+    outcome::Outcome,
     tally::{Tally, frames, seed},
     *,
 };
@@ -56,8 +62,37 @@ fn cast(lab: &Lab) -> Cast {
     }
 }
 
-fn fuzz_rx(port: Port, salt: u64, mode: &'static str) {
+/// The verdicts seen, to check the frames reach every rule of a mode.
+#[derive(Default)]
+struct Seen(BTreeSet<&'static str>);
+
+impl Seen {
+    fn add(&mut self, o: &Outcome) {
+        self.0.extend(o.verdicts.iter().map(|(_, v, _)| v.name()));
+    }
+
+    /// Every verdict of `want` was seen (in a run of the default size or
+    /// more: a smaller one may miss some).
+    fn check(&self, mode: &str, want: &[Verdict]) {
+        if frames() < 3000 {
+            return;
+        }
+        let missed: Vec<_> = want
+            .iter()
+            .map(|v| v.name())
+            .filter(|v| !self.0.contains(v))
+            .collect();
+        assert!(
+            missed.is_empty(),
+            "fuzz {mode}: no frame reached {missed:?} (seen {:?})",
+            self.0
+        );
+    }
+}
+
+fn fuzz_rx(port: Port, salt: u64, mode: &'static str, want: &'static [Verdict]) {
     in_netns(move || {
+        let mut seen = Seen::default();
         let mut lab = lab(port);
         lab.chain_runs();
         let cast = cast(&lab);
@@ -71,13 +106,16 @@ fn fuzz_rx(port: Port, salt: u64, mode: &'static str) {
                 continue;
             };
             t.judge(k, &f, &got, &want);
+            seen.add(&got);
         }
         t.finish();
+        seen.check(mode, want);
     });
 }
 
-fn fuzz_tx(port: Port, salt: u64, mode: &'static str) {
+fn fuzz_tx(port: Port, salt: u64, mode: &'static str, want: &'static [Verdict]) {
     in_netns(move || {
+        let mut seen = Seen::default();
         let mut lab = lab(port);
         lab.chain_runs();
         let cast = cast(&lab);
@@ -94,8 +132,10 @@ fn fuzz_tx(port: Port, salt: u64, mode: &'static str) {
                 continue;
             };
             t.judge(k, &f, &got, &want);
+            seen.add(&got);
         }
         t.finish();
+        seen.check(mode, want);
     });
 }
 
@@ -118,50 +158,107 @@ fn with(p: Port, flags: u8) -> Port {
 
 #[test]
 fn fuzz_ipvlan_rx_l2() {
-    fuzz_rx(L2, 0x1201, "ipvlan-rx-l2");
+    fuzz_rx(
+        L2,
+        0x1201,
+        "ipvlan-rx-l2",
+        &[Flood, ToEndpoint, ToHost, Unparsed, DropFloodCopy],
+    );
 }
 
 #[test]
 fn fuzz_ipvlan_rx_l3_private() {
-    fuzz_rx(with(L3, IPVL_F_PRIVATE), 0x1301, "ipvlan-rx-l3-private");
+    fuzz_rx(
+        with(L3, IPVL_F_PRIVATE),
+        0x1301,
+        "ipvlan-rx-l3-private",
+        &[NeighReply, ToEndpoint, ToHost, Unparsed],
+    );
 }
 
 #[test]
 fn fuzz_ipvlan_rx_l3s_vepa() {
-    fuzz_rx(with(L3S, IPVL_F_VEPA), 0x1501, "ipvlan-rx-l3s-vepa");
+    fuzz_rx(
+        with(L3S, IPVL_F_VEPA),
+        0x1501,
+        "ipvlan-rx-l3s-vepa",
+        &[NeighReply, ToEndpoint, ToHost, Unparsed],
+    );
 }
 
 #[test]
 fn fuzz_ipvlan_tx_l2() {
-    fuzz_tx(L2, 0x2201, "ipvlan-tx-l2");
+    fuzz_tx(
+        L2,
+        0x2201,
+        "ipvlan-tx-l2",
+        &[ToEndpoint, ToHost, ToParent, DropFloodCopy],
+    );
 }
 
 #[test]
 fn fuzz_ipvlan_tx_l2_private() {
-    fuzz_tx(with(L2, IPVL_F_PRIVATE), 0x2202, "ipvlan-tx-l2-private");
+    fuzz_tx(
+        with(L2, IPVL_F_PRIVATE),
+        0x2202,
+        "ipvlan-tx-l2-private",
+        &[DropPrivate, ToHost, ToParent],
+    );
 }
 
 #[test]
 fn fuzz_ipvlan_tx_l2_vepa() {
-    fuzz_tx(with(L2, IPVL_F_VEPA), 0x2203, "ipvlan-tx-l2-vepa");
+    fuzz_tx(
+        with(L2, IPVL_F_VEPA),
+        0x2203,
+        "ipvlan-tx-l2-vepa",
+        &[ToParent],
+    );
 }
 
 #[test]
 fn fuzz_ipvlan_tx_l3() {
-    fuzz_tx(L3, 0x2301, "ipvlan-tx-l3");
+    fuzz_tx(
+        L3,
+        0x2301,
+        "ipvlan-tx-l3",
+        &[
+            ToEndpoint,
+            Routed,
+            ToHost,
+            DropNoRoute,
+            DropMulticast,
+            DropParse,
+        ],
+    );
 }
 
 #[test]
 fn fuzz_ipvlan_tx_l3_private() {
-    fuzz_tx(with(L3, IPVL_F_PRIVATE), 0x2302, "ipvlan-tx-l3-private");
+    fuzz_tx(
+        with(L3, IPVL_F_PRIVATE),
+        0x2302,
+        "ipvlan-tx-l3-private",
+        &[DropPrivate, Routed, ToHost, DropMulticast],
+    );
 }
 
 #[test]
 fn fuzz_ipvlan_tx_l3_vepa() {
-    fuzz_tx(with(L3, IPVL_F_VEPA), 0x2303, "ipvlan-tx-l3-vepa");
+    fuzz_tx(
+        with(L3, IPVL_F_VEPA),
+        0x2303,
+        "ipvlan-tx-l3-vepa",
+        &[Routed, ToHost, DropNoRoute, DropMulticast],
+    );
 }
 
 #[test]
 fn fuzz_ipvlan_tx_l3s() {
-    fuzz_tx(L3S, 0x2501, "ipvlan-tx-l3s");
+    fuzz_tx(
+        L3S,
+        0x2501,
+        "ipvlan-tx-l3s",
+        &[ToEndpoint, ToHost, DropMulticast, DropParse],
+    );
 }

@@ -6,6 +6,7 @@
 //! namespace per test with real devices, routes and neighbours.
 
 mod fuzz;
+mod headers;
 
 use crate::common::{frames::*, ipvlan::*, lab::*, live::FUZZ_OBSERVED, outcome::*, *};
 use attach_common::{
