@@ -62,9 +62,10 @@ enum Task {
         #[arg(long, value_name = "FILE")]
         save: Option<PathBuf>,
     },
-    /// Run the datapath fuzzer: structured and random frames through the receive, passthru
-    /// receive, transmit and XDP programs with BPF_PROG_TEST_RUN, each checked against the
-    /// reference model of the kernel's rules; reports frames and disagreements per mode.
+    /// Run the datapath fuzzer: structured and random frames through the macvlan receive,
+    /// passthru receive, transmit and XDP programs and the ipvlan receive and transmit programs
+    /// (every mode and flag) with BPF_PROG_TEST_RUN, each checked against the reference model of
+    /// the kernel's rules; reports frames and disagreements per mode.
     Fuzz {
         /// Frames per mode.
         #[arg(long, default_value_t = 1_000_000)]
