@@ -248,3 +248,82 @@ fn a_mac_changed_in_the_container_is_taken_on() {
         );
     }
 }
+
+/// The 4 bytes of `v` as bpftool takes them.
+fn le_bytes(v: u32) -> Vec<String> {
+    v.to_le_bytes().iter().map(|b| b.to_string()).collect()
+}
+
+/// The first 4 bytes of the value at key `key` (a u32) of pinned map `map`.
+fn lookup_u32(map: &Path, key: u32) -> u32 {
+    let mut args = vec![
+        "-j",
+        "map",
+        "lookup",
+        "pinned",
+        map.to_str().unwrap(),
+        "key",
+    ];
+    let key = le_bytes(key);
+    args.extend(key.iter().map(String::as_str));
+    let out = Command::new("bpftool").args(&args).output().unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let bytes: Vec<u8> = v["value"].as_array().unwrap()[..4]
+        .iter()
+        .map(|b| u8::from_str_radix(b.as_str().unwrap().trim_start_matches("0x"), 16).unwrap())
+        .collect();
+    u32::from_le_bytes(bytes.try_into().unwrap())
+}
+
+/// A flood row that lists one endpoint twice and the other not at all (its
+/// count right): a broadcast from the wire never reaches the second. `check`
+/// names the row, `reconcile` writes it anew from the records, and the
+/// wire reaches both again.
+#[test]
+fn a_flood_row_listing_the_wrong_endpoints_is_checked_and_rewritten() {
+    require_root();
+    let lab = Lab::new().unwrap();
+    let c1 = attach(&lab, 1, "bridge", Flavor::EbpfTc, &[]).unwrap();
+    let c2 = attach(&lab, 2, "bridge", Flavor::EbpfTc, &[]).unwrap();
+    traffic_works(&lab, &c1, &c2);
+    let parent = lab.record(&c1.ns)["parent_ifindex"].as_u64().unwrap() as u32;
+    let pins = lab.node_pin_dir();
+    let slot = lookup_u32(&pins.join("attach_parents"), parent);
+    let row = pins.join("attach_flood_id");
+    let first = slot * attach_common::MAX_PORTS_PER_PARENT;
+    let id = lookup_u32(&row, first);
+    let (key, value) = (le_bytes(first + 1), le_bytes(id));
+    let mut args = vec!["map", "update", "pinned", row.to_str().unwrap(), "key"];
+    args.extend(key.iter().map(String::as_str));
+    args.push("value");
+    args.extend(value.iter().map(String::as_str));
+    bpftool(&args);
+    lab.ext().ok(&["ip", "neigh", "flush", "all"]).unwrap();
+    let unflooded = [&c1, &c2]
+        .into_iter()
+        .find(|c| !ping(lab.ext(), &c.v4))
+        .expect("the row as written still floods to both endpoints");
+
+    let err = check_all_fails(
+        &lab,
+        &[&format!(
+            "the flood row of parent ifindex {parent} lists endpoint id {id} twice"
+        )],
+    );
+    assert!(!err.contains("port(s), its attachments"), "{err}");
+    let r = lab.attach().json(&["reconcile"]).unwrap();
+    assert!(
+        r.as_array().unwrap().iter().any(
+            |x| x["action"] == "rewritten" && x["ifname"] == format!("parent ifindex {parent}")
+        ),
+        "{r}"
+    );
+    lab.attach().ok(&["check", "--all"]).unwrap();
+    lab.ext().ok(&["ip", "neigh", "flush", "all"]).unwrap();
+    assert!(
+        ping_within(lab.ext(), &unflooded.v4, Duration::from_secs(5)),
+        "the wire still cannot reach {}",
+        unflooded.ns.name()
+    );
+    traffic_works(&lab, &c1, &c2);
+}

@@ -53,6 +53,20 @@ impl Datapath {
         Ok((there == id).then_some(entry.pos))
     }
 
+    /// Row `slot`'s first `nports` ids, each with its entry (none where the
+    /// entry is missing or another id's), as a flood walks them.
+    pub fn flood_row(&mut self, slot: u32, nports: u32) -> Result<Vec<(u32, Option<FloodEp>)>> {
+        let row = self.array(FLOOD)?;
+        let ids: Vec<u32> = (0..nports.min(MAX_PORTS_PER_PARENT))
+            .map(|pos| row.get(&at(slot, pos), 0))
+            .collect::<std::result::Result<_, _>>()?;
+        let eps = self.array(FLOOD_EPS)?;
+        Ok(ids
+            .into_iter()
+            .map(|id| (id, eps.get(&id, 0).ok().filter(|e| e.ep.id == id)))
+            .collect())
+    }
+
     /// Appends `ep` to row `slot`, which holds `nports` ids; the caller
     /// publishes `nports + 1`.
     pub fn flood_append(&mut self, slot: u32, nports: u32, ep: &Endpoint) -> Result<()> {

@@ -13,8 +13,9 @@ pub const GUEST_SUITES: &[(&str, &[&str])] = &[
     // What the kernel offers, and every program past its verifier.
     ("features", &[]),
     // attach-user/tests/prog_test_run.rs and its modules: the programs under
-    // BPF_PROG_TEST_RUN.
-    ("prog_test_run", &[]),
+    // BPF_PROG_TEST_RUN, but for the fuzz cases: their models are checked
+    // on the development kernel, and emulated they cost minutes.
+    ("prog_test_run", &["--skip", "fuzz_"]),
     // Our macvlan ≡ the kernel's: bridge, vepa and private on one parent;
     // native, tc and xdp each (passthru: `vm-test -- macvlan`).
     (
@@ -165,14 +166,15 @@ pub const COMPAT_SUITES: &[(&str, &[&str])] = &[
 
 /// The suites a kernel line runs by default. 6.12 takes the ways of the
 /// development kernel (tcx, the `bpf_loop` build), where the PROG_TEST_RUN
-/// suite runs natively, and 6.1 runs it on the clsact path: 6.12 leaves it
-/// out, for CI's time.
+/// suite and every ipvlan differential run natively, while 6.1 runs them on
+/// the clsact path and 5.10 with the compat build: 6.12 leaves them out,
+/// for CI's time (`vm-test --kernel 6.12 -- kernels` runs them there).
 pub(super) fn suites_of(line: &str) -> Vec<(&'static str, &'static [&'static str])> {
     match line {
         "5.10" => COMPAT_SUITES.to_vec(),
         "6.12" => GUEST_SUITES
             .iter()
-            .filter(|(target, _)| *target != "prog_test_run")
+            .filter(|(target, _)| !matches!(*target, "prog_test_run" | "kernels"))
             .copied()
             .collect(),
         _ => GUEST_SUITES.to_vec(),
