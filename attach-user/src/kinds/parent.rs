@@ -440,8 +440,7 @@ pub(crate) fn mark_switch(dp: &mut Datapath, ifindex: u32, on: bool) -> Result<(
 
 /// The kernel feature whose absence keeps a switch's uplink and a parent
 /// of endpoints apart, named in the refusal.
-pub(crate) const SHARED_UPLINK_NEEDS: &str =
-    "needs the bpf_loop helper (Linux 5.17), which this kernel lacks";
+pub(crate) const SHARED_UPLINK_NEEDS: &str = "needs the bpf_loop helper (Linux 5.17): the datapath in use is the build for kernels without it";
 
 /// Refuses `name` as a macvlan/ipvlan parent when it is a switch's uplink,
 /// unless the pairing is possible: an eBPF macvlan endpoint (tc or xdp

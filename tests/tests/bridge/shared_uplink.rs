@@ -158,3 +158,42 @@ fn switch_ports_and_macvlan_endpoints_share_the_uplink() {
         }
     }
 }
+
+/// The build for kernels without `bpf_loop` keeps the two apart, either
+/// way round, naming the missing kernel feature.
+#[test]
+fn the_compat_build_keeps_them_apart() {
+    require_root();
+    let lab = Lab::new().unwrap();
+    let compat = lab.attach().with_env("ATTACH_EBPF_BUILD", "compat");
+    let (a, b) = (lab.container("c1").unwrap(), lab.container("c2").unwrap());
+    let (a, b) = (a.name().to_owned(), b.name().to_owned());
+    let port = |ns: &str| {
+        [
+            "add", "bridge", "--bridge", BR, "--backend", "ebpf", "--netns", ns, "--ip",
+            "10.77.0.11/24", "--uplink", NODE_IF,
+        ]
+        .map(str::to_owned)
+    };
+    let macvlan = |ns: &str| {
+        ["add", "macvlan", "--parent", NODE_IF, "--netns", ns, "--ip", "10.77.0.12/24"]
+            .map(str::to_owned)
+    };
+    let refused = |args: &[String]| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = compat.run(&args).unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(4), "{args:?}: {err}");
+        assert!(err.contains("bpf_loop"), "{args:?}: {err}");
+    };
+    let ok = |args: &[String]| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        compat.ok(&args).unwrap();
+    };
+    ok(&port(&a));
+    refused(&macvlan(&b));
+    compat.ok(&["del", "--netns", &a]).unwrap();
+    ok(&macvlan(&b));
+    refused(&port(&a));
+    compat.ok(&["del", "--netns", &b]).unwrap();
+}
