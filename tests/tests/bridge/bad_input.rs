@@ -147,11 +147,25 @@ fn bad_input_is_refused_and_leaves_nothing() {
     lab.add_nic(NIC).unwrap();
     let c3 = attach_bridge(&lab, 3, "sw2", "ebpf", &["--uplink", NIC]).unwrap();
     let args = [
-        "add", "ipvlan", "--parent", NIC, "--netns", &t, "--ip", "10.77.0.99/24",
+        "add",
+        "ipvlan",
+        "--parent",
+        NIC,
+        "--netns",
+        &t,
+        "--ip",
+        "10.77.0.99/24",
     ];
     check(&args, 4, "uplink of switch sw2", false);
     let args = [
-        "add", "macvlan", "--backend", "native", "--parent", NIC, "--netns", &t,
+        "add",
+        "macvlan",
+        "--backend",
+        "native",
+        "--parent",
+        NIC,
+        "--netns",
+        &t,
     ];
     check(&args, 4, "uplink of switch sw2", false);
     let _i = attach_tests::reach::attach_ipvlan(&lab, 5, "l2", "bridge", &[]).unwrap();

@@ -82,8 +82,8 @@ fn switch_ports_and_macvlan_endpoints_share_the_uplink() {
         let p = attach_bridge(&lab, 1, BR, "ebpf", &up).unwrap();
         let m = attach(&lab, 2, "bridge", flavor, &[]).unwrap();
         let private = attach(&lab, 3, "private", flavor, &[]).unwrap();
-        let tagged = attach_bridge(&lab, 4, BR, "ebpf", &[&up[..], &["--vlan", "10"]].concat())
-            .unwrap();
+        let tagged =
+            attach_bridge(&lab, 4, BR, "ebpf", &[&up[..], &["--vlan", "10"]].concat()).unwrap();
         for ep in [&p, &m, &private] {
             for dst in [EXT_V4, EXT_V6] {
                 assert!(ping(&ep.ns, dst), "{case}: {} -> {dst}", ep.label);
@@ -100,13 +100,19 @@ fn switch_ports_and_macvlan_endpoints_share_the_uplink() {
                 b.label
             );
         }
-        assert_eq!(wire.packets(), 0, "{case}: unicast between them left by the wire");
+        assert_eq!(
+            wire.packets(),
+            0,
+            "{case}: unicast between them left by the wire"
+        );
         // The count sees what does leave: the private endpoint's unicast to
         // the bridge port (its neighbour set by hand: its ARP request, too,
         // only leaves by the wire).
         private
             .ns
-            .ok(&["ip", "neigh", "replace", &m.v4, "lladdr", &macs[1], "dev", "eth0"])
+            .ok(&[
+                "ip", "neigh", "replace", &m.v4, "lladdr", &macs[1], "dev", "eth0",
+            ])
             .unwrap();
         assert!(!ping(&private.ns, &m.v4), "{case}: private -> bridge port");
         assert!(wire.packets() > 0, "{case}: the wire count saw nothing");
@@ -138,22 +144,34 @@ fn switch_ports_and_macvlan_endpoints_share_the_uplink() {
         if flavor == Flavor::EbpfTc {
             detach(&lab, &m).unwrap();
             lab.attach().ok(&["check", "--all"]).unwrap();
-            assert!(ping(&p.ns, EXT_V4), "{case}: the port after the macvlan left");
+            assert!(
+                ping(&p.ns, EXT_V4),
+                "{case}: the port after the macvlan left"
+            );
             let m = attach(&lab, 2, "bridge", flavor, &[]).unwrap();
             assert!(ping(&m.ns, &p.v4), "{case}: the macvlan came back");
             detach(&lab, &p).unwrap();
             lab.attach().ok(&["check", "--all"]).unwrap();
-            assert!(ping(&m.ns, EXT_V4), "{case}: the macvlan after the switch left");
+            assert!(
+                ping(&m.ns, EXT_V4),
+                "{case}: the macvlan after the switch left"
+            );
             detach(&lab, &m).unwrap();
         } else {
             detach(&lab, &p).unwrap();
             lab.attach().ok(&["check", "--all"]).unwrap();
-            assert!(ping(&m.ns, EXT_V4), "{case}: the macvlan after the switch left");
+            assert!(
+                ping(&m.ns, EXT_V4),
+                "{case}: the macvlan after the switch left"
+            );
             let p = attach_bridge(&lab, 1, BR, "ebpf", &up).unwrap();
             assert!(ping(&p.ns, &m.v4), "{case}: the switch came back");
             detach(&lab, &m).unwrap();
             lab.attach().ok(&["check", "--all"]).unwrap();
-            assert!(ping(&p.ns, EXT_V4), "{case}: the port after the macvlan left");
+            assert!(
+                ping(&p.ns, EXT_V4),
+                "{case}: the port after the macvlan left"
+            );
             detach(&lab, &p).unwrap();
         }
     }
@@ -170,14 +188,33 @@ fn the_compat_build_keeps_them_apart() {
     let (a, b) = (a.name().to_owned(), b.name().to_owned());
     let port = |ns: &str| {
         [
-            "add", "bridge", "--bridge", BR, "--backend", "ebpf", "--netns", ns, "--ip",
-            "10.77.0.11/24", "--uplink", NODE_IF,
+            "add",
+            "bridge",
+            "--bridge",
+            BR,
+            "--backend",
+            "ebpf",
+            "--netns",
+            ns,
+            "--ip",
+            "10.77.0.11/24",
+            "--uplink",
+            NODE_IF,
         ]
         .map(str::to_owned)
     };
     let macvlan = |ns: &str| {
-        ["add", "macvlan", "--parent", NODE_IF, "--netns", ns, "--ip", "10.77.0.12/24"]
-            .map(str::to_owned)
+        [
+            "add",
+            "macvlan",
+            "--parent",
+            NODE_IF,
+            "--netns",
+            ns,
+            "--ip",
+            "10.77.0.12/24",
+        ]
+        .map(str::to_owned)
     };
     let refused = |args: &[String]| {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();

@@ -72,10 +72,9 @@ pub(crate) fn drifted_parents(dp: &mut Datapath, records: &[Attachment]) -> Resu
             None
         };
         let said = cfg.flags & PARENT_F_SWITCH != 0;
-        let uplink_mark = (row.is_none()
-            && !members.is_empty()
-            && said != shares_switch(records, ifindex))
-        .then_some(said);
+        let uplink_mark =
+            (row.is_none() && !members.is_empty() && said != shares_switch(records, ifindex))
+                .then_some(said);
         if cfg.nports as usize != members.len() || row.is_some() || uplink_mark.is_some() {
             drifted.push(RowDrift {
                 parent_ifindex: ifindex,
