@@ -7,7 +7,7 @@
 //!   untagged container ports goes into that port; its broadcast/multicast
 //!   is cloned to every untagged port (`xmit.rs`).
 //! - A switch port's unicast to a bridge port's MAC goes into it; its
-//!   broadcast/multicast and unknown unicast is cloned to every bridge port
+//!   broadcast/multicast is cloned to every bridge port
 //!   (`tc_switch.rs`).
 //! - Private and VEPA endpoints leave by the wire, as between two macvlan
 //!   endpoints; VLAN ports of the switch are their own LANs.
@@ -132,8 +132,8 @@ pub fn bridge_port_target(uplink: u32, eth: &EthHdr) -> Option<Endpoint> {
     macvlan::lookup(uplink, &eth.dst).filter(|d| d.mode == MODE_BRIDGE && !d.has(EP_F_NESTED))
 }
 
-/// Switch, from an untagged port, broadcast/multicast/unknown unicast: a
-/// copy to every bridge port of the uplink's parent; the number of copies.
+/// Switch, from an untagged port, broadcast/multicast: a copy to every
+/// bridge port of the uplink's parent; the number of copies.
 #[inline(always)]
 pub fn flood_to_bridge_ports(ctx: &TcContext, uplink: u32, eth: &EthHdr) -> u64 {
     match parent_of_uplink(uplink) {

@@ -153,7 +153,8 @@ fn from_port(ctx: &TcContext, skb: *mut __sk_buff, port: &SwPort) -> i32 {
         uplink: false,
     };
     let mut copies = flood(ctx, port.switch_id, sw.nports, &from, &eth);
-    if local {
+    // Unknown unicast is not: no endpoint takes another's MAC.
+    if local && eth.is_multicast() {
         copies += swpeers::flood_to_bridge_ports(ctx, sw.uplink, &eth);
     }
     stats::flood_copies(port.id, copies);
@@ -258,7 +259,7 @@ fn from_uplink(ctx: &TcContext, skb: *mut __sk_buff, up: &SwPort) -> i32 {
     let vlan = tci & 0x0fff;
     if !tagged && swpeers::parents_own(up.ifindex, &eth) {
         // The parent's endpoints deal with it (`swpeers.rs`).
-        report(Rx, Verdict::ToHost, &pkt(NO_ENDPOINT));
+        report(Rx, Verdict::NotOurs, &pkt(NO_ENDPOINT));
         return TC_ACT_UNSPEC;
     }
     let now = switch::now();
