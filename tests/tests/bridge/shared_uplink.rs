@@ -234,3 +234,33 @@ fn the_compat_build_keeps_them_apart() {
     refused(&port(&a));
     compat.ok(&["del", "--netns", &b]).unwrap();
 }
+
+/// A passthru endpoint takes the device's own MAC and traffic: its parent
+/// cannot become a switch's uplink (nor, as before, the other way).
+#[test]
+fn a_passthru_endpoint_keeps_the_uplink_to_itself() {
+    require_root();
+    let lab = Lab::new().unwrap();
+    let pt = attach(&lab, 1, "passthru", Flavor::EbpfTc, &[]).unwrap();
+    let out = lab
+        .attach()
+        .run(&[
+            "add",
+            "bridge",
+            "--bridge",
+            BR,
+            "--backend",
+            "ebpf",
+            "--netns",
+            lab.container("c2").unwrap().name(),
+            "--ip",
+            "10.77.0.12/24",
+            "--uplink",
+            NODE_IF,
+        ])
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(err.contains("passthru"), "{err}");
+    detach(&lab, &pt).unwrap();
+}

@@ -16,7 +16,7 @@ use crate::{
     endpoint,
     error::{Context as _, Error, Result},
     inside,
-    model::{Attachment, Backend, Kind, SavedParent},
+    model::{Attachment, Backend, Kind, Mode, SavedParent},
     naming,
     netlink::{Link, LinkChange},
     netns::Netns,
@@ -88,9 +88,14 @@ pub(super) async fn plan_switch(
         if let Some(r) = records.iter().find(|r| {
             r.parent_ifindex == link.index
                 && matches!(r.kind, Kind::Macvlan | Kind::Ipvlan)
-                && (compat || r.kind == Kind::Ipvlan || r.backend != Backend::Ebpf)
+                && (compat
+                    || r.kind == Kind::Ipvlan
+                    || r.backend != Backend::Ebpf
+                    || r.is_mode(Mode::Passthru))
         }) {
-            let why = if r.kind == Kind::Macvlan && r.backend == Backend::Ebpf {
+            let why = if r.is_mode(Mode::Passthru) {
+                ": a passthru endpoint takes the device's own MAC and traffic".to_owned()
+            } else if r.kind == Kind::Macvlan && r.backend == Backend::Ebpf {
                 format!(": sharing it {}", parent::SHARED_UPLINK_NEEDS)
             } else {
                 String::new()
