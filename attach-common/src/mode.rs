@@ -35,6 +35,9 @@ pub const EP_F_DHCP_SERVER: u8 = 64;
 
 /// The parent has a passthru endpoint (and no other).
 pub const PARENT_F_PASSTHRU: u8 = 1;
+/// The parent is also the uplink of an eBPF switch, whose untagged ports
+/// and the parent's bridge-mode endpoints reach each other locally.
+pub const PARENT_F_SWITCH: u8 = 2;
 
 /// Receive path of a parent: tcx programs only.
 pub const DATAPATH_TC: u8 = 0;

@@ -25,6 +25,7 @@ mod skb;
 mod spoof;
 mod stats;
 mod switch;
+mod swpeers;
 mod tc_br_guard;
 mod tc_host;
 mod tc_ipvlan_rx;

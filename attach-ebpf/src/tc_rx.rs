@@ -16,14 +16,17 @@ use crate::{
     flood::{Rule, flood},
     macvlan::{self, Rx},
     maps::PARENTS,
-    nested, peers, skb, stats,
+    nested, peers, skb, stats, swpeers,
 };
 
 pub fn run(ctx: &TcContext) -> i32 {
     let (mark, ifindex) = skb::mark_ifindex(ctx);
     if mark == DATAPATH_MARK {
-        // A container's frame we handed to the node's stack ourselves.
-        ctx.set_mark(0);
+        // A container's frame we handed to the node's stack ourselves; the
+        // switch whose uplink this parent is, after us, clears the mark.
+        if !swpeers::switch_follows(ifindex) {
+            ctx.set_mark(0);
+        }
         return TC_ACT_UNSPEC;
     }
     // Read in place: the hot path loads only the destination.
@@ -73,6 +76,9 @@ pub fn run(ctx: &TcContext) -> i32 {
                 sender_mode: MODE_BRIDGE,
                 sender_id: macvlan::PEER_SENDER,
             }
+        } else if swpeers::sent_by_switch_port(&cfg, ifindex, &eth) {
+            // The bridge ports had it on the switch port's transmit.
+            Rx::Host
         } else {
             macvlan::rx_multicast(ifindex, &eth)
         }

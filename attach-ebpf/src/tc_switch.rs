@@ -15,8 +15,9 @@
 //! parent does.
 
 use attach_common::{
+    DATAPATH_MARK,
     Direction::{Rx, Tx},
-    SW_F_ISOLATED, SW_F_UPLINK, SwPort, Verdict,
+    Endpoint, SW_F_ISOLATED, SW_F_UPLINK, SwPort, Verdict,
 };
 use aya_ebpf::{
     bindings::{__sk_buff, TC_ACT_REDIRECT, TC_ACT_SHOT, TC_ACT_UNSPEC},
@@ -31,7 +32,7 @@ use crate::{
     events::{NO_ENDPOINT, Pkt, report},
     maps::{SW_PORTS, SWITCHES},
     proto::{ETH_P_8021AD, ETH_P_8021Q},
-    skb, spoof, stats,
+    skb, spoof, stats, swpeers,
     switch::{self, Source, flood, learn, lookup, may_reach},
 };
 
@@ -114,10 +115,23 @@ fn from_port(ctx: &TcContext, skb: *mut __sk_buff, port: &SwPort) -> i32 {
             return drop(&pkt, Verdict::DropPrivate);
         }
     }
+    // The uplink is also the parent of macvlan endpoints: an untagged port
+    // reaches its bridge ports locally (`swpeers.rs`), and what leaves by
+    // the uplink is marked so the parent's egress sends it on unswitched.
+    // Looked up only for frames no container port of the switch takes.
+    let shared = (!known || dst.has(SW_F_UPLINK)) && sw.uplink != 0 && swpeers::shares(sw.uplink);
+    let local = shared && port.vlan == 0;
+    if local
+        && !eth.is_multicast()
+        && let Some(ep) = swpeers::bridge_port_target(sw.uplink, &eth)
+    {
+        stats::tx(port.id, len as u64, &eth);
+        return to_bridge_port(&pkt, &ep);
+    }
     stats::tx(port.id, len as u64, &eth);
     if known {
         if dst.has(SW_F_UPLINK) {
-            return to_uplink(skb, dst.ifindex, port.vlan, &pkt);
+            return to_uplink(ctx, dst.ifindex, port.vlan, &pkt, shared);
         }
         if !bw::pass(dst.id, Way::In, len) {
             stats::rx_dropped(dst.id);
@@ -138,20 +152,47 @@ fn from_port(ctx: &TcContext, skb: *mut __sk_buff, port: &SwPort) -> i32 {
         isolated,
         uplink: false,
     };
-    let copies = flood(ctx, port.switch_id, sw.nports, &from, &eth);
+    let mut copies = flood(ctx, port.switch_id, sw.nports, &from, &eth);
+    // Unknown unicast is not: no endpoint takes another's MAC.
+    if local && eth.is_multicast() {
+        copies += swpeers::flood_to_bridge_ports(ctx, sw.uplink, &eth);
+    }
     stats::flood_copies(port.id, copies);
     report(Tx, Verdict::Flood, &pkt);
     if sw.uplink != 0 {
-        return to_uplink(skb, sw.uplink, port.vlan, &pkt);
+        return to_uplink(ctx, sw.uplink, port.vlan, &pkt, shared);
     }
     // Every copy is made: the frame itself goes nowhere (the host-side veth
     // is a wire into the switch, not an interface of the node's).
     TC_ACT_SHOT as i32
 }
 
-/// Out of the uplink, tagged with `vlan` unless it is 0.
+/// Into a bridge-mode macvlan endpoint of the uplink's parent, within its
+/// rate limit.
 #[inline(always)]
-fn to_uplink(skb: *mut __sk_buff, uplink: u32, vlan: u16, pkt: &Pkt) -> i32 {
+fn to_bridge_port(pkt: &Pkt, ep: &Endpoint) -> i32 {
+    if !bw::pass(ep.id, Way::In, pkt.len) {
+        stats::rx_dropped(ep.id);
+        return drop(pkt, Verdict::DropRateLimit);
+    }
+    let ret = crate::kernel::redirect_into(ep.host_ifindex);
+    if ret != TC_ACT_REDIRECT as i32 {
+        return drop(pkt, Verdict::DropRedirect);
+    }
+    report(Tx, Verdict::ToEndpoint, pkt);
+    stats::rx(ep.id, pkt.len as u64, pkt.eth);
+    ret
+}
+
+/// Out of the uplink, tagged with `vlan` unless it is 0; `marked` when the
+/// uplink is a macvlan parent, whose egress program then passes it on
+/// unswitched (the switch already delivered what was local).
+#[inline(always)]
+fn to_uplink(ctx: &TcContext, uplink: u32, vlan: u16, pkt: &Pkt, marked: bool) -> i32 {
+    let skb = skb::raw(ctx);
+    if marked {
+        ctx.set_mark(DATAPATH_MARK);
+    }
     // SAFETY: plain helper call on the program's context.
     if vlan != 0 && unsafe { bpf_skb_vlan_push(skb, ETH_P_8021Q.to_be(), vlan) } != 0 {
         return drop(pkt, Verdict::DropRedirect);
@@ -164,6 +205,12 @@ fn to_uplink(skb: *mut __sk_buff, uplink: u32, vlan: u16, pkt: &Pkt) -> i32 {
 /// What arrives on the uplink from the wire.
 #[inline(always)]
 fn from_uplink(ctx: &TcContext, skb: *mut __sk_buff, up: &SwPort) -> i32 {
+    if skb::mark_ifindex(ctx).0 == DATAPATH_MARK {
+        // A macvlan endpoint's frame handed to the node: not from the wire
+        // (the parent's program, before this one, left the mark to us).
+        ctx.set_mark(0);
+        return TC_ACT_UNSPEC;
+    }
     let Some(eth) = eth::read_tc(ctx) else {
         stats::verdict(Rx, Verdict::Unparsed);
         return TC_ACT_UNSPEC;
@@ -210,6 +257,11 @@ fn from_uplink(ctx: &TcContext, skb: *mut __sk_buff, up: &SwPort) -> i32 {
         (false, 0)
     };
     let vlan = tci & 0x0fff;
+    if !tagged && swpeers::parents_own(up.ifindex, &eth) {
+        // The parent's endpoints deal with it (`swpeers.rs`).
+        report(Rx, Verdict::NotOurs, &pkt(NO_ENDPOINT));
+        return TC_ACT_UNSPEC;
+    }
     let now = switch::now();
     learn(up.switch_id, vlan, &eth.src, up.ifindex, now);
 

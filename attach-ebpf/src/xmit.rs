@@ -7,7 +7,7 @@
 
 use attach_common::{
     DATAPATH_MARK, Direction::Tx as DIR, EP_F_HOST_ACCESS, EP_F_NESTED, Endpoint, MODE_BRIDGE,
-    Verdict,
+    SwPort, Verdict,
 };
 use aya_ebpf::{
     bindings::{BPF_F_INGRESS, TC_ACT_REDIRECT},
@@ -25,7 +25,7 @@ use crate::{
     maps::PARENTS,
     nested, peers,
     proto::{ETH_P_8021AD, ETH_P_8021Q},
-    skb, stats,
+    skb, stats, swpeers,
 };
 
 /// What endpoint `ep` sends on `ifindex`, admitted, by its mode: local
@@ -70,7 +70,8 @@ pub fn switch(ctx: &TcContext, ifindex: u32, ep: &Endpoint, eth: &EthHdr) -> i32
         // peers, if at all, when the switch reflects them.
         if ep.mode == MODE_BRIDGE {
             let copies = flood(ctx, &cfg, &eth, Rule::Tx { sender: ep })
-                + peers::flood_to_ipvlan(ctx, &ep, &eth);
+                + peers::flood_to_ipvlan(ctx, &ep, &eth)
+                + swpeers::flood_to_ports(ctx, &cfg, &ep, &eth);
             stats::flood_copies(ep.id, copies);
         }
         // Marked, so the parent's ingress passes it to the node unswitched.
@@ -92,12 +93,32 @@ pub fn switch(ctx: &TcContext, ifindex: u32, ep: &Endpoint, eth: &EthHdr) -> i32
         return unsafe { bpf_redirect(ep.parent_ifindex, BPF_F_INGRESS as u64) as i32 };
     } else if let Some(dest) = macvlan::tx_local_target(&ep, &eth) {
         return deliver_local(ctx, &pkt, &dest);
+    } else if let Some(port) = swpeers::port_target(&cfg, &ep, &eth) {
+        // A port of the switch whose uplink the parent is.
+        return deliver_port(&pkt, &port);
     }
     // Marked, so the parent's egress program sends it on unswitched.
     ctx.set_mark(DATAPATH_MARK);
     report(DIR, Verdict::ToParent, &pkt);
     // SAFETY: plain helper call.
     unsafe { bpf_redirect(ep.parent_ifindex, 0) as i32 }
+}
+
+/// Local delivery to an untagged port of the switch whose uplink the parent
+/// is (`swpeers.rs`), within its rate limit.
+#[inline(always)]
+fn deliver_port(pkt: &Pkt, port: &SwPort) -> i32 {
+    if !bw::pass(port.id, Way::In, pkt.len) {
+        stats::rx_dropped(port.id);
+        return drop(pkt, Verdict::DropRateLimit);
+    }
+    let ret = crate::kernel::redirect_into(port.ifindex);
+    if ret == TC_ACT_REDIRECT as i32 {
+        report(DIR, Verdict::ToEndpoint, pkt);
+        stats::rx(port.id, pkt.len as u64, pkt.eth);
+        return ret;
+    }
+    drop(pkt, Verdict::DropRedirect)
 }
 
 /// Local delivery to `dest` (another endpoint of the parent), within its

@@ -3,7 +3,7 @@
 //! switched to it in place.
 
 use aya::programs::{
-    LinkOrder, SchedClassifier, TcAttach, TcAttachType, XdpMode,
+    LinkOrder, ProgramId, SchedClassifier, TcAttach, TcAttachType, XdpMode,
     links::{FdLink, PinnedLink},
 };
 
@@ -133,6 +133,31 @@ impl Datapath {
         pin: &str,
     ) -> Result<Attached> {
         self.attach_tc_ordered(prog, ifindex, at, pin, LinkOrder::first())
+    }
+
+    /// [`Self::attach_tc`] before the program of hook `before` when that is
+    /// a live tcx link on the same device (a program that must see the
+    /// device's frames first), else after every program.
+    pub fn attach_tc_before(
+        &mut self,
+        prog: &str,
+        ifindex: u32,
+        at: TcAttachType,
+        pin: &str,
+        before: &str,
+    ) -> Result<Attached> {
+        let order = match self.hook(before) {
+            HookAt::Link(_) if self.tcx_pin_alive(before, ifindex, at) => {
+                match self.hook_program_id(before) {
+                    // SAFETY: an id the kernel gave; a stale one only makes
+                    // the attach fail.
+                    Some(id) => LinkOrder::before_program_id(unsafe { ProgramId::new(id) }),
+                    None => LinkOrder::default(),
+                }
+            }
+            _ => LinkOrder::default(),
+        };
+        self.attach_tc_ordered(prog, ifindex, at, pin, order)
     }
 
     fn attach_tc_ordered(

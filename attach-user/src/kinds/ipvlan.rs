@@ -207,7 +207,7 @@ pub async fn plan(
     let flag = req.flag()?;
     let mode: Mode = req.mode.into();
     let parent = parent::parent_link(node, &req.parent).await?;
-    parent::check_not_uplink(&parent.name, records)?;
+    parent::check_not_uplink(&parent.name, false, records)?;
     let mtu = parent::mtu_under(&parent, req.mtu)?;
     common::check_ifname_free(ns, &req.netns, &req.ifname).await?;
     let on_parent: Vec<&Attachment> = records

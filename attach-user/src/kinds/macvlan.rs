@@ -157,7 +157,7 @@ pub async fn plan(
     records: &[Attachment],
 ) -> Result<Attachment> {
     let parent = parent::parent_link(node, &req.parent).await?;
-    parent::check_not_uplink(&parent.name, records)?;
+    parent::check_not_uplink(&parent.name, req.backend == Backend::Ebpf, records)?;
     let mtu = parent::mtu_under(&parent, req.mtu)?;
     common::check_ifname_free(ns, &req.netns, &req.ifname).await?;
     let on_parent: Vec<&Attachment> = records

@@ -6,7 +6,8 @@
 
 use attach_common::{
     DATAPATH_TC, DATAPATH_XDP, EP_F_HOST_ACCESS, EP_F_IPCHK, EP_F_NESTED, EP_F_SPOOFCHK, Endpoint,
-    MODE_BRIDGE, MODE_PASSTHRU, MODE_PRIVATE, MODE_VEPA, PARENT_F_PASSTHRU, ParentCfg,
+    MODE_BRIDGE, MODE_PASSTHRU, MODE_PRIVATE, MODE_VEPA, PARENT_F_PASSTHRU, PARENT_F_SWITCH,
+    ParentCfg,
 };
 use aya::programs::TcAttachType;
 
@@ -149,7 +150,10 @@ pub(crate) async fn setup_parent(
         member_endpoint(rec).map_or(RowChange::Rebuild, RowChange::Joined),
     )?;
     let [rx, _, xdp] = datapath::parent_links(ifindex);
-    dp.attach_tc(PROG_RX, ifindex, TcAttachType::Ingress, &rx)
+    // Before the switch whose uplink the parent may be: that program takes
+    // what reaches it for the wire's.
+    let switch = datapath::uplink_link(ifindex);
+    dp.attach_tc_before(PROG_RX, ifindex, TcAttachType::Ingress, &rx, &switch)
         .with_context(|| format!("attaching the receive program to {}", rec.parent))?;
     set_host_hook(dp, rec, all)?;
     if rec.datapath != Some(DatapathKind::Xdp) {
@@ -278,6 +282,10 @@ pub(crate) fn write_parent(
             PARENT_F_PASSTHRU
         } else {
             0
+        } | if shares_switch(all, ifindex) {
+            PARENT_F_SWITCH
+        } else {
+            0
         },
         datapath: match kind {
             DatapathKind::Xdp => DATAPATH_XDP,
@@ -404,15 +412,62 @@ pub(crate) fn mtu_under(parent: &Link, mtu: Option<u32>) -> Result<u32> {
     Ok(mtu)
 }
 
-/// Refuses `name` as a macvlan/ipvlan parent when it is a switch's uplink
-/// (both would switch the frames it receives).
-pub(crate) fn check_not_uplink(name: &str, records: &[Attachment]) -> Result<()> {
+/// Whether parent `ifindex` is also the uplink of an eBPF switch whose
+/// untagged ports meet its bridge-mode endpoints locally (the
+/// `PARENT_F_SWITCH` bit of its config).
+pub(crate) fn shares_switch(all: &[Attachment], ifindex: u32) -> bool {
+    !datapath::compat_build()
+        && all
+            .iter()
+            .any(|r| r.kind == Kind::Bridge && r.uplink.is_some() && r.parent_ifindex == ifindex)
+}
+
+/// Sets or clears `PARENT_F_SWITCH` on parent `ifindex`'s config, if the
+/// parent has one (its switch's uplink came or went).
+pub(crate) fn mark_switch(dp: &mut Datapath, ifindex: u32, on: bool) -> Result<()> {
+    let Some(cfg) = dp.parent(ifindex)? else {
+        return Ok(());
+    };
+    let flags = if on && !datapath::compat_build() {
+        cfg.flags | PARENT_F_SWITCH
+    } else {
+        cfg.flags & !PARENT_F_SWITCH
+    };
+    if flags != cfg.flags {
+        dp.put_parent(ifindex, &ParentCfg { flags, ..cfg })?;
+    }
+    Ok(())
+}
+
+/// The kernel feature whose absence keeps a switch's uplink and a parent
+/// of endpoints apart, named in the refusal.
+pub(crate) const SHARED_UPLINK_NEEDS: &str = "needs the bpf_loop helper (Linux 5.17): the datapath in use is the build for kernels without it";
+
+/// Refuses `name` as a macvlan/ipvlan parent when it is a switch's uplink,
+/// unless the pairing is possible: an eBPF macvlan endpoint (tc or xdp
+/// datapath) with a kernel that has `bpf_loop`. An ipvlan parent and a
+/// native macvlan cannot share it (both would switch the frames it
+/// receives).
+pub(crate) fn check_not_uplink(
+    name: &str,
+    ebpf_macvlan: bool,
+    records: &[Attachment],
+) -> Result<()> {
     if let Some(r) = records
         .iter()
         .find(|r| r.kind == Kind::Bridge && r.uplink.as_deref() == Some(name))
     {
+        let shareable = ebpf_macvlan;
+        if shareable && !datapath::compat_build() {
+            return Ok(());
+        }
+        let why = if shareable {
+            format!(": sharing it with macvlan endpoints {SHARED_UPLINK_NEEDS}")
+        } else {
+            String::new()
+        };
         return Err(Error::conflict(format!(
-            "{name} is the uplink of switch {} (for {} in {:?})",
+            "{name} is the uplink of switch {} (for {} in {:?}){why}",
             r.parent, r.ifname, r.netns
         )));
     }

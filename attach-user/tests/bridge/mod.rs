@@ -6,6 +6,8 @@
 //! Same harness as the macvlan tests: root, bpffs, a fresh network
 //! namespace per test with real devices (floods really transmit).
 
+mod shared_uplink;
+
 use crate::common::{bridge::*, frames::*, lab::*, outcome::*, *};
 use attach_common::{
     Direction::Rx as RX, Direction::Tx as TX, EndpointStats, FDB_F_STATIC, FdbEntry, MacAddr,
@@ -19,11 +21,11 @@ fn ip4(last: u8) -> [u8; 4] {
     [10, 88, 0, last]
 }
 
-fn udp(dst: MacAddr, src: MacAddr) -> Vec<u8> {
+pub(super) fn udp(dst: MacAddr, src: MacAddr) -> Vec<u8> {
     ipv4_udp(dst, src, ip4(1), ip4(2), 5353, b"hello, switch")
 }
 
-fn bcast(src: MacAddr) -> Vec<u8> {
+pub(super) fn bcast(src: MacAddr) -> Vec<u8> {
     arp_request(src, ip4(1), ip4(99))
 }
 
@@ -36,7 +38,7 @@ fn flooded(n: u64, copies: u64) -> EndpointStats {
 
 /// Learns `mac` on port `i` with a broadcast from it (and checks where
 /// the entry points).
-fn teach(lab: &mut Lab, i: usize, mac: MacAddr, vlan: u16) {
+pub(super) fn teach(lab: &mut Lab, i: usize, mac: MacAddr, vlan: u16) {
     let sid = lab.eps[i].parent_ifindex;
     lab.sw(i, &bcast(mac));
     let e = lab.fdb(sid, vlan, mac).expect("learned");

@@ -1,11 +1,14 @@
 //! Switch scenarios for the test runs: switches with container ports
 //! `h1`, `h2`, ... (peers `h1peer`, ... carry the ports' MACs), each with a
 //! VLAN and flags, and optionally one uplink `u0` (peer `u0peer`) on
-//! switch 0. Port `i` (in the order added) has endpoint id `i + 1`.
+//! switch 0. Port `i` (in the order added) has endpoint id `i + 1`. The
+//! uplink may also be the parent of macvlan endpoints (after the ports:
+//! `h{n}` on, ids going on), marked as the switch's (`PARENT_F_SWITCH`).
 
 use attach::datapath::{Datapath, PROG_BR_GUARD, PROG_SW};
 use attach_common::{
-    Endpoint, FdbEntry, FdbKey, MacAddr, SW_AGEING_NS, SW_F_UPLINK, SwPort, Switch,
+    DATAPATH_TC, Endpoint, FdbEntry, FdbKey, MacAddr, PARENT_F_SWITCH, ParentCfg, SW_AGEING_NS,
+    SW_F_UPLINK, SwPort, Switch,
 };
 
 use super::{
@@ -31,6 +34,10 @@ pub struct SwitchScenario {
     ports: Vec<PortSpec>,
     switch_id: u32,
     uplink: bool,
+    /// Macvlan endpoints on the uplink: (MAC, mode).
+    macvlans: Vec<(MacAddr, u8)>,
+    /// Whether the uplink's parent config lacks `PARENT_F_SWITCH`.
+    unmarked: bool,
 }
 
 impl SwitchScenario {
@@ -70,6 +77,20 @@ impl SwitchScenario {
         self
     }
 
+    /// A macvlan endpoint with this MAC and mode on the uplink (which it
+    /// gets).
+    pub fn macvlan(mut self, mac: MacAddr, mode: u8) -> Self {
+        self.uplink = true;
+        self.macvlans.push((mac, mode));
+        self
+    }
+
+    /// The uplink's parent config without `PARENT_F_SWITCH`.
+    pub fn unmarked(mut self) -> Self {
+        self.unmarked = true;
+        self
+    }
+
     pub fn build(self) -> Lab {
         // No IPv6 on the new devices: their own router solicitations, DAD
         // and MLD reports would add frames to the delivery counts.
@@ -78,11 +99,12 @@ impl SwitchScenario {
             std::fs::write(&path, "1").unwrap_or_else(|e| panic!("{path}: {e}"));
         }
         let mut cmds = [veth("u0", Some(&UPLINK_MAC)), veth("x0", None)].concat();
-        for (j, p) in self.ports.iter().enumerate() {
+        let macs = self.ports.iter().map(|p| p.mac);
+        for (j, mac) in macs.chain(self.macvlans.iter().map(|m| m.0)).enumerate() {
             let n = j + 1;
             cmds.push(format!(
                 "link add h{n} type veth peer name h{n}peer address {}",
-                fmt_mac(&p.mac)
+                fmt_mac(&mac)
             ));
             cmds.push(format!("link set h{n} up"));
             cmds.push(format!("link set h{n}peer up"));
@@ -157,7 +179,7 @@ impl SwitchScenario {
             .expect("put the uplink");
         }
         // The harness counts by `Endpoint`: the ports, as endpoints.
-        let eps = ports
+        let mut eps = ports
             .iter()
             .map(|p| Endpoint {
                 host_ifindex: p.ifindex,
@@ -168,6 +190,42 @@ impl SwitchScenario {
                 flags: p.flags,
             })
             .collect::<Vec<_>>();
+        let macvlans: Vec<Endpoint> = self
+            .macvlans
+            .iter()
+            .enumerate()
+            .map(|(j, &(mac, mode))| {
+                let n = ports.len() + j + 1;
+                Endpoint {
+                    host_ifindex: ifindex(&format!("h{n}")),
+                    parent_ifindex: up.ifindex,
+                    id: n as u32,
+                    mac,
+                    mode,
+                    flags: 0,
+                }
+            })
+            .collect();
+        if !macvlans.is_empty() {
+            for ep in &macvlans {
+                dp.put_endpoint(ep).expect("put_endpoint");
+            }
+            dp.write_flood_row(0, &macvlans).expect("write_flood_row");
+            dp.put_parent(
+                up.ifindex,
+                &ParentCfg {
+                    slot: 0,
+                    nports: macvlans.len() as u32,
+                    passthru: Endpoint::default(),
+                    mac: UPLINK_MAC,
+                    flags: if self.unmarked { 0 } else { PARENT_F_SWITCH },
+                    datapath: DATAPATH_TC,
+                    mtu: 1500,
+                },
+            )
+            .expect("put_parent");
+        }
+        eps.extend(macvlans);
         let all_up = vec![true; eps.len()];
         Lab::new(dp, pins, vec![up], eps, all_up)
     }

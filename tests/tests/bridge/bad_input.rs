@@ -141,14 +141,34 @@ fn bad_input_is_refused_and_leaves_nothing() {
         &mac_of(2),
         false,
     );
-    // A macvlan on the uplink of a switch is refused, and the other way.
+    // An ipvlan or a native macvlan on the uplink of a switch is refused,
+    // and the other way (eBPF macvlan endpoints may share it: see
+    // `shared_uplink`).
     lab.add_nic(NIC).unwrap();
     let c3 = attach_bridge(&lab, 3, "sw2", "ebpf", &["--uplink", NIC]).unwrap();
-    let args = ["add", "macvlan", "--parent", NIC, "--netns", &t];
+    let args = [
+        "add",
+        "ipvlan",
+        "--parent",
+        NIC,
+        "--netns",
+        &t,
+        "--ip",
+        "10.77.0.99/24",
+    ];
     check(&args, 4, "uplink of switch sw2", false);
-    let _m =
-        attach_tests::reach::attach(&lab, 5, "bridge", attach_tests::reach::Flavor::EbpfTc, &[])
-            .unwrap();
+    let args = [
+        "add",
+        "macvlan",
+        "--backend",
+        "native",
+        "--parent",
+        NIC,
+        "--netns",
+        &t,
+    ];
+    check(&args, 4, "uplink of switch sw2", false);
+    let _i = attach_tests::reach::attach_ipvlan(&lab, 5, "l2", "bridge", &[]).unwrap();
     run(
         "ebpf",
         &["--bridge", "sw3", "--uplink", "eth1"],

@@ -12,6 +12,7 @@ mod del;
 mod differential;
 mod ports;
 mod repair;
+mod shared_uplink;
 
 use attach_tests::{
     lab::{Lab, Netns, arping, broadcast_reaches, ndisc, ping},

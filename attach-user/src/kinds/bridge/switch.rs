@@ -10,13 +10,13 @@ use attach_common::{
 use aya::programs::TcAttachType;
 
 use super::ports::{addrs, members};
-use crate::kinds::common;
+use crate::kinds::{common, parent};
 use crate::{
     datapath::{self, Datapath, PROG_SW},
     endpoint,
     error::{Context as _, Error, Result},
     inside,
-    model::{Attachment, Backend, Kind, SavedParent},
+    model::{Attachment, Backend, Kind, Mode, SavedParent},
     naming,
     netlink::{Link, LinkChange},
     netns::Netns,
@@ -81,11 +81,27 @@ pub(super) async fn plan_switch(
                 "uplink {name} is already a port of another device (a bridge or bond)"
             )));
         }
+        // eBPF macvlan endpoints may share the uplink (their bridge ports
+        // meet the untagged ports locally); ipvlan and native macvlan
+        // endpoints may not (both would switch the frames it receives).
+        let compat = datapath::compat_build();
         if let Some(r) = records.iter().find(|r| {
-            r.parent_ifindex == link.index && matches!(r.kind, Kind::Macvlan | Kind::Ipvlan)
+            r.parent_ifindex == link.index
+                && matches!(r.kind, Kind::Macvlan | Kind::Ipvlan)
+                && (compat
+                    || r.kind == Kind::Ipvlan
+                    || r.backend != Backend::Ebpf
+                    || r.is_mode(Mode::Passthru))
         }) {
+            let why = if r.is_mode(Mode::Passthru) {
+                ": a passthru endpoint takes the device's own MAC and traffic".to_owned()
+            } else if r.kind == Kind::Macvlan && r.backend == Backend::Ebpf {
+                format!(": sharing it {}", parent::SHARED_UPLINK_NEEDS)
+            } else {
+                String::new()
+            };
             return Err(Error::conflict(format!(
-                "uplink {name} is the parent of {} endpoints ({} in {:?})",
+                "uplink {name} is the parent of {} endpoints ({} in {:?}){why}",
                 r.kind.name(),
                 r.ifname,
                 r.netns
@@ -238,6 +254,8 @@ pub(super) async fn take_uplink(
         &datapath::uplink_link(link.index),
     )
     .with_context(|| format!("attaching the switch program to uplink {name}"))?;
+    // Macvlan endpoints on the uplink: their parent meets the switch.
+    parent::mark_switch(dp, link.index, true)?;
     if !link.promisc {
         node.rtnl
             .set_link(
@@ -309,6 +327,7 @@ pub(super) async fn teardown_switch_port(
 /// Detaches the switch from its uplink and restores its promiscuity.
 pub(super) async fn release_uplink(node: &Node, dp: &mut Datapath, rec: &Attachment) -> Result<()> {
     let up = rec.parent_ifindex;
+    parent::mark_switch(dp, up, false)?;
     dp.unpin(&datapath::uplink_link(up))?;
     if dp
         .sw_port(up)?

@@ -4,8 +4,10 @@
 //! the right count. Found by the node's leftover scan and rewritten from
 //! the records.
 
+use attach_common::PARENT_F_SWITCH;
+
 use crate::kinds::parent::{
-    RowChange, member_endpoint, set_host_hook, switch_member, write_parent,
+    RowChange, member_endpoint, set_host_hook, shares_switch, switch_member, write_parent,
 };
 use crate::{
     addr::Mac,
@@ -22,10 +24,22 @@ pub(crate) struct RowDrift {
     pub members: usize,
     /// With the right count: what the row gets wrong.
     pub row: Option<String>,
+    /// With a right row: whether the config says the parent is its
+    /// switch's uplink when the records say otherwise (`Some(said)`).
+    pub uplink_mark: Option<bool>,
 }
 
 impl std::fmt::Display for RowDrift {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(said) = self.uplink_mark {
+            return write!(
+                f,
+                "the config of parent ifindex {} {} it the uplink of an eBPF switch, its records {}",
+                self.parent_ifindex,
+                if said { "makes" } else { "does not make" },
+                if said { "do not" } else { "do" }
+            );
+        }
         match &self.row {
             Some(what) => write!(
                 f,
@@ -57,12 +71,17 @@ pub(crate) fn drifted_parents(dp: &mut Datapath, records: &[Attachment]) -> Resu
         } else {
             None
         };
-        if cfg.nports as usize != members.len() || row.is_some() {
+        let said = cfg.flags & PARENT_F_SWITCH != 0;
+        let uplink_mark =
+            (row.is_none() && !members.is_empty() && said != shares_switch(records, ifindex))
+                .then_some(said);
+        if cfg.nports as usize != members.len() || row.is_some() || uplink_mark.is_some() {
             drifted.push(RowDrift {
                 parent_ifindex: ifindex,
                 listed: cfg.nports,
                 members: members.len(),
                 row,
+                uplink_mark,
             });
         }
     }
