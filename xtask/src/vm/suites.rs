@@ -154,12 +154,7 @@ pub const COMPAT_SUITES: &[(&str, &[&str])] = &[
     ),
     (
         "bridge",
-        &[
-            "--exact",
-            "ports::ports_of_one_bridge_reach_each_other",
-            // A switch's uplink shared with macvlan endpoints.
-            "shared_uplink::switch_ports_and_macvlan_endpoints_share_the_uplink",
-        ],
+        &["--exact", "ports::ports_of_one_bridge_reach_each_other"],
     ),
     (
         "router",
