@@ -50,6 +50,8 @@ fn main() -> ExitCode {
         let Some(op) = cli.command.op() else {
             unreachable!("every other command is an operation")
         };
+        // One operation, then exit: see `short_lived_heap`.
+        attach::sys::short_lived_heap();
         // A running agent serves the node's operations; without one, the
         // CLI does the work itself.
         let mut engine = None;

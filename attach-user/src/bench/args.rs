@@ -34,7 +34,8 @@ pub struct BenchArgs {
     pub m7_endpoints: Vec<usize>,
     /// Endpoints on one parent for M7's scale row, which times one add
     /// (and its del) with 10 endpoints already on the parent and with this
-    /// many (default 1000; at most 4000); 0 leaves the row out.
+    /// many (default 1000; at most 4000), in wall clock and in CPU time;
+    /// 0 leaves the row out.
     #[arg(long, value_name = "N")]
     pub m7_scale: Option<usize>,
     /// Turn on fraglist GRO (rx-gro-list) on every parent, the NIC stand-in.

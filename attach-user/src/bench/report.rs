@@ -584,7 +584,7 @@ mod tests {
             .take_while(|l| !l.is_empty())
             .collect();
         assert_eq!(lines.len(), doc.targets.len(), "{table}");
-        assert_eq!(doc.targets.len(), 26);
+        assert_eq!(doc.targets.len(), 27);
         for t in &doc.targets {
             let line = lines
                 .iter()

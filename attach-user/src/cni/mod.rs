@@ -32,6 +32,8 @@ use self::{
 /// the node's agent when one runs, else here.
 pub fn main() -> ExitCode {
     crate::logging::init(crate::cli::LogFormat::Text);
+    // One ADD, DEL, CHECK or GC, then exit.
+    crate::sys::short_lived_heap();
     let args: Vec<String> = std::env::args().skip(1).collect();
     if let Some(install) = install::Install::from_args(&args) {
         return run_install(install);

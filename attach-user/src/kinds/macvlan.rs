@@ -323,9 +323,9 @@ async fn create_ebpf(
                 format!("adding {} to the unicast filter of {}", rec.mac, rec.parent)
             })?;
     }
-    let mut with_this: Vec<Attachment> = records.to_vec();
-    with_this.push(rec.clone());
-    rec.xdp_mode = parent::setup_parent(node, &mut dp, rec, &with_this).await?;
+    // The node's records and this one, not copied.
+    let with_this = records.iter().chain(std::iter::once(&*rec));
+    rec.xdp_mode = parent::setup_parent(node, &mut dp, rec, with_this).await?;
     if needs_endpoint_xdp(rec) {
         attach_endpoint_xdp(node, ns, rec)?;
     }

@@ -122,12 +122,14 @@ pub(crate) fn member_endpoint(r: &Attachment) -> Option<Endpoint> {
 }
 
 /// Brings the parent's configuration and programs in line with the eBPF
-/// endpoints in `all` (which includes the one being added).
-pub(crate) async fn setup_parent(
+/// endpoints in `all` (which includes the one being added). Any list of
+/// records, so that an add passes the node's records and its own without
+/// copying a thousand of them into one vector.
+pub(crate) async fn setup_parent<'a>(
     node: &Node,
     dp: &mut Datapath,
     rec: &Attachment,
-    all: &[Attachment],
+    all: impl IntoIterator<Item = &'a Attachment> + Clone,
 ) -> Result<Option<String>> {
     let ifindex = rec.parent_ifindex;
     let parent = node
@@ -146,7 +148,7 @@ pub(crate) async fn setup_parent(
         slot,
         (parent.mac, parent.mtu),
         rec.datapath.unwrap_or_default(),
-        all,
+        all.clone(),
         member_endpoint(rec).map_or(RowChange::Rebuild, RowChange::Joined),
     )?;
     let [rx, _, xdp] = datapath::parent_links(ifindex);
@@ -155,14 +157,14 @@ pub(crate) async fn setup_parent(
     let switch = datapath::uplink_link(ifindex);
     dp.attach_tc_before(PROG_RX, ifindex, TcAttachType::Ingress, &rx, &switch)
         .with_context(|| format!("attaching the receive program to {}", rec.parent))?;
-    set_host_hook(dp, rec, all)?;
+    set_host_hook(dp, rec, all.clone())?;
     if rec.datapath != Some(DatapathKind::Xdp) {
         return Ok(None);
     }
     // A link pinned but detached (by hand) holds no hook: attached anew.
     if dp.xdp_alive(&xdp, &parent.xdp_progs)
         && let Some(mode) = all
-            .iter()
+            .into_iter()
             .find(|r| r.parent_ifindex == ifindex && r.xdp_mode.is_some())
             .and_then(|r| r.xdp_mode.clone())
     {
@@ -187,14 +189,21 @@ pub(crate) async fn setup_parent(
 /// one on the parent the node's traffic leaves with no program on its way,
 /// and the parent's first endpoint waits for one tcx attach (an RCU grace
 /// period) instead of two.
-pub(crate) fn parent_needs_host(all: &[Attachment], ifindex: u32) -> bool {
-    all.iter()
+pub(crate) fn parent_needs_host<'a>(
+    all: impl IntoIterator<Item = &'a Attachment>,
+    ifindex: u32,
+) -> bool {
+    all.into_iter()
         .any(|r| switch_member(r, ifindex) && r.host_access)
 }
 
 /// Attaches the parent's egress program while a member of `all` (the
 /// parent of `rec`'s switch) has host access; removes it otherwise.
-pub(crate) fn set_host_hook(dp: &mut Datapath, rec: &Attachment, all: &[Attachment]) -> Result<()> {
+pub(crate) fn set_host_hook<'a>(
+    dp: &mut Datapath,
+    rec: &Attachment,
+    all: impl IntoIterator<Item = &'a Attachment>,
+) -> Result<()> {
     let ifindex = rec.parent_ifindex;
     let [_, host, _] = datapath::parent_links(ifindex);
     if parent_needs_host(all, ifindex) {
@@ -256,17 +265,17 @@ impl RowChange {
 /// Writes a parent's flood row, then its config (which publishes the row).
 /// A member joining or leaving a row that holds the other members is one
 /// write to it (see [`Datapath::flood_append`]), not a rewrite.
-pub(crate) fn write_parent(
+pub(crate) fn write_parent<'a>(
     dp: &mut Datapath,
     ifindex: u32,
     slot: u32,
     (mac, mtu): (Mac, u32),
     kind: DatapathKind,
-    all: &[Attachment],
+    all: impl IntoIterator<Item = &'a Attachment>,
     change: RowChange,
 ) -> Result<()> {
     let eps: Vec<Endpoint> = all
-        .iter()
+        .into_iter()
         .filter(|r| switch_member(r, ifindex))
         .filter_map(member_endpoint)
         .collect();

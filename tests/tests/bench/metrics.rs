@@ -145,6 +145,7 @@ fn every_other_metric_runs_with_targets_json_and_chart() {
         ("M7", "detach_1", m7.to_vec()),
         ("M7", "detach_10", m7.to_vec()),
         ("M7", "add_at_scale", vec!["ours-few", "ours-many"]),
+        ("M7", "add_at_scale_cpu", vec!["ours-few", "ours-many"]),
     ];
     let results = doc["results"].as_array().expect("results");
     let mut got: Vec<(String, String, String)> = results
@@ -192,7 +193,7 @@ fn every_other_metric_runs_with_targets_json_and_chart() {
             "M3" | "M4" => &["host"],
             "M5" if s["case"] == "tcp_container_to_container" => &[],
             "M5" => &["host"],
-            _ if s["case"] == "add_at_scale" => &["ours-few"],
+            _ if scale_row(s) => &["ours-few"],
             _ => &["cni", "native"],
         };
         let mut have: Vec<&str> = s["ratios"]
@@ -227,7 +228,7 @@ fn every_other_metric_runs_with_targets_json_and_chart() {
                     assert!((0.0..=100.0).contains(&loss), "{what}: loss {loss}%");
                 }
                 "M5" => assert!(num(&d["retransmits"], "retransmits") >= 0.0, "{what}: {x}"),
-                _ if s["case"] == "add_at_scale" => {
+                _ if scale_row(s) => {
                     let on = num(&d["endpoints_on_parent"], "endpoints_on_parent");
                     let want = if s["contender"] == "ours-few" {
                         10.0
@@ -276,7 +277,7 @@ fn every_other_metric_runs_with_targets_json_and_chart() {
     // have a value and a verdict, every other (a contender or reference that did not run, a
     // metric that did not run, M7's 100 endpoints) says not measured.
     let targets = doc["targets"].as_array().expect("targets");
-    assert_eq!(targets.len(), 26, "targets: {targets:?}");
+    assert_eq!(targets.len(), 27, "targets: {targets:?}");
     let measured = [
         "ours-tc: p50 latency vs host",
         "ours-tc: p99 latency vs host",
@@ -284,6 +285,7 @@ fn every_other_metric_runs_with_targets_json_and_chart() {
         "ours-tc: TCP wire→container vs host",
         "ours-tc: TCP container→wire vs host",
         "ours (CLI): one add with many endpoints on the parent vs few (1000 vs 10 by default)",
+        "ours (CLI): one add's CPU time, many vs few endpoints on its parent",
     ];
     for t in targets {
         let what = t["what"].as_str().unwrap();
@@ -342,4 +344,12 @@ fn every_other_metric_runs_with_targets_json_and_chart() {
             "the chart has {text}, which did not run:\n{chart}"
         );
     }
+}
+
+/// A row of M7's scale: the wall clock's or the CPU time's.
+fn scale_row(s: &serde_json::Value) -> bool {
+    matches!(
+        s["case"].as_str(),
+        Some("add_at_scale" | "add_at_scale_cpu")
+    )
 }

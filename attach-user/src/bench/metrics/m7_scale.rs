@@ -5,7 +5,10 @@
 //! their dels; the value is the mean add. The endpoints that fill the
 //! parent are attached (and, at the end, detached) untimed. The ratio
 //! many/few, paired by round, is the target's value: an add must not cost
-//! more because the parent already has many endpoints.
+//! more because the parent already has many endpoints. Beside the wall
+//! clock, the same adds' CPU time ([`CPU_CASE`]: the attach processes'
+//! user and system time, from `getrusage(RUSAGE_CHILDREN)`), which other
+//! work on a shared machine moves far less.
 
 use std::time::Instant;
 
@@ -34,6 +37,26 @@ pub const CASE: Case = Case {
     better: Better::Lower,
     refs: &[FEW],
 };
+
+pub const CPU_CASE: Case = Case {
+    metric: "M7",
+    id: "add_at_scale_cpu",
+    title: "CPU time of one add (the attach process's user + system time) with few (10), then many (--m7-scale), endpoints on the parent",
+    unit: "ms",
+    better: Better::Lower,
+    refs: &[FEW],
+};
+
+/// User + system time of this process's waited-for children so far, in
+/// ms (the kernel's precise run time, split between the two by samples).
+fn children_cpu_ms() -> f64 {
+    // SAFETY: plain data, valid when zero; getrusage fills it.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid rusage to fill.
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut u) };
+    let ms = |t: libc::timeval| t.tv_sec as f64 * 1e3 + t.tv_usec as f64 / 1e3;
+    ms(u.ru_utime) + ms(u.ru_stime)
+}
 
 fn add(ctx: &Ctx, ns: &Ns, i: usize) -> Result<()> {
     let ip = format!("10.205.{}.{}/16", i / 200, i % 200 + 2);
@@ -65,32 +88,35 @@ fn fill(ctx: &Ctx, ns: &[Ns], first: usize) -> Result<()> {
     })?
 }
 
-/// (mean add ms, mean del ms) of the probe endpoints, attached one after
-/// another, then detached.
-fn probe(ctx: &Ctx, probes: &[Ns], first: usize) -> Result<(f64, f64)> {
-    ctx.lab.node.run(|| -> Result<(f64, f64)> {
+/// (mean add ms, mean del ms, mean add CPU ms) of the probe endpoints,
+/// attached one after another, then detached.
+fn probe(ctx: &Ctx, probes: &[Ns], first: usize) -> Result<(f64, f64, f64)> {
+    ctx.lab.node.run(|| -> Result<(f64, f64, f64)> {
         let mut adds = 0.0;
+        let cpu = children_cpu_ms();
         for (i, ns) in probes.iter().enumerate() {
             let t = Instant::now();
             add(ctx, ns, first + i)?;
             adds += t.elapsed().as_secs_f64() * 1e3;
         }
+        let cpu = children_cpu_ms() - cpu;
         let t = Instant::now();
         for ns in probes {
             del(ctx, ns)?;
         }
         let dels = t.elapsed().as_secs_f64() * 1e3;
         let n = probes.len() as f64;
-        Ok((adds / n, dels / n))
+        Ok((adds / n, dels / n, cpu / n))
     })?
 }
 
 /// Times the rounds at the endpoints now on the parent (`on`).
 fn rounds(ctx: &mut Ctx, probes: &[Ns], on: usize, who: &str) -> Result<()> {
     for round in 0..ctx.cfg.rounds {
-        let ((a, d), busy) = watched(|| probe(ctx, probes, on))?;
+        let ((a, d, cpu), busy) = watched(|| probe(ctx, probes, on))?;
         let extra = detail(&[("endpoints_on_parent", on as f64), ("del_ms", d)]);
-        ctx.record(&CASE, who, round, a, extra, busy);
+        ctx.record(&CASE, who, round, a, extra.clone(), busy.clone());
+        ctx.record(&CPU_CASE, who, round, cpu, extra, busy);
     }
     Ok(())
 }

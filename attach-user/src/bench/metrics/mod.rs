@@ -25,5 +25,6 @@ pub fn all_cases() -> Vec<Case> {
     v.extend(m5::CASES);
     v.extend(m7::cases());
     v.push(m7_scale::CASE);
+    v.push(m7_scale::CPU_CASE);
     v
 }

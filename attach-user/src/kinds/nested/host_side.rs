@@ -206,9 +206,9 @@ pub(super) async fn create_host(
         .fdb_self_add(rec.parent_ifindex, rec.mac)
         .await
         .with_context(|| format!("adding {} to the unicast filter of {}", rec.mac, rec.parent))?;
-    let mut with_this: Vec<Attachment> = records.to_vec();
-    with_this.push(rec.clone());
-    rec.xdp_mode = parent::setup_parent(node, &mut dp, rec, &with_this).await?;
+    // The node's records and this one, not copied.
+    let with_this = records.iter().chain(std::iter::once(&*rec));
+    rec.xdp_mode = parent::setup_parent(node, &mut dp, rec, with_this).await?;
     // Last: the tap's frames are switched from here on.
     dp.put_nest_vlan(&key_of(tap, rec.qinq, n.vid), &n)?;
     dp.attach_tc_first(
