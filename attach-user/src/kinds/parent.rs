@@ -274,8 +274,10 @@ pub(crate) fn write_parent<'a>(
     all: impl IntoIterator<Item = &'a Attachment>,
     change: RowChange,
 ) -> Result<()> {
+    let mut switch = false;
     let eps: Vec<Endpoint> = all
         .into_iter()
+        .inspect(|r| switch |= is_switch_uplink_of(r, ifindex))
         .filter(|r| switch_member(r, ifindex))
         .filter_map(member_endpoint)
         .collect();
@@ -291,7 +293,7 @@ pub(crate) fn write_parent<'a>(
             PARENT_F_PASSTHRU
         } else {
             0
-        } | if shares_switch(all, ifindex) {
+        } | if switch && !datapath::compat_build() {
             PARENT_F_SWITCH
         } else {
             0
@@ -425,10 +427,12 @@ pub(crate) fn mtu_under(parent: &Link, mtu: Option<u32>) -> Result<u32> {
 /// untagged ports meet its bridge-mode endpoints locally (the
 /// `PARENT_F_SWITCH` bit of its config).
 pub(crate) fn shares_switch(all: &[Attachment], ifindex: u32) -> bool {
-    !datapath::compat_build()
-        && all
-            .iter()
-            .any(|r| r.kind == Kind::Bridge && r.uplink.is_some() && r.parent_ifindex == ifindex)
+    !datapath::compat_build() && all.iter().any(|r| is_switch_uplink_of(r, ifindex))
+}
+
+/// Whether `r` is a port of an eBPF switch whose uplink is `ifindex`.
+fn is_switch_uplink_of(r: &Attachment, ifindex: u32) -> bool {
+    r.kind == Kind::Bridge && r.uplink.is_some() && r.parent_ifindex == ifindex
 }
 
 /// Sets or clears `PARENT_F_SWITCH` on parent `ifindex`'s config, if the

@@ -32,6 +32,9 @@ pub const GUEST_MODULES: &[(&str, bool)] = &[
     ("nf_tables", false),
     // A module before 5.13 (built in after): the tests' nft counters.
     ("nft_counter", false),
+    // `meta` (iifname) in the bridge family: the wire's counters of a
+    // switch's frames.
+    ("nft_meta_bridge", false),
 ];
 
 /// What `/init` cannot load as a module (checked in the kernel's config).
