@@ -264,3 +264,60 @@ fn a_passthru_endpoint_keeps_the_uplink_to_itself() {
     assert!(err.contains("passthru"), "{err}");
     detach(&lab, &pt).unwrap();
 }
+
+/// A switch port and a macvlan endpoint on its uplink are hosts of one LAN:
+/// neither takes the other's MAC or address, whichever came first.
+#[test]
+fn ports_and_endpoints_on_the_uplink_keep_their_macs_and_addresses_apart() {
+    require_root();
+    let lab = Lab::new().unwrap();
+    let m = attach(&lab, 1, "bridge", Flavor::EbpfTc, &[]).unwrap();
+    let mac = link_mac(&m.ns, "eth0");
+    let c2 = lab.container("c2").unwrap();
+    let port = |extra: &[&str]| {
+        let mut args = vec![
+            "add",
+            "bridge",
+            "--bridge",
+            BR,
+            "--backend",
+            "ebpf",
+            "--no-probe",
+            "--netns",
+        ];
+        args.push(c2.name());
+        args.extend(["--uplink", NODE_IF]);
+        args.extend(extra);
+        lab.attach().run(&args).unwrap()
+    };
+    let m_ip = format!("{}/24", m.v4);
+    for (extra, named) in [
+        (
+            ["--mac", mac.as_str(), "--ip", "10.77.0.12/24"],
+            mac.as_str(),
+        ),
+        (
+            ["--mac", "02:a7:00:00:00:32", "--ip", m_ip.as_str()],
+            m.v4.as_str(),
+        ),
+    ] {
+        let out = port(&extra);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(4), "{extra:?}: {err}");
+        assert!(
+            err.contains(named) && err.contains(m.ns.name()),
+            "{extra:?} does not name {named} and its user: {err}"
+        );
+        assert!(
+            lab.attach()
+                .json(&["list"])
+                .unwrap()
+                .as_array()
+                .unwrap()
+                .len()
+                == 1,
+            "{extra:?}: a refused port was recorded"
+        );
+    }
+    detach(&lab, &m).unwrap();
+}

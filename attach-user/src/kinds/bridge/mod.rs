@@ -241,6 +241,21 @@ pub async fn plan(
             rec.mac, rec.parent, o.ifname, o.netns
         )));
     }
+    // eBPF macvlan endpoints on the switch's uplink share its LAN: the same
+    // MAC or address there would be two hosts' (their add checks ports).
+    let on_uplink: Vec<&Attachment> = match (&device, ebpf) {
+        (Some(d), true) => records
+            .iter()
+            .filter(|r| r.kind == Kind::Macvlan && r.parent_ifindex == d.index)
+            .collect(),
+        _ => Vec::new(),
+    };
+    if let Some(o) = on_uplink.iter().find(|o| o.mac == rec.mac) {
+        return Err(Error::conflict(format!(
+            "MAC {} is already used on uplink {} by macvlan {} in {:?}",
+            rec.mac, o.parent, o.ifname, o.netns
+        )));
+    }
     let own = match &device {
         Some(d) => node.rtnl.addresses(d.index).await?,
         None => Vec::new(),
@@ -255,6 +270,7 @@ pub async fn plan(
         }
         if let Some(o) = others
             .iter()
+            .chain(on_uplink.iter())
             .find(|o| o.ips.iter().any(|a| a.addr == ip.addr))
         {
             return Err(Error::conflict(format!(
