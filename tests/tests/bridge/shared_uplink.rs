@@ -320,4 +320,28 @@ fn ports_and_endpoints_on_the_uplink_keep_their_macs_and_addresses_apart() {
         );
     }
     detach(&lab, &m).unwrap();
+
+    // The other way round: a port first, then an endpoint with its MAC.
+    let p = attach_bridge(&lab, 3, BR, "ebpf", &["--uplink", NODE_IF]).unwrap();
+    let p_mac = link_mac(&p.ns, "eth0");
+    let out = lab
+        .attach()
+        .run(&[
+            "add",
+            "macvlan",
+            "--parent",
+            NODE_IF,
+            "--no-probe",
+            "--netns",
+            c2.name(),
+            "--mac",
+            &p_mac,
+            "--ip",
+            "10.77.0.12/24",
+        ])
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(err.contains(&p_mac) && err.contains(p.ns.name()), "{err}");
+    detach(&lab, &p).unwrap();
 }
