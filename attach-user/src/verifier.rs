@@ -1,6 +1,7 @@
 //! Whether every program of the build this kernel gets passes its verifier:
-//! each loaded once, with maps made for the purpose (nothing pinned, nothing
-//! attached, all gone when the check returns). What `attach features`
+//! each loaded once, with maps made for the purpose (their pins in a
+//! directory of the check's own, removed at once; nothing attached; all
+//! gone when the check returns). What `attach features`
 //! reports, so that "works here" is the kernel's own word, not a guess from
 //! version numbers.
 
@@ -24,15 +25,44 @@ pub struct ProgramCheck {
     pub verified_instructions: Option<u32>,
 }
 
+/// A bpffs directory of this process's for the maps' pins, removed with
+/// whatever is pinned in it when dropped.
+struct ScratchPins(std::path::PathBuf);
+
+impl ScratchPins {
+    fn new() -> Result<Self> {
+        crate::datapath::Datapath::check_bpffs()?;
+        let dir =
+            std::path::PathBuf::from(format!("/sys/fs/bpf/attach-verify-{}", std::process::id()));
+        // A directory of an earlier process of this pid, killed mid-check.
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir)
+            .map_err(|e| Error::system(format!("creating {}: {e}", dir.display())))?;
+        Ok(Self(dir))
+    }
+}
+
+impl Drop for ScratchPins {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// Lines of a refusal's verifier log kept: the reason is at its end.
 const REASON_LINES: usize = 4;
 
 /// Loads every program of this kernel's build once.
 pub fn check_programs() -> Result<Vec<ProgramCheck>> {
     let started = std::time::Instant::now();
-    let mut ebpf = EbpfLoader::new()
-        .load(ebpf_object())
-        .map_err(|e| Error::from(e).context("loading the programs' object"))?;
+    // The loader pins the object's by-name maps, by default at the root of
+    // the bpffs: a directory of this process's takes them instead, gone as
+    // soon as they are made (the maps live on while the programs hold them).
+    let scratch = ScratchPins::new()?;
+    let loaded = EbpfLoader::new()
+        .default_map_pin_directory(&scratch.0)
+        .load(ebpf_object());
+    drop(scratch);
+    let mut ebpf = loaded.map_err(|e| Error::from(e).context("loading the programs' object"))?;
     tracing::debug!("object and maps made in {:?}", started.elapsed());
     let mut out: Vec<ProgramCheck> = ebpf
         .programs_mut()

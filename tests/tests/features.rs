@@ -55,10 +55,25 @@ fn capability<'a>(report: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no capability {name:?} in {report:#}"))
 }
 
+/// What the engine left at the root of the bpffs: its pins all live in
+/// `/sys/fs/bpf/attach/`, so any `attach_*` pin or scratch directory there
+/// is a leak.
+fn bpffs_root_leftovers() -> Vec<String> {
+    std::fs::read_dir("/sys/fs/bpf")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with("attach_") || n.starts_with("attach-verify"))
+        .collect()
+}
+
 #[test]
 fn features_match_the_kernel_and_every_program_is_accepted() {
     require_root();
     let lab = Lab::new().unwrap();
+    // Builds before the verifier's scratch pins left its maps' pins here.
+    for name in bpffs_root_leftovers() {
+        let _ = std::fs::remove_file(std::path::Path::new("/sys/fs/bpf").join(name));
+    }
     let started = std::time::Instant::now();
     // The verifier's progress, program by program, straight to the console:
     // on an emulated older kernel this is where the time goes.
@@ -72,6 +87,8 @@ fn features_match_the_kernel_and_every_program_is_accepted() {
         .output()
         .unwrap();
     eprintln!("attach features took {:?}", started.elapsed());
+    let leaked = bpffs_root_leftovers();
+    assert!(leaked.is_empty(), "features left {leaked:?} in /sys/fs/bpf");
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
     assert_eq!(report["kernel"], release.trim());
