@@ -320,7 +320,7 @@ fn quick_bench_completes_with_sane_numbers_and_cleans_up() {
     want_metrics.extend(["M4"; 2]);
     want_metrics.extend(["M5"; 4]);
     want_metrics.extend(["M6"; 6]);
-    want_metrics.extend(["M7"; 3]);
+    want_metrics.extend(["M7"; 4]);
     assert_eq!(metrics, want_metrics, "targets: {targets:?}");
     for t in targets {
         let measured = match t["metric"].as_str().unwrap() {
