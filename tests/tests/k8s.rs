@@ -397,6 +397,10 @@ fn the_agents_metrics_label_a_pod_by_name() {
     let c1 = lab.container("c1").unwrap();
     let log = std::env::temp_dir().join(format!("attach-k8s-agent-{}.log", lab.tag()));
     let bin = Attach::bin().unwrap();
+    let socket = format!(
+        "/run/attach/{}.sock",
+        lab.node_pin_dir().file_name().unwrap().to_string_lossy()
+    );
     let _agent = Stopped(
         lab.node()
             .command(&[
@@ -411,15 +415,12 @@ fn the_agents_metrics_label_a_pod_by_name() {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap(),
+        socket.clone(),
     );
     let curl = |path: &str| {
         lab.node()
             .ok(&["curl", "-sf", &format!("http://127.0.0.1:9469{path}")])
     };
-    let socket = format!(
-        "/run/attach/{}.sock",
-        lab.node_pin_dir().file_name().unwrap().to_string_lossy()
-    );
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while std::os::unix::net::UnixStream::connect(&socket).is_err() || curl("/healthz").is_err() {
         assert!(
@@ -470,11 +471,14 @@ fn the_agents_metrics_label_a_pod_by_name() {
 
 /// A child of the test's, killed (by its pid) when the test ends, passed or
 /// not.
-struct Stopped(std::process::Child);
+/// An agent, killed by its PID when dropped, and its socket (which a
+/// killed agent cannot remove) with it.
+struct Stopped(std::process::Child, String);
 
 impl Drop for Stopped {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+        let _ = std::fs::remove_file(&self.1);
     }
 }
