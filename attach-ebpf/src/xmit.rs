@@ -112,10 +112,17 @@ fn deliver_port(pkt: &Pkt, port: &SwPort) -> i32 {
         stats::rx_dropped(port.id);
         return drop(pkt, Verdict::DropRateLimit);
     }
-    let ret = crate::kernel::redirect_into(port.ifindex);
+    redirect_counted(pkt, port.id, port.ifindex)
+}
+
+/// Into the container behind host-side veth `ifindex`, counted as received
+/// by endpoint (or port) `id`.
+#[inline(always)]
+fn redirect_counted(pkt: &Pkt, id: u32, ifindex: u32) -> i32 {
+    let ret = crate::kernel::redirect_into(ifindex);
     if ret == TC_ACT_REDIRECT as i32 {
         report(DIR, Verdict::ToEndpoint, pkt);
-        stats::rx(port.id, pkt.len as u64, pkt.eth);
+        stats::rx(id, pkt.len as u64, pkt.eth);
         return ret;
     }
     drop(pkt, Verdict::DropRedirect)
@@ -142,11 +149,5 @@ fn deliver_local(ctx: &TcContext, pkt: &Pkt, dest: &Endpoint) -> i32 {
             }
         };
     }
-    let ret = crate::kernel::redirect_into(dest.host_ifindex);
-    if ret == TC_ACT_REDIRECT as i32 {
-        report(DIR, Verdict::ToEndpoint, pkt);
-        stats::rx(dest.id, pkt.len as u64, pkt.eth);
-        return ret;
-    }
-    drop(pkt, Verdict::DropRedirect)
+    redirect_counted(pkt, dest.id, dest.host_ifindex)
 }
